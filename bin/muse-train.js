@@ -1,0 +1,3 @@
+#!/usr/bin/env node
+process.stderr.write('muse-train: not available yet (tracked in issue 6)\n');
+process.exitCode = 2;

@@ -1,0 +1,123 @@
+/** `muse-data fetch [pipeline] [flags]`: flags in img2dataset's spirit override the pipeline file. */
+import path from 'node:path';
+import type { Argv } from 'yargs';
+import { deepMerge, loadPipelineFile, resolvePipeline, resolvePipelinePath } from '../pipeline/config.ts';
+import { runFetch } from '../pipeline/run-fetch.ts';
+import type { LogFormat } from '../pipeline/progress.ts';
+import { resolveDataRoot } from './data-root.ts';
+import { projectRootFromHere } from '../pipeline/context.ts';
+
+export function fetchCommand(y: Argv) {
+  return y
+    .positional('pipeline', { type: 'string', describe: 'a pipeline in pipelines/ (laion400m, laion2b-en|laion, coyo700m, cc12m, imagenet, sample) or a YAML file' })
+    .option('shards', { type: 'string', describe: 'shard indices to run, e.g. 0-99 or 3,5,7-9 (default: all)' })
+    .option('workers', { type: 'number', default: 1, describe: 'shards run in parallel processes' })
+    .option('out', { type: 'string', describe: 'output dataset folder (default: <data root>/<pipeline name>)' })
+    .option('data-root', { type: 'string', describe: 'data root (default: $MUSE_DATA_ROOT or ./datasets)' })
+    .option('log-format', { choices: ['auto', 'plain', 'json'] as const, default: 'auto' as const, describe: 'progress: live bar on a terminal, plain lines, or JSON lines' })
+    .option('input', { type: 'string', array: true, describe: 'metadata file(s) or glob(s); replaces the pipeline input files' })
+    .option('input-format', { choices: ['parquet', 'tsv', 'csv', 'jsonl', 'imagenet'] as const })
+    .option('header', { type: 'boolean', describe: 'tsv/csv: first line is a header (--no-header for CC12M/CC3M)' })
+    .option('columns', { type: 'string', describe: 'tsv/csv without header: column names in order, e.g. url,caption' })
+    .option('url-col', { type: 'string' })
+    .option('caption-col', { type: 'string' })
+    .option('image-size', { type: 'number' })
+    .option('resize-mode', { choices: ['center_crop', 'keep_ratio', 'border', 'no'] as const })
+    .option('resize-only-if-bigger', { type: 'boolean' })
+    .option('encode-format', { choices: ['jpg', 'webp', 'png'] as const })
+    .option('encode-quality', { type: 'number' })
+    .option('min-image-size', { type: 'number' })
+    .option('max-aspect-ratio', { type: 'number' })
+    .option('max-image-area', { type: 'number' })
+    .option('samples-per-shard', { type: 'number' })
+    .option('dead-links', { choices: ['fallback', 'skip'] as const })
+    .option('allow-private-network', { type: 'boolean', describe: 'allow URLs that resolve to private/loopback addresses (local data only)' })
+    .option('concurrency', { type: 'number', describe: 'parallel downloads per worker' })
+    .option('timeout', { type: 'number', describe: 'seconds for a whole request' })
+    .option('retries', { type: 'number' })
+    .option('user-agent-token', { type: 'string' })
+    .option('disallowed-header-directives', { type: 'string', describe: 'comma list of X-Robots-Tag directives that forbid use ("" for none)' });
+}
+
+type FetchArgs = Record<string, unknown> & { pipeline?: string };
+
+/** Command-line flags as a partial pipeline document, merged over the pipeline file. */
+export function flagsToOverrides(a: FetchArgs): Record<string, unknown> {
+  const input: Record<string, unknown> = {
+    files: a.input,
+    format: a['input-format'],
+    header: a.header,
+    columns: typeof a.columns === 'string' ? a.columns.split(',').map((s) => s.trim()) : undefined,
+    url_col: a['url-col'],
+    caption_col: a['caption-col'],
+  };
+  const image: Record<string, unknown> = {
+    size: a['image-size'],
+    resize_mode: a['resize-mode'],
+    resize_only_if_bigger: a['resize-only-if-bigger'],
+    encode_format: a['encode-format'],
+    encode_quality: a['encode-quality'],
+    min_image_size: a['min-image-size'],
+    max_aspect_ratio: a['max-aspect-ratio'],
+    max_image_area: a['max-image-area'],
+  };
+  const download: Record<string, unknown> = {
+    allow_private_network: a['allow-private-network'],
+    concurrency: a.concurrency,
+    timeout_s: a.timeout,
+    retries: a.retries,
+    user_agent_token: a['user-agent-token'],
+    disallowed_header_directives:
+      typeof a['disallowed-header-directives'] === 'string'
+        ? a['disallowed-header-directives'].split(',').map((s) => s.trim()).filter(Boolean)
+        : undefined,
+  };
+  const drop = (o: Record<string, unknown>) => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined));
+  const out: Record<string, unknown> = { samples_per_shard: a['samples-per-shard'], dead_links: a['dead-links'] };
+  if (Object.keys(drop(input)).length) out.input = drop(input);
+  if (Object.keys(drop(image)).length) out.image = drop(image);
+  if (Object.keys(drop(download)).length) out.download = drop(download);
+  return drop(out);
+}
+
+export async function fetchHandler(a: FetchArgs): Promise<number> {
+  const projectRoot = projectRootFromHere();
+  const dataRoot = resolveDataRoot(a['data-root'] as string | undefined);
+  let raw: Record<string, unknown> = {};
+  let where = 'command line';
+  if (a.pipeline) {
+    const file = resolvePipelinePath(a.pipeline, projectRoot);
+    raw = await loadPipelineFile(file);
+    where = file;
+  } else if (!a.input) {
+    throw new Error('fetch needs a pipeline name (e.g. `muse-data fetch sample`) or --input FILE');
+  }
+  const overrides = flagsToOverrides(a);
+  // --input files given on the command line are relative to the current folder, not the data root.
+  if (overrides.input && (overrides.input as Record<string, unknown>).files) {
+    (overrides.input as Record<string, unknown>).files = ((overrides.input as Record<string, unknown>).files as string[]).map((f) => path.resolve(f));
+  }
+  const cfg = resolvePipeline(deepMerge(raw, overrides), where);
+  const datasetDir = path.resolve((a.out as string | undefined) ?? path.join(dataRoot, cfg.name));
+  const summary = await runFetch({
+    cfg,
+    datasetDir,
+    dataRoot,
+    projectRoot,
+    shards: a.shards as string | undefined,
+    workers: Math.max(1, Math.floor((a.workers as number) ?? 1)),
+    logFormat: (a['log-format'] as LogFormat) ?? 'auto',
+  });
+  const s = summary.status;
+  process.stderr.write(
+    `done: ${summary.rows} rows in ${summary.shards_selected} shard(s) (${summary.shards_run} run, ${summary.shards_skipped} already complete) in ${summary.elapsed_s}s — ` +
+      `ok ${s.ok}, fallback ${s.fallback}, filtered ${s.filtered}, opted_out ${s.opted_out}, duplicate ${s.duplicate}, failed ${s.failed}; ` +
+      `${summary.successes_per_s} successes/s\n`,
+  );
+  if (a['log-format'] === 'json') process.stdout.write(JSON.stringify({ event: 'summary', ...summary }) + '\n');
+  if (summary.shards_failed.length) {
+    process.stderr.write(`${summary.shards_failed.length} shard(s) failed and will be redone by a rerun: ${summary.shards_failed.map((f) => `${f.shard} (${f.error})`).join('; ')}\n`);
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,46 @@
+/** `muse-data`: the data pipeline's command line. */
+import yargs from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { fetchCommand, fetchHandler } from './fetch-command.ts';
+import { ConfigError } from '../pipeline/config.ts';
+import { FetchError } from '../pipeline/run-fetch.ts';
+
+const notYet = (what: string, issue: number) => async () => {
+  process.stderr.write(`muse-data ${what}: not available yet (tracked in issue ${issue})\n`);
+  return 2;
+};
+
+export async function main(argv: string[]): Promise<number> {
+  let code = 0;
+  const run = (handler: (a: Record<string, unknown>) => Promise<number>) => async (a: Record<string, unknown>) => {
+    code = await handler(a);
+  };
+  await yargs(argv)
+    .scriptName('muse-data')
+    .usage('$0 <command> [options]')
+    .command('fetch [pipeline]', 'metadata (parquet/TSV/CSV/JSONL/ImageNet folder) -> WebDataset shards', fetchCommand, run(fetchHandler as (a: Record<string, unknown>) => Promise<number>))
+    .command('dedup <dataset>', 'global duplicate decisions', (y) => y, run(notYet('dedup', 3)))
+    .command('optout <action>', 'opt-out index', (y) => y, run(notYet('optout', 3)))
+    .command('tokenize <dataset>', 'shards -> Arrow token caches', (y) => y, run(notYet('tokenize', 5)))
+    .command('verify <dataset>', 'check caches against shards', (y) => y, run(notYet('verify', 5)))
+    .demandCommand(1, 'name a command, e.g. `muse-data fetch sample`')
+    .strict()
+    .help()
+    .fail((msg, err) => {
+      if (err) throw err;
+      process.stderr.write(`muse-data: ${msg}\n(see muse-data --help)\n`);
+      code = 2;
+    })
+    .parseAsync();
+  return code;
+}
+
+export async function cli(argv = hideBin(process.argv)): Promise<void> {
+  try {
+    process.exitCode = await main(argv);
+  } catch (err) {
+    const known = err instanceof ConfigError || err instanceof FetchError || (err as NodeJS.ErrnoException).code === 'ENOENT';
+    process.stderr.write(`muse-data: ${known ? (err as Error).message : ((err as Error).stack ?? String(err))}\n`);
+    process.exitCode = 1;
+  }
+}

@@ -1,0 +1,40 @@
+/** Builds what a shard job needs from a resolved pipeline: source, downloader, image processor, filter. */
+import path from 'node:path';
+import type { PipelineConfig } from './config-types.ts';
+import type { ShardJobContext } from './shard-job.ts';
+import { createSource } from '../sources/index.ts';
+import { createDownloader } from '../fetch/downloader.ts';
+import { createImageProcessor } from '../image/index.ts';
+import { createRecordFilter } from '../filters/index.ts';
+
+export interface ContextOptions {
+  cfg: PipelineConfig;
+  datasetDir: string;
+  dataRoot: string;
+  projectRoot: string;
+  /** Origin of the bundled sample server, when the pipeline has `local_server`. */
+  localOrigin?: string;
+}
+
+export async function createShardContext(o: ContextOptions): Promise<ShardJobContext & { close(): Promise<void> }> {
+  const source = createSource(o.cfg.input, { dataRoot: o.dataRoot, projectRoot: o.projectRoot });
+  const { totalRows } = await source.open();
+  const prefix = o.cfg.local_server?.url_prefix;
+  const origin = o.localOrigin;
+  const rewriteUrl = prefix && origin ? (url: string) => (url.startsWith(prefix) ? origin + '/' + url.slice(prefix.length) : url) : undefined;
+  const downloader = createDownloader(o.cfg.download, { rewriteUrl });
+  return {
+    cfg: o.cfg,
+    source,
+    totalRows,
+    datasetDir: o.datasetDir,
+    downloader,
+    processImage: createImageProcessor(o.cfg.image),
+    filter: createRecordFilter(o.cfg.filters, { baseDir: o.projectRoot }),
+    close: () => downloader.close(),
+  };
+}
+
+export function projectRootFromHere(): string {
+  return path.resolve(import.meta.dirname, '../..');
+}

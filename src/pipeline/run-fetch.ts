@@ -1,0 +1,196 @@
+/**
+ * `muse-data fetch`: selects the shards still to do, runs them in this process (`--workers 1`) or in worker
+ * processes, shows progress and returns a summary built from the shards' stats files.
+ */
+import { fork } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { PipelineConfig } from './config-types.ts';
+import { createShardContext, type ContextOptions } from './context.ts';
+import { runShard, shardCount } from './shard-job.ts';
+import { FetchProgress, type LogFormat } from './progress.ts';
+import type { FromWorker, ToWorker } from './worker.ts';
+import { shardPaths } from '../shards/names.ts';
+import { readStats, type ShardStats } from '../shards/stats.ts';
+import { SAMPLE_STATUSES, type SampleStatus } from '../shards/outcome.ts';
+import { writeFileAtomic } from '../util/atomic.ts';
+import { startSampleServer } from '../sample-data/server.ts';
+
+export interface FetchOptions {
+  cfg: PipelineConfig;
+  datasetDir: string;
+  dataRoot: string;
+  projectRoot: string;
+  /** Shard selection as given by `--shards` (e.g. "0-99", "3,5,7-9"); all shards when absent. */
+  shards?: string;
+  workers: number;
+  logFormat: LogFormat;
+}
+
+export interface FetchSummary {
+  dataset: string;
+  total_rows: number;
+  shards_total: number;
+  shards_selected: number;
+  shards_run: number;
+  shards_skipped: number;
+  shards_failed: Array<{ shard: number; error: string }>;
+  rows: number;
+  status: Record<SampleStatus, number>;
+  elapsed_s: number;
+  successes_per_s: number;
+}
+
+export class FetchError extends Error {}
+
+/** Parses "0-99", "3,5,7-9", "4" into sorted shard indices, checked against the shard count. */
+export function parseShardSelection(spec: string | undefined, total: number): number[] {
+  if (spec === undefined || spec === '' || spec === 'all') return Array.from({ length: total }, (_, i) => i);
+  const out = new Set<number>();
+  for (const part of spec.split(',')) {
+    const m = /^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$/.exec(part);
+    if (!m) throw new FetchError(`--shards: cannot read '${part}' (expected e.g. 0-99 or 3,5,7-9)`);
+    const a = Number(m[1]);
+    const b = m[2] === undefined ? a : Number(m[2]);
+    if (b < a) throw new FetchError(`--shards: range '${part}' runs backwards`);
+    if (b >= total) throw new FetchError(`--shards: shard ${b} does not exist; the input has ${total} shard(s) (0-${total - 1})`);
+    for (let i = a; i <= b; i++) out.add(i);
+  }
+  return [...out].sort((x, y) => x - y);
+}
+
+export async function runFetch(o: FetchOptions): Promise<FetchSummary> {
+  const started = Date.now();
+  const server = o.cfg.local_server ? await startSampleServer() : undefined;
+  const ctxOptions: ContextOptions = { cfg: o.cfg, datasetDir: o.datasetDir, dataRoot: o.dataRoot, projectRoot: o.projectRoot, localOrigin: server?.origin };
+  // Opening the source checks every input file before any shard is written.
+  const ctx = await createShardContext(ctxOptions);
+  try {
+    const total = shardCount(ctx.totalRows, o.cfg.samples_per_shard);
+    const selected = parseShardSelection(o.shards, total);
+    await mkdir(path.join(o.datasetDir, 'shards'), { recursive: true });
+    await registerDataset(o, ctx.totalRows, total);
+    const pending = selected.filter((s) => !existsSync(shardPaths(o.datasetDir, s).stats));
+    const pendingRows = pending.reduce((n, s) => n + Math.min(o.cfg.samples_per_shard, ctx.totalRows - s * o.cfg.samples_per_shard), 0);
+    const progress = new FetchProgress(pendingRows, pending.length, o.logFormat);
+    progress.message(
+      `fetch ${o.cfg.name}: ${ctx.totalRows} rows, ${total} shard(s); ${selected.length} selected, ` +
+        `${selected.length - pending.length} already complete, ${pending.length} to run with ${Math.min(o.workers, Math.max(pending.length, 1))} worker(s) -> ${o.datasetDir}`,
+    );
+    const failed: FetchSummary['shards_failed'] = [];
+    if (o.workers <= 1 || pending.length <= 1) {
+      ctx.onRow = (status) => progress.row(status);
+      for (const shard of pending) {
+        const t = Date.now();
+        try {
+          await runShard(shard, ctx);
+          progress.shardDone(shard, (Date.now() - t) / 1000);
+        } catch (err) {
+          failed.push({ shard, error: (err as Error).message });
+          progress.message(`shard ${shard} failed: ${(err as Error).message}`);
+        }
+      }
+    } else {
+      await runInWorkers(pending, Math.min(o.workers, pending.length), ctxOptions, progress, failed);
+    }
+    const p = progress.finish();
+    const status = Object.fromEntries(SAMPLE_STATUSES.map((s) => [s, 0])) as Record<SampleStatus, number>;
+    let rows = 0;
+    for (const s of selected) {
+      const st = await readStats(shardPaths(o.datasetDir, s).stats);
+      if (!st) continue;
+      rows += st.count;
+      for (const k of SAMPLE_STATUSES) status[k] += st.status[k] ?? 0;
+    }
+    const elapsed = (Date.now() - started) / 1000;
+    return {
+      dataset: o.datasetDir,
+      total_rows: ctx.totalRows,
+      shards_total: total,
+      shards_selected: selected.length,
+      shards_run: pending.length - failed.length,
+      shards_skipped: selected.length - pending.length,
+      shards_failed: failed,
+      rows,
+      status,
+      elapsed_s: Math.round(elapsed * 100) / 100,
+      successes_per_s: Math.round((p.successes / Math.max(elapsed, 1e-3)) * 10) / 10,
+    };
+  } finally {
+    await ctx.close();
+    await server?.close();
+  }
+}
+
+/**
+ * `dataset.json` records the pipeline a dataset folder was made with. Rerunning with a pipeline that would
+ * produce different shards (other input, shard size, image or filter settings) is refused: mixing the two would
+ * give a dataset no single config describes.
+ */
+async function registerDataset(o: FetchOptions, totalRows: number, shards: number): Promise<void> {
+  const file = path.join(o.datasetDir, 'dataset.json');
+  const outputShaping = (cfg: PipelineConfig) => JSON.stringify({ input: cfg.input, filters: cfg.filters, image: cfg.image, dead_links: cfg.dead_links, samples_per_shard: cfg.samples_per_shard });
+  if (existsSync(file)) {
+    const prev = JSON.parse(await readFile(file, 'utf8')) as { pipeline: PipelineConfig };
+    if (outputShaping(prev.pipeline) !== outputShaping(o.cfg)) {
+      throw new FetchError(
+        `${o.datasetDir} was fetched with a different pipeline configuration (input, filters, image or shard size differ; see ${file}). ` +
+          `Use another --out folder, or delete the folder to start over.`,
+      );
+    }
+    return;
+  }
+  await writeFileAtomic(file, JSON.stringify({ name: o.cfg.name, total_rows: totalRows, shards, created: new Date().toISOString(), pipeline: o.cfg }, null, 2) + '\n');
+}
+
+async function runInWorkers(pending: number[], n: number, options: ContextOptions, progress: FetchProgress, failed: FetchSummary['shards_failed']): Promise<void> {
+  const queue = [...pending];
+  const workerFile = path.join(import.meta.dirname, 'worker.ts');
+  await Promise.all(
+    Array.from({ length: n }, () =>
+      new Promise<void>((resolve) => {
+        const child = fork(workerFile, [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+        let current: number | null = null;
+        let started = 0;
+        const next = () => {
+          const shard = queue.shift();
+          if (shard === undefined) {
+            child.send({ type: 'stop' } satisfies ToWorker);
+            return;
+          }
+          current = shard;
+          started = Date.now();
+          child.send({ type: 'shard', shard } satisfies ToWorker);
+        };
+        child.on('message', (m: FromWorker) => {
+          if (m.type === 'ready') next();
+          else if (m.type === 'rows') for (const [s, c] of Object.entries(m.counts)) progress.row(s as SampleStatus, c);
+          else if (m.type === 'done') {
+            progress.shardDone(m.shard, (Date.now() - started) / 1000);
+            current = null;
+            next();
+          } else if (m.type === 'error') {
+            if (m.shard === null) {
+              progress.message(`worker failed to start: ${m.message}`);
+              failed.push(...queue.splice(0).map((shard) => ({ shard, error: m.message })));
+              child.kill();
+              return;
+            }
+            failed.push({ shard: m.shard, error: m.message.split('\n')[0] });
+            progress.message(`shard ${m.shard} failed: ${m.message}`);
+            current = null;
+            next();
+          }
+        });
+        child.on('exit', (code) => {
+          if (current !== null) failed.push({ shard: current, error: `worker exited with code ${code} while running it` });
+          resolve();
+        });
+        child.send({ type: 'init', options } satisfies ToWorker);
+      }),
+    ),
+  );
+}
+
+export type { ShardStats };

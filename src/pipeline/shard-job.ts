@@ -1,0 +1,156 @@
+/**
+ * One shard: input rows [i*S, (i+1)*S) -> filters -> download -> image -> tar + manifest + stats.
+ * Rows are processed concurrently but written in key order through a bounded window, so memory stays bounded
+ * and the output does not depend on which download finished first.
+ */
+import { readFile, rm } from 'node:fs/promises';
+import pLimit from 'p-limit';
+import type { PipelineConfig } from './config-types.ts';
+import type { Source, SourceRecord } from '../sources/record.ts';
+import type { Downloader } from '../fetch/downloader.ts';
+import type { ImageResult } from '../image/index.ts';
+import { fallbackImage } from '../image/index.ts';
+import type { FilterVerdict } from '../filters/index.ts';
+import type { SampleOutcome, SampleStatus } from '../shards/outcome.ts';
+import { sampleKey, shardPaths } from '../shards/names.ts';
+import { ShardTarWriter } from '../shards/tar-writer.ts';
+import { manifestRow, writeManifest, type ManifestRow } from '../shards/manifest.ts';
+import { summarize, writeStats, type ShardStats } from '../shards/stats.ts';
+
+export interface ShardJobContext {
+  cfg: PipelineConfig;
+  source: Source;
+  totalRows: number;
+  datasetDir: string;
+  downloader: Downloader;
+  processImage: (bytes: Buffer) => Promise<ImageResult>;
+  filter: (rec: SourceRecord) => FilterVerdict;
+  /** Called once per input row when its outcome is final (in key order). */
+  onRow?: (status: SampleStatus, shard: number) => void;
+}
+
+export function shardCount(totalRows: number, samplesPerShard: number): number {
+  return Math.ceil(totalRows / samplesPerShard);
+}
+
+export async function runShard(shard: number, ctx: ShardJobContext): Promise<ShardStats> {
+  const { cfg } = ctx;
+  const S = cfg.samples_per_shard;
+  const start = shard * S;
+  const end = Math.min(start + S, ctx.totalRows);
+  if (start >= end) throw new Error(`shard ${shard} is out of range: the input has ${ctx.totalRows} rows (${shardCount(ctx.totalRows, S)} shards)`);
+  const paths = shardPaths(ctx.datasetDir, shard);
+  // A half-written shard from an interrupted run is redone from scratch: stats last, so remove it first.
+  await rm(paths.stats, { force: true });
+
+  const startTime = new Date();
+  const timings = { filter_ms: 0, download_ms: 0, image_ms: 0, write_ms: 0 };
+  const limit = pLimit(cfg.download.concurrency);
+  const window = cfg.download.concurrency * 2;
+  const tar = await ShardTarWriter.create(paths.tar);
+  const rows: ManifestRow[] = [];
+  const queue: Array<Promise<SampleOutcome>> = [];
+
+  const write = async (o: SampleOutcome) => {
+    const t = performance.now();
+    await tar.add(o);
+    rows.push(manifestRow(o));
+    timings.write_ms += performance.now() - t;
+    ctx.onRow?.(o.status, shard);
+  };
+
+  for await (const rec of ctx.source.rows(start, end)) {
+    const key = sampleKey(shard, rec.row - start, S);
+    queue.push(limit(() => processRow(rec, key, ctx, timings)));
+    while (queue.length >= window) await write(await queue.shift()!);
+  }
+  while (queue.length) await write(await queue.shift()!);
+  if (rows.length !== end - start) {
+    throw new Error(`shard ${shard}: expected ${end - start} input rows, the source gave ${rows.length}`);
+  }
+
+  const bytesWritten = await tar.finish();
+  await writeManifest(paths.manifest, rows);
+  const endTime = new Date();
+  const stats: ShardStats = {
+    shard,
+    ...summarize(rows),
+    bytes_written: bytesWritten,
+    start_time: startTime.toISOString(),
+    end_time: endTime.toISOString(),
+    duration_s: (endTime.getTime() - startTime.getTime()) / 1000,
+    timings_ms: Object.fromEntries(Object.entries(timings).map(([k, v]) => [k, Math.round(v)])),
+  };
+  await writeStats(paths.stats, stats);
+  return stats;
+}
+
+/** Everything that can happen to one row. Never throws: an unexpected error becomes a `failed` outcome. */
+async function processRow(rec: SourceRecord, key: string, ctx: ShardJobContext, timings: Record<string, number>): Promise<SampleOutcome> {
+  const base: SampleOutcome = {
+    key,
+    row: rec.row,
+    url: rec.url || rec.localPath || '',
+    caption: rec.caption,
+    cls: rec.cls,
+    meta: rec.meta,
+    status: 'failed',
+    reason: null,
+    error: null,
+  };
+  try {
+    if (rec.error) return { ...base, reason: 'bad_row', error: rec.error };
+
+    let t = performance.now();
+    const verdict = ctx.filter(rec);
+    timings.filter_ms += performance.now() - t;
+    if (!verdict.ok) return { ...base, status: 'filtered', reason: verdict.rule, error: verdict.reason };
+    base.caption = verdict.caption;
+
+    t = performance.now();
+    const got = await fetchBytes(rec, ctx);
+    timings.download_ms += performance.now() - t;
+    if (!got.ok) {
+      if (got.optedOut) return { ...base, status: 'opted_out', reason: got.reason, error: got.error };
+      return withFallback(base, got.reason, got.error, ctx);
+    }
+
+    t = performance.now();
+    const img = await ctx.processImage(got.bytes);
+    timings.image_ms += performance.now() - t;
+    const sized = { ...base, bytes: got.bytes.length, originalWidth: img.originalWidth, originalHeight: img.originalHeight };
+    if (!img.ok) {
+      if (img.status === 'filtered') return { ...sized, status: 'filtered', reason: img.reason, error: img.error };
+      return withFallback(sized, img.reason, img.error, ctx);
+    }
+    return {
+      ...sized,
+      status: 'ok',
+      image: { data: img.data, ext: img.ext, width: img.width, height: img.height },
+      sha256: img.sha256,
+      phash: img.phash,
+    };
+  } catch (err) {
+    return { ...base, status: 'failed', reason: 'internal_error', error: (err as Error).stack ?? String(err) };
+  }
+}
+
+type Fetched = { ok: true; bytes: Buffer } | { ok: false; reason: string; error: string; optedOut: boolean };
+
+async function fetchBytes(rec: SourceRecord, ctx: ShardJobContext): Promise<Fetched> {
+  if (rec.localPath) {
+    try {
+      return { ok: true, bytes: await readFile(rec.localPath) };
+    } catch (err) {
+      return { ok: false, reason: 'read_error', error: `${rec.localPath}: ${(err as Error).message}`, optedOut: false };
+    }
+  }
+  return ctx.downloader.get(rec.url);
+}
+
+/** A dead link or broken image: a solid-colour stand-in (`--dead-links fallback`) or nothing in the tar (`skip`). */
+async function withFallback(o: SampleOutcome, reason: string, error: string, ctx: ShardJobContext): Promise<SampleOutcome> {
+  if (ctx.cfg.dead_links === 'skip') return { ...o, status: 'failed', reason, error };
+  const fb = await fallbackImage(o.key, ctx.cfg.image);
+  return { ...o, status: 'fallback', reason, error, image: { data: fb.data, ext: fb.ext, width: fb.width, height: fb.height } };
+}

@@ -1,0 +1,23 @@
+/** File names of a dataset folder: `<dataset>/shards/{i:05d}.tar|.arrow|_stats.json`. */
+import path from 'node:path';
+
+export const SHARD_DIGITS = 5;
+
+export function shardName(index: number): string {
+  return String(index).padStart(SHARD_DIGITS, '0');
+}
+
+export function shardPaths(datasetDir: string, index: number) {
+  const base = path.join(datasetDir, 'shards', shardName(index));
+  return { tar: `${base}.tar`, manifest: `${base}.arrow`, stats: `${base}_stats.json` };
+}
+
+/** Digits of the in-shard position in a key: 4 for up to 10,000 samples per shard (as img2dataset's k). */
+export function positionDigits(samplesPerShard: number): number {
+  return Math.max(4, Math.ceil(Math.log10(samplesPerShard)));
+}
+
+/** Sample key: 5-digit shard index + position in the shard, e.g. `000420017`. Stable for ever for a row. */
+export function sampleKey(shard: number, position: number, samplesPerShard: number): string {
+  return shardName(shard) + String(position).padStart(positionDigits(samplesPerShard), '0');
+}

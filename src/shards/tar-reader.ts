@@ -1,0 +1,38 @@
+/**
+ * Reads a WebDataset tar as samples, grouping adjacent members by key the way the Python `webdataset` library
+ * does: key = member path up to the first dot of its last component, extension = the rest (lower-cased).
+ */
+import { createReadStream } from 'node:fs';
+import { extract as tarExtract } from 'tar-stream';
+
+export interface TarSample {
+  key: string;
+  files: Record<string, Buffer>;
+}
+
+export function splitMemberName(name: string): { key: string; ext: string } {
+  const slash = name.lastIndexOf('/');
+  const dot = name.indexOf('.', slash + 1);
+  if (dot < 0) return { key: name, ext: '' };
+  return { key: name.slice(0, dot), ext: name.slice(dot + 1).toLowerCase() };
+}
+
+export async function* readTarSamples(file: string): AsyncGenerator<TarSample> {
+  const extract = tarExtract();
+  createReadStream(file).on('error', (err) => extract.destroy(err)).pipe(extract);
+  let current: TarSample | null = null;
+  for await (const entry of extract) {
+    const chunks: Buffer[] = [];
+    for await (const chunk of entry) chunks.push(chunk as Buffer);
+    if (entry.header.type !== 'file') continue;
+    const { key, ext } = splitMemberName(entry.header.name);
+    if (current && current.key !== key) {
+      yield current;
+      current = null;
+    }
+    current ??= { key, files: {} };
+    if (ext in current.files) throw new Error(`${file}: duplicate file name ${entry.header.name} in tar`);
+    current.files[ext] = Buffer.concat(chunks);
+  }
+  if (current) yield current;
+}
