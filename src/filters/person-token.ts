@@ -1,0 +1,18 @@
+/**
+ * CC12M replaces person names with `<PERSON>`. `replacePersonTokens` rewrites them
+ * deterministically (open-muse picks a random synonym; we do not, so reruns give the same text):
+ * a run of tokens joined by commas, whitespace or "and" ("<PERSON> and <PERSON>",
+ * "<PERSON>, <PERSON> and <PERSON>") becomes "people", any other token "a person". Matching is
+ * case-insensitive (open-muse matches the lower-case form, the TSV has upper case).
+ */
+const RUN = /<person>(?:[\s,]*(?:and)?[\s,]*<person>)+/giu;
+const ONE = /<person>/giu;
+const ANY = /<person>/iu;
+
+export function hasPersonToken(text: string): boolean {
+  return ANY.test(text);
+}
+
+export function replacePersonTokens(text: string): string {
+  return text.replace(RUN, ' people ').replace(ONE, ' a person ');
+}
