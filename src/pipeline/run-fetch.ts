@@ -40,6 +40,8 @@ export interface FetchSummary {
   status: Record<SampleStatus, number>;
   elapsed_s: number;
   successes_per_s: number;
+  /** Largest peak resident set of any one process of the run (this one or a worker), MiB. */
+  peak_rss_mb: number;
 }
 
 export class FetchError extends Error {}
@@ -79,6 +81,7 @@ export async function runFetch(o: FetchOptions): Promise<FetchSummary> {
         `${selected.length - pending.length} already complete, ${pending.length} to run with ${Math.min(o.workers, Math.max(pending.length, 1))} worker(s) -> ${o.datasetDir}`,
     );
     const failed: FetchSummary['shards_failed'] = [];
+    const rss = { maxKb: 0 };
     if (o.workers <= 1 || pending.length <= 1) {
       ctx.onRow = (status) => progress.row(status);
       for (const shard of pending) {
@@ -92,7 +95,7 @@ export async function runFetch(o: FetchOptions): Promise<FetchSummary> {
         }
       }
     } else {
-      await runInWorkers(pending, Math.min(o.workers, pending.length), ctxOptions, progress, failed);
+      await runInWorkers(pending, Math.min(o.workers, pending.length), ctxOptions, progress, failed, rss);
     }
     const p = progress.finish();
     const status = Object.fromEntries(SAMPLE_STATUSES.map((s) => [s, 0])) as Record<SampleStatus, number>;
@@ -116,6 +119,7 @@ export async function runFetch(o: FetchOptions): Promise<FetchSummary> {
       status,
       elapsed_s: Math.round(elapsed * 100) / 100,
       successes_per_s: Math.round((p.successes / Math.max(elapsed, 1e-3)) * 10) / 10,
+      peak_rss_mb: Math.round(Math.max(rss.maxKb, process.resourceUsage().maxRSS) / 1024),
     };
   } finally {
     await ctx.close();
@@ -144,7 +148,14 @@ async function registerDataset(o: FetchOptions, totalRows: number, shards: numbe
   await writeFileAtomic(file, JSON.stringify({ name: o.cfg.name, total_rows: totalRows, shards, created: new Date().toISOString(), pipeline: o.cfg }, null, 2) + '\n');
 }
 
-async function runInWorkers(pending: number[], n: number, options: ContextOptions, progress: FetchProgress, failed: FetchSummary['shards_failed']): Promise<void> {
+async function runInWorkers(
+  pending: number[],
+  n: number,
+  options: ContextOptions,
+  progress: FetchProgress,
+  failed: FetchSummary['shards_failed'],
+  rss: { maxKb: number },
+): Promise<void> {
   const queue = [...pending];
   const workerFile = path.join(import.meta.dirname, 'worker.ts');
   await Promise.all(
@@ -164,9 +175,11 @@ async function runInWorkers(pending: number[], n: number, options: ContextOption
           child.send({ type: 'shard', shard } satisfies ToWorker);
         };
         child.on('message', (m: FromWorker) => {
-          if (m.type === 'ready') next();
+          if (m.type === 'hello') child.send({ type: 'init', options } satisfies ToWorker);
+          else if (m.type === 'ready') next();
           else if (m.type === 'rows') for (const [s, c] of Object.entries(m.counts)) progress.row(s as SampleStatus, c);
           else if (m.type === 'done') {
+            rss.maxKb = Math.max(rss.maxKb, m.max_rss_kb);
             progress.shardDone(m.shard, (Date.now() - started) / 1000);
             current = null;
             next();
@@ -187,7 +200,6 @@ async function runInWorkers(pending: number[], n: number, options: ContextOption
           if (current !== null) failed.push({ shard: current, error: `worker exited with code ${code} while running it` });
           resolve();
         });
-        child.send({ type: 'init', options } satisfies ToWorker);
       }),
     ),
   );

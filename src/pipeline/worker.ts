@@ -10,9 +10,10 @@ import type { ShardStats } from '../shards/stats.ts';
 
 export type ToWorker = { type: 'init'; options: ContextOptions } | { type: 'shard'; shard: number } | { type: 'stop' };
 export type FromWorker =
+  | { type: 'hello' }
   | { type: 'ready' }
   | { type: 'rows'; counts: Partial<Record<SampleStatus, number>> }
-  | { type: 'done'; shard: number; stats: ShardStats }
+  | { type: 'done'; shard: number; stats: ShardStats; /** this process's peak RSS so far, KiB */ max_rss_kb: number }
   | { type: 'error'; shard: number | null; message: string };
 
 const send = (m: FromWorker) => process.send!(m);
@@ -37,15 +38,18 @@ if (process.send) {
       } else if (m.type === 'shard') {
         const stats = await runShard(m.shard, ctx!);
         flush();
-        send({ type: 'done', shard: m.shard, stats });
+        send({ type: 'done', shard: m.shard, stats, max_rss_kb: process.resourceUsage().maxRSS });
       } else {
         clearInterval(timer);
         flush();
         await ctx?.close();
-        process.disconnect();
+        // Explicit exit: pooled sockets or library threads must not keep a finished worker alive.
+        process.exit(0);
       }
     } catch (err) {
       send({ type: 'error', shard: m.type === 'shard' ? m.shard : null, message: (err as Error).stack ?? String(err) });
     }
   });
+  // Only now is the listener attached: the parent waits for this before sending work.
+  send({ type: 'hello' });
 }
