@@ -1,0 +1,91 @@
+// MaskGIT VQGAN configuration, mirroring open-muse's `MaskGitVQGAN` constructor (muse/modeling_maskgit_vqgan.py).
+// The JSON form uses open-muse's snake_case keys so its config.json files load unchanged.
+
+export interface VqganConfig {
+  resolution: number;
+  numChannels: number;
+  hiddenChannels: number;
+  channelMult: number[];
+  numResBlocks: number;
+  zChannels: number;
+  numEmbeddings: number;
+  /** Codebook vector size; must equal zChannels (there is no quant_conv). */
+  quantizedEmbedDim: number;
+  dropout: number;
+  commitmentCost: number;
+  /** Accepted and saved for compatibility; unused by the architecture (no attention blocks). */
+  attnResolutions: number[];
+  /** Accepted and saved for compatibility; unused (resampling always uses avg-pool / nearest + conv). */
+  resampleWithConv: boolean;
+}
+
+/** Reference defaults: the f16 ImageNet tokenizer (openMUSE/maskgit-vqgan-imagenet-f16-256). */
+export const DEFAULT_VQGAN_CONFIG: Readonly<VqganConfig> = Object.freeze({
+  resolution: 256,
+  numChannels: 3,
+  hiddenChannels: 128,
+  channelMult: [1, 1, 2, 2, 4],
+  numResBlocks: 2,
+  zChannels: 256,
+  numEmbeddings: 1024,
+  quantizedEmbedDim: 256,
+  dropout: 0,
+  commitmentCost: 0.25,
+  attnResolutions: [16],
+  resampleWithConv: true,
+});
+
+export function vqganConfig(overrides: Partial<VqganConfig> = {}): VqganConfig {
+  const config = { ...DEFAULT_VQGAN_CONFIG, channelMult: [...DEFAULT_VQGAN_CONFIG.channelMult], ...overrides };
+  validate(config);
+  return config;
+}
+
+/** Levels, downsampling factor and latent grid side (derived as in open-muse). */
+export function derived(config: VqganConfig) {
+  const numResolutions = config.channelMult.length;
+  const reductionFactor = 2 ** (numResolutions - 1);
+  return { numResolutions, reductionFactor, latentSize: Math.floor(config.resolution / reductionFactor) };
+}
+
+function validate(c: VqganConfig): void {
+  const fail = (why: string) => {
+    throw new Error(`invalid VQGAN config: ${why}`);
+  };
+  if (c.channelMult.length < 1) fail('channel_mult is empty');
+  if (c.quantizedEmbedDim !== c.zChannels) fail(`quantized_embed_dim ${c.quantizedEmbedDim} must equal z_channels ${c.zChannels}`);
+  for (const m of c.channelMult) if ((c.hiddenChannels * m) % 32 !== 0) fail(`hidden_channels*${m} is not a multiple of 32 (GroupNorm groups)`);
+  if (c.numResBlocks < 1) fail('num_res_blocks must be >= 1');
+}
+
+const KEYS: Array<[keyof VqganConfig, string]> = [
+  ['resolution', 'resolution'],
+  ['numChannels', 'num_channels'],
+  ['hiddenChannels', 'hidden_channels'],
+  ['channelMult', 'channel_mult'],
+  ['numResBlocks', 'num_res_blocks'],
+  ['attnResolutions', 'attn_resolutions'],
+  ['zChannels', 'z_channels'],
+  ['numEmbeddings', 'num_embeddings'],
+  ['quantizedEmbedDim', 'quantized_embed_dim'],
+  ['dropout', 'dropout'],
+  ['resampleWithConv', 'resample_with_conv'],
+  ['commitmentCost', 'commitment_cost'],
+];
+
+/** Reads an open-muse config.json object (missing keys take the reference defaults). */
+export function configFromJson(json: Record<string, unknown>): VqganConfig {
+  if (json._class_name !== undefined && json._class_name !== 'MaskGitVQGAN') {
+    throw new Error(`config is for ${String(json._class_name)}, not MaskGitVQGAN`);
+  }
+  const overrides: Partial<Record<keyof VqganConfig, unknown>> = {};
+  for (const [key, jsonKey] of KEYS) if (json[jsonKey] !== undefined) overrides[key] = json[jsonKey];
+  if (typeof overrides.attnResolutions === 'number') overrides.attnResolutions = [overrides.attnResolutions];
+  return vqganConfig(overrides as Partial<VqganConfig>);
+}
+
+export function configToJson(config: VqganConfig): Record<string, unknown> {
+  const json: Record<string, unknown> = { _class_name: 'MaskGitVQGAN', _version: '0.0.1' };
+  for (const [key, jsonKey] of KEYS) json[jsonKey] = config[key];
+  return json;
+}

@@ -1,0 +1,121 @@
+// Choose the TensorFlow.js backend: native (CUDA, then CPU libtensorflow), then wasm, then pure-JS cpu.
+// The native packages are optional dependencies that often cannot install (their install script downloads
+// libtensorflow), so they are loaded with a dynamic import inside try/catch.
+import * as tf from '@tensorflow/tfjs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { registerCpuKernelFixes } from './cpu-kernels/resize-nearest-grad.ts';
+import { registerWasmKernels } from './wasm-kernels/index.ts';
+
+export { tf };
+
+export type BackendName = 'auto' | 'tensorflow' | 'wasm' | 'cpu';
+export const BACKEND_NAMES: readonly BackendName[] = ['auto', 'tensorflow', 'wasm', 'cpu'];
+
+export interface BackendChoice {
+  /** The backend actually in use (`tf.getBackend()`): 'tensorflow', 'wasm' or 'cpu'. */
+  name: string;
+  /** Candidates that were tried and failed, each with the reason. */
+  tried: string[];
+}
+
+// The cpu backend is always there (and used as the reference in tests): fix its known-bad kernels up front.
+registerCpuKernelFixes();
+
+let current: { requested: BackendName; choice: BackendChoice } | undefined;
+let pending: Promise<BackendChoice> | undefined;
+
+function errorText(err: unknown): string {
+  const code = (err as { code?: string } | null)?.code;
+  if (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') return 'not installed';
+  const msg = err instanceof Error ? err.message : String(err);
+  return msg.split('\n')[0].slice(0, 200);
+}
+
+/** Loads a native tfjs-node package; importing it registers the 'tensorflow' backend. */
+async function tryNative(pkg: string): Promise<void> {
+  // A variable specifier keeps TypeScript from requiring the (optional, usually absent) package's types.
+  const specifier: string = pkg;
+  await import(specifier);
+  if (!(await tf.setBackend('tensorflow'))) throw new Error(`${pkg} loaded but the 'tensorflow' backend did not initialise`);
+}
+
+let wasmPrepared = false;
+async function tryWasm(): Promise<void> {
+  if (!wasmPrepared) {
+    const wasm = await import('@tensorflow/tfjs-backend-wasm');
+    // The threaded build does not initialise under Node; SIMD single-thread does.
+    tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', false);
+    // Point at the .wasm files shipped inside the package (a file path, so nothing is fetched).
+    const require = createRequire(import.meta.url);
+    const distDir = path.dirname(require.resolve('@tensorflow/tfjs-backend-wasm'));
+    wasm.setWasmPaths(distDir + path.sep);
+    // Our kernels (missing gradients, matmul routing) must be registered before the backend is set.
+    registerWasmKernels();
+    wasmPrepared = true;
+  }
+  if (!(await tf.setBackend('wasm'))) throw new Error("the 'wasm' backend did not initialise");
+}
+
+async function tryCpu(): Promise<void> {
+  if (!(await tf.setBackend('cpu'))) throw new Error("the 'cpu' backend did not initialise");
+}
+
+const candidates: Record<Exclude<BackendName, 'auto'>, Array<[string, () => Promise<void>]>> = {
+  tensorflow: [
+    ['@tensorflow/tfjs-node-gpu', () => tryNative('@tensorflow/tfjs-node-gpu')],
+    ['@tensorflow/tfjs-node', () => tryNative('@tensorflow/tfjs-node')],
+  ],
+  wasm: [['wasm', tryWasm]],
+  cpu: [['cpu', tryCpu]],
+};
+
+/** The cpu backend prints "install our node backend" on first use; initBackend reports the choice itself. */
+function silenceCpuBanner(): void {
+  const cpu = tf.findBackend('cpu') as unknown as { firstUse?: boolean } | null;
+  if (cpu && 'firstUse' in cpu) cpu.firstUse = false;
+}
+
+async function choose(name: BackendName, quiet: boolean): Promise<BackendChoice> {
+  silenceCpuBanner();
+  const list = name === 'auto'
+    ? [...candidates.tensorflow, ...candidates.wasm, ...candidates.cpu]
+    : candidates[name];
+  if (!list) throw new Error(`unknown backend '${name}' (expected one of ${BACKEND_NAMES.join(', ')})`);
+  const tried: string[] = [];
+  for (const [label, attempt] of list) {
+    try {
+      await attempt();
+      await tf.ready();
+      const choice = { name: tf.getBackend(), tried };
+      if (!quiet) {
+        const skipped = tried.length ? ` (unavailable: ${tried.join('; ')})` : '';
+        process.stderr.write(`tfjs backend: ${choice.name} via ${label}${skipped}\n`);
+      }
+      return choice;
+    } catch (err) {
+      tried.push(`${label}: ${errorText(err)}`);
+    }
+  }
+  throw new Error(`no usable tfjs backend for '${name}': ${tried.join('; ')}`);
+}
+
+/**
+ * Selects and initialises a backend. Idempotent: a second call with the same name (or 'auto' after any
+ * successful choice) returns the first result; a different explicit name switches backend. A failed explicit
+ * choice throws with every reason and leaves the current backend in place.
+ */
+export async function initBackend(name: BackendName = 'auto', opts: { quiet?: boolean } = {}): Promise<BackendChoice> {
+  if (pending) await pending.catch(() => undefined);
+  if (current && (current.requested === name || name === 'auto') && tf.getBackend() === current.choice.name) {
+    return current.choice;
+  }
+  pending = choose(name, opts.quiet ?? false);
+  try {
+    const choice = await pending;
+    current = { requested: name, choice };
+    return choice;
+  } finally {
+    pending = undefined;
+  }
+}
