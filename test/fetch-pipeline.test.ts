@@ -15,8 +15,8 @@ import sharp from 'sharp';
 import { deepMerge, loadPipelineFile, resolvePipeline } from '../src/pipeline/config.ts';
 import { runFetch, type FetchOptions } from '../src/pipeline/run-fetch.ts';
 import type { PipelineConfig } from '../src/pipeline/config-types.ts';
-import { readTarSamples } from '../src/shards/tar-reader.ts';
-import { readManifest } from '../src/shards/manifest.ts';
+import { readTarSamples, type TarSample } from '../src/shards/tar-reader.ts';
+import { readManifest, type ManifestRow } from '../src/shards/manifest.ts';
 import { readStats } from '../src/shards/stats.ts';
 import { sampleCatalog } from '../src/sample-data/catalog.ts';
 
@@ -29,12 +29,7 @@ async function samplePipeline(over: Record<string, unknown> = {}): Promise<Pipel
 }
 
 async function fetchTo(cfg: PipelineConfig, out: string, extra: Partial<FetchOptions> = {}) {
-  return runFetch({ cfg, datasetDir: out, dataRoot: path.join(out, 'root'), projectRoot: root, workers: 1, logFormat: 'json', ...extra, ...silence() });
-}
-
-/** Progress goes to stderr; keep the test output readable by swallowing it during a run. */
-function silence(): Record<string, never> {
-  return {};
+  return runFetch({ cfg, datasetDir: out, dataRoot: path.join(out, 'root'), projectRoot: root, workers: 1, logFormat: 'json', ...extra });
 }
 
 async function shardFiles(dir: string): Promise<Map<string, Buffer>> {
@@ -55,7 +50,7 @@ test('the bundled sample: every row ends in the expected status, with fallbacks 
   assert.equal(summary.shards_total, 6);
   assert.deepEqual(summary.shards_failed, []);
 
-  const rows = [];
+  const rows: ManifestRow[] = [];
   for (let i = 0; i < 6; i++) rows.push(...(await readManifest(path.join(reference, 'shards', `0000${i}.arrow`))));
   assert.equal(rows.length, catalog.length);
   for (const item of catalog) {
@@ -118,7 +113,7 @@ test('--dead-links skip: nothing in the tar for dead rows, the manifest still ha
   const rows = await readManifest(path.join(out, 'shards', '00000.arrow'));
   const dead = catalog.find((c) => c.kind === 'dead_404' && c.row < 50)!;
   assert.equal(rows[dead.row].status, 'failed');
-  const keys = [];
+  const keys: string[] = [];
   for await (const s of readTarSamples(path.join(out, 'shards', '00000.tar'))) keys.push(s.key);
   assert.ok(!keys.includes(rows[dead.row].key));
   assert.equal(keys.length, rows.filter((r) => r.status === 'ok').length);
@@ -246,7 +241,7 @@ test('an ImageNet folder: images read from disk, class index written as .cls', a
   const out = path.join(dir, 'out');
   const summary = await fetchTo(cfg, out);
   assert.equal(summary.status.ok, 4);
-  const samples = [];
+  const samples: TarSample[] = [];
   for await (const s of readTarSamples(path.join(out, 'shards', '00000.tar'))) samples.push(s);
   assert.deepEqual(samples.map((s) => Object.keys(s.files)), Array(4).fill(['cls', 'jpg', 'json', 'txt']));
   // sorted wnids: n01000000 -> 0, n02000000 -> 1

@@ -260,27 +260,24 @@ test('decompression bomb is refused from the header, without decoding', async ()
   const claimed = await sharp(bomb, { limitInputPixels: false }).metadata();
   assert.deepEqual([claimed.width, claimed.height], [40000, 40000]);
 
-  let t0 = performance.now();
+  // A decode would fail (decode_error) or exhaust memory; these reasons come from the header check alone.
   const filtered = notOk(await createImageProcessor(imageConfig({ max_image_area: 89_478_485 }))(bomb));
   assert.deepEqual([filtered.status, filtered.reason, filtered.originalWidth], ['filtered', 'max_image_area', 40000]);
-  assert.ok(performance.now() - t0 < 500, 'answered from the header');
 
-  t0 = performance.now();
   const failed = notOk(await createImageProcessor(imageConfig({ max_image_area: 0 }))(bomb));
   assert.deepEqual([failed.status, failed.reason], ['failed', 'pixel_limit']);
-  assert.ok(performance.now() - t0 < 500, 'answered from the header');
 });
 
 test('non-images and truncated JPEGs fail as decode_error', async () => {
   const p = createImageProcessor(imageConfig());
   const html = notOk(await p(Buffer.from('<!DOCTYPE html><html><body><h1>404 Not Found</h1></body></html>')));
   assert.deepEqual([html.status, html.reason], ['failed', 'decode_error']);
-  assert.match(html.error, /unsupported image format/);
+  assert.match(html.error, /not an image: unrecognised file format/);
 
   const jpeg = await pattern(600, 400, 5).jpeg({ quality: 90 }).toBuffer();
   const truncated = notOk(await p(jpeg.subarray(0, Math.floor(jpeg.length * 0.6))));
   assert.deepEqual([truncated.status, truncated.reason], ['failed', 'decode_error']);
-  assert.match(truncated.error, /premature end/i);
+  assert.equal(truncated.error, 'jpeg 600x400: image data is corrupt or truncated');
   assert.deepEqual([truncated.originalWidth, truncated.originalHeight], [600, 400], 'header was still readable');
 
   assert.equal(notOk(await p(Buffer.alloc(0))).reason, 'decode_error');

@@ -35,7 +35,9 @@ export async function checkHeader(bytes: Buffer, cfg: ImageConfig): Promise<Head
     // header only; the size limits are applied below, with a reason, instead of sharp's generic error
     meta = await sharp(bytes, { limitInputPixels: false }).metadata();
   } catch (err) {
-    return { ok: false, status: 'failed', reason: 'decode_error', error: `not a decodable image: ${message(err)}` };
+    // Only sharp's own format check has stable wording; libvips' text varies under concurrency (see process.ts).
+    const unknown = /unsupported image format/i.test(message(err));
+    return { ok: false, status: 'failed', reason: 'decode_error', error: unknown ? 'not an image: unrecognised file format' : 'image header is corrupt' };
   }
   if (!DECODABLE.has(meta.format)) {
     return { ok: false, status: 'failed', reason: 'unsupported_format', error: `unsupported image format '${meta.format}'` };

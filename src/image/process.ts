@@ -58,8 +58,11 @@ export function createImageProcessor(cfg: ImageConfig): (bytes: Buffer) => Promi
       img = img.flatten({ background: WHITE }).toColourspace('srgb').removeAlpha();
       if (plan.pad) img = img.extend({ ...plan.pad, background: WHITE }); // img2dataset pads white
       raw = await img.raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
-    } catch (err) {
-      return { ok: false, status: 'failed', reason: 'decode_error', error: `decode failed: ${message(err)}`, ...sized };
+    } catch {
+      // libvips keeps its error text in a process-wide buffer that concurrent operations clear or mix
+      // ("Unknown error" under load), so its wording is not recorded: the manifest must be reproducible.
+      const what = `${head.header.format} ${originalWidth}x${originalHeight}`;
+      return { ok: false, status: 'failed', reason: 'decode_error', error: `${what}: image data is corrupt or truncated`, ...sized };
     }
 
     const { width, height, channels } = raw.info;
