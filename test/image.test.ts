@@ -14,22 +14,12 @@ import {
   type ImageResult,
 } from '../src/image/index.ts';
 import { roundHalfEven } from '../src/image/geometry.ts';
+import { DEFAULT_IMAGE } from '../src/pipeline/config.ts';
 
 // ---- helpers: synthetic images made with sharp ----
 
 function imageConfig(over: Partial<ImageConfig> = {}): ImageConfig {
-  return {
-    size: 256,
-    resize_mode: 'center_crop',
-    resize_only_if_bigger: false,
-    encode_format: 'jpg',
-    encode_quality: 95,
-    min_image_size: 0,
-    max_aspect_ratio: 0,
-    max_image_area: 0,
-    min_file_bytes: 0,
-    ...over,
-  };
+  return { ...DEFAULT_IMAGE, ...over };
 }
 
 type RGB = [number, number, number];

@@ -11,7 +11,7 @@ export class FetchProgress {
   private ok = 0;
   private shardsDone = 0;
   private readonly started = Date.now();
-  private lastPrint = 0;
+  private lastPrint = Date.now();
   private readonly mode: 'tty' | 'plain' | 'json';
   private timer: NodeJS.Timeout | undefined;
 
