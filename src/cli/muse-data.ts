@@ -2,8 +2,9 @@
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { fetchCommand, fetchHandler } from './fetch-command.ts';
-import { ConfigError } from '../pipeline/config.ts';
-import { FetchError } from '../pipeline/run-fetch.ts';
+
+/** Wrong flags or values: exit code 2, like yargs' own usage errors. */
+class UsageError extends Error {}
 
 const notYet = (what: string, issue: number) => async () => {
   process.stderr.write(`muse-data ${what}: not available yet (tracked in issue ${issue})\n`);
@@ -27,9 +28,7 @@ export async function main(argv: string[]): Promise<number> {
     .strict()
     .help()
     .fail((msg, err) => {
-      if (err) throw err;
-      process.stderr.write(`muse-data: ${msg}\n(see muse-data --help)\n`);
-      code = 2;
+      throw err ?? new UsageError(`${msg}\n(see muse-data --help)`);
     })
     .parseAsync();
   return code;
@@ -39,8 +38,11 @@ export async function cli(argv = hideBin(process.argv)): Promise<void> {
   try {
     process.exitCode = await main(argv);
   } catch (err) {
-    const known = err instanceof ConfigError || err instanceof FetchError || (err as NodeJS.ErrnoException).code === 'ENOENT';
-    process.stderr.write(`muse-data: ${known ? (err as Error).message : ((err as Error).stack ?? String(err))}\n`);
-    process.exitCode = 1;
+    // Errors about the user's input (plain Error and the project's own classes) are shown as their message;
+    // a TypeError, RangeError ... is a bug in muse and keeps its stack. MUSE_DEBUG=1 always shows stacks.
+    const e = err as Error;
+    const bug = e instanceof TypeError || e instanceof RangeError || e instanceof ReferenceError || e instanceof SyntaxError;
+    process.stderr.write(`muse-data: ${bug || process.env.MUSE_DEBUG ? (e.stack ?? String(e)) : e.message}\n`);
+    process.exitCode = err instanceof UsageError ? 2 : 1;
   }
 }
