@@ -1,0 +1,125 @@
+// Text encoders for the tokenize stage, by spec:
+//   'byt5-tiny'  built-in: byte tokenizer + a small T5 encoder from a fixed seed (id 'byt5-tiny-seed0')
+//   't5:DIR'     HF T5 / T5EncoderModel directory (config.json, safetensors, tokenizer.json)
+//   'clip:DIR'   HF CLIP text directory (config.json, safetensors, tokenizer.json); hidden = penultimate
+//                layer (what Stable Diffusion / aMUSEd condition on), pooled = projected text_embeds
+import * as tf from '@tensorflow/tfjs';
+import path from 'node:path';
+import { ClipTextEncoder } from './clip.ts';
+import { T5Encoder, type T5Config } from './t5.ts';
+import { ByteTokenizer, loadClipTokenizer, loadT5Tokenizer, type TextTokenizer } from './tokenizer.ts';
+
+export interface EncodedText {
+  /** Token ids of each text at its real length (specials included). */
+  ids: Int32Array[];
+  lengths: number[];
+  /** [B, L, D] hidden states, L = the batch's padded length; row i is meaningful up to lengths[i]. */
+  hidden: tf.Tensor3D;
+  /** [B, P] pooled vector (CLIP text_embeds); absent for T5. */
+  pooled?: tf.Tensor2D;
+}
+
+export interface TextEncoder {
+  /** Names the model (and its weights' origin) in cache manifests; safe as a directory name. */
+  readonly id: string;
+  readonly kind: 't5' | 'clip';
+  readonly tokenizer: TextTokenizer;
+  /** Hidden size D. */
+  readonly dim: number;
+  readonly pooledDim?: number;
+  encode(texts: string[]): EncodedText;
+  dispose(): void;
+}
+
+export interface TextEncoderOptions {
+  /** Token limit (default: tokenizer's: 77 CLIP, 128 T5, 256 bytes). */
+  maxLength?: number;
+  /** CLIP hidden states: 'penultimate' (default) or 'last' (final-norm output). */
+  clipLayer?: 'penultimate' | 'last';
+}
+
+/** The built-in default: ByT5-sized vocabulary, 2 layers of width 256, initialised from seed 0. */
+export const BYT5_TINY_CONFIG: Partial<T5Config> = {
+  vocab_size: 384,
+  d_model: 256,
+  d_kv: 64,
+  num_heads: 4,
+  d_ff: 512,
+  num_layers: 2,
+  feed_forward_proj: 'gated-gelu',
+  relative_attention_num_buckets: 32,
+  relative_attention_max_distance: 128,
+  layer_norm_epsilon: 1e-6,
+  pad_token_id: 0,
+  eos_token_id: 1,
+};
+export const BYT5_TINY_ID = 'byt5-tiny-seed0';
+
+/** The built-in encoder (no files). */
+export function byt5Tiny(opts: TextEncoderOptions = {}): TextEncoder {
+  return t5Handle(BYT5_TINY_ID, new T5Encoder(BYT5_TINY_CONFIG, { seed: 0 }), new ByteTokenizer({ maxLength: opts.maxLength }));
+}
+
+export async function loadTextEncoder(spec: string, opts: TextEncoderOptions = {}): Promise<TextEncoder> {
+  if (spec === 'byt5-tiny' || spec === BYT5_TINY_ID) return byt5Tiny(opts);
+  const m = /^(t5|clip):(.+)$/.exec(spec);
+  if (!m) throw new Error(`unknown text encoder '${spec}' (expected byt5-tiny, t5:DIR or clip:DIR)`);
+  const [, kind, dir] = m;
+  const name = safeName(path.basename(path.resolve(dir)));
+  if (kind === 't5') {
+    const tokenizer = await loadT5Tokenizer(dir, { maxLength: opts.maxLength });
+    return t5Handle(`t5-${name}`, await T5Encoder.fromSafetensors(dir), tokenizer);
+  }
+  const tokenizer = await loadClipTokenizer(dir, { maxLength: opts.maxLength });
+  const model = await ClipTextEncoder.fromSafetensors(dir);
+  const layer = opts.clipLayer ?? 'penultimate';
+  return clipHandle(`clip-${name}${layer === 'last' ? '-last' : ''}`, model, tokenizer, layer);
+}
+
+function t5Handle(id: string, model: T5Encoder, tokenizer: TextTokenizer): TextEncoder {
+  return {
+    id,
+    kind: 't5',
+    tokenizer,
+    dim: model.dModel,
+    encode(texts) {
+      const b = tokenizer.batch(texts);
+      const hidden = tf.tidy(() => {
+        const ids = tf.tensor2d(b.ids, [b.batch, b.length], 'int32');
+        const mask = tf.tensor2d(b.mask, [b.batch, b.length], 'int32');
+        return model.forward(ids, mask).lastHiddenState;
+      });
+      return { ids: rowsOf(b.ids, b.length, b.lengths), lengths: b.lengths, hidden };
+    },
+    dispose: () => model.dispose(),
+  };
+}
+
+function clipHandle(id: string, model: ClipTextEncoder, tokenizer: TextTokenizer, layer: 'penultimate' | 'last'): TextEncoder {
+  return {
+    id,
+    kind: 'clip',
+    tokenizer,
+    dim: model.dModel,
+    pooledDim: model.config.projection_dim || model.dModel,
+    encode(texts) {
+      const b = tokenizer.batch(texts);
+      const out = tf.tidy(() => {
+        const ids = tf.tensor2d(b.ids, [b.batch, b.length], 'int32');
+        const mask = tf.tensor2d(b.mask, [b.batch, b.length], 'int32');
+        const o = model.forward(ids, mask);
+        return { hidden: layer === 'last' ? o.lastHiddenState : o.penultimateHiddenState, pooled: o.textEmbeds ?? o.pooled };
+      });
+      return { ids: rowsOf(b.ids, b.length, b.lengths), lengths: b.lengths, hidden: out.hidden, pooled: out.pooled };
+    },
+    dispose: () => model.dispose(),
+  };
+}
+
+function rowsOf(ids: Int32Array, length: number, lengths: number[]): Int32Array[] {
+  return lengths.map((n, i) => ids.slice(i * length, i * length + n));
+}
+
+function safeName(s: string): string {
+  return s.replace(/[^A-Za-z0-9._-]+/g, '_');
+}

@@ -1,0 +1,96 @@
+// MaskGitTransformer configuration: the keys and defaults of open-muse's `MaskGitTransformer.__init__`
+// (snake_case, so a reference config.json loads and ours loads in PyTorch), plus our options at the end.
+
+export interface MaskGitTransformerConfig {
+  /** codebook_size + 1 (mask); with class conditioning codebook_size + num_classes + 1. */
+  vocab_size: number;
+  hidden_size: number;
+  embedding_size: number | null;
+  num_hidden_layers: number;
+  num_attention_heads: number;
+  intermediate_size: number;
+  hidden_dropout: number;
+  attention_dropout: number;
+  /** num_vq_tokens, + 1 with a prepended class token. */
+  max_position_embeddings: number;
+  add_cross_attention: boolean;
+  encoder_hidden_size: number;
+  project_encoder_hidden_states: boolean;
+  initializer_range: number;
+  norm_type: 'layernorm' | 'rmsnorm';
+  layer_norm_eps: number;
+  use_normformer: boolean;
+  use_encoder_layernorm: boolean;
+  use_mlm_layer: boolean;
+  use_mlm_layernorm: boolean;
+  use_bias: boolean;
+  codebook_size: number;
+  num_vq_tokens: number;
+  num_classes: number | null;
+  use_codebook_size_for_output: boolean;
+  use_conv_in_out: boolean;
+  patch_size: number;
+  /** Always vocab_size - 1 (the reference registers it so). */
+  mask_token_id: number;
+  /** FeedForward type: 'glu' = wo(gelu(wi_0 x) · wi_1 x) (the reference default), 'vanilla' = wo(gelu(wi_0 x)). */
+  ffn_type: 'glu' | 'vanilla';
+  /** Pooled-text (AdaLN) conditioning as in open-muse's MaskGiTUViT / aMUSEd. */
+  add_cond_embeds: boolean;
+  cond_embed_dim: number | null;
+}
+
+export const TRANSFORMER_DEFAULTS: Omit<MaskGitTransformerConfig, 'vocab_size' | 'mask_token_id'> = {
+  hidden_size: 768,
+  embedding_size: null,
+  num_hidden_layers: 12,
+  num_attention_heads: 12,
+  intermediate_size: 3072,
+  hidden_dropout: 0.1,
+  attention_dropout: 0.1,
+  max_position_embeddings: 256,
+  add_cross_attention: false,
+  encoder_hidden_size: 1024,
+  project_encoder_hidden_states: false,
+  initializer_range: 0.02,
+  norm_type: 'layernorm',
+  layer_norm_eps: 1e-5,
+  use_normformer: true,
+  use_encoder_layernorm: true,
+  use_mlm_layer: true,
+  use_mlm_layernorm: true,
+  use_bias: false,
+  codebook_size: 1024,
+  num_vq_tokens: 256,
+  num_classes: null,
+  use_codebook_size_for_output: false,
+  use_conv_in_out: false,
+  patch_size: 1,
+  ffn_type: 'glu',
+  add_cond_embeds: false,
+  cond_embed_dim: null,
+};
+
+/** Fills defaults, derives mask_token_id and checks what this implementation supports. */
+export function transformerConfig(partial: Partial<MaskGitTransformerConfig> & Record<string, unknown>): MaskGitTransformerConfig {
+  const known = Object.fromEntries(
+    Object.entries(partial).filter(([k, v]) => !k.startsWith('_') && v !== undefined),
+  ) as Partial<MaskGitTransformerConfig>;
+  const merged = { ...TRANSFORMER_DEFAULTS, ...known };
+  const vocab = merged.vocab_size ?? merged.codebook_size + (merged.num_classes ?? 0) + 1;
+  const cfg: MaskGitTransformerConfig = { ...merged, vocab_size: vocab, mask_token_id: vocab - 1 };
+  if (cfg.use_conv_in_out) throw new Error('MaskGitTransformer: use_conv_in_out (ConvEmbed / ConvMlmLayer) is not supported');
+  if (cfg.hidden_size % cfg.num_attention_heads) throw new Error('hidden_size must be divisible by num_attention_heads');
+  if (cfg.norm_type !== 'layernorm' && cfg.norm_type !== 'rmsnorm') throw new Error(`unknown norm_type ${cfg.norm_type}`);
+  if (cfg.add_cond_embeds && !cfg.cond_embed_dim) throw new Error('add_cond_embeds needs cond_embed_dim');
+  return cfg;
+}
+
+/** The config.json we write (reference keys first, with the class name open-muse expects). */
+export function transformerConfigJson(cfg: MaskGitTransformerConfig): Record<string, unknown> {
+  return { _class_name: 'MaskGitTransformer', _version: '0.0.1', ...cfg };
+}
+
+/** Size of the logits' last axis. */
+export function outputSize(cfg: MaskGitTransformerConfig): number {
+  return cfg.use_codebook_size_for_output ? cfg.codebook_size : cfg.vocab_size;
+}
