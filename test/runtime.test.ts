@@ -144,3 +144,13 @@ test('nearest-neighbour upsampling gradient is right for batch > 1 on cpu (fixed
     assert.ok(diff < 1e-5, `${backend}: max diff ${diff}`);
   }
 });
+
+test('wasm OneHot gives real values in float32 and int32 (the stock kernel wrote int bits into floats)', async () => {
+  const ids = [0, 3, -1, 7, 2];
+  await assertSameOnWasm('oneHot float32', () => tf.oneHot(tf.tensor1d(ids, 'int32'), 5, 1, 0, 'float32'), 0);
+  await assertSameOnWasm('oneHot on/off', () => tf.oneHot(tf.tensor2d([ids, ids], [2, 5], 'int32'), 4, 0.9, 0.025, 'float32'), 0);
+  const [f] = await runOn('wasm', () => tf.oneHot(tf.tensor1d([1], 'int32'), 3, 1, 0, 'float32'));
+  assert.deepEqual(Array.from(f), [0, 1, 0]);
+  const [i] = await runOn('wasm', () => tf.oneHot(tf.tensor1d([2], 'int32'), 3));
+  assert.deepEqual(Array.from(i), [0, 0, 1]);
+});

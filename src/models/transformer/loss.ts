@@ -16,8 +16,8 @@ export function maskedCrossEntropy(logits: tf.Tensor, labels: tf.Tensor, labelSm
     const flatLabels = tf.reshape(tf.cast(labels, 'int32'), [-1]);
     const valid = tf.notEqual(flatLabels, IGNORE_INDEX);
     const safe = tf.where(valid, flatLabels, tf.zerosLike(flatLabels));
-    // Target distribution (1 − ε)·onehot + ε/V, so one product covers both terms. (The wasm OneHot kernel
-    // writes integer bits when asked for float32, so build it as int32 and cast.)
+    // Target distribution (1 − ε)·onehot + ε/V, so one product covers both terms. (Built as int32 and cast:
+    // the stock wasm OneHot is wrong for float32 output unless src/runtime registered its replacement.)
     const onehot = tf.cast(tf.oneHot(safe, v), 'float32');
     const target = tf.add(tf.mul(onehot, 1 - labelSmoothing), labelSmoothing / v);
     const perPosition = tf.neg(tf.sum(tf.mul(target, tf.logSoftmax(flatLogits)), -1));

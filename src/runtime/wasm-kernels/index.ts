@@ -4,6 +4,7 @@ import { registerBatchMatMulRouting, registerFusedMatMulRouting } from './batch-
 import { conv2DBackpropFilterConfig } from './conv2d-backprop-filter.ts';
 import { registerConv2DBackpropInput } from './conv2d-backprop-input.ts';
 import { unsortedSegmentSumConfig } from './unsorted-segment-sum.ts';
+import { oneHotConfig } from './one-hot.ts';
 
 let registered = false;
 
@@ -14,7 +15,7 @@ let registered = false;
  */
 export function registerWasmKernels(): void {
   if (registered) return;
-  for (const config of [unsortedSegmentSumConfig, conv2DBackpropFilterConfig]) {
+  for (const config of [unsortedSegmentSumConfig, conv2DBackpropFilterConfig, oneHotConfig]) {
     if (tf.getKernel(config.kernelName, 'wasm')) tf.unregisterKernel(config.kernelName, 'wasm');
     tf.registerKernel(config);
   }
