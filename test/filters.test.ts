@@ -5,11 +5,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { CaptionFilterConfig, MetadataRule } from '../src/pipeline/config-types.ts';
 import type { SourceRecord } from '../src/sources/record.ts';
-import { createRecordFilter, replacePersonTokens, type FilterVerdict } from '../src/filters/index.ts';
+import { createRecordFilter, loadLanguageDetector, replacePersonTokens, type FilterVerdict } from '../src/filters/index.ts';
 
 function record(caption: string | null, meta: Record<string, unknown> = {}): SourceRecord {
   return { row: 0, file: 'input.parquet', fileRow: 0, url: 'https://example.com/a.jpg', caption, meta };
 }
+
+// Language rules need the detector; loading it is the async part of creating a filter.
+await loadLanguageDetector();
 
 function filter(caption: CaptionFilterConfig = {}, metadata: MetadataRule[] = [], baseDir = tmpdir()) {
   return createRecordFilter({ caption, metadata }, { baseDir });

@@ -1,7 +1,7 @@
-export { createRecordFilter, type FilterVerdict } from './record-filter.ts';
+export { createRecordFilter, prepareRecordFilter, type FilterVerdict } from './record-filter.ts';
 export { createCaptionFilter, hasCaptionRules, type CaptionVerdict } from './caption.ts';
 export { checkMetadataRule, type RuleVerdict } from './metadata.ts';
 export { cleanCaption } from './text.ts';
 export { replacePersonTokens } from './person-token.ts';
-export { detectLanguage, SUPPORTED_LANGUAGES } from './language.ts';
+export { detectLanguage, loadLanguageDetector, supportedLanguages } from './language.ts';
 export { loadBannedWords, createBannedMatcher } from './banned-words.ts';

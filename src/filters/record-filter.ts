@@ -2,6 +2,7 @@ import type { CaptionFilterConfig, MetadataRule } from '../pipeline/config-types
 import type { SourceRecord } from '../sources/record.ts';
 import { createCaptionFilter } from './caption.ts';
 import { checkMetadataRule } from './metadata.ts';
+import { loadLanguageDetector } from './language.ts';
 
 /** ok: the row goes on to download, with its cleaned caption. Else the rule that rejected it and why. */
 export type FilterVerdict = { ok: true; caption: string | null } | { ok: false; rule: string; reason: string };
@@ -9,7 +10,8 @@ export type FilterVerdict = { ok: true; caption: string | null } | { ok: false; 
 /**
  * The pre-download filter of a pipeline: metadata rules in config order, then the caption rules;
  * the first failing rule wins. Throws at creation (not per row) on a bad config: unreadable
- * banned-words file (resolved against `baseDir`), unknown language code.
+ * banned-words file (resolved against `baseDir`), unknown language code. With `languages` configured,
+ * the detector must be loaded first: `prepareRecordFilter` does both.
  */
 export function createRecordFilter(
   cfg: { caption: CaptionFilterConfig; metadata: MetadataRule[] },
@@ -24,4 +26,13 @@ export function createRecordFilter(
     }
     return captionFilter(rec.caption);
   };
+}
+
+/** Loads what the config needs (the language detector, only when it has a language rule), then creates the filter. */
+export async function prepareRecordFilter(
+  cfg: { caption: CaptionFilterConfig; metadata: MetadataRule[] },
+  opts: { baseDir: string },
+): Promise<(rec: SourceRecord) => FilterVerdict> {
+  if (cfg.caption.languages?.length) await loadLanguageDetector();
+  return createRecordFilter(cfg, opts);
 }

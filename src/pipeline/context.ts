@@ -4,8 +4,9 @@ import type { PipelineConfig } from './config-types.ts';
 import type { ShardJobContext } from './shard-job.ts';
 import { createSource } from '../sources/index.ts';
 import { createDownloader } from '../fetch/downloader.ts';
-import { createImageProcessor } from '../image/index.ts';
-import { createRecordFilter } from '../filters/index.ts';
+import { configureSharp, createImageProcessor } from '../image/index.ts';
+import { prepareRecordFilter } from '../filters/index.ts';
+import { openFetchIndex } from '../index-db/fetch-index.ts';
 
 export interface ContextOptions {
   cfg: PipelineConfig;
@@ -23,6 +24,9 @@ export async function createShardContext(o: ContextOptions): Promise<ShardJobCon
   const origin = o.localOrigin;
   const rewriteUrl = prefix && origin ? (url: string) => (url.startsWith(prefix) ? origin + '/' + url.slice(prefix.length) : url) : undefined;
   const downloader = createDownloader(o.cfg.download, { rewriteUrl });
+  configureSharp(); // every image is seen once: libvips' operation cache would only hold memory
+  // Registers the output folder as a dataset of the data root (idempotent: every worker does it too).
+  const index = openFetchIndex(o.dataRoot, o.cfg.name, o.datasetDir);
   return {
     cfg: o.cfg,
     source,
@@ -30,8 +34,12 @@ export async function createShardContext(o: ContextOptions): Promise<ShardJobCon
     datasetDir: o.datasetDir,
     downloader,
     processImage: createImageProcessor(o.cfg.image),
-    filter: createRecordFilter(o.cfg.filters, { baseDir: o.projectRoot }),
-    close: () => downloader.close(),
+    filter: await prepareRecordFilter(o.cfg.filters, { baseDir: o.projectRoot }),
+    index,
+    close: async () => {
+      index.close();
+      await downloader.close();
+    },
   };
 }
 

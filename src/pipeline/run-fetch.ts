@@ -3,6 +3,7 @@
  * processes, shows progress and returns a summary built from the shards' stats files.
  */
 import { fork } from 'node:child_process';
+import pLimit from 'p-limit';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -46,6 +47,12 @@ export interface FetchSummary {
 
 export class FetchError extends Error {}
 
+/**
+ * Shards each process works on at once: while one shard waits for its last slow downloads, the next one
+ * keeps the CPU busy (a shard is written in key order, so its tail would otherwise idle the process).
+ */
+const SHARDS_PER_PROCESS = 2;
+
 /** Parses "0-99", "3,5,7-9", "4" into sorted shard indices, checked against the shard count. */
 export function parseShardSelection(spec: string | undefined, total: number): number[] {
   if (spec === undefined || spec === '' || spec === 'all') return Array.from({ length: total }, (_, i) => i);
@@ -84,16 +91,21 @@ export async function runFetch(o: FetchOptions): Promise<FetchSummary> {
     const rss = { maxKb: 0 };
     if (o.workers <= 1 || pending.length <= 1) {
       ctx.onRow = (status) => progress.row(status);
-      for (const shard of pending) {
-        const t = Date.now();
-        try {
-          await runShard(shard, ctx);
-          progress.shardDone(shard, (Date.now() - t) / 1000);
-        } catch (err) {
-          failed.push({ shard, error: (err as Error).message });
-          progress.message(`shard ${shard} failed: ${(err as Error).message}`);
-        }
-      }
+      const slot = pLimit(SHARDS_PER_PROCESS);
+      await Promise.all(
+        pending.map((shard) =>
+          slot(async () => {
+            const t = Date.now();
+            try {
+              await runShard(shard, ctx);
+              progress.shardDone(shard, (Date.now() - t) / 1000);
+            } catch (err) {
+              failed.push({ shard, error: (err as Error).message });
+              progress.message(`shard ${shard} failed: ${(err as Error).message}`);
+            }
+          }),
+        ),
+      );
     } else {
       await runInWorkers(pending, Math.min(o.workers, pending.length), ctxOptions, progress, failed, rss);
     }
@@ -162,27 +174,28 @@ async function runInWorkers(
     Array.from({ length: n }, () =>
       new Promise<void>((resolve) => {
         const child = fork(workerFile, [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-        let current: number | null = null;
-        let started = 0;
+        const running = new Map<number, number>(); // shard -> start time
         const next = () => {
           const shard = queue.shift();
           if (shard === undefined) {
-            child.send({ type: 'stop' } satisfies ToWorker);
+            if (running.size === 0) child.send({ type: 'stop' } satisfies ToWorker);
             return;
           }
-          current = shard;
-          started = Date.now();
+          running.set(shard, Date.now());
           child.send({ type: 'shard', shard } satisfies ToWorker);
+        };
+        const finished = (shard: number) => {
+          running.delete(shard);
+          next();
         };
         child.on('message', (m: FromWorker) => {
           if (m.type === 'hello') child.send({ type: 'init', options } satisfies ToWorker);
-          else if (m.type === 'ready') next();
+          else if (m.type === 'ready') for (let i = 0; i < SHARDS_PER_PROCESS; i++) next();
           else if (m.type === 'rows') for (const [s, c] of Object.entries(m.counts)) progress.row(s as SampleStatus, c);
           else if (m.type === 'done') {
             rss.maxKb = Math.max(rss.maxKb, m.max_rss_kb);
-            progress.shardDone(m.shard, (Date.now() - started) / 1000);
-            current = null;
-            next();
+            progress.shardDone(m.shard, (Date.now() - (running.get(m.shard) ?? Date.now())) / 1000);
+            finished(m.shard);
           } else if (m.type === 'error') {
             if (m.shard === null) {
               progress.message(`worker failed to start: ${m.message}`);
@@ -192,12 +205,11 @@ async function runInWorkers(
             }
             failed.push({ shard: m.shard, error: m.message.split('\n')[0] });
             progress.message(`shard ${m.shard} failed: ${m.message}`);
-            current = null;
-            next();
+            finished(m.shard);
           }
         });
         child.on('exit', (code) => {
-          if (current !== null) failed.push({ shard: current, error: `worker exited with code ${code} while running it` });
+          for (const shard of running.keys()) failed.push({ shard, error: `worker exited with code ${code} while running it` });
           resolve();
         });
       }),

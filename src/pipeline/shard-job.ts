@@ -16,6 +16,7 @@ import { sampleKey, shardPaths } from '../shards/names.ts';
 import { ShardTarWriter } from '../shards/tar-writer.ts';
 import { manifestRow, writeManifest, type ManifestRow } from '../shards/manifest.ts';
 import { summarize, writeStats, type ShardStats } from '../shards/stats.ts';
+import type { FetchIndex } from '../index-db/fetch-index.ts';
 
 export interface ShardJobContext {
   cfg: PipelineConfig;
@@ -25,9 +26,14 @@ export interface ShardJobContext {
   downloader: Downloader;
   processImage: (bytes: Buffer) => Promise<ImageResult>;
   filter: (rec: SourceRecord) => FilterVerdict;
+  /** The data root's index: opt-out tests per row, and where the finished shard's samples are recorded. */
+  index?: FetchIndex;
   /** Called once per input row when its outcome is final (in key order). */
   onRow?: (status: SampleStatus, shard: number) => void;
 }
+
+/** Rows that may be in flight or waiting to be written, at least. */
+const WRITE_WINDOW_MIN = 1024;
 
 export function shardCount(totalRows: number, samplesPerShard: number): number {
   return Math.ceil(totalRows / samplesPerShard);
@@ -44,9 +50,11 @@ export async function runShard(shard: number, ctx: ShardJobContext): Promise<Sha
   await rm(paths.stats, { force: true });
 
   const startTime = new Date();
-  const timings = { filter_ms: 0, download_ms: 0, image_ms: 0, write_ms: 0 };
+  const timings = { optout_ms: 0, filter_ms: 0, download_ms: 0, image_ms: 0, write_ms: 0, index_ms: 0 };
   const limit = pLimit(cfg.download.concurrency);
-  const window = cfg.download.concurrency * 2;
+  // Finished rows wait here until every earlier row is done. Sized well beyond the download concurrency so a
+  // slow link at the head does not stall the rest (a finished row holds only its encoded image, ~30 KB).
+  const window = Math.max(cfg.download.concurrency * 4, WRITE_WINDOW_MIN);
   const tar = await ShardTarWriter.create(paths.tar);
   const rows: ManifestRow[] = [];
   const queue: Array<Promise<SampleOutcome>> = [];
@@ -71,6 +79,10 @@ export async function runShard(shard: number, ctx: ShardJobContext): Promise<Sha
 
   const bytesWritten = await tar.finish();
   await writeManifest(paths.manifest, rows);
+  // Before the stats file: a shard counts as complete only once the index knows its samples.
+  const ti = performance.now();
+  ctx.index?.recordShard(shard, rows);
+  timings.index_ms += performance.now() - ti;
   const endTime = new Date();
   const stats: ShardStats = {
     shard,
@@ -102,6 +114,11 @@ async function processRow(rec: SourceRecord, key: string, ctx: ShardJobContext, 
     if (rec.error) return { ...base, reason: 'bad_row', error: rec.error };
 
     let t = performance.now();
+    const optedOut = !!rec.url && !!ctx.index?.urlOptedOut(rec.url);
+    timings.optout_ms += performance.now() - t;
+    if (optedOut) return { ...base, status: 'opted_out', reason: 'optout_index', error: 'the URL is in the opt-out index' };
+
+    t = performance.now();
     const verdict = ctx.filter(rec);
     timings.filter_ms += performance.now() - t;
     if (!verdict.ok) return { ...base, status: 'filtered', reason: verdict.rule, error: verdict.reason };
@@ -122,6 +139,9 @@ async function processRow(rec: SourceRecord, key: string, ctx: ShardJobContext, 
     if (!img.ok) {
       if (img.status === 'filtered') return { ...sized, status: 'filtered', reason: img.reason, error: img.error };
       return withFallback(sized, img.reason, img.error, ctx);
+    }
+    if (ctx.index?.imageOptedOut(img.sha256)) {
+      return { ...sized, status: 'opted_out', reason: 'optout_image', error: 'the image (sha256) is in the opt-out index', sha256: img.sha256, phash: img.phash };
     }
     return {
       ...sized,

@@ -1,0 +1,49 @@
+/**
+ * What a fetch process needs from the index: the two opt-out tests (per row, so each is one prepared-statement
+ * lookup) and recording a finished shard's samples. Each fetch process (the parent and every worker) opens its
+ * own connection; the dataset registration is idempotent, so all of them get the same dataset id.
+ */
+import type Database from 'better-sqlite3';
+import type { ManifestRow } from '../shards/manifest.ts';
+import { openIndex, type IndexDb } from './db.ts';
+import { hashNormalized, normalizeUrl } from '../optout/normalize-url.ts';
+
+export interface FetchIndex {
+  readonly datasetId: number;
+  /** True when the row's URL (normalised) is opted out. An invalid URL is never opted out (it fails to fetch). */
+  urlOptedOut(url: string): boolean;
+  /** True when an image with this sha256 (hex) is opted out. */
+  imageOptedOut(sha256: string): boolean;
+  /** Records a shard's rows that have a URL (or, for ImageNet, a file path), in one transaction. */
+  recordShard(shard: number, rows: readonly ManifestRow[]): void;
+  close(): void;
+}
+
+export function openFetchIndex(dataRoot: string, name: string, datasetDir: string): FetchIndex {
+  const index: IndexDb = openIndex(dataRoot);
+  const datasetId = index.registerDataset(name, datasetDir);
+  const urlStmt: Database.Statement = index.db.prepare('SELECT 1 FROM optout_urls WHERE url_hash = ?').pluck();
+  const imageStmt: Database.Statement = index.db.prepare('SELECT 1 FROM optout_images WHERE sha256 = ?').pluck();
+  return {
+    datasetId,
+    urlOptedOut(url) {
+      let normalized: string;
+      try {
+        normalized = normalizeUrl(url);
+      } catch {
+        return false;
+      }
+      return urlStmt.get(hashNormalized(normalized)) !== undefined;
+    },
+    imageOptedOut(sha256) {
+      return imageStmt.get(Buffer.from(sha256, 'hex')) !== undefined;
+    },
+    recordShard(shard, rows) {
+      index.recordSamples(
+        datasetId,
+        rows.filter((r) => r.url).map((r) => ({ key: r.key, shard, url: r.url, sha256: r.sha256, phash: r.phash, caption: r.caption, status: r.status })),
+      );
+    },
+    close: () => index.close(),
+  };
+}

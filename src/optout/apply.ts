@@ -1,0 +1,133 @@
+/**
+ * `optout apply`: removes opted-out samples from datasets already fetched. The index says which samples are
+ * affected (URL or image sha256 opted out, sample still in its tar), so no shard is scanned; each affected shard
+ * is rewritten once (src/shards/rewrite.ts) and the samples' status in the index updated after it. Unfinished
+ * rewrites left by a killed run are finished first.
+ */
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import type { DatasetRow, IndexDb } from '../index-db/db.ts';
+import { journalPath, pendingRewrites, readJournal, rewriteShard, type Removal } from '../shards/rewrite.ts';
+import { closestName } from '../util/suggest.ts';
+
+export const OPTOUT_URL: Removal = { status: 'opted_out', reason: 'optout_index', error: 'the URL is in the opt-out index' };
+export const OPTOUT_IMAGE: Removal = { status: 'opted_out', reason: 'optout_image', error: 'the image (sha256) is in the opt-out index' };
+
+export class ApplyError extends Error {}
+
+export interface RemovedSample {
+  dataset: string;
+  key: string;
+  shard: number;
+  reason: string;
+}
+
+export interface DatasetApply {
+  dataset: string;
+  path: string;
+  shardsRewritten: number;
+  removed: number;
+  cacheFilesRewritten: number;
+  /** Shards left alone, with why (incomplete, folder missing). */
+  skipped: string[];
+}
+
+/** Datasets named on the command line (by name or folder), or every registered one when none is named. */
+export function resolveDatasets(index: IndexDb, args: readonly string[]): DatasetRow[] {
+  const all = index.datasets();
+  if (args.length === 0) return all;
+  const out = new Map<number, DatasetRow>();
+  for (const a of args) {
+    const abs = path.resolve(a);
+    const hits = all.filter((d) => d.path === abs || d.name === a);
+    if (hits.length === 0) {
+      const hint = closestName(a, all.map((d) => d.name));
+      const known = all.length ? `known: ${all.map((d) => d.name).join(', ')}` : 'the index knows no dataset yet (fetch registers them)';
+      throw new ApplyError(`no dataset '${a}' in ${index.file}${hint ? ` (did you mean '${hint}'?)` : ''}; ${known}`);
+    }
+    for (const d of hits) out.set(d.id, d);
+  }
+  return [...out.values()];
+}
+
+/**
+ * Samples of a dataset still in their tar whose URL or image is opted out, URL reasons first. Each join is
+ * driven from its smaller side (CROSS JOIN fixes SQLite's loop order): a few opt-outs against a big dataset
+ * probe the samples' url_hash / sha256 indexes; a big opt-out list against a small dataset probes the list.
+ */
+function affected(index: IndexDb, datasetId: number): Map<number, Map<string, Removal>> {
+  const count = (sql: string, ...args: unknown[]) => index.stmt(sql).pluck().get(...args) as number;
+  const samples = count('SELECT count(*) FROM samples WHERE dataset_id = ?', datasetId);
+  const joinFrom = (table: 'optout_urls' | 'optout_images', col: 'url_hash' | 'sha256') =>
+    count(`SELECT count(*) FROM ${table}`) < samples
+      ? `${table} o CROSS JOIN samples s ON s.${col} = o.${col} AND s.dataset_id = ?`
+      : `samples s CROSS JOIN ${table} o ON o.${col} = s.${col} AND s.dataset_id = ?`;
+  const rows = index
+    .stmt(
+      `SELECT s.key, s.shard, 0 AS by_image FROM ${joinFrom('optout_urls', 'url_hash')} WHERE s.status IN ('ok', 'fallback')
+       UNION ALL
+       SELECT s.key, s.shard, 1 FROM ${joinFrom('optout_images', 'sha256')} WHERE s.status IN ('ok', 'fallback')
+       ORDER BY 3, 1`,
+    )
+    .all(datasetId, datasetId) as Array<{ key: string; shard: number; by_image: number }>;
+  const byShard = new Map<number, Map<string, Removal>>();
+  for (const r of rows) {
+    let m = byShard.get(r.shard);
+    if (!m) byShard.set(r.shard, (m = new Map()));
+    if (!m.has(r.key)) m.set(r.key, r.by_image ? OPTOUT_IMAGE : OPTOUT_URL);
+  }
+  return byShard;
+}
+
+export interface ApplyOptions {
+  /** One line per removed sample (`dataset key shard reason`) and per skipped shard. */
+  log?: (line: string) => void;
+  /** A line before each shard is rewritten. */
+  progress?: (line: string) => void;
+  onRemoved?: (s: RemovedSample) => void;
+}
+
+export async function applyOptouts(index: IndexDb, datasets: readonly DatasetRow[], opts: ApplyOptions = {}): Promise<DatasetApply[]> {
+  const log = opts.log ?? (() => {});
+  const out: DatasetApply[] = [];
+  for (const d of datasets) {
+    const res: DatasetApply = { dataset: d.name, path: d.path, shardsRewritten: 0, removed: 0, cacheFilesRewritten: 0, skipped: [] };
+    out.push(res);
+    if (!existsSync(d.path)) {
+      res.skipped.push(`${d.path}: the dataset folder does not exist`);
+      log(`${d.name}: ${d.path} does not exist; skipped`);
+      continue;
+    }
+    const shards = affected(index, d.id);
+    for (const shard of await pendingRewrites(d.path)) if (!shards.has(shard)) shards.set(shard, new Map());
+    for (const shard of [...shards.keys()].sort((a, b) => a - b)) {
+      const remove = shards.get(shard)!;
+      // Keys of an unfinished rewrite (maybe a dedup one) get their index status updated too.
+      const journal = await readJournal(journalPath(d.path, shard));
+      opts.progress?.(`${d.name}: shard ${shard}: ${remove.size} sample(s) to remove${journal ? ', finishing an interrupted rewrite' : ''}`);
+      const r = await rewriteShard(d.path, shard, remove, { log: (m) => log(m) });
+      if (r.skipped) {
+        res.skipped.push(r.skipped);
+        continue;
+      }
+      // As in rewriteShard, a journal's removal wins over a new one for the same key.
+      const all = new Map<string, Removal>([...remove, ...Object.entries(journal?.remove ?? {})]);
+      const byStatus = new Map<string, string[]>();
+      for (const [key, rm] of all) {
+        const keys = byStatus.get(rm.status);
+        if (keys) keys.push(key);
+        else byStatus.set(rm.status, [key]);
+      }
+      for (const [status, keys] of byStatus) index.setSampleStatus(d.id, keys, status);
+      for (const [key, rm] of remove) {
+        const s: RemovedSample = { dataset: d.name, key, shard, reason: rm.reason };
+        opts.onRemoved?.(s);
+        log(`${s.dataset} ${s.key} ${s.shard} ${s.reason}`);
+      }
+      res.shardsRewritten += r.removed > 0 || r.cacheFilesRewritten > 0 ? 1 : 0;
+      res.removed += r.removed;
+      res.cacheFilesRewritten += r.cacheFilesRewritten;
+    }
+  }
+  return out;
+}
