@@ -2,6 +2,8 @@
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { fetchCommand, fetchHandler } from './fetch-command.ts';
+import { dedupCommand, dedupHandler } from './dedup-command.ts';
+import { optoutCommands } from './optout-command.ts';
 
 /** Wrong flags or values: exit code 2, like yargs' own usage errors. */
 class UsageError extends Error {}
@@ -20,15 +22,17 @@ export async function main(argv: string[]): Promise<number> {
     .scriptName('muse-data')
     .usage('$0 <command> [options]')
     .command('fetch [pipeline]', 'metadata (parquet/TSV/CSV/JSONL/ImageNet folder) -> WebDataset shards', fetchCommand, run(fetchHandler as (a: Record<string, unknown>) => Promise<number>))
-    .command('dedup <dataset>', 'global duplicate decisions', (y) => y, run(notYet('dedup', 3)))
-    .command('optout <action>', 'opt-out index', (y) => y, run(notYet('optout', 3)))
+    .command('dedup <dataset>', 'duplicate decisions: same URL, identical image, near-duplicate image', dedupCommand, run(dedupHandler))
+    .command('optout', 'opt-out index: add|import|remove|list|check|apply', (y) => optoutCommands(y, run))
     .command('tokenize <dataset>', 'shards -> Arrow token caches', (y) => y, run(notYet('tokenize', 5)))
     .command('verify <dataset>', 'check caches against shards', (y) => y, run(notYet('verify', 5)))
     .demandCommand(1, 'name a command, e.g. `muse-data fetch sample`')
     .strict()
     .help()
     .fail((msg, err) => {
-      throw err ?? new UsageError(`${msg}\n(see muse-data --help)`);
+      // yargs passes its own validation failures as a message (some versions as `err` being a string).
+      if (err instanceof Error) throw err;
+      throw new UsageError(`${msg ?? String(err)}\n(see muse-data --help)`);
     })
     .parseAsync();
   return code;
