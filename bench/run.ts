@@ -1,0 +1,151 @@
+/**
+ * `npm run bench -- <name> [--runs N] [--quick] [--flag value ...]`: runs one benchmark, writes
+ * bench/results/<name>.json (machine, config, raw runs, medians, ratios) and prints a markdown table.
+ * With no name, lists the benchmarks. A new benchmark is one line in BENCHMARKS: a module exporting
+ * `(ctx: BenchContext) => Promise<BenchReport>`.
+ */
+import { mkdir, rename, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { machineInfo, medianLeaves, type BenchContext, type BenchReport } from './lib.ts';
+
+interface Benchmark {
+  description: string;
+  defaultRuns: number;
+  run: (ctx: BenchContext) => Promise<BenchReport>;
+}
+
+/**
+ * Adapts a benchmark written to run on its own — `fn({ quick, log })` resolving to an object with a markdown
+ * `table` (and optionally config, targets, notes) — to the runner: `--runs` repeats it, numeric leaves get medians.
+ */
+function standalone(load: () => Promise<(opts: { quick?: boolean; log?: (m: string) => void }) => Promise<object>>): Benchmark['run'] {
+  return async (ctx) => {
+    const fn = await load();
+    const results: Array<Record<string, unknown>> = [];
+    for (let r = 0; r < ctx.runs; r++) {
+      if (ctx.runs > 1) ctx.log(`run ${r + 1}/${ctx.runs}`);
+      results.push((await fn({ quick: ctx.quick, log: ctx.log })) as Record<string, unknown>);
+    }
+    const last = results[results.length - 1];
+    const strip = ({ table: _t, config: _c, targets: _g, notes: _n, ...rest }: Record<string, unknown>) => rest;
+    return {
+      config: (last.config as Record<string, unknown>) ?? {},
+      runs: results.map(strip),
+      medians: medianLeaves(results.map(strip)),
+      ratios: {},
+      targets: last.targets as Record<string, unknown> | undefined,
+      notes: last.notes as string[] | undefined,
+      table: String(last.table ?? '') + (ctx.runs > 1 ? `\n\n(table of the last of ${ctx.runs} runs; medians in the JSON)` : ''),
+    };
+  };
+}
+
+const BENCHMARKS: Record<string, Benchmark> = {
+  fetch: {
+    description: 'muse-data fetch over HTTP and HTTPS (local server) vs the image stage alone: successes/s, CPU ms per success, peak RSS',
+    defaultRuns: 3,
+    run: async (ctx) => (await import('./fetch.ts')).benchFetch(ctx),
+  },
+  models: {
+    description: 'VQGAN and MaskGIT transformer throughput (bench/models-*.ts; --backend auto|wasm|cpu|tensorflow)',
+    defaultRuns: 1,
+    run: async (ctx) => (await import('./models.ts')).benchModels(ctx),
+  },
+  'index-optout': {
+    description: 'opt-out index (issue 3): import URLs/s with 10M URLs, check p50/p99, per-row cost in fetch, bytes/URL',
+    defaultRuns: 1,
+    run: standalone(async () => (await import('./index-optout.ts')).benchOptout),
+  },
+  'index-dedup': {
+    description: 'dedup (issue 3): full pass over 1M perceptual hashes, probe lookups/s, rerun and incremental shard, index size',
+    defaultRuns: 1,
+    run: standalone(async () => (await import('./index-dedup.ts')).benchDedup),
+  },
+};
+
+function usage(): string {
+  const width = Math.max(...Object.keys(BENCHMARKS).map((k) => k.length));
+  return [
+    'usage: npm run bench -- <name> [--runs N] [--quick] [--flag value ...]',
+    '',
+    'benchmarks:',
+    ...Object.entries(BENCHMARKS).map(([k, b]) => `  ${k.padEnd(width)}  ${b.description} (default --runs ${b.defaultRuns})`),
+    '',
+    'Results go to bench/results/<name>.json (variants: <name>.quick.json, <name>.<flag>-<value>.json); the table is printed to stdout.',
+  ].join('\n');
+}
+
+function parseArgs(argv: string[]): { name?: string; runs?: number; quick: boolean; flags: Record<string, string | boolean> } {
+  let name: string | undefined;
+  let runs: number | undefined;
+  let quick = false;
+  const flags: Record<string, string | boolean> = {};
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--quick') quick = true;
+    else if (a === '--runs') {
+      runs = Number(argv[++i]);
+      if (!Number.isInteger(runs) || runs < 1) throw new Error(`--runs needs a positive integer, got ${argv[i]}`);
+    } else if (a.startsWith('--runs=')) runs = Number(a.slice(7));
+    else if (a.startsWith('--')) {
+      const [k, v] = a.slice(2).split('=', 2);
+      if (v !== undefined) flags[k] = v;
+      else if (argv[i + 1] !== undefined && !argv[i + 1].startsWith('--')) flags[k] = argv[++i];
+      else flags[k] = true;
+    } else if (name === undefined) name = a;
+    else throw new Error(`unexpected argument '${a}'`);
+  }
+  return { name, runs, quick, flags };
+}
+
+async function main(): Promise<number> {
+  const args = parseArgs(process.argv.slice(2));
+  if (!args.name) {
+    console.log(usage());
+    return 0;
+  }
+  const bench = BENCHMARKS[args.name];
+  if (!bench) {
+    console.error(`unknown benchmark '${args.name}'\n\n${usage()}`);
+    return 2;
+  }
+  const ctx: BenchContext = {
+    runs: args.runs ?? bench.defaultRuns,
+    quick: args.quick,
+    flags: args.flags,
+    log: (m) => process.stderr.write(`[bench ${args.name}] ${m}\n`),
+  };
+  const machine = machineInfo();
+  const started = performance.now();
+  const report = await bench.run(ctx);
+  const out = {
+    benchmark: args.name,
+    machine,
+    duration_s: Math.round((performance.now() - started) / 100) / 10,
+    runs_requested: ctx.runs,
+    quick: ctx.quick,
+    ...report,
+  };
+  const dir = path.join(import.meta.dirname, 'results');
+  await mkdir(dir, { recursive: true });
+  // variants (quick, extra flags) get their own file so they never overwrite the reference results
+  const variant = [ctx.quick ? 'quick' : '', ...Object.entries(ctx.flags).map(([k, v]) => (v === true ? k : `${k}-${v}`))].filter(Boolean);
+  const file = path.join(dir, `${[args.name, ...variant].join('.')}.json`);
+  await writeFile(file + '.tmp', JSON.stringify(out, null, 2) + '\n');
+  await rename(file + '.tmp', file);
+  const m = machine as { cpu_model: string; cores: number; node: string; date: string; loadavg_at_start: number[] };
+  console.log(`## bench ${args.name}${ctx.quick ? ' (quick)' : ''}\n`);
+  console.log(`${m.date.slice(0, 10)} · ${m.cpu_model}, ${m.cores} cores · node ${m.node} · load at start ${m.loadavg_at_start.join(' ')}\n`);
+  console.log(report.table);
+  if (report.notes?.length) console.log('\n' + report.notes.map((n) => `- ${n}`).join('\n'));
+  console.log(`\n(raw numbers: ${path.relative(process.cwd(), file)})`);
+  return 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    console.error(err instanceof Error ? (err.stack ?? err.message) : String(err));
+    process.exit(1);
+  },
+);
