@@ -15,6 +15,7 @@ import { mkdir, rename, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import sharp, { type OverlayOptions } from 'sharp';
+import { mulberry32 as prng } from '../src/util/prng.ts';
 
 export const CATALOG_VERSION = 'muse-bench-fetch-v1';
 
@@ -33,17 +34,6 @@ export interface CatalogItem {
   seed: number;
 }
 
-/** mulberry32: small, fast, deterministic. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const ADJ = ['red', 'blue', 'green', 'golden', 'misty', 'quiet', 'bright', 'old', 'small', 'large', 'wooden', 'sunny', 'dark', 'colourful'];
 const NOUN = ['house', 'lake', 'mountain', 'street', 'garden', 'car', 'dog', 'cat', 'bridge', 'forest', 'beach', 'market', 'kitchen', 'bicycle'];

@@ -18,6 +18,7 @@ import { halvesToHex } from '../src/dedup/bands.ts';
 import { NearIndex, PairList } from '../src/dedup/near-index.ts';
 import { findNearDuplicates } from '../src/dedup/lookup.ts';
 import { runDedup, type DedupSummary } from '../src/dedup/run-dedup.ts';
+import { mulberry32 as rng } from '../src/util/prng.ts';
 
 export interface DedupBenchOptions {
   quick?: boolean;
@@ -29,17 +30,6 @@ export interface DedupBenchOptions {
 const PER_SHARD = 10_000;
 const DISTANCE = 6;
 
-/** mulberry32 */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Planted {
   key: string;

@@ -23,22 +23,12 @@ import { runFetch } from '../src/pipeline/run-fetch.ts';
 import { readManifest } from '../src/shards/manifest.ts';
 import { readTarSamples } from '../src/shards/tar-reader.ts';
 import { main } from '../src/cli/muse-data.ts';
+import { mulberry32 as rng } from '../src/util/prng.ts';
 
 const root = path.resolve(import.meta.dirname, '..');
 const tmp = (p: string) => mkdtemp(path.join(os.tmpdir(), `muse-dedup-${p}-`));
 const quiet = () => {};
 
-/** mulberry32: reproducible random numbers. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const rand32 = (r: () => number) => (r() * 2 ** 32) | 0;
 

@@ -5,6 +5,7 @@
  * Everything here is pure: the same catalog on every call and every machine (fixed-seed PRNG below).
  */
 import { COLOR_NAMES, SHAPE_NAMES, type ColorName, type ShapeName } from './palette.ts';
+import { mulberry32 } from '../util/prng.ts';
 
 export { COLOR_NAMES, SHAPE_NAMES, type ColorName, type ShapeName } from './palette.ts';
 
@@ -112,17 +113,6 @@ const EXPECTED: Record<SampleKind, [ExpectedStatus, string]> = {
 export const BOMB_CLAIMED_SIZE = 30000;
 export const TINY_SIZE = 40;
 
-/** mulberry32: a small, well-known 32-bit PRNG; enough for a reproducible catalog. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 type Triple = { color: ColorName; shape: ShapeName; background: ColorName };
 
