@@ -4,3 +4,6 @@ import path from 'node:path';
 export function resolveDataRoot(flag: string | undefined): string {
   return path.resolve(flag ?? process.env.MUSE_DATA_ROOT ?? 'datasets');
 }
+
+/** The project folder (pipelines/, the bundled sample): `${project}` in pipeline files. */
+export const PROJECT_ROOT = path.resolve(import.meta.dirname, '../..');

@@ -4,8 +4,8 @@ import type { Argv } from 'yargs';
 import { deepMerge, loadPipelineFile, resolvePipeline, resolvePipelinePath } from '../pipeline/config.ts';
 import { runFetch } from '../pipeline/run-fetch.ts';
 import type { LogFormat } from '../pipeline/progress.ts';
-import { resolveDataRoot } from './data-root.ts';
-import { projectRootFromHere } from '../pipeline/context.ts';
+import { PROJECT_ROOT, resolveDataRoot } from './data-root.ts';
+
 
 export function fetchCommand(y: Argv) {
   return y
@@ -81,7 +81,7 @@ export function flagsToOverrides(a: FetchArgs): Record<string, unknown> {
 }
 
 export async function fetchHandler(a: FetchArgs): Promise<number> {
-  const projectRoot = projectRootFromHere();
+  const projectRoot = PROJECT_ROOT;
   const dataRoot = resolveDataRoot(a['data-root'] as string | undefined);
   let raw: Record<string, unknown> = {};
   let where = 'command line';

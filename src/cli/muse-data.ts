@@ -1,9 +1,7 @@
 /** `muse-data`: the data pipeline's command line. */
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { fetchCommand, fetchHandler } from './fetch-command.ts';
-import { dedupCommand, dedupHandler } from './dedup-command.ts';
-import { optoutCommands } from './optout-command.ts';
+import type { Argv } from 'yargs';
 
 /** Wrong flags or values: exit code 2, like yargs' own usage errors. */
 class UsageError extends Error {}
@@ -13,17 +11,47 @@ const notYet = (what: string, issue: number) => async () => {
   return 2;
 };
 
+type Handler = (a: Record<string, unknown>) => Promise<number>;
+type Builder = (y: Argv) => Argv;
+type Run = (handler: Handler) => (a: Record<string, unknown>) => Promise<void>;
+
+/**
+ * Each command's module (and the libraries behind it) is loaded only when that command runs, or for help:
+ * start-up CPU is paid by every fetch worker process, so `fetch` must not load dedup's or opt-out's code.
+ */
+const COMMANDS = {
+  fetch: async (run: Run) => {
+    const m = await import('./fetch-command.ts');
+    return { builder: m.fetchCommand as unknown as Builder, handler: run(m.fetchHandler as Handler) };
+  },
+  dedup: async (run: Run) => {
+    const m = await import('./dedup-command.ts');
+    return { builder: m.dedupCommand as unknown as Builder, handler: run(m.dedupHandler) };
+  },
+  optout: async (run: Run) => {
+    const m = await import('./optout-command.ts');
+    return { builder: ((y: Argv) => m.optoutCommands(y, run)) as Builder, handler: undefined };
+  },
+};
+
 export async function main(argv: string[]): Promise<number> {
   let code = 0;
-  const run = (handler: (a: Record<string, unknown>) => Promise<number>) => async (a: Record<string, unknown>) => {
+  const run: Run = (handler) => async (a) => {
     code = await handler(a);
   };
+  const wanted = argv.find((a) => !a.startsWith('-'));
+  const loadAll = wanted === undefined || !(wanted in COMMANDS);
+  const load = async (name: keyof typeof COMMANDS) =>
+    loadAll || wanted === name ? COMMANDS[name](run) : { builder: ((y: Argv) => y) as Builder, handler: undefined };
+  const fetch = await load('fetch');
+  const dedup = await load('dedup');
+  const optout = await load('optout');
   await yargs(argv)
     .scriptName('muse-data')
     .usage('$0 <command> [options]')
-    .command('fetch [pipeline]', 'metadata (parquet/TSV/CSV/JSONL/ImageNet folder) -> WebDataset shards', fetchCommand, run(fetchHandler as (a: Record<string, unknown>) => Promise<number>))
-    .command('dedup <dataset>', 'duplicate decisions: same URL, identical image, near-duplicate image', dedupCommand, run(dedupHandler))
-    .command('optout', 'opt-out index: add|import|remove|list|check|apply', (y) => optoutCommands(y, run))
+    .command('fetch [pipeline]', 'metadata (parquet/TSV/CSV/JSONL/ImageNet folder) -> WebDataset shards', fetch.builder, fetch.handler)
+    .command('dedup <dataset>', 'duplicate decisions: same URL, identical image, near-duplicate image', dedup.builder, dedup.handler)
+    .command('optout', 'opt-out index: add|import|remove|list|check|apply', optout.builder)
     .command('tokenize <dataset>', 'shards -> Arrow token caches', (y) => y, run(notYet('tokenize', 5)))
     .command('verify <dataset>', 'check caches against shards', (y) => y, run(notYet('verify', 5)))
     .demandCommand(1, 'name a command, e.g. `muse-data fetch sample`')

@@ -1,5 +1,4 @@
 /** Builds what a shard job needs from a resolved pipeline: source, downloader, image processor, filter. */
-import path from 'node:path';
 import type { PipelineConfig } from './config-types.ts';
 import type { ShardJobContext } from './shard-job.ts';
 import { createSource } from '../sources/index.ts';
@@ -17,9 +16,13 @@ export interface ContextOptions {
   localOrigin?: string;
 }
 
-export async function createShardContext(o: ContextOptions): Promise<ShardJobContext & { close(): Promise<void> }> {
-  const source = createSource(o.cfg.input, { dataRoot: o.dataRoot, projectRoot: o.projectRoot });
-  const { totalRows } = await source.open();
+/** `opened`: a source the caller has already opened (the parent of a fetch), so its files are not read twice. */
+export async function createShardContext(
+  o: ContextOptions,
+  opened?: Pick<ShardJobContext, 'source' | 'totalRows'>,
+): Promise<ShardJobContext & { close(): Promise<void> }> {
+  const source = opened?.source ?? createSource(o.cfg.input, { dataRoot: o.dataRoot, projectRoot: o.projectRoot });
+  const totalRows = opened?.totalRows ?? (await source.open()).totalRows;
   const prefix = o.cfg.local_server?.url_prefix;
   const origin = o.localOrigin;
   const rewriteUrl = prefix && origin ? (url: string) => (url.startsWith(prefix) ? origin + '/' + url.slice(prefix.length) : url) : undefined;
@@ -41,8 +44,4 @@ export async function createShardContext(o: ContextOptions): Promise<ShardJobCon
       await downloader.close();
     },
   };
-}
-
-export function projectRootFromHere(): string {
-  return path.resolve(import.meta.dirname, '../..');
 }

@@ -8,15 +8,16 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { PipelineConfig } from './config-types.ts';
-import { createShardContext, type ContextOptions } from './context.ts';
-import { runShard, shardCount } from './shard-job.ts';
+import type { ContextOptions } from './context.ts';
+import type { ShardJobContext } from './shard-job.ts';
+import { createSource } from '../sources/index.ts';
+import { prepareRecordFilter } from '../filters/index.ts';
 import { FetchProgress, type LogFormat } from './progress.ts';
 import type { FromWorker, ToWorker } from './worker.ts';
-import { shardPaths } from '../shards/names.ts';
+import { shardCount, shardPaths } from '../shards/names.ts';
 import { readStats, type ShardStats } from '../shards/stats.ts';
 import { SAMPLE_STATUSES, type SampleStatus } from '../shards/outcome.ts';
 import { writeFileAtomic } from '../util/atomic.ts';
-import { startSampleServer } from '../sample-data/server.ts';
 
 export interface FetchOptions {
   cfg: PipelineConfig;
@@ -71,41 +72,29 @@ export function parseShardSelection(spec: string | undefined, total: number): nu
 
 export async function runFetch(o: FetchOptions): Promise<FetchSummary> {
   const started = Date.now();
-  const server = o.cfg.local_server ? await startSampleServer() : undefined;
+  // Opening the source checks every input file, and creating the filter the filter config, before any shard
+  // is written. Nothing heavier is loaded here: with --workers the parent only schedules and reports.
+  const source = createSource(o.cfg.input, { dataRoot: o.dataRoot, projectRoot: o.projectRoot });
+  const { totalRows } = await source.open();
+  await prepareRecordFilter(o.cfg.filters, { baseDir: o.projectRoot });
+  const server = o.cfg.local_server ? await (await import('../sample-data/server.ts')).startSampleServer() : undefined;
   const ctxOptions: ContextOptions = { cfg: o.cfg, datasetDir: o.datasetDir, dataRoot: o.dataRoot, projectRoot: o.projectRoot, localOrigin: server?.origin };
-  // Opening the source checks every input file before any shard is written.
-  const ctx = await createShardContext(ctxOptions);
   try {
-    const total = shardCount(ctx.totalRows, o.cfg.samples_per_shard);
+    const total = shardCount(totalRows, o.cfg.samples_per_shard);
     const selected = parseShardSelection(o.shards, total);
     await mkdir(path.join(o.datasetDir, 'shards'), { recursive: true });
-    await registerDataset(o, ctx.totalRows, total);
+    await registerDataset(o, totalRows, total);
     const pending = selected.filter((s) => !existsSync(shardPaths(o.datasetDir, s).stats));
-    const pendingRows = pending.reduce((n, s) => n + Math.min(o.cfg.samples_per_shard, ctx.totalRows - s * o.cfg.samples_per_shard), 0);
+    const pendingRows = pending.reduce((n, s) => n + Math.min(o.cfg.samples_per_shard, totalRows - s * o.cfg.samples_per_shard), 0);
     const progress = new FetchProgress(pendingRows, pending.length, o.logFormat);
     progress.message(
-      `fetch ${o.cfg.name}: ${ctx.totalRows} rows, ${total} shard(s); ${selected.length} selected, ` +
+      `fetch ${o.cfg.name}: ${totalRows} rows, ${total} shard(s); ${selected.length} selected, ` +
         `${selected.length - pending.length} already complete, ${pending.length} to run with ${Math.min(o.workers, Math.max(pending.length, 1))} worker(s) -> ${o.datasetDir}`,
     );
     const failed: FetchSummary['shards_failed'] = [];
     const rss = { maxKb: 0 };
     if (o.workers <= 1 || pending.length <= 1) {
-      ctx.onRow = (status) => progress.row(status);
-      const slot = pLimit(SHARDS_PER_PROCESS);
-      await Promise.all(
-        pending.map((shard) =>
-          slot(async () => {
-            const t = Date.now();
-            try {
-              await runShard(shard, ctx);
-              progress.shardDone(shard, (Date.now() - t) / 1000);
-            } catch (err) {
-              failed.push({ shard, error: (err as Error).message });
-              progress.message(`shard ${shard} failed: ${(err as Error).message}`);
-            }
-          }),
-        ),
-      );
+      await runInProcess(pending, ctxOptions, { source, totalRows }, progress, failed);
     } else {
       await runInWorkers(pending, Math.min(o.workers, pending.length), ctxOptions, progress, failed, rss);
     }
@@ -121,7 +110,7 @@ export async function runFetch(o: FetchOptions): Promise<FetchSummary> {
     const elapsed = (Date.now() - started) / 1000;
     return {
       dataset: o.datasetDir,
-      total_rows: ctx.totalRows,
+      total_rows: totalRows,
       shards_total: total,
       shards_selected: selected.length,
       shards_run: pending.length - failed.length,
@@ -134,8 +123,39 @@ export async function runFetch(o: FetchOptions): Promise<FetchSummary> {
       peak_rss_mb: Math.round(Math.max(rss.maxKb, process.resourceUsage().maxRSS) / 1024),
     };
   } finally {
-    await ctx.close();
     await server?.close();
+  }
+}
+
+async function runInProcess(
+  pending: number[],
+  options: ContextOptions,
+  opened: Pick<ShardJobContext, 'source' | 'totalRows'>,
+  progress: FetchProgress,
+  failed: FetchSummary['shards_failed'],
+): Promise<void> {
+  const { createShardContext } = await import('./context.ts');
+  const { runShard } = await import('./shard-job.ts');
+  const ctx = await createShardContext(options, opened);
+  ctx.onRow = (status) => progress.row(status);
+  const slot = pLimit(SHARDS_PER_PROCESS);
+  try {
+    await Promise.all(
+      pending.map((shard) =>
+        slot(async () => {
+          const t = Date.now();
+          try {
+            await runShard(shard, ctx);
+            progress.shardDone(shard, (Date.now() - t) / 1000);
+          } catch (err) {
+            failed.push({ shard, error: (err as Error).message });
+            progress.message(`shard ${shard} failed: ${(err as Error).message}`);
+          }
+        }),
+      ),
+    );
+  } finally {
+    await ctx.close();
   }
 }
 

@@ -12,7 +12,7 @@ import type { ImageResult } from '../image/index.ts';
 import { fallbackImage } from '../image/index.ts';
 import type { FilterVerdict } from '../filters/index.ts';
 import type { SampleOutcome, SampleStatus } from '../shards/outcome.ts';
-import { sampleKey, shardPaths } from '../shards/names.ts';
+import { sampleKey, shardCount, shardPaths } from '../shards/names.ts';
 import { ShardTarWriter } from '../shards/tar-writer.ts';
 import { manifestRow, writeManifest, type ManifestRow } from '../shards/manifest.ts';
 import { summarize, writeStats, type ShardStats } from '../shards/stats.ts';
@@ -35,9 +35,6 @@ export interface ShardJobContext {
 /** Rows that may be in flight or waiting to be written, at least. */
 const WRITE_WINDOW_MIN = 1024;
 
-export function shardCount(totalRows: number, samplesPerShard: number): number {
-  return Math.ceil(totalRows / samplesPerShard);
-}
 
 export async function runShard(shard: number, ctx: ShardJobContext): Promise<ShardStats> {
   const { cfg } = ctx;

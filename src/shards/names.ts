@@ -21,3 +21,8 @@ export function positionDigits(samplesPerShard: number): number {
 export function sampleKey(shard: number, position: number, samplesPerShard: number): string {
   return shardName(shard) + String(position).padStart(positionDigits(samplesPerShard), '0');
 }
+
+/** Shard i holds input rows [i*S, (i+1)*S); the last one may be short. */
+export function shardCount(totalRows: number, samplesPerShard: number): number {
+  return Math.ceil(totalRows / samplesPerShard);
+}
