@@ -17,16 +17,18 @@ export interface ImageHeader {
   height: number;
 }
 
-export type HeaderVerdict =
-  | { ok: true; header: ImageHeader }
-  | {
-      ok: false;
-      status: 'failed' | 'filtered';
-      reason: string;
-      error: string;
-      originalWidth?: number;
-      originalHeight?: number;
-    };
+/** Why an image was not used (header check or later). */
+export interface ImageFailure {
+  ok: false;
+  status: 'failed' | 'filtered';
+  /** decode_error | unsupported_format | pixel_limit | encode_error | min_image_size | max_aspect_ratio | max_image_area | min_file_bytes */
+  reason: string;
+  error: string;
+  originalWidth?: number;
+  originalHeight?: number;
+}
+
+export type HeaderVerdict = { ok: true; header: ImageHeader } | ImageFailure;
 
 /** Reads only the header (no pixel decode) and applies every size filter of the config. */
 export async function checkHeader(bytes: Buffer, cfg: ImageConfig): Promise<HeaderVerdict> {

@@ -4,7 +4,7 @@ import type { EncodeFormat, ImageConfig } from '../pipeline/config-types.ts';
 import { dhashRaw } from './dhash.ts';
 import { withEncoder } from './encode.ts';
 import { planResize } from './geometry.ts';
-import { checkHeader, HARD_PIXEL_LIMIT, message } from './header.ts';
+import { checkHeader, HARD_PIXEL_LIMIT, message, type ImageFailure } from './header.ts';
 
 export type ImageResult =
   | {
@@ -20,15 +20,7 @@ export type ImageResult =
       /** 64-bit dHash of the output pixels, 16 hex chars. */
       phash: string;
     }
-  | {
-      ok: false;
-      status: 'failed' | 'filtered';
-      /** decode_error | unsupported_format | pixel_limit | encode_error | min_image_size | max_aspect_ratio | max_image_area | min_file_bytes */
-      reason: string;
-      error: string;
-      originalWidth?: number;
-      originalHeight?: number;
-    };
+  | ImageFailure;
 
 const WHITE = { r: 255, g: 255, b: 255 };
 

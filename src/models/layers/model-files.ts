@@ -3,6 +3,7 @@ import type * as tf from '@tensorflow/tfjs';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { openCheckpoint, saveSafetensors, type CheckpointReader } from '../safetensors.ts';
+import type { ParamStore } from './params.ts';
 
 export interface ModelFilesOptions {
   /** config.json path or the parsed object; default: `config.json` in the directory / next to the file. */
@@ -26,6 +27,31 @@ export async function openModelFiles(pathOrDir: string, opts: ModelFilesOptions 
     }
   }
   return { config, ckpt: await openCheckpoint(pathOrDir) };
+}
+
+/**
+ * Opens the files, builds the model from their config (`build` may look at the checkpoint too) and loads its
+ * weights by name; a model whose weights do not load is disposed before the error is passed on.
+ */
+export async function loadModelFiles<M extends { params: ParamStore; dispose(): void }>(
+  pathOrDir: string,
+  opts: ModelFilesOptions,
+  build: (config: Record<string, unknown>, ckpt: CheckpointReader) => M,
+  loadOpts?: Parameters<ParamStore['load']>[1],
+): Promise<M> {
+  const { config, ckpt } = await openModelFiles(pathOrDir, opts);
+  try {
+    const model = build(config, ckpt);
+    try {
+      await model.params.load(ckpt, loadOpts);
+    } catch (err) {
+      model.dispose();
+      throw err;
+    }
+    return model;
+  } finally {
+    await ckpt.close();
+  }
 }
 
 /** Writes `dir/config.json` and `dir/model.safetensors`. */

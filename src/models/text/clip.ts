@@ -5,7 +5,7 @@ import * as tf from '@tensorflow/tfjs';
 import { activation } from '../layers/activations.ts';
 import { attention, causalBias, paddingBias } from '../layers/attention.ts';
 import { linear } from '../layers/linear.ts';
-import { openModelFiles, saveModelFiles, type ModelFilesOptions } from '../layers/model-files.ts';
+import { loadModelFiles, saveModelFiles, type ModelFilesOptions } from '../layers/model-files.ts';
 import { layerNorm } from '../layers/norms.ts';
 import { ParamStore } from '../layers/params.ts';
 import { Prng } from '../layers/prng.ts';
@@ -108,23 +108,16 @@ export class ClipTextEncoder {
    * checkpoint, set `projection_dim: 0` in the config.
    */
   static async fromSafetensors(pathOrDir: string, opts: ModelFilesOptions = {}): Promise<ClipTextEncoder> {
-    const { config, ckpt } = await openModelFiles(pathOrDir, opts);
-    try {
-      const cfg = { ...clipTextConfig(config) } as unknown as Record<string, unknown>;
-      if (!ckpt.has('text_projection.weight')) cfg.projection_dim = 0;
-      const model = new ClipTextEncoder(cfg, { seed: null });
-      try {
-        await model.params.load(ckpt, {
-          ignore: (n) => !n.startsWith('text_model.') || n === 'text_model.embeddings.position_ids',
-        });
-      } catch (err) {
-        model.dispose();
-        throw err;
-      }
-      return model;
-    } finally {
-      await ckpt.close();
-    }
+    return loadModelFiles(
+      pathOrDir,
+      opts,
+      (config, ckpt) => {
+        const cfg = { ...clipTextConfig(config) } as unknown as Record<string, unknown>;
+        if (!ckpt.has('text_projection.weight')) cfg.projection_dim = 0;
+        return new ClipTextEncoder(cfg, { seed: null });
+      },
+      { ignore: (n) => !n.startsWith('text_model.') || n === 'text_model.embeddings.position_ids' },
+    );
   }
 
   async save(dir: string): Promise<void> {

@@ -5,7 +5,7 @@ import * as tf from '@tensorflow/tfjs';
 import { activation } from '../layers/activations.ts';
 import { attention, paddingBias } from '../layers/attention.ts';
 import { linear } from '../layers/linear.ts';
-import { openModelFiles, saveModelFiles, type ModelFilesOptions } from '../layers/model-files.ts';
+import { loadModelFiles, saveModelFiles, type ModelFilesOptions } from '../layers/model-files.ts';
 import { rmsNorm } from '../layers/norms.ts';
 import { ParamStore } from '../layers/params.ts';
 import { Prng } from '../layers/prng.ts';
@@ -131,22 +131,10 @@ export class T5Encoder {
    * tensors of a full T5 checkpoint are skipped.
    */
   static async fromSafetensors(pathOrDir: string, opts: ModelFilesOptions = {}): Promise<T5Encoder> {
-    const { config, ckpt } = await openModelFiles(pathOrDir, opts);
-    try {
-      const model = new T5Encoder(config, { seed: null });
-      try {
-        await model.params.load(ckpt, {
-          aliases: { 'shared.weight': 'encoder.embed_tokens.weight' },
-          ignore: (n) => n.startsWith('decoder.') || n === 'lm_head.weight',
-        });
-      } catch (err) {
-        model.dispose();
-        throw err;
-      }
-      return model;
-    } finally {
-      await ckpt.close();
-    }
+    return loadModelFiles(pathOrDir, opts, (config) => new T5Encoder(config, { seed: null }), {
+      aliases: { 'shared.weight': 'encoder.embed_tokens.weight' },
+      ignore: (n) => n.startsWith('decoder.') || n === 'lm_head.weight',
+    });
   }
 
   /** Writes config.json + model.safetensors with HF names (embedding as `encoder.embed_tokens.weight`). */

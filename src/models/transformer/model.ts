@@ -8,7 +8,7 @@ import { attention, paddingBias } from '../layers/attention.ts';
 import { linear } from '../layers/linear.ts';
 import { layerNorm, rmsNorm } from '../layers/norms.ts';
 import type { ParamStore } from '../layers/params.ts';
-import { openModelFiles, saveModelFiles, type ModelFilesOptions } from '../layers/model-files.ts';
+import { loadModelFiles, saveModelFiles, type ModelFilesOptions } from '../layers/model-files.ts';
 import { transformerConfig, transformerConfigJson, type MaskGitTransformerConfig } from './config.ts';
 import { IGNORE_INDEX, maskedCrossEntropy } from './loss.ts';
 import { buildTransformerParams } from './params.ts';
@@ -42,19 +42,7 @@ export class MaskGitTransformer {
    * (config.json next to it, or `opts.config`). Every tensor must match a parameter by name and shape.
    */
   static async fromSafetensors(pathOrDir: string, opts: ModelFilesOptions = {}): Promise<MaskGitTransformer> {
-    const { config, ckpt } = await openModelFiles(pathOrDir, opts);
-    try {
-      const model = new MaskGitTransformer(config, { seed: null });
-      try {
-        await model.params.load(ckpt);
-      } catch (err) {
-        model.dispose();
-        throw err;
-      }
-      return model;
-    } finally {
-      await ckpt.close();
-    }
+    return loadModelFiles(pathOrDir, opts, (config) => new MaskGitTransformer(config, { seed: null }));
   }
 
   /** Writes config.json + model.safetensors (reference names, loadable by open-muse). */
