@@ -93,7 +93,9 @@ export async function runFetch(o: FetchOptions): Promise<FetchSummary> {
     );
     const failed: FetchSummary['shards_failed'] = [];
     const rss = { maxKb: 0 };
-    if (o.workers <= 1 || pending.length <= 1) {
+    if (pending.length === 0) {
+      // nothing to do: every selected shard is complete
+    } else if (o.workers <= 1 || pending.length === 1) {
       await runInProcess(pending, ctxOptions, { source, totalRows }, progress, failed);
     } else {
       await runInWorkers(pending, Math.min(o.workers, pending.length), ctxOptions, progress, failed, rss);
