@@ -6,11 +6,6 @@ import type { Argv } from 'yargs';
 /** Wrong flags or values: exit code 2, like yargs' own usage errors. */
 class UsageError extends Error {}
 
-const notYet = (what: string, issue: number) => async () => {
-  process.stderr.write(`muse-data ${what}: not available yet (tracked in issue ${issue})\n`);
-  return 2;
-};
-
 type Handler = (a: Record<string, unknown>) => Promise<number>;
 type Builder = (y: Argv) => Argv;
 type Run = (handler: Handler) => (a: Record<string, unknown>) => Promise<void>;
@@ -27,6 +22,14 @@ const COMMANDS = {
   dedup: async (run: Run) => {
     const m = await import('./dedup-command.ts');
     return { builder: m.dedupCommand as unknown as Builder, handler: run(m.dedupHandler) };
+  },
+  tokenize: async (run: Run) => {
+    const m = await import('./tokenize-command.ts');
+    return { builder: m.tokenizeCommand as unknown as Builder, handler: run(m.tokenizeHandler) };
+  },
+  verify: async (run: Run) => {
+    const m = await import('./tokenize-command.ts');
+    return { builder: m.verifyCommand as unknown as Builder, handler: run(m.verifyHandler) };
   },
   optout: async (run: Run) => {
     const m = await import('./optout-command.ts');
@@ -46,14 +49,16 @@ export async function main(argv: string[]): Promise<number> {
   const fetch = await load('fetch');
   const dedup = await load('dedup');
   const optout = await load('optout');
+  const tokenize = await load('tokenize');
+  const verify = await load('verify');
   await yargs(argv)
     .scriptName('muse-data')
     .usage('$0 <command> [options]')
     .command('fetch [pipeline]', 'metadata (parquet/TSV/CSV/JSONL/ImageNet folder) -> WebDataset shards', fetch.builder, fetch.handler)
     .command('dedup <dataset>', 'duplicate decisions: same URL, identical image, near-duplicate image', dedup.builder, dedup.handler)
     .command('optout', 'opt-out index: add|import|remove|list|check|apply', optout.builder)
-    .command('tokenize <dataset>', 'shards -> Arrow token caches', (y) => y, run(notYet('tokenize', 5)))
-    .command('verify <dataset>', 'check caches against shards', (y) => y, run(notYet('verify', 5)))
+    .command('tokenize <dataset>', 'shards -> Arrow token caches (VQ image tokens, text encoder states)', tokenize.builder, tokenize.handler)
+    .command('verify <dataset>', 'check token caches against their shards and manifests', verify.builder, verify.handler)
     .demandCommand(1, 'name a command, e.g. `muse-data fetch sample`')
     .strict()
     .help()

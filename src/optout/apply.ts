@@ -6,7 +6,7 @@
  */
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import type { DatasetRow, IndexDb } from '../index-db/db.ts';
+import { indexPath, openIndex, type DatasetRow, type IndexDb } from '../index-db/db.ts';
 import { journalPath, pendingRewrites, readJournal, rewriteShard, type Removal } from '../shards/rewrite.ts';
 import { closestName } from '../util/suggest.ts';
 
@@ -130,4 +130,21 @@ export async function applyOptouts(index: IndexDb, datasets: readonly DatasetRow
     }
   }
   return out;
+}
+
+/**
+ * Keys of `datasetDir` opted out in the index at `dataRoot` but still in their tars (`apply` not run yet):
+ * what a consumer of the shards (tokenize) must skip. Empty when there is no index or the dataset is not in it.
+ */
+export function pendingOptoutKeys(dataRoot: string, datasetDir: string): Set<string> {
+  if (!existsSync(indexPath(dataRoot))) return new Set();
+  const index = openIndex(dataRoot, { readonly: true });
+  try {
+    const abs = path.resolve(datasetDir);
+    const keys = new Set<string>();
+    for (const d of index.datasets().filter((x) => x.path === abs)) for (const m of affected(index, d.id).values()) for (const k of m.keys()) keys.add(k);
+    return keys;
+  } finally {
+    index.close();
+  }
 }

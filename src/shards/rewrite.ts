@@ -21,6 +21,7 @@ import { existsSync } from 'node:fs';
 import { readdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { TMP_SUFFIX, fsyncDir, writeFileAtomic } from '../util/atomic.ts';
+import { refreshCacheManifests } from '../tokenize/cache-format.ts';
 import { dropArrowRows } from './arrow-filter.ts';
 import { readManifest, writeManifest } from './manifest.ts';
 import { shardName, shardPaths } from './names.ts';
@@ -129,6 +130,8 @@ export async function rewriteShard(
   const keys = new Set(all.keys());
   let cacheFilesRewritten = 0;
   for (const f of await cacheFiles(datasetDir, shard)) if ((await dropArrowRows(f, keys)) > 0) cacheFilesRewritten++;
+  // Their manifest.json entries (rows, sha256) follow; redone on a rerun while the journal exists.
+  await refreshCacheManifests(datasetDir, shard);
   await step('caches');
 
   const tar = await filterTar(paths.tar, keys);

@@ -1,0 +1,57 @@
+/** `muse-data tokenize <dataset>` (shards -> Arrow token caches) and `muse-data verify <dataset>`. */
+import type { Argv } from 'yargs';
+import { BACKEND_NAMES, initBackend, type BackendName } from '../runtime/backend.ts';
+import { runTokenize } from '../tokenize/run-tokenize.ts';
+import { parseShardRange } from '../tokenize/select.ts';
+import { formatReport, verifyCaches } from '../tokenize/verify.ts';
+import { resolveDataRoot } from './data-root.ts';
+import { resolveDatasetDir } from './dedup-command.ts';
+
+const dataset = (y: Argv) => y
+  .positional('dataset', { type: 'string', demandOption: true, describe: 'dataset folder, or a name under the data root (e.g. sample)' })
+  .option('data-root', { type: 'string', describe: 'data root (default: $MUSE_DATA_ROOT or ./datasets)' });
+
+export function tokenizeCommand(y: Argv) {
+  return dataset(y)
+    .option('vq', { type: 'string', describe: 'VQGAN folder (config.json + safetensors, open-muse names); default: builtin (vqgan-tiny-seed0, 64 px)' })
+    .option('text', { type: 'string', default: 'byt5-tiny', describe: 'text encoder(s), comma-separated: byt5-tiny, t5:DIR, clip:DIR' })
+    .option('shards', { type: 'string', describe: 'shard range A-B (default: every complete shard)' })
+    .option('batch', { type: 'number', default: 16, describe: 'images (and captions) per model call' })
+    .option('backend', { type: 'string', choices: BACKEND_NAMES as string[], default: 'auto', describe: 'tfjs backend' })
+    .option('image-size', { type: 'number', describe: 'built-in VQGAN input size (default 64); a --vq model uses its own resolution' })
+    .option('include-fallbacks', { type: 'boolean', default: false, describe: 'also cache fallback (placeholder) images' });
+}
+
+export async function tokenizeHandler(a: Record<string, unknown>): Promise<number> {
+  const dataRoot = resolveDataRoot(a['data-root'] as string | undefined);
+  const datasetDir = resolveDatasetDir(a.dataset as string, dataRoot);
+  const batch = a.batch as number;
+  if (!Number.isInteger(batch) || batch < 1) throw new Error(`--batch: expected a positive integer, got ${String(a.batch)}`);
+  const text = [...new Set(String(a.text).split(',').map((s) => s.trim()).filter(Boolean))];
+  if (text.length === 0) throw new Error('--text: name at least one encoder');
+  if (a['image-size'] !== undefined && a.vq !== undefined && a.vq !== 'builtin') throw new Error('--image-size applies to the built-in VQGAN only');
+  await initBackend(a.backend as BackendName);
+  const s = await runTokenize({
+    datasetDir,
+    vq: a.vq as string | undefined,
+    text,
+    shards: a.shards === undefined ? undefined : parseShardRange(String(a.shards)),
+    batch,
+    includeFallbacks: a['include-fallbacks'] as boolean,
+    imageSize: a['image-size'] as number | undefined,
+    dataRoot,
+  });
+  process.stdout.write(`tokenize ${datasetDir}: ${s.shards_done.length} shard(s) tokenized (${s.samples} samples), ${s.shards_skipped.length} already done; ` +
+    `caches tokens/${s.vq_id}, ${s.text_ids.map((t) => `text/${t}`).join(', ')}\n`);
+  return 0;
+}
+
+export const verifyCommand = dataset;
+
+export async function verifyHandler(a: Record<string, unknown>): Promise<number> {
+  const dataRoot = resolveDataRoot(a['data-root'] as string | undefined);
+  const datasetDir = resolveDatasetDir(a.dataset as string, dataRoot);
+  const report = await verifyCaches(datasetDir, dataRoot);
+  process.stdout.write(formatReport(datasetDir, report));
+  return report.problems.length || report.caches.length === 0 ? 1 : 0;
+}

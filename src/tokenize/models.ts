@@ -1,0 +1,99 @@
+/**
+ * The models tokenize runs, with the id that names their cache folder and the sha256 that pins their weights.
+ * Built-ins have no files: their hash is taken over the generated weights (VQGAN) or, for the built-in text
+ * encoder whose parameters are not exposed, over its hidden states for a fixed probe text.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { readdir, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { tf } from '../runtime/backend.ts';
+import { VQGAN, configToJson, derived, type VqganConfig } from '../models/vqgan/index.ts';
+import { BYT5_TINY_CONFIG, loadTextEncoder, type TextEncoder } from '../models/text/index.ts';
+
+/** Built-in VQGAN: 64 px -> 8x8 = 64 tokens, 256 codes of 16 dims; small enough for wasm in tests. */
+export const BUILTIN_VQ_CONFIG: Partial<VqganConfig> = {
+  resolution: 64,
+  hiddenChannels: 32,
+  channelMult: [1, 1, 2, 2],
+  numResBlocks: 1,
+  zChannels: 16,
+  quantizedEmbedDim: 16,
+  numEmbeddings: 256,
+};
+export const BUILTIN_VQ_ID = 'vqgan-tiny-seed0';
+
+export interface LoadedVq {
+  id: string;
+  model: VQGAN;
+  name: string;
+  config: Record<string, unknown>;
+  weightsSha256: string;
+  gridH: number;
+  gridW: number;
+}
+
+export interface LoadedText {
+  id: string;
+  encoder: TextEncoder;
+  name: string;
+  config: Record<string, unknown>;
+  weightsSha256: string;
+}
+
+/** `spec` undefined or 'builtin' -> the seeded tiny VQGAN; else a folder with config.json + safetensors. */
+export async function loadVq(spec: string | undefined, imageSize?: number): Promise<LoadedVq> {
+  let model: VQGAN;
+  let id: string;
+  let sha: string;
+  let name: string;
+  if (spec === undefined || spec === 'builtin' || spec === BUILTIN_VQ_ID) {
+    model = VQGAN.create({ ...BUILTIN_VQ_CONFIG, ...(imageSize ? { resolution: imageSize } : {}) }, 0);
+    sha = hashVariables(model.namedVariables());
+    id = imageSize && imageSize !== BUILTIN_VQ_CONFIG.resolution ? `${BUILTIN_VQ_ID}-${imageSize}px` : BUILTIN_VQ_ID;
+    name = BUILTIN_VQ_ID;
+  } else {
+    sha = await hashWeightFiles(spec);
+    model = await VQGAN.fromSafetensors(spec);
+    id = `vq-${sha.slice(0, 12)}`;
+    name = path.resolve(spec);
+  }
+  const side = derived(model.config).latentSize;
+  return { id, model, name, config: configToJson(model.config), weightsSha256: sha, gridH: side, gridW: side };
+}
+
+const PROBE = 'muse weights fingerprint: a red cube on a blue sphere';
+
+export async function loadText(spec: string): Promise<LoadedText> {
+  const encoder = await loadTextEncoder(spec);
+  const m = /^(t5|clip):(.+)$/.exec(spec);
+  if (m) return { id: encoder.id, encoder, name: path.resolve(m[2]), config: { kind: encoder.kind, dim: encoder.dim, pooled_dim: encoder.pooledDim ?? 0 }, weightsSha256: await hashWeightFiles(m[2]) };
+  const out = encoder.encode([PROBE]);
+  const h = createHash('sha256').update(Buffer.from((await out.hidden.data()).buffer));
+  out.hidden.dispose();
+  out.pooled?.dispose();
+  return { id: encoder.id, encoder, name: encoder.id, config: { ...BYT5_TINY_CONFIG }, weightsSha256: h.digest('hex') };
+}
+
+function hashVariables(vars: Map<string, tf.Variable>): string {
+  const h = createHash('sha256');
+  for (const name of [...vars.keys()].sort()) {
+    const v = vars.get(name)!;
+    h.update(`${name}[${v.shape.join(',')}]`);
+    h.update(Buffer.from((v.dataSync() as Float32Array).buffer));
+  }
+  return h.digest('hex');
+}
+
+/** sha256 over the weight files (`*.safetensors`, sorted by name) of a folder, or of one file. */
+export async function hashWeightFiles(dirOrFile: string): Promise<string> {
+  const st = await stat(dirOrFile).catch(() => undefined);
+  if (!st) throw new Error(`${dirOrFile}: no such model folder`);
+  const files = st.isDirectory()
+    ? (await readdir(dirOrFile)).filter((f) => f.endsWith('.safetensors')).sort().map((f) => path.join(dirOrFile, f))
+    : [dirOrFile];
+  if (files.length === 0) throw new Error(`${dirOrFile}: no .safetensors weights`);
+  const h = createHash('sha256');
+  for (const f of files) for await (const chunk of createReadStream(f)) h.update(chunk as Buffer);
+  return h.digest('hex');
+}
