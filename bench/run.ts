@@ -61,6 +61,11 @@ const BENCHMARKS: Record<string, Benchmark> = {
     defaultRuns: 1,
     run: standalone(async () => (await import('./index-dedup.ts')).benchDedup),
   },
+  loader: {
+    description: 'token-cache loader (issue 5): batches/s and samples/s per core, tokens alone and + text, vs decoding JPEGs from tars',
+    defaultRuns: 1,
+    run: standalone(async () => (await import('./loader.ts')).benchLoader),
+  },
 };
 
 function usage(): string {
