@@ -26,6 +26,12 @@ export function decodeFloat16(bits: Uint16Array): Float32Array {
   return out;
 }
 
+/** dst[dstAt + i] = half(src[srcAt + i]) for i < count: decoding straight into a caller's buffer (the loader's batches). */
+export function decodeHalfInto(src: Uint16Array, srcAt: number, count: number, dst: Float32Array, dstAt: number): void {
+  const table = halfToFloatTable();
+  for (let i = 0; i < count; i++) dst[dstAt + i] = table[src[srcAt + i]];
+}
+
 export function decodeBFloat16(bits: Uint16Array): Float32Array {
   const out = new Float32Array(bits.length);
   const outBits = new Uint32Array(out.buffer);

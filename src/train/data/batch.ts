@@ -1,5 +1,5 @@
 /** A loader batch: samples (copied rows of the caches) packed into flat typed arrays with their shapes. */
-import { decodeHalfInto } from './float16.ts';
+import { decodeHalfInto } from '../../runtime/float16.ts';
 
 export interface Sample {
   /** Shard list index and row: where to read it again (resume). */

@@ -2,7 +2,7 @@
 import path from 'node:path';
 import { existsSync } from 'node:fs';
 import { readTable, textShard } from './cache-reader.ts';
-import { decodeHalfInto } from './float16.ts';
+import { decodeHalfInto } from '../../runtime/float16.ts';
 
 export interface EmptyText {
   /** [length, dim] float32. */
