@@ -61,6 +61,15 @@ const BENCHMARKS: Record<string, Benchmark> = {
     defaultRuns: 1,
     run: standalone(async () => (await import('./index-dedup.ts')).benchDedup),
   },
+  tokenize: {
+    description: 'muse-data tokenize (issue 5): images/s of the built-in VQGAN + byt5-tiny per backend (tensorflow if installed, wasm, cpu; --backend NAME for one)',
+    defaultRuns: 1,
+    run: async (ctx) => {
+      const backends = typeof ctx.flags.backend === 'string' ? [ctx.flags.backend] : undefined;
+      const { benchTokenize } = await import('./tokenize.ts');
+      return standalone(async () => (o) => benchTokenize({ ...o, backends }))(ctx);
+    },
+  },
   loader: {
     description: 'token-cache loader (issue 5): batches/s and samples/s per core, tokens alone and + text, vs decoding JPEGs from tars',
     defaultRuns: 1,

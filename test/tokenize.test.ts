@@ -1,12 +1,13 @@
 /**
  * `muse-data tokenize` / `verify` on one small shard of the bundled sample: tokens and text states equal the
  * models' own outputs, the files follow the cache format, reruns skip, other weights are refused, exclusions
- * hold, verify finds deleted / truncated / stale files, opt-out apply keeps caches consistent.
+ * hold, verify finds deleted / truncated / stale files, opt-out apply keeps caches consistent. On six small shards:
+ * `kill -9` at a random moment + rerun, and `--workers 2`, both give caches byte-identical to an uninterrupted run.
  */
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import { execFile, spawn } from 'node:child_process';
+import { cp, mkdtemp, readdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { tableFromIPC, type Table } from 'apache-arrow';
@@ -227,4 +228,104 @@ test('verify: passes on a good cache; optout apply keeps it consistent; finds de
   assert.equal(bad.code, 1);
   assert.match(bad.stdout, /MISSING tokens\/vqgan-tiny-seed0\/00000\.arrow/);
   assert.match(bad.stdout, /UNREADABLE text\/byt5-tiny-seed0\/00000\.arrow/);
+});
+
+/** A fresh dataset of `shards` small shards of the bundled sample (its own data root, no exclusions). */
+async function smallShards(prefix: string, shards: number, perShard: number): Promise<{ dir: string; root: string }> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), prefix));
+  const file = path.join(root, 'pipelines', 'sample.yaml');
+  const cfg = resolvePipeline(deepMerge(await loadPipelineFile(file), { samples_per_shard: perShard }), file);
+  await runFetch({ cfg, datasetDir: dir, dataRoot: path.join(dir, 'root'), projectRoot: root, workers: 1, logFormat: 'json', shards: `0-${shards - 1}` });
+  return { dir, root: path.join(dir, 'root') };
+}
+
+/** Every cache .arrow file under tokens/ and text/ (relative path -> bytes), and the manifests' shard entries. */
+async function cacheContents(dir: string): Promise<{ files: Map<string, Buffer>; shards: Record<string, unknown> }> {
+  const files = new Map<string, Buffer>();
+  const shards: Record<string, unknown> = {};
+  for (const kind of ['tokens', 'text']) {
+    for (const id of await readdir(path.join(dir, kind))) {
+      for (const f of (await readdir(path.join(dir, kind, id))).sort()) {
+        const rel = `${kind}/${id}/${f}`;
+        if (f.endsWith('.arrow')) files.set(rel, await readFile(path.join(dir, kind, id, f)));
+        else if (f === 'manifest.json') shards[rel] = (JSON.parse(await readFile(path.join(dir, kind, id, f), 'utf8')) as CacheManifest).shards;
+        else assert.fail(`unexpected file left in the cache: ${rel}`);
+      }
+    }
+  }
+  return { files, shards };
+}
+
+function assertSameCaches(a: Awaited<ReturnType<typeof cacheContents>>, b: Awaited<ReturnType<typeof cacheContents>>, what: string) {
+  assert.deepEqual([...a.files.keys()], [...b.files.keys()], `${what}: same files`);
+  for (const [rel, bytes] of a.files) assert.ok(bytes.equals(b.files.get(rel)!), `${what}: ${rel} byte-identical`);
+  assert.deepEqual(a.shards, b.shards, `${what}: same manifest entries`);
+}
+
+/** Several small shards and their caches from an uninterrupted in-process run (`--workers 1`), shared by the tests below. */
+const SHARDS = 6;
+let reference: Promise<{ shardsDir: string; caches: Awaited<ReturnType<typeof cacheContents>>; ms: number }> | undefined;
+function referenceRun() {
+  reference ??= (async () => {
+    const { dir } = await smallShards('muse-tokenize-ref-', SHARDS, 8);
+    const t0 = performance.now();
+    const want = await runTokenize({ datasetDir: dir, text: ['byt5-tiny'], batch: 4, includeFallbacks: false, log: quiet });
+    assert.equal(want.shards_done.length, SHARDS);
+    return { shardsDir: path.join(dir, 'shards'), caches: await cacheContents(dir), ms: performance.now() - t0 };
+  })();
+  return reference;
+}
+
+/** A new dataset folder holding a copy of the reference's shards (no caches). */
+async function copyOfShards(prefix: string): Promise<string> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), prefix));
+  await cp((await referenceRun()).shardsDir, path.join(dir, 'shards'), { recursive: true });
+  return dir;
+}
+
+test('kill -9 during `muse-data tokenize`, then a rerun: caches byte-identical to an uninterrupted run, verify passes', async () => {
+  const ref = await referenceRun();
+  const dir = await copyOfShards('muse-tokenize-kill-');
+  const killRoot = path.join(dir, 'root');
+  const args = [path.join(root, 'bin', 'muse-data.js'), 'tokenize', dir, '--backend', 'wasm', '--batch', '4', '--data-root', killRoot];
+  // the kill lands at a random point of the work: a random fraction of the reference run's time (models + shards,
+  // plus 20%) after the command reports its backend (tsx and tfjs start-up take longer than the work itself)
+  const delay = Math.floor(Math.random() * ref.ms * 1.2);
+  const killed = await new Promise<{ code: number | null; signal: string | null }>((resolve) => {
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    let timer: NodeJS.Timeout | undefined;
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+      if (!timer && /tfjs backend/.test(stderr)) timer = setTimeout(() => child.kill('SIGKILL'), delay);
+    });
+    child.on('exit', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal });
+    });
+  });
+  const manifest = await readCacheManifest(path.join(dir, 'tokens', BUILTIN_VQ_ID));
+  const doneBefore = Object.keys(manifest?.shards ?? {}).length;
+  console.log(`kill -9 ${delay} ms after start-up (reference run ${Math.round(ref.ms)} ms): ${killed.signal ?? `exited ${killed.code}`}, ${doneBefore}/${SHARDS} shard(s) in the manifest`);
+
+  const rerun = await cli('tokenize', dir, '--backend', 'wasm', '--batch', '4', '--data-root', killRoot);
+  assert.equal(rerun.code, 0, rerun.stderr);
+  assert.match(rerun.stdout, new RegExp(`${SHARDS - doneBefore} shard\\(s\\) tokenized .* ${doneBefore} already done`));
+  assertSameCaches(await cacheContents(dir), ref.caches, 'after kill + rerun');
+  const v = await cli('verify', dir, '--data-root', killRoot);
+  assert.equal(v.code, 0, v.stdout + v.stderr);
+  await rm(dir, { recursive: true });
+});
+
+test('--workers 2: shards tokenized in two processes, caches byte-identical to --workers 1, verify passes', async () => {
+  const ref = await referenceRun();
+  const dir = await copyOfShards('muse-tokenize-workers-');
+  const s = await runTokenize({ datasetDir: dir, text: ['byt5-tiny'], batch: 4, includeFallbacks: false, log: quiet, workers: 2 });
+  assert.deepEqual(s.shards_done, Array.from({ length: SHARDS }, (_, i) => i));
+  assertSameCaches(await cacheContents(dir), ref.caches, '--workers 2');
+  assert.deepEqual((await verifyCaches(dir)).problems, []);
+  const again = await cli('tokenize', dir, '--workers', '2', '--backend', 'wasm');
+  assert.equal(again.code, 0, again.stderr);
+  assert.match(again.stdout, new RegExp(`0 shard\\(s\\) tokenized .* ${SHARDS} already done`));
+  await rm(dir, { recursive: true });
 });

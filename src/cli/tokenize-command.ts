@@ -16,6 +16,7 @@ export function tokenizeCommand(y: Argv) {
     .option('vq', { type: 'string', describe: 'VQGAN folder (config.json + safetensors, open-muse names); default: builtin (vqgan-tiny-seed0, 64 px)' })
     .option('text', { type: 'string', default: 'byt5-tiny', describe: 'text encoder(s), comma-separated: byt5-tiny, t5:DIR, clip:DIR' })
     .option('shards', { type: 'string', describe: 'shard range A-B (default: every complete shard)' })
+    .option('workers', { type: 'number', default: 1, describe: 'worker processes, one shard at a time each' })
     .option('batch', { type: 'number', default: 16, describe: 'images (and captions) per model call' })
     .option('backend', { type: 'string', choices: BACKEND_NAMES as string[], default: 'auto', describe: 'tfjs backend' })
     .option('image-size', { type: 'number', describe: 'built-in VQGAN input size (default 64); a --vq model uses its own resolution' })
@@ -27,6 +28,8 @@ export async function tokenizeHandler(a: Record<string, unknown>): Promise<numbe
   const datasetDir = resolveDatasetDir(a.dataset as string, dataRoot);
   const batch = a.batch as number;
   if (!Number.isInteger(batch) || batch < 1) throw new Error(`--batch: expected a positive integer, got ${String(a.batch)}`);
+  const workers = a.workers as number;
+  if (!Number.isInteger(workers) || workers < 1) throw new Error(`--workers: expected a positive integer, got ${String(a.workers)}`);
   const text = [...new Set(String(a.text).split(',').map((s) => s.trim()).filter(Boolean))];
   if (text.length === 0) throw new Error('--text: name at least one encoder');
   if (a['image-size'] !== undefined && a.vq !== undefined && a.vq !== 'builtin') throw new Error('--image-size applies to the built-in VQGAN only');
@@ -40,6 +43,7 @@ export async function tokenizeHandler(a: Record<string, unknown>): Promise<numbe
     includeFallbacks: a['include-fallbacks'] as boolean,
     imageSize: a['image-size'] as number | undefined,
     dataRoot,
+    workers,
   });
   process.stdout.write(`tokenize ${datasetDir}: ${s.shards_done.length} shard(s) tokenized (${s.samples} samples), ${s.shards_skipped.length} already done; ` +
     `caches tokens/${s.vq_id}, ${s.text_ids.map((t) => `text/${t}`).join(', ')}\n`);

@@ -1,13 +1,15 @@
 /**
  * `muse-data tokenize`: complete shards -> `tokens/<vq-id>/` and `text/<encoder-id>/` Arrow caches.
  * Per shard every cache file is written atomically, then its manifest entry; a shard already listed with its
- * file present is skipped, so a rerun (after kill -9 too) redoes only unfinished shards.
+ * file present is skipped, so a rerun (after kill -9 too) redoes only unfinished shards. With `workers` > 1 the
+ * shards run in worker processes (./worker.ts) that write the cache files; this process alone writes the manifests.
  */
+import { fork } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
-import { tf } from '../runtime/backend.ts';
+import { tf, type BackendName } from '../runtime/backend.ts';
 import { encodeFloat16 } from '../runtime/float16.ts';
 import { shardName, shardPaths } from '../shards/names.ts';
 import { readTarSamples } from '../shards/tar-reader.ts';
@@ -32,7 +34,18 @@ export interface TokenizeOptions {
   /** Data root whose index.sqlite lists opt-outs not yet applied to the shards (skipped too). */
   dataRoot?: string;
   log?: (msg: string) => void;
+  /** Worker processes (default 1: this process). */
+  workers?: number;
 }
+
+/** What a worker is initialised with: the options and the backend to use (the parent's). */
+export type WorkerOptions = Omit<TokenizeOptions, 'log'> & { backend: BackendName };
+export type ToTokenizeWorker = { type: 'init'; options: WorkerOptions } | { type: 'shard'; shard: number } | { type: 'stop' };
+export type FromTokenizeWorker =
+  | { type: 'hello' }
+  | { type: 'ready' }
+  | { type: 'done'; result: ShardResult }
+  | { type: 'error'; shard: number | null; message: string };
 
 export interface TokenizeSummary {
   vq_id: string;
@@ -46,47 +59,146 @@ const IMAGE_EXTS = ['jpg', 'jpeg', 'png', 'webp'];
 
 export async function runTokenize(o: TokenizeOptions): Promise<TokenizeSummary> {
   const log = o.log ?? ((m: string) => process.stderr.write(m + '\n'));
-  const vq = await loadVq(o.vq, o.imageSize);
-  const texts: LoadedText[] = [];
+  const ctx = await loadTokenizeContext(o);
   try {
-    for (const spec of o.text) texts.push(await loadText(spec));
+    const { vq, texts } = ctx;
     const caches = [
       await openCache(o.datasetDir, 'vq', vq.id, vq.name, vq.config, vq.weightsSha256, o.includeFallbacks),
       ...(await Promise.all(texts.map((t) => openCache(o.datasetDir, 'text', t.id, t.name, t.config, t.weightsSha256, o.includeFallbacks)))),
     ];
     for (const t of texts) await writeEmptyEmbedding(o.datasetDir, t);
-    const exclude = await loadExclusions(o.datasetDir, o.dataRoot);
     const summary: TokenizeSummary = { vq_id: vq.id, text_ids: texts.map((t) => t.id), shards_done: [], shards_skipped: [], samples: 0 };
+    const pending: number[] = [];
     for (const shard of await completeShards(o.datasetDir, o.shards)) {
-      const name = shardName(shard);
-      const done = caches.every((c) => c.manifest.shards[name] && existsSync(cacheShardPath(o.datasetDir, c.kind, c.manifest.id, shard)));
-      if (done) {
-        summary.shards_skipped.push(shard);
-        continue;
-      }
-      const t0 = performance.now();
-      const samples = await selectSamples(o.datasetDir, shard, { includeFallbacks: o.includeFallbacks, exclude });
-      const keys = samples.map((s) => s.key);
-      const files = new Map<string, Uint8Array>();
-      files.set(`vq`, tableBytes(tokenTable({ keys, tokens: await encodeImages(o.datasetDir, shard, keys, vq, o.batch), gridH: vq.gridH, gridW: vq.gridW, codebookSize: vq.model.config.numEmbeddings, vqId: vq.id })));
-      for (const t of texts) files.set(`text:${t.id}`, tableBytes(textTable({ keys, ...encodeTexts(t, samples.map((s) => s.caption), o.batch), dim: t.encoder.dim, pooledDim: t.encoder.pooledDim, encoderId: t.id })));
+      const done = caches.every((c) => c.manifest.shards[shardName(shard)] && existsSync(cacheShardPath(o.datasetDir, c.kind, c.manifest.id, shard)));
+      if (done) summary.shards_skipped.push(shard);
+      else pending.push(shard);
+    }
+    // Only this process writes the manifests: a shard's files are in place (atomically) before its entries.
+    const record = async (r: ShardResult) => {
       for (const c of caches) {
-        const bytes = files.get(c.kind === 'vq' ? 'vq' : `text:${c.manifest.id}`)!;
-        await writeFileAtomic(cacheShardPath(o.datasetDir, c.kind, c.manifest.id, shard), bytes);
-        c.manifest.shards[name] = { samples: keys.length, sha256_of_file: sha256(bytes) };
+        const entry = r.entries[cacheKey(c.kind, c.manifest.id)];
+        if (!entry) throw new Error(`shard ${shardName(r.shard)}: no result for cache ${c.kind}/${c.manifest.id}`);
+        c.manifest.shards[shardName(r.shard)] = entry;
         c.manifest.shards = sortedShards(c.manifest.shards);
         await writeCacheManifest(cacheDir(o.datasetDir, c.kind, c.manifest.id), c.manifest);
       }
-      const s = (performance.now() - t0) / 1000;
-      log(`tokenize ${name}: ${keys.length} samples in ${s.toFixed(1)}s (${(keys.length / Math.max(s, 1e-3)).toFixed(1)} samples/s)`);
-      summary.shards_done.push(shard);
-      summary.samples += keys.length;
+      log(`tokenize ${shardName(r.shard)}: ${r.samples} samples in ${r.seconds.toFixed(1)}s (${(r.samples / Math.max(r.seconds, 1e-3)).toFixed(1)} samples/s)`);
+      summary.shards_done.push(r.shard);
+      summary.samples += r.samples;
+    };
+    const workers = Math.min(o.workers ?? 1, pending.length);
+    if (workers <= 1) {
+      for (const shard of pending) await record(await tokenizeShard(shard, ctx));
+    } else {
+      ctx.dispose(); // the workers load their own models
+      await runInWorkers(pending, workers, o, record);
     }
+    summary.shards_done.sort((a, b) => a - b);
     return summary;
   } finally {
+    ctx.dispose();
+  }
+}
+
+/** The per-process state a shard job needs: models, options and exclusions. */
+export interface TokenizeContext {
+  o: TokenizeOptions;
+  vq: LoadedVq;
+  texts: LoadedText[];
+  exclude: Set<string>;
+  dispose(): void;
+}
+
+export async function loadTokenizeContext(o: TokenizeOptions): Promise<TokenizeContext> {
+  const vq = await loadVq(o.vq, o.imageSize);
+  const texts: LoadedText[] = [];
+  let disposed = false;
+  const dispose = () => {
+    if (disposed) return;
+    disposed = true;
     vq.model.dispose();
     for (const t of texts) t.encoder.dispose();
+  };
+  try {
+    for (const spec of o.text) texts.push(await loadText(spec));
+    return { o, vq, texts, exclude: await loadExclusions(o.datasetDir, o.dataRoot), dispose };
+  } catch (err) {
+    dispose();
+    throw err;
   }
+}
+
+export interface ShardResult {
+  shard: number;
+  samples: number;
+  seconds: number;
+  /** By cacheKey(kind, id): the manifest entry of the file just written. */
+  entries: Record<string, { samples: number; sha256_of_file: string }>;
+}
+
+export const cacheKey = (kind: CacheKind, id: string) => `${kind}:${id}`;
+
+/** Encodes one shard and writes its cache files atomically; the manifests are left to the caller. */
+export async function tokenizeShard(shard: number, ctx: TokenizeContext): Promise<ShardResult> {
+  const { o, vq, texts } = ctx;
+  const t0 = performance.now();
+  const samples = await selectSamples(o.datasetDir, shard, { includeFallbacks: o.includeFallbacks, exclude: ctx.exclude });
+  const keys = samples.map((s) => s.key);
+  const files: Array<[CacheKind, string, Uint8Array]> = [
+    ['vq', vq.id, tableBytes(tokenTable({ keys, tokens: await encodeImages(o.datasetDir, shard, keys, vq, o.batch), gridH: vq.gridH, gridW: vq.gridW, codebookSize: vq.model.config.numEmbeddings, vqId: vq.id }))],
+  ];
+  for (const t of texts) files.push(['text', t.id, tableBytes(textTable({ keys, ...encodeTexts(t, samples.map((s) => s.caption), o.batch), dim: t.encoder.dim, pooledDim: t.encoder.pooledDim, encoderId: t.id }))]);
+  const entries: ShardResult['entries'] = {};
+  for (const [kind, id, bytes] of files) {
+    await writeFileAtomic(cacheShardPath(o.datasetDir, kind, id, shard), bytes);
+    entries[cacheKey(kind, id)] = { samples: keys.length, sha256_of_file: sha256(bytes) };
+  }
+  return { shard, samples: keys.length, seconds: (performance.now() - t0) / 1000, entries };
+}
+
+/**
+ * `--workers N`: shards run in N processes (src/tokenize/worker.ts), one shard at a time each; they write the
+ * cache files and report the entries, and this process alone records them in the manifests.
+ */
+async function runInWorkers(pending: number[], n: number, o: TokenizeOptions, record: (r: ShardResult) => Promise<void>): Promise<void> {
+  const queue = [...pending];
+  const workerFile = path.join(import.meta.dirname, 'worker.ts');
+  const { log: _log, ...rest } = o;
+  const options: WorkerOptions = { ...rest, workers: 1, backend: tf.getBackend() as BackendName };
+  const errors: string[] = [];
+  // manifest writes are serialised (one chain), in the order shards finish
+  let chain = Promise.resolve();
+  await Promise.all(Array.from({ length: n }, () => new Promise<void>((resolve) => {
+    const child = fork(workerFile, [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    let running: number | undefined;
+    const next = () => {
+      running = errors.length ? undefined : queue.shift();
+      if (running === undefined) child.send({ type: 'stop' } satisfies ToTokenizeWorker);
+      else child.send({ type: 'shard', shard: running } satisfies ToTokenizeWorker);
+    };
+    child.on('message', (m: FromTokenizeWorker) => {
+      if (m.type === 'hello') child.send({ type: 'init', options } satisfies ToTokenizeWorker);
+      else if (m.type === 'ready') next();
+      else if (m.type === 'done') {
+        running = undefined;
+        chain = chain.then(() => record(m.result)).catch((err: Error) => { errors.push(err.message); });
+        void chain.then(next);
+      } else if (m.type === 'error') {
+        errors.push(m.shard === null ? `tokenize worker failed to start: ${m.message}` : `shard ${shardName(m.shard)}: ${m.message.split('\n')[0]}`);
+        running = undefined;
+        child.send({ type: 'stop' } satisfies ToTokenizeWorker);
+      }
+    });
+    child.on('error', (err) => errors.push(`tokenize worker: ${err.message}`));
+    child.on('exit', (code) => {
+      if (running !== undefined) errors.push(`shard ${shardName(running)}: tokenize worker exited with code ${code} while running it`);
+      resolve();
+    });
+  })));
+  await chain;
+  if (!errors.length && queue.length) errors.push(`tokenize workers exited with ${queue.length} shard(s) not run`);
+  if (errors.length) throw new Error(errors.join('\n'));
 }
 
 interface OpenCache {
