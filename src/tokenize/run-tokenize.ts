@@ -20,6 +20,7 @@ import {
 } from './cache-format.ts';
 import { loadText, loadVq, type LoadedText, type LoadedVq } from './models.ts';
 import { completeShards, loadExclusions, selectSamples } from './select.ts';
+import { formatDuration } from '../pipeline/progress.ts';
 
 export interface TokenizeOptions {
   datasetDir: string;
@@ -83,10 +84,18 @@ export async function runTokenize(o: TokenizeOptions): Promise<TokenizeSummary> 
         c.manifest.shards = sortedShards(c.manifest.shards);
         await writeCacheManifest(cacheDir(o.datasetDir, c.kind, c.manifest.id), c.manifest);
       }
-      log(`tokenize ${shardName(r.shard)}: ${r.samples} samples in ${r.seconds.toFixed(1)}s (${(r.samples / Math.max(r.seconds, 1e-3)).toFixed(1)} samples/s)`);
       summary.shards_done.push(r.shard);
       summary.samples += r.samples;
+      const done = summary.shards_done.length;
+      const elapsed = (Date.now() - started) / 1000;
+      const eta = formatDuration((elapsed / done) * (pending.length - done));
+      log(
+        `tokenize ${shardName(r.shard)}: ${r.samples} samples in ${r.seconds.toFixed(1)}s (${(r.samples / Math.max(r.seconds, 1e-3)).toFixed(1)} samples/s) | ` +
+          `shards ${done}/${pending.length}, ${(summary.samples / Math.max(elapsed, 1e-3)).toFixed(1)} samples/s overall, ETA ${eta}`,
+      );
     };
+    const started = Date.now();
+    log(`tokenize ${path.basename(o.datasetDir)}: ${pending.length} shard(s) to do, ${summary.shards_skipped.length} already done (vq ${vq.id}; text ${summary.text_ids.join(', ') || 'none'})`);
     const workers = Math.min(o.workers ?? 1, pending.length);
     if (workers <= 1) {
       for (const shard of pending) await record(await tokenizeShard(shard, ctx));
