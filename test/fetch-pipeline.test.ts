@@ -142,7 +142,8 @@ function runCli(args: string[]): { done: Promise<number | null>; kill(): void } 
 
 test('kill -9 at random points, then a rerun: shards byte-identical to an uninterrupted run', async () => {
   const out = await tmp('kill');
-  const args = ['fetch', 'sample', '--samples-per-shard', '50', '--out', out, '--log-format', 'plain', '--workers', '2'];
+  // Its own data root: the index a fetch fills must not be the project's ./datasets one.
+  const args = ['fetch', 'sample', '--samples-per-shard', '50', '--out', out, '--data-root', path.join(out, 'root'), '--log-format', 'plain', '--workers', '2'];
   const delays = Array.from({ length: 3 }, () => 800 + Math.floor(Math.random() * 2500));
   for (const delay of delays) {
     const run = runCli(args);
