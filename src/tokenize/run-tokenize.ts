@@ -21,6 +21,7 @@ import {
 import { loadText, loadVq, type LoadedText, type LoadedVq } from './models.ts';
 import { completeShards, loadExclusions, selectSamples } from './select.ts';
 import { formatDuration } from '../pipeline/progress.ts';
+import { concatFloat32 } from '../util/typed-arrays.ts';
 
 export interface TokenizeOptions {
   datasetDir: string;
@@ -250,7 +251,7 @@ async function encodeImages(datasetDir: string, shard: number, keys: string[], v
   const flush = () => {
     if (!pending.length) return;
     const ids = tf.tidy(() => {
-      const pixels = tf.tensor4d(concat(pending), [pending.length, res, res, 3]);
+      const pixels = tf.tensor4d(concatFloat32(pending), [pending.length, res, res, 3]);
       return vq.model.encode(pixels);
     });
     out.set(ids.dataSync() as Int32Array, filled * n);
@@ -303,15 +304,6 @@ export function encodeTexts(t: LoadedText, captions: string[], batch: number): {
   return { ids, hidden, pooled };
 }
 
-function concat(parts: Float32Array[]): Float32Array {
-  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
 
 function sortedShards<T>(o: Record<string, T>): Record<string, T> {
   return Object.fromEntries(Object.entries(o).sort(([a], [b]) => (a < b ? -1 : 1)));

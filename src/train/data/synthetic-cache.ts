@@ -8,6 +8,7 @@ import path from 'node:path';
 import { cacheShardPath, tableBytes, textTable, tokenTable } from '../../tokenize/cache-format.ts';
 import { encodeFloat16 } from '../../runtime/float16.ts';
 import { sampleKey, shardName } from '../../shards/names.ts';
+import { concatFloat32 } from '../../util/typed-arrays.ts';
 
 export interface SyntheticCacheOptions {
   /** Samples per shard index (positions 0..count-1). */
@@ -50,7 +51,7 @@ export async function writeSyntheticCaches(datasetDir: string, o: SyntheticCache
     manifest.tokens[shardName(shard)] = { samples: count };
     if (o.noText) continue;
     const rows = keys.map((_, p) => syntheticText(shard, p, textLength(shard, p), dim, o.pooledDim));
-    const pooled = o.pooledDim ? concatF32(rows.map((r) => r.pooled!)) : undefined;
+    const pooled = o.pooledDim ? concatFloat32(rows.map((r) => r.pooled!)) : undefined;
     const table = textTable({ keys, ids: rows.map((r) => r.ids), hidden: rows.map((r) => r.hidden), pooled, dim, pooledDim: o.pooledDim, encoderId: textId });
     await put(cacheShardPath(datasetDir, 'text', textId, shard), tableBytes(table));
     manifest.text[shardName(shard)] = { samples: count };
@@ -70,15 +71,6 @@ function syntheticText(shard: number, pos: number, length: number, dim: number, 
   return { ids: Int32Array.from({ length }, (_, t) => t + 1), hidden: encodeFloat16(values), pooled };
 }
 
-function concatF32(parts: Float32Array[]): Float32Array {
-  const out = new Float32Array(parts.reduce((s, p) => s + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
 
 async function put(file: string, data: string | Uint8Array): Promise<void> {
   await mkdir(path.dirname(file), { recursive: true });
