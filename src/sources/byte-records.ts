@@ -7,7 +7,8 @@
  * `indexRecords` is the one counting pass made by open(): it counts records and remembers the byte
  * offset of every CHECKPOINT_EVERY-th record, so that reading can seek close to any row.
  */
-import { open } from 'node:fs/promises';
+import { open, stat } from 'node:fs/promises';
+import { checkRange } from './util.ts';
 
 export type Framing = 'lines' | 'csv';
 
@@ -237,4 +238,36 @@ export async function* readRecords(path: string, framing: Framing, from: Checkpo
 export function checkpointFor(index: RecordIndex, record: number): Checkpoint {
   const k = Math.min(Math.floor(record / CHECKPOINT_EVERY), index.checkpoints.length - 1);
   return index.checkpoints[k];
+}
+
+/**
+ * Data rows [start, end) of a file indexed as `index`, each made by `toRow`, in batches. `skip` records (a
+ * header line) come before data row 0. Throws when the file changed since it was indexed.
+ */
+export async function* readRowRange<T>(
+  path: string,
+  index: RecordIndex,
+  framing: Framing,
+  skip: number,
+  start: number,
+  end: number,
+  toRow: (rec: ByteRecord) => T,
+): AsyncGenerator<T[]> {
+  checkRange(path, start, end);
+  if (start === end) return;
+  const size = (await stat(path)).size;
+  if (size !== index.size) throw new Error(`${path}: file changed since it was opened (size ${index.size}, now ${size})`);
+  const first = start + skip;
+  let row = start;
+  for await (const records of readRecords(path, framing, checkpointFor(index, first))) {
+    const batch: T[] = [];
+    for (const rec of records) {
+      if (rec.record < first) continue;
+      batch.push(toRow(rec));
+      if (++row === end) break;
+    }
+    if (batch.length > 0) yield batch;
+    if (row === end) return;
+  }
+  throw new Error(`${path}: file ended after ${row} rows, expected at least ${end} (changed since it was opened?)`);
 }

@@ -4,12 +4,11 @@
  * CSV follows RFC 4180 (quoted fields may hold commas, quotes and newlines).
  * A bad row (wrong column count, invalid UTF-8, broken quoting) becomes a row with `error`, keeping its place.
  */
-import { stat } from 'node:fs/promises';
 import { isUtf8 } from 'node:buffer';
 import type { RawRow, TableFile, TableInfo } from './table.ts';
-import { checkpointFor, fieldRanges, indexRecords, readRecords, type ByteRecord, type RecordIndex } from './byte-records.ts';
+import { fieldRanges, indexRecords, readRecords, readRowRange, type ByteRecord, type RecordIndex } from './byte-records.ts';
 import { parseCsvRecord } from './csv.ts';
-import { checkRange, fsProblem } from './util.ts';
+import { fsProblem } from './util.ts';
 
 export interface DelimitedOptions {
   format: 'tsv' | 'csv';
@@ -70,26 +69,9 @@ export class DelimitedFile implements TableFile {
   }
 
   async *rows(start: number, end: number): AsyncGenerator<RawRow[]> {
-    const { path, index } = this;
-    if (!index) throw new Error(`${path}: rows() called before open()`);
-    checkRange(path, start, end);
-    if (start === end) return;
-    const size = (await stat(path)).size;
-    if (size !== index.size) throw new Error(`${path}: file changed since it was opened (size ${index.size}, now ${size})`);
+    if (!this.index) throw new Error(`${this.path}: rows() called before open()`);
     const skip = this.opts.header ? 1 : 0;
-    const first = start + skip;
-    let row = start;
-    for await (const records of readRecords(path, this.framing, checkpointFor(index, first))) {
-      const batch: RawRow[] = [];
-      for (const rec of records) {
-        if (rec.record < first) continue;
-        batch.push(this.toRaw(rec));
-        if (++row === end) break;
-      }
-      if (batch.length > 0) yield batch;
-      if (row === end) return;
-    }
-    throw new Error(`${path}: file ended after ${row} rows, expected at least ${end} (changed since it was opened?)`);
+    yield* readRowRange(this.path, this.index, this.framing, skip, start, end, (rec) => this.toRaw(rec));
   }
 
   private toRaw(rec: ByteRecord): RawRow {

@@ -2,10 +2,9 @@
  * JSON Lines: one JSON object per line, streamed. A line that is not valid UTF-8, not valid JSON or not
  * an object becomes a row with `error`, keeping its place.
  */
-import { stat } from 'node:fs/promises';
 import type { RawRow, TableFile, TableInfo } from './table.ts';
-import { checkpointFor, indexRecords, readRecords, type RecordIndex } from './byte-records.ts';
-import { checkRange, fsProblem } from './util.ts';
+import { indexRecords, readRowRange, type RecordIndex } from './byte-records.ts';
+import { fsProblem } from './util.ts';
 
 const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 /** open() takes its column names from the first object found within this many lines. */
@@ -38,24 +37,8 @@ export class JsonlFile implements TableFile {
   }
 
   async *rows(start: number, end: number): AsyncGenerator<RawRow[]> {
-    const { path, index } = this;
-    if (!index) throw new Error(`${path}: rows() called before open()`);
-    checkRange(path, start, end);
-    if (start === end) return;
-    const size = (await stat(path)).size;
-    if (size !== index.size) throw new Error(`${path}: file changed since it was opened (size ${index.size}, now ${size})`);
-    let row = start;
-    for await (const records of readRecords(path, 'lines', checkpointFor(index, start))) {
-      const batch: RawRow[] = [];
-      for (const rec of records) {
-        if (rec.record < start) continue;
-        batch.push(parseLine(rec.bytes, rec.line));
-        if (++row === end) break;
-      }
-      if (batch.length > 0) yield batch;
-      if (row === end) return;
-    }
-    throw new Error(`${path}: file ended after ${row} rows, expected at least ${end} (changed since it was opened?)`);
+    if (!this.index) throw new Error(`${this.path}: rows() called before open()`);
+    yield* readRowRange(this.path, this.index, 'lines', 0, start, end, (rec) => parseLine(rec.bytes, rec.line));
   }
 }
 
