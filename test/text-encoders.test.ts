@@ -10,7 +10,7 @@ import { T5Encoder, relativePositionBucket } from '../src/models/text/t5.ts';
 import { ClipTextEncoder } from '../src/models/text/clip.ts';
 import { loadSafetensors, saveSafetensors, toTensor } from '../src/models/safetensors.ts';
 import { loadTextEncoder } from '../src/models/text/encoders.ts';
-import { initBackend } from '../src/runtime/backend.ts';
+import { onBackend } from './helpers/backend.ts';
 
 const FIX = path.resolve(import.meta.dirname, '../../shared/fixtures');
 
@@ -26,15 +26,6 @@ function maxAbsDiff(a: tf.Tensor, b: tf.Tensor): number {
   return tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]);
 }
 
-/** Runs `fn` on the given backend, then returns to cpu (the other tests' backend). */
-async function onBackend(backend: 'cpu' | 'wasm', fn: () => Promise<void>): Promise<void> {
-  if (backend === 'wasm') await initBackend('wasm', { quiet: true });
-  try {
-    await fn();
-  } finally {
-    await tf.setBackend('cpu');
-  }
-}
 
 async function tempDir(): Promise<string> {
   return fsp.mkdtemp(path.join(os.tmpdir(), 'muse-text-'));

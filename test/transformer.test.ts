@@ -9,7 +9,7 @@ import * as tf from '@tensorflow/tfjs';
 import { MaskGitTransformer } from '../src/models/transformer/model.ts';
 import { maskedCrossEntropy } from '../src/models/transformer/loss.ts';
 import { loadSafetensors, toTensor } from '../src/models/safetensors.ts';
-import { initBackend } from '../src/runtime/backend.ts';
+import { onBackend } from './helpers/backend.ts';
 
 const FIX = path.resolve(import.meta.dirname, '../../shared/fixtures/open-muse');
 
@@ -39,15 +39,6 @@ function maxAbsOf(t: tf.Tensor): number {
   return tf.tidy(() => tf.max(tf.abs(t)).dataSync()[0]);
 }
 
-/** Runs `fn` on the given backend, then returns to cpu (the other tests' backend). */
-async function onBackend(backend: 'cpu' | 'wasm', fn: () => Promise<void>): Promise<void> {
-  if (backend === 'wasm') await initBackend('wasm', { quiet: true });
-  try {
-    await fn();
-  } finally {
-    await tf.setBackend('cpu');
-  }
-}
 
 for (const [variant, backend] of [['rms', 'cpu'], ['ln', 'cpu'], ['rms', 'wasm'], ['ln', 'wasm']] as const) {
   test(`transformer_${variant} on ${backend}: logits, debug activations and losses match open-muse`, () => onBackend(backend, async () => {
