@@ -1,3 +1,6 @@
 #!/usr/bin/env node
-process.stderr.write('muse-train: not available yet (tracked in issue 6)\n');
-process.exitCode = 2;
+// Runs the TypeScript CLI through tsx (no build step).
+import { register } from 'tsx/esm/api';
+register();
+const { cli } = await import('../src/cli/train-command.ts');
+await cli();

@@ -34,6 +34,8 @@ export interface AttentionOptions {
   bias?: tf.Tensor;
   /** Attention-probability dropout rate (training only). */
   dropout?: number;
+  /** Seed of the dropout mask (reproducible training); tf's global RNG when absent. */
+  dropoutSeed?: number;
 }
 
 /** softmax(q·kᵀ·scale + bias)·v with q [B,T,D], k and v [B,S,D]; returns [B,T,D]. */
@@ -48,7 +50,7 @@ export function attention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, numHeads: nu
     scores = tf.reshape(tf.add(tf.reshape(scores, [b, numHeads, t, s]), opts.bias), [b * numHeads, t, s]);
   }
   let probs = tf.softmax(scores);
-  if (opts.dropout) probs = tf.dropout(probs, opts.dropout);
+  if (opts.dropout) probs = tf.dropout(probs, opts.dropout, undefined, opts.dropoutSeed);
   return mergeHeads(tf.matMul(probs, vh), b);
 }
 

@@ -23,6 +23,11 @@ export interface ForwardOptions {
   classIds?: tf.Tensor;
   /** Applies the configured dropouts. */
   training?: boolean;
+  /**
+   * Seeds the dropout masks (each dropout call takes the next seed from this one), so a training step is
+   * reproducible and a resumed run repeats it exactly; tf's global RNG when absent.
+   */
+  dropoutSeed?: number;
   /** Receives intermediate activations by the fixture's debug names (keep them with tf.keep to use later). */
   capture?: (name: string, t: tf.Tensor) => void;
 }
@@ -30,6 +35,8 @@ export interface ForwardOptions {
 export class MaskGitTransformer {
   readonly config: MaskGitTransformerConfig;
   readonly params: ParamStore;
+  /** Seed of the next dropout call during a forward with `dropoutSeed` (undefined: unseeded). */
+  private nextDropoutSeed: number | undefined;
 
   /** `seed` (default 0) draws the reference initialisation; `seed: null` leaves zeros (to load weights into). */
   constructor(config: Partial<MaskGitTransformerConfig> & Record<string, unknown>, opts: { seed?: number | null } = {}) {
@@ -57,6 +64,16 @@ export class MaskGitTransformer {
 
   private w(name: string): tf.Tensor {
     return this.params.get(name);
+  }
+
+  private dropout(x: tf.Tensor, rate: number): tf.Tensor {
+    return tf.dropout(x, rate, undefined, this.dropoutSeed());
+  }
+
+  private dropoutSeed(): number | undefined {
+    const seed = this.nextDropoutSeed;
+    if (seed !== undefined) this.nextDropoutSeed = seed + 1;
+    return seed;
   }
 
   private lin(x: tf.Tensor, name: string): tf.Tensor {
@@ -92,7 +109,7 @@ export class MaskGitTransformer {
     // The reference scales by 1/sqrt(head_dim) computed in float32.
     const scale = Math.fround(1 / Math.fround(Math.sqrt(hd)));
     const drop = training ? this.config.attention_dropout : 0;
-    const out = attention(q, k, v, heads, { scale, bias, dropout: drop });
+    const out = attention(q, k, v, heads, { scale, bias, dropout: drop, dropoutSeed: drop ? this.dropoutSeed() : undefined });
     return this.lin(out, `${name}.out`);
   }
 
@@ -102,7 +119,7 @@ export class MaskGitTransformer {
     let y = geluErf(this.lin(h, `${l}.ffn.wi_0`));
     if (this.config.ffn_type === 'glu') y = tf.mul(y, this.lin(h, `${l}.ffn.wi_1`));
     if (this.config.use_normformer) y = this.norm(y, `${l}.ffn.mid_mlp_layer_norm`);
-    if (training && this.config.hidden_dropout) y = tf.dropout(y, this.config.hidden_dropout);
+    if (training && this.config.hidden_dropout) y = this.dropout(y, this.config.hidden_dropout);
     return this.lin(y, `${l}.ffn.wo`);
   }
 
@@ -135,6 +152,7 @@ export class MaskGitTransformer {
     if (cfg.add_cond_embeds && !opts.condEmbeds) throw new Error('MaskGitTransformer: add_cond_embeds is set, so condEmbeds must be given');
     const capture = opts.capture ?? (() => {});
     const training = opts.training ?? false;
+    this.nextDropoutSeed = opts.dropoutSeed;
     return tf.tidy(() => {
       let ids = tf.cast(inputIds, 'int32');
       if (opts.classIds) {
@@ -145,7 +163,7 @@ export class MaskGitTransformer {
       if (t > cfg.max_position_embeddings) throw new Error(`sequence of ${t} tokens > max_position_embeddings ${cfg.max_position_embeddings}`);
       const pos = tf.slice(this.w('embed.position_embeddings.weight'), [0, 0], [t, cfg.hidden_size]);
       let x: tf.Tensor = tf.add(tf.gather(this.w('embed.word_embeddings.weight'), ids), pos);
-      if (training && cfg.hidden_dropout) x = tf.dropout(x, cfg.hidden_dropout);
+      if (training && cfg.hidden_dropout) x = this.dropout(x, cfg.hidden_dropout);
       capture('embed', x);
 
       // Text states are used only by models with cross-attention (as in the reference's layers).

@@ -1,0 +1,168 @@
+/**
+ * The training config: every key with its default. A stage file (`configs/<stage>.yaml`) or `--config FILE`
+ * is merged over these defaults, then `--set a.b=value` overrides; keys not listed here are refused (with a
+ * suggestion), values must have the default's type. `model.transformer` and `model.vqgan` are passed to the
+ * models' own config functions, which check them.
+ *
+ * Section and key names follow open-muse's configs where they have one (experiment, optimizer, lr_scheduler,
+ * training.cond_dropout_prob, ...); `data` replaces open-muse's webdataset URLs with our token caches.
+ */
+
+export const STAGES = ['imagenet', 'cc12m', 'base256', 'base512', 'vqgan', 'tiny'] as const;
+export type Stage = (typeof STAGES)[number];
+
+export interface TrainConfig {
+  stage: Stage;
+  experiment: { name: string; output_dir: string };
+  model: {
+    /** The VQGAN whose tokens the caches hold (and which decodes samples): 'builtin' or a folder. */
+    vq: string;
+    /** Text encoder of the caches: 'byt5-tiny', 't5:DIR', 'clip:DIR'; null for class-conditional stages. */
+    text_encoder: string | null;
+    /** MaskGitTransformer config (open-muse keys). */
+    transformer: Record<string, unknown>;
+    /** VQGAN config for the vqgan stage (open-muse config.json keys). */
+    vqgan: Record<string, unknown>;
+  };
+  data: {
+    /** Dataset folder(s) holding shards (and token caches for the transformer stages). */
+    path: string | string[];
+    /** Per dataset of `path`: how often its shards are read per epoch (see the loader). */
+    weights: number[] | null;
+    /** Token cache ids; default: the ids tokenize gives `model.vq` and `model.text_encoder`. */
+    vq_id: string | null;
+    text_id: string | null;
+    /** Shards held out for validation (and never trained on); train_shards null = all others. */
+    validation_shards: number[];
+    train_shards: number[] | null;
+    shuffle_buffer: number;
+    text_max_length: number | null;
+    /** vqgan stage: training image side in pixels, random horizontal flips. */
+    resolution: number;
+    random_flip: boolean;
+  };
+  optimizer: { name: 'adamw'; lr: number; beta1: number; beta2: number; weight_decay: number; eps: number };
+  lr_scheduler: { schedule: 'constant' | 'cosine' | 'linear'; warmup_steps: number; min_lr: number };
+  training: {
+    seed: number;
+    batch_size: number;
+    gradient_accumulation_steps: number;
+    max_steps: number;
+    save_every: number;
+    keep_last: number;
+    log_every: number;
+    validate_every: number;
+    validation_batches: number;
+    sample_every: number;
+    mixed_precision: string;
+    max_grad_norm: number | null;
+    cond_dropout_prob: number;
+    min_masking_rate: number;
+    mask_schedule: string;
+    label_smoothing: number;
+  };
+  ema: {
+    enabled: boolean;
+    decay: number;
+    min_decay: number;
+    update_after_step: number;
+    update_every: number;
+    use_warmup: boolean;
+    inv_gamma: number;
+    power: number;
+  };
+  sampling: {
+    prompts: string[];
+    class_ids: number[];
+    steps: number;
+    guidance: number;
+    temperature: number;
+    seed: number;
+  };
+  vqgan_training: {
+    rec_loss: 'l1' | 'l2';
+    codebook_weight: number;
+    /** Optional VGG16 safetensors (torchvision names) for the perceptual loss. */
+    perceptual_weights: string | null;
+    perceptual_weight: number;
+    discriminator: { enabled: boolean; start_step: number; weight: number; loss: 'hinge' | 'vanilla'; ndf: number; n_layers: number; lr: number };
+    restart_dead_codes: { enabled: boolean; after_steps: number };
+    recon_every: number;
+  };
+}
+
+export const DEFAULTS: TrainConfig = {
+  stage: 'tiny',
+  experiment: { name: 'muse', output_dir: 'runs/muse' },
+  model: { vq: 'builtin', text_encoder: 'byt5-tiny', transformer: {}, vqgan: {} },
+  data: {
+    path: 'datasets/sample',
+    weights: null,
+    vq_id: null,
+    text_id: null,
+    validation_shards: [],
+    train_shards: null,
+    shuffle_buffer: 1000,
+    text_max_length: null,
+    resolution: 256,
+    random_flip: false,
+  },
+  optimizer: { name: 'adamw', lr: 1e-4, beta1: 0.9, beta2: 0.999, weight_decay: 0.01, eps: 1e-8 },
+  lr_scheduler: { schedule: 'constant', warmup_steps: 1000, min_lr: 0 },
+  training: {
+    seed: 0,
+    batch_size: 16,
+    gradient_accumulation_steps: 1,
+    max_steps: 1000,
+    save_every: 1000,
+    keep_last: 3,
+    log_every: 1,
+    validate_every: 0,
+    validation_batches: 4,
+    sample_every: 0,
+    mixed_precision: 'no',
+    max_grad_norm: 1.0,
+    cond_dropout_prob: 0.1,
+    min_masking_rate: 0,
+    mask_schedule: 'cosine',
+    label_smoothing: 0.1,
+  },
+  ema: { enabled: false, decay: 0.9999, min_decay: 0, update_after_step: 0, update_every: 1, use_warmup: false, inv_gamma: 1, power: 2 / 3 },
+  sampling: { prompts: [], class_ids: [], steps: 12, guidance: 4, temperature: 2, seed: 0 },
+  vqgan_training: {
+    rec_loss: 'l1',
+    codebook_weight: 1,
+    perceptual_weights: null,
+    perceptual_weight: 1,
+    discriminator: { enabled: false, start_step: 10000, weight: 0.8, loss: 'hinge', ndf: 64, n_layers: 3, lr: 1e-4 },
+    restart_dead_codes: { enabled: true, after_steps: 200 },
+    recon_every: 0,
+  },
+};
+
+/** Keys whose default is null or whose value may take another form than the default's. */
+export const VALUE_KINDS: Record<string, string> = {
+  'model.text_encoder': 'string|null',
+  'data.path': 'string|string[]',
+  'data.weights': 'number[]|null',
+  'data.vq_id': 'string|null',
+  'data.text_id': 'string|null',
+  'data.train_shards': 'number[]|null',
+  'data.text_max_length': 'number|null',
+  'training.max_grad_norm': 'number|null',
+  'vqgan_training.perceptual_weights': 'string|null',
+  'data.validation_shards': 'number[]',
+  'sampling.prompts': 'string[]',
+  'sampling.class_ids': 'number[]',
+};
+
+/** Free-form sections (checked by the model config functions). */
+export const FREE_FORM = new Set(['model.transformer', 'model.vqgan']);
+
+export const ENUMS: Record<string, readonly string[]> = {
+  stage: STAGES,
+  'optimizer.name': ['adamw'],
+  'lr_scheduler.schedule': ['constant', 'cosine', 'linear'],
+  'vqgan_training.rec_loss': ['l1', 'l2'],
+  'vqgan_training.discriminator.loss': ['hinge', 'vanilla'],
+};

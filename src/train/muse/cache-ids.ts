@@ -1,0 +1,66 @@
+/**
+ * Which token caches of a dataset a config trains on. tokenize names a cache folder after the model
+ * (`tokens/<vq-id>/`, `text/<encoder-id>/`) and records the model and its weights' sha256 in the cache
+ * manifest; here the config's `model.vq` / `model.text_encoder` are matched to those folders, so a run never
+ * trains on tokens of other weights than the VQGAN that will decode its samples.
+ */
+import { existsSync } from 'node:fs';
+import { readdir } from 'node:fs/promises';
+import path from 'node:path';
+import { CACHE_DIR, readCacheManifest, type CacheKind } from '../../tokenize/cache-format.ts';
+import { BUILTIN_VQ_ID, hashWeightFiles } from '../../tokenize/models.ts';
+import { BYT5_TINY_ID } from '../../models/text/index.ts';
+
+async function cacheIds(datasetDir: string, kind: CacheKind): Promise<string[]> {
+  const dir = path.join(datasetDir, CACHE_DIR[kind]);
+  if (!existsSync(dir)) return [];
+  return (await readdir(dir, { withFileTypes: true })).filter((d) => d.isDirectory()).map((d) => d.name).sort();
+}
+
+function noCache(datasetDir: string, kind: CacheKind, what: string, found: string[]): Error {
+  const flag = kind === 'vq' ? `--vq ${what}` : `--text ${what}`;
+  return new Error(`${datasetDir}: no ${kind === 'vq' ? 'image token' : 'text'} cache made with ${what}` +
+    (found.length ? ` (found ${found.join(', ')})` : '') + `; run muse-data tokenize ${datasetDir} ${flag}, or set data.${kind === 'vq' ? 'vq_id' : 'text_id'}`);
+}
+
+/** The `tokens/<id>` cache made with `vqSpec` ('builtin' or a VQGAN folder). */
+export async function resolveVqCacheId(datasetDir: string, vqSpec: string, explicit: string | null): Promise<string> {
+  const found = await cacheIds(datasetDir, 'vq');
+  if (explicit) {
+    if (!found.includes(explicit)) throw noCache(datasetDir, 'vq', explicit, found);
+    return explicit;
+  }
+  if (vqSpec === 'builtin' || vqSpec === BUILTIN_VQ_ID) {
+    const builtin = found.filter((id) => id === BUILTIN_VQ_ID || id.startsWith(`${BUILTIN_VQ_ID}-`));
+    if (builtin.length === 1) return builtin[0];
+    if (builtin.length > 1) throw new Error(`${datasetDir}: several built-in VQ caches (${builtin.join(', ')}); set data.vq_id`);
+    throw noCache(datasetDir, 'vq', 'builtin', found);
+  }
+  const sha = await hashWeightFiles(vqSpec);
+  for (const id of found) {
+    const m = await readCacheManifest(path.join(datasetDir, CACHE_DIR.vq, id));
+    if (m?.weights_sha256 === sha) return id;
+  }
+  throw noCache(datasetDir, 'vq', vqSpec, found);
+}
+
+/** The `text/<id>` cache made with the encoder `spec` ('byt5-tiny', 't5:DIR', 'clip:DIR'). */
+export async function resolveTextCacheId(datasetDir: string, spec: string, explicit: string | null): Promise<string> {
+  const found = await cacheIds(datasetDir, 'text');
+  if (explicit) {
+    if (!found.includes(explicit)) throw noCache(datasetDir, 'text', explicit, found);
+    return explicit;
+  }
+  if (spec === 'byt5-tiny' || spec === BYT5_TINY_ID) {
+    if (found.includes(BYT5_TINY_ID)) return BYT5_TINY_ID;
+    throw noCache(datasetDir, 'text', spec, found);
+  }
+  const m = /^(t5|clip):(.+)$/.exec(spec);
+  if (!m) throw new Error(`model.text_encoder '${spec}': expected byt5-tiny, t5:DIR or clip:DIR`);
+  const sha = await hashWeightFiles(m[2]);
+  for (const id of found) {
+    const manifest = await readCacheManifest(path.join(datasetDir, CACHE_DIR.text, id));
+    if (manifest?.weights_sha256 === sha) return id;
+  }
+  throw noCache(datasetDir, 'text', spec, found);
+}

@@ -1,0 +1,192 @@
+/**
+ * The MUSE transformer stages (imagenet, cc12m, base256, base512, tiny) as a StageRunner: token-cache
+ * loader (train shards) and a validation loader (held-out shards), the transformer, MuseTrainer, and the
+ * checkpoint layout the sampler reads:
+ *   transformer/{config.json, model.safetensors}   raw weights (open-muse names)
+ *   ema/{config.json, model.safetensors}           EMA weights (when ema.enabled)
+ *   optimizer.safetensors                          AdamW moments
+ *   sampling.json                                  how to decode and condition: VQGAN, text encoder, grid
+ */
+import path from 'node:path';
+import { MaskGitTransformer } from '../../models/transformer/index.ts';
+import { openCheckpoint, saveSafetensors } from '../../models/safetensors.ts';
+import { writeFileAtomic } from '../../util/atomic.ts';
+import { BUILTIN_VQ_CONFIG } from '../../tokenize/models.ts';
+import { configFromJson, derived } from '../../models/vqgan/config.ts';
+import { readFile } from 'node:fs/promises';
+import { openTokenDataset, type Batch, type LoaderState, type TokenDataset } from '../data/loader.ts';
+import { listShards } from '../data/shard-data.ts';
+import type { TrainConfig } from '../config/schema.ts';
+import type { ResumePoint, StageRunner } from '../run/loop.ts';
+import { resolveTextCacheId, resolveVqCacheId } from './cache-ids.ts';
+import { MuseTrainer } from './trainer.ts';
+
+export interface SamplingInfo {
+  vq: string;
+  text_encoder: string | null;
+  text_max_length: number | null;
+  class_conditional: boolean;
+  resolution: number;
+  grid: [number, number];
+  prompts: string[];
+}
+
+export interface MuseRunnerOptions {
+  config: TrainConfig;
+  /** Dataset folders (data.path resolved). */
+  datasetDirs: string[];
+  runDir: string;
+  /** Renders sample grids (the sampler); absent: no periodic samples. */
+  sampleGrid?: (checkpointDir: string, outPng: string) => Promise<void>;
+}
+
+/** Absolute form of a model spec ('builtin', 'byt5-tiny', DIR, t5:DIR, clip:DIR) for sampling.json. */
+export function absoluteSpec(spec: string): string {
+  if (spec === 'builtin' || spec === 'byt5-tiny' || spec.startsWith('byt5-tiny')) return spec;
+  const m = /^(t5|clip):(.+)$/.exec(spec);
+  return m ? `${m[1]}:${path.resolve(m[2])}` : path.resolve(spec);
+}
+
+/** Pixels per token side of the VQGAN `spec` ('builtin' or a folder with config.json). */
+async function vqReductionFactor(spec: string): Promise<number> {
+  if (spec === 'builtin') return 2 ** (BUILTIN_VQ_CONFIG.channelMult!.length - 1);
+  const file = path.join(spec, 'config.json');
+  let json: Record<string, unknown>;
+  try {
+    json = JSON.parse(await readFile(file, 'utf8'));
+  } catch (err) {
+    throw new Error(`model.vq: cannot read ${file} (${(err as Error).message})`);
+  }
+  return derived(configFromJson(json)).reductionFactor;
+}
+
+export class MuseRunner implements StageRunner {
+  readonly samplesPerStep: number;
+  readonly tokensPerSample: number;
+  readonly artefactEvery: number;
+  private lastCheckpoint: string | null = null;
+
+  private constructor(
+    private readonly opts: MuseRunnerOptions,
+    readonly model: MaskGitTransformer,
+    readonly trainer: MuseTrainer,
+    private readonly loader: TokenDataset,
+    private readonly loaderOpts: Parameters<typeof openTokenDataset>[0],
+    private readonly validationShards: number[],
+    private readonly info: SamplingInfo,
+  ) {
+    const t = opts.config.training;
+    this.samplesPerStep = t.batch_size * t.gradient_accumulation_steps;
+    this.tokensPerSample = model.config.num_vq_tokens;
+    this.artefactEvery = opts.sampleGrid && opts.config.sampling.prompts.length ? t.sample_every : 0;
+  }
+
+  static async create(opts: MuseRunnerOptions): Promise<MuseRunner> {
+    const cfg = opts.config;
+    const [first] = opts.datasetDirs;
+    const vqId = await resolveVqCacheId(first, cfg.model.vq, cfg.data.vq_id);
+    const textId = cfg.model.text_encoder ? await resolveTextCacheId(first, cfg.model.text_encoder, cfg.data.text_id) : undefined;
+    const all = await listShards(first, vqId);
+    const held = new Set(cfg.data.validation_shards);
+    for (const s of held) if (!all.includes(s)) throw new Error(`data.validation_shards: shard ${s} has no token cache in ${first} (cached: ${all.join(', ') || 'none'})`);
+    const trainShards = cfg.data.train_shards ?? (held.size ? all.filter((s) => !held.has(s)) : undefined);
+    if (trainShards && !trainShards.length) throw new Error(`no training shards left in ${first} after holding out ${[...held].join(', ')}`);
+    const loaderOpts = {
+      datasetDirs: opts.datasetDirs,
+      weights: cfg.data.weights ?? undefined,
+      vqId,
+      textId,
+      shards: trainShards,
+      batchSize: cfg.training.batch_size,
+      seed: cfg.training.seed,
+      shuffleBuffer: cfg.data.shuffle_buffer,
+      textMaxLength: cfg.data.text_max_length ?? undefined,
+      classIds: cfg.model.transformer.num_classes != null ? true : undefined,
+    };
+    const loader = await openTokenDataset(loaderOpts);
+    const model = new MaskGitTransformer(cfg.model.transformer, { seed: cfg.training.seed });
+    const empty = textId ? await loader.emptyText() : undefined;
+    const trainer = new MuseTrainer(model, cfg, empty);
+    const side = Math.round(Math.sqrt(model.config.num_vq_tokens));
+    const info: SamplingInfo = {
+      vq: absoluteSpec(cfg.model.vq),
+      text_encoder: cfg.model.text_encoder ? absoluteSpec(cfg.model.text_encoder) : null,
+      text_max_length: cfg.data.text_max_length,
+      class_conditional: model.config.num_classes != null,
+      resolution: side * (await vqReductionFactor(cfg.model.vq)),
+      grid: [side, side],
+      prompts: cfg.sampling.prompts,
+    };
+    return new MuseRunner(opts, model, trainer, loader, loaderOpts, [...held], info);
+  }
+
+  async restore(from: ResumePoint): Promise<void> {
+    const weights = await openCheckpoint(path.join(from.dir, 'transformer'));
+    try {
+      await this.model.params.load(weights);
+    } finally {
+      await weights.close();
+    }
+    if (this.trainer.ema) {
+      const ema = await openCheckpoint(path.join(from.dir, 'ema'));
+      try {
+        await this.trainer.ema.loadState(ema);
+      } finally {
+        await ema.close();
+      }
+    }
+    const optim = await openCheckpoint(path.join(from.dir, 'optimizer.safetensors'));
+    try {
+      await this.trainer.optimizer.loadState(optim, Number(from.state.optimizer_step));
+    } finally {
+      await optim.close();
+    }
+    await this.loader.restore(from.state.loader as LoaderState);
+  }
+
+  async trainStep(step: number): Promise<Record<string, number>> {
+    const t0 = performance.now();
+    const batches: Batch[] = [];
+    for (let i = 0; i < this.opts.config.training.gradient_accumulation_steps; i++) batches.push(await this.loader.next());
+    const dataMs = performance.now() - t0;
+    const m = this.trainer.step(batches, step);
+    return { ...m, data_ms: Math.round(dataMs * 100) / 100, epoch: batches[batches.length - 1].epoch };
+  }
+
+  async validate(): Promise<Record<string, number>> {
+    if (!this.validationShards.length) return {};
+    const cfg = this.opts.config;
+    // A fresh, fixed-seed reader of the held-out shards: every validation sees the same batches.
+    const val = await openTokenDataset({ ...this.loaderOpts, shards: this.validationShards, seed: 0, shuffleBuffer: 0, dropLast: false });
+    const batches: Batch[] = [];
+    for (let i = 0; i < cfg.training.validation_batches; i++) {
+      const b = await val.next();
+      if (b.epoch > 0) break;
+      batches.push(b);
+    }
+    const run = () => this.trainer.validationLoss(batches);
+    const loss = this.trainer.ema ? await this.trainer.ema.withEmaWeights(run) : run();
+    return { val_loss: loss };
+  }
+
+  async writeCheckpoint(dir: string): Promise<Record<string, unknown>> {
+    await this.model.save(path.join(dir, 'transformer'));
+    if (this.trainer.ema) await this.trainer.ema.withEmaWeights(() => this.model.save(path.join(dir, 'ema')));
+    const optim = this.trainer.optimizer.stateTensors();
+    await saveSafetensors(path.join(dir, 'optimizer.safetensors'), Object.fromEntries(optim));
+    await writeFileAtomic(path.join(dir, 'sampling.json'), JSON.stringify(this.info, null, 2) + '\n');
+    this.lastCheckpoint = dir;
+    return { loader: this.loader.state(), optimizer_step: this.trainer.optimizer.step };
+  }
+
+  async artefacts(step: number, final: boolean): Promise<void> {
+    if (!this.opts.sampleGrid || !this.lastCheckpoint) return;
+    const name = final ? 'final.png' : `step-${String(step).padStart(8, '0')}.png`;
+    await this.opts.sampleGrid(this.lastCheckpoint, path.join(this.opts.runDir, 'samples', name));
+  }
+
+  dispose(): void {
+    this.trainer.dispose();
+    this.model.dispose();
+  }
+}

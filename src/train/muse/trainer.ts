@@ -1,0 +1,152 @@
+/**
+ * One MUSE training step on token-cache batches: masking, conditioning dropout, masked cross-entropy with
+ * label smoothing, gradient accumulation over micro-batches, global-norm clipping, AdamW (no decay on biases,
+ * norms and embeddings), EMA. Every random draw is derived from (seed, step, micro-batch), so a step computes
+ * the same thing whether or not the run was stopped and resumed before it.
+ */
+import { tf } from '../../runtime/backend.ts';
+import { maskSchedule, type MaskSchedule } from '../../models/schedules.ts';
+import type { MaskGitTransformer } from '../../models/transformer/index.ts';
+import type { Batch } from '../data/batch.ts';
+import type { EmptyText } from '../data/empty-text.ts';
+import { SeededRandom, deriveSeed } from '../data/random.ts';
+import { AdamW, EMA, GradAccumulator, clipByGlobalNorm, defaultNoDecay, learningRate } from '../core/index.ts';
+import type { TrainConfig } from '../config/schema.ts';
+import { maskTokens } from './masking.ts';
+import { dropConditioning } from './cond-dropout.ts';
+
+export class NonFiniteLossError extends Error {}
+
+export interface MuseStepMetrics {
+  loss: number;
+  lr: number;
+  mask_rate: number;
+  grad_norm: number;
+  /** Forward + backward and optimizer (+ EMA) time of the step, ms. */
+  compute_ms: number;
+  optimizer_ms: number;
+}
+
+/** Random-stream tags (deriveSeed) of the training draws. */
+const TAG_MASK = 10;
+const TAG_DROPOUT = 11;
+
+export class MuseTrainer {
+  readonly optimizer: AdamW;
+  readonly ema?: EMA;
+  private readonly schedule: MaskSchedule;
+
+  constructor(
+    readonly model: MaskGitTransformer,
+    private readonly cfg: TrainConfig,
+    private readonly emptyText?: EmptyText,
+  ) {
+    const o = cfg.optimizer;
+    this.optimizer = new AdamW(model.variables, { beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: o.weight_decay, noDecay: defaultNoDecay });
+    if (cfg.ema.enabled) {
+      const e = cfg.ema;
+      this.ema = new EMA(model.variables, {
+        decay: e.decay, minDecay: e.min_decay, updateAfterStep: e.update_after_step, updateEvery: e.update_every,
+        useWarmup: e.use_warmup, invGamma: e.inv_gamma, power: e.power,
+      });
+    }
+    this.schedule = maskSchedule(cfg.training.mask_schedule);
+  }
+
+  /** Learning rate of optimisation step `step` (0-based). */
+  lrAt(step: number): number {
+    const s = this.cfg.lr_scheduler;
+    return learningRate(step, { lr: this.cfg.optimizer.lr, warmupSteps: s.warmup_steps, schedule: s.schedule, maxSteps: this.cfg.training.max_steps, minLr: s.min_lr });
+  }
+
+  /** Inputs of one micro-batch: masked ids, labels and conditioning, from the step's random streams. */
+  private prepare(batch: Batch, step: number, micro: number, train: boolean) {
+    const cfg = this.model.config;
+    const t = this.cfg.training;
+    const counter = step * t.gradient_accumulation_steps + micro;
+    const rng = new SeededRandom(deriveSeed(t.seed, TAG_MASK, counter));
+    const [B, N] = batch.imageShape;
+    if (N !== cfg.num_vq_tokens) throw new Error(`the token cache has ${N} tokens per image, model.transformer.num_vq_tokens is ${cfg.num_vq_tokens}`);
+    const masked = maskTokens(batch.imageIds, B, N, cfg.mask_token_id, rng, this.schedule, t.min_masking_rate);
+    if (train && this.emptyText && t.cond_dropout_prob > 0) dropConditioning(batch, this.emptyText, t.cond_dropout_prob, rng);
+    return { masked, dropoutSeed: deriveSeed(t.seed, TAG_DROPOUT, counter), B, N };
+  }
+
+  private tensors(batch: Batch, inputIds: Int32Array, labels: Int32Array, B: number, N: number) {
+    const ids = tf.tensor2d(inputIds, [B, N], 'int32');
+    const lab = tf.tensor2d(labels, [B, N], 'int32');
+    const ehs = batch.textHidden && batch.textShape ? tf.tensor3d(batch.textHidden, batch.textShape) : undefined;
+    const mask = batch.textMask && batch.textShape ? tf.tensor2d(Int32Array.from(batch.textMask), [B, batch.textShape[1]], 'int32') : undefined;
+    const condEmbeds = batch.pooled && batch.pooledShape ? tf.tensor2d(batch.pooled, batch.pooledShape) : undefined;
+    const classIds = batch.classIds ? tf.tensor1d(batch.classIds, 'int32') : undefined;
+    return { ids, lab, ehs, mask, condEmbeds, classIds, all: ([ids, lab, ehs, mask, condEmbeds, classIds] as Array<tf.Tensor | undefined>).filter((x): x is tf.Tensor => !!x) };
+  }
+
+  /** One optimisation step over `microBatches` (gradient_accumulation_steps of them). */
+  step(microBatches: Batch[], step: number): MuseStepMetrics {
+    const t0 = performance.now();
+    const acc = new GradAccumulator();
+    let lossSum = 0;
+    let rateSum = 0;
+    let rateCount = 0;
+    try {
+      microBatches.forEach((batch, micro) => {
+        const { masked, dropoutSeed, B, N } = this.prepare(batch, step, micro, true);
+        const x = this.tensors(batch, masked.inputIds, masked.labels, B, N);
+        try {
+          const { loss, grads } = this.model.lossAndGrads(x.ids, x.lab, x.ehs, x.mask, {
+            condEmbeds: x.condEmbeds, classIds: x.classIds, training: true, dropoutSeed, labelSmoothing: this.cfg.training.label_smoothing,
+          });
+          lossSum += loss.dataSync()[0];
+          loss.dispose();
+          acc.add(grads);
+        } finally {
+          tf.dispose(x.all);
+        }
+        for (const r of masked.maskRates) rateSum += r;
+        rateCount += masked.maskRates.length;
+      });
+      const loss = lossSum / microBatches.length;
+      const summed = acc.take();
+      const { grads, norm } = clipByGlobalNorm(summed, this.cfg.training.max_grad_norm);
+      tf.dispose([...summed.values()]);
+      const t1 = performance.now();
+      try {
+        if (!Number.isFinite(loss) || !Number.isFinite(norm)) {
+          throw new NonFiniteLossError(`step ${step + 1}: the loss is ${loss} and the gradient norm ${norm}; stopping without applying this update ` +
+            '(try a lower optimizer.lr, more lr_scheduler.warmup_steps or training.max_grad_norm)');
+        }
+        const lr = this.lrAt(step);
+        this.optimizer.apply(grads, lr);
+        this.ema?.update(step + 1);
+        return { loss, lr, mask_rate: rateSum / rateCount, grad_norm: norm, compute_ms: t1 - t0, optimizer_ms: performance.now() - t1 };
+      } finally {
+        tf.dispose([...grads.values()]);
+      }
+    } finally {
+      acc.dispose();
+    }
+  }
+
+  /** Mean masked-token loss over `batches` without updates (masks drawn from a fixed validation stream). */
+  validationLoss(batches: Batch[]): number {
+    let sum = 0;
+    batches.forEach((batch, i) => {
+      const { masked, B, N } = this.prepare(batch, 0x7fff0000 + i, 0, false);
+      const x = this.tensors(batch, masked.inputIds, masked.labels, B, N);
+      try {
+        const { logits, loss } = this.model.forwardWithLoss(x.ids, x.lab, x.ehs, x.mask, { condEmbeds: x.condEmbeds, classIds: x.classIds });
+        sum += loss.dataSync()[0];
+        tf.dispose([logits, loss]);
+      } finally {
+        tf.dispose(x.all);
+      }
+    });
+    return sum / Math.max(1, batches.length);
+  }
+
+  dispose(): void {
+    this.optimizer.dispose();
+    this.ema?.dispose();
+  }
+}

@@ -1,0 +1,160 @@
+/**
+ * The training loop shared by every stage: resume, steps, JSONL log + live progress line, validation,
+ * periodic artefacts (sample / reconstruction grids), checkpoints every N steps and at exit, SIGINT/SIGTERM
+ * (finish the current step, save, stop), a non-finite loss (stop, keep the last good checkpoint), and the
+ * loss-curve PNG. What a step does is the stage's business (StageRunner).
+ */
+import path from 'node:path';
+import { CheckpointStore, JsonlLog, ProgressLine, readJsonl, renderLossCurve } from '../core/index.ts';
+import { formatDuration } from '../../pipeline/progress.ts';
+import type { TrainConfig } from '../config/schema.ts';
+
+export interface ResumePoint {
+  dir: string;
+  state: Record<string, unknown> & { step: number };
+}
+
+export interface StageRunner {
+  /** Samples per optimisation step (batch × accumulation), for samples/s. */
+  readonly samplesPerStep: number;
+  /** Image tokens per sample (tokens/s); 0 for pixel stages. */
+  readonly tokensPerSample: number;
+  /** Loads weights, optimizer, EMA and data position from a checkpoint. */
+  restore(from: ResumePoint): Promise<void>;
+  /** One optimisation step (0-based index); metrics must include `loss` and `data_ms`. */
+  trainStep(step: number): Promise<Record<string, number>>;
+  /** Validation metrics (e.g. `val_loss`), computed with the EMA weights when EMA is on. */
+  validate?(): Promise<Record<string, number>>;
+  /** Writes the checkpoint's files into `dir`; returns extra state (loader position, ...) for trainer_state.json. */
+  writeCheckpoint(dir: string): Promise<Record<string, unknown>>;
+  /** Sample grids, reconstructions: at `step` (every `every` steps) and once at the end. */
+  artefacts?(step: number, final: boolean): Promise<void>;
+  readonly artefactEvery?: number;
+  dispose(): void;
+}
+
+export interface LoopOptions {
+  config: TrainConfig;
+  runDir: string;
+  runner: StageRunner;
+  /** 'latest', a checkpoint folder, or undefined (a fresh run; refused when the run has checkpoints). */
+  resume?: string;
+  /** Progress and messages (stderr). */
+  out?: NodeJS.WriteStream;
+  /** For tests: stop (as on SIGTERM) after this many steps of this invocation. */
+  stopAfter?: number;
+}
+
+export interface LoopResult {
+  startStep: number;
+  step: number;
+  stoppedBySignal: boolean;
+  checkpoint: string | null;
+}
+
+export async function runTrainingLoop(opts: LoopOptions): Promise<LoopResult> {
+  const { config: cfg, runDir, runner } = opts;
+  const out = opts.out ?? process.stderr;
+  const say = (msg: string) => out.write(`${msg}\n`);
+  const t = cfg.training;
+  const store = new CheckpointStore(path.join(runDir, 'checkpoints'), { keepLast: t.keep_last });
+
+  let startStep = 0;
+  if (opts.resume) {
+    const from = await store.resolve(opts.resume, (msg) => say(`warning: ${msg}`));
+    if (from) {
+      await runner.restore(from);
+      startStep = from.state.step;
+      say(`resumed from ${from.dir} at step ${startStep}`);
+    } else {
+      say(`no checkpoint in ${path.join(runDir, 'checkpoints')} yet: starting at step 0`);
+    }
+  } else if ((await store.list()).length) {
+    throw new Error(`${runDir} already has checkpoints: pass --resume latest to continue it, or choose another --out`);
+  }
+
+  const logFile = path.join(runDir, 'log.jsonl');
+  const log = await JsonlLog.open(logFile, { truncateAfterStep: startStep });
+  const progress = new ProgressLine(out);
+  let stopRequested = false;
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (stopRequested) {
+      say(`\n${sig} again: exiting without saving`);
+      process.exit(130);
+    }
+    stopRequested = true;
+    say(`\n${sig}: finishing the current step, then saving a checkpoint (send again to exit at once)`);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
+  let step = startStep;
+  let lastSaved: string | null = null;
+  let savedStep = -1;
+  const save = async () => {
+    // The store writes trainer_state.json after `write`, so the runner's extra state (loader position) is in it.
+    const state: Record<string, unknown> = { config: cfg, rng: { kind: 'derived from training.seed and the step', seed: t.seed } };
+    lastSaved = await store.save(step, async (dir) => {
+      Object.assign(state, await runner.writeCheckpoint(dir));
+    }, state);
+    savedStep = step;
+  };
+
+  const started = performance.now();
+  try {
+    while (step < t.max_steps && !stopRequested) {
+      const stepStart = performance.now();
+      const m = await runner.trainStep(step);
+      step++;
+      const stepMs = performance.now() - stepStart;
+      const record: Record<string, unknown> = {
+        step,
+        ...m,
+        step_ms: round(stepMs),
+        samples_per_s: round((runner.samplesPerStep * 1000) / stepMs),
+        ...(runner.tokensPerSample ? { tokens_per_s: round((runner.samplesPerStep * runner.tokensPerSample * 1000) / stepMs) } : {}),
+      };
+      if (step % t.log_every === 0 || step === t.max_steps) log.write(record);
+      const elapsed = (performance.now() - started) / 1000;
+      const eta = ((t.max_steps - step) * elapsed) / Math.max(1, step - startStep);
+      progress.update(`step ${step}/${t.max_steps} loss ${m.loss.toFixed(4)} lr ${m.lr?.toExponential(2) ?? '-'} ` +
+        `${record.samples_per_s} samples/s, ETA ${formatDuration(eta)}`);
+      if (runner.validate && t.validate_every && step % t.validate_every === 0) {
+        const v = await runner.validate();
+        log.write({ step, ...v });
+      }
+      if (runner.artefacts && runner.artefactEvery && step % runner.artefactEvery === 0) await runner.artefacts(step, false);
+      if (step % t.save_every === 0) await save();
+      if (opts.stopAfter !== undefined && step - startStep >= opts.stopAfter) stopRequested = true;
+    }
+    progress.done();
+    if (savedStep !== step) await save();
+    if (runner.validate && t.validate_every && step % t.validate_every !== 0 && step > startStep) log.write({ step, ...(await runner.validate()) });
+    await log.close();
+    await writeLossCurves(logFile, runDir, cfg);
+    if (runner.artefacts && !stopRequested) await runner.artefacts(step, true);
+    say(stopRequested ? `stopped at step ${step}; checkpoint ${lastSaved}` : `done: ${step} steps, checkpoint ${lastSaved}`);
+    return { startStep, step, stoppedBySignal: stopRequested, checkpoint: lastSaved };
+  } catch (err) {
+    progress.done();
+    log.write({ step, error: (err as Error).message });
+    await log.close();
+    throw err;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}
+
+const round = (x: number) => Math.round(x * 100) / 100;
+
+/** loss.png (training and validation loss by step). */
+export async function writeLossCurves(logFile: string, runDir: string, cfg: TrainConfig): Promise<void> {
+  const records = (await readJsonl(logFile)).filter((r) => typeof r.step === 'number');
+  if (!records.some((r) => typeof r.loss === 'number')) return;
+  await renderLossCurve(records, path.join(runDir, 'loss.png'), {
+    title: `${cfg.experiment.name} (${cfg.stage})`,
+    series: ['loss', 'val_loss'],
+    smooth: 0.9,
+  });
+}
