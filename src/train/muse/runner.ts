@@ -8,6 +8,7 @@
  *   sampling.json                                  how to decode and condition: VQGAN, text encoder, grid
  */
 import path from 'node:path';
+import { tf } from '../../runtime/backend.ts';
 import { MaskGitTransformer } from '../../models/transformer/index.ts';
 import { openCheckpoint, saveSafetensors } from '../../models/safetensors.ts';
 import { writeFileAtomic } from '../../util/atomic.ts';
@@ -173,7 +174,11 @@ export class MuseRunner implements StageRunner {
     await this.model.save(path.join(dir, 'transformer'));
     if (this.trainer.ema) await this.trainer.ema.withEmaWeights(() => this.model.save(path.join(dir, 'ema')));
     const optim = this.trainer.optimizer.stateTensors();
-    await saveSafetensors(path.join(dir, 'optimizer.safetensors'), Object.fromEntries(optim));
+    try {
+      await saveSafetensors(path.join(dir, 'optimizer.safetensors'), Object.fromEntries(optim));
+    } finally {
+      tf.dispose([...optim.values()]);
+    }
     await writeFileAtomic(path.join(dir, 'sampling.json'), JSON.stringify(this.info, null, 2) + '\n');
     this.lastCheckpoint = dir;
     return { loader: this.loader.state(), optimizer_step: this.trainer.optimizer.step };

@@ -1,0 +1,197 @@
+// Crash-safe checkpoint directories: written under a temporary name, every file hashed into
+// trainer_state.json and fsynced, then renamed into place; `latest` names the newest; old ones are rotated.
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { fsyncDir, writeFileAtomic } from '../../util/atomic.ts';
+
+export interface CheckpointInfo { step: number; dir: string }
+export type CheckpointState = Record<string, unknown> & { step: number };
+interface FileRecord { bytes: number; sha256: string }
+
+export const TRAINER_STATE = 'trainer_state.json';
+export const LATEST_FILE = 'latest';
+const DIR_RE = /^step-(\d{8,})$/;
+const TMP_RE = /^\.tmp-step-\d+-(\d+)$/;
+
+export function checkpointDirName(step: number): string {
+  return `step-${String(step).padStart(8, '0')}`;
+}
+
+async function sha256File(file: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+/** Every regular file under dir, as '/'-separated relative paths, plus the subdirectories (for fsync). */
+async function walk(dir: string, rel = ''): Promise<{ files: string[]; dirs: string[] }> {
+  const out = { files: [] as string[], dirs: [] as string[] };
+  for (const e of await readdir(path.join(dir, rel), { withFileTypes: true })) {
+    const r = rel ? `${rel}/${e.name}` : e.name;
+    if (e.isDirectory()) {
+      out.dirs.push(r);
+      const sub = await walk(dir, r);
+      out.files.push(...sub.files);
+      out.dirs.push(...sub.dirs);
+    } else if (e.isFile()) out.files.push(r);
+    else throw new Error(`checkpoint: ${path.join(dir, r)} is neither a file nor a directory`);
+  }
+  return out;
+}
+
+async function fsyncFile(file: string): Promise<void> {
+  const fh = await open(file, 'r');
+  try { await fh.sync(); } finally { await fh.close(); }
+}
+
+function pidAlive(pid: number): boolean {
+  try { process.kill(pid, 0); return true; } catch (e) { return (e as NodeJS.ErrnoException).code === 'EPERM'; }
+}
+
+export class CheckpointStore {
+  readonly root: string;
+  private readonly keepLast: number;
+
+  constructor(root: string, opts: { keepLast: number }) {
+    if (!Number.isInteger(opts.keepLast) || opts.keepLast < 1) throw new Error(`CheckpointStore: keepLast must be an integer >= 1, got ${opts.keepLast}`);
+    this.root = path.resolve(root);
+    this.keepLast = opts.keepLast;
+  }
+
+  /**
+   * Writes the checkpoint for `step` (see the module comment). `state` keys `step` and `files` are set here.
+   * Saving a step that already exists replaces it. Returns the final directory.
+   */
+  async save(step: number, write: (dir: string) => Promise<void>, state: Record<string, unknown>): Promise<string> {
+    if (!Number.isInteger(step) || step < 0) throw new Error(`CheckpointStore.save: step must be an integer >= 0, got ${step}`);
+    await mkdir(this.root, { recursive: true });
+    await this.removeStaleTmp();
+    const name = checkpointDirName(step);
+    const tmp = path.join(this.root, `.tmp-${name}-${process.pid}`);
+    await rm(tmp, { recursive: true, force: true });
+    await mkdir(tmp);
+    try {
+      await write(tmp);
+      const { files, dirs } = await walk(tmp);
+      const records: Record<string, FileRecord> = {};
+      for (const rel of files.filter((f) => f !== TRAINER_STATE).sort()) {
+        const abs = path.join(tmp, rel);
+        await fsyncFile(abs);
+        records[rel] = { bytes: (await stat(abs)).size, sha256: await sha256File(abs) };
+      }
+      const fh = await open(path.join(tmp, TRAINER_STATE), 'w');
+      try {
+        await fh.writeFile(JSON.stringify({ ...state, step, files: records }, null, 2) + '\n');
+        await fh.sync();
+      } finally { await fh.close(); }
+      for (const d of dirs) await fsyncDir(path.join(tmp, d));
+      await fsyncDir(tmp);
+    } catch (e) {
+      await rm(tmp, { recursive: true, force: true });
+      throw e;
+    }
+    const final = path.join(this.root, name);
+    const replaced = path.join(this.root, `.tmp-replaced-${name}-${process.pid}`);
+    const exists = await stat(final).then(() => true, () => false);
+    if (exists) await rename(final, replaced);
+    await rename(tmp, final);
+    await fsyncDir(this.root);
+    if (exists) await rm(replaced, { recursive: true, force: true });
+    await writeFileAtomic(path.join(this.root, LATEST_FILE), name + '\n');
+    await this.rotate();
+    return final;
+  }
+
+  /** Complete checkpoints (with trainer_state.json), ascending step. */
+  async list(): Promise<CheckpointInfo[]> {
+    let entries: string[];
+    try { entries = await readdir(this.root); } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw e;
+    }
+    const out: CheckpointInfo[] = [];
+    for (const e of entries) {
+      const m = DIR_RE.exec(e);
+      if (!m) continue;
+      const dir = path.join(this.root, e);
+      if (await stat(path.join(dir, TRAINER_STATE)).then((s) => s.isFile(), () => false)) out.push({ step: Number(m[1]), dir });
+    }
+    return out.sort((a, b) => a.step - b.step);
+  }
+
+  /** Checks every file's size and sha256 against trainer_state.json; null if good, else what is wrong. */
+  async verify(dir: string): Promise<string | null> {
+    const stateFile = path.join(dir, TRAINER_STATE);
+    const parsed = await this.readState(dir).catch((e: Error) => e);
+    if (parsed instanceof Error) return parsed.message;
+    const files = parsed.files;
+    if (typeof files !== 'object' || files === null) return `${stateFile}: no 'files' table`;
+    for (const [rel, rec] of Object.entries(files as Record<string, Partial<FileRecord>>)) {
+      const abs = path.resolve(dir, rel);
+      if (!abs.startsWith(path.resolve(dir) + path.sep)) return `${stateFile}: file path ${rel} leaves the checkpoint directory`;
+      const st = await stat(abs).catch(() => null);
+      if (!st || !st.isFile()) return `${abs}: missing`;
+      if (st.size !== rec.bytes) return `${abs}: ${st.size} bytes, ${rec.bytes} expected (truncated or overwritten)`;
+      if ((await sha256File(abs)) !== rec.sha256) return `${abs}: sha256 mismatch (contents corrupted)`;
+    }
+    return null;
+  }
+
+  /**
+   * 'latest': the newest checkpoint that verifies (corrupt newer ones are reported through warn and skipped;
+   * throws when checkpoints exist but none verifies). Otherwise a directory (or a name under root such as
+   * 'step-00000100') that must verify, else throws. null when there is no checkpoint at all.
+   */
+  async resolve(spec: 'latest' | string, warn: (msg: string) => void): Promise<{ dir: string; state: CheckpointState } | null> {
+    if (spec === 'latest') {
+      const all = await this.list();
+      if (all.length === 0) return null;
+      const bad: string[] = [];
+      for (const c of [...all].reverse()) {
+        const problem = await this.verify(c.dir);
+        if (problem === null) return { dir: c.dir, state: await this.readState(c.dir) };
+        warn(`checkpoint ${c.dir} is corrupt, skipping it: ${problem}`);
+        bad.push(path.basename(c.dir));
+      }
+      throw new Error(`no usable checkpoint under ${this.root}: all ${bad.length} are corrupt (${bad.join(', ')})`);
+    }
+    let dir = path.resolve(spec);
+    if (!(await stat(dir).then((s) => s.isDirectory(), () => false))) {
+      const under = path.join(this.root, spec);
+      if (!path.isAbsolute(spec) && (await stat(under).then((s) => s.isDirectory(), () => false))) dir = under;
+      else throw new Error(`checkpoint ${spec}: no such directory`);
+    }
+    const problem = await this.verify(dir);
+    if (problem !== null) throw new Error(`checkpoint ${dir} is corrupt: ${problem}`);
+    return { dir, state: await this.readState(dir) };
+  }
+
+  private async readState(dir: string): Promise<CheckpointState> {
+    const file = path.join(dir, TRAINER_STATE);
+    let text: string;
+    try { text = await readFile(file, 'utf8'); } catch { throw new Error(`${file}: missing`); }
+    let v: unknown;
+    try { v = JSON.parse(text); } catch (e) { throw new Error(`${file}: not valid JSON (${(e as Error).message})`); }
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error(`${file}: not a JSON object`);
+    const st = v as Record<string, unknown>;
+    if (!Number.isInteger(st.step) || (st.step as number) < 0) throw new Error(`${file}: 'step' is not an integer >= 0`);
+    return st as CheckpointState;
+  }
+
+  /** A tmp dir left by a crashed save (its process gone, or ours from an earlier failed attempt). */
+  private async removeStaleTmp(): Promise<void> {
+    for (const e of await readdir(this.root)) {
+      const m = TMP_RE.exec(e) ?? /^\.tmp-replaced-step-\d+-(\d+)$/.exec(e);
+      if (!m) continue;
+      const pid = Number(m[1]);
+      if (pid === process.pid || !pidAlive(pid)) await rm(path.join(this.root, e), { recursive: true, force: true });
+    }
+  }
+
+  private async rotate(): Promise<void> {
+    const all = await this.list();
+    for (const c of all.slice(0, Math.max(0, all.length - this.keepLast))) await rm(c.dir, { recursive: true, force: true });
+  }
+}

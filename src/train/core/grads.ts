@@ -1,0 +1,83 @@
+// Gradient utilities: global L2 norm, PyTorch-style clip_grad_norm_, and accumulation over micro-batches.
+import * as tf from '@tensorflow/tfjs';
+
+/** L2 norm over all gradients together (sqrt of the sum of every element squared); the sum across tensors is in float64. */
+export function globalNorm(grads: Map<string, tf.Tensor>): number {
+  if (grads.size === 0) return 0;
+  const sums = tf.tidy(() => tf.stack([...grads.values()].map((g) => tf.sum(tf.square(tf.cast(g, 'float32'))))));
+  const values = sums.dataSync();
+  sums.dispose();
+  let total = 0;
+  for (const v of values) total += v;
+  return Math.sqrt(total);
+}
+
+/**
+ * torch.nn.utils.clip_grad_norm_: with norm = globalNorm(grads), grads are scaled by
+ * maxNorm / (norm + 1e-6) when that is < 1. Returns NEW tensors (clones when no scaling is needed, also
+ * when maxNorm is null or the norm is not finite: the caller should then skip the update); the caller
+ * disposes both the inputs and the outputs.
+ */
+export function clipByGlobalNorm(grads: Map<string, tf.Tensor>, maxNorm: number | null): { grads: Map<string, tf.Tensor>; norm: number } {
+  if (maxNorm !== null && !(Number.isFinite(maxNorm) && maxNorm > 0)) {
+    throw new Error(`clipByGlobalNorm: maxNorm must be a finite number > 0 or null, got ${maxNorm}`);
+  }
+  const norm = globalNorm(grads);
+  const scale = maxNorm === null || !Number.isFinite(norm) ? 1 : maxNorm / (norm + 1e-6);
+  const out = new Map<string, tf.Tensor>();
+  for (const [name, g] of grads) out.set(name, scale < 1 ? tf.tidy(() => tf.mul(g, scale)) : tf.clone(g));
+  return { grads: out, norm };
+}
+
+/** Sums gradients of several micro-batches; take() gives the mean (a param missing from a batch counts as zero). */
+export class GradAccumulator {
+  private sums = new Map<string, tf.Tensor>();
+  private n = 0;
+
+  /** Takes ownership of the tensors (they are disposed here). */
+  add(grads: Map<string, tf.Tensor>): void {
+    for (const [name, g] of grads) {
+      const prev = this.sums.get(name);
+      if (prev && prev.shape.join(',') !== g.shape.join(',')) {
+        for (const t of grads.values()) t.dispose();
+        throw new Error(`GradAccumulator.add: gradient for ${name} has shape [${g.shape}], earlier ones [${prev.shape}]`);
+      }
+    }
+    for (const [name, g] of grads) {
+      const prev = this.sums.get(name);
+      if (prev) {
+        this.sums.set(name, tf.add(prev, g));
+        prev.dispose();
+        g.dispose();
+      } else {
+        this.sums.set(name, g);
+      }
+    }
+    this.n++;
+  }
+
+  /** Number of add() calls since the last take(). */
+  get count(): number {
+    return this.n;
+  }
+
+  /** The mean over the added batches (caller owns the tensors); resets the accumulator. */
+  take(): Map<string, tf.Tensor> {
+    if (this.n === 0) throw new Error('GradAccumulator.take: nothing was added');
+    const n = this.n;
+    const out = new Map<string, tf.Tensor>();
+    for (const [name, s] of this.sums) {
+      out.set(name, n === 1 ? s : tf.tidy(() => tf.div(s, n)));
+      if (n !== 1) s.dispose();
+    }
+    this.sums = new Map();
+    this.n = 0;
+    return out;
+  }
+
+  dispose(): void {
+    for (const s of this.sums.values()) s.dispose();
+    this.sums = new Map();
+    this.n = 0;
+  }
+}
