@@ -1,3 +1,6 @@
 #!/usr/bin/env node
-process.stderr.write('muse-sample: not available yet (tracked in issue 7)\n');
-process.exitCode = 2;
+// Runs the TypeScript CLI through tsx (no build step).
+import { register } from 'tsx/esm/api';
+register();
+const { cli } = await import('../src/cli/sample-command.ts');
+await cli();

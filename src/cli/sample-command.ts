@@ -1,0 +1,147 @@
+/** `muse-sample`: MaskGIT decoding from a trained checkpoint to PNGs and a captioned grid. */
+import { mkdir, readFile } from 'node:fs/promises';
+import path from 'node:path';
+import yargs from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { BACKEND_NAMES, initBackend, type BackendName } from '../runtime/backend.ts';
+import { writeFileAtomic } from '../util/atomic.ts';
+import { GUIDANCE_SCHEDULES, parseTemperature, type GuidanceSchedule } from '../sample/schedules.ts';
+import type { SampleOptions, SampleResult } from '../sample/sample.ts';
+
+/** Wrong flags or values: exit code 2. */
+class UsageError extends Error {}
+
+/** File name part of a prompt: lower-case words joined by '-', at most 48 characters. */
+export function slug(text: string): string {
+  const s = text.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 48).replace(/-+$/, '');
+  return s || 'image';
+}
+
+/** Where the grid, the single images and the per-step images go for `--out`. */
+export function outputPaths(out: string): { grid: string; imagesDir: string } {
+  if (out.toLowerCase().endsWith('.png')) {
+    const dir = path.dirname(out);
+    return { grid: out, imagesDir: path.join(dir, path.basename(out, path.extname(out))) };
+  }
+  return { grid: path.join(out, 'grid.png'), imagesDir: out };
+}
+
+export async function writeOutputs(result: SampleResult, out: string): Promise<string[]> {
+  const { grid, imagesDir } = outputPaths(out);
+  const { makeGrid } = await import('../sample/images.ts');
+  await mkdir(imagesDir, { recursive: true });
+  const width = String(Math.max(0, result.images.length - 1)).length;
+  const written: string[] = [];
+  for (const [i, im] of result.images.entries()) {
+    const idx = String(i).padStart(width, '0');
+    const file = path.join(imagesDir, `${idx}-${slug(im.prompt)}.png`);
+    await writeFileAtomic(file, im.png);
+    written.push(file);
+    for (const [k, png] of (im.intermediate ?? []).entries()) {
+      const stepFile = path.join(imagesDir, 'steps', `${idx}-step${k}.png`);
+      await writeFileAtomic(stepFile, png);
+      written.push(stepFile);
+    }
+  }
+  await writeFileAtomic(grid, await makeGrid(result.images.map((im) => ({ png: im.png, caption: im.prompt }))));
+  written.push(grid);
+  return written;
+}
+
+const list = (v: unknown): string[] => (v === undefined ? [] : Array.isArray(v) ? v.map(String) : [String(v)]);
+
+export async function main(argv: string[]): Promise<number> {
+  const a = await yargs(argv)
+    .scriptName('muse-sample')
+    .usage('$0 --checkpoint DIR --prompt "..." --out DIR|grid.png')
+    .option('checkpoint', { type: 'string', demandOption: true, describe: 'checkpoint dir, or a run dir (uses checkpoints/latest)' })
+    .option('prompt', { type: 'string', array: true, describe: 'a prompt (repeatable); default: the checkpoint\'s sampling prompts' })
+    .option('prompts', { type: 'string', describe: 'file with one prompt per line' })
+    .option('negative-prompt', { type: 'string', describe: 'unconditional side of guidance instead of the empty caption' })
+    .option('class', { type: 'number', array: true, describe: 'class id (class-conditional checkpoints; repeatable)' })
+    .option('steps', { type: 'number', default: 12 })
+    .option('guidance', { type: 'number', describe: 'classifier-free guidance scale (default 4; class models: 1)' })
+    .option('guidance-schedule', { choices: GUIDANCE_SCHEDULES as unknown as string[], default: 'constant' })
+    .option('temperature', { type: 'string', default: '1', describe: 'Gumbel temperature: t (annealed t -> 0) or start,end' })
+    .option('schedule', { type: 'string', default: 'cosine', describe: 'mask schedule: cosine, linear, pow<k>, sigmoid' })
+    .option('seed', { type: 'number', default: 0 })
+    .option('num', { type: 'number', default: 1, describe: 'images per prompt' })
+    .option('batch', { type: 'number', default: 8, describe: 'images decoded together' })
+    .option('ema', { type: 'boolean', default: true, describe: 'use EMA weights when present (--no-ema: raw)' })
+    .option('save-intermediate', { type: 'boolean', default: false, describe: 'also write <out>/steps/<i>-step<k>.png (masked tokens grey)' })
+    .option('init-image', { type: 'string', describe: 'inpainting: start image (PNG/JPEG)' })
+    .option('mask', { type: 'string', describe: 'inpainting: white = regenerate, black = keep' })
+    .option('backend', { choices: BACKEND_NAMES as unknown as string[], default: 'auto' })
+    .option('out', { type: 'string', demandOption: true, describe: 'output folder, or grid .png (single images go to a sibling folder)' })
+    .strict()
+    .help()
+    .fail((msg, err) => {
+      if (err instanceof Error) throw err;
+      throw new UsageError(`${msg ?? String(err)}\n(see muse-sample --help)`);
+    })
+    .parseAsync();
+
+  const prompts = list(a.prompt);
+  if (a.prompts) {
+    const text = await readFile(a.prompts, 'utf8').catch((err: Error) => {
+      throw new Error(`--prompts ${a.prompts}: cannot read (${err.message})`);
+    });
+    prompts.push(...text.split(/\r?\n/).map((l) => l.trim()).filter(Boolean));
+  }
+  const intFlag = (name: string, v: number, min: number) => {
+    if (!Number.isInteger(v) || v < min) throw new UsageError(`--${name} ${v}: expected an integer >= ${min}`);
+    return v;
+  };
+  let temperature: number | [number, number];
+  try {
+    temperature = parseTemperature(a.temperature);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  if (a.guidance !== undefined && !Number.isFinite(a.guidance)) throw new UsageError(`--guidance ${a.guidance}: expected a number`);
+  if ((a['init-image'] === undefined) !== (a.mask === undefined)) throw new UsageError('--init-image and --mask go together');
+  const classIds = list(a.class).map(Number);
+  const opts: SampleOptions = {
+    checkpoint: a.checkpoint,
+    prompts,
+    classIds,
+    negativePrompt: a['negative-prompt'],
+    steps: intFlag('steps', a.steps, 1),
+    guidance: a.guidance,
+    guidanceSchedule: a['guidance-schedule'] as GuidanceSchedule,
+    temperature,
+    schedule: a.schedule,
+    seed: intFlag('seed', a.seed, 0),
+    num: intFlag('num', a.num, 1),
+    batchSize: intFlag('batch', a.batch, 1),
+    ema: a.ema,
+    saveIntermediate: a['save-intermediate'],
+  };
+  if (a['init-image'] && a.mask) {
+    const read = (flag: string, f: string) => readFile(f).catch((err: Error) => {
+      throw new Error(`--${flag} ${f}: cannot read (${err.message})`);
+    });
+    opts.init = { image: await read('init-image', a['init-image']), mask: await read('mask', a.mask) };
+  }
+  await initBackend(a.backend as BackendName);
+  const { sample } = await import('../sample/sample.ts');
+  const result = await sample(opts);
+  const files = await writeOutputs(result, a.out);
+  process.stderr.write(
+    `muse-sample: ${result.images.length} image(s) from ${result.checkpointDir} (${result.weights} weights) -> ${outputPaths(a.out).grid}` +
+      ` (${files.length} files)\n`,
+  );
+  return 0;
+}
+
+export async function cli(argv = hideBin(process.argv)): Promise<void> {
+  try {
+    process.exitCode = await main(argv);
+  } catch (err) {
+    // User errors print their message; TypeError & co. are bugs and keep their stack (MUSE_DEBUG=1: always).
+    const e = err as Error;
+    const bug = e instanceof TypeError || e instanceof RangeError || e instanceof ReferenceError || e instanceof SyntaxError;
+    process.stderr.write(`muse-sample: ${bug || process.env.MUSE_DEBUG ? (e.stack ?? String(e)) : e.message}\n`);
+    process.exitCode = err instanceof UsageError ? 2 : 1;
+  }
+}

@@ -1,0 +1,32 @@
+// The trainer's periodic sample grid (src/cli/train-command.ts calls this with the config's `sampling`
+// section): decode the just-written checkpoint's prompts (or class ids) and write the captioned grid PNG.
+import { writeFileAtomic } from '../util/atomic.ts';
+import { makeGrid } from './images.ts';
+import { loadCheckpoint } from './load.ts';
+import { sample } from './sample.ts';
+
+export interface TrainingSampling {
+  prompts: string[];
+  class_ids: number[];
+  steps: number;
+  guidance: number;
+  temperature: number;
+  seed: number;
+}
+
+export async function sampleGridForTraining(checkpointDir: string, outPng: string, s: TrainingSampling): Promise<void> {
+  const ck = await loadCheckpoint(checkpointDir);
+  try {
+    const classModel = !!ck.transformer.config.num_classes;
+    const result = await sample({
+      checkpoint: ck,
+      ...(classModel ? { classIds: s.class_ids, guidance: 1 } : { prompts: s.prompts, guidance: s.guidance }),
+      steps: s.steps,
+      temperature: s.temperature,
+      seed: s.seed,
+    });
+    await writeFileAtomic(outPng, await makeGrid(result.images.map((im) => ({ png: im.png, caption: im.prompt }))));
+  } finally {
+    ck.dispose();
+  }
+}

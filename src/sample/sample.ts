@@ -1,0 +1,179 @@
+// Programmatic sampling: checkpoint + prompts (or class ids) -> PNGs. Used by `muse-sample` and the demo.
+// Image i (prompt i / num, copy i % num) draws from PRNG stream i of the seed, so an image does not depend on
+// the batch size or on which other prompts were asked for.
+import sharp from 'sharp';
+import { tf } from '../runtime/backend.ts';
+import { generate, type Conditioning } from './generate.ts';
+import { classConditioning, disposeConditioning, encodePrompts } from './conditioning.ts';
+import { idsToPngs } from './images.ts';
+import { loadCheckpoint, type LoadedCheckpoint } from './load.ts';
+import type { GuidanceSchedule } from './schedules.ts';
+
+export interface SampleOptions {
+  /** Checkpoint or run directory, or an already loaded checkpoint (not disposed by sample()). */
+  checkpoint: string | LoadedCheckpoint;
+  /** Text models; default: sampling.json's prompts. */
+  prompts?: string[];
+  /** Class-conditional models. */
+  classIds?: number[];
+  /** Unconditional side of guidance; default the empty caption. */
+  negativePrompt?: string;
+  steps?: number;
+  /** Default 4 for text models; class-conditional models support only 1 (no unconditional class). */
+  guidance?: number;
+  guidanceSchedule?: GuidanceSchedule;
+  temperature?: number | [number, number];
+  schedule?: string;
+  seed?: number;
+  /** Images per prompt / class. */
+  num?: number;
+  /** Use EMA weights when present (default true). */
+  ema?: boolean;
+  /** Also return each step's state as PNGs (still-masked tokens painted grey). */
+  saveIntermediate?: boolean;
+  /** Inpainting: the image to start from and a mask (white = regenerate, black = keep), any size. */
+  init?: { image: Buffer; mask: Buffer };
+  /** Images generated together (default 8). */
+  batchSize?: number;
+}
+
+export interface SampledImage {
+  /** The prompt, or `class N`. */
+  prompt: string;
+  classId?: number;
+  png: Buffer;
+  ids: Int32Array;
+  /** One PNG per step (saveIntermediate). */
+  intermediate?: Buffer[];
+}
+
+export interface SampleResult {
+  images: SampledImage[];
+  checkpointDir: string;
+  weights: 'ema' | 'raw';
+}
+
+export async function sample(opts: SampleOptions): Promise<SampleResult> {
+  const owned = typeof opts.checkpoint === 'string';
+  const ck = typeof opts.checkpoint === 'string' ? await loadCheckpoint(opts.checkpoint, { ema: opts.ema }) : opts.checkpoint;
+  try {
+    return await sampleLoaded(ck, opts);
+  } finally {
+    if (owned) ck.dispose();
+  }
+}
+
+async function sampleLoaded(ck: LoadedCheckpoint, opts: SampleOptions): Promise<SampleResult> {
+  const cfg = ck.transformer.config;
+  const classModel = !!cfg.num_classes;
+  const num = opts.num ?? 1;
+  const batchSize = opts.batchSize ?? 8;
+  const seed = opts.seed ?? 0;
+  if (!Number.isInteger(num) || num < 1) throw new Error(`--num must be a positive integer, got ${num}`);
+  if (!Number.isInteger(batchSize) || batchSize < 1) throw new Error(`batch size must be a positive integer, got ${batchSize}`);
+  if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) throw new Error(`--seed must be an integer in [0, 2^32), got ${seed}`);
+
+  let labels: string[];
+  let classes: number[] | undefined;
+  if (classModel) {
+    if (opts.prompts?.length) throw new Error(`this checkpoint is class-conditional (${cfg.num_classes} classes): use --class, not prompts`);
+    if (!opts.classIds?.length) throw new Error(`this checkpoint is class-conditional (${cfg.num_classes} classes): give at least one --class`);
+    for (const c of opts.classIds) if (!Number.isInteger(c) || c < 0 || c >= cfg.num_classes!) throw new Error(`--class ${c}: expected an integer in [0, ${cfg.num_classes})`);
+    if (opts.negativePrompt !== undefined) throw new Error('--negative-prompt needs a text-conditioned checkpoint');
+    if (opts.guidance !== undefined && opts.guidance !== 1) {
+      throw new Error(`--guidance ${opts.guidance}: class-conditional models have no unconditional class (as in open-muse), so only guidance 1 is supported`);
+    }
+    classes = opts.classIds;
+    labels = classes.map((c) => `class ${c}`);
+  } else {
+    if (opts.classIds?.length) throw new Error('--class needs a class-conditional checkpoint; this one is text-conditioned');
+    labels = opts.prompts?.length ? opts.prompts : ck.info.prompts;
+    if (!labels.length) throw new Error('no prompts: give --prompt/--prompts (sampling.json lists none)');
+  }
+  const guidance = opts.guidance ?? (classModel ? 1 : 4);
+
+  const jobs = labels.flatMap((label, p) => Array.from({ length: num }, () => ({ label, classId: classes?.[p] })));
+  const n = cfg.num_vq_tokens;
+  const init = opts.init ? await inpaintInit(ck, opts.init) : undefined;
+  const uncond: Conditioning | undefined = !classModel && ck.text ? encodePrompts(ck.text, [opts.negativePrompt ?? '']) : undefined;
+  const images: SampledImage[] = [];
+  try {
+    for (let start = 0; start < jobs.length; start += batchSize) {
+      const batch = jobs.slice(start, start + batchSize);
+      const cond = classModel ? classConditioning(batch.map((j) => j.classId!)) : encodePrompts(ck.text!, batch.map((j) => j.label));
+      const steps: Buffer[][] = batch.map(() => []);
+      try {
+        const ids = await generate(ck.transformer, batch.length, {
+          steps: opts.steps ?? 12,
+          guidanceScale: guidance,
+          guidanceSchedule: opts.guidanceSchedule,
+          temperature: opts.temperature,
+          schedule: opts.schedule,
+          seed,
+          cond,
+          uncond,
+          firstRow: start,
+          init: init && { ids: repeat(init.ids, batch.length), keep: repeat(init.keep, batch.length) },
+          onStep: opts.saveIntermediate
+            ? async (_s, cur) => {
+                const pngs = await idsToPngs(ck.vq, cur, batch.length, cfg.mask_token_id);
+                pngs.forEach((png, b) => steps[b].push(png));
+              }
+            : undefined,
+        });
+        const pngs = await idsToPngs(ck.vq, ids, batch.length);
+        batch.forEach((j, b) =>
+          images.push({
+            prompt: j.label,
+            ...(j.classId !== undefined ? { classId: j.classId } : {}),
+            png: pngs[b],
+            ids: ids.slice(b * n, (b + 1) * n),
+            ...(opts.saveIntermediate ? { intermediate: steps[b] } : {}),
+          }),
+        );
+      } finally {
+        disposeConditioning(cond);
+      }
+    }
+  } finally {
+    disposeConditioning(uncond);
+  }
+  return { images, checkpointDir: ck.dir, weights: ck.weights };
+}
+
+function repeat<T extends Int32Array | Uint8Array>(a: T, times: number): T {
+  const out = new (a.constructor as new (n: number) => T)(a.length * times);
+  for (let i = 0; i < times; i++) out.set(a, i * a.length);
+  return out;
+}
+
+/** Tokens of the init image (resized/cropped to the model resolution) and which of them to keep (mask cell mean < 50%). */
+async function inpaintInit(ck: LoadedCheckpoint, init: { image: Buffer; mask: Buffer }): Promise<{ ids: Int32Array; keep: Uint8Array }> {
+  const res = ck.vq.config.resolution;
+  const side = ck.vq.latentSize;
+  const img = await sharp(init.image).removeAlpha().resize(res, res, { fit: 'cover' }).raw().toBuffer({ resolveWithObject: true }).catch((err: Error) => {
+    throw new Error(`--init-image: cannot decode (${err.message})`);
+  });
+  const mask = await sharp(init.mask).removeAlpha().greyscale().resize(res, res, { fit: 'cover' }).raw().toBuffer().catch((err: Error) => {
+    throw new Error(`--mask: cannot decode (${err.message})`);
+  });
+  const ids = tf.tidy(() => {
+    const px = tf.div(tf.tensor4d(new Float32Array(img.data), [1, res, res, 3]), 255) as tf.Tensor4D;
+    return ck.vq.encode(px);
+  });
+  const tokens = new Int32Array(await ids.data());
+  ids.dispose();
+  const f = res / side;
+  const keep = new Uint8Array(side * side);
+  for (let ty = 0; ty < side; ty++) {
+    for (let tx = 0; tx < side; tx++) {
+      let sum = 0;
+      for (let y = ty * f; y < (ty + 1) * f; y++) for (let x = tx * f; x < (tx + 1) * f; x++) sum += mask[y * res + x];
+      keep[ty * side + tx] = sum / (f * f) < 128 ? 1 : 0;
+    }
+  }
+  if (ck.transformer.config.codebook_size < ck.vq.config.numEmbeddings) {
+    for (let i = 0; i < tokens.length; i++) if (tokens[i] >= ck.transformer.config.codebook_size) throw new Error(`--init-image: token ${tokens[i]} is outside the transformer's codebook`);
+  }
+  return { ids: tokens, keep };
+}
