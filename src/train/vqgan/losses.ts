@@ -1,0 +1,52 @@
+// VQGAN stage losses: reconstruction, GAN (discriminator and generator sides) and taming's adaptive weight.
+import * as tf from '@tensorflow/tfjs';
+
+export type ReconstructionKind = 'l1' | 'l2';
+export type GanLossKind = 'hinge' | 'vanilla';
+
+/** Mean absolute (l1) or squared (l2) error over every pixel and channel. */
+export function reconstructionLoss(target: tf.Tensor4D, recon: tf.Tensor4D, kind: ReconstructionKind): tf.Scalar {
+  if (kind !== 'l1' && kind !== 'l2') throw new Error(`reconstruction loss must be 'l1' or 'l2', got ${String(kind)}`);
+  return tf.tidy(() => (kind === 'l1' ? tf.mean(tf.abs(tf.sub(target, recon))) : tf.mean(tf.squaredDifference(target, recon))) as tf.Scalar);
+}
+
+/** taming hinge_d_loss / vanilla_d_loss: 0.5 * (loss on real logits + loss on fake logits). */
+export function discriminatorLoss(realLogits: tf.Tensor, fakeLogits: tf.Tensor, kind: GanLossKind): tf.Scalar {
+  return tf.tidy(() => {
+    if (kind === 'hinge') {
+      return tf.mul(0.5, tf.add(tf.mean(tf.relu(tf.sub(1, realLogits))), tf.mean(tf.relu(tf.add(1, fakeLogits))))) as tf.Scalar;
+    }
+    if (kind === 'vanilla') {
+      return tf.mul(0.5, tf.add(tf.mean(tf.softplus(tf.neg(realLogits))), tf.mean(tf.softplus(fakeLogits)))) as tf.Scalar;
+    }
+    throw new Error(`GAN loss must be 'hinge' or 'vanilla', got ${String(kind)}`);
+  });
+}
+
+/** Generator side, as VQLPIPSWithDiscriminator for both GAN kinds: -mean(D(G(x))). */
+export function generatorLoss(fakeLogits: tf.Tensor): tf.Scalar {
+  return tf.tidy(() => tf.neg(tf.mean(fakeLogits)) as tf.Scalar);
+}
+
+/**
+ * taming's calculate_adaptive_weight: ||∇_last nll|| / (||∇_last g|| + 1e-4), clamped to [0, 1e4], times
+ * discWeight. `last` is the decoder's final conv weight; the norms are plain numbers (the weight is detached).
+ */
+export function adaptiveWeight(nllGradNorm: number, gGradNorm: number, discWeight: number): number {
+  const w = nllGradNorm / (gGradNorm + 1e-4);
+  return Math.min(Math.max(w, 0), 1e4) * discWeight;
+}
+
+/**
+ * Gradients w.r.t. the last conv's weight W of two losses that depend on W only through xrec = conv(hIn, W) + b,
+ * given their gradients w.r.t. xrec: the vector-Jacobian products of that one conv ('same' padding, stride 1).
+ * Returns the two L2 norms.
+ */
+export function lastLayerGradNorms(hIn: tf.Tensor4D, weight: tf.Tensor4D, gxA: tf.Tensor4D, gxB: tf.Tensor4D): [number, number] {
+  return tf.tidy(() => {
+    const vjp = (dy: tf.Tensor4D) => tf.grad((w: tf.Tensor) => tf.conv2d(hIn, w as tf.Tensor4D, 1, 'same'))(weight, dy);
+    const a = tf.norm(vjp(gxA)).dataSync()[0];
+    const b = tf.norm(vjp(gxB)).dataSync()[0];
+    return [a, b];
+  });
+}

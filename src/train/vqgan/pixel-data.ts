@@ -1,0 +1,261 @@
+/**
+ * Training images for the VQGAN stage, read straight from a fetched dataset's WebDataset shards.
+ *
+ * Order (seeded, exactly resumable): epoch e visits the chosen shards in `epochOrder(shards, seed, e)`; inside a
+ * shard, its usable samples (status ok/fallback, not a dedup duplicate, with an image) are visited in a seeded
+ * permutation derived from (seed, epoch, shard). Batches run across shard and epoch boundaries (an endless
+ * stream). The optional horizontal flip of a sample is a pure function of (seed, epoch, shard, index), so the
+ * position {epoch, position, index} is the whole state.
+ * Memory: the current shard's compressed image bytes and the next shard's (prefetched); pixels only per batch.
+ */
+import { readFile } from 'node:fs/promises';
+import { existsSync, readdirSync } from 'node:fs';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import sharp from 'sharp';
+import { extract as tarExtract } from 'tar-stream';
+import * as tf from '@tensorflow/tfjs';
+import { loadDuplicateKeys } from '../../dedup/decisions-file.ts';
+import { shardPaths } from '../../shards/names.ts';
+import { splitMemberName } from '../../shards/tar-reader.ts';
+import { SeededRandom, deriveSeed, epochOrder } from '../data/random.ts';
+
+const IMAGE_EXTS = ['jpg', 'jpeg', 'png', 'webp'];
+const USABLE_STATUS = new Set(['ok', 'fallback']);
+
+export interface PixelDatasetOptions {
+  datasetDir: string;
+  /** Square side the images are resized (cover + centre crop) to. */
+  resolution: number;
+  batchSize: number;
+  seed: number;
+  /** Shard indices to read (e.g. training vs held-out validation shards); default: every shards/NNNNN.tar. */
+  shards?: number[];
+  /** Random horizontal flips (seeded). Default false. */
+  flip?: boolean;
+  resumeFrom?: PixelLoaderState;
+}
+
+/** JSON position of the loader between two `next()` calls. */
+export interface PixelLoaderState {
+  version: 1;
+  seed: number;
+  shards: number[];
+  epoch: number;
+  /** Index in the epoch's shard order of the shard being read, and the next index in its permutation. */
+  position: number;
+  index: number;
+}
+
+export interface PixelBatch {
+  /** [B, R, R, 3] RGB in [0, 1]. */
+  pixels: tf.Tensor4D;
+  keys: string[];
+  /** Epoch of the batch's first sample. */
+  epoch: number;
+}
+
+export interface PixelDataset {
+  next(): Promise<PixelBatch>;
+  state(): PixelLoaderState;
+  restore(state: PixelLoaderState): void;
+  readonly shards: readonly number[];
+}
+
+interface ShardImages {
+  shard: number;
+  keys: string[];
+  images: Buffer[];
+}
+
+/** Shard indices present as `<datasetDir>/shards/NNNNN.tar`. */
+export function listImageShards(datasetDir: string): number[] {
+  const dir = path.join(datasetDir, 'shards');
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir)
+    .map((f) => /^(\d{5,})\.tar$/.exec(f))
+    .filter((m): m is RegExpExecArray => m !== null)
+    .map((m) => Number(m[1]))
+    .sort((a, b) => a - b);
+}
+
+/** Reads one shard's usable samples (compressed image bytes), in tar order. */
+export async function readShardImages(datasetDir: string, shard: number, skip: Set<string>): Promise<ShardImages> {
+  const file = shardPaths(datasetDir, shard).tar;
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(file);
+  } catch (err) {
+    throw new Error(`${file}: cannot read shard (${(err as Error).message})`);
+  }
+  const samples = new Map<string, Record<string, Buffer>>();
+  const order: string[] = [];
+  const extract = tarExtract();
+  Readable.from([bytes]).pipe(extract);
+  for await (const entry of extract) {
+    const chunks: Buffer[] = [];
+    for await (const c of entry) chunks.push(c as Buffer);
+    if (entry.header.type !== 'file') continue;
+    const { key, ext } = splitMemberName(entry.header.name);
+    let files = samples.get(key);
+    if (!files) {
+      files = {};
+      samples.set(key, files);
+      order.push(key);
+    }
+    files[ext] = Buffer.concat(chunks);
+  }
+  const out: ShardImages = { shard, keys: [], images: [] };
+  for (const key of order) {
+    if (skip.has(key)) continue;
+    const files = samples.get(key)!;
+    const ext = IMAGE_EXTS.find((e) => files[e]);
+    if (!ext) continue;
+    if (files.json) {
+      let status: unknown;
+      try {
+        status = (JSON.parse(files.json.toString('utf8')) as { status?: unknown }).status;
+      } catch {
+        throw new Error(`${file}: sample ${key} has an unreadable ${key}.json`);
+      }
+      if (status !== undefined && !USABLE_STATUS.has(String(status))) continue;
+    }
+    out.keys.push(key);
+    out.images.push(files[ext]);
+  }
+  return out;
+}
+
+/** Decodes one image: RGB, resized to cover `res`x`res` and centre-cropped, optionally mirrored; floats in [0, 1]. */
+export async function decodeImage(bytes: Buffer, res: number, flip: boolean, what: string): Promise<Float32Array> {
+  let raw: Buffer;
+  let channels: number;
+  try {
+    let img = sharp(bytes).rotate().toColourspace('srgb').removeAlpha().resize(res, res, { fit: 'cover', position: 'centre' });
+    if (flip) img = img.flop();
+    const { data, info } = await img.raw().toBuffer({ resolveWithObject: true });
+    raw = data;
+    channels = info.channels;
+  } catch (err) {
+    throw new Error(`${what}: cannot decode image (${(err as Error).message})`);
+  }
+  const out = new Float32Array(res * res * 3);
+  for (let p = 0; p < res * res; p++) {
+    for (let c = 0; c < 3; c++) out[p * 3 + c] = raw[p * channels + (channels >= 3 ? c : 0)] / 255;
+  }
+  return out;
+}
+
+export async function openPixelDataset(opts: PixelDatasetOptions): Promise<PixelDataset> {
+  if (!Number.isInteger(opts.resolution) || opts.resolution < 1) throw new Error(`openPixelDataset: resolution must be a positive integer, got ${opts.resolution}`);
+  if (!Number.isInteger(opts.batchSize) || opts.batchSize < 1) throw new Error(`openPixelDataset: batchSize must be a positive integer, got ${opts.batchSize}`);
+  const shards = opts.shards ?? listImageShards(opts.datasetDir);
+  if (!shards.length) throw new Error(`openPixelDataset: no shards/NNNNN.tar in ${opts.datasetDir} (run muse-data fetch)`);
+  for (const s of shards) {
+    if (!Number.isInteger(s) || s < 0) throw new Error(`openPixelDataset: shard index must be an integer >= 0, got ${s}`);
+    const tar = shardPaths(opts.datasetDir, s).tar;
+    if (!existsSync(tar)) throw new Error(`openPixelDataset: shard ${s} is missing (${tar})`);
+  }
+  const loader = new PixelLoader(opts, [...shards], await loadDuplicateKeys(opts.datasetDir));
+  if (opts.resumeFrom) loader.restore(opts.resumeFrom);
+  return loader;
+}
+
+class PixelLoader implements PixelDataset {
+  private epoch = 0;
+  private position = 0;
+  private index = 0;
+  private cache = new Map<string, Promise<ShardImages>>();
+  /** Shard reads in a row that gave no sample; a whole epoch of them means nothing is usable. */
+  private emptyRun = 0;
+
+  constructor(private readonly opts: PixelDatasetOptions, readonly shards: number[], private readonly skip: Set<string>) {}
+
+  state(): PixelLoaderState {
+    return { version: 1, seed: this.opts.seed, shards: [...this.shards], epoch: this.epoch, position: this.position, index: this.index };
+  }
+
+  restore(s: PixelLoaderState): void {
+    if (!s || s.version !== 1) throw new Error('pixel loader state: unsupported or missing version');
+    if (s.seed !== this.opts.seed) throw new Error(`pixel loader state: seed ${s.seed} differs from the run's seed ${this.opts.seed}`);
+    if (s.shards.join(',') !== this.shards.join(',')) throw new Error('pixel loader state: it was taken with a different shard list');
+    const ok = (n: unknown) => Number.isInteger(n) && (n as number) >= 0;
+    if (!ok(s.epoch) || !ok(s.position) || !ok(s.index) || s.position > this.shards.length) {
+      throw new Error(`pixel loader state: bad position ${JSON.stringify({ epoch: s.epoch, position: s.position, index: s.index })}`);
+    }
+    this.epoch = s.epoch;
+    this.position = s.position;
+    this.index = s.index;
+    this.cache.clear();
+  }
+
+  private load(epoch: number, position: number): Promise<ShardImages> {
+    const shard = this.shards[epochOrder(this.shards.length, this.opts.seed, epoch)[position]];
+    const id = `${epoch}:${position}`;
+    let p = this.cache.get(id);
+    if (!p) {
+      p = readShardImages(this.opts.datasetDir, shard, this.skip);
+      p.catch(() => undefined); // surfaced when awaited
+      this.cache.set(id, p);
+    }
+    return p;
+  }
+
+  private nextPosition(epoch: number, position: number): [number, number] {
+    return position + 1 < this.shards.length ? [epoch, position + 1] : [epoch + 1, 0];
+  }
+
+  /** Current shard (and start of the next one's read); keeps only these two in the cache. */
+  private async current(): Promise<ShardImages> {
+    const data = await this.load(this.epoch, this.position);
+    const [ne, np] = this.nextPosition(this.epoch, this.position);
+    this.load(ne, np);
+    const keep = new Set([`${this.epoch}:${this.position}`, `${ne}:${np}`]);
+    for (const id of this.cache.keys()) if (!keep.has(id)) this.cache.delete(id);
+    return data;
+  }
+
+  private permutation(shard: number, n: number): number[] {
+    const rng = new SeededRandom(deriveSeed(deriveSeed(this.opts.seed, 21, this.epoch), 22, shard));
+    const p = Array.from({ length: n }, (_, i) => i);
+    for (let i = n - 1; i > 0; i--) {
+      const j = rng.below(i + 1);
+      [p[i], p[j]] = [p[j], p[i]];
+    }
+    return p;
+  }
+
+  private advanceShard(): void {
+    [this.epoch, this.position] = this.nextPosition(this.epoch, this.position);
+    this.index = 0;
+  }
+
+  async next(): Promise<PixelBatch> {
+    const { batchSize, resolution: res } = this.opts;
+    const picks: Array<{ bytes: Buffer; key: string; flip: boolean }> = [];
+    const firstEpoch = this.epoch;
+    while (picks.length < batchSize) {
+      const data = await this.current();
+      if (this.index >= data.keys.length) {
+        if (data.keys.length === 0 && ++this.emptyRun >= this.shards.length) {
+          throw new Error(`no usable samples (status ok/fallback, not duplicates, with an image) in shards [${this.shards.join(', ')}] of ${this.opts.datasetDir}`);
+        }
+        this.advanceShard();
+        continue;
+      }
+      this.emptyRun = 0;
+      const perm = this.permutation(data.shard, data.keys.length);
+      while (picks.length < batchSize && this.index < data.keys.length) {
+        const i = perm[this.index];
+        const flip = !!this.opts.flip &&
+          new SeededRandom(deriveSeed(deriveSeed(this.opts.seed, 23, this.epoch), data.shard, this.index)).next() < 0.5;
+        picks.push({ bytes: data.images[i], key: data.keys[i], flip });
+        this.index++;
+      }
+    }
+    const decoded = await Promise.all(picks.map((p) => decodeImage(p.bytes, res, p.flip, `sample ${p.key}`)));
+    const flat = new Float32Array(batchSize * res * res * 3);
+    decoded.forEach((d, i) => flat.set(d, i * d.length));
+    return { pixels: tf.tensor4d(flat, [batchSize, res, res, 3]), keys: picks.map((p) => p.key), epoch: firstEpoch };
+  }
+}

@@ -1,0 +1,148 @@
+/**
+ * The vqgan stage as a StageRunner: pixel batches from the dataset's shards (validation shards held out),
+ * VqganTrainer, reconstruction grids. Checkpoint layout (VqganTrainer.save): vqgan/ and ema/ (open-muse
+ * VQGAN folders, usable as `muse-data tokenize --vq DIR`), optimizer and discriminator states.
+ */
+import path from 'node:path';
+import { tf } from '../../runtime/backend.ts';
+import { VQGAN, configFromJson } from '../../models/vqgan/index.ts';
+import { learningRate } from '../core/index.ts';
+import type { TrainConfig } from '../config/schema.ts';
+import type { ResumePoint, StageRunner } from '../run/loop.ts';
+import { listImageShards, openPixelDataset, type PixelBatch, type PixelDataset, type PixelLoaderState } from './pixel-data.ts';
+import { VggPerceptual } from './perceptual.ts';
+import { VqganTrainer } from './trainer.ts';
+import { reconstructionGrid } from './recon-grid.ts';
+
+export interface VqganRunnerOptions {
+  config: TrainConfig;
+  datasetDirs: string[];
+  runDir: string;
+}
+
+/** Images shown in a reconstruction grid. */
+const GRID_IMAGES = 8;
+
+export class VqganRunner implements StageRunner {
+  readonly samplesPerStep: number;
+  readonly tokensPerSample = 0;
+  readonly artefactEvery: number;
+
+  private constructor(
+    private readonly cfg: TrainConfig,
+    private readonly runDir: string,
+    readonly vq: VQGAN,
+    readonly trainer: VqganTrainer,
+    private readonly data: PixelDataset,
+    private readonly openValidation: (() => Promise<PixelDataset>) | null,
+    /** A fresh reader for reconstruction grids (never the training stream: reading it would change training). */
+    private readonly openGridSource: () => Promise<PixelDataset>,
+  ) {
+    const t = cfg.training;
+    this.samplesPerStep = t.batch_size * t.gradient_accumulation_steps;
+    this.artefactEvery = cfg.vqgan_training.recon_every;
+  }
+
+  static async create(o: VqganRunnerOptions): Promise<VqganRunner> {
+    const cfg = o.config;
+    if (o.datasetDirs.length !== 1) throw new Error('the vqgan stage reads one dataset (data.path)');
+    const [datasetDir] = o.datasetDirs;
+    const resolution = Number(cfg.model.vqgan.resolution ?? cfg.data.resolution);
+    if (resolution !== cfg.data.resolution) throw new Error(`model.vqgan.resolution ${resolution} differs from data.resolution ${cfg.data.resolution}`);
+    const vq = VQGAN.create(configFromJson({ ...cfg.model.vqgan, resolution }), cfg.training.seed);
+    const all = listImageShards(datasetDir);
+    const held = new Set(cfg.data.validation_shards);
+    for (const s of held) if (!all.includes(s)) throw new Error(`data.validation_shards: ${datasetDir} has no shard ${s} (shards: ${all.join(', ') || 'none'})`);
+    const train = cfg.data.train_shards ?? all.filter((s) => !held.has(s));
+    const data = await openPixelDataset({ datasetDir, resolution, batchSize: cfg.training.batch_size, seed: cfg.training.seed, shards: train, flip: cfg.data.random_flip });
+    const fixed = (shards: number[]) => () => openPixelDataset({ datasetDir, resolution, batchSize: cfg.training.batch_size, seed: 0, shards, flip: false });
+    const openValidation = held.size ? fixed([...held]) : null;
+    const v = cfg.vqgan_training;
+    const d = v.discriminator;
+    const perceptual = v.perceptual_weights ? await VggPerceptual.fromSafetensors(v.perceptual_weights) : undefined;
+    const e = cfg.ema;
+    const trainer = new VqganTrainer(vq, {
+      seed: cfg.training.seed,
+      reconstruction: v.rec_loss,
+      codebookWeight: v.codebook_weight,
+      perceptual,
+      perceptualWeight: v.perceptual_weight,
+      gan: d.enabled ? { config: { ndf: d.ndf, nLayers: d.n_layers }, loss: d.loss, start: d.start_step, weight: d.weight } : undefined,
+      optimizer: { beta1: cfg.optimizer.beta1, beta2: cfg.optimizer.beta2, eps: cfg.optimizer.eps, weightDecay: cfg.optimizer.weight_decay },
+      maxGradNorm: cfg.training.max_grad_norm,
+      ema: e.enabled ? { decay: e.decay, minDecay: e.min_decay, updateAfterStep: e.update_after_step, updateEvery: e.update_every, useWarmup: e.use_warmup, invGamma: e.inv_gamma, power: e.power } : undefined,
+      restartAfterSteps: v.restart_dead_codes.enabled ? v.restart_dead_codes.after_steps : 0,
+    });
+    return new VqganRunner(cfg, o.runDir, vq, trainer, data, openValidation, openValidation ?? fixed(train));
+  }
+
+  async restore(from: ResumePoint): Promise<void> {
+    await this.trainer.load(from.dir);
+    this.data.restore(from.state.loader as PixelLoaderState);
+  }
+
+  async trainStep(step: number): Promise<Record<string, number>> {
+    const t0 = performance.now();
+    const batches: PixelBatch[] = [];
+    for (let i = 0; i < this.cfg.training.gradient_accumulation_steps; i++) batches.push(await this.data.next());
+    const dataMs = performance.now() - t0;
+    const s = this.cfg.lr_scheduler;
+    const lr = learningRate(step, { lr: this.cfg.optimizer.lr, warmupSteps: s.warmup_steps, schedule: s.schedule, maxSteps: this.cfg.training.max_steps, minLr: s.min_lr });
+    try {
+      const t1 = performance.now();
+      const m = this.trainer.step(batches.map((b) => b.pixels), step, lr);
+      const out: Record<string, number> = { lr, data_ms: round(dataMs), compute_ms: round(performance.now() - t1), epoch: batches[batches.length - 1].epoch };
+      for (const [k, v] of Object.entries(m)) if (typeof v === 'number') out[k] = v;
+      if (!m.updated) throw new Error(`step ${step + 1}: the gradient norm is ${m.grad_norm} (loss ${m.loss}); stopping without applying this update (try a lower optimizer.lr)`);
+      return out;
+    } finally {
+      tf.dispose(batches.map((b) => b.pixels));
+    }
+  }
+
+  async validate(): Promise<Record<string, number>> {
+    if (!this.openValidation) return {};
+    const val = await this.openValidation();
+    const sums: Record<string, number> = {};
+    let n = 0;
+    for (let i = 0; i < this.cfg.training.validation_batches; i++) {
+      const b = await val.next();
+      try {
+        if (b.epoch > 0) break;
+        const m = await this.trainer.validate(b.pixels);
+        for (const [k, v] of Object.entries(m)) if (typeof v === 'number') sums[k] = (sums[k] ?? 0) + v;
+        n++;
+      } finally {
+        b.pixels.dispose();
+      }
+    }
+    return Object.fromEntries(Object.entries(sums).map(([k, v]) => [`val_${k}`, v / Math.max(1, n)]));
+  }
+
+  async writeCheckpoint(dir: string): Promise<Record<string, unknown>> {
+    await this.trainer.save(dir);
+    return { loader: this.data.state() };
+  }
+
+  /** Originals over reconstructions of held-out images (training images when none are held out). */
+  async artefacts(step: number, final: boolean): Promise<void> {
+    const b = await (await this.openGridSource()).next();
+    try {
+      const n = Math.min(GRID_IMAGES, b.pixels.shape[0]);
+      const pixels = tf.slice(b.pixels, [0, 0, 0, 0], [n, -1, -1, -1]) as tf.Tensor4D;
+      const name = final ? 'final.png' : `step-${String(step).padStart(8, '0')}.png`;
+      const draw = () => reconstructionGrid(this.vq, pixels, path.join(this.runDir, 'reconstructions', name));
+      await (this.trainer.ema ? this.trainer.ema.withEmaWeights(draw) : draw());
+      pixels.dispose();
+    } finally {
+      b.pixels.dispose();
+    }
+  }
+
+  dispose(): void {
+    this.trainer.dispose();
+    this.vq.dispose();
+  }
+}
+
+const round = (x: number) => Math.round(x * 100) / 100;

@@ -1,0 +1,483 @@
+/**
+ * One VQGAN training step (taming-transformers' VQLPIPSWithDiscriminator recipe on the open-muse VQGAN):
+ *   loss = rec (l1|l2) + perceptual_weight * LPIPS-style(x, xrec) + codebook_weight * codebook/commitment
+ *          + d_weight * disc_factor * g_loss            (GAN part only from step disc_start on)
+ * with d_weight = clamp(||∇_W nll|| / (||∇_W g|| + 1e-4), 0, 1e4) * disc_weight, W = decoder.conv_out.weight.
+ *
+ * One forward and one backward pass through the VQGAN per micro-batch, also with the GAN on: the loss head
+ * (reconstruction, perceptual, discriminator) runs on a detached copy of xrec, its gradient dL/dxrec is formed
+ * with the adaptive weight, and the VQGAN backward pass gets it through sum(xrec * dL/dxrec). The last layer's
+ * gradients are the vector-Jacobian products of its one conv, from the decoder's `decoder.up.0` tap (the conv's
+ * input is silu(norm_out(tap))).
+ * The discriminator (its own AdamW) is then trained on the same batch with the pre-update reconstruction.
+ * Randomness comes only from the seed and the step (dead-code restart picks); the VQGAN's dropout, if set in
+ * its config, uses tf's global RNG and would make resume inexact — the trainer refuses dropout > 0.
+ */
+import * as tf from '@tensorflow/tfjs';
+import path from 'node:path';
+import { existsSync } from 'node:fs';
+import { VQGAN, type Tap } from '../../models/vqgan/index.ts';
+import { groupNorm, silu } from '../../models/vqgan/layers.ts';
+import { openCheckpoint, saveSafetensors, type CheckpointReader } from '../../models/safetensors.ts';
+import { AdamW, EMA, clipByGlobalNorm, type EmaOptions } from '../core/index.ts';
+import { CodebookUsage, restartCodes } from './codebook-usage.ts';
+import { PatchDiscriminator, type DiscriminatorConfig } from './discriminator.ts';
+import { adaptiveWeight, discriminatorLoss, generatorLoss, lastLayerGradNorms, reconstructionLoss, type GanLossKind, type ReconstructionKind } from './losses.ts';
+import type { VggPerceptual } from './perceptual.ts';
+
+export interface AdamWSettings {
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+}
+
+export interface GanSettings {
+  config?: Partial<DiscriminatorConfig>;
+  /** Default 'hinge'. */
+  loss?: GanLossKind;
+  /** First step (0-based) with the GAN terms and discriminator updates. Default 0. */
+  start?: number;
+  /** taming disc_weight (default 0.8) and disc_factor (default 1). */
+  weight?: number;
+  factor?: number;
+}
+
+export interface VqganTrainerOptions {
+  seed: number;
+  reconstruction?: ReconstructionKind;
+  codebookWeight?: number;
+  perceptual?: VggPerceptual;
+  perceptualWeight?: number;
+  gan?: GanSettings;
+  /** Default taming's Adam (0.5, 0.9), eps 1e-8, no weight decay. Used for the discriminator too. */
+  optimizer?: Partial<AdamWSettings>;
+  /** clip_grad_norm_ max norm (null: no clipping, the norm is still reported). */
+  maxGradNorm?: number | null;
+  ema?: EmaOptions;
+  /** Restart codes unused for this many steps (0: never). */
+  restartAfterSteps?: number;
+  /** Steps over which codebook_usage counts a code as used (default restartAfterSteps, else 100). */
+  usageWindow?: number;
+}
+
+export interface VqganStepMetrics {
+  loss: number;
+  rec_loss: number;
+  codebook_loss: number;
+  perceptual_loss?: number;
+  g_loss?: number;
+  d_loss?: number;
+  d_weight?: number;
+  grad_norm: number;
+  d_grad_norm?: number;
+  /** Fraction of codes chosen within the last usageWindow steps. */
+  codebook_usage: number;
+  /** exp(entropy) of the code frequencies in this step's batch. */
+  perplexity: number;
+  dead_codes_restarted: number;
+  /** False when the gradient norm was not finite and the update was skipped. */
+  updated: boolean;
+}
+
+export interface ValidationMetrics {
+  rec_loss: number;
+  codebook_loss: number;
+  perceptual_loss?: number;
+}
+
+export interface MicroResult {
+  grads: Map<string, tf.Tensor>;
+  rec: number;
+  codebook: number;
+  perceptual?: number;
+  g?: number;
+  dWeight?: number;
+  ids: Int32Array;
+  /** Detached reconstruction for the discriminator step (GAN on only). */
+  xrec?: tf.Tensor4D;
+}
+
+const LAST_LAYER = 'decoder.conv_out.weight';
+const STATE_VERSION = '1';
+
+/** A copy with no link to the gradient tape (the data is copied, so no op connects it to the variables). */
+function detach<T extends tf.Tensor>(t: T): T {
+  return tf.tensor(t.dataSync(), t.shape, t.dtype) as T;
+}
+
+export class VqganTrainer {
+  readonly optimizer: AdamW;
+  readonly ema?: EMA;
+  readonly discriminator?: PatchDiscriminator;
+  readonly discOptimizer?: AdamW;
+  readonly usage: CodebookUsage;
+  private readonly vars: Map<string, tf.Variable>;
+  private readonly o: Required<Omit<VqganTrainerOptions, 'perceptual' | 'gan' | 'ema' | 'optimizer'>> & { optimizer: AdamWSettings };
+  private readonly gan?: Required<Omit<GanSettings, 'config'>>;
+
+  constructor(readonly vq: VQGAN, private readonly opts: VqganTrainerOptions) {
+    if (!Number.isInteger(opts.seed)) throw new Error(`VqganTrainer: seed must be an integer, got ${opts.seed}`);
+    if (vq.config.dropout > 0) throw new Error('VqganTrainer: VQGAN dropout > 0 uses an unseeded RNG (resume would not be exact); set dropout 0');
+    const restartAfterSteps = opts.restartAfterSteps ?? 0;
+    if (!Number.isInteger(restartAfterSteps) || restartAfterSteps < 0) throw new Error(`VqganTrainer: restartAfterSteps must be an integer >= 0, got ${restartAfterSteps}`);
+    this.o = {
+      seed: opts.seed,
+      reconstruction: opts.reconstruction ?? 'l1',
+      codebookWeight: opts.codebookWeight ?? 1,
+      perceptualWeight: opts.perceptualWeight ?? 1,
+      maxGradNorm: opts.maxGradNorm ?? null,
+      restartAfterSteps,
+      usageWindow: opts.usageWindow ?? (restartAfterSteps || 100),
+      optimizer: { beta1: 0.5, beta2: 0.9, eps: 1e-8, weightDecay: 0, ...opts.optimizer },
+    };
+    if (this.o.reconstruction !== 'l1' && this.o.reconstruction !== 'l2') throw new Error(`VqganTrainer: reconstruction must be 'l1' or 'l2', got ${String(this.o.reconstruction)}`);
+    this.vars = vq.namedVariables();
+    this.optimizer = new AdamW(this.vars, this.o.optimizer);
+    if (opts.ema) this.ema = new EMA(this.vars, opts.ema);
+    if (opts.gan) {
+      this.gan = { loss: opts.gan.loss ?? 'hinge', start: opts.gan.start ?? 0, weight: opts.gan.weight ?? 0.8, factor: opts.gan.factor ?? 1 };
+      if (this.gan.loss !== 'hinge' && this.gan.loss !== 'vanilla') throw new Error(`VqganTrainer: gan.loss must be 'hinge' or 'vanilla', got ${String(this.gan.loss)}`);
+      this.discriminator = new PatchDiscriminator({ inputChannels: vq.config.numChannels, ...opts.gan.config }, opts.seed + 1);
+      this.discOptimizer = new AdamW(this.discriminator.variables, this.o.optimizer);
+    }
+    this.usage = new CodebookUsage(vq.config.numEmbeddings, 0);
+  }
+
+  /** Whether the GAN terms are on at this (0-based) step. */
+  ganActive(step: number): boolean {
+    return !!this.gan && step >= this.gan.start;
+  }
+
+  /**
+   * One optimisation step at 0-based `step` with learning rate `lr`. Several micro-batches are gradient
+   * accumulation (their gradients averaged). The caller keeps ownership of the pixel tensors.
+   */
+  step(pixels: tf.Tensor4D | tf.Tensor4D[], step: number, lr: number): VqganStepMetrics {
+    const batches = Array.isArray(pixels) ? pixels : [pixels];
+    if (!batches.length) throw new Error('VqganTrainer.step: no micro-batches');
+    if (!Number.isInteger(step) || step < 0) throw new Error(`VqganTrainer.step: step must be an integer >= 0, got ${step}`);
+    const res = this.vq.config.resolution;
+    for (const b of batches) {
+      if (b.rank !== 4 || b.shape[1] !== res || b.shape[2] !== res || b.shape[3] !== this.vq.config.numChannels) {
+        throw new Error(`VqganTrainer.step: pixels must be [B, ${res}, ${res}, ${this.vq.config.numChannels}], got [${b.shape}]`);
+      }
+    }
+    const ganOn = this.ganActive(step);
+    const sums = new Map<string, tf.Tensor>();
+    const parts = { rec: 0, codebook: 0, perceptual: 0, g: 0, dWeight: 0 };
+    const ids: Int32Array[] = [];
+    const recons: tf.Tensor4D[] = [];
+    try {
+      for (const x of batches) {
+        const r = this.microGradients(x, ganOn);
+        for (const [n, g] of r.grads) {
+          const prev = sums.get(n);
+          sums.set(n, prev ? tf.add(prev, g) : g);
+          if (prev) {
+            prev.dispose();
+            g.dispose();
+          }
+        }
+        parts.rec += r.rec;
+        parts.codebook += r.codebook;
+        parts.perceptual += r.perceptual ?? 0;
+        parts.g += r.g ?? 0;
+        parts.dWeight += r.dWeight ?? 0;
+        ids.push(r.ids);
+        if (r.xrec) recons.push(r.xrec);
+      }
+      const n = batches.length;
+      const mean = new Map<string, tf.Tensor>();
+      for (const [name, s] of sums) mean.set(name, n === 1 ? s : tf.div(s, n));
+      if (n !== 1) for (const s of sums.values()) s.dispose();
+      sums.clear();
+      const { grads, norm } = clipByGlobalNorm(mean, this.o.maxGradNorm);
+      tf.dispose([...mean.values()]);
+      const updated = Number.isFinite(norm);
+      if (updated) {
+        this.optimizer.apply(grads, lr);
+        this.ema?.update(this.optimizer.step);
+      }
+      tf.dispose([...grads.values()]);
+
+      const metrics: VqganStepMetrics = {
+        loss: 0,
+        rec_loss: parts.rec / n,
+        codebook_loss: parts.codebook / n,
+        grad_norm: norm,
+        codebook_usage: 0,
+        perplexity: 0,
+        dead_codes_restarted: 0,
+        updated,
+      };
+      metrics.loss = metrics.rec_loss + this.o.codebookWeight * metrics.codebook_loss;
+      if (this.opts.perceptual) {
+        metrics.perceptual_loss = parts.perceptual / n;
+        metrics.loss += this.o.perceptualWeight * metrics.perceptual_loss;
+      }
+      if (ganOn) {
+        metrics.g_loss = parts.g / n;
+        metrics.d_weight = parts.dWeight / n;
+        metrics.loss += metrics.d_weight * this.gan!.factor * metrics.g_loss;
+        const d = this.discriminatorStep(batches, recons, lr);
+        metrics.d_loss = d.loss;
+        metrics.d_grad_norm = d.norm;
+      }
+
+      const all = new Int32Array(ids.reduce((a, b) => a + b.length, 0));
+      let off = 0;
+      for (const a of ids) {
+        all.set(a, off);
+        off += a.length;
+      }
+      metrics.perplexity = this.usage.record(all, step);
+      if (this.o.restartAfterSteps > 0) metrics.dead_codes_restarted = this.restartDead(batches, step);
+      metrics.codebook_usage = this.usage.usage(step, this.o.usageWindow);
+      return metrics;
+    } finally {
+      tf.dispose([...sums.values()]);
+      tf.dispose(recons);
+    }
+  }
+
+  /**
+   * Gradients of one micro-batch w.r.t. the VQGAN parameters (one forward + backward), without updating.
+   * The caller disposes `grads` and `xrec`.
+   */
+  microGradients(x: tf.Tensor4D, ganOn: boolean): MicroResult {
+    const names = [...this.vars.keys()];
+    const list = [...this.vars.values()];
+    const out: Partial<MicroResult> = {};
+    const { value, grads } = tf.variableGrads(() => {
+      let hPre: tf.Tensor4D | undefined;
+      const tap: Tap | undefined = ganOn
+        ? (name, a) => {
+          if (name === 'decoder.up.0') hPre = tf.keep(detach(a as tf.Tensor4D));
+        }
+        : undefined;
+      const o = this.vq.forward(x, { training: true, tap });
+      out.ids = Int32Array.from(o.ids.dataSync());
+      out.codebook = o.codebookLoss.dataSync()[0];
+      const cb = tf.mul(o.codebookLoss, this.o.codebookWeight);
+      if (!ganOn) {
+        const head = this.nll(x, o.reconstruction);
+        out.rec = head.rec.dataSync()[0];
+        if (head.perceptual) out.perceptual = head.perceptual.dataSync()[0];
+        return tf.add(head.total, cb) as tf.Scalar;
+      }
+      try {
+        const xrec = tf.keep(detach(o.reconstruction));
+        out.xrec = xrec;
+        const u = this.ganHead(x, xrec, hPre!, out);
+        return tf.add(tf.sum(tf.mul(o.reconstruction, u)), cb) as tf.Scalar;
+      } finally {
+        hPre?.dispose();
+      }
+    }, list);
+    value.dispose();
+    // variableGrads keys by tf variable name; map back to parameter names.
+    const byParam = new Map<string, tf.Tensor>();
+    names.forEach((n, i) => {
+      const g = grads[list[i].name];
+      if (g) byParam.set(n, g);
+    });
+    return { grads: byParam, rec: out.rec!, codebook: out.codebook!, perceptual: out.perceptual, g: out.g, dWeight: out.dWeight, ids: out.ids!, xrec: out.xrec };
+  }
+
+  private nll(x: tf.Tensor4D, xrec: tf.Tensor4D): { total: tf.Scalar; rec: tf.Scalar; perceptual?: tf.Scalar } {
+    const rec = reconstructionLoss(x, xrec, this.o.reconstruction);
+    if (!this.opts.perceptual) return { total: rec, rec };
+    const perceptual = this.opts.perceptual.loss(x, xrec);
+    return { total: tf.add(rec, tf.mul(perceptual, this.o.perceptualWeight)) as tf.Scalar, rec, perceptual };
+  }
+
+  /**
+   * dL/dxrec for L = nll + d_weight * disc_factor * g, on the detached reconstruction; fills in the metric parts.
+   * Tensors made here are not connected to the VQGAN variables except through `hIn`, which only feeds a number.
+   */
+  private ganHead(x: tf.Tensor4D, xrec: tf.Tensor4D, hPre: tf.Tensor4D, out: Partial<MicroResult>): tf.Tensor4D {
+    const disc = this.discriminator!;
+    const nll = tf.valueAndGrad((xr: tf.Tensor) => {
+      const h = this.nll(x, xr as tf.Tensor4D);
+      out.rec = h.rec.dataSync()[0];
+      if (h.perceptual) out.perceptual = h.perceptual.dataSync()[0];
+      return h.total;
+    })(xrec);
+    const g = tf.valueAndGrad((xr: tf.Tensor) => generatorLoss(disc.apply(xr as tf.Tensor4D)))(xrec);
+    out.g = g.value.dataSync()[0];
+    const hIn = tf.tidy(() => detach(silu(groupNorm(hPre, this.vq.param('decoder.norm_out.weight'), this.vq.param('decoder.norm_out.bias')))));
+    const w = detach(this.vq.param(LAST_LAYER)) as tf.Tensor4D;
+    const [nA, nB] = lastLayerGradNorms(hIn, w, nll.grad as tf.Tensor4D, g.grad as tf.Tensor4D);
+    tf.dispose([hIn, w]);
+    out.dWeight = adaptiveWeight(nA, nB, this.gan!.weight);
+    return tf.add(nll.grad, tf.mul(g.grad, out.dWeight * this.gan!.factor)) as tf.Tensor4D;
+  }
+
+  private discriminatorStep(real: tf.Tensor4D[], fake: tf.Tensor4D[], lr: number): { loss: number; norm: number } {
+    const disc = this.discriminator!;
+    const names = [...disc.variables.keys()];
+    const list = [...disc.variables.values()];
+    const sums = new Map<string, tf.Tensor>();
+    let loss = 0;
+    real.forEach((x, i) => {
+      const { value, grads } = tf.variableGrads(
+        () => tf.mul(discriminatorLoss(disc.apply(x), disc.apply(fake[i]), this.gan!.loss), this.gan!.factor) as tf.Scalar,
+        list,
+      );
+      loss += value.dataSync()[0];
+      value.dispose();
+      names.forEach((n, j) => {
+        const g = grads[list[j].name];
+        if (!g) return;
+        const prev = sums.get(n);
+        sums.set(n, prev ? tf.add(prev, g) : g);
+        if (prev) {
+          prev.dispose();
+          g.dispose();
+        }
+      });
+    });
+    const mean = new Map<string, tf.Tensor>();
+    for (const [n, s] of sums) mean.set(n, real.length === 1 ? s : tf.div(s, real.length));
+    if (real.length !== 1) tf.dispose([...sums.values()]);
+    const { grads, norm } = clipByGlobalNorm(mean, this.o.maxGradNorm);
+    tf.dispose([...mean.values()]);
+    if (Number.isFinite(norm)) this.discOptimizer!.apply(grads, lr);
+    tf.dispose([...grads.values()]);
+    return { loss: loss / real.length, norm };
+  }
+
+  /** Re-initialises codes unused for restartAfterSteps to encoder outputs of this batch (after the update). */
+  private restartDead(batches: tf.Tensor4D[], step: number): number {
+    const dead = this.usage.dead(step, this.o.restartAfterSteps);
+    if (!dead.length) return 0;
+    const d = this.vq.config.zChannels;
+    const latents = tf.tidy(() => tf.concat(batches.map((b) => this.vq.encoder(b).reshape([-1, d]))) as tf.Tensor2D);
+    try {
+      restartCodes(this.vq.param('quantize.embedding.weight'), latents, dead, this.o.seed, step);
+    } finally {
+      latents.dispose();
+    }
+    for (const c of dead) this.usage.lastUsed[c] = step;
+    return dead.length;
+  }
+
+  /** Reconstruction metrics without updates (EMA weights when EMA is on). The caller keeps the pixels. */
+  async validate(pixels: tf.Tensor4D): Promise<ValidationMetrics> {
+    const run = (): ValidationMetrics => {
+      const m: ValidationMetrics = { rec_loss: 0, codebook_loss: 0 };
+      tf.tidy(() => {
+        const o = this.vq.forward(pixels);
+        const h = this.nll(pixels, o.reconstruction);
+        m.rec_loss = h.rec.dataSync()[0];
+        m.codebook_loss = o.codebookLoss.dataSync()[0];
+        if (h.perceptual) m.perceptual_loss = h.perceptual.dataSync()[0];
+      });
+      return m;
+    };
+    return this.ema ? this.ema.withEmaWeights(run) : run();
+  }
+
+  /**
+   * Checkpoint into `dir`: vqgan/ (VQGAN.save: config.json + model.safetensors), ema/ (same layout, EMA
+   * weights), optimizer.safetensors, discriminator.safetensors + disc_optimizer.safetensors (GAN on), and
+   * trainer_state.safetensors (codebook last-used steps). Every file is written atomically.
+   */
+  async save(dir: string): Promise<void> {
+    await this.vq.save(path.join(dir, 'vqgan'));
+    if (this.ema) await this.ema.withEmaWeights(() => this.vq.save(path.join(dir, 'ema')));
+    await saveOptimizer(path.join(dir, 'optimizer.safetensors'), this.optimizer);
+    if (this.discriminator && this.discOptimizer) {
+      const t = this.discriminator.torchTensors();
+      try {
+        await saveSafetensors(path.join(dir, 'discriminator.safetensors'), t, { format: 'pt', config: JSON.stringify(this.discriminator.config) });
+      } finally {
+        tf.dispose(Object.values(t));
+      }
+      await saveOptimizer(path.join(dir, 'disc_optimizer.safetensors'), this.discOptimizer);
+    }
+    await saveSafetensors(
+      path.join(dir, 'trainer_state.safetensors'),
+      { codebook_last_used: { dtype: 'I32', shape: [this.usage.numCodes], data: this.usage.lastUsed } },
+      { version: STATE_VERSION, seed: String(this.o.seed) },
+    );
+  }
+
+  /** Restores what save() wrote, into this trainer's existing variables, so training continues exactly. */
+  async load(dir: string): Promise<void> {
+    const need = (f: string) => {
+      const p = path.join(dir, f);
+      if (!existsSync(p)) throw new Error(`VQGAN checkpoint ${dir}: missing ${f}`);
+      return p;
+    };
+    const saved = await VQGAN.fromSafetensors(need('vqgan'));
+    try {
+      if (JSON.stringify(saved.config) !== JSON.stringify(this.vq.config)) throw new Error(`VQGAN checkpoint ${dir}: its VQGAN config differs from the trainer's`);
+      for (const [n, v] of saved.namedVariables()) this.vars.get(n)!.assign(v);
+    } finally {
+      saved.dispose();
+    }
+    if (this.ema) {
+      const ema = await VQGAN.fromSafetensors(need('ema'));
+      try {
+        await this.ema.loadState(new Map<string, tf.Tensor>(ema.namedVariables()));
+      } finally {
+        ema.dispose();
+      }
+    }
+    await loadOptimizer(need('optimizer.safetensors'), this.optimizer);
+    if (this.discriminator && this.discOptimizer) {
+      await withReader(need('discriminator.safetensors'), (r) => this.discriminator!.load(r, path.join(dir, 'discriminator.safetensors')));
+      await loadOptimizer(need('disc_optimizer.safetensors'), this.discOptimizer);
+    }
+    await withReader(need('trainer_state.safetensors'), async (r) => {
+      const meta = r.metadata();
+      if (meta.version !== STATE_VERSION) throw new Error(`${dir}/trainer_state.safetensors: unsupported version ${meta.version}`);
+      const t = await r.read('codebook_last_used');
+      this.usage.restore(t.data);
+    });
+  }
+
+  /** A trainer whose VQGAN (and everything else) comes from a checkpoint written by save(). */
+  static async resume(dir: string, opts: VqganTrainerOptions): Promise<VqganTrainer> {
+    const vq = await VQGAN.fromSafetensors(path.join(dir, 'vqgan'));
+    const trainer = new VqganTrainer(vq, opts);
+    await trainer.load(dir);
+    return trainer;
+  }
+
+  /** Frees the optimizers, EMA and discriminator (not the VQGAN, which the caller owns). */
+  dispose(): void {
+    this.optimizer.dispose();
+    this.ema?.dispose();
+    this.discriminator?.dispose();
+    this.discOptimizer?.dispose();
+  }
+}
+
+async function saveOptimizer(file: string, opt: AdamW): Promise<void> {
+  const state = opt.stateTensors();
+  try {
+    await saveSafetensors(file, Object.fromEntries(state), { step: String(opt.step) });
+  } finally {
+    tf.dispose([...state.values()]);
+  }
+}
+
+async function withReader<T>(file: string, fn: (r: CheckpointReader) => Promise<T>): Promise<T> {
+  const r = await openCheckpoint(file);
+  try {
+    return await fn(r);
+  } finally {
+    await r.close();
+  }
+}
+
+async function loadOptimizer(file: string, opt: AdamW): Promise<void> {
+  await withReader(file, async (r) => {
+    const step = Number(r.metadata().step);
+    if (!Number.isInteger(step) || step < 0) throw new Error(`${file}: missing or bad 'step' metadata`);
+    await opt.loadState(r, step);
+  });
+}
