@@ -103,6 +103,9 @@ export async function runTrainingLoop(opts: LoopOptions): Promise<LoopResult> {
   const started = performance.now();
   try {
     while (step < t.max_steps && !stopRequested) {
+      // Yield to the event loop: with data in memory a step is all microtasks, and signals would never be seen.
+      await new Promise((resolve) => setImmediate(resolve));
+      if (stopRequested) break;
       const stepStart = performance.now();
       const m = await runner.trainStep(step);
       step++;
