@@ -65,7 +65,6 @@ export class MuseRunner implements StageRunner {
   readonly samplesPerStep: number;
   readonly tokensPerSample: number;
   readonly artefactEvery: number;
-  private lastCheckpoint: string | null = null;
 
   private constructor(
     private readonly opts: MuseRunnerOptions,
@@ -79,7 +78,8 @@ export class MuseRunner implements StageRunner {
     const t = opts.config.training;
     this.samplesPerStep = t.batch_size * t.gradient_accumulation_steps;
     this.tokensPerSample = model.config.num_vq_tokens;
-    this.artefactEvery = opts.sampleGrid && opts.config.sampling.prompts.length ? t.sample_every : 0;
+    const s = opts.config.sampling;
+    this.artefactEvery = opts.sampleGrid && (s.prompts.length || s.class_ids.length) ? t.sample_every : 0;
   }
 
   static async create(opts: MuseRunnerOptions): Promise<MuseRunner> {
@@ -180,14 +180,13 @@ export class MuseRunner implements StageRunner {
       tf.dispose([...optim.values()]);
     }
     await writeFileAtomic(path.join(dir, 'sampling.json'), JSON.stringify(this.info, null, 2) + '\n');
-    this.lastCheckpoint = dir;
     return { loader: this.loader.state(), optimizer_step: this.trainer.optimizer.step };
   }
 
-  async artefacts(step: number, final: boolean): Promise<void> {
-    if (!this.opts.sampleGrid || !this.lastCheckpoint) return;
+  async artefacts(step: number, final: boolean, checkpoint: string | null): Promise<void> {
+    if (!this.opts.sampleGrid || !checkpoint) return;
     const name = final ? 'final.png' : `step-${String(step).padStart(8, '0')}.png`;
-    await this.opts.sampleGrid(this.lastCheckpoint, path.join(this.opts.runDir, 'samples', name));
+    await this.opts.sampleGrid(checkpoint, path.join(this.opts.runDir, 'samples', name));
   }
 
   dispose(): void {

@@ -27,8 +27,8 @@ export interface StageRunner {
   validate?(): Promise<Record<string, number>>;
   /** Writes the checkpoint's files into `dir`; returns extra state (loader position, ...) for trainer_state.json. */
   writeCheckpoint(dir: string): Promise<Record<string, unknown>>;
-  /** Sample grids, reconstructions: at `step` (every `every` steps) and once at the end. */
-  artefacts?(step: number, final: boolean): Promise<void>;
+  /** Sample grids, reconstructions: every `artefactEvery` steps and once at the end; `checkpoint` is the newest saved one. */
+  artefacts?(step: number, final: boolean, checkpoint: string | null): Promise<void>;
   readonly artefactEvery?: number;
   dispose(): void;
 }
@@ -101,6 +101,7 @@ export async function runTrainingLoop(opts: LoopOptions): Promise<LoopResult> {
   };
 
   const started = performance.now();
+  let logClosed = false;
   try {
     while (step < t.max_steps && !stopRequested) {
       // Yield to the event loop: with data in memory a step is all microtasks, and signals would never be seen.
@@ -126,22 +127,25 @@ export async function runTrainingLoop(opts: LoopOptions): Promise<LoopResult> {
         const v = await runner.validate();
         log.write({ step, ...v });
       }
-      if (runner.artefacts && runner.artefactEvery && step % runner.artefactEvery === 0) await runner.artefacts(step, false);
       if (step % t.save_every === 0) await save();
+      if (runner.artefacts && runner.artefactEvery && step % runner.artefactEvery === 0) await runner.artefacts(step, false, lastSaved);
       if (opts.stopAfter !== undefined && step - startStep >= opts.stopAfter) stopRequested = true;
     }
     progress.done();
     if (savedStep !== step) await save();
     if (runner.validate && t.validate_every && step % t.validate_every !== 0 && step > startStep) log.write({ step, ...(await runner.validate()) });
     await log.close();
+    logClosed = true;
     await writeLossCurves(logFile, runDir, cfg);
-    if (runner.artefacts && !stopRequested) await runner.artefacts(step, true);
+    if (runner.artefacts && !stopRequested) await runner.artefacts(step, true, lastSaved);
     say(stopRequested ? `stopped at step ${step}; checkpoint ${lastSaved}` : `done: ${step} steps, checkpoint ${lastSaved}`);
     return { startStep, step, stoppedBySignal: stopRequested, checkpoint: lastSaved };
   } catch (err) {
     progress.done();
-    log.write({ step, error: (err as Error).message });
-    await log.close();
+    if (!logClosed) {
+      log.write({ step, error: (err as Error).message });
+      await log.close();
+    }
     throw err;
   } finally {
     process.off('SIGINT', onSignal);

@@ -1,0 +1,143 @@
+/**
+ * `npm run demo`: the whole system on a laptop CPU, from metadata to generated images.
+ *   fetch the bundled sample (local server) -> dedup (url, sha256) -> train the tiny VQGAN -> tokenize with it
+ *   -> train the tiny MUSE transformer -> sample held-out and training prompts -> score them with the checker.
+ * Leaves in the output folder (runs/demo): samples-held-out.png, samples-train.png, samples-baseline.png,
+ * vqgan-reconstructions.png, vqgan-loss.png, transformer-loss.png and report.json.
+ */
+import { copyFile, mkdir, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { initBackend, type BackendName } from '../runtime/backend.ts';
+import { PROJECT_ROOT } from '../cli/data-root.ts';
+import { loadPipelineFile, resolvePipeline } from '../pipeline/config.ts';
+import { runFetch } from '../pipeline/run-fetch.ts';
+import { runDedup } from '../dedup/run-dedup.ts';
+import { runTokenize } from '../tokenize/run-tokenize.ts';
+import { loadTrainConfig } from '../train/config/load.ts';
+import { runTraining } from '../cli/train-command.ts';
+import { loadCheckpoint } from '../sample/load.ts';
+import { sample } from '../sample/sample.ts';
+import { makeGrid } from '../sample/images.ts';
+import { writeFileAtomic } from '../util/atomic.ts';
+import { formatDuration } from '../pipeline/progress.ts';
+import { heldOutPrompts, trainingPrompts, type EvalPrompt } from './prompts.ts';
+import { scoreImages, type Adherence } from './score.ts';
+
+export interface DemoOptions {
+  outDir: string;
+  backend?: BackendName;
+  /** Config overrides (`key=value`) for the two training stages. */
+  vqganSets?: string[];
+  transformerSets?: string[];
+  /** Images per evaluation prompt. */
+  imagesPerPrompt?: number;
+  log?: (msg: string) => void;
+}
+
+/** Target of issue 7: colour adherence on held-out prompts. */
+export const TARGET_HELD_OUT_COLOR = 0.8;
+
+export async function runDemo(o: DemoOptions): Promise<Record<string, unknown>> {
+  const log = o.log ?? ((m: string) => process.stderr.write(`${m}\n`));
+  const out = path.resolve(o.outDir);
+  const times: Record<string, number> = {};
+  const started = performance.now();
+  const stage = async <T>(name: string, what: string, fn: () => Promise<T>): Promise<T> => {
+    log(`\n== ${name}: ${what}`);
+    const t0 = performance.now();
+    const r = await fn();
+    times[`${name}_s`] = Math.round((performance.now() - t0) / 100) / 10;
+    log(`== ${name} done in ${formatDuration(times[`${name}_s`])} (total ${formatDuration((performance.now() - started) / 1000)})`);
+    return r;
+  };
+
+  await rm(out, { recursive: true, force: true });
+  await mkdir(out, { recursive: true });
+  const dataRoot = path.join(out, 'data');
+  const backend = await initBackend(o.backend ?? 'auto');
+  log(`muse demo -> ${out} (backend ${backend.name})`);
+
+  const pipeline = resolvePipeline(await loadPipelineFile(path.join(PROJECT_ROOT, 'pipelines', 'sample.yaml')), 'pipelines/sample.yaml');
+  const datasetDir = path.join(dataRoot, pipeline.name);
+  const fetched = await stage('fetch', 'the bundled sample, served on 127.0.0.1', () =>
+    runFetch({ cfg: pipeline, datasetDir, dataRoot, projectRoot: PROJECT_ROOT, workers: 1, logFormat: 'auto' }));
+  log(`   ${JSON.stringify(fetched.status)}`);
+
+  // The sample's flat synthetic images are near-duplicates by dHash, so only exact duplicates are removed.
+  const dedup = await stage('dedup', 'exact duplicates (url, sha256)', () => runDedup({ dataRoot, datasetDir, kinds: ['url', 'sha256'], log }));
+
+  const vqCfg = loadTrainConfig({ file: path.join(PROJECT_ROOT, 'configs', 'tiny-vqgan.yaml'), configsDir: path.join(PROJECT_ROOT, 'configs'),
+    sets: [`data.path=${datasetDir}`, ...(o.vqganSets ?? [])] });
+  const vqRun = path.join(out, 'vqgan');
+  const vq = await stage('vqgan', `train the tiny VQGAN (${vqCfg.training.max_steps} steps)`, () =>
+    runTraining({ config: vqCfg, runDir: vqRun, dataRoot }));
+  const vqDir = path.join(vq.checkpoint!, vqCfg.ema.enabled ? 'ema' : 'vqgan');
+  await copyFile(path.join(vqRun, 'reconstructions', 'final.png'), path.join(out, 'vqgan-reconstructions.png'));
+  await copyFile(path.join(vqRun, 'loss.png'), path.join(out, 'vqgan-loss.png'));
+
+  const tok = await stage('tokenize', 'shards -> VQ tokens + byt5-tiny text states', () =>
+    runTokenize({ datasetDir, vq: vqDir, text: ['byt5-tiny'], batch: 32, includeFallbacks: false, dataRoot, log }));
+
+  const vqConfig = vqCfg.model.vqgan as { num_embeddings: number; resolution: number; channel_mult: number[] };
+  const side = vqConfig.resolution / 2 ** (vqConfig.channel_mult.length - 1);
+  const tCfg = loadTrainConfig({ stage: 'tiny', configsDir: path.join(PROJECT_ROOT, 'configs'), sets: [
+    `data.path=${datasetDir}`, `model.vq=${vqDir}`, `data.vq_id=${tok.vq_id}`,
+    `model.transformer.codebook_size=${vqConfig.num_embeddings}`, `model.transformer.num_vq_tokens=${side * side}`,
+    `model.transformer.max_position_embeddings=${side * side}`, ...(o.transformerSets ?? []),
+  ] });
+  const tRun = path.join(out, 'transformer');
+  const trained = await stage('transformer', `train the tiny MUSE transformer (${tCfg.training.max_steps} steps)`, () =>
+    runTraining({ config: tCfg, runDir: tRun, dataRoot }));
+  await copyFile(path.join(tRun, 'loss.png'), path.join(out, 'transformer-loss.png'));
+
+  const per = o.imagesPerPrompt ?? 2;
+  const held = heldOutPrompts(2);
+  const trainShards = new Set(tCfg.data.train_shards ?? [0, 1, 2].filter((s) => !tCfg.data.validation_shards.includes(s)));
+  const seen = trainingPrompts(8, (row) => trainShards.has(Math.floor(row / pipeline.samples_per_shard)));
+  const s = tCfg.sampling;
+  const results = await stage('sample', `${(held.length * 2 + seen.length) * per} images (${s.steps} steps, guidance ${s.guidance})`, async () => {
+    const ck = await loadCheckpoint(trained.checkpoint!);
+    try {
+      const run = async (prompts: EvalPrompt[], guidance: number, file: string) => {
+        const r = await sample({ checkpoint: ck, prompts: prompts.map((p) => p.prompt), num: per, guidance, steps: s.steps, temperature: s.temperature, seed: s.seed });
+        const caption = (i: number) => (guidance === 0 ? `unconditional (want: ${r.images[i].prompt})` : r.images[i].prompt);
+        await writeFileAtomic(path.join(out, file), await makeGrid(r.images.map((im, i) => ({ png: im.png, caption: caption(i) }))));
+        // r.images are in prompt order, `per` copies each.
+        return scoreImages(r.images.map((im, i) => ({ png: im.png, want: prompts[Math.floor(i / per)] })));
+      };
+      return {
+        held: await run(held, s.guidance, 'samples-held-out.png'),
+        train: await run(seen, s.guidance, 'samples-train.png'),
+        baseline: await run(held, 0, 'samples-baseline.png'),
+      };
+    } finally {
+      ck.dispose();
+    }
+  });
+
+  times.total_s = Math.round((performance.now() - started) / 100) / 10;
+  const met = results.held.summary.color_adherence >= TARGET_HELD_OUT_COLOR;
+  const above = results.held.summary.color_adherence > results.baseline.summary.color_adherence + 0.2;
+  const report = {
+    held_out: { ...results.held.summary, combinations: held.map((p) => p.prompt) },
+    train_prompts: { ...results.train.summary, prompts: seen.map((p) => p.prompt) },
+    baseline: { ...results.baseline.summary, how: 'guidance 0 (the empty-caption / unconditional path), scored against the held-out prompts' },
+    target: {
+      held_out_color_adherence: TARGET_HELD_OUT_COLOR,
+      met,
+      clearly_above_baseline: above,
+      verdict: met && above ? 'target met' : `SHORT OF TARGET: held-out colour adherence ${results.held.summary.color_adherence} (target ${TARGET_HELD_OUT_COLOR}), baseline ${results.baseline.summary.color_adherence}`,
+    },
+    wall_time_s: times,
+    backend: backend.name,
+    data: { fetched: fetched.status, duplicates: dedup.duplicates, tokenized_samples: tok.samples },
+    sampling: { steps: s.steps, guidance: s.guidance, temperature: s.temperature, seed: s.seed, images_per_prompt: per },
+    images: { held_out: results.held.images, train_prompts: results.train.images, baseline: results.baseline.images },
+  };
+  await writeFileAtomic(path.join(out, 'report.json'), JSON.stringify(report, null, 2) + '\n');
+  const pct = (a: Adherence) => `${Math.round(a.color_adherence * 100)}%`;
+  log(`\ncolour adherence: held-out prompts ${pct(results.held.summary)}, training prompts ${pct(results.train.summary)}, ` +
+    `unconditional baseline ${pct(results.baseline.summary)} -> ${report.target.verdict}`);
+  log(`total ${formatDuration(times.total_s)}; see ${path.relative(process.cwd(), out) || out}/ (report.json, samples-*.png, vqgan-reconstructions.png, *-loss.png)`);
+  return report;
+}
