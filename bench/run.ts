@@ -70,6 +70,14 @@ const BENCHMARKS: Record<string, Benchmark> = {
       return standalone(async () => (o) => benchTokenize({ ...o, backends }))(ctx);
     },
   },
+  train: {
+    description: 'muse-train loop (issue 6): steps/s, tokens/s and data / forward+backward / optimizer split of tiny and the models-bench transformer (--backend wasm|cpu|tensorflow)',
+    defaultRuns: 3,
+    run: async (ctx) => {
+      const { benchTrain } = await import('./train.ts');
+      return standalone(async () => (o) => benchTrain({ ...o, backend: typeof ctx.flags.backend === 'string' ? ctx.flags.backend : undefined }))(ctx);
+    },
+  },
   loader: {
     description: 'token-cache loader (issue 5): batches/s and samples/s per core, tokens alone and + text, vs decoding JPEGs from tars',
     defaultRuns: 1,
