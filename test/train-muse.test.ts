@@ -20,10 +20,10 @@ const configsDir = path.join(root, 'configs');
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'muse-train-muse-'));
 
 /** A dataset folder with synthetic caches: 4x4 tokens of 64 codes, 8-dim text states. */
-async function dataset(name: string, shards: Record<number, number>): Promise<string> {
+async function dataset(name: string, shards: Record<number, number>, dim = 8): Promise<string> {
   const dir = path.join(tmp, name);
   mkdirSync(path.join(dir, 'shards'), { recursive: true });
-  await writeSyntheticCaches(dir, { shards, gridH: 4, gridW: 4, codebookSize: 64, dim: 8 });
+  await writeSyntheticCaches(dir, { shards, gridH: 4, gridW: 4, codebookSize: 64, dim });
   return dir;
 }
 
@@ -199,4 +199,26 @@ test('muse-train saves a checkpoint on SIGTERM after finishing the current step'
   const last = Math.max(...steps);
   assert.ok(existsSync(path.join(run, 'checkpoints', `step-${String(last).padStart(8, '0')}`, 'trainer_state.json')), stderr);
   assert.ok(existsSync(path.join(run, 'config.yaml')));
+});
+
+test('a trained checkpoint samples through the sampler (EMA weights, its VQGAN, the text encoder)', async () => {
+  await onBackend('wasm', async () => {
+    const dir = await dataset('sampler', { 0: 8 }, 256); // byt5-tiny's width, which the sampler encodes prompts with
+    const vqDir = path.join(tmp, 'vq-4x4');
+    const { VQGAN } = await import('../src/models/vqgan/index.ts');
+    const vq = VQGAN.create({ resolution: 32, hiddenChannels: 32, channelMult: [1, 1, 1, 1], numResBlocks: 1, zChannels: 8, quantizedEmbedDim: 8, numEmbeddings: 64 }, 3);
+    await vq.save(vqDir);
+    vq.dispose();
+    const run = path.join(tmp, 'run-sampler');
+    await train(dir, run, ['training.max_steps=2', 'training.save_every=2', `model.vq=${vqDir}`, 'model.transformer.encoder_hidden_size=256']);
+    const { sample } = await import('../src/sample/sample.ts');
+    const a = await sample({ checkpoint: run, prompts: ['a red circle', 'a blue star'], steps: 4, guidance: 3, seed: 1 });
+    const b = await sample({ checkpoint: run, prompts: ['a red circle', 'a blue star'], steps: 4, guidance: 3, seed: 1 });
+    assert.equal(a.weights, 'ema');
+    assert.equal(a.images.length, 2);
+    for (const [i, im] of a.images.entries()) {
+      assert.equal(im.ids.length, 16);
+      assert.ok(im.png.equals(b.images[i].png), 'same seed, same image');
+    }
+  });
 });

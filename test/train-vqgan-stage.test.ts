@@ -1,0 +1,44 @@
+// muse-train --stage vqgan end to end on the fetched bundled sample: a few steps, validation, reconstruction
+// grid, loss curve, and a checkpoint whose vqgan/ folder tokenize and the VQGAN class load.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { spawnSync } from 'node:child_process';
+import sharp from 'sharp';
+import { onBackend } from './helpers/backend.ts';
+import { loadTrainConfig } from '../src/train/config/load.ts';
+import { runTraining } from '../src/cli/train-command.ts';
+import { readJsonl } from '../src/train/core/index.ts';
+import { VQGAN } from '../src/models/vqgan/index.ts';
+
+const root = path.resolve(import.meta.dirname, '..');
+
+test('the vqgan stage trains from shards, validates, draws reconstructions and writes a loadable VQGAN', async () => {
+  const dataRoot = mkdtempSync(path.join(os.tmpdir(), 'muse-vqgan-stage-'));
+  const fetch = spawnSync(process.execPath, [path.join(root, 'bin/muse-data.js'), 'fetch', 'sample', '--data-root', dataRoot], { encoding: 'utf8' });
+  assert.equal(fetch.status, 0, fetch.stderr);
+  await onBackend('wasm', async () => {
+    const config = loadTrainConfig({ file: path.join(root, 'configs/tiny-vqgan.yaml'), configsDir: path.join(root, 'configs'), sets: [
+      'data.path=sample', 'training.max_steps=3', 'training.save_every=2', 'training.validate_every=2', 'training.validation_batches=1',
+      'vqgan_training.recon_every=2', 'training.batch_size=4',
+    ] });
+    const runDir = path.join(dataRoot, 'run');
+    const r = await runTraining({ config, runDir, dataRoot, out: { write: () => true } as unknown as NodeJS.WriteStream });
+    assert.equal(r.step, 3);
+    const log = await readJsonl(path.join(runDir, 'log.jsonl'));
+    const steps = log.filter((x) => typeof x.loss === 'number');
+    assert.equal(steps.length, 3);
+    for (const s of steps) for (const k of ['rec_loss', 'codebook_loss', 'perplexity', 'codebook_usage', 'grad_norm', 'data_ms']) assert.equal(typeof s[k], 'number', k);
+    assert.ok(log.some((x) => typeof x.val_rec_loss === 'number'), 'validation on the held-out shard');
+    const grid = await sharp(readFileSync(path.join(runDir, 'reconstructions/final.png'))).metadata();
+    assert.equal(grid.height! % 2, 0);
+    assert.ok(existsSync(path.join(runDir, 'reconstructions/step-00000002.png')));
+    assert.ok(existsSync(path.join(runDir, 'loss.png')));
+    const vq = await VQGAN.fromSafetensors(path.join(r.checkpoint!, 'vqgan'));
+    assert.equal(vq.config.resolution, 32);
+    assert.equal(vq.tokensPerImage, 64);
+    vq.dispose();
+  });
+});
