@@ -39,3 +39,16 @@ test('bad options are named', () => {
   assert.throws(() => learningRate(0, { ...o, minLr: 2 }), /minLr/);
   assert.throws(() => learningRate(0, { ...o, warmupSteps: 1.5 }), /warmupSteps/);
 });
+
+test('decaySteps holds lr, then decays over the last steps only (warmup-stable-decay)', () => {
+  const o = { lr: 2, warmupSteps: 2, schedule: 'cosine' as const, maxSteps: 10, minLr: 0.2, decaySteps: 4 };
+  assert.equal(learningRate(1, o), 1, 'warmup unchanged');
+  for (const step of [2, 3, 4, 5, 6]) assert.equal(learningRate(step, o), 2, `stable at ${step}`);
+  assert.ok(Math.abs(learningRate(8, o) - (0.2 + 1.8 * 0.5)) < 1e-12, 'half way through the decay');
+  assert.ok(Math.abs(learningRate(10, o) - 0.2) < 1e-12, 'floor at the end');
+  assert.ok(Math.abs(learningRate(8, { ...o, schedule: 'linear' }) - (0.2 + 1.8 * 0.5)) < 1e-12);
+  // decaySteps longer than the run after warmup: decays from the end of warmup
+  assert.equal(learningRate(2, { ...o, decaySteps: 100 }), 2);
+  assert.ok(learningRate(3, { ...o, decaySteps: 100 }) < 2);
+  assert.throws(() => learningRate(5, { ...o, decaySteps: -1 }), /decaySteps/);
+});

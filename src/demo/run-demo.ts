@@ -14,6 +14,7 @@ import { runFetch } from '../pipeline/run-fetch.ts';
 import { runDedup } from '../dedup/run-dedup.ts';
 import { runTokenize } from '../tokenize/run-tokenize.ts';
 import { loadTrainConfig } from '../train/config/load.ts';
+import type { TrainConfig } from '../train/config/schema.ts';
 import { runTraining } from '../cli/train-command.ts';
 import { loadCheckpoint } from '../sample/load.ts';
 import { sample } from '../sample/sample.ts';
@@ -91,53 +92,63 @@ export async function runDemo(o: DemoOptions): Promise<Record<string, unknown>> 
   await copyFile(path.join(tRun, 'loss.png'), path.join(out, 'transformer-loss.png'));
 
   const per = o.imagesPerPrompt ?? 2;
-  const held = heldOutPrompts(2);
   const trainShards = new Set(tCfg.data.train_shards ?? [0, 1, 2].filter((s) => !tCfg.data.validation_shards.includes(s)));
-  const seen = trainingPrompts(8, (row) => trainShards.has(Math.floor(row / pipeline.samples_per_shard)));
+  const seenRow = (row: number) => trainShards.has(Math.floor(row / pipeline.samples_per_shard));
   const s = tCfg.sampling;
-  const results = await stage('sample', `${(held.length * 2 + seen.length) * per} images (${s.steps} steps, guidance ${s.guidance})`, async () => {
-    const ck = await loadCheckpoint(trained.checkpoint!);
-    try {
-      const run = async (prompts: EvalPrompt[], guidance: number, file: string) => {
-        const r = await sample({ checkpoint: ck, prompts: prompts.map((p) => p.prompt), num: per, guidance, steps: s.steps, temperature: s.temperature, seed: s.seed });
-        const caption = (i: number) => (guidance === 0 ? `unconditional (want: ${r.images[i].prompt})` : r.images[i].prompt);
-        await writeFileAtomic(path.join(out, file), await makeGrid(r.images.map((im, i) => ({ png: im.png, caption: caption(i) }))));
-        // r.images are in prompt order, `per` copies each.
-        return scoreImages(r.images.map((im, i) => ({ png: im.png, want: prompts[Math.floor(i / per)] })));
-      };
-      return {
-        held: await run(held, s.guidance, 'samples-held-out.png'),
-        train: await run(seen, s.guidance, 'samples-train.png'),
-        baseline: await run(held, 0, 'samples-baseline.png'),
-      };
-    } finally {
-      ck.dispose();
-    }
-  });
-
+  const results = await stage('sample', `${(8 * 2 + 8) * per} images (${s.steps} steps, guidance ${s.guidance})`, () =>
+    evaluateCheckpoint(trained.checkpoint!, out, tCfg.sampling, per, seenRow));
+  const { held, seen } = results;
   times.total_s = Math.round((performance.now() - started) / 100) / 10;
-  const met = results.held.summary.color_adherence >= TARGET_HELD_OUT_COLOR;
-  const above = results.held.summary.color_adherence > results.baseline.summary.color_adherence + 0.2;
+  const met = results.heldScore.summary.color_adherence >= TARGET_HELD_OUT_COLOR;
+  const above = results.heldScore.summary.color_adherence > results.baselineScore.summary.color_adherence + 0.2;
   const report = {
-    held_out: { ...results.held.summary, combinations: held.map((p) => p.prompt) },
-    train_prompts: { ...results.train.summary, prompts: seen.map((p) => p.prompt) },
-    baseline: { ...results.baseline.summary, how: 'guidance 0 (the empty-caption / unconditional path), scored against the held-out prompts' },
+    held_out: { ...results.heldScore.summary, combinations: held.map((p) => p.prompt) },
+    train_prompts: { ...results.trainScore.summary, prompts: seen.map((p) => p.prompt) },
+    baseline: { ...results.baselineScore.summary, how: 'guidance 0 (the empty-caption / unconditional path), scored against the held-out prompts' },
     target: {
       held_out_color_adherence: TARGET_HELD_OUT_COLOR,
       met,
       clearly_above_baseline: above,
-      verdict: met && above ? 'target met' : `SHORT OF TARGET: held-out colour adherence ${results.held.summary.color_adherence} (target ${TARGET_HELD_OUT_COLOR}), baseline ${results.baseline.summary.color_adherence}`,
+      verdict: met && above ? 'target met' : `SHORT OF TARGET: held-out colour adherence ${results.heldScore.summary.color_adherence} (target ${TARGET_HELD_OUT_COLOR}), baseline ${results.baselineScore.summary.color_adherence}`,
     },
     wall_time_s: times,
     backend: backend.name,
     data: { fetched: fetched.status, duplicates: dedup.duplicates, tokenized_samples: tok.samples },
     sampling: { steps: s.steps, guidance: s.guidance, temperature: s.temperature, seed: s.seed, images_per_prompt: per },
-    images: { held_out: results.held.images, train_prompts: results.train.images, baseline: results.baseline.images },
+    images: { held_out: results.heldScore.images, train_prompts: results.trainScore.images, baseline: results.baselineScore.images },
   };
   await writeFileAtomic(path.join(out, 'report.json'), JSON.stringify(report, null, 2) + '\n');
   const pct = (a: Adherence) => `${Math.round(a.color_adherence * 100)}%`;
-  log(`\ncolour adherence: held-out prompts ${pct(results.held.summary)}, training prompts ${pct(results.train.summary)}, ` +
-    `unconditional baseline ${pct(results.baseline.summary)} -> ${report.target.verdict}`);
+  log(`\ncolour adherence: held-out prompts ${pct(results.heldScore.summary)}, training prompts ${pct(results.trainScore.summary)}, ` +
+    `unconditional baseline ${pct(results.baselineScore.summary)} -> ${report.target.verdict}`);
   log(`total ${formatDuration(times.total_s)}; see ${path.relative(process.cwd(), out) || out}/ (report.json, samples-*.png, vqgan-reconstructions.png, *-loss.png)`);
   return report;
+}
+
+/**
+ * Samples held-out prompts, training prompts and the unconditional baseline from a checkpoint, writes the three
+ * grids into `out` and scores every image with the checker.
+ */
+export async function evaluateCheckpoint(checkpoint: string, out: string, s: TrainConfig['sampling'], per: number, seenRow: (row: number) => boolean) {
+  const held = heldOutPrompts(2);
+  const seen = trainingPrompts(8, seenRow);
+  const ck = await loadCheckpoint(checkpoint);
+  try {
+    const run = async (prompts: EvalPrompt[], guidance: number, file: string) => {
+      const r = await sample({ checkpoint: ck, prompts: prompts.map((p) => p.prompt), num: per, guidance, steps: s.steps, temperature: s.temperature, seed: s.seed });
+      const caption = (i: number) => (guidance === 0 ? `unconditional (want: ${r.images[i].prompt})` : r.images[i].prompt);
+      await writeFileAtomic(path.join(out, file), await makeGrid(r.images.map((im, i) => ({ png: im.png, caption: caption(i) }))));
+      // r.images are in prompt order, `per` copies each.
+      return scoreImages(r.images.map((im, i) => ({ png: im.png, want: prompts[Math.floor(i / per)] })));
+    };
+    return {
+      held,
+      seen,
+      heldScore: await run(held, s.guidance, 'samples-held-out.png'),
+      trainScore: await run(seen, s.guidance, 'samples-train.png'),
+      baselineScore: await run(held, 0, 'samples-baseline.png'),
+    };
+  } finally {
+    ck.dispose();
+  }
 }

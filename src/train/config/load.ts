@@ -158,6 +158,8 @@ function validate(c: TrainConfig, file: string): void {
     ['training.validation_batches', t.validation_batches],
     ['training.sample_every', t.sample_every],
     ['lr_scheduler.warmup_steps', c.lr_scheduler.warmup_steps],
+    ['lr_scheduler.decay_steps', c.lr_scheduler.decay_steps],
+    ['vqgan_training.autoencoder_warmup_steps', c.vqgan_training.autoencoder_warmup_steps],
     ['data.shuffle_buffer', c.data.shuffle_buffer],
     ['ema.update_after_step', c.ema.update_after_step],
     ['vqgan_training.recon_every', c.vqgan_training.recon_every],

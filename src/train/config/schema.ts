@@ -42,7 +42,8 @@ export interface TrainConfig {
     random_flip: boolean;
   };
   optimizer: { name: 'adamw'; lr: number; beta1: number; beta2: number; weight_decay: number; eps: number };
-  lr_scheduler: { schedule: 'constant' | 'cosine' | 'linear'; warmup_steps: number; min_lr: number };
+  /** decay_steps: cosine/linear decay over the last N steps only (0: after warmup). */
+  lr_scheduler: { schedule: 'constant' | 'cosine' | 'linear'; warmup_steps: number; min_lr: number; decay_steps: number };
   training: {
     seed: number;
     batch_size: number;
@@ -87,6 +88,10 @@ export interface TrainConfig {
     perceptual_weight: number;
     discriminator: { enabled: boolean; start_step: number; weight: number; loss: 'hinge' | 'vanilla'; ndf: number; n_layers: number; lr: number };
     restart_dead_codes: { enabled: boolean; after_steps: number };
+    /** Steps trained as a plain autoencoder (no quantization) first. */
+    autoencoder_warmup_steps: number;
+    /** 'kmeans++': codebook set from encoder outputs at the first quantized step. */
+    codebook_init: 'none' | 'kmeans++';
     recon_every: number;
   };
 }
@@ -108,7 +113,7 @@ export const DEFAULTS: TrainConfig = {
     random_flip: false,
   },
   optimizer: { name: 'adamw', lr: 1e-4, beta1: 0.9, beta2: 0.999, weight_decay: 0.01, eps: 1e-8 },
-  lr_scheduler: { schedule: 'constant', warmup_steps: 1000, min_lr: 0 },
+  lr_scheduler: { schedule: 'constant', warmup_steps: 1000, min_lr: 0, decay_steps: 0 },
   training: {
     seed: 0,
     batch_size: 16,
@@ -136,6 +141,8 @@ export const DEFAULTS: TrainConfig = {
     perceptual_weight: 1,
     discriminator: { enabled: false, start_step: 10000, weight: 0.8, loss: 'hinge', ndf: 64, n_layers: 3, lr: 1e-4 },
     restart_dead_codes: { enabled: true, after_steps: 200 },
+    autoencoder_warmup_steps: 0,
+    codebook_init: 'none',
     recon_every: 0,
   },
 };
@@ -165,4 +172,5 @@ export const ENUMS: Record<string, readonly string[]> = {
   'lr_scheduler.schedule': ['constant', 'cosine', 'linear'],
   'vqgan_training.rec_loss': ['l1', 'l2'],
   'vqgan_training.discriminator.loss': ['hinge', 'vanilla'],
+  'vqgan_training.codebook_init': ['none', 'kmeans++'],
 };

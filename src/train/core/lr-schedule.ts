@@ -11,6 +11,11 @@ export interface LrScheduleOptions {
   maxSteps: number;
   /** Floor reached at maxSteps by 'cosine' and 'linear' (default 0; ignored by 'constant'). */
   minLr?: number;
+  /**
+   * 'cosine' / 'linear' decay only over the last `decaySteps` steps before maxSteps, holding lr until then
+   * (warmup-stable-decay); 0 or absent: decay over everything after warmup.
+   */
+  decaySteps?: number;
 }
 
 /**
@@ -32,7 +37,11 @@ export function learningRate(step: number, o: LrScheduleOptions): number {
   }
   if (step < o.warmupSteps) return (o.lr * step) / Math.max(1, o.warmupSteps);
   if (o.schedule === 'constant') return o.lr;
-  const progress = Math.min(1, (step - o.warmupSteps) / Math.max(1, o.maxSteps - o.warmupSteps));
+  const decaySteps = o.decaySteps ?? 0;
+  if (!Number.isInteger(decaySteps) || decaySteps < 0) throw new Error(`learningRate: decaySteps must be an integer >= 0, got ${decaySteps}`);
+  const start = decaySteps ? Math.max(o.warmupSteps, o.maxSteps - decaySteps) : o.warmupSteps;
+  if (step < start) return o.lr;
+  const progress = Math.min(1, (step - start) / Math.max(1, o.maxSteps - start));
   const factor = o.schedule === 'cosine' ? 0.5 * (1 + Math.cos(Math.PI * progress)) : 1 - progress;
   return minLr + (o.lr - minLr) * factor;
 }

@@ -56,7 +56,7 @@ export class MuseTrainer {
   /** Learning rate of optimisation step `step` (0-based). */
   lrAt(step: number): number {
     const s = this.cfg.lr_scheduler;
-    return learningRate(step, { lr: this.cfg.optimizer.lr, warmupSteps: s.warmup_steps, schedule: s.schedule, maxSteps: this.cfg.training.max_steps, minLr: s.min_lr });
+    return learningRate(step, { lr: this.cfg.optimizer.lr, warmupSteps: s.warmup_steps, schedule: s.schedule, maxSteps: this.cfg.training.max_steps, minLr: s.min_lr, decaySteps: s.decay_steps });
   }
 
   /** Inputs of one micro-batch: masked ids, labels and conditioning, from the step's random streams. */

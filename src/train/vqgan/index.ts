@@ -4,5 +4,6 @@ export * from './losses.ts';
 export * from './discriminator.ts';
 export * from './perceptual.ts';
 export * from './codebook-usage.ts';
+export * from './codebook-init.ts';
 export * from './trainer.ts';
 export * from './recon-grid.ts';

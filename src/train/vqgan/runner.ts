@@ -72,6 +72,8 @@ export class VqganRunner implements StageRunner {
       maxGradNorm: cfg.training.max_grad_norm,
       ema: e.enabled ? { decay: e.decay, minDecay: e.min_decay, updateAfterStep: e.update_after_step, updateEvery: e.update_every, useWarmup: e.use_warmup, invGamma: e.inv_gamma, power: e.power } : undefined,
       restartAfterSteps: v.restart_dead_codes.enabled ? v.restart_dead_codes.after_steps : 0,
+      autoencoderWarmupSteps: v.autoencoder_warmup_steps,
+      codebookInit: v.codebook_init,
     });
     return new VqganRunner(cfg, o.runDir, vq, trainer, data, openValidation, openValidation ?? fixed(train));
   }
@@ -87,7 +89,7 @@ export class VqganRunner implements StageRunner {
     for (let i = 0; i < this.cfg.training.gradient_accumulation_steps; i++) batches.push(await this.data.next());
     const dataMs = performance.now() - t0;
     const s = this.cfg.lr_scheduler;
-    const lr = learningRate(step, { lr: this.cfg.optimizer.lr, warmupSteps: s.warmup_steps, schedule: s.schedule, maxSteps: this.cfg.training.max_steps, minLr: s.min_lr });
+    const lr = learningRate(step, { lr: this.cfg.optimizer.lr, warmupSteps: s.warmup_steps, schedule: s.schedule, maxSteps: this.cfg.training.max_steps, minLr: s.min_lr, decaySteps: s.decay_steps });
     try {
       const t1 = performance.now();
       const m = this.trainer.step(batches.map((b) => b.pixels), step, lr);

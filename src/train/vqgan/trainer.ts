@@ -10,7 +10,9 @@
  * gradients are the vector-Jacobian products of its one conv, from the decoder's `decoder.up.0` tap (the conv's
  * input is silu(norm_out(tap))).
  * The discriminator (its own AdamW) is then trained on the same batch with the pre-update reconstruction.
- * Randomness comes only from the seed and the step (dead-code restart picks); the VQGAN's dropout, if set in
+ * Optional start (autoencoderWarmupSteps, codebookInit): a few unquantized autoencoder steps, then the codebook
+ * set by k-means++ on that step's encoder latents (the default codebook starts near the origin, away from the latents).
+ * Randomness comes only from the seed and the step (dead-code restart / k-means++ picks); the VQGAN's dropout, if set in
  * its config, uses tf's global RNG and would make resume inexact — the trainer refuses dropout > 0.
  */
 import * as tf from '@tensorflow/tfjs';
@@ -21,9 +23,11 @@ import { groupNorm, silu } from '../../models/vqgan/layers.ts';
 import { openCheckpoint, saveSafetensors, type CheckpointReader } from '../../models/safetensors.ts';
 import { AdamW, EMA, clipByGlobalNorm, type EmaOptions } from '../core/index.ts';
 import { CodebookUsage, restartCodes } from './codebook-usage.ts';
+import { initCodebookFromLatents } from './codebook-init.ts';
 import { PatchDiscriminator, type DiscriminatorConfig } from './discriminator.ts';
 import { adaptiveWeight, discriminatorLoss, generatorLoss, lastLayerGradNorms, reconstructionLoss, type GanLossKind, type ReconstructionKind } from './losses.ts';
 import type { VggPerceptual } from './perceptual.ts';
+import { deriveSeed } from '../data/random.ts';
 
 export interface AdamWSettings {
   beta1: number;
@@ -59,6 +63,16 @@ export interface VqganTrainerOptions {
   restartAfterSteps?: number;
   /** Steps over which codebook_usage counts a code as used (default restartAfterSteps, else 100). */
   usageWindow?: number;
+  /**
+   * Steps (from 0) trained as a plain autoencoder, decoder(encoder(x)) without quantization or codebook loss, so
+   * the encoder learns useful latents before codes are fitted to them. Default 0.
+   */
+  autoencoderWarmupSteps?: number;
+  /**
+   * 'kmeans++': at the first quantized step (autoencoderWarmupSteps), before its update, every code is set by
+   * k-means++ (+ Lloyd iterations) on the encoder latents of that step's batch. Default 'none' (random codes).
+   */
+  codebookInit?: 'none' | 'kmeans++';
 }
 
 export interface VqganStepMetrics {
@@ -106,6 +120,7 @@ function detach<T extends tf.Tensor>(t: T): T {
   return tf.tensor(t.dataSync(), t.shape, t.dtype) as T;
 }
 
+
 export class VqganTrainer {
   readonly optimizer: AdamW;
   readonly ema?: EMA;
@@ -114,6 +129,7 @@ export class VqganTrainer {
   readonly usage: CodebookUsage;
   private readonly vars: Map<string, tf.Variable>;
   private readonly o: Required<Omit<VqganTrainerOptions, 'perceptual' | 'gan' | 'ema' | 'optimizer'>> & { optimizer: AdamWSettings };
+  private static readonly KMEANS_ITERATIONS = 5;
   private readonly gan?: Required<Omit<GanSettings, 'config'>>;
 
   constructor(readonly vq: VQGAN, private readonly opts: VqganTrainerOptions) {
@@ -121,6 +137,10 @@ export class VqganTrainer {
     if (vq.config.dropout > 0) throw new Error('VqganTrainer: VQGAN dropout > 0 uses an unseeded RNG (resume would not be exact); set dropout 0');
     const restartAfterSteps = opts.restartAfterSteps ?? 0;
     if (!Number.isInteger(restartAfterSteps) || restartAfterSteps < 0) throw new Error(`VqganTrainer: restartAfterSteps must be an integer >= 0, got ${restartAfterSteps}`);
+    const warmup = opts.autoencoderWarmupSteps ?? 0;
+    if (!Number.isInteger(warmup) || warmup < 0) throw new Error(`VqganTrainer: autoencoderWarmupSteps must be an integer >= 0, got ${warmup}`);
+    const init = opts.codebookInit ?? 'none';
+    if (init !== 'none' && init !== 'kmeans++') throw new Error(`VqganTrainer: codebookInit must be 'none' or 'kmeans++', got ${String(init)}`);
     this.o = {
       seed: opts.seed,
       reconstruction: opts.reconstruction ?? 'l1',
@@ -129,6 +149,8 @@ export class VqganTrainer {
       maxGradNorm: opts.maxGradNorm ?? null,
       restartAfterSteps,
       usageWindow: opts.usageWindow ?? (restartAfterSteps || 100),
+      autoencoderWarmupSteps: warmup,
+      codebookInit: init,
       optimizer: { beta1: 0.5, beta2: 0.9, eps: 1e-8, weightDecay: 0, ...opts.optimizer },
     };
     if (this.o.reconstruction !== 'l1' && this.o.reconstruction !== 'l2') throw new Error(`VqganTrainer: reconstruction must be 'l1' or 'l2', got ${String(this.o.reconstruction)}`);
@@ -164,13 +186,15 @@ export class VqganTrainer {
       }
     }
     const ganOn = this.ganActive(step);
+    const quantize = step >= this.o.autoencoderWarmupSteps;
+    if (this.o.codebookInit === 'kmeans++' && step === this.o.autoencoderWarmupSteps) this.initCodebook(batches, step);
     const sums = new Map<string, tf.Tensor>();
     const parts = { rec: 0, codebook: 0, perceptual: 0, g: 0, dWeight: 0 };
     const ids: Int32Array[] = [];
     const recons: tf.Tensor4D[] = [];
     try {
       for (const x of batches) {
-        const r = this.microGradients(x, ganOn);
+        const r = this.microGradients(x, ganOn, quantize);
         for (const [n, g] of r.grads) {
           const prev = sums.get(n);
           sums.set(n, prev ? tf.add(prev, g) : g);
@@ -245,7 +269,7 @@ export class VqganTrainer {
    * Gradients of one micro-batch w.r.t. the VQGAN parameters (one forward + backward), without updating.
    * The caller disposes `grads` and `xrec`.
    */
-  microGradients(x: tf.Tensor4D, ganOn: boolean): MicroResult {
+  microGradients(x: tf.Tensor4D, ganOn: boolean, quantize = true): MicroResult {
     const names = [...this.vars.keys()];
     const list = [...this.vars.values()];
     const out: Partial<MicroResult> = {};
@@ -256,7 +280,7 @@ export class VqganTrainer {
           if (name === 'decoder.up.0') hPre = tf.keep(detach(a as tf.Tensor4D));
         }
         : undefined;
-      const o = this.vq.forward(x, { training: true, tap });
+      const o = quantize ? this.vq.forward(x, { training: true, tap }) : this.autoencode(x, tap);
       out.ids = Int32Array.from(o.ids.dataSync());
       out.codebook = o.codebookLoss.dataSync()[0];
       const cb = tf.mul(o.codebookLoss, this.o.codebookWeight);
@@ -283,6 +307,25 @@ export class VqganTrainer {
       if (g) byParam.set(n, g);
     });
     return { grads: byParam, rec: out.rec!, codebook: out.codebook!, perceptual: out.perceptual, g: out.g, dWeight: out.dWeight, ids: out.ids!, xrec: out.xrec };
+  }
+
+  /** Warm-up forward: decoder(encoder(x)) with no quantization; ids (for usage stats only) and a zero codebook loss. */
+  private autoencode(x: tf.Tensor4D, tap?: Tap): { reconstruction: tf.Tensor4D; ids: tf.Tensor2D; codebookLoss: tf.Scalar } {
+    const latents = this.vq.encoder(x, { training: true, tap });
+    const ids = tf.tidy(() => this.vq.quantize(detach(latents)).ids);
+    return { reconstruction: this.vq.decoder(latents, { training: true, tap }), ids, codebookLoss: tf.scalar(0) };
+  }
+
+  /** Sets the whole codebook by k-means++ on this step's encoder latents; codes count as used from `step`. */
+  private initCodebook(batches: tf.Tensor4D[], step: number): void {
+    const d = this.vq.config.zChannels;
+    const latents = tf.tidy(() => tf.concat(batches.map((b) => this.vq.encoder(b).reshape([-1, d]))) as tf.Tensor2D);
+    try {
+      initCodebookFromLatents(this.vq.param('quantize.embedding.weight'), latents, deriveSeed(this.o.seed, 44, step), VqganTrainer.KMEANS_ITERATIONS);
+    } finally {
+      latents.dispose();
+    }
+    this.usage.lastUsed.fill(step);
   }
 
   private nll(x: tf.Tensor4D, xrec: tf.Tensor4D): { total: tf.Scalar; rec: tf.Scalar; perceptual?: tf.Scalar } {
