@@ -44,7 +44,7 @@ test('fetch -> tokenize -> loader: each ok sample once per epoch with its own to
   }
   assert.deepEqual([...tokensByKey.keys()].sort(), okKeys.map((o) => o.key).sort());
 
-  const loader = await openTokenDataset({ datasetDir: dataset, vqId: BUILTIN_VQ_ID, textId: 'byt5-tiny-seed0', batchSize: 4, seed: 7, shuffleBuffer: 8, dropLast: false });
+  const loader = await openTokenDataset({ datasetDir: dataset, vqId: BUILTIN_VQ_ID, textId: 'byt5-tiny-local-seed0', batchSize: 4, seed: 7, shuffleBuffer: 8, dropLast: false });
   const seen: string[] = [];
   while (seen.length < okKeys.length) {
     const b = await loader.next();

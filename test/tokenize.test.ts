@@ -38,7 +38,7 @@ function cli(...argv: string[]): Promise<{ code: number; stdout: string; stderr:
 }
 
 const root = path.resolve(import.meta.dirname, '..');
-const TEXT_ID = 'byt5-tiny-seed0';
+const TEXT_ID = 'byt5-tiny-local-seed0';
 const quiet = () => {};
 let dataset: string;
 let okKeys: string[];
@@ -227,7 +227,7 @@ test('verify: passes on a good cache; optout apply keeps it consistent; finds de
   const bad = await cli('verify', dataset, '--data-root', dataRoot());
   assert.equal(bad.code, 1);
   assert.match(bad.stdout, /MISSING tokens\/vqgan-tiny-seed0\/00000\.arrow/);
-  assert.match(bad.stdout, /UNREADABLE text\/byt5-tiny-seed0\/00000\.arrow/);
+  assert.match(bad.stdout, /UNREADABLE text\/byt5-tiny-local-seed0\/00000\.arrow/);
 });
 
 /** A fresh dataset of `shards` small shards of the bundled sample (its own data root, no exclusions). */

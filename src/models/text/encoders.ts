@@ -1,5 +1,5 @@
 // Text encoders for the tokenize stage, by spec:
-//   'byt5-tiny'  built-in: byte tokenizer + a small T5 encoder from a fixed seed (id 'byt5-tiny-seed0')
+//   'byt5-tiny'  built-in: byte tokenizer + a small T5 encoder from a fixed seed (id 'byt5-tiny-local-seed0')
 //   't5:DIR'     HF T5 / T5EncoderModel directory (config.json, safetensors, tokenizer.json)
 //   'clip:DIR'   HF CLIP text directory (config.json, safetensors, tokenizer.json); hidden = penultimate
 //                layer (what Stable Diffusion / aMUSEd condition on), pooled = projected text_embeds
@@ -53,15 +53,26 @@ export const BYT5_TINY_CONFIG: Partial<T5Config> = {
   pad_token_id: 0,
   eos_token_id: 1,
 };
-export const BYT5_TINY_ID = 'byt5-tiny-seed0';
+export const BYT5_TINY_ID = 'byt5-tiny-local-seed0';
+
+/**
+ * Std of the built-in encoder's relative position bias. With HF's init (d_model^-0.5 = 0.06) a random T5 attends
+ * almost uniformly, so each byte's state is its own embedding plus the sentence average: "red" in "a red circle
+ * on a blue background" and in "a blue circle on a red background" have cosine 0.9999, and a model conditioned
+ * on these states cannot tell which object a colour belongs to. A bias of std 4 makes every head's random attention
+ * prefer some offsets (local), so the states carry their neighbourhood (cosine 0.71 there; test/text-encoders).
+ */
+export const BYT5_TINY_RELATIVE_BIAS_STD = 4;
 
 /** The built-in encoder (no files). */
 export function byt5Tiny(opts: TextEncoderOptions = {}): TextEncoder {
-  return t5Handle(BYT5_TINY_ID, new T5Encoder(BYT5_TINY_CONFIG, { seed: 0 }), new ByteTokenizer({ maxLength: opts.maxLength }));
+  const model = new T5Encoder(BYT5_TINY_CONFIG, { seed: 0, relativeBiasStd: BYT5_TINY_RELATIVE_BIAS_STD });
+  return t5Handle(BYT5_TINY_ID, model, new ByteTokenizer({ maxLength: opts.maxLength }));
 }
 
 export async function loadTextEncoder(spec: string, opts: TextEncoderOptions = {}): Promise<TextEncoder> {
   if (spec === 'byt5-tiny' || spec === BYT5_TINY_ID) return byt5Tiny(opts);
+  if (spec === 'byt5-tiny-seed0') throw new Error("text encoder 'byt5-tiny-seed0' was replaced by 'byt5-tiny' (byt5-tiny-local-seed0, whose random attention is local); re-run muse-data tokenize with --text byt5-tiny");
   const m = /^(t5|clip):(.+)$/.exec(spec);
   if (!m) throw new Error(`unknown text encoder '${spec}' (expected byt5-tiny, t5:DIR or clip:DIR)`);
   const [, kind, dir] = m;

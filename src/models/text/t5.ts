@@ -91,14 +91,18 @@ export class T5Encoder {
    * Builds the encoder with HF's T5 initialisation drawn from a seeded PRNG (deterministic everywhere);
    * `seed: null` leaves zeros (weights about to be loaded).
    */
-  constructor(config: Partial<T5Config> & Record<string, unknown> = {}, opts: { seed?: number | null } = {}) {
+  /**
+   * `seed` draws HF's T5 initialisation (`seed: null` leaves zeros to load weights into); `relativeBiasStd`
+   * replaces its std for the relative position bias (d_model^-0.5), for random encoders used as features.
+   */
+  constructor(config: Partial<T5Config> & Record<string, unknown> = {}, opts: { seed?: number | null; relativeBiasStd?: number } = {}) {
     this.config = t5Config(config);
     const kind = ffnKind(this.config.feed_forward_proj);
     this.ffn = { gated: kind.gated, act: activation(kind.act) };
-    this.init(opts.seed === undefined ? 0 : opts.seed);
+    this.init(opts.seed === undefined ? 0 : opts.seed, opts.relativeBiasStd);
   }
 
-  private init(seed: number | null): void {
+  private init(seed: number | null, relativeBiasStd?: number): void {
     const c = this.config;
     const rng = seed === null ? undefined : new Prng(seed);
     const inner = c.num_heads * c.d_kv;
@@ -111,7 +115,7 @@ export class T5Encoder {
       add(`${b}.0.SelfAttention.k.weight`, [inner, c.d_model], c.d_model ** -0.5);
       add(`${b}.0.SelfAttention.v.weight`, [inner, c.d_model], c.d_model ** -0.5);
       add(`${b}.0.SelfAttention.o.weight`, [c.d_model, inner], inner ** -0.5);
-      if (i === 0) add(`${b}.0.SelfAttention.relative_attention_bias.weight`, [c.relative_attention_num_buckets, c.num_heads], c.d_model ** -0.5);
+      if (i === 0) add(`${b}.0.SelfAttention.relative_attention_bias.weight`, [c.relative_attention_num_buckets, c.num_heads], relativeBiasStd ?? c.d_model ** -0.5);
       this.params.add(`${b}.0.layer_norm.weight`, [c.d_model], 'ones');
       if (this.ffn.gated) {
         add(`${b}.1.DenseReluDense.wi_0.weight`, [c.d_ff, c.d_model], c.d_model ** -0.5);
