@@ -1,10 +1,7 @@
 /** `muse-data`: the data pipeline's command line. */
 import yargs from 'yargs';
-import { hideBin } from 'yargs/helpers';
 import type { Argv } from 'yargs';
-
-/** Wrong flags or values: exit code 2, like yargs' own usage errors. */
-class UsageError extends Error {}
+import { runCli, UsageError } from './run-cli.ts';
 
 type Handler = (a: Record<string, unknown>) => Promise<number>;
 type Builder = (y: Argv) => Argv;
@@ -71,15 +68,4 @@ export async function main(argv: string[]): Promise<number> {
   return code;
 }
 
-export async function cli(argv = hideBin(process.argv)): Promise<void> {
-  try {
-    process.exitCode = await main(argv);
-  } catch (err) {
-    // Errors about the user's input (plain Error and the project's own classes) are shown as their message;
-    // a TypeError, RangeError ... is a bug in muse and keeps its stack. MUSE_DEBUG=1 always shows stacks.
-    const e = err as Error;
-    const bug = e instanceof TypeError || e instanceof RangeError || e instanceof ReferenceError || e instanceof SyntaxError;
-    process.stderr.write(`muse-data: ${bug || process.env.MUSE_DEBUG ? (e.stack ?? String(e)) : e.message}\n`);
-    process.exitCode = err instanceof UsageError ? 2 : 1;
-  }
-}
+export const cli = (argv?: string[]): Promise<void> => runCli('muse-data', main, argv);

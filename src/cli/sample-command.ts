@@ -2,14 +2,11 @@
 import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import yargs from 'yargs';
-import { hideBin } from 'yargs/helpers';
 import { BACKEND_NAMES, initBackend, type BackendName } from '../runtime/backend.ts';
 import { writeFileAtomic } from '../util/atomic.ts';
 import { GUIDANCE_SCHEDULES, parseTemperature, type GuidanceSchedule } from '../sample/schedules.ts';
 import type { SampleOptions, SampleResult } from '../sample/sample.ts';
-
-/** Wrong flags or values: exit code 2. */
-class UsageError extends Error {}
+import { runCli, UsageError } from './run-cli.ts';
 
 /** File name part of a prompt: lower-case words joined by '-', at most 48 characters. */
 export function slug(text: string): string {
@@ -134,14 +131,4 @@ export async function main(argv: string[]): Promise<number> {
   return 0;
 }
 
-export async function cli(argv = hideBin(process.argv)): Promise<void> {
-  try {
-    process.exitCode = await main(argv);
-  } catch (err) {
-    // User errors print their message; TypeError & co. are bugs and keep their stack (MUSE_DEBUG=1: always).
-    const e = err as Error;
-    const bug = e instanceof TypeError || e instanceof RangeError || e instanceof ReferenceError || e instanceof SyntaxError;
-    process.stderr.write(`muse-sample: ${bug || process.env.MUSE_DEBUG ? (e.stack ?? String(e)) : e.message}\n`);
-    process.exitCode = err instanceof UsageError ? 2 : 1;
-  }
-}
+export const cli = (argv?: string[]): Promise<void> => runCli('muse-sample', main, argv);

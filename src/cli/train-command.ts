@@ -3,7 +3,6 @@ import { existsSync, readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import yargs from 'yargs';
-import { hideBin } from 'yargs/helpers';
 import YAML from 'yaml';
 import { BACKEND_NAMES, initBackend, type BackendName } from '../runtime/backend.ts';
 import { STAGES, type TrainConfig } from '../train/config/schema.ts';
@@ -12,8 +11,7 @@ import { writeFileAtomic } from '../util/atomic.ts';
 import { PROJECT_ROOT, resolveDataRoot } from './data-root.ts';
 import { resolveDatasetDir } from './dedup-command.ts';
 import { runTrainingLoop, type StageRunner } from '../train/run/loop.ts';
-
-class UsageError extends Error {}
+import { runCli, UsageError } from './run-cli.ts';
 
 export interface TrainRunOptions {
   config: TrainConfig;
@@ -103,15 +101,6 @@ export async function main(argv: string[]): Promise<number> {
   return 0;
 }
 
-export async function cli(argv = hideBin(process.argv)): Promise<void> {
-  try {
-    process.exitCode = await main(argv);
-  } catch (err) {
-    const e = err as Error;
-    const bug = e instanceof TypeError || e instanceof RangeError || e instanceof ReferenceError;
-    process.stderr.write(`muse-train: ${bug || process.env.MUSE_DEBUG ? (e.stack ?? String(e)) : e.message}\n`);
-    process.exitCode = err instanceof UsageError ? 2 : 1;
-  }
-}
+export const cli = (argv?: string[]): Promise<void> => runCli('muse-train', main, argv);
 
 export { ConfigError };

@@ -91,7 +91,7 @@ export async function runDemo(o: DemoOptions): Promise<Record<string, unknown>> 
     runTraining({ config: tCfg, runDir: tRun, dataRoot }));
   await copyFile(path.join(tRun, 'loss.png'), path.join(out, 'transformer-loss.png'));
 
-  const per = o.imagesPerPrompt ?? 2;
+  const per = o.imagesPerPrompt ?? 4;
   const trainShards = new Set(tCfg.data.train_shards ?? [0, 1, 2].filter((s) => !tCfg.data.validation_shards.includes(s)));
   const seenRow = (row: number) => trainShards.has(Math.floor(row / pipeline.samples_per_shard));
   const s = tCfg.sampling;

@@ -4,15 +4,10 @@ import { writeFileAtomic } from '../util/atomic.ts';
 import { makeGrid } from './images.ts';
 import { loadCheckpoint } from './load.ts';
 import { sample } from './sample.ts';
+import type { TrainConfig } from '../train/config/schema.ts';
 
-export interface TrainingSampling {
-  prompts: string[];
-  class_ids: number[];
-  steps: number;
-  guidance: number;
-  temperature: number;
-  seed: number;
-}
+/** The config's `sampling` section. */
+export type TrainingSampling = Pick<TrainConfig['sampling'], 'prompts' | 'class_ids' | 'steps' | 'guidance' | 'temperature' | 'seed'>;
 
 export async function sampleGridForTraining(checkpointDir: string, outPng: string, s: TrainingSampling): Promise<void> {
   const ck = await loadCheckpoint(checkpointDir);

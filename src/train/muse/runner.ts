@@ -21,16 +21,9 @@ import type { TrainConfig } from '../config/schema.ts';
 import type { ResumePoint, StageRunner } from '../run/loop.ts';
 import { resolveTextCacheId, resolveVqCacheId } from './cache-ids.ts';
 import { MuseTrainer } from './trainer.ts';
+import type { SamplingInfo } from '../../sample/load.ts';
 
-export interface SamplingInfo {
-  vq: string;
-  text_encoder: string | null;
-  text_max_length: number | null;
-  class_conditional: boolean;
-  resolution: number;
-  grid: [number, number];
-  prompts: string[];
-}
+export type { SamplingInfo } from '../../sample/load.ts';
 
 export interface MuseRunnerOptions {
   config: TrainConfig;

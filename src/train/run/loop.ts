@@ -125,7 +125,7 @@ export async function runTrainingLoop(opts: LoopOptions): Promise<LoopResult> {
         `${record.samples_per_s} samples/s, ETA ${formatDuration(eta)}`);
       if (runner.validate && t.validate_every && step % t.validate_every === 0) {
         const v = await runner.validate();
-        log.write({ step, ...v });
+        if (Object.keys(v).length) log.write({ step, ...v });
       }
       if (step % t.save_every === 0) await save();
       if (runner.artefacts && runner.artefactEvery && step % runner.artefactEvery === 0) await runner.artefacts(step, false, lastSaved);
@@ -133,7 +133,10 @@ export async function runTrainingLoop(opts: LoopOptions): Promise<LoopResult> {
     }
     progress.done();
     if (savedStep !== step) await save();
-    if (runner.validate && t.validate_every && step % t.validate_every !== 0 && step > startStep) log.write({ step, ...(await runner.validate()) });
+    if (runner.validate && t.validate_every && step % t.validate_every !== 0 && step > startStep) {
+      const v = await runner.validate();
+      if (Object.keys(v).length) log.write({ step, ...v });
+    }
     await log.close();
     logClosed = true;
     await writeLossCurves(logFile, runDir, cfg);

@@ -1,0 +1,21 @@
+/** What every muse command line does with its outcome: exit code, and errors shown as messages or stacks. */
+import { hideBin } from 'yargs/helpers';
+
+/** Wrong flags or values: exit code 2, like yargs' own usage errors. */
+export class UsageError extends Error {}
+
+/**
+ * Runs `main` and sets the exit code. Errors about the user's input (plain Error and the project's own classes)
+ * are shown as their message; a TypeError, RangeError ... is a bug in muse and keeps its stack. MUSE_DEBUG=1
+ * always shows stacks.
+ */
+export async function runCli(name: string, main: (argv: string[]) => Promise<number>, argv = hideBin(process.argv)): Promise<void> {
+  try {
+    process.exitCode = await main(argv);
+  } catch (err) {
+    const e = err as Error;
+    const bug = e instanceof TypeError || e instanceof RangeError || e instanceof ReferenceError || e instanceof SyntaxError;
+    process.stderr.write(`${name}: ${bug || process.env.MUSE_DEBUG ? (e.stack ?? String(e)) : e.message}\n`);
+    process.exitCode = err instanceof UsageError ? 2 : 1;
+  }
+}
