@@ -18,7 +18,7 @@ export function heldOutPrompts(perPair: number): EvalPrompt[] {
   const out: EvalPrompt[] = [];
   HELD_OUT_COMBINATIONS.forEach(({ color, shape }, i) => {
     const backgrounds = COLOR_NAMES.filter((c) => c !== color);
-    for (let k = 0; k < perPair; k++) out.push(make(color, shape, backgrounds[(i * 3 + k * 2) % backgrounds.length]));
+    for (let k = 0; k < Math.min(perPair, backgrounds.length); k++) out.push(make(color, shape, backgrounds[(i * 3 + k) % backgrounds.length]));
   });
   return out;
 }

@@ -35,6 +35,10 @@ export interface DemoOptions {
   log?: (msg: string) => void;
 }
 
+/** Each held-out pair on all 6 backgrounds of another colour; as many prompts the model was trained on. */
+const HELD_OUT_PROMPTS = 24;
+const TRAIN_PROMPTS = 24;
+
 /** Target of issue 7: colour adherence on held-out prompts. */
 export const TARGET_HELD_OUT_COLOR = 0.8;
 
@@ -91,11 +95,11 @@ export async function runDemo(o: DemoOptions): Promise<Record<string, unknown>> 
     runTraining({ config: tCfg, runDir: tRun, dataRoot }));
   await copyFile(path.join(tRun, 'loss.png'), path.join(out, 'transformer-loss.png'));
 
-  const per = o.imagesPerPrompt ?? 4;
+  const per = o.imagesPerPrompt ?? 2;
   const trainShards = new Set(tCfg.data.train_shards ?? [0, 1, 2].filter((s) => !tCfg.data.validation_shards.includes(s)));
   const seenRow = (row: number) => trainShards.has(Math.floor(row / pipeline.samples_per_shard));
   const s = tCfg.sampling;
-  const results = await stage('sample', `${(8 * 2 + 8) * per} images (${s.steps} steps, guidance ${s.guidance})`, () =>
+  const results = await stage('sample', `${(HELD_OUT_PROMPTS * 2 + TRAIN_PROMPTS) * per} images (${s.steps} steps, guidance ${s.guidance})`, () =>
     evaluateCheckpoint(trained.checkpoint!, out, tCfg.sampling, per, seenRow));
   const { held, seen } = results;
   times.total_s = Math.round((performance.now() - started) / 100) / 10;
@@ -130,8 +134,8 @@ export async function runDemo(o: DemoOptions): Promise<Record<string, unknown>> 
  * grids into `out` and scores every image with the checker.
  */
 export async function evaluateCheckpoint(checkpoint: string, out: string, s: TrainConfig['sampling'], per: number, seenRow: (row: number) => boolean) {
-  const held = heldOutPrompts(2);
-  const seen = trainingPrompts(8, seenRow);
+  const held = heldOutPrompts(HELD_OUT_PROMPTS / 4);
+  const seen = trainingPrompts(TRAIN_PROMPTS, seenRow);
   const ck = await loadCheckpoint(checkpoint);
   try {
     const run = async (prompts: EvalPrompt[], guidance: number, file: string) => {
