@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process';
 import sharp from 'sharp';
 import { onBackend } from './helpers/backend.ts';
 import { loadTrainConfig } from '../src/train/config/load.ts';
-import { runTraining } from '../src/cli/train-command.ts';
+import { runTraining } from '../src/train/run/run-training.ts';
 import { readJsonl } from '../src/train/core/index.ts';
 import { VQGAN } from '../src/models/vqgan/index.ts';
 
@@ -37,7 +37,7 @@ test('the vqgan stage trains from shards, validates, draws reconstructions and w
     assert.ok(existsSync(path.join(runDir, 'reconstructions/step-00000002.png')));
     assert.ok(existsSync(path.join(runDir, 'loss.png')));
     const vq = await VQGAN.fromSafetensors(path.join(r.checkpoint!, 'vqgan'));
-    assert.equal(vq.config.resolution, 32);
+    assert.equal(vq.config.resolution, config.data.resolution);
     assert.equal(vq.tokensPerImage, 64);
     vq.dispose();
   });

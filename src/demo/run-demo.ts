@@ -15,7 +15,7 @@ import { runDedup } from '../dedup/run-dedup.ts';
 import { runTokenize } from '../tokenize/run-tokenize.ts';
 import { loadTrainConfig } from '../train/config/load.ts';
 import type { TrainConfig } from '../train/config/schema.ts';
-import { runTraining } from '../cli/train-command.ts';
+import { runTraining } from '../train/run/run-training.ts';
 import { loadCheckpoint } from '../sample/load.ts';
 import { sample } from '../sample/sample.ts';
 import { makeGrid } from '../sample/images.ts';

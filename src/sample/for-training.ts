@@ -1,4 +1,4 @@
-// The trainer's periodic sample grid (src/cli/train-command.ts calls this with the config's `sampling`
+// The trainer's periodic sample grid (src/train/run/run-training.ts calls this with the config's `sampling`
 // section): decode the just-written checkpoint's prompts (or class ids) and write the captioned grid PNG.
 import { writeFileAtomic } from '../util/atomic.ts';
 import { makeGrid } from './images.ts';
