@@ -4,7 +4,11 @@
  * (finish the current step, save, stop), a non-finite loss (stop, keep the last good checkpoint), and the
  * loss-curve PNG. What a step does is the stage's business (StageRunner).
  */
+import { existsSync } from 'node:fs';
+import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
+import YAML from 'yaml';
+import { writeFileAtomic } from '../../util/atomic.ts';
 import { CheckpointStore, JsonlLog, ProgressLine, readJsonl, renderLossCurve } from '../core/index.ts';
 import { formatDuration } from '../../pipeline/progress.ts';
 import type { TrainConfig } from '../config/schema.ts';
@@ -57,14 +61,17 @@ export async function runTrainingLoop(opts: LoopOptions): Promise<LoopResult> {
   const out = opts.out ?? process.stderr;
   const say = (msg: string) => out.write(`${msg}\n`);
   const t = cfg.training;
+  await mkdir(runDir, { recursive: true });
   const store = new CheckpointStore(path.join(runDir, 'checkpoints'), { keepLast: t.keep_last });
 
   let startStep = 0;
+  let savedStep = -1;
   if (opts.resume) {
     const from = await store.resolve(opts.resume, (msg) => say(`warning: ${msg}`));
     if (from) {
       await runner.restore(from);
       startStep = from.state.step;
+      savedStep = startStep;
       say(`resumed from ${from.dir} at step ${startStep}`);
     } else {
       say(`no checkpoint in ${path.join(runDir, 'checkpoints')} yet: starting at step 0`);
@@ -88,9 +95,10 @@ export async function runTrainingLoop(opts: LoopOptions): Promise<LoopResult> {
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
 
+  await saveResolvedConfig(cfg, runDir, !!opts.resume, out);
+
   let step = startStep;
   let lastSaved: string | null = null;
-  let savedStep = -1;
   const save = async () => {
     // The store writes trainer_state.json after `write`, so the runner's extra state (loader position) is in it.
     const state: Record<string, unknown> = { config: cfg, rng: { kind: 'derived from training.seed and the step', seed: t.seed } };
@@ -98,6 +106,11 @@ export async function runTrainingLoop(opts: LoopOptions): Promise<LoopResult> {
       Object.assign(state, await runner.writeCheckpoint(dir));
     }, state);
     savedStep = step;
+  };
+
+  const validate = async () => {
+    const v = runner.validate ? await runner.validate() : {};
+    if (Object.keys(v).length) log.write({ step, ...v });
   };
 
   const started = performance.now();
@@ -123,20 +136,14 @@ export async function runTrainingLoop(opts: LoopOptions): Promise<LoopResult> {
       const eta = ((t.max_steps - step) * elapsed) / Math.max(1, step - startStep);
       progress.update(`step ${step}/${t.max_steps} loss ${m.loss.toFixed(4)} lr ${m.lr?.toExponential(2) ?? '-'} ` +
         `${record.samples_per_s} samples/s, ETA ${formatDuration(eta)}`);
-      if (runner.validate && t.validate_every && step % t.validate_every === 0) {
-        const v = await runner.validate();
-        if (Object.keys(v).length) log.write({ step, ...v });
-      }
+      if (t.validate_every && step % t.validate_every === 0) await validate();
       if (step % t.save_every === 0) await save();
       if (runner.artefacts && runner.artefactEvery && step % runner.artefactEvery === 0) await runner.artefacts(step, false, lastSaved);
       if (opts.stopAfter !== undefined && step - startStep >= opts.stopAfter) stopRequested = true;
     }
     progress.done();
     if (savedStep !== step) await save();
-    if (runner.validate && t.validate_every && step % t.validate_every !== 0 && step > startStep) {
-      const v = await runner.validate();
-      if (Object.keys(v).length) log.write({ step, ...v });
-    }
+    if (t.validate_every && step % t.validate_every !== 0 && step > startStep) await validate();
     await log.close();
     logClosed = true;
     await writeLossCurves(logFile, runDir, cfg);
@@ -157,6 +164,26 @@ export async function runTrainingLoop(opts: LoopOptions): Promise<LoopResult> {
 }
 
 const round = (x: number) => Math.round(x * 100) / 100;
+
+/** config.yaml in the run folder: the resolved config. On resume, differences from the saved one are listed. */
+async function saveResolvedConfig(cfg: TrainConfig, runDir: string, resuming: boolean, out: NodeJS.WriteStream): Promise<void> {
+  const file = path.join(runDir, 'config.yaml');
+  if (resuming && existsSync(file)) {
+    const before = YAML.parse(await readFile(file, 'utf8')) as Record<string, unknown>;
+    const changed = diffKeys(before, cfg as unknown as Record<string, unknown>, '');
+    if (changed.length) out.write(`note: the config differs from the run's saved config in: ${changed.join(', ')}\n`);
+  }
+  await writeFileAtomic(file, `# resolved by muse-train ${new Date().toISOString()}\n${YAML.stringify(cfg)}`);
+}
+
+/** Dotted keys whose values differ between two configs. */
+function diffKeys(a: unknown, b: unknown, prefix: string): string[] {
+  if (typeof a === 'object' && a && typeof b === 'object' && b && !Array.isArray(a) && !Array.isArray(b)) {
+    const keys = new Set([...Object.keys(a), ...Object.keys(b)]);
+    return [...keys].flatMap((k) => diffKeys((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k], prefix ? `${prefix}.${k}` : k));
+  }
+  return JSON.stringify(a) === JSON.stringify(b) ? [] : [prefix];
+}
 
 /** loss.png (training and validation loss by step). */
 export async function writeLossCurves(logFile: string, runDir: string, cfg: TrainConfig): Promise<void> {
