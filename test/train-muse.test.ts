@@ -222,3 +222,17 @@ test('a trained checkpoint samples through the sampler (EMA weights, its VQGAN, 
     }
   });
 });
+
+test('the token cache is matched to model.vq by its weights; other weights are refused with the fix', async () => {
+  await onBackend('wasm', async () => {
+    const dir = await dataset('cache-ids', { 0: 4 });
+    const { VQGAN } = await import('../src/models/vqgan/index.ts');
+    const vqDir = path.join(tmp, 'vq-untokenized');
+    const vq = VQGAN.create({ resolution: 32, hiddenChannels: 32, channelMult: [1, 1, 1, 1], numResBlocks: 1, zChannels: 8, quantizedEmbedDim: 8, numEmbeddings: 64 }, 4);
+    await vq.save(vqDir);
+    vq.dispose();
+    const cfg = loadTrainConfig({ stage: 'tiny', configsDir, sets: [...SMALL.filter((s) => !s.startsWith('data.vq_id')), `data.path=${dir}`, `model.vq=${vqDir}`] });
+    await assert.rejects(MuseRunner.create({ config: cfg, datasetDirs: [dir], runDir: path.join(tmp, 'run-cache-ids') }),
+      /no image token cache made with .*vq-untokenized \(found vq-test\); run muse-data tokenize .* --vq /);
+  });
+});

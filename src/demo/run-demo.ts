@@ -86,7 +86,7 @@ export async function runDemo(o: DemoOptions): Promise<Record<string, unknown>> 
   const vqConfig = vqCfg.model.vqgan as { num_embeddings: number; resolution: number; channel_mult: number[] };
   const side = vqConfig.resolution / 2 ** (vqConfig.channel_mult.length - 1);
   const tCfg = loadTrainConfig({ stage: 'tiny', configsDir: path.join(PROJECT_ROOT, 'configs'), sets: [
-    `data.path=${datasetDir}`, `model.vq=${vqDir}`, `data.vq_id=${tok.vq_id}`,
+    `data.path=${datasetDir}`, `model.vq=${vqDir}`,
     `model.transformer.codebook_size=${vqConfig.num_embeddings}`, `model.transformer.num_vq_tokens=${side * side}`,
     `model.transformer.max_position_embeddings=${side * side}`, ...(o.transformerSets ?? []),
   ] });

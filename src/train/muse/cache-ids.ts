@@ -17,6 +17,15 @@ async function cacheIds(datasetDir: string, kind: CacheKind): Promise<string[]> 
   return (await readdir(dir, { withFileTypes: true })).filter((d) => d.isDirectory()).map((d) => d.name).sort();
 }
 
+/** The cache among `ids` whose manifest records weights with this sha256. */
+async function cacheWithWeights(datasetDir: string, kind: CacheKind, ids: string[], sha: string): Promise<string | undefined> {
+  for (const id of ids) {
+    const m = await readCacheManifest(path.join(datasetDir, CACHE_DIR[kind], id));
+    if (m?.weights_sha256 === sha) return id;
+  }
+  return undefined;
+}
+
 function noCache(datasetDir: string, kind: CacheKind, what: string, found: string[]): Error {
   const flag = kind === 'vq' ? `--vq ${what}` : `--text ${what}`;
   return new Error(`${datasetDir}: no ${kind === 'vq' ? 'image token' : 'text'} cache made with ${what}` +
@@ -36,12 +45,9 @@ export async function resolveVqCacheId(datasetDir: string, vqSpec: string, expli
     if (builtin.length > 1) throw new Error(`${datasetDir}: several built-in VQ caches (${builtin.join(', ')}); set data.vq_id`);
     throw noCache(datasetDir, 'vq', 'builtin', found);
   }
-  const sha = await hashWeightFiles(vqSpec);
-  for (const id of found) {
-    const m = await readCacheManifest(path.join(datasetDir, CACHE_DIR.vq, id));
-    if (m?.weights_sha256 === sha) return id;
-  }
-  throw noCache(datasetDir, 'vq', vqSpec, found);
+  const id = await cacheWithWeights(datasetDir, 'vq', found, await hashWeightFiles(vqSpec));
+  if (!id) throw noCache(datasetDir, 'vq', vqSpec, found);
+  return id;
 }
 
 /** The `text/<id>` cache made with the encoder `spec` ('byt5-tiny', 't5:DIR', 'clip:DIR'). */
@@ -57,10 +63,7 @@ export async function resolveTextCacheId(datasetDir: string, spec: string, expli
   }
   const m = /^(t5|clip):(.+)$/.exec(spec);
   if (!m) throw new Error(`model.text_encoder '${spec}': expected byt5-tiny, t5:DIR or clip:DIR`);
-  const sha = await hashWeightFiles(m[2]);
-  for (const id of found) {
-    const manifest = await readCacheManifest(path.join(datasetDir, CACHE_DIR.text, id));
-    if (manifest?.weights_sha256 === sha) return id;
-  }
-  throw noCache(datasetDir, 'text', spec, found);
+  const id = await cacheWithWeights(datasetDir, 'text', found, await hashWeightFiles(m[2]));
+  if (!id) throw noCache(datasetDir, 'text', spec, found);
+  return id;
 }
