@@ -1,7 +1,7 @@
 /** `muse-data`: the data pipeline's command line. */
 import yargs from 'yargs';
 import type { Argv } from 'yargs';
-import { runCli, UsageError } from './run-cli.ts';
+import { runCli, usageFailure } from './run-cli.ts';
 
 type Handler = (a: Record<string, unknown>) => Promise<number>;
 type Builder = (y: Argv) => Argv;
@@ -59,11 +59,7 @@ export async function main(argv: string[]): Promise<number> {
     .demandCommand(1, 'name a command, e.g. `muse-data fetch sample`')
     .strict()
     .help()
-    .fail((msg, err) => {
-      // yargs passes its own validation failures as a message (some versions as `err` being a string).
-      if (err instanceof Error) throw err;
-      throw new UsageError(`${msg ?? String(err)}\n(see muse-data --help)`);
-    })
+    .fail(usageFailure('muse-data'))
     .parseAsync();
   return code;
 }

@@ -19,3 +19,14 @@ export async function runCli(name: string, main: (argv: string[]) => Promise<num
     process.exitCode = err instanceof UsageError ? 2 : 1;
   }
 }
+
+/**
+ * yargs `.fail()` handler: yargs' own validation failures (a message; some versions pass a string as `err`) become
+ * UsageErrors pointing at --help; errors thrown by our code (including UsageErrors from `.check()`) pass unchanged.
+ */
+export function usageFailure(name: string): (msg: string | undefined, err: unknown) => never {
+  return (msg, err) => {
+    if (err instanceof Error) throw err;
+    throw new UsageError(`${msg ?? String(err)}\n(see ${name} --help)`);
+  };
+}

@@ -6,7 +6,7 @@ import { BACKEND_NAMES, initBackend, type BackendName } from '../runtime/backend
 import { writeFileAtomic } from '../util/atomic.ts';
 import { GUIDANCE_SCHEDULES, parseTemperature, type GuidanceSchedule } from '../sample/schedules.ts';
 import type { SampleOptions, SampleResult } from '../sample/sample.ts';
-import { runCli, UsageError } from './run-cli.ts';
+import { runCli, UsageError, usageFailure } from './run-cli.ts';
 
 /** File name part of a prompt: lower-case words joined by '-', at most 48 characters. */
 export function slug(text: string): string {
@@ -72,10 +72,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('out', { type: 'string', demandOption: true, describe: 'output folder, or grid .png (single images go to a sibling folder)' })
     .strict()
     .help()
-    .fail((msg, err) => {
-      if (err instanceof Error) throw err;
-      throw new UsageError(`${msg ?? String(err)}\n(see muse-sample --help)`);
-    })
+    .fail(usageFailure('muse-sample'))
     .parseAsync();
 
   const prompts = list(a.prompt);

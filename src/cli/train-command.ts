@@ -6,7 +6,7 @@ import { STAGES } from '../train/config/schema.ts';
 import { loadTrainConfig } from '../train/config/load.ts';
 import { runTraining } from '../train/run/run-training.ts';
 import { PROJECT_ROOT, resolveDataRoot } from './data-root.ts';
-import { runCli, UsageError } from './run-cli.ts';
+import { runCli, UsageError, usageFailure } from './run-cli.ts';
 
 export async function main(argv: string[]): Promise<number> {
   const a = await yargs(argv)
@@ -20,15 +20,12 @@ export async function main(argv: string[]): Promise<number> {
     .option('backend', { type: 'string', choices: BACKEND_NAMES as string[], default: 'auto', describe: 'tfjs backend' })
     .option('data-root', { type: 'string', describe: 'data root for dataset names (default: $MUSE_DATA_ROOT or ./datasets)' })
     .check((x) => {
-      if (!x.stage && !x.config) throw new Error('give --stage or --config');
+      if (!x.stage && !x.config) throw new UsageError('give --stage or --config');
       return true;
     })
     .strict()
     .help()
-    .fail((msg, err) => {
-      if (err instanceof Error) throw new UsageError(err.message);
-      throw new UsageError(`${msg ?? String(err)}\n(see muse-train --help)`);
-    })
+    .fail(usageFailure('muse-train'))
     .parseAsync();
   const stage = a.stage as string | undefined;
   const config = loadTrainConfig({

@@ -10,7 +10,8 @@ import type { MaskGitTransformer } from '../../models/transformer/index.ts';
 import type { Batch } from '../data/batch.ts';
 import type { EmptyText } from '../data/empty-text.ts';
 import { SeededRandom, deriveSeed } from '../data/random.ts';
-import { AdamW, EMA, GradAccumulator, clipByGlobalNorm, defaultNoDecay, learningRate } from '../core/index.ts';
+import { AdamW, EMA, GradAccumulator, clipByGlobalNorm, defaultNoDecay } from '../core/index.ts';
+import { configAdamW, configEmaOptions, configLearningRate } from '../config/options.ts';
 import type { TrainConfig } from '../config/schema.ts';
 import { maskTokens } from './masking.ts';
 import { dropConditioning } from './cond-dropout.ts';
@@ -41,22 +42,15 @@ export class MuseTrainer {
     private readonly cfg: TrainConfig,
     private readonly emptyText?: EmptyText,
   ) {
-    const o = cfg.optimizer;
-    this.optimizer = new AdamW(model.variables, { beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: o.weight_decay, noDecay: defaultNoDecay });
-    if (cfg.ema.enabled) {
-      const e = cfg.ema;
-      this.ema = new EMA(model.variables, {
-        decay: e.decay, minDecay: e.min_decay, updateAfterStep: e.update_after_step, updateEvery: e.update_every,
-        useWarmup: e.use_warmup, invGamma: e.inv_gamma, power: e.power,
-      });
-    }
+    this.optimizer = new AdamW(model.variables, { ...configAdamW(cfg), noDecay: defaultNoDecay });
+    const ema = configEmaOptions(cfg);
+    if (ema) this.ema = new EMA(model.variables, ema);
     this.schedule = maskSchedule(cfg.training.mask_schedule);
   }
 
   /** Learning rate of optimisation step `step` (0-based). */
   lrAt(step: number): number {
-    const s = this.cfg.lr_scheduler;
-    return learningRate(step, { lr: this.cfg.optimizer.lr, warmupSteps: s.warmup_steps, schedule: s.schedule, maxSteps: this.cfg.training.max_steps, minLr: s.min_lr, decaySteps: s.decay_steps });
+    return configLearningRate(this.cfg, step);
   }
 
   /** Inputs of one micro-batch: masked ids, labels and conditioning, from the step's random streams. */

@@ -6,7 +6,7 @@
 import path from 'node:path';
 import { tf } from '../../runtime/backend.ts';
 import { VQGAN, configFromJson } from '../../models/vqgan/index.ts';
-import { learningRate } from '../core/index.ts';
+import { configAdamW, configEmaOptions, configLearningRate } from '../config/options.ts';
 import type { TrainConfig } from '../config/schema.ts';
 import type { ResumePoint, StageRunner } from '../run/loop.ts';
 import { listImageShards, openPixelDataset, type PixelBatch, type PixelDataset, type PixelLoaderState } from './pixel-data.ts';
@@ -60,7 +60,6 @@ export class VqganRunner implements StageRunner {
     const v = cfg.vqgan_training;
     const d = v.discriminator;
     const perceptual = v.perceptual_weights ? await VggPerceptual.fromSafetensors(v.perceptual_weights) : undefined;
-    const e = cfg.ema;
     const trainer = new VqganTrainer(vq, {
       seed: cfg.training.seed,
       reconstruction: v.rec_loss,
@@ -68,9 +67,9 @@ export class VqganRunner implements StageRunner {
       perceptual,
       perceptualWeight: v.perceptual_weight,
       gan: d.enabled ? { config: { ndf: d.ndf, nLayers: d.n_layers }, loss: d.loss, start: d.start_step, weight: d.weight } : undefined,
-      optimizer: { beta1: cfg.optimizer.beta1, beta2: cfg.optimizer.beta2, eps: cfg.optimizer.eps, weightDecay: cfg.optimizer.weight_decay },
+      optimizer: configAdamW(cfg),
       maxGradNorm: cfg.training.max_grad_norm,
-      ema: e.enabled ? { decay: e.decay, minDecay: e.min_decay, updateAfterStep: e.update_after_step, updateEvery: e.update_every, useWarmup: e.use_warmup, invGamma: e.inv_gamma, power: e.power } : undefined,
+      ema: configEmaOptions(cfg),
       restartAfterSteps: v.restart_dead_codes.enabled ? v.restart_dead_codes.after_steps : 0,
       autoencoderWarmupSteps: v.autoencoder_warmup_steps,
       codebookInit: v.codebook_init,
@@ -88,8 +87,7 @@ export class VqganRunner implements StageRunner {
     const batches: PixelBatch[] = [];
     for (let i = 0; i < this.cfg.training.gradient_accumulation_steps; i++) batches.push(await this.data.next());
     const dataMs = performance.now() - t0;
-    const s = this.cfg.lr_scheduler;
-    const lr = learningRate(step, { lr: this.cfg.optimizer.lr, warmupSteps: s.warmup_steps, schedule: s.schedule, maxSteps: this.cfg.training.max_steps, minLr: s.min_lr, decaySteps: s.decay_steps });
+    const lr = configLearningRate(this.cfg, step);
     try {
       const t1 = performance.now();
       const m = this.trainer.step(batches.map((b) => b.pixels), step, lr);
