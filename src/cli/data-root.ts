@@ -1,4 +1,5 @@
 /** The data root holds datasets and shared state: `--data-root DIR`, else `MUSE_DATA_ROOT`, else `./datasets`. */
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 
 export function resolveDataRoot(flag: string | undefined): string {
@@ -7,3 +8,11 @@ export function resolveDataRoot(flag: string | undefined): string {
 
 /** The project folder (pipelines/, the bundled sample): `${project}` in pipeline files. */
 export const PROJECT_ROOT = path.resolve(import.meta.dirname, '../..');
+
+/** A dataset argument: an existing folder, else a name under the data root. */
+export function resolveDatasetDir(arg: string, dataRoot: string): string {
+  if (existsSync(path.join(arg, 'shards'))) return path.resolve(arg);
+  const under = path.join(dataRoot, arg);
+  if (existsSync(path.join(under, 'shards'))) return under;
+  throw new Error(`no dataset '${arg}': neither ${path.resolve(arg)} nor ${under} has a shards/ folder`);
+}

@@ -1,10 +1,9 @@
 /** `muse-data dedup <dataset> [--phash-distance 6] [--kinds url,sha256,phash[,pair]] [--against NAME...] [--apply]`. */
-import { existsSync } from 'node:fs';
 import path from 'node:path';
 import type { Argv } from 'yargs';
 import { DEFAULT_DISTANCE, DEFAULT_KINDS, parseKinds, runDedup, type DedupSummary } from '../dedup/run-dedup.ts';
 import { MAX_DISTANCE } from '../dedup/bands.ts';
-import { resolveDataRoot } from './data-root.ts';
+import { resolveDataRoot, resolveDatasetDir } from './data-root.ts';
 
 export function dedupCommand(y: Argv) {
   return y
@@ -18,13 +17,6 @@ export function dedupCommand(y: Argv) {
     .option('json', { type: 'boolean', default: false, describe: 'print the summary as JSON' });
 }
 
-/** A dataset argument: an existing folder, else a name under the data root. */
-export function resolveDatasetDir(arg: string, dataRoot: string): string {
-  if (existsSync(path.join(arg, 'shards'))) return path.resolve(arg);
-  const under = path.join(dataRoot, arg);
-  if (existsSync(path.join(under, 'shards'))) return under;
-  throw new Error(`no dataset '${arg}': neither ${path.resolve(arg)} nor ${under} has a shards/ folder`);
-}
 
 export async function dedupHandler(a: Record<string, unknown>): Promise<number> {
   const dataRoot = resolveDataRoot(a['data-root'] as string | undefined);

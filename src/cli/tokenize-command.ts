@@ -5,7 +5,7 @@ import { runTokenize } from '../tokenize/run-tokenize.ts';
 import { parseShardRange } from '../tokenize/select.ts';
 import { formatReport, verifyCaches } from '../tokenize/verify.ts';
 import { resolveDataRoot } from './data-root.ts';
-import { resolveDatasetDir } from './dedup-command.ts';
+import { resolveDatasetDir } from './data-root.ts';
 
 const dataset = (y: Argv) => y
   .positional('dataset', { type: 'string', demandOption: true, describe: 'dataset folder, or a name under the data root (e.g. sample)' })
