@@ -1,5 +1,4 @@
 /** `muse-data dedup <dataset> [--phash-distance 6] [--kinds url,sha256,phash[,pair]] [--against NAME...] [--apply]`. */
-import path from 'node:path';
 import type { Argv } from 'yargs';
 import { DEFAULT_DISTANCE, DEFAULT_KINDS, parseKinds, runDedup, type DedupSummary } from '../dedup/run-dedup.ts';
 import { MAX_DISTANCE } from '../dedup/bands.ts';
