@@ -7,8 +7,9 @@ import * as tf from '@tensorflow/tfjs';
 import { SafetensorsFile, openCheckpoint, saveSafetensors, loadSafetensors } from '../src/models/safetensors.ts';
 import { decodeFloat16, encodeBFloat16, encodeFloat16, decodeBFloat16 } from '../src/runtime/float16.ts';
 import { initBackend } from '../src/runtime/backend.ts';
+import { fixturePath } from './helpers/fixtures.ts';
 
-const fixtures = path.resolve(import.meta.dirname, '../../shared/fixtures/open-muse');
+const fixtures = fixturePath('open-muse');
 
 async function tmpDir(): Promise<string> {
   return mkdtemp(path.join(os.tmpdir(), 'muse-st-'));

@@ -1,7 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import path from 'node:path';
 import {
   cosineSchedule,
   maskLenAtStep,
@@ -9,9 +8,10 @@ import {
   numTokensToMask,
   roundHalfEven,
 } from '../src/models/schedules.ts';
+import { fixturePath } from './helpers/fixtures.ts';
 
 const fixture = JSON.parse(
-  readFileSync(path.resolve(import.meta.dirname, '../../shared/fixtures/open-muse/mask_schedules.json'), 'utf8'),
+  readFileSync(fixturePath('open-muse', 'mask_schedules.json'), 'utf8'),
 ) as {
   t: number[];
   schedules: Record<string, { float32: number[] }>;

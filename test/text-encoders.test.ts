@@ -11,8 +11,9 @@ import { ClipTextEncoder } from '../src/models/text/clip.ts';
 import { loadSafetensors, saveSafetensors, toTensor } from '../src/models/safetensors.ts';
 import { loadTextEncoder } from '../src/models/text/encoders.ts';
 import { onBackend } from './helpers/backend.ts';
+import { fixturePath } from './helpers/fixtures.ts';
 
-const FIX = path.resolve(import.meta.dirname, '../../shared/fixtures');
+const FIX = fixturePath();
 
 await tf.setBackend('cpu');
 

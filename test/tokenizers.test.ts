@@ -6,8 +6,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { promises as fsp } from 'node:fs';
 import { ByteTokenizer, loadClipTokenizer, loadT5Tokenizer } from '../src/models/text/tokenizer.ts';
+import { fixturePath } from './helpers/fixtures.ts';
 
-const FIX = path.resolve(import.meta.dirname, '../../shared/fixtures/tokenizers');
+const FIX = fixturePath('tokenizers');
 
 interface ClipCase { text: string; input_ids: number[]; attention_mask: number[]; raw_ids: number[] }
 

@@ -10,8 +10,9 @@ import { MaskGitTransformer } from '../src/models/transformer/model.ts';
 import { maskedCrossEntropy } from '../src/models/transformer/loss.ts';
 import { loadSafetensors, toTensor } from '../src/models/safetensors.ts';
 import { onBackend } from './helpers/backend.ts';
+import { fixturePath } from './helpers/fixtures.ts';
 
-const FIX = path.resolve(import.meta.dirname, '../../shared/fixtures/open-muse');
+const FIX = fixturePath('open-muse');
 
 await tf.setBackend('cpu');
 

@@ -7,8 +7,9 @@ import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/runtime/backend.ts';
 import { loadSafetensors, type TensorData } from '../src/models/safetensors.ts';
 import { DEFAULT_VQGAN_CONFIG, VQGAN, nchwToNhwc, nhwcToNchw, vqganParamSpecs } from '../src/models/vqgan/index.ts';
+import { fixturePath } from './helpers/fixtures.ts';
 
-const fixtures = path.resolve(import.meta.dirname, '../../shared/fixtures/open-muse');
+const fixtures = fixturePath('open-muse');
 const fixtureSource = {
   config: path.join(fixtures, 'vqgan_config.json'),
   weights: path.join(fixtures, 'vqgan_weights.safetensors'),
