@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { FetchProgress, formatDuration } from '../src/pipeline/progress.ts';
@@ -71,4 +71,24 @@ test('the CLI: clear errors and exit codes for bad arguments', async () => {
   const usage = cli(['fetch', 'sample', '--resize-mode', 'squash']);
   assert.equal(usage.status, 2);
   assert.match(usage.stderr, /resize-mode/);
+});
+
+test('fetch: a run in which no row succeeds says why (reasons with counts) and exits 1', async () => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'muse-cli-'));
+  // Printable junk where URLs should be: every row fails before any network call.
+  let seed = 7;
+  const junk = () => Array.from({ length: 24 }, () => String.fromCharCode(33 + ((seed = (seed * 1103515245 + 12345) % 2 ** 31) % 94))).join('').replace(/[\t"]/g, '#');
+  const rows = ['url\tcaption', ...Array.from({ length: 125 }, (_, i) => `${junk()}\tcaption ${i}`)];
+  await writeFile(path.join(dir, 'garbage.tsv'), rows.join('\n') + '\n');
+  for (const deadLinks of ['skip', 'fallback']) {
+    const r = cli(['fetch', '--input', path.join(dir, 'garbage.tsv'), '--input-format', 'tsv', '--url-col', 'url', '--caption-col', 'caption',
+      '--dead-links', deadLinks, '--out', path.join(dir, deadLinks), '--log-format', 'plain']);
+    assert.equal(r.status, 1, `--dead-links ${deadLinks}: ${r.stderr}`);
+    const status = deadLinks === 'skip' ? 'failed' : 'fallback';
+    assert.match(r.stderr, new RegExp(`no row of 125 was fetched successfully; most common reasons \\(status reason count\\): ${status} bad_url 125\\.`));
+  }
+  // A run with successes keeps exit code 0 (the bundled sample, one shard).
+  const ok = cli(['fetch', 'sample', '--shards', '0', '--out', path.join(dir, 'sample'), '--data-root', path.join(dir, 'root'), '--log-format', 'plain']);
+  assert.equal(ok.status, 0, ok.stderr);
+  assert.doesNotMatch(ok.stderr, /fetched successfully/);
 });

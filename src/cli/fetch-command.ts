@@ -2,7 +2,7 @@
 import path from 'node:path';
 import type { Argv } from 'yargs';
 import { deepMerge, loadPipelineFile, resolvePipeline, resolvePipelinePath } from '../pipeline/config.ts';
-import { runFetch } from '../pipeline/run-fetch.ts';
+import { runFetch, topReasons } from '../pipeline/run-fetch.ts';
 import type { LogFormat } from '../pipeline/progress.ts';
 import { PROJECT_ROOT, resolveDataRoot } from './data-root.ts';
 
@@ -117,6 +117,14 @@ export async function fetchHandler(a: FetchArgs): Promise<number> {
   if (a['log-format'] === 'json') process.stdout.write(JSON.stringify({ event: 'summary', ...summary }) + '\n');
   if (summary.shards_failed.length) {
     process.stderr.write(`${summary.shards_failed.length} shard(s) failed and will be redone by a rerun: ${summary.shards_failed.map((f) => `${f.shard} (${f.error})`).join('; ')}\n`);
+    return 1;
+  }
+  if (summary.rows > 0 && s.ok === 0) {
+    // Nothing usable came out (a wrong column, garbage input, no network ...): say why and fail the command.
+    process.stderr.write(
+      `no row of ${summary.rows} was fetched successfully; most common reasons (status reason count): ${topReasons(summary.reasons)}. ` +
+        `Per-row errors are in ${path.join(datasetDir, 'shards', '*.arrow')} (columns status, reason, error).\n`,
+    );
     return 1;
   }
   return 0;

@@ -40,6 +40,8 @@ export interface FetchSummary {
   shards_failed: Array<{ shard: number; error: string }>;
   rows: number;
   status: Record<SampleStatus, number>;
+  /** status -> reason -> count over the selected shards (reasons of non-ok rows, as in the stats files). */
+  reasons: Record<string, Record<string, number>>;
   elapsed_s: number;
   successes_per_s: number;
   /** Largest peak resident set of any one process of the run (this one or a worker), MiB. */
@@ -102,12 +104,17 @@ export async function runFetch(o: FetchOptions): Promise<FetchSummary> {
     }
     const p = progress.finish();
     const status = Object.fromEntries(SAMPLE_STATUSES.map((s) => [s, 0])) as Record<SampleStatus, number>;
+    const reasons: FetchSummary['reasons'] = {};
     let rows = 0;
     for (const s of selected) {
       const st = await readStats(shardPaths(o.datasetDir, s).stats);
       if (!st) continue;
       rows += st.count;
       for (const k of SAMPLE_STATUSES) status[k] += st.status[k] ?? 0;
+      for (const [k, byReason] of Object.entries(st.reasons ?? {})) {
+        const into = (reasons[k] ??= {});
+        for (const [reason, n] of Object.entries(byReason)) into[reason] = (into[reason] ?? 0) + n;
+      }
     }
     const elapsed = (Date.now() - started) / 1000;
     return {
@@ -120,6 +127,7 @@ export async function runFetch(o: FetchOptions): Promise<FetchSummary> {
       shards_failed: failed,
       rows,
       status,
+      reasons,
       elapsed_s: Math.round(elapsed * 100) / 100,
       successes_per_s: Math.round((p.successes / Math.max(elapsed, 1e-3)) * 10) / 10,
       peak_rss_mb: Math.round(Math.max(rss.maxKb, process.resourceUsage().maxRSS) / 1024),
@@ -237,6 +245,15 @@ async function runInWorkers(
       }),
     ),
   );
+}
+
+/** The `n` most common (status, reason) pairs, most common first, as "failed bad_url 100, fallback http_404 25". */
+export function topReasons(reasons: FetchSummary['reasons'], n = 5): string {
+  const all = Object.entries(reasons).flatMap(([status, byReason]) => Object.entries(byReason).map(([reason, count]) => ({ status, reason, count })));
+  all.sort((a, b) => b.count - a.count || a.status.localeCompare(b.status) || a.reason.localeCompare(b.reason));
+  const shown = all.slice(0, n).map((r) => `${r.status} ${r.reason} ${r.count}`);
+  if (all.length > n) shown.push(`${all.length - n} other reason(s)`);
+  return shown.join(', ');
 }
 
 export type { ShardStats };
