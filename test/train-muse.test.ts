@@ -2,7 +2,7 @@
 // SIGTERM, corrupt checkpoints, and checkpoints that load back into the model.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -46,11 +46,11 @@ function config(dir: string, sets: string[]) {
 
 const quiet = { write: () => true } as unknown as NodeJS.WriteStream;
 
-async function train(dir: string, runDir: string, sets: string[], o: { resume?: string; stopAfter?: number; out?: NodeJS.WriteStream } = {}) {
+async function train(dir: string, runDir: string, sets: string[], o: { resume?: string; allowFresh?: boolean; stopAfter?: number; out?: NodeJS.WriteStream } = {}) {
   const cfg = config(dir, sets);
   const runner = await MuseRunner.create({ config: cfg, datasetDirs: [dir], runDir });
   try {
-    return await runTrainingLoop({ config: cfg, runDir, runner, resume: o.resume, stopAfter: o.stopAfter, out: o.out ?? quiet });
+    return await runTrainingLoop({ config: cfg, runDir, runner, resume: o.resume, allowFresh: o.allowFresh, stopAfter: o.stopAfter, out: o.out ?? quiet });
   } finally {
     runner.dispose();
   }
@@ -163,6 +163,26 @@ test('a checkpoint loads back into MaskGitTransformer by reference names', async
     }
     assert.equal(tf.getBackend(), 'wasm');
   });
+});
+
+test('--resume latest on a run without checkpoints is refused (muse-train before loading anything); --allow-fresh starts it', async () => {
+  const dir = await dataset('fresh', { 0: 8 });
+  const sets = ['training.max_steps=2', 'training.save_every=2'];
+  await onBackend('wasm', async () => {
+    const run = path.join(tmp, 'run-fresh');
+    mkdirSync(run);
+    await assert.rejects(train(dir, run, sets, { resume: 'latest' }), /--resume latest: .*run-fresh has no checkpoint, so there is nothing to resume.*--allow-fresh/);
+    const r = await train(dir, run, sets, { resume: 'latest', allowFresh: true });
+    assert.deepEqual([r.startStep, r.step], [0, 2]);
+    const again = await train(dir, run, ['training.max_steps=3', 'training.save_every=3'], { resume: 'latest' });
+    assert.equal(again.startStep, 2, 'with a checkpoint, --resume latest continues it');
+  });
+  const missing = path.join(tmp, 'run-typo');
+  const cli = spawnSync(process.execPath, [path.join(root, 'bin/muse-train.js'), '--stage', 'tiny', '--out', missing, '--resume', 'latest', '--backend', 'cpu',
+    ...[...SMALL, `data.path=${dir}`].flatMap((s) => ['--set', s])], { encoding: 'utf8' });
+  assert.equal(cli.status, 1, cli.stderr);
+  assert.match(cli.stderr, /muse-train: --resume latest: the run folder .*run-typo does not exist, so there is nothing to resume/);
+  assert.equal(existsSync(missing), false, 'the refusal creates no folder');
 });
 
 test('muse-train saves a checkpoint on SIGTERM after finishing the current step', async () => {

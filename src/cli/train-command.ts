@@ -11,12 +11,13 @@ import { runCli, UsageError, usageFailure } from './run-cli.ts';
 export async function main(argv: string[]): Promise<number> {
   const a = await yargs(argv)
     .scriptName('muse-train')
-    .usage('$0 --stage <stage> [--config FILE] [--set key=value ...] [--out DIR] [--resume latest|DIR]')
+    .usage('$0 --stage <stage> [--config FILE] [--set key=value ...] [--out DIR] [--resume latest|DIR [--allow-fresh]]')
     .option('stage', { type: 'string', choices: STAGES as unknown as string[], describe: 'training stage; reads configs/<stage>.yaml (cc12m: cc12m-t5.yaml)' })
     .option('config', { type: 'string', describe: 'config file instead of the stage default' })
     .option('set', { type: 'string', array: true, default: [], describe: 'override a config key, e.g. --set training.max_steps=100' })
     .option('out', { type: 'string', describe: 'run folder (default: experiment.output_dir)' })
     .option('resume', { type: 'string', describe: "continue a run: 'latest' or a checkpoint folder" })
+    .option('allow-fresh', { type: 'boolean', default: false, describe: 'with --resume latest: start at step 0 when the run has no checkpoint yet (else refused)' })
     .option('backend', { type: 'string', choices: BACKEND_NAMES as string[], default: 'auto', describe: 'tfjs backend' })
     .option('data-root', { type: 'string', describe: 'data root for dataset names (default: $MUSE_DATA_ROOT or ./datasets)' })
     .check((x) => {
@@ -37,7 +38,7 @@ export async function main(argv: string[]): Promise<number> {
   const runDir = path.resolve(a.out ?? config.experiment.output_dir);
   const backend = await initBackend(a.backend as BackendName);
   process.stderr.write(`muse-train: stage ${config.stage}, run ${runDir}, backend ${backend.name}\n`);
-  await runTraining({ config, runDir, resume: a.resume, dataRoot: resolveDataRoot(a['data-root']) });
+  await runTraining({ config, runDir, resume: a.resume, allowFresh: a['allow-fresh'], dataRoot: resolveDataRoot(a['data-root']) });
   return 0;
 }
 

@@ -43,6 +43,8 @@ export interface LoopOptions {
   runner: StageRunner;
   /** 'latest', a checkpoint folder, or undefined (a fresh run; refused when the run has checkpoints). */
   resume?: string;
+  /** With resume 'latest': start at step 0 when the run has no checkpoint yet (else that is refused). */
+  allowFresh?: boolean;
   /** Progress and messages (stderr). */
   out?: NodeJS.WriteStream;
   /** For tests: stop (as on SIGTERM) after this many steps of this invocation. */
@@ -61,7 +63,6 @@ export async function runTrainingLoop(opts: LoopOptions): Promise<LoopResult> {
   const out = opts.out ?? process.stderr;
   const say = (msg: string) => out.write(`${msg}\n`);
   const t = cfg.training;
-  await mkdir(runDir, { recursive: true });
   const store = new CheckpointStore(path.join(runDir, 'checkpoints'), { keepLast: t.keep_last });
 
   let startStep = 0;
@@ -74,11 +75,13 @@ export async function runTrainingLoop(opts: LoopOptions): Promise<LoopResult> {
       savedStep = startStep;
       say(`resumed from ${from.dir} at step ${startStep}`);
     } else {
-      say(`no checkpoint in ${path.join(runDir, 'checkpoints')} yet: starting at step 0`);
+      if (!opts.allowFresh) throw new Error(nothingToResume(runDir, opts.resume));
+      say(`no checkpoint in ${path.join(runDir, 'checkpoints')} yet: starting at step 0 (--allow-fresh)`);
     }
   } else if ((await store.list()).length) {
     throw new Error(`${runDir} already has checkpoints: pass --resume latest to continue it, or choose another --out`);
   }
+  await mkdir(runDir, { recursive: true });
 
   const logFile = path.join(runDir, 'log.jsonl');
   const log = await JsonlLog.open(logFile, { truncateAfterStep: startStep });
@@ -161,6 +164,22 @@ export async function runTrainingLoop(opts: LoopOptions): Promise<LoopResult> {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
   }
+}
+
+/** The refusal of `--resume latest` on a run folder without checkpoints (a mistyped --out would silently start over). */
+function nothingToResume(runDir: string, spec: string): string {
+  const where = existsSync(runDir) ? `${runDir} has no checkpoint` : `the run folder ${runDir} does not exist`;
+  return `--resume ${spec}: ${where}, so there is nothing to resume. Check --out (or experiment.output_dir), or add --allow-fresh to start the run at step 0 when it has no checkpoint yet`;
+}
+
+/**
+ * The same refusal before any model or data is loaded (muse-train calls it first, so a wrong folder is reported
+ * at once). A checkpoint folder given by path is checked later, when it is verified.
+ */
+export async function assertResumable(runDir: string, resume: string | undefined, allowFresh: boolean, keepLast: number): Promise<void> {
+  if (resume !== 'latest' || allowFresh) return;
+  const store = new CheckpointStore(path.join(runDir, 'checkpoints'), { keepLast });
+  if ((await store.list()).length === 0) throw new Error(nothingToResume(runDir, resume));
 }
 
 const round = (x: number) => Math.round(x * 100) / 100;

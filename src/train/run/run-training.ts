@@ -4,12 +4,14 @@
  */
 import type { TrainConfig } from '../config/schema.ts';
 import { resolveDatasetDir } from '../../cli/data-root.ts';
-import { runTrainingLoop, type StageRunner } from './loop.ts';
+import { assertResumable, runTrainingLoop, type StageRunner } from './loop.ts';
 
 export interface TrainRunOptions {
   config: TrainConfig;
   runDir: string;
   resume?: string;
+  /** With resume 'latest': start fresh when the run has no checkpoint (else refused). */
+  allowFresh?: boolean;
   dataRoot: string;
   stopAfter?: number;
   out?: NodeJS.WriteStream;
@@ -17,6 +19,7 @@ export interface TrainRunOptions {
 
 export async function runTraining(o: TrainRunOptions) {
   const cfg = o.config;
+  await assertResumable(o.runDir, o.resume, o.allowFresh ?? false, cfg.training.keep_last);
   const paths = Array.isArray(cfg.data.path) ? cfg.data.path : [cfg.data.path];
   const datasetDirs = paths.map((p) => resolveDatasetDir(p, o.dataRoot));
   let runner: StageRunner;
@@ -29,7 +32,7 @@ export async function runTraining(o: TrainRunOptions) {
     runner = await MuseRunner.create({ config: cfg, datasetDirs, runDir: o.runDir, sampleGrid: (dir, png) => sampleGridForTraining(dir, png, cfg.sampling) });
   }
   try {
-    return await runTrainingLoop({ config: cfg, runDir: o.runDir, runner, resume: o.resume, stopAfter: o.stopAfter, out: o.out });
+    return await runTrainingLoop({ config: cfg, runDir: o.runDir, runner, resume: o.resume, allowFresh: o.allowFresh, stopAfter: o.stopAfter, out: o.out });
   } finally {
     runner.dispose();
   }
