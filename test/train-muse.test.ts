@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
@@ -221,7 +221,7 @@ test('muse-train saves a checkpoint on SIGTERM after finishing the current step'
   assert.ok(existsSync(path.join(run, 'config.yaml')));
 });
 
-test('a trained checkpoint samples through the sampler (EMA weights, its VQGAN, the text encoder)', async () => {
+test('a trained checkpoint samples through the sampler (EMA weights, its VQGAN, the text encoder), also once the run folder is copied elsewhere', async () => {
   await onBackend('wasm', async () => {
     const dir = await dataset('sampler', { 0: 8 }, 256); // byt5-tiny's width, which the sampler encodes prompts with
     const vqDir = path.join(tmp, 'vq-4x4');
@@ -239,6 +239,24 @@ test('a trained checkpoint samples through the sampler (EMA weights, its VQGAN, 
     for (const [i, im] of a.images.entries()) {
       assert.equal(im.ids.length, 16);
       assert.ok(im.png.equals(b.images[i].png), 'same seed, same image');
+    }
+    // The checkpoint carries its VQGAN and names it relatively: the run folder copied elsewhere, with the
+    // original run and VQGAN folder gone, samples the same images.
+    const ckpt = path.join(run, 'checkpoints', 'step-00000002');
+    assert.equal(JSON.parse(readFileSync(path.join(ckpt, 'sampling.json'), 'utf8')).vq, 'vq');
+    assert.ok(readFileSync(path.join(ckpt, 'vq', 'model.safetensors')).equals(readFileSync(path.join(vqDir, 'model.safetensors'))));
+    assert.ok('vq/model.safetensors' in JSON.parse(readFileSync(path.join(ckpt, 'trainer_state.json'), 'utf8')).files, 'verified on resume');
+    const moved = path.join(mkdtempSync(path.join(os.tmpdir(), 'muse-moved-')), 'copied-run');
+    cpSync(run, moved, { recursive: true });
+    renameSync(run, `${run}-gone`);
+    renameSync(vqDir, `${vqDir}-gone`);
+    try {
+      const c = await sample({ checkpoint: moved, prompts: ['a red circle', 'a blue star'], steps: 4, guidance: 3, seed: 1 });
+      for (const [i, im] of c.images.entries()) assert.ok(im.png.equals(a.images[i].png), 'the moved run samples the same image');
+    } finally {
+      renameSync(`${run}-gone`, run);
+      renameSync(`${vqDir}-gone`, vqDir);
+      rmSync(path.dirname(moved), { recursive: true, force: true });
     }
   });
 });

@@ -1,7 +1,9 @@
 // Loads what `muse-train` writes into a checkpoint directory (the trainer/sampler contract):
 //   transformer/{config.json,model.safetensors}   raw weights
 //   ema/{config.json,model.safetensors}           EMA weights (when EMA is on; used by default)
+//   vq/{config.json,model.safetensors}            the VQGAN (a copy; absent for 'builtin')
 //   sampling.json                                 VQ model, text encoder, grid, default prompts
+// sampling.json's `vq` is 'builtin' or a folder relative to the checkpoint (older checkpoints: an absolute path).
 // A run directory is accepted too: <run>/checkpoints/latest names the checkpoint, else the highest
 // <run>/checkpoints/step-XXXXXXXX/ that has a trainer_state.json.
 import { existsSync } from 'node:fs';
@@ -69,7 +71,7 @@ export async function readSamplingInfo(dir: string): Promise<SamplingInfo> {
   }
   const j = raw as Record<string, unknown>;
   const bad = (key: string, what: string) => new Error(`${file}: "${key}" must be ${what}, got ${JSON.stringify(j[key])}`);
-  if (typeof j.vq !== 'string' || !j.vq) throw bad('vq', '"builtin" or a VQGAN folder path');
+  if (typeof j.vq !== 'string' || !j.vq) throw bad('vq', '"builtin" or a VQGAN folder (relative to the checkpoint)');
   if (j.text_encoder !== null && typeof j.text_encoder !== 'string') throw bad('text_encoder', 'a text encoder spec or null');
   const tml = j.text_max_length ?? null;
   if (tml !== null && !(Number.isInteger(tml) && (tml as number) > 0)) throw bad('text_max_length', 'a positive integer or null');
@@ -102,7 +104,7 @@ export async function loadCheckpoint(p: string, opts: { ema?: boolean } = {}): P
   const transformer = await MaskGitTransformer.fromSafetensors(modelDir);
   const cleanup: Array<{ dispose(): void }> = [transformer];
   try {
-    const vq = info.vq === 'builtin' ? (await loadVq('builtin', info.resolution)).model : await VQGAN.fromSafetensors(info.vq);
+    const vq = info.vq === 'builtin' ? (await loadVq('builtin', info.resolution)).model : await loadCheckpointVq(dir, info.vq);
     cleanup.push(vq);
     const text = info.text_encoder ? await loadTextEncoder(info.text_encoder, { maxLength: info.text_max_length ?? undefined }) : null;
     if (text) cleanup.push(text);
@@ -112,6 +114,16 @@ export async function loadCheckpoint(p: string, opts: { ema?: boolean } = {}): P
     cleanup.forEach((m) => m.dispose());
     throw err;
   }
+}
+
+/** The VQGAN named by sampling.json, resolved against the checkpoint folder. */
+async function loadCheckpointVq(dir: string, spec: string): Promise<VQGAN> {
+  const vqDir = path.resolve(dir, spec);
+  if (!(await isDir(vqDir))) {
+    throw new Error(`checkpoint ${dir}: its VQGAN ${vqDir} (sampling.json "vq": ${JSON.stringify(spec)}) is not there; ` +
+      (path.isAbsolute(spec) ? 'this older checkpoint names it by absolute path: put the VQGAN folder back there, or copy it into the checkpoint as vq/ and set "vq": "vq"' : 'the checkpoint is incomplete'));
+  }
+  return VQGAN.fromSafetensors(vqDir);
 }
 
 function checkConsistent(dir: string, info: SamplingInfo, t: MaskGitTransformer, vq: VQGAN, text: TextEncoder | null): void {

@@ -5,7 +5,10 @@
  *   transformer/{config.json, model.safetensors}   raw weights (open-muse names)
  *   ema/{config.json, model.safetensors}           EMA weights (when ema.enabled)
  *   optimizer.safetensors                          AdamW moments
- *   sampling.json                                  how to decode and condition: VQGAN, text encoder, grid
+ *   vq/{config.json, model.safetensors}            a copy of the VQGAN (unless 'builtin'): the tokens mean nothing
+ *                                                  without it, and a copied or moved run folder must still sample
+ *   sampling.json                                  how to decode and condition: VQGAN (relative to the checkpoint),
+ *                                                  text encoder, grid
  */
 import path from 'node:path';
 import { tf } from '../../runtime/backend.ts';
@@ -14,7 +17,8 @@ import { openCheckpoint, saveSafetensors } from '../../models/safetensors.ts';
 import { writeFileAtomic } from '../../util/atomic.ts';
 import { BUILTIN_VQ_CONFIG } from '../../tokenize/models.ts';
 import { configFromJson, derived } from '../../models/vqgan/config.ts';
-import { readFile } from 'node:fs/promises';
+import { constants as fsConstants } from 'node:fs';
+import { copyFile, mkdir, readFile, readdir } from 'node:fs/promises';
 import { openTokenDataset, type Batch, type LoaderState, type TokenDataset } from '../data/loader.ts';
 import { listShards } from '../data/shard-data.ts';
 import type { TrainConfig } from '../config/schema.ts';
@@ -52,6 +56,18 @@ async function vqReductionFactor(spec: string): Promise<number> {
     throw new Error(`model.vq: cannot read ${file} (${(err as Error).message})`);
   }
   return derived(configFromJson(json)).reductionFactor;
+}
+
+/** Where a checkpoint keeps its copy of the VQGAN; sampling.json names it relative to the checkpoint. */
+export const CHECKPOINT_VQ_DIR = 'vq';
+
+/** Copies a VQGAN folder's config.json and safetensors files (a sharded index too) into `dest`. */
+async function copyVqFiles(src: string, dest: string): Promise<void> {
+  const names = (await readdir(src)).filter((n) => n === 'config.json' || n.endsWith('.safetensors') || n.endsWith('.safetensors.index.json'));
+  if (!names.includes('config.json')) throw new Error(`model.vq: ${src} has no config.json`);
+  await mkdir(dest, { recursive: true });
+  // FICLONE: a copy-on-write clone where the file system has them, else a plain copy.
+  for (const n of names) await copyFile(path.join(src, n), path.join(dest, n), fsConstants.COPYFILE_FICLONE);
 }
 
 export class MuseRunner implements StageRunner {
@@ -172,7 +188,12 @@ export class MuseRunner implements StageRunner {
     } finally {
       tf.dispose([...optim.values()]);
     }
-    await writeFileAtomic(path.join(dir, 'sampling.json'), JSON.stringify(this.info, null, 2) + '\n');
+    const info = { ...this.info };
+    if (info.vq !== 'builtin') {
+      await copyVqFiles(info.vq, path.join(dir, CHECKPOINT_VQ_DIR));
+      info.vq = CHECKPOINT_VQ_DIR;
+    }
+    await writeFileAtomic(path.join(dir, 'sampling.json'), JSON.stringify(info, null, 2) + '\n');
     return { loader: this.loader.state(), optimizer_step: this.trainer.optimizer.step };
   }
 
