@@ -7,6 +7,7 @@ import path from 'node:path';
 import { promises as fsp } from 'node:fs';
 import * as tf from '@tensorflow/tfjs';
 import { MaskGitTransformer } from '../src/models/transformer/model.ts';
+import { EXTENDED_CLASS, REFERENCE_CLASS, transformerConfig, transformerConfigJson } from '../src/models/transformer/config.ts';
 import { maskedCrossEntropy } from '../src/models/transformer/loss.ts';
 import { loadSafetensors, toTensor } from '../src/models/safetensors.ts';
 import { onBackend } from './helpers/backend.ts';
@@ -280,4 +281,43 @@ test('dropout applies only in training; forward and gradients leak no tensors', 
   tf.dispose([a, b, c, loss, ...grads.values()]);
   assert.equal(tf.memory().numTensors, before);
   model.dispose();
+});
+
+test('config.json names the class that loads it; the loader refuses other classes by name, not by a shape error', async () => {
+  const { loadTrainConfig } = await import('../src/train/config/load.ts');
+  const configsDir = path.resolve(import.meta.dirname, '../configs');
+  const classOf = (file: string) => {
+    const cfg = loadTrainConfig({ file: path.join(configsDir, file), configsDir });
+    return transformerConfigJson(transformerConfig(cfg.model.transformer as Record<string, unknown>))._class_name;
+  };
+  // open-muse's MaskGitTransformer builds GLU FFNs and no pooled-text AdaLN: these configs load in it ...
+  for (const f of ['imagenet.yaml', 'cc12m-t5.yaml', 'tiny.yaml']) assert.equal(classOf(f), REFERENCE_CLASS, f);
+  // ... these do not (and no open-muse class does), so they are named as ours.
+  for (const f of ['cc12m-clip.yaml', 'base256.yaml', 'base512.yaml']) assert.equal(classOf(f), EXTENDED_CLASS, f);
+
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'muse-transformer-class-'));
+  try {
+    for (const [name, extra, cls] of [
+      ['vanilla', { ffn_type: 'vanilla' }, EXTENDED_CLASS],
+      ['adaln', { add_cond_embeds: true, cond_embed_dim: 8 }, EXTENDED_CLASS],
+      ['glu', {}, REFERENCE_CLASS],
+    ] as const) {
+      const m = smallModel(extra);
+      await m.save(path.join(dir, name));
+      m.dispose();
+      const json = JSON.parse(await fsp.readFile(path.join(dir, name, 'config.json'), 'utf8'));
+      assert.equal(json._class_name, cls, name);
+      (await MaskGitTransformer.fromSafetensors(path.join(dir, name))).dispose();
+    }
+    // The same weights under open-muse's U-ViT class name, or an unknown one: refused with the name and why.
+    const file = path.join(dir, 'adaln', 'config.json');
+    const json = JSON.parse(await fsp.readFile(file, 'utf8'));
+    await fsp.writeFile(file, JSON.stringify({ ...json, _class_name: 'MaskGiTUViT' }));
+    await assert.rejects(MaskGitTransformer.fromSafetensors(path.join(dir, 'adaln')),
+      /adaln \(its config\.json\): _class_name "MaskGiTUViT" is not supported: that is open-muse's U-ViT .* This loader reads MaskGitTransformer \(open-muse\) and MaskGitTransformerExtended/);
+    await fsp.writeFile(file, JSON.stringify({ ...json, _class_name: 'UNet2DModel' }));
+    await assert.rejects(MaskGitTransformer.fromSafetensors(path.join(dir, 'adaln')), /_class_name "UNet2DModel" is not supported\. This loader reads/);
+  } finally {
+    await fsp.rm(dir, { recursive: true, force: true });
+  }
 });

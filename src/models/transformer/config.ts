@@ -85,9 +85,35 @@ export function transformerConfig(partial: Partial<MaskGitTransformerConfig> & R
   return cfg;
 }
 
-/** The config.json we write (reference keys first, with the class name open-muse expects). */
+/** open-muse's class (muse/modeling_transformer.py): GLU FFN, no pooled-text conditioning. */
+export const REFERENCE_CLASS = 'MaskGitTransformer';
+/**
+ * Our name for the same network with options open-muse's MaskGitTransformer does not build (pooled-text AdaLN,
+ * vanilla FFN). No open-muse class loads it: its MaskGiTUViT is another network (U-ViT down/up blocks, micro-conds).
+ */
+export const EXTENDED_CLASS = 'MaskGitTransformerExtended';
+/** open-muse classes whose checkpoints this implementation cannot load, and why. */
+const UNSUPPORTED_CLASSES: Record<string, string> = {
+  MaskGiTUViT: "open-muse's U-ViT (convolutional down/up-sampling blocks, micro-conditioning), which is not implemented here",
+  MaskGiTUViT_v2: "open-muse's U-ViT (convolutional down/up-sampling blocks, micro-conditioning), which is not implemented here",
+};
+
+/** The class a config truthfully is: the reference class when open-muse's MaskGitTransformer builds it. */
+export function transformerClassName(cfg: MaskGitTransformerConfig): string {
+  return cfg.ffn_type === 'glu' && !cfg.add_cond_embeds ? REFERENCE_CLASS : EXTENDED_CLASS;
+}
+
+/** Refuses a config.json whose `_class_name` names a network other than this one (absent: taken as the reference). */
+export function checkTransformerClass(json: Record<string, unknown>, where: string): void {
+  const name = json._class_name;
+  if (name === undefined || name === REFERENCE_CLASS || name === EXTENDED_CLASS) return;
+  const why = typeof name === 'string' && UNSUPPORTED_CLASSES[name] ? `: that is ${UNSUPPORTED_CLASSES[name]}` : '';
+  throw new Error(`${where}: _class_name ${JSON.stringify(name)} is not supported${why}. This loader reads ${REFERENCE_CLASS} (open-muse) and ${EXTENDED_CLASS} (this project's, with pooled-text AdaLN / vanilla FFN) checkpoints`);
+}
+
+/** The config.json we write (reference keys first, with the class name that truthfully loads it). */
 export function transformerConfigJson(cfg: MaskGitTransformerConfig): Record<string, unknown> {
-  return { _class_name: 'MaskGitTransformer', _version: '0.0.1', ...cfg };
+  return { _class_name: transformerClassName(cfg), _version: '0.0.1', ...cfg };
 }
 
 /** Size of the logits' last axis. */

@@ -9,7 +9,7 @@ import { linear } from '../layers/linear.ts';
 import { layerNorm, rmsNorm } from '../layers/norms.ts';
 import type { ParamStore } from '../layers/params.ts';
 import { loadModelFiles, saveModelFiles, type ModelFilesOptions } from '../layers/model-files.ts';
-import { transformerConfig, transformerConfigJson, type MaskGitTransformerConfig } from './config.ts';
+import { checkTransformerClass, transformerConfig, transformerConfigJson, type MaskGitTransformerConfig } from './config.ts';
 import { IGNORE_INDEX, maskedCrossEntropy } from './loss.ts';
 import { buildTransformerParams } from './params.ts';
 
@@ -49,10 +49,14 @@ export class MaskGitTransformer {
    * (config.json next to it, or `opts.config`). Every tensor must match a parameter by name and shape.
    */
   static async fromSafetensors(pathOrDir: string, opts: ModelFilesOptions = {}): Promise<MaskGitTransformer> {
-    return loadModelFiles(pathOrDir, opts, (config) => new MaskGitTransformer(config, { seed: null }));
+    const where = typeof opts.config === 'string' ? opts.config : `${pathOrDir} (its config.json)`;
+    return loadModelFiles(pathOrDir, opts, (config) => {
+      checkTransformerClass(config, typeof opts.config === 'object' ? `${pathOrDir} (the given config)` : where);
+      return new MaskGitTransformer(config, { seed: null });
+    });
   }
 
-  /** Writes config.json + model.safetensors (reference names, loadable by open-muse). */
+  /** Writes config.json + model.safetensors (reference names; open-muse loads the MaskGitTransformer class ones). */
   async save(dir: string): Promise<void> {
     await saveModelFiles(dir, transformerConfigJson(this.config), this.params.record());
   }
