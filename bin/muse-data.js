@@ -1,6 +1,4 @@
 #!/usr/bin/env node
-// Runs the TypeScript CLI through tsx (no build step).
-import { register } from 'tsx/esm/api';
-register();
-const { cli } = await import('../src/cli/muse-data.ts');
-await cli();
+// `muse-data`: runs dist/cli/muse-data.js (see launch.js).
+import { runBin } from './launch.js';
+await runBin('cli/muse-data');

@@ -2,7 +2,6 @@
  * `muse-data fetch`: selects the shards still to do, runs them in this process (`--workers 1`) or in worker
  * processes, shows progress and returns a summary built from the shards' stats files.
  */
-import { fork } from 'node:child_process';
 import pLimit from 'p-limit';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
@@ -18,6 +17,7 @@ import { shardCount, shardPaths } from '../shards/names.ts';
 import { readStats, type ShardStats } from '../shards/stats.ts';
 import { SAMPLE_STATUSES, type SampleStatus } from '../shards/outcome.ts';
 import { writeFileAtomic } from '../util/atomic.ts';
+import { forkModule } from '../util/child-module.ts';
 
 export interface FetchOptions {
   cfg: PipelineConfig;
@@ -199,11 +199,11 @@ async function runInWorkers(
   rss: { maxKb: number },
 ): Promise<void> {
   const queue = [...pending];
-  const workerFile = path.join(import.meta.dirname, 'worker.ts');
+  const workerFile = new URL('./worker.ts', import.meta.url);
   await Promise.all(
     Array.from({ length: n }, () =>
       new Promise<void>((resolve) => {
-        const child = fork(workerFile, [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+        const child = forkModule(workerFile, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
         const running = new Map<number, number>(); // shard -> start time
         const next = () => {
           const shard = queue.shift();

@@ -4,7 +4,6 @@
  * file present is skipped, so a rerun (after kill -9 too) redoes only unfinished shards. With `workers` > 1 the
  * shards run in worker processes (./worker.ts) that write the cache files; this process alone writes the manifests.
  */
-import { fork } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
@@ -14,6 +13,7 @@ import { encodeFloat16 } from '../runtime/float16.ts';
 import { shardName, shardPaths } from '../shards/names.ts';
 import { readTarSamples } from '../shards/tar-reader.ts';
 import { writeFileAtomic } from '../util/atomic.ts';
+import { forkModule } from '../util/child-module.ts';
 import {
   EMPTY_FILE, cacheDir, cacheShardPath, readCacheManifest, tableBytes, textTable, tokenTable, writeCacheManifest,
   type CacheKind, type CacheManifest,
@@ -173,14 +173,14 @@ export async function tokenizeShard(shard: number, ctx: TokenizeContext): Promis
  */
 async function runInWorkers(pending: number[], n: number, o: TokenizeOptions, record: (r: ShardResult) => Promise<void>): Promise<void> {
   const queue = [...pending];
-  const workerFile = path.join(import.meta.dirname, 'worker.ts');
+  const workerFile = new URL('./worker.ts', import.meta.url);
   const { log: _log, ...rest } = o;
   const options: WorkerOptions = { ...rest, workers: 1, backend: tf.getBackend() as BackendName };
   const errors: string[] = [];
   // manifest writes are serialised (one chain), in the order shards finish
   let chain = Promise.resolve();
   await Promise.all(Array.from({ length: n }, () => new Promise<void>((resolve) => {
-    const child = fork(workerFile, [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const child = forkModule(workerFile, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     let running: number | undefined;
     const next = () => {
       running = errors.length ? undefined : queue.shift();
