@@ -8,6 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { onBackend } from './helpers/backend.ts';
+import { readEvents } from './helpers/tfevents.ts';
 import { loadTrainConfig } from '../src/train/config/load.ts';
 import { MuseRunner } from '../src/train/muse/runner.ts';
 import { runTrainingLoop } from '../src/train/run/loop.ts';
@@ -73,6 +74,18 @@ test('a run stopped and resumed gives the same losses as an uninterrupted one (w
     const la = await losses(a);
     assert.equal(la.length, 12);
     assert.deepEqual(await losses(b), la);
+    // TensorBoard: one event file per invocation; read in order with TensorBoard's purge rule, the loss is log.jsonl's (float32).
+    const tbFiles = readdirSync(path.join(b, 'tensorboard')).sort();
+    assert.equal(tbFiles.length, 2);
+    const tbLoss = new Map<number, number>();
+    for (const f of tbFiles) {
+      for (const e of readEvents(path.join(b, 'tensorboard', f))) {
+        if (e.session_log?.status === 'START') for (const st of [...tbLoss.keys()]) if (st >= e.step) tbLoss.delete(st);
+        const v = e.summary?.value.find((x) => x.tag === 'loss');
+        if (v) tbLoss.set(e.step, v.simple_value!);
+      }
+    }
+    assert.deepEqual([...tbLoss], la.map(([st, l]) => [st, Math.fround(l as number)]));
     // Final weights and EMA weights are identical too.
     for (const part of ['transformer', 'ema']) {
       const wa = readFileSync(path.join(a, 'checkpoints/step-00000012', part, 'model.safetensors'));

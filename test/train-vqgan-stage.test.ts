@@ -2,12 +2,13 @@
 // grid, loss curve, and a checkpoint whose vqgan/ folder tokenize and the VQGAN class load.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import sharp from 'sharp';
 import { onBackend } from './helpers/backend.ts';
+import { readEvents } from './helpers/tfevents.ts';
 import { loadTrainConfig } from '../src/train/config/load.ts';
 import { runTraining } from '../src/train/run/run-training.ts';
 import { readJsonl } from '../src/train/core/index.ts';
@@ -36,6 +37,14 @@ test('the vqgan stage trains from shards, validates, draws reconstructions and w
     assert.equal(grid.height! % 2, 0);
     assert.ok(existsSync(path.join(runDir, 'reconstructions/step-00000002.png')));
     assert.ok(existsSync(path.join(runDir, 'loss.png')));
+    // TensorBoard: the logged metrics and the reconstruction grids.
+    const events = readdirSync(path.join(runDir, 'tensorboard')).flatMap((f) => readEvents(path.join(runDir, 'tensorboard', f)));
+    const values = events.flatMap((e) => (e.summary?.value ?? []).map((v) => ({ step: e.step, ...v })));
+    assert.deepEqual(values.filter((v) => v.tag === 'rec_loss').map((v) => [v.step, v.simple_value]), steps.map((x) => [x.step, Math.fround(x.rec_loss as number)]));
+    assert.ok(values.some((v) => v.tag === 'val_rec_loss'), 'validation metrics too');
+    const grids = values.filter((v) => v.tag === 'reconstructions');
+    assert.deepEqual(grids.map((v) => v.step), [2, 3]);
+    assert.ok(grids[1].image!.encoded_image_string.equals(readFileSync(path.join(runDir, 'reconstructions/final.png'))));
     const vq = await VQGAN.fromSafetensors(path.join(r.checkpoint!, 'vqgan'));
     assert.equal(vq.config.resolution, config.data.resolution);
     assert.equal(vq.tokensPerImage, 64);

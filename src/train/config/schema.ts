@@ -52,6 +52,8 @@ export interface TrainConfig {
     save_every: number;
     keep_last: number;
     log_every: number;
+    /** Also write the logged metrics and artefact images as TensorBoard events under <run>/tensorboard/. */
+    tensorboard: boolean;
     validate_every: number;
     validation_batches: number;
     sample_every: number;
@@ -122,6 +124,7 @@ export const DEFAULTS: TrainConfig = {
     save_every: 1000,
     keep_last: 3,
     log_every: 1,
+    tensorboard: true,
     validate_every: 0,
     validation_batches: 4,
     sample_every: 0,

@@ -6,3 +6,4 @@ export * from './ema.ts';
 export * from './checkpoints.ts';
 export * from './run-log.ts';
 export * from './loss-curve.ts';
+export * from './tensorboard.ts';

@@ -22,7 +22,7 @@ import { copyFile, mkdir, readFile, readdir } from 'node:fs/promises';
 import { openTokenDataset, type Batch, type LoaderState, type TokenDataset } from '../data/loader.ts';
 import { listShards } from '../data/shard-data.ts';
 import type { TrainConfig } from '../config/schema.ts';
-import type { ResumePoint, StageRunner } from '../run/loop.ts';
+import type { ArtefactImage, ResumePoint, StageRunner } from '../run/loop.ts';
 import { resolveTextCacheId, resolveVqCacheId } from './cache-ids.ts';
 import { MuseTrainer } from './trainer.ts';
 import type { SamplingInfo } from '../../sample/load.ts';
@@ -197,10 +197,12 @@ export class MuseRunner implements StageRunner {
     return { loader: this.loader.state(), optimizer_step: this.trainer.optimizer.step };
   }
 
-  async artefacts(step: number, final: boolean, checkpoint: string | null): Promise<void> {
-    if (!this.opts.sampleGrid || !checkpoint) return;
+  async artefacts(step: number, final: boolean, checkpoint: string | null): Promise<ArtefactImage[]> {
+    if (!this.opts.sampleGrid || !checkpoint) return [];
     const name = final ? 'final.png' : `step-${String(step).padStart(8, '0')}.png`;
-    await this.opts.sampleGrid(checkpoint, path.join(this.opts.runDir, 'samples', name));
+    const file = path.join(this.opts.runDir, 'samples', name);
+    await this.opts.sampleGrid(checkpoint, file);
+    return [{ tag: 'samples', file }];
   }
 
   dispose(): void {

@@ -9,7 +9,7 @@ import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import YAML from 'yaml';
 import { writeFileAtomic } from '../../util/atomic.ts';
-import { CheckpointStore, JsonlLog, ProgressLine, readJsonl, renderLossCurve } from '../core/index.ts';
+import { CheckpointStore, JsonlLog, ProgressLine, TensorBoardWriter, readJsonl, renderLossCurve } from '../core/index.ts';
 import { formatDuration } from '../../pipeline/progress.ts';
 import type { TrainConfig } from '../config/schema.ts';
 
@@ -31,10 +31,19 @@ export interface StageRunner {
   validate?(): Promise<Record<string, number>>;
   /** Writes the checkpoint's files into `dir`; returns extra state (loader position, ...) for trainer_state.json. */
   writeCheckpoint(dir: string): Promise<Record<string, unknown>>;
-  /** Sample grids, reconstructions: every `artefactEvery` steps and once at the end; `checkpoint` is the newest saved one. */
-  artefacts?(step: number, final: boolean, checkpoint: string | null): Promise<void>;
+  /**
+   * Sample grids, reconstructions: every `artefactEvery` steps and once at the end; `checkpoint` is the newest saved
+   * one. Returns the PNGs written, for TensorBoard.
+   */
+  artefacts?(step: number, final: boolean, checkpoint: string | null): Promise<ArtefactImage[] | void>;
   readonly artefactEvery?: number;
   dispose(): void;
+}
+
+/** A PNG a runner wrote (sample grid, reconstructions), shown in TensorBoard under `tag`. */
+export interface ArtefactImage {
+  tag: string;
+  file: string;
 }
 
 export interface LoopOptions {
@@ -85,6 +94,17 @@ export async function runTrainingLoop(opts: LoopOptions): Promise<LoopResult> {
 
   const logFile = path.join(runDir, 'log.jsonl');
   const log = await JsonlLog.open(logFile, { truncateAfterStep: startStep });
+  // TensorBoard gets the same numbers as log.jsonl, and the artefact PNGs.
+  const tb = t.tensorboard ? TensorBoardWriter.open(path.join(runDir, 'tensorboard'), { resumedAfterStep: startStep > 0 ? startStep : undefined }) : null;
+  const logMetrics = (record: Record<string, unknown>) => {
+    log.write(record);
+    const { step: s, ...rest } = record;
+    tb?.scalars(s as number, Object.fromEntries(Object.entries(rest).filter((e): e is [string, number] => typeof e[1] === 'number')));
+  };
+  const artefacts = async (final: boolean) => {
+    const images = (await runner.artefacts!(step, final, lastSaved)) ?? [];
+    for (const im of images) tb?.image(step, im.tag, await readFile(im.file));
+  };
   const progress = new ProgressLine(out);
   let stopRequested = false;
   const onSignal = (sig: NodeJS.Signals) => {
@@ -113,7 +133,7 @@ export async function runTrainingLoop(opts: LoopOptions): Promise<LoopResult> {
 
   const validate = async () => {
     const v = runner.validate ? await runner.validate() : {};
-    if (Object.keys(v).length) log.write({ step, ...v });
+    if (Object.keys(v).length) logMetrics({ step, ...v });
   };
 
   const started = performance.now();
@@ -134,14 +154,14 @@ export async function runTrainingLoop(opts: LoopOptions): Promise<LoopResult> {
         samples_per_s: round((runner.samplesPerStep * 1000) / stepMs),
         ...(runner.tokensPerSample ? { tokens_per_s: round((runner.samplesPerStep * runner.tokensPerSample * 1000) / stepMs) } : {}),
       };
-      if (step % t.log_every === 0 || step === t.max_steps) log.write(record);
+      if (step % t.log_every === 0 || step === t.max_steps) logMetrics(record);
       const elapsed = (performance.now() - started) / 1000;
       const eta = ((t.max_steps - step) * elapsed) / Math.max(1, step - startStep);
       progress.update(`step ${step}/${t.max_steps} loss ${m.loss.toFixed(4)} lr ${m.lr?.toExponential(2) ?? '-'} ` +
         `${record.samples_per_s} samples/s, ETA ${formatDuration(eta)}`);
       if (t.validate_every && step % t.validate_every === 0) await validate();
       if (step % t.save_every === 0) await save();
-      if (runner.artefacts && runner.artefactEvery && step % runner.artefactEvery === 0) await runner.artefacts(step, false, lastSaved);
+      if (runner.artefacts && runner.artefactEvery && step % runner.artefactEvery === 0) await artefacts(false);
       if (opts.stopAfter !== undefined && step - startStep >= opts.stopAfter) stopRequested = true;
     }
     progress.done();
@@ -150,7 +170,7 @@ export async function runTrainingLoop(opts: LoopOptions): Promise<LoopResult> {
     await log.close();
     logClosed = true;
     await writeLossCurves(logFile, runDir, cfg);
-    if (runner.artefacts && !stopRequested) await runner.artefacts(step, true, lastSaved);
+    if (runner.artefacts && !stopRequested) await artefacts(true);
     say(stopRequested ? `stopped at step ${step}; checkpoint ${lastSaved}` : `done: ${step} steps, checkpoint ${lastSaved}`);
     return { startStep, step, stoppedBySignal: stopRequested, checkpoint: lastSaved };
   } catch (err) {
@@ -161,6 +181,7 @@ export async function runTrainingLoop(opts: LoopOptions): Promise<LoopResult> {
     }
     throw err;
   } finally {
+    tb?.close();
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
   }

@@ -8,7 +8,7 @@ import { tf } from '../../runtime/backend.ts';
 import { VQGAN, configFromJson } from '../../models/vqgan/index.ts';
 import { configAdamW, configEmaOptions, configLearningRate } from '../config/options.ts';
 import type { TrainConfig } from '../config/schema.ts';
-import type { ResumePoint, StageRunner } from '../run/loop.ts';
+import type { ArtefactImage, ResumePoint, StageRunner } from '../run/loop.ts';
 import { listImageShards, openPixelDataset, type PixelBatch, type PixelDataset, type PixelLoaderState } from './pixel-data.ts';
 import { VggPerceptual } from './perceptual.ts';
 import { VqganTrainer } from './trainer.ts';
@@ -125,15 +125,17 @@ export class VqganRunner implements StageRunner {
   }
 
   /** Originals over reconstructions of held-out images (training images when none are held out). */
-  async artefacts(step: number, final: boolean): Promise<void> {
+  async artefacts(step: number, final: boolean): Promise<ArtefactImage[]> {
     const b = await (await this.openGridSource()).next();
     try {
       const n = Math.min(GRID_IMAGES, b.pixels.shape[0]);
       const pixels = tf.slice(b.pixels, [0, 0, 0, 0], [n, -1, -1, -1]) as tf.Tensor4D;
       const name = final ? 'final.png' : `step-${String(step).padStart(8, '0')}.png`;
-      const draw = () => reconstructionGrid(this.vq, pixels, path.join(this.runDir, 'reconstructions', name));
+      const file = path.join(this.runDir, 'reconstructions', name);
+      const draw = () => reconstructionGrid(this.vq, pixels, file);
       await (this.trainer.ema ? this.trainer.ema.withEmaWeights(draw) : draw());
       pixels.dispose();
+      return [{ tag: 'reconstructions', file }];
     } finally {
       b.pixels.dispose();
     }
