@@ -78,6 +78,11 @@ const BENCHMARKS: Record<string, Benchmark> = {
       return standalone(async () => (o) => benchTrain({ ...o, backend: typeof ctx.flags.backend === 'string' ? ctx.flags.backend : undefined }))(ctx);
     },
   },
+  startup: {
+    description: 'start-up CPU of the commands (issue 12): compiled dist/ vs TypeScript through tsx, fetch workers included',
+    defaultRuns: 3,
+    run: async (ctx) => (await import('./startup.ts')).benchStartup(ctx),
+  },
   loader: {
     description: 'token-cache loader (issue 5): batches/s and samples/s per core, tokens alone and + text, vs decoding JPEGs from tars',
     defaultRuns: 1,

@@ -33,6 +33,23 @@ test('the bins run compiled JavaScript from dist/, workers included, with no tsx
   try {
     assert.ok(existsSync(path.join(dir, 'dist', 'cli', 'muse-data.js')));
     assert.ok(existsSync(path.join(dir, 'dist', 'pipeline', 'worker.js')), 'fetch worker compiled');
+    // Every compiled module loads under plain Node (an import tsx resolves but Node does not, e.g. a package subpath
+    // without its .js, fails here), except the entry scripts that act on import.
+    const entries = ['demo/main.js', 'sample-data/build-parquet.js', 'pipeline/worker.js', 'tokenize/worker.js', 'optout/import-worker.js'];
+    writeFileSync(path.join(dir, 'import-all.mjs'), [
+      "import { readdirSync } from 'node:fs';",
+      "import { pathToFileURL } from 'node:url';",
+      `const skip = new Set(${JSON.stringify(entries)});`,
+      "const dist = new URL('./dist/', import.meta.url);",
+      "const files = readdirSync(dist, { recursive: true }).filter((f) => f.endsWith('.js') && !skip.has(f));",
+      "for (const f of files) await import(new URL(f, dist).href);",
+      "console.log(files.length);",
+    ].join('\n'));
+    const all = spawnSync(process.execPath, [path.join(dir, 'import-all.mjs')], { encoding: 'utf8', cwd: dir });
+    assert.equal(all.status, 0, all.stderr);
+    assert.ok(Number(all.stdout) > 150, `modules imported: ${all.stdout}`);
+    for (const e of entries) assert.ok(existsSync(path.join(dir, 'dist', e)), e);
+
     const run = (bin: string, args: string[]) =>
       spawnSync(process.execPath, [path.join(dir, 'bin', `${bin}.js`), ...args], { encoding: 'utf8', cwd: dir, env: { ...process.env, MUSE_FROM_SOURCE: '' } });
     const data = path.join(dir, 'data');
