@@ -1,8 +1,8 @@
 // TensorBoard event files: written by src/train/core/tensorboard.ts, read back by an independent parser
 // (test/helpers/tfevents.ts: its own framing and CRC check, protobuf types from TensorFlow's .proto text).
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
@@ -10,6 +10,7 @@ import { TensorBoardWriter, maskedCrc32c, pngHeader } from '../src/train/core/te
 import { readEvents } from './helpers/tfevents.ts';
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'muse-tensorboard-'));
+after(() => rmSync(tmp, { recursive: true, force: true }));
 
 test('masked CRC-32C matches the published check value', () => {
   // CRC-32C("123456789") = 0xE3069283 (RFC 3720 check value); TFRecord masks it: rotate right 15, add 0xa282ead8.
