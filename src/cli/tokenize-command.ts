@@ -6,6 +6,7 @@ import { parseShardRange } from '../tokenize/select.ts';
 import { formatReport, verifyCaches } from '../tokenize/verify.ts';
 import { resolveDataRoot } from './data-root.ts';
 import { resolveDatasetDir } from './data-root.ts';
+import { retryPolicy } from './queue-flags.ts';
 
 const dataset = (y: Argv) => y
   .positional('dataset', { type: 'string', demandOption: true, describe: 'dataset folder, or a name under the data root (e.g. sample)' })
@@ -20,7 +21,10 @@ export function tokenizeCommand(y: Argv) {
     .option('batch', { type: 'number', default: 16, describe: 'images (and captions) per model call' })
     .option('backend', { type: 'string', choices: BACKEND_NAMES as string[], default: 'auto', describe: 'tfjs backend' })
     .option('image-size', { type: 'number', describe: 'built-in VQGAN input size (default 64); a --vq model uses its own resolution' })
-    .option('include-fallbacks', { type: 'boolean', default: false, describe: 'also cache fallback (placeholder) images' });
+    .option('include-fallbacks', { type: 'boolean', default: false, describe: 'also cache fallback (placeholder) images' })
+    .option('queue', { type: 'string', describe: 'one job per shard on this Redis (redis://HOST:PORT[/db]) for `muse-data worker`s; this process writes the manifests' })
+    .option('job-attempts', { type: 'number', default: 3, describe: 'with --queue: tries per shard before it is left failed' })
+    .option('job-backoff', { type: 'number', default: 10, describe: 'with --queue: seconds before the first retry (doubled for each further one)' });
 }
 
 export async function tokenizeHandler(a: Record<string, unknown>): Promise<number> {
@@ -34,7 +38,7 @@ export async function tokenizeHandler(a: Record<string, unknown>): Promise<numbe
   if (text.length === 0) throw new Error('--text: name at least one encoder');
   if (a['image-size'] !== undefined && a.vq !== undefined && a.vq !== 'builtin') throw new Error('--image-size applies to the built-in VQGAN only');
   await initBackend(a.backend as BackendName);
-  const s = await runTokenize({
+  const common = {
     datasetDir,
     vq: a.vq as string | undefined,
     text,
@@ -43,8 +47,10 @@ export async function tokenizeHandler(a: Record<string, unknown>): Promise<numbe
     includeFallbacks: a['include-fallbacks'] as boolean,
     imageSize: a['image-size'] as number | undefined,
     dataRoot,
-    workers,
-  });
+  };
+  const s = a.queue !== undefined
+    ? await (await import('../queue/tokenize-through-queue.ts')).tokenizeThroughQueue({ ...common, queueUrl: a.queue as string, retry: retryPolicy(a) })
+    : await runTokenize({ ...common, workers });
   process.stdout.write(`tokenize ${datasetDir}: ${s.shards_done.length} shard(s) tokenized (${s.samples} samples), ${s.shards_skipped.length} already done; ` +
     `caches tokens/${s.vq_id}, ${s.text_ids.map((t) => `text/${t}`).join(', ')}\n`);
   return 0;
