@@ -78,6 +78,11 @@ const BENCHMARKS: Record<string, Benchmark> = {
       return standalone(async () => (o) => benchTrain({ ...o, backend: typeof ctx.flags.backend === 'string' ? ctx.flags.backend : undefined }))(ctx);
     },
   },
+  queue: {
+    description: 'shard jobs through BullMQ + Redis (issue 13): the fetch corpus with 1 and 2 `muse-data worker`s vs `fetch --workers 2`: successes/s, overhead per shard',
+    defaultRuns: 3,
+    run: async (ctx) => (await import('./queue.ts')).benchQueue(ctx),
+  },
   loader: {
     description: 'token-cache loader (issue 5): batches/s and samples/s per core, tokens alone and + text, vs decoding JPEGs from tars',
     defaultRuns: 1,
