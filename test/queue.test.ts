@@ -158,6 +158,28 @@ test('a worker killed with kill -9 mid-shard: another takes the shard over, iden
   }
 });
 
+test('SIGTERM mid-shard: the worker finishes the shard in hand, takes no more, exits 0', async () => {
+  const out = await tmp('term');
+  const first = startWorker(path.join(out, 'wr'), ['--concurrency', '1']);
+  let second: WorkerProc | undefined;
+  try {
+    const run = viaQueue(await sample(), out);
+    await first.waitFor(/fetch shard \d+ started/);
+    const shard = /fetch shard (\d+) started/.exec(first.log())![1];
+    first.child.kill('SIGTERM');
+    assert.equal(await first.exited, 0, first.log());
+    const log = first.log();
+    assert.match(log, new RegExp(`fetch shard ${shard} done[^]*stopped`));
+    assert.equal((log.match(/started \(job/g) ?? []).length, 1, `took more shards after SIGTERM:\n${log}`);
+    second = startWorker(path.join(out, 'wr'));
+    const summary = await run;
+    assert.deepEqual(summary.shards_failed, []);
+    assert.deepEqual(await shardFiles(out), await shardFiles(reference));
+  } finally {
+    await stopWorkers(second ? [first, second] : [first]);
+  }
+});
+
 test('Redis restarted mid-run: the queue persists (AOF) and the run completes with identical bytes', async () => {
   const out = await tmp('restart');
   const workers = [startWorker(path.join(out, 'wr'), ['--concurrency', '1']), startWorker(path.join(out, 'wr'), ['--concurrency', '1'])];
