@@ -32,7 +32,7 @@ export async function watchShardJobs<P>(queue: Queue, ids: Map<number, string>, 
     if (shard !== undefined) out.failed.set(shard, `${(j.failedReason ?? 'failed').split('\n')[0]} (after ${j.attemptsMade} attempt(s))`);
   }
   if (checkLost) {
-    const states = await Promise.all([...ids].map(async ([shard, id]) => [shard, await queue.getJobState(id)] as const));
+    const states = await mapChunked([...ids], async ([shard, id]) => [shard, await queue.getJobState(id)] as const);
     for (const [shard, state] of states) if (state === 'unknown' || state === 'completed') out.lost.push(shard);
   }
   return out;
@@ -43,15 +43,22 @@ export async function watchShardJobs<P>(queue: Queue, ids: Map<number, string>, 
  * run (the shard is not done on disk) is replaced by a fresh one with fresh attempts.
  */
 export async function enqueueShards<D>(queue: Queue, jobs: Array<{ shard: number; id: string; data: D; opts: Parameters<Queue['add']>[2] }>): Promise<number> {
+  const states = await mapChunked(jobs, (j) => queue.getJobState(j.id));
   const fresh: typeof jobs = [];
-  for (const j of jobs) {
-    const state = await queue.getJobState(j.id);
-    if (state === 'failed' || state === 'completed') await queue.remove(j.id);
-    else if (state !== 'unknown') continue; // waiting, delayed or active: enqueueing twice adds nothing
+  for (const [i, j] of jobs.entries()) {
+    if (states[i] === 'failed' || states[i] === 'completed') await queue.remove(j.id);
+    else if (states[i] !== 'unknown') continue; // waiting, delayed or active: enqueueing twice adds nothing
     fresh.push(j);
   }
   for (let at = 0; at < fresh.length; at += 500) {
     await queue.addBulk(fresh.slice(at, at + 500).map((j) => ({ name: `shard-${j.shard}`, data: j.data, opts: j.opts })));
   }
   return fresh.length;
+}
+
+/** `f` over `xs`, at most `chunk` Redis round trips in flight (a run may have many thousand shards). */
+export async function mapChunked<T, R>(xs: readonly T[], f: (x: T) => Promise<R>, chunk = 500): Promise<R[]> {
+  const out: R[] = [];
+  for (let at = 0; at < xs.length; at += chunk) out.push(...(await Promise.all(xs.slice(at, at + chunk).map(f))));
+  return out;
 }

@@ -10,7 +10,7 @@ import { runTokenize, type ShardResult, type TokenizeOptions, type TokenizeSumma
 import { shardName } from '../shards/names.ts';
 import { bullConnection, checkQueue, parseQueueUrl } from './connection.ts';
 import { DEFAULT_RETRY, JOB_FORMAT, QUEUE_PREFIX, TOKENIZE_QUEUE, jobOptions, tokenizeJobId, type RetryPolicy, type TokenizeJobData } from './jobs.ts';
-import { enqueueShards, watchShardJobs } from './shard-watch.ts';
+import { enqueueShards, mapChunked, watchShardJobs } from './shard-watch.ts';
 
 export interface QueueTokenizeOptions extends Omit<TokenizeOptions, 'workers' | 'runPending'> {
   queueUrl: string;
@@ -62,11 +62,12 @@ export async function tokenizeThroughQueue(o: QueueTokenizeOptions): Promise<Tok
             if (outage) log(`queue ${o.queueUrl} reachable again`);
             outage = '';
             // Results after the state lists: a job's result is read once it has completed.
-            for (const shard of [...waiting]) {
-              const j = await queue.getJob(ids.get(shard)!);
+            const shards = [...waiting];
+            const jobs = await mapChunked(shards, (s) => queue.getJob(ids.get(s)!));
+            for (const [i, j] of jobs.entries()) {
               if (!j?.finishedOn || j.failedReason || !j.returnvalue) continue;
               await record(j.returnvalue as ShardResult);
-              waiting.delete(shard);
+              waiting.delete(shards[i]);
             }
             for (const [shard, reason] of st.failed) {
               if (!waiting.delete(shard)) continue;
