@@ -6,11 +6,17 @@
 import type { Argv } from 'yargs';
 import type { RetryPolicy } from '../queue/jobs.ts';
 
-export function queueFlags<T>(y: Argv<T>) {
+/** `--queue`, `--job-attempts`, `--job-backoff` (fetch and tokenize). */
+export function queueJobFlags<T>(y: Argv<T>) {
   return y
     .option('queue', { type: 'string', describe: 'enqueue one job per shard on this Redis (redis://HOST:PORT[/db]) and wait for `muse-data worker`s' })
     .option('job-attempts', { type: 'number', default: 3, describe: 'with --queue: tries per shard before it is left failed' })
-    .option('job-backoff', { type: 'number', default: 10, describe: 'with --queue: seconds before the first retry (doubled for each further one)' })
+    .option('job-backoff', { type: 'number', default: 10, describe: 'with --queue: seconds before the first retry (doubled for each further one)' });
+}
+
+/** The queue flags plus `--shard-index` / `--shard-count` (fetch). */
+export function queueFlags<T>(y: Argv<T>) {
+  return queueJobFlags(y)
     .option('shard-index', { type: 'number', describe: 'without a queue: run only shards i with i mod --shard-count = this (e.g. $SLURM_ARRAY_TASK_ID)' })
     .option('shard-count', { type: 'number', describe: 'without a queue: how many --shard-index processes share the shards' });
 }

@@ -6,14 +6,14 @@ import { parseShardRange } from '../tokenize/select.ts';
 import { formatReport, verifyCaches } from '../tokenize/verify.ts';
 import { resolveDataRoot } from './data-root.ts';
 import { resolveDatasetDir } from './data-root.ts';
-import { retryPolicy } from './queue-flags.ts';
+import { queueJobFlags, retryPolicy } from './queue-flags.ts';
 
 const dataset = (y: Argv) => y
   .positional('dataset', { type: 'string', demandOption: true, describe: 'dataset folder, or a name under the data root (e.g. sample)' })
   .option('data-root', { type: 'string', describe: 'data root (default: $MUSE_DATA_ROOT or ./datasets)' });
 
 export function tokenizeCommand(y: Argv) {
-  return dataset(y)
+  return queueJobFlags(dataset(y))
     .option('vq', { type: 'string', describe: 'VQGAN folder (config.json + safetensors, open-muse names); default: builtin (vqgan-tiny-seed0, 64 px)' })
     .option('text', { type: 'string', default: 'byt5-tiny', describe: 'text encoder(s), comma-separated: byt5-tiny, t5:DIR, clip:DIR' })
     .option('shards', { type: 'string', describe: 'shard range A-B (default: every complete shard)' })
@@ -21,10 +21,7 @@ export function tokenizeCommand(y: Argv) {
     .option('batch', { type: 'number', default: 16, describe: 'images (and captions) per model call' })
     .option('backend', { type: 'string', choices: BACKEND_NAMES as string[], default: 'auto', describe: 'tfjs backend' })
     .option('image-size', { type: 'number', describe: 'built-in VQGAN input size (default 64); a --vq model uses its own resolution' })
-    .option('include-fallbacks', { type: 'boolean', default: false, describe: 'also cache fallback (placeholder) images' })
-    .option('queue', { type: 'string', describe: 'one job per shard on this Redis (redis://HOST:PORT[/db]) for `muse-data worker`s; this process writes the manifests' })
-    .option('job-attempts', { type: 'number', default: 3, describe: 'with --queue: tries per shard before it is left failed' })
-    .option('job-backoff', { type: 'number', default: 10, describe: 'with --queue: seconds before the first retry (doubled for each further one)' });
+    .option('include-fallbacks', { type: 'boolean', default: false, describe: 'also cache fallback (placeholder) images' });
 }
 
 export async function tokenizeHandler(a: Record<string, unknown>): Promise<number> {
