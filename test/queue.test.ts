@@ -197,6 +197,22 @@ test('Redis restarted mid-run: the queue persists (AOF) and the run completes wi
   }
 });
 
+test('Redis restarted with its data lost mid-run: the parent enqueues again what is not on disk; identical bytes', async () => {
+  const out = await tmp('wiped');
+  const workers = [startWorker(path.join(out, 'wr'), ['--concurrency', '1']), startWorker(path.join(out, 'wr'), ['--concurrency', '1'])];
+  try {
+    await Promise.all(workers.map((w) => w.waitFor(/taking fetch/)));
+    const run = viaQueue(await sample(), out);
+    await workers[0].waitFor(/fetch shard \d+ started/);
+    await redis.restart(300, { wipe: true });
+    const summary = await run;
+    assert.deepEqual(summary.shards_failed, []);
+    assert.deepEqual(await shardFiles(out), await shardFiles(reference));
+  } finally {
+    await stopWorkers(workers);
+  }
+});
+
 /** /img/<n>.jpg: a 300x200 JPEG. */
 async function imageServer(): Promise<{ origin: string; close: () => Promise<void> }> {
   const jpg = await sharp({ create: { width: 300, height: 200, channels: 3, background: { r: 20, g: 90, b: 200 } } }).jpeg().toBuffer();

@@ -3,7 +3,7 @@
  * folder, for tests of the shard queue. AOF on (fsync always) so that a restart keeps the queue.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -11,8 +11,8 @@ import path from 'node:path';
 export interface TestRedis {
   url: string;
   port: number;
-  /** Stops it (SIGTERM, it writes its AOF) and starts it again on the same port and folder. */
-  restart(downMs?: number): Promise<void>;
+  /** Stops it (SIGTERM, it writes its AOF) and starts it again on the same port; `wipe`: with its data deleted. */
+  restart(downMs?: number, opts?: { wipe?: boolean }): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -64,8 +64,9 @@ export async function startRedis(): Promise<TestRedis> {
     url: `redis://127.0.0.1:${port}`,
     port,
     stop,
-    restart: async (downMs = 500) => {
+    restart: async (downMs = 500, opts = {}) => {
       await stop();
+      if (opts.wipe) await rm(path.join(dir, 'appendonlydir'), { recursive: true, force: true });
       await new Promise((r) => setTimeout(r, downMs));
       await start();
     },
