@@ -79,21 +79,24 @@ export async function benchQueue(ctx: BenchContext): Promise<BenchReport> {
     const shards = Math.ceil(count / samplesPerShard);
     ctx.log(`queue bench: ${count} images in ${shards} shards, ${ctx.runs} run(s); redis ${redis.url}`);
     const modes: Mode[] = ['workers2', 'queue1', 'queue2'];
-    const runs: Array<Record<Mode, { successes_per_s: number; wall_s: number; elapsed_s: number; ok: number }> & { identical: boolean }> = [];
+    type One = { successes_per_s: number; wall_s: number; elapsed_s: number; ok: number; worker_start_s: number };
+    const runs: Array<Record<Mode, One> & { identical: boolean }> = [];
     for (let r = 0; r < ctx.runs; r++) {
       const order = [...modes.slice(r % 3), ...modes.slice(0, r % 3)];
-      const got: Record<string, { successes_per_s: number; wall_s: number; elapsed_s: number; ok: number }> = {};
+      const got: Record<string, One> = {};
       const bytes: Record<string, Buffer[]> = {};
       for (const mode of order) {
         const out = path.join(work, `out-${r}-${mode}`);
         let workers: ChildProcess[] = [];
         try {
+          const t0 = performance.now();
           if (mode !== 'workers2') workers = await startWorkers(mode === 'queue1' ? 1 : 2, redis.url);
+          const worker_start_s = round((performance.now() - t0) / 1000, 2);
           const extra = mode === 'workers2' ? ['--workers', '2'] : ['--queue', redis.url];
           const { summary, wall_s } = await fetchCli([...base, ...extra, '--out', out, '--data-root', path.join(work, `root-${r}-${mode}`)]);
-          got[mode] = { successes_per_s: summary.successes_per_s, wall_s: round(wall_s, 2), elapsed_s: summary.elapsed_s, ok: summary.status.ok };
+          got[mode] = { successes_per_s: summary.successes_per_s, wall_s: round(wall_s, 2), elapsed_s: summary.elapsed_s, ok: summary.status.ok, worker_start_s };
           bytes[mode] = shardBytes(out);
-          ctx.log(`  run ${r + 1} ${mode}: ${summary.successes_per_s} successes/s, wall ${round(wall_s, 2)} s`);
+          ctx.log(`  run ${r + 1} ${mode}: ${summary.successes_per_s} successes/s, wall ${round(wall_s, 2)} s${workers.length ? ` (+ ${worker_start_s} s starting the workers)` : ''}`);
         } finally {
           for (const w of workers) w.kill('SIGTERM');
           await Promise.all(workers.map(exited));
@@ -101,17 +104,20 @@ export async function benchQueue(ctx: BenchContext): Promise<BenchReport> {
         }
       }
       const same = (a: Buffer[], b: Buffer[]) => a.length === b.length && a.every((x, i) => x.equals(b[i]));
-      runs.push({ ...(got as Record<Mode, (typeof got)[string]>), identical: same(bytes.workers2, bytes.queue1) && same(bytes.workers2, bytes.queue2) });
+      runs.push({ ...(got as Record<Mode, One>), identical: same(bytes.workers2, bytes.queue1) && same(bytes.workers2, bytes.queue2) });
     }
     const med = (f: (x: (typeof runs)[number]) => number) => round(median(runs.map(f)), 2);
     const medians = {
       workers2: { successes_per_s: med((x) => x.workers2.successes_per_s), wall_s: med((x) => x.workers2.wall_s) },
       queue1: { successes_per_s: med((x) => x.queue1.successes_per_s), wall_s: med((x) => x.queue1.wall_s) },
       queue2: { successes_per_s: med((x) => x.queue2.successes_per_s), wall_s: med((x) => x.queue2.wall_s) },
+      queue2_wall_incl_worker_start_s: med((x) => x.queue2.wall_s + x.queue2.worker_start_s),
     };
     const ratios = {
       queue2_vs_workers2_successes: med((x) => x.queue2.successes_per_s / x.workers2.successes_per_s),
       queue2_overhead_s_per_shard: med((x) => (x.queue2.wall_s - x.workers2.wall_s) / shards),
+      // the same, counting the queue workers' start-up as --workers 2 counts its worker processes'
+      queue2_overhead_incl_worker_start_s_per_shard: med((x) => (x.queue2.wall_s + x.queue2.worker_start_s - x.workers2.wall_s) / shards),
       queue1_vs_workers2_successes: med((x) => x.queue1.successes_per_s / x.workers2.successes_per_s),
     };
     const table = markdownTable(
@@ -121,7 +127,9 @@ export async function benchQueue(ctx: BenchContext): Promise<BenchReport> {
         ['`fetch --queue`, 1 worker process', medians.queue1.successes_per_s, medians.queue1.wall_s, ratios.queue1_vs_workers2_successes.toFixed(2)],
         ['`fetch --queue`, 2 worker processes', medians.queue2.successes_per_s, medians.queue2.wall_s, ratios.queue2_vs_workers2_successes.toFixed(2)],
       ],
-    ) + `\n\nqueue overhead per shard (2 workers vs --workers 2): ${ratios.queue2_overhead_s_per_shard} s; outputs byte-identical in every run: ${runs.every((x) => x.identical)}`;
+    ) + `\n\nqueue overhead per shard (2 workers vs --workers 2): ${ratios.queue2_overhead_s_per_shard} s, ` +
+      `${ratios.queue2_overhead_incl_worker_start_s_per_shard} s counting the workers' start-up ` +
+      `(2 workers through the queue incl. their start: ${medians.queue2_wall_incl_worker_start_s} s wall); outputs byte-identical in every run: ${runs.every((x) => x.identical)}`;
     return {
       config: { images: count, samples_per_shard: samplesPerShard, shards, worker_concurrency: 2, image_size: 256 },
       runs,
