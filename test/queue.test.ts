@@ -59,7 +59,7 @@ interface WorkerProc {
 }
 
 function startWorker(dataRoot: string, extra: string[] = []): WorkerProc {
-  const child = spawn(process.execPath, [bin, 'worker', '--queue', redis.url, '--data-root', dataRoot, '--lock-duration', '3', '--stalled-interval', '1', ...extra], {
+  const child = spawn(process.execPath, [bin, 'worker', '--queue', redis.url, '--data-root', dataRoot, '--lock-duration', '5', '--stalled-interval', '1', ...extra], {
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let out = '';

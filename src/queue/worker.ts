@@ -61,6 +61,9 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
     w.on('active', (job) => log(`worker ${process.pid}: ${w.name} shard ${job.data.shard} started (job ${job.id}, attempt ${job.attemptsMade + 1})`));
     w.on('completed', (job) => log(`worker ${process.pid}: ${w.name} shard ${job.data.shard} done`));
     w.on('failed', (job, err) => log(`worker ${process.pid}: ${w.name} shard ${job?.data.shard} failed: ${err.message.split('\n')[0]}`));
+    // The lock of a shard in hand could not be renewed (this process stalled longer than the lock, or Redis lost
+    // it): another worker may now take that shard while this one still writes it. Said loudly; see the README.
+    w.on('lockRenewalFailed', (ids: string[]) => log(`worker ${process.pid}: WARNING lost the lock of ${ids.join(', ')}; another worker may redo it concurrently`));
     w.on('error', (err) => {
       // Connection trouble (Redis restarting): BullMQ reconnects by itself; say it once per kind of error.
       if (err.message !== lastError) log(`worker ${process.pid}: ${err.message}`);
