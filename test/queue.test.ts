@@ -253,9 +253,12 @@ test('a job the worker cannot read fails with the reason, after bounded retries;
     assert.match(status.stdout, /failed +shard 1 of .*after 2 attempt\(s\): .*meta\.tsv/);
     assert.match(status.stdout, /failed +shard 0 of \? after 1 attempt\(s\): .*format 99.*reads fetch jobs of format 1/);
 
-    // With the file in place on the worker's machine, a rerun of the same fetch replaces the failed jobs.
+    // With the file in place on the worker's machine, `queue retry-failed` sends the failed jobs round again
+    // (the future-format one fails again at once), and a rerun of the same fetch waits for them.
     await mkdir(workerRoot, { recursive: true });
     await writeFile(path.join(workerRoot, 'meta.tsv'), await readFile(path.join(out, 'root', 'meta.tsv')));
+    const retried = await cli(['queue', 'retry-failed', '--queue', redis.url]);
+    assert.match(retried.stdout, /^3 failed job\(s\) back in the queue/, retried.stderr);
     const rerun = await viaQueue(cfg, out, { retry: { attempts: 2, backoffMs: 100 } });
     assert.deepEqual(rerun.shards_failed, []);
     assert.equal(rerun.status.ok, 6);
