@@ -123,7 +123,7 @@ function exited(child: ChildProcess): Promise<number | null> {
 }
 
 /** A self-signed certificate for 127.0.0.1, made once per catalog version. */
-function ensureCertificate(dir: string): { cert: string; key: string } {
+export function ensureCertificate(dir: string): { cert: string; key: string } {
   const cert = path.join(dir, 'bench-cert.pem');
   const key = path.join(dir, 'bench-key.pem');
   if (!existsSync(cert) || !existsSync(key)) {
@@ -135,7 +135,7 @@ function ensureCertificate(dir: string): { cert: string; key: string } {
   return { cert, key };
 }
 
-async function writeParquet(file: string, items: CatalogItem[], origin: string): Promise<void> {
+export async function writeParquet(file: string, items: CatalogItem[], origin: string): Promise<void> {
   const buffer = parquetWriteBuffer({
     columnData: [
       { name: 'URL', type: 'STRING', data: items.map((it) => `${origin}/img/${it.index}.${it.format}`) },

@@ -83,6 +83,11 @@ const BENCHMARKS: Record<string, Benchmark> = {
     defaultRuns: 3,
     run: async (ctx) => (await import('./startup.ts')).benchStartup(ctx),
   },
+  queue: {
+    description: 'shard jobs through BullMQ + Redis (issue 13): the fetch corpus with 1 and 2 `muse-data worker`s vs `fetch --workers 2`: successes/s, overhead per shard',
+    defaultRuns: 3,
+    run: async (ctx) => (await import('./queue.ts')).benchQueue(ctx),
+  },
   loader: {
     description: 'token-cache loader (issue 5): batches/s and samples/s per core, tokens alone and + text, vs decoding JPEGs from tars',
     defaultRuns: 1,

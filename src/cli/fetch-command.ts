@@ -5,10 +5,11 @@ import { deepMerge, loadPipelineFile, resolvePipeline, resolvePipelinePath } fro
 import { runFetch, topReasons } from '../pipeline/run-fetch.ts';
 import type { LogFormat } from '../pipeline/progress.ts';
 import { PROJECT_ROOT, resolveDataRoot } from './data-root.ts';
+import { queueFlags, retryPolicy, shardModulo } from './queue-flags.ts';
 
 
 export function fetchCommand(y: Argv) {
-  return y
+  return queueFlags(y)
     .positional('pipeline', { type: 'string', describe: 'a pipeline in pipelines/ (laion400m, laion2b-en|laion, coyo700m, cc12m, imagenet, sample) or a YAML file' })
     .option('shards', { type: 'string', describe: 'shard indices to run, e.g. 0-99 or 3,5,7-9 (default: all)' })
     .option('workers', { type: 'number', default: 1, describe: 'shards run in parallel processes' })
@@ -99,15 +100,11 @@ export async function fetchHandler(a: FetchArgs): Promise<number> {
   }
   const cfg = resolvePipeline(deepMerge(raw, overrides), where);
   const datasetDir = path.resolve((a.out as string | undefined) ?? path.join(dataRoot, cfg.name));
-  const summary = await runFetch({
-    cfg,
-    datasetDir,
-    dataRoot,
-    projectRoot,
-    shards: a.shards as string | undefined,
-    workers: Math.max(1, Math.floor((a.workers as number) ?? 1)),
-    logFormat: (a['log-format'] as LogFormat) ?? 'auto',
-  });
+  const common = { cfg, datasetDir, dataRoot, projectRoot, shards: a.shards as string | undefined, logFormat: (a['log-format'] as LogFormat) ?? 'auto' };
+  const modulo = shardModulo(a);
+  const summary = a.queue !== undefined
+    ? await (await import('../queue/fetch-through-queue.ts')).fetchThroughQueue({ ...common, queueUrl: a.queue as string, retry: retryPolicy(a) })
+    : await runFetch({ ...common, shardModulo: modulo, workers: Math.max(1, Math.floor((a.workers as number) ?? 1)) });
   const s = summary.status;
   process.stderr.write(
     `done: ${summary.rows} rows in ${summary.shards_selected} shard(s) (${summary.shards_run} run, ${summary.shards_skipped} already complete) in ${summary.elapsed_s}s — ` +

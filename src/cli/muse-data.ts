@@ -28,6 +28,14 @@ const COMMANDS = {
     const m = await import('./tokenize-command.ts');
     return { builder: m.verifyCommand as unknown as Builder, handler: run(m.verifyHandler) };
   },
+  worker: async (run: Run) => {
+    const m = await import('./worker-command.ts');
+    return { builder: m.workerCommand as unknown as Builder, handler: run(m.workerHandler) };
+  },
+  queue: async (run: Run) => {
+    const m = await import('./worker-command.ts');
+    return { builder: m.queueCommand as unknown as Builder, handler: run(m.queueHandler) };
+  },
   optout: async (run: Run) => {
     const m = await import('./optout-command.ts');
     return { builder: ((y: Argv) => m.optoutCommands(y, run)) as Builder, handler: undefined };
@@ -48,6 +56,8 @@ export async function main(argv: string[]): Promise<number> {
   const optout = await load('optout');
   const tokenize = await load('tokenize');
   const verify = await load('verify');
+  const worker = await load('worker');
+  const queue = await load('queue');
   await yargs(argv)
     .scriptName('muse-data')
     .usage('$0 <command> [options]')
@@ -56,6 +66,8 @@ export async function main(argv: string[]): Promise<number> {
     .command('optout', 'opt-out index: add|import|remove|list|check|apply', optout.builder)
     .command('tokenize <dataset>', 'shards -> Arrow token caches (VQ image tokens, text encoder states)', tokenize.builder, tokenize.handler)
     .command('verify <dataset>', 'check token caches against their shards and manifests', verify.builder, verify.handler)
+    .command('worker', 'take fetch and tokenize shard jobs from a Redis queue (--queue URL)', worker.builder, worker.handler)
+    .command('queue <action>', 'a Redis queue of shard jobs: status|retry-failed|clean', queue.builder, queue.handler)
     .demandCommand(1, 'name a command, e.g. `muse-data fetch sample`')
     .strict()
     .help()

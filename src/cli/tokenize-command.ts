@@ -6,13 +6,14 @@ import { parseShardRange } from '../tokenize/select.ts';
 import { formatReport, verifyCaches } from '../tokenize/verify.ts';
 import { resolveDataRoot } from './data-root.ts';
 import { resolveDatasetDir } from './data-root.ts';
+import { queueJobFlags, retryPolicy } from './queue-flags.ts';
 
 const dataset = (y: Argv) => y
   .positional('dataset', { type: 'string', demandOption: true, describe: 'dataset folder, or a name under the data root (e.g. sample)' })
   .option('data-root', { type: 'string', describe: 'data root (default: $MUSE_DATA_ROOT or ./datasets)' });
 
 export function tokenizeCommand(y: Argv) {
-  return dataset(y)
+  return queueJobFlags(dataset(y))
     .option('vq', { type: 'string', describe: 'VQGAN folder (config.json + safetensors, open-muse names); default: builtin (vqgan-tiny-seed0, 64 px)' })
     .option('text', { type: 'string', default: 'byt5-tiny', describe: 'text encoder(s), comma-separated: byt5-tiny, t5:DIR, clip:DIR' })
     .option('shards', { type: 'string', describe: 'shard range A-B (default: every complete shard)' })
@@ -34,7 +35,7 @@ export async function tokenizeHandler(a: Record<string, unknown>): Promise<numbe
   if (text.length === 0) throw new Error('--text: name at least one encoder');
   if (a['image-size'] !== undefined && a.vq !== undefined && a.vq !== 'builtin') throw new Error('--image-size applies to the built-in VQGAN only');
   await initBackend(a.backend as BackendName);
-  const s = await runTokenize({
+  const common = {
     datasetDir,
     vq: a.vq as string | undefined,
     text,
@@ -43,8 +44,10 @@ export async function tokenizeHandler(a: Record<string, unknown>): Promise<numbe
     includeFallbacks: a['include-fallbacks'] as boolean,
     imageSize: a['image-size'] as number | undefined,
     dataRoot,
-    workers,
-  });
+  };
+  const s = a.queue !== undefined
+    ? await (await import('../queue/tokenize-through-queue.ts')).tokenizeThroughQueue({ ...common, queueUrl: a.queue as string, retry: retryPolicy(a) })
+    : await runTokenize({ ...common, workers });
   process.stdout.write(`tokenize ${datasetDir}: ${s.shards_done.length} shard(s) tokenized (${s.samples} samples), ${s.shards_skipped.length} already done; ` +
     `caches tokens/${s.vq_id}, ${s.text_ids.map((t) => `text/${t}`).join(', ')}\n`);
   return 0;

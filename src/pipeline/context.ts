@@ -5,7 +5,7 @@ import { createSource } from '../sources/index.ts';
 import { createDownloader } from '../fetch/downloader.ts';
 import { configureSharp, createImageProcessor } from '../image/index.ts';
 import { prepareRecordFilter } from '../filters/index.ts';
-import { openFetchIndex } from '../index-db/fetch-index.ts';
+import { openFetchIndex, type FetchIndex } from '../index-db/fetch-index.ts';
 
 export interface ContextOptions {
   cfg: PipelineConfig;
@@ -16,10 +16,14 @@ export interface ContextOptions {
   localOrigin?: string;
 }
 
-/** `opened`: a source the caller has already opened (the parent of a fetch), so its files are not read twice. */
+/**
+ * `opened`: a source the caller has already opened (the parent of a fetch), so its files are not read twice.
+ * `useIndex`: opt-out lookups to use instead of the data root's index (a queue worker's snapshot, src/queue/).
+ */
 export async function createShardContext(
   o: ContextOptions,
   opened?: Pick<ShardJobContext, 'source' | 'totalRows'>,
+  useIndex?: FetchIndex,
 ): Promise<ShardJobContext & { close(): Promise<void> }> {
   const source = opened?.source ?? createSource(o.cfg.input, { dataRoot: o.dataRoot, projectRoot: o.projectRoot });
   const totalRows = opened?.totalRows ?? (await source.open()).totalRows;
@@ -29,7 +33,7 @@ export async function createShardContext(
   const downloader = createDownloader(o.cfg.download, { rewriteUrl });
   configureSharp(); // every image is seen once: libvips' operation cache would only hold memory
   // Registers the output folder as a dataset of the data root (idempotent: every worker does it too).
-  const index = openFetchIndex(o.dataRoot, o.cfg.name, o.datasetDir);
+  const index = useIndex ?? openFetchIndex(o.dataRoot, o.cfg.name, o.datasetDir);
   return {
     cfg: o.cfg,
     source,

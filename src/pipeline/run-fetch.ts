@@ -26,6 +26,8 @@ export interface FetchOptions {
   projectRoot: string;
   /** Shard selection as given by `--shards` (e.g. "0-99", "3,5,7-9"); all shards when absent. */
   shards?: string;
+  /** `--shard-index I --shard-count N`: of the selected shards, only those with shard mod count = index. */
+  shardModulo?: { index: number; count: number };
   workers: number;
   logFormat: LogFormat;
 }
@@ -83,7 +85,8 @@ export async function runFetch(o: FetchOptions): Promise<FetchSummary> {
   const ctxOptions: ContextOptions = { cfg: o.cfg, datasetDir: o.datasetDir, dataRoot: o.dataRoot, projectRoot: o.projectRoot, localOrigin: server?.origin };
   try {
     const total = shardCount(totalRows, o.cfg.samples_per_shard);
-    const selected = parseShardSelection(o.shards, total);
+    const m = o.shardModulo;
+    const selected = parseShardSelection(o.shards, total).filter((s) => !m || s % m.count === m.index);
     await mkdir(path.join(o.datasetDir, 'shards'), { recursive: true });
     await registerDataset(o, totalRows, total);
     const pending = selected.filter((s) => !existsSync(shardPaths(o.datasetDir, s).stats));
@@ -174,7 +177,7 @@ async function runInProcess(
  * produce different shards (other input, shard size, image or filter settings) is refused: mixing the two would
  * give a dataset no single config describes.
  */
-async function registerDataset(o: FetchOptions, totalRows: number, shards: number): Promise<void> {
+export async function registerDataset(o: Pick<FetchOptions, 'cfg' | 'datasetDir'>, totalRows: number, shards: number): Promise<void> {
   const file = path.join(o.datasetDir, 'dataset.json');
   const outputShaping = (cfg: PipelineConfig) => JSON.stringify({ input: cfg.input, filters: cfg.filters, image: cfg.image, dead_links: cfg.dead_links, samples_per_shard: cfg.samples_per_shard });
   if (existsSync(file)) {

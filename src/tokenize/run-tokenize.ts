@@ -38,10 +38,15 @@ export interface TokenizeOptions {
   log?: (msg: string) => void;
   /** Worker processes (default 1: this process). */
   workers?: number;
+  /**
+   * Runs the pending shards elsewhere (the queue, src/queue/) instead of here or in worker processes: called with
+   * the shards to do, the function that records a finished shard in the manifests, and the keys to leave out.
+   */
+  runPending?: (pending: number[], record: (r: ShardResult) => Promise<void>, exclude: ReadonlySet<string>) => Promise<void>;
 }
 
 /** What a worker is initialised with: the options and the backend to use (the parent's). */
-export type WorkerOptions = Omit<TokenizeOptions, 'log'> & { backend: BackendName };
+export type WorkerOptions = Omit<TokenizeOptions, 'log' | 'runPending'> & { backend: BackendName };
 export type ToTokenizeWorker = { type: 'init'; options: WorkerOptions } | { type: 'shard'; shard: number } | { type: 'stop' };
 export type FromTokenizeWorker =
   | { type: 'hello' }
@@ -98,7 +103,10 @@ export async function runTokenize(o: TokenizeOptions): Promise<TokenizeSummary> 
     const started = Date.now();
     log(`tokenize ${path.basename(o.datasetDir)}: ${pending.length} shard(s) to do, ${summary.shards_skipped.length} already done (vq ${vq.id}; text ${summary.text_ids.join(', ') || 'none'})`);
     const workers = Math.min(o.workers ?? 1, pending.length);
-    if (workers <= 1) {
+    if (o.runPending) {
+      ctx.dispose(); // the queue's workers load their own models
+      await o.runPending(pending, record, ctx.exclude);
+    } else if (workers <= 1) {
       for (const shard of pending) await record(await tokenizeShard(shard, ctx));
     } else {
       ctx.dispose(); // the workers load their own models
@@ -174,7 +182,7 @@ export async function tokenizeShard(shard: number, ctx: TokenizeContext): Promis
 async function runInWorkers(pending: number[], n: number, o: TokenizeOptions, record: (r: ShardResult) => Promise<void>): Promise<void> {
   const queue = [...pending];
   const workerFile = new URL('./worker.ts', import.meta.url);
-  const { log: _log, ...rest } = o;
+  const { log: _log, runPending: _runPending, ...rest } = o;
   const options: WorkerOptions = { ...rest, workers: 1, backend: tf.getBackend() as BackendName };
   const errors: string[] = [];
   // manifest writes are serialised (one chain), in the order shards finish

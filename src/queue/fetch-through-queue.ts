@@ -1,0 +1,170 @@
+/**
+ * `muse-data fetch <pipeline> --queue URL`: enqueues one job per shard still to do and waits, printing progress
+ * from the queue, while `muse-data worker` processes on any number of machines run the shards.
+ *
+ * This process alone writes to the data root's index: it registers the dataset, snapshots the opt-out lists for
+ * the workers (./optout-snapshot.ts) and records each finished shard's samples from its manifest, so `optout
+ * check` and `optout apply` work after a distributed run as after a local one.
+ */
+import { existsSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { Queue } from 'bullmq';
+import { createSource } from '../sources/index.ts';
+import { prepareRecordFilter } from '../filters/index.ts';
+import { FetchProgress } from '../pipeline/progress.ts';
+import { parseShardSelection, registerDataset, type FetchOptions, type FetchSummary } from '../pipeline/run-fetch.ts';
+import { shardCount, shardName, shardPaths } from '../shards/names.ts';
+import { readStats } from '../shards/stats.ts';
+import { readManifest } from '../shards/manifest.ts';
+import { SAMPLE_STATUSES, type SampleStatus } from '../shards/outcome.ts';
+import { openFetchIndex, type FetchIndex } from '../index-db/fetch-index.ts';
+import { openIndex } from '../index-db/db.ts';
+import { bullConnection, checkQueue, parseQueueUrl } from './connection.ts';
+import { DEFAULT_RETRY, FETCH_QUEUE, JOB_FORMAT, QUEUE_PREFIX, fetchJobId, jobOptions, type FetchJobData, type FetchJobProgress, type RetryPolicy } from './jobs.ts';
+import { enqueueShards, watchShardJobs } from './shard-watch.ts';
+import { writeOptoutSnapshot } from './optout-snapshot.ts';
+
+export interface QueueFetchOptions extends Omit<FetchOptions, 'workers'> {
+  queueUrl: string;
+  retry?: RetryPolicy;
+  /** How often the queue and the output folder are looked at, ms. */
+  pollMs?: number;
+}
+
+/** Every how many polls each unfinished shard's job is looked up (to re-add lost ones). */
+const LOST_CHECK_EVERY = 5;
+
+export async function fetchThroughQueue(o: QueueFetchOptions): Promise<FetchSummary> {
+  const started = Date.now();
+  const conn = parseQueueUrl(o.queueUrl);
+  await checkQueue(conn);
+  // The same checks as a local fetch before anything is enqueued: input files, filter config.
+  const source = createSource(o.cfg.input, { dataRoot: o.dataRoot, projectRoot: o.projectRoot });
+  const { totalRows } = await source.open();
+  await prepareRecordFilter(o.cfg.filters, { baseDir: o.projectRoot });
+  const total = shardCount(totalRows, o.cfg.samples_per_shard);
+  const selected = parseShardSelection(o.shards, total);
+  await mkdir(path.join(o.datasetDir, 'shards'), { recursive: true });
+  await registerDataset(o, totalRows, total);
+  const index = openFetchIndex(o.dataRoot, o.cfg.name, o.datasetDir);
+  const queue = new Queue(FETCH_QUEUE, { connection: bullConnection(conn), prefix: QUEUE_PREFIX });
+  queue.on('error', () => {}); // reported by the polling loop
+  try {
+    const optout = await writeOptoutSnapshot(o.dataRoot, o.datasetDir);
+    const isDone = (s: number) => existsSync(shardPaths(o.datasetDir, s).stats);
+    const pending = selected.filter((s) => !isDone(s));
+    await recordMissing(o.dataRoot, index, o.datasetDir, selected.filter(isDone));
+    const pendingRows = pending.reduce((n, s) => n + Math.min(o.cfg.samples_per_shard, totalRows - s * o.cfg.samples_per_shard), 0);
+    const progress = new FetchProgress(pendingRows, pending.length, o.logFormat);
+    const ids = new Map(pending.map((s) => [s, fetchJobId(o.cfg.name, o.datasetDir, s)]));
+    const job = (shard: number) => ({
+      shard,
+      id: ids.get(shard)!,
+      data: { kind: 'fetch', format: JOB_FORMAT, shard, cfg: o.cfg, totalRows, datasetDir: o.datasetDir, optout } satisfies FetchJobData,
+      opts: jobOptions(ids.get(shard)!, o.retry ?? DEFAULT_RETRY),
+    });
+    const added = await enqueueShards(queue, pending.map(job));
+    progress.message(
+      `fetch ${o.cfg.name} through ${o.queueUrl}: ${totalRows} rows, ${total} shard(s); ${selected.length} selected, ` +
+        `${selected.length - pending.length} already complete, ${pending.length} to run (${added} enqueued, ${pending.length - added} already queued) -> ${o.datasetDir}`,
+    );
+
+    const seen = new Map<number, Partial<Record<SampleStatus, number>>>(); // rows already counted per shard
+    const count = (shard: number, counts: Partial<Record<SampleStatus, number>>) => {
+      const before = seen.get(shard) ?? {};
+      for (const [s, c] of Object.entries(counts) as Array<[SampleStatus, number]>) {
+        const d = c - (before[s] ?? 0);
+        if (d > 0) progress.row(s, d);
+      }
+      seen.set(shard, { ...before, ...counts });
+    };
+    const failed = new Map<number, string>();
+    const waiting = new Set(pending);
+    let polls = 0;
+    let line = '';
+    let outage = '';
+    while (waiting.size) {
+      try {
+        const st = await watchShardJobs<FetchJobProgress>(queue, new Map([...waiting].map((s) => [s, ids.get(s)!])), polls % LOST_CHECK_EVERY === 0);
+        if (outage) progress.message(`queue ${o.queueUrl} reachable again`);
+        outage = '';
+        for (const [shard, p] of st.active) if (p?.counts) count(shard, p.counts);
+        // Disk after Redis: a job completes only after its stats file is in place.
+        for (const shard of [...waiting]) {
+          if (!isDone(shard)) continue;
+          const stats = await readStats(shardPaths(o.datasetDir, shard).stats);
+          if (stats) count(shard, stats.status);
+          index.recordShard(shard, await readManifest(shardPaths(o.datasetDir, shard).manifest));
+          progress.shardDone(shard, stats?.duration_s ?? 0);
+          waiting.delete(shard);
+        }
+        for (const [shard, reason] of st.failed) {
+          if (!waiting.has(shard)) continue;
+          failed.set(shard, reason);
+          waiting.delete(shard);
+          progress.message(`shard ${shardName(shard)} failed: ${reason}`);
+        }
+        const lost = st.lost.filter((s) => waiting.has(s) && !isDone(s));
+        if (lost.length) {
+          const n = await enqueueShards(queue, lost.map(job));
+          if (n) progress.message(`${n} shard job(s) missing from the queue (Redis restarted without its data, or cleaned): enqueued again`);
+        }
+        const now = `queue: ${pending.length - waiting.size - failed.size} done, ${failed.size} failed, ${st.active.size} active, ${waiting.size - st.active.size} waiting; ${st.workers} worker connection(s)`;
+        if (now !== line) progress.message(now);
+        line = now;
+      } catch (err) {
+        const msg = (err as Error).message;
+        if (msg !== outage) progress.message(`queue ${o.queueUrl} unreachable (${msg}); waiting for it`);
+        outage = msg;
+      }
+      polls++;
+      if (waiting.size) await new Promise((r) => setTimeout(r, o.pollMs ?? 1000));
+    }
+    const p = progress.finish();
+    const status = Object.fromEntries(SAMPLE_STATUSES.map((s) => [s, 0])) as Record<SampleStatus, number>;
+    let rows = 0;
+    for (const s of selected) {
+      const st = await readStats(shardPaths(o.datasetDir, s).stats);
+      if (!st) continue;
+      rows += st.count;
+      for (const k of SAMPLE_STATUSES) status[k] += st.status[k] ?? 0;
+    }
+    const elapsed = (Date.now() - started) / 1000;
+    return {
+      dataset: o.datasetDir,
+      total_rows: totalRows,
+      shards_total: total,
+      shards_selected: selected.length,
+      shards_run: pending.length - failed.size,
+      shards_skipped: selected.length - pending.length,
+      shards_failed: [...failed].sort(([a], [b]) => a - b).map(([shard, error]) => ({ shard, error })),
+      rows,
+      status,
+      elapsed_s: Math.round(elapsed * 100) / 100,
+      successes_per_s: Math.round((p.successes / Math.max(elapsed, 1e-3)) * 10) / 10,
+      peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024),
+    };
+  } finally {
+    await queue.close().catch(() => {});
+    index.close();
+  }
+}
+
+/**
+ * Shards complete on disk whose samples the index lacks (finished by workers while no parent was waiting, e.g.
+ * after the parent was restarted): recorded from their manifests.
+ */
+async function recordMissing(dataRoot: string, index: FetchIndex, datasetDir: string, complete: number[]): Promise<void> {
+  if (!complete.length) return;
+  const db = openIndex(dataRoot, { readonly: true });
+  let missing: number[];
+  try {
+    const has = db.db.prepare('SELECT 1 FROM samples WHERE dataset_id = ? AND key >= ? AND key < ? LIMIT 1').pluck();
+    // keys start with the 5-digit shard name; ':' sorts right after '9'
+    missing = complete.filter((s) => has.get(index.datasetId, shardName(s), shardName(s) + ':') === undefined);
+  } finally {
+    db.close();
+  }
+  for (const s of missing) index.recordShard(s, await readManifest(shardPaths(datasetDir, s).manifest));
+}
