@@ -7,7 +7,7 @@ import path from 'node:path';
 import sharp from 'sharp';
 import { pack as tarPack } from 'tar-stream';
 import * as tf from '@tensorflow/tfjs';
-import { writeDuplicatesFile } from '../src/dedup/decisions-file.ts';
+import { writeDuplicatesFile } from '../src/dataset/decisions-file.ts';
 import { openPixelDataset, type PixelBatch } from '../src/train/vqgan/pixel-data.ts';
 
 interface FakeSample {

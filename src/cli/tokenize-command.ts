@@ -2,10 +2,10 @@
 import type { Argv } from 'yargs';
 import { BACKEND_NAMES, initBackend, type BackendName } from '../runtime/backend.ts';
 import { runTokenize } from '../tokenize/run-tokenize.ts';
-import { parseShardRange } from '../tokenize/select.ts';
+import { parseShardRange } from '../dataset/select.ts';
 import { formatReport, verifyCaches } from '../tokenize/verify.ts';
-import { resolveDataRoot } from './data-root.ts';
-import { resolveDatasetDir } from './data-root.ts';
+import { resolveDataRoot } from '../dataset/data-root.ts';
+import { resolveDatasetDir } from '../dataset/data-root.ts';
 
 const dataset = (y: Argv) => y
   .positional('dataset', { type: 'string', demandOption: true, describe: 'dataset folder, or a name under the data root (e.g. sample)' })

@@ -6,8 +6,8 @@ import { existsSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { IndexDb, SampleInput } from '../index-db/db.ts';
-import { readManifest } from '../shards/manifest.ts';
-import { shardPaths } from '../shards/names.ts';
+import { readManifest } from '../dataset/manifest.ts';
+import { shardPaths } from '../dataset/names.ts';
 
 /**
  * Indexes the complete shards (those with a stats file) that have no sample in the index yet, or all of them

@@ -17,7 +17,7 @@ import path from 'node:path';
 import { openIndex, type IndexDb } from '../index-db/db.ts';
 import { applyDecisions, type ApplyResult } from './apply.ts';
 import { checkDistance } from './bands.ts';
-import { writeDuplicatesFile, type DuplicateRow } from './decisions-file.ts';
+import { writeDuplicatesFile, type DuplicateRow } from '../dataset/decisions-file.ts';
 import { indexFromManifests } from './index-manifests.ts';
 import { runPhashStage, type PhashStageResult } from './phash-stage.ts';
 import { findChanges, seqAtKey } from './resume.ts';

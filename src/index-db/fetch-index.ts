@@ -4,7 +4,7 @@
  * own connection; the dataset registration is idempotent, so all of them get the same dataset id.
  */
 import type Database from 'better-sqlite3';
-import type { ManifestRow } from '../shards/manifest.ts';
+import type { ManifestRow } from '../dataset/manifest.ts';
 import { openIndex, type IndexDb } from './db.ts';
 import { hashNormalized, normalizeUrl } from '../optout/normalize-url.ts';
 

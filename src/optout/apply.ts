@@ -7,7 +7,7 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { indexPath, openIndex, type DatasetRow, type IndexDb } from '../index-db/db.ts';
-import { journalPath, pendingRewrites, readJournal, rewriteShard, type Removal } from '../shards/rewrite.ts';
+import { journalPath, pendingRewrites, readJournal, rewriteShard, type Removal } from '../dataset/rewrite.ts';
 import { closestName } from '../util/suggest.ts';
 
 export const OPTOUT_URL: Removal = { status: 'opted_out', reason: 'optout_index', error: 'the URL is in the opt-out index' };

@@ -14,8 +14,8 @@ import { createSource } from '../sources/index.ts';
 import { prepareRecordFilter } from '../filters/index.ts';
 import { FetchProgress, type LogFormat } from './progress.ts';
 import type { FromWorker, ToWorker } from './worker.ts';
-import { shardCount, shardPaths } from '../shards/names.ts';
-import { readStats, type ShardStats } from '../shards/stats.ts';
+import { shardCount, shardPaths } from '../dataset/names.ts';
+import { readStats, type ShardStats } from '../dataset/stats.ts';
 import { SAMPLE_STATUSES, type SampleStatus } from '../shards/outcome.ts';
 import { writeFileAtomic } from '../util/atomic.ts';
 

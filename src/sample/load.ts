@@ -10,7 +10,7 @@ import path from 'node:path';
 import { MaskGitTransformer } from '../models/transformer/index.ts';
 import { VQGAN } from '../models/vqgan/index.ts';
 import { loadTextEncoder, type TextEncoder } from '../models/text/index.ts';
-import { loadVq } from '../tokenize/models.ts';
+import { loadVq } from '../models/registry.ts';
 
 export interface SamplingInfo {
   vq: string;

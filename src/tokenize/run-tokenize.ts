@@ -11,15 +11,15 @@ import path from 'node:path';
 import sharp from 'sharp';
 import { tf, type BackendName } from '../runtime/backend.ts';
 import { encodeFloat16 } from '../runtime/float16.ts';
-import { shardName, shardPaths } from '../shards/names.ts';
+import { shardName, shardPaths } from '../dataset/names.ts';
 import { readTarSamples } from '../shards/tar-reader.ts';
 import { writeFileAtomic } from '../util/atomic.ts';
 import {
   EMPTY_FILE, cacheDir, cacheShardPath, readCacheManifest, tableBytes, textTable, tokenTable, writeCacheManifest,
   type CacheKind, type CacheManifest,
-} from './cache-format.ts';
-import { loadText, loadVq, type LoadedText, type LoadedVq } from './models.ts';
-import { completeShards, loadExclusions, selectSamples } from './select.ts';
+} from '../dataset/cache-format.ts';
+import { loadText, loadVq, type LoadedText, type LoadedVq } from '../models/registry.ts';
+import { completeShards, loadExclusions, selectSamples } from '../dataset/select.ts';
 import { formatDuration } from '../pipeline/progress.ts';
 import { concatFloat32 } from '../util/typed-arrays.ts';
 

@@ -10,9 +10,9 @@
  * Memory: the current shard, the next one (prefetched, across epochs too), and copies of the buffered samples
  * (shuffleBuffer x one sample: 118 KB for 77x768 float16 states).
  */
-import { loadDuplicateKeys } from '../../dedup/decisions-file.ts';
-import { shardName } from '../../shards/names.ts';
-import { cacheDir } from '../../tokenize/cache-format.ts';
+import { loadDuplicateKeys } from '../../dataset/decisions-file.ts';
+import { shardName } from '../../dataset/names.ts';
+import { cacheDir } from '../../dataset/cache-format.ts';
 import { hasClassIds, listShards, loadShardData, sampleOf, type ShardData, type ShardRef } from './shard-data.ts';
 import { assembleBatch, type Batch, type Sample } from './batch.ts';
 import { SeededRandom, deriveSeed, epochOrder, weightedEpochOrder } from './random.ts';

@@ -7,8 +7,8 @@
 import { existsSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
-import { CACHE_DIR, readCacheManifest, type CacheKind } from '../../tokenize/cache-format.ts';
-import { BUILTIN_VQ_ID, hashWeightFiles } from '../../tokenize/models.ts';
+import { CACHE_DIR, readCacheManifest, type CacheKind } from '../../dataset/cache-format.ts';
+import { BUILTIN_VQ_ID, hashWeightFiles } from '../../models/registry.ts';
 import { BYT5_TINY_ID } from '../../models/text/index.ts';
 
 async function cacheIds(datasetDir: string, kind: CacheKind): Promise<string[]> {

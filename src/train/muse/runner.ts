@@ -12,7 +12,7 @@ import { tf } from '../../runtime/backend.ts';
 import { MaskGitTransformer } from '../../models/transformer/index.ts';
 import { openCheckpoint, saveSafetensors } from '../../models/safetensors.ts';
 import { writeFileAtomic } from '../../util/atomic.ts';
-import { BUILTIN_VQ_CONFIG } from '../../tokenize/models.ts';
+import { BUILTIN_VQ_CONFIG } from '../../models/registry.ts';
 import { configFromJson, derived } from '../../models/vqgan/config.ts';
 import { readFile } from 'node:fs/promises';
 import { openTokenDataset, type Batch, type LoaderState, type TokenDataset } from '../data/loader.ts';

@@ -3,7 +3,7 @@
  * Used by `muse-train`, the demo and the tests.
  */
 import type { TrainConfig } from '../config/schema.ts';
-import { resolveDatasetDir } from '../../cli/data-root.ts';
+import { resolveDatasetDir } from '../../dataset/data-root.ts';
 import { runTrainingLoop, type StageRunner } from './loop.ts';
 
 export interface TrainRunOptions {

@@ -15,8 +15,8 @@ import { Readable } from 'node:stream';
 import sharp from 'sharp';
 import { extract as tarExtract } from 'tar-stream';
 import * as tf from '@tensorflow/tfjs';
-import { loadDuplicateKeys } from '../../dedup/decisions-file.ts';
-import { shardPaths } from '../../shards/names.ts';
+import { loadDuplicateKeys } from '../../dataset/decisions-file.ts';
+import { shardPaths } from '../../dataset/names.ts';
 import { splitMemberName } from '../../shards/tar-reader.ts';
 import { SeededRandom, deriveSeed, epochOrder } from '../data/random.ts';
 

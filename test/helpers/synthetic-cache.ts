@@ -5,10 +5,10 @@
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { cacheShardPath, tableBytes, textTable, tokenTable } from '../../tokenize/cache-format.ts';
-import { encodeFloat16 } from '../../runtime/float16.ts';
-import { sampleKey, shardName } from '../../shards/names.ts';
-import { concatFloat32 } from '../../util/typed-arrays.ts';
+import { cacheShardPath, tableBytes, textTable, tokenTable } from '../../src/dataset/cache-format.ts';
+import { encodeFloat16 } from '../../src/runtime/float16.ts';
+import { sampleKey, shardName } from '../../src/dataset/names.ts';
+import { concatFloat32 } from '../../src/util/typed-arrays.ts';
 
 export interface SyntheticCacheOptions {
   /** Samples per shard index (positions 0..count-1). */

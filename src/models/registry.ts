@@ -8,8 +8,8 @@ import { createReadStream } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { tf } from '../runtime/backend.ts';
-import { VQGAN, configToJson, derived, type VqganConfig } from '../models/vqgan/index.ts';
-import { BYT5_TINY_CONFIG, loadTextEncoder, type TextEncoder } from '../models/text/index.ts';
+import { VQGAN, configToJson, derived, type VqganConfig } from './vqgan/index.ts';
+import { BYT5_TINY_CONFIG, loadTextEncoder, type TextEncoder } from './text/index.ts';
 
 /** Built-in VQGAN: 64 px -> 8x8 = 64 tokens, 256 codes of 16 dims; small enough for wasm in tests. */
 export const BUILTIN_VQ_CONFIG: Partial<VqganConfig> = {

@@ -1,11 +1,11 @@
 /** Which samples of a shard go into its caches: `ok` (and `fallback` if asked), minus dedup and opt-out decisions. */
 import { readdir } from 'node:fs/promises';
-import { loadDuplicateKeys } from '../dedup/decisions-file.ts';
+import { loadDuplicateKeys } from './decisions-file.ts';
 import { pendingOptoutKeys } from '../optout/apply.ts';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { readManifest } from '../shards/manifest.ts';
-import { shardPaths } from '../shards/names.ts';
+import { readManifest } from './manifest.ts';
+import { shardPaths } from './names.ts';
 
 export interface SelectOptions {
   includeFallbacks: boolean;

@@ -21,12 +21,12 @@ import { existsSync } from 'node:fs';
 import { readdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { TMP_SUFFIX, fsyncDir, writeFileAtomic } from '../util/atomic.ts';
-import { refreshCacheManifests } from '../tokenize/cache-format.ts';
+import { refreshCacheManifests } from './cache-format.ts';
 import { dropArrowRows } from './arrow-filter.ts';
 import { readManifest, writeManifest } from './manifest.ts';
 import { shardName, shardPaths } from './names.ts';
 import { readStats, summarize, writeStats, type ShardStats } from './stats.ts';
-import { filterTar } from './tar-filter.ts';
+import { filterTar } from '../shards/tar-filter.ts';
 
 export interface Removal {
   status: 'opted_out' | 'duplicate';
