@@ -1,6 +1,7 @@
 /** `muse-data tokenize <dataset>` (shards -> Arrow token caches) and `muse-data verify <dataset>`. */
 import type { Argv } from 'yargs';
 import { BACKEND_NAMES, initBackend, type BackendName } from '../runtime/backend.ts';
+import { isBuiltinVq } from '../models/registry.ts';
 import { runTokenize } from '../tokenize/run-tokenize.ts';
 import { parseShardRange } from '../dataset/select.ts';
 import { formatReport, verifyCaches } from '../tokenize/verify.ts';
@@ -32,7 +33,7 @@ export async function tokenizeHandler(a: Record<string, unknown>): Promise<numbe
   if (!Number.isInteger(workers) || workers < 1) throw new Error(`--workers: expected a positive integer, got ${String(a.workers)}`);
   const text = [...new Set(String(a.text).split(',').map((s) => s.trim()).filter(Boolean))];
   if (text.length === 0) throw new Error('--text: name at least one encoder');
-  if (a['image-size'] !== undefined && a.vq !== undefined && a.vq !== 'builtin') throw new Error('--image-size applies to the built-in VQGAN only');
+  if (a['image-size'] !== undefined && !isBuiltinVq(a.vq as string | undefined)) throw new Error('--image-size applies to the built-in VQGAN only');
   await initBackend(a.backend as BackendName);
   const s = await runTokenize({
     datasetDir,

@@ -12,9 +12,7 @@ import { tf } from '../../runtime/backend.ts';
 import { MaskGitTransformer } from '../../models/transformer/index.ts';
 import { openCheckpoint, saveSafetensors } from '../../models/safetensors.ts';
 import { writeFileAtomic } from '../../util/atomic.ts';
-import { BUILTIN_VQ_CONFIG } from '../../models/registry.ts';
-import { configFromJson, derived } from '../../models/vqgan/config.ts';
-import { readFile } from 'node:fs/promises';
+import { absoluteVqSpec, vqReductionFactor } from '../../models/registry.ts';
 import { openTokenDataset, type Batch, type LoaderState, type TokenDataset } from '../data/loader.ts';
 import { listShards } from '../data/shard-data.ts';
 import type { TrainConfig } from '../config/schema.ts';
@@ -39,19 +37,6 @@ export function absoluteSpec(spec: string): string {
   if (spec === 'builtin' || spec === 'byt5-tiny' || spec.startsWith('byt5-tiny')) return spec;
   const m = /^(t5|clip):(.+)$/.exec(spec);
   return m ? `${m[1]}:${path.resolve(m[2])}` : path.resolve(spec);
-}
-
-/** Pixels per token side of the VQGAN `spec` ('builtin' or a folder with config.json). */
-async function vqReductionFactor(spec: string): Promise<number> {
-  if (spec === 'builtin') return 2 ** (BUILTIN_VQ_CONFIG.channelMult!.length - 1);
-  const file = path.join(spec, 'config.json');
-  let json: Record<string, unknown>;
-  try {
-    json = JSON.parse(await readFile(file, 'utf8'));
-  } catch (err) {
-    throw new Error(`model.vq: cannot read ${file} (${(err as Error).message})`);
-  }
-  return derived(configFromJson(json)).reductionFactor;
 }
 
 export class MuseRunner implements StageRunner {
@@ -103,7 +88,7 @@ export class MuseRunner implements StageRunner {
     const trainer = new MuseTrainer(model, cfg, empty);
     const side = Math.round(Math.sqrt(model.config.num_vq_tokens));
     const info: SamplingInfo = {
-      vq: absoluteSpec(cfg.model.vq),
+      vq: absoluteVqSpec(cfg.model.vq),
       text_encoder: cfg.model.text_encoder ? absoluteSpec(cfg.model.text_encoder) : null,
       text_max_length: cfg.data.text_max_length,
       class_conditional: model.config.num_classes != null,
