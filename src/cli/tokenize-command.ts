@@ -3,7 +3,7 @@ import type { Argv } from 'yargs';
 import { BACKEND_NAMES, initBackend, type BackendName } from '../runtime/backend.ts';
 import { isBuiltinVq } from '../models/registry.ts';
 import { runTokenize } from '../tokenize/run-tokenize.ts';
-import { parseShardRange } from '../dataset/select.ts';
+import { parseShardSelection } from '../dataset/shard-selection.ts';
 import { formatReport, verifyCaches } from '../tokenize/verify.ts';
 import { resolveDataRoot } from '../dataset/data-root.ts';
 import { resolveDatasetDir } from '../dataset/data-root.ts';
@@ -16,7 +16,7 @@ export function tokenizeCommand(y: Argv) {
   return dataset(y)
     .option('vq', { type: 'string', describe: 'VQGAN folder (config.json + safetensors, open-muse names); default: builtin (vqgan-tiny-seed0, 64 px)' })
     .option('text', { type: 'string', default: 'byt5-tiny', describe: 'text encoder(s), comma-separated: byt5-tiny, t5:DIR, clip:DIR' })
-    .option('shards', { type: 'string', describe: 'shard range A-B (default: every complete shard)' })
+    .option('shards', { type: 'string', describe: 'shards, e.g. 0-99 or 3,5,7-9 (default: every complete shard)' })
     .option('workers', { type: 'number', default: 1, describe: 'worker processes, one shard at a time each' })
     .option('batch', { type: 'number', default: 16, describe: 'images (and captions) per model call' })
     .option('backend', { type: 'string', choices: BACKEND_NAMES as string[], default: 'auto', describe: 'tfjs backend' })
@@ -39,7 +39,7 @@ export async function tokenizeHandler(a: Record<string, unknown>): Promise<numbe
     datasetDir,
     vq: a.vq as string | undefined,
     text,
-    shards: a.shards === undefined ? undefined : parseShardRange(String(a.shards)),
+    shards: a.shards === undefined ? undefined : parseShardSelection(String(a.shards)),
     batch,
     includeFallbacks: a['include-fallbacks'] as boolean,
     imageSize: a['image-size'] as number | undefined,

@@ -16,6 +16,8 @@ import { FetchProgress, type LogFormat } from './progress.ts';
 import type { FromWorker, ToWorker } from './worker.ts';
 import { shardCount, shardPaths } from '../dataset/names.ts';
 import { readStats, type ShardStats } from '../dataset/stats.ts';
+import { isShardComplete } from '../dataset/complete-shards.ts';
+import { parseShardSelection as parseSelection } from '../dataset/shard-selection.ts';
 import { SAMPLE_STATUSES, type SampleStatus } from '../shards/outcome.ts';
 import { writeFileAtomic } from '../util/atomic.ts';
 
@@ -54,20 +56,13 @@ export class FetchError extends Error {}
  */
 const SHARDS_PER_PROCESS = 2;
 
-/** Parses "0-99", "3,5,7-9", "4" into sorted shard indices, checked against the shard count. */
+/** Parses "0-99", "3,5,7-9", "4" into sorted shard indices, checked against the shard count (the one grammar). */
 export function parseShardSelection(spec: string | undefined, total: number): number[] {
-  if (spec === undefined || spec === '' || spec === 'all') return Array.from({ length: total }, (_, i) => i);
-  const out = new Set<number>();
-  for (const part of spec.split(',')) {
-    const m = /^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$/.exec(part);
-    if (!m) throw new FetchError(`--shards: cannot read '${part}' (expected e.g. 0-99 or 3,5,7-9)`);
-    const a = Number(m[1]);
-    const b = m[2] === undefined ? a : Number(m[2]);
-    if (b < a) throw new FetchError(`--shards: range '${part}' runs backwards`);
-    if (b >= total) throw new FetchError(`--shards: shard ${b} does not exist; the input has ${total} shard(s) (0-${total - 1})`);
-    for (let i = a; i <= b; i++) out.add(i);
+  try {
+    return parseSelection(spec, total);
+  } catch (err) {
+    throw new FetchError((err as Error).message);
   }
-  return [...out].sort((x, y) => x - y);
 }
 
 export async function runFetch(o: FetchOptions): Promise<FetchSummary> {
@@ -84,7 +79,7 @@ export async function runFetch(o: FetchOptions): Promise<FetchSummary> {
     const selected = parseShardSelection(o.shards, total);
     await mkdir(path.join(o.datasetDir, 'shards'), { recursive: true });
     await registerDataset(o, totalRows, total);
-    const pending = selected.filter((s) => !existsSync(shardPaths(o.datasetDir, s).stats));
+    const pending = selected.filter((s) => !isShardComplete(o.datasetDir, s));
     const pendingRows = pending.reduce((n, s) => n + Math.min(o.cfg.samples_per_shard, totalRows - s * o.cfg.samples_per_shard), 0);
     const progress = new FetchProgress(pendingRows, pending.length, o.logFormat);
     progress.message(

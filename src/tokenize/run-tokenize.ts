@@ -8,7 +8,6 @@ import { fork } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import sharp from 'sharp';
 import { tf, type BackendName } from '../runtime/backend.ts';
 import { encodeFloat16 } from '../runtime/float16.ts';
 import { shardName, shardPaths } from '../dataset/names.ts';
@@ -21,6 +20,7 @@ import {
 import { loadText, loadVq, type LoadedText, type LoadedVq } from '../models/registry.ts';
 import { completeShards, loadExclusions, selectSamples } from '../dataset/select.ts';
 import { formatDuration } from '../pipeline/progress.ts';
+import { imageToFloats } from '../image/to-floats.ts';
 import { concatFloat32 } from '../util/typed-arrays.ts';
 
 export interface TokenizeOptions {
@@ -29,7 +29,8 @@ export interface TokenizeOptions {
   vq?: string;
   /** Text encoder specs (byt5-tiny, t5:DIR, clip:DIR). */
   text: string[];
-  shards?: [number, number];
+  /** Shard indices to consider (`--shards`, parseShardSelection); default every complete shard. */
+  shards?: number[];
   batch: number;
   includeFallbacks: boolean;
   imageSize?: number;
@@ -265,7 +266,7 @@ async function encodeImages(datasetDir: string, shard: number, keys: string[], v
     if (s.key !== keys[next]) throw new Error(`shard ${shardName(shard)}: tar has ${s.key} where ${keys[next]} was expected (tar and manifest disagree)`);
     const ext = IMAGE_EXTS.find((e) => s.files[e]);
     if (!ext) throw new Error(`shard ${shardName(shard)}: sample ${s.key} has no image`);
-    pending.push(await decodeImage(s.files[ext], res));
+    pending.push(await decodeImage(s.files[ext], res, `shard ${shardName(shard)}: sample ${s.key}`));
     next++;
     if (pending.length >= batch) flush();
   }
@@ -274,12 +275,9 @@ async function encodeImages(datasetDir: string, shard: number, keys: string[], v
   return out;
 }
 
-/** Image bytes -> RGB [size, size, 3] in [0, 1]: scaled to cover the square, centre-cropped. */
-export async function decodeImage(bytes: Buffer, size: number): Promise<Float32Array> {
-  const raw = await sharp(bytes).removeAlpha().toColourspace('srgb').resize(size, size, { fit: 'cover', position: 'centre' }).raw().toBuffer();
-  const px = new Float32Array(size * size * 3);
-  for (let i = 0; i < px.length; i++) px[i] = raw[i] / 255;
-  return px;
+/** Image bytes -> RGB [size, size, 3] in [0, 1]: the decode the VQGAN stage trains on (src/image/to-floats.ts). */
+export async function decodeImage(bytes: Buffer, size: number, what?: string): Promise<Float32Array> {
+  return imageToFloats(bytes, size, { what });
 }
 
 /** Captions -> rows for textTable (ids and float16 hidden states at real length, pooled). */

@@ -28,6 +28,8 @@ export interface MuseRunnerOptions {
   /** Dataset folders (data.path resolved). */
   datasetDirs: string[];
   runDir: string;
+  /** Data root whose index lists opt-outs not applied yet (those samples are never read). */
+  dataRoot?: string;
   /** Renders sample grids (the sampler); absent: no periodic samples. */
   sampleGrid?: (checkpointDir: string, outPng: string) => Promise<void>;
 }
@@ -81,6 +83,7 @@ export class MuseRunner implements StageRunner {
       shuffleBuffer: cfg.data.shuffle_buffer,
       textMaxLength: cfg.data.text_max_length ?? undefined,
       classIds: cfg.model.transformer.num_classes != null ? true : undefined,
+      dataRoot: opts.dataRoot,
     };
     const loader = await openTokenDataset(loaderOpts);
     const model = new MaskGitTransformer(cfg.model.transformer, { seed: cfg.training.seed });
