@@ -19,6 +19,7 @@ import { writeDuplicatesFile } from '../src/dataset/decisions-file.ts';
 import { completeShards } from '../src/dataset/complete-shards.ts';
 import { selectSamples, usableRule } from '../src/dataset/select.ts';
 import { parseShardSelection } from '../src/dataset/shard-selection.ts';
+import { datasetName, readDatasetJson } from '../src/dataset/dataset-json.ts';
 import { OptoutStore } from '../src/optout/store.ts';
 import { openIndex } from '../src/index-db/db.ts';
 import { initBackend } from '../src/runtime/backend.ts';
@@ -166,4 +167,22 @@ test('one --shards grammar for fetch and tokenize', () => {
   assert.throws(() => parseShardSelection('3-1'), /--shards: 3-1 is empty/);
   assert.throws(() => parseShardSelection('x'), /--shards: cannot read 'x'/);
   assert.throws(() => parseShardSelection('0-12', 10), /shard 12 does not exist; the input has 10 shard/);
+});
+
+test('dataset.json: typed reader of what fetch wrote; a damaged file is named in the error', async () => {
+  const j = readDatasetJson<{ samples_per_shard: number }>(dataset);
+  assert.ok(j);
+  assert.equal(j.name, 'sample');
+  assert.equal(j.pipeline.samples_per_shard, 20);
+  assert.equal(j.shards, Math.ceil(j.total_rows / 20));
+  assert.equal(datasetName(dataset), 'sample');
+  const other = await mkdtemp(path.join(os.tmpdir(), 'muse-dsjson-'));
+  try {
+    assert.equal(readDatasetJson(other), null);
+    assert.equal(datasetName(other), path.basename(other));
+    await writeFile(path.join(other, 'dataset.json'), '{"name": "x", ');
+    assert.throws(() => readDatasetJson(other), /dataset\.json: not readable JSON/);
+  } finally {
+    await rm(other, { recursive: true, force: true });
+  }
 });

@@ -12,12 +12,13 @@
  *   A and C is near B but not A, C is kept. No two kept samples are within the distance.
  * - references are all kept and never get decisions; only the target dataset does.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { openIndex, type IndexDb } from '../index-db/db.ts';
 import { applyDecisions, type ApplyResult } from './apply.ts';
 import { checkDistance } from './bands.ts';
 import { writeDuplicatesFile, type DuplicateRow } from '../dataset/decisions-file.ts';
+import { datasetName } from '../dataset/dataset-json.ts';
 import { indexFromManifests } from './index-manifests.ts';
 import { runPhashStage, type PhashStageResult } from './phash-stage.ts';
 import { findChanges, seqAtKey } from './resume.ts';
@@ -68,15 +69,6 @@ export function parseKinds(list: string): DedupKind[] {
   for (const k of kinds) if (!(KINDS as readonly string[]).includes(k)) throw new DedupError(`unknown dedup kind '${k}' (kinds: ${KINDS.join(', ')})`);
   if (!kinds.length) throw new DedupError('--kinds names no kind');
   return KINDS.filter((k) => kinds.includes(k));
-}
-
-function datasetName(dir: string): string {
-  const meta = path.join(dir, 'dataset.json');
-  if (existsSync(meta)) {
-    const name = (JSON.parse(readFileSync(meta, 'utf8')) as { name?: unknown }).name;
-    if (typeof name === 'string' && name) return name;
-  }
-  return path.basename(dir);
 }
 
 function resolveReferences(index: IndexDb, targetId: number, against: readonly string[]): Array<{ id: number; name: string }> {

@@ -4,8 +4,7 @@
  */
 import { fork } from 'node:child_process';
 import pLimit from 'p-limit';
-import { existsSync } from 'node:fs';
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { PipelineConfig } from './config-types.ts';
 import type { ContextOptions } from './context.ts';
@@ -17,9 +16,9 @@ import type { FromWorker, ToWorker } from './worker.ts';
 import { shardCount, shardPaths } from '../dataset/names.ts';
 import { readStats, type ShardStats } from '../dataset/stats.ts';
 import { isShardComplete } from '../dataset/complete-shards.ts';
+import { datasetJsonPath, readDatasetJson, writeDatasetJson } from '../dataset/dataset-json.ts';
 import { parseShardSelection as parseSelection } from '../dataset/shard-selection.ts';
 import { SAMPLE_STATUSES, type SampleStatus } from '../shards/outcome.ts';
-import { writeFileAtomic } from '../util/atomic.ts';
 
 export interface FetchOptions {
   cfg: PipelineConfig;
@@ -162,10 +161,10 @@ async function runInProcess(
  * give a dataset no single config describes.
  */
 async function registerDataset(o: FetchOptions, totalRows: number, shards: number): Promise<void> {
-  const file = path.join(o.datasetDir, 'dataset.json');
+  const file = datasetJsonPath(o.datasetDir);
   const outputShaping = (cfg: PipelineConfig) => JSON.stringify({ input: cfg.input, filters: cfg.filters, image: cfg.image, dead_links: cfg.dead_links, samples_per_shard: cfg.samples_per_shard });
-  if (existsSync(file)) {
-    const prev = JSON.parse(await readFile(file, 'utf8')) as { pipeline: PipelineConfig };
+  const prev = readDatasetJson<PipelineConfig>(o.datasetDir);
+  if (prev) {
     if (outputShaping(prev.pipeline) !== outputShaping(o.cfg)) {
       throw new FetchError(
         `${o.datasetDir} was fetched with a different pipeline configuration (input, filters, image or shard size differ; see ${file}). ` +
@@ -174,7 +173,7 @@ async function registerDataset(o: FetchOptions, totalRows: number, shards: numbe
     }
     return;
   }
-  await writeFileAtomic(file, JSON.stringify({ name: o.cfg.name, total_rows: totalRows, shards, created: new Date().toISOString(), pipeline: o.cfg }, null, 2) + '\n');
+  await writeDatasetJson(o.datasetDir, { name: o.cfg.name, total_rows: totalRows, shards, created: new Date().toISOString(), pipeline: o.cfg });
 }
 
 async function runInWorkers(
