@@ -2,7 +2,6 @@
  * `muse-data fetch`: selects the shards still to do, runs them in this process (`--workers 1`) or in worker
  * processes, shows progress and returns a summary built from the shards' stats files.
  */
-import { fork } from 'node:child_process';
 import pLimit from 'p-limit';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
@@ -12,7 +11,8 @@ import type { ShardJobContext } from './shard-job.ts';
 import { createSource } from '../sources/index.ts';
 import { prepareRecordFilter } from '../filters/index.ts';
 import { FetchProgress, type LogFormat } from './progress.ts';
-import type { FromWorker, ToWorker } from './worker.ts';
+import type { FromWorker } from './worker.ts';
+import { runShardPool } from '../runtime/shard-pool.ts';
 import { shardCount, shardPaths } from '../dataset/names.ts';
 import { readStats, type ShardStats } from '../dataset/stats.ts';
 import { isShardComplete } from '../dataset/complete-shards.ts';
@@ -184,53 +184,30 @@ async function runInWorkers(
   failed: FetchSummary['shards_failed'],
   rss: { maxKb: number },
 ): Promise<void> {
-  const queue = [...pending];
-  const workerFile = path.join(import.meta.dirname, 'worker.ts');
-  await Promise.all(
-    Array.from({ length: n }, () =>
-      new Promise<void>((resolve) => {
-        const child = fork(workerFile, [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-        const running = new Map<number, number>(); // shard -> start time
-        const next = () => {
-          const shard = queue.shift();
-          if (shard === undefined) {
-            if (running.size === 0) child.send({ type: 'stop' } satisfies ToWorker);
-            return;
-          }
-          running.set(shard, Date.now());
-          child.send({ type: 'shard', shard } satisfies ToWorker);
-        };
-        const finished = (shard: number) => {
-          running.delete(shard);
-          next();
-        };
-        child.on('message', (m: FromWorker) => {
-          if (m.type === 'hello') child.send({ type: 'init', options } satisfies ToWorker);
-          else if (m.type === 'ready') for (let i = 0; i < SHARDS_PER_PROCESS; i++) next();
-          else if (m.type === 'rows') for (const [s, c] of Object.entries(m.counts)) progress.row(s as SampleStatus, c);
-          else if (m.type === 'done') {
-            rss.maxKb = Math.max(rss.maxKb, m.max_rss_kb);
-            progress.shardDone(m.shard, (Date.now() - (running.get(m.shard) ?? Date.now())) / 1000);
-            finished(m.shard);
-          } else if (m.type === 'error') {
-            if (m.shard === null) {
-              progress.message(`worker failed to start: ${m.message}`);
-              failed.push(...queue.splice(0).map((shard) => ({ shard, error: m.message })));
-              child.kill();
-              return;
-            }
-            failed.push({ shard: m.shard, error: m.message.split('\n')[0] });
-            progress.message(`shard ${m.shard} failed: ${m.message}`);
-            finished(m.shard);
-          }
-        });
-        child.on('exit', (code) => {
-          for (const shard of running.keys()) failed.push({ shard, error: `worker exited with code ${code} while running it` });
-          resolve();
-        });
-      }),
-    ),
-  );
+  type Done = Extract<FromWorker, { type: 'done' }>;
+  const r = await runShardPool<ContextOptions, Done>({
+    workerFile: path.join(import.meta.dirname, 'worker.ts'),
+    workers: n,
+    shards: pending,
+    init: options,
+    perWorker: SHARDS_PER_PROCESS,
+    onMessage: (m) => {
+      const rows = m as FromWorker;
+      if (rows.type === 'rows') for (const [s, c] of Object.entries(rows.counts)) progress.row(s as SampleStatus, c);
+    },
+    onDone: (m, seconds) => {
+      rss.maxKb = Math.max(rss.maxKb, m.max_rss_kb);
+      progress.shardDone(m.shard, seconds);
+    },
+    onFailed: (shard, message) => {
+      failed.push({ shard, error: message.split('\n')[0] });
+      progress.message(`shard ${shard} failed: ${message}`);
+    },
+  });
+  if (r.startError) {
+    progress.message(`worker failed to start: ${r.startError}`);
+    failed.push(...r.notStarted.map((shard) => ({ shard, error: r.startError! })));
+  }
 }
 
 export type { ShardStats };

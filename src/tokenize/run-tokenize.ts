@@ -4,7 +4,6 @@
  * file present is skipped, so a rerun (after kill -9 too) redoes only unfinished shards. With `workers` > 1 the
  * shards run in worker processes (./worker.ts) that write the cache files; this process alone writes the manifests.
  */
-import { fork } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
@@ -21,6 +20,7 @@ import { loadText, loadVq, type LoadedText, type LoadedVq } from '../models/regi
 import { completeShards, loadExclusions, selectSamples } from '../dataset/select.ts';
 import { formatDuration } from '../pipeline/progress.ts';
 import { imageToFloats } from '../image/to-floats.ts';
+import { runShardPool } from '../runtime/shard-pool.ts';
 import { concatFloat32 } from '../util/typed-arrays.ts';
 
 export interface TokenizeOptions {
@@ -47,7 +47,7 @@ export type ToTokenizeWorker = { type: 'init'; options: WorkerOptions } | { type
 export type FromTokenizeWorker =
   | { type: 'hello' }
   | { type: 'ready' }
-  | { type: 'done'; result: ShardResult }
+  | { type: 'done'; shard: number; result: ShardResult }
   | { type: 'error'; shard: number | null; message: string };
 
 export interface TokenizeSummary {
@@ -173,42 +173,21 @@ export async function tokenizeShard(shard: number, ctx: TokenizeContext): Promis
  * cache files and report the entries, and this process alone records them in the manifests.
  */
 async function runInWorkers(pending: number[], n: number, o: TokenizeOptions, record: (r: ShardResult) => Promise<void>): Promise<void> {
-  const queue = [...pending];
-  const workerFile = path.join(import.meta.dirname, 'worker.ts');
   const { log: _log, ...rest } = o;
   const options: WorkerOptions = { ...rest, workers: 1, backend: tf.getBackend() as BackendName };
   const errors: string[] = [];
-  // manifest writes are serialised (one chain), in the order shards finish
-  let chain = Promise.resolve();
-  await Promise.all(Array.from({ length: n }, () => new Promise<void>((resolve) => {
-    const child = fork(workerFile, [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-    let running: number | undefined;
-    const next = () => {
-      running = errors.length ? undefined : queue.shift();
-      if (running === undefined) child.send({ type: 'stop' } satisfies ToTokenizeWorker);
-      else child.send({ type: 'shard', shard: running } satisfies ToTokenizeWorker);
-    };
-    child.on('message', (m: FromTokenizeWorker) => {
-      if (m.type === 'hello') child.send({ type: 'init', options } satisfies ToTokenizeWorker);
-      else if (m.type === 'ready') next();
-      else if (m.type === 'done') {
-        running = undefined;
-        chain = chain.then(() => record(m.result)).catch((err: Error) => { errors.push(err.message); });
-        void chain.then(next);
-      } else if (m.type === 'error') {
-        errors.push(m.shard === null ? `tokenize worker failed to start: ${m.message}` : `shard ${shardName(m.shard)}: ${m.message.split('\n')[0]}`);
-        running = undefined;
-        child.send({ type: 'stop' } satisfies ToTokenizeWorker);
-      }
-    });
-    child.on('error', (err) => errors.push(`tokenize worker: ${err.message}`));
-    child.on('exit', (code) => {
-      if (running !== undefined) errors.push(`shard ${shardName(running)}: tokenize worker exited with code ${code} while running it`);
-      resolve();
-    });
-  })));
-  await chain;
-  if (!errors.length && queue.length) errors.push(`tokenize workers exited with ${queue.length} shard(s) not run`);
+  // the pool hands finished shards over one at a time: manifest writes are serialised, in the order shards finish
+  const r = await runShardPool<WorkerOptions, Extract<FromTokenizeWorker, { type: 'done' }>>({
+    workerFile: path.join(import.meta.dirname, 'worker.ts'),
+    workers: n,
+    shards: pending,
+    init: options,
+    stopOnFailure: true,
+    onDone: (m) => record(m.result),
+    onFailed: (shard, message) => errors.push(`shard ${shardName(shard)}: ${message.split('\n')[0]}`),
+  });
+  if (r.startError) errors.push(`tokenize worker failed to start: ${r.startError}`);
+  if (!errors.length && r.notStarted.length) errors.push(`tokenize workers exited with ${r.notStarted.length} shard(s) not run`);
   if (errors.length) throw new Error(errors.join('\n'));
 }
 
