@@ -21,7 +21,7 @@ import { existsSync } from 'node:fs';
 import { readdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { TMP_SUFFIX, fsyncDir, writeFileAtomic } from '../util/atomic.ts';
-import { refreshCacheManifests } from './cache-format.ts';
+import { CACHE_DIR, refreshCacheManifests } from './cache-format.ts';
 import { dropArrowRows } from './arrow-filter.ts';
 import { readManifest, writeManifest } from './manifest.ts';
 import { shardName, shardPaths } from './names.ts';
@@ -48,8 +48,8 @@ export interface RewriteOptions {
   afterStep?: (step: string) => void | Promise<void>;
 }
 
-/** Cache folders holding one Arrow file per shard, keyed by sample key. */
-export const CACHE_DIRS = ['tokens', 'text'] as const;
+/** Cache folders holding one Arrow file per shard, keyed by sample key (cache-format.ts names them). */
+export const CACHE_DIRS = Object.values(CACHE_DIR);
 
 export function journalPath(datasetDir: string, shard: number): string {
   return path.join(datasetDir, 'shards', `${shardName(shard)}.rewrite.json`);

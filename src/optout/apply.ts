@@ -1,7 +1,7 @@
 /**
  * `optout apply`: removes opted-out samples from datasets already fetched. The index says which samples are
  * affected (URL or image sha256 opted out, sample still in its tar), so no shard is scanned; each affected shard
- * is rewritten once (src/shards/rewrite.ts) and the samples' status in the index updated after it. Unfinished
+ * is rewritten once (src/dataset/rewrite.ts) and the samples' status in the index updated after it. Unfinished
  * rewrites left by a killed run are finished first.
  */
 import { existsSync } from 'node:fs';

@@ -1,5 +1,5 @@
 /**
- * Writes small deterministic token + text caches in the cache format (src/tokenize/cache-format.ts), for the
+ * Writes small deterministic token + text caches in the cache format (src/dataset/cache-format.ts), for the
  * loader's tests and benchmark. Every value is a function of (shard, position), so readers can check them.
  * Half values are multiples of 1/8 in [-4, 4): exact in float16.
  */
