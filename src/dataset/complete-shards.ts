@@ -3,8 +3,7 @@
  * writes it last, after the tar and the manifest). A `.tar` without it is a shard fetch has not finished.
  */
 import { existsSync, readdirSync } from 'node:fs';
-import path from 'node:path';
-import { shardPaths } from './names.ts';
+import { shardPaths, shardsDir } from './names.ts';
 
 export function isShardComplete(datasetDir: string, shard: number): boolean {
   return existsSync(shardPaths(datasetDir, shard).stats);
@@ -12,7 +11,7 @@ export function isShardComplete(datasetDir: string, shard: number): boolean {
 
 /** Complete shards, ascending; with `selection`, only those in it. */
 export function completeShardsSync(datasetDir: string, selection?: readonly number[]): number[] {
-  const dir = path.join(datasetDir, 'shards');
+  const dir = shardsDir(datasetDir);
   if (!existsSync(dir)) return [];
   const wanted = selection ? new Set(selection) : undefined;
   const out: number[] = [];

@@ -24,7 +24,7 @@ import { TMP_SUFFIX, fsyncDir, writeFileAtomic } from '../util/atomic.ts';
 import { CACHE_DIR, refreshCacheManifests } from './cache-format.ts';
 import { dropArrowRows } from './arrow-filter.ts';
 import { readManifest, writeManifest } from './manifest.ts';
-import { shardName, shardPaths } from './names.ts';
+import { shardName, shardPaths, shardsDir } from './names.ts';
 import { readStats, summarize, writeStats, type ShardStats } from './stats.ts';
 import { filterTar } from '../shards/tar-filter.ts';
 
@@ -52,12 +52,12 @@ export interface RewriteOptions {
 export const CACHE_DIRS = Object.values(CACHE_DIR);
 
 export function journalPath(datasetDir: string, shard: number): string {
-  return path.join(datasetDir, 'shards', `${shardName(shard)}.rewrite.json`);
+  return path.join(shardsDir(datasetDir), `${shardName(shard)}.rewrite.json`);
 }
 
 /** Shards with an unfinished rewrite (a journal left by a killed run). */
 export async function pendingRewrites(datasetDir: string): Promise<number[]> {
-  const dir = path.join(datasetDir, 'shards');
+  const dir = shardsDir(datasetDir);
   if (!existsSync(dir)) return [];
   const out: number[] = [];
   for (const f of await readdir(dir)) {

@@ -19,6 +19,7 @@ import { applyDecisions, type ApplyResult } from './apply.ts';
 import { checkDistance } from './bands.ts';
 import { writeDuplicatesFile, type DuplicateRow } from '../dataset/decisions-file.ts';
 import { datasetName } from '../dataset/dataset-json.ts';
+import { shardsDir } from '../dataset/names.ts';
 import { indexFromManifests } from './index-manifests.ts';
 import { runPhashStage, type PhashStageResult } from './phash-stage.ts';
 import { findChanges, seqAtKey } from './resume.ts';
@@ -89,7 +90,7 @@ export async function runDedup(o: DedupOptions): Promise<DedupSummary> {
   const distance = o.distance ?? DEFAULT_DISTANCE;
   checkDistance(distance);
   const datasetDir = path.resolve(o.datasetDir);
-  if (!existsSync(path.join(datasetDir, 'shards'))) throw new DedupError(`${datasetDir} is not a dataset folder (no shards/)`);
+  if (!existsSync(shardsDir(datasetDir))) throw new DedupError(`${datasetDir} is not a dataset folder (no shards/)`);
   const name = datasetName(datasetDir);
 
   const ms: Record<string, number> = {};
