@@ -22,7 +22,7 @@ import { parseShardSelection } from '../src/dataset/shard-selection.ts';
 import { datasetName, readDatasetJson } from '../src/dataset/dataset-json.ts';
 import { OptoutStore } from '../src/optout/store.ts';
 import { openIndex } from '../src/index-db/db.ts';
-import { initBackend } from '../src/runtime/backend.ts';
+import { initBackend, tf } from '../src/runtime/backend.ts';
 import { BUILTIN_VQ_ID } from '../src/models/registry.ts';
 import { decodeImage, runTokenize } from '../src/tokenize/run-tokenize.ts';
 import { openTokenDataset } from '../src/train/data/loader.ts';
@@ -30,6 +30,9 @@ import { listImageShards, openPixelDataset } from '../src/train/vqgan/pixel-data
 import { readTarSamples } from '../src/shards/tar-reader.ts';
 import { imageToFloats } from '../src/image/to-floats.ts';
 import { writeShardRecords } from './helpers/shard-records.ts';
+import { TINY_VQ_CONFIG, writeTinyCheckpoint } from './helpers/tiny-checkpoint.ts';
+import { sample } from '../src/sample/sample.ts';
+import { loadCheckpoint } from '../src/sample/load.ts';
 
 const root = path.resolve(import.meta.dirname, '..');
 let dataset: string;
@@ -184,5 +187,27 @@ test('dataset.json: typed reader of what fetch wrote; a damaged file is named in
     assert.throws(() => readDatasetJson(other), /dataset\.json: not readable JSON/);
   } finally {
     await rm(other, { recursive: true, force: true });
+  }
+});
+
+test('one decode: the sampler encodes an --init-image as tokenize does (a greyscale one works)', async () => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'muse-init-'));
+  try {
+    const ckpt = await writeTinyCheckpoint(dir);
+    const res = TINY_VQ_CONFIG.resolution!;
+    const grey = await sharp({ create: { width: 40, height: 24, channels: 3, background: { r: 90, g: 90, b: 90 } } }).greyscale().png().toBuffer();
+    const mask = await sharp({ create: { width: res, height: res, channels: 3, background: { r: 0, g: 0, b: 0 } } }).png().toBuffer();
+    const r = await sample({ checkpoint: ckpt, prompts: ['a grey square'], steps: 2, seed: 1, init: { image: grey, mask } });
+    // an all-black mask keeps every token: the result is exactly the VQ encode of the shared decode
+    const ck = await loadCheckpoint(ckpt);
+    try {
+      const ids = ck.vq.encode(tf.tensor4d(await imageToFloats(grey, res), [1, res, res, 3]));
+      assert.deepEqual([...r.images[0].ids], [...(ids.dataSync() as Int32Array)]);
+      ids.dispose();
+    } finally {
+      ck.dispose();
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
   }
 });
