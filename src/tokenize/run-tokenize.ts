@@ -10,7 +10,7 @@ import path from 'node:path';
 import { tf, type BackendName } from '../runtime/backend.ts';
 import { encodeFloat16 } from '../runtime/float16.ts';
 import { shardName, shardPaths } from '../dataset/names.ts';
-import { readTarSamples } from '../shards/tar-reader.ts';
+import { imageOf, readTarSamples } from '../shards/tar-reader.ts';
 import { writeFileAtomic } from '../util/atomic.ts';
 import {
   EMPTY_FILE, cacheDir, cacheShardPath, readCacheManifest, tableBytes, textTable, tokenTable, writeCacheManifest,
@@ -58,7 +58,6 @@ export interface TokenizeSummary {
   samples: number;
 }
 
-const IMAGE_EXTS = ['jpg', 'jpeg', 'png', 'webp'];
 
 export async function runTokenize(o: TokenizeOptions): Promise<TokenizeSummary> {
   const log = o.log ?? ((m: string) => process.stderr.write(m + '\n'));
@@ -243,9 +242,9 @@ async function encodeImages(datasetDir: string, shard: number, keys: string[], v
   for await (const s of readTarSamples(shardPaths(datasetDir, shard).tar)) {
     if (!want.has(s.key)) continue;
     if (s.key !== keys[next]) throw new Error(`shard ${shardName(shard)}: tar has ${s.key} where ${keys[next]} was expected (tar and manifest disagree)`);
-    const ext = IMAGE_EXTS.find((e) => s.files[e]);
-    if (!ext) throw new Error(`shard ${shardName(shard)}: sample ${s.key} has no image`);
-    pending.push(await decodeImage(s.files[ext], res, `shard ${shardName(shard)}: sample ${s.key}`));
+    const image = imageOf(s.files);
+    if (!image) throw new Error(`shard ${shardName(shard)}: sample ${s.key} has no image`);
+    pending.push(await decodeImage(image, res, `shard ${shardName(shard)}: sample ${s.key}`));
     next++;
     if (pending.length >= batch) flush();
   }

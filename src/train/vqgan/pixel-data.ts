@@ -18,10 +18,9 @@ import { readManifest } from '../../dataset/manifest.ts';
 import { shardName, shardPaths } from '../../dataset/names.ts';
 import { isUsable, usableRule, type UsableRule } from '../../dataset/select.ts';
 import { imageToFloats } from '../../image/to-floats.ts';
-import { splitMemberName } from '../../shards/tar-reader.ts';
+import { imageOf, splitMemberName } from '../../shards/tar-reader.ts';
 import { SeededRandom, deriveSeed, epochOrder } from '../data/random.ts';
 
-const IMAGE_EXTS = ['jpg', 'jpeg', 'png', 'webp'];
 
 export interface PixelDatasetOptions {
   datasetDir: string;
@@ -108,10 +107,10 @@ export async function readShardImages(datasetDir: string, shard: number, rule: U
   for (const key of order) {
     if (!usable.has(key)) continue;
     const files = samples.get(key)!;
-    const ext = IMAGE_EXTS.find((e) => files[e]);
-    if (!ext) throw new Error(`${file}: sample ${key} has no image (tar and manifest disagree)`);
+    const image = imageOf(files);
+    if (!image) throw new Error(`${file}: sample ${key} has no image (tar and manifest disagree)`);
     out.keys.push(key);
-    out.images.push(files[ext]);
+    out.images.push(image);
   }
   return out;
 }
