@@ -24,7 +24,7 @@ export interface SelectOptions {
 export type UsableRule = SelectOptions;
 
 /** The rule for a dataset: its exclusions (dedup.arrow + pending opt-outs in the index at `dataRoot`). */
-export async function usableRule(datasetDir: string, o: { dataRoot?: string; includeFallbacks?: boolean } = {}): Promise<UsableRule> {
+export async function usableRule(datasetDir: string, o: { dataRoot?: string; includeFallbacks?: boolean } = {}): Promise<UsableRule & { exclude: Set<string> }> {
   return { includeFallbacks: o.includeFallbacks ?? false, exclude: await loadExclusions(datasetDir, o.dataRoot) };
 }
 

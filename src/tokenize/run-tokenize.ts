@@ -17,7 +17,7 @@ import {
   type CacheKind, type CacheManifest,
 } from '../dataset/cache-format.ts';
 import { loadText, loadVq, type LoadedText, type LoadedVq } from '../models/registry.ts';
-import { completeShards, loadExclusions, selectSamples } from '../dataset/select.ts';
+import { completeShards, selectSamples, usableRule } from '../dataset/select.ts';
 import { formatDuration } from '../pipeline/progress.ts';
 import { imageToFloats } from '../image/to-floats.ts';
 import { runShardPool } from '../runtime/shard-pool.ts';
@@ -132,7 +132,8 @@ export async function loadTokenizeContext(o: TokenizeOptions): Promise<TokenizeC
   };
   try {
     for (const spec of o.text) texts.push(await loadText(spec));
-    return { o, vq, texts, exclude: await loadExclusions(o.datasetDir, o.dataRoot), dispose };
+    const rule = await usableRule(o.datasetDir, { dataRoot: o.dataRoot, includeFallbacks: o.includeFallbacks });
+    return { o, vq, texts, exclude: rule.exclude, dispose };
   } catch (err) {
     dispose();
     throw err;
