@@ -30,7 +30,7 @@ import path from 'node:path';
 import { parquetWriteBuffer } from 'hyparquet-writer';
 import { DEFAULT_IMAGE } from '../src/pipeline/config.ts';
 import type { ImageConfig } from '../src/pipeline/config-types.ts';
-import type { ShardStats } from '../src/shards/stats.ts';
+import type { ShardStats } from '../src/dataset/stats.ts';
 import { cacheDir, catalog, ensureRendered, itemFile, type CatalogItem } from './fetch-data.ts';
 import type { FromServer, ToServer } from './fetch-server.ts';
 import type { FromImageStage, ToImageStage } from './fetch-image-stage.ts';

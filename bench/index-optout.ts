@@ -18,7 +18,7 @@ import { openFetchIndex } from '../src/index-db/fetch-index.ts';
 import { OptoutStore } from '../src/optout/store.ts';
 import { importOptouts } from '../src/optout/import.ts';
 import { checkUrl } from '../src/optout/check.ts';
-import type { ManifestRow } from '../src/shards/manifest.ts';
+import type { ManifestRow } from '../src/dataset/manifest.ts';
 
 export interface OptoutBenchOptions {
   quick?: boolean;

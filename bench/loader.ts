@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
 import { openTokenDataset, type TokenDatasetOptions } from '../src/train/data/loader.ts';
-import { syntheticKey, writeSyntheticCaches } from '../src/train/data/synthetic-cache.ts';
+import { syntheticKey, writeSyntheticCaches } from '../test/helpers/synthetic-cache.ts';
 import { ShardTarWriter } from '../src/shards/tar-writer.ts';
 import { readTarSamples } from '../src/shards/tar-reader.ts';
 import { configureSharp } from '../src/image/sharp-setup.ts';

@@ -61,6 +61,11 @@ const BENCHMARKS: Record<string, Benchmark> = {
     defaultRuns: 1,
     run: standalone(async () => (await import('./index-dedup.ts')).benchDedup),
   },
+  decode: {
+    description: 'the shared image decode of tokenize and VQGAN training (issue 12) vs tokenize\'s previous decode: images/s',
+    defaultRuns: 1,
+    run: standalone(async () => (await import('./decode.ts')).benchDecode),
+  },
   tokenize: {
     description: 'muse-data tokenize (issue 5): images/s of the built-in VQGAN + byt5-tiny per backend (tensorflow if installed, wasm, cpu; --backend NAME for one)',
     defaultRuns: 1,

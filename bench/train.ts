@@ -12,7 +12,7 @@ import { loadTrainConfig } from '../src/train/config/load.ts';
 import { MuseRunner } from '../src/train/muse/runner.ts';
 import { runTrainingLoop } from '../src/train/run/loop.ts';
 import { readJsonl } from '../src/train/core/index.ts';
-import { writeSyntheticCaches } from '../src/train/data/synthetic-cache.ts';
+import { writeSyntheticCaches } from '../test/helpers/synthetic-cache.ts';
 import { markdownTable, median, round } from './lib.ts';
 
 const CONFIGS_DIR = path.resolve(import.meta.dirname, '../configs');

@@ -16,11 +16,11 @@ import { bandRadii, halvesToHex, distance64, phashHalves, flipMasks, MAX_DISTANC
 import { NearIndex, PairList, greedyNearDuplicates } from '../src/dedup/near-index.ts';
 import { bandQuery, findNearDuplicates } from '../src/dedup/lookup.ts';
 import { runDedup, type DedupOptions } from '../src/dedup/run-dedup.ts';
-import { loadDuplicateKeys, readDuplicatesFile } from '../src/dedup/decisions-file.ts';
+import { loadDuplicateKeys, readDuplicatesFile } from '../src/dataset/decisions-file.ts';
 import { createImageProcessor } from '../src/image/index.ts';
 import { DEFAULT_IMAGE, deepMerge, loadPipelineFile, resolvePipeline } from '../src/pipeline/config.ts';
 import { runFetch } from '../src/pipeline/run-fetch.ts';
-import { readManifest } from '../src/shards/manifest.ts';
+import { readManifest } from '../src/dataset/manifest.ts';
 import { readTarSamples } from '../src/shards/tar-reader.ts';
 import { main } from '../src/cli/muse-data.ts';
 import { mulberry32 as rng } from '../src/util/prng.ts';

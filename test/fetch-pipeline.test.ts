@@ -16,8 +16,8 @@ import { deepMerge, loadPipelineFile, resolvePipeline } from '../src/pipeline/co
 import { runFetch, type FetchOptions } from '../src/pipeline/run-fetch.ts';
 import type { PipelineConfig } from '../src/pipeline/config-types.ts';
 import { readTarSamples, type TarSample } from '../src/shards/tar-reader.ts';
-import { readManifest, type ManifestRow } from '../src/shards/manifest.ts';
-import { readStats } from '../src/shards/stats.ts';
+import { readManifest, type ManifestRow } from '../src/dataset/manifest.ts';
+import { readStats } from '../src/dataset/stats.ts';
 import { sampleCatalog } from '../src/sample-data/catalog.ts';
 
 const root = path.resolve(import.meta.dirname, '..');

@@ -7,11 +7,11 @@ import path from 'node:path';
 import { openTokenDataset, type Batch, type TokenDatasetOptions } from '../src/train/data/loader.ts';
 import {
   defaultTextLength, syntheticHidden, syntheticKey, syntheticPooled, syntheticToken, writeSyntheticCaches,
-} from '../src/train/data/synthetic-cache.ts';
-import { cacheShardPath, tableBytes, textTable } from '../src/tokenize/cache-format.ts';
-import { writeDuplicatesFile } from '../src/dedup/decisions-file.ts';
-import { writeManifest, type ManifestRow } from '../src/shards/manifest.ts';
-import { shardPaths } from '../src/shards/names.ts';
+} from './helpers/synthetic-cache.ts';
+import { cacheShardPath, tableBytes, textTable } from '../src/dataset/cache-format.ts';
+import { writeDuplicatesFile } from '../src/dataset/decisions-file.ts';
+import { writeManifest, type ManifestRow } from '../src/dataset/manifest.ts';
+import { shardPaths } from '../src/dataset/names.ts';
 import { textShard, tokenShard } from '../src/train/data/cache-reader.ts';
 import { batchTensors } from '../src/train/data/tensors.ts';
 

@@ -24,10 +24,10 @@ import { applyOptouts } from '../src/optout/apply.ts';
 import { deepMerge, loadPipelineFile, resolvePipeline } from '../src/pipeline/config.ts';
 import { runFetch } from '../src/pipeline/run-fetch.ts';
 import type { PipelineConfig } from '../src/pipeline/config-types.ts';
-import { readManifest, type ManifestRow } from '../src/shards/manifest.ts';
-import { readStats } from '../src/shards/stats.ts';
+import { readManifest, type ManifestRow } from '../src/dataset/manifest.ts';
+import { readStats } from '../src/dataset/stats.ts';
 import { readTarSamples } from '../src/shards/tar-reader.ts';
-import { pendingRewrites } from '../src/shards/rewrite.ts';
+import { pendingRewrites } from '../src/dataset/rewrite.ts';
 
 const root = path.resolve(import.meta.dirname, '..');
 const tmp = (p: string) => mkdtemp(path.join(os.tmpdir(), `muse-optout-${p}-`));

@@ -17,7 +17,7 @@ import { Queue } from 'bullmq';
 import { deepMerge, loadPipelineFile, resolvePipeline } from '../src/pipeline/config.ts';
 import { runFetch } from '../src/pipeline/run-fetch.ts';
 import type { PipelineConfig } from '../src/pipeline/config-types.ts';
-import { readManifest } from '../src/shards/manifest.ts';
+import { readManifest } from '../src/dataset/manifest.ts';
 import { openIndex } from '../src/index-db/db.ts';
 import { fetchThroughQueue, type QueueFetchOptions } from '../src/queue/fetch-through-queue.ts';
 import { tokenizeThroughQueue } from '../src/queue/tokenize-through-queue.ts';

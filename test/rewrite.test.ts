@@ -11,11 +11,11 @@ import path from 'node:path';
 import { pack as tarPack } from 'tar-stream';
 import { Field, FixedSizeList, Float16, Int16, List, Schema, Table, Utf8, tableFromIPC, tableToIPC, vectorFromArray } from 'apache-arrow';
 import { ShardTarWriter } from '../src/shards/tar-writer.ts';
-import { manifestRow, readManifest, writeManifest } from '../src/shards/manifest.ts';
-import { sampleKey, shardPaths } from '../src/shards/names.ts';
-import { readStats, summarize, writeStats, type ShardStats } from '../src/shards/stats.ts';
+import { manifestRow, readManifest, writeManifest } from '../src/dataset/manifest.ts';
+import { sampleKey, shardPaths } from '../src/dataset/names.ts';
+import { readStats, summarize, writeStats, type ShardStats } from '../src/dataset/stats.ts';
 import type { SampleOutcome } from '../src/shards/outcome.ts';
-import { journalPath, pendingRewrites, rewriteShard, type Removal } from '../src/shards/rewrite.ts';
+import { journalPath, pendingRewrites, rewriteShard, type Removal } from '../src/dataset/rewrite.ts';
 import { filterTar } from '../src/shards/tar-filter.ts';
 
 const SHARD = 2;

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import sharp from 'sharp';
 import { onBackend } from './helpers/backend.ts';
-import { writeTinyCheckpoint } from '../src/sample/tiny-checkpoint.ts';
+import { writeTinyCheckpoint } from './helpers/tiny-checkpoint.ts';
 import { loadCheckpoint, resolveCheckpointDir } from '../src/sample/load.ts';
 import { sample } from '../src/sample/sample.ts';
 import { sampleGridForTraining } from '../src/sample/for-training.ts';

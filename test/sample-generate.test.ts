@@ -7,7 +7,7 @@ import { maskLenAtStep, maskSchedule } from '../src/models/schedules.ts';
 import { generate, type GenerateOptions } from '../src/sample/generate.ts';
 import { encodePrompts, disposeConditioning } from '../src/sample/conditioning.ts';
 import { guidanceAt, parseTemperature, temperatureAt } from '../src/sample/schedules.ts';
-import { tinyTransformerConfig } from '../src/sample/tiny-checkpoint.ts';
+import { tinyTransformerConfig } from './helpers/tiny-checkpoint.ts';
 
 const text = byt5Tiny();
 const model = new MaskGitTransformer(tinyTransformerConfig(), { seed: 3 });

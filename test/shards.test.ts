@@ -6,9 +6,9 @@ import path from 'node:path';
 import { tableFromIPC } from 'apache-arrow';
 import { ShardTarWriter } from '../src/shards/tar-writer.ts';
 import { readTarSamples, splitMemberName } from '../src/shards/tar-reader.ts';
-import { manifestRow, readManifest, writeManifest } from '../src/shards/manifest.ts';
-import { sampleKey, positionDigits } from '../src/shards/names.ts';
-import { summarize } from '../src/shards/stats.ts';
+import { manifestRow, readManifest, writeManifest } from '../src/dataset/manifest.ts';
+import { sampleKey, positionDigits } from '../src/dataset/names.ts';
+import { summarize } from '../src/dataset/stats.ts';
 import type { SampleOutcome } from '../src/shards/outcome.ts';
 
 function outcome(i: number, status: SampleOutcome['status'], withImage: boolean): SampleOutcome {

@@ -10,11 +10,11 @@ import path from 'node:path';
 import { tableFromIPC } from 'apache-arrow';
 import { deepMerge, loadPipelineFile, resolvePipeline } from '../src/pipeline/config.ts';
 import { runFetch } from '../src/pipeline/run-fetch.ts';
-import { readManifest } from '../src/shards/manifest.ts';
+import { readManifest } from '../src/dataset/manifest.ts';
 import { initBackend } from '../src/runtime/backend.ts';
-import { BUILTIN_VQ_ID } from '../src/tokenize/models.ts';
+import { BUILTIN_VQ_ID } from '../src/models/registry.ts';
 import { runTokenize } from '../src/tokenize/run-tokenize.ts';
-import { readTokenTable } from '../src/tokenize/cache-format.ts';
+import { readTokenTable } from '../src/dataset/cache-format.ts';
 import { openTokenDataset } from '../src/train/data/loader.ts';
 
 const root = path.resolve(import.meta.dirname, '..');

@@ -13,10 +13,10 @@ import path from 'node:path';
 import { tableFromIPC, type Table } from 'apache-arrow';
 import { deepMerge, loadPipelineFile, resolvePipeline } from '../src/pipeline/config.ts';
 import { runFetch } from '../src/pipeline/run-fetch.ts';
-import { readManifest } from '../src/shards/manifest.ts';
+import { readManifest } from '../src/dataset/manifest.ts';
 import { readTarSamples } from '../src/shards/tar-reader.ts';
-import { rewriteShard } from '../src/shards/rewrite.ts';
-import { writeDuplicatesFile } from '../src/dedup/decisions-file.ts';
+import { rewriteShard } from '../src/dataset/rewrite.ts';
+import { writeDuplicatesFile } from '../src/dataset/decisions-file.ts';
 import { OPTOUT_URL } from '../src/optout/apply.ts';
 import { OptoutStore } from '../src/optout/store.ts';
 import { openIndex } from '../src/index-db/db.ts';
@@ -24,9 +24,9 @@ import { initBackend, tf } from '../src/runtime/backend.ts';
 import { decodeFloat16 } from '../src/runtime/float16.ts';
 import { VQGAN } from '../src/models/vqgan/index.ts';
 import { byt5Tiny } from '../src/models/text/index.ts';
-import { BUILTIN_VQ_CONFIG, BUILTIN_VQ_ID } from '../src/tokenize/models.ts';
+import { BUILTIN_VQ_CONFIG, BUILTIN_VQ_ID } from '../src/models/registry.ts';
 import { decodeImage, runTokenize, type TokenizeOptions } from '../src/tokenize/run-tokenize.ts';
-import { readCacheManifest, readTextRow, readTokenTable, type CacheManifest } from '../src/tokenize/cache-format.ts';
+import { readCacheManifest, readTextRow, readTokenTable, type CacheManifest } from '../src/dataset/cache-format.ts';
 import { verifyCaches } from '../src/tokenize/verify.ts';
 
 /** Runs bin/muse-data.js (its own process: the test runner's stdout is left alone). */

@@ -13,7 +13,7 @@ import { loadTrainConfig } from '../src/train/config/load.ts';
 import { MuseRunner } from '../src/train/muse/runner.ts';
 import { runTrainingLoop } from '../src/train/run/loop.ts';
 import { readJsonl } from '../src/train/core/index.ts';
-import { writeSyntheticCaches } from '../src/train/data/synthetic-cache.ts';
+import { writeSyntheticCaches } from './helpers/synthetic-cache.ts';
 import { MaskGitTransformer } from '../src/models/transformer/index.ts';
 
 const root = path.resolve(import.meta.dirname, '..');

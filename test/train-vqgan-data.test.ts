@@ -7,8 +7,9 @@ import path from 'node:path';
 import sharp from 'sharp';
 import { pack as tarPack } from 'tar-stream';
 import * as tf from '@tensorflow/tfjs';
-import { writeDuplicatesFile } from '../src/dedup/decisions-file.ts';
-import { openPixelDataset, type PixelBatch } from '../src/train/vqgan/pixel-data.ts';
+import { writeDuplicatesFile } from '../src/dataset/decisions-file.ts';
+import { listImageShards, openPixelDataset, type PixelBatch } from '../src/train/vqgan/pixel-data.ts';
+import { writeShardRecords } from './helpers/shard-records.ts';
 
 interface FakeSample {
   key: string;
@@ -30,7 +31,7 @@ async function image(s: FakeSample): Promise<Buffer> {
   return s.ext === 'png' ? img.png().toBuffer() : img.jpeg({ quality: 100 }).toBuffer();
 }
 
-async function writeShard(file: string, samples: FakeSample[]): Promise<void> {
+async function writeShard(file: string, samples: FakeSample[], complete = true): Promise<void> {
   const pack = tarPack();
   const chunks: Buffer[] = [];
   pack.on('data', (c: unknown) => {
@@ -50,9 +51,11 @@ async function writeShard(file: string, samples: FakeSample[]): Promise<void> {
   pack.finalize();
   await done;
   await writeFile(file, Buffer.concat(chunks));
+  // the manifest (the statuses the loader goes by) and the stats file that marks the shard complete
+  await writeShardRecords(path.dirname(path.dirname(file)), Number(path.basename(file, '.tar')), samples, { complete });
 }
 
-/** 3 shards x 4 samples; per shard: position 1 'filtered', and key 000010002 marked duplicate. */
+/** 3 shards x 4 samples; per shard: position 1 'filtered', position 3 'fallback', and key 000010002 marked duplicate. */
 async function makeDataset(): Promise<{ dir: string; usable: Set<string>; samples: Map<string, FakeSample> }> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'muse-vqgan-data-'));
   await mkdir(path.join(dir, 'shards'));
@@ -66,7 +69,7 @@ async function makeDataset(): Promise<{ dir: string; usable: Set<string>; sample
       const s: FakeSample = { key, status: pos === 1 ? 'filtered' : pos === 3 ? 'fallback' : 'ok', left: c, right: [255 - c[0], 255 - c[1], 30], ext: pos % 2 ? 'jpg' : 'png' };
       list.push(s);
       samples.set(key, s);
-      if (pos !== 1 && key !== '000010002') usable.add(key);
+      if (pos !== 1 && key !== '000010002') usable.add(key); // with includeFallbacks
     }
     await writeShard(path.join(dir, 'shards', `${String(shard).padStart(5, '0')}.tar`), list);
   }
@@ -87,7 +90,7 @@ async function take(next: () => Promise<PixelBatch>, n: number): Promise<Array<{
 test('pixel loader: each usable sample once per epoch, skips non-ok and duplicates, decodes pixels', async () => {
   const { dir, usable, samples } = await makeDataset();
   try {
-    const ds = await openPixelDataset({ datasetDir: dir, resolution: 4, batchSize: 4, seed: 7 });
+    const ds = await openPixelDataset({ datasetDir: dir, resolution: 4, batchSize: 4, seed: 7, includeFallbacks: true });
     const batches = await take(() => ds.next(), 4); // 16 samples = 2 epochs of 8 usable samples
     const keys = batches.flatMap((b) => b.keys);
     assert.equal(usable.size, 8);
@@ -113,7 +116,7 @@ test('pixel loader: each usable sample once per epoch, skips non-ok and duplicat
 test('pixel loader: state() + restore gives the same following batches (with flips), and shard selection', async () => {
   const { dir } = await makeDataset();
   try {
-    const opts = { datasetDir: dir, resolution: 4, batchSize: 2, seed: 3, flip: true };
+    const opts = { datasetDir: dir, resolution: 4, batchSize: 2, seed: 3, flip: true, includeFallbacks: true };
     const a = await openPixelDataset(opts);
     await take(() => a.next(), 3);
     const state = JSON.parse(JSON.stringify(a.state()));
@@ -152,6 +155,26 @@ test('pixel loader: clear errors for no usable samples, missing shards, bad opti
     await assert.rejects(openPixelDataset({ datasetDir: dir, resolution: 8, batchSize: 1, seed: 0, shards: [5] }), /shard 5 is missing/);
     await assert.rejects(openPixelDataset({ datasetDir: dir, resolution: 0, batchSize: 1, seed: 0 }), /resolution/);
     assert.equal(tf.memory().numTensors >= 0, true);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('pixel loader: fallbacks only when asked (as tokenize); a shard without its stats file is not read', async () => {
+  const { dir, usable } = await makeDataset();
+  try {
+    const noFallbacks = [...usable].filter((k) => !k.endsWith('3'));
+    const ds = await openPixelDataset({ datasetDir: dir, resolution: 4, batchSize: noFallbacks.length, seed: 1 });
+    const [epoch] = await take(() => ds.next(), 1);
+    assert.deepEqual(new Set(epoch.keys), new Set(noFallbacks));
+    // shard 3: its tar and manifest are written, its stats file is not (fetch has not finished it)
+    await writeShard(path.join(dir, 'shards', '00003.tar'), [
+      { key: '000030000', status: 'ok', left: [9, 9, 9], right: [1, 1, 1], ext: 'png' },
+    ], false);
+    assert.deepEqual(listImageShards(dir), [0, 1, 2]);
+    const all = await openPixelDataset({ datasetDir: dir, resolution: 4, batchSize: 1, seed: 1 });
+    assert.deepEqual(all.shards, [0, 1, 2]);
+    await assert.rejects(openPixelDataset({ datasetDir: dir, resolution: 4, batchSize: 1, seed: 1, shards: [3] }), /shard 00003 is incomplete \(no .*00003_stats\.json/);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

@@ -2,7 +2,7 @@
 import type { Argv } from 'yargs';
 import { DEFAULT_DISTANCE, DEFAULT_KINDS, parseKinds, runDedup, type DedupSummary } from '../dedup/run-dedup.ts';
 import { MAX_DISTANCE } from '../dedup/bands.ts';
-import { resolveDataRoot, resolveDatasetDir } from './data-root.ts';
+import { resolveDataRoot, resolveDatasetDir } from '../dataset/data-root.ts';
 
 export function dedupCommand(y: Argv) {
   return y

@@ -4,7 +4,7 @@ import type { Argv } from 'yargs';
 import { deepMerge, loadPipelineFile, resolvePipeline, resolvePipelinePath } from '../pipeline/config.ts';
 import { runFetch, topReasons } from '../pipeline/run-fetch.ts';
 import type { LogFormat } from '../pipeline/progress.ts';
-import { PROJECT_ROOT, resolveDataRoot } from './data-root.ts';
+import { PROJECT_ROOT, resolveDataRoot } from '../dataset/data-root.ts';
 import { queueFlags, retryPolicy, shardModulo } from './queue-flags.ts';
 
 

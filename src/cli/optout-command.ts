@@ -9,7 +9,7 @@ import { IMPORT_FORMATS, importOptoutFile, type ImportFormat } from '../optout/i
 import { applyOptouts, resolveDatasets } from '../optout/apply.ts';
 import { UrlError } from '../optout/normalize-url.ts';
 import { checkImage, checkUrl } from '../optout/check.ts';
-import { resolveDataRoot } from './data-root.ts';
+import { resolveDataRoot } from '../dataset/data-root.ts';
 
 type Args = Record<string, unknown>;
 type Run = (handler: (a: Args) => Promise<number>) => (a: Args) => Promise<void>;

@@ -1,11 +1,12 @@
 /** `muse-data tokenize <dataset>` (shards -> Arrow token caches) and `muse-data verify <dataset>`. */
 import type { Argv } from 'yargs';
 import { BACKEND_NAMES, initBackend, type BackendName } from '../runtime/backend.ts';
+import { isBuiltinVq } from '../models/registry.ts';
 import { runTokenize } from '../tokenize/run-tokenize.ts';
-import { parseShardRange } from '../tokenize/select.ts';
+import { parseShardSelection } from '../dataset/shard-selection.ts';
 import { formatReport, verifyCaches } from '../tokenize/verify.ts';
-import { resolveDataRoot } from './data-root.ts';
-import { resolveDatasetDir } from './data-root.ts';
+import { resolveDataRoot } from '../dataset/data-root.ts';
+import { resolveDatasetDir } from '../dataset/data-root.ts';
 import { queueJobFlags, retryPolicy } from './queue-flags.ts';
 
 const dataset = (y: Argv) => y
@@ -16,7 +17,7 @@ export function tokenizeCommand(y: Argv) {
   return queueJobFlags(dataset(y))
     .option('vq', { type: 'string', describe: 'VQGAN folder (config.json + safetensors, open-muse names); default: builtin (vqgan-tiny-seed0, 64 px)' })
     .option('text', { type: 'string', default: 'byt5-tiny', describe: 'text encoder(s), comma-separated: byt5-tiny, t5:DIR, clip:DIR' })
-    .option('shards', { type: 'string', describe: 'shard range A-B (default: every complete shard)' })
+    .option('shards', { type: 'string', describe: 'shards, e.g. 0-99 or 3,5,7-9 (default: every complete shard)' })
     .option('workers', { type: 'number', default: 1, describe: 'worker processes, one shard at a time each' })
     .option('batch', { type: 'number', default: 16, describe: 'images (and captions) per model call' })
     .option('backend', { type: 'string', choices: BACKEND_NAMES as string[], default: 'auto', describe: 'tfjs backend' })
@@ -33,13 +34,13 @@ export async function tokenizeHandler(a: Record<string, unknown>): Promise<numbe
   if (!Number.isInteger(workers) || workers < 1) throw new Error(`--workers: expected a positive integer, got ${String(a.workers)}`);
   const text = [...new Set(String(a.text).split(',').map((s) => s.trim()).filter(Boolean))];
   if (text.length === 0) throw new Error('--text: name at least one encoder');
-  if (a['image-size'] !== undefined && a.vq !== undefined && a.vq !== 'builtin') throw new Error('--image-size applies to the built-in VQGAN only');
+  if (a['image-size'] !== undefined && !isBuiltinVq(a.vq as string | undefined)) throw new Error('--image-size applies to the built-in VQGAN only');
   await initBackend(a.backend as BackendName);
   const common = {
     datasetDir,
     vq: a.vq as string | undefined,
     text,
-    shards: a.shards === undefined ? undefined : parseShardRange(String(a.shards)),
+    shards: a.shards === undefined ? undefined : parseShardSelection(String(a.shards)),
     batch,
     includeFallbacks: a['include-fallbacks'] as boolean,
     imageSize: a['image-size'] as number | undefined,

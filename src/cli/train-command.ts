@@ -5,7 +5,7 @@ import { BACKEND_NAMES, initBackend, type BackendName } from '../runtime/backend
 import { STAGES } from '../train/config/schema.ts';
 import { loadTrainConfig } from '../train/config/load.ts';
 import { runTraining } from '../train/run/run-training.ts';
-import { PROJECT_ROOT, resolveDataRoot } from './data-root.ts';
+import { PROJECT_ROOT, resolveDataRoot } from '../dataset/data-root.ts';
 import { runCli, UsageError, usageFailure } from './run-cli.ts';
 
 export async function main(argv: string[]): Promise<number> {

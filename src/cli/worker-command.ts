@@ -1,6 +1,6 @@
 /** `muse-data worker --queue URL` and `muse-data queue status|retry-failed|clean --queue URL` (src/queue/). */
 import type { Argv } from 'yargs';
-import { PROJECT_ROOT, resolveDataRoot } from './data-root.ts';
+import { PROJECT_ROOT, resolveDataRoot } from '../dataset/data-root.ts';
 
 export function workerCommand(y: Argv) {
   return y

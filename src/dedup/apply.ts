@@ -5,7 +5,7 @@
  * Idempotent: a rerun rewrites nothing that is already done.
  */
 import type { IndexDb } from '../index-db/db.ts';
-import { pendingRewrites, rewriteShard, type Removal } from '../shards/rewrite.ts';
+import { pendingRewrites, rewriteShard, type Removal } from '../dataset/rewrite.ts';
 
 export interface ApplyResult {
   shards: number;

@@ -3,24 +3,19 @@
  * shards' manifest rows in the index's `samples` table, as fetch would have.
  */
 import { existsSync } from 'node:fs';
-import { readdir } from 'node:fs/promises';
-import path from 'node:path';
 import type { IndexDb, SampleInput } from '../index-db/db.ts';
-import { readManifest } from '../shards/manifest.ts';
-import { shardPaths } from '../shards/names.ts';
+import { completeShards } from '../dataset/complete-shards.ts';
+import { readManifest } from '../dataset/manifest.ts';
+import { shardPaths, shardsDir } from '../dataset/names.ts';
 
 /**
  * Indexes the complete shards (those with a stats file) that have no sample in the index yet, or all of them
  * with `all`; returns how many shards and samples it recorded.
  */
 export async function indexFromManifests(index: IndexDb, datasetId: number, datasetDir: string, all = false): Promise<{ shards: number; samples: number }> {
-  const dir = path.join(datasetDir, 'shards');
+  const dir = shardsDir(datasetDir);
   if (!existsSync(dir)) throw new Error(`${datasetDir} has no shards/ folder: not a dataset made by muse-data fetch`);
-  const shards = (await readdir(dir))
-    .map((f) => /^(\d+)_stats\.json$/.exec(f))
-    .filter((m): m is RegExpExecArray => m !== null)
-    .map((m) => Number(m[1]))
-    .sort((a, b) => a - b);
+  const shards = await completeShards(datasetDir);
   const known = new Set(index.db.prepare('SELECT DISTINCT shard FROM samples WHERE dataset_id = ?').pluck().all(datasetId) as number[]);
   const todo = all ? shards : shards.filter((s) => !known.has(s));
   let samples = 0;

@@ -12,12 +12,14 @@
  *   A and C is near B but not A, C is kept. No two kept samples are within the distance.
  * - references are all kept and never get decisions; only the target dataset does.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { openIndex, type IndexDb } from '../index-db/db.ts';
 import { applyDecisions, type ApplyResult } from './apply.ts';
 import { checkDistance } from './bands.ts';
-import { writeDuplicatesFile, type DuplicateRow } from './decisions-file.ts';
+import { writeDuplicatesFile, type DuplicateRow } from '../dataset/decisions-file.ts';
+import { datasetName } from '../dataset/dataset-json.ts';
+import { shardsDir } from '../dataset/names.ts';
 import { indexFromManifests } from './index-manifests.ts';
 import { runPhashStage, type PhashStageResult } from './phash-stage.ts';
 import { findChanges, seqAtKey } from './resume.ts';
@@ -70,15 +72,6 @@ export function parseKinds(list: string): DedupKind[] {
   return KINDS.filter((k) => kinds.includes(k));
 }
 
-function datasetName(dir: string): string {
-  const meta = path.join(dir, 'dataset.json');
-  if (existsSync(meta)) {
-    const name = (JSON.parse(readFileSync(meta, 'utf8')) as { name?: unknown }).name;
-    if (typeof name === 'string' && name) return name;
-  }
-  return path.basename(dir);
-}
-
 function resolveReferences(index: IndexDb, targetId: number, against: readonly string[]): Array<{ id: number; name: string }> {
   const all = index.db.prepare('SELECT id, name, path FROM datasets ORDER BY id').all() as Array<{ id: number; name: string; path: string }>;
   const refs = against.map((a) => {
@@ -97,7 +90,7 @@ export async function runDedup(o: DedupOptions): Promise<DedupSummary> {
   const distance = o.distance ?? DEFAULT_DISTANCE;
   checkDistance(distance);
   const datasetDir = path.resolve(o.datasetDir);
-  if (!existsSync(path.join(datasetDir, 'shards'))) throw new DedupError(`${datasetDir} is not a dataset folder (no shards/)`);
+  if (!existsSync(shardsDir(datasetDir))) throw new DedupError(`${datasetDir} is not a dataset folder (no shards/)`);
   const name = datasetName(datasetDir);
 
   const ms: Record<string, number> = {};

@@ -8,7 +8,7 @@
 import { copyFile, mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { initBackend, type BackendName } from '../runtime/backend.ts';
-import { PROJECT_ROOT } from '../cli/data-root.ts';
+import { PROJECT_ROOT } from '../dataset/data-root.ts';
 import { loadPipelineFile, resolvePipeline } from '../pipeline/config.ts';
 import { runFetch } from '../pipeline/run-fetch.ts';
 import { runDedup } from '../dedup/run-dedup.ts';

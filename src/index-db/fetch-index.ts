@@ -4,8 +4,7 @@
  * own connection; the dataset registration is idempotent, so all of them get the same dataset id.
  */
 import type Database from 'better-sqlite3';
-import type { ManifestRow } from '../shards/manifest.ts';
-import { openIndex, type IndexDb } from './db.ts';
+import { openIndex, type IndexDb, type SampleInput } from './db.ts';
 import { hashNormalized, normalizeUrl } from '../optout/normalize-url.ts';
 
 export interface FetchIndex {
@@ -14,8 +13,8 @@ export interface FetchIndex {
   urlOptedOut(url: string): boolean;
   /** True when an image with this sha256 (hex) is opted out. */
   imageOptedOut(sha256: string): boolean;
-  /** Records a shard's rows that have a URL (or, for ImageNet, a file path), in one transaction. */
-  recordShard(shard: number, rows: readonly ManifestRow[]): void;
+  /** Records a shard's rows (manifest rows) that have a URL (or, for ImageNet, a file path), in one transaction. */
+  recordShard(shard: number, rows: ReadonlyArray<Omit<SampleInput, 'shard'>>): void;
   close(): void;
 }
 

@@ -1,13 +1,14 @@
 /**
  * `optout apply`: removes opted-out samples from datasets already fetched. The index says which samples are
  * affected (URL or image sha256 opted out, sample still in its tar), so no shard is scanned; each affected shard
- * is rewritten once (src/shards/rewrite.ts) and the samples' status in the index updated after it. Unfinished
+ * is rewritten once (src/dataset/rewrite.ts) and the samples' status in the index updated after it. Unfinished
  * rewrites left by a killed run are finished first.
  */
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { indexPath, openIndex, type DatasetRow, type IndexDb } from '../index-db/db.ts';
-import { journalPath, pendingRewrites, readJournal, rewriteShard, type Removal } from '../shards/rewrite.ts';
+import type { DatasetRow, IndexDb } from '../index-db/db.ts';
+import { optedOutSamples } from '../index-db/optout-matches.ts';
+import { journalPath, pendingRewrites, readJournal, rewriteShard, type Removal } from '../dataset/rewrite.ts';
 import { closestName } from '../util/suggest.ts';
 
 export const OPTOUT_URL: Removal = { status: 'opted_out', reason: 'optout_index', error: 'the URL is in the opt-out index' };
@@ -50,31 +51,13 @@ export function resolveDatasets(index: IndexDb, args: readonly string[]): Datase
   return [...out.values()];
 }
 
-/**
- * Samples of a dataset still in their tar whose URL or image is opted out, URL reasons first. Each join is
- * driven from its smaller side (CROSS JOIN fixes SQLite's loop order): a few opt-outs against a big dataset
- * probe the samples' url_hash / sha256 indexes; a big opt-out list against a small dataset probes the list.
- */
+/** The samples `apply` removes, by shard, URL reasons first (see optedOutSamples). */
 function affected(index: IndexDb, datasetId: number): Map<number, Map<string, Removal>> {
-  const count = (sql: string, ...args: unknown[]) => index.stmt(sql).pluck().get(...args) as number;
-  const samples = count('SELECT count(*) FROM samples WHERE dataset_id = ?', datasetId);
-  const joinFrom = (table: 'optout_urls' | 'optout_images', col: 'url_hash' | 'sha256') =>
-    count(`SELECT count(*) FROM ${table}`) < samples
-      ? `${table} o CROSS JOIN samples s ON s.${col} = o.${col} AND s.dataset_id = ?`
-      : `samples s CROSS JOIN ${table} o ON o.${col} = s.${col} AND s.dataset_id = ?`;
-  const rows = index
-    .stmt(
-      `SELECT s.key, s.shard, 0 AS by_image FROM ${joinFrom('optout_urls', 'url_hash')} WHERE s.status IN ('ok', 'fallback')
-       UNION ALL
-       SELECT s.key, s.shard, 1 FROM ${joinFrom('optout_images', 'sha256')} WHERE s.status IN ('ok', 'fallback')
-       ORDER BY 3, 1`,
-    )
-    .all(datasetId, datasetId) as Array<{ key: string; shard: number; by_image: number }>;
   const byShard = new Map<number, Map<string, Removal>>();
-  for (const r of rows) {
+  for (const r of optedOutSamples(index, datasetId)) {
     let m = byShard.get(r.shard);
     if (!m) byShard.set(r.shard, (m = new Map()));
-    if (!m.has(r.key)) m.set(r.key, r.by_image ? OPTOUT_IMAGE : OPTOUT_URL);
+    if (!m.has(r.key)) m.set(r.key, r.byImage ? OPTOUT_IMAGE : OPTOUT_URL);
   }
   return byShard;
 }
@@ -132,19 +115,5 @@ export async function applyOptouts(index: IndexDb, datasets: readonly DatasetRow
   return out;
 }
 
-/**
- * Keys of `datasetDir` opted out in the index at `dataRoot` but still in their tars (`apply` not run yet):
- * what a consumer of the shards (tokenize) must skip. Empty when there is no index or the dataset is not in it.
- */
-export function pendingOptoutKeys(dataRoot: string, datasetDir: string): Set<string> {
-  if (!existsSync(indexPath(dataRoot))) return new Set();
-  const index = openIndex(dataRoot, { readonly: true });
-  try {
-    const abs = path.resolve(datasetDir);
-    const keys = new Set<string>();
-    for (const d of index.datasets().filter((x) => x.path === abs)) for (const m of affected(index, d.id).values()) for (const k of m.keys()) keys.add(k);
-    return keys;
-  } finally {
-    index.close();
-  }
-}
+// What a consumer of the shards must skip before `apply` runs: src/dataset/exclusions.ts.
+export { pendingOptoutKeys } from '../dataset/exclusions.ts';

@@ -5,9 +5,11 @@
 import { readFile } from 'node:fs/promises';
 import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
-import YAML from 'yaml';
 import type { PipelineConfig } from './config-types.ts';
 import { closestName } from '../util/suggest.ts';
+import { ConfigError, deepMerge, isPlainObject, parseYamlMapping, unknownKeyError } from '../util/yaml-config.ts';
+
+export { ConfigError, deepMerge } from '../util/yaml-config.ts';
 
 export const PIPELINE_ALIASES: Record<string, string> = { laion: 'laion2b-en' };
 
@@ -105,8 +107,6 @@ const RULE_KEYS: Record<string, 'string' | 'number' | 'string[]'> = {
   missing: 'string',
 };
 
-export class ConfigError extends Error {}
-
 /** Resolves a pipeline argument (`laion`, `coyo700m`, `./my.yaml`) to a file path, or throws listing what exists. */
 export function resolvePipelinePath(nameOrPath: string, projectRoot: string): string {
   if (nameOrPath.endsWith('.yaml') || nameOrPath.endsWith('.yml') || nameOrPath.includes('/')) {
@@ -125,30 +125,7 @@ export function resolvePipelinePath(nameOrPath: string, projectRoot: string): st
 }
 
 export async function loadPipelineFile(file: string): Promise<Record<string, unknown>> {
-  const text = await readFile(file, 'utf8');
-  let doc: unknown;
-  try {
-    doc = YAML.parse(text);
-  } catch (err) {
-    throw new ConfigError(`${file}: not valid YAML: ${(err as Error).message}`);
-  }
-  if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) throw new ConfigError(`${file}: expected a mapping at the top level`);
-  return doc as Record<string, unknown>;
-}
-
-/** Deep-merges `over` into `base` (objects merge, everything else replaces). */
-export function deepMerge(base: Record<string, unknown>, over: Record<string, unknown>): Record<string, unknown> {
-  const out: Record<string, unknown> = { ...base };
-  for (const [k, v] of Object.entries(over)) {
-    if (v === undefined) continue;
-    const b = out[k];
-    out[k] = isPlainObject(b) && isPlainObject(v) ? deepMerge(b, v) : v;
-  }
-  return out;
-}
-
-function isPlainObject(v: unknown): v is Record<string, unknown> {
-  return v !== null && typeof v === 'object' && !Array.isArray(v);
+  return parseYamlMapping(await readFile(file, 'utf8'), file);
 }
 
 /** Applies defaults to a raw pipeline document and validates it. `where` names the source in messages. */
@@ -180,8 +157,7 @@ function checkKeys(obj: Record<string, unknown>, prefix: string, where: string):
       const siblings = Object.keys(SCHEMA)
         .filter((s) => s.startsWith(prefix ? `${prefix}.` : '') && !s.slice(prefix ? prefix.length + 1 : 0).includes('.'))
         .map((s) => s.slice(prefix ? prefix.length + 1 : 0));
-      const hint = closestName(k, siblings);
-      throw new ConfigError(`${where}: unknown key '${key}'${hint ? ` (did you mean '${prefix ? prefix + '.' : ''}${hint}'?)` : ''}`);
+      throw unknownKeyError(where, key, siblings);
     }
     if (v === null || v === undefined) continue;
     if (type === 'object') {

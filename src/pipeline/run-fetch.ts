@@ -3,8 +3,7 @@
  * processes, shows progress and returns a summary built from the shards' stats files.
  */
 import pLimit from 'p-limit';
-import { existsSync } from 'node:fs';
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { PipelineConfig } from './config-types.ts';
 import type { ContextOptions } from './context.ts';
@@ -12,12 +11,14 @@ import type { ShardJobContext } from './shard-job.ts';
 import { createSource } from '../sources/index.ts';
 import { prepareRecordFilter } from '../filters/index.ts';
 import { FetchProgress, type LogFormat } from './progress.ts';
-import type { FromWorker, ToWorker } from './worker.ts';
-import { shardCount, shardPaths } from '../shards/names.ts';
-import { readStats, type ShardStats } from '../shards/stats.ts';
+import type { FromWorker } from './worker.ts';
+import { runShardPool } from '../runtime/shard-pool.ts';
+import { shardCount, shardPaths } from '../dataset/names.ts';
+import { readStats, type ShardStats } from '../dataset/stats.ts';
+import { isShardComplete } from '../dataset/complete-shards.ts';
+import { datasetJsonPath, readDatasetJson, writeDatasetJson } from '../dataset/dataset-json.ts';
+import { parseShardSelection as parseSelection } from '../dataset/shard-selection.ts';
 import { SAMPLE_STATUSES, type SampleStatus } from '../shards/outcome.ts';
-import { writeFileAtomic } from '../util/atomic.ts';
-import { forkModule } from '../util/child-module.ts';
 
 export interface FetchOptions {
   cfg: PipelineConfig;
@@ -58,20 +59,13 @@ export class FetchError extends Error {}
  */
 const SHARDS_PER_PROCESS = 2;
 
-/** Parses "0-99", "3,5,7-9", "4" into sorted shard indices, checked against the shard count. */
+/** Parses "0-99", "3,5,7-9", "4" into sorted shard indices, checked against the shard count (the one grammar). */
 export function parseShardSelection(spec: string | undefined, total: number): number[] {
-  if (spec === undefined || spec === '' || spec === 'all') return Array.from({ length: total }, (_, i) => i);
-  const out = new Set<number>();
-  for (const part of spec.split(',')) {
-    const m = /^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$/.exec(part);
-    if (!m) throw new FetchError(`--shards: cannot read '${part}' (expected e.g. 0-99 or 3,5,7-9)`);
-    const a = Number(m[1]);
-    const b = m[2] === undefined ? a : Number(m[2]);
-    if (b < a) throw new FetchError(`--shards: range '${part}' runs backwards`);
-    if (b >= total) throw new FetchError(`--shards: shard ${b} does not exist; the input has ${total} shard(s) (0-${total - 1})`);
-    for (let i = a; i <= b; i++) out.add(i);
+  try {
+    return parseSelection(spec, total);
+  } catch (err) {
+    throw new FetchError((err as Error).message);
   }
-  return [...out].sort((x, y) => x - y);
 }
 
 export async function runFetch(o: FetchOptions): Promise<FetchSummary> {
@@ -89,7 +83,7 @@ export async function runFetch(o: FetchOptions): Promise<FetchSummary> {
     const selected = parseShardSelection(o.shards, total).filter((s) => !m || s % m.count === m.index);
     await mkdir(path.join(o.datasetDir, 'shards'), { recursive: true });
     await registerDataset(o, totalRows, total);
-    const pending = selected.filter((s) => !existsSync(shardPaths(o.datasetDir, s).stats));
+    const pending = selected.filter((s) => !isShardComplete(o.datasetDir, s));
     const pendingRows = pending.reduce((n, s) => n + Math.min(o.cfg.samples_per_shard, totalRows - s * o.cfg.samples_per_shard), 0);
     const progress = new FetchProgress(pendingRows, pending.length, o.logFormat);
     progress.message(
@@ -106,19 +100,7 @@ export async function runFetch(o: FetchOptions): Promise<FetchSummary> {
       await runInWorkers(pending, Math.min(o.workers, pending.length), ctxOptions, progress, failed, rss);
     }
     const p = progress.finish();
-    const status = Object.fromEntries(SAMPLE_STATUSES.map((s) => [s, 0])) as Record<SampleStatus, number>;
-    const reasons: FetchSummary['reasons'] = {};
-    let rows = 0;
-    for (const s of selected) {
-      const st = await readStats(shardPaths(o.datasetDir, s).stats);
-      if (!st) continue;
-      rows += st.count;
-      for (const k of SAMPLE_STATUSES) status[k] += st.status[k] ?? 0;
-      for (const [k, byReason] of Object.entries(st.reasons ?? {})) {
-        const into = (reasons[k] ??= {});
-        for (const [reason, n] of Object.entries(byReason)) into[reason] = (into[reason] ?? 0) + n;
-      }
-    }
+    const { rows, status, reasons } = await sumShardStats(o.datasetDir, selected);
     const elapsed = (Date.now() - started) / 1000;
     return {
       dataset: o.datasetDir,
@@ -178,10 +160,10 @@ async function runInProcess(
  * give a dataset no single config describes.
  */
 export async function registerDataset(o: Pick<FetchOptions, 'cfg' | 'datasetDir'>, totalRows: number, shards: number): Promise<void> {
-  const file = path.join(o.datasetDir, 'dataset.json');
+  const file = datasetJsonPath(o.datasetDir);
   const outputShaping = (cfg: PipelineConfig) => JSON.stringify({ input: cfg.input, filters: cfg.filters, image: cfg.image, dead_links: cfg.dead_links, samples_per_shard: cfg.samples_per_shard });
-  if (existsSync(file)) {
-    const prev = JSON.parse(await readFile(file, 'utf8')) as { pipeline: PipelineConfig };
+  const prev = readDatasetJson<PipelineConfig>(o.datasetDir);
+  if (prev) {
     if (outputShaping(prev.pipeline) !== outputShaping(o.cfg)) {
       throw new FetchError(
         `${o.datasetDir} was fetched with a different pipeline configuration (input, filters, image or shard size differ; see ${file}). ` +
@@ -190,7 +172,7 @@ export async function registerDataset(o: Pick<FetchOptions, 'cfg' | 'datasetDir'
     }
     return;
   }
-  await writeFileAtomic(file, JSON.stringify({ name: o.cfg.name, total_rows: totalRows, shards, created: new Date().toISOString(), pipeline: o.cfg }, null, 2) + '\n');
+  await writeDatasetJson(o.datasetDir, { name: o.cfg.name, total_rows: totalRows, shards, created: new Date().toISOString(), pipeline: o.cfg });
 }
 
 async function runInWorkers(
@@ -201,53 +183,48 @@ async function runInWorkers(
   failed: FetchSummary['shards_failed'],
   rss: { maxKb: number },
 ): Promise<void> {
-  const queue = [...pending];
-  const workerFile = new URL('./worker.ts', import.meta.url);
-  await Promise.all(
-    Array.from({ length: n }, () =>
-      new Promise<void>((resolve) => {
-        const child = forkModule(workerFile, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-        const running = new Map<number, number>(); // shard -> start time
-        const next = () => {
-          const shard = queue.shift();
-          if (shard === undefined) {
-            if (running.size === 0) child.send({ type: 'stop' } satisfies ToWorker);
-            return;
-          }
-          running.set(shard, Date.now());
-          child.send({ type: 'shard', shard } satisfies ToWorker);
-        };
-        const finished = (shard: number) => {
-          running.delete(shard);
-          next();
-        };
-        child.on('message', (m: FromWorker) => {
-          if (m.type === 'hello') child.send({ type: 'init', options } satisfies ToWorker);
-          else if (m.type === 'ready') for (let i = 0; i < SHARDS_PER_PROCESS; i++) next();
-          else if (m.type === 'rows') for (const [s, c] of Object.entries(m.counts)) progress.row(s as SampleStatus, c);
-          else if (m.type === 'done') {
-            rss.maxKb = Math.max(rss.maxKb, m.max_rss_kb);
-            progress.shardDone(m.shard, (Date.now() - (running.get(m.shard) ?? Date.now())) / 1000);
-            finished(m.shard);
-          } else if (m.type === 'error') {
-            if (m.shard === null) {
-              progress.message(`worker failed to start: ${m.message}`);
-              failed.push(...queue.splice(0).map((shard) => ({ shard, error: m.message })));
-              child.kill();
-              return;
-            }
-            failed.push({ shard: m.shard, error: m.message.split('\n')[0] });
-            progress.message(`shard ${m.shard} failed: ${m.message}`);
-            finished(m.shard);
-          }
-        });
-        child.on('exit', (code) => {
-          for (const shard of running.keys()) failed.push({ shard, error: `worker exited with code ${code} while running it` });
-          resolve();
-        });
-      }),
-    ),
-  );
+  type Done = Extract<FromWorker, { type: 'done' }>;
+  const r = await runShardPool<ContextOptions, Done>({
+    workerFile: new URL('./worker.ts', import.meta.url),
+    workers: n,
+    shards: pending,
+    init: options,
+    perWorker: SHARDS_PER_PROCESS,
+    onMessage: (m) => {
+      const rows = m as FromWorker;
+      if (rows.type === 'rows') for (const [s, c] of Object.entries(rows.counts)) progress.row(s as SampleStatus, c);
+    },
+    onDone: (m, seconds) => {
+      rss.maxKb = Math.max(rss.maxKb, m.max_rss_kb);
+      progress.shardDone(m.shard, seconds);
+    },
+    onFailed: (shard, message) => {
+      failed.push({ shard, error: message.split('\n')[0] });
+      progress.message(`shard ${shard} failed: ${message}`);
+    },
+  });
+  if (r.startError) {
+    progress.message(`worker failed to start: ${r.startError}`);
+    failed.push(...r.notStarted.map((shard) => ({ shard, error: r.startError! })));
+  }
+}
+
+/** Rows, status counts and status -> reason counts summed over the complete shards among `shards`. */
+export async function sumShardStats(datasetDir: string, shards: readonly number[]): Promise<Pick<FetchSummary, 'rows' | 'status' | 'reasons'>> {
+  const status = Object.fromEntries(SAMPLE_STATUSES.map((s) => [s, 0])) as Record<SampleStatus, number>;
+  const reasons: FetchSummary['reasons'] = {};
+  let rows = 0;
+  for (const s of shards) {
+    const st = await readStats(shardPaths(datasetDir, s).stats);
+    if (!st) continue;
+    rows += st.count;
+    for (const k of SAMPLE_STATUSES) status[k] += st.status[k] ?? 0;
+    for (const [k, byReason] of Object.entries(st.reasons ?? {})) {
+      const into = (reasons[k] ??= {});
+      for (const [reason, n] of Object.entries(byReason)) into[reason] = (into[reason] ?? 0) + n;
+    }
+  }
+  return { rows, status, reasons };
 }
 
 /** The `n` most common (status, reason) pairs, most common first, as "failed bad_url 100, fallback http_404 25". */

@@ -12,10 +12,10 @@ import type { ImageResult } from '../image/index.ts';
 import { fallbackImage } from '../image/index.ts';
 import type { FilterVerdict } from '../filters/index.ts';
 import type { SampleOutcome, SampleStatus } from '../shards/outcome.ts';
-import { sampleKey, shardCount, shardPaths } from '../shards/names.ts';
+import { sampleKey, shardCount, shardPaths } from '../dataset/names.ts';
 import { ShardTarWriter } from '../shards/tar-writer.ts';
-import { manifestRow, writeManifest, type ManifestRow } from '../shards/manifest.ts';
-import { summarize, writeStats, type ShardStats } from '../shards/stats.ts';
+import { manifestRow, writeManifest, type ManifestRow } from '../dataset/manifest.ts';
+import { summarize, writeStats, type ShardStats } from '../dataset/stats.ts';
 import type { FetchIndex } from '../index-db/fetch-index.ts';
 
 export interface ShardJobContext {

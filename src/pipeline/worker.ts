@@ -6,7 +6,7 @@
 import { createShardContext, type ContextOptions } from './context.ts';
 import { runShard } from './shard-job.ts';
 import type { SampleStatus } from '../shards/outcome.ts';
-import type { ShardStats } from '../shards/stats.ts';
+import type { ShardStats } from '../dataset/stats.ts';
 
 export type ToWorker = { type: 'init'; options: ContextOptions } | { type: 'shard'; shard: number } | { type: 'stop' };
 export type FromWorker =

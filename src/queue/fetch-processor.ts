@@ -3,11 +3,10 @@
  * job (its pipeline, its shared output folder, its opt-out snapshot) and this machine's data root.
  * A shard whose stats file exists is done whatever the queue says: the job then returns at once.
  */
-import { existsSync } from 'node:fs';
+import { isShardComplete } from '../dataset/complete-shards.ts';
 import { UnrecoverableError, type Job } from 'bullmq';
 import { createShardContext } from '../pipeline/context.ts';
 import { runShard } from '../pipeline/shard-job.ts';
-import { shardPaths } from '../shards/names.ts';
 import type { SampleStatus } from '../shards/outcome.ts';
 import { JOB_FORMAT, type FetchJobData, type FetchJobProgress, type FetchJobResult } from './jobs.ts';
 import { openOptoutSnapshot } from './optout-snapshot.ts';
@@ -80,7 +79,7 @@ export function createFetchProcessor(o: FetchProcessorOptions) {
     if (d.kind !== 'fetch' || d.format !== JOB_FORMAT) {
       throw new UnrecoverableError(`job ${job.id}: a ${String(d.kind)} job of format ${String(d.format)}; this worker reads fetch jobs of format ${JOB_FORMAT} (update muse on every machine)`);
     }
-    if (existsSync(shardPaths(d.datasetDir, d.shard).stats)) return { shard: d.shard, skipped: true, rows: 0, successes: 0 };
+    if (isShardComplete(d.datasetDir, d.shard)) return { shard: d.shard, skipped: true, rows: 0, successes: 0 };
     const { ctx, release } = await contextFor(d);
     try {
       if (ctx.totalRows !== d.totalRows) {

@@ -6,18 +6,18 @@
  * the workers (./optout-snapshot.ts) and records each finished shard's samples from its manifest, so `optout
  * check` and `optout apply` work after a distributed run as after a local one.
  */
-import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { Queue } from 'bullmq';
 import { createSource } from '../sources/index.ts';
 import { prepareRecordFilter } from '../filters/index.ts';
 import { FetchProgress } from '../pipeline/progress.ts';
-import { parseShardSelection, registerDataset, type FetchOptions, type FetchSummary } from '../pipeline/run-fetch.ts';
-import { shardCount, shardName, shardPaths } from '../shards/names.ts';
-import { readStats } from '../shards/stats.ts';
-import { readManifest } from '../shards/manifest.ts';
-import { SAMPLE_STATUSES, type SampleStatus } from '../shards/outcome.ts';
+import { parseShardSelection, registerDataset, sumShardStats, type FetchOptions, type FetchSummary } from '../pipeline/run-fetch.ts';
+import { shardCount, shardName, shardPaths } from '../dataset/names.ts';
+import { readStats } from '../dataset/stats.ts';
+import { readManifest } from '../dataset/manifest.ts';
+import type { SampleStatus } from '../shards/outcome.ts';
+import { isShardComplete } from '../dataset/complete-shards.ts';
 import { openFetchIndex, type FetchIndex } from '../index-db/fetch-index.ts';
 import { openIndex } from '../index-db/db.ts';
 import { bullConnection, checkQueue, parseQueueUrl } from './connection.ts';
@@ -52,7 +52,7 @@ export async function fetchThroughQueue(o: QueueFetchOptions): Promise<FetchSumm
   queue.on('error', () => {}); // reported by the polling loop
   try {
     const optout = await writeOptoutSnapshot(o.dataRoot, o.datasetDir);
-    const isDone = (s: number) => existsSync(shardPaths(o.datasetDir, s).stats);
+    const isDone = (s: number) => isShardComplete(o.datasetDir, s);
     const pending = selected.filter((s) => !isDone(s));
     await recordMissing(o.dataRoot, index, o.datasetDir, selected.filter(isDone));
     const pendingRows = pending.reduce((n, s) => n + Math.min(o.cfg.samples_per_shard, totalRows - s * o.cfg.samples_per_shard), 0);
@@ -122,14 +122,7 @@ export async function fetchThroughQueue(o: QueueFetchOptions): Promise<FetchSumm
       if (waiting.size) await new Promise((r) => setTimeout(r, o.pollMs ?? 1000));
     }
     const p = progress.finish();
-    const status = Object.fromEntries(SAMPLE_STATUSES.map((s) => [s, 0])) as Record<SampleStatus, number>;
-    let rows = 0;
-    for (const s of selected) {
-      const st = await readStats(shardPaths(o.datasetDir, s).stats);
-      if (!st) continue;
-      rows += st.count;
-      for (const k of SAMPLE_STATUSES) status[k] += st.status[k] ?? 0;
-    }
+    const { rows, status, reasons } = await sumShardStats(o.datasetDir, selected);
     const elapsed = (Date.now() - started) / 1000;
     return {
       dataset: o.datasetDir,
@@ -141,6 +134,7 @@ export async function fetchThroughQueue(o: QueueFetchOptions): Promise<FetchSumm
       shards_failed: [...failed].sort(([a], [b]) => a - b).map(([shard, error]) => ({ shard, error })),
       rows,
       status,
+      reasons,
       elapsed_s: Math.round(elapsed * 100) / 100,
       successes_per_s: Math.round((p.successes / Math.max(elapsed, 1e-3)) * 10) / 10,
       peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024),

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { Queue } from 'bullmq';
 import { tf, type BackendName } from '../runtime/backend.ts';
 import { runTokenize, type ShardResult, type TokenizeOptions, type TokenizeSummary } from '../tokenize/run-tokenize.ts';
-import { shardName } from '../shards/names.ts';
+import { shardName } from '../dataset/names.ts';
 import { bullConnection, checkQueue, parseQueueUrl } from './connection.ts';
 import { DEFAULT_RETRY, JOB_FORMAT, QUEUE_PREFIX, TOKENIZE_QUEUE, jobOptions, tokenizeJobId, type RetryPolicy, type TokenizeJobData } from './jobs.ts';
 import { enqueueShards, mapChunked, watchShardJobs } from './shard-watch.ts';

@@ -5,5 +5,4 @@ export { encodePrompts, classConditioning, disposeConditioning } from './conditi
 export { loadCheckpoint, readSamplingInfo, resolveCheckpointDir, type LoadedCheckpoint, type SamplingInfo } from './load.ts';
 export { decodeIds, idsToPngs, makeGrid, gridLayout, rgbToPng, type GridLayout } from './images.ts';
 export { sample, type SampleOptions, type SampleResult, type SampledImage } from './sample.ts';
-export { writeTinyCheckpoint, tinyTransformerConfig, TINY_VQ_CONFIG } from './tiny-checkpoint.ts';
 export { sampleGridForTraining, type TrainingSampling } from './for-training.ts';

@@ -12,7 +12,7 @@ import path from 'node:path';
 import { MaskGitTransformer } from '../models/transformer/index.ts';
 import { VQGAN } from '../models/vqgan/index.ts';
 import { loadTextEncoder, type TextEncoder } from '../models/text/index.ts';
-import { loadVq } from '../tokenize/models.ts';
+import { loadVq, parseVqSpec } from '../models/registry.ts';
 
 export interface SamplingInfo {
   vq: string;
@@ -104,7 +104,8 @@ export async function loadCheckpoint(p: string, opts: { ema?: boolean } = {}): P
   const transformer = await MaskGitTransformer.fromSafetensors(modelDir);
   const cleanup: Array<{ dispose(): void }> = [transformer];
   try {
-    const vq = info.vq === 'builtin' ? (await loadVq('builtin', info.resolution)).model : await loadCheckpointVq(dir, info.vq);
+    const vqSpec = parseVqSpec(info.vq);
+    const vq = vqSpec.kind === 'builtin' ? (await loadVq('builtin', info.resolution)).model : await loadCheckpointVq(dir, info.vq);
     cleanup.push(vq);
     const text = info.text_encoder ? await loadTextEncoder(info.text_encoder, { maxLength: info.text_max_length ?? undefined }) : null;
     if (text) cleanup.push(text);

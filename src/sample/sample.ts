@@ -8,6 +8,7 @@ import { classConditioning, disposeConditioning, encodePrompts } from './conditi
 import { idsToPngs } from './images.ts';
 import { loadCheckpoint, type LoadedCheckpoint } from './load.ts';
 import type { GuidanceSchedule } from './schedules.ts';
+import { imageToFloats } from '../image/to-floats.ts';
 
 export interface SampleOptions {
   /** Checkpoint or run directory, or an already loaded checkpoint (not disposed by sample()). */
@@ -151,14 +152,13 @@ function repeat<T extends Int32Array | Uint8Array>(a: T, times: number): T {
 async function inpaintInit(ck: LoadedCheckpoint, init: { image: Buffer; mask: Buffer }): Promise<{ ids: Int32Array; keep: Uint8Array }> {
   const res = ck.vq.config.resolution;
   const side = ck.vq.latentSize;
-  const img = await sharp(init.image).removeAlpha().resize(res, res, { fit: 'cover' }).raw().toBuffer({ resolveWithObject: true }).catch((err: Error) => {
-    throw new Error(`--init-image: cannot decode (${err.message})`);
-  });
+  // decoded as tokenize and VQGAN training decode images (src/image/to-floats.ts)
+  const pixels = await imageToFloats(init.image, res, { what: '--init-image' });
   const mask = await sharp(init.mask).removeAlpha().greyscale().resize(res, res, { fit: 'cover' }).raw().toBuffer().catch((err: Error) => {
     throw new Error(`--mask: cannot decode (${err.message})`);
   });
   const ids = tf.tidy(() => {
-    const px = tf.div(tf.tensor4d(new Float32Array(img.data), [1, res, res, 3]), 255) as tf.Tensor4D;
+    const px = tf.tensor4d(pixels, [1, res, res, 3]);
     return ck.vq.encode(px);
   });
   const tokens = new Int32Array(await ids.data());

@@ -10,6 +10,15 @@ export interface TarSample {
   files: Record<string, Buffer>;
 }
 
+/** Extensions of a sample's image member, in the order they are looked for. */
+export const IMAGE_EXTS = ['jpg', 'jpeg', 'png', 'webp'] as const;
+
+/** The image bytes of a sample's members (by extension), or undefined when it has none. */
+export function imageOf(files: Record<string, Buffer>): Buffer | undefined {
+  const ext = IMAGE_EXTS.find((e) => files[e]);
+  return ext ? files[ext] : undefined;
+}
+
 export function splitMemberName(name: string): { key: string; ext: string } {
   const slash = name.lastIndexOf('/');
   const dot = name.indexOf('.', slash + 1);

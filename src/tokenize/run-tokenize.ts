@@ -7,20 +7,20 @@
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import sharp from 'sharp';
 import { tf, type BackendName } from '../runtime/backend.ts';
 import { encodeFloat16 } from '../runtime/float16.ts';
-import { shardName, shardPaths } from '../shards/names.ts';
-import { readTarSamples } from '../shards/tar-reader.ts';
+import { shardName, shardPaths } from '../dataset/names.ts';
+import { imageOf, readTarSamples } from '../shards/tar-reader.ts';
 import { writeFileAtomic } from '../util/atomic.ts';
-import { forkModule } from '../util/child-module.ts';
 import {
   EMPTY_FILE, cacheDir, cacheShardPath, readCacheManifest, tableBytes, textTable, tokenTable, writeCacheManifest,
   type CacheKind, type CacheManifest,
-} from './cache-format.ts';
-import { loadText, loadVq, type LoadedText, type LoadedVq } from './models.ts';
-import { completeShards, loadExclusions, selectSamples } from './select.ts';
+} from '../dataset/cache-format.ts';
+import { loadText, loadVq, type LoadedText, type LoadedVq } from '../models/registry.ts';
+import { completeShards, selectSamples, usableRule } from '../dataset/select.ts';
 import { formatDuration } from '../pipeline/progress.ts';
+import { imageToFloats } from '../image/to-floats.ts';
+import { runShardPool } from '../runtime/shard-pool.ts';
 import { concatFloat32 } from '../util/typed-arrays.ts';
 
 export interface TokenizeOptions {
@@ -29,7 +29,8 @@ export interface TokenizeOptions {
   vq?: string;
   /** Text encoder specs (byt5-tiny, t5:DIR, clip:DIR). */
   text: string[];
-  shards?: [number, number];
+  /** Shard indices to consider (`--shards`, parseShardSelection); default every complete shard. */
+  shards?: number[];
   batch: number;
   includeFallbacks: boolean;
   imageSize?: number;
@@ -51,7 +52,7 @@ export type ToTokenizeWorker = { type: 'init'; options: WorkerOptions } | { type
 export type FromTokenizeWorker =
   | { type: 'hello' }
   | { type: 'ready' }
-  | { type: 'done'; result: ShardResult }
+  | { type: 'done'; shard: number; result: ShardResult }
   | { type: 'error'; shard: number | null; message: string };
 
 export interface TokenizeSummary {
@@ -62,7 +63,6 @@ export interface TokenizeSummary {
   samples: number;
 }
 
-const IMAGE_EXTS = ['jpg', 'jpeg', 'png', 'webp'];
 
 export async function runTokenize(o: TokenizeOptions): Promise<TokenizeSummary> {
   const log = o.log ?? ((m: string) => process.stderr.write(m + '\n'));
@@ -140,7 +140,8 @@ export async function loadTokenizeContext(o: TokenizeOptions): Promise<TokenizeC
   };
   try {
     for (const spec of o.text) texts.push(await loadText(spec));
-    return { o, vq, texts, exclude: await loadExclusions(o.datasetDir, o.dataRoot), dispose };
+    const rule = await usableRule(o.datasetDir, { dataRoot: o.dataRoot, includeFallbacks: o.includeFallbacks });
+    return { o, vq, texts, exclude: rule.exclude, dispose };
   } catch (err) {
     dispose();
     throw err;
@@ -180,42 +181,21 @@ export async function tokenizeShard(shard: number, ctx: TokenizeContext): Promis
  * cache files and report the entries, and this process alone records them in the manifests.
  */
 async function runInWorkers(pending: number[], n: number, o: TokenizeOptions, record: (r: ShardResult) => Promise<void>): Promise<void> {
-  const queue = [...pending];
-  const workerFile = new URL('./worker.ts', import.meta.url);
   const { log: _log, runPending: _runPending, ...rest } = o;
   const options: WorkerOptions = { ...rest, workers: 1, backend: tf.getBackend() as BackendName };
   const errors: string[] = [];
-  // manifest writes are serialised (one chain), in the order shards finish
-  let chain = Promise.resolve();
-  await Promise.all(Array.from({ length: n }, () => new Promise<void>((resolve) => {
-    const child = forkModule(workerFile, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-    let running: number | undefined;
-    const next = () => {
-      running = errors.length ? undefined : queue.shift();
-      if (running === undefined) child.send({ type: 'stop' } satisfies ToTokenizeWorker);
-      else child.send({ type: 'shard', shard: running } satisfies ToTokenizeWorker);
-    };
-    child.on('message', (m: FromTokenizeWorker) => {
-      if (m.type === 'hello') child.send({ type: 'init', options } satisfies ToTokenizeWorker);
-      else if (m.type === 'ready') next();
-      else if (m.type === 'done') {
-        running = undefined;
-        chain = chain.then(() => record(m.result)).catch((err: Error) => { errors.push(err.message); });
-        void chain.then(next);
-      } else if (m.type === 'error') {
-        errors.push(m.shard === null ? `tokenize worker failed to start: ${m.message}` : `shard ${shardName(m.shard)}: ${m.message.split('\n')[0]}`);
-        running = undefined;
-        child.send({ type: 'stop' } satisfies ToTokenizeWorker);
-      }
-    });
-    child.on('error', (err) => errors.push(`tokenize worker: ${err.message}`));
-    child.on('exit', (code) => {
-      if (running !== undefined) errors.push(`shard ${shardName(running)}: tokenize worker exited with code ${code} while running it`);
-      resolve();
-    });
-  })));
-  await chain;
-  if (!errors.length && queue.length) errors.push(`tokenize workers exited with ${queue.length} shard(s) not run`);
+  // the pool hands finished shards over one at a time: manifest writes are serialised, in the order shards finish
+  const r = await runShardPool<WorkerOptions, Extract<FromTokenizeWorker, { type: 'done' }>>({
+    workerFile: new URL('./worker.ts', import.meta.url),
+    workers: n,
+    shards: pending,
+    init: options,
+    stopOnFailure: true,
+    onDone: (m) => record(m.result),
+    onFailed: (shard, message) => errors.push(`shard ${shardName(shard)}: ${message.split('\n')[0]}`),
+  });
+  if (r.startError) errors.push(`tokenize worker failed to start: ${r.startError}`);
+  if (!errors.length && r.notStarted.length) errors.push(`tokenize workers exited with ${r.notStarted.length} shard(s) not run`);
   if (errors.length) throw new Error(errors.join('\n'));
 }
 
@@ -271,9 +251,9 @@ async function encodeImages(datasetDir: string, shard: number, keys: string[], v
   for await (const s of readTarSamples(shardPaths(datasetDir, shard).tar)) {
     if (!want.has(s.key)) continue;
     if (s.key !== keys[next]) throw new Error(`shard ${shardName(shard)}: tar has ${s.key} where ${keys[next]} was expected (tar and manifest disagree)`);
-    const ext = IMAGE_EXTS.find((e) => s.files[e]);
-    if (!ext) throw new Error(`shard ${shardName(shard)}: sample ${s.key} has no image`);
-    pending.push(await decodeImage(s.files[ext], res));
+    const image = imageOf(s.files);
+    if (!image) throw new Error(`shard ${shardName(shard)}: sample ${s.key} has no image`);
+    pending.push(await decodeImage(image, res, `shard ${shardName(shard)}: sample ${s.key}`));
     next++;
     if (pending.length >= batch) flush();
   }
@@ -282,12 +262,9 @@ async function encodeImages(datasetDir: string, shard: number, keys: string[], v
   return out;
 }
 
-/** Image bytes -> RGB [size, size, 3] in [0, 1]: scaled to cover the square, centre-cropped. */
-export async function decodeImage(bytes: Buffer, size: number): Promise<Float32Array> {
-  const raw = await sharp(bytes).removeAlpha().toColourspace('srgb').resize(size, size, { fit: 'cover', position: 'centre' }).raw().toBuffer();
-  const px = new Float32Array(size * size * 3);
-  for (let i = 0; i < px.length; i++) px[i] = raw[i] / 255;
-  return px;
+/** Image bytes -> RGB [size, size, 3] in [0, 1]: the decode the VQGAN stage trains on (src/image/to-floats.ts). */
+export async function decodeImage(bytes: Buffer, size: number, what?: string): Promise<Float32Array> {
+  return imageToFloats(bytes, size, { what });
 }
 
 /** Captions -> rows for textTable (ids and float16 hidden states at real length, pooled). */

@@ -8,10 +8,10 @@ import { existsSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { tableFromIPC, type Table } from 'apache-arrow';
-import { shardName } from '../shards/names.ts';
-import { CACHE_DIR, EMPTY_FILE, MANIFEST_FILE, keysOf, readCacheManifest, type CacheKind } from './cache-format.ts';
+import { shardName } from '../dataset/names.ts';
+import { CACHE_DIR, EMPTY_FILE, MANIFEST_FILE, keysOf, readCacheManifest, type CacheKind } from '../dataset/cache-format.ts';
 import { sha256 } from './run-tokenize.ts';
-import { completeShards, loadExclusions, selectSamples } from './select.ts';
+import { completeShards, loadExclusions, selectSamples } from '../dataset/select.ts';
 
 export type ProblemKind = 'missing' | 'unreadable' | 'hash' | 'count' | 'keys' | 'stale' | 'manifest';
 

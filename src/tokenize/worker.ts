@@ -20,7 +20,7 @@ if (process.send) {
         ctx = await loadTokenizeContext(options);
         send({ type: 'ready' });
       } else if (m.type === 'shard') {
-        send({ type: 'done', result: await tokenizeShard(m.shard, ctx!) });
+        send({ type: 'done', shard: m.shard, result: await tokenizeShard(m.shard, ctx!) });
       } else {
         ctx?.dispose();
         process.exit(0);

@@ -5,13 +5,13 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
-import { closestName } from '../../util/suggest.ts';
+import { ConfigError, isPlainObject as isTree, parseYamlMapping, unknownKeyError } from '../../util/yaml-config.ts';
 import { maskSchedule } from '../../models/schedules.ts';
 import { transformerConfig } from '../../models/transformer/config.ts';
 import { configFromJson } from '../../models/vqgan/config.ts';
 import { DEFAULTS, ENUMS, FREE_FORM, STAGES, VALUE_KINDS, type Stage, type TrainConfig } from './schema.ts';
 
-export class ConfigError extends Error {}
+export { ConfigError } from '../../util/yaml-config.ts';
 
 type Tree = Record<string, unknown>;
 
@@ -31,13 +31,7 @@ export function loadTrainConfig(opts: LoadConfigOptions): TrainConfig {
   }
   const file = opts.file ?? path.join(opts.configsDir, `${opts.stage}.yaml`);
   if (!existsSync(file)) throw new ConfigError(`${file}: no such config file`);
-  let parsed: unknown;
-  try {
-    parsed = YAML.parse(readFileSync(file, 'utf8'));
-  } catch (err) {
-    throw new ConfigError(`${file}: not valid YAML (${(err as Error).message})`);
-  }
-  if (!isTree(parsed)) throw new ConfigError(`${file}: expected a mapping of sections (experiment, model, data, ...)`);
+  const parsed = parseYamlMapping(readFileSync(file, 'utf8'), file, 'of sections (experiment, model, data, ...)');
   const merged = structuredClone(DEFAULTS) as unknown as Tree;
   mergeInto(merged, parsed, '', file);
   for (const set of opts.sets ?? []) applySet(merged, set);
@@ -81,8 +75,7 @@ export function applySet(tree: Tree, set: string): void {
 
 function checkKnown(node: Tree, key: string, fullKey: string, where: string): void {
   if (key in node) return;
-  const hint = closestName(key, Object.keys(node));
-  throw new ConfigError(`${where}: unknown key '${fullKey}'${hint ? ` (did you mean '${fullKey.slice(0, -key.length)}${hint}'?)` : ''}`);
+  throw unknownKeyError(where, fullKey, Object.keys(node));
 }
 
 function mergeInto(target: Tree, source: Tree, prefix: string, file: string): void {
@@ -101,10 +94,6 @@ function mergeInto(target: Tree, source: Tree, prefix: string, file: string): vo
       target[key] = value;
     }
   }
-}
-
-function isTree(v: unknown): v is Tree {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 function kindOf(v: unknown): string {

@@ -1,5 +1,5 @@
 /**
- * Reads one shard of the token caches (format: src/tokenize/cache-format.ts) into flat typed arrays that view
+ * Reads one shard of the token caches (format: src/dataset/cache-format.ts) into flat typed arrays that view
  * the Arrow buffers where apache-arrow allows (one record batch, the usual case): no per-row objects, no copy
  * of whole columns. Files with several record batches are concatenated (a copy).
  */

@@ -2,7 +2,8 @@
  * Training loader over token caches (issue 5): image token ids + text encoder states (+ pooled, + ImageNet class
  * ids), shard order shuffled per epoch and a shuffle buffer, both from a seed, and an exactly resumable position.
  *
- * Stream: epoch e reads the shards in `epochOrder(shards, seed, e)`, row by row, skipping dedup decisions; a
+ * Stream: epoch e reads the shards in `epochOrder(shards, seed, e)`, row by row, skipping dedup decisions and
+ * opt-outs not applied yet (the usable-sample rule, src/dataset/select.ts); a
  * buffer of `shuffleBuffer` samples is kept full and each output sample is drawn from it at random (then the
  * last one takes its place). The buffer drains at the end of an epoch, so an epoch holds every sample once
  * (or as often as its dataset's weight says).
@@ -10,9 +11,9 @@
  * Memory: the current shard, the next one (prefetched, across epochs too), and copies of the buffered samples
  * (shuffleBuffer x one sample: 118 KB for 77x768 float16 states).
  */
-import { loadDuplicateKeys } from '../../dedup/decisions-file.ts';
-import { shardName } from '../../shards/names.ts';
-import { cacheDir } from '../../tokenize/cache-format.ts';
+import { usableRule } from '../../dataset/select.ts';
+import { shardName } from '../../dataset/names.ts';
+import { cacheDir } from '../../dataset/cache-format.ts';
 import { hasClassIds, listShards, loadShardData, sampleOf, type ShardData, type ShardRef } from './shard-data.ts';
 import { assembleBatch, type Batch, type Sample } from './batch.ts';
 import { SeededRandom, deriveSeed, epochOrder, weightedEpochOrder } from './random.ts';
@@ -45,6 +46,11 @@ export interface TokenDatasetOptions {
   /** ImageNet class ids from the shard manifests' `cls` column; default: when the first shard's manifest has them. */
   classIds?: boolean;
   resumeFrom?: LoaderState;
+  /**
+   * Data root whose index lists opt-outs not applied yet: those rows are skipped like dedup decisions (the
+   * usable-sample rule, src/dataset/select.ts; the caches hold only usable samples as of tokenize).
+   */
+  dataRoot?: string;
 }
 
 /** JSON-serialisable position of a loader, taken between two `next()` calls. */
@@ -85,7 +91,8 @@ export async function openTokenDataset(opts: TokenDatasetOptions): Promise<Token
   const duplicates: Array<Set<string>> = [];
   for (const [dataset, dir] of dirs.entries()) {
     for (const shard of opts.shards ?? (await listShards(dir, opts.vqId))) refs.push({ dir, dataset, shard });
-    duplicates.push(await loadDuplicateKeys(dir));
+    // the caches hold the usable samples as of tokenize; what became unusable since is skipped here
+    duplicates.push((await usableRule(dir, { dataRoot: opts.dataRoot })).exclude);
   }
   if (!refs.length) throw new Error(`no token cache shards in ${dirs.join(', ')} (tokens/${opts.vqId}/): run muse-data tokenize`);
   if (opts.weights && (opts.weights.length !== dirs.length || opts.weights.some((w) => !(w >= 0)))) {

@@ -1,8 +1,8 @@
 /** One shard of a dataset's token (+ text, + class id) caches, loaded whole, and samples copied out of it. */
 import { existsSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
-import { shardPaths } from '../../shards/names.ts';
-import { cacheDir, cacheShardPath, readCacheManifest } from '../../tokenize/cache-format.ts';
+import { shardPaths } from '../../dataset/names.ts';
+import { cacheDir, cacheShardPath, readCacheManifest } from '../../dataset/cache-format.ts';
 import { readClassIds, readTable, textShard, tokenShard, type TextShard, type TokenShard } from './cache-reader.ts';
 import type { Sample } from './batch.ts';
 

@@ -7,8 +7,8 @@
 import { existsSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
-import { CACHE_DIR, readCacheManifest, type CacheKind } from '../../tokenize/cache-format.ts';
-import { BUILTIN_VQ_ID, hashWeightFiles } from '../../tokenize/models.ts';
+import { CACHE_DIR, readCacheManifest, type CacheKind } from '../../dataset/cache-format.ts';
+import { BUILTIN_VQ_ID, hashWeightFiles, parseVqSpec } from '../../models/registry.ts';
 import { BYT5_TINY_ID } from '../../models/text/index.ts';
 
 async function cacheIds(datasetDir: string, kind: CacheKind): Promise<string[]> {
@@ -39,13 +39,14 @@ export async function resolveVqCacheId(datasetDir: string, vqSpec: string, expli
     if (!found.includes(explicit)) throw noCache(datasetDir, 'vq', explicit, found);
     return explicit;
   }
-  if (vqSpec === 'builtin' || vqSpec === BUILTIN_VQ_ID) {
+  const spec = parseVqSpec(vqSpec);
+  if (spec.kind === 'builtin') {
     const builtin = found.filter((id) => id === BUILTIN_VQ_ID || id.startsWith(`${BUILTIN_VQ_ID}-`));
     if (builtin.length === 1) return builtin[0];
     if (builtin.length > 1) throw new Error(`${datasetDir}: several built-in VQ caches (${builtin.join(', ')}); set data.vq_id`);
     throw noCache(datasetDir, 'vq', 'builtin', found);
   }
-  const id = await cacheWithWeights(datasetDir, 'vq', found, await hashWeightFiles(vqSpec));
+  const id = await cacheWithWeights(datasetDir, 'vq', found, await hashWeightFiles(spec.dir));
   if (!id) throw noCache(datasetDir, 'vq', vqSpec, found);
   return id;
 }

@@ -15,10 +15,9 @@ import { tf } from '../../runtime/backend.ts';
 import { MaskGitTransformer } from '../../models/transformer/index.ts';
 import { openCheckpoint, saveSafetensors } from '../../models/safetensors.ts';
 import { writeFileAtomic } from '../../util/atomic.ts';
-import { BUILTIN_VQ_CONFIG } from '../../tokenize/models.ts';
-import { configFromJson, derived } from '../../models/vqgan/config.ts';
+import { absoluteVqSpec, vqReductionFactor } from '../../models/registry.ts';
 import { constants as fsConstants } from 'node:fs';
-import { copyFile, mkdir, readFile, readdir } from 'node:fs/promises';
+import { copyFile, mkdir, readdir } from 'node:fs/promises';
 import { openTokenDataset, type Batch, type LoaderState, type TokenDataset } from '../data/loader.ts';
 import { listShards } from '../data/shard-data.ts';
 import type { TrainConfig } from '../config/schema.ts';
@@ -34,6 +33,8 @@ export interface MuseRunnerOptions {
   /** Dataset folders (data.path resolved). */
   datasetDirs: string[];
   runDir: string;
+  /** Data root whose index lists opt-outs not applied yet (those samples are never read). */
+  dataRoot?: string;
   /** Renders sample grids (the sampler); absent: no periodic samples. */
   sampleGrid?: (checkpointDir: string, outPng: string) => Promise<void>;
 }
@@ -43,19 +44,6 @@ export function absoluteSpec(spec: string): string {
   if (spec === 'builtin' || spec === 'byt5-tiny' || spec.startsWith('byt5-tiny')) return spec;
   const m = /^(t5|clip):(.+)$/.exec(spec);
   return m ? `${m[1]}:${path.resolve(m[2])}` : path.resolve(spec);
-}
-
-/** Pixels per token side of the VQGAN `spec` ('builtin' or a folder with config.json). */
-async function vqReductionFactor(spec: string): Promise<number> {
-  if (spec === 'builtin') return 2 ** (BUILTIN_VQ_CONFIG.channelMult!.length - 1);
-  const file = path.join(spec, 'config.json');
-  let json: Record<string, unknown>;
-  try {
-    json = JSON.parse(await readFile(file, 'utf8'));
-  } catch (err) {
-    throw new Error(`model.vq: cannot read ${file} (${(err as Error).message})`);
-  }
-  return derived(configFromJson(json)).reductionFactor;
 }
 
 /** Where a checkpoint keeps its copy of the VQGAN; sampling.json names it relative to the checkpoint. */
@@ -112,6 +100,7 @@ export class MuseRunner implements StageRunner {
       shuffleBuffer: cfg.data.shuffle_buffer,
       textMaxLength: cfg.data.text_max_length ?? undefined,
       classIds: cfg.model.transformer.num_classes != null ? true : undefined,
+      dataRoot: opts.dataRoot,
     };
     const loader = await openTokenDataset(loaderOpts);
     const model = new MaskGitTransformer(cfg.model.transformer, { seed: cfg.training.seed });
@@ -119,7 +108,7 @@ export class MuseRunner implements StageRunner {
     const trainer = new MuseTrainer(model, cfg, empty);
     const side = Math.round(Math.sqrt(model.config.num_vq_tokens));
     const info: SamplingInfo = {
-      vq: absoluteSpec(cfg.model.vq),
+      vq: absoluteVqSpec(cfg.model.vq),
       text_encoder: cfg.model.text_encoder ? absoluteSpec(cfg.model.text_encoder) : null,
       text_max_length: cfg.data.text_max_length,
       class_conditional: model.config.num_classes != null,

@@ -3,7 +3,7 @@
  * Used by `muse-train`, the demo and the tests.
  */
 import type { TrainConfig } from '../config/schema.ts';
-import { resolveDatasetDir } from '../../cli/data-root.ts';
+import { resolveDatasetDir } from '../../dataset/data-root.ts';
 import { assertResumable, runTrainingLoop, type StageRunner } from './loop.ts';
 
 export interface TrainRunOptions {
@@ -25,11 +25,11 @@ export async function runTraining(o: TrainRunOptions) {
   let runner: StageRunner;
   if (cfg.stage === 'vqgan') {
     const { VqganRunner } = await import('../vqgan/runner.ts');
-    runner = await VqganRunner.create({ config: cfg, datasetDirs, runDir: o.runDir });
+    runner = await VqganRunner.create({ config: cfg, datasetDirs, runDir: o.runDir, dataRoot: o.dataRoot });
   } else {
     const { MuseRunner } = await import('../muse/runner.ts');
     const { sampleGridForTraining } = await import('../../sample/for-training.ts');
-    runner = await MuseRunner.create({ config: cfg, datasetDirs, runDir: o.runDir, sampleGrid: (dir, png) => sampleGridForTraining(dir, png, cfg.sampling) });
+    runner = await MuseRunner.create({ config: cfg, datasetDirs, runDir: o.runDir, dataRoot: o.dataRoot, sampleGrid: (dir, png) => sampleGridForTraining(dir, png, cfg.sampling) });
   }
   try {
     return await runTrainingLoop({ config: cfg, runDir: o.runDir, runner, resume: o.resume, allowFresh: o.allowFresh, stopAfter: o.stopAfter, out: o.out });

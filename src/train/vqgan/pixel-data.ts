@@ -1,27 +1,26 @@
 /**
  * Training images for the VQGAN stage, read straight from a fetched dataset's WebDataset shards.
  *
- * Order (seeded, exactly resumable): epoch e visits the chosen shards in `epochOrder(shards, seed, e)`; inside a
- * shard, its usable samples (status ok/fallback, not a dedup duplicate, with an image) are visited in a seeded
+ * Order (seeded, exactly resumable): epoch e visits the chosen (complete) shards in `epochOrder(shards, seed, e)`;
+ * inside a shard, its usable samples (src/dataset/select.ts: the same rule tokenize caches by) are visited in a seeded
  * permutation derived from (seed, epoch, shard). Batches run across shard and epoch boundaries (an endless
  * stream). The optional horizontal flip of a sample is a pure function of (seed, epoch, shard, index), so the
  * position {epoch, position, index} is the whole state.
  * Memory: the current shard's compressed image bytes and the next shard's (prefetched); pixels only per batch.
  */
 import { readFile } from 'node:fs/promises';
-import { existsSync, readdirSync } from 'node:fs';
-import path from 'node:path';
+import { existsSync } from 'node:fs';
 import { Readable } from 'node:stream';
-import sharp from 'sharp';
 import { extract as tarExtract } from 'tar-stream';
 import * as tf from '@tensorflow/tfjs';
-import { loadDuplicateKeys } from '../../dedup/decisions-file.ts';
-import { shardPaths } from '../../shards/names.ts';
-import { splitMemberName } from '../../shards/tar-reader.ts';
+import { completeShardsSync, isShardComplete } from '../../dataset/complete-shards.ts';
+import { readManifest } from '../../dataset/manifest.ts';
+import { shardName, shardPaths } from '../../dataset/names.ts';
+import { isUsable, usableRule, type UsableRule } from '../../dataset/select.ts';
+import { imageToFloats } from '../../image/to-floats.ts';
+import { imageOf, splitMemberName } from '../../shards/tar-reader.ts';
 import { SeededRandom, deriveSeed, epochOrder } from '../data/random.ts';
 
-const IMAGE_EXTS = ['jpg', 'jpeg', 'png', 'webp'];
-const USABLE_STATUS = new Set(['ok', 'fallback']);
 
 export interface PixelDatasetOptions {
   datasetDir: string;
@@ -29,8 +28,12 @@ export interface PixelDatasetOptions {
   resolution: number;
   batchSize: number;
   seed: number;
-  /** Shard indices to read (e.g. training vs held-out validation shards); default: every shards/NNNNN.tar. */
+  /** Shard indices to read (e.g. training vs held-out validation shards); default: every complete shard. */
   shards?: number[];
+  /** Also read `fallback` samples (dead-link placeholders). Default false, as tokenize. */
+  includeFallbacks?: boolean;
+  /** Data root whose index lists opt-outs not applied yet: those samples are skipped too. */
+  dataRoot?: string;
   /** Random horizontal flips (seeded). Default false. */
   flip?: boolean;
   resumeFrom?: PixelLoaderState;
@@ -68,20 +71,15 @@ interface ShardImages {
   images: Buffer[];
 }
 
-/** Shard indices present as `<datasetDir>/shards/NNNNN.tar`. */
+/** Complete shards of the dataset (their `_stats.json` exists; a `.tar` alone is a shard fetch has not finished). */
 export function listImageShards(datasetDir: string): number[] {
-  const dir = path.join(datasetDir, 'shards');
-  if (!existsSync(dir)) return [];
-  return readdirSync(dir)
-    .map((f) => /^(\d{5,})\.tar$/.exec(f))
-    .filter((m): m is RegExpExecArray => m !== null)
-    .map((m) => Number(m[1]))
-    .sort((a, b) => a - b);
+  return completeShardsSync(datasetDir);
 }
 
 /** Reads one shard's usable samples (compressed image bytes), in tar order. */
-export async function readShardImages(datasetDir: string, shard: number, skip: Set<string>): Promise<ShardImages> {
+export async function readShardImages(datasetDir: string, shard: number, rule: UsableRule): Promise<ShardImages> {
   const file = shardPaths(datasetDir, shard).tar;
+  const usable = new Set((await readManifest(shardPaths(datasetDir, shard).manifest)).filter((r) => isUsable(r, rule)).map((r) => r.key));
   let bytes: Buffer;
   try {
     bytes = await readFile(file);
@@ -107,56 +105,34 @@ export async function readShardImages(datasetDir: string, shard: number, skip: S
   }
   const out: ShardImages = { shard, keys: [], images: [] };
   for (const key of order) {
-    if (skip.has(key)) continue;
+    if (!usable.has(key)) continue;
     const files = samples.get(key)!;
-    const ext = IMAGE_EXTS.find((e) => files[e]);
-    if (!ext) continue;
-    if (files.json) {
-      let status: unknown;
-      try {
-        status = (JSON.parse(files.json.toString('utf8')) as { status?: unknown }).status;
-      } catch {
-        throw new Error(`${file}: sample ${key} has an unreadable ${key}.json`);
-      }
-      if (status !== undefined && !USABLE_STATUS.has(String(status))) continue;
-    }
+    const image = imageOf(files);
+    if (!image) throw new Error(`${file}: sample ${key} has no image (tar and manifest disagree)`);
     out.keys.push(key);
-    out.images.push(files[ext]);
+    out.images.push(image);
   }
   return out;
 }
 
-/** Decodes one image: RGB, resized to cover `res`x`res` and centre-cropped, optionally mirrored; floats in [0, 1]. */
+/** Decodes one image with the decode tokenize uses (src/image/to-floats.ts), optionally mirrored. */
 export async function decodeImage(bytes: Buffer, res: number, flip: boolean, what: string): Promise<Float32Array> {
-  let raw: Buffer;
-  let channels: number;
-  try {
-    let img = sharp(bytes).rotate().toColourspace('srgb').removeAlpha().resize(res, res, { fit: 'cover', position: 'centre' });
-    if (flip) img = img.flop();
-    const { data, info } = await img.raw().toBuffer({ resolveWithObject: true });
-    raw = data;
-    channels = info.channels;
-  } catch (err) {
-    throw new Error(`${what}: cannot decode image (${(err as Error).message})`);
-  }
-  const out = new Float32Array(res * res * 3);
-  for (let p = 0; p < res * res; p++) {
-    for (let c = 0; c < 3; c++) out[p * 3 + c] = raw[p * channels + (channels >= 3 ? c : 0)] / 255;
-  }
-  return out;
+  return imageToFloats(bytes, res, { flip, what });
 }
 
 export async function openPixelDataset(opts: PixelDatasetOptions): Promise<PixelDataset> {
   if (!Number.isInteger(opts.resolution) || opts.resolution < 1) throw new Error(`openPixelDataset: resolution must be a positive integer, got ${opts.resolution}`);
   if (!Number.isInteger(opts.batchSize) || opts.batchSize < 1) throw new Error(`openPixelDataset: batchSize must be a positive integer, got ${opts.batchSize}`);
   const shards = opts.shards ?? listImageShards(opts.datasetDir);
-  if (!shards.length) throw new Error(`openPixelDataset: no shards/NNNNN.tar in ${opts.datasetDir} (run muse-data fetch)`);
+  if (!shards.length) throw new Error(`openPixelDataset: no shards (no complete shard: shards/NNNNN_stats.json) in ${opts.datasetDir} (run muse-data fetch)`);
   for (const s of shards) {
     if (!Number.isInteger(s) || s < 0) throw new Error(`openPixelDataset: shard index must be an integer >= 0, got ${s}`);
-    const tar = shardPaths(opts.datasetDir, s).tar;
+    const { tar, stats } = shardPaths(opts.datasetDir, s);
     if (!existsSync(tar)) throw new Error(`openPixelDataset: shard ${s} is missing (${tar})`);
+    if (!isShardComplete(opts.datasetDir, s)) throw new Error(`openPixelDataset: shard ${shardName(s)} is incomplete (no ${stats}; fetch has not finished it)`);
   }
-  const loader = new PixelLoader(opts, [...shards], await loadDuplicateKeys(opts.datasetDir));
+  const rule = await usableRule(opts.datasetDir, { dataRoot: opts.dataRoot, includeFallbacks: opts.includeFallbacks });
+  const loader = new PixelLoader(opts, [...shards], rule);
   if (opts.resumeFrom) loader.restore(opts.resumeFrom);
   return loader;
 }
@@ -169,7 +145,7 @@ class PixelLoader implements PixelDataset {
   /** Shard reads in a row that gave no sample; a whole epoch of them means nothing is usable. */
   private emptyRun = 0;
 
-  constructor(private readonly opts: PixelDatasetOptions, readonly shards: number[], private readonly skip: Set<string>) {}
+  constructor(private readonly opts: PixelDatasetOptions, readonly shards: number[], private readonly rule: UsableRule) {}
 
   state(): PixelLoaderState {
     return { version: 1, seed: this.opts.seed, shards: [...this.shards], epoch: this.epoch, position: this.position, index: this.index };
@@ -194,7 +170,7 @@ class PixelLoader implements PixelDataset {
     const id = `${epoch}:${position}`;
     let p = this.cache.get(id);
     if (!p) {
-      p = readShardImages(this.opts.datasetDir, shard, this.skip);
+      p = readShardImages(this.opts.datasetDir, shard, this.rule);
       p.catch(() => undefined); // surfaced when awaited
       this.cache.set(id, p);
     }
@@ -238,7 +214,8 @@ class PixelLoader implements PixelDataset {
       const data = await this.current();
       if (this.index >= data.keys.length) {
         if (data.keys.length === 0 && ++this.emptyRun >= this.shards.length) {
-          throw new Error(`no usable samples (status ok/fallback, not duplicates, with an image) in shards [${this.shards.join(', ')}] of ${this.opts.datasetDir}`);
+          const statuses = this.rule.includeFallbacks ? 'ok/fallback' : 'ok';
+          throw new Error(`no usable samples (status ${statuses}, not a duplicate, not opted out) in shards [${this.shards.join(', ')}] of ${this.opts.datasetDir}`);
         }
         this.advanceShard();
         continue;

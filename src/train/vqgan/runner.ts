@@ -18,6 +18,8 @@ export interface VqganRunnerOptions {
   config: TrainConfig;
   datasetDirs: string[];
   runDir: string;
+  /** Data root whose index lists opt-outs not applied yet (those samples are never read). */
+  dataRoot?: string;
 }
 
 /** Images shown in a reconstruction grid. */
@@ -54,8 +56,9 @@ export class VqganRunner implements StageRunner {
     const held = new Set(cfg.data.validation_shards);
     for (const s of held) if (!all.includes(s)) throw new Error(`data.validation_shards: ${datasetDir} has no shard ${s} (shards: ${all.join(', ') || 'none'})`);
     const train = cfg.data.train_shards ?? all.filter((s) => !held.has(s));
-    const data = await openPixelDataset({ datasetDir, resolution, batchSize: cfg.training.batch_size, seed: cfg.training.seed, shards: train, flip: cfg.data.random_flip });
-    const fixed = (shards: number[]) => () => openPixelDataset({ datasetDir, resolution, batchSize: cfg.training.batch_size, seed: 0, shards, flip: false });
+    const dataRoot = o.dataRoot;
+    const data = await openPixelDataset({ datasetDir, dataRoot, resolution, batchSize: cfg.training.batch_size, seed: cfg.training.seed, shards: train, flip: cfg.data.random_flip });
+    const fixed = (shards: number[]) => () => openPixelDataset({ datasetDir, dataRoot, resolution, batchSize: cfg.training.batch_size, seed: 0, shards, flip: false });
     const openValidation = held.size ? fixed([...held]) : null;
     const v = cfg.vqgan_training;
     const d = v.discriminator;

@@ -7,8 +7,13 @@ export function shardName(index: number): string {
   return String(index).padStart(SHARD_DIGITS, '0');
 }
 
+/** `<dataset>/shards/`: a folder is a dataset iff it has one. */
+export function shardsDir(datasetDir: string): string {
+  return path.join(datasetDir, 'shards');
+}
+
 export function shardPaths(datasetDir: string, index: number) {
-  const base = path.join(datasetDir, 'shards', shardName(index));
+  const base = path.join(shardsDir(datasetDir), shardName(index));
   return { tar: `${base}.tar`, manifest: `${base}.arrow`, stats: `${base}_stats.json` };
 }
 

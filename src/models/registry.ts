@@ -1,15 +1,16 @@
 /**
- * The models tokenize runs, with the id that names their cache folder and the sha256 that pins their weights.
+ * The model registry: what a model spec names (`parseVqSpec`, the one parser of `model.vq` / `--vq`), and the
+ * models tokenize runs, with the id that names their cache folder and the sha256 that pins their weights.
  * Built-ins have no files: their hash is taken over the generated weights (VQGAN) or, for the built-in text
  * encoder whose parameters are not exposed, over its hidden states for a fixed probe text.
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { readdir, stat } from 'node:fs/promises';
+import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { tf } from '../runtime/backend.ts';
-import { VQGAN, configToJson, derived, type VqganConfig } from '../models/vqgan/index.ts';
-import { BYT5_TINY_CONFIG, loadTextEncoder, type TextEncoder } from '../models/text/index.ts';
+import { VQGAN, configFromJson, configToJson, derived, type VqganConfig } from './vqgan/index.ts';
+import { BYT5_TINY_CONFIG, loadTextEncoder, type TextEncoder } from './text/index.ts';
 
 /** Built-in VQGAN: 64 px -> 8x8 = 64 tokens, 256 codes of 16 dims; small enough for wasm in tests. */
 export const BUILTIN_VQ_CONFIG: Partial<VqganConfig> = {
@@ -22,6 +23,43 @@ export const BUILTIN_VQ_CONFIG: Partial<VqganConfig> = {
   numEmbeddings: 256,
 };
 export const BUILTIN_VQ_ID = 'vqgan-tiny-seed0';
+
+/**
+ * What a `model.vq` / `--vq` / sampling.json `vq` value names. The ONE parser of that spec: every stage asks it,
+ * so a name that works in one place works in all. Built-in: absent, '', 'builtin' or 'vqgan-tiny-seed0'; anything
+ * else is a folder holding config.json + safetensors (open-muse names).
+ */
+export type VqSpec = { kind: 'builtin' } | { kind: 'folder'; dir: string };
+
+export function parseVqSpec(spec: string | undefined | null): VqSpec {
+  const s = spec?.trim();
+  if (!s || s === 'builtin' || s === BUILTIN_VQ_ID) return { kind: 'builtin' };
+  return { kind: 'folder', dir: s };
+}
+
+export function isBuiltinVq(spec: string | undefined | null): boolean {
+  return parseVqSpec(spec).kind === 'builtin';
+}
+
+/** The spec in the form written to sampling.json: 'builtin', or the folder as an absolute path. */
+export function absoluteVqSpec(spec: string): string {
+  const p = parseVqSpec(spec);
+  return p.kind === 'builtin' ? 'builtin' : path.resolve(p.dir);
+}
+
+/** Pixels per token side of the VQGAN `spec`, from its config (no weights are read). */
+export async function vqReductionFactor(spec: string): Promise<number> {
+  const p = parseVqSpec(spec);
+  if (p.kind === 'builtin') return 2 ** (BUILTIN_VQ_CONFIG.channelMult!.length - 1);
+  const file = path.join(p.dir, 'config.json');
+  let json: Record<string, unknown>;
+  try {
+    json = JSON.parse(await readFile(file, 'utf8'));
+  } catch (err) {
+    throw new Error(`model.vq: cannot read ${file} (${(err as Error).message})`);
+  }
+  return derived(configFromJson(json)).reductionFactor;
+}
 
 export interface LoadedVq {
   id: string;
@@ -41,22 +79,23 @@ export interface LoadedText {
   weightsSha256: string;
 }
 
-/** `spec` undefined or 'builtin' -> the seeded tiny VQGAN; else a folder with config.json + safetensors. */
+/** A built-in spec (see parseVqSpec) -> the seeded tiny VQGAN; else a folder with config.json + safetensors. */
 export async function loadVq(spec: string | undefined, imageSize?: number): Promise<LoadedVq> {
   let model: VQGAN;
   let id: string;
   let sha: string;
   let name: string;
-  if (spec === undefined || spec === 'builtin' || spec === BUILTIN_VQ_ID) {
+  const parsed = parseVqSpec(spec);
+  if (parsed.kind === 'builtin') {
     model = VQGAN.create({ ...BUILTIN_VQ_CONFIG, ...(imageSize ? { resolution: imageSize } : {}) }, 0);
     sha = hashVariables(model.namedVariables());
     id = imageSize && imageSize !== BUILTIN_VQ_CONFIG.resolution ? `${BUILTIN_VQ_ID}-${imageSize}px` : BUILTIN_VQ_ID;
     name = BUILTIN_VQ_ID;
   } else {
-    sha = await hashWeightFiles(spec);
-    model = await VQGAN.fromSafetensors(spec);
+    sha = await hashWeightFiles(parsed.dir);
+    model = await VQGAN.fromSafetensors(parsed.dir);
     id = `vq-${sha.slice(0, 12)}`;
-    name = path.resolve(spec);
+    name = path.resolve(parsed.dir);
   }
   const side = derived(model.config).latentSize;
   return { id, model, name, config: configToJson(model.config), weightsSha256: sha, gridH: side, gridW: side };

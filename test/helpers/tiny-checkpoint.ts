@@ -3,10 +3,10 @@
 // text-conditioned transformer reading the built-in byt5-tiny encoder.
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { MaskGitTransformer, type MaskGitTransformerConfig } from '../models/transformer/index.ts';
-import { VQGAN, type VqganConfig } from '../models/vqgan/index.ts';
-import { BYT5_TINY_CONFIG } from '../models/text/index.ts';
-import type { SamplingInfo } from './load.ts';
+import { MaskGitTransformer, type MaskGitTransformerConfig } from '../../src/models/transformer/index.ts';
+import { VQGAN, type VqganConfig } from '../../src/models/vqgan/index.ts';
+import { BYT5_TINY_CONFIG } from '../../src/models/text/index.ts';
+import type { SamplingInfo } from '../../src/sample/load.ts';
 
 export const TINY_VQ_CONFIG: Partial<VqganConfig> = {
   resolution: 32,

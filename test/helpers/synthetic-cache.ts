@@ -1,14 +1,14 @@
 /**
- * Writes small deterministic token + text caches in the cache format (src/tokenize/cache-format.ts), for the
+ * Writes small deterministic token + text caches in the cache format (src/dataset/cache-format.ts), for the
  * loader's tests and benchmark. Every value is a function of (shard, position), so readers can check them.
  * Half values are multiples of 1/8 in [-4, 4): exact in float16.
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { cacheShardPath, tableBytes, textTable, tokenTable } from '../../tokenize/cache-format.ts';
-import { encodeFloat16 } from '../../runtime/float16.ts';
-import { sampleKey, shardName } from '../../shards/names.ts';
-import { concatFloat32 } from '../../util/typed-arrays.ts';
+import { cacheShardPath, tableBytes, textTable, tokenTable } from '../../src/dataset/cache-format.ts';
+import { encodeFloat16 } from '../../src/runtime/float16.ts';
+import { sampleKey, shardName } from '../../src/dataset/names.ts';
+import { concatFloat32 } from '../../src/util/typed-arrays.ts';
 
 export interface SyntheticCacheOptions {
   /** Samples per shard index (positions 0..count-1). */

@@ -18,7 +18,7 @@ import {
   Field, FixedSizeList, Float16, Float32, Int32, List, RecordBatch, Schema, Struct, Table, Uint16, Utf8,
   makeData, tableFromIPC, tableToIPC, vectorFromArray, type Data,
 } from 'apache-arrow';
-import { shardName } from '../shards/names.ts';
+import { shardName } from './names.ts';
 import { writeFileAtomic } from '../util/atomic.ts';
 
 export type CacheKind = 'vq' | 'text';

@@ -21,12 +21,12 @@ import { existsSync } from 'node:fs';
 import { readdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { TMP_SUFFIX, fsyncDir, writeFileAtomic } from '../util/atomic.ts';
-import { refreshCacheManifests } from '../tokenize/cache-format.ts';
+import { CACHE_DIR, refreshCacheManifests } from './cache-format.ts';
 import { dropArrowRows } from './arrow-filter.ts';
 import { readManifest, writeManifest } from './manifest.ts';
-import { shardName, shardPaths } from './names.ts';
+import { shardName, shardPaths, shardsDir } from './names.ts';
 import { readStats, summarize, writeStats, type ShardStats } from './stats.ts';
-import { filterTar } from './tar-filter.ts';
+import { filterTar } from '../shards/tar-filter.ts';
 
 export interface Removal {
   status: 'opted_out' | 'duplicate';
@@ -48,16 +48,16 @@ export interface RewriteOptions {
   afterStep?: (step: string) => void | Promise<void>;
 }
 
-/** Cache folders holding one Arrow file per shard, keyed by sample key. */
-export const CACHE_DIRS = ['tokens', 'text'] as const;
+/** Cache folders holding one Arrow file per shard, keyed by sample key (cache-format.ts names them). */
+export const CACHE_DIRS = Object.values(CACHE_DIR);
 
 export function journalPath(datasetDir: string, shard: number): string {
-  return path.join(datasetDir, 'shards', `${shardName(shard)}.rewrite.json`);
+  return path.join(shardsDir(datasetDir), `${shardName(shard)}.rewrite.json`);
 }
 
 /** Shards with an unfinished rewrite (a journal left by a killed run). */
 export async function pendingRewrites(datasetDir: string): Promise<number[]> {
-  const dir = path.join(datasetDir, 'shards');
+  const dir = shardsDir(datasetDir);
   if (!existsSync(dir)) return [];
   const out: number[] = [];
   for (const f of await readdir(dir)) {

@@ -5,7 +5,7 @@
 import { readFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { writeFileAtomic } from '../util/atomic.ts';
-import { SAMPLE_STATUSES, type SampleStatus } from './outcome.ts';
+import { SAMPLE_STATUSES, type SampleStatus } from '../shards/outcome.ts';
 import type { ManifestRow } from './manifest.ts';
 
 export interface ShardStats {

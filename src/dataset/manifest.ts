@@ -6,8 +6,8 @@
 import { readFile } from 'node:fs/promises';
 import { Int32, Int64, Table, Utf8, tableFromIPC, tableToIPC, vectorFromArray } from 'apache-arrow';
 import { writeFileAtomic } from '../util/atomic.ts';
-import { toJsonSafe } from './sample-json.ts';
-import type { SampleOutcome, SampleStatus } from './outcome.ts';
+import { toJsonSafe } from '../shards/sample-json.ts';
+import type { SampleOutcome, SampleStatus } from '../shards/outcome.ts';
 
 export interface ManifestRow {
   key: string;

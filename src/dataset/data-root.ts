@@ -1,6 +1,7 @@
 /** The data root holds datasets and shared state: `--data-root DIR`, else `MUSE_DATA_ROOT`, else `./datasets`. */
 import { existsSync } from 'node:fs';
 import path from 'node:path';
+import { shardsDir } from './names.ts';
 
 export function resolveDataRoot(flag: string | undefined): string {
   return path.resolve(flag ?? process.env.MUSE_DATA_ROOT ?? 'datasets');
@@ -11,8 +12,8 @@ export const PROJECT_ROOT = path.resolve(import.meta.dirname, '../..');
 
 /** A dataset argument: an existing folder, else a name under the data root. */
 export function resolveDatasetDir(arg: string, dataRoot: string): string {
-  if (existsSync(path.join(arg, 'shards'))) return path.resolve(arg);
+  if (existsSync(shardsDir(arg))) return path.resolve(arg);
   const under = path.join(dataRoot, arg);
-  if (existsSync(path.join(under, 'shards'))) return under;
+  if (existsSync(shardsDir(under))) return under;
   throw new Error(`no dataset '${arg}': neither ${path.resolve(arg)} nor ${under} has a shards/ folder`);
 }
