@@ -28,6 +28,10 @@ const COMMANDS = {
     const m = await import('./tokenize-command.ts');
     return { builder: m.verifyCommand as unknown as Builder, handler: run(m.verifyHandler) };
   },
+  serve: async (run: Run) => {
+    const m = await import('./serve-command.ts');
+    return { builder: m.serveCommand as unknown as Builder, handler: run(m.serveHandler) };
+  },
   optout: async (run: Run) => {
     const m = await import('./optout-command.ts');
     return { builder: ((y: Argv) => m.optoutCommands(y, run)) as Builder, handler: undefined };
@@ -48,6 +52,7 @@ export async function main(argv: string[]): Promise<number> {
   const optout = await load('optout');
   const tokenize = await load('tokenize');
   const verify = await load('verify');
+  const serve = await load('serve');
   await yargs(argv)
     .scriptName('muse-data')
     .usage('$0 <command> [options]')
@@ -56,6 +61,7 @@ export async function main(argv: string[]): Promise<number> {
     .command('optout', 'opt-out index: add|import|remove|list|check|apply', optout.builder)
     .command('tokenize <dataset>', 'shards -> Arrow token caches (VQ image tokens, text encoder states)', tokenize.builder, tokenize.handler)
     .command('verify <dataset>', 'check token caches against their shards and manifests', verify.builder, verify.handler)
+    .command('serve', 'web pages: opt-out lookup and requests, dataset explorer, model playground (--checkpoint)', serve.builder, serve.handler)
     .demandCommand(1, 'name a command, e.g. `muse-data fetch sample`')
     .strict()
     .help()
