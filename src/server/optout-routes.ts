@@ -15,6 +15,12 @@ import { UploadError, searchImage, MAX_PHASH_DISTANCE } from './image-search.ts'
 import { esc, html, page, raw } from './html.ts';
 
 const IN_TAR = new Set(['ok', 'fallback']);
+/**
+ * Default near-match distance of an upload search: wider than dedup's 6, because a person looking for their
+ * image wants recall (results come nearest first, with their distance) and the recorded hash was taken from the
+ * resized image, a few bits away from the original's.
+ */
+export const DEFAULT_SEARCH_DISTANCE = 10;
 
 export function sampleJson(s: SampleRef & { distance?: number }) {
   return {
@@ -66,7 +72,7 @@ export function optoutRoutes(app: FastifyInstance, ctx: ServerContext): void {
 <p class="muted">Search by the image's URL (compared after normalisation) or upload the image (exact bytes, and near copies by perceptual hash).</p>
 <div class="box"><form id="url-form" class="row"><label>Image URL<input id="url" name="url" size="70" required></label><button id="url-search">Search</button></form></div>
 <div class="box"><form id="upload-form" class="row"><label>Image file<input id="file" type="file" accept="image/*" required></label>
-<label>Max distance<input id="distance" type="number" min="0" max="${MAX_PHASH_DISTANCE}" value="6"></label><button id="upload-search">Search</button></form></div>
+<label>Max distance<input id="distance" type="number" min="0" max="${MAX_PHASH_DISTANCE}" value="${DEFAULT_SEARCH_DISTANCE}"></label><button id="upload-search">Search</button></form></div>
 <div id="results"></div>
 <div class="box" id="request-box"><h2>File an opt-out request</h2>
 <form id="request-form"><label>URLs (one per line)<br><textarea id="req-urls" rows="4" cols="80"></textarea></label><br>
@@ -105,7 +111,7 @@ export function optoutRoutes(app: FastifyInstance, ctx: ServerContext): void {
     async (req) => {
       if (!Buffer.isBuffer(req.body) || req.body.length === 0) throw new HttpError(400, 'send the image bytes as the request body (Content-Type: image/...)');
       try {
-        const r = await searchImage(ctx.index, req.body, { maxPixels: ctx.opts.maxUploadPixels, distance: req.query.distance === undefined ? 6 : Number(req.query.distance) });
+        const r = await searchImage(ctx.index, req.body, { maxPixels: ctx.opts.maxUploadPixels, distance: req.query.distance === undefined ? DEFAULT_SEARCH_DISTANCE : Number(req.query.distance) });
         return { sha256: r.sha256, phash: r.phash, width: r.width, height: r.height, optedOut: store.hasImage(r.sha256), exact: r.exact.map(sampleJson), near: r.near.map(sampleJson) };
       } catch (err) {
         if (err instanceof UploadError) throw new HttpError(422, err.message);
