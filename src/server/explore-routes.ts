@@ -69,8 +69,9 @@ export function exploreRoutes(app: FastifyInstance, ctx: ServerContext): void {
     );
   });
 
+  const total = (d: DatasetRow, f: Filters) => ctx.cached(d.id, `total ${JSON.stringify(f)}`, () => countRows(ctx.index, d.id, f));
   const summary = (d: DatasetRow) => {
-    const c = counts(ctx.index, d.id);
+    const c = ctx.cached(d.id, 'counts', () => counts(ctx.index, d.id));
     return { name: d.name, counts: Object.fromEntries(c.status), reasons: Object.fromEntries(c.reasons), metaColumns: c.metaColumns, optout: { current: optoutVersion(ctx.index), lastApplied: lastApplied(ctx.index, d.id) } };
   };
 
@@ -79,7 +80,7 @@ export function exploreRoutes(app: FastifyInstance, ctx: ServerContext): void {
   app.get<{ Params: { name: string }; Querystring: Q }>('/api/datasets/:name/samples', async (req) => {
     const d = await ctx.dataset(req.params.name);
     const { f, page: p, per } = filtersOf(req.query);
-    return { total: countRows(ctx.index, d.id, f), page: p, per, samples: pageRows(ctx.index, d.id, f, (p - 1) * per, per).map((r) => rowJson(d, r)) };
+    return { total: total(d, f), page: p, per, samples: pageRows(ctx.index, d.id, f, (p - 1) * per, per).map((r) => rowJson(d, r)) };
   });
 
   app.get<{ Params: { name: string; format: string }; Querystring: Q }>('/datasets/:name/export.:format', async (req, reply: FastifyReply) => {
@@ -105,9 +106,9 @@ export function exploreRoutes(app: FastifyInstance, ctx: ServerContext): void {
     const d = await ctx.dataset(req.params.name);
     const { f, page: p, per } = filtersOf(req.query);
     const s = summary(d);
-    const total = countRows(ctx.index, d.id, f);
+    const totalRows = total(d, f);
     const rows = pageRows(ctx.index, d.id, f, (p - 1) * per, per);
-    const pages = Math.max(1, Math.ceil(total / per));
+    const pages = Math.max(1, Math.ceil(totalRows / per));
     const q = req.query;
     const base = `/datasets/${encodeURIComponent(d.name)}`;
     const statusOpts = ['', ...Object.keys(s.counts)].map((v) => html`<option value="${v}"${q.status === v ? raw(' selected') : ''}>${v || 'any'}</option>`);
@@ -130,7 +131,7 @@ export function exploreRoutes(app: FastifyInstance, ctx: ServerContext): void {
 <form class="row" id="filters" method="get" action="${base}"><label>Status<select name="status">${statusOpts}</select></label><label>Reason<select name="reason">${reasonOpts}</select></label>
 <label>Caption search<input name="q" value="${q.q ?? ''}"></label><label>Min width<input name="min_width" value="${q.min_width ?? ''}" size="5"></label><label>Min height<input name="min_height" value="${q.min_height ?? ''}" size="5"></label>
 ${metaInputs}<button id="apply-filters">Filter</button></form>
-<p><span id="total">${total}</span> sample(s) · page ${p} of ${pages}
+<p><span id="total">${totalRows}</span> sample(s) · page ${p} of ${pages}
 ${p > 1 ? html` · <a id="prev" href="${base}${queryString(q, { page: String(p - 1) })}">previous</a>` : ''}${p < pages ? html` · <a id="next" href="${base}${queryString(q, { page: String(p + 1) })}">next</a>` : ''}
 · export <a href="${base}/export.json${queryString(q, { page: '', per: '' })}">JSON</a> <a href="${base}/export.csv${queryString(q, { page: '', per: '' })}">CSV</a></p>
 <div class="grid" id="grid">${cards}</div>`,

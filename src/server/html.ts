@@ -55,8 +55,8 @@ export function barChart(entries: Array<[string, number]>, id: string): Raw {
   const h = 18;
   const bars = rows
     .map(([label, n], i) => {
-      const w = Math.round((n / max) * 260);
-      return `<text x="0" y="${i * h + 13}">${esc(label)}</text><rect x="130" y="${i * h + 3}" width="${w}" height="${h - 6}"></rect><text x="${136 + w}" y="${i * h + 13}">${n}</text>`;
+      const w = Math.round((n / max) * 220);
+      return `<text x="0" y="${i * h + 13}">${esc(label)}</text><rect x="190" y="${i * h + 3}" width="${w}" height="${h - 6}"></rect><text x="${196 + w}" y="${i * h + 13}">${n}</text>`;
     })
     .join('');
   return raw(`<svg class="chart" id="${esc(id)}" width="460" height="${Math.max(h, rows.length * h)}" role="img">${bars}</svg>`);

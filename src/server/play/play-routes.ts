@@ -30,7 +30,7 @@ const wrap = async <T>(fn: () => T | Promise<T>): Promise<T> => {
 
 export function playRoutes(app: FastifyInstance, ctx: ServerContext, play: Playground): void {
   app.get('/play', async (_req, reply) => {
-    const names = play.checkpoints.map((c) => path.basename(path.resolve(c)));
+    const names = play.checkpoints.map((c) => path.resolve(c).split(path.sep).slice(-2).join('/'));
     return reply.type('text/html').send(
       page(
         'Playground',

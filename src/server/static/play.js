@@ -56,7 +56,7 @@ $('play-form').addEventListener('submit', async (ev) => {
     img.src = e.src;
     img.classList.add('final');
     const bar = document.createElement('div');
-    for (const [v, label] of [['up', '👍'], ['down', '👎']]) {
+    for (const [v, label] of [['up', 'Good'], ['down', 'Bad']]) {
       const b = document.createElement('button');
       b.textContent = label;
       b.className = `vote-${v}`;
