@@ -145,6 +145,15 @@ test('upload search: identical bytes match by sha256, a re-encoded copy by perce
     assert.equal(d.code, 0, d.stderr);
     const viaBands = json(await post(copy, 'image/webp'));
     assert.deepEqual(viaBands.near.map((s: any) => [s.key, s.distance]), nb.near.map((s: any) => [s.key, s.distance]));
+    // The dedup decisions show on both samples' pages.
+    const index = openIndex(dataRoot, { readonly: true });
+    const decision = index.db.prepare('SELECT key, duplicate_of_key AS of, kind FROM dedup_decisions ORDER BY key LIMIT 1').get() as { key: string; of: string; kind: string } | undefined;
+    index.close();
+    assert.ok(decision, 'the sample has duplicates');
+    const dup = json(await app.inject(`/api/datasets/sample/samples/${decision.key}`));
+    assert.deepEqual(dup.duplicateOf.map((x: any) => [x.dataset, x.key, x.kind]), [['sample', decision.of, decision.kind]]);
+    const orig = json(await app.inject(`/api/datasets/sample/samples/${decision.of}`));
+    assert.ok(orig.duplicates.some((x: any) => x.key === decision.key));
 
     const tight = json(await post(copy, 'image/webp', '?distance=0'));
     assert.ok(tight.near.every((s: any) => s.distance === 0));
