@@ -341,3 +341,30 @@ test('security and limits: bad input gets a 4xx with a message and the server ke
     assert.equal((await fetch(`${address}/datasets`)).status, 200);
   });
 });
+
+test('the serve command: listens on 127.0.0.1, answers, stops cleanly on SIGTERM; bad flags are usage errors', async () => {
+  const dataRoot = await mkdtemp(path.join(os.tmpdir(), 'muse-serve-cmd-'));
+  const child = spawn(process.execPath, [path.join(PROJECT, 'bin', 'muse-data.js'), 'serve', '--data-root', dataRoot, '--port', '0'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  const origin = await new Promise<string>((resolve, reject) => {
+    child.stderr.on('data', (c: Buffer) => {
+      stderr += c;
+      const m = /serve: (http:\/\/127\.0\.0\.1:\d+)/.exec(stderr);
+      if (m) resolve(m[1]);
+    });
+    child.on('exit', (code) => reject(new Error(`exited ${code}: ${stderr}`)));
+  });
+  const home = await fetch(`${origin}/`);
+  assert.equal(home.status, 200);
+  assert.match(await home.text(), /Find your images and opt out/);
+  assert.equal((await fetch(`${origin}/play`)).status, 404, 'no playground without --checkpoint');
+  const exit = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  child.kill('SIGTERM');
+  assert.equal(await exit, 0);
+  const three = await cli(['serve', '--data-root', dataRoot, '--checkpoint', 'a', '--checkpoint', 'b', '--checkpoint', 'c']);
+  assert.equal(three.code, 2);
+  assert.match(three.stderr, /compares at most two/);
+  const port = await cli(['serve', '--data-root', dataRoot, '--port', '70000']);
+  assert.equal(port.code, 2);
+  assert.match(port.stderr, /--port 70000/);
+});
