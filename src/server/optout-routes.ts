@@ -161,7 +161,8 @@ export function optoutRoutes(app: FastifyInstance, ctx: ServerContext): void {
       page(
         'Opt-out request',
         html`<h1>Opt-out request ${r.id}</h1><p>State: <span id="state" data-state="${r.state}">${state}</span></p><p class="muted">Filed ${r.created}${r.decided ? html`, decided ${r.decided}` : ''}. Keep this page's address to follow the request.</p>
-<h2>URLs</h2><ul>${r.urls.map((u) => html`<li>${u}</li>`)}</ul><h2>Images (sha256)</h2><ul>${r.sha256s.map((h) => html`<li><code>${h}</code></li>`)}</ul>`,
+<h2>URLs</h2>${r.urls.length ? html`<ul>${r.urls.map((u) => html`<li>${u}</li>`)}</ul>` : html`<p class="muted">none</p>`}
+<h2>Images (sha256)</h2>${r.sha256s.length ? html`<ul>${r.sha256s.map((h) => html`<li><code>${h}</code></li>`)}</ul>` : html`<p class="muted">none</p>`}`,
         { play: !!ctx.playground },
       ),
     );
