@@ -13,12 +13,14 @@ import os from 'node:os';
 import path from 'node:path';
 import autocannon from 'autocannon';
 import { openIndex } from '../src/index-db/db.ts';
-import { OptoutStore, prepareUrl } from '../src/optout/store.ts';
+import { OptoutStore } from '../src/optout/store.ts';
+import { importOptouts } from '../src/optout/import.ts';
 import { writeManifest, type ManifestRow } from '../src/shards/manifest.ts';
 import { shardPaths } from '../src/shards/names.ts';
 import { summarize } from '../src/shards/stats.ts';
+import { buildServer } from '../src/server/app.ts';
 import { median, round } from './lib.ts';
-import { syntheticUrl } from './index-optout.ts';
+import { syntheticUrl, urlStream } from './index-optout.ts';
 
 export interface ServeBenchOptions {
   quick?: boolean;
@@ -114,10 +116,9 @@ export async function benchServe(opts: ServeBenchOptions = {}): Promise<object> 
     log(`building the index: ${N} opted-out URLs, ${S} samples`);
     const t0 = performance.now();
     const index = openIndex(dataRoot);
-    const store = new OptoutStore(index);
-    const bulk = store.bulkUrls();
-    for (let i = 0; i < N; i++) bulk.add(prepareUrl(syntheticUrl(i)));
-    bulk.finish();
+    // The project's importer (`optout import`): parsing in a worker thread, staged bulk insert.
+    const imported = await importOptouts(new OptoutStore(index), urlStream(N), { parallel: true });
+    if (imported.urls.added !== N) throw new Error(`imported ${imported.urls.added} of ${N} URLs`);
     const optoutS = (performance.now() - t0) / 1000;
     const t1 = performance.now();
     const dir = path.join(dataRoot, 'bench');
@@ -149,6 +150,7 @@ export async function benchServe(opts: ServeBenchOptions = {}): Promise<object> 
 
     const kinds: Array<[string, () => string, { connections: number; rate?: number }]> = [
       ['static file (baseline)', staticPath, { connections: 10 }],
+      ['static file at 500 req/s (baseline)', staticPath, { connections: 10, rate: 500 }],
       ['URL lookup, max', lookupPath, { connections: 10 }],
       ['URL lookup at 500 req/s', lookupPath, { connections: 10, rate: 500 }],
       ['grid page (48 samples), max', gridPath, { connections: 10 }],
@@ -164,7 +166,31 @@ export async function benchServe(opts: ServeBenchOptions = {}): Promise<object> 
     const med = Object.fromEntries(
       Object.entries(results).map(([k, rs]) => [k, { rps: median(rs.map((x) => x.rps)), p50_ms: median(rs.map((x) => x.p50_ms)), p99_ms: median(rs.map((x) => x.p99_ms)), errors: rs.reduce((a, x) => a + x.errors + x.non2xx, 0) }]),
     );
+    server.kill('SIGTERM');
+    server = undefined;
+
+    // The same routes in this process through fastify's inject (no sockets, no load generator): the server's own
+    // cost per request.
+    log('in-process latency (fastify inject)');
+    const app = await buildServer({ dataRoot, searchRateLimit: 1e9 });
+    const inProcess: Record<string, { p50_ms: number; p99_ms: number }> = {};
+    try {
+      for (const [name, p, count] of [['URL lookup', lookupPath, opts.quick ? 2000 : 20000], ['grid page (48 samples)', gridPath, opts.quick ? 300 : 2000]] as const) {
+        const t = new Float64Array(count);
+        for (let i = 0; i < count; i++) {
+          const s0 = performance.now();
+          const r = await app.inject(p());
+          t[i] = performance.now() - s0;
+          if (r.statusCode !== 200) throw new Error(`${name}: ${r.statusCode} ${r.body.slice(0, 200)}`);
+        }
+        t.sort();
+        inProcess[name] = { p50_ms: round(t[Math.floor(count * 0.5)], 3), p99_ms: round(t[Math.floor(count * 0.99)], 3) };
+      }
+    } finally {
+      await app.close();
+    }
     const baseRps = med['static file (baseline)'].rps;
+    const base500 = med['static file at 500 req/s (baseline)'];
     const lines = [
       '| request | requests/s | p50 ms | p99 ms | vs static file | errors / non-2xx |',
       '| --- | ---: | ---: | ---: | ---: | ---: |',
@@ -176,9 +202,12 @@ export async function benchServe(opts: ServeBenchOptions = {}): Promise<object> 
       build: { optout_import_s: round(optoutS, 1), samples_and_manifests_s: round(samplesS, 1), serve_start_with_explorer_build_s: round(startS, 1) },
       measurements: results,
       medians_table: med,
-      targets: { lookup_p99_ms_at_500rps: { target: 10, measured: at500.p99_ms, met: at500.p99_ms <= 10 && at500.rps >= 490 } },
+      in_process: inProcess,
+      targets: { lookup_p99_ms_at_500rps: { target: 10, measured: at500.p99_ms, static_file_p99_ms_at_500rps: base500.p99_ms, met: at500.p99_ms <= 10 && at500.rps >= 490 } },
       table:
         lines.join('\n') +
+        `\n\nIn process (fastify inject, no socket): URL lookup p50 ${inProcess['URL lookup'].p50_ms} ms, p99 ${inProcess['URL lookup'].p99_ms} ms; ` +
+        `grid page p50 ${inProcess['grid page (48 samples)'].p50_ms} ms, p99 ${inProcess['grid page (48 samples)'].p99_ms} ms.` +
         `\n\nIndex: ${N.toLocaleString('en')} opted-out URLs, ${S.toLocaleString('en')} samples; built in ${round(optoutS, 1)} s (URLs) + ${round(samplesS, 1)} s (samples, manifests); ` +
         `serve started in ${round(startS, 1)} s (explorer tables + FTS5 built from the manifests on first serve).`,
     };
