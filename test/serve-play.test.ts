@@ -146,3 +146,19 @@ test('one generation at a time: the next waits in the queue, a full queue answer
     await app.close();
   }
 });
+
+test('generations are rate-limited per client (429 with a message)', async () => {
+  const app = await buildServer({ dataRoot: path.join(tmp, 'root3'), checkpoints: [ckA], generateRateLimit: 1, feedbackFile: path.join(tmp, 'fb3.jsonl') });
+  try {
+    const base = await app.listen({ host: '127.0.0.1', port: 0 });
+    const submit = () => fetch(`${base}/api/play/generate`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: 'a white star', steps: 2 }) });
+    const first = await submit();
+    assert.equal(first.status, 202);
+    const second = await submit();
+    assert.equal(second.status, 429);
+    assert.match(((await second.json()) as { error: string }).error, /rate limit/i);
+    await readEvents(`${base}${((await first.json()) as { events: string }).events}`);
+  } finally {
+    await app.close();
+  }
+});
