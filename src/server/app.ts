@@ -79,7 +79,7 @@ export async function buildServer(o: ServeOptions): Promise<FastifyInstance> {
   const app = Fastify({
     logger: o.logger ?? false,
     bodyLimit: 64 * 1024,
-    maxParamLength: 200,
+    routerOptions: { maxParamLength: 200 },
     // Unknown keys in a JSON body are refused, not silently dropped (fastify's default removes them).
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
   });
