@@ -175,7 +175,7 @@ export async function benchServe(opts: ServeBenchOptions = {}): Promise<object> 
     const app = await buildServer({ dataRoot, searchRateLimit: 1e9 });
     const inProcess: Record<string, { p50_ms: number; p99_ms: number }> = {};
     try {
-      for (const [name, p, count] of [['URL lookup', lookupPath, opts.quick ? 2000 : 20000], ['grid page (48 samples)', gridPath, opts.quick ? 300 : 2000]] as const) {
+      for (const [name, p, count] of [['URL lookup', lookupPath, opts.quick ? 2000 : 20000], ['grid page (48 samples)', gridPath, opts.quick ? 300 : 2000], ['grid page + caption search', searchPath, opts.quick ? 300 : 2000]] as const) {
         const t = new Float64Array(count);
         for (let i = 0; i < count; i++) {
           const s0 = performance.now();
@@ -207,7 +207,8 @@ export async function benchServe(opts: ServeBenchOptions = {}): Promise<object> 
       table:
         lines.join('\n') +
         `\n\nIn process (fastify inject, no socket): URL lookup p50 ${inProcess['URL lookup'].p50_ms} ms, p99 ${inProcess['URL lookup'].p99_ms} ms; ` +
-        `grid page p50 ${inProcess['grid page (48 samples)'].p50_ms} ms, p99 ${inProcess['grid page (48 samples)'].p99_ms} ms.` +
+        `grid page p50 ${inProcess['grid page (48 samples)'].p50_ms} ms, p99 ${inProcess['grid page (48 samples)'].p99_ms} ms; ` +
+        `with caption search p50 ${inProcess['grid page + caption search'].p50_ms} ms, p99 ${inProcess['grid page + caption search'].p99_ms} ms.` +
         `\n\nIndex: ${N.toLocaleString('en')} opted-out URLs, ${S.toLocaleString('en')} samples; built in ${round(optoutS, 1)} s (URLs) + ${round(samplesS, 1)} s (samples, manifests); ` +
         `serve started in ${round(startS, 1)} s (explorer tables + FTS5 built from the manifests on first serve).`,
     };
