@@ -325,6 +325,30 @@ test('security and limits: bad input gets a 4xx with a message and the server ke
     // Still serving.
     assert.equal((await app.inject('/api/datasets/sample')).statusCode, 200);
   });
+  // The admin API with its token: accept / reject requests.
+  await withServer({ dataRoot, adminToken: 'sekrit-token' }, async (app) => {
+    const err = async (r: Promise<{ statusCode: number; body: string }>, status: number, re: RegExp) => {
+      const res = await r;
+      assert.equal(res.statusCode, status, res.body);
+      assert.match(json(res).error, re);
+    };
+    const post = (url: string, payload: string) => app.inject({ method: 'POST', url, payload, headers: { 'content-type': 'application/json' } });
+    const filed = json(await post('/api/optout/requests', JSON.stringify({ sha256s: ['cd'.repeat(32)], contact: 'x@example.org' })));
+    const admin = { authorization: 'Bearer sekrit-token', 'content-type': 'application/json' };
+    await err(app.inject({ method: 'POST', url: `/api/admin/requests/${filed.id}/accept`, payload: '{}', headers: { 'content-type': 'application/json' } }), 401, /admin token/);
+    const pending = json(await app.inject({ url: '/api/admin/requests?state=pending', headers: { authorization: 'Bearer sekrit-token' } }));
+    assert.deepEqual(pending.requests.map((r: any) => [r.id, r.contact]), [[filed.id, 'x@example.org']]);
+    const accepted = await app.inject({ method: 'POST', url: `/api/admin/requests/${filed.id}/accept`, payload: '{}', headers: admin });
+    assert.equal(accepted.statusCode, 200, accepted.body);
+    assert.equal(json(accepted).state, 'accepted');
+    const idx = openIndex(dataRoot, { readonly: true });
+    assert.equal(new OptoutStore(idx).hasImage('cd'.repeat(32)), true, 'the accepted hash is opted out');
+    idx.close();
+    await err(app.inject({ method: 'POST', url: `/api/admin/requests/${filed.id}/reject`, payload: '{}', headers: admin }), 409, /already accepted/);
+    await err(app.inject({ method: 'POST', url: `/api/admin/requests/${filed.id}/delete`, payload: '{}', headers: admin }), 404, /unknown action/);
+    await err(app.inject({ method: 'POST', url: '/api/admin/requests/999/accept', payload: '{}', headers: admin }), 404, /no opt-out request 999/);
+    assert.equal(json(await app.inject(`/api/optout/requests/${filed.token}`)).contact, undefined, 'the public page does not show the contact');
+  });
   await withServer({ dataRoot }, async (app) => {
     await assert.doesNotReject(async () => {
       const r = await app.inject({ url: '/api/admin/requests', headers: { authorization: 'Bearer x' } });
