@@ -37,7 +37,7 @@ export function syntheticUrl(i: number): string {
   return `https://${HOSTS[h % HOSTS.length]}/${(h >>> 8).toString(36)}/${i % 997}/photo-${i.toString(36)}_${(h & 0xfff).toString(16)}.jpg?w=${256 + (h % 4) * 256}`;
 }
 
-function urlStream(n: number, offset = 0): Readable {
+export function urlStream(n: number, offset = 0): Readable {
   function* chunks() {
     let buf = '';
     for (let i = 0; i < n; i++) {

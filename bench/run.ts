@@ -93,6 +93,14 @@ const BENCHMARKS: Record<string, Benchmark> = {
     defaultRuns: 3,
     run: async (ctx) => (await import('./queue.ts')).benchQueue(ctx),
   },
+  serve: {
+    description: 'muse-data serve (issue 15): requests/s and p50/p99 of URL lookup and grid pages, loopback autocannon; default 1M URLs / 20k samples, --full 10M / 100k',
+    defaultRuns: 1,
+    run: async (ctx) => {
+      const { benchServe } = await import('./serve.ts');
+      return standalone(async () => (o) => benchServe({ ...o, full: ctx.flags.full === true }))(ctx);
+    },
+  },
   loader: {
     description: 'token-cache loader (issue 5): batches/s and samples/s per core, tokens alone and + text, vs decoding JPEGs from tars',
     defaultRuns: 1,

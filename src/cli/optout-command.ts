@@ -9,6 +9,8 @@ import { IMPORT_FORMATS, importOptoutFile, type ImportFormat } from '../optout/i
 import { applyOptouts, resolveDatasets } from '../optout/apply.ts';
 import { UrlError } from '../optout/normalize-url.ts';
 import { checkImage, checkUrl } from '../optout/check.ts';
+import { REQUEST_STATES, acceptRequest, appliedIn, listRequests, rejectRequest, type RequestState } from '../optout/requests.ts';
+import { optoutVersion } from '../optout/store.ts';
 import { resolveDataRoot } from '../dataset/data-root.ts';
 
 type Args = Record<string, unknown>;
@@ -67,12 +69,51 @@ const importFile = (a: Args) =>
     return r.errorCount ? 1 : 0;
   });
 
-/** URLs as stored (original spelling), then image hashes: the output can be fed back to `optout import`. */
+/**
+ * URLs as stored (original spelling), then image hashes: the output can be fed back to `optout import`. With
+ * `--since V`, only entries added after version V; the current version goes to stderr.
+ */
 const listAll = (a: Args) =>
-  withStore(a, (store) => {
-    for (const r of store.listUrls()) out(r.url);
-    for (const r of store.listImages()) out(r.sha256);
+  withStore(a, (store, index) => {
+    const since = a.since as number | undefined;
+    if (since !== undefined && !(Number.isInteger(since) && since >= 0)) throw new UrlError(`--since must be a list version (an integer >= 0), got ${a.since}`);
+    for (const r of store.listUrls(since)) out(r.url);
+    for (const r of store.listImages(since)) out(r.sha256);
+    err(`opt-out list version ${optoutVersion(index)}`);
     return 0;
+  });
+
+const requestsList = (a: Args) =>
+  withStore(a, (_store, index) => {
+    for (const r of listRequests(index, a.state as RequestState | undefined)) {
+      const applied = appliedIn(index, r).map((x) => `${x.dataset}@${x.applied}`);
+      out([r.id, r.state, r.created, `urls=${r.urls.length}`, `sha256s=${r.sha256s.length}`, r.contact ? `contact=${r.contact}` : '', applied.length ? `applied=${applied.join(',')}` : ''].filter(Boolean).join(' '));
+      for (const u of r.urls) out(`  url ${u}`);
+      for (const h of r.sha256s) out(`  sha256 ${h}`);
+    }
+    return 0;
+  });
+
+const requestIds = (a: Args): number[] => {
+  const ids = list(a, 'id').map(Number);
+  const bad = list(a, 'id').filter((x) => !/^\d+$/.test(x));
+  if (bad.length || ids.length === 0) throw new UrlError(`name request ids (integers, as \`optout requests list\` shows them)${bad.length ? `; not ids: ${bad.join(', ')}` : ''}`);
+  return ids;
+};
+
+const requestsDecide = (accept: boolean) => (a: Args) =>
+  withStore(a, (_store, index) => {
+    let failed = 0;
+    for (const id of requestIds(a)) {
+      try {
+        const r = accept ? acceptRequest(index, id) : rejectRequest(index, id, a.reason as string | undefined);
+        out(`request ${id}: ${r.state}${accept ? ` (opt-out list version ${r.version}; run \`muse-data optout apply\` to remove the samples)` : ''}`);
+      } catch (e) {
+        err(`request ${id}: ${(e as Error).message}`);
+        failed++;
+      }
+    }
+    return failed ? 1 : 0;
   });
 
 const check = (a: Args) =>
@@ -131,7 +172,24 @@ export function optoutCommands(y: Argv, run: Run) {
       run(importFile),
     )
     .command('remove [url..]', 'withdraw opt-outs', (yy) => targets(yy, 'withdraw'), run(remove))
-    .command('list', 'print every opt-out (URLs as given, then image sha256s)', dataRoot, run(listAll))
+    .command(
+      'list',
+      'print every opt-out (URLs as given, then image sha256s)',
+      (yy) => dataRoot(yy).option('since', { type: 'number', describe: 'only entries added after this opt-out list version' }),
+      run(listAll),
+    )
+    .command('requests', 'opt-out requests filed through `muse-data serve`: list|accept|reject', (yy) =>
+      yy
+        .command('list', 'list requests (id state created counts contact applied), then their URLs and hashes', (y3) => dataRoot(y3).option('state', { choices: REQUEST_STATES }), run(requestsList))
+        .command('accept <id..>', 'accept pending requests: their URLs and hashes join the opt-out lists', (y3) => dataRoot(y3).positional('id', { type: 'string', array: true }), run(requestsDecide(true)))
+        .command(
+          'reject <id..>',
+          'reject pending requests',
+          (y3) => dataRoot(y3).positional('id', { type: 'string', array: true }).option('reason', { type: 'string', describe: 'shown on the request page' }),
+          run(requestsDecide(false)),
+        )
+        .demandCommand(1, 'name a requests action: list, accept or reject'),
+    )
     .command('check [url..]', 'is it opted out, and which samples hold it: lines "dataset key shard status"', (yy) => targets(yy, 'check'), run(check))
     .command(
       'apply [dataset..]',

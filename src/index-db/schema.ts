@@ -36,4 +36,72 @@ export const MIGRATIONS: readonly string[] = [
     added TEXT
   ) WITHOUT ROWID;
   `,
+  // 2: a versioned opt-out list, opt-out requests filed through `muse-data serve`, and the explorer's per-sample
+  // view of the manifests (with FTS5 over captions), filled by `serve` from the shard manifests.
+  `
+  -- Every change to the opt-out lists takes the next version; entries added before versioning are version 0.
+  CREATE TABLE optout_state (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    version INTEGER NOT NULL
+  );
+  INSERT INTO optout_state(id, version) VALUES (1, 0);
+  ALTER TABLE optout_urls ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE optout_images ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
+  CREATE INDEX optout_urls_version ON optout_urls(version);
+  CREATE INDEX optout_images_version ON optout_images(version);
+  -- Each run of \`optout apply\` on a dataset: the opt-out version it applied.
+  CREATE TABLE optout_applies (
+    dataset_id INTEGER NOT NULL,
+    version INTEGER NOT NULL,
+    applied TEXT NOT NULL,
+    PRIMARY KEY (dataset_id, version)
+  ) WITHOUT ROWID;
+  -- Requests: state pending -> accepted (its entries added to the lists at \`version\`) | rejected.
+  -- token: the unguessable id of the request's public page.
+  CREATE TABLE optout_requests (
+    id INTEGER PRIMARY KEY,
+    token TEXT NOT NULL UNIQUE,
+    created TEXT NOT NULL,
+    urls TEXT NOT NULL,
+    sha256s TEXT NOT NULL,
+    contact TEXT,
+    state TEXT NOT NULL DEFAULT 'pending',
+    decided TEXT,
+    reason TEXT,
+    version INTEGER
+  );
+  CREATE INDEX optout_requests_state ON optout_requests(state, id);
+  -- The explorer's copy of the manifests (one row per input row), refreshed per shard when its stats file changes.
+  CREATE TABLE explore_shards (
+    dataset_id INTEGER NOT NULL,
+    shard INTEGER NOT NULL,
+    stamp TEXT NOT NULL,
+    PRIMARY KEY (dataset_id, shard)
+  ) WITHOUT ROWID;
+  CREATE TABLE explore_samples (
+    id INTEGER PRIMARY KEY,
+    dataset_id INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    shard INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    reason TEXT,
+    width INTEGER,
+    height INTEGER,
+    original_width INTEGER,
+    original_height INTEGER,
+    url TEXT NOT NULL,
+    caption TEXT,
+    meta TEXT,
+    UNIQUE (dataset_id, key)
+  );
+  CREATE INDEX explore_samples_status ON explore_samples(dataset_id, status, reason, key);
+  CREATE INDEX explore_samples_shard ON explore_samples(dataset_id, shard);
+  CREATE VIRTUAL TABLE explore_captions USING fts5(caption, content='explore_samples', content_rowid='id');
+  CREATE TRIGGER explore_samples_ai AFTER INSERT ON explore_samples BEGIN
+    INSERT INTO explore_captions(rowid, caption) VALUES (new.id, new.caption);
+  END;
+  CREATE TRIGGER explore_samples_ad AFTER DELETE ON explore_samples BEGIN
+    INSERT INTO explore_captions(explore_captions, rowid, caption) VALUES ('delete', old.id, old.caption);
+  END;
+  `,
 ];

@@ -10,6 +10,7 @@ import type { DatasetRow, IndexDb } from '../index-db/db.ts';
 import { optedOutSamples } from '../index-db/optout-matches.ts';
 import { journalPath, pendingRewrites, readJournal, rewriteShard, type Removal } from '../dataset/rewrite.ts';
 import { closestName } from '../util/suggest.ts';
+import { optoutVersion } from './store.ts';
 
 export const OPTOUT_URL: Removal = { status: 'opted_out', reason: 'optout_index', error: 'the URL is in the opt-out index' };
 export const OPTOUT_IMAGE: Removal = { status: 'opted_out', reason: 'optout_image', error: 'the image (sha256) is in the opt-out index' };
@@ -73,6 +74,8 @@ export interface ApplyOptions {
 export async function applyOptouts(index: IndexDb, datasets: readonly DatasetRow[], opts: ApplyOptions = {}): Promise<DatasetApply[]> {
   const log = opts.log ?? (() => {});
   const out: DatasetApply[] = [];
+  // The list as of now: what this run applies (an opt-out added while it runs belongs to the next version).
+  const version = optoutVersion(index);
   for (const d of datasets) {
     const res: DatasetApply = { dataset: d.name, path: d.path, shardsRewritten: 0, removed: 0, cacheFilesRewritten: 0, skipped: [] };
     out.push(res);
@@ -110,6 +113,9 @@ export async function applyOptouts(index: IndexDb, datasets: readonly DatasetRow
       res.shardsRewritten += r.removed > 0 || r.cacheFilesRewritten > 0 ? 1 : 0;
       res.removed += r.removed;
       res.cacheFilesRewritten += r.cacheFilesRewritten;
+    }
+    if (res.skipped.length === 0) {
+      index.stmt('INSERT INTO optout_applies(dataset_id, version, applied) VALUES (?, ?, ?) ON CONFLICT DO NOTHING').run(d.id, version, new Date().toISOString());
     }
   }
   return out;

@@ -36,6 +36,19 @@ const ROWS = 64;
 const STAGING_PARTS = 16;
 const STAGE_BATCH = 100_000;
 
+/**
+ * Takes the next opt-out list version (inside the caller's write transaction): every change to the lists gets
+ * one, so `optout list --since V` and the datasets' last-applied version can say what is new.
+ */
+export function nextOptoutVersion(index: IndexDb): number {
+  return index.stmt('UPDATE optout_state SET version = version + 1 WHERE id = 1 RETURNING version').pluck().get() as number;
+}
+
+/** The current opt-out list version (0: nothing versioned yet). */
+export function optoutVersion(index: IndexDb): number {
+  return index.stmt('SELECT version FROM optout_state WHERE id = 1').pluck().get() as number;
+}
+
 /** An ISO timestamp as an SQL literal (checked: it is spliced into a statement). */
 function isoLiteral(iso: string): string {
   if (!/^\d{4}-\d{2}-\d{2}T[\d:.]+Z$/.test(iso)) throw new Error(`not an ISO timestamp: ${iso}`);
@@ -69,13 +82,15 @@ export class OptoutStore {
   /** Inserts prepared URLs in one transaction; at most 2M per call. */
   insertUrls(batch: PreparedUrl[], added = new Date().toISOString()): { added: number; already: number } {
     const lit = isoLiteral(added);
-    // ROWS rows per statement: one call into SQLite per ROWS URLs instead of per URL.
-    const many = this.index.stmt(`INSERT INTO optout_urls(url_hash, url, added) VALUES ${`(?, ?, ${lit})`.repeat(ROWS).replaceAll(')(', '), (')} ON CONFLICT DO NOTHING`);
-    const one = this.index.stmt(`INSERT INTO optout_urls(url_hash, url, added) VALUES (?, ?, ${lit}) ON CONFLICT DO NOTHING`);
     const sorted = sortedByKey(batch, (u) => u.hash);
     const args: Array<Buffer | string> = new Array(2 * ROWS);
     let n = 0;
     this.index.write(() => {
+      // The version is spliced in as an integer literal, like the timestamp (one statement per version).
+      const v = nextOptoutVersion(this.index);
+      // ROWS rows per statement: one call into SQLite per ROWS URLs instead of per URL.
+      const many = this.index.db.prepare(`INSERT INTO optout_urls(url_hash, url, added, version) VALUES ${`(?, ?, ${lit}, ${v})`.repeat(ROWS).replaceAll(')(', '), (')} ON CONFLICT DO NOTHING`);
+      const one = this.index.db.prepare(`INSERT INTO optout_urls(url_hash, url, added, version) VALUES (?, ?, ${lit}, ${v}) ON CONFLICT DO NOTHING`);
       let i = 0;
       for (; i + ROWS <= sorted.length; i += ROWS) {
         for (let j = 0; j < ROWS; j++) {
@@ -95,10 +110,11 @@ export class OptoutStore {
   }
 
   insertImages(batch: Buffer[], added = new Date().toISOString()): { added: number; already: number } {
-    const ins = this.index.stmt('INSERT INTO optout_images(sha256, added) VALUES (?, ?) ON CONFLICT DO NOTHING');
+    const ins = this.index.stmt('INSERT INTO optout_images(sha256, added, version) VALUES (?, ?, ?) ON CONFLICT DO NOTHING');
     let n = 0;
     this.index.write(() => {
-      for (const h of sortedByKey(batch, (h) => h)) n += ins.run(h, added).changes;
+      const v = nextOptoutVersion(this.index);
+      for (const h of sortedByKey(batch, (h) => h)) n += ins.run(h, added, v).changes;
     });
     return { added: n, already: batch.length - n };
   }
@@ -119,6 +135,7 @@ export class OptoutStore {
     const del = this.index.stmt('DELETE FROM optout_urls WHERE url_hash = ?');
     const notFound: string[] = [];
     this.index.write(() => {
+      nextOptoutVersion(this.index);
       for (const u of ok) if (del.run(u.hash).changes === 0) notFound.push(u.url);
     });
     return { removed: ok.length - notFound.length, notFound, invalid };
@@ -129,6 +146,7 @@ export class OptoutStore {
     const del = this.index.stmt('DELETE FROM optout_images WHERE sha256 = ?');
     const notFound: string[] = [];
     this.index.write(() => {
+      nextOptoutVersion(this.index);
       for (const h of ok) if (del.run(h.bytes).changes === 0) notFound.push(h.hex);
     });
     return { removed: ok.length - notFound.length, notFound, invalid };
@@ -163,13 +181,20 @@ export class OptoutStore {
     return { urls: count('optout_urls'), images: count('optout_images') };
   }
 
-  /** Every URL opt-out, in hash order (a stable order; the table is keyed by it). */
-  listUrls(): IterableIterator<{ url: string; added: string | null }> {
-    return this.index.stmt('SELECT url, added FROM optout_urls').iterate() as IterableIterator<{ url: string; added: string | null }>;
+  /**
+   * Every URL opt-out, in hash order (a stable order; the table is keyed by it); with `since`, only those added
+   * at a later version, in version order.
+   */
+  listUrls(since?: number): IterableIterator<{ url: string; added: string | null; version: number }> {
+    type Row = { url: string; added: string | null; version: number };
+    if (since === undefined) return this.index.stmt('SELECT url, added, version FROM optout_urls').iterate() as IterableIterator<Row>;
+    return this.index.stmt('SELECT url, added, version FROM optout_urls WHERE version > ? ORDER BY version').iterate(since) as IterableIterator<Row>;
   }
 
-  listImages(): IterableIterator<{ sha256: string; added: string | null }> {
-    return this.index.stmt("SELECT lower(hex(sha256)) AS sha256, added FROM optout_images").iterate() as IterableIterator<{ sha256: string; added: string | null }>;
+  listImages(since?: number): IterableIterator<{ sha256: string; added: string | null; version: number }> {
+    type Row = { sha256: string; added: string | null; version: number };
+    if (since === undefined) return this.index.stmt('SELECT lower(hex(sha256)) AS sha256, added, version FROM optout_images').iterate() as IterableIterator<Row>;
+    return this.index.stmt('SELECT lower(hex(sha256)) AS sha256, added, version FROM optout_images WHERE version > ? ORDER BY version').iterate(since) as IterableIterator<Row>;
   }
 }
 
@@ -246,9 +271,11 @@ export class UrlBulkLoader {
     this.flush();
     let added = 0;
     try {
+      // One version for the whole import.
+      const v = this.index.write(() => nextOptoutVersion(this.index));
       for (let p = 0; p < STAGING_PARTS; p++) {
         const merge = this.index.db.prepare(
-          `INSERT OR IGNORE INTO optout_urls(url_hash, url, added) SELECT url_hash, url, ${isoLiteral(this.added)} FROM temp.${this.prefix}${p} ORDER BY url_hash, rowid`,
+          `INSERT OR IGNORE INTO optout_urls(url_hash, url, added, version) SELECT url_hash, url, ${isoLiteral(this.added)}, ${v} FROM temp.${this.prefix}${p} ORDER BY url_hash, rowid`,
         );
         added += this.index.write(() => merge.run().changes);
       }

@@ -36,6 +36,8 @@ export interface SampleOptions {
   init?: { image: Buffer; mask: Buffer };
   /** Images generated together (default 8). */
   batchSize?: number;
+  /** Called after every decoding step with the batch's current images (masked tokens grey): for streaming. */
+  onStep?: (e: { step: number; steps: number; first: number; pngs: Buffer[] }) => void | Promise<void>;
 }
 
 export interface SampledImage {
@@ -115,12 +117,14 @@ async function sampleLoaded(ck: LoadedCheckpoint, opts: SampleOptions): Promise<
           uncond,
           firstRow: start,
           init: init && { ids: repeat(init.ids, batch.length), keep: repeat(init.keep, batch.length) },
-          onStep: opts.saveIntermediate
-            ? async (_s, cur) => {
-                const pngs = await idsToPngs(ck.vq, cur, batch.length, cfg.mask_token_id);
-                pngs.forEach((png, b) => steps[b].push(png));
-              }
-            : undefined,
+          onStep:
+            opts.saveIntermediate || opts.onStep
+              ? async (s, cur) => {
+                  const pngs = await idsToPngs(ck.vq, cur, batch.length, cfg.mask_token_id);
+                  if (opts.saveIntermediate) pngs.forEach((png, b) => steps[b].push(png));
+                  await opts.onStep?.({ step: s, steps: opts.steps ?? 12, first: start, pngs });
+                }
+              : undefined,
         });
         const pngs = await idsToPngs(ck.vq, ids, batch.length);
         batch.forEach((j, b) =>
