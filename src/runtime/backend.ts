@@ -1,22 +1,27 @@
-// Choose the TensorFlow.js backend: native (CUDA, then CPU libtensorflow), then wasm, then pure-JS cpu.
-// The native packages are optional dependencies that often cannot install (their install script downloads
-// libtensorflow), so they are loaded with a dynamic import inside try/catch.
+// Choose the TensorFlow.js backend. 'auto' order: native CUDA (tfjs-node-gpu), webgpu on a hardware adapter,
+// native CPU (tfjs-node), wasm, pure-JS cpu. The native packages are optional dependencies that often cannot
+// install (their install script downloads libtensorflow), so they are loaded with a dynamic import inside
+// try/catch. A software webgpu adapter (lavapipe) is used only when 'webgpu' is asked for by name.
 import * as tf from '@tensorflow/tfjs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { registerCpuKernelFixes } from './cpu-kernels/resize-nearest-grad.ts';
 import { registerWasmKernels } from './wasm-kernels/index.ts';
+import { BackendUnavailableError } from './errors.ts';
+import { NoAdapterError, describeAdapter, setWebgpuBackend, type AdapterSummary } from './webgpu.ts';
 
-export { tf };
+export { tf, BackendUnavailableError };
 
-export type BackendName = 'auto' | 'tensorflow' | 'wasm' | 'cpu';
-export const BACKEND_NAMES: readonly BackendName[] = ['auto', 'tensorflow', 'wasm', 'cpu'];
+export type BackendName = 'auto' | 'tensorflow' | 'webgpu' | 'wasm' | 'cpu';
+export const BACKEND_NAMES: readonly BackendName[] = ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'];
 
 export interface BackendChoice {
-  /** The backend actually in use (`tf.getBackend()`): 'tensorflow', 'wasm' or 'cpu'. */
+  /** The backend actually in use (`tf.getBackend()`): 'tensorflow', 'webgpu', 'wasm' or 'cpu'. */
   name: string;
   /** Candidates that were tried and failed, each with the reason. */
   tried: string[];
+  /** On webgpu: the adapter in use (vendor, architecture, software or not, limits). */
+  adapter?: AdapterSummary;
 }
 
 // The cpu backend is always there (and used as the reference in tests): fix its known-bad kernels up front.
@@ -26,6 +31,7 @@ let current: { requested: BackendName; choice: BackendChoice } | undefined;
 let pending: Promise<BackendChoice> | undefined;
 
 function errorText(err: unknown): string {
+  if (err instanceof NoAdapterError) return err.message; // says how to get an adapter: keep it whole
   const code = (err as { code?: string } | null)?.code;
   if (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') return 'not installed';
   const msg = err instanceof Error ? err.message : String(err);
@@ -57,6 +63,11 @@ async function tryWasm(): Promise<void> {
   if (!(await tf.setBackend('wasm'))) throw new Error("the 'wasm' backend did not initialise");
 }
 
+let adapter: AdapterSummary | undefined;
+async function tryWebgpu(allowSoftware: boolean): Promise<void> {
+  adapter = await setWebgpuBackend(allowSoftware);
+}
+
 async function tryCpu(): Promise<void> {
   if (!(await tf.setBackend('cpu'))) throw new Error("the 'cpu' backend did not initialise");
 }
@@ -66,9 +77,14 @@ const candidates: Record<Exclude<BackendName, 'auto'>, Array<[string, () => Prom
     ['@tensorflow/tfjs-node-gpu', () => tryNative('@tensorflow/tfjs-node-gpu')],
     ['@tensorflow/tfjs-node', () => tryNative('@tensorflow/tfjs-node')],
   ],
+  webgpu: [['webgpu', () => tryWebgpu(true)]],
   wasm: [['wasm', tryWasm]],
   cpu: [['cpu', tryCpu]],
 };
+const [nodeGpu, nodeCpu] = candidates.tensorflow;
+const AUTO_ORDER: Array<[string, () => Promise<void>]> = [
+  nodeGpu, ['webgpu (hardware adapter)', () => tryWebgpu(false)], nodeCpu, ...candidates.wasm, ...candidates.cpu,
+];
 
 /** The cpu backend prints "install our node backend" on first use; initBackend reports the choice itself. */
 function silenceCpuBanner(): void {
@@ -78,26 +94,26 @@ function silenceCpuBanner(): void {
 
 async function choose(name: BackendName, quiet: boolean): Promise<BackendChoice> {
   silenceCpuBanner();
-  const list = name === 'auto'
-    ? [...candidates.tensorflow, ...candidates.wasm, ...candidates.cpu]
-    : candidates[name];
+  const list = name === 'auto' ? AUTO_ORDER : candidates[name];
   if (!list) throw new Error(`unknown backend '${name}' (expected one of ${BACKEND_NAMES.join(', ')})`);
   const tried: string[] = [];
   for (const [label, attempt] of list) {
     try {
       await attempt();
       await tf.ready();
-      const choice = { name: tf.getBackend(), tried };
+      const choice: BackendChoice = { name: tf.getBackend(), tried };
+      if (choice.name === 'webgpu') choice.adapter = adapter;
       if (!quiet) {
         const skipped = tried.length ? ` (unavailable: ${tried.join('; ')})` : '';
         process.stderr.write(`tfjs backend: ${choice.name} via ${label}${skipped}\n`);
+        if (choice.adapter) process.stderr.write(`webgpu adapter: ${describeAdapter(choice.adapter)}\n`);
       }
       return choice;
     } catch (err) {
       tried.push(`${label}: ${errorText(err)}`);
     }
   }
-  throw new Error(`no usable tfjs backend for '${name}': ${tried.join('; ')}`);
+  throw new BackendUnavailableError(`no usable tfjs backend for '${name}': ${tried.join('; ')}`);
 }
 
 /**
