@@ -146,16 +146,23 @@ export function currentAdapter(): AdapterSummary | undefined {
   return tf.getBackend() === 'webgpu' ? chosen?.summary : undefined;
 }
 
-/**
- * Throws a clear error when one tensor of `bytes` would not fit in one GPU buffer / shader binding of the
- * adapter in use (no-op on other backends). `what` names the tensor, `hint` the setting to lower.
- */
-export function assertGpuBufferFits(bytes: number, what: string, hint: string): void {
+/** The largest tensor (bytes) the adapter in use holds in one buffer; undefined off webgpu. */
+export function gpuBufferLimit(): number | undefined {
   const s = currentAdapter();
-  if (!s) return;
-  const limit = Math.min(s.maxBufferSize, s.maxStorageBufferBindingSize);
-  if (bytes <= limit) return;
+  return s ? Math.min(s.maxBufferSize, s.maxStorageBufferBindingSize) : undefined;
+}
+
+/**
+ * Throws a clear error when one tensor of `items` x `bytesPerItem` would not fit in one GPU buffer / shader
+ * binding of the adapter in use (no-op on other backends). `what` names the tensor, `setting` what to lower.
+ */
+export function assertGpuBufferFits(bytesPerItem: number, items: number, what: string, setting: string): void {
+  const limit = gpuBufferLimit();
+  const bytes = bytesPerItem * items;
+  if (limit === undefined || bytes <= limit) return;
+  const s = currentAdapter()!;
   const mib = (n: number) => (n / 1024 ** 2).toFixed(1);
   throw new Error(`${what} needs one ${mib(bytes)} MiB GPU buffer but the adapter (${s.description || s.device}) allows ` +
-    `${mib(limit)} MiB per buffer (maxStorageBufferBindingSize): ${hint}`);
+    `${mib(limit)} MiB per buffer (maxStorageBufferBindingSize / maxBufferSize): lower ${setting} ` +
+    `(at most ${Math.max(0, Math.floor(limit / bytesPerItem))} fit)`);
 }

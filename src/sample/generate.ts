@@ -8,6 +8,7 @@
 // drift with what is masked.
 import { tf } from '../runtime/backend.ts';
 import { readData } from '../runtime/read.ts';
+import { assertGpuBufferFits } from '../runtime/webgpu.ts';
 import type { MaskGitTransformer } from '../models/transformer/index.ts';
 import { maskLenAtStep, maskSchedule } from '../models/schedules.ts';
 import { Prng } from '../models/layers/prng.ts';
@@ -88,6 +89,9 @@ export async function generate(model: MaskGitTransformer, batch: number, opts: G
       ids[i] = v;
     }
   }
+  // On webgpu the logits of the batch (twice with guidance: conditional + unconditional rows) must fit one buffer.
+  assertGpuBufferFits(n * cfg.vocab_size * 4, batch * (needUncond ? 2 : 1), `the logits of ${batch} images x ${n} tokens`,
+    'the sampling batch (muse-sample --batch)');
   const rngs = Array.from({ length: batch }, (_, b) => new Prng(deriveSeed(opts.seed >>> 0, 0x5a4d, (opts.firstRow ?? 0) + b)));
   const uncond = needUncond ? repeatConditioning(opts.uncond!, batch) : undefined;
   try {

@@ -6,6 +6,7 @@
  */
 import { tf } from '../../runtime/backend.ts';
 import { readScalar } from '../../runtime/read.ts';
+import { assertGpuBufferFits } from '../../runtime/webgpu.ts';
 import { maskSchedule, type MaskSchedule } from '../../models/schedules.ts';
 import type { MaskGitTransformer } from '../../models/transformer/index.ts';
 import type { Batch } from '../data/batch.ts';
@@ -77,6 +78,15 @@ export class MuseTrainer {
     return { ids, lab, ehs, mask, condEmbeds, classIds, all: ([ids, lab, ehs, mask, condEmbeds, classIds] as Array<tf.Tensor | undefined>).filter((x): x is tf.Tensor => !!x) };
   }
 
+  /** On webgpu the biggest activations (logits, attention scores) must each fit in one GPU buffer. */
+  private checkGpuBuffers(B: number, N: number): void {
+    const c = this.model.config;
+    const T = N + (c.num_classes ? 1 : 0);
+    const setting = 'training.batch_size (raise training.gradient_accumulation_steps to keep the effective batch)';
+    assertGpuBufferFits(T * c.vocab_size * 4, B, `the logits of ${B} x ${T} tokens over ${c.vocab_size} ids`, setting);
+    assertGpuBufferFits(c.num_attention_heads * T * T * 4, B, `the attention scores of ${B} x ${c.num_attention_heads} heads x ${T}²`, setting);
+  }
+
   /** One optimisation step over `microBatches` (gradient_accumulation_steps of them). */
   async step(microBatches: Batch[], step: number): Promise<MuseStepMetrics> {
     const t0 = performance.now();
@@ -87,6 +97,7 @@ export class MuseTrainer {
     try {
       for (const [micro, batch] of microBatches.entries()) {
         const { masked, dropoutSeed, B, N } = this.prepare(batch, step, micro, true);
+        this.checkGpuBuffers(B, N);
         const x = this.tensors(batch, masked.inputIds, masked.labels, B, N);
         try {
           const { loss, grads } = this.model.lossAndGrads(x.ids, x.lab, x.ehs, x.mask, {

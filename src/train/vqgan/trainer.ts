@@ -29,7 +29,7 @@ import { adaptiveWeightTensor, discriminatorLoss, generatorLoss, lastLayerGradNo
 import type { VggPerceptual } from './perceptual.ts';
 import { deriveSeed } from '../data/random.ts';
 import { readData, readScalars } from '../../runtime/read.ts';
-import { stopGradient } from '../../runtime/stop-gradient.ts';
+import { detachFromTape } from '../../runtime/detach.ts';
 
 export interface AdamWSettings {
   beta1: number;
@@ -118,7 +118,7 @@ const LAST_LAYER = 'decoder.conv_out.weight';
 const STATE_VERSION = '1';
 
 /** Same values, no link to the gradient tape (no op connects it to the variables). */
-const detach = stopGradient;
+const detach = detachFromTape;
 
 /** Scalars and ids kept from inside a gradient closure, read once the tape is done (no reads inside it). */
 interface MicroTensors {
