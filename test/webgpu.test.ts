@@ -246,3 +246,27 @@ gpuTest('webgpu: sampling with the same seed gives the same image twice', async 
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test('--backend webgpu with no adapter: says what was looked for and how to get one, exit 2, nothing written', async () => {
+  const { spawnSync } = await import('node:child_process');
+  const { existsSync, mkdtempSync, readdirSync, rmSync } = await import('node:fs');
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'muse-noadapter-'));
+  // Pointing the Vulkan loader at a driver list that does not exist hides every adapter, lavapipe included.
+  const env = { ...process.env, VK_ICD_FILENAMES: path.join(dir, 'none.json'), VK_DRIVER_FILES: path.join(dir, 'none.json') };
+  try {
+    const runs: Array<[string, string[]]> = [
+      ['muse-train', [path.join(root, 'bin/muse-train.js'), '--stage', 'tiny', '--backend', 'webgpu', '--out', path.join(dir, 'run')]],
+      ['demo', ['--import', 'tsx', path.join(root, 'src/demo/main.ts'), '--backend', 'webgpu', '--out', path.join(dir, 'demo')]],
+    ];
+    for (const [name, args] of runs) {
+      const r = spawnSync(process.execPath, args, { cwd: root, env, encoding: 'utf8', timeout: 60_000 });
+      assert.equal(r.status, 2, `${name}: exit code (stderr: ${r.stderr})`);
+      assert.match(r.stderr, /no WebGPU adapter was found/, name);
+      assert.match(r.stderr, /Vulkan driver/, `${name}: says what was looked for`);
+      assert.match(r.stderr, /mesa-vulkan-drivers/, `${name}: says how to get one`);
+    }
+    assert.ok(!existsSync(path.join(dir, 'run')) && !existsSync(path.join(dir, 'demo')), `nothing written: ${readdirSync(dir)}`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
