@@ -1,6 +1,6 @@
 /** `muse-data tokenize <dataset>` (shards -> Arrow token caches) and `muse-data verify <dataset>`. */
 import type { Argv } from 'yargs';
-import { BACKEND_NAMES, initBackend, type BackendName } from '../runtime/backend.ts';
+import { BACKEND_NAMES, initBackend, type BackendName, wasmThreadCount } from '../runtime/backend.ts';
 import { runTokenize } from '../tokenize/run-tokenize.ts';
 import { parseShardRange } from '../tokenize/select.ts';
 import { formatReport, verifyCaches } from '../tokenize/verify.ts';
@@ -33,7 +33,8 @@ export async function tokenizeHandler(a: Record<string, unknown>): Promise<numbe
   const text = [...new Set(String(a.text).split(',').map((s) => s.trim()).filter(Boolean))];
   if (text.length === 0) throw new Error('--text: name at least one encoder');
   if (a['image-size'] !== undefined && a.vq !== undefined && a.vq !== 'builtin') throw new Error('--image-size applies to the built-in VQGAN only');
-  await initBackend(a.backend as BackendName);
+  // One process: all cores to the wasm thread pool; with --workers N each worker process uses one thread.
+  await initBackend(a.backend as BackendName, { wasmThreads: workers === 1 ? wasmThreadCount() : 1 });
   const s = await runTokenize({
     datasetDir,
     vq: a.vq as string | undefined,
