@@ -11,7 +11,7 @@ import { mkdtemp, mkdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fork } from 'node:child_process';
-import { initBackend, wasmThreadCount, type BackendName } from '../src/runtime/backend.ts';
+import { initBackend, type BackendName } from '../src/runtime/backend.ts';
 import type { FromModelsChild, ToModelsChild } from './models-child.ts';
 import { loadTrainConfig } from '../src/train/config/load.ts';
 import { MuseRunner } from '../src/train/muse/runner.ts';
@@ -129,7 +129,7 @@ function inChild(opts: TrainBenchOptions): Promise<Record<string, unknown>> {
 /** Step time per backend in one run, each backend in a fresh process (the wasm build is chosen per process). */
 export async function benchTrainSideBySide(opts: { quick?: boolean; log?: (m: string) => void } = {}) {
   const log = opts.log ?? ((m: string) => process.stderr.write(m + '\n'));
-  const cores = wasmThreadCount();
+  const cores = Math.max(2, os.availableParallelism());
   const lanes: Array<{ label: string; opts: TrainBenchOptions }> = [
     { label: 'wasm, 1 thread', opts: { backend: 'wasm', threads: 1 } },
     { label: `wasm, ${cores} threads`, opts: { backend: 'wasm', threads: cores } },

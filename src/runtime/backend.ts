@@ -156,7 +156,7 @@ async function choose(name: BackendName, quiet: boolean): Promise<BackendChoice>
  * successful choice) returns the first result; a different explicit name switches backend. A failed explicit
  * choice throws with every reason and leaves the current backend in place. `wasmThreads` (default 1) is the
  * size of the wasm thread pool (> 1: the threaded build, see wasm-threads.ts); it takes effect at the first
- * wasm start of the process. Commands pass wasmThreadCount() (all cores, or MUSE_WASM_THREADS).
+ * wasm start of the process. Commands pass wasmThreadCount() (MUSE_WASM_THREADS, default 1).
  */
 export async function initBackend(name: BackendName = 'auto', opts: { quiet?: boolean; wasmThreads?: number } = {}): Promise<BackendChoice> {
   if (pending) await pending.catch(() => undefined);

@@ -70,15 +70,18 @@ export async function withCoreCount<T>(threads: number, start: () => Promise<T>)
   }
 }
 
-/** Threads the threaded build should use: MUSE_WASM_THREADS, else every core the OS gives this process. */
+/**
+ * Threads the commands give the wasm backend: MUSE_WASM_THREADS (a number, or `all` for every core the OS gives
+ * this process); 1 when unset. Opt-in, because on the shared 2-core machine the threaded build measured slower
+ * than the single-thread one for `tiny` (see README, bench train); set it where the cores are yours.
+ */
 export function wasmThreadCount(): number {
   const env = process.env.MUSE_WASM_THREADS;
-  if (env !== undefined) {
-    const n = Number(env);
-    if (!Number.isInteger(n) || n < 1) throw new Error(`MUSE_WASM_THREADS: expected a positive integer, got '${env}'`);
-    return n;
-  }
-  return Math.max(1, os.availableParallelism());
+  if (env === undefined || env === '') return 1;
+  if (env === 'all') return Math.max(1, os.availableParallelism());
+  const n = Number(env);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`MUSE_WASM_THREADS: expected a positive integer or 'all', got '${env}'`);
+  return n;
 }
 
 /**
