@@ -33,7 +33,7 @@ export async function tokenizeHandler(a: Record<string, unknown>): Promise<numbe
   const text = [...new Set(String(a.text).split(',').map((s) => s.trim()).filter(Boolean))];
   if (text.length === 0) throw new Error('--text: name at least one encoder');
   if (a['image-size'] !== undefined && a.vq !== undefined && a.vq !== 'builtin') throw new Error('--image-size applies to the built-in VQGAN only');
-  // One process: all cores to the wasm thread pool; with --workers N each worker process uses one thread.
+  // One process: MUSE_WASM_THREADS threads for the wasm pool; with --workers N each worker process uses one.
   await initBackend(a.backend as BackendName, { wasmThreads: workers === 1 ? wasmThreadCount() : 1 });
   const s = await runTokenize({
     datasetDir,
