@@ -61,8 +61,9 @@ export async function benchTransformer(backend: BackendName | string, opts: Tran
   const layers = opts.layers ?? 4;
   const heads = opts.heads ?? 8;
   const batch = opts.batch ?? 8;
-  // The pure-JS cpu backend needs ~2 minutes per training step at this size: one timed step there.
-  const slow = choice.name === 'cpu';
+  // The pure-JS cpu backend needs ~2 minutes per training step at this size, a software webgpu adapter
+  // (lavapipe) ~50 s: one timed step there.
+  const slow = choice.name === 'cpu' || !!choice.adapter?.software;
   const warmup = opts.warmup ?? (slow ? 0 : 2);
   const steps = opts.steps ?? (slow ? 1 : 5);
   const tokens = 256;
@@ -116,6 +117,7 @@ export async function benchTransformer(backend: BackendName | string, opts: Tran
   const reference = PYTORCH_MS_PER_STEP[`${hidden}x${layers}`];
   const result = {
     backend: choice.name,
+    ...(choice.adapter ? { adapter: `${choice.adapter.description}${choice.adapter.software ? ' (software)' : ''}` } : {}),
     config: { hidden, layers, heads, batch, imageTokens: tokens, textTokens, textDim: 256, params: model.parameterCount() },
     // Medians; `bestMs` (fastest sample) is the better estimate when other work shares the CPU.
     forward: { msPerBatch: Math.round(fwdMs), tokensPerSec: Math.round((batch * tokens * 1000) / fwdMs), bestMs: Math.round(Math.min(...forwardTimes)) },

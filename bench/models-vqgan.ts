@@ -44,6 +44,7 @@ async function benchOne(backend: BackendName, resolution: number, batch: number,
   const ms = median(times);
   return {
     backend: choice.name,
+    ...(choice.adapter ? { adapter: `${choice.adapter.description}${choice.adapter.software ? ' (software)' : ''}` } : {}),
     resolution,
     batch,
     tokensPerImage: (resolution / 16) ** 2,

@@ -47,7 +47,7 @@ const BENCHMARKS: Record<string, Benchmark> = {
     run: async (ctx) => (await import('./fetch.ts')).benchFetch(ctx),
   },
   models: {
-    description: 'VQGAN and MaskGIT transformer throughput (bench/models-*.ts; --backend auto|wasm|cpu|tensorflow)',
+    description: 'VQGAN and MaskGIT transformer throughput (bench/models-*.ts; --backend auto|wasm|webgpu|cpu|tensorflow)',
     defaultRuns: 1,
     run: async (ctx) => (await import('./models.ts')).benchModels(ctx),
   },
@@ -76,11 +76,13 @@ const BENCHMARKS: Record<string, Benchmark> = {
     },
   },
   train: {
-    description: 'muse-train loop (issue 6): steps/s, tokens/s and data / forward+backward / optimizer split of tiny and the models-bench transformer (--backend wasm|cpu|tensorflow)',
+    description: 'muse-train loop (issues 6, 11): step time of tiny and the models-bench transformer per backend side by side (wasm 1 thread, wasm all threads, webgpu with the adapter named), or one --backend wasm|webgpu|cpu|tensorflow with the data / fwd+bwd / optimizer split',
     defaultRuns: 3,
     run: async (ctx) => {
-      const { benchTrain } = await import('./train.ts');
-      return standalone(async () => (o) => benchTrain({ ...o, backend: typeof ctx.flags.backend === 'string' ? ctx.flags.backend : undefined }))(ctx);
+      const { benchTrain, benchTrainSideBySide } = await import('./train.ts');
+      // --backend X: that backend only (in this process); none: every backend side by side (issue 11)
+      if (typeof ctx.flags.backend === 'string') return standalone(async () => (o) => benchTrain({ ...o, backend: ctx.flags.backend as string }))(ctx);
+      return standalone(async () => (o) => benchTrainSideBySide(o))(ctx);
     },
   },
   startup: {

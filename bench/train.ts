@@ -3,11 +3,16 @@
  * the numbers) on synthetic token caches, for the `tiny` config and for the models benchmark's transformer
  * (hidden 256, 4 layers, 256 image tokens, batch 8). Steps/s, tokens/s and the split of a step into data,
  * forward + backward and optimizer (+ EMA). Target (issue 6): data time < 2% of step time.
+ * With no --backend, every backend side by side, each in its own process (benchTrainSideBySide): wasm on one
+ * thread, wasm on all threads (target, issue 11: tiny step <= 0.6x the one-thread time) and webgpu on the
+ * adapter found (named; a software adapter runs `tiny` only, it is a CPU rasteriser).
  */
 import { mkdtemp, mkdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { fork } from 'node:child_process';
 import { initBackend, type BackendName } from '../src/runtime/backend.ts';
+import type { FromModelsChild, ToModelsChild } from './models-child.ts';
 import { loadTrainConfig } from '../src/train/config/load.ts';
 import { MuseRunner } from '../src/train/muse/runner.ts';
 import { runTrainingLoop } from '../src/train/run/loop.ts';
@@ -40,15 +45,28 @@ const VARIANTS: Variant[] = [
 
 const WARMUP = 3;
 
-export async function benchTrain(opts: { quick?: boolean; log?: (m: string) => void; backend?: string } = {}) {
+export interface TrainBenchOptions {
+  quick?: boolean;
+  log?: (m: string) => void;
+  backend?: string;
+  /** wasm thread pool size (1: the single-thread build). */
+  threads?: number;
+  /** Only these variants (by name). */
+  variants?: string[];
+  /** Timed steps instead of each variant's default. */
+  steps?: number;
+}
+
+export async function benchTrain(opts: TrainBenchOptions = {}) {
   const log = opts.log ?? ((m: string) => process.stderr.write(m + '\n'));
-  const backend = await initBackend((opts.backend ?? 'wasm') as BackendName, { quiet: true });
+  const backend = await initBackend((opts.backend ?? 'wasm') as BackendName, { quiet: true, wasmThreads: opts.threads ?? 1 });
   const tmp = await mkdtemp(path.join(os.tmpdir(), 'muse-bench-train-'));
   const rows: Array<Array<string | number>> = [];
   const results: Record<string, Record<string, number>> = {};
   try {
-    for (const v of VARIANTS) {
-      const steps = opts.quick ? Math.max(WARMUP + 2, Math.ceil(v.steps / 4)) : v.steps + WARMUP;
+    for (const v of VARIANTS.filter((x) => !opts.variants || opts.variants.includes(x.name))) {
+      const timed = opts.steps ?? v.steps;
+      const steps = opts.quick ? Math.max(WARMUP + 2, Math.ceil(timed / 4)) : timed + WARMUP;
       const dir = path.join(tmp, v.name.replace(/\W+/g, '-'));
       await mkdir(path.join(dir, 'shards'), { recursive: true });
       await writeSyntheticCaches(dir, { shards: { 0: 500, 1: 500 }, gridH: v.grid, gridW: v.grid, codebookSize: v.codebook, dim: v.textDim, textLength: () => v.textTokens });
@@ -87,9 +105,76 @@ export async function benchTrain(opts: { quick?: boolean; log?: (m: string) => v
   }
   const worst = Math.max(...Object.values(results).map((r) => r.data_share_pct));
   return {
-    config: { backend: backend.name, warmup_steps: WARMUP, quick: !!opts.quick },
+    config: { backend: backend.name, threads: backend.threads, adapter: backend.adapter, warmup_steps: WARMUP, quick: !!opts.quick },
     ...results,
     targets: { data_share_below_2pct: { target: '< 2% of step time', measured: `${worst}%`, met: worst < 2 } },
     table: markdownTable(['config', 'params', 'batch', 'tokens/img', 'step ms', 'steps/s', 'tokens/s', 'data ms', 'fwd+bwd ms', 'optimizer ms', 'data share'], rows),
+  };
+}
+
+function inChild(opts: TrainBenchOptions): Promise<Record<string, unknown>> {
+  return new Promise((resolve, reject) => {
+    const child = fork(path.join(import.meta.dirname, 'models-child.ts'), [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    let reply: FromModelsChild | undefined;
+    child.once('message', (m: FromModelsChild) => (reply = m));
+    child.once('exit', (code) => {
+      if (reply?.ok) resolve(reply.result);
+      else reject(new Error(reply ? reply.error.split('\n')[0] : `process exited with code ${code}`));
+    });
+    const { log: _log, ...rest } = opts;
+    child.send({ file: path.join(import.meta.dirname, 'train.ts'), fn: 'benchTrain', args: [rest] } satisfies ToModelsChild);
+  });
+}
+
+/** Step time per backend in one run, each backend in a fresh process (the wasm build is chosen per process). */
+export async function benchTrainSideBySide(opts: { quick?: boolean; log?: (m: string) => void } = {}) {
+  const log = opts.log ?? ((m: string) => process.stderr.write(m + '\n'));
+  const cores = Math.max(2, os.availableParallelism());
+  const lanes: Array<{ label: string; opts: TrainBenchOptions }> = [
+    { label: 'wasm, 1 thread', opts: { backend: 'wasm', threads: 1 } },
+    { label: `wasm, ${cores} threads`, opts: { backend: 'wasm', threads: cores } },
+    // lavapipe needs ~1.5 s per tiny step at batch 16: tiny only, fewer steps
+    { label: 'webgpu', opts: { backend: 'webgpu', variants: ['tiny'], steps: 8 } },
+  ];
+  const out: Record<string, unknown> = {};
+  const rows: Array<Array<string | number>> = [];
+  const notes: string[] = [];
+  const stepMs: Record<string, Record<string, number>> = {};
+  for (const lane of lanes) {
+    log(`train bench: ${lane.label}`);
+    let r: Record<string, unknown>;
+    try {
+      r = await inChild({ ...lane.opts, quick: opts.quick });
+    } catch (err) {
+      notes.push(`${lane.label}: not measured (${(err as Error).message.slice(0, 300)})`);
+      continue;
+    }
+    const cfg = r.config as { backend: string; threads?: number; adapter?: { description: string; software: boolean } };
+    const name = cfg.adapter ? `webgpu on ${cfg.adapter.description}${cfg.adapter.software ? ' (software)' : ''}` : `${cfg.backend}${cfg.threads ? `, ${cfg.threads} thread${cfg.threads > 1 ? 's' : ''}` : ''}`;
+    out[lane.label] = r;
+    for (const v of VARIANTS) {
+      const m = r[v.name] as Record<string, number> | undefined;
+      if (!m) continue;
+      (stepMs[v.name] ??= {})[lane.label] = m.step_ms;
+      rows.push([v.name, name, m.step_ms, m.tokens_per_s, m.forward_backward_ms, m.optimizer_ms]);
+    }
+  }
+  const base = stepMs.tiny?.['wasm, 1 thread'];
+  const threaded = stepMs.tiny?.[`wasm, ${cores} threads`];
+  const ratio = base && threaded ? round(threaded / base, 3) : undefined;
+  const ratios: Record<string, number> = {};
+  for (const [variant, lanesMs] of Object.entries(stepMs)) {
+    const b = lanesMs['wasm, 1 thread'];
+    if (b) for (const [lane, ms] of Object.entries(lanesMs)) ratios[`${variant}: ${lane} / wasm 1 thread`] = round(ms / b, 3);
+  }
+  return {
+    config: { lanes: lanes.map((l) => l.label), cores, warmup_steps: WARMUP, quick: !!opts.quick },
+    ...out,
+    ratios,
+    targets: { tiny_all_threads_vs_one: { target: '<= 0.6x the one-thread step time', measured: ratio ?? 'not measured', met: ratio !== undefined && ratio <= 0.6 } },
+    notes,
+    table: markdownTable(['config', 'backend', 'step ms', 'tokens/s', 'fwd+bwd ms', 'optimizer ms'], rows) +
+      `\n\nstep time relative to wasm on 1 thread: ${Object.entries(ratios).map(([k, v]) => `${k} = ${v}`).join('; ') || 'n/a'}` +
+      (notes.length ? `\n\n${notes.join('\n')}` : ''),
   };
 }

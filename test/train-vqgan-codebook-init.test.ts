@@ -43,20 +43,20 @@ test('kmeansPlusPlus: deterministic for a seed; k > distinct rows still fills ev
   for (let j = 0; j < 3; j++) assert.deepEqual(Array.from(few.centres.subarray(j * 2, j * 2 + 2)), [1, 2]);
 });
 
-test('kmeansPlusPlus / initCodebookFromLatents: bad input is named', () => {
+test('kmeansPlusPlus / initCodebookFromLatents: bad input is named', async () => {
   assert.throws(() => kmeansPlusPlus(new Float32Array(5), 2, 3, 2, 0), /data has 5 values/);
   assert.throws(() => kmeansPlusPlus(new Float32Array(6), 2, 3, 0, 0), /k must be/);
   assert.throws(() => kmeansPlusPlus(new Float32Array(6), 2, 3, 1, 0, -1), /iterations/);
   const cb = tf.variable(tf.zeros([4, 3]));
   const bad = tf.zeros([5, 2]) as tf.Tensor2D;
-  assert.throws(() => initCodebookFromLatents(cb, bad, 0), /latents must be \[N, 3\]/);
+  await assert.rejects(initCodebookFromLatents(cb, bad, 0), /latents must be \[N, 3\]/);
   tf.dispose([cb, bad]);
 });
 
-test('initCodebookFromLatents: every code becomes a cluster mean of the latents', () => {
+test('initCodebookFromLatents: every code becomes a cluster mean of the latents', async () => {
   const cb = tf.variable(tf.zeros([4, 3]));
   const lat = tf.tensor2d(clustered(), [40, 3]);
-  const r = initCodebookFromLatents(cb, lat, 11, 3);
+  const r = await initCodebookFromLatents(cb, lat, 11, 3);
   assert.deepEqual(Array.from(cb.dataSync()), Array.from(r.centres));
   const rows = cb.arraySync() as number[][];
   const hit = new Set(rows.map((c) => MEANS.findIndex((m) => m.every((v, t) => Math.abs(v - c[t]) < 0.01))));

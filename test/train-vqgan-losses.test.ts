@@ -58,7 +58,7 @@ test('GAN and reconstruction losses match hand-computed values; adaptive weight 
   tf.dispose([real, fake, a, b]);
 });
 
-test('codebook usage: perplexity, usage window, dead codes; restartCodes replaces exactly the given rows', () => {
+test('codebook usage: perplexity, usage window, dead codes; restartCodes replaces exactly the given rows', async () => {
   const u = new CodebookUsage(4, 2); // tracking starts at step 2
   const p = u.record([0, 0, 1, 1], 5); // two codes equally often: perplexity 2
   assert.ok(close(p, 2));
@@ -71,7 +71,7 @@ test('codebook usage: perplexity, usage window, dead codes; restartCodes replace
 
   const codebook = tf.variable(tf.tensor2d([[0, 0], [1, 1], [2, 2], [3, 3]]));
   const latents = tf.tensor2d([[10, 11], [20, 21], [30, 31]]);
-  const picks = restartCodes(codebook, latents, [1, 3], 9, 4);
+  const picks = await restartCodes(codebook, latents, [1, 3], 9, 4);
   const rows = codebook.arraySync();
   const lat = latents.arraySync();
   assert.deepEqual(rows[0], [0, 0]);
@@ -79,7 +79,7 @@ test('codebook usage: perplexity, usage window, dead codes; restartCodes replace
   assert.deepEqual(rows[1], lat[picks[0]]);
   assert.deepEqual(rows[3], lat[picks[1]]);
   const again = tf.variable(tf.tensor2d([[0, 0], [1, 1], [2, 2], [3, 3]]));
-  assert.deepEqual(restartCodes(again, latents, [1, 3], 9, 4), picks, 'same seed and step: same picks');
+  assert.deepEqual(await restartCodes(again, latents, [1, 3], 9, 4), picks, 'same seed and step: same picks');
   tf.dispose([codebook, latents, again]);
 });
 
@@ -141,7 +141,7 @@ test('perceptual loss on a random torchvision-layout VGG16: taps, zero on identi
   }
 });
 
-test('adaptive weight and the combined gradient match a direct computation (and finite differences)', () => {
+test('adaptive weight and the combined gradient match a direct computation (and finite differences)', async () => {
   const vq = VQGAN.create({ resolution: 8, hiddenChannels: 32, channelMult: [1, 2], numResBlocks: 1, zChannels: 8, quantizedEmbedDim: 8, numEmbeddings: 16 }, 3);
   const trainer = new VqganTrainer(vq, { seed: 1, gan: { config: { ndf: 8, nLayers: 1 }, weight: 0.8, start: 0 } });
   const disc = trainer.discriminator!;
@@ -173,7 +173,7 @@ test('adaptive weight and the combined gradient match a direct computation (and 
   const analytic = gn.bufferSync().get(...idx);
   assert.ok(Math.abs(fd - analytic) < 2e-3, `finite difference ${fd} vs analytic ${analytic}`);
 
-  const r = trainer.microGradients(x, true);
+  const r = await trainer.microGradients(x, true);
   assert.ok(close(r.dWeight!, direct, 2e-3), `trainer d_weight ${r.dWeight} vs direct ${direct}`);
   // The VQGAN gradient equals that of nll + d_weight * g + codebook loss, computed directly.
   const vars = [...vq.namedVariables()];

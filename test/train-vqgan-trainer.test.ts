@@ -32,10 +32,10 @@ test('trainer: the loss decreases when overfitting a tiny batch; no tensors leak
     const vq = VQGAN.create(TINY, 1);
     const trainer = new VqganTrainer(vq, { seed: 1, optimizer: { beta1: 0.9, beta2: 0.99 } });
     const x = images(4, 16);
-    const first = trainer.step(x, 0, 2e-3);
+    const first = await trainer.step(x, 0, 2e-3);
     const before = tf.memory().numTensors;
     let last = first;
-    for (let s = 1; s < 40; s++) last = trainer.step(x, s, 2e-3);
+    for (let s = 1; s < 40; s++) last = await trainer.step(x, s, 2e-3);
     assert.equal(tf.memory().numTensors, before, 'tensor count is stable across steps');
     assert.ok(last.rec_loss < 0.5 * first.rec_loss, `rec loss ${first.rec_loss} -> ${last.rec_loss}`);
     for (const k of ['loss', 'grad_norm', 'perplexity', 'codebook_usage'] as const) assert.ok(Number.isFinite(last[k]), k);
@@ -52,11 +52,11 @@ test('trainer: dead-code restart replaces exactly the codes unused for restartAf
     const vq = VQGAN.create({ ...TINY, numEmbeddings: 128 }, 2);
     const trainer = new VqganTrainer(vq, { seed: 5, restartAfterSteps: 1 });
     const x = images(2, 16); // 2 x 8 x 8 = 128 tokens, far from all 128 codes
-    const m0 = trainer.step(x, 0, 0); // lr 0: only restarts can change the codebook
+    const m0 = await trainer.step(x, 0, 0); // lr 0: only restarts can change the codebook
     assert.equal(m0.dead_codes_restarted, 0, 'nothing is dead yet at step 0');
     const before = vq.param('quantize.embedding.weight').arraySync() as number[][];
     const used = new Set(vq.encode(x).dataSync());
-    const m1 = trainer.step(x, 1, 0);
+    const m1 = await trainer.step(x, 1, 0);
     const after = vq.param('quantize.embedding.weight').arraySync() as number[][];
     assert.equal(m1.dead_codes_restarted, 128 - used.size);
     const latents = tf.tidy(() => vq.encoder(x).reshape([-1, 16]).arraySync()) as number[][];
@@ -82,19 +82,19 @@ test('trainer: save + resume continues exactly (GAN, EMA, restarts, accumulation
       const vq = VQGAN.create(TINY, 4);
       const a = new VqganTrainer(vq, opts);
       const batch = (s: number) => [images(2, 16, s * 2), images(2, 16, s * 2 + 1)];
-      const run = (t: VqganTrainer, s: number) => {
+      const run = async (t: VqganTrainer, s: number) => {
         const b = batch(s);
-        const m = t.step(b, s, 1e-3);
+        const m = await t.step(b, s, 1e-3);
         tf.dispose(b);
         return m;
       };
-      run(a, 0);
-      run(a, 1);
+      await run(a, 0);
+      await run(a, 1);
       await a.save(dir);
-      const rest = [2, 3, 4].map((s) => run(a, s));
+      const rest = [await run(a, 2), await run(a, 3), await run(a, 4)];
       assert.ok(rest[0].g_loss !== undefined && rest[0].d_loss !== undefined && rest[0].d_weight! >= 0, 'GAN on from step 2');
       const b = await VqganTrainer.resume(dir, opts);
-      const again = [2, 3, 4].map((s) => run(b, s));
+      const again = [await run(b, 2), await run(b, 3), await run(b, 4)];
       assert.deepEqual(again, rest);
       const wa = vq.namedVariables();
       for (const [n, v] of b.vq.namedVariables()) assert.deepEqual(v.dataSync(), wa.get(n)!.dataSync(), n);

@@ -42,7 +42,7 @@ test('trainer: autoencoder warm-up leaves the codebook alone, then k-means++ fit
     const codebook0 = vq.param('quantize.embedding.weight').dataSync().slice();
     const conv0 = vq.param('decoder.conv_out.weight').dataSync().slice();
     for (let s = 0; s < 2; s++) {
-      const m = trainer.step(x, s, 1e-3);
+      const m = await trainer.step(x, s, 1e-3);
       assert.equal(m.codebook_loss, 0, `step ${s} is unquantized`);
       assert.equal(m.dead_codes_restarted, 0, 'no restarts before the codebook is in use');
     }
@@ -51,7 +51,7 @@ test('trainer: autoencoder warm-up leaves the codebook alone, then k-means++ fit
 
     const before = quantizationError(vq, x);
     // lr 0: the codebook after step 2 is exactly the initialisation (the encoder is unchanged too).
-    const m2 = trainer.step(x, 2, 0);
+    const m2 = await trainer.step(x, 2, 0);
     assert.ok(m2.codebook_loss > 0, 'step 2 is quantized');
     const after = quantizationError(vq, x);
     assert.ok(after.mse < before.mse / 2, `quantization error ${before.mse} -> ${after.mse}`);
@@ -65,20 +65,20 @@ test('trainer: autoencoder warm-up leaves the codebook alone, then k-means++ fit
 test('trainer: k-means++ without warm-up runs at step 0 and is deterministic for the seed', async () => {
   await onBackend('wasm', async () => {
     const x = images(4, 16);
-    const run = () => {
+    const run = async () => {
       const vq = VQGAN.create(TINY, 1);
       const trainer = new VqganTrainer(vq, { seed: 9, codebookInit: 'kmeans++' });
-      trainer.step(x, 0, 0);
+      await trainer.step(x, 0, 0);
       const cb = vq.param('quantize.embedding.weight').dataSync().slice();
       trainer.dispose();
       vq.dispose();
       return cb;
     };
-    const a = run();
+    const a = await run();
     const fresh = VQGAN.create(TINY, 1);
     assert.notDeepEqual(a, fresh.param('quantize.embedding.weight').dataSync(), 'the codebook was replaced at step 0');
     fresh.dispose();
-    assert.deepEqual(run(), a);
+    assert.deepEqual(await run(), a);
     x.dispose();
   });
 });

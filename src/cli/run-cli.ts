@@ -1,5 +1,6 @@
 /** What every muse command line does with its outcome: exit code, and errors shown as messages or stacks. */
 import { hideBin } from 'yargs/helpers';
+import { BackendUnavailableError } from '../runtime/errors.ts';
 
 /** Wrong flags or values: exit code 2, like yargs' own usage errors. */
 export class UsageError extends Error {}
@@ -16,7 +17,8 @@ export async function runCli(name: string, main: (argv: string[]) => Promise<num
     const e = err as Error;
     const bug = e instanceof TypeError || e instanceof RangeError || e instanceof ReferenceError || e instanceof SyntaxError;
     process.stderr.write(`${name}: ${bug || process.env.MUSE_DEBUG ? (e.stack ?? String(e)) : e.message}\n`);
-    process.exitCode = err instanceof UsageError ? 2 : 1;
+    // A --backend that cannot run here is bad input too: exit 2 (checked before anything is written).
+    process.exitCode = err instanceof UsageError || err instanceof BackendUnavailableError ? 2 : 1;
   }
 }
 

@@ -2,7 +2,7 @@
 import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import yargs from 'yargs';
-import { BACKEND_NAMES, initBackend, type BackendName } from '../runtime/backend.ts';
+import { BACKEND_NAMES, initBackend, type BackendName, wasmThreadCount } from '../runtime/backend.ts';
 import { writeFileAtomic } from '../util/atomic.ts';
 import { GUIDANCE_SCHEDULES, parseTemperature, type GuidanceSchedule } from '../sample/schedules.ts';
 import type { SampleOptions, SampleResult } from '../sample/sample.ts';
@@ -117,7 +117,7 @@ export async function main(argv: string[]): Promise<number> {
     });
     opts.init = { image: await read('init-image', a['init-image']), mask: await read('mask', a.mask) };
   }
-  await initBackend(a.backend as BackendName);
+  await initBackend(a.backend as BackendName, { wasmThreads: wasmThreadCount() });
   const { sample } = await import('../sample/sample.ts');
   const result = await sample(opts);
   const files = await writeOutputs(result, a.out);

@@ -1,6 +1,6 @@
 /** `muse-data tokenize <dataset>` (shards -> Arrow token caches) and `muse-data verify <dataset>`. */
 import type { Argv } from 'yargs';
-import { BACKEND_NAMES, initBackend, type BackendName } from '../runtime/backend.ts';
+import { BACKEND_NAMES, initBackend, type BackendName, wasmThreadCount } from '../runtime/backend.ts';
 import { isBuiltinVq } from '../models/registry.ts';
 import { runTokenize } from '../tokenize/run-tokenize.ts';
 import { parseShardSelection } from '../dataset/shard-selection.ts';
@@ -35,7 +35,8 @@ export async function tokenizeHandler(a: Record<string, unknown>): Promise<numbe
   const text = [...new Set(String(a.text).split(',').map((s) => s.trim()).filter(Boolean))];
   if (text.length === 0) throw new Error('--text: name at least one encoder');
   if (a['image-size'] !== undefined && !isBuiltinVq(a.vq as string | undefined)) throw new Error('--image-size applies to the built-in VQGAN only');
-  await initBackend(a.backend as BackendName);
+  // One process: MUSE_WASM_THREADS threads for the wasm pool; with --workers N each worker process uses one.
+  await initBackend(a.backend as BackendName, { wasmThreads: workers === 1 ? wasmThreadCount() : 1 });
   const common = {
     datasetDir,
     vq: a.vq as string | undefined,

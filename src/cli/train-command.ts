@@ -1,7 +1,7 @@
 /** `muse-train`: trains a MUSE stage (or the VQGAN) from a config in configs/. */
 import path from 'node:path';
 import yargs from 'yargs';
-import { BACKEND_NAMES, initBackend, type BackendName } from '../runtime/backend.ts';
+import { BACKEND_NAMES, initBackend, type BackendName, wasmThreadCount } from '../runtime/backend.ts';
 import { STAGES } from '../train/config/schema.ts';
 import { loadTrainConfig } from '../train/config/load.ts';
 import { runTraining } from '../train/run/run-training.ts';
@@ -36,7 +36,7 @@ export async function main(argv: string[]): Promise<number> {
     configsDir: path.join(PROJECT_ROOT, 'configs'),
   });
   const runDir = path.resolve(a.out ?? config.experiment.output_dir);
-  const backend = await initBackend(a.backend as BackendName);
+  const backend = await initBackend(a.backend as BackendName, { wasmThreads: wasmThreadCount() });
   process.stderr.write(`muse-train: stage ${config.stage}, run ${runDir}, backend ${backend.name}\n`);
   await runTraining({ config, runDir, resume: a.resume, allowFresh: a['allow-fresh'], dataRoot: resolveDataRoot(a['data-root']) });
   return 0;

@@ -1,7 +1,7 @@
 /** `npm run demo [-- --out DIR --backend wasm]`. */
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { BACKEND_NAMES, type BackendName } from '../runtime/backend.ts';
+import { BACKEND_NAMES, BackendUnavailableError, type BackendName } from '../runtime/backend.ts';
 import { runDemo } from './run-demo.ts';
 
 const a = await yargs(hideBin(process.argv))
@@ -16,5 +16,5 @@ try {
   await runDemo({ outDir: a.out, backend: a.backend as BackendName, vqganSets: (a['set-vqgan'] as string[]).map(String), transformerSets: (a['set-transformer'] as string[]).map(String) });
 } catch (err) {
   process.stderr.write(`demo: ${process.env.MUSE_DEBUG ? (err as Error).stack : (err as Error).message}\n`);
-  process.exitCode = 1;
+  process.exitCode = err instanceof BackendUnavailableError ? 2 : 1;
 }

@@ -7,7 +7,7 @@
  */
 import { copyFile, mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { initBackend, type BackendName } from '../runtime/backend.ts';
+import { initBackend, type BackendName, wasmThreadCount } from '../runtime/backend.ts';
 import { PROJECT_ROOT } from '../dataset/data-root.ts';
 import { loadPipelineFile, resolvePipeline } from '../pipeline/config.ts';
 import { runFetch } from '../pipeline/run-fetch.ts';
@@ -56,10 +56,10 @@ export async function runDemo(o: DemoOptions): Promise<Record<string, unknown>> 
     return r;
   };
 
+  const backend = await initBackend(o.backend ?? 'auto', { wasmThreads: wasmThreadCount() }); // before anything is removed or written
   await rm(out, { recursive: true, force: true });
   await mkdir(out, { recursive: true });
   const dataRoot = path.join(out, 'data');
-  const backend = await initBackend(o.backend ?? 'auto');
   log(`muse demo -> ${out} (backend ${backend.name})`);
 
   const pipeline = resolvePipeline(await loadPipelineFile(path.join(PROJECT_ROOT, 'pipelines', 'sample.yaml')), 'pipelines/sample.yaml');

@@ -9,6 +9,7 @@ import { createReadStream } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { tf } from '../runtime/backend.ts';
+import { readData } from '../runtime/read.ts';
 import { VQGAN, configFromJson, configToJson, derived, type VqganConfig } from './vqgan/index.ts';
 import { BYT5_TINY_CONFIG, loadTextEncoder, type TextEncoder } from './text/index.ts';
 
@@ -88,7 +89,7 @@ export async function loadVq(spec: string | undefined, imageSize?: number): Prom
   const parsed = parseVqSpec(spec);
   if (parsed.kind === 'builtin') {
     model = VQGAN.create({ ...BUILTIN_VQ_CONFIG, ...(imageSize ? { resolution: imageSize } : {}) }, 0);
-    sha = hashVariables(model.namedVariables());
+    sha = await hashVariables(model.namedVariables());
     id = imageSize && imageSize !== BUILTIN_VQ_CONFIG.resolution ? `${BUILTIN_VQ_ID}-${imageSize}px` : BUILTIN_VQ_ID;
     name = BUILTIN_VQ_ID;
   } else {
@@ -114,12 +115,13 @@ export async function loadText(spec: string): Promise<LoadedText> {
   return { id: encoder.id, encoder, name: encoder.id, config: { ...BYT5_TINY_CONFIG }, weightsSha256: h.digest('hex') };
 }
 
-function hashVariables(vars: Map<string, tf.Variable>): string {
+async function hashVariables(vars: Map<string, tf.Variable>): Promise<string> {
   const h = createHash('sha256');
   for (const name of [...vars.keys()].sort()) {
     const v = vars.get(name)!;
     h.update(`${name}[${v.shape.join(',')}]`);
-    h.update(Buffer.from((v.dataSync() as Float32Array).buffer));
+    const values = await readData<'float32'>(v);
+    h.update(Buffer.from(values.buffer, values.byteOffset, values.byteLength));
   }
   return h.digest('hex');
 }

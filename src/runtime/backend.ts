@@ -1,23 +1,33 @@
-// Choose the TensorFlow.js backend: native (CUDA, then CPU libtensorflow), then wasm, then pure-JS cpu.
-// The native packages are optional dependencies that often cannot install (their install script downloads
-// libtensorflow), so they are loaded with a dynamic import inside try/catch.
+// Choose the TensorFlow.js backend. 'auto' order: native CUDA (tfjs-node-gpu), webgpu on a hardware adapter,
+// native CPU (tfjs-node), wasm, pure-JS cpu. The native packages are optional dependencies that often cannot
+// install (their install script downloads libtensorflow), so they are loaded with a dynamic import inside
+// try/catch. A software webgpu adapter (lavapipe) is used only when 'webgpu' is asked for by name.
 import * as tf from '@tensorflow/tfjs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { registerCpuKernelFixes } from './cpu-kernels/resize-nearest-grad.ts';
 import { registerWasmKernels } from './wasm-kernels/index.ts';
+import { prepareThreadedWasm, unrefWasmWorkers, wasmThreadCount, withCoreCount } from './wasm-threads.ts';
+import { BackendUnavailableError } from './errors.ts';
+import { NoAdapterError, describeAdapter, setWebgpuBackend, type AdapterSummary } from './webgpu.ts';
 
-export { tf };
+export { tf, BackendUnavailableError };
 
-export type BackendName = 'auto' | 'tensorflow' | 'wasm' | 'cpu';
-export const BACKEND_NAMES: readonly BackendName[] = ['auto', 'tensorflow', 'wasm', 'cpu'];
+export type BackendName = 'auto' | 'tensorflow' | 'webgpu' | 'wasm' | 'cpu';
+export const BACKEND_NAMES: readonly BackendName[] = ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'];
 
 export interface BackendChoice {
-  /** The backend actually in use (`tf.getBackend()`): 'tensorflow', 'wasm' or 'cpu'. */
+  /** The backend actually in use (`tf.getBackend()`): 'tensorflow', 'webgpu', 'wasm' or 'cpu'. */
   name: string;
   /** Candidates that were tried and failed, each with the reason. */
   tried: string[];
+  /** On webgpu: the adapter in use (vendor, architecture, software or not, limits). */
+  adapter?: AdapterSummary;
+  /** On wasm: the threads of its thread pool (1: single-thread build). */
+  threads?: number;
 }
+
+export { wasmThreadCount };
 
 // The cpu backend is always there (and used as the reference in tests): fix its known-bad kernels up front.
 registerCpuKernelFixes();
@@ -26,6 +36,7 @@ let current: { requested: BackendName; choice: BackendChoice } | undefined;
 let pending: Promise<BackendChoice> | undefined;
 
 function errorText(err: unknown): string {
+  if (err instanceof NoAdapterError) return err.message; // says how to get an adapter: keep it whole
   const code = (err as { code?: string } | null)?.code;
   if (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') return 'not installed';
   const msg = err instanceof Error ? err.message : String(err);
@@ -41,11 +52,23 @@ async function tryNative(pkg: string): Promise<void> {
 }
 
 let wasmPrepared = false;
+/** Threads of the wasm backend once it started (1: the single-thread SIMD build). */
+let wasmThreadsInUse = 0;
+/** Threads asked for by the next wasm start (initBackend's `wasmThreads`). */
+let wasmThreadsWanted = 1;
+
+async function startWasm(wasm: typeof import('@tensorflow/tfjs-backend-wasm'), threads: number): Promise<boolean> {
+  if (threads > 1) {
+    prepareThreadedWasm();
+    wasm.setThreadsCount(threads);
+  }
+  tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', threads > 1);
+  return withCoreCount(threads, () => tf.setBackend('wasm'));
+}
+
 async function tryWasm(): Promise<void> {
+  const wasm = await import('@tensorflow/tfjs-backend-wasm');
   if (!wasmPrepared) {
-    const wasm = await import('@tensorflow/tfjs-backend-wasm');
-    // The threaded build does not initialise under Node; SIMD single-thread does.
-    tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', false);
     // Point at the .wasm files shipped inside the package (a file path, so nothing is fetched).
     const require = createRequire(import.meta.url);
     const distDir = path.dirname(require.resolve('@tensorflow/tfjs-backend-wasm'));
@@ -54,7 +77,28 @@ async function tryWasm(): Promise<void> {
     registerWasmKernels();
     wasmPrepared = true;
   }
-  if (!(await tf.setBackend('wasm'))) throw new Error("the 'wasm' backend did not initialise");
+  if (wasmThreadsInUse) {
+    // The module is started once per process; a later call only switches back to it.
+    if (!(await tf.setBackend('wasm'))) throw new Error("the 'wasm' backend did not initialise");
+    return;
+  }
+  const threads = wasmThreadsWanted;
+  if (await startWasm(wasm, threads)) {
+    wasmThreadsInUse = threads > 1 ? wasm.getThreadsCount() : 1;
+    if (threads > 1) unrefWasmWorkers(tf.backend());
+    return;
+  }
+  if (threads > 1 && (await startWasm(wasm, 1))) {
+    process.stderr.write(`tfjs backend: the threaded wasm build did not start; using one thread\n`);
+    wasmThreadsInUse = 1;
+    return;
+  }
+  throw new Error("the 'wasm' backend did not initialise");
+}
+
+let adapter: AdapterSummary | undefined;
+async function tryWebgpu(allowSoftware: boolean): Promise<void> {
+  adapter = await setWebgpuBackend(allowSoftware);
 }
 
 async function tryCpu(): Promise<void> {
@@ -66,9 +110,14 @@ const candidates: Record<Exclude<BackendName, 'auto'>, Array<[string, () => Prom
     ['@tensorflow/tfjs-node-gpu', () => tryNative('@tensorflow/tfjs-node-gpu')],
     ['@tensorflow/tfjs-node', () => tryNative('@tensorflow/tfjs-node')],
   ],
+  webgpu: [['webgpu', () => tryWebgpu(true)]],
   wasm: [['wasm', tryWasm]],
   cpu: [['cpu', tryCpu]],
 };
+const [nodeGpu, nodeCpu] = candidates.tensorflow;
+const AUTO_ORDER: Array<[string, () => Promise<void>]> = [
+  nodeGpu, ['webgpu (hardware adapter)', () => tryWebgpu(false)], nodeCpu, ...candidates.wasm, ...candidates.cpu,
+];
 
 /** The cpu backend prints "install our node backend" on first use; initBackend reports the choice itself. */
 function silenceCpuBanner(): void {
@@ -78,35 +127,41 @@ function silenceCpuBanner(): void {
 
 async function choose(name: BackendName, quiet: boolean): Promise<BackendChoice> {
   silenceCpuBanner();
-  const list = name === 'auto'
-    ? [...candidates.tensorflow, ...candidates.wasm, ...candidates.cpu]
-    : candidates[name];
+  const list = name === 'auto' ? AUTO_ORDER : candidates[name];
   if (!list) throw new Error(`unknown backend '${name}' (expected one of ${BACKEND_NAMES.join(', ')})`);
   const tried: string[] = [];
   for (const [label, attempt] of list) {
     try {
       await attempt();
       await tf.ready();
-      const choice = { name: tf.getBackend(), tried };
+      const choice: BackendChoice = { name: tf.getBackend(), tried };
+      if (choice.name === 'webgpu') choice.adapter = adapter;
+      if (choice.name === 'wasm') choice.threads = wasmThreadsInUse;
       if (!quiet) {
         const skipped = tried.length ? ` (unavailable: ${tried.join('; ')})` : '';
-        process.stderr.write(`tfjs backend: ${choice.name} via ${label}${skipped}\n`);
+        const threads = choice.threads ? ` (${choice.threads} thread${choice.threads > 1 ? 's' : ''})` : '';
+        process.stderr.write(`tfjs backend: ${choice.name}${threads} via ${label}${skipped}\n`);
+        if (choice.adapter) process.stderr.write(`webgpu adapter: ${describeAdapter(choice.adapter)}\n`);
       }
       return choice;
     } catch (err) {
       tried.push(`${label}: ${errorText(err)}`);
     }
   }
-  throw new Error(`no usable tfjs backend for '${name}': ${tried.join('; ')}`);
+  throw new BackendUnavailableError(`no usable tfjs backend for '${name}': ${tried.join('; ')}`);
 }
 
 /**
  * Selects and initialises a backend. Idempotent: a second call with the same name (or 'auto' after any
  * successful choice) returns the first result; a different explicit name switches backend. A failed explicit
- * choice throws with every reason and leaves the current backend in place.
+ * choice throws with every reason and leaves the current backend in place. `wasmThreads` (default 1) is the
+ * size of the wasm thread pool (> 1: the threaded build, see wasm-threads.ts); it takes effect at the first
+ * wasm start of the process. Commands pass wasmThreadCount() (MUSE_WASM_THREADS, default 1).
  */
-export async function initBackend(name: BackendName = 'auto', opts: { quiet?: boolean } = {}): Promise<BackendChoice> {
+export async function initBackend(name: BackendName = 'auto', opts: { quiet?: boolean; wasmThreads?: number } = {}): Promise<BackendChoice> {
   if (pending) await pending.catch(() => undefined);
+  // Decided by the first wasm start of the process (the module cannot be restarted with another build).
+  if (opts.wasmThreads !== undefined) wasmThreadsWanted = Math.max(1, Math.floor(opts.wasmThreads));
   if (current && (current.requested === name || name === 'auto') && tf.getBackend() === current.choice.name) {
     return current.choice;
   }

@@ -7,6 +7,8 @@
 // draws one multinomial uniform and one Gumbel uniform per position (known or not), so the streams never
 // drift with what is masked.
 import { tf } from '../runtime/backend.ts';
+import { readData } from '../runtime/read.ts';
+import { assertGpuBufferFits } from '../runtime/webgpu.ts';
 import type { MaskGitTransformer } from '../models/transformer/index.ts';
 import { maskLenAtStep, maskSchedule } from '../models/schedules.ts';
 import { Prng } from '../models/layers/prng.ts';
@@ -65,7 +67,7 @@ export async function generate(model: MaskGitTransformer, batch: number, opts: G
   const sched = maskSchedule(opts.schedule ?? 'cosine');
   const scales = Array.from({ length: steps }, (_, s) => guidanceAt(gSchedule, opts.guidanceScale, s, steps));
   const needUncond = scales.some((g) => g !== 1);
-  checkConditioning(model, opts.cond, batch, 'cond');
+  await checkConditioning(model, opts.cond, batch, 'cond');
   if (needUncond) {
     if (!opts.uncond) {
       throw new Error(
@@ -73,7 +75,7 @@ export async function generate(model: MaskGitTransformer, batch: number, opts: G
           (cfg.num_classes ? ' (class-conditional models have no unconditional class: use guidance 1)' : ''),
       );
     }
-    checkConditioning(model, opts.uncond, batch, 'uncond');
+    await checkConditioning(model, opts.uncond, batch, 'uncond');
   }
   const ids = new Int32Array(batch * n).fill(maskId);
   if (opts.init) {
@@ -87,6 +89,9 @@ export async function generate(model: MaskGitTransformer, batch: number, opts: G
       ids[i] = v;
     }
   }
+  // On webgpu the logits of the batch (twice with guidance: conditional + unconditional rows) must fit one buffer.
+  assertGpuBufferFits(n * cfg.vocab_size * 4, batch * (needUncond ? 2 : 1), `the logits of ${batch} images x ${n} tokens`,
+    'the sampling batch (muse-sample --batch)');
   const rngs = Array.from({ length: batch }, (_, b) => new Prng(deriveSeed(opts.seed >>> 0, 0x5a4d, (opts.firstRow ?? 0) + b)));
   const uncond = needUncond ? repeatConditioning(opts.uncond!, batch) : undefined;
   try {
@@ -184,7 +189,7 @@ async function guidedLogits(
   }
 }
 
-function checkConditioning(model: MaskGitTransformer, c: Conditioning, batch: number, what: string): void {
+async function checkConditioning(model: MaskGitTransformer, c: Conditioning, batch: number, what: string): Promise<void> {
   const cfg = model.config;
   const allowed = what === 'uncond' ? [1, batch] : [batch];
   const check = (t: tf.Tensor | undefined, name: string) => {
@@ -205,7 +210,7 @@ function checkConditioning(model: MaskGitTransformer, c: Conditioning, batch: nu
   }
   if (cfg.num_classes) {
     if (!c.classIds) throw new Error(`generate: the model is class-conditional, so ${what}.classIds is required`);
-    const ids = c.classIds.dataSync();
+    const ids = await readData<'int32'>(c.classIds);
     for (const v of ids) if (!Number.isInteger(v) || v < 0 || v >= cfg.num_classes) throw new Error(`generate: class id ${v} is outside [0, ${cfg.num_classes})`);
   } else if (c.classIds) {
     throw new Error(`generate: ${what}.classIds given but the model has no classes (num_classes not set)`);

@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { tf, type BackendName } from '../runtime/backend.ts';
+import { readData } from '../runtime/read.ts';
 import { encodeFloat16 } from '../runtime/float16.ts';
 import { shardName, shardPaths } from '../dataset/names.ts';
 import { imageOf, readTarSamples } from '../shards/tar-reader.ts';
@@ -167,7 +168,7 @@ export async function tokenizeShard(shard: number, ctx: TokenizeContext): Promis
   const files: Array<[CacheKind, string, Uint8Array]> = [
     ['vq', vq.id, tableBytes(tokenTable({ keys, tokens: await encodeImages(o.datasetDir, shard, keys, vq, o.batch), gridH: vq.gridH, gridW: vq.gridW, codebookSize: vq.model.config.numEmbeddings, vqId: vq.id }))],
   ];
-  for (const t of texts) files.push(['text', t.id, tableBytes(textTable({ keys, ...encodeTexts(t, samples.map((s) => s.caption), o.batch), dim: t.encoder.dim, pooledDim: t.encoder.pooledDim, encoderId: t.id }))]);
+  for (const t of texts) files.push(['text', t.id, tableBytes(textTable({ keys, ...(await encodeTexts(t, samples.map((s) => s.caption), o.batch)), dim: t.encoder.dim, pooledDim: t.encoder.pooledDim, encoderId: t.id }))]);
   const entries: ShardResult['entries'] = {};
   for (const [kind, id, bytes] of files) {
     await writeFileAtomic(cacheShardPath(o.datasetDir, kind, id, shard), bytes);
@@ -225,7 +226,7 @@ async function openCache(datasetDir: string, kind: CacheKind, id: string, name: 
 async function writeEmptyEmbedding(datasetDir: string, t: LoadedText): Promise<void> {
   const file = path.join(cacheDir(datasetDir, 'text', t.id), EMPTY_FILE);
   if (existsSync(file)) return;
-  await writeFileAtomic(file, tableBytes(textTable({ keys: [''], ...encodeTexts(t, [''], 1), dim: t.encoder.dim, pooledDim: t.encoder.pooledDim, encoderId: t.id })));
+  await writeFileAtomic(file, tableBytes(textTable({ keys: [''], ...(await encodeTexts(t, [''], 1)), dim: t.encoder.dim, pooledDim: t.encoder.pooledDim, encoderId: t.id })));
 }
 
 /** Images of `keys` (in order) from the shard's tar -> token ids [keys.length * N]. */
@@ -236,14 +237,13 @@ async function encodeImages(datasetDir: string, shard: number, keys: string[], v
   const out = new Int32Array(keys.length * n);
   let filled = 0;
   let pending: Float32Array[] = [];
-  const flush = () => {
+  const flush = async () => {
     if (!pending.length) return;
     const ids = tf.tidy(() => {
       const pixels = tf.tensor4d(concatFloat32(pending), [pending.length, res, res, 3]);
       return vq.model.encode(pixels);
     });
-    out.set(ids.dataSync() as Int32Array, filled * n);
-    ids.dispose();
+    out.set(await readData<'int32'>(ids, { dispose: true }), filled * n);
     filled += pending.length;
     pending = [];
   };
@@ -255,9 +255,9 @@ async function encodeImages(datasetDir: string, shard: number, keys: string[], v
     if (!image) throw new Error(`shard ${shardName(shard)}: sample ${s.key} has no image`);
     pending.push(await decodeImage(image, res, `shard ${shardName(shard)}: sample ${s.key}`));
     next++;
-    if (pending.length >= batch) flush();
+    if (pending.length >= batch) await flush();
   }
-  flush();
+  await flush();
   if (next !== keys.length) throw new Error(`shard ${shardName(shard)}: ${keys.length - next} selected sample(s) missing from the tar (first: ${keys[next]})`);
   return out;
 }
@@ -268,7 +268,7 @@ export async function decodeImage(bytes: Buffer, size: number, what?: string): P
 }
 
 /** Captions -> rows for textTable (ids and float16 hidden states at real length, pooled). */
-export function encodeTexts(t: LoadedText, captions: string[], batch: number): { ids: Int32Array[]; hidden: Uint16Array[]; pooled?: Float32Array } {
+export async function encodeTexts(t: LoadedText, captions: string[], batch: number): Promise<{ ids: Int32Array[]; hidden: Uint16Array[]; pooled?: Float32Array }> {
   const ids: Int32Array[] = [];
   const hidden: Uint16Array[] = [];
   const D = t.encoder.dim;
@@ -277,12 +277,12 @@ export function encodeTexts(t: LoadedText, captions: string[], batch: number): {
   for (let at = 0; at < captions.length; at += batch) {
     const out = t.encoder.encode(captions.slice(at, at + batch));
     const [, L] = out.hidden.shape;
-    const h = out.hidden.dataSync() as Float32Array;
+    const h = await readData<'float32'>(out.hidden);
     out.lengths.forEach((len, i) => {
       ids.push(out.ids[i]);
       hidden.push(encodeFloat16(h.subarray(i * L * D, (i * L + len) * D)));
     });
-    if (pooled && out.pooled) pooled.set(out.pooled.dataSync() as Float32Array, at * P);
+    if (pooled && out.pooled) pooled.set(await readData<'float32'>(out.pooled), at * P);
     out.hidden.dispose();
     out.pooled?.dispose();
   }

@@ -22,7 +22,9 @@ export class ParamStore {
     else if (init === 'zeros') values = new Float32Array(size);
     else values = init;
     if (values.length !== size) throw new Error(`${name}: ${values.length} values for shape [${shape}]`);
-    const v = tf.variable(tf.tensor(values, shape, 'float32'), true);
+    const initial = tf.tensor(values, shape, 'float32');
+    const v = tf.variable(initial, true);
+    initial.dispose(); // the variable holds its own reference to the buffer
     this.vars.set(name, v);
     return v;
   }
@@ -69,7 +71,8 @@ export class ParamStore {
         if (t.shape.join(',') !== v.shape.join(',')) {
           throw new Error(`${srcName}: shape [${t.shape}] in the checkpoint, [${v.shape}] expected`);
         }
-        v.assign(t.dtype === 'float32' ? t : tf.cast(t, 'float32'));
+        if (t.dtype === 'float32') v.assign(t);
+        else tf.tidy(() => v.assign(tf.cast(t, 'float32')));
       } finally {
         t.dispose();
       }

@@ -152,9 +152,10 @@ export class ClipTextEncoder {
         x = tf.add(x, lin(act(lin(g, 'mlp.fc1')), 'mlp.fc2'));
       }
       const last = layerNorm(x, p(`${t}.final_layer_norm.weight`), p(`${t}.final_layer_norm.bias`), c.layer_norm_eps);
-      const eosAt = eosPositions(ids.arraySync() as number[][], c.eos_token_id);
+      // Found on the device (no read back: webgpu has no synchronous read); same rule as eosPositions.
+      const eosAt = eosPositionsTensor(ids, c.eos_token_id);
       const flat = tf.reshape(last, [b * length, D]);
-      const pooled = tf.gather(flat, tf.tensor1d(eosAt.map((pos, i) => i * length + pos), 'int32')) as tf.Tensor2D;
+      const pooled = tf.gather(flat, tf.add(tf.mul(tf.range(0, b, 1, 'int32'), tf.scalar(length, 'int32')), eosAt)) as tf.Tensor2D;
       const out: ClipTextOutput = { lastHiddenState: last as tf.Tensor3D, penultimateHiddenState: penultimate as tf.Tensor3D, pooled };
       if (c.projection_dim > 0) out.textEmbeds = linear(pooled, p('text_projection.weight')) as tf.Tensor2D;
       return out as unknown as tf.TensorContainer;
@@ -180,5 +181,19 @@ export function eosPositions(ids: number[][], eosId: number): number[] {
     if (eosId === 2) return row.indexOf(Math.max(...row));
     const i = row.indexOf(eosId);
     return i < 0 ? 0 : i;
+  });
+}
+
+/**
+ * eosPositions on a tensor: ids [B, L] int32 -> positions [B] int32. The first matching position is taken
+ * without relying on argMax's tie order: matches score L - position, the best score gives the first one.
+ */
+export function eosPositionsTensor(ids: tf.Tensor, eosId: number): tf.Tensor1D {
+  return tf.tidy(() => {
+    const length = tf.scalar(ids.shape[1]!, 'int32');
+    const hit = eosId === 2 ? tf.equal(ids, tf.max(ids, 1, true)) : tf.equal(ids, tf.scalar(eosId, 'int32'));
+    const score = tf.mul(tf.cast(hit, 'int32'), tf.sub(length, tf.range(0, ids.shape[1]!, 1, 'int32')));
+    const best = tf.max(score, 1);
+    return tf.where(tf.greater(best, tf.scalar(0, 'int32')), tf.sub(length, best), tf.zerosLike(best)) as tf.Tensor1D;
   });
 }

@@ -8,6 +8,7 @@ import * as tf from '@tensorflow/tfjs';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { assertWasmHeapFits } from '../../runtime/memory.ts';
+import { assertGpuBufferFits } from '../../runtime/webgpu.ts';
 import { openCheckpoint, saveSafetensors, type CheckpointReader } from '../safetensors.ts';
 import { configFromJson, configToJson, derived, vqganConfig, type VqganConfig } from './config.ts';
 import { avgPool2x, conv2dSame, groupNorm, resnetBlock, silu, stopGradient, upsampleNearest2x } from './layers.ts';
@@ -229,6 +230,9 @@ export class VQGAN {
     const fits = Math.max(1, Math.floor((4 * 1024 ** 3 * 0.9) / perImage));
     assertWasmHeapFits(this.inferenceBytes(batch, h, w), `VQGAN ${what} of ${batch} images at ${h}x${w}`,
       `lower the batch size (about ${fits} images fit)`);
+    // On webgpu one activation at full resolution must fit in one GPU buffer.
+    assertGpuBufferFits(this.inferenceBytes(1, h, w) / 5, batch, `VQGAN ${what} of ${batch} images at ${h}x${w} (one activation)`,
+      'the batch size (muse-data tokenize --batch, training.batch_size)');
   }
 
   /** Pixels [B, H, W, C] in [0, 1] -> token ids [B, (H/f)*(W/f)] int32. */

@@ -24,7 +24,8 @@ export function nearestCodes(z: tf.Tensor2D, codebook: tf.Tensor2D): { codes: tf
     return {
       value: tf.gather(eIn, ids),
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => [
-        tf.zerosLike(zIn),
+        // zIn is disposed by the time the gradient runs: build the zeros from its shape, not from the tensor.
+        tf.zeros(zIn.shape, zIn.dtype),
         tf.unsortedSegmentSum(dy, saved[0] as tf.Tensor1D, eIn.shape[0]),
       ],
     };

@@ -1,12 +1,12 @@
 // Gradient utilities: global L2 norm, PyTorch-style clip_grad_norm_, and accumulation over micro-batches.
 import * as tf from '@tensorflow/tfjs';
+import { readData } from '../../runtime/read.ts';
 
 /** L2 norm over all gradients together (sqrt of the sum of every element squared); the sum across tensors is in float64. */
-export function globalNorm(grads: Map<string, tf.Tensor>): number {
+export async function globalNorm(grads: Map<string, tf.Tensor>): Promise<number> {
   if (grads.size === 0) return 0;
   const sums = tf.tidy(() => tf.stack([...grads.values()].map((g) => tf.sum(tf.square(tf.cast(g, 'float32'))))));
-  const values = sums.dataSync();
-  sums.dispose();
+  const values = await readData<'float32'>(sums, { dispose: true });
   let total = 0;
   for (const v of values) total += v;
   return Math.sqrt(total);
@@ -18,11 +18,11 @@ export function globalNorm(grads: Map<string, tf.Tensor>): number {
  * when maxNorm is null or the norm is not finite: the caller should then skip the update); the caller
  * disposes both the inputs and the outputs.
  */
-export function clipByGlobalNorm(grads: Map<string, tf.Tensor>, maxNorm: number | null): { grads: Map<string, tf.Tensor>; norm: number } {
+export async function clipByGlobalNorm(grads: Map<string, tf.Tensor>, maxNorm: number | null): Promise<{ grads: Map<string, tf.Tensor>; norm: number }> {
   if (maxNorm !== null && !(Number.isFinite(maxNorm) && maxNorm > 0)) {
     throw new Error(`clipByGlobalNorm: maxNorm must be a finite number > 0 or null, got ${maxNorm}`);
   }
-  const norm = globalNorm(grads);
+  const norm = await globalNorm(grads);
   const scale = maxNorm === null || !Number.isFinite(norm) ? 1 : maxNorm / (norm + 1e-6);
   const out = new Map<string, tf.Tensor>();
   for (const [name, g] of grads) out.set(name, scale < 1 ? tf.tidy(() => tf.mul(g, scale)) : tf.clone(g));

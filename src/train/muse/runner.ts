@@ -148,7 +148,7 @@ export class MuseRunner implements StageRunner {
     const batches: Batch[] = [];
     for (let i = 0; i < this.opts.config.training.gradient_accumulation_steps; i++) batches.push(await this.loader.next());
     const dataMs = performance.now() - t0;
-    const m = this.trainer.step(batches, step);
+    const m = await this.trainer.step(batches, step);
     return { ...m, data_ms: Math.round(dataMs * 100) / 100, epoch: batches[batches.length - 1].epoch };
   }
 
@@ -164,7 +164,7 @@ export class MuseRunner implements StageRunner {
       batches.push(b);
     }
     const run = () => this.trainer.validationLoss(batches);
-    const loss = this.trainer.ema ? await this.trainer.ema.withEmaWeights(run) : run();
+    const loss = this.trainer.ema ? await this.trainer.ema.withEmaWeights(run) : await run();
     return { val_loss: loss };
   }
 

@@ -5,6 +5,8 @@
  * the same thing whether or not the run was stopped and resumed before it.
  */
 import { tf } from '../../runtime/backend.ts';
+import { readScalar } from '../../runtime/read.ts';
+import { assertGpuBufferFits } from '../../runtime/webgpu.ts';
 import { maskSchedule, type MaskSchedule } from '../../models/schedules.ts';
 import type { MaskGitTransformer } from '../../models/transformer/index.ts';
 import type { Batch } from '../data/batch.ts';
@@ -76,33 +78,42 @@ export class MuseTrainer {
     return { ids, lab, ehs, mask, condEmbeds, classIds, all: ([ids, lab, ehs, mask, condEmbeds, classIds] as Array<tf.Tensor | undefined>).filter((x): x is tf.Tensor => !!x) };
   }
 
+  /** On webgpu the biggest activations (logits, attention scores) must each fit in one GPU buffer. */
+  private checkGpuBuffers(B: number, N: number): void {
+    const c = this.model.config;
+    const T = N + (c.num_classes ? 1 : 0);
+    const setting = 'training.batch_size (raise training.gradient_accumulation_steps to keep the effective batch)';
+    assertGpuBufferFits(T * c.vocab_size * 4, B, `the logits of ${B} x ${T} tokens over ${c.vocab_size} ids`, setting);
+    assertGpuBufferFits(c.num_attention_heads * T * T * 4, B, `the attention scores of ${B} x ${c.num_attention_heads} heads x ${T}²`, setting);
+  }
+
   /** One optimisation step over `microBatches` (gradient_accumulation_steps of them). */
-  step(microBatches: Batch[], step: number): MuseStepMetrics {
+  async step(microBatches: Batch[], step: number): Promise<MuseStepMetrics> {
     const t0 = performance.now();
     const acc = new GradAccumulator();
     let lossSum = 0;
     let rateSum = 0;
     let rateCount = 0;
     try {
-      microBatches.forEach((batch, micro) => {
+      for (const [micro, batch] of microBatches.entries()) {
         const { masked, dropoutSeed, B, N } = this.prepare(batch, step, micro, true);
+        this.checkGpuBuffers(B, N);
         const x = this.tensors(batch, masked.inputIds, masked.labels, B, N);
         try {
           const { loss, grads } = this.model.lossAndGrads(x.ids, x.lab, x.ehs, x.mask, {
             condEmbeds: x.condEmbeds, classIds: x.classIds, training: true, dropoutSeed, labelSmoothing: this.cfg.training.label_smoothing,
           });
-          lossSum += loss.dataSync()[0];
-          loss.dispose();
           acc.add(grads);
+          lossSum += await readScalar(loss, { dispose: true });
         } finally {
           tf.dispose(x.all);
         }
         for (const r of masked.maskRates) rateSum += r;
         rateCount += masked.maskRates.length;
-      });
+      }
       const loss = lossSum / microBatches.length;
       const summed = acc.take();
-      const { grads, norm } = clipByGlobalNorm(summed, this.cfg.training.max_grad_norm);
+      const { grads, norm } = await clipByGlobalNorm(summed, this.cfg.training.max_grad_norm);
       tf.dispose([...summed.values()]);
       const t1 = performance.now();
       try {
@@ -123,19 +134,19 @@ export class MuseTrainer {
   }
 
   /** Mean masked-token loss over `batches` without updates (masks drawn from a fixed validation stream). */
-  validationLoss(batches: Batch[]): number {
+  async validationLoss(batches: Batch[]): Promise<number> {
     let sum = 0;
-    batches.forEach((batch, i) => {
+    for (const [i, batch] of batches.entries()) {
       const { masked, B, N } = this.prepare(batch, 0x7fff0000 + i, 0, false);
       const x = this.tensors(batch, masked.inputIds, masked.labels, B, N);
       try {
         const { logits, loss } = this.model.forwardWithLoss(x.ids, x.lab, x.ehs, x.mask, { condEmbeds: x.condEmbeds, classIds: x.classIds });
-        sum += loss.dataSync()[0];
-        tf.dispose([logits, loss]);
+        logits.dispose();
+        sum += await readScalar(loss, { dispose: true });
       } finally {
         tf.dispose(x.all);
       }
-    });
+    }
     return sum / Math.max(1, batches.length);
   }
 

@@ -7,6 +7,7 @@
  * images start spread over what the encoder produces. Deterministic for (seed, latents).
  */
 import * as tf from '@tensorflow/tfjs';
+import { readData } from '../../runtime/read.ts';
 import { SeededRandom, deriveSeed } from '../data/random.ts';
 
 export interface KMeansResult {
@@ -97,10 +98,10 @@ export function kmeansPlusPlus(data: Float32Array, n: number, d: number, k: numb
 }
 
 /** Sets every row of `codebook` [K, D] to the k-means++ centres of `latents` [N, D]; returns the k-means result. */
-export function initCodebookFromLatents(codebook: tf.Variable, latents: tf.Tensor2D, seed: number, iterations = 5): KMeansResult {
+export async function initCodebookFromLatents(codebook: tf.Variable, latents: tf.Tensor2D, seed: number, iterations = 5): Promise<KMeansResult> {
   const [k, d] = codebook.shape;
   if (latents.rank !== 2 || latents.shape[1] !== d) throw new Error(`initCodebookFromLatents: latents must be [N, ${d}], got [${latents.shape}]`);
-  const res = kmeansPlusPlus(latents.dataSync() as Float32Array, latents.shape[0], d, k, seed, iterations);
+  const res = kmeansPlusPlus(await readData<'float32'>(latents), latents.shape[0], d, k, seed, iterations);
   const t = tf.tensor2d(res.centres, [k, d]);
   codebook.assign(t);
   t.dispose();

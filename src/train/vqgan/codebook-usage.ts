@@ -4,6 +4,7 @@
  * of the current batch, picked by a PRNG seeded from (seed, step) so a resumed run makes the same picks).
  */
 import * as tf from '@tensorflow/tfjs';
+import { readData } from '../../runtime/read.ts';
 import { SeededRandom, deriveSeed } from '../data/random.ts';
 
 export class CodebookUsage {
@@ -58,15 +59,15 @@ export class CodebookUsage {
  * Sets rows `codes` of `codebook` [K, D] to rows of `latents` [N, D] drawn with replacement by a PRNG seeded
  * from (seed, step). Other rows are untouched. Returns the chosen latent row for each restarted code.
  */
-export function restartCodes(codebook: tf.Variable, latents: tf.Tensor2D, codes: number[], seed: number, step: number): number[] {
+export async function restartCodes(codebook: tf.Variable, latents: tf.Tensor2D, codes: number[], seed: number, step: number): Promise<number[]> {
   if (!codes.length) return [];
   const [k, d] = codebook.shape;
   if (latents.shape[1] !== d) throw new Error(`restartCodes: latents have ${latents.shape[1]} channels, codes have ${d}`);
   const rng = new SeededRandom(deriveSeed(seed, 41, step));
   const n = latents.shape[0];
   const picks = codes.map(() => rng.below(n));
-  const src = latents.dataSync();
-  const table = Float32Array.from(codebook.dataSync());
+  const src = await readData<'float32'>(latents);
+  const table = Float32Array.from(await readData<'float32'>(codebook));
   codes.forEach((c, j) => {
     if (!Number.isInteger(c) || c < 0 || c >= k) throw new Error(`restartCodes: code ${c} is out of range [0, ${k})`);
     table.set(src.subarray(picks[j] * d, picks[j] * d + d), c * d);

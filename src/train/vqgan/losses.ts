@@ -37,16 +37,19 @@ export function adaptiveWeight(nllGradNorm: number, gGradNorm: number, discWeigh
   return Math.min(Math.max(w, 0), 1e4) * discWeight;
 }
 
+/** adaptiveWeight on scalar tensors (stays on the device, so no read is needed inside a gradient closure). */
+export function adaptiveWeightTensor(nllGradNorm: tf.Scalar, gGradNorm: tf.Scalar, discWeight: number): tf.Scalar {
+  return tf.tidy(() => tf.mul(tf.clipByValue(tf.div(nllGradNorm, tf.add(gGradNorm, 1e-4)), 0, 1e4), discWeight) as tf.Scalar);
+}
+
 /**
  * Gradients w.r.t. the last conv's weight W of two losses that depend on W only through xrec = conv(hIn, W) + b,
  * given their gradients w.r.t. xrec: the vector-Jacobian products of that one conv ('same' padding, stride 1).
- * Returns the two L2 norms.
+ * Returns the two L2 norms as scalar tensors.
  */
-export function lastLayerGradNorms(hIn: tf.Tensor4D, weight: tf.Tensor4D, gxA: tf.Tensor4D, gxB: tf.Tensor4D): [number, number] {
+export function lastLayerGradNorms(hIn: tf.Tensor4D, weight: tf.Tensor4D, gxA: tf.Tensor4D, gxB: tf.Tensor4D): [tf.Scalar, tf.Scalar] {
   return tf.tidy(() => {
     const vjp = (dy: tf.Tensor4D) => tf.grad((w: tf.Tensor) => tf.conv2d(hIn, w as tf.Tensor4D, 1, 'same'))(weight, dy);
-    const a = tf.norm(vjp(gxA)).dataSync()[0];
-    const b = tf.norm(vjp(gxB)).dataSync()[0];
-    return [a, b];
+    return [tf.norm(vjp(gxA)) as tf.Scalar, tf.norm(vjp(gxB)) as tf.Scalar];
   });
 }

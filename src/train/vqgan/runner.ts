@@ -93,7 +93,7 @@ export class VqganRunner implements StageRunner {
     const lr = configLearningRate(this.cfg, step);
     try {
       const t1 = performance.now();
-      const m = this.trainer.step(batches.map((b) => b.pixels), step, lr);
+      const m = await this.trainer.step(batches.map((b) => b.pixels), step, lr);
       const out: Record<string, number> = { lr, data_ms: round(dataMs), compute_ms: round(performance.now() - t1), epoch: batches[batches.length - 1].epoch };
       for (const [k, v] of Object.entries(m)) if (typeof v === 'number') out[k] = v;
       if (!m.updated) throw new Error(`step ${step + 1}: the gradient norm is ${m.grad_norm} (loss ${m.loss}); stopping without applying this update (try a lower optimizer.lr)`);

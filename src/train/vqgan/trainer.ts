@@ -25,9 +25,11 @@ import { AdamW, EMA, clipByGlobalNorm, type EmaOptions } from '../core/index.ts'
 import { CodebookUsage, restartCodes } from './codebook-usage.ts';
 import { initCodebookFromLatents } from './codebook-init.ts';
 import { PatchDiscriminator, type DiscriminatorConfig } from './discriminator.ts';
-import { adaptiveWeight, discriminatorLoss, generatorLoss, lastLayerGradNorms, reconstructionLoss, type GanLossKind, type ReconstructionKind } from './losses.ts';
+import { adaptiveWeightTensor, discriminatorLoss, generatorLoss, lastLayerGradNorms, reconstructionLoss, type GanLossKind, type ReconstructionKind } from './losses.ts';
 import type { VggPerceptual } from './perceptual.ts';
 import { deriveSeed } from '../data/random.ts';
+import { readData, readScalars } from '../../runtime/read.ts';
+import { detachFromTape } from '../../runtime/detach.ts';
 
 export interface AdamWSettings {
   beta1: number;
@@ -115,9 +117,17 @@ export interface MicroResult {
 const LAST_LAYER = 'decoder.conv_out.weight';
 const STATE_VERSION = '1';
 
-/** A copy with no link to the gradient tape (the data is copied, so no op connects it to the variables). */
-function detach<T extends tf.Tensor>(t: T): T {
-  return tf.tensor(t.dataSync(), t.shape, t.dtype) as T;
+/** Same values, no link to the gradient tape (no op connects it to the variables). */
+const detach = detachFromTape;
+
+/** Scalars and ids kept from inside a gradient closure, read once the tape is done (no reads inside it). */
+interface MicroTensors {
+  ids?: tf.Tensor;
+  rec?: tf.Tensor;
+  codebook?: tf.Tensor;
+  perceptual?: tf.Tensor;
+  g?: tf.Tensor;
+  dWeight?: tf.Tensor;
 }
 
 
@@ -175,7 +185,7 @@ export class VqganTrainer {
    * One optimisation step at 0-based `step` with learning rate `lr`. Several micro-batches are gradient
    * accumulation (their gradients averaged). The caller keeps ownership of the pixel tensors.
    */
-  step(pixels: tf.Tensor4D | tf.Tensor4D[], step: number, lr: number): VqganStepMetrics {
+  async step(pixels: tf.Tensor4D | tf.Tensor4D[], step: number, lr: number): Promise<VqganStepMetrics> {
     const batches = Array.isArray(pixels) ? pixels : [pixels];
     if (!batches.length) throw new Error('VqganTrainer.step: no micro-batches');
     if (!Number.isInteger(step) || step < 0) throw new Error(`VqganTrainer.step: step must be an integer >= 0, got ${step}`);
@@ -187,14 +197,14 @@ export class VqganTrainer {
     }
     const ganOn = this.ganActive(step);
     const quantize = step >= this.o.autoencoderWarmupSteps;
-    if (this.o.codebookInit === 'kmeans++' && step === this.o.autoencoderWarmupSteps) this.initCodebook(batches, step);
+    if (this.o.codebookInit === 'kmeans++' && step === this.o.autoencoderWarmupSteps) await this.initCodebook(batches, step);
     const sums = new Map<string, tf.Tensor>();
     const parts = { rec: 0, codebook: 0, perceptual: 0, g: 0, dWeight: 0 };
     const ids: Int32Array[] = [];
     const recons: tf.Tensor4D[] = [];
     try {
       for (const x of batches) {
-        const r = this.microGradients(x, ganOn, quantize);
+        const r = await this.microGradients(x, ganOn, quantize);
         for (const [n, g] of r.grads) {
           const prev = sums.get(n);
           sums.set(n, prev ? tf.add(prev, g) : g);
@@ -216,7 +226,7 @@ export class VqganTrainer {
       for (const [name, s] of sums) mean.set(name, n === 1 ? s : tf.div(s, n));
       if (n !== 1) for (const s of sums.values()) s.dispose();
       sums.clear();
-      const { grads, norm } = clipByGlobalNorm(mean, this.o.maxGradNorm);
+      const { grads, norm } = await clipByGlobalNorm(mean, this.o.maxGradNorm);
       tf.dispose([...mean.values()]);
       const updated = Number.isFinite(norm);
       if (updated) {
@@ -244,7 +254,7 @@ export class VqganTrainer {
         metrics.g_loss = parts.g / n;
         metrics.d_weight = parts.dWeight / n;
         metrics.loss += metrics.d_weight * this.gan!.factor * metrics.g_loss;
-        const d = this.discriminatorStep(batches, recons, lr);
+        const d = await this.discriminatorStep(batches, recons, lr);
         metrics.d_loss = d.loss;
         metrics.d_grad_norm = d.norm;
       }
@@ -256,7 +266,7 @@ export class VqganTrainer {
         off += a.length;
       }
       metrics.perplexity = this.usage.record(all, step);
-      if (this.o.restartAfterSteps > 0) metrics.dead_codes_restarted = this.restartDead(batches, step);
+      if (this.o.restartAfterSteps > 0) metrics.dead_codes_restarted = await this.restartDead(batches, step);
       metrics.codebook_usage = this.usage.usage(step, this.o.usageWindow);
       return metrics;
     } finally {
@@ -269,10 +279,11 @@ export class VqganTrainer {
    * Gradients of one micro-batch w.r.t. the VQGAN parameters (one forward + backward), without updating.
    * The caller disposes `grads` and `xrec`.
    */
-  microGradients(x: tf.Tensor4D, ganOn: boolean, quantize = true): MicroResult {
+  async microGradients(x: tf.Tensor4D, ganOn: boolean, quantize = true): Promise<MicroResult> {
     const names = [...this.vars.keys()];
     const list = [...this.vars.values()];
     const out: Partial<MicroResult> = {};
+    const kept: MicroTensors = {};
     const { value, grads } = tf.variableGrads(() => {
       let hPre: tf.Tensor4D | undefined;
       const tap: Tap | undefined = ganOn
@@ -281,19 +292,19 @@ export class VqganTrainer {
         }
         : undefined;
       const o = quantize ? this.vq.forward(x, { training: true, tap }) : this.autoencode(x, tap);
-      out.ids = Int32Array.from(o.ids.dataSync());
-      out.codebook = o.codebookLoss.dataSync()[0];
+      kept.ids = tf.keep(o.ids);
+      kept.codebook = tf.keep(o.codebookLoss);
       const cb = tf.mul(o.codebookLoss, this.o.codebookWeight);
       if (!ganOn) {
         const head = this.nll(x, o.reconstruction);
-        out.rec = head.rec.dataSync()[0];
-        if (head.perceptual) out.perceptual = head.perceptual.dataSync()[0];
+        kept.rec = tf.keep(head.rec);
+        if (head.perceptual) kept.perceptual = tf.keep(head.perceptual);
         return tf.add(head.total, cb) as tf.Scalar;
       }
       try {
         const xrec = tf.keep(detach(o.reconstruction));
         out.xrec = xrec;
-        const u = this.ganHead(x, xrec, hPre!, out);
+        const u = this.ganHead(x, xrec, hPre!, kept);
         return tf.add(tf.sum(tf.mul(o.reconstruction, u)), cb) as tf.Scalar;
       } finally {
         hPre?.dispose();
@@ -306,6 +317,17 @@ export class VqganTrainer {
       const g = grads[list[i].name];
       if (g) byParam.set(n, g);
     });
+    try {
+      const fields = (['rec', 'codebook', 'perceptual', 'g', 'dWeight'] as const).filter((k) => kept[k]);
+      const values = await readScalars(fields.map((k) => kept[k]!));
+      fields.forEach((k, i) => { out[k] = values[i]; });
+      out.ids = Int32Array.from(await readData<'int32'>(kept.ids!));
+    } catch (err) {
+      tf.dispose([...byParam.values(), ...(out.xrec ? [out.xrec] : [])]);
+      throw err;
+    } finally {
+      tf.dispose(Object.values(kept));
+    }
     return { grads: byParam, rec: out.rec!, codebook: out.codebook!, perceptual: out.perceptual, g: out.g, dWeight: out.dWeight, ids: out.ids!, xrec: out.xrec };
   }
 
@@ -317,11 +339,11 @@ export class VqganTrainer {
   }
 
   /** Sets the whole codebook by k-means++ on this step's encoder latents; codes count as used from `step`. */
-  private initCodebook(batches: tf.Tensor4D[], step: number): void {
+  private async initCodebook(batches: tf.Tensor4D[], step: number): Promise<void> {
     const d = this.vq.config.zChannels;
     const latents = tf.tidy(() => tf.concat(batches.map((b) => this.vq.encoder(b).reshape([-1, d]))) as tf.Tensor2D);
     try {
-      initCodebookFromLatents(this.vq.param('quantize.embedding.weight'), latents, deriveSeed(this.o.seed, 44, step), VqganTrainer.KMEANS_ITERATIONS);
+      await initCodebookFromLatents(this.vq.param('quantize.embedding.weight'), latents, deriveSeed(this.o.seed, 44, step), VqganTrainer.KMEANS_ITERATIONS);
     } finally {
       latents.dispose();
     }
@@ -336,40 +358,40 @@ export class VqganTrainer {
   }
 
   /**
-   * dL/dxrec for L = nll + d_weight * disc_factor * g, on the detached reconstruction; fills in the metric parts.
-   * Tensors made here are not connected to the VQGAN variables except through `hIn`, which only feeds a number.
+   * dL/dxrec for L = nll + d_weight * disc_factor * g, on the detached reconstruction; keeps the metric parts
+   * (as tensors, read later). Tensors made here are not connected to the VQGAN variables: the inputs are detached.
    */
-  private ganHead(x: tf.Tensor4D, xrec: tf.Tensor4D, hPre: tf.Tensor4D, out: Partial<MicroResult>): tf.Tensor4D {
+  private ganHead(x: tf.Tensor4D, xrec: tf.Tensor4D, hPre: tf.Tensor4D, kept: MicroTensors): tf.Tensor4D {
     const disc = this.discriminator!;
     const nll = tf.valueAndGrad((xr: tf.Tensor) => {
       const h = this.nll(x, xr as tf.Tensor4D);
-      out.rec = h.rec.dataSync()[0];
-      if (h.perceptual) out.perceptual = h.perceptual.dataSync()[0];
+      kept.rec = tf.keep(h.rec);
+      if (h.perceptual) kept.perceptual = tf.keep(h.perceptual);
       return h.total;
     })(xrec);
     const g = tf.valueAndGrad((xr: tf.Tensor) => generatorLoss(disc.apply(xr as tf.Tensor4D)))(xrec);
-    out.g = g.value.dataSync()[0];
+    kept.g = tf.keep(g.value);
     const hIn = tf.tidy(() => detach(silu(groupNorm(hPre, this.vq.param('decoder.norm_out.weight'), this.vq.param('decoder.norm_out.bias')))));
     const w = detach(this.vq.param(LAST_LAYER)) as tf.Tensor4D;
     const [nA, nB] = lastLayerGradNorms(hIn, w, nll.grad as tf.Tensor4D, g.grad as tf.Tensor4D);
-    tf.dispose([hIn, w]);
-    out.dWeight = adaptiveWeight(nA, nB, this.gan!.weight);
-    return tf.add(nll.grad, tf.mul(g.grad, out.dWeight * this.gan!.factor)) as tf.Tensor4D;
+    const dWeight = tf.keep(adaptiveWeightTensor(nA, nB, this.gan!.weight));
+    kept.dWeight = dWeight;
+    tf.dispose([hIn, w, nA, nB]);
+    return tf.add(nll.grad, tf.mul(g.grad, tf.mul(dWeight, this.gan!.factor))) as tf.Tensor4D;
   }
 
-  private discriminatorStep(real: tf.Tensor4D[], fake: tf.Tensor4D[], lr: number): { loss: number; norm: number } {
+  private async discriminatorStep(real: tf.Tensor4D[], fake: tf.Tensor4D[], lr: number): Promise<{ loss: number; norm: number }> {
     const disc = this.discriminator!;
     const names = [...disc.variables.keys()];
     const list = [...disc.variables.values()];
     const sums = new Map<string, tf.Tensor>();
-    let loss = 0;
+    const losses: tf.Tensor[] = [];
     real.forEach((x, i) => {
       const { value, grads } = tf.variableGrads(
         () => tf.mul(discriminatorLoss(disc.apply(x), disc.apply(fake[i]), this.gan!.loss), this.gan!.factor) as tf.Scalar,
         list,
       );
-      loss += value.dataSync()[0];
-      value.dispose();
+      losses.push(value);
       names.forEach((n, j) => {
         const g = grads[list[j].name];
         if (!g) return;
@@ -384,7 +406,9 @@ export class VqganTrainer {
     const mean = new Map<string, tf.Tensor>();
     for (const [n, s] of sums) mean.set(n, real.length === 1 ? s : tf.div(s, real.length));
     if (real.length !== 1) tf.dispose([...sums.values()]);
-    const { grads, norm } = clipByGlobalNorm(mean, this.o.maxGradNorm);
+    const loss = (await readScalars(losses)).reduce((a, b) => a + b, 0);
+    tf.dispose(losses);
+    const { grads, norm } = await clipByGlobalNorm(mean, this.o.maxGradNorm);
     tf.dispose([...mean.values()]);
     if (Number.isFinite(norm)) this.discOptimizer!.apply(grads, lr);
     tf.dispose([...grads.values()]);
@@ -392,13 +416,13 @@ export class VqganTrainer {
   }
 
   /** Re-initialises codes unused for restartAfterSteps to encoder outputs of this batch (after the update). */
-  private restartDead(batches: tf.Tensor4D[], step: number): number {
+  private async restartDead(batches: tf.Tensor4D[], step: number): Promise<number> {
     const dead = this.usage.dead(step, this.o.restartAfterSteps);
     if (!dead.length) return 0;
     const d = this.vq.config.zChannels;
     const latents = tf.tidy(() => tf.concat(batches.map((b) => this.vq.encoder(b).reshape([-1, d]))) as tf.Tensor2D);
     try {
-      restartCodes(this.vq.param('quantize.embedding.weight'), latents, dead, this.o.seed, step);
+      await restartCodes(this.vq.param('quantize.embedding.weight'), latents, dead, this.o.seed, step);
     } finally {
       latents.dispose();
     }
@@ -408,15 +432,16 @@ export class VqganTrainer {
 
   /** Reconstruction metrics without updates (EMA weights when EMA is on). The caller keeps the pixels. */
   async validate(pixels: tf.Tensor4D): Promise<ValidationMetrics> {
-    const run = (): ValidationMetrics => {
-      const m: ValidationMetrics = { rec_loss: 0, codebook_loss: 0 };
-      tf.tidy(() => {
+    const run = async (): Promise<ValidationMetrics> => {
+      const parts = tf.tidy(() => {
         const o = this.vq.forward(pixels);
         const h = this.nll(pixels, o.reconstruction);
-        m.rec_loss = h.rec.dataSync()[0];
-        m.codebook_loss = o.codebookLoss.dataSync()[0];
-        if (h.perceptual) m.perceptual_loss = h.perceptual.dataSync()[0];
+        return [h.rec, o.codebookLoss, ...(h.perceptual ? [h.perceptual] : [])];
       });
+      const [rec, codebook, perceptual] = await readScalars(parts);
+      tf.dispose(parts);
+      const m: ValidationMetrics = { rec_loss: rec, codebook_loss: codebook };
+      if (parts.length > 2) m.perceptual_loss = perceptual;
       return m;
     };
     return this.ema ? this.ema.withEmaWeights(run) : run();

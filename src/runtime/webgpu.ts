@@ -1,0 +1,168 @@
+// The webgpu backend under Node: Dawn's Node bindings (the `webgpu` npm package ships `dawn.node` for each
+// platform, nothing is downloaded) provide `navigator.gpu`, and @tensorflow/tfjs-backend-webgpu runs on it.
+// We pick the adapter ourselves (tfjs would take whatever Dawn offers first) so that `auto` can refuse a
+// software rasteriser (Mesa lavapipe / llvmpipe, SwiftShader) and the choice can be printed with its limits.
+import * as tf from '@tensorflow/tfjs';
+
+/** What is printed about the adapter in use, and the limits that decide whether a model fits. */
+export interface AdapterSummary {
+  vendor: string;
+  architecture: string;
+  device: string;
+  description: string;
+  /** A CPU implementation of the API (lavapipe, SwiftShader): correct but slow. */
+  software: boolean;
+  /** Largest single GPU buffer, bytes (one tensor lives in one buffer). */
+  maxBufferSize: number;
+  /** Largest buffer one shader may bind, bytes (an op's input or output must fit). */
+  maxStorageBufferBindingSize: number;
+  maxComputeWorkgroupStorageSize: number;
+  maxComputeWorkgroupsPerDimension: number;
+}
+
+// Minimal structural types for what we touch (the `webgpu` package's own types pull in the DOM lib).
+interface GpuAdapterLike {
+  info?: Record<string, unknown>;
+  isFallbackAdapter?: boolean;
+  features: { has(name: string): boolean };
+  limits: Record<string, number>;
+  requestDevice(desc: Record<string, unknown>): Promise<unknown>;
+}
+interface GpuLike {
+  requestAdapter(opts?: Record<string, unknown>): Promise<GpuAdapterLike | null>;
+}
+
+/** The places Dawn looks for a driver, for the "no adapter" message. */
+export const ADAPTER_HELP =
+  'Dawn looked for a Vulkan driver (Linux; ICD files in /usr/share/vulkan/icd.d), Metal (macOS) or D3D12 (Windows). ' +
+  'On Linux install your GPU vendor\'s Vulkan driver (NVIDIA: the proprietary driver with its Vulkan ICD) and the ' +
+  'loader (`apt-get install libvulkan1`); for a software GPU install Mesa lavapipe (Debian 12: add bookworm-backports and ' +
+  '`apt-get install -t bookworm-backports mesa-vulkan-drivers libvulkan1`; the Mesa 22 of Debian 12 itself is refused by Dawn)';
+
+export class NoAdapterError extends Error {}
+
+let gpu: GpuLike | undefined;
+let chosen: { adapter: GpuAdapterLike; summary: AdapterSummary } | undefined;
+let registered = false;
+
+const SOFTWARE_NAMES = /llvmpipe|lavapipe|swiftshader|software|warp|microsoft basic render/i;
+
+function summarise(adapter: GpuAdapterLike): AdapterSummary {
+  const info = adapter.info ?? {};
+  const str = (k: string) => (typeof info[k] === 'string' ? (info[k] as string) : '');
+  const text = [str('vendor'), str('architecture'), str('device'), str('description')].join(' ');
+  const software = info.isFallbackAdapter === true || adapter.isFallbackAdapter === true || SOFTWARE_NAMES.test(text);
+  const l = adapter.limits;
+  return {
+    vendor: str('vendor'), architecture: str('architecture'), device: str('device'), description: str('description'), software,
+    maxBufferSize: l.maxBufferSize, maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,
+    maxComputeWorkgroupStorageSize: l.maxComputeWorkgroupStorageSize, maxComputeWorkgroupsPerDimension: l.maxComputeWorkgroupsPerDimension,
+  };
+}
+
+/** One line for logs: vendor, architecture, software or not, buffer limits. */
+export function describeAdapter(s: AdapterSummary): string {
+  const mib = (n: number) => `${Math.round(n / 1024 ** 2)} MiB`;
+  return `${s.description || s.device || 'unnamed adapter'} (vendor ${s.vendor || '?'}, architecture ${s.architecture || '?'}, ` +
+    `${s.software ? 'SOFTWARE adapter: correct but slow' : 'hardware'}; max buffer ${mib(s.maxBufferSize)}, ` +
+    `max storage binding ${mib(s.maxStorageBufferBindingSize)}, workgroup storage ${s.maxComputeWorkgroupStorageSize} B)`;
+}
+
+async function loadGpu(): Promise<GpuLike> {
+  if (gpu) return gpu;
+  const dawn = (await import('webgpu')) as unknown as { create(flags: string[]): GpuLike; globals: Record<string, unknown> };
+  // tfjs-backend-webgpu refers to GPUBufferUsage, GPUMapMode, ... as globals, as in a browser.
+  for (const [k, v] of Object.entries(dawn.globals)) if (!(k in globalThis)) (globalThis as Record<string, unknown>)[k] = v;
+  gpu = dawn.create([]);
+  return gpu;
+}
+
+/**
+ * Finds an adapter: a hardware one first (high-performance preference); a software one only when
+ * `allowSoftware`. Throws NoAdapterError saying what was found and how to get an adapter.
+ */
+export async function findAdapter(allowSoftware: boolean): Promise<{ adapter: GpuAdapterLike; summary: AdapterSummary }> {
+  if (chosen && (allowSoftware || !chosen.summary.software)) return chosen;
+  const g = await loadGpu();
+  const seen: AdapterSummary[] = [];
+  for (const opts of [{ powerPreference: 'high-performance' }, { powerPreference: 'low-power' }, { forceFallbackAdapter: true }]) {
+    const adapter = await g.requestAdapter(opts);
+    if (!adapter) continue;
+    const summary = summarise(adapter);
+    if (!summary.software || allowSoftware) {
+      chosen = { adapter, summary };
+      return chosen;
+    }
+    seen.push(summary);
+  }
+  const found = seen.length
+    ? `only a software adapter was found (${seen[0].description || seen[0].device}); 'auto' does not use one, ask for it with --backend webgpu`
+    : 'no WebGPU adapter was found';
+  // 'auto' just moves on to the next backend: the how-to is for an explicit --backend webgpu.
+  throw new NoAdapterError(allowSoftware ? `${found}. ${ADAPTER_HELP}` : found);
+}
+
+/** Registers tfjs's webgpu backend on the chosen adapter (once per process). */
+async function registerOn(adapter: GpuAdapterLike): Promise<void> {
+  if (registered) return;
+  // Import before any navigator.gpu exists, so the package's own registration (which would pick an adapter
+  // itself) is skipped; ours below uses the adapter chosen above with the limits tfjs asks for.
+  const { WebGPUBackend } = (await import('@tensorflow/tfjs-backend-webgpu')) as unknown as {
+    WebGPUBackend: new (device: unknown, info?: unknown) => tf.KernelBackend;
+  };
+  const g = await loadGpu();
+  const nav = (globalThis as unknown as { navigator?: Record<string, unknown> }).navigator;
+  if (!nav) Object.defineProperty(globalThis, 'navigator', { value: { gpu: g }, configurable: true, writable: true });
+  else if (!nav.gpu) Object.defineProperty(nav, 'gpu', { value: g, configurable: true });
+  const l = adapter.limits;
+  tf.registerBackend('webgpu', async () => {
+    const requiredFeatures = ['timestamp-query'].filter((f) => adapter.features.has(f));
+    const device = await adapter.requestDevice({
+      requiredFeatures,
+      requiredLimits: {
+        maxComputeWorkgroupStorageSize: l.maxComputeWorkgroupStorageSize,
+        maxComputeWorkgroupsPerDimension: l.maxComputeWorkgroupsPerDimension,
+        maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,
+        maxBufferSize: l.maxBufferSize,
+        maxComputeWorkgroupSizeX: l.maxComputeWorkgroupSizeX,
+        maxComputeInvocationsPerWorkgroup: l.maxComputeInvocationsPerWorkgroup,
+      },
+    });
+    return new WebGPUBackend(device, adapter.info);
+  }, 0);
+  registered = true;
+}
+
+/** Makes 'webgpu' the tfjs backend; software adapters only when `allowSoftware`. Returns the adapter used. */
+export async function setWebgpuBackend(allowSoftware: boolean): Promise<AdapterSummary> {
+  const { adapter, summary } = await findAdapter(allowSoftware);
+  await registerOn(adapter);
+  if (!(await tf.setBackend('webgpu'))) throw new Error("the 'webgpu' backend did not initialise");
+  return summary;
+}
+
+/** The adapter in use, when the webgpu backend was set by setWebgpuBackend. */
+export function currentAdapter(): AdapterSummary | undefined {
+  return tf.getBackend() === 'webgpu' ? chosen?.summary : undefined;
+}
+
+/** The largest tensor (bytes) the adapter in use holds in one buffer; undefined off webgpu. */
+export function gpuBufferLimit(): number | undefined {
+  const s = currentAdapter();
+  return s ? Math.min(s.maxBufferSize, s.maxStorageBufferBindingSize) : undefined;
+}
+
+/**
+ * Throws a clear error when one tensor of `items` x `bytesPerItem` would not fit in one GPU buffer / shader
+ * binding of the adapter in use (no-op on other backends). `what` names the tensor, `setting` what to lower.
+ */
+export function assertGpuBufferFits(bytesPerItem: number, items: number, what: string, setting: string): void {
+  const limit = gpuBufferLimit();
+  const bytes = bytesPerItem * items;
+  if (limit === undefined || bytes <= limit) return;
+  const s = currentAdapter()!;
+  const mib = (n: number) => (n / 1024 ** 2).toFixed(1);
+  throw new Error(`${what} needs one ${mib(bytes)} MiB GPU buffer but the adapter (${s.description || s.device}) allows ` +
+    `${mib(limit)} MiB per buffer (maxStorageBufferBindingSize / maxBufferSize): lower ${setting} ` +
+    `(at most ${Math.max(0, Math.floor(limit / bytesPerItem))} fit)`);
+}
