@@ -1,0 +1,55 @@
+// Feature statistics of an image set, as pytorch-fid computes them: the mean and the unbiased covariance
+// (np.cov, rowvar=False, divisor N-1) of the pool features, both in float64.
+
+export interface FeatureStats {
+  /** Number of feature vectors the statistics were computed from. */
+  n: number;
+  /** Feature dimension (2048 for the FID Inception). */
+  dim: number;
+  /** [dim] mean. */
+  mu: Float64Array;
+  /** [dim, dim] covariance, row-major. */
+  sigma: Float64Array;
+}
+
+/**
+ * Mean and covariance of `n` feature vectors of length `dim` stored row-major in `features`. At least 2
+ * vectors are needed (the covariance divides by N-1): FID is undefined for fewer, so they are refused.
+ */
+export function featureStatistics(features: Float32Array | Float64Array, n: number, dim: number, what = 'feature set'): FeatureStats {
+  if (!Number.isInteger(n) || !Number.isInteger(dim) || dim < 1) throw new Error(`${what}: bad shape [${n}, ${dim}]`);
+  if (features.length !== n * dim) throw new Error(`${what}: ${features.length} values for ${n} vectors of ${dim}`);
+  if (n < 2) throw new Error(`${what}: ${n} image${n === 1 ? '' : 's'}; FID needs at least 2 (the covariance is undefined for fewer)`);
+  const mu = new Float64Array(dim);
+  for (let i = 0; i < n; i++) {
+    const row = i * dim;
+    for (let j = 0; j < dim; j++) mu[j] += features[row + j];
+  }
+  for (let j = 0; j < dim; j++) mu[j] /= n;
+  // Upper triangle by rank-1 updates of centred rows, mirrored at the end.
+  const sigma = new Float64Array(dim * dim);
+  const c = new Float64Array(dim);
+  for (let i = 0; i < n; i++) {
+    const row = i * dim;
+    for (let j = 0; j < dim; j++) {
+      const v = features[row + j];
+      if (!Number.isFinite(v)) throw new Error(`${what}: vector ${i} has a non-finite value at ${j}`);
+      c[j] = v - mu[j];
+    }
+    for (let a = 0; a < dim; a++) {
+      const ca = c[a];
+      if (ca === 0) continue;
+      const base = a * dim;
+      for (let b = a; b < dim; b++) sigma[base + b] += ca * c[b];
+    }
+  }
+  const div = n - 1;
+  for (let a = 0; a < dim; a++) {
+    for (let b = a; b < dim; b++) {
+      const v = sigma[a * dim + b] / div;
+      sigma[a * dim + b] = v;
+      sigma[b * dim + a] = v;
+    }
+  }
+  return { n, dim, mu, sigma };
+}
