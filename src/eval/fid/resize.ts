@@ -96,6 +96,46 @@ export function pilBicubicChannel(src: Float32Array, w: number, h: number, outW:
   return out;
 }
 
+const PRECISION_BITS = 32 - 8 - 2;
+
+/** One 8-bit pass of PIL's resampler: fixed-point weights (22 bits), rounded and clipped to 0..255. */
+function pass8(src: Uint8Array, lines: number, inLen: number, outLen: number, horizontal: boolean, otherLen: number): Uint8Array {
+  const c = coefficients(inLen, outLen);
+  const k = new Float64Array(c.weights.length);
+  for (let i = 0; i < k.length; i++) {
+    const v = c.weights[i] * (1 << PRECISION_BITS);
+    k[i] = v < 0 ? Math.trunc(-0.5 + v) : Math.trunc(0.5 + v);
+  }
+  const out = new Uint8Array(lines * outLen);
+  const half = 1 << (PRECISION_BITS - 1);
+  const div = 2 ** PRECISION_BITS;
+  for (let line = 0; line < lines; line++) {
+    for (let o = 0; o < outLen; o++) {
+      let ss = half;
+      const kk = o * c.ksize;
+      const s0 = c.start[o];
+      for (let t = 0; t < c.count[o]; t++) {
+        const v = horizontal ? src[line * inLen + s0 + t] : src[(s0 + t) * otherLen + line];
+        ss += v * k[kk + t];
+      }
+      const r = Math.floor(ss / div);
+      const val = r < 0 ? 0 : r > 255 ? 255 : r;
+      if (horizontal) out[line * outLen + o] = val;
+      else out[o * otherLen + line] = val;
+    }
+  }
+  return out;
+}
+
+/**
+ * PIL `Image.resize((outW, outH), BICUBIC)` of one 8-bit channel (mode 'L' / each band of 'RGB'): PIL's integer
+ * path, which rounds to 8 bits after the horizontal pass and again after the vertical one.
+ */
+export function pilBicubicChannel8(src: Uint8Array, w: number, h: number, outW: number, outH: number): Uint8Array {
+  const mid = outW === w ? src : pass8(src, h, w, outW, true, 0);
+  return outH === h ? Uint8Array.from(mid) : pass8(mid, outW, h, outH, false, outW);
+}
+
 /**
  * clean-fid's resize of an interleaved RGB image (uint8 or float, values 0..255) to outW×outH: per channel PIL
  * bicubic in float, clipped to [0, 255]; returns interleaved float32 0..255.

@@ -70,7 +70,7 @@ export class FidInception {
   private conv(x: tf.Tensor4D, c: ConvSpec): tf.Tensor4D {
     const f = this.folded.get(c.name)!;
     const padded = c.padH || c.padW ? tf.pad(x, [[0, 0], [c.padH, c.padH], [c.padW, c.padW], [0, 0]]) : x;
-    return tf.relu(tf.add(tf.conv2d(padded, f.kernel, c.stride, 'valid'), f.bias));
+    return tf.relu(tf.add(tf.conv2d(padded, f.kernel, c.stride, 'valid'), f.bias)) as tf.Tensor4D;
   }
 
   private block(x: tf.Tensor4D, b: Block): tf.Tensor4D {
