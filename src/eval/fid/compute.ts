@@ -44,6 +44,8 @@ export interface SetStatsOptions extends ReadOptions {
   batch?: number;
   /** Folder for cached statistics; none: no cache. */
   cacheDir?: string;
+  /** Inception input side (default 299, what FID references use; smaller is faster and not comparable). */
+  side?: number;
   log?: (msg: string) => void;
 }
 
@@ -66,7 +68,7 @@ async function cacheKey(dir: string, o: SetStatsOptions): Promise<string> {
     if (st?.isFile()) files.push([name, st.size, Math.round(st.mtimeMs)]);
   }
   return createHash('sha256').update(JSON.stringify({
-    dir: path.resolve(dir), files, weights: o.inception.weightsId, resize: o.resize, num: o.num ?? null, mixed: !!o.allowMixedSizes,
+    dir: path.resolve(dir), files, weights: o.inception.weightsId, resize: o.resize, num: o.num ?? null, mixed: !!o.allowMixedSizes, side: o.side ?? FID_INPUT_SIZE,
   })).digest('hex');
 }
 
@@ -88,7 +90,7 @@ export async function setFeatures(dir: string, o: SetStatsOptions): Promise<{ fe
     o.log?.(`   ${dir}: ${n} images`);
   };
   for await (const im of set.images) {
-    pending.push(fidInputImage(im.data, im.width, im.height, o.resize, FID_INPUT_SIZE));
+    pending.push(fidInputImage(im.data, im.width, im.height, o.resize, o.side ?? FID_INPUT_SIZE));
     if (pending.length >= batchSize) await flush();
   }
   await flush();
