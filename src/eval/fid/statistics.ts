@@ -26,27 +26,32 @@ export function featureStatistics(features: Float32Array | Float64Array, n: numb
     for (let j = 0; j < dim; j++) mu[j] += features[row + j];
   }
   for (let j = 0; j < dim; j++) mu[j] /= n;
-  // Upper triangle by rank-1 updates of centred rows, mirrored at the end.
-  const sigma = new Float64Array(dim * dim);
-  const c = new Float64Array(dim);
+  // Centred features transposed (one row per dimension), so each covariance entry is a contiguous dot product;
+  // rank-1 updates of the whole matrix per sample would stream dim² values through memory n times.
+  const xt = new Float64Array(dim * n);
   for (let i = 0; i < n; i++) {
     const row = i * dim;
     for (let j = 0; j < dim; j++) {
       const v = features[row + j];
       if (!Number.isFinite(v)) throw new Error(`${what}: vector ${i} has a non-finite value at ${j}`);
-      c[j] = v - mu[j];
-    }
-    for (let a = 0; a < dim; a++) {
-      const ca = c[a];
-      if (ca === 0) continue;
-      const base = a * dim;
-      for (let b = a; b < dim; b++) sigma[base + b] += ca * c[b];
+      xt[j * n + i] = v - mu[j];
     }
   }
+  const sigma = new Float64Array(dim * dim);
   const div = n - 1;
   for (let a = 0; a < dim; a++) {
+    const ra = a * n;
     for (let b = a; b < dim; b++) {
-      const v = sigma[a * dim + b] / div;
+      const rb = b * n;
+      let s0 = 0;
+      let s1 = 0;
+      let k = 0;
+      for (; k + 1 < n; k += 2) {
+        s0 += xt[ra + k] * xt[rb + k];
+        s1 += xt[ra + k + 1] * xt[rb + k + 1];
+      }
+      if (k < n) s0 += xt[ra + k] * xt[rb + k];
+      const v = (s0 + s1) / div;
       sigma[a * dim + b] = v;
       sigma[b * dim + a] = v;
     }
