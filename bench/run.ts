@@ -103,6 +103,15 @@ const BENCHMARKS: Record<string, Benchmark> = {
       return standalone(async () => (o) => benchServe({ ...o, full: ctx.flags.full === true }))(ctx);
     },
   },
+  eval: {
+    description: 'muse-eval (issue 14): FID Inception features/s and CLIP image/text embeddings/s per backend (webgpu/tensorflow when present, wasm; --backend NAME), resize and Fréchet costs',
+    defaultRuns: 1,
+    run: async (ctx) => {
+      const backends = typeof ctx.flags.backend === 'string' ? [ctx.flags.backend] : undefined;
+      const { benchEval } = await import('./eval.ts');
+      return standalone(async () => (o) => benchEval({ ...o, backends }))(ctx);
+    },
+  },
   loader: {
     description: 'token-cache loader (issue 5): batches/s and samples/s per core, tokens alone and + text, vs decoding JPEGs from tars',
     defaultRuns: 1,

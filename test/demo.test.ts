@@ -24,10 +24,13 @@ test('the demo runs every stage and writes its report and images', async () => {
       const a = report[part].color_adherence as number;
       assert.ok(a >= 0 && a <= 1, `${part}.color_adherence ${a}`);
     }
-    for (const stage of ['fetch_s', 'dedup_s', 'vqgan_s', 'tokenize_s', 'transformer_s', 'sample_s', 'total_s']) {
+    for (const stage of ['fetch_s', 'dedup_s', 'vqgan_s', 'tokenize_s', 'transformer_s', 'sample_s', 'fid_s', 'total_s']) {
       assert.equal(typeof report.wall_time_s[stage], 'number', stage);
     }
     assert.equal(typeof report.target.verdict, 'string');
+    const fid = report.fid as { fid: Record<string, number>; inception: string };
+    for (const k of ['held_out', 'train_prompts', 'baseline', 'real_vs_real']) assert.ok(Number.isFinite(fid.fid[k]) && fid.fid[k] >= 0, `fid.${k} ${fid.fid[k]}`);
+    assert.match(fid.inception, /random/);
     const onDisk = JSON.parse(readFileSync(path.join(out, 'report.json'), 'utf8'));
     assert.deepEqual(onDisk.held_out, report.held_out);
     for (const f of ['samples-held-out.png', 'samples-train.png', 'samples-baseline.png', 'vqgan-reconstructions.png', 'vqgan-loss.png', 'transformer-loss.png']) {

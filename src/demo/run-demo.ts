@@ -23,6 +23,7 @@ import { writeFileAtomic } from '../util/atomic.ts';
 import { formatDuration } from '../pipeline/progress.ts';
 import { heldOutPrompts, trainingPrompts, type EvalPrompt } from './prompts.ts';
 import { scoreImages, type Adherence } from './score.ts';
+import { demoFid } from './fid.ts';
 
 export interface DemoOptions {
   outDir: string;
@@ -102,6 +103,9 @@ export async function runDemo(o: DemoOptions): Promise<Record<string, unknown>> 
   const results = await stage('sample', `${(HELD_OUT_PROMPTS * 2 + TRAIN_PROMPTS) * per} images (${s.steps} steps, guidance ${s.guidance})`, () =>
     evaluateCheckpoint(trained.checkpoint!, out, tCfg.sampling, per, seenRow));
   const { held, seen } = results;
+  const fid = await stage('fid', 'FID of the generated sets against real sample images (random-weight Inception)', () =>
+    demoFid(out, datasetDir, { held_out: path.join(out, 'images', 'held-out'), train_prompts: path.join(out, 'images', 'train'), baseline: path.join(out, 'images', 'baseline') }, held.length * per));
+  log(`   FID vs real: ${JSON.stringify(fid.fid)}`);
   times.total_s = Math.round((performance.now() - started) / 100) / 10;
   const met = results.heldScore.summary.color_adherence >= TARGET_HELD_OUT_COLOR;
   const above = results.heldScore.summary.color_adherence > results.baselineScore.summary.color_adherence + 0.2;
@@ -109,6 +113,7 @@ export async function runDemo(o: DemoOptions): Promise<Record<string, unknown>> 
     held_out: { ...results.heldScore.summary, combinations: held.map((p) => p.prompt) },
     train_prompts: { ...results.trainScore.summary, prompts: seen.map((p) => p.prompt) },
     baseline: { ...results.baselineScore.summary, how: 'guidance 0 (the empty-caption / unconditional path), scored against the held-out prompts' },
+    fid,
     target: {
       held_out_color_adherence: TARGET_HELD_OUT_COLOR,
       met,
@@ -142,6 +147,9 @@ export async function evaluateCheckpoint(checkpoint: string, out: string, s: Tra
       const r = await sample({ checkpoint: ck, prompts: prompts.map((p) => p.prompt), num: per, guidance, steps: s.steps, temperature: s.temperature, seed: s.seed });
       const caption = (i: number) => (guidance === 0 ? `unconditional (want: ${r.images[i].prompt})` : r.images[i].prompt);
       await writeFileAtomic(path.join(out, file), await makeGrid(r.images.map((im, i) => ({ png: im.png, caption: caption(i) }))));
+      // The single images, for the FID stage (images/held-out, images/train, images/baseline).
+      const dir = path.join(out, 'images', file.replace(/^samples-|\.png$/g, ''));
+      for (const [i, im] of r.images.entries()) await writeFileAtomic(path.join(dir, `${String(i).padStart(3, '0')}.png`), im.png);
       // r.images are in prompt order, `per` copies each.
       return scoreImages(r.images.map((im, i) => ({ png: im.png, want: prompts[Math.floor(i / per)] })));
     };

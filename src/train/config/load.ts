@@ -152,6 +152,7 @@ function validate(c: TrainConfig, file: string): void {
     ['data.shuffle_buffer', c.data.shuffle_buffer],
     ['ema.update_after_step', c.ema.update_after_step],
     ['vqgan_training.recon_every', c.vqgan_training.recon_every],
+    ['evaluation.every', c.evaluation.every],
   ];
   for (const [key, v] of nonNegativeInts) if (!Number.isInteger(v) || v < 0) fail(key, `must be an integer >= 0, got ${v}`);
   if (!Number.isInteger(c.ema.update_every) || c.ema.update_every < 1) fail('ema.update_every', `must be a positive integer, got ${c.ema.update_every}`);
@@ -176,6 +177,14 @@ function validate(c: TrainConfig, file: string): void {
     maskSchedule(t.mask_schedule);
   } catch (err) {
     fail('training.mask_schedule', (err as Error).message);
+  }
+  const ev = c.evaluation;
+  if (ev.every) {
+    if (ev.every % t.save_every !== 0) fail('evaluation.every', `must be a multiple of training.save_every (${t.save_every}): evaluation samples the checkpoint saved at that step, got ${ev.every}`);
+    if (!ev.prompts) fail('evaluation.prompts', 'must name a prompt file when evaluation.every is set');
+    if (!ev.real && !ev.clip) fail('evaluation.real', 'or evaluation.clip must be set when evaluation.every is set (nothing to measure)');
+    if (!Number.isInteger(ev.num_images) || ev.num_images < 2) fail('evaluation.num_images', `must be an integer >= 2 (FID needs 2 images), got ${ev.num_images}`);
+    if (c.stage === 'vqgan') fail('evaluation.every', 'is for the transformer stages (the vqgan stage samples nothing)');
   }
   for (const s of c.data.validation_shards) if (!Number.isInteger(s) || s < 0) fail('data.validation_shards', `must list shard indices, got ${s}`);
   const paths = Array.isArray(c.data.path) ? c.data.path : [c.data.path];

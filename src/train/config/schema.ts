@@ -82,6 +82,22 @@ export interface TrainConfig {
     temperature: number;
     seed: number;
   };
+  /** FID / CLIP score of samples from the newest checkpoint during training (src/train/run/evaluation.ts). */
+  evaluation: {
+    /** Every N steps, a multiple of training.save_every; 0 = off. */
+    every: number;
+    /** Prompt file (.tsv PartiPrompts, .csv DrawBench, else one per line); prompts are cycled. */
+    prompts: string | null;
+    /** Real images for FID: folder, dataset folder or .npz statistics; null = no FID. */
+    real: string | null;
+    /** Images sampled per evaluation. */
+    num_images: number;
+    /** pytorch-fid Inception weights (.safetensors); null = the built-in random-weight Inception. */
+    inception: string | null;
+    resize: 'clean' | 'pytorch-fid';
+    /** HF CLIPModel folder; null = no CLIP score. */
+    clip: string | null;
+  };
   vqgan_training: {
     rec_loss: 'l1' | 'l2';
     codebook_weight: number;
@@ -137,6 +153,7 @@ export const DEFAULTS: TrainConfig = {
   },
   ema: { enabled: false, decay: 0.9999, min_decay: 0, update_after_step: 0, update_every: 1, use_warmup: false, inv_gamma: 1, power: 2 / 3 },
   sampling: { prompts: [], class_ids: [], steps: 12, guidance: 4, temperature: 2, seed: 0 },
+  evaluation: { every: 0, prompts: null, real: null, num_images: 200, inception: null, resize: 'clean', clip: null },
   vqgan_training: {
     rec_loss: 'l1',
     codebook_weight: 1,
@@ -164,6 +181,10 @@ export const VALUE_KINDS: Record<string, string> = {
   'data.validation_shards': 'number[]',
   'sampling.prompts': 'string[]',
   'sampling.class_ids': 'number[]',
+  'evaluation.prompts': 'string|null',
+  'evaluation.real': 'string|null',
+  'evaluation.inception': 'string|null',
+  'evaluation.clip': 'string|null',
 };
 
 /** Free-form sections (checked by the model config functions). */
@@ -176,4 +197,5 @@ export const ENUMS: Record<string, readonly string[]> = {
   'vqgan_training.rec_loss': ['l1', 'l2'],
   'vqgan_training.discriminator.loss': ['hinge', 'vanilla'],
   'vqgan_training.codebook_init': ['none', 'kmeans++'],
+  'evaluation.resize': ['clean', 'pytorch-fid'],
 };

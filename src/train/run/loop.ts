@@ -58,6 +58,16 @@ export interface LoopOptions {
   out?: NodeJS.WriteStream;
   /** For tests: stop (as on SIGTERM) after this many steps of this invocation. */
   stopAfter?: number;
+  /** FID / CLIP score every `every` steps on the checkpoint just saved (src/train/run/evaluation.ts). */
+  evaluator?: TrainingEvaluator;
+}
+
+export interface TrainingEvaluator {
+  readonly every: number;
+  /** Metrics of the checkpoint saved at `step`, written to log.jsonl. */
+  evaluate(step: number, checkpoint: string): Promise<Record<string, number>>;
+  /** Plots the logged metrics once the run ends. */
+  plot(logFile: string): Promise<void>;
 }
 
 export interface LoopResult {
@@ -161,6 +171,8 @@ export async function runTrainingLoop(opts: LoopOptions): Promise<LoopResult> {
         `${record.samples_per_s} samples/s, ETA ${formatDuration(eta)}`);
       if (t.validate_every && step % t.validate_every === 0) await validate();
       if (step % t.save_every === 0) await save();
+      const ev = opts.evaluator;
+      if (ev && step % ev.every === 0 && lastSaved) logMetrics({ step, ...(await ev.evaluate(step, lastSaved)) });
       if (runner.artefacts && runner.artefactEvery && step % runner.artefactEvery === 0) await artefacts(false);
       if (opts.stopAfter !== undefined && step - startStep >= opts.stopAfter) stopRequested = true;
     }
@@ -170,6 +182,7 @@ export async function runTrainingLoop(opts: LoopOptions): Promise<LoopResult> {
     await log.close();
     logClosed = true;
     await writeLossCurves(logFile, runDir, cfg);
+    if (opts.evaluator) await opts.evaluator.plot(logFile);
     if (runner.artefacts && !stopRequested) await artefacts(true);
     say(stopRequested ? `stopped at step ${step}; checkpoint ${lastSaved}` : `done: ${step} steps, checkpoint ${lastSaved}`);
     return { startStep, step, stoppedBySignal: stopRequested, checkpoint: lastSaved };

@@ -31,8 +31,11 @@ export async function runTraining(o: TrainRunOptions) {
     const { sampleGridForTraining } = await import('../../sample/for-training.ts');
     runner = await MuseRunner.create({ config: cfg, datasetDirs, runDir: o.runDir, dataRoot: o.dataRoot, sampleGrid: (dir, png) => sampleGridForTraining(dir, png, cfg.sampling) });
   }
+  const evaluator = cfg.stage !== 'vqgan' && cfg.evaluation.every
+    ? (await import('./evaluation.ts')).trainingEvaluator(cfg, o.runDir, (m) => (o.out ?? process.stderr).write(`${m}\n`))
+    : undefined;
   try {
-    return await runTrainingLoop({ config: cfg, runDir: o.runDir, runner, resume: o.resume, allowFresh: o.allowFresh, stopAfter: o.stopAfter, out: o.out });
+    return await runTrainingLoop({ config: cfg, runDir: o.runDir, runner, resume: o.resume, allowFresh: o.allowFresh, stopAfter: o.stopAfter, out: o.out, evaluator });
   } finally {
     runner.dispose();
   }
