@@ -153,6 +153,31 @@ test('micro-conditions change the logits; default_micro_conds stand in when none
   model.dispose();
 });
 
+test('a diffusers UVit2DModel checkpoint (the published aMUSEd layout) loads and gives its logits', async () => {
+  const model = await MaskGiTUViT.fromSafetensors(path.join(FIX, 'amused_diffusers_weights.safetensors'), {
+    config: path.join(FIX, 'amused_diffusers_config.json'),
+  });
+  const ex = await fixture('amused_diffusers_expected.safetensors');
+  assert.equal(model.config.num_vq_tokens, 64);
+  assert.equal(model.config.force_down_up_sample, true);
+  assert.equal(model.parameterCount(), 68272);
+  const logits = model.forward(ex.input_ids, ex.encoder_hidden_states, undefined, { condEmbeds: ex.cond_embeds, microConds: ex.micro_conds });
+  const r = await compare(logits, ex.logits, 1e-4, 1e-4);
+  assert.ok(r.ok, `logits: max |Δ| ${r.maxAbs}`);
+  console.log(`amused_diffusers: logits max|Δ| = ${r.maxAbs.toExponential(2)}`);
+  // Saved again, it is an open-muse MaskGiTUViT checkpoint.
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'muse-uvit-'));
+  try {
+    await model.save(dir);
+    const names = Object.keys(await loadSafetensors(path.join(dir, 'model.safetensors')));
+    assert.ok(names.includes('transformer_layers.0.ffn.wi_0.weight') && names.includes('down_blocks.0.downsample.1.weight'));
+    assert.ok(!names.some((n) => n.includes('ff.net') || n.startsWith('down_block.')));
+  } finally {
+    await fsp.rm(dir, { recursive: true, force: true });
+    model.dispose();
+  }
+});
+
 test('bad inputs and configs are refused with the name of what is wrong', async () => {
   const model = await load('uvit_rms');
   const ex = await fixture('uvit_rms_expected.safetensors');

@@ -9,11 +9,12 @@ import { attention, paddingBias } from '../layers/attention.ts';
 import { linear } from '../layers/linear.ts';
 import { layerNorm, rmsNorm } from '../layers/norms.ts';
 import type { ParamStore } from '../layers/params.ts';
-import { loadModelFiles, saveModelFiles, type ModelFilesOptions } from '../layers/model-files.ts';
+import { openModelFiles, saveModelFiles, type ModelFilesOptions } from '../layers/model-files.ts';
 import { maskedCrossEntropy } from '../transformer/loss.ts';
 import type { ForwardOptions } from '../transformer/model.ts';
 import { numMicroConds, uvitConfig, uvitConfigJson, type MaskGiTUViTConfig } from './config.ts';
 import { buildUViTParams } from './params.ts';
+import { configFromDiffusers, diffusersSource, isDiffusersUViT } from './diffusers-names.ts';
 import { depthwiseConv3x3, globalResponseNorm, sinusoidalEncode } from './ops.ts';
 
 export interface UViTForwardOptions extends ForwardOptions {
@@ -32,9 +33,26 @@ export class MaskGiTUViT {
     this.params = buildUViTParams(this.config, opts.seed === undefined ? 0 : opts.seed);
   }
 
-  /** Loads open-muse / aMUSEd weights (config.json + safetensors) by their state_dict names. */
+  /**
+   * Loads weights by name: open-muse's MaskGiTUViT (our save() format) or diffusers' UVit2DModel (the
+   * published aMUSEd checkpoints; recognised by the config's _class_name), config.json + safetensors.
+   * `overrides` replace config keys (e.g. default_micro_conds).
+   */
   static async fromSafetensors(pathOrDir: string, opts: ModelFilesOptions & { overrides?: Record<string, unknown> } = {}): Promise<MaskGiTUViT> {
-    return loadModelFiles(pathOrDir, opts, (config) => new MaskGiTUViT({ ...config, ...opts.overrides }, { seed: null }));
+    const { config, ckpt } = await openModelFiles(pathOrDir, opts);
+    try {
+      const diffusers = isDiffusersUViT(config);
+      const model = new MaskGiTUViT({ ...(diffusers ? configFromDiffusers(config) : config), ...opts.overrides }, { seed: null });
+      try {
+        await model.params.load(diffusers ? diffusersSource(ckpt) : ckpt);
+      } catch (err) {
+        model.dispose();
+        throw err;
+      }
+      return model;
+    } finally {
+      await ckpt.close();
+    }
   }
 
   async save(dir: string): Promise<void> {
