@@ -7,7 +7,7 @@
 // draws one multinomial uniform and one Gumbel uniform per position (known or not), so the streams never
 // drift with what is masked.
 import { tf } from '../runtime/backend.ts';
-import type { MaskGitTransformer } from '../models/transformer/index.ts';
+import type { TokenModel } from '../models/token-model.ts';
 import { maskLenAtStep, maskSchedule } from '../models/schedules.ts';
 import { Prng } from '../models/layers/prng.ts';
 import { deriveSeed } from '../train/data/random.ts';
@@ -46,7 +46,7 @@ export interface GenerateOptions {
 const GUMBEL_EPS = 1e-20;
 
 /** Ids [batch * num_vq_tokens]. */
-export async function generate(model: MaskGitTransformer, batch: number, opts: GenerateOptions): Promise<Int32Array> {
+export async function generate(model: TokenModel, batch: number, opts: GenerateOptions): Promise<Int32Array> {
   const cfg = model.config;
   const n = cfg.num_vq_tokens;
   const codes = cfg.codebook_size;
@@ -153,7 +153,7 @@ function sampleRow(logits: Float32Array, off: number, size: number, probs: Float
 
 /** Logits [B*N*codebook] of uncond + g (cond - uncond); one forward pass when g is 0 or 1. */
 async function guidedLogits(
-  model: MaskGitTransformer,
+  model: TokenModel,
   ids: Int32Array,
   batch: number,
   g: number,
@@ -184,7 +184,7 @@ async function guidedLogits(
   }
 }
 
-function checkConditioning(model: MaskGitTransformer, c: Conditioning, batch: number, what: string): void {
+function checkConditioning(model: TokenModel, c: Conditioning, batch: number, what: string): void {
   const cfg = model.config;
   const allowed = what === 'uncond' ? [1, batch] : [batch];
   const check = (t: tf.Tensor | undefined, name: string) => {

@@ -7,7 +7,7 @@
 import { existsSync } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { MaskGitTransformer } from '../models/transformer/index.ts';
+import { loadTokenModel, type TokenModel } from '../models/token-model.ts';
 import { VQGAN } from '../models/vqgan/index.ts';
 import { loadTextEncoder, type TextEncoder } from '../models/text/index.ts';
 import { loadVq } from '../tokenize/models.ts';
@@ -26,7 +26,7 @@ export interface LoadedCheckpoint {
   /** The checkpoint directory actually used. */
   dir: string;
   info: SamplingInfo;
-  transformer: MaskGitTransformer;
+  transformer: TokenModel;
   weights: 'ema' | 'raw';
   vq: VQGAN;
   text: TextEncoder | null;
@@ -99,7 +99,7 @@ export async function loadCheckpoint(p: string, opts: { ema?: boolean } = {}): P
   const useEma = opts.ema !== false && existsSync(path.join(emaDir, 'model.safetensors'));
   const modelDir = useEma ? emaDir : path.join(dir, 'transformer');
   if (!existsSync(modelDir)) throw new Error(`${dir}: no transformer/ folder with the model weights`);
-  const transformer = await MaskGitTransformer.fromSafetensors(modelDir);
+  const transformer = await loadTokenModel(modelDir);
   const cleanup: Array<{ dispose(): void }> = [transformer];
   try {
     const vq = info.vq === 'builtin' ? (await loadVq('builtin', info.resolution)).model : await VQGAN.fromSafetensors(info.vq);
@@ -114,7 +114,7 @@ export async function loadCheckpoint(p: string, opts: { ema?: boolean } = {}): P
   }
 }
 
-function checkConsistent(dir: string, info: SamplingInfo, t: MaskGitTransformer, vq: VQGAN, text: TextEncoder | null): void {
+function checkConsistent(dir: string, info: SamplingInfo, t: TokenModel, vq: VQGAN, text: TextEncoder | null): void {
   const c = t.config;
   const [h, w] = info.grid;
   const fail = (why: string) => {

@@ -84,6 +84,16 @@ export const UVIT_REFERENCE_KEYS = [
 
 const OURS = ['num_vq_tokens', 'default_micro_conds'] as const;
 
+/**
+ * Keys of open-muse's v1 MaskGiTUViT / training configs that v2 ignores (its config_from_legacy_kwargs drops
+ * them); accepted so those configs load, and checked where they contradict v2.
+ */
+const LEGACY = new Set([
+  'block_has_attention', 'res_ffn_factor', 'patch_size', 'add_cross_attention', 'project_encoder_hidden_states',
+  'initializer_range', 'use_encoder_layernorm', 'use_codebook_size_for_output', 'use_empty_embeds_for_uncond',
+  'max_position_embeddings', 'use_normformer', 'use_mlm_layer', 'use_mlm_layernorm', 'num_classes',
+]);
+
 /** Number of micro-conditions (5 in aMUSEd: original size, crop coordinates, aesthetic score). */
 export function numMicroConds(cfg: MaskGiTUViTConfig): number {
   return cfg.micro_cond_embed_dim / cfg.micro_cond_encode_dim;
@@ -102,7 +112,17 @@ export function gridSide(cfg: MaskGiTUViTConfig): number {
 export function uvitConfig(partial: Record<string, unknown>): MaskGiTUViTConfig {
   const known = new Set<string>([...UVIT_REFERENCE_KEYS, ...OURS]);
   const picked: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(partial)) if (known.has(k) && v !== undefined && v !== null) picked[k] = v;
+  const unknown: string[] = [];
+  for (const [k, v] of Object.entries(partial)) {
+    if (known.has(k)) {
+      if (v !== undefined && v !== null) picked[k] = v;
+    } else if (!k.startsWith('_') && !LEGACY.has(k)) {
+      unknown.push(k);
+    }
+  }
+  if (unknown.length) throw new Error(`MaskGiTUViT config: unknown key(s) ${unknown.join(', ')} (known: ${[...known].join(', ')})`);
+  if (partial.num_classes != null) throw new Error('MaskGiTUViT config: num_classes: this architecture is text-conditioned only (use architecture: transformer for class conditioning)');
+  if (partial.add_cross_attention === false) throw new Error('MaskGiTUViT config: add_cross_attention false: this architecture always cross-attends to the text states');
   let blockHeads = picked.block_num_heads;
   if (Array.isArray(blockHeads)) {
     if (blockHeads.length !== 1) throw new Error(`MaskGiTUViT: block_num_heads must have one entry, got [${blockHeads}]`);

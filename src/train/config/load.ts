@@ -7,7 +7,7 @@ import path from 'node:path';
 import YAML from 'yaml';
 import { closestName } from '../../util/suggest.ts';
 import { maskSchedule } from '../../models/schedules.ts';
-import { transformerConfig } from '../../models/transformer/config.ts';
+import { checkTokenModelConfig } from '../../models/token-model.ts';
 import { configFromJson } from '../../models/vqgan/config.ts';
 import { DEFAULTS, ENUMS, FREE_FORM, STAGES, VALUE_KINDS, type Stage, type TrainConfig } from './schema.ts';
 
@@ -203,7 +203,7 @@ function validate(c: TrainConfig, file: string): void {
     }
   } else {
     try {
-      transformerConfig(c.model.transformer);
+      checkTokenModelConfig(c.model.architecture, c.model.transformer);
     } catch (err) {
       fail('model.transformer', (err as Error).message);
     }

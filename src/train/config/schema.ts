@@ -19,7 +19,12 @@ export interface TrainConfig {
     vq: string;
     /** Text encoder of the caches: 'byt5-tiny', 't5:DIR', 'clip:DIR'; null for class-conditional stages. */
     text_encoder: string | null;
-    /** MaskGitTransformer config (open-muse keys). */
+    /**
+     * Masked-token model (open-muse's key): 'transformer' = MaskGitTransformer, 'uvit' = MaskGiTUViT (aMUSEd's
+     * U-ViT: conv blocks around the transformer, pooled text + micro-conditions by AdaLN, no position embeddings).
+     */
+    architecture: 'transformer' | 'uvit';
+    /** The architecture's config (open-muse keys). */
     transformer: Record<string, unknown>;
     /** VQGAN config for the vqgan stage (open-muse config.json keys). */
     vqgan: Record<string, unknown>;
@@ -99,7 +104,7 @@ export interface TrainConfig {
 export const DEFAULTS: TrainConfig = {
   stage: 'tiny',
   experiment: { name: 'muse', output_dir: 'runs/muse' },
-  model: { vq: 'builtin', text_encoder: 'byt5-tiny', transformer: {}, vqgan: {} },
+  model: { vq: 'builtin', text_encoder: 'byt5-tiny', architecture: 'transformer', transformer: {}, vqgan: {} },
   data: {
     path: 'datasets/sample',
     weights: null,
@@ -168,6 +173,7 @@ export const FREE_FORM = new Set(['model.transformer', 'model.vqgan']);
 
 export const ENUMS: Record<string, readonly string[]> = {
   stage: STAGES,
+  'model.architecture': ['transformer', 'uvit'],
   'optimizer.name': ['adamw'],
   'lr_scheduler.schedule': ['constant', 'cosine', 'linear'],
   'vqgan_training.rec_loss': ['l1', 'l2'],

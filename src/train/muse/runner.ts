@@ -9,7 +9,7 @@
  */
 import path from 'node:path';
 import { tf } from '../../runtime/backend.ts';
-import { MaskGitTransformer } from '../../models/transformer/index.ts';
+import { createTokenModel, type TokenModel } from '../../models/token-model.ts';
 import { openCheckpoint, saveSafetensors } from '../../models/safetensors.ts';
 import { writeFileAtomic } from '../../util/atomic.ts';
 import { BUILTIN_VQ_CONFIG } from '../../tokenize/models.ts';
@@ -61,7 +61,7 @@ export class MuseRunner implements StageRunner {
 
   private constructor(
     private readonly opts: MuseRunnerOptions,
-    readonly model: MaskGitTransformer,
+    readonly model: TokenModel,
     readonly trainer: MuseTrainer,
     private readonly loader: TokenDataset,
     private readonly loaderOpts: Parameters<typeof openTokenDataset>[0],
@@ -98,7 +98,7 @@ export class MuseRunner implements StageRunner {
       classIds: cfg.model.transformer.num_classes != null ? true : undefined,
     };
     const loader = await openTokenDataset(loaderOpts);
-    const model = new MaskGitTransformer(cfg.model.transformer, { seed: cfg.training.seed });
+    const model = createTokenModel(cfg.model.architecture, cfg.model.transformer, { seed: cfg.training.seed });
     const empty = textId ? await loader.emptyText() : undefined;
     const trainer = new MuseTrainer(model, cfg, empty);
     const side = Math.round(Math.sqrt(model.config.num_vq_tokens));

@@ -6,7 +6,7 @@
  */
 import { tf } from '../../runtime/backend.ts';
 import { maskSchedule, type MaskSchedule } from '../../models/schedules.ts';
-import type { MaskGitTransformer } from '../../models/transformer/index.ts';
+import type { TokenModel } from '../../models/token-model.ts';
 import type { Batch } from '../data/batch.ts';
 import type { EmptyText } from '../data/empty-text.ts';
 import { SeededRandom, deriveSeed } from '../data/random.ts';
@@ -38,7 +38,7 @@ export class MuseTrainer {
   private readonly schedule: MaskSchedule;
 
   constructor(
-    readonly model: MaskGitTransformer,
+    readonly model: TokenModel,
     private readonly cfg: TrainConfig,
     private readonly emptyText?: EmptyText,
   ) {
