@@ -13,7 +13,11 @@ const dataset = (y: Argv) => y
 
 export function tokenizeCommand(y: Argv) {
   return dataset(y)
-    .option('vq', { type: 'string', describe: 'VQGAN folder (config.json + safetensors, open-muse names); default: builtin (vqgan-tiny-seed0, 64 px)' })
+    .option('vq', {
+      type: 'string',
+      describe: 'VQGAN folder (config.json + safetensors, open-muse names); default: builtin (vqgan-tiny-seed0, 64 px). ' +
+        'Give it twice (base, then super-res VQGAN) for the superres512 stage: both token caches are written side by side, keyed by sample key',
+    })
     .option('text', { type: 'string', default: 'byt5-tiny', describe: 'text encoder(s), comma-separated: byt5-tiny, t5:DIR, clip:DIR' })
     .option('shards', { type: 'string', describe: 'shard range A-B (default: every complete shard)' })
     .option('workers', { type: 'number', default: 1, describe: 'worker processes, one shard at a time each' })
@@ -32,21 +36,29 @@ export async function tokenizeHandler(a: Record<string, unknown>): Promise<numbe
   if (!Number.isInteger(workers) || workers < 1) throw new Error(`--workers: expected a positive integer, got ${String(a.workers)}`);
   const text = [...new Set(String(a.text).split(',').map((s) => s.trim()).filter(Boolean))];
   if (text.length === 0) throw new Error('--text: name at least one encoder');
-  if (a['image-size'] !== undefined && a.vq !== undefined && a.vq !== 'builtin') throw new Error('--image-size applies to the built-in VQGAN only');
+  const vqs: Array<string | undefined> = a.vq === undefined ? [undefined] : Array.isArray(a.vq) ? a.vq.map(String) : [String(a.vq)];
+  if (vqs.length > 2) throw new Error(`--vq given ${vqs.length} times: at most twice (base and super-res VQGAN)`);
+  if (vqs.length === 2 && vqs[0] === vqs[1]) throw new Error(`--vq ${vqs[0]} given twice: the second --vq is the super-res VQGAN, a different model`);
+  if (a['image-size'] !== undefined && vqs.some((v) => v !== undefined && v !== 'builtin')) throw new Error('--image-size applies to the built-in VQGAN only');
   await initBackend(a.backend as BackendName);
-  const s = await runTokenize({
-    datasetDir,
-    vq: a.vq as string | undefined,
-    text,
-    shards: a.shards === undefined ? undefined : parseShardRange(String(a.shards)),
-    batch,
-    includeFallbacks: a['include-fallbacks'] as boolean,
-    imageSize: a['image-size'] as number | undefined,
-    dataRoot,
-    workers,
-  });
-  process.stdout.write(`tokenize ${datasetDir}: ${s.shards_done.length} shard(s) tokenized (${s.samples} samples), ${s.shards_skipped.length} already done; ` +
-    `caches tokens/${s.vq_id}, ${s.text_ids.map((t) => `text/${t}`).join(', ')}\n`);
+  const shards = a.shards === undefined ? undefined : parseShardRange(String(a.shards));
+  // One pass per VQGAN over the same shards (the same samples, so the caches share keys); the text caches
+  // are written by the first pass only.
+  for (const [i, vq] of vqs.entries()) {
+    const s = await runTokenize({
+      datasetDir,
+      vq,
+      text: i === 0 ? text : [],
+      shards,
+      batch,
+      includeFallbacks: a['include-fallbacks'] as boolean,
+      imageSize: a['image-size'] as number | undefined,
+      dataRoot,
+      workers,
+    });
+    process.stdout.write(`tokenize ${datasetDir}: ${s.shards_done.length} shard(s) tokenized (${s.samples} samples), ${s.shards_skipped.length} already done; ` +
+      `caches tokens/${s.vq_id}${s.text_ids.map((t) => `, text/${t}`).join('')}\n`);
+  }
   return 0;
 }
 

@@ -22,6 +22,8 @@ export interface Conditioning {
   pooled?: tf.Tensor2D;
   /** Class ids [B] (class-conditional models), 0-based. */
   classIds?: tf.Tensor1D;
+  /** Low-res token ids [B, n] (super-res models; kept on the unconditional side of guidance too). */
+  lowresIds?: tf.Tensor2D;
 }
 
 export interface GenerateOptions {
@@ -166,7 +168,7 @@ async function guidedLogits(
   try {
     const out = tf.tidy(() => {
       const run = (c: Conditioning) => {
-        const logits = model.forward(input, c.hidden, c.mask, { condEmbeds: c.pooled, classIds: c.classIds });
+        const logits = model.forward(input, c.hidden, c.mask, { condEmbeds: c.pooled, classIds: c.classIds, lowresIds: c.lowresIds });
         return tf.slice(logits, [0, 0, 0], [batch, n, codes]);
       };
       if (g === 1) return run(cond);
@@ -214,6 +216,14 @@ function checkConditioning(model: TokenModel, c: Conditioning, batch: number, wh
   check(c.mask, 'mask');
   check(c.pooled, 'pooled');
   check(c.classIds, 'classIds');
+  if ('num_lowres_tokens' in cfg) {
+    if (!c.lowresIds) throw new Error(`generate: a super-res model needs ${what}.lowresIds (the base model's tokens [B, ${cfg.num_lowres_tokens}])`);
+    if (c.lowresIds.shape[0] !== batch || c.lowresIds.shape[1] !== cfg.num_lowres_tokens) {
+      throw new Error(`generate: ${what}.lowresIds has shape [${c.lowresIds.shape}], expected [${batch}, ${cfg.num_lowres_tokens}]`);
+    }
+  } else if (c.lowresIds) {
+    throw new Error(`generate: ${what}.lowresIds given but the model is not a super-res model`);
+  }
 }
 
 /** Repeats a batch-1 conditioning to `batch` rows (new tensors), or returns it as it is. */
@@ -225,7 +235,7 @@ function repeatConditioning(c: Conditioning, batch: number): Conditioning {
   const pooled = rep(c.pooled);
   const classIds = rep(c.classIds);
   if (hidden === c.hidden && mask === c.mask && pooled === c.pooled && classIds === c.classIds) return c;
-  return { hidden, mask, pooled, classIds };
+  return { hidden, mask, pooled, classIds, lowresIds: c.lowresIds };
 }
 
 function disposeConditioning(c: Conditioning, original: Conditioning): void {

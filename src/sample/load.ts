@@ -20,6 +20,9 @@ export interface SamplingInfo {
   resolution: number;
   grid: [number, number];
   prompts: string[];
+  /** Super-res checkpoints: the base VQGAN whose tokens they take, and its token grid. */
+  lowres_vq?: string;
+  lowres_grid?: [number, number];
 }
 
 export interface LoadedCheckpoint {
@@ -88,6 +91,7 @@ export async function readSamplingInfo(dir: string): Promise<SamplingInfo> {
     resolution: j.resolution as number,
     grid: [grid[0] as number, grid[1] as number],
     prompts: prompts as string[],
+    ...(typeof j.lowres_vq === 'string' && Array.isArray(j.lowres_grid) ? { lowres_vq: j.lowres_vq, lowres_grid: [Number(j.lowres_grid[0]), Number(j.lowres_grid[1])] as [number, number] } : {}),
   };
 }
 

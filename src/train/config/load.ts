@@ -207,6 +207,11 @@ function validate(c: TrainConfig, file: string): void {
     } catch (err) {
       fail('model.transformer', (err as Error).message);
     }
+    const superres = c.model.architecture === 'superres';
+    if (superres !== (c.stage === 'superres512')) {
+      fail('model.architecture', superres ? `superres is the superres512 stage's model, not ${c.stage}'s` : `the superres512 stage trains the super-res model: set model.architecture: superres`);
+    }
+    if (superres && !c.model.lowres_vq) fail('model.lowres_vq', 'the superres512 stage needs the base VQGAN whose low-res tokens condition it');
     const classCond = c.model.transformer.num_classes != null;
     if (!classCond && !c.model.text_encoder) fail('model.text_encoder', 'must be set for a text-conditioned stage (or set model.transformer.num_classes)');
   }

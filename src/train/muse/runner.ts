@@ -21,6 +21,7 @@ import type { TrainConfig } from '../config/schema.ts';
 import type { ResumePoint, StageRunner } from '../run/loop.ts';
 import { resolveTextCacheId, resolveVqCacheId } from './cache-ids.ts';
 import { MuseTrainer } from './trainer.ts';
+import { openPairedDataset } from '../superres/paired-loader.ts';
 import type { SamplingInfo } from '../../sample/load.ts';
 
 export type { SamplingInfo } from '../../sample/load.ts';
@@ -65,6 +66,7 @@ export class MuseRunner implements StageRunner {
     readonly trainer: MuseTrainer,
     private readonly loader: TokenDataset,
     private readonly loaderOpts: Parameters<typeof openTokenDataset>[0],
+    private readonly openLoader: (o: Parameters<typeof openTokenDataset>[0]) => Promise<TokenDataset>,
     private readonly validationShards: number[],
     private readonly info: SamplingInfo,
   ) {
@@ -72,7 +74,9 @@ export class MuseRunner implements StageRunner {
     this.samplesPerStep = t.batch_size * t.gradient_accumulation_steps;
     this.tokensPerSample = model.config.num_vq_tokens;
     const s = opts.config.sampling;
-    this.artefactEvery = opts.sampleGrid && (s.prompts.length || s.class_ids.length) ? t.sample_every : 0;
+    // The super-res stage samples only behind a base model (muse-sample --superres): no periodic grids.
+    const superres = opts.config.model.architecture === 'superres';
+    this.artefactEvery = opts.sampleGrid && !superres && (s.prompts.length || s.class_ids.length) ? t.sample_every : 0;
   }
 
   static async create(opts: MuseRunnerOptions): Promise<MuseRunner> {
@@ -97,7 +101,17 @@ export class MuseRunner implements StageRunner {
       textMaxLength: cfg.data.text_max_length ?? undefined,
       classIds: cfg.model.transformer.num_classes != null ? true : undefined,
     };
-    const loader = await openTokenDataset(loaderOpts);
+    // superres512: the high-res cache (model.vq) read beside the base VQ's low-res cache (model.lowres_vq).
+    let openLoader = openTokenDataset;
+    let lowres: { spec: string; grid: [number, number] } | undefined;
+    if (cfg.model.architecture === 'superres') {
+      const lowVqId = await resolveVqCacheId(first, cfg.model.lowres_vq!, cfg.data.lowres_vq_id);
+      openLoader = (o) => openPairedDataset(o, lowVqId);
+      const n = Number(cfg.model.transformer.num_lowres_tokens ?? 256);
+      const side = Math.round(Math.sqrt(n));
+      lowres = { spec: absoluteSpec(cfg.model.lowres_vq!), grid: [side, side] };
+    }
+    const loader = await openLoader(loaderOpts);
     const model = createTokenModel(cfg.model.architecture, cfg.model.transformer, { seed: cfg.training.seed });
     const empty = textId ? await loader.emptyText() : undefined;
     const trainer = new MuseTrainer(model, cfg, empty);
@@ -110,8 +124,9 @@ export class MuseRunner implements StageRunner {
       resolution: side * (await vqReductionFactor(cfg.model.vq)),
       grid: [side, side],
       prompts: cfg.sampling.prompts,
+      ...(lowres ? { lowres_vq: lowres.spec, lowres_grid: lowres.grid } : {}),
     };
-    return new MuseRunner(opts, model, trainer, loader, loaderOpts, [...held], info);
+    return new MuseRunner(opts, model, trainer, loader, loaderOpts, openLoader, [...held], info);
   }
 
   async restore(from: ResumePoint): Promise<void> {
@@ -151,7 +166,7 @@ export class MuseRunner implements StageRunner {
     if (!this.validationShards.length) return {};
     const cfg = this.opts.config;
     // A fresh, fixed-seed reader of the held-out shards: every validation sees the same batches.
-    const val = await openTokenDataset({ ...this.loaderOpts, shards: this.validationShards, seed: 0, shuffleBuffer: 0, dropLast: false });
+    const val = await this.openLoader({ ...this.loaderOpts, shards: this.validationShards, seed: 0, shuffleBuffer: 0, dropLast: false });
     const batches: Batch[] = [];
     for (let i = 0; i < cfg.training.validation_batches; i++) {
       const b = await val.next();

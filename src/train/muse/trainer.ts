@@ -66,14 +66,17 @@ export class MuseTrainer {
     return { masked, dropoutSeed: deriveSeed(t.seed, TAG_DROPOUT, counter), B, N };
   }
 
-  private tensors(batch: Batch, inputIds: Int32Array, labels: Int32Array, B: number, N: number) {
+  private tensors(batch: Batch & { lowresIds?: Int32Array; lowresShape?: [number, number] }, inputIds: Int32Array, labels: Int32Array, B: number, N: number) {
     const ids = tf.tensor2d(inputIds, [B, N], 'int32');
     const lab = tf.tensor2d(labels, [B, N], 'int32');
     const ehs = batch.textHidden && batch.textShape ? tf.tensor3d(batch.textHidden, batch.textShape) : undefined;
     const mask = batch.textMask && batch.textShape ? tf.tensor2d(Int32Array.from(batch.textMask), [B, batch.textShape[1]], 'int32') : undefined;
     const condEmbeds = batch.pooled && batch.pooledShape ? tf.tensor2d(batch.pooled, batch.pooledShape) : undefined;
     const classIds = batch.classIds ? tf.tensor1d(batch.classIds, 'int32') : undefined;
-    return { ids, lab, ehs, mask, condEmbeds, classIds, all: ([ids, lab, ehs, mask, condEmbeds, classIds] as Array<tf.Tensor | undefined>).filter((x): x is tf.Tensor => !!x) };
+    // The super-res stage's low-res tokens (src/train/superres/paired-loader.ts).
+    const lowresIds = batch.lowresIds && batch.lowresShape ? tf.tensor2d(batch.lowresIds, batch.lowresShape, 'int32') : undefined;
+    const all = ([ids, lab, ehs, mask, condEmbeds, classIds, lowresIds] as Array<tf.Tensor | undefined>).filter((x): x is tf.Tensor => !!x);
+    return { ids, lab, ehs, mask, condEmbeds, classIds, lowresIds, all };
   }
 
   /** One optimisation step over `microBatches` (gradient_accumulation_steps of them). */
@@ -89,7 +92,7 @@ export class MuseTrainer {
         const x = this.tensors(batch, masked.inputIds, masked.labels, B, N);
         try {
           const { loss, grads } = this.model.lossAndGrads(x.ids, x.lab, x.ehs, x.mask, {
-            condEmbeds: x.condEmbeds, classIds: x.classIds, training: true, dropoutSeed, labelSmoothing: this.cfg.training.label_smoothing,
+            condEmbeds: x.condEmbeds, classIds: x.classIds, lowresIds: x.lowresIds, training: true, dropoutSeed, labelSmoothing: this.cfg.training.label_smoothing,
           });
           lossSum += loss.dataSync()[0];
           loss.dispose();
@@ -129,7 +132,7 @@ export class MuseTrainer {
       const { masked, B, N } = this.prepare(batch, 0x7fff0000 + i, 0, false);
       const x = this.tensors(batch, masked.inputIds, masked.labels, B, N);
       try {
-        const { logits, loss } = this.model.forwardWithLoss(x.ids, x.lab, x.ehs, x.mask, { condEmbeds: x.condEmbeds, classIds: x.classIds });
+        const { logits, loss } = this.model.forwardWithLoss(x.ids, x.lab, x.ehs, x.mask, { condEmbeds: x.condEmbeds, classIds: x.classIds, lowresIds: x.lowresIds });
         sum += loss.dataSync()[0];
         tf.dispose([logits, loss]);
       } finally {
