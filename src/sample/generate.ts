@@ -208,7 +208,9 @@ function checkConditioning(model: TokenModel, c: Conditioning, batch: number, wh
   if (cfg.num_classes) {
     if (!c.classIds) throw new Error(`generate: the model is class-conditional, so ${what}.classIds is required`);
     const ids = c.classIds.dataSync();
-    for (const v of ids) if (!Number.isInteger(v) || v < 0 || v >= cfg.num_classes) throw new Error(`generate: class id ${v} is outside [0, ${cfg.num_classes})`);
+    // The null class (id num_classes) is the unconditional side of guidance for models trained with it.
+    const limit = cfg.num_classes + ('null_class' in cfg && cfg.null_class ? 1 : 0);
+    for (const v of ids) if (!Number.isInteger(v) || v < 0 || v >= limit) throw new Error(`generate: class id ${v} is outside [0, ${limit})`);
   } else if (c.classIds) {
     throw new Error(`generate: ${what}.classIds given but the model has no classes (num_classes not set)`);
   }

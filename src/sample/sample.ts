@@ -89,6 +89,8 @@ function checkSuperRes(base: LoadedCheckpoint, sr: LoadedCheckpoint): void {
 async function sampleLoaded(ck: LoadedCheckpoint, opts: SampleOptions, sr?: LoadedCheckpoint): Promise<SampleResult> {
   const cfg = ck.transformer.config;
   const classModel = !!cfg.num_classes;
+  // Class models trained with class dropout guide against the null class (id num_classes).
+  const nullClass = classModel && 'null_class' in cfg && cfg.null_class;
   const num = opts.num ?? 1;
   const batchSize = opts.batchSize ?? 8;
   const seed = opts.seed ?? 0;
@@ -103,8 +105,8 @@ async function sampleLoaded(ck: LoadedCheckpoint, opts: SampleOptions, sr?: Load
     if (!opts.classIds?.length) throw new Error(`this checkpoint is class-conditional (${cfg.num_classes} classes): give at least one --class`);
     for (const c of opts.classIds) if (!Number.isInteger(c) || c < 0 || c >= cfg.num_classes!) throw new Error(`--class ${c}: expected an integer in [0, ${cfg.num_classes})`);
     if (opts.negativePrompt !== undefined) throw new Error('--negative-prompt needs a text-conditioned checkpoint');
-    if (opts.guidance !== undefined && opts.guidance !== 1) {
-      throw new Error(`--guidance ${opts.guidance}: class-conditional models have no unconditional class (as in open-muse), so only guidance 1 is supported`);
+    if (opts.guidance !== undefined && opts.guidance !== 1 && !nullClass) {
+      throw new Error(`--guidance ${opts.guidance}: this class-conditional model has no null class (trained without class dropout, as in open-muse), so only guidance 1 is supported`);
     }
     classes = opts.classIds;
     labels = classes.map((c) => `class ${c}`);
@@ -118,7 +120,9 @@ async function sampleLoaded(ck: LoadedCheckpoint, opts: SampleOptions, sr?: Load
   const jobs = labels.flatMap((label, p) => Array.from({ length: num }, () => ({ label, classId: classes?.[p] })));
   const n = cfg.num_vq_tokens;
   const init = opts.init ? await inpaintInit(ck, opts.init) : undefined;
-  const uncond: Conditioning | undefined = !classModel && ck.text ? encodePrompts(ck.text, [opts.negativePrompt ?? '']) : undefined;
+  const uncond: Conditioning | undefined = nullClass
+    ? classConditioning([cfg.num_classes!])
+    : !classModel && ck.text ? encodePrompts(ck.text, [opts.negativePrompt ?? '']) : undefined;
   const images: SampledImage[] = [];
   try {
     for (let start = 0; start < jobs.length; start += batchSize) {

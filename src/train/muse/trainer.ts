@@ -14,7 +14,7 @@ import { AdamW, EMA, GradAccumulator, clipByGlobalNorm, defaultNoDecay } from '.
 import { configAdamW, configEmaOptions, configLearningRate } from '../config/options.ts';
 import type { TrainConfig } from '../config/schema.ts';
 import { maskTokens } from './masking.ts';
-import { dropConditioning } from './cond-dropout.ts';
+import { dropClasses, dropConditioning } from './cond-dropout.ts';
 
 export class NonFiniteLossError extends Error {}
 
@@ -63,6 +63,9 @@ export class MuseTrainer {
     if (N !== cfg.num_vq_tokens) throw new Error(`the token cache has ${N} tokens per image, model.transformer.num_vq_tokens is ${cfg.num_vq_tokens}`);
     const masked = maskTokens(batch.imageIds, B, N, cfg.mask_token_id, rng, this.schedule, t.min_masking_rate);
     if (train && this.emptyText && t.cond_dropout_prob > 0) dropConditioning(batch, this.emptyText, t.cond_dropout_prob, rng);
+    if (train && 'null_class' in cfg && cfg.null_class && batch.classIds && t.cond_dropout_prob > 0) {
+      dropClasses(batch.classIds, cfg.num_classes!, t.cond_dropout_prob, rng);
+    }
     return { masked, dropoutSeed: deriveSeed(t.seed, TAG_DROPOUT, counter), B, N };
   }
 
