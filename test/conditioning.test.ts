@@ -54,3 +54,73 @@ test('null_class adds a class token before the mask; the null class guides class
   plain.dispose();
   withNull.dispose();
 });
+
+const TEXT = {
+  codebook_size: 16, num_vq_tokens: 16, max_position_embeddings: 16, hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 2,
+  intermediate_size: 64, add_cross_attention: true, encoder_hidden_size: 8, hidden_dropout: 0, attention_dropout: 0, initializer_range: 0.2,
+};
+
+test('self-conditioning is off by default; when on, the previous prediction changes the outputs', async () => {
+  const off = new MaskGitTransformer(TEXT, { seed: 5 });
+  const on = new MaskGitTransformer({ ...TEXT, self_conditioning: true }, { seed: 5 });
+  assert.equal(off.config.self_conditioning, false);
+  assert.ok(!off.params.names().includes('self_cond_proj.weight'));
+  assert.deepEqual(on.params.names().filter((n) => !off.params.names().includes(n)), ['self_cond_proj.weight']);
+  // Same weights everywhere else.
+  for (const [name, v] of off.variables) on.variables.get(name)!.assign(v);
+  const ids = tf.tensor2d(Array.from({ length: 32 }, (_, i) => (i % 3 === 0 ? 16 : i % 16)), [2, 16], 'int32');
+  const ehs = tf.randomNormal([2, 4, 8], 0, 1, 'float32', 9);
+  const prev = tf.softmax(tf.randomNormal([2, 16, 16], 0, 2, 'float32', 10));
+  const base = off.forward(ids, ehs);
+  // On, without a previous prediction: the same as the model without self-conditioning (no bias: zeros in, zeros out).
+  assert.equal(await maxAbsDiff(on.forward(ids, ehs), base), 0);
+  // On, with one: different logits; off, it is refused rather than ignored.
+  assert.ok((await maxAbsDiff(on.forward(ids, ehs, undefined, { selfCond: prev }), base)) > 1e-3);
+  assert.throws(() => off.forward(ids, ehs, undefined, { selfCond: prev }), /without self_conditioning/);
+  assert.throws(() => on.forward(ids, ehs, undefined, { selfCond: tf.zeros([2, 16, 5]) }), /selfCond has shape/);
+  // Sampling feeds the previous step's prediction: the images differ from the same weights without it.
+  const cond = { hidden: ehs as tf.Tensor3D };
+  const a = await generate(off, 2, { steps: 4, guidanceScale: 1, seed: 2, cond });
+  const b = await generate(on, 2, { steps: 4, guidanceScale: 1, seed: 2, cond });
+  const b2 = await generate(on, 2, { steps: 4, guidanceScale: 1, seed: 2, cond });
+  assert.deepEqual(Array.from(b), Array.from(b2));
+  assert.notDeepEqual(Array.from(a), Array.from(b));
+  off.dispose();
+  on.dispose();
+});
+
+test('training with self-conditioning resumes exactly (its coin flips come from the step\'s stream)', async () => {
+  const { mkdirSync, mkdtempSync } = await import('node:fs');
+  const os = await import('node:os');
+  const path = await import('node:path');
+  const { writeSyntheticCaches } = await import('../src/train/data/synthetic-cache.ts');
+  const { loadTrainConfig } = await import('../src/train/config/load.ts');
+  const { MuseRunner } = await import('../src/train/muse/runner.ts');
+  const { runTrainingLoop } = await import('../src/train/run/loop.ts');
+  const { readJsonl } = await import('../src/train/core/index.ts');
+  const { onBackend } = await import('./helpers/backend.ts');
+  await onBackend('wasm', async () => {
+    const tmp = mkdtempSync(path.join(os.tmpdir(), 'muse-selfcond-'));
+    mkdirSync(path.join(tmp, 'shards'));
+    await writeSyntheticCaches(tmp, { shards: { 0: 9 }, gridH: 4, gridW: 4, codebookSize: 16, dim: 8 });
+    const sets = [`data.path=${tmp}`, 'data.vq_id=vq-test', 'data.text_id=text-test', 'data.validation_shards=[]', 'training.batch_size=3',
+      'training.validate_every=0', 'training.max_steps=6', 'training.save_every=3', 'ema.enabled=false',
+      `model.transformer=${JSON.stringify({ ...TEXT, self_conditioning: true })}`];
+    const quiet = { write: () => true } as unknown as NodeJS.WriteStream;
+    const run = async (dir: string, o: { resume?: string; stopAfter?: number } = {}) => {
+      const cfg = loadTrainConfig({ stage: 'tiny', configsDir: path.resolve(import.meta.dirname, '../configs'), sets });
+      const runner = await MuseRunner.create({ config: cfg, datasetDirs: [tmp], runDir: dir });
+      try {
+        await runTrainingLoop({ config: cfg, runDir: dir, runner, out: quiet, ...o });
+      } finally {
+        runner.dispose();
+      }
+      return (await readJsonl(path.join(dir, 'log.jsonl'))).filter((r) => 'loss' in r).map((r) => r.loss);
+    };
+    const whole = await run(path.join(tmp, 'a'));
+    await run(path.join(tmp, 'b'), { stopAfter: 3 });
+    const resumed = await run(path.join(tmp, 'b'), { resume: 'latest' });
+    assert.equal(whole.length, 6);
+    assert.deepEqual(resumed, whole);
+  });
+});

@@ -91,11 +91,18 @@ export async function generate(model: TokenModel, batch: number, opts: GenerateO
   }
   const rngs = Array.from({ length: batch }, (_, b) => new Prng(deriveSeed(opts.seed >>> 0, 0x5a4d, (opts.firstRow ?? 0) + b)));
   const uncond = needUncond ? repeatConditioning(opts.uncond!, batch) : undefined;
+  // Self-conditioning models (config self_conditioning) take the previous step's prediction as input.
+  const selfCond = 'self_conditioning' in cfg && cfg.self_conditioning;
+  let previous: tf.Tensor | undefined;
   try {
     const probs = new Float64Array(codes);
     for (let s = 0; s < steps; s++) {
       const g = scales[s];
-      const logits = await guidedLogits(model, ids, batch, g, opts.cond, uncond);
+      const logits = await guidedLogits(model, ids, batch, g, opts.cond, uncond, previous);
+      if (selfCond) {
+        previous?.dispose();
+        previous = tf.tidy(() => tf.softmax(tf.tensor3d(logits, [batch, n, codes])));
+      }
       const t = temperatureAt(temperature, s, steps);
       const last = s === steps - 1;
       for (let b = 0; b < batch; b++) {
@@ -127,6 +134,7 @@ export async function generate(model: TokenModel, batch: number, opts: GenerateO
     }
   } finally {
     if (uncond && uncond !== opts.uncond) disposeConditioning(uncond, opts.uncond!);
+    previous?.dispose();
   }
   return ids;
 }
@@ -161,6 +169,7 @@ async function guidedLogits(
   g: number,
   cond: Conditioning,
   uncond: Conditioning | undefined,
+  selfCond?: tf.Tensor,
 ): Promise<Float32Array> {
   const n = model.config.num_vq_tokens;
   const codes = model.config.codebook_size;
@@ -168,7 +177,7 @@ async function guidedLogits(
   try {
     const out = tf.tidy(() => {
       const run = (c: Conditioning) => {
-        const logits = model.forward(input, c.hidden, c.mask, { condEmbeds: c.pooled, classIds: c.classIds, lowresIds: c.lowresIds });
+        const logits = model.forward(input, c.hidden, c.mask, { condEmbeds: c.pooled, classIds: c.classIds, lowresIds: c.lowresIds, selfCond });
         return tf.slice(logits, [0, 0, 0], [batch, n, codes]);
       };
       if (g === 1) return run(cond);

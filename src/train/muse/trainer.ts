@@ -31,6 +31,7 @@ export interface MuseStepMetrics {
 /** Random-stream tags (deriveSeed) of the training draws. */
 const TAG_MASK = 10;
 const TAG_DROPOUT = 11;
+const TAG_SELF_COND = 12;
 
 export class MuseTrainer {
   readonly optimizer: AdamW;
@@ -66,7 +67,7 @@ export class MuseTrainer {
     if (train && 'null_class' in cfg && cfg.null_class && batch.classIds && t.cond_dropout_prob > 0) {
       dropClasses(batch.classIds, cfg.num_classes!, t.cond_dropout_prob, rng);
     }
-    return { masked, dropoutSeed: deriveSeed(t.seed, TAG_DROPOUT, counter), B, N };
+    return { masked, dropoutSeed: deriveSeed(t.seed, TAG_DROPOUT, counter), counter, B, N };
   }
 
   private tensors(batch: Batch & { lowresIds?: Int32Array; lowresShape?: [number, number] }, inputIds: Int32Array, labels: Int32Array, B: number, N: number) {
@@ -91,17 +92,20 @@ export class MuseTrainer {
     let rateCount = 0;
     try {
       microBatches.forEach((batch, micro) => {
-        const { masked, dropoutSeed, B, N } = this.prepare(batch, step, micro, true);
+        const { masked, dropoutSeed, counter, B, N } = this.prepare(batch, step, micro, true);
         const x = this.tensors(batch, masked.inputIds, masked.labels, B, N);
+        let selfCond: tf.Tensor | undefined;
         try {
+          selfCond = this.selfConditioning(x, counter);
           const { loss, grads } = this.model.lossAndGrads(x.ids, x.lab, x.ehs, x.mask, {
-            condEmbeds: x.condEmbeds, classIds: x.classIds, lowresIds: x.lowresIds, training: true, dropoutSeed, labelSmoothing: this.cfg.training.label_smoothing,
+            condEmbeds: x.condEmbeds, classIds: x.classIds, lowresIds: x.lowresIds, selfCond, training: true, dropoutSeed, labelSmoothing: this.cfg.training.label_smoothing,
           });
           lossSum += loss.dataSync()[0];
           loss.dispose();
           acc.add(grads);
         } finally {
           tf.dispose(x.all);
+          selfCond?.dispose();
         }
         for (const r of masked.maskRates) rateSum += r;
         rateCount += masked.maskRates.length;
@@ -126,6 +130,22 @@ export class MuseTrainer {
     } finally {
       acc.dispose();
     }
+  }
+
+  /**
+   * Self-conditioning (Bit Diffusion; model config self_conditioning): for half of the micro-batches (drawn from
+   * the step's stream) a first, gradient-free pass predicts the tokens, and its probabilities are the second
+   * pass's extra input; otherwise none. Undefined when the model has no self-conditioning.
+   */
+  private selfConditioning(x: ReturnType<MuseTrainer['tensors']>, counter: number): tf.Tensor | undefined {
+    const cfg = this.model.config;
+    if (!('self_conditioning' in cfg) || !cfg.self_conditioning) return undefined;
+    if (!(new SeededRandom(deriveSeed(this.cfg.training.seed, TAG_SELF_COND, counter)).next() < 0.5)) return undefined;
+    return tf.tidy(() => {
+      const logits = this.model.forward(x.ids, x.ehs, x.mask, { condEmbeds: x.condEmbeds, classIds: x.classIds });
+      const [b, n] = logits.shape;
+      return tf.softmax(tf.slice(logits, [0, 0, 0], [b, n, cfg.codebook_size]));
+    });
   }
 
   /** Mean masked-token loss over `batches` without updates (masks drawn from a fixed validation stream). */
