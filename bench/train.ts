@@ -1,7 +1,9 @@
 /**
  * `npm run bench -- train`: the real training loop (MuseRunner + runTrainingLoop, log.jsonl as the source of
- * the numbers) on synthetic token caches, for the `tiny` config and for the models benchmark's transformer
- * (hidden 256, 4 layers, 256 image tokens, batch 8). Steps/s, tokens/s and the split of a step into data,
+ * the numbers) on synthetic token caches, for the `tiny` config, the models benchmark's transformer
+ * (hidden 256, 4 layers, 256 image tokens, batch 8), a small U-ViT (architecture uvit) and the superres512
+ * stage at 4,096 high-res tokens with full and with multi-axis self-attention (same small model, same run:
+ * their ratio is the multi-axis speed-up). Steps/s, tokens/s and the split of a step into data,
  * forward + backward and optimizer (+ EMA). Target (issue 6): data time < 2% of step time.
  * With no --backend, every backend side by side, each in its own process (benchTrainSideBySide): wasm on one
  * thread, wasm on all threads (target, issue 11: tiny step <= 0.6x the one-thread time) and webgpu on the
@@ -30,7 +32,19 @@ interface Variant {
   textTokens: number;
   sets: string[];
   steps: number;
+  stage?: string;
+  pooledDim?: number;
+  /** superres512: the low-res (base) cache written beside the high-res one. */
+  lowres?: { grid: number; codebook: number };
 }
+
+const superres = (attention: string): Variant => ({
+  name: `superres512 ${attention}`, stage: 'superres512', grid: 64, codebook: 256, textDim: 64, textTokens: 16, steps: 3,
+  lowres: { grid: 16, codebook: 256 },
+  sets: ['model.architecture=superres', 'model.vq=builtin', 'model.lowres_vq=builtin', 'data.lowres_vq_id=vq-low', 'model.text_encoder=byt5-tiny', 'training.batch_size=1', 'training.gradient_accumulation_steps=1', 'ema.enabled=false',
+    'model.transformer={codebook_size: 256, num_vq_tokens: 4096, lowres_codebook_size: 256, num_lowres_tokens: 256, hidden_size: 64, ' +
+    `num_hidden_layers: 2, num_lowres_layers: 1, num_attention_heads: 2, intermediate_size: 128, encoder_hidden_size: 64, attention: ${attention}, block_size: 8, grid_size: 8}`],
+});
 
 const VARIANTS: Variant[] = [
   { name: 'tiny', grid: 8, codebook: 256, textDim: 256, textTokens: 16, sets: [], steps: 40 },
@@ -41,6 +55,16 @@ const VARIANTS: Variant[] = [
       'num_attention_heads: 8, intermediate_size: 1024, add_cross_attention: true, encoder_hidden_size: 256, norm_type: rmsnorm, ' +
       'layer_norm_eps: 1e-6, use_normformer: false, use_bias: false, hidden_dropout: 0, attention_dropout: 0, ffn_type: vanilla}', 'training.batch_size=8'],
   },
+  {
+    name: 'uvit (aMUSEd layout, small)',
+    grid: 16, codebook: 1024, textDim: 64, textTokens: 16, pooledDim: 32, steps: 8,
+    sets: ['model.architecture=uvit', 'model.transformer={codebook_size: 1024, vocab_size: 1032, num_vq_tokens: 256, hidden_size: 256, ' +
+      'in_channels: 128, block_out_channels: [128], num_res_blocks: 1, block_num_heads: 4, num_hidden_layers: 4, num_attention_heads: 8, ' +
+      'intermediate_size: 1024, encoder_hidden_size: 64, cond_embed_dim: 32, micro_cond_encode_dim: 16, micro_cond_embed_dim: 80, ' +
+      'default_micro_conds: [256, 256, 0, 0, 6]}', 'training.batch_size=8'],
+  },
+  superres('full'),
+  superres('multi_axis'),
 ];
 
 const WARMUP = 3;
@@ -69,8 +93,12 @@ export async function benchTrain(opts: TrainBenchOptions = {}) {
       const steps = opts.quick ? Math.max(WARMUP + 2, Math.ceil(timed / 4)) : timed + WARMUP;
       const dir = path.join(tmp, v.name.replace(/\W+/g, '-'));
       await mkdir(path.join(dir, 'shards'), { recursive: true });
-      await writeSyntheticCaches(dir, { shards: { 0: 500, 1: 500 }, gridH: v.grid, gridW: v.grid, codebookSize: v.codebook, dim: v.textDim, textLength: () => v.textTokens });
-      const cfg = loadTrainConfig({ stage: 'tiny', configsDir: CONFIGS_DIR, sets: [
+      const shards = v.lowres ? { 0: 50, 1: 50 } : { 0: 500, 1: 500 };
+      await writeSyntheticCaches(dir, { shards, gridH: v.grid, gridW: v.grid, codebookSize: v.codebook, dim: v.textDim, pooledDim: v.pooledDim, textLength: () => v.textTokens, noText: !!v.lowres });
+      if (v.lowres) {
+        await writeSyntheticCaches(dir, { shards, vqId: 'vq-low', gridH: v.lowres.grid, gridW: v.lowres.grid, codebookSize: v.lowres.codebook, dim: v.textDim, textLength: () => v.textTokens });
+      }
+      const cfg = loadTrainConfig({ stage: v.stage ?? 'tiny', configsDir: CONFIGS_DIR, sets: [
         `data.path=${dir}`, 'data.vq_id=vq-test', 'data.text_id=text-test', 'data.validation_shards=[]',
         `training.max_steps=${steps}`, `training.save_every=${steps}`, 'training.validate_every=0', ...v.sets,
       ] });
@@ -104,9 +132,12 @@ export async function benchTrain(opts: TrainBenchOptions = {}) {
     await rm(tmp, { recursive: true, force: true });
   }
   const worst = Math.max(...Object.values(results).map((r) => r.data_share_pct));
+  const full = results['superres512 full'];
+  const axis = results['superres512 multi_axis'];
   return {
     config: { backend: backend.name, threads: backend.threads, adapter: backend.adapter, warmup_steps: WARMUP, quick: !!opts.quick },
     ...results,
+    superres_multi_axis_speedup: full && axis ? round(full.step_ms / axis.step_ms, 2) : null,
     targets: { data_share_below_2pct: { target: '< 2% of step time', measured: `${worst}%`, met: worst < 2 } },
     table: markdownTable(['config', 'params', 'batch', 'tokens/img', 'step ms', 'steps/s', 'tokens/s', 'data ms', 'fwd+bwd ms', 'optimizer ms', 'data share'], rows),
   };

@@ -2,6 +2,7 @@
 // fixtures. In CI (process.env.CI set) it runs on Mesa lavapipe, which `.ci/run` installs, and a missing
 // adapter fails the test; elsewhere the tests skip, saying why. lavapipe is a CPU rasteriser, so every model
 // here is small. Reads are all asynchronous: dataSync() does not work on webgpu under Node.
+import { fixturePath } from './helpers/fixtures.ts';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -21,7 +22,7 @@ import type { Batch } from '../src/train/data/batch.ts';
 import { writeTinyCheckpoint } from './helpers/tiny-checkpoint.ts';
 import { sample } from '../src/sample/sample.ts';
 
-const FIX = path.resolve(import.meta.dirname, '../../shared/fixtures');
+const FIX = fixturePath();
 const root = path.resolve(import.meta.dirname, '..');
 
 /** Whether webgpu can run here; in CI its absence is a failure, not a skip. */

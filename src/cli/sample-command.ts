@@ -34,6 +34,11 @@ export async function writeOutputs(result: SampleResult, out: string): Promise<s
     const file = path.join(imagesDir, `${idx}-${slug(im.prompt)}.png`);
     await writeFileAtomic(file, im.png);
     written.push(file);
+    if (im.base) {
+      const baseFile = path.join(imagesDir, `${idx}-${slug(im.prompt)}-base.png`);
+      await writeFileAtomic(baseFile, im.base.png);
+      written.push(baseFile);
+    }
     for (const [k, png] of (im.intermediate ?? []).entries()) {
       const stepFile = path.join(imagesDir, 'steps', `${idx}-step${k}.png`);
       await writeFileAtomic(stepFile, png);
@@ -66,6 +71,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('batch', { type: 'number', default: 8, describe: 'images decoded together' })
     .option('ema', { type: 'boolean', default: true, describe: 'use EMA weights when present (--no-ema: raw)' })
     .option('save-intermediate', { type: 'boolean', default: false, describe: 'also write <out>/steps/<i>-step<k>.png (masked tokens grey)' })
+    .option('superres', { type: 'string', describe: 'super-res checkpoint or run (stage superres512): base tokens -> its high-res image' })
     .option('init-image', { type: 'string', describe: 'inpainting: start image (PNG/JPEG)' })
     .option('mask', { type: 'string', describe: 'inpainting: white = regenerate, black = keep' })
     .option('backend', { choices: BACKEND_NAMES as unknown as string[], default: 'auto' })
@@ -110,7 +116,9 @@ export async function main(argv: string[]): Promise<number> {
     batchSize: intFlag('batch', a.batch, 1),
     ema: a.ema,
     saveIntermediate: a['save-intermediate'],
+    superres: a.superres,
   };
+  if (a.superres && a['init-image']) throw new UsageError('--superres and --init-image do not go together (inpainting is base-model only)');
   if (a['init-image'] && a.mask) {
     const read = (flag: string, f: string) => readFile(f).catch((err: Error) => {
       throw new Error(`--${flag} ${f}: cannot read (${err.message})`);

@@ -15,7 +15,11 @@ const dataset = (y: Argv) => y
 
 export function tokenizeCommand(y: Argv) {
   return queueJobFlags(dataset(y))
-    .option('vq', { type: 'string', describe: 'VQGAN folder (config.json + safetensors, open-muse names); default: builtin (vqgan-tiny-seed0, 64 px)' })
+    .option('vq', {
+      type: 'string',
+      describe: 'VQGAN folder (config.json + safetensors, open-muse names); default: builtin (vqgan-tiny-seed0, 64 px). ' +
+        'Give it twice (base, then super-res VQGAN) for the superres512 stage: both token caches are written side by side, keyed by sample key',
+    })
     .option('text', { type: 'string', default: 'byt5-tiny', describe: 'text encoder(s), comma-separated: byt5-tiny, t5:DIR, clip:DIR' })
     .option('shards', { type: 'string', describe: 'shards, e.g. 0-99 or 3,5,7-9 (default: every complete shard)' })
     .option('workers', { type: 'number', default: 1, describe: 'worker processes, one shard at a time each' })
@@ -34,24 +38,33 @@ export async function tokenizeHandler(a: Record<string, unknown>): Promise<numbe
   if (!Number.isInteger(workers) || workers < 1) throw new Error(`--workers: expected a positive integer, got ${String(a.workers)}`);
   const text = [...new Set(String(a.text).split(',').map((s) => s.trim()).filter(Boolean))];
   if (text.length === 0) throw new Error('--text: name at least one encoder');
-  if (a['image-size'] !== undefined && !isBuiltinVq(a.vq as string | undefined)) throw new Error('--image-size applies to the built-in VQGAN only');
+  const vqs: Array<string | undefined> = a.vq === undefined ? [undefined] : Array.isArray(a.vq) ? a.vq.map(String) : [String(a.vq)];
+  if (vqs.length > 2) throw new Error(`--vq given ${vqs.length} times: at most twice (base and super-res VQGAN)`);
+  if (vqs.length === 2 && vqs[0] === vqs[1]) throw new Error(`--vq ${vqs[0]} given twice: the second --vq is the super-res VQGAN, a different model`);
+  if (a['image-size'] !== undefined && vqs.some((v) => !isBuiltinVq(v))) throw new Error('--image-size applies to the built-in VQGAN only');
   // One process: MUSE_WASM_THREADS threads for the wasm pool; with --workers N each worker process uses one.
   await initBackend(a.backend as BackendName, { wasmThreads: workers === 1 ? wasmThreadCount() : 1 });
-  const common = {
-    datasetDir,
-    vq: a.vq as string | undefined,
-    text,
-    shards: a.shards === undefined ? undefined : parseShardSelection(String(a.shards)),
-    batch,
-    includeFallbacks: a['include-fallbacks'] as boolean,
-    imageSize: a['image-size'] as number | undefined,
-    dataRoot,
-  };
-  const s = a.queue !== undefined
-    ? await (await import('../queue/tokenize-through-queue.ts')).tokenizeThroughQueue({ ...common, queueUrl: a.queue as string, retry: retryPolicy(a) })
-    : await runTokenize({ ...common, workers });
-  process.stdout.write(`tokenize ${datasetDir}: ${s.shards_done.length} shard(s) tokenized (${s.samples} samples), ${s.shards_skipped.length} already done; ` +
-    `caches tokens/${s.vq_id}, ${s.text_ids.map((t) => `text/${t}`).join(', ')}\n`);
+  const shards = a.shards === undefined ? undefined : parseShardSelection(String(a.shards));
+  if (a.queue !== undefined && vqs.length > 1) throw new Error('--queue: tokenize one VQGAN per run (give --vq once)');
+  // One pass per VQGAN over the same shards (the same samples, so the caches share keys); the text caches
+  // are written by the first pass only.
+  for (const [i, vq] of vqs.entries()) {
+    const common = {
+      datasetDir,
+      vq,
+      text: i === 0 ? text : [],
+      shards,
+      batch,
+      includeFallbacks: a['include-fallbacks'] as boolean,
+      imageSize: a['image-size'] as number | undefined,
+      dataRoot,
+    };
+    const s = a.queue !== undefined
+      ? await (await import('../queue/tokenize-through-queue.ts')).tokenizeThroughQueue({ ...common, queueUrl: a.queue as string, retry: retryPolicy(a) })
+      : await runTokenize({ ...common, workers });
+    process.stdout.write(`tokenize ${datasetDir}: ${s.shards_done.length} shard(s) tokenized (${s.samples} samples), ${s.shards_skipped.length} already done; ` +
+      `caches tokens/${s.vq_id}${s.text_ids.map((t) => `, text/${t}`).join('')}\n`);
+  }
   return 0;
 }
 

@@ -19,5 +19,5 @@ export function classConditioning(classIds: number[]): Conditioning {
 
 export function disposeConditioning(c: Conditioning | undefined): void {
   if (!c) return;
-  for (const t of [c.hidden, c.mask, c.pooled, c.classIds]) t?.dispose();
+  for (const t of [c.hidden, c.mask, c.pooled, c.classIds, c.lowresIds]) t?.dispose();
 }

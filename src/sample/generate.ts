@@ -9,7 +9,7 @@
 import { tf } from '../runtime/backend.ts';
 import { readData } from '../runtime/read.ts';
 import { assertGpuBufferFits } from '../runtime/webgpu.ts';
-import type { MaskGitTransformer } from '../models/transformer/index.ts';
+import type { TokenModel } from '../models/token-model.ts';
 import { maskLenAtStep, maskSchedule } from '../models/schedules.ts';
 import { Prng } from '../models/layers/prng.ts';
 import { deriveSeed } from '../train/data/random.ts';
@@ -24,6 +24,8 @@ export interface Conditioning {
   pooled?: tf.Tensor2D;
   /** Class ids [B] (class-conditional models), 0-based. */
   classIds?: tf.Tensor1D;
+  /** Low-res token ids [B, n] (super-res models; kept on the unconditional side of guidance too). */
+  lowresIds?: tf.Tensor2D;
 }
 
 export interface GenerateOptions {
@@ -48,7 +50,7 @@ export interface GenerateOptions {
 const GUMBEL_EPS = 1e-20;
 
 /** Ids [batch * num_vq_tokens]. */
-export async function generate(model: MaskGitTransformer, batch: number, opts: GenerateOptions): Promise<Int32Array> {
+export async function generate(model: TokenModel, batch: number, opts: GenerateOptions): Promise<Int32Array> {
   const cfg = model.config;
   const n = cfg.num_vq_tokens;
   const codes = cfg.codebook_size;
@@ -94,11 +96,18 @@ export async function generate(model: MaskGitTransformer, batch: number, opts: G
     'the sampling batch (muse-sample --batch)');
   const rngs = Array.from({ length: batch }, (_, b) => new Prng(deriveSeed(opts.seed >>> 0, 0x5a4d, (opts.firstRow ?? 0) + b)));
   const uncond = needUncond ? repeatConditioning(opts.uncond!, batch) : undefined;
+  // Self-conditioning models (config self_conditioning) take the previous step's prediction as input.
+  const selfCond = 'self_conditioning' in cfg && cfg.self_conditioning;
+  let previous: tf.Tensor | undefined;
   try {
     const probs = new Float64Array(codes);
     for (let s = 0; s < steps; s++) {
       const g = scales[s];
-      const logits = await guidedLogits(model, ids, batch, g, opts.cond, uncond);
+      const logits = await guidedLogits(model, ids, batch, g, opts.cond, uncond, previous);
+      if (selfCond) {
+        previous?.dispose();
+        previous = tf.tidy(() => tf.softmax(tf.tensor3d(logits, [batch, n, codes])));
+      }
       const t = temperatureAt(temperature, s, steps);
       const last = s === steps - 1;
       for (let b = 0; b < batch; b++) {
@@ -130,6 +139,7 @@ export async function generate(model: MaskGitTransformer, batch: number, opts: G
     }
   } finally {
     if (uncond && uncond !== opts.uncond) disposeConditioning(uncond, opts.uncond!);
+    previous?.dispose();
   }
   return ids;
 }
@@ -158,12 +168,13 @@ function sampleRow(logits: Float32Array, off: number, size: number, probs: Float
 
 /** Logits [B*N*codebook] of uncond + g (cond - uncond); one forward pass when g is 0 or 1. */
 async function guidedLogits(
-  model: MaskGitTransformer,
+  model: TokenModel,
   ids: Int32Array,
   batch: number,
   g: number,
   cond: Conditioning,
   uncond: Conditioning | undefined,
+  selfCond?: tf.Tensor,
 ): Promise<Float32Array> {
   const n = model.config.num_vq_tokens;
   const codes = model.config.codebook_size;
@@ -171,7 +182,7 @@ async function guidedLogits(
   try {
     const out = tf.tidy(() => {
       const run = (c: Conditioning) => {
-        const logits = model.forward(input, c.hidden, c.mask, { condEmbeds: c.pooled, classIds: c.classIds });
+        const logits = model.forward(input, c.hidden, c.mask, { condEmbeds: c.pooled, classIds: c.classIds, lowresIds: c.lowresIds, selfCond });
         return tf.slice(logits, [0, 0, 0], [batch, n, codes]);
       };
       if (g === 1) return run(cond);
@@ -189,7 +200,7 @@ async function guidedLogits(
   }
 }
 
-async function checkConditioning(model: MaskGitTransformer, c: Conditioning, batch: number, what: string): Promise<void> {
+async function checkConditioning(model: TokenModel, c: Conditioning, batch: number, what: string): Promise<void> {
   const cfg = model.config;
   const allowed = what === 'uncond' ? [1, batch] : [batch];
   const check = (t: tf.Tensor | undefined, name: string) => {
@@ -211,7 +222,9 @@ async function checkConditioning(model: MaskGitTransformer, c: Conditioning, bat
   if (cfg.num_classes) {
     if (!c.classIds) throw new Error(`generate: the model is class-conditional, so ${what}.classIds is required`);
     const ids = await readData<'int32'>(c.classIds);
-    for (const v of ids) if (!Number.isInteger(v) || v < 0 || v >= cfg.num_classes) throw new Error(`generate: class id ${v} is outside [0, ${cfg.num_classes})`);
+    // The null class (id num_classes) is the unconditional side of guidance for models trained with it.
+    const limit = cfg.num_classes + ('null_class' in cfg && cfg.null_class ? 1 : 0);
+    for (const v of ids) if (!Number.isInteger(v) || v < 0 || v >= limit) throw new Error(`generate: class id ${v} is outside [0, ${limit})`);
   } else if (c.classIds) {
     throw new Error(`generate: ${what}.classIds given but the model has no classes (num_classes not set)`);
   }
@@ -219,6 +232,14 @@ async function checkConditioning(model: MaskGitTransformer, c: Conditioning, bat
   check(c.mask, 'mask');
   check(c.pooled, 'pooled');
   check(c.classIds, 'classIds');
+  if ('num_lowres_tokens' in cfg) {
+    if (!c.lowresIds) throw new Error(`generate: a super-res model needs ${what}.lowresIds (the base model's tokens [B, ${cfg.num_lowres_tokens}])`);
+    if (c.lowresIds.shape[0] !== batch || c.lowresIds.shape[1] !== cfg.num_lowres_tokens) {
+      throw new Error(`generate: ${what}.lowresIds has shape [${c.lowresIds.shape}], expected [${batch}, ${cfg.num_lowres_tokens}]`);
+    }
+  } else if (c.lowresIds) {
+    throw new Error(`generate: ${what}.lowresIds given but the model is not a super-res model`);
+  }
 }
 
 /** Repeats a batch-1 conditioning to `batch` rows (new tensors), or returns it as it is. */
@@ -230,7 +251,7 @@ function repeatConditioning(c: Conditioning, batch: number): Conditioning {
   const pooled = rep(c.pooled);
   const classIds = rep(c.classIds);
   if (hidden === c.hidden && mask === c.mask && pooled === c.pooled && classIds === c.classIds) return c;
-  return { hidden, mask, pooled, classIds };
+  return { hidden, mask, pooled, classIds, lowresIds: c.lowresIds };
 }
 
 function disposeConditioning(c: Conditioning, original: Conditioning): void {

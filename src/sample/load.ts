@@ -9,7 +9,7 @@
 import { existsSync } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { MaskGitTransformer } from '../models/transformer/index.ts';
+import { loadTokenModel, type TokenModel } from '../models/token-model.ts';
 import { VQGAN } from '../models/vqgan/index.ts';
 import { loadTextEncoder, type TextEncoder } from '../models/text/index.ts';
 import { loadVq, parseVqSpec } from '../models/registry.ts';
@@ -22,13 +22,16 @@ export interface SamplingInfo {
   resolution: number;
   grid: [number, number];
   prompts: string[];
+  /** Super-res checkpoints: the base VQGAN whose tokens they take, and its token grid. */
+  lowres_vq?: string;
+  lowres_grid?: [number, number];
 }
 
 export interface LoadedCheckpoint {
   /** The checkpoint directory actually used. */
   dir: string;
   info: SamplingInfo;
-  transformer: MaskGitTransformer;
+  transformer: TokenModel;
   weights: 'ema' | 'raw';
   vq: VQGAN;
   text: TextEncoder | null;
@@ -90,6 +93,7 @@ export async function readSamplingInfo(dir: string): Promise<SamplingInfo> {
     resolution: j.resolution as number,
     grid: [grid[0] as number, grid[1] as number],
     prompts: prompts as string[],
+    ...(typeof j.lowres_vq === 'string' && Array.isArray(j.lowres_grid) ? { lowres_vq: j.lowres_vq, lowres_grid: [Number(j.lowres_grid[0]), Number(j.lowres_grid[1])] as [number, number] } : {}),
   };
 }
 
@@ -101,7 +105,7 @@ export async function loadCheckpoint(p: string, opts: { ema?: boolean } = {}): P
   const useEma = opts.ema !== false && existsSync(path.join(emaDir, 'model.safetensors'));
   const modelDir = useEma ? emaDir : path.join(dir, 'transformer');
   if (!existsSync(modelDir)) throw new Error(`${dir}: no transformer/ folder with the model weights`);
-  const transformer = await MaskGitTransformer.fromSafetensors(modelDir);
+  const transformer = await loadTokenModel(modelDir);
   const cleanup: Array<{ dispose(): void }> = [transformer];
   try {
     const vqSpec = parseVqSpec(info.vq);
@@ -127,7 +131,7 @@ async function loadCheckpointVq(dir: string, spec: string): Promise<VQGAN> {
   return VQGAN.fromSafetensors(vqDir);
 }
 
-function checkConsistent(dir: string, info: SamplingInfo, t: MaskGitTransformer, vq: VQGAN, text: TextEncoder | null): void {
+function checkConsistent(dir: string, info: SamplingInfo, t: TokenModel, vq: VQGAN, text: TextEncoder | null): void {
   const c = t.config;
   const [h, w] = info.grid;
   const fail = (why: string) => {

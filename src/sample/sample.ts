@@ -38,6 +38,11 @@ export interface SampleOptions {
   batchSize?: number;
   /** Called after every decoding step with the batch's current images (masked tokens grey): for streaming. */
   onStep?: (e: { step: number; steps: number; first: number; pngs: Buffer[] }) => void | Promise<void>;
+  /**
+   * A super-res checkpoint or run (stage superres512): each base image's tokens condition it, and the image
+   * returned is its high-res decode (the base one is kept in `base`).
+   */
+  superres?: string | LoadedCheckpoint;
 }
 
 export interface SampledImage {
@@ -48,6 +53,8 @@ export interface SampledImage {
   ids: Int32Array;
   /** One PNG per step (saveIntermediate). */
   intermediate?: Buffer[];
+  /** With `superres`: the base model's image and tokens (png / ids above are the super-res ones). */
+  base?: { png: Buffer; ids: Int32Array };
 }
 
 export interface SampleResult {
@@ -59,16 +66,34 @@ export interface SampleResult {
 export async function sample(opts: SampleOptions): Promise<SampleResult> {
   const owned = typeof opts.checkpoint === 'string';
   const ck = typeof opts.checkpoint === 'string' ? await loadCheckpoint(opts.checkpoint, { ema: opts.ema }) : opts.checkpoint;
+  let sr: LoadedCheckpoint | undefined;
   try {
-    return await sampleLoaded(ck, opts);
+    sr = typeof opts.superres === 'string' ? await loadCheckpoint(opts.superres, { ema: opts.ema }) : opts.superres;
+    if (sr) checkSuperRes(ck, sr);
+    return await sampleLoaded(ck, opts, sr);
   } finally {
     if (owned) ck.dispose();
+    if (typeof opts.superres === 'string') sr?.dispose();
   }
 }
 
-async function sampleLoaded(ck: LoadedCheckpoint, opts: SampleOptions): Promise<SampleResult> {
+/** The super-res checkpoint takes the base checkpoint's tokens. */
+function checkSuperRes(base: LoadedCheckpoint, sr: LoadedCheckpoint): void {
+  const c = sr.transformer.config;
+  if (!('num_lowres_tokens' in c)) throw new Error(`--superres ${sr.dir}: not a super-res checkpoint (its model is not the superres512 stage's)`);
+  const n = base.transformer.config.num_vq_tokens;
+  if (c.num_lowres_tokens !== n) throw new Error(`--superres ${sr.dir}: it takes ${c.num_lowres_tokens} low-res tokens, the base checkpoint makes ${n}`);
+  if (base.transformer.config.codebook_size > c.lowres_codebook_size) {
+    throw new Error(`--superres ${sr.dir}: its low-res codebook (${c.lowres_codebook_size}) is smaller than the base model's (${base.transformer.config.codebook_size})`);
+  }
+  if (!sr.text) throw new Error(`--superres ${sr.dir}: sampling.json names no text encoder`);
+}
+
+async function sampleLoaded(ck: LoadedCheckpoint, opts: SampleOptions, sr?: LoadedCheckpoint): Promise<SampleResult> {
   const cfg = ck.transformer.config;
   const classModel = !!cfg.num_classes;
+  // Class models trained with class dropout guide against the null class (id num_classes).
+  const nullClass = classModel && 'null_class' in cfg && cfg.null_class;
   const num = opts.num ?? 1;
   const batchSize = opts.batchSize ?? 8;
   const seed = opts.seed ?? 0;
@@ -83,8 +108,8 @@ async function sampleLoaded(ck: LoadedCheckpoint, opts: SampleOptions): Promise<
     if (!opts.classIds?.length) throw new Error(`this checkpoint is class-conditional (${cfg.num_classes} classes): give at least one --class`);
     for (const c of opts.classIds) if (!Number.isInteger(c) || c < 0 || c >= cfg.num_classes!) throw new Error(`--class ${c}: expected an integer in [0, ${cfg.num_classes})`);
     if (opts.negativePrompt !== undefined) throw new Error('--negative-prompt needs a text-conditioned checkpoint');
-    if (opts.guidance !== undefined && opts.guidance !== 1) {
-      throw new Error(`--guidance ${opts.guidance}: class-conditional models have no unconditional class (as in open-muse), so only guidance 1 is supported`);
+    if (opts.guidance !== undefined && opts.guidance !== 1 && !nullClass) {
+      throw new Error(`--guidance ${opts.guidance}: this class-conditional model has no null class (trained without class dropout, as in open-muse), so only guidance 1 is supported`);
     }
     classes = opts.classIds;
     labels = classes.map((c) => `class ${c}`);
@@ -98,7 +123,9 @@ async function sampleLoaded(ck: LoadedCheckpoint, opts: SampleOptions): Promise<
   const jobs = labels.flatMap((label, p) => Array.from({ length: num }, () => ({ label, classId: classes?.[p] })));
   const n = cfg.num_vq_tokens;
   const init = opts.init ? await inpaintInit(ck, opts.init) : undefined;
-  const uncond: Conditioning | undefined = !classModel && ck.text ? encodePrompts(ck.text, [opts.negativePrompt ?? '']) : undefined;
+  const uncond: Conditioning | undefined = nullClass
+    ? classConditioning([cfg.num_classes!])
+    : !classModel && ck.text ? encodePrompts(ck.text, [opts.negativePrompt ?? '']) : undefined;
   const images: SampledImage[] = [];
   try {
     for (let start = 0; start < jobs.length; start += batchSize) {
@@ -127,13 +154,15 @@ async function sampleLoaded(ck: LoadedCheckpoint, opts: SampleOptions): Promise<
               : undefined,
         });
         const pngs = await idsToPngs(ck.vq, ids, batch.length);
+        const high = sr ? await superResolve(sr, ids, batch.map((j) => j.label), { ...opts, guidance, seed, firstRow: start }) : undefined;
         batch.forEach((j, b) =>
           images.push({
             prompt: j.label,
             ...(j.classId !== undefined ? { classId: j.classId } : {}),
-            png: pngs[b],
-            ids: ids.slice(b * n, (b + 1) * n),
+            png: high ? high.pngs[b] : pngs[b],
+            ids: high ? high.ids.slice(b * high.n, (b + 1) * high.n) : ids.slice(b * n, (b + 1) * n),
             ...(opts.saveIntermediate ? { intermediate: steps[b] } : {}),
+            ...(high ? { base: { png: pngs[b], ids: ids.slice(b * n, (b + 1) * n) } } : {}),
           }),
         );
       } finally {
@@ -144,6 +173,26 @@ async function sampleLoaded(ck: LoadedCheckpoint, opts: SampleOptions): Promise<
     disposeConditioning(uncond);
   }
   return { images, checkpointDir: ck.dir, weights: ck.weights };
+}
+
+/** The super-res model's tokens and images for base tokens `lowIds` [B * n_low] and their prompts. */
+async function superResolve(sr: LoadedCheckpoint, lowIds: Int32Array, prompts: string[], o: SampleOptions & { guidance: number; seed: number; firstRow: number }) {
+  const b = prompts.length;
+  const cfg = sr.transformer.config as { num_lowres_tokens: number; num_vq_tokens: number };
+  const lowres = tf.tensor2d(lowIds, [b, cfg.num_lowres_tokens], 'int32');
+  const cond: Conditioning = { ...encodePrompts(sr.text!, prompts), lowresIds: lowres };
+  // Guidance drops the text only: the low-res tokens stay on both sides.
+  const uncond: Conditioning | undefined = o.guidance !== 1 ? { ...encodePrompts(sr.text!, [o.negativePrompt ?? '']), lowresIds: lowres } : undefined;
+  try {
+    const ids = await generate(sr.transformer, b, {
+      steps: o.steps ?? 12, guidanceScale: o.guidance, guidanceSchedule: o.guidanceSchedule, temperature: o.temperature, schedule: o.schedule,
+      seed: o.seed, cond, uncond, firstRow: o.firstRow,
+    });
+    return { ids, n: cfg.num_vq_tokens, pngs: await idsToPngs(sr.vq, ids, b) };
+  } finally {
+    disposeConditioning(cond);
+    if (uncond) disposeConditioning({ ...uncond, lowresIds: undefined });
+  }
 }
 
 function repeat<T extends Int32Array | Uint8Array>(a: T, times: number): T {

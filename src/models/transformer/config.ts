@@ -37,6 +37,16 @@ export interface MaskGitTransformerConfig {
   /** Pooled-text (AdaLN) conditioning as in open-muse's MaskGiTUViT / aMUSEd. */
   add_cond_embeds: boolean;
   cond_embed_dim: number | null;
+  /**
+   * Class-conditional models: one more class token, id num_classes ("no class"), that class dropout trains
+   * (training.cond_dropout_prob) so sampling can use classifier-free guidance against it.
+   */
+  null_class: boolean;
+  /**
+   * Self-conditioning (Bit Diffusion): the model also takes its previous prediction as soft tokens
+   * (probabilities over the codebook, embedded with the token embeddings and projected by self_cond_proj).
+   */
+  self_conditioning: boolean;
 }
 
 export const TRANSFORMER_DEFAULTS: Omit<MaskGitTransformerConfig, 'vocab_size' | 'mask_token_id'> = {
@@ -68,6 +78,8 @@ export const TRANSFORMER_DEFAULTS: Omit<MaskGitTransformerConfig, 'vocab_size' |
   ffn_type: 'glu',
   add_cond_embeds: false,
   cond_embed_dim: null,
+  null_class: false,
+  self_conditioning: false,
 };
 
 /** Fills defaults, derives mask_token_id and checks what this implementation supports. */
@@ -76,12 +88,17 @@ export function transformerConfig(partial: Partial<MaskGitTransformerConfig> & R
     Object.entries(partial).filter(([k, v]) => !k.startsWith('_') && v !== undefined),
   ) as Partial<MaskGitTransformerConfig>;
   const merged = { ...TRANSFORMER_DEFAULTS, ...known };
-  const vocab = merged.vocab_size ?? merged.codebook_size + (merged.num_classes ?? 0) + 1;
+  const classTokens = (merged.num_classes ?? 0) + (merged.null_class ? 1 : 0);
+  const vocab = merged.vocab_size ?? merged.codebook_size + classTokens + 1;
   const cfg: MaskGitTransformerConfig = { ...merged, vocab_size: vocab, mask_token_id: vocab - 1 };
   if (cfg.use_conv_in_out) throw new Error('MaskGitTransformer: use_conv_in_out (ConvEmbed / ConvMlmLayer) is not supported');
   if (cfg.hidden_size % cfg.num_attention_heads) throw new Error('hidden_size must be divisible by num_attention_heads');
   if (cfg.norm_type !== 'layernorm' && cfg.norm_type !== 'rmsnorm') throw new Error(`unknown norm_type ${cfg.norm_type}`);
   if (cfg.add_cond_embeds && !cfg.cond_embed_dim) throw new Error('add_cond_embeds needs cond_embed_dim');
+  if (cfg.null_class && cfg.num_classes == null) throw new Error('null_class needs num_classes (it adds a "no class" token to the class tokens)');
+  if (cfg.codebook_size + classTokens > cfg.mask_token_id) {
+    throw new Error(`vocab_size ${cfg.vocab_size} is too small for ${cfg.codebook_size} codes + ${classTokens} class tokens + the mask token`);
+  }
   return cfg;
 }
 

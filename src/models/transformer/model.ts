@@ -30,6 +30,11 @@ export interface ForwardOptions {
   dropoutSeed?: number;
   /** Receives intermediate activations by the fixture's debug names (keep them with tf.keep to use later). */
   capture?: (name: string, t: tf.Tensor) => void;
+  /**
+   * Self-conditioning (config self_conditioning): the previous prediction as probabilities over the codebook,
+   * [B, T, codebook_size] for the T image tokens; absent = no previous prediction (zeros).
+   */
+  selfCond?: tf.Tensor;
 }
 
 export class MaskGitTransformer {
@@ -167,6 +172,8 @@ export class MaskGitTransformer {
       if (t > cfg.max_position_embeddings) throw new Error(`sequence of ${t} tokens > max_position_embeddings ${cfg.max_position_embeddings}`);
       const pos = tf.slice(this.w('embed.position_embeddings.weight'), [0, 0], [t, cfg.hidden_size]);
       let x: tf.Tensor = tf.add(tf.gather(this.w('embed.word_embeddings.weight'), ids), pos);
+      if (cfg.self_conditioning) x = tf.add(x, this.selfConditioning(opts.selfCond, b, t, !!opts.classIds));
+      else if (opts.selfCond) throw new Error('MaskGitTransformer: selfCond given but the model was built without self_conditioning');
       if (training && cfg.hidden_dropout) x = this.dropout(x, cfg.hidden_dropout);
       capture('embed', x);
 
@@ -199,6 +206,24 @@ export class MaskGitTransformer {
       if (opts.classIds) logits = tf.slice(logits, [0, 1, 0], [b, t - 1, logits.shape[2]!]);
       return logits as tf.Tensor3D;
     });
+  }
+
+  /**
+   * Soft-token embedding of the previous prediction, projected: self_cond_proj(p · E[:codebook]), [B, t, D]
+   * (a zero row for a prepended class token; no prediction = zeros in).
+   */
+  private selfConditioning(probs: tf.Tensor | undefined, b: number, t: number, classToken: boolean): tf.Tensor {
+    const cfg = this.config;
+    const n = classToken ? t - 1 : t;
+    // No prediction: zeros through the projection (so its weight still gets a (zero) gradient).
+    if (!probs) return this.lin(tf.zeros([1, cfg.hidden_size]), 'self_cond_proj');
+    if (probs.rank !== 3 || probs.shape[0] !== b || probs.shape[1] !== n || probs.shape[2] !== cfg.codebook_size) {
+      throw new Error(`MaskGitTransformer: selfCond has shape [${probs.shape}], expected [${b}, ${n}, ${cfg.codebook_size}]`);
+    }
+    const codes = tf.slice(this.w('embed.word_embeddings.weight'), [0, 0], [cfg.codebook_size, cfg.hidden_size]);
+    let soft = tf.reshape(tf.matMul(tf.reshape(probs, [b * n, cfg.codebook_size]), codes), [b, n, cfg.hidden_size]);
+    if (classToken) soft = tf.concat([tf.zeros([b, 1, cfg.hidden_size]), soft], 1);
+    return this.lin(soft, 'self_cond_proj');
   }
 
   /** Logits and the masked cross-entropy against `labels` [B, T] (IGNORE_INDEX = -100 where not masked). */

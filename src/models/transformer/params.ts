@@ -30,6 +30,7 @@ export function buildTransformerParams(cfg: MaskGitTransformerConfig, seed: numb
     norm('encoder_proj_layer_norm', D);
     encDim = D;
   }
+  if (cfg.self_conditioning) lin('self_cond_proj', D, D);
   if (cfg.add_cond_embeds) {
     lin('cond_embed.0', D, cfg.cond_embed_dim!);
     lin('cond_embed.2', D, D);

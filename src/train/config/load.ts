@@ -7,7 +7,7 @@ import path from 'node:path';
 import YAML from 'yaml';
 import { ConfigError, isPlainObject as isTree, parseYamlMapping, unknownKeyError } from '../../util/yaml-config.ts';
 import { maskSchedule } from '../../models/schedules.ts';
-import { transformerConfig } from '../../models/transformer/config.ts';
+import { checkTokenModelConfig } from '../../models/token-model.ts';
 import { configFromJson } from '../../models/vqgan/config.ts';
 import { DEFAULTS, ENUMS, FREE_FORM, STAGES, VALUE_KINDS, type Stage, type TrainConfig } from './schema.ts';
 
@@ -201,10 +201,15 @@ function validate(c: TrainConfig, file: string): void {
     }
   } else {
     try {
-      transformerConfig(c.model.transformer);
+      checkTokenModelConfig(c.model.architecture, c.model.transformer);
     } catch (err) {
       fail('model.transformer', (err as Error).message);
     }
+    const superres = c.model.architecture === 'superres';
+    if (superres !== (c.stage === 'superres512')) {
+      fail('model.architecture', superres ? `superres is the superres512 stage's model, not ${c.stage}'s` : `the superres512 stage trains the super-res model: set model.architecture: superres`);
+    }
+    if (superres && !c.model.lowres_vq) fail('model.lowres_vq', 'the superres512 stage needs the base VQGAN whose low-res tokens condition it');
     const classCond = c.model.transformer.num_classes != null;
     if (!classCond && !c.model.text_encoder) fail('model.text_encoder', 'must be set for a text-conditioned stage (or set model.transformer.num_classes)');
   }

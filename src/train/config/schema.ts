@@ -8,7 +8,7 @@
  * training.cond_dropout_prob, ...); `data` replaces open-muse's webdataset URLs with our token caches.
  */
 
-export const STAGES = ['imagenet', 'cc12m', 'base256', 'base512', 'vqgan', 'tiny'] as const;
+export const STAGES = ['imagenet', 'cc12m', 'base256', 'base512', 'superres512', 'vqgan', 'tiny'] as const;
 export type Stage = (typeof STAGES)[number];
 
 export interface TrainConfig {
@@ -19,7 +19,14 @@ export interface TrainConfig {
     vq: string;
     /** Text encoder of the caches: 'byt5-tiny', 't5:DIR', 'clip:DIR'; null for class-conditional stages. */
     text_encoder: string | null;
-    /** MaskGitTransformer config (open-muse keys). */
+    /**
+     * Masked-token model (open-muse's key): 'transformer' = MaskGitTransformer, 'uvit' = MaskGiTUViT (aMUSEd's
+     * U-ViT: conv blocks around the transformer, pooled text + micro-conditions by AdaLN, no position embeddings).
+     */
+    architecture: 'transformer' | 'uvit' | 'superres';
+    /** superres512: the base VQGAN whose (low-res) token cache conditions the super-res model ('builtin' or a folder). */
+    lowres_vq: string | null;
+    /** The architecture's config (open-muse keys). */
     transformer: Record<string, unknown>;
     /** VQGAN config for the vqgan stage (open-muse config.json keys). */
     vqgan: Record<string, unknown>;
@@ -32,6 +39,8 @@ export interface TrainConfig {
     /** Token cache ids; default: the ids tokenize gives `model.vq` and `model.text_encoder`. */
     vq_id: string | null;
     text_id: string | null;
+    /** superres512: the low-res token cache id; default: the id tokenize gives `model.lowres_vq`. */
+    lowres_vq_id: string | null;
     /** Shards held out for validation (and never trained on); train_shards null = all others. */
     validation_shards: number[];
     train_shards: number[] | null;
@@ -117,12 +126,13 @@ export interface TrainConfig {
 export const DEFAULTS: TrainConfig = {
   stage: 'tiny',
   experiment: { name: 'muse', output_dir: 'runs/muse' },
-  model: { vq: 'builtin', text_encoder: 'byt5-tiny', transformer: {}, vqgan: {} },
+  model: { vq: 'builtin', text_encoder: 'byt5-tiny', architecture: 'transformer', lowres_vq: null, transformer: {}, vqgan: {} },
   data: {
     path: 'datasets/sample',
     weights: null,
     vq_id: null,
     text_id: null,
+    lowres_vq_id: null,
     validation_shards: [],
     train_shards: null,
     shuffle_buffer: 1000,
@@ -170,6 +180,8 @@ export const DEFAULTS: TrainConfig = {
 /** Keys whose default is null or whose value may take another form than the default's. */
 export const VALUE_KINDS: Record<string, string> = {
   'model.text_encoder': 'string|null',
+  'model.lowres_vq': 'string|null',
+  'data.lowres_vq_id': 'string|null',
   'data.path': 'string|string[]',
   'data.weights': 'number[]|null',
   'data.vq_id': 'string|null',
@@ -192,6 +204,7 @@ export const FREE_FORM = new Set(['model.transformer', 'model.vqgan']);
 
 export const ENUMS: Record<string, readonly string[]> = {
   stage: STAGES,
+  'model.architecture': ['transformer', 'uvit', 'superres'],
   'optimizer.name': ['adamw'],
   'lr_scheduler.schedule': ['constant', 'cosine', 'linear'],
   'vqgan_training.rec_loss': ['l1', 'l2'],

@@ -7,6 +7,20 @@ import type { Batch } from '../data/batch.ts';
 import type { EmptyText } from '../data/empty-text.ts';
 import type { SeededRandom } from '../data/random.ts';
 
+/**
+ * Class dropout (class-conditional models with null_class): each class id becomes the null class
+ * `nullClass` (= num_classes) with probability `prob`, in place. Returns the indices dropped.
+ */
+export function dropClasses(classIds: Int32Array, nullClass: number, prob: number, rng: SeededRandom): number[] {
+  const dropped: number[] = [];
+  for (let b = 0; b < classIds.length; b++) {
+    if (!(rng.next() < prob)) continue;
+    classIds[b] = nullClass;
+    dropped.push(b);
+  }
+  return dropped;
+}
+
 /** Returns the indices dropped (the batch's text arrays are changed in place). */
 export function dropConditioning(batch: Batch, empty: EmptyText, prob: number, rng: SeededRandom): number[] {
   const dropped: number[] = [];

@@ -12,7 +12,7 @@
  */
 import path from 'node:path';
 import { tf } from '../../runtime/backend.ts';
-import { MaskGitTransformer } from '../../models/transformer/index.ts';
+import { createTokenModel, type TokenModel } from '../../models/token-model.ts';
 import { openCheckpoint, saveSafetensors } from '../../models/safetensors.ts';
 import { writeFileAtomic } from '../../util/atomic.ts';
 import { absoluteVqSpec, vqReductionFactor } from '../../models/registry.ts';
@@ -24,6 +24,7 @@ import type { TrainConfig } from '../config/schema.ts';
 import type { ArtefactImage, ResumePoint, StageRunner } from '../run/loop.ts';
 import { resolveTextCacheId, resolveVqCacheId } from './cache-ids.ts';
 import { MuseTrainer } from './trainer.ts';
+import { openPairedDataset } from '../superres/paired-loader.ts';
 import type { SamplingInfo } from '../../sample/load.ts';
 
 export type { SamplingInfo } from '../../sample/load.ts';
@@ -65,10 +66,11 @@ export class MuseRunner implements StageRunner {
 
   private constructor(
     private readonly opts: MuseRunnerOptions,
-    readonly model: MaskGitTransformer,
+    readonly model: TokenModel,
     readonly trainer: MuseTrainer,
     private readonly loader: TokenDataset,
     private readonly loaderOpts: Parameters<typeof openTokenDataset>[0],
+    private readonly openLoader: (o: Parameters<typeof openTokenDataset>[0]) => Promise<TokenDataset>,
     private readonly validationShards: number[],
     private readonly info: SamplingInfo,
   ) {
@@ -76,7 +78,9 @@ export class MuseRunner implements StageRunner {
     this.samplesPerStep = t.batch_size * t.gradient_accumulation_steps;
     this.tokensPerSample = model.config.num_vq_tokens;
     const s = opts.config.sampling;
-    this.artefactEvery = opts.sampleGrid && (s.prompts.length || s.class_ids.length) ? t.sample_every : 0;
+    // The super-res stage samples only behind a base model (muse-sample --superres): no periodic grids.
+    const superres = opts.config.model.architecture === 'superres';
+    this.artefactEvery = opts.sampleGrid && !superres && (s.prompts.length || s.class_ids.length) ? t.sample_every : 0;
   }
 
   static async create(opts: MuseRunnerOptions): Promise<MuseRunner> {
@@ -102,8 +106,18 @@ export class MuseRunner implements StageRunner {
       classIds: cfg.model.transformer.num_classes != null ? true : undefined,
       dataRoot: opts.dataRoot,
     };
-    const loader = await openTokenDataset(loaderOpts);
-    const model = new MaskGitTransformer(cfg.model.transformer, { seed: cfg.training.seed });
+    // superres512: the high-res cache (model.vq) read beside the base VQ's low-res cache (model.lowres_vq).
+    let openLoader = openTokenDataset;
+    let lowres: { spec: string; grid: [number, number] } | undefined;
+    if (cfg.model.architecture === 'superres') {
+      const lowVqId = await resolveVqCacheId(first, cfg.model.lowres_vq!, cfg.data.lowres_vq_id);
+      openLoader = (o) => openPairedDataset(o, lowVqId);
+      const n = Number(cfg.model.transformer.num_lowres_tokens ?? 256);
+      const side = Math.round(Math.sqrt(n));
+      lowres = { spec: absoluteSpec(cfg.model.lowres_vq!), grid: [side, side] };
+    }
+    const loader = await openLoader(loaderOpts);
+    const model = createTokenModel(cfg.model.architecture, cfg.model.transformer, { seed: cfg.training.seed });
     const empty = textId ? await loader.emptyText() : undefined;
     const trainer = new MuseTrainer(model, cfg, empty);
     const side = Math.round(Math.sqrt(model.config.num_vq_tokens));
@@ -115,8 +129,9 @@ export class MuseRunner implements StageRunner {
       resolution: side * (await vqReductionFactor(cfg.model.vq)),
       grid: [side, side],
       prompts: cfg.sampling.prompts,
+      ...(lowres ? { lowres_vq: lowres.spec, lowres_grid: lowres.grid } : {}),
     };
-    return new MuseRunner(opts, model, trainer, loader, loaderOpts, [...held], info);
+    return new MuseRunner(opts, model, trainer, loader, loaderOpts, openLoader, [...held], info);
   }
 
   async restore(from: ResumePoint): Promise<void> {
@@ -156,7 +171,7 @@ export class MuseRunner implements StageRunner {
     if (!this.validationShards.length) return {};
     const cfg = this.opts.config;
     // A fresh, fixed-seed reader of the held-out shards: every validation sees the same batches.
-    const val = await openTokenDataset({ ...this.loaderOpts, shards: this.validationShards, seed: 0, shuffleBuffer: 0, dropLast: false });
+    const val = await this.openLoader({ ...this.loaderOpts, shards: this.validationShards, seed: 0, shuffleBuffer: 0, dropLast: false });
     const batches: Batch[] = [];
     for (let i = 0; i < cfg.training.validation_batches; i++) {
       const b = await val.next();

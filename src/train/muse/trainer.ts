@@ -8,7 +8,7 @@ import { tf } from '../../runtime/backend.ts';
 import { readScalar } from '../../runtime/read.ts';
 import { assertGpuBufferFits } from '../../runtime/webgpu.ts';
 import { maskSchedule, type MaskSchedule } from '../../models/schedules.ts';
-import type { MaskGitTransformer } from '../../models/transformer/index.ts';
+import type { TokenModel } from '../../models/token-model.ts';
 import type { Batch } from '../data/batch.ts';
 import type { EmptyText } from '../data/empty-text.ts';
 import { SeededRandom, deriveSeed } from '../data/random.ts';
@@ -16,7 +16,7 @@ import { AdamW, EMA, GradAccumulator, clipByGlobalNorm, defaultNoDecay } from '.
 import { configAdamW, configEmaOptions, configLearningRate } from '../config/options.ts';
 import type { TrainConfig } from '../config/schema.ts';
 import { maskTokens } from './masking.ts';
-import { dropConditioning } from './cond-dropout.ts';
+import { dropClasses, dropConditioning } from './cond-dropout.ts';
 
 export class NonFiniteLossError extends Error {}
 
@@ -33,6 +33,7 @@ export interface MuseStepMetrics {
 /** Random-stream tags (deriveSeed) of the training draws. */
 const TAG_MASK = 10;
 const TAG_DROPOUT = 11;
+const TAG_SELF_COND = 12;
 
 export class MuseTrainer {
   readonly optimizer: AdamW;
@@ -40,7 +41,7 @@ export class MuseTrainer {
   private readonly schedule: MaskSchedule;
 
   constructor(
-    readonly model: MaskGitTransformer,
+    readonly model: TokenModel,
     private readonly cfg: TrainConfig,
     private readonly emptyText?: EmptyText,
   ) {
@@ -65,17 +66,23 @@ export class MuseTrainer {
     if (N !== cfg.num_vq_tokens) throw new Error(`the token cache has ${N} tokens per image, model.transformer.num_vq_tokens is ${cfg.num_vq_tokens}`);
     const masked = maskTokens(batch.imageIds, B, N, cfg.mask_token_id, rng, this.schedule, t.min_masking_rate);
     if (train && this.emptyText && t.cond_dropout_prob > 0) dropConditioning(batch, this.emptyText, t.cond_dropout_prob, rng);
-    return { masked, dropoutSeed: deriveSeed(t.seed, TAG_DROPOUT, counter), B, N };
+    if (train && 'null_class' in cfg && cfg.null_class && batch.classIds && t.cond_dropout_prob > 0) {
+      dropClasses(batch.classIds, cfg.num_classes!, t.cond_dropout_prob, rng);
+    }
+    return { masked, dropoutSeed: deriveSeed(t.seed, TAG_DROPOUT, counter), counter, B, N };
   }
 
-  private tensors(batch: Batch, inputIds: Int32Array, labels: Int32Array, B: number, N: number) {
+  private tensors(batch: Batch & { lowresIds?: Int32Array; lowresShape?: [number, number] }, inputIds: Int32Array, labels: Int32Array, B: number, N: number) {
     const ids = tf.tensor2d(inputIds, [B, N], 'int32');
     const lab = tf.tensor2d(labels, [B, N], 'int32');
     const ehs = batch.textHidden && batch.textShape ? tf.tensor3d(batch.textHidden, batch.textShape) : undefined;
     const mask = batch.textMask && batch.textShape ? tf.tensor2d(Int32Array.from(batch.textMask), [B, batch.textShape[1]], 'int32') : undefined;
     const condEmbeds = batch.pooled && batch.pooledShape ? tf.tensor2d(batch.pooled, batch.pooledShape) : undefined;
     const classIds = batch.classIds ? tf.tensor1d(batch.classIds, 'int32') : undefined;
-    return { ids, lab, ehs, mask, condEmbeds, classIds, all: ([ids, lab, ehs, mask, condEmbeds, classIds] as Array<tf.Tensor | undefined>).filter((x): x is tf.Tensor => !!x) };
+    // The super-res stage's low-res tokens (src/train/superres/paired-loader.ts).
+    const lowresIds = batch.lowresIds && batch.lowresShape ? tf.tensor2d(batch.lowresIds, batch.lowresShape, 'int32') : undefined;
+    const all = ([ids, lab, ehs, mask, condEmbeds, classIds, lowresIds] as Array<tf.Tensor | undefined>).filter((x): x is tf.Tensor => !!x);
+    return { ids, lab, ehs, mask, condEmbeds, classIds, lowresIds, all };
   }
 
   /** On webgpu the biggest activations (logits, attention scores) must each fit in one GPU buffer. */
@@ -96,17 +103,20 @@ export class MuseTrainer {
     let rateCount = 0;
     try {
       for (const [micro, batch] of microBatches.entries()) {
-        const { masked, dropoutSeed, B, N } = this.prepare(batch, step, micro, true);
+        const { masked, dropoutSeed, counter, B, N } = this.prepare(batch, step, micro, true);
         this.checkGpuBuffers(B, N);
         const x = this.tensors(batch, masked.inputIds, masked.labels, B, N);
+        let selfCond: tf.Tensor | undefined;
         try {
+          selfCond = this.selfConditioning(x, counter);
           const { loss, grads } = this.model.lossAndGrads(x.ids, x.lab, x.ehs, x.mask, {
-            condEmbeds: x.condEmbeds, classIds: x.classIds, training: true, dropoutSeed, labelSmoothing: this.cfg.training.label_smoothing,
+            condEmbeds: x.condEmbeds, classIds: x.classIds, lowresIds: x.lowresIds, selfCond, training: true, dropoutSeed, labelSmoothing: this.cfg.training.label_smoothing,
           });
           acc.add(grads);
           lossSum += await readScalar(loss, { dispose: true });
         } finally {
           tf.dispose(x.all);
+          selfCond?.dispose();
         }
         for (const r of masked.maskRates) rateSum += r;
         rateCount += masked.maskRates.length;
@@ -133,6 +143,22 @@ export class MuseTrainer {
     }
   }
 
+  /**
+   * Self-conditioning (Bit Diffusion; model config self_conditioning): for half of the micro-batches (drawn from
+   * the step's stream) a first, gradient-free pass predicts the tokens, and its probabilities are the second
+   * pass's extra input; otherwise none. Undefined when the model has no self-conditioning.
+   */
+  private selfConditioning(x: ReturnType<MuseTrainer['tensors']>, counter: number): tf.Tensor | undefined {
+    const cfg = this.model.config;
+    if (!('self_conditioning' in cfg) || !cfg.self_conditioning) return undefined;
+    if (!(new SeededRandom(deriveSeed(this.cfg.training.seed, TAG_SELF_COND, counter)).next() < 0.5)) return undefined;
+    return tf.tidy(() => {
+      const logits = this.model.forward(x.ids, x.ehs, x.mask, { condEmbeds: x.condEmbeds, classIds: x.classIds });
+      const [b, n] = logits.shape;
+      return tf.softmax(tf.slice(logits, [0, 0, 0], [b, n, cfg.codebook_size]));
+    });
+  }
+
   /** Mean masked-token loss over `batches` without updates (masks drawn from a fixed validation stream). */
   async validationLoss(batches: Batch[]): Promise<number> {
     let sum = 0;
@@ -140,7 +166,7 @@ export class MuseTrainer {
       const { masked, B, N } = this.prepare(batch, 0x7fff0000 + i, 0, false);
       const x = this.tensors(batch, masked.inputIds, masked.labels, B, N);
       try {
-        const { logits, loss } = this.model.forwardWithLoss(x.ids, x.lab, x.ehs, x.mask, { condEmbeds: x.condEmbeds, classIds: x.classIds });
+        const { logits, loss } = this.model.forwardWithLoss(x.ids, x.lab, x.ehs, x.mask, { condEmbeds: x.condEmbeds, classIds: x.classIds, lowresIds: x.lowresIds });
         logits.dispose();
         sum += await readScalar(loss, { dispose: true });
       } finally {
