@@ -4,6 +4,7 @@
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { MaskGitTransformer, transformerConfig } from './transformer/index.ts';
+import { EXTENDED_CLASS, REFERENCE_CLASS } from './transformer/config.ts';
 import { MaskGiTUViT, uvitConfig } from './uvit/index.ts';
 import { SuperResTransformer, superResConfig } from './superres/index.ts';
 import { configFromDiffusers, isDiffusersUViT } from './uvit/diffusers-names.ts';
@@ -39,9 +40,9 @@ export function createTokenModel(architecture: string, config: Record<string, un
 export function architectureOf(config: Record<string, unknown>): Architecture {
   const name = String(config._class_name ?? 'MaskGitTransformer');
   if (name === 'MaskGiTUViT' || name === 'MaskGiTUViT_v2' || isDiffusersUViT(config)) return 'uvit';
-  if (name === 'MaskGitTransformer') return 'transformer';
+  if (name === REFERENCE_CLASS || name === EXTENDED_CLASS) return 'transformer';
   if (name === 'MuseSuperResTransformer') return 'superres';
-  throw new Error(`model config _class_name '${name}' is not a masked-token model this project knows (MaskGitTransformer, MaskGiTUViT, UVit2DModel, MuseSuperResTransformer)`);
+  throw new Error(`model config _class_name '${name}' is not a masked-token model this project knows (${REFERENCE_CLASS}, ${EXTENDED_CLASS}, MaskGiTUViT, UVit2DModel, MuseSuperResTransformer)`);
 }
 
 /** Loads a model folder (config.json + safetensors) of either architecture. */

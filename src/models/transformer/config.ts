@@ -106,13 +106,13 @@ export function transformerConfig(partial: Partial<MaskGitTransformerConfig> & R
 export const REFERENCE_CLASS = 'MaskGitTransformer';
 /**
  * Our name for the same network with options open-muse's MaskGitTransformer does not build (pooled-text AdaLN,
- * vanilla FFN). No open-muse class loads it: its MaskGiTUViT is another network (U-ViT down/up blocks, micro-conds).
+ * vanilla FFN). No open-muse class loads it: its MaskGiTUViT is another network (src/models/uvit/).
  */
 export const EXTENDED_CLASS = 'MaskGitTransformerExtended';
-/** open-muse classes whose checkpoints this implementation cannot load, and why. */
+/** Classes of other networks this loader cannot read, and where they load instead. */
 const UNSUPPORTED_CLASSES: Record<string, string> = {
-  MaskGiTUViT: "open-muse's U-ViT (convolutional down/up-sampling blocks, micro-conditioning), which is not implemented here",
-  MaskGiTUViT_v2: "open-muse's U-ViT (convolutional down/up-sampling blocks, micro-conditioning), which is not implemented here",
+  MaskGiTUViT: "open-muse's U-ViT (convolutional down/up-sampling blocks, micro-conditioning), a different network: load it as MaskGiTUViT (src/models/uvit/, model.architecture: uvit; muse-sample picks it by class name)",
+  MaskGiTUViT_v2: "open-muse's U-ViT (convolutional down/up-sampling blocks, micro-conditioning), a different network: load it as MaskGiTUViT (src/models/uvit/, model.architecture: uvit; muse-sample picks it by class name)",
 };
 
 /** The class a config truthfully is: the reference class when open-muse's MaskGitTransformer builds it. */
