@@ -105,3 +105,13 @@ export function mapSource(tensors: Record<string, tf.Tensor>): TensorSource {
     tensor: (name) => tf.clone(tensors[name]),
   };
 }
+
+/** `loss()` and its gradient w.r.t. every parameter of `params`, keyed by reference name (the caller disposes them). */
+export function lossAndParamGrads(params: ParamStore, loss: () => tf.Scalar): { loss: tf.Scalar; grads: Map<string, tf.Tensor> } {
+  const names = params.names();
+  const vars = names.map((n) => params.get(n));
+  const { value, grads } = tf.variableGrads(loss, vars);
+  const out = new Map<string, tf.Tensor>();
+  names.forEach((n, i) => out.set(n, grads[vars[i].name]));
+  return { loss: value, grads: out };
+}

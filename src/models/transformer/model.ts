@@ -7,7 +7,7 @@ import { silu, geluErf } from '../layers/activations.ts';
 import { attention, paddingBias } from '../layers/attention.ts';
 import { linear } from '../layers/linear.ts';
 import { layerNorm, rmsNorm } from '../layers/norms.ts';
-import type { ParamStore } from '../layers/params.ts';
+import { lossAndParamGrads, type ParamStore } from '../layers/params.ts';
 import { loadModelFiles, saveModelFiles, type ModelFilesOptions } from '../layers/model-files.ts';
 import { checkTransformerClass, transformerConfig, transformerConfigJson, type MaskGitTransformerConfig } from './config.ts';
 import { IGNORE_INDEX, maskedCrossEntropy } from './loss.ts';
@@ -247,16 +247,11 @@ export class MaskGitTransformer {
     encoderAttentionMask?: tf.Tensor,
     opts: ForwardOptions & { labelSmoothing?: number } = {},
   ): { loss: tf.Scalar; grads: Map<string, tf.Tensor> } {
-    const names = this.params.names();
-    const vars = names.map((n) => this.params.get(n));
-    const { value, grads } = tf.variableGrads(() => {
+    return lossAndParamGrads(this.params, () => {
       const { logits, loss } = this.forwardWithLoss(inputIds, labels, encoderHiddenStates, encoderAttentionMask, opts);
       logits.dispose();
       return loss;
-    }, vars);
-    const out = new Map<string, tf.Tensor>();
-    names.forEach((n, i) => out.set(n, grads[vars[i].name]));
-    return { loss: value, grads: out };
+    });
   }
 
   /** Ids with a class token prepended, as open-muse's generate does ([B, T] -> [B, T + 1]). */

@@ -8,7 +8,7 @@ import { geluErf, silu } from '../layers/activations.ts';
 import { attention, paddingBias } from '../layers/attention.ts';
 import { linear } from '../layers/linear.ts';
 import { layerNorm, rmsNorm } from '../layers/norms.ts';
-import type { ParamStore } from '../layers/params.ts';
+import { lossAndParamGrads, type ParamStore } from '../layers/params.ts';
 import { openModelFiles, saveModelFiles, type ModelFilesOptions } from '../layers/model-files.ts';
 import { maskedCrossEntropy } from '../transformer/loss.ts';
 import type { ForwardOptions } from '../transformer/model.ts';
@@ -275,15 +275,10 @@ export class MaskGiTUViT {
     encoderAttentionMask?: tf.Tensor,
     opts: UViTForwardOptions & { labelSmoothing?: number } = {},
   ): { loss: tf.Scalar; grads: Map<string, tf.Tensor> } {
-    const names = this.params.names();
-    const vars = names.map((n) => this.params.get(n));
-    const { value, grads } = tf.variableGrads(() => {
+    return lossAndParamGrads(this.params, () => {
       const { logits, loss } = this.forwardWithLoss(inputIds, labels, encoderHiddenStates, encoderAttentionMask, opts);
       logits.dispose();
       return loss;
-    }, vars);
-    const out = new Map<string, tf.Tensor>();
-    names.forEach((n, i) => out.set(n, grads[vars[i].name]));
-    return { loss: value, grads: out };
+    });
   }
 }
