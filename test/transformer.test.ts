@@ -1,5 +1,6 @@
 // MaskGitTransformer parity with open-muse (fixtures/open-muse/transformer_{rms,ln}_*): logits, debug
 // activations, losses and the gradient of every parameter; plus save/load, class token and AdaLN options.
+import { uvitConfig, uvitConfigJson } from '../src/models/uvit/index.ts';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import os from 'node:os';
@@ -288,12 +289,15 @@ test('config.json names the class that loads it; the loader refuses other classe
   const configsDir = path.resolve(import.meta.dirname, '../configs');
   const classOf = (file: string) => {
     const cfg = loadTrainConfig({ file: path.join(configsDir, file), configsDir });
-    return transformerConfigJson(transformerConfig(cfg.model.transformer as Record<string, unknown>))._class_name;
+    const section = cfg.model.transformer as Record<string, unknown>;
+    return cfg.model.architecture === 'uvit' ? uvitConfigJson(uvitConfig(section))._class_name : transformerConfigJson(transformerConfig(section))._class_name;
   };
   // open-muse's MaskGitTransformer builds GLU FFNs and no pooled-text AdaLN: these configs load in it ...
   for (const f of ['imagenet.yaml', 'cc12m-t5.yaml', 'tiny.yaml']) assert.equal(classOf(f), REFERENCE_CLASS, f);
-  // ... these do not (and no open-muse class does), so they are named as ours.
-  for (const f of ['cc12m-clip.yaml', 'base256.yaml', 'base512.yaml']) assert.equal(classOf(f), EXTENDED_CLASS, f);
+  // ... base256's pooled-text AdaLN is not built by it (and no open-muse class builds it), so it is named as ours ...
+  assert.equal(classOf('base256.yaml'), EXTENDED_CLASS);
+  // ... and the U-ViT stages are open-muse's MaskGiTUViT (src/models/uvit/).
+  for (const f of ['cc12m-clip.yaml', 'base512.yaml']) assert.equal(classOf(f), 'MaskGiTUViT_v2', f);
 
   const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'muse-transformer-class-'));
   try {
