@@ -7,7 +7,9 @@ import { HttpError } from './app.ts';
 const FILES = ['optout.js', 'play.js'];
 
 export function staticRoutes(app: FastifyInstance): void {
-  const dir = path.join(import.meta.dirname, 'static');
+  // The scripts are plain JavaScript kept in src/server/static/ (tsc does not copy them to dist/): this file runs
+  // from src/server/ or dist/server/, both two levels below the project root.
+  const dir = path.join(import.meta.dirname, '..', '..', 'src', 'server', 'static');
   const files = new Map(FILES.map((f) => [f, readFileSync(path.join(dir, f))]));
   app.get<{ Params: { file: string } }>('/static/:file', async (req, reply) => {
     const body = files.get(req.params.file);
