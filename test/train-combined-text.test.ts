@@ -241,3 +241,11 @@ test('combined conditioning: a trained checkpoint samples through muse-sample wi
     }
   });
 });
+
+test('configs/cc12m-t5-clip.yaml loads: two encoders, encoder_hidden_size = T5 + CLIP widths, pooled CLIP to AdaLN', () => {
+  const cfg = loadTrainConfig({ file: path.join(configsDir, 'cc12m-t5-clip.yaml'), configsDir });
+  assert.equal(cfg.model.text_encoder, 't5:models/t5-v1_1-large,clip:models/clip-vit-large-patch14');
+  assert.equal(cfg.model.transformer.encoder_hidden_size, 1024 + 768);
+  assert.equal(cfg.model.transformer.add_cond_embeds, true);
+  assert.equal(cfg.model.transformer.cond_embed_dim, 768);
+});
