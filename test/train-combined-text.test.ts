@@ -249,3 +249,25 @@ test('configs/cc12m-t5-clip.yaml loads: two encoders, encoder_hidden_size = T5 +
   assert.equal(cfg.model.transformer.add_cond_embeds, true);
   assert.equal(cfg.model.transformer.cond_embed_dim, 768);
 });
+
+test('combined conditioning with the U-ViT (model.architecture: uvit): trains and samples through muse-sample', async () => {
+  await onBackend('wasm', async () => {
+    const clipDir = await clipFixtureDir();
+    const dir = await dataset('uvit', { 0: 8 });
+    const run = path.join(tmp, 'run-uvit');
+    const uvit = [
+      'model.architecture=uvit',
+      'model.transformer={codebook_size: 64, vocab_size: 72, num_vq_tokens: 16, hidden_size: 32, in_channels: 16, block_out_channels: [16], ' +
+        `num_res_blocks: 1, block_num_heads: 2, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 64, encoder_hidden_size: ${T5_DIM + CLIP_DIM}, ` +
+        `cond_embed_dim: ${POOLED}, micro_cond_encode_dim: 4, micro_cond_embed_dim: 20, default_micro_conds: [64, 64, 0, 0, 6]}`,
+    ];
+    await train(dir, run, [...uvit, 'training.max_steps=2', 'training.save_every=2', `model.text_encoder=byt5-tiny,clip:${clipDir}`, 'data.text_max_length=16']);
+    const l = (await losses(run)).map(([, v]) => v as number);
+    assert.equal(l.length, 2);
+    assert.ok(l.every(Number.isFinite), `losses ${l}`);
+    const { sample } = await import('../src/sample/sample.ts');
+    const out = await sample({ checkpoint: run, prompts: ['a red circle'], steps: 2, guidance: 2, seed: 0 });
+    assert.equal(out.images.length, 1);
+    assert.equal(out.images[0].ids.length, 16);
+  });
+});
