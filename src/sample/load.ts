@@ -11,7 +11,7 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { loadTokenModel, type TokenModel } from '../models/token-model.ts';
 import { VQGAN } from '../models/vqgan/index.ts';
-import { loadTextEncoder, type TextEncoder } from '../models/text/index.ts';
+import { loadTextEncoders, type TextEncoder } from '../models/text/index.ts';
 import { loadVq, parseVqSpec } from '../models/registry.ts';
 
 export interface SamplingInfo {
@@ -111,7 +111,7 @@ export async function loadCheckpoint(p: string, opts: { ema?: boolean } = {}): P
     const vqSpec = parseVqSpec(info.vq);
     const vq = vqSpec.kind === 'builtin' ? (await loadVq('builtin', info.resolution)).model : await loadCheckpointVq(dir, info.vq);
     cleanup.push(vq);
-    const text = info.text_encoder ? await loadTextEncoder(info.text_encoder, { maxLength: info.text_max_length ?? undefined }) : null;
+    const text = info.text_encoder ? await loadTextEncoders(info.text_encoder, { maxLength: info.text_max_length ?? undefined }) : null;
     if (text) cleanup.push(text);
     checkConsistent(dir, info, transformer, vq, text);
     return { dir, info, transformer, weights: useEma ? 'ema' : 'raw', vq, text, dispose: () => cleanup.forEach((m) => m.dispose()) };

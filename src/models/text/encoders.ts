@@ -22,7 +22,7 @@ export interface EncodedText {
 export interface TextEncoder {
   /** Names the model (and its weights' origin) in cache manifests; safe as a directory name. */
   readonly id: string;
-  readonly kind: 't5' | 'clip';
+  readonly kind: 't5' | 'clip' | 't5+clip';
   readonly tokenizer: TextTokenizer;
   /** Hidden size D. */
   readonly dim: number;

@@ -212,6 +212,13 @@ function validate(c: TrainConfig, file: string): void {
     if (superres && !c.model.lowres_vq) fail('model.lowres_vq', 'the superres512 stage needs the base VQGAN whose low-res tokens condition it');
     const classCond = c.model.transformer.num_classes != null;
     if (!classCond && !c.model.text_encoder) fail('model.text_encoder', 'must be set for a text-conditioned stage (or set model.transformer.num_classes)');
+    const specs = (c.model.text_encoder ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+    if (specs.length > 1) {
+      // Combined conditioning: one T5 (states) and one CLIP (states + pooled vector), e.g. t5:DIR,clip:DIR.
+      const clip = specs.filter((s) => s.startsWith('clip:')).length;
+      if (specs.length !== 2 || clip !== 1) fail('model.text_encoder', `'${c.model.text_encoder}': combined conditioning takes exactly two encoders, one T5 (t5:DIR or byt5-tiny) and one CLIP (clip:DIR), comma-separated`);
+      if (superres) fail('model.text_encoder', 'the superres512 stage conditions on one text encoder; combined T5 + CLIP conditioning is for the base stages');
+    }
   }
 }
 

@@ -68,3 +68,23 @@ export async function resolveTextCacheId(datasetDir: string, spec: string, expli
   if (!id) throw noCache(datasetDir, 'text', spec, found);
   return id;
 }
+
+/** The encoder specs of `model.text_encoder`: one, or two comma-separated (combined T5 + CLIP conditioning). */
+export function textEncoderSpecs(spec: string): string[] {
+  return spec.split(',').map((s) => s.trim()).filter(Boolean);
+}
+
+/**
+ * The text cache ids of `model.text_encoder` (one per encoder spec); `explicit` (data.text_id) names them the
+ * same way, comma-separated in the same order.
+ */
+export async function resolveTextCacheIds(datasetDir: string, spec: string, explicit: string | null): Promise<string[]> {
+  const specs = textEncoderSpecs(spec);
+  const ids = explicit ? textEncoderSpecs(explicit) : undefined;
+  if (ids && ids.length !== specs.length) {
+    throw new Error(`data.text_id '${explicit}' names ${ids.length} cache(s), model.text_encoder '${spec}' ${specs.length} encoder(s): give one id per encoder, comma-separated in the same order`);
+  }
+  const out: string[] = [];
+  for (const [i, s] of specs.entries()) out.push(await resolveTextCacheId(datasetDir, s, ids ? ids[i] : null));
+  return out;
+}

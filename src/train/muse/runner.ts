@@ -22,7 +22,8 @@ import { openTokenDataset, type Batch, type LoaderState, type TokenDataset } fro
 import { listShards } from '../data/shard-data.ts';
 import type { TrainConfig } from '../config/schema.ts';
 import type { ArtefactImage, ResumePoint, StageRunner } from '../run/loop.ts';
-import { resolveTextCacheId, resolveVqCacheId } from './cache-ids.ts';
+import { resolveTextCacheIds, resolveVqCacheId, textEncoderSpecs } from './cache-ids.ts';
+import { openCombinedTextDataset } from '../data/combined-text.ts';
 import { MuseTrainer } from './trainer.ts';
 import { openPairedDataset } from '../superres/paired-loader.ts';
 import type { SamplingInfo } from '../../sample/load.ts';
@@ -40,8 +41,9 @@ export interface MuseRunnerOptions {
   sampleGrid?: (checkpointDir: string, outPng: string) => Promise<void>;
 }
 
-/** Absolute form of a model spec ('builtin', 'byt5-tiny', DIR, t5:DIR, clip:DIR) for sampling.json. */
+/** Absolute form of a model spec ('builtin', 'byt5-tiny', DIR, t5:DIR, clip:DIR; comma-separated text encoders) for sampling.json. */
 export function absoluteSpec(spec: string): string {
+  if (spec.includes(',')) return textEncoderSpecs(spec).map(absoluteSpec).join(',');
   if (spec === 'builtin' || spec === 'byt5-tiny' || spec.startsWith('byt5-tiny')) return spec;
   const m = /^(t5|clip):(.+)$/.exec(spec);
   return m ? `${m[1]}:${path.resolve(m[2])}` : path.resolve(spec);
@@ -87,7 +89,8 @@ export class MuseRunner implements StageRunner {
     const cfg = opts.config;
     const [first] = opts.datasetDirs;
     const vqId = await resolveVqCacheId(first, cfg.model.vq, cfg.data.vq_id);
-    const textId = cfg.model.text_encoder ? await resolveTextCacheId(first, cfg.model.text_encoder, cfg.data.text_id) : undefined;
+    const textIds = cfg.model.text_encoder ? await resolveTextCacheIds(first, cfg.model.text_encoder, cfg.data.text_id) : [];
+    const textId = textIds[0];
     const all = await listShards(first, vqId);
     const held = new Set(cfg.data.validation_shards);
     for (const s of held) if (!all.includes(s)) throw new Error(`data.validation_shards: shard ${s} has no token cache in ${first} (cached: ${all.join(', ') || 'none'})`);
@@ -108,6 +111,8 @@ export class MuseRunner implements StageRunner {
     };
     // superres512: the high-res cache (model.vq) read beside the base VQ's low-res cache (model.lowres_vq).
     let openLoader = openTokenDataset;
+    // Two text encoders (T5 + CLIP): both caches read per batch and packed into one input (data/combined-text.ts).
+    if (textIds.length === 2) openLoader = (o) => openCombinedTextDataset(o, [textIds[0], textIds[1]]);
     let lowres: { spec: string; grid: [number, number] } | undefined;
     if (cfg.model.architecture === 'superres') {
       const lowVqId = await resolveVqCacheId(first, cfg.model.lowres_vq!, cfg.data.lowres_vq_id);
@@ -119,6 +124,10 @@ export class MuseRunner implements StageRunner {
     const loader = await openLoader(loaderOpts);
     const model = createTokenModel(cfg.model.architecture, cfg.model.transformer, { seed: cfg.training.seed });
     const empty = textId ? await loader.emptyText() : undefined;
+    if (textIds.length === 2 && empty && model.config.encoder_hidden_size !== empty.dim) {
+      throw new Error(`model.transformer.encoder_hidden_size is ${model.config.encoder_hidden_size}, but the two text caches ${textIds.join(' + ')} ` +
+        `pack to width ${empty.dim} (T5 width + CLIP width): set encoder_hidden_size to ${empty.dim}`);
+    }
     const trainer = new MuseTrainer(model, cfg, empty);
     const side = Math.round(Math.sqrt(model.config.num_vq_tokens));
     const info: SamplingInfo = {
