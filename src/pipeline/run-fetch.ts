@@ -99,24 +99,10 @@ export async function runFetch(o: FetchOptions): Promise<FetchSummary> {
     } else {
       await runInWorkers(pending, Math.min(o.workers, pending.length), ctxOptions, progress, failed, rss);
     }
-    const p = progress.finish();
-    const { rows, status, reasons } = await sumShardStats(o.datasetDir, selected);
-    const elapsed = (Date.now() - started) / 1000;
-    return {
-      dataset: o.datasetDir,
-      total_rows: totalRows,
-      shards_total: total,
-      shards_selected: selected.length,
-      shards_run: pending.length - failed.length,
-      shards_skipped: selected.length - pending.length,
-      shards_failed: failed,
-      rows,
-      status,
-      reasons,
-      elapsed_s: Math.round(elapsed * 100) / 100,
-      successes_per_s: Math.round((p.successes / Math.max(elapsed, 1e-3)) * 10) / 10,
-      peak_rss_mb: Math.round(Math.max(rss.maxKb, process.resourceUsage().maxRSS) / 1024),
-    };
+    return await fetchSummary({
+      datasetDir: o.datasetDir, totalRows, shards: total, selected, pending, failed, started,
+      successes: progress.finish().successes, peakRssKb: rss.maxKb,
+    });
   } finally {
     await server?.close();
   }
@@ -209,13 +195,19 @@ async function runInWorkers(
   }
 }
 
-/** Rows, status counts and status -> reason counts summed over the complete shards among `shards`. */
-export async function sumShardStats(datasetDir: string, shards: readonly number[]): Promise<Pick<FetchSummary, 'rows' | 'status' | 'reasons'>> {
+/**
+ * The summary of a fetch run (local or through the queue): counts summed from the stats files of the complete
+ * selected shards, speed over the run, the peak RSS of this process and of its workers (`peakRssKb`).
+ */
+export async function fetchSummary(o: {
+  datasetDir: string; totalRows: number; shards: number; selected: readonly number[]; pending: readonly number[];
+  failed: FetchSummary['shards_failed']; started: number; successes: number; peakRssKb?: number;
+}): Promise<FetchSummary> {
   const status = Object.fromEntries(SAMPLE_STATUSES.map((s) => [s, 0])) as Record<SampleStatus, number>;
   const reasons: FetchSummary['reasons'] = {};
   let rows = 0;
-  for (const s of shards) {
-    const st = await readStats(shardPaths(datasetDir, s).stats);
+  for (const s of o.selected) {
+    const st = await readStats(shardPaths(o.datasetDir, s).stats);
     if (!st) continue;
     rows += st.count;
     for (const k of SAMPLE_STATUSES) status[k] += st.status[k] ?? 0;
@@ -224,7 +216,22 @@ export async function sumShardStats(datasetDir: string, shards: readonly number[
       for (const [reason, n] of Object.entries(byReason)) into[reason] = (into[reason] ?? 0) + n;
     }
   }
-  return { rows, status, reasons };
+  const elapsed = (Date.now() - o.started) / 1000;
+  return {
+    dataset: o.datasetDir,
+    total_rows: o.totalRows,
+    shards_total: o.shards,
+    shards_selected: o.selected.length,
+    shards_run: o.pending.length - o.failed.length,
+    shards_skipped: o.selected.length - o.pending.length,
+    shards_failed: o.failed,
+    rows,
+    status,
+    reasons,
+    elapsed_s: Math.round(elapsed * 100) / 100,
+    successes_per_s: Math.round((o.successes / Math.max(elapsed, 1e-3)) * 10) / 10,
+    peak_rss_mb: Math.round(Math.max(o.peakRssKb ?? 0, process.resourceUsage().maxRSS) / 1024),
+  };
 }
 
 /** The `n` most common (status, reason) pairs, most common first, as "failed bad_url 100, fallback http_404 25". */

@@ -12,7 +12,7 @@ import { Queue } from 'bullmq';
 import { createSource } from '../sources/index.ts';
 import { prepareRecordFilter } from '../filters/index.ts';
 import { FetchProgress } from '../pipeline/progress.ts';
-import { parseShardSelection, registerDataset, sumShardStats, type FetchOptions, type FetchSummary } from '../pipeline/run-fetch.ts';
+import { parseShardSelection, registerDataset, fetchSummary, type FetchOptions, type FetchSummary } from '../pipeline/run-fetch.ts';
 import { shardCount, shardName, shardPaths } from '../dataset/names.ts';
 import { readStats } from '../dataset/stats.ts';
 import { readManifest } from '../dataset/manifest.ts';
@@ -121,24 +121,10 @@ export async function fetchThroughQueue(o: QueueFetchOptions): Promise<FetchSumm
       polls++;
       if (waiting.size) await new Promise((r) => setTimeout(r, o.pollMs ?? 1000));
     }
-    const p = progress.finish();
-    const { rows, status, reasons } = await sumShardStats(o.datasetDir, selected);
-    const elapsed = (Date.now() - started) / 1000;
-    return {
-      dataset: o.datasetDir,
-      total_rows: totalRows,
-      shards_total: total,
-      shards_selected: selected.length,
-      shards_run: pending.length - failed.size,
-      shards_skipped: selected.length - pending.length,
-      shards_failed: [...failed].sort(([a], [b]) => a - b).map(([shard, error]) => ({ shard, error })),
-      rows,
-      status,
-      reasons,
-      elapsed_s: Math.round(elapsed * 100) / 100,
-      successes_per_s: Math.round((p.successes / Math.max(elapsed, 1e-3)) * 10) / 10,
-      peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024),
-    };
+    return await fetchSummary({
+      datasetDir: o.datasetDir, totalRows, shards: total, selected, pending, started, successes: progress.finish().successes,
+      failed: [...failed].sort(([a], [b]) => a - b).map(([shard, error]) => ({ shard, error })),
+    });
   } finally {
     await queue.close().catch(() => {});
     index.close();
