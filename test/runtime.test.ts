@@ -82,6 +82,8 @@ test('wasm matmul: every transpose combination, batches and broadcasting equal c
 test('wasm conv gradients (filter and input) equal cpu for strides, paddings and kernel sizes', async () => {
   const cases: Array<[number, number, number, number, 'same' | 'valid']> = [
     [3, 5, 7, 1, 'same'], [3, 5, 7, 2, 'same'], [1, 4, 6, 1, 'valid'], [3, 3, 4, 1, 'valid'], [4, 3, 4, 1, 'same'],
+    // >= 16 input channels at stride 1: the filter gradient runs as a convolution (conv2d-backprop-filter.ts)
+    [3, 16, 8, 1, 'same'], [4, 32, 6, 1, 'same'], [3, 16, 5, 1, 'valid'], [1, 32, 16, 1, 'same'], [3, 16, 8, 2, 'same'],
   ];
   for (const [k, c, oc, s, pad] of cases) {
     await assertSameOnWasm(`conv k${k} s${s} ${pad}`, () => {
