@@ -12,6 +12,7 @@ import { loadSafetensors, saveSafetensors, toTensor } from '../src/models/safete
 import { loadTextEncoder } from '../src/models/text/encoders.ts';
 import { onBackend } from './helpers/backend.ts';
 import { fixturePath } from './helpers/fixtures.ts';
+import { captionWords, writeDemoTextEncoder } from '../src/demo/text-encoder.ts';
 
 const FIX = fixturePath();
 
@@ -210,6 +211,35 @@ test('loadTextEncoder t5:DIR and clip:DIR read HF-style directories (config, wei
     assert.deepEqual(t.ids.map((r) => Array.from(r)), [[3, 4, 1], [3, 1]]);
     assert.deepEqual(t.hidden.shape, [2, 3, 64]);
     t5.dispose();
+  } finally {
+    await fsp.rm(dir, { recursive: true, force: true });
+  }
+});
+
+test("the demo's word-level T5 directory loads as t5:DIR: one id per word, <unk> for others, same files for the same seed", async () => {
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'muse-demo-t5-'));
+  try {
+    const captions = ['a red circle on a blue background', 'A green star on a white background'];
+    assert.deepEqual(captionWords(captions), ['a', 'background', 'blue', 'circle', 'green', 'on', 'red', 'star', 'white']);
+    await writeDemoTextEncoder(path.join(dir, 'one'), captions);
+    await writeDemoTextEncoder(path.join(dir, 'two'), captions);
+    const bytes = (d: string) => fsp.readFile(path.join(dir, d, 'model.safetensors'));
+    assert.ok((await bytes('one')).equals(await bytes('two')), 'deterministic weights');
+    const enc = await loadTextEncoder(`t5:${path.join(dir, 'one')}`);
+    try {
+      assert.equal(enc.kind, 't5');
+      assert.equal(enc.dim, 128);
+      // vocabulary after <pad> 0, </s> 1, <unk> 2: a=3, background=4, blue=5, circle=6, ..., red=9, star=10
+      const e = enc.encode(['a red star on a blue background', 'a zebra, red']);
+      assert.deepEqual(Array.from(e.ids[0]), [3, 9, 10, 8, 3, 5, 4, 1]);
+      assert.deepEqual(Array.from(e.ids[1]), [3, 2, 2, 9, 1]);
+      assert.deepEqual(e.hidden.shape, [2, 8, 128]);
+      assert.ok(Array.from(await e.hidden.data()).every(Number.isFinite));
+      e.hidden.dispose();
+    } finally {
+      enc.dispose();
+    }
+    await assert.rejects(writeDemoTextEncoder(path.join(dir, 'none'), []), /no captions/);
   } finally {
     await fsp.rm(dir, { recursive: true, force: true });
   }

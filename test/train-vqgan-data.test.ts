@@ -179,3 +179,39 @@ test('pixel loader: fallbacks only when asked (as tokenize); a shard without its
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test('pixel loader: random crops are seeded windows of the whole image, resumable, and bad crop sizes are refused', async () => {
+  const { dir } = await makeDataset();
+  try {
+    const opts = { datasetDir: dir, resolution: 8, batchSize: 2, seed: 5, includeFallbacks: true };
+    const whole = await take(async () => (await openPixelDataset(opts)).next(), 1);
+    const cropOpts = { ...opts, crop: 4 };
+    const a = await openPixelDataset(cropOpts);
+    const batches = await take(() => a.next(), 4);
+    assert.deepEqual(batches[0].keys, whole[0].keys, 'crops do not change which samples come');
+    // Each crop is a 4x4 window of the 8x8 image at some offset.
+    const offsets = new Set<string>();
+    for (let i = 0; i < 2; i++) {
+      const img = whole[0].pixels.slice(i * 192, (i + 1) * 192);
+      const crop = batches[0].pixels.slice(i * 48, (i + 1) * 48);
+      let found = '';
+      for (let y = 0; y <= 4 && !found; y++) {
+        for (let x = 0; x <= 4 && !found; x++) {
+          let same = true;
+          for (let r = 0; r < 4 && same; r++) for (let c = 0; c < 12; c++) if (img[((y + r) * 8 + x) * 3 + c] !== crop[r * 12 + c]) same = false;
+          if (same) found = `${x},${y}`;
+        }
+      }
+      assert.ok(found, `crop ${i} is a window of its image`);
+      offsets.add(found);
+    }
+    const cropsOfAll = batches.flatMap((b) => b.keys.map((_, i) => b.pixels.slice(i * 48, (i + 1) * 48).join()));
+    assert.ok(new Set(cropsOfAll).size > 4, 'crops differ');
+    const state = JSON.parse(JSON.stringify(a.state()));
+    const rest = await take(() => a.next(), 3);
+    assert.deepEqual(await take(async () => (await openPixelDataset({ ...cropOpts, resumeFrom: state })).next(), 1), rest.slice(0, 1));
+    await assert.rejects(openPixelDataset({ ...opts, crop: 9 }), /crop must be an integer in \[1, resolution 8\]/);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});

@@ -2,13 +2,23 @@
  * The demo's evaluation prompts, from the sample catalog: held-out (colour, shape) pairs that no training
  * caption contains, and pairs the model was trained on. Each prompt keeps the colours the checker will look for.
  */
-import { COLOR_NAMES, HELD_OUT_COMBINATIONS, isHeldOut, sampleCaption, sampleCatalog, type ColorName, type ShapeName } from '../sample-data/catalog.ts';
+import { COLOR_NAMES, SHAPE_NAMES, HELD_OUT_COMBINATIONS, isHeldOut, sampleCaption, sampleCatalog, type ColorName, type ShapeName } from '../sample-data/catalog.ts';
 
 export interface EvalPrompt {
   prompt: string;
   color: ColorName;
   shape: ShapeName;
   background: ColorName;
+}
+
+/** The (colour, shape, background) of a caption of the sample's one template; null for any other text. */
+export function parseSampleCaption(caption: string): EvalPrompt | null {
+  const m = /^a (\w+) (\w+) on a (\w+) background$/.exec(caption);
+  if (!m) return null;
+  const [, color, shape, background] = m;
+  const isColor = (c: string): c is ColorName => (COLOR_NAMES as readonly string[]).includes(c);
+  if (!isColor(color) || !isColor(background) || !(SHAPE_NAMES as readonly string[]).includes(shape)) return null;
+  return make(color, shape as ShapeName, background);
 }
 
 const make = (color: ColorName, shape: ShapeName, background: ColorName): EvalPrompt => ({ prompt: sampleCaption(color, shape, background), color, shape, background });

@@ -9,6 +9,9 @@ import { copyFile, mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { initBackend, type BackendName, wasmThreadCount } from '../runtime/backend.ts';
 import { PROJECT_ROOT } from '../dataset/data-root.ts';
+import { completeShardsSync } from '../dataset/complete-shards.ts';
+import { readManifest } from '../dataset/manifest.ts';
+import { shardPaths } from '../dataset/names.ts';
 import { loadPipelineFile, resolvePipeline } from '../pipeline/config.ts';
 import { runFetch } from '../pipeline/run-fetch.ts';
 import { runDedup } from '../dedup/run-dedup.ts';
@@ -24,6 +27,9 @@ import { formatDuration } from '../pipeline/progress.ts';
 import { heldOutPrompts, trainingPrompts, type EvalPrompt } from './prompts.ts';
 import { scoreImages, type Adherence } from './score.ts';
 import { demoFid } from './fid.ts';
+import { writeDemoTextEncoder } from './text-encoder.ts';
+import { VQGAN } from '../models/vqgan/index.ts';
+import { reconstructionAdherence } from './reconstructions.ts';
 
 export interface DemoOptions {
   outDir: string;
@@ -40,8 +46,44 @@ export interface DemoOptions {
 const HELD_OUT_PROMPTS = 24;
 const TRAIN_PROMPTS = 24;
 
-/** Target of issue 7: colour adherence on held-out prompts. */
-export const TARGET_HELD_OUT_COLOR = 0.8;
+/** The demo's targets (issue 17), all measured by the checker on the generated images. */
+export const TARGETS = {
+  image_side: 32,
+  /** Both colours (shape and background) right on held-out (colour, shape) prompts. */
+  held_out_both_colors: 0.8,
+  held_out_shape: 0.5,
+  train_shape: 0.7,
+} as const;
+
+export interface TargetCheck {
+  what: string;
+  value: number;
+  target: number;
+  met: boolean;
+}
+
+/** Each target with its measured value; `why` explains the misses with the VQGAN's ceiling. */
+export function checkTargets(side: number, held: Adherence, train: Adherence, baseline: Adherence, ceiling: Adherence): { checks: TargetCheck[]; met: boolean; verdict: string } {
+  const checks: TargetCheck[] = [
+    { what: 'image side (px)', value: side, target: TARGETS.image_side, met: side >= TARGETS.image_side },
+    { what: 'held-out prompts: both colours right', value: held.both_colors_adherence, target: TARGETS.held_out_both_colors, met: held.both_colors_adherence >= TARGETS.held_out_both_colors },
+    { what: 'held-out prompts: shape right', value: held.shape_adherence, target: TARGETS.held_out_shape, met: held.shape_adherence >= TARGETS.held_out_shape },
+    { what: 'training prompts: shape right', value: train.shape_adherence, target: TARGETS.train_shape, met: train.shape_adherence >= TARGETS.train_shape },
+    // "far below": the unconditional baseline must trail the held-out prompts by at least 0.3 in both-colour adherence
+    { what: 'baseline (unconditional) both colours, at least 0.3 below held-out', value: baseline.both_colors_adherence, target: Math.max(0, held.both_colors_adherence - 0.3), met: baseline.both_colors_adherence <= held.both_colors_adherence - 0.3 },
+  ];
+  const misses = checks.filter((c) => !c.met);
+  const met = misses.length === 0;
+  const limit = (c: TargetCheck) => {
+    const cap = c.what.includes('shape') ? ceiling.shape_adherence : c.what.includes('colours') && !c.what.startsWith('baseline') ? ceiling.both_colors_adherence : undefined;
+    return cap === undefined ? '' : cap < c.target ? ` (the VQGAN's own reconstructions of real images score ${cap}: the tokenizer caps it)` : ` (reconstructions score ${cap}: the transformer falls short)`;
+  };
+  const verdict = met ? 'all targets met' : `SHORT OF TARGET: ${misses.map((c) => `${c.what} ${c.value} (target ${c.target})${limit(c)}`).join('; ')}`;
+  return { checks, met, verdict };
+}
+
+const pct = (a: Adherence) => `${Math.round(a.color_adherence * 100)}%`;
+const pctShape = (a: Adherence) => `${Math.round(a.shape_adherence * 100)}%`;
 
 export async function runDemo(o: DemoOptions): Promise<Record<string, unknown>> {
   const log = o.log ?? ((m: string) => process.stderr.write(`${m}\n`));
@@ -80,14 +122,29 @@ export async function runDemo(o: DemoOptions): Promise<Record<string, unknown>> 
   const vqDir = path.join(vq.checkpoint!, vqCfg.ema.enabled ? 'ema' : 'vqgan');
   await copyFile(path.join(vqRun, 'reconstructions', 'final.png'), path.join(out, 'vqgan-reconstructions.png'));
   await copyFile(path.join(vqRun, 'loss.png'), path.join(out, 'vqgan-loss.png'));
+  const vqHeld = vqCfg.data.validation_shards;
+  const ceiling = await stage('vqgan-check', `the checker on VQGAN reconstructions of held-out shard(s) ${vqHeld.join(', ')} (the ceiling of the scores below)`, async () => {
+    const vqModel = await VQGAN.fromSafetensors(vqDir);
+    try {
+      return await reconstructionAdherence(vqModel, datasetDir, vqHeld.length ? vqHeld : completeShardsSync(datasetDir), dataRoot);
+    } finally {
+      vqModel.dispose();
+    }
+  });
+  log(`   reconstructions: colour ${pct(ceiling)}, shape ${pctShape(ceiling)} of ${ceiling.images} images`);
 
-  const tok = await stage('tokenize', 'shards -> VQ tokens + byt5-tiny text states', () =>
-    runTokenize({ datasetDir, vq: vqDir, text: ['byt5-tiny'], batch: 32, includeFallbacks: false, dataRoot, log }));
+  const textDir = path.join(out, 'text-encoder');
+  const text = await stage('text-encoder', 'a word-level T5 for the captions\' vocabulary (random weights, seed 0; src/demo/text-encoder.ts)', async () =>
+    writeDemoTextEncoder(textDir, await datasetCaptions(datasetDir)));
+  log(`   ${text.vocab} tokens, width ${text.dim} -> ${path.relative(process.cwd(), textDir) || textDir}`);
+  const textSpec = `t5:${textDir}`;
+  const tok = await stage('tokenize', 'shards -> VQ tokens + the word-level T5\'s text states', () =>
+    runTokenize({ datasetDir, vq: vqDir, text: [textSpec], batch: 32, includeFallbacks: false, dataRoot, log }));
 
   const vqConfig = vqCfg.model.vqgan as { num_embeddings: number; resolution: number; channel_mult: number[] };
   const side = vqConfig.resolution / 2 ** (vqConfig.channel_mult.length - 1);
   const tCfg = loadTrainConfig({ stage: 'tiny', configsDir: path.join(PROJECT_ROOT, 'configs'), sets: [
-    `data.path=${datasetDir}`, `model.vq=${vqDir}`,
+    `data.path=${datasetDir}`, `model.vq=${vqDir}`, `model.text_encoder=${textSpec}`, `model.transformer.encoder_hidden_size=${text.dim}`,
     `model.transformer.codebook_size=${vqConfig.num_embeddings}`, `model.transformer.num_vq_tokens=${side * side}`,
     `model.transformer.max_position_embeddings=${side * side}`, ...(o.transformerSets ?? []),
   ] });
@@ -107,19 +164,16 @@ export async function runDemo(o: DemoOptions): Promise<Record<string, unknown>> 
     demoFid(out, datasetDir, { held_out: path.join(out, 'images', 'held-out'), train_prompts: path.join(out, 'images', 'train'), baseline: path.join(out, 'images', 'baseline') }, held.length * per));
   log(`   FID vs real: ${JSON.stringify(fid.fid)}`);
   times.total_s = Math.round((performance.now() - started) / 100) / 10;
-  const met = results.heldScore.summary.color_adherence >= TARGET_HELD_OUT_COLOR;
-  const above = results.heldScore.summary.color_adherence > results.baselineScore.summary.color_adherence + 0.2;
+  const verdict = checkTargets(vqConfig.resolution, results.heldScore.summary, results.trainScore.summary, results.baselineScore.summary, ceiling);
   const report = {
     held_out: { ...results.heldScore.summary, combinations: held.map((p) => p.prompt) },
     train_prompts: { ...results.trainScore.summary, prompts: seen.map((p) => p.prompt) },
     baseline: { ...results.baselineScore.summary, how: 'guidance 0 (the empty-caption / unconditional path), scored against the held-out prompts' },
+    vqgan_reconstructions: { ...ceiling, how: `the checker on the VQGAN's reconstructions of real images of shard(s) ${vqHeld.join(', ')}, which it did not train on: what perfect token prediction would score` },
     fid,
-    target: {
-      held_out_color_adherence: TARGET_HELD_OUT_COLOR,
-      met,
-      clearly_above_baseline: above,
-      verdict: met && above ? 'target met' : `SHORT OF TARGET: held-out colour adherence ${results.heldScore.summary.color_adherence} (target ${TARGET_HELD_OUT_COLOR}), baseline ${results.baselineScore.summary.color_adherence}`,
-    },
+    target: verdict,
+    image_side: vqConfig.resolution,
+    text_encoder: { kind: 'word-level T5, 1 layer, width 128, random weights (seed 0), not trained', vocabulary: text.vocab, dir: textDir },
     wall_time_s: times,
     backend: backend.name,
     data: { fetched: fetched.status, duplicates: dedup.duplicates, tokenized_samples: tok.samples },
@@ -127,9 +181,11 @@ export async function runDemo(o: DemoOptions): Promise<Record<string, unknown>> 
     images: { held_out: results.heldScore.images, train_prompts: results.trainScore.images, baseline: results.baselineScore.images },
   };
   await writeFileAtomic(path.join(out, 'report.json'), JSON.stringify(report, null, 2) + '\n');
-  const pct = (a: Adherence) => `${Math.round(a.color_adherence * 100)}%`;
-  log(`\ncolour adherence: held-out prompts ${pct(results.heldScore.summary)}, training prompts ${pct(results.trainScore.summary)}, ` +
-    `unconditional baseline ${pct(results.baselineScore.summary)} -> ${report.target.verdict}`);
+  const both = (a: Adherence) => `${Math.round(a.both_colors_adherence * 100)}%`;
+  log(`\nboth colours right: held-out prompts ${both(results.heldScore.summary)}, training prompts ${both(results.trainScore.summary)}, unconditional baseline ${both(results.baselineScore.summary)}`);
+  log(`shape right: held-out prompts ${pctShape(results.heldScore.summary)}, training prompts ${pctShape(results.trainScore.summary)}, baseline ${pctShape(results.baselineScore.summary)} ` +
+    `(VQGAN reconstructions: ${pctShape(ceiling)} shape, ${both(ceiling)} both colours)`);
+  log(`-> ${verdict.verdict}`);
   log(`total ${formatDuration(times.total_s)}; see ${path.relative(process.cwd(), out) || out}/ (report.json, samples-*.png, vqgan-reconstructions.png, *-loss.png)`);
   return report;
 }
@@ -163,4 +219,11 @@ export async function evaluateCheckpoint(checkpoint: string, out: string, s: Tra
   } finally {
     ck.dispose();
   }
+}
+
+/** Captions of the dataset's usable samples (every complete shard), for the text encoder's vocabulary. */
+async function datasetCaptions(datasetDir: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const s of completeShardsSync(datasetDir)) for (const r of await readManifest(shardPaths(datasetDir, s).manifest)) if (r.status === 'ok' && r.caption) out.push(r.caption);
+  return out;
 }

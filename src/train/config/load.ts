@@ -8,7 +8,7 @@ import YAML from 'yaml';
 import { ConfigError, isPlainObject as isTree, parseYamlMapping, unknownKeyError } from '../../util/yaml-config.ts';
 import { maskSchedule } from '../../models/schedules.ts';
 import { checkTokenModelConfig } from '../../models/token-model.ts';
-import { configFromJson } from '../../models/vqgan/config.ts';
+import { configFromJson, derived } from '../../models/vqgan/config.ts';
 import { DEFAULTS, ENUMS, FREE_FORM, STAGES, VALUE_KINDS, type Stage, type TrainConfig } from './schema.ts';
 
 export { ConfigError } from '../../util/yaml-config.ts';
@@ -194,10 +194,18 @@ function validate(c: TrainConfig, file: string): void {
   }
 
   if (c.stage === 'vqgan') {
+    let vq: ReturnType<typeof configFromJson> | undefined;
     try {
-      configFromJson({ ...c.model.vqgan, resolution: c.model.vqgan.resolution ?? c.data.resolution });
+      vq = configFromJson({ ...c.model.vqgan, resolution: c.model.vqgan.resolution ?? c.data.resolution });
     } catch (err) {
       fail('model.vqgan', (err as Error).message);
+    }
+    const crop = c.data.random_crop;
+    if (crop !== null && vq) {
+      const f = derived(vq).reductionFactor;
+      if (!Number.isInteger(crop) || crop < f || crop > vq.resolution || crop % f !== 0) {
+        fail('data.random_crop', `must be null or a multiple of the VQGAN's downsampling factor ${f} between ${f} and the resolution ${vq.resolution}, got ${crop}`);
+      }
     }
   } else {
     try {

@@ -49,6 +49,12 @@ export interface TrainConfig {
     /** vqgan stage: training image side in pixels, random horizontal flips. */
     resolution: number;
     random_flip: boolean;
+    /**
+     * vqgan stage: train on seeded random crops of this side (of the `resolution` image) instead of whole images;
+     * null = whole images. The VQGAN is convolutional, so it still encodes whole images at `resolution`, at a
+     * fraction of the training cost (validation and reconstruction grids use whole images).
+     */
+    random_crop: number | null;
   };
   optimizer: { name: 'adamw'; lr: number; beta1: number; beta2: number; weight_decay: number; eps: number };
   /** decay_steps: cosine/linear decay over the last N steps only (0: after warmup). */
@@ -139,6 +145,7 @@ export const DEFAULTS: TrainConfig = {
     text_max_length: null,
     resolution: 256,
     random_flip: false,
+    random_crop: null,
   },
   optimizer: { name: 'adamw', lr: 1e-4, beta1: 0.9, beta2: 0.999, weight_decay: 0.01, eps: 1e-8 },
   lr_scheduler: { schedule: 'constant', warmup_steps: 1000, min_lr: 0, decay_steps: 0 },
@@ -188,6 +195,7 @@ export const VALUE_KINDS: Record<string, string> = {
   'data.text_id': 'string|null',
   'data.train_shards': 'number[]|null',
   'data.text_max_length': 'number|null',
+  'data.random_crop': 'number|null',
   'training.max_grad_norm': 'number|null',
   'vqgan_training.perceptual_weights': 'string|null',
   'data.validation_shards': 'number[]',

@@ -4,8 +4,8 @@
  * Order (seeded, exactly resumable): epoch e visits the chosen (complete) shards in `epochOrder(shards, seed, e)`;
  * inside a shard, its usable samples (src/dataset/select.ts: the same rule tokenize caches by) are visited in a seeded
  * permutation derived from (seed, epoch, shard). Batches run across shard and epoch boundaries (an endless
- * stream). The optional horizontal flip of a sample is a pure function of (seed, epoch, shard, index), so the
- * position {epoch, position, index} is the whole state.
+ * stream). The optional horizontal flip and random crop of a sample are pure functions of (seed, epoch, shard,
+ * index), so the position {epoch, position, index} is the whole state.
  * Memory: the current shard's compressed image bytes and the next shard's (prefetched); pixels only per batch.
  */
 import { readFile } from 'node:fs/promises';
@@ -36,6 +36,8 @@ export interface PixelDatasetOptions {
   dataRoot?: string;
   /** Random horizontal flips (seeded). Default false. */
   flip?: boolean;
+  /** Seeded random square crops of this side from each `resolution` image (batches are [B, crop, crop, 3]). */
+  crop?: number;
   resumeFrom?: PixelLoaderState;
 }
 
@@ -122,6 +124,9 @@ export async function decodeImage(bytes: Buffer, res: number, flip: boolean, wha
 
 export async function openPixelDataset(opts: PixelDatasetOptions): Promise<PixelDataset> {
   if (!Number.isInteger(opts.resolution) || opts.resolution < 1) throw new Error(`openPixelDataset: resolution must be a positive integer, got ${opts.resolution}`);
+  if (opts.crop !== undefined && !(Number.isInteger(opts.crop) && opts.crop >= 1 && opts.crop <= opts.resolution)) {
+    throw new Error(`openPixelDataset: crop must be an integer in [1, resolution ${opts.resolution}], got ${opts.crop}`);
+  }
   if (!Number.isInteger(opts.batchSize) || opts.batchSize < 1) throw new Error(`openPixelDataset: batchSize must be a positive integer, got ${opts.batchSize}`);
   const shards = opts.shards ?? listImageShards(opts.datasetDir);
   if (!shards.length) throw new Error(`openPixelDataset: no shards (no complete shard: shards/NNNNN_stats.json) in ${opts.datasetDir} (run muse-data fetch)`);
@@ -208,7 +213,8 @@ class PixelLoader implements PixelDataset {
 
   async next(): Promise<PixelBatch> {
     const { batchSize, resolution: res } = this.opts;
-    const picks: Array<{ bytes: Buffer; key: string; flip: boolean }> = [];
+    const crop = this.opts.crop ?? res;
+    const picks: Array<{ bytes: Buffer; key: string; flip: boolean; x: number; y: number }> = [];
     const firstEpoch = this.epoch;
     while (picks.length < batchSize) {
       const data = await this.current();
@@ -226,13 +232,21 @@ class PixelLoader implements PixelDataset {
         const i = perm[this.index];
         const flip = !!this.opts.flip &&
           new SeededRandom(deriveSeed(deriveSeed(this.opts.seed, 23, this.epoch), data.shard, this.index)).next() < 0.5;
-        picks.push({ bytes: data.images[i], key: data.keys[i], flip });
+        const at = new SeededRandom(deriveSeed(deriveSeed(this.opts.seed, 24, this.epoch), data.shard, this.index));
+        const [x, y] = crop < res ? [at.below(res - crop + 1), at.below(res - crop + 1)] : [0, 0];
+        picks.push({ bytes: data.images[i], key: data.keys[i], flip, x, y });
         this.index++;
       }
     }
     const decoded = await Promise.all(picks.map((p) => decodeImage(p.bytes, res, p.flip, `sample ${p.key}`)));
-    const flat = new Float32Array(batchSize * res * res * 3);
-    decoded.forEach((d, i) => flat.set(d, i * d.length));
-    return { pixels: tf.tensor4d(flat, [batchSize, res, res, 3]), keys: picks.map((p) => p.key), epoch: firstEpoch };
+    const flat = new Float32Array(batchSize * crop * crop * 3);
+    decoded.forEach((d, i) => {
+      const p = picks[i];
+      for (let row = 0; row < crop; row++) {
+        const src = ((p.y + row) * res + p.x) * 3;
+        flat.set(d.subarray(src, src + crop * 3), ((i * crop) + row) * crop * 3);
+      }
+    });
+    return { pixels: tf.tensor4d(flat, [batchSize, crop, crop, 3]), keys: picks.map((p) => p.key), epoch: firstEpoch };
   }
 }

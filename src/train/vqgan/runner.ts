@@ -57,7 +57,7 @@ export class VqganRunner implements StageRunner {
     for (const s of held) if (!all.includes(s)) throw new Error(`data.validation_shards: ${datasetDir} has no shard ${s} (shards: ${all.join(', ') || 'none'})`);
     const train = cfg.data.train_shards ?? all.filter((s) => !held.has(s));
     const dataRoot = o.dataRoot;
-    const data = await openPixelDataset({ datasetDir, dataRoot, resolution, batchSize: cfg.training.batch_size, seed: cfg.training.seed, shards: train, flip: cfg.data.random_flip });
+    const data = await openPixelDataset({ datasetDir, dataRoot, resolution, batchSize: cfg.training.batch_size, seed: cfg.training.seed, shards: train, flip: cfg.data.random_flip, crop: cfg.data.random_crop ?? undefined });
     const fixed = (shards: number[]) => () => openPixelDataset({ datasetDir, dataRoot, resolution, batchSize: cfg.training.batch_size, seed: 0, shards, flip: false });
     const openValidation = held.size ? fixed([...held]) : null;
     const v = cfg.vqgan_training;

@@ -18,7 +18,7 @@
 import * as tf from '@tensorflow/tfjs';
 import path from 'node:path';
 import { existsSync } from 'node:fs';
-import { VQGAN, type Tap } from '../../models/vqgan/index.ts';
+import { VQGAN, derived, type Tap } from '../../models/vqgan/index.ts';
 import { groupNorm, silu } from '../../models/vqgan/layers.ts';
 import { openCheckpoint, saveSafetensors, type CheckpointReader } from '../../models/safetensors.ts';
 import { AdamW, EMA, clipByGlobalNorm, type EmaOptions } from '../core/index.ts';
@@ -189,10 +189,11 @@ export class VqganTrainer {
     const batches = Array.isArray(pixels) ? pixels : [pixels];
     if (!batches.length) throw new Error('VqganTrainer.step: no micro-batches');
     if (!Number.isInteger(step) || step < 0) throw new Error(`VqganTrainer.step: step must be an integer >= 0, got ${step}`);
-    const res = this.vq.config.resolution;
+    // Any side that is a multiple of the downsampling factor (random crops train the convolutional VQGAN on parts).
+    const f = derived(this.vq.config).reductionFactor;
     for (const b of batches) {
-      if (b.rank !== 4 || b.shape[1] !== res || b.shape[2] !== res || b.shape[3] !== this.vq.config.numChannels) {
-        throw new Error(`VqganTrainer.step: pixels must be [B, ${res}, ${res}, ${this.vq.config.numChannels}], got [${b.shape}]`);
+      if (b.rank !== 4 || b.shape[1] % f !== 0 || b.shape[2] % f !== 0 || b.shape[1] < f || b.shape[2] < f || b.shape[3] !== this.vq.config.numChannels) {
+        throw new Error(`VqganTrainer.step: pixels must be [B, H, W, ${this.vq.config.numChannels}] with H and W multiples of the downsampling factor ${f}, got [${b.shape}]`);
       }
     }
     const ganOn = this.ganActive(step);
