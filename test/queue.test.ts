@@ -29,6 +29,7 @@ import { initBackend } from '../src/runtime/backend.ts';
 import { runWorker } from '../src/queue/worker.ts';
 import { runTokenize } from '../src/tokenize/run-tokenize.ts';
 import { freePort, startRedis, type TestRedis } from './helpers/redis.ts';
+import { skipUnlessAvailable } from './helpers/system-component.ts';
 
 const root = path.resolve(import.meta.dirname, '..');
 const bin = path.join(root, 'bin', 'muse-data.js');
@@ -37,9 +38,7 @@ const quiet = () => {};
 
 let redis: TestRedis;
 // redis-server is Debian's package (.ci/run installs it): without it these tests are skipped, said so, except in CI.
-const haveRedis = spawnSync('redis-server', ['--version']).status === 0;
-if (!haveRedis && process.env.CI) throw new Error('the queue tests are required in CI but redis-server is not installed (apt-get install redis-server)');
-const skip = haveRedis ? false : 'redis-server not installed (apt-get install redis-server; .ci/run installs it)';
+const skip = skipUnlessAvailable('redis-server', spawnSync('redis-server', ['--version']).status === 0 ? undefined : 'redis-server is not installed', 'apt-get install redis-server');
 let reference: string; // the sample, 50 rows per shard, fetched in one process
 const sample = async (): Promise<PipelineConfig> => {
   const file = path.join(root, 'pipelines', 'sample.yaml');

@@ -22,14 +22,13 @@ import { openIndex } from '../src/index-db/db.ts';
 import { OptoutStore } from '../src/optout/store.ts';
 import { initBackend } from '../src/runtime/backend.ts';
 import { writeTinyCheckpoint } from './helpers/tiny-checkpoint.ts';
+import { skipUnlessAvailable } from './helpers/system-component.ts';
 import { buildServer } from '../src/server/app.ts';
 import { fetchSample, originalImage, PROJECT, type ServeFixture } from './helpers/serve-fixture.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
 const ARTIFACTS = path.join(PROJECT, 'test-artifacts', 'serve');
-const available = existsSync(CHROMIUM);
-const required = Boolean(process.env.CI || process.env.MUSE_REQUIRE_BROWSER);
-const skip = !available && !required ? `${CHROMIUM} not installed (apt-get install chromium; .ci/run installs it)` : false;
+const skip = skipUnlessAvailable('browser', existsSync(CHROMIUM) ? undefined : `${CHROMIUM} is not installed`, 'apt-get install chromium');
 
 let f: ServeFixture;
 let app: FastifyInstance;
@@ -40,7 +39,6 @@ let profile: string;
 
 before(async () => {
   if (skip) return;
-  if (!available) throw new Error(`the browser tests are required here (CI or MUSE_REQUIRE_BROWSER) but ${CHROMIUM} is missing (apt-get install chromium)`);
   await mkdir(ARTIFACTS, { recursive: true });
   f = await fetchSample('serve-browser');
   await initBackend('wasm', { quiet: true });

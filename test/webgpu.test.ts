@@ -3,6 +3,7 @@
 // adapter fails the test; elsewhere the tests skip, saying why. lavapipe is a CPU rasteriser, so every model
 // here is small. Reads are all asynchronous: dataSync() does not work on webgpu under Node.
 import { fixturePath } from './helpers/fixtures.ts';
+import { skipUnlessAvailable } from './helpers/system-component.ts';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -31,16 +32,14 @@ async function webgpuAvailable(): Promise<string | undefined> {
     await initBackend('webgpu', { quiet: true });
     return undefined;
   } catch (err) {
-    const why = (err as Error).message;
-    if (process.env.CI) throw new Error(`CI must run the webgpu tests, but no WebGPU adapter was found (.ci/run installs Mesa lavapipe): ${why}`);
-    return why;
+    return `no WebGPU adapter was found: ${(err as Error).message}`;
   } finally {
     await tf.setBackend('cpu');
   }
 }
-const unavailable = await webgpuAvailable();
+const unavailable = skipUnlessAvailable('webgpu', await webgpuAvailable(), 'install Mesa lavapipe: mesa-vulkan-drivers from bookworm-backports');
 if (unavailable) console.log(`# webgpu tests skipped: ${unavailable}`);
-const gpuTest = (name: string, fn: () => Promise<void>) => test(name, { skip: unavailable ? `no WebGPU adapter: ${unavailable.slice(0, 200)}` : false }, fn);
+const gpuTest = (name: string, fn: () => Promise<void>) => test(name, { skip: unavailable ? unavailable.slice(0, 300) : false }, fn);
 
 /** Runs `fn` on the backend, then returns to cpu; every tensor made inside must be disposed by `fn`. */
 async function on<T>(backend: 'cpu' | 'wasm' | 'webgpu', fn: () => Promise<T>): Promise<T> {

@@ -173,7 +173,7 @@ export async function runDemo(o: DemoOptions): Promise<Record<string, unknown>> 
     fid,
     target: verdict,
     image_side: vqConfig.resolution,
-    text_encoder: { kind: 'word-level T5, 1 layer, width 128, random weights (seed 0), not trained', vocabulary: text.vocab, dir: textDir },
+    text_encoder: { kind: text.description, vocabulary: text.vocab, dir: textDir },
     wall_time_s: times,
     backend: backend.name,
     data: { fetched: fetched.status, duplicates: dedup.duplicates, tokenized_samples: tok.samples },

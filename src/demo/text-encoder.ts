@@ -63,7 +63,7 @@ export function wordTokenizerJson(words: string[]): Record<string, unknown> {
 }
 
 /** Writes the encoder directory for `captions` into `dir`; returns the vocabulary size. */
-export async function writeDemoTextEncoder(dir: string, captions: Iterable<string>, seed = 0): Promise<{ vocab: number; dim: number }> {
+export async function writeDemoTextEncoder(dir: string, captions: Iterable<string>, seed = 0): Promise<{ vocab: number; dim: number; description: string }> {
   const words = captionWords(captions);
   if (!words.length) throw new Error('demo text encoder: the dataset has no captions to take a vocabulary from');
   await mkdir(dir, { recursive: true });
@@ -76,5 +76,6 @@ export async function writeDemoTextEncoder(dir: string, captions: Iterable<strin
   }
   await writeFileAtomic(path.join(dir, 'tokenizer.json'), JSON.stringify(wordTokenizerJson(words)) + '\n');
   await writeFile(path.join(dir, 'tokenizer_config.json'), JSON.stringify({ pad_token: '<pad>', eos_token: '</s>', unk_token: '<unk>', model_max_length: 64 }) + '\n');
-  return { vocab, dim: DEMO_TEXT_CONFIG.d_model! };
+  const c = DEMO_TEXT_CONFIG;
+  return { vocab, dim: c.d_model!, description: `word-level T5 encoder, ${c.num_layers} layer(s) of width ${c.d_model}, random weights (seed ${seed}), not trained` };
 }
