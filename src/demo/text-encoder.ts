@@ -13,24 +13,13 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { T5Encoder, type T5Config } from '../models/text/t5.ts';
-import { BYT5_TINY_RELATIVE_BIAS_STD } from '../models/text/encoders.ts';
+import { BYT5_TINY_CONFIG, BYT5_TINY_RELATIVE_BIAS_STD } from '../models/text/encoders.ts';
 import { writeFileAtomic } from '../util/atomic.ts';
 
 const SPECIALS = ['<pad>', '</s>', '<unk>'] as const;
 
-export const DEMO_TEXT_CONFIG: Partial<T5Config> = {
-  d_model: 128,
-  d_kv: 32,
-  num_heads: 4,
-  d_ff: 256,
-  num_layers: 1,
-  feed_forward_proj: 'gated-gelu',
-  relative_attention_num_buckets: 32,
-  relative_attention_max_distance: 128,
-  layer_norm_epsilon: 1e-6,
-  pad_token_id: 0,
-  eos_token_id: 1,
-};
+/** The built-in byt5-tiny's T5 settings, narrower and one layer deep (vocab_size is set from the captions). */
+export const DEMO_TEXT_CONFIG: Partial<T5Config> = { ...BYT5_TINY_CONFIG, d_model: 128, d_kv: 32, d_ff: 256, num_layers: 1 };
 
 /** Lower-cased words of the captions, sorted (the vocabulary after the specials). */
 export function captionWords(captions: Iterable<string>): string[] {
