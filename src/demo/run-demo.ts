@@ -8,7 +8,6 @@
 import { copyFile, mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { initBackend, type BackendName, wasmThreadCount } from '../runtime/backend.ts';
-import os from 'node:os';
 import { PROJECT_ROOT } from '../dataset/data-root.ts';
 import { completeShardsSync } from '../dataset/complete-shards.ts';
 import { readManifest } from '../dataset/manifest.ts';
@@ -83,12 +82,6 @@ export function checkTargets(side: number, held: Adherence, train: Adherence, ba
   return { checks, met, verdict };
 }
 
-/** The demo's wasm threads: MUSE_WASM_THREADS when set, else every core the OS gives the process. */
-export function demoWasmThreads(): number {
-  const env = process.env.MUSE_WASM_THREADS;
-  return env === undefined || env === '' ? Math.max(1, os.availableParallelism()) : wasmThreadCount();
-}
-
 const pct = (a: Adherence) => `${Math.round(a.color_adherence * 100)}%`;
 const pctShape = (a: Adherence) => `${Math.round(a.shape_adherence * 100)}%`;
 
@@ -106,9 +99,9 @@ export async function runDemo(o: DemoOptions): Promise<Record<string, unknown>> 
     return r;
   };
 
-  // All cores unless MUSE_WASM_THREADS says otherwise: on a quiet 2-core machine 2 threads trained the VQGAN 1.31x
-  // and the transformer 1.21x as fast as one, with the same losses (the commands default to 1, see wasm-threads.ts).
-  const backend = await initBackend(o.backend ?? 'auto', { wasmThreads: demoWasmThreads() }); // before anything is removed or written
+  // One thread unless MUSE_WASM_THREADS says otherwise: on a quiet 2-core machine the whole demo with 2 threads took
+  // 14 min 13 s against 13 min 36 s with one (same scores; short AE-only runs had been 1.2-1.3x faster threaded).
+  const backend = await initBackend(o.backend ?? 'auto', { wasmThreads: wasmThreadCount() }); // before anything is removed or written
   await rm(out, { recursive: true, force: true });
   await mkdir(out, { recursive: true });
   const dataRoot = path.join(out, 'data');
