@@ -100,7 +100,7 @@ export async function runDemo(o: DemoOptions): Promise<Record<string, unknown>> 
   };
 
   // One thread unless MUSE_WASM_THREADS says otherwise: on a quiet 2-core machine the whole demo with 2 threads took
-  // 14 min 13 s against 13 min 36 s with one (same scores; short AE-only runs had been 1.2-1.3x faster threaded).
+  // 14 min 13 s against 13 min 36 s with one (same scores; 80-100-step runs had looked 1.2-1.3x faster threaded).
   const backend = await initBackend(o.backend ?? 'auto', { wasmThreads: wasmThreadCount() }); // before anything is removed or written
   await rm(out, { recursive: true, force: true });
   await mkdir(out, { recursive: true });
