@@ -7,6 +7,8 @@ import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/runtime/backend.ts';
 import { loadSafetensors, type TensorData } from '../src/models/safetensors.ts';
 import { DEFAULT_VQGAN_CONFIG, VQGAN, nchwToNhwc, nhwcToNchw, vqganParamSpecs } from '../src/models/vqgan/index.ts';
+import { configFromJson, configToJson, vqganConfig } from '../src/models/vqgan/config.ts';
+import { groupNorm } from '../src/models/vqgan/layers.ts';
 import { fixturePath } from './helpers/fixtures.ts';
 
 const fixtures = fixturePath('open-muse');
@@ -134,6 +136,46 @@ test('default config is the reference f16 tokenizer; small configs build and rou
   assert.throws(() => small.encode(huge), /4096 images at 512x512.*lower the batch size \(about \d+ images fit\)/);
   tf.dispose([pixels, ids, image]);
   small.dispose();
+});
+
+test('norm_num_groups: GroupNorm over that many groups (as torch.nn.GroupNorm), saved only when not 32, validated', async () => {
+  await initBackend('wasm', { quiet: true });
+  // torch.nn.GroupNorm(4, 8) by hand: per (sample, group) mean and biased variance over H, W and the group's 2 channels.
+  const [b, h, w, c, groups] = [2, 3, 3, 8, 4];
+  const x = tf.randomNormal([b, h, w, c], 0.5, 2, 'float32', 3) as tf.Tensor4D;
+  const gamma = tf.randomNormal([c], 1, 0.3, 'float32', 4);
+  const beta = tf.randomNormal([c], 0, 0.3, 'float32', 5);
+  const xv = x.dataSync(), gv = gamma.dataSync(), bv = beta.dataSync();
+  const want = new Float32Array(xv.length);
+  const per = c / groups;
+  for (let n = 0; n < b; n++) for (let g = 0; g < groups; g++) {
+    const idx: number[] = [];
+    for (let p = 0; p < h * w; p++) for (let k = 0; k < per; k++) idx.push((n * h * w + p) * c + g * per + k);
+    const mean = idx.reduce((s, i) => s + xv[i], 0) / idx.length;
+    const variance = idx.reduce((s, i) => s + (xv[i] - mean) ** 2, 0) / idx.length;
+    for (const i of idx) want[i] = ((xv[i] - mean) / Math.sqrt(variance + 1e-6)) * gv[i % c] + bv[i % c];
+  }
+  const got = groupNorm(x, gamma, beta, groups).dataSync();
+  for (let i = 0; i < want.length; i++) assert.ok(Math.abs(got[i] - want[i]) < 1e-4, `element ${i}: ${got[i]} vs ${want[i]}`);
+
+  // A model with 16 channels and 4 groups builds and runs; its config.json says so; the default (32) is not written.
+  const cfg = vqganConfig({ resolution: 16, hiddenChannels: 16, channelMult: [1, 2], numResBlocks: 1, zChannels: 8, quantizedEmbedDim: 8, numEmbeddings: 16, normNumGroups: 4 });
+  assert.equal(configToJson(cfg).norm_num_groups, 4);
+  assert.equal(configFromJson(configToJson(cfg)).normNumGroups, 4);
+  assert.ok(!('norm_num_groups' in configToJson(DEFAULT_VQGAN_CONFIG)));
+  const small = VQGAN.create(cfg, 1);
+  const ids = small.encode(tf.randomUniform([1, 16, 16, 3], 0, 1, 'float32', 2) as tf.Tensor4D);
+  assert.deepEqual(ids.shape, [1, 64]);
+  // GroupNorm(4) differs from GroupNorm(1) on the same weights: the setting reaches every norm.
+  const one = VQGAN.create({ ...cfg, normNumGroups: 1 }, 1);
+  const px = tf.randomUniform([1, 16, 16, 3], 0, 1, 'float32', 7) as tf.Tensor4D;
+  const d = tf.abs(tf.sub(small.encoder(px), one.encoder(px))).max().dataSync()[0];
+  assert.ok(d > 1e-3, `encoder outputs differ by only ${d}`);
+  assert.throws(() => vqganConfig({ hiddenChannels: 16, normNumGroups: 32 }), /hidden_channels\*1 is not a multiple of norm_num_groups 32/);
+  assert.throws(() => vqganConfig({ normNumGroups: 0 }), /norm_num_groups must be a positive integer/);
+  tf.dispose([x, gamma, beta, ids, px]);
+  small.dispose();
+  one.dispose();
 });
 
 test('straight-through quantization: gradients reach the encoder latents and the codebook', async () => {

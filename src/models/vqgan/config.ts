@@ -13,6 +13,11 @@ export interface VqganConfig {
   quantizedEmbedDim: number;
   dropout: number;
   commitmentCost: number;
+  /**
+   * GroupNorm groups (diffusers' `norm_num_groups`; open-muse hard-codes 32). Every level's channel count must be a
+   * multiple of it. Saved in config.json only when it is not 32, so reference configs round-trip unchanged.
+   */
+  normNumGroups: number;
   /** Accepted and saved for compatibility; unused by the architecture (no attention blocks). */
   attnResolutions: number[];
   /** Accepted and saved for compatibility; unused (resampling always uses avg-pool / nearest + conv). */
@@ -31,6 +36,7 @@ export const DEFAULT_VQGAN_CONFIG: Readonly<VqganConfig> = Object.freeze({
   quantizedEmbedDim: 256,
   dropout: 0,
   commitmentCost: 0.25,
+  normNumGroups: 32,
   attnResolutions: [16],
   resampleWithConv: true,
 });
@@ -54,7 +60,8 @@ function validate(c: VqganConfig): void {
   };
   if (c.channelMult.length < 1) fail('channel_mult is empty');
   if (c.quantizedEmbedDim !== c.zChannels) fail(`quantized_embed_dim ${c.quantizedEmbedDim} must equal z_channels ${c.zChannels}`);
-  for (const m of c.channelMult) if ((c.hiddenChannels * m) % 32 !== 0) fail(`hidden_channels*${m} is not a multiple of 32 (GroupNorm groups)`);
+  if (!Number.isInteger(c.normNumGroups) || c.normNumGroups < 1) fail(`norm_num_groups must be a positive integer, got ${c.normNumGroups}`);
+  for (const m of c.channelMult) if ((c.hiddenChannels * m) % c.normNumGroups !== 0) fail(`hidden_channels*${m} is not a multiple of norm_num_groups ${c.normNumGroups} (GroupNorm groups)`);
   if (c.numResBlocks < 1) fail('num_res_blocks must be >= 1');
 }
 
@@ -71,6 +78,7 @@ const KEYS: Array<[keyof VqganConfig, string]> = [
   ['dropout', 'dropout'],
   ['resampleWithConv', 'resample_with_conv'],
   ['commitmentCost', 'commitment_cost'],
+  ['normNumGroups', 'norm_num_groups'],
 ];
 
 /** Reads an open-muse config.json object (missing keys take the reference defaults). */
@@ -86,6 +94,6 @@ export function configFromJson(json: Record<string, unknown>): VqganConfig {
 
 export function configToJson(config: VqganConfig): Record<string, unknown> {
   const json: Record<string, unknown> = { _class_name: 'MaskGitVQGAN', _version: '0.0.1' };
-  for (const [key, jsonKey] of KEYS) json[jsonKey] = config[key];
+  for (const [key, jsonKey] of KEYS) if (key !== 'normNumGroups' || config.normNumGroups !== 32) json[jsonKey] = config[key];
   return json;
 }

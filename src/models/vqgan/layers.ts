@@ -43,10 +43,11 @@ export function resnetBlock(
   x: tf.Tensor4D,
   hasShortcut: boolean,
   dropout = 0,
+  groups = 32,
 ): tf.Tensor4D {
   return tf.tidy(() => {
-    let h = conv2dSame(silu(groupNorm(x, p(`${prefix}.norm1.weight`), p(`${prefix}.norm1.bias`))), p(`${prefix}.conv1.weight`));
-    h = silu(groupNorm(h, p(`${prefix}.norm2.weight`), p(`${prefix}.norm2.bias`)));
+    let h = conv2dSame(silu(groupNorm(x, p(`${prefix}.norm1.weight`), p(`${prefix}.norm1.bias`), groups)), p(`${prefix}.conv1.weight`));
+    h = silu(groupNorm(h, p(`${prefix}.norm2.weight`), p(`${prefix}.norm2.bias`), groups));
     if (dropout > 0) h = tf.dropout(h, dropout) as tf.Tensor4D;
     h = conv2dSame(h, p(`${prefix}.conv2.weight`));
     const residual = hasShortcut ? conv2dSame(h, p(`${prefix}.nin_shortcut.weight`)) : x;

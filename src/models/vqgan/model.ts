@@ -134,17 +134,17 @@ export class VQGAN {
       for (let i = 0; i < n; i++) {
         const out = c.hiddenChannels * c.channelMult[i];
         for (let j = 0; j < c.numResBlocks; j++) {
-          h = resnetBlock(p, `encoder.down.${i}.block.${j}`, h, channels !== out, drop);
+          h = resnetBlock(p, `encoder.down.${i}.block.${j}`, h, channels !== out, drop, c.normNumGroups);
           channels = out;
         }
         if (i !== n - 1) h = avgPool2x(h);
         opts.tap?.(`encoder.down.${i}`, h);
       }
       for (let j = 0; j < c.numResBlocks; j++) {
-        h = resnetBlock(p, `encoder.mid.${j}`, h, false, drop);
+        h = resnetBlock(p, `encoder.mid.${j}`, h, false, drop, c.normNumGroups);
         opts.tap?.(`encoder.mid.${j}`, h);
       }
-      h = groupNorm(h, p('encoder.norm_out.weight'), p('encoder.norm_out.bias'));
+      h = groupNorm(h, p('encoder.norm_out.weight'), p('encoder.norm_out.bias'), c.normNumGroups);
       opts.tap?.('encoder.norm_out', h);
       return conv2dSame(silu(h), p('encoder.conv_out.weight'), p('encoder.conv_out.bias'));
     });
@@ -197,14 +197,14 @@ export class VQGAN {
       let h = conv2dSame(quantized, p('decoder.conv_in.weight'), p('decoder.conv_in.bias'));
       opts.tap?.('decoder.conv_in', h);
       for (let j = 0; j < c.numResBlocks; j++) {
-        h = resnetBlock(p, `decoder.mid.${j}`, h, false, drop);
+        h = resnetBlock(p, `decoder.mid.${j}`, h, false, drop, c.normNumGroups);
         opts.tap?.(`decoder.mid.${j}`, h);
       }
       let channels = c.hiddenChannels * c.channelMult[n - 1];
       for (let i = n - 1; i >= 0; i--) {
         const out = c.hiddenChannels * c.channelMult[i];
         for (let j = 0; j < c.numResBlocks; j++) {
-          h = resnetBlock(p, `decoder.up.${i}.block.${j}`, h, channels !== out, drop);
+          h = resnetBlock(p, `decoder.up.${i}.block.${j}`, h, channels !== out, drop, c.normNumGroups);
           channels = out;
         }
         if (i !== 0) {
@@ -212,7 +212,7 @@ export class VQGAN {
         }
         opts.tap?.(`decoder.up.${i}`, h);
       }
-      h = silu(groupNorm(h, p('decoder.norm_out.weight'), p('decoder.norm_out.bias')));
+      h = silu(groupNorm(h, p('decoder.norm_out.weight'), p('decoder.norm_out.bias'), c.normNumGroups));
       return conv2dSame(h, p('decoder.conv_out.weight'), p('decoder.conv_out.bias'));
     });
   }
