@@ -124,11 +124,15 @@ export async function runDemo(o: DemoOptions): Promise<Record<string, unknown>> 
   const vqDir = path.join(vq.checkpoint!, vqCfg.ema.enabled ? 'ema' : 'vqgan');
   await copyFile(path.join(vqRun, 'reconstructions', 'final.png'), path.join(out, 'vqgan-reconstructions.png'));
   await copyFile(path.join(vqRun, 'loss.png'), path.join(out, 'vqgan-loss.png'));
+  // The VQGAN's validation shards if it has any (images it never saw), else every shard (the images whose tokens the
+  // transformer trains on).
   const vqHeld = vqCfg.data.validation_shards;
-  const ceiling = await stage('vqgan-check', `the checker on VQGAN reconstructions of held-out shard(s) ${vqHeld.join(', ')} (the ceiling of the scores below)`, async () => {
+  const checkShards = vqHeld.length ? vqHeld : completeShardsSync(datasetDir);
+  const checked = vqHeld.length ? `held-out shard(s) ${vqHeld.join(', ')}, which it did not train on` : `shard(s) ${checkShards.join(', ')}, which it trained on, as the transformer does`;
+  const ceiling = await stage('vqgan-check', `the checker on VQGAN reconstructions of ${checked} (the ceiling of the scores below)`, async () => {
     const vqModel = await VQGAN.fromSafetensors(vqDir);
     try {
-      return await reconstructionAdherence(vqModel, datasetDir, vqHeld.length ? vqHeld : completeShardsSync(datasetDir), dataRoot);
+      return await reconstructionAdherence(vqModel, datasetDir, checkShards, dataRoot);
     } finally {
       vqModel.dispose();
     }
@@ -171,7 +175,7 @@ export async function runDemo(o: DemoOptions): Promise<Record<string, unknown>> 
     held_out: { ...results.heldScore.summary, combinations: held.map((p) => p.prompt) },
     train_prompts: { ...results.trainScore.summary, prompts: seen.map((p) => p.prompt) },
     baseline: { ...results.baselineScore.summary, how: 'guidance 0 (the empty-caption / unconditional path), scored against the held-out prompts' },
-    vqgan_reconstructions: { ...ceiling, how: `the checker on the VQGAN's reconstructions of real images of shard(s) ${vqHeld.join(', ')}, which it did not train on: what perfect token prediction would score` },
+    vqgan_reconstructions: { ...ceiling, how: `the checker on the VQGAN's reconstructions of real images of ${checked}: what perfect token prediction would score` },
     fid,
     target: verdict,
     image_side: vqConfig.resolution,
