@@ -56,9 +56,9 @@ test('config errors name the file or flag and the key', () => {
   err(() => loadTrainConfig({ file: path.join(tmp, 'missing.yaml'), configsDir }), /no such config file/);
   err(() => loadTrainConfig({ file: fileWith('stage: vqgan\nmodel:\n  vqgan: { z_channels: 8, quantized_embed_dim: 4 }\n'), configsDir }), /model.vqgan.*quantized_embed_dim/);
   err(() => loadTrainConfig({ file: fileWith('data:\n  path: [a, b]\n  weights: [1]\n'), configsDir }), /data.weights has 1 entries for 2 dataset/);
-  // tiny-vqgan is f2: a crop must be an even number of pixels, at most its resolution
+  // tiny-vqgan is f4: a crop must be a multiple of 4 pixels, at most its resolution
   const tinyVq = path.join(configsDir, 'tiny-vqgan.yaml');
-  err(() => loadTrainConfig({ file: tinyVq, configsDir, sets: ['data.random_crop=15'] }), /data.random_crop must be null or a multiple of the VQGAN's downsampling factor 2 between 2 and the resolution/);
+  err(() => loadTrainConfig({ file: tinyVq, configsDir, sets: ['data.random_crop=14'] }), /data.random_crop must be null or a multiple of the VQGAN's downsampling factor 4 between 4 and the resolution/);
   err(() => loadTrainConfig({ file: tinyVq, configsDir, sets: ['data.random_crop=64'] }), /data.random_crop/);
   assert.equal(loadTrainConfig({ file: tinyVq, configsDir, sets: ['data.random_crop=8'] }).data.random_crop, 8);
 });

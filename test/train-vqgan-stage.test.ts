@@ -23,7 +23,7 @@ test('the vqgan stage trains from shards, validates, draws reconstructions and w
   await onBackend('wasm', async () => {
     const config = loadTrainConfig({ file: path.join(root, 'configs/tiny-vqgan.yaml'), configsDir: path.join(root, 'configs'), sets: [
       'data.path=sample', 'training.max_steps=3', 'training.save_every=2', 'training.validate_every=2', 'training.validation_batches=1',
-      'vqgan_training.recon_every=2', 'training.batch_size=4',
+      'vqgan_training.recon_every=2', 'training.batch_size=4', 'data.validation_shards=[2]',
     ] });
     const runDir = path.join(dataRoot, 'run');
     const r = await runTraining({ config, runDir, dataRoot, out: { write: () => true } as unknown as NodeJS.WriteStream });
