@@ -141,58 +141,61 @@ test('perceptual loss on a random torchvision-layout VGG16: taps, zero on identi
   }
 });
 
-test('adaptive weight and the combined gradient match a direct computation (and finite differences)', async () => {
-  const vq = VQGAN.create({ resolution: 8, hiddenChannels: 32, channelMult: [1, 2], numResBlocks: 1, zChannels: 8, quantizedEmbedDim: 8, numEmbeddings: 16 }, 3);
-  const trainer = new VqganTrainer(vq, { seed: 1, gan: { config: { ndf: 8, nLayers: 1 }, weight: 0.8, start: 0 } });
-  const disc = trainer.discriminator!;
-  const x = tf.randomUniform([2, 8, 8, 3], 0, 1, 'float32', 11) as tf.Tensor4D;
-  const W = vq.param('decoder.conv_out.weight');
-  const nllOf = () => reconstructionLoss(x, vq.forward(x).reconstruction, 'l1');
-  const gOf = () => generatorLoss(disc.apply(vq.forward(x).reconstruction));
-  const gradW = (f: () => tf.Scalar) => tf.tidy(() => {
-    const r = tf.variableGrads(f, [W]);
-    return r.grads[W.name].clone();
-  });
-  const gn = gradW(nllOf);
-  const gg = gradW(gOf);
-  const direct = adaptiveWeight(tf.norm(gn).dataSync()[0], tf.norm(gg).dataSync()[0], 0.8);
+test('adaptive weight and the combined gradient match a direct computation (and finite differences), with 32 and with 4 GroupNorm groups', async () => {
+  // The trainer takes the last conv's input from the decoder (its norm_out tap), so the group count must reach it.
+  for (const groups of [{ hiddenChannels: 32 }, { hiddenChannels: 16, normNumGroups: 4 }]) {
+    const vq = VQGAN.create({ resolution: 8, ...groups, channelMult: [1, 2], numResBlocks: 1, zChannels: 8, quantizedEmbedDim: 8, numEmbeddings: 16 }, 3);
+    const trainer = new VqganTrainer(vq, { seed: 1, gan: { config: { ndf: 8, nLayers: 1 }, weight: 0.8, start: 0 } });
+    const disc = trainer.discriminator!;
+    const x = tf.randomUniform([2, 8, 8, 3], 0, 1, 'float32', 11) as tf.Tensor4D;
+    const W = vq.param('decoder.conv_out.weight');
+    const nllOf = () => reconstructionLoss(x, vq.forward(x).reconstruction, 'l1');
+    const gOf = () => generatorLoss(disc.apply(vq.forward(x).reconstruction));
+    const gradW = (f: () => tf.Scalar) => tf.tidy(() => {
+      const r = tf.variableGrads(f, [W]);
+      return r.grads[W.name].clone();
+    });
+    const gn = gradW(nllOf);
+    const gg = gradW(gOf);
+    const direct = adaptiveWeight(tf.norm(gn).dataSync()[0], tf.norm(gg).dataSync()[0], 0.8);
 
-  // Finite-difference check of one entry of the direct nll gradient (validates the reference itself).
-  const idx = [1, 2, 5, 0];
-  const eps = 1e-2;
-  const shifted = (delta: number) => tf.tidy(() => {
-    const orig = W.clone();
-    const bump = tf.buffer(W.shape, 'float32');
-    bump.set(delta, ...idx);
-    W.assign(orig.add(bump.toTensor()));
-    const v = nllOf().dataSync()[0];
-    W.assign(orig);
-    return v;
-  });
-  const fd = (shifted(eps) - shifted(-eps)) / (2 * eps);
-  const analytic = gn.bufferSync().get(...idx);
-  assert.ok(Math.abs(fd - analytic) < 2e-3, `finite difference ${fd} vs analytic ${analytic}`);
+    // Finite-difference check of one entry of the direct nll gradient (validates the reference itself).
+    const idx = [1, 2, 5, 0];
+    const eps = 1e-2;
+    const shifted = (delta: number) => tf.tidy(() => {
+      const orig = W.clone();
+      const bump = tf.buffer(W.shape, 'float32');
+      bump.set(delta, ...idx);
+      W.assign(orig.add(bump.toTensor()));
+      const v = nllOf().dataSync()[0];
+      W.assign(orig);
+      return v;
+    });
+    const fd = (shifted(eps) - shifted(-eps)) / (2 * eps);
+    const analytic = gn.bufferSync().get(...idx);
+    assert.ok(Math.abs(fd - analytic) < 2e-3, `finite difference ${fd} vs analytic ${analytic}`);
 
-  const r = await trainer.microGradients(x, true);
-  assert.ok(close(r.dWeight!, direct, 2e-3), `trainer d_weight ${r.dWeight} vs direct ${direct}`);
-  // The VQGAN gradient equals that of nll + d_weight * g + codebook loss, computed directly.
-  const vars = [...vq.namedVariables()];
-  const want = tf.variableGrads(() => {
-    const o = vq.forward(x);
-    return tf.addN([reconstructionLoss(x, o.reconstruction, 'l1'), tf.mul(generatorLoss(disc.apply(o.reconstruction)), r.dWeight!), o.codebookLoss]) as tf.Scalar;
-  }, vars.map(([, v]) => v));
-  for (const [name, v] of vars) {
-    const a = r.grads.get(name)!.dataSync();
-    const b = want.grads[v.name].dataSync();
-    let diff = 0;
-    let scale = 0;
-    for (let i = 0; i < a.length; i++) {
-      diff = Math.max(diff, Math.abs(a[i] - b[i]));
-      scale = Math.max(scale, Math.abs(b[i]));
+    const r = await trainer.microGradients(x, true);
+    assert.ok(close(r.dWeight!, direct, 2e-3), `trainer d_weight ${r.dWeight} vs direct ${direct}`);
+    // The VQGAN gradient equals that of nll + d_weight * g + codebook loss, computed directly.
+    const vars = [...vq.namedVariables()];
+    const want = tf.variableGrads(() => {
+      const o = vq.forward(x);
+      return tf.addN([reconstructionLoss(x, o.reconstruction, 'l1'), tf.mul(generatorLoss(disc.apply(o.reconstruction)), r.dWeight!), o.codebookLoss]) as tf.Scalar;
+    }, vars.map(([, v]) => v));
+    for (const [name, v] of vars) {
+      const a = r.grads.get(name)!.dataSync();
+      const b = want.grads[v.name].dataSync();
+      let diff = 0;
+      let scale = 0;
+      for (let i = 0; i < a.length; i++) {
+        diff = Math.max(diff, Math.abs(a[i] - b[i]));
+        scale = Math.max(scale, Math.abs(b[i]));
+      }
+      assert.ok(diff <= 1e-4 + 1e-3 * scale, `${name}: max diff ${diff} (scale ${scale})`);
     }
-    assert.ok(diff <= 1e-4 + 1e-3 * scale, `${name}: max diff ${diff} (scale ${scale})`);
+    tf.dispose([gn, gg, x, r.xrec!, ...r.grads.values(), ...Object.values(want.grads), want.value]);
+    trainer.dispose();
+    vq.dispose();
   }
-  tf.dispose([gn, gg, x, r.xrec!, ...r.grads.values(), ...Object.values(want.grads), want.value]);
-  trainer.dispose();
-  vq.dispose();
 });

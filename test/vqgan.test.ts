@@ -166,14 +166,17 @@ test('norm_num_groups: GroupNorm over that many groups (as torch.nn.GroupNorm), 
   const small = VQGAN.create(cfg, 1);
   const ids = small.encode(tf.randomUniform([1, 16, 16, 3], 0, 1, 'float32', 2) as tf.Tensor4D);
   assert.deepEqual(ids.shape, [1, 64]);
-  // GroupNorm(4) differs from GroupNorm(1) on the same weights: the setting reaches every norm.
+  // GroupNorm(4) differs from GroupNorm(1) on the same weights: the setting reaches the encoder and the decoder.
   const one = VQGAN.create({ ...cfg, normNumGroups: 1 }, 1);
   const px = tf.randomUniform([1, 16, 16, 3], 0, 1, 'float32', 7) as tf.Tensor4D;
   const d = tf.abs(tf.sub(small.encoder(px), one.encoder(px))).max().dataSync()[0];
   assert.ok(d > 1e-3, `encoder outputs differ by only ${d}`);
+  const z = tf.randomNormal([1, 8, 8, 8], 0, 1, 'float32', 8) as tf.Tensor4D;
+  const dd = tf.abs(tf.sub(small.decoder(z), one.decoder(z))).max().dataSync()[0];
+  assert.ok(dd > 1e-3, `decoder outputs differ by only ${dd}`);
   assert.throws(() => vqganConfig({ hiddenChannels: 16, normNumGroups: 32 }), /hidden_channels\*1 is not a multiple of norm_num_groups 32/);
   assert.throws(() => vqganConfig({ normNumGroups: 0 }), /norm_num_groups must be a positive integer/);
-  tf.dispose([x, gamma, beta, ids, px]);
+  tf.dispose([x, gamma, beta, ids, px, z]);
   small.dispose();
   one.dispose();
 });

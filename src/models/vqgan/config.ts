@@ -94,6 +94,6 @@ export function configFromJson(json: Record<string, unknown>): VqganConfig {
 
 export function configToJson(config: VqganConfig): Record<string, unknown> {
   const json: Record<string, unknown> = { _class_name: 'MaskGitVQGAN', _version: '0.0.1' };
-  for (const [key, jsonKey] of KEYS) if (key !== 'normNumGroups' || config.normNumGroups !== 32) json[jsonKey] = config[key];
+  for (const [key, jsonKey] of KEYS) if (key !== 'normNumGroups' || config.normNumGroups !== DEFAULT_VQGAN_CONFIG.normNumGroups) json[jsonKey] = config[key];
   return json;
 }

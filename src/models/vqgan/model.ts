@@ -213,6 +213,7 @@ export class VQGAN {
         opts.tap?.(`decoder.up.${i}`, h);
       }
       h = silu(groupNorm(h, p('decoder.norm_out.weight'), p('decoder.norm_out.bias'), c.normNumGroups));
+      opts.tap?.('decoder.norm_out', h); // the last conv's input (the GAN's adaptive weight needs it)
       return conv2dSame(h, p('decoder.conv_out.weight'), p('decoder.conv_out.bias'));
     });
   }

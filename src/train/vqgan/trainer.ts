@@ -7,8 +7,8 @@
  * One forward and one backward pass through the VQGAN per micro-batch, also with the GAN on: the loss head
  * (reconstruction, perceptual, discriminator) runs on a detached copy of xrec, its gradient dL/dxrec is formed
  * with the adaptive weight, and the VQGAN backward pass gets it through sum(xrec * dL/dxrec). The last layer's
- * gradients are the vector-Jacobian products of its one conv, from the decoder's `decoder.up.0` tap (the conv's
- * input is silu(norm_out(tap))).
+ * gradients are the vector-Jacobian products of its one conv, from the decoder's `decoder.norm_out` tap (that
+ * conv's input).
  * The discriminator (its own AdamW) is then trained on the same batch with the pre-update reconstruction.
  * Optional start (autoencoderWarmupSteps, codebookInit): a few unquantized autoencoder steps, then the codebook
  * set by k-means++ on that step's encoder latents (the default codebook starts near the origin, away from the latents).
@@ -19,7 +19,6 @@ import * as tf from '@tensorflow/tfjs';
 import path from 'node:path';
 import { existsSync } from 'node:fs';
 import { VQGAN, derived, type Tap } from '../../models/vqgan/index.ts';
-import { groupNorm, silu } from '../../models/vqgan/layers.ts';
 import { openCheckpoint, saveSafetensors, type CheckpointReader } from '../../models/safetensors.ts';
 import { AdamW, EMA, clipByGlobalNorm, type EmaOptions } from '../core/index.ts';
 import { CodebookUsage, restartCodes } from './codebook-usage.ts';
@@ -286,10 +285,10 @@ export class VqganTrainer {
     const out: Partial<MicroResult> = {};
     const kept: MicroTensors = {};
     const { value, grads } = tf.variableGrads(() => {
-      let hPre: tf.Tensor4D | undefined;
+      let hIn: tf.Tensor4D | undefined;
       const tap: Tap | undefined = ganOn
         ? (name, a) => {
-          if (name === 'decoder.up.0') hPre = tf.keep(detach(a as tf.Tensor4D));
+          if (name === 'decoder.norm_out') hIn = tf.keep(detach(a as tf.Tensor4D));
         }
         : undefined;
       const o = quantize ? this.vq.forward(x, { training: true, tap }) : this.autoencode(x, tap);
@@ -305,10 +304,10 @@ export class VqganTrainer {
       try {
         const xrec = tf.keep(detach(o.reconstruction));
         out.xrec = xrec;
-        const u = this.ganHead(x, xrec, hPre!, kept);
+        const u = this.ganHead(x, xrec, hIn!, kept);
         return tf.add(tf.sum(tf.mul(o.reconstruction, u)), cb) as tf.Scalar;
       } finally {
-        hPre?.dispose();
+        hIn?.dispose();
       }
     }, list);
     value.dispose();
@@ -362,7 +361,7 @@ export class VqganTrainer {
    * dL/dxrec for L = nll + d_weight * disc_factor * g, on the detached reconstruction; keeps the metric parts
    * (as tensors, read later). Tensors made here are not connected to the VQGAN variables: the inputs are detached.
    */
-  private ganHead(x: tf.Tensor4D, xrec: tf.Tensor4D, hPre: tf.Tensor4D, kept: MicroTensors): tf.Tensor4D {
+  private ganHead(x: tf.Tensor4D, xrec: tf.Tensor4D, hIn: tf.Tensor4D, kept: MicroTensors): tf.Tensor4D {
     const disc = this.discriminator!;
     const nll = tf.valueAndGrad((xr: tf.Tensor) => {
       const h = this.nll(x, xr as tf.Tensor4D);
@@ -372,12 +371,11 @@ export class VqganTrainer {
     })(xrec);
     const g = tf.valueAndGrad((xr: tf.Tensor) => generatorLoss(disc.apply(xr as tf.Tensor4D)))(xrec);
     kept.g = tf.keep(g.value);
-    const hIn = tf.tidy(() => detach(silu(groupNorm(hPre, this.vq.param('decoder.norm_out.weight'), this.vq.param('decoder.norm_out.bias')))));
     const w = detach(this.vq.param(LAST_LAYER)) as tf.Tensor4D;
     const [nA, nB] = lastLayerGradNorms(hIn, w, nll.grad as tf.Tensor4D, g.grad as tf.Tensor4D);
     const dWeight = tf.keep(adaptiveWeightTensor(nA, nB, this.gan!.weight));
     kept.dWeight = dWeight;
-    tf.dispose([hIn, w, nA, nB]);
+    tf.dispose([w, nA, nB]);
     return tf.add(nll.grad, tf.mul(g.grad, tf.mul(dWeight, this.gan!.factor))) as tf.Tensor4D;
   }
 
