@@ -161,7 +161,7 @@ export function sampleCatalog(): SampleItem[] {
     const r = rand();
     let format: ImageFormat = r < 0.8 ? 'jpg' : r < 0.9 ? 'png' : 'webp';
     const centeredDraw = rand() < 0.3;
-    const sizeFrac = 0.18 + rand() * 0.14;
+    const sizeFrac = 0.28 + rand() * 0.12;
     const posX = rand();
     const posY = rand();
     const similarity = Math.round((0.305 + rand() * 0.095) * 1e6) / 1e6;
