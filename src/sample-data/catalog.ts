@@ -175,7 +175,7 @@ export function sampleCatalog(): SampleItem[] {
     // off it, so the shape stays whole in the square centre crop and corners are background. Shapes sit near the
     // centre because at 32 px (8x8 tokens) the demo's tiny transformer learns a shape's token layout in its 1,000
     // steps when the layout barely moves; placed anywhere in the picture (as until 2026-12-03), the same run drew
-    // shapes the checker recognised in 27% of the images of training prompts (60% now).
+    // shapes the checker recognised in 27% of the images of training prompts (50-60% now, two runs).
     const minSide = Math.min(width, height);
     const size = Math.round(minSide * sizeFrac);
     const jitter = Math.round(minSide * 0.05);
