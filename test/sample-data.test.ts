@@ -88,6 +88,13 @@ test('sizes, formats and shape placement are varied but sane', () => {
     assert.ok(Math.max(it.width, it.height) / Math.min(it.width, it.height) <= 2);
     assert.ok(it.cx - it.size > 0 && it.cx + it.size < it.width, `row ${it.row} x`);
     assert.ok(it.cy - it.size > 0 && it.cy + it.size < it.height, `row ${it.row} y`);
+    // Near the centre (the demo's transformer needs it) and whole inside the square centre crop the pipeline takes.
+    const side = Math.min(it.width, it.height);
+    for (const [c, len] of [[it.cx, it.width], [it.cy, it.height]]) {
+      assert.ok(Math.abs(c - Math.floor(len / 2)) <= Math.round(side * 0.05), `row ${it.row}: centre ${c} of ${len}`);
+      const lo = (len - side) / 2;
+      assert.ok(c - it.size > lo && c + it.size < lo + side, `row ${it.row}: shape leaves the centre crop`);
+    }
     assert.ok(it.similarity >= 0.28 && it.similarity <= 0.4);
     assert.equal(it.url, `${SAMPLE_URL_PREFIX}img/${it.row}.${it.format}`);
   }
