@@ -47,6 +47,12 @@ test('the demo runs every stage and writes its report and images', async () => {
     for (const f of ['samples-held-out.png', 'samples-train.png', 'samples-baseline.png', 'vqgan-reconstructions.png', 'vqgan-loss.png', 'transformer-loss.png']) {
       assert.ok(existsSync(path.join(out, f)), f);
     }
+    // 24 held-out prompts (imagesPerPrompt each), 120 distinct training captions (one image each).
+    assert.equal(report.held_out.images, 24);
+    assert.equal(report.baseline.images, 24);
+    assert.equal(report.train_prompts.images, 120);
+    assert.equal(new Set(report.train_prompts.prompts as string[]).size, 120);
+    assert.deepEqual((report.fid as unknown as { generated_images: unknown }).generated_images, { held_out: 24, train_prompts: 120, baseline: 24 });
     // Held-out prompts are the four combinations no training caption has.
     const combos = (report.held_out.combinations as string[]).map((p) => p.split(' on ')[0]);
     assert.deepEqual([...new Set(combos)], ['a red triangle', 'a blue star', 'a yellow cross', 'a green square']);
