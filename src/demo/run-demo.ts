@@ -213,15 +213,15 @@ export async function evaluateCheckpoint(checkpoint: string, out: string, s: Tra
   const seen = trainingPrompts(TRAIN_PROMPTS, seenRow);
   const ck = await loadCheckpoint(checkpoint);
   try {
-    const run = async (prompts: EvalPrompt[], guidance: number, file: string, per: number) => {
-      const r = await sample({ checkpoint: ck, prompts: prompts.map((p) => p.prompt), num: per, guidance, steps: s.steps, temperature: s.temperature, seed: s.seed });
+    const run = async (prompts: EvalPrompt[], guidance: number, file: string, perPrompt: number) => {
+      const r = await sample({ checkpoint: ck, prompts: prompts.map((p) => p.prompt), num: perPrompt, guidance, steps: s.steps, temperature: s.temperature, seed: s.seed });
       const caption = (i: number) => (guidance === 0 ? `unconditional (want: ${r.images[i].prompt})` : r.images[i].prompt);
       await writeFileAtomic(path.join(out, file), await makeGrid(r.images.map((im, i) => ({ png: im.png, caption: caption(i) }))));
       // The single images, for the FID stage (images/held-out, images/train, images/baseline).
       const dir = path.join(out, 'images', file.replace(/^samples-|\.png$/g, ''));
       for (const [i, im] of r.images.entries()) await writeFileAtomic(path.join(dir, `${String(i).padStart(3, '0')}.png`), im.png);
-      // r.images are in prompt order, `per` copies each.
-      return scoreImages(r.images.map((im, i) => ({ png: im.png, want: prompts[Math.floor(i / per)] })));
+      // r.images are in prompt order, `perPrompt` copies each.
+      return scoreImages(r.images.map((im, i) => ({ png: im.png, want: prompts[Math.floor(i / perPrompt)] })));
     };
     return {
       held,
