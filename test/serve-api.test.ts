@@ -18,6 +18,8 @@ import { MIGRATIONS } from '../src/index-db/schema.ts';
 import { OptoutStore, optoutVersion } from '../src/optout/store.ts';
 import { buildServer, type ServeOptions } from '../src/server/app.ts';
 import { fetchSample, originalImage, PROJECT, type ServeFixture } from './helpers/serve-fixture.ts';
+import { dhash64, hammingDistance } from '../src/image/index.ts';
+import { DEFAULT_SEARCH_DISTANCE } from '../src/server/optout-routes.ts';
 
 let fixture: ServeFixture | undefined;
 const sampleData = async () => (fixture ??= await fetchSample('serve-api'));
@@ -115,6 +117,31 @@ test('URL lookup: every sample fetched from the URL, whatever its spelling, with
     const invalid = await app.inject('/api/optout/lookup?url=not%20a%20url');
     assert.equal(invalid.statusCode, 400);
     assert.match(json(invalid).error, /^url: /);
+  });
+});
+
+test('upload search frames the upload as the dataset framed its images: a copy of a non-square original is found', async () => {
+  const { dataRoot, f } = await copyRoot();
+  // The dataset recorded the dHash of its 128 px centre crops; as uploaded, a non-square picture hashes other pixels.
+  // A lossless copy (PNG: other bytes, same pixels) framed like the dataset hashes exactly what was recorded.
+  let picked: { key: string; copy: Buffer; plain: number } | undefined;
+  for (const r of f.rows.filter((x) => x.status === 'ok' && x.phash && x.original_width !== x.original_height)) {
+    const copy = await sharp(await originalImage(r.row)).png().toBuffer();
+    const plain = hammingDistance(await dhash64(copy), r.phash!);
+    if (plain > DEFAULT_SEARCH_DISTANCE) {
+      picked = { key: r.key, copy, plain };
+      break;
+    }
+  }
+  assert.ok(picked, `some non-square copy is more than ${DEFAULT_SEARCH_DISTANCE} bits off the recorded hash as uploaded`);
+  await withServer({ dataRoot, maxUploadBytes: 2_000_000, maxUploadPixels: 4_000_000 }, async (app) => {
+    const r = await app.inject({ method: 'POST', url: '/api/optout/search-image', headers: { 'content-type': 'image/png' }, payload: picked!.copy });
+    assert.equal(r.statusCode, 200, r.body);
+    const b = json(r);
+    assert.equal(b.phash, await dhash64(picked!.copy), 'the reported hash is of the upload as it is');
+    const hit = b.near.find((s: any) => s.key === picked!.key);
+    assert.ok(hit, `${picked!.key} (${picked!.plain} bits off as uploaded) is found: ${r.body.slice(0, 300)}`);
+    assert.equal(hit.distance, 0);
   });
 });
 

@@ -1,14 +1,17 @@
 /**
  * Search by an uploaded image: the bytes go through the same header guards as fetch (format allow-list, pixel
  * ceiling, no decode before the size is known), then an exact match on sha256 and near matches on the 64-bit
- * dHash. Near matches use the dedup index's multi-index hashing where `muse-data dedup` has run on a dataset,
- * else a scan of the dataset's recorded hashes.
+ * dHash. A dataset records the dHash of its output pixels (resized, centre-cropped or padded by its pipeline), so
+ * each dataset is searched with the upload framed the same way (its dataset.json's image settings). Near matches use
+ * the dedup index's multi-index hashing where `muse-data dedup` has run on a dataset, else a scan of the dataset's
+ * recorded hashes.
  */
 import { hash } from 'node:crypto';
 import type { IndexDb, SampleRef } from '../index-db/db.ts';
 import { phashFromInt } from '../index-db/db.ts';
-import { checkHeader, dhash64, hammingDistance } from '../image/index.ts';
-import type { ImageConfig } from '../pipeline/config-types.ts';
+import { checkHeader, createImageProcessor, dhash64, hammingDistance } from '../image/index.ts';
+import { readDatasetJson } from '../dataset/dataset-json.ts';
+import type { ImageConfig, ResizeMode } from '../pipeline/config-types.ts';
 import { findNearDuplicates } from '../dedup/lookup.ts';
 
 export class UploadError extends Error {}
@@ -19,6 +22,7 @@ export interface NearRef extends SampleRef {
 
 export interface ImageSearch {
   sha256: string;
+  /** dHash of the upload as it is (each dataset is searched with the upload framed as its pipeline frames images). */
   phash: string;
   width: number;
   height: number;
@@ -30,6 +34,32 @@ export const MAX_PHASH_DISTANCE = 15;
 
 function guardConfig(maxPixels: number): ImageConfig {
   return { size: 0, resize_mode: 'no', resize_only_if_bigger: false, encode_format: 'jpg', encode_quality: 95, min_image_size: 0, max_aspect_ratio: 0, max_image_area: maxPixels, min_file_bytes: 0 };
+}
+
+const RESIZE_MODES: readonly string[] = ['no', 'keep_ratio', 'center_crop', 'border'] satisfies ResizeMode[];
+
+/**
+ * The upload's dHash as the pipeline of the dataset in `datasetPath` would have recorded it: the same resize and
+ * centre crop or padding (dataset.json's image settings). Its filters (minimum size, aspect ratio) are left out, so a
+ * smaller copy is still hashed. `plain` when the folder has no usable dataset.json.
+ */
+async function framedHash(datasetPath: string, bytes: Buffer, plain: string, maxPixels: number, cache: Map<string, string>): Promise<string> {
+  let image: Partial<ImageConfig> | undefined;
+  try {
+    image = (readDatasetJson(datasetPath)?.pipeline as { image?: Partial<ImageConfig> } | undefined)?.image;
+  } catch {
+    return plain; // a damaged dataset.json: search with the upload as it is
+  }
+  if (!image || typeof image.size !== 'number' || !RESIZE_MODES.includes(String(image.resize_mode)) || typeof image.resize_only_if_bigger !== 'boolean') return plain;
+  const mode = image.resize_mode as ResizeMode;
+  if (mode === 'no') return plain;
+  const key = `${image.size}:${mode}:${image.resize_only_if_bigger}`;
+  const known = cache.get(key);
+  if (known) return known;
+  const processed = await createImageProcessor({ ...guardConfig(maxPixels), size: image.size, resize_mode: mode, resize_only_if_bigger: image.resize_only_if_bigger, encode_format: 'png' })(bytes);
+  const h = processed.ok ? processed.phash : plain;
+  cache.set(key, h);
+  return h;
 }
 
 function hasBands(index: IndexDb): boolean {
@@ -50,14 +80,16 @@ export async function searchImage(index: IndexDb, bytes: Buffer, opts: { maxPixe
   const exact = index.samplesBySha256(sha256);
   const near: NearRef[] = [];
   const bands = hasBands(index);
+  const framed = new Map<string, string>();
   for (const d of index.datasets()) {
+    const h = await framedHash(d.path, bytes, phash, opts.maxPixels, framed);
     const indexed = bands && index.stmt('SELECT 1 FROM dedup_phash_bands WHERE dataset_id = ? LIMIT 1').pluck().get(d.id) !== undefined;
     const matches: Array<{ key: string; distance: number }> = [];
-    if (indexed) matches.push(...findNearDuplicates(index.db, d.id, phash, opts.distance));
+    if (indexed) matches.push(...findNearDuplicates(index.db, d.id, h, opts.distance));
     else {
       const rows = index.stmt('SELECT key, phash FROM samples WHERE dataset_id = ? AND phash IS NOT NULL').safeIntegers(true).raw().iterate(d.id) as IterableIterator<[string, bigint]>;
       for (const [key, p] of rows) {
-        const dist = hammingDistance(phash, phashFromInt(p));
+        const dist = hammingDistance(h, phashFromInt(p));
         if (dist <= opts.distance) matches.push({ key, distance: dist });
       }
     }
