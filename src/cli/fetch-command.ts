@@ -2,6 +2,7 @@
 import path from 'node:path';
 import type { Argv } from 'yargs';
 import { deepMerge, loadPipelineFile, resolvePipeline, resolvePipelinePath } from '../pipeline/config.ts';
+import { RESIZE_MODES } from '../pipeline/config-types.ts';
 import { runFetch, topReasons } from '../pipeline/run-fetch.ts';
 import type { LogFormat } from '../pipeline/progress.ts';
 import { PROJECT_ROOT, resolveDataRoot } from '../dataset/data-root.ts';
@@ -23,7 +24,7 @@ export function fetchCommand(y: Argv) {
     .option('url-col', { type: 'string' })
     .option('caption-col', { type: 'string' })
     .option('image-size', { type: 'number' })
-    .option('resize-mode', { choices: ['center_crop', 'keep_ratio', 'border', 'no'] as const })
+    .option('resize-mode', { choices: RESIZE_MODES })
     .option('resize-only-if-bigger', { type: 'boolean' })
     .option('encode-format', { choices: ['jpg', 'webp', 'png'] as const })
     .option('encode-quality', { type: 'number' })

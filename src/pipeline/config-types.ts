@@ -1,7 +1,9 @@
 /** The shape of a pipeline file (`pipelines/*.yaml`) after defaults are applied. Keys are snake_case as in YAML. */
 
 export type InputFormat = 'parquet' | 'tsv' | 'csv' | 'jsonl' | 'imagenet';
-export type ResizeMode = 'center_crop' | 'keep_ratio' | 'border' | 'no';
+/** img2dataset's resize modes (pipeline `image.resize_mode`, `fetch --resize-mode`). */
+export const RESIZE_MODES = ['center_crop', 'keep_ratio', 'border', 'no'] as const;
+export type ResizeMode = (typeof RESIZE_MODES)[number];
 export type EncodeFormat = 'jpg' | 'webp' | 'png';
 export type DeadLinks = 'fallback' | 'skip';
 export type PersonToken = 'keep' | 'replace' | 'drop';

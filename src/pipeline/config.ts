@@ -5,7 +5,7 @@
 import { readFile } from 'node:fs/promises';
 import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
-import type { PipelineConfig } from './config-types.ts';
+import { RESIZE_MODES, type PipelineConfig } from './config-types.ts';
 import { closestName } from '../util/suggest.ts';
 import { ConfigError, deepMerge, isPlainObject, parseYamlMapping, unknownKeyError } from '../util/yaml-config.ts';
 
@@ -40,7 +40,7 @@ export const DEFAULT_IMAGE: PipelineConfig['image'] = {
 
 const ENUMS: Record<string, readonly string[]> = {
   'input.format': ['parquet', 'tsv', 'csv', 'jsonl', 'imagenet'],
-  'image.resize_mode': ['center_crop', 'keep_ratio', 'border', 'no'],
+  'image.resize_mode': RESIZE_MODES,
   'image.encode_format': ['jpg', 'webp', 'png'],
   dead_links: ['fallback', 'skip'],
   'filters.caption.person_token': ['keep', 'replace', 'drop'],

@@ -11,7 +11,7 @@ import type { IndexDb, SampleRef } from '../index-db/db.ts';
 import { phashFromInt } from '../index-db/db.ts';
 import { checkHeader, createImageProcessor, dhash64, hammingDistance } from '../image/index.ts';
 import { readDatasetJson } from '../dataset/dataset-json.ts';
-import type { ImageConfig, ResizeMode } from '../pipeline/config-types.ts';
+import { RESIZE_MODES, type ImageConfig, type ResizeMode } from '../pipeline/config-types.ts';
 import { findNearDuplicates } from '../dedup/lookup.ts';
 
 export class UploadError extends Error {}
@@ -36,8 +36,6 @@ function guardConfig(maxPixels: number): ImageConfig {
   return { size: 0, resize_mode: 'no', resize_only_if_bigger: false, encode_format: 'jpg', encode_quality: 95, min_image_size: 0, max_aspect_ratio: 0, max_image_area: maxPixels, min_file_bytes: 0 };
 }
 
-const RESIZE_MODES: readonly string[] = ['no', 'keep_ratio', 'center_crop', 'border'] satisfies ResizeMode[];
-
 /**
  * The upload's dHash as the pipeline of the dataset in `datasetPath` would have recorded it: the same resize and
  * centre crop or padding (dataset.json's image settings). Its filters (minimum size, aspect ratio) are left out, so a
@@ -50,7 +48,7 @@ async function framedHash(datasetPath: string, bytes: Buffer, plain: string, max
   } catch {
     return plain; // a damaged dataset.json: search with the upload as it is
   }
-  if (!image || typeof image.size !== 'number' || !RESIZE_MODES.includes(String(image.resize_mode)) || typeof image.resize_only_if_bigger !== 'boolean') return plain;
+  if (!image || typeof image.size !== 'number' || !(RESIZE_MODES as readonly string[]).includes(String(image.resize_mode)) || typeof image.resize_only_if_bigger !== 'boolean') return plain;
   const mode = image.resize_mode as ResizeMode;
   if (mode === 'no') return plain;
   const key = `${image.size}:${mode}:${image.resize_only_if_bigger}`;
