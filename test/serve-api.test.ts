@@ -147,7 +147,8 @@ test('upload search frames the upload as the dataset framed its images: a copy o
 
 test('upload search: identical bytes match by sha256, a re-encoded copy by perceptual hash; the guards refuse bad uploads', async () => {
   const { dataRoot, f } = await copyRoot();
-  // A square original: the recorded hash is of the centre-cropped shard image, so only then is the copy the same picture.
+  // A square original: a lossy re-encode of these flat pictures moves few dHash bits then (0-8); of a non-square one it
+  // can move 20 even framed like the shard (the framing itself is tested with a lossless copy in serve-api.test.ts).
   const row = f.rows.find((r) => r.status === 'ok' && r.url.endsWith('.jpg') && r.original_width === r.original_height)!;
   const original = await originalImage(row.row);
   assert.equal(createHash('sha256').update(original).digest('hex'), row.sha256, 'the fixture serves what fetch hashed');
