@@ -17,7 +17,7 @@ test('the demo runs every stage and writes its report and images', async () => {
       backend: 'wasm',
       vqganSets: ['training.max_steps=2', 'training.batch_size=4', 'training.validate_every=0', 'vqgan_training.recon_every=0'],
       transformerSets: ['training.max_steps=2', 'training.validate_every=0'],
-      imagesPerPrompt: 1,
+      imagesPerPrompt: 2,
       log: (m) => lines.push(m),
     }) as Record<string, Record<string, unknown>>;
     for (const part of ['held_out', 'train_prompts', 'baseline', 'vqgan_reconstructions']) {
@@ -47,12 +47,12 @@ test('the demo runs every stage and writes its report and images', async () => {
     for (const f of ['samples-held-out.png', 'samples-train.png', 'samples-baseline.png', 'vqgan-reconstructions.png', 'vqgan-loss.png', 'transformer-loss.png']) {
       assert.ok(existsSync(path.join(out, f)), f);
     }
-    // 24 held-out prompts (imagesPerPrompt each), 120 distinct training captions (one image each).
-    assert.equal(report.held_out.images, 24);
-    assert.equal(report.baseline.images, 24);
+    // 24 held-out prompts (imagesPerPrompt = 2 each), 120 distinct training captions (one image each).
+    assert.equal(report.held_out.images, 48);
+    assert.equal(report.baseline.images, 48);
     assert.equal(report.train_prompts.images, 120);
     assert.equal(new Set(report.train_prompts.prompts as string[]).size, 120);
-    assert.deepEqual((report.fid as unknown as { generated_images: unknown }).generated_images, { held_out: 24, train_prompts: 120, baseline: 24 });
+    assert.deepEqual((report.fid as unknown as { generated_images: unknown }).generated_images, { held_out: 48, train_prompts: 120, baseline: 48 });
     // Held-out prompts are the four combinations no training caption has.
     const combos = (report.held_out.combinations as string[]).map((p) => p.split(' on ')[0]);
     assert.deepEqual([...new Set(combos)], ['a red triangle', 'a blue star', 'a yellow cross', 'a green square']);
