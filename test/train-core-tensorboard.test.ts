@@ -59,10 +59,44 @@ test('a flipped byte is caught by the record CRCs; a non-PNG image is refused by
   assert.throws(() => w.image(1, 'samples', Buffer.from('GIF89a-not-a-png-at-all-here')), /tensorboard image 'samples': not a PNG image/);
   w.close();
   const file = path.join(dir, readdirSync(dir)[0]);
-  assert.equal(readEvents(file).length, 2);
+  assert.equal(readEvents(file).length, 3, 'file version, session start, one scalar event');
   const bytes = readFileSync(file);
   bytes[bytes.length - 6] ^= 0x01; // inside the last record's data
   writeFileSync(file, bytes);
   assert.throws(() => readEvents(file), /bad data CRC/);
   assert.throws(() => pngHeader(Buffer.alloc(30), 'x'), /x: not a PNG image/);
+});
+
+/**
+ * TensorBoard's event accumulator (tensorboard/backend/event_processing/event_accumulator.py): files of a run are
+ * read in name order; the first SessionLog START of the run marks its start and is ignored, every later START
+ * purges the scalars of its step and later. Returns the steps of `tag` it ends up showing.
+ */
+function stepsTensorBoardShows(dir: string, tag: string): number[] {
+  let seenStart = false;
+  let steps: number[] = [];
+  for (const f of readdirSync(dir).sort()) {
+    for (const e of readEvents(path.join(dir, f))) {
+      if (e.session_log?.status === 'START') {
+        if (seenStart) steps = steps.filter((s) => s < Number(e.step));
+        seenStart = true;
+      }
+      if (e.summary?.value.some((v) => v.tag === tag)) steps.push(Number(e.step));
+    }
+  }
+  return steps;
+}
+
+test('a run killed after its checkpoint and resumed shows each step once in TensorBoard', () => {
+  const dir = path.join(tmp, 'run3');
+  let t = 1_700_000_000;
+  const fresh = TensorBoardWriter.open(dir, { now: () => (t += 1) });
+  for (let s = 1; s <= 30; s++) fresh.scalars(s, { loss: 1 / s }); // checkpoint at 20, killed after 30
+  fresh.close();
+  const first = readEvents(fresh.file);
+  assert.deepEqual([first[1].step, first[1].session_log], [1, { status: 'START' }], 'a fresh run starts with a session start');
+  const resumed = TensorBoardWriter.open(dir, { now: () => (t += 1), resumedAfterStep: 20 });
+  for (let s = 21; s <= 40; s++) resumed.scalars(s, { loss: 1 / s });
+  resumed.close();
+  assert.deepEqual(stepsTensorBoardShows(dir, 'loss'), Array.from({ length: 40 }, (_, i) => i + 1));
 });
