@@ -15,6 +15,7 @@ import { initBackend } from '../src/runtime/backend.ts';
 import { BUILD_COMMAND } from '../src/runtime/tensorflow/build-dir.ts';
 import { buildTensorflow } from '../src/runtime/tensorflow/build.ts';
 import { checkWheelName } from '../src/runtime/tensorflow/source.ts';
+import { shareTensorflowThreads, tensorflowThreads } from '../src/runtime/tensorflow/load.ts';
 import { loadTrainConfig } from '../src/train/config/load.ts';
 import { MaskGitTransformer } from '../src/models/transformer/index.ts';
 import { MuseTrainer } from '../src/train/muse/trainer.ts';
@@ -135,5 +136,25 @@ test('build:tensorflow --python: a Python without TensorFlow is named with its v
     assert.ok(BUILD_COMMAND.startsWith('npm run build:tensorflow'));
   } finally {
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('TensorFlow threads: every core by default, MUSE_TF_THREADS sets them, tokenize --workers N shares the cores', () => {
+  const saved = process.env.MUSE_TF_THREADS;
+  try {
+    delete process.env.MUSE_TF_THREADS;
+    assert.equal(tensorflowThreads().intra, os.availableParallelism());
+    shareTensorflowThreads(1);
+    assert.equal(process.env.MUSE_TF_THREADS, undefined, 'one process keeps every core');
+    shareTensorflowThreads(os.availableParallelism() * 2);
+    assert.equal(tensorflowThreads().intra, 1, 'more workers than cores: one thread each');
+    process.env.MUSE_TF_THREADS = '3';
+    shareTensorflowThreads(2);
+    assert.deepEqual(tensorflowThreads(), { intra: 3, inter: 2 }, 'a value the user set wins');
+    process.env.MUSE_TF_THREADS = 'many';
+    assert.throws(() => tensorflowThreads(), /MUSE_TF_THREADS: expected a positive integer or 'all', got 'many'/);
+  } finally {
+    if (saved === undefined) delete process.env.MUSE_TF_THREADS;
+    else process.env.MUSE_TF_THREADS = saved;
   }
 });

@@ -11,9 +11,9 @@ import { prepareThreadedWasm, unrefWasmWorkers, wasmThreadCount, withCoreCount }
 import { BackendUnavailableError } from './errors.ts';
 import { NoAdapterError, describeAdapter, setWebgpuBackend, type AdapterSummary } from './webgpu.ts';
 import { readBuildInfo, type BuildInfo } from './tensorflow/build-dir.ts';
-import { registerTensorflowBackend } from './tensorflow/load.ts';
+import { registerTensorflowBackend, shareTensorflowThreads } from './tensorflow/load.ts';
 
-export { tf, BackendUnavailableError };
+export { tf, BackendUnavailableError, shareTensorflowThreads };
 
 export type BackendName = 'auto' | 'tensorflow' | 'webgpu' | 'wasm' | 'cpu';
 export const BACKEND_NAMES: readonly BackendName[] = ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'];

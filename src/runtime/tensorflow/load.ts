@@ -26,6 +26,16 @@ export function tensorflowThreads(): { intra: number; inter: number } {
   return { intra, inter: Math.min(2, intra) };
 }
 
+/**
+ * For `processes` processes that each load TensorFlow (tokenize --workers): unless MUSE_TF_THREADS is set, each
+ * gets its share of the cores, so that together they do not oversubscribe the machine. Call before the first
+ * backend start of this process; child processes inherit it.
+ */
+export function shareTensorflowThreads(processes: number): void {
+  if (process.env.MUSE_TF_THREADS || processes <= 1) return;
+  process.env.MUSE_TF_THREADS = String(Math.max(1, Math.floor(os.availableParallelism() / processes)));
+}
+
 function setThreadEnv(): { intra: number; inter: number } {
   const t = tensorflowThreads();
   process.env.TF_NUM_INTRAOP_THREADS ||= String(t.intra);
