@@ -4,7 +4,7 @@
 // LD_LIBRARY_PATH is needed. Everything happens in a sibling temp folder, checked by loading it in a child
 // process, then renamed into place: a failed build leaves the previous one working.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -160,8 +160,16 @@ export async function buildTensorflow(o: BuildOptions): Promise<BuildInfo> {
       throw new Error(`@tensorflow/tfjs-node@${tfjsVersion} wants @tensorflow/tfjs ${pkg.dependencies['@tensorflow/tfjs']}, the project has ${tfjsVersion}`);
     }
     // Its kernel code needs google-protobuf (the summary writer's messages); the rest of its dependencies
-    // serve its download script. @tensorflow/tfjs resolves to the project's own copy.
+    // serve its download script. @tensorflow/tfjs(-core) must be the project's own copy (one engine, one kernel
+    // registry): linked, so that a build folder outside the project (MUSE_TENSORFLOW_BUILD) finds them too.
     unpackNpm(npm, `google-protobuf@${pkg.dependencies['google-protobuf']}`, tmp, path.join(tmp, 'node_modules', 'google-protobuf'));
+    for (const name of ['@tensorflow/tfjs', '@tensorflow/tfjs-core']) {
+      const target = path.dirname(require.resolve(`${name}/package.json`));
+      const link = path.join(tmp, 'node_modules', name);
+      mkdirSync(path.dirname(link), { recursive: true });
+      // Relative: right after the rename too (same depth), and when the project moves as a whole.
+      symlinkSync(path.relative(path.dirname(link), target), link);
+    }
 
     const runPath = [tf.libDir, ...tf.nvidiaLibDirs].map((p) => runPathEntry(p, tmp));
     writeFileSync(path.join(pkgDir, 'binding.gyp'), bindingGyp(tf, runPath));
