@@ -7,12 +7,14 @@
  * forward + backward and optimizer (+ EMA). Target (issue 6): data time < 2% of step time.
  * With no --backend, every backend side by side, each in its own process (benchTrainSideBySide): wasm on one
  * thread, wasm on all threads (target, issue 11: tiny step <= 0.6x the one-thread time) and webgpu on the
- * adapter found (named; a software adapter runs `tiny` only, it is a CPU rasteriser).
+ * adapter found (named; a software adapter runs `tiny` only, it is a CPU rasteriser), the native tensorflow build
+ * (target: the transformer step <= 0.8x PyTorch CPU's) and PyTorch CPU on the transformer (bench/torch-transformer.py,
+ * where torch is installed; MUSE_BENCH_PYTHON names the Python).
  */
 import { mkdtemp, mkdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { fork } from 'node:child_process';
+import { fork, spawnSync } from 'node:child_process';
 import { initBackend, type BackendName } from '../src/runtime/backend.ts';
 import type { FromModelsChild, ToModelsChild } from './models-child.ts';
 import { loadTrainConfig } from '../src/train/config/load.ts';
@@ -166,6 +168,8 @@ export async function benchTrainSideBySide(opts: { quick?: boolean; log?: (m: st
     { label: `wasm, ${cores} threads`, opts: { backend: 'wasm', threads: cores } },
     // lavapipe needs ~1.5 s per tiny step at batch 16: tiny only, fewer steps
     { label: 'webgpu', opts: { backend: 'webgpu', variants: ['tiny'], steps: 8 } },
+    // the native build (npm run build:tensorflow), its intra-op pool on every core
+    { label: 'tensorflow', opts: { backend: 'tensorflow' } },
   ];
   const out: Record<string, unknown> = {};
   const rows: Array<Array<string | number>> = [];
@@ -190,6 +194,16 @@ export async function benchTrainSideBySide(opts: { quick?: boolean; log?: (m: st
       rows.push([v.name, name, m.step_ms, m.tokens_per_s, m.forward_backward_ms, m.optimizer_ms]);
     }
   }
+  // PyTorch CPU on the same transformer shape, batch and threads (bench/torch-transformer.py), where torch is installed.
+  const torch = pytorchStep(cores, !!opts.quick);
+  if ('error' in torch) notes.push(`PyTorch CPU: not measured (${torch.error})`);
+  else {
+    out.pytorch = torch;
+    (stepMs['models-bench transformer'] ??= {}).pytorch = torch.step_ms;
+    rows.push(['models-bench transformer', `PyTorch ${torch.torch} CPU, ${torch.threads} threads`, torch.step_ms, Math.round((8 * 256 * 1000) / torch.step_ms), '', '']);
+  }
+  const tfStep = stepMs['models-bench transformer']?.tensorflow;
+  const vsTorch = tfStep && !('error' in torch) ? round(tfStep / torch.step_ms, 3) : undefined;
   const base = stepMs.tiny?.['wasm, 1 thread'];
   const threaded = stepMs.tiny?.[`wasm, ${cores} threads`];
   const ratio = base && threaded ? round(threaded / base, 3) : undefined;
@@ -202,10 +216,23 @@ export async function benchTrainSideBySide(opts: { quick?: boolean; log?: (m: st
     config: { lanes: lanes.map((l) => l.label), cores, warmup_steps: WARMUP, quick: !!opts.quick },
     ...out,
     ratios,
-    targets: { tiny_all_threads_vs_one: { target: '<= 0.6x the one-thread step time', measured: ratio ?? 'not measured', met: ratio !== undefined && ratio <= 0.6 } },
+    targets: {
+      tiny_all_threads_vs_one: { target: '<= 0.6x the one-thread step time', measured: ratio ?? 'not measured', met: ratio !== undefined && ratio <= 0.6 },
+      transformer_tensorflow_vs_pytorch: { target: '<= 0.8x the PyTorch CPU step time', measured: vsTorch ?? 'not measured', met: vsTorch !== undefined && vsTorch <= 0.8 },
+    },
     notes,
     table: markdownTable(['config', 'backend', 'step ms', 'tokens/s', 'fwd+bwd ms', 'optimizer ms'], rows) +
       `\n\nstep time relative to wasm on 1 thread: ${Object.entries(ratios).map(([k, v]) => `${k} = ${v}`).join('; ') || 'n/a'}` +
       (notes.length ? `\n\n${notes.join('\n')}` : ''),
   };
+}
+
+/** One PyTorch CPU step of the models-bench transformer (hidden 256, 4 layers, batch 8, 256 tokens), or why not. */
+function pytorchStep(threads: number, quick: boolean): { torch: string; threads: number; step_ms: number; best_ms: number; params: number } | { error: string } {
+  const python = process.env.MUSE_BENCH_PYTHON || 'python3';
+  const script = path.join(import.meta.dirname, 'torch-transformer.py');
+  const r = spawnSync(python, [script, '--hidden', '256', '--layers', '4', '--heads', '8', '--batch', '8', '--tokens', '256', '--threads', String(threads), '--steps', quick ? '2' : '8'], { encoding: 'utf8' });
+  if (r.error) return { error: `${python}: ${r.error.message}` };
+  if (r.status !== 0) return { error: (r.stderr || `exit ${r.status}`).trim().split('\n').pop()!.slice(0, 300) };
+  return JSON.parse(r.stdout.trim().split('\n').pop()!);
 }

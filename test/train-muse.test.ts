@@ -7,7 +7,7 @@ import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, 
 import os from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { onBackend } from './helpers/backend.ts';
+import { onBackend, tensorflowSkip } from './helpers/backend.ts';
 import { readEvents } from './helpers/tfevents.ts';
 import { loadTrainConfig } from '../src/train/config/load.ts';
 import { MuseRunner } from '../src/train/muse/runner.ts';
@@ -59,41 +59,45 @@ async function train(dir: string, runDir: string, sets: string[], o: { resume?: 
 
 const losses = async (runDir: string) => (await readJsonl(path.join(runDir, 'log.jsonl'))).filter((r) => 'loss' in r).map((r) => [r.step, r.loss]);
 
-test('a run stopped and resumed gives the same losses as an uninterrupted one (with dropout, EMA, accumulation)', async () => {
-  await onBackend('wasm', async () => {
-    const dir = await dataset('resume', { 0: 10, 1: 9 });
-    const sets = ['training.max_steps=12', 'training.save_every=4', 'training.gradient_accumulation_steps=2', 'data.shuffle_buffer=5'];
-    const a = path.join(tmp, 'run-a');
-    const b = path.join(tmp, 'run-b');
-    await train(dir, a, sets);
-    const first = await train(dir, b, sets, { stopAfter: 5 });
-    assert.equal(first.step, 5);
-    assert.equal(first.stoppedBySignal, true);
-    const second = await train(dir, b, sets, { resume: 'latest' });
-    assert.equal(second.startStep, 5);
-    const la = await losses(a);
-    assert.equal(la.length, 12);
-    assert.deepEqual(await losses(b), la);
-    // TensorBoard: one event file per invocation; read in order with TensorBoard's purge rule, the loss is log.jsonl's (float32).
-    const tbFiles = readdirSync(path.join(b, 'tensorboard')).sort();
-    assert.equal(tbFiles.length, 2);
-    const tbLoss = new Map<number, number>();
-    for (const f of tbFiles) {
-      for (const e of readEvents(path.join(b, 'tensorboard', f))) {
-        if (e.session_log?.status === 'START') for (const st of [...tbLoss.keys()]) if (st >= e.step) tbLoss.delete(st);
-        const v = e.summary?.value.find((x) => x.tag === 'loss');
-        if (v) tbLoss.set(e.step, v.simple_value!);
+const tfSkip = await tensorflowSkip();
+
+for (const backend of ['wasm', 'tensorflow'] as const) {
+  test(`a run stopped and resumed gives the same losses as an uninterrupted one (with dropout, EMA, accumulation) (${backend})`, { skip: backend === 'tensorflow' && tfSkip }, async () => {
+    await onBackend(backend, async () => {
+      const dir = await dataset(`resume-${backend}`, { 0: 10, 1: 9 });
+      const sets = ['training.max_steps=12', 'training.save_every=4', 'training.gradient_accumulation_steps=2', 'data.shuffle_buffer=5'];
+      const a = path.join(tmp, `run-a-${backend}`);
+      const b = path.join(tmp, `run-b-${backend}`);
+      await train(dir, a, sets);
+      const first = await train(dir, b, sets, { stopAfter: 5 });
+      assert.equal(first.step, 5);
+      assert.equal(first.stoppedBySignal, true);
+      const second = await train(dir, b, sets, { resume: 'latest' });
+      assert.equal(second.startStep, 5);
+      const la = await losses(a);
+      assert.equal(la.length, 12);
+      assert.deepEqual(await losses(b), la);
+      // TensorBoard: one event file per invocation; read in order with TensorBoard's purge rule, the loss is log.jsonl's (float32).
+      const tbFiles = readdirSync(path.join(b, 'tensorboard')).sort();
+      assert.equal(tbFiles.length, 2);
+      const tbLoss = new Map<number, number>();
+      for (const f of tbFiles) {
+        for (const e of readEvents(path.join(b, 'tensorboard', f))) {
+          if (e.session_log?.status === 'START') for (const st of [...tbLoss.keys()]) if (st >= e.step) tbLoss.delete(st);
+          const v = e.summary?.value.find((x) => x.tag === 'loss');
+          if (v) tbLoss.set(e.step, v.simple_value!);
+        }
       }
-    }
-    assert.deepEqual([...tbLoss], la.map(([st, l]) => [st, Math.fround(l as number)]));
-    // Final weights and EMA weights are identical too.
-    for (const part of ['transformer', 'ema']) {
-      const wa = readFileSync(path.join(a, 'checkpoints/step-00000012', part, 'model.safetensors'));
-      const wb = readFileSync(path.join(b, 'checkpoints/step-00000012', part, 'model.safetensors'));
-      assert.ok(wa.equals(wb), `${part} weights differ after resume`);
-    }
+      assert.deepEqual([...tbLoss], la.map(([st, l]) => [st, Math.fround(l as number)]));
+      // Final weights and EMA weights are identical too.
+      for (const part of ['transformer', 'ema']) {
+        const wa = readFileSync(path.join(a, 'checkpoints/step-00000012', part, 'model.safetensors'));
+        const wb = readFileSync(path.join(b, 'checkpoints/step-00000012', part, 'model.safetensors'));
+        assert.ok(wa.equals(wb), `${part} weights differ after resume`);
+      }
+    });
   });
-});
+}
 
 test('the loss falls when overfitting one small batch', async () => {
   await onBackend('wasm', async () => {

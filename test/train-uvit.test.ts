@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, readFileSync, promises as fsp } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { onBackend } from './helpers/backend.ts';
+import { onBackend, tensorflowSkip } from './helpers/backend.ts';
 import { loadTrainConfig } from '../src/train/config/load.ts';
 import { MuseRunner } from '../src/train/muse/runner.ts';
 import { runTrainingLoop } from '../src/train/run/loop.ts';
@@ -59,33 +59,37 @@ async function train(dir: string, runDir: string, sets: string[], o: { resume?: 
 
 const losses = async (runDir: string) => (await readJsonl(path.join(runDir, 'log.jsonl'))).filter((r) => 'loss' in r).map((r) => [r.step, r.loss]);
 
-test('uvit: a run stopped and resumed gives the same losses and weights as an uninterrupted one', async () => {
-  await onBackend('wasm', async () => {
-    const dir = await dataset('resume', { 0: 10, 1: 9 });
-    const sets = ['training.max_steps=8', 'training.save_every=3', 'training.gradient_accumulation_steps=2', 'data.shuffle_buffer=5'];
-    const a = path.join(tmp, 'run-a');
-    const b = path.join(tmp, 'run-b');
-    await train(dir, a, sets);
-    const first = await train(dir, b, sets, { stopAfter: 4 });
-    assert.equal(first.step, 4);
-    const second = await train(dir, b, sets, { resume: 'latest' });
-    assert.equal(second.startStep, 4);
-    const la = await losses(a);
-    assert.equal(la.length, 8);
-    assert.deepEqual(await losses(b), la);
-    for (const part of ['transformer', 'ema']) {
-      const wa = readFileSync(path.join(a, 'checkpoints/step-00000008', part, 'model.safetensors'));
-      const wb = readFileSync(path.join(b, 'checkpoints/step-00000008', part, 'model.safetensors'));
-      assert.ok(wa.equals(wb), `${part} weights differ after resume`);
-    }
-    // The checkpoint is an open-muse MaskGiTUViT folder.
-    const cfg = JSON.parse(readFileSync(path.join(a, 'checkpoints/step-00000008/transformer/config.json'), 'utf8'));
-    assert.equal(cfg._class_name, 'MaskGiTUViT_v2');
-    const m = await MaskGiTUViT.fromSafetensors(path.join(a, 'checkpoints/step-00000008/transformer'));
-    assert.deepEqual(m.config.default_micro_conds, [64, 64, 0, 0, 6]);
-    m.dispose();
+const tfSkip = await tensorflowSkip();
+
+for (const backend of ['wasm', 'tensorflow'] as const) {
+  test(`uvit: a run stopped and resumed gives the same losses and weights as an uninterrupted one (${backend})`, { skip: backend === 'tensorflow' && tfSkip }, async () => {
+    await onBackend(backend, async () => {
+      const dir = await dataset(`resume-${backend}`, { 0: 10, 1: 9 });
+      const sets = ['training.max_steps=8', 'training.save_every=3', 'training.gradient_accumulation_steps=2', 'data.shuffle_buffer=5'];
+      const a = path.join(tmp, `run-a-${backend}`);
+      const b = path.join(tmp, `run-b-${backend}`);
+      await train(dir, a, sets);
+      const first = await train(dir, b, sets, { stopAfter: 4 });
+      assert.equal(first.step, 4);
+      const second = await train(dir, b, sets, { resume: 'latest' });
+      assert.equal(second.startStep, 4);
+      const la = await losses(a);
+      assert.equal(la.length, 8);
+      assert.deepEqual(await losses(b), la);
+      for (const part of ['transformer', 'ema']) {
+        const wa = readFileSync(path.join(a, 'checkpoints/step-00000008', part, 'model.safetensors'));
+        const wb = readFileSync(path.join(b, 'checkpoints/step-00000008', part, 'model.safetensors'));
+        assert.ok(wa.equals(wb), `${part} weights differ after resume`);
+      }
+      // The checkpoint is an open-muse MaskGiTUViT folder.
+      const cfg = JSON.parse(readFileSync(path.join(a, 'checkpoints/step-00000008/transformer/config.json'), 'utf8'));
+      assert.equal(cfg._class_name, 'MaskGiTUViT_v2');
+      const m = await MaskGiTUViT.fromSafetensors(path.join(a, 'checkpoints/step-00000008/transformer'));
+      assert.deepEqual(m.config.default_micro_conds, [64, 64, 0, 0, 6]);
+      m.dispose();
+    });
   });
-});
+}
 
 test('uvit: the loss falls when overfitting one small batch', async () => {
   await onBackend('wasm', async () => {

@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
 import * as tf from '@tensorflow/tfjs';
-import { onBackend } from './helpers/backend.ts';
+import { onBackend, tensorflowSkip } from './helpers/backend.ts';
 import { VQGAN, type VqganConfig } from '../src/models/vqgan/index.ts';
 import { VqganTrainer, reconstructionGrid, type VqganTrainerOptions } from '../src/train/vqgan/index.ts';
 
@@ -71,50 +71,54 @@ test('trainer: dead-code restart replaces exactly the codes unused for restartAf
   });
 });
 
-test('trainer: save + resume continues exactly (GAN, EMA, restarts, accumulation); recon grid PNG', async () => {
-  await onBackend('wasm', async () => {
-    const dir = await mkdtemp(path.join(os.tmpdir(), 'muse-vqgan-train-'));
-    try {
-      const opts: VqganTrainerOptions = {
-        seed: 9, maxGradNorm: 1, restartAfterSteps: 2, ema: { decay: 0.9 },
-        gan: { config: { ndf: 8, nLayers: 1 }, start: 2, loss: 'hinge' },
-      };
-      const vq = VQGAN.create(TINY, 4);
-      const a = new VqganTrainer(vq, opts);
-      const batch = (s: number) => [images(2, 16, s * 2), images(2, 16, s * 2 + 1)];
-      const run = async (t: VqganTrainer, s: number) => {
-        const b = batch(s);
-        const m = await t.step(b, s, 1e-3);
-        tf.dispose(b);
-        return m;
-      };
-      await run(a, 0);
-      await run(a, 1);
-      await a.save(dir);
-      const rest = [await run(a, 2), await run(a, 3), await run(a, 4)];
-      assert.ok(rest[0].g_loss !== undefined && rest[0].d_loss !== undefined && rest[0].d_weight! >= 0, 'GAN on from step 2');
-      const b = await VqganTrainer.resume(dir, opts);
-      const again = [await run(b, 2), await run(b, 3), await run(b, 4)];
-      assert.deepEqual(again, rest);
-      const wa = vq.namedVariables();
-      for (const [n, v] of b.vq.namedVariables()) assert.deepEqual(v.dataSync(), wa.get(n)!.dataSync(), n);
-      assert.deepEqual(await b.validate(images(2, 16)), await a.validate(images(2, 16)));
+const tfSkip = await tensorflowSkip();
 
-      const px = images(3, 16);
-      const out = path.join(dir, 'grid.png');
-      assert.deepEqual(await reconstructionGrid(vq, px, out), { width: 48, height: 32 });
-      const { data, info } = await sharp(out).raw().toBuffer({ resolveWithObject: true });
-      assert.deepEqual([info.width, info.height, info.channels], [48, 32, 3]);
-      // Top row: the originals (image 1, pixel (0, 0)).
-      const orig = px.slice([1, 0, 0, 0], [1, 1, 1, 3]).dataSync();
-      for (let c = 0; c < 3; c++) assert.equal(data[16 * 3 + c], Math.round(orig[c] * 255));
-      px.dispose();
-      a.dispose();
-      b.dispose();
-      b.vq.dispose();
-      vq.dispose();
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
+for (const backend of ['wasm', 'tensorflow'] as const) {
+  test(`trainer: save + resume continues exactly (GAN, EMA, restarts, accumulation); recon grid PNG (${backend})`, { skip: backend === 'tensorflow' && tfSkip }, async () => {
+    await onBackend(backend, async () => {
+      const dir = await mkdtemp(path.join(os.tmpdir(), 'muse-vqgan-train-'));
+      try {
+        const opts: VqganTrainerOptions = {
+          seed: 9, maxGradNorm: 1, restartAfterSteps: 2, ema: { decay: 0.9 },
+          gan: { config: { ndf: 8, nLayers: 1 }, start: 2, loss: 'hinge' },
+        };
+        const vq = VQGAN.create(TINY, 4);
+        const a = new VqganTrainer(vq, opts);
+        const batch = (s: number) => [images(2, 16, s * 2), images(2, 16, s * 2 + 1)];
+        const run = async (t: VqganTrainer, s: number) => {
+          const b = batch(s);
+          const m = await t.step(b, s, 1e-3);
+          tf.dispose(b);
+          return m;
+        };
+        await run(a, 0);
+        await run(a, 1);
+        await a.save(dir);
+        const rest = [await run(a, 2), await run(a, 3), await run(a, 4)];
+        assert.ok(rest[0].g_loss !== undefined && rest[0].d_loss !== undefined && rest[0].d_weight! >= 0, 'GAN on from step 2');
+        const b = await VqganTrainer.resume(dir, opts);
+        const again = [await run(b, 2), await run(b, 3), await run(b, 4)];
+        assert.deepEqual(again, rest);
+        const wa = vq.namedVariables();
+        for (const [n, v] of b.vq.namedVariables()) assert.deepEqual(v.dataSync(), wa.get(n)!.dataSync(), n);
+        assert.deepEqual(await b.validate(images(2, 16)), await a.validate(images(2, 16)));
+
+        const px = images(3, 16);
+        const out = path.join(dir, 'grid.png');
+        assert.deepEqual(await reconstructionGrid(vq, px, out), { width: 48, height: 32 });
+        const { data, info } = await sharp(out).raw().toBuffer({ resolveWithObject: true });
+        assert.deepEqual([info.width, info.height, info.channels], [48, 32, 3]);
+        // Top row: the originals (image 1, pixel (0, 0)).
+        const orig = px.slice([1, 0, 0, 0], [1, 1, 1, 3]).dataSync();
+        for (let c = 0; c < 3; c++) assert.equal(data[16 * 3 + c], Math.round(orig[c] * 255));
+        px.dispose();
+        a.dispose();
+        b.dispose();
+        b.vq.dispose();
+        vq.dispose();
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+    });
   });
-});
+}

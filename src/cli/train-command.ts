@@ -1,7 +1,7 @@
 /** `muse-train`: trains a MUSE stage (or the VQGAN) from a config in configs/. */
 import path from 'node:path';
 import yargs from 'yargs';
-import { BACKEND_NAMES, initBackend, type BackendName, wasmThreadCount } from '../runtime/backend.ts';
+import { BACKEND_NAMES, initBackend, listBackends, type BackendName, wasmThreadCount } from '../runtime/backend.ts';
 import { STAGES } from '../train/config/schema.ts';
 import { loadTrainConfig } from '../train/config/load.ts';
 import { runTraining } from '../train/run/run-training.ts';
@@ -20,14 +20,21 @@ export async function main(argv: string[]): Promise<number> {
     .option('allow-fresh', { type: 'boolean', default: false, describe: 'with --resume latest: start at step 0 when the run has no checkpoint yet (else refused)' })
     .option('backend', { type: 'string', choices: BACKEND_NAMES as string[], default: 'auto', describe: 'tfjs backend' })
     .option('data-root', { type: 'string', describe: 'data root for dataset names (default: $MUSE_DATA_ROOT or ./datasets)' })
+    .option('backends', { type: 'boolean', default: false, describe: "list every tfjs backend, whether it runs here and why, and what 'auto' picks; then exit" })
     .check((x) => {
-      if (!x.stage && !x.config) throw new UsageError('give --stage or --config');
+      if (!x.stage && !x.config && !x.backends) throw new UsageError('give --stage or --config');
       return true;
     })
     .strict()
     .help()
     .fail(usageFailure('muse-train'))
     .parseAsync();
+  if (a.backends) {
+    const { backends, auto } = await listBackends();
+    for (const b of backends) process.stdout.write(`${b.name.padEnd(10)} ${b.available ? 'available  ' : 'unavailable'}  ${b.detail}\n`);
+    process.stdout.write(`auto       -> ${auto} (order: native CUDA build, webgpu hardware adapter, native CPU build, wasm, cpu)\n`);
+    return 0;
+  }
   const stage = a.stage as string | undefined;
   const config = loadTrainConfig({
     stage,
