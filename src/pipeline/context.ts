@@ -6,6 +6,8 @@ import { createDownloader } from '../fetch/downloader.ts';
 import { configureSharp, createImageProcessor } from '../image/index.ts';
 import { prepareRecordFilter } from '../filters/index.ts';
 import { openFetchIndex, type FetchIndex } from '../index-db/fetch-index.ts';
+import { RowsInFlight } from './in-flight.ts';
+import type { LiveStatus } from './progress.ts';
 
 export interface ContextOptions {
   cfg: PipelineConfig;
@@ -24,7 +26,7 @@ export async function createShardContext(
   o: ContextOptions,
   opened?: Pick<ShardJobContext, 'source' | 'totalRows'>,
   useIndex?: FetchIndex,
-): Promise<ShardJobContext & { close(): Promise<void> }> {
+): Promise<ShardJobContext & { live(): LiveStatus; close(): Promise<void> }> {
   const source = opened?.source ?? createSource(o.cfg.input, { dataRoot: o.dataRoot, projectRoot: o.projectRoot });
   const totalRows = opened?.totalRows ?? (await source.open()).totalRows;
   const prefix = o.cfg.local_server?.url_prefix;
@@ -34,6 +36,7 @@ export async function createShardContext(
   configureSharp(); // every image is seen once: libvips' operation cache would only hold memory
   // Registers the output folder as a dataset of the data root (idempotent: every worker does it too).
   const index = useIndex ?? openFetchIndex(o.dataRoot, o.cfg.name, o.datasetDir);
+  const inFlight = new RowsInFlight();
   return {
     cfg: o.cfg,
     source,
@@ -43,6 +46,12 @@ export async function createShardContext(
     processImage: createImageProcessor(o.cfg.image),
     filter: await prepareRecordFilter(o.cfg.filters, { baseDir: o.projectRoot }),
     index,
+    inFlight,
+    live: () => {
+      const rows = inFlight.snapshot();
+      const d = downloader.status();
+      return { in_flight: rows.rows, waiting_on_slow_origins: d.waitingOnSlowOrigins, oldest_ms: rows.oldest_ms, cut_offs: d.cutOffs };
+    },
     close: async () => {
       index.close();
       await downloader.close();

@@ -19,6 +19,7 @@ import { isShardComplete } from '../dataset/complete-shards.ts';
 import { datasetJsonPath, readDatasetJson, writeDatasetJson } from '../dataset/dataset-json.ts';
 import { parseShardSelection as parseSelection } from '../dataset/shard-selection.ts';
 import { SAMPLE_STATUSES, type SampleStatus } from '../shards/outcome.ts';
+import type { CutOff } from '../fetch/origin-health.ts';
 
 export interface FetchOptions {
   cfg: PipelineConfig;
@@ -31,6 +32,8 @@ export interface FetchOptions {
   shardModulo?: { index: number; count: number };
   workers: number;
   logFormat: LogFormat;
+  /** Seconds between plain / JSON progress lines (default 5). */
+  progressIntervalS?: number;
 }
 
 export interface FetchSummary {
@@ -49,6 +52,8 @@ export interface FetchSummary {
   successes_per_s: number;
   /** Largest peak resident set of any one process of the run (this one or a worker), MiB. */
   peak_rss_mb: number;
+  /** Origins cut off during the run (their rows ended `host_unresponsive` without a request); local runs only. */
+  cut_origins?: CutOff[];
 }
 
 export class FetchError extends Error {}
@@ -85,7 +90,7 @@ export async function runFetch(o: FetchOptions): Promise<FetchSummary> {
     await registerDataset(o, totalRows, total);
     const pending = selected.filter((s) => !isShardComplete(o.datasetDir, s));
     const pendingRows = pending.reduce((n, s) => n + Math.min(o.cfg.samples_per_shard, totalRows - s * o.cfg.samples_per_shard), 0);
-    const progress = new FetchProgress(pendingRows, pending.length, o.logFormat);
+    const progress = new FetchProgress(pendingRows, pending.length, o.logFormat, process.stderr, (o.progressIntervalS ?? 5) * 1000);
     progress.message(
       `fetch ${o.cfg.name}: ${totalRows} rows, ${total} shard(s); ${selected.length} selected, ` +
         `${selected.length - pending.length} already complete, ${pending.length} to run with ${Math.min(o.workers, Math.max(pending.length, 1))} worker(s) -> ${o.datasetDir}`,
@@ -99,10 +104,11 @@ export async function runFetch(o: FetchOptions): Promise<FetchSummary> {
     } else {
       await runInWorkers(pending, Math.min(o.workers, pending.length), ctxOptions, progress, failed, rss);
     }
-    return await fetchSummary({
+    const summary = await fetchSummary({
       datasetDir: o.datasetDir, totalRows, shards: total, selected, pending, failed, started,
       successes: progress.finish().successes, peakRssKb: rss.maxKb,
     });
+    return { ...summary, cut_origins: progress.cutOrigins() };
   } finally {
     await server?.close();
   }
@@ -120,6 +126,7 @@ async function runInProcess(
   const ctx = await createShardContext(options, opened);
   ctx.onRow = (status) => progress.row(status);
   const slot = pLimit(SHARDS_PER_PROCESS);
+  const live = setInterval(() => progress.live('main', ctx.live()), 1000);
   try {
     await Promise.all(
       pending.map((shard) =>
@@ -136,6 +143,8 @@ async function runInProcess(
       ),
     );
   } finally {
+    clearInterval(live);
+    progress.live('main', ctx.live());
     await ctx.close();
   }
 }
@@ -179,6 +188,7 @@ async function runInWorkers(
     onMessage: (m) => {
       const rows = m as FromWorker;
       if (rows.type === 'rows') for (const [s, c] of Object.entries(rows.counts)) progress.row(s as SampleStatus, c);
+      else if (rows.type === 'live') progress.live(String(rows.pid), rows.status);
     },
     onDone: (m, seconds) => {
       rss.maxKb = Math.max(rss.maxKb, m.max_rss_kb);

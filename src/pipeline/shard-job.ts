@@ -1,13 +1,16 @@
 /**
  * One shard: input rows [i*S, (i+1)*S) -> filters -> download -> image -> tar + manifest + stats.
  * Rows are processed concurrently but written in key order through a bounded window, so memory stays bounded
- * and the output does not depend on which download finished first.
+ * and the output does not depend on which download finished first. A row holds one of the downloader's slots
+ * (`download.concurrency` per process) from its download to its encoded image, except while it only waits on
+ * the network (src/fetch/slots.ts): a hung request then costs a window place, not a slot.
  */
 import { readFile, rm } from 'node:fs/promises';
-import pLimit from 'p-limit';
 import type { PipelineConfig } from './config-types.ts';
 import type { Source, SourceRecord } from '../sources/record.ts';
 import type { Downloader } from '../fetch/downloader.ts';
+import type { Lease } from '../fetch/slots.ts';
+import type { RowsInFlight } from './in-flight.ts';
 import type { ImageResult } from '../image/index.ts';
 import { fallbackImage } from '../image/index.ts';
 import type { FilterVerdict } from '../filters/index.ts';
@@ -30,9 +33,14 @@ export interface ShardJobContext {
   index?: FetchIndex;
   /** Called once per input row when its outcome is final (in key order). */
   onRow?: (status: SampleStatus, shard: number) => void;
+  /** Rows under way in this process (for the progress line). */
+  inFlight?: RowsInFlight;
 }
 
-/** Rows that may be in flight or waiting to be written, at least. */
+/**
+ * Rows that may be in flight or waiting to be written, at least: so many rows behind one stuck on a hung origin
+ * still download and process. A finished row waiting here holds only its encoded image (~30 KB at 256 px).
+ */
 const WRITE_WINDOW_MIN = 1024;
 
 
@@ -48,9 +56,8 @@ export async function runShard(shard: number, ctx: ShardJobContext): Promise<Sha
 
   const startTime = new Date();
   const timings = { optout_ms: 0, filter_ms: 0, download_ms: 0, image_ms: 0, write_ms: 0, index_ms: 0 };
-  const limit = pLimit(cfg.download.concurrency);
   // Finished rows wait here until every earlier row is done. Sized well beyond the download concurrency so a
-  // slow link at the head does not stall the rest (a finished row holds only its encoded image, ~30 KB).
+  // slow link at the head does not stall the rest; how many run at once is bounded by the downloader's slots.
   const window = Math.max(cfg.download.concurrency * 4, WRITE_WINDOW_MIN);
   const tar = await ShardTarWriter.create(paths.tar);
   const rows: ManifestRow[] = [];
@@ -66,7 +73,7 @@ export async function runShard(shard: number, ctx: ShardJobContext): Promise<Sha
 
   for await (const rec of ctx.source.rows(start, end)) {
     const key = sampleKey(shard, rec.row - start, S);
-    queue.push(limit(() => processRow(rec, key, ctx, timings)));
+    queue.push(processRow(rec, key, ctx, timings));
     while (queue.length >= window) await write(await queue.shift()!);
   }
   while (queue.length) await write(await queue.shift()!);
@@ -121,40 +128,53 @@ async function processRow(rec: SourceRecord, key: string, ctx: ShardJobContext, 
     if (!verdict.ok) return { ...base, status: 'filtered', reason: verdict.rule, error: verdict.reason };
     base.caption = verdict.caption;
 
-    t = performance.now();
-    const got = await fetchBytes(rec, ctx);
-    timings.download_ms += performance.now() - t;
-    if (!got.ok) {
-      if (got.optedOut) return { ...base, status: 'opted_out', reason: got.reason, error: got.error };
-      return withFallback(base, got.reason, got.error, ctx);
+    // One slot from here to the encoded image, lent out while the download only waits.
+    const lease = await ctx.downloader.lease();
+    const done = ctx.inFlight?.start();
+    try {
+      return await fetchAndProcess(rec, base, ctx, timings, lease);
+    } finally {
+      lease.end();
+      done?.();
     }
-
-    t = performance.now();
-    const img = await ctx.processImage(got.bytes);
-    timings.image_ms += performance.now() - t;
-    const sized = { ...base, bytes: got.bytes.length, originalWidth: img.originalWidth, originalHeight: img.originalHeight };
-    if (!img.ok) {
-      if (img.status === 'filtered') return { ...sized, status: 'filtered', reason: img.reason, error: img.error };
-      return withFallback(sized, img.reason, img.error, ctx);
-    }
-    if (ctx.index?.imageOptedOut(img.sha256)) {
-      return { ...sized, status: 'opted_out', reason: 'optout_image', error: 'the image (sha256) is in the opt-out index', sha256: img.sha256, phash: img.phash };
-    }
-    return {
-      ...sized,
-      status: 'ok',
-      image: { data: img.data, ext: img.ext, width: img.width, height: img.height },
-      sha256: img.sha256,
-      phash: img.phash,
-    };
   } catch (err) {
     return { ...base, status: 'failed', reason: 'internal_error', error: (err as Error).stack ?? String(err) };
   }
 }
 
+/** Download (or read) and process the image of a row that passed the filters. */
+async function fetchAndProcess(rec: SourceRecord, base: SampleOutcome, ctx: ShardJobContext, timings: Record<string, number>, lease: Lease): Promise<SampleOutcome> {
+  let t = performance.now();
+  const got = await fetchBytes(rec, ctx, lease);
+  timings.download_ms += performance.now() - t;
+  if (!got.ok) {
+    if (got.optedOut) return { ...base, status: 'opted_out', reason: got.reason, error: got.error };
+    return withFallback(base, got.reason, got.error, ctx);
+  }
+
+  t = performance.now();
+  const img = await ctx.processImage(got.bytes);
+  timings.image_ms += performance.now() - t;
+  const sized = { ...base, bytes: got.bytes.length, originalWidth: img.originalWidth, originalHeight: img.originalHeight };
+  if (!img.ok) {
+    if (img.status === 'filtered') return { ...sized, status: 'filtered', reason: img.reason, error: img.error };
+    return withFallback(sized, img.reason, img.error, ctx);
+  }
+  if (ctx.index?.imageOptedOut(img.sha256)) {
+    return { ...sized, status: 'opted_out', reason: 'optout_image', error: 'the image (sha256) is in the opt-out index', sha256: img.sha256, phash: img.phash };
+  }
+  return {
+    ...sized,
+    status: 'ok',
+    image: { data: img.data, ext: img.ext, width: img.width, height: img.height },
+    sha256: img.sha256,
+    phash: img.phash,
+  };
+}
+
 type Fetched = { ok: true; bytes: Buffer } | { ok: false; reason: string; error: string; optedOut: boolean };
 
-async function fetchBytes(rec: SourceRecord, ctx: ShardJobContext): Promise<Fetched> {
+async function fetchBytes(rec: SourceRecord, ctx: ShardJobContext, lease: Lease): Promise<Fetched> {
   if (rec.localPath) {
     try {
       return { ok: true, bytes: await readFile(rec.localPath) };
@@ -162,7 +182,7 @@ async function fetchBytes(rec: SourceRecord, ctx: ShardJobContext): Promise<Fetc
       return { ok: false, reason: 'read_error', error: `${rec.localPath}: ${(err as Error).message}`, optedOut: false };
     }
   }
-  return ctx.downloader.get(rec.url);
+  return ctx.downloader.get(rec.url, lease);
 }
 
 /** A dead link or broken image: a solid-colour stand-in (`--dead-links fallback`) or nothing in the tar (`skip`). */

@@ -1,0 +1,241 @@
+/**
+ * Fetch on a hostile web, on loopback servers: hung origins cut off after K timeouts (their other rows end
+ * `host_unresponsive` without a request), re-probed after the cool-down; 429 + Retry-After honoured for the whole
+ * origin; a row stuck on a hung request does not hold up the rows after it; slots lent out while waiting.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import sharp from 'sharp';
+import { createDownloader, retryDecision } from '../src/fetch/downloader.ts';
+import { OriginHealth } from '../src/fetch/origin-health.ts';
+import { Slots } from '../src/fetch/slots.ts';
+import { deepMerge, resolvePipeline, DEFAULT_DOWNLOAD } from '../src/pipeline/config.ts';
+import type { PipelineConfig } from '../src/pipeline/config-types.ts';
+import { runFetch } from '../src/pipeline/run-fetch.ts';
+import { createShardContext } from '../src/pipeline/context.ts';
+import { runShard } from '../src/pipeline/shard-job.ts';
+import { readManifest } from '../src/dataset/manifest.ts';
+
+const root = path.resolve(import.meta.dirname, '..');
+const tmp = (p: string) => mkdtemp(path.join(os.tmpdir(), `muse-hostile-${p}-`));
+const JPG = await sharp({ create: { width: 40, height: 30, channels: 3, background: { r: 20, g: 90, b: 200 } } }).jpeg().toBuffer();
+
+type Handler = (req: http.IncomingMessage, res: http.ServerResponse) => void;
+
+/** A loopback server; records the time of every request per path. */
+async function server(handler: Handler) {
+  const hits: Array<{ path: string; at: number }> = [];
+  const open = new Set<http.ServerResponse>();
+  const s = http.createServer((req, res) => {
+    hits.push({ path: req.url ?? '', at: Date.now() });
+    open.add(res);
+    res.on('close', () => open.delete(res));
+    handler(req, res);
+  });
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const origin = `http://127.0.0.1:${(s.address() as AddressInfo).port}`;
+  return {
+    origin,
+    hits,
+    close: () => {
+      s.closeAllConnections();
+      return new Promise<void>((r) => s.close(() => r()));
+    },
+  };
+}
+const image: Handler = (_req, res) => res.writeHead(200, { 'content-type': 'image/jpeg' }).end(JPG);
+const never: Handler = () => {};
+
+function pipeline(tsv: string, download: Record<string, unknown>, over: Record<string, unknown> = {}): PipelineConfig {
+  return resolvePipeline(
+    deepMerge(
+      {
+        input: { files: [tsv], format: 'tsv', header: false, columns: ['url', 'caption'], url_col: 'url', caption_col: 'caption' },
+        image: { size: 32 },
+        download: { allow_private_network: true, ...download },
+        samples_per_shard: 1000,
+      },
+      over,
+    ),
+    'test',
+  );
+}
+
+async function writeTsv(dir: string, urls: string[]): Promise<string> {
+  const file = path.join(dir, 'input.tsv');
+  await writeFile(file, urls.map((u, i) => `${u}\ta picture number ${i}\n`).join(''));
+  return file;
+}
+
+test('a hung origin is cut off after K timeouts: its other rows end host_unresponsive without a request', async () => {
+  const hung = await server(never);
+  const good = await server(image);
+  try {
+    const dir = await tmp('cut');
+    // rows alternate: even rows on the hung origin, odd rows on a healthy one
+    const urls = Array.from({ length: 20 }, (_, i) => (i % 2 ? `${good.origin}/img/${i}` : `${hung.origin}/img/${i}`));
+    const cfg = pipeline(await writeTsv(dir, urls), {
+      first_byte_timeout_s: 0.3, timeout_s: 5, retries: 2, origin_cutoff_after: 3, per_origin_concurrency: 1, concurrency: 4,
+    });
+    const summary = await runFetch({ cfg, datasetDir: path.join(dir, 'out'), dataRoot: path.join(dir, 'root'), projectRoot: root, workers: 1, logFormat: 'json', progressIntervalS: 60 });
+    assert.equal(hung.hits.length, 3, 'exactly K requests reached the hung origin (one at a time, per_origin_concurrency 1)');
+    const rows = await readManifest(path.join(dir, 'out', 'shards', '00000.arrow'));
+    const onHung = rows.filter((r) => r.url.startsWith(hung.origin));
+    const timedOut = onHung.filter((r) => r.reason === 'first_byte_timeout');
+    const skipped = onHung.filter((r) => r.reason === 'host_unresponsive');
+    assert.equal(timedOut.length + skipped.length, 10, `every hung row ends in one of the two: ${onHung.map((r) => r.reason).join(', ')}`);
+    assert.ok(timedOut.length >= 2 && timedOut.length <= 3, `2 or 3 rows timed out (one may have been retried once): ${timedOut.length}`);
+    for (const r of skipped) {
+      assert.equal(r.status, 'fallback', 'a cut-off row is a dead link: fallback by default');
+      assert.match(r.error ?? '', new RegExp(`not requested: origin ${hung.origin} was cut off at \\d{4}-\\d\\d-\\d\\dT[\\d:.]+Z after 3 consecutive`));
+    }
+    assert.ok(rows.filter((r) => r.url.startsWith(good.origin)).every((r) => r.status === 'ok'), 'the healthy origin is not affected');
+    assert.equal(summary.cut_origins?.length, 1);
+    assert.equal(summary.cut_origins![0].origin, hung.origin);
+    assert.equal(summary.cut_origins![0].rows_skipped, skipped.length);
+    assert.equal(summary.reasons.fallback.host_unresponsive, skipped.length, 'the stats count the reason');
+  } finally {
+    await hung.close();
+    await good.close();
+  }
+});
+
+test('a cut-off origin is probed once after the cool-down; an answer lets its rows through again', () => {
+  let now = 1_000_000;
+  const h = new OriginHealth({ cutoffAfter: 2, cooldownMs: 30_000, perOrigin: 8, now: () => now });
+  const o = 'http://a.example';
+  for (let i = 0; i < 2; i++) {
+    const t = h.tryEnter(o);
+    assert.ok(t?.ok);
+    t.leave('timeout');
+  }
+  const refused = h.tryEnter(o);
+  assert.ok(refused && !refused.ok, 'cut off after 2 consecutive timeouts');
+  assert.equal(refused.cut.at, new Date(1_000_000).toISOString());
+  now += 29_999;
+  assert.ok(!h.tryEnter(o)!.ok, 'still cut off within the cool-down');
+  now += 1;
+  const probe = h.tryEnter(o);
+  assert.ok(probe?.ok, 'after the cool-down one request probes');
+  assert.ok(!h.tryEnter(o)!.ok, 'others keep failing fast while the probe is out');
+  probe.leave('refused');
+  assert.ok(!h.tryEnter(o)!.ok, 'a failed probe cuts it off again');
+  assert.equal(h.cutOffs()[0].at, new Date(now).toISOString(), 'with the new decision time');
+  now += 30_000;
+  const probe2 = h.tryEnter(o);
+  assert.ok(probe2?.ok, 'probed again after another cool-down');
+  probe2.leave('answered');
+  assert.ok(h.tryEnter(o)?.ok, 'it answered: requests flow again');
+  assert.deepEqual(
+    { still_cut: h.cutOffs()[0].still_cut, rows_skipped: h.cutOffs()[0].rows_skipped },
+    { still_cut: false, rows_skipped: 4 },
+  );
+});
+
+test('timeouts are not retried on an origin already timing out; resets, 5xx and 429 are', () => {
+  const f = (reason: string, transient = true) => ({ reason, transient });
+  assert.equal(retryDecision(f('first_byte_timeout'), 1, 2, false), 'retry');
+  assert.equal(retryDecision(f('first_byte_timeout'), 1, 2, true), 'final_timing_out');
+  assert.equal(retryDecision(f('timeout'), 1, 2, true), 'final_timing_out');
+  assert.equal(retryDecision(f('connection_reset'), 1, 2, true), 'retry');
+  assert.equal(retryDecision(f('http_503'), 2, 2, true), 'retry');
+  assert.equal(retryDecision(f('http_429'), 3, 2, false), 'final', 'retries used up');
+  assert.equal(retryDecision(f('connection_refused', false), 1, 2, false), 'final');
+});
+
+test('429 with Retry-After: 2 is retried after ≥ 2 s, and the origin is held back meanwhile', async () => {
+  let first = true;
+  const s = await server((req, res) => {
+    if (req.url === '/a' && first) {
+      first = false;
+      return void res.writeHead(429, { 'retry-after': '2' }).end('slow down');
+    }
+    image(req, res);
+  });
+  const d = createDownloader({ ...DEFAULT_DOWNLOAD, allow_private_network: true });
+  try {
+    const a = d.get(`${s.origin}/a`);
+    await new Promise((r) => setTimeout(r, 200));
+    const b = d.get(`${s.origin}/b`); // asked for after the 429: waits for the origin's pause
+    const [ra, rb] = await Promise.all([a, b]);
+    assert.ok(ra.ok && rb.ok);
+    assert.equal(ra.attempts, 2);
+    const at = (p: string) => s.hits.filter((h) => h.path === p).map((h) => h.at);
+    const [a1, a2] = at('/a');
+    assert.ok(a2 - a1 >= 1990, `retried ${a2 - a1} ms after the 429`);
+    assert.ok(at('/b')[0] - a1 >= 1990, `the other row of the origin waited too (${at('/b')[0] - a1} ms)`);
+  } finally {
+    await d.close();
+    await s.close();
+  }
+});
+
+test('a row stuck on a hung request does not stop the download and processing of the 1,000 rows after it', async () => {
+  let processed = 0;
+  let answeredAt = -1;
+  const stuck: http.ServerResponse[] = [];
+  const hung = await server((_req, res) => void stuck.push(res));
+  const good = await server(image);
+  // The hung origin answers only once the 1,000 rows after its row were processed: if they waited for it, the
+  // row would time out instead (first byte within 20 s).
+  const poll = setInterval(() => {
+    if (processed >= 1000 && stuck.length && answeredAt < 0) {
+      answeredAt = processed;
+      image({} as http.IncomingMessage, stuck[0]);
+    }
+  }, 20);
+  try {
+    const dir = await tmp('stuck');
+    const urls = [`${hung.origin}/img/0`, ...Array.from({ length: 1000 }, (_, i) => `${good.origin}/img/${i + 1}`)];
+    // concurrency 1: the hung row must lend its only slot out, or nothing else could run
+    const cfg = pipeline(await writeTsv(dir, urls), { concurrency: 1, first_byte_timeout_s: 20, timeout_s: 30, retries: 0 }, { samples_per_shard: 1001 });
+    const ctx = await createShardContext({ cfg, datasetDir: path.join(dir, 'out'), dataRoot: path.join(dir, 'root'), projectRoot: root });
+    const inner = ctx.processImage;
+    ctx.processImage = async (bytes) => {
+      const r = await inner(bytes);
+      processed++;
+      return r;
+    };
+    try {
+      const { mkdir } = await import('node:fs/promises');
+      await mkdir(path.join(dir, 'out', 'shards'), { recursive: true });
+      const stats = await runShard(0, ctx);
+      assert.equal(stats.status.ok, 1001, JSON.stringify(stats.reasons));
+      assert.ok(answeredAt >= 1000, `the hung row was answered after ${answeredAt} rows were processed`);
+      assert.equal(processed, 1001);
+    } finally {
+      await ctx.close();
+    }
+  } finally {
+    clearInterval(poll);
+    await hung.close();
+    await good.close();
+  }
+});
+
+test('slots: a parked or lent lease frees its slot; leases taking their slot back go before new ones', async () => {
+  const slots = new Slots(2, 1);
+  const a = await slots.lease();
+  const b = await slots.lease();
+  assert.equal(slots.inUse, 2);
+  assert.ok(a.park(), 'parked: slot lent out');
+  assert.equal(slots.inUse, 1);
+  assert.equal(b.park(), false, 'over the cap of parked leases: b keeps its slot');
+  const c = await slots.lease(); // the slot a lent out
+  const order: string[] = [];
+  const fresh = slots.lease().then((l) => (order.push('fresh'), l));
+  const back = a.take().then(() => order.push('resumed'));
+  c.end();
+  await back;
+  a.end();
+  b.end();
+  (await fresh).end();
+  assert.deepEqual(order, ['resumed', 'fresh']);
+  assert.equal(slots.inUse, 0);
+  assert.equal(slots.parked, 0);
+});
