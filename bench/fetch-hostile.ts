@@ -80,7 +80,10 @@ async function writeCorpus(file: string, rows: number, url: (i: number) => strin
   await writeFile(file, new Uint8Array(buffer));
 }
 
-/** Rows/s over the 10-s stretches that end before `tailS`: the slowest one and where it starts. */
+/**
+ * Rows/s over the 10-s stretches between the first finished row (before it: process start-up, the same for both
+ * corpora) and `tailS`: the slowest one and where it starts.
+ */
 export function worstStretch(series: Array<[number, number]>, tailS: number, spanS = 10): { rate: number; at: number } {
   const rowsAt = (t: number) => {
     let r = 0;
@@ -88,7 +91,8 @@ export function worstStretch(series: Array<[number, number]>, tailS: number, spa
     return r;
   };
   let worst = { rate: Infinity, at: NaN };
-  for (let t = 0; t + spanS <= tailS; t += 0.5) {
+  const first = series.find(([, n]) => n > 0)?.[0] ?? 0;
+  for (let t = first; t + spanS <= tailS; t += 0.5) {
     const rate = (rowsAt(t + spanS) - rowsAt(t)) / spanS;
     if (rate < worst.rate) worst = { rate, at: t };
   }
@@ -101,7 +105,7 @@ function hasProgressInterval(): boolean {
   return help.stdout.includes('--progress-interval');
 }
 
-async function fetchOnce(corpus: Corpus, parquet: string, samplesPerShard: number, work: string, extra: string[]): Promise<FetchRun> {
+async function fetchOnce(corpus: Corpus, parquet: string, samplesPerShard: number, work: string, extra: string[], names: Map<string, string>): Promise<FetchRun> {
   const out = await mkdtemp(path.join(work, `out-${corpus}-`));
   try {
     const args = [
@@ -147,7 +151,7 @@ async function fetchOnce(corpus: Corpus, parquet: string, samplesPerShard: numbe
       tail_starts_s: tail,
       status: summary.status,
       reasons: summary.reasons,
-      cut_origins: summary.cut_origins ?? [],
+      cut_origins: (summary.cut_origins ?? []).map((c: { origin: string }) => ({ ...c, name: names.get(c.origin) ?? '?' })),
       series,
       peak_rss_mb: summary.peak_rss_mb,
     };
@@ -167,6 +171,7 @@ export async function benchFetchHostile(ctx: BenchContext): Promise<BenchReport>
     const ready = once(server, (m) => ((m as FromHostile).type === 'ready' ? (m as Extract<FromHostile, { type: 'ready' }>) : undefined));
     server.send({ type: 'start', dir: rendered.dir, images: IMAGES, rows } satisfies ToHostile);
     const { ports } = await ready;
+    const names = new Map(Object.entries(ports).map(([name, port]) => [`${name === 'tls_hang' ? 'https' : 'http'}://127.0.0.1:${port}`, name]));
     const parquets: Record<Corpus, string> = { clean: path.join(work, 'clean.parquet'), hostile: path.join(work, 'hostile.parquet') };
     await writeCorpus(parquets.clean, rows, (i) => cleanUrl(i, ports as Record<OriginName, number>));
     await writeCorpus(parquets.hostile, rows, (i) => hostileUrl(i, ports as Record<OriginName, number>));
@@ -179,7 +184,7 @@ export async function benchFetchHostile(ctx: BenchContext): Promise<BenchReport>
         const reset = once(server, (m) => ((m as FromHostile).type === 'reset_done' ? true : undefined));
         server.send({ type: 'reset' } satisfies ToHostile);
         await reset;
-        got[c] = await fetchOnce(c, parquets[c], samplesPerShard, work, extra);
+        got[c] = await fetchOnce(c, parquets[c], samplesPerShard, work, extra, names);
         const f = got[c];
         ctx.log(`  run ${r + 1} ${c}: ${f.rows_per_s} rows/s (${f.successes_per_s} ok/s), median ${f.median_rate}/s, worst 10 s ${f.worst_10s_rate}/s at ${f.worst_10s_at_s} s, wall ${f.wall_s} s`);
       }
@@ -223,7 +228,8 @@ export async function benchFetchHostile(ctx: BenchContext): Promise<BenchReport>
         `wall within ${TARGETS.wall_excess_max_s} s of clean: ${targets.wall} (+${ratios.hostile_wall_minus_clean_s} s).`,
       '',
       `Hostile corpus rows by kind: ${Object.entries(expected).map(([k, n]) => `${k} ${n}`).join(', ')}. ` +
-        `Last run's non-ok reasons: ${Object.entries(last.reasons).flatMap(([s, byR]) => Object.entries(byR).map(([k, n]) => `${s} ${k} ${n}`)).join(', ')}.`,
+        `Last run's non-ok reasons: ${Object.entries(last.reasons).flatMap(([s, byR]) => Object.entries(byR).map(([k, n]) => `${s} ${k} ${n}`)).join(', ')}. ` +
+        `Origins cut off: ${(last.cut_origins as Array<{ name: string; rows_skipped: number }>).map((c) => `${c.name} (${c.rows_skipped} rows not requested)`).join(', ') || 'none'}.`,
     ].join('\n');
     return {
       config: { rows, samples_per_shard: samplesPerShard, workers: WORKERS, images: IMAGES, extra_flags: extra, expected_kinds: expected, tail_fraction: TAIL_FRACTION },

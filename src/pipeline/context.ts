@@ -7,6 +7,7 @@ import { configureSharp, createImageProcessor } from '../image/index.ts';
 import { prepareRecordFilter } from '../filters/index.ts';
 import { openFetchIndex, type FetchIndex } from '../index-db/fetch-index.ts';
 import { RowsInFlight } from './in-flight.ts';
+import pLimit from 'p-limit';
 import type { LiveStatus } from './progress.ts';
 
 export interface ContextOptions {
@@ -17,6 +18,14 @@ export interface ContextOptions {
   /** Origin of the bundled sample server, when the pipeline has `local_server`. */
   localOrigin?: string;
 }
+
+/**
+ * Images processed at once per process. sharp runs each step on libuv's thread pool (UV_THREADPOOL_SIZE, 4 by
+ * default), which file writes and DNS lookups share: with every row's image queued there, the shard's writes
+ * waited behind all of them (the ordered writer crawled at a few rows/s, then caught up in a burst at the end).
+ * One thread is left free; libvips still uses every core inside each image.
+ */
+const IMAGES_AT_ONCE = Math.max(1, (Number(process.env.UV_THREADPOOL_SIZE) || 4) - 1);
 
 /**
  * `opened`: a source the caller has already opened (the parent of a fetch), so its files are not read twice.
@@ -37,13 +46,15 @@ export async function createShardContext(
   // Registers the output folder as a dataset of the data root (idempotent: every worker does it too).
   const index = useIndex ?? openFetchIndex(o.dataRoot, o.cfg.name, o.datasetDir);
   const inFlight = new RowsInFlight();
+  const processImage = createImageProcessor(o.cfg.image);
+  const imageSlot = pLimit(IMAGES_AT_ONCE);
   return {
     cfg: o.cfg,
     source,
     totalRows,
     datasetDir: o.datasetDir,
     downloader,
-    processImage: createImageProcessor(o.cfg.image),
+    processImage: (bytes) => imageSlot(() => processImage(bytes)),
     filter: await prepareRecordFilter(o.cfg.filters, { baseDir: o.projectRoot }),
     index,
     inFlight,

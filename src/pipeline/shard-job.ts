@@ -31,7 +31,7 @@ export interface ShardJobContext {
   filter: (rec: SourceRecord) => FilterVerdict;
   /** The data root's index: opt-out tests per row, and where the finished shard's samples are recorded. */
   index?: FetchIndex;
-  /** Called once per input row when its outcome is final (in key order). */
+  /** Called once per input row as soon as its outcome is final (so not in key order; it is written later, in order). */
   onRow?: (status: SampleStatus, shard: number) => void;
   /** Rows under way in this process (for the progress line). */
   inFlight?: RowsInFlight;
@@ -39,9 +39,10 @@ export interface ShardJobContext {
 
 /**
  * Rows that may be in flight or waiting to be written, at least: so many rows behind one stuck on a hung origin
- * still download and process. A finished row waiting here holds only its encoded image (~30 KB at 256 px).
+ * still download and process (a row is stuck at most its attempts' deadlines and back-offs). A finished row
+ * waiting here holds only its encoded image (~30 KB at 256 px JPEG): ≤ ~60 MB per shard.
  */
-const WRITE_WINDOW_MIN = 1024;
+const WRITE_WINDOW_MIN = 2048;
 
 
 export async function runShard(shard: number, ctx: ShardJobContext): Promise<ShardStats> {
@@ -68,12 +69,15 @@ export async function runShard(shard: number, ctx: ShardJobContext): Promise<Sha
     await tar.add(o);
     rows.push(manifestRow(o));
     timings.write_ms += performance.now() - t;
+  };
+  const finished = (o: SampleOutcome) => {
     ctx.onRow?.(o.status, shard);
+    return o;
   };
 
   for await (const rec of ctx.source.rows(start, end)) {
     const key = sampleKey(shard, rec.row - start, S);
-    queue.push(processRow(rec, key, ctx, timings));
+    queue.push(processRow(rec, key, ctx, timings).then(finished));
     while (queue.length >= window) await write(await queue.shift()!);
   }
   while (queue.length) await write(await queue.shift()!);
