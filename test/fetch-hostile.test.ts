@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
@@ -238,4 +238,38 @@ test('slots: a parked or lent lease frees its slot; leases taking their slot bac
   assert.deepEqual(order, ['resumed', 'fresh']);
   assert.equal(slots.inUse, 0);
   assert.equal(slots.parked, 0);
+});
+
+test('--retry-status host_unresponsive,first_byte_timeout fetches just those rows again: same bytes as a fetch that never met the outage', async () => {
+  let healthy = false;
+  const flaky = await server((req, res) => (healthy ? image(req, res) : undefined));
+  const good = await server(image);
+  try {
+    const dir = await tmp('retry');
+    // shard 0: rows 0-9, some on the flaky origin; shard 1: rows 10-19, none
+    const urls = Array.from({ length: 20 }, (_, i) => (i < 10 && i % 3 === 0 ? `${flaky.origin}/img/${i}` : `${good.origin}/img/${i}`));
+    const cfg = pipeline(await writeTsv(dir, urls), { first_byte_timeout_s: 0.3, timeout_s: 5, retries: 0, origin_cutoff_after: 2, per_origin_concurrency: 1 }, { samples_per_shard: 10 });
+    const run = (out: string, extra: Partial<Parameters<typeof runFetch>[0]> = {}) =>
+      runFetch({ cfg, datasetDir: path.join(dir, out), dataRoot: path.join(dir, `root-${out}`), projectRoot: root, workers: 1, logFormat: 'json', progressIntervalS: 60, ...extra });
+    const first = await run('out');
+    assert.ok((first.reasons.fallback?.host_unresponsive ?? 0) >= 1, JSON.stringify(first.reasons));
+    const shard1 = await readFile(path.join(dir, 'out', 'shards', '00001_stats.json'));
+    const goodHits = good.hits.length;
+
+    healthy = true;
+    const retry = await run('out', { retryStatuses: ['host_unresponsive', 'first_byte_timeout'] });
+    assert.equal(retry.shards_run, 1, 'only the shard with such rows runs');
+    assert.equal(good.hits.length, goodHits, 'rows kept from the first run are not requested again');
+    assert.equal(retry.status.ok, 20);
+    assert.deepEqual(await readFile(path.join(dir, 'out', 'shards', '00001_stats.json')), shard1, 'shard 1 untouched');
+
+    const reference = await run('ref');
+    assert.equal(reference.status.ok, 20);
+    for (const f of ['00000.tar', '00000.arrow', '00001.tar', '00001.arrow']) {
+      assert.ok((await readFile(path.join(dir, 'out', 'shards', f))).equals(await readFile(path.join(dir, 'ref', 'shards', f))), `${f} byte-identical`);
+    }
+  } finally {
+    await flaky.close();
+    await good.close();
+  }
 });

@@ -17,6 +17,7 @@ export function fetchCommand(y: Argv) {
     .option('out', { type: 'string', describe: 'output dataset folder (default: <data root>/<pipeline name>)' })
     .option('data-root', { type: 'string', describe: 'data root (default: $MUSE_DATA_ROOT or ./datasets)' })
     .option('log-format', { choices: ['auto', 'plain', 'json'] as const, default: 'auto' as const, describe: 'progress: live bar on a terminal, plain lines, or JSON lines' })
+    .option('retry-status', { type: 'string', describe: 'in complete shards, fetch again only the rows with these statuses or reasons, e.g. host_unresponsive (comma list)' })
     .option('progress-interval', { type: 'number', default: 5, describe: 'seconds between plain or JSON progress lines' })
     .option('input', { type: 'string', array: true, describe: 'metadata file(s) or glob(s); replaces the pipeline input files' })
     .option('input-format', { choices: ['parquet', 'tsv', 'csv', 'jsonl', 'imagenet'] as const })
@@ -93,6 +94,13 @@ export function flagsToOverrides(a: FetchArgs): Record<string, unknown> {
   return drop(out);
 }
 
+function retryStatusList(a: FetchArgs): string[] | undefined {
+  if (a['retry-status'] === undefined) return undefined;
+  const list = String(a['retry-status']).split(',').map((x) => x.trim()).filter(Boolean);
+  if (!list.length) throw new Error('--retry-status: expected statuses or reasons, e.g. host_unresponsive or failed,first_byte_timeout');
+  return list;
+}
+
 function progressInterval(a: FetchArgs): number {
   const s = (a['progress-interval'] as number | undefined) ?? 5;
   if (!(s > 0)) throw new Error(`--progress-interval: expected seconds > 0, got ${String(a['progress-interval'])}`);
@@ -120,9 +128,11 @@ export async function fetchHandler(a: FetchArgs): Promise<number> {
   const datasetDir = path.resolve((a.out as string | undefined) ?? path.join(dataRoot, cfg.name));
   const common = { cfg, datasetDir, dataRoot, projectRoot, shards: a.shards as string | undefined, logFormat: (a['log-format'] as LogFormat) ?? 'auto', progressIntervalS: progressInterval(a) };
   const modulo = shardModulo(a);
+  const retryStatuses = retryStatusList(a);
+  if (retryStatuses && a.queue !== undefined) throw new Error('--retry-status runs shards in this process or its workers; it does not go with --queue');
   const summary = a.queue !== undefined
     ? await (await import('../queue/fetch-through-queue.ts')).fetchThroughQueue({ ...common, queueUrl: a.queue as string, retry: retryPolicy(a) })
-    : await runFetch({ ...common, shardModulo: modulo, workers: Math.max(1, Math.floor((a.workers as number) ?? 1)) });
+    : await runFetch({ ...common, shardModulo: modulo, retryStatuses, workers: Math.max(1, Math.floor((a.workers as number) ?? 1)) });
   const s = summary.status;
   process.stderr.write(
     `done: ${summary.rows} rows in ${summary.shards_selected} shard(s) (${summary.shards_run} run, ${summary.shards_skipped} already complete) in ${summary.elapsed_s}s — ` +

@@ -17,6 +17,8 @@ export interface ContextOptions {
   projectRoot: string;
   /** Origin of the bundled sample server, when the pipeline has `local_server`. */
   localOrigin?: string;
+  /** `fetch --retry-status`: statuses or reasons whose rows complete shards fetch again. */
+  retryStatuses?: string[];
 }
 
 /**
@@ -58,6 +60,7 @@ export async function createShardContext(
     filter: await prepareRecordFilter(o.cfg.filters, { baseDir: o.projectRoot }),
     index,
     inFlight,
+    retryStatuses: o.retryStatuses ? new Set(o.retryStatuses) : undefined,
     live: () => {
       const rows = inFlight.snapshot();
       const d = downloader.status();

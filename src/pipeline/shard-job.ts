@@ -11,6 +11,8 @@ import type { Source, SourceRecord } from '../sources/record.ts';
 import type { Downloader } from '../fetch/downloader.ts';
 import type { Lease } from '../fetch/slots.ts';
 import type { RowsInFlight } from './in-flight.ts';
+import { KeptRows } from './retry-rows.ts';
+import { isShardComplete } from '../dataset/complete-shards.ts';
 import type { ImageResult } from '../image/index.ts';
 import { fallbackImage } from '../image/index.ts';
 import type { FilterVerdict } from '../filters/index.ts';
@@ -35,6 +37,11 @@ export interface ShardJobContext {
   onRow?: (status: SampleStatus, shard: number) => void;
   /** Rows under way in this process (for the progress line). */
   inFlight?: RowsInFlight;
+  /**
+   * `fetch --retry-status`: in a complete shard, only rows with one of these statuses or reasons are fetched
+   * again; the others are copied from the shard as they are.
+   */
+  retryStatuses?: ReadonlySet<string>;
 }
 
 /**
@@ -52,8 +59,10 @@ export async function runShard(shard: number, ctx: ShardJobContext): Promise<Sha
   const end = Math.min(start + S, ctx.totalRows);
   if (start >= end) throw new Error(`shard ${shard} is out of range: the input has ${ctx.totalRows} rows (${shardCount(ctx.totalRows, S)} shards)`);
   const paths = shardPaths(ctx.datasetDir, shard);
-  // A half-written shard from an interrupted run is redone from scratch: stats last, so remove it first.
-  await rm(paths.stats, { force: true });
+  const kept = ctx.retryStatuses && isShardComplete(ctx.datasetDir, shard) ? await KeptRows.open(paths.manifest, paths.tar, ctx.retryStatuses) : undefined;
+  // A half-written shard from an interrupted run is redone from scratch: stats last, so remove it first. A shard
+  // being retried stays complete (old files) until its new files are about to replace them.
+  if (!kept) await rm(paths.stats, { force: true });
 
   const startTime = new Date();
   const timings = { optout_ms: 0, filter_ms: 0, download_ms: 0, image_ms: 0, write_ms: 0, index_ms: 0 };
@@ -62,12 +71,17 @@ export async function runShard(shard: number, ctx: ShardJobContext): Promise<Sha
   const window = Math.max(cfg.download.concurrency * 4, WRITE_WINDOW_MIN);
   const tar = await ShardTarWriter.create(paths.tar);
   const rows: ManifestRow[] = [];
-  const queue: Array<Promise<SampleOutcome>> = [];
+  const queue: Array<Promise<SampleOutcome | { kept: ManifestRow }>> = [];
 
-  const write = async (o: SampleOutcome) => {
+  const write = async (o: SampleOutcome | { kept: ManifestRow }) => {
     const t = performance.now();
-    await tar.add(o);
-    rows.push(manifestRow(o));
+    if ('kept' in o) {
+      if (o.kept.status === 'ok' || o.kept.status === 'fallback') await tar.addMembers(o.kept.key, await kept!.members(o.kept.key));
+      rows.push(o.kept);
+    } else {
+      await tar.add(o);
+      rows.push(manifestRow(o));
+    }
     timings.write_ms += performance.now() - t;
   };
   const finished = (o: SampleOutcome) => {
@@ -77,14 +91,18 @@ export async function runShard(shard: number, ctx: ShardJobContext): Promise<Sha
 
   for await (const rec of ctx.source.rows(start, end)) {
     const key = sampleKey(shard, rec.row - start, S);
-    queue.push(processRow(rec, key, ctx, timings).then(finished));
+    const previous = kept?.get(key);
+    if (previous) ctx.onRow?.(previous.status, shard);
+    queue.push(previous ? Promise.resolve({ kept: previous }) : processRow(rec, key, ctx, timings).then(finished));
     while (queue.length >= window) await write(await queue.shift()!);
   }
   while (queue.length) await write(await queue.shift()!);
+  await kept?.close();
   if (rows.length !== end - start) {
     throw new Error(`shard ${shard}: expected ${end - start} input rows, the source gave ${rows.length}`);
   }
 
+  if (kept) await rm(paths.stats, { force: true });
   const bytesWritten = await tar.finish();
   await writeManifest(paths.manifest, rows);
   // Before the stats file: a shard counts as complete only once the index knows its samples.
