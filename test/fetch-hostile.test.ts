@@ -273,3 +273,68 @@ test('--retry-status host_unresponsive,first_byte_timeout fetches just those row
     await good.close();
   }
 });
+
+test('kill -9 mid-run on a deterministic hostile corpus, then a rerun: shards byte-identical to an uninterrupted run', async () => {
+  // Deterministic per URL: 404, redirect, reset, HTML, noai, and (second origin) 429 with Retry-After: 1 on the
+  // first request of a URL. No hangs: a timeout depends on timing, so it is not what this test pins down.
+  const colours = await Promise.all(
+    Array.from({ length: 6 }, (_, k) => sharp({ create: { width: 48, height: 40, channels: 3, background: { r: 40 * k, g: 200 - 30 * k, b: 90 } } }).jpeg().toBuffer()),
+  );
+  const send = (res: http.ServerResponse, i: number, headers: Record<string, string> = {}) =>
+    res.writeHead(200, { 'content-type': 'image/jpeg', ...headers }).end(colours[i % colours.length]);
+  const main = await server((req, res) => {
+    const m = /^\/img\/(\d+)(\/final)?$/.exec(req.url ?? '');
+    const i = Number(m?.[1] ?? -1);
+    if (m?.[2]) return send(res, i);
+    switch (i % 10) {
+      case 1: return void res.writeHead(404).end('not found');
+      case 2: return void res.writeHead(302, { location: `/img/${i}/final` }).end();
+      case 3: return void req.socket.destroy();
+      case 5: return void res.writeHead(200, { 'content-type': 'text/html' }).end('<html>moved</html>');
+      case 6: return send(res, i, { 'x-robots-tag': 'noai' });
+      default: return send(res, i);
+    }
+  });
+  const seen = new Set<string>();
+  const limited = await server((req, res) => {
+    if (!seen.has(req.url!)) {
+      seen.add(req.url!);
+      return void res.writeHead(429, { 'retry-after': '1' }).end('later');
+    }
+    send(res, Number(/\d+/.exec(req.url!)?.[0]));
+  });
+  try {
+    const dir = await tmp('kill');
+    const urls = Array.from({ length: 80 }, (_, i) => (i % 10 === 4 ? `${limited.origin}/img/${i}` : `${main.origin}/img/${i}`));
+    const tsv = await writeTsv(dir, urls);
+    const args = (out: string) => [
+      path.join(root, 'bin', 'muse-data.js'), 'fetch', '--input', tsv, '--input-format', 'tsv', '--no-header', '--columns', 'url,caption',
+      '--url-col', 'url', '--caption-col', 'caption', '--allow-private-network', '--image-size', '32', '--samples-per-shard', '20',
+      '--workers', '2', '--log-format', 'plain', '--out', path.join(dir, out), '--data-root', path.join(dir, `root-${out}`),
+    ];
+    const { spawn } = await import('node:child_process');
+    const run = (out: string, killAfterMs?: number) =>
+      new Promise<number | null>((resolve) => {
+        const child = spawn(process.execPath, args(out), { stdio: 'ignore' });
+        const timer = killAfterMs === undefined ? undefined : setTimeout(() => child.kill('SIGKILL'), killAfterMs);
+        child.on('exit', (code) => {
+          clearTimeout(timer);
+          resolve(code);
+        });
+      });
+    assert.equal(await run('ref'), 0);
+    for (const delay of [1500 + Math.floor(Math.random() * 1500), 2500 + Math.floor(Math.random() * 2000)]) await run('out', delay);
+    assert.equal(await run('out'), 0);
+    const { readdir } = await import('node:fs/promises');
+    const files = (await readdir(path.join(dir, 'ref', 'shards'))).filter((f) => f.endsWith('.tar') || f.endsWith('.arrow')).sort();
+    assert.equal(files.length, 8);
+    for (const f of files) {
+      assert.ok((await readFile(path.join(dir, 'out', 'shards', f))).equals(await readFile(path.join(dir, 'ref', 'shards', f))), `${f} byte-identical`);
+    }
+    const reasons = new Set((await readManifest(path.join(dir, 'ref', 'shards', '00000.arrow'))).map((r) => r.reason));
+    for (const r of ['http_404', 'connection_reset', 'x_robots_tag']) assert.ok(reasons.has(r), `the corpus has ${r} rows: ${[...reasons].join(', ')}`);
+  } finally {
+    await main.close();
+    await limited.close();
+  }
+});
