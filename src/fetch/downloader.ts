@@ -276,15 +276,20 @@ export function createDownloader(cfg: DownloadConfig, opts: DownloaderOptions = 
     const wire = wireUrl(parsed);
     if (!(wire instanceof URL)) return { ok: false, reason: wire.reason, error: wire.error, optedOut: false, attempts: 0 };
     const origin = wire.origin;
+    let previous: DownloadFailure | undefined;
     for (let attempts = 1; ; attempts++) {
       // Queueing for the origin's turn (cap, 429 pause) holds no slot.
-      let ticket = health.tryEnter(origin);
+      let ticket = health.tryEnter(origin, attempts > 1);
       if (!ticket) {
         lease.lend();
-        ticket = await health.enter(origin);
+        ticket = await health.enter(origin, attempts > 1);
         await lease.take();
       }
-      if (!ticket.ok) return { ok: false, reason: 'host_unresponsive', error: ticket.error, optedOut: false, attempts: attempts - 1 };
+      if (!ticket.ok) {
+        // host_unresponsive means never requested; a row cut off between attempts keeps its last failure
+        if (previous) return { ...previous, error: `${previous.error}; not retried: ${origin} was cut off` };
+        return { ok: false, reason: 'host_unresponsive', error: ticket.error, optedOut: false, attempts: 0 };
+      }
       const result = await attempt(url, parsed, lease);
       const { alreadyTimingOut } = ticket.leave(result.ok ? 'answered' : (NO_ANSWER[result.reason] ?? 'answered'));
       if (result.ok) return { ...result, attempts };
@@ -293,6 +298,7 @@ export function createDownloader(cfg: DownloadConfig, opts: DownloaderOptions = 
         const error = decision === 'final_timing_out' ? `${result.error}; not retried: ${origin} is timing out` : result.error;
         return { ok: false, reason: result.reason, error, optedOut: result.optedOut, attempts };
       }
+      previous = { ok: false, reason: result.reason, error: result.error, optedOut: result.optedOut, attempts };
       const delay = Math.max(backoffDelay(attempts, retryBaseMs), result.retryAfterMs ?? 0);
       // A 429 / 503 holds the whole origin back, not just this row.
       if (result.retryAfterMs !== undefined || result.reason === 'http_429') health.pause(origin, delay);

@@ -71,8 +71,11 @@ export class OriginHealth {
     return s;
   }
 
-  /** The origin's turn now, a refusal (cut off), or null when the request must wait (cap or 429 pause). */
-  tryEnter(origin: string): Ticket | Refused | null {
+  /**
+   * The origin's turn now, a refusal (cut off), or null when the request must wait (cap or 429 pause).
+   * `retry`: a row's later attempt; refusing it does not count as a row skipped (the row keeps its last failure).
+   */
+  tryEnter(origin: string, retry = false): Ticket | Refused | null {
     const s = this.state(origin);
     if (s.cutAt !== null) {
       if (this.now() - s.cutAt >= this.o.cooldownMs && !s.probing) {
@@ -80,7 +83,7 @@ export class OriginHealth {
         s.active++;
         return this.ticket(origin, s);
       }
-      s.cut!.rows_skipped++;
+      if (!retry) s.cut!.rows_skipped++;
       return { ok: false, cut: s.cut!, error: this.message(origin, s.cut!) };
     }
     if (s.pausedUntil > this.now() || s.active >= this.o.perOrigin) return null;
@@ -89,10 +92,10 @@ export class OriginHealth {
   }
 
   /** Waits for the origin's turn (cap, 429 pause), or refuses at once when it is cut off. */
-  async enter(origin: string): Promise<Ticket | Refused> {
+  async enter(origin: string, retry = false): Promise<Ticket | Refused> {
     const s = this.state(origin);
     for (let first = true; ; first = false) {
-      const now = this.tryEnter(origin);
+      const now = this.tryEnter(origin, retry);
       if (now) return now;
       const wait = s.pausedUntil - this.now();
       if (wait > 0) {
