@@ -7,7 +7,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
@@ -20,6 +21,8 @@ import { runFetch } from '../src/pipeline/run-fetch.ts';
 import { createShardContext } from '../src/pipeline/context.ts';
 import { runShard } from '../src/pipeline/shard-job.ts';
 import { readManifest } from '../src/dataset/manifest.ts';
+import { FetchProgress } from '../src/pipeline/progress.ts';
+import { flagsToOverrides } from '../src/cli/fetch-command.ts';
 
 const root = path.resolve(import.meta.dirname, '..');
 const tmp = (p: string) => mkdtemp(path.join(os.tmpdir(), `muse-hostile-${p}-`));
@@ -202,7 +205,6 @@ test('a row stuck on a hung request does not stop the download and processing of
       return r;
     };
     try {
-      const { mkdir } = await import('node:fs/promises');
       await mkdir(path.join(dir, 'out', 'shards'), { recursive: true });
       const stats = await runShard(0, ctx);
       assert.equal(stats.status.ok, 1001, JSON.stringify(stats.reasons));
@@ -312,7 +314,6 @@ test('kill -9 mid-run on a deterministic hostile corpus, then a rerun: shards by
       '--url-col', 'url', '--caption-col', 'caption', '--allow-private-network', '--image-size', '32', '--samples-per-shard', '20',
       '--workers', '2', '--log-format', 'plain', '--out', path.join(dir, out), '--data-root', path.join(dir, `root-${out}`),
     ];
-    const { spawn } = await import('node:child_process');
     const run = (out: string, killAfterMs?: number) =>
       new Promise<number | null>((resolve) => {
         const child = spawn(process.execPath, args(out), { stdio: 'ignore' });
@@ -325,7 +326,6 @@ test('kill -9 mid-run on a deterministic hostile corpus, then a rerun: shards by
     assert.equal(await run('ref'), 0);
     for (const delay of [1500 + Math.floor(Math.random() * 1500), 2500 + Math.floor(Math.random() * 2000)]) await run('out', delay);
     assert.equal(await run('out'), 0);
-    const { readdir } = await import('node:fs/promises');
     const files = (await readdir(path.join(dir, 'ref', 'shards'))).filter((f) => f.endsWith('.tar') || f.endsWith('.arrow')).sort();
     assert.equal(files.length, 8);
     for (const f of files) {
@@ -337,4 +337,38 @@ test('kill -9 mid-run on a deterministic hostile corpus, then a rerun: shards by
     await main.close();
     await limited.close();
   }
+});
+
+test('the new download settings: flags map to pipeline keys, bad values are refused with the key named', async () => {
+  assert.deepEqual(
+    flagsToOverrides({ 'first-byte-timeout': 3, 'origin-cutoff': 4, 'origin-cooldown': 30, 'per-origin-concurrency': 8, 'connect-timeout': 2 }).download,
+    { first_byte_timeout_s: 3, origin_cutoff_after: 4, origin_cooldown_s: 30, per_origin_concurrency: 8, connect_timeout_s: 2 },
+  );
+  const cfg = (download: Record<string, unknown>) => () => pipeline('/x.tsv', download);
+  assert.throws(cfg({ origin_cutoff_after: -1 }), /'download\.origin_cutoff_after' must be a whole number ≥ 0/);
+  assert.throws(cfg({ origin_cutoff_after: 2.5 }), /origin_cutoff_after/);
+  assert.throws(cfg({ per_origin_concurrency: 0 }), /'download\.per_origin_concurrency' must be > 0/);
+  assert.throws(cfg({ first_byte_timeout_s: 0 }), /'download\.first_byte_timeout_s' must be > 0/);
+  assert.throws(cfg({ origin_cooldown_s: -5 }), /'download\.origin_cooldown_s' must be ≥ 0/);
+  assert.equal(pipeline('/x.tsv', {}).download.origin_cutoff_after, 5, 'default K');
+});
+
+test('the progress line shows rows in flight, rows waiting on slow origins, the oldest row and origins cut off', async () => {
+  const chunks: string[] = [];
+  const out = { isTTY: false, write: (s: string) => (chunks.push(s), true) } as unknown as NodeJS.WriteStream;
+  const cut = (origin: string, at: string, rows: number) => ({ origin, at, after: 5, rows_skipped: rows, still_cut: true });
+  const p = new FetchProgress(10, 1, 'plain', out, 0);
+  p.live('101', { in_flight: 7, waiting_on_slow_origins: 3, oldest_ms: 4200, cut_offs: [cut('http://a', '2026-01-01T00:00:02.000Z', 4)] });
+  p.live('102', { in_flight: 5, waiting_on_slow_origins: 1, oldest_ms: 900, cut_offs: [cut('http://a', '2026-01-01T00:00:01.000Z', 2)] });
+  p.row('ok');
+  p.finish();
+  assert.match(chunks.join(''), /in flight 12, waiting on slow origins 4, oldest 4\.2s, 1 origin\(s\) cut off/);
+  assert.deepEqual(p.cutOrigins(), [cut('http://a', '2026-01-01T00:00:01.000Z', 6)], 'one entry per origin: the first cut, rows summed over processes');
+  const json: string[] = [];
+  const q = new FetchProgress(10, 1, 'json', { isTTY: false, write: (s: string) => (json.push(s), true) } as unknown as NodeJS.WriteStream, 0);
+  q.live('main', { in_flight: 2, waiting_on_slow_origins: 0, oldest_ms: 1500, cut_offs: [] });
+  q.row('failed');
+  q.finish();
+  const last = JSON.parse(json.at(-1)!);
+  assert.deepEqual([last.in_flight, last.waiting_on_slow_origins, last.oldest_row_age_s, last.origins_cut_off], [2, 0, 1.5, 0]);
 });
