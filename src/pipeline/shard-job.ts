@@ -136,6 +136,9 @@ async function processRow(rec: SourceRecord, key: string, ctx: ShardJobContext, 
     reason: null,
     error: null,
   };
+  // From the download to the encoded image a row holds one slot, lent out while the download only waits.
+  let lease: Lease | undefined;
+  let done: (() => void) | undefined;
   try {
     if (rec.error) return { ...base, reason: 'bad_row', error: rec.error };
 
@@ -150,48 +153,40 @@ async function processRow(rec: SourceRecord, key: string, ctx: ShardJobContext, 
     if (!verdict.ok) return { ...base, status: 'filtered', reason: verdict.rule, error: verdict.reason };
     base.caption = verdict.caption;
 
-    // One slot from here to the encoded image, lent out while the download only waits.
-    const lease = await ctx.downloader.lease();
-    const done = ctx.inFlight?.start();
-    try {
-      return await fetchAndProcess(rec, base, ctx, timings, lease);
-    } finally {
-      lease.end();
-      done?.();
+    lease = await ctx.downloader.lease();
+    done = ctx.inFlight?.start();
+    t = performance.now();
+    const got = await fetchBytes(rec, ctx, lease);
+    timings.download_ms += performance.now() - t;
+    if (!got.ok) {
+      if (got.optedOut) return { ...base, status: 'opted_out', reason: got.reason, error: got.error };
+      return withFallback(base, got.reason, got.error, ctx);
     }
+
+    t = performance.now();
+    const img = await ctx.processImage(got.bytes);
+    timings.image_ms += performance.now() - t;
+    const sized = { ...base, bytes: got.bytes.length, originalWidth: img.originalWidth, originalHeight: img.originalHeight };
+    if (!img.ok) {
+      if (img.status === 'filtered') return { ...sized, status: 'filtered', reason: img.reason, error: img.error };
+      return withFallback(sized, img.reason, img.error, ctx);
+    }
+    if (ctx.index?.imageOptedOut(img.sha256)) {
+      return { ...sized, status: 'opted_out', reason: 'optout_image', error: 'the image (sha256) is in the opt-out index', sha256: img.sha256, phash: img.phash };
+    }
+    return {
+      ...sized,
+      status: 'ok',
+      image: { data: img.data, ext: img.ext, width: img.width, height: img.height },
+      sha256: img.sha256,
+      phash: img.phash,
+    };
   } catch (err) {
     return { ...base, status: 'failed', reason: 'internal_error', error: (err as Error).stack ?? String(err) };
+  } finally {
+    lease?.end();
+    done?.();
   }
-}
-
-/** Download (or read) and process the image of a row that passed the filters. */
-async function fetchAndProcess(rec: SourceRecord, base: SampleOutcome, ctx: ShardJobContext, timings: Record<string, number>, lease: Lease): Promise<SampleOutcome> {
-  let t = performance.now();
-  const got = await fetchBytes(rec, ctx, lease);
-  timings.download_ms += performance.now() - t;
-  if (!got.ok) {
-    if (got.optedOut) return { ...base, status: 'opted_out', reason: got.reason, error: got.error };
-    return withFallback(base, got.reason, got.error, ctx);
-  }
-
-  t = performance.now();
-  const img = await ctx.processImage(got.bytes);
-  timings.image_ms += performance.now() - t;
-  const sized = { ...base, bytes: got.bytes.length, originalWidth: img.originalWidth, originalHeight: img.originalHeight };
-  if (!img.ok) {
-    if (img.status === 'filtered') return { ...sized, status: 'filtered', reason: img.reason, error: img.error };
-    return withFallback(sized, img.reason, img.error, ctx);
-  }
-  if (ctx.index?.imageOptedOut(img.sha256)) {
-    return { ...sized, status: 'opted_out', reason: 'optout_image', error: 'the image (sha256) is in the opt-out index', sha256: img.sha256, phash: img.phash };
-  }
-  return {
-    ...sized,
-    status: 'ok',
-    image: { data: img.data, ext: img.ext, width: img.width, height: img.height },
-    sha256: img.sha256,
-    phash: img.phash,
-  };
 }
 
 type Fetched = { ok: true; bytes: Buffer } | { ok: false; reason: string; error: string; optedOut: boolean };
