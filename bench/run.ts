@@ -46,6 +46,11 @@ const BENCHMARKS: Record<string, Benchmark> = {
     defaultRuns: 3,
     run: async (ctx) => (await import('./fetch.ts')).benchFetch(ctx),
   },
+  'fetch-hostile': {
+    description: 'muse-data fetch with default flags on a hostile corpus (hung, refusing, dying, rate-limiting origins) vs a clean one, side by side: rows/s, stalls, wall time',
+    defaultRuns: 1,
+    run: async (ctx) => (await import('./fetch-hostile.ts')).benchFetchHostile(ctx),
+  },
   models: {
     description: 'VQGAN and MaskGIT transformer throughput (bench/models-*.ts; --backend auto|wasm|webgpu|cpu|tensorflow)',
     defaultRuns: 1,

@@ -16,8 +16,12 @@ const TOKEN = 'musebot';
 const BASE: DownloadConfig = {
   concurrency: 8,
   connect_timeout_s: 0.5,
+  first_byte_timeout_s: 5,
   timeout_s: 0.8,
   retries: 2,
+  origin_cutoff_after: 5,
+  origin_cooldown_s: 60,
+  per_origin_concurrency: 32,
   max_redirects: 5,
   max_bytes: 1 << 20,
   user_agent_token: TOKEN,

@@ -56,7 +56,7 @@ export async function fetchThroughQueue(o: QueueFetchOptions): Promise<FetchSumm
     const pending = selected.filter((s) => !isDone(s));
     await recordMissing(o.dataRoot, index, o.datasetDir, selected.filter(isDone));
     const pendingRows = pending.reduce((n, s) => n + Math.min(o.cfg.samples_per_shard, totalRows - s * o.cfg.samples_per_shard), 0);
-    const progress = new FetchProgress(pendingRows, pending.length, o.logFormat);
+    const progress = new FetchProgress(pendingRows, pending.length, o.logFormat, process.stderr, (o.progressIntervalS ?? 5) * 1000);
     const ids = new Map(pending.map((s) => [s, fetchJobId(o.cfg.name, o.datasetDir, s)]));
     const job = (shard: number) => ({
       shard,

@@ -45,6 +45,17 @@ export class ShardTarWriter {
     return size;
   }
 
+  /** Adds a sample's members as they are (copied from another shard of the same format), in extension order. */
+  async addMembers(key: string, files: Record<string, Buffer>): Promise<number> {
+    let size = 0;
+    for (const ext of Object.keys(files).sort()) {
+      await this.entry(`${key}.${ext}`, files[ext]);
+      size += files[ext].length;
+    }
+    this.bytes += size;
+    return size;
+  }
+
   private entry(name: string, data: Buffer): Promise<void> {
     return new Promise((resolve, reject) => {
       this.pack.entry({ name, size: data.length, mtime: FIXED_MTIME, mode: 0o444, uname: 'muse', gname: 'muse', uid: 0, gid: 0 }, data, (err) =>
