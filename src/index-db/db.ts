@@ -144,14 +144,30 @@ export class IndexDb {
     return this.db.transaction(fn).immediate();
   }
 
-  /** Registers a dataset folder (idempotent by path; a new name replaces the old one) and returns its id. */
-  registerDataset(name: string, datasetPath: string): number {
+  /**
+   * Registers a dataset folder and returns its id. Idempotent by path: a folder keeps the name it was first
+   * registered with. A name another folder holds is refused (names are unique: the server and \`optout apply\` find
+   * datasets by name); so is an \`explicit\` name (\`fetch --name\`) that differs from the folder's registered one.
+   */
+  registerDataset(name: string, datasetPath: string, opts: { explicit?: boolean } = {}): number {
     const abs = path.resolve(datasetPath);
-    const row = this.stmt(
-      `INSERT INTO datasets(name, path, registered) VALUES (?, ?, ?)
-       ON CONFLICT(path) DO UPDATE SET name = excluded.name RETURNING id`,
-    ).get(name, abs, new Date().toISOString()) as { id: number };
-    return row.id;
+    return this.write(() => {
+      const byPath = this.stmt('SELECT id, name FROM datasets WHERE path = ?').get(abs) as { id: number; name: string } | undefined;
+      if (byPath) {
+        if (opts.explicit && byPath.name !== name) {
+          throw new IndexError(`${abs} is registered as dataset '${byPath.name}' in ${this.file}; a dataset keeps its name (drop --name, or use --name ${byPath.name})`);
+        }
+        return byPath.id;
+      }
+      const byName = this.stmt('SELECT path FROM datasets WHERE name = ?').get(name) as { path: string } | undefined;
+      if (byName) {
+        throw new IndexError(
+          `dataset name '${name}' is already taken by ${byName.path} in ${this.file}; name this one (${abs}) differently with --name, or fetch into another --out folder`,
+        );
+      }
+      const row = this.stmt('INSERT INTO datasets(name, path, registered) VALUES (?, ?, ?) RETURNING id').get(name, abs, new Date().toISOString()) as { id: number };
+      return row.id;
+    });
   }
 
   datasets(): DatasetRow[] {

@@ -6,7 +6,6 @@
  * the workers (./optout-snapshot.ts) and records each finished shard's samples from its manifest, so `optout
  * check` and `optout apply` work after a distributed run as after a local one.
  */
-import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { Queue } from 'bullmq';
 import { createSource } from '../sources/index.ts';
@@ -45,7 +44,6 @@ export async function fetchThroughQueue(o: QueueFetchOptions): Promise<FetchSumm
   await prepareRecordFilter(o.cfg.filters, { baseDir: o.projectRoot });
   const total = shardCount(totalRows, o.cfg.samples_per_shard);
   const selected = parseShardSelection(o.shards, total);
-  await mkdir(path.join(o.datasetDir, 'shards'), { recursive: true });
   await registerDataset(o, totalRows, total);
   const index = openFetchIndex(o.dataRoot, o.cfg.name, o.datasetDir);
   const queue = new Queue(FETCH_QUEUE, { connection: bullConnection(conn), prefix: QUEUE_PREFIX });
