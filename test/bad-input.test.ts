@@ -1,0 +1,60 @@
+/**
+ * Bad input, command by command: each row runs a command line in this process (test/helpers/cli-in-process.ts)
+ * and states the exit code and the words its message must contain: the input it names, what is wrong. A new
+ * command or flag gets the same treatment by adding rows. Rows need no network and no model download; a row that
+ * needs files gets them from `setup` (a fresh temporary folder each).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { runInProcess } from './helpers/cli-in-process.ts';
+
+interface Row {
+  /** What the row is about (the test's name). */
+  what: string;
+  command: Parameters<typeof runInProcess>[0];
+  /** The arguments; `dir` is a fresh temporary folder prepared by `setup`. */
+  argv: (dir: string) => string[];
+  setup?: (dir: string) => Promise<void>;
+  status: number;
+  /** Each must occur in stderr (a string; `{dir}` stands for the folder) or match it (a RegExp). */
+  says: Array<string | RegExp>;
+}
+
+const train = (...sets: string[]) => ['--stage', 'tiny', ...sets.flatMap((s) => ['--set', s])];
+
+export const ROWS: Row[] = [
+  // muse-train: the model sections are checked against the architecture's keys like every other section
+  { what: 'a typo under model.transformer', command: 'muse-train', argv: () => train('model.transformer.hiden_size=64'), status: 1,
+    says: ["unknown key 'model.transformer.hiden_size'", "did you mean 'model.transformer.hidden_size'"] },
+  { what: 'a typo under model.vqgan', command: 'muse-train', argv: () => train('model.vqgan.num_embedings=8'), status: 1,
+    says: ["unknown key 'model.vqgan.num_embedings'", "did you mean 'model.vqgan.num_embeddings'"] },
+  { what: 'a string hidden_size', command: 'muse-train', argv: () => train('model.transformer.hidden_size="64"'), status: 1,
+    says: ['model.transformer.hidden_size must be number, got "64"'] },
+  { what: 'model.transformer=null', command: 'muse-train', argv: () => train('model.transformer=null'), status: 1,
+    says: ['model.transformer must be a mapping of model config keys, got null'] },
+  { what: 'a uvit key under the transformer architecture', command: 'muse-train', argv: () => train('model.transformer.micro_cond_embed_dim=8'), status: 1,
+    says: ["unknown key 'model.transformer.micro_cond_embed_dim'"] },
+  { what: 'a key from a config file under model.transformer', command: 'muse-train',
+    setup: (dir) => writeFile(path.join(dir, 'c.yaml'), 'stage: tiny\nmodel:\n  transformer:\n    num_hidden_layer: 2\n'),
+    argv: (dir) => ['--config', path.join(dir, 'c.yaml')], status: 1,
+    says: ['{dir}/c.yaml', "unknown key 'model.transformer.num_hidden_layer'", "did you mean 'model.transformer.num_hidden_layers'"] },
+  { what: 'a wrong list type under model.vqgan', command: 'muse-train', argv: () => train('model.vqgan.channel_mult=[a, b]'), status: 1,
+    says: ['model.vqgan.channel_mult must be number[] or number, got ["a","b"]'] },
+];
+
+for (const row of ROWS) {
+  test(`${row.command} ${row.what}: exit ${row.status}, names the input`, async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'muse-bad-input-'));
+    await row.setup?.(dir);
+    const r = await runInProcess(row.command, row.argv(dir));
+    assert.equal(r.status, row.status, `exit code; stderr: ${r.stderr}`);
+    for (const s of row.says) {
+      if (typeof s === 'string') assert.ok(r.stderr.includes(s.replaceAll('{dir}', dir)), `stderr says ${JSON.stringify(s)}; got: ${r.stderr}`);
+      else assert.match(r.stderr, s);
+    }
+    assert.doesNotMatch(r.stderr, /^\s+at .*:\d+:\d+\)?$/m, 'no stack trace for bad input');
+  });
+}
