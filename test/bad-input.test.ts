@@ -10,6 +10,8 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { runInProcess } from './helpers/cli-in-process.ts';
+import { jobModelSpecs } from '../src/queue/tokenize-through-queue.ts';
+import { BUILTIN_VQ_ID } from '../src/models/registry.ts';
 
 interface Row {
   /** What the row is about (the test's name). */
@@ -58,3 +60,10 @@ for (const row of ROWS) {
     assert.doesNotMatch(r.stderr, /^\s+at .*:\d+:\d+\)?$/m, 'no stack trace for bad input');
   });
 }
+
+test('tokenize --queue: a built-in VQGAN by name reaches the workers as the built-in, a folder as an absolute path', () => {
+  for (const name of ['builtin', BUILTIN_VQ_ID]) assert.equal(jobModelSpecs(name, []).vq, 'builtin', name);
+  assert.equal(jobModelSpecs(undefined, []).vq, undefined);
+  assert.equal(jobModelSpecs('models/vq', []).vq, path.resolve('models/vq'));
+  assert.deepEqual(jobModelSpecs(undefined, ['byt5-tiny', 't5:models/t5']).text, ['byt5-tiny', `t5:${path.resolve('models/t5')}`]);
+});
