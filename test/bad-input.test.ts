@@ -6,12 +6,13 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, truncate, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { runInProcess } from './helpers/cli-in-process.ts';
 import { jobModelSpecs } from '../src/queue/tokenize-through-queue.ts';
 import { BUILTIN_VQ_ID } from '../src/models/registry.ts';
+import { writeSyntheticCaches } from './helpers/synthetic-cache.ts';
 
 interface Row {
   /** What the row is about (the test's name). */
@@ -27,7 +28,36 @@ interface Row {
 
 const train = (...sets: string[]) => ['--stage', 'tiny', ...sets.flatMap((s) => ['--set', s])];
 
+/** A dataset with token caches (4x4 tokens of 64 codes, ids 0..63) and 256-wide text states (byt5-tiny's width). */
+async function tokenized(dir: string): Promise<void> {
+  await mkdir(path.join(dir, 'data', 'shards'), { recursive: true });
+  await writeSyntheticCaches(path.join(dir, 'data'), { shards: { 0: 12, 1: 12 }, gridH: 4, gridW: 4, codebookSize: 64, dim: 256 });
+}
+/** muse-train on that dataset with a small model; `sets` change it. */
+const trainOn = (dir: string, ...sets: string[]) => [
+  '--stage', 'tiny', '--backend', 'cpu', '--out', path.join(dir, 'run'),
+  ...[`data.path=${path.join(dir, 'data')}`, 'data.vq_id=vq-test', 'data.text_id=text-test', 'training.batch_size=4', 'training.max_steps=1', 'sampling.prompts=[]',
+    'model.transformer={codebook_size: 64, num_vq_tokens: 16, max_position_embeddings: 16, hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 2, ' +
+      'intermediate_size: 64, add_cross_attention: true, encoder_hidden_size: 256}', ...sets].flatMap((x) => ['--set', x]),
+];
+
 export const ROWS: Row[] = [
+  // muse-train: model against data and VQGAN, checked before the first step (both sides named)
+  { what: 'the matching model (the control: the rows below change one thing)', command: 'muse-train', setup: tokenized, argv: (d) => trainOn(d), status: 0,
+    says: ['muse-train: stage tiny'] },
+  { what: 'a codebook larger than the VQGAN\'s', command: 'muse-train', setup: tokenized, argv: (d) => trainOn(d, 'model.transformer.codebook_size=512'), status: 1,
+    says: ['model.transformer.codebook_size is 512, but the VQGAN (model.vq builtin) has 256 codes'] },
+  { what: 'a codebook smaller than the tokens in the cache', command: 'muse-train', setup: tokenized, argv: (d) => trainOn(d, 'model.transformer.codebook_size=32'), status: 1,
+    says: [/token cache .*tokens\/vq-test\/00000\.arrow holds token id 63, but model\.transformer\.codebook_size is 32/] },
+  { what: 'encoder_hidden_size other than the text cache width', command: 'muse-train', setup: tokenized, argv: (d) => trainOn(d, 'model.transformer.encoder_hidden_size=16'), status: 1,
+    says: ['model.transformer.encoder_hidden_size is 16, but the text cache text/text-test has width 256'] },
+  { what: 'num_vq_tokens other than the cache grid', command: 'muse-train', setup: tokenized,
+    argv: (d) => trainOn(d, 'model.transformer.num_vq_tokens=64', 'model.transformer.max_position_embeddings=64'), status: 1,
+    says: ['model.transformer.num_vq_tokens is 64, but the token cache', 'has 4x4 = 16 tokens per image'] },
+  { what: 'a truncated token cache file', command: 'muse-train',
+    setup: async (d) => { await tokenized(d); await truncate(path.join(d, 'data', 'tokens', 'vq-test', '00000.arrow'), 100); },
+    argv: (d) => trainOn(d), status: 1, says: ['{dir}/data/tokens/vq-test/00000.arrow: truncated', 'muse-data verify'] },
+
   // muse-train: the model sections are checked against the architecture's keys like every other section
   { what: 'a typo under model.transformer', command: 'muse-train', argv: () => train('model.transformer.hiden_size=64'), status: 1,
     says: ["unknown key 'model.transformer.hiden_size'", "did you mean 'model.transformer.hidden_size'"] },

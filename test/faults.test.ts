@@ -5,7 +5,7 @@
  */
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { cp, mkdtemp, open } from 'node:fs/promises';
+import { cp, mkdtemp, open, truncate, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { onBackend } from './helpers/backend.ts';
@@ -13,6 +13,23 @@ import { writeTinyCheckpoint } from './helpers/tiny-checkpoint.ts';
 import { runInProcess } from './helpers/cli-in-process.ts';
 import { CheckpointStore } from '../src/train/core/checkpoints.ts';
 import { loadCheckpoint } from '../src/sample/load.ts';
+import { fetchSample } from './helpers/serve-fixture.ts';
+import { openIndex } from '../src/index-db/db.ts';
+import { buildServer } from '../src/server/app.ts';
+import { readManifest } from '../src/dataset/manifest.ts';
+
+/** Runs `fn` with process.stderr captured; returns what was written. */
+async function captureStderr(fn: () => Promise<void>): Promise<string> {
+  const chunks: string[] = [];
+  const orig = process.stderr.write.bind(process.stderr);
+  process.stderr.write = ((c: string | Uint8Array) => (chunks.push(String(c)), true)) as typeof process.stderr.write;
+  try {
+    await fn();
+  } finally {
+    process.stderr.write = orig;
+  }
+  return chunks.join('');
+}
 
 let tmp: string;
 /** A checkpoint as muse-train saves it (trainer_state.json records every file's size and sha256). */
@@ -54,4 +71,42 @@ test('a checkpoint with a same-size corrupted weights file: muse-sample and the 
   assert.equal(r.status, 1, r.stderr);
   assert.match(r.stderr, new RegExp(`checkpoint ${saved} is corrupt: ${weights}: sha256 mismatch`));
   await flipByte(weights); // restored
+});
+
+test('serve with a damaged shard manifest and a truncated shard tar: the rest is browsable, the damage is named and logged', async () => {
+  const f = await fetchSample('faults-serve');
+  const dataRoot = await mkdtemp(path.join(os.tmpdir(), 'muse-faults-serve-'));
+  await cp(f.dataRoot, dataRoot, { recursive: true });
+  const dataset = path.join(dataRoot, 'sample');
+  const index = openIndex(dataRoot);
+  index.db.prepare('UPDATE datasets SET path = ?').run(dataset);
+  index.close();
+  const shard0 = await readManifest(path.join(dataset, 'shards', '00000.arrow'));
+  await writeFile(path.join(dataset, 'shards', '00001.arrow'), 'not arrow at all');
+  await truncate(path.join(dataset, 'shards', '00000.tar'), 612); // the first member's data is cut short
+  const responses: Record<string, { statusCode: number; body: string }> = {};
+  const ok = shard0.find((r) => r.status === 'ok')!;
+  const log = await captureStderr(async () => {
+    const app = await buildServer({ dataRoot });
+    for (const url of ['/api/datasets/sample', '/api/datasets/sample/samples?per=200', `/api/datasets/sample/samples/${ok.key}`, `/thumbs/sample/${ok.key}.webp`, '/datasets/sample']) {
+      responses[url] = await app.inject(url);
+    }
+    await app.close();
+  });
+  const summary = JSON.parse(responses['/api/datasets/sample'].body);
+  assert.equal(responses['/api/datasets/sample'].statusCode, 200);
+  assert.match(summary.damaged[0], /shards\/00001\.arrow: not a readable shard manifest/);
+  const grid = JSON.parse(responses['/api/datasets/sample/samples?per=200'].body);
+  assert.equal(grid.total, shard0.length, 'the readable shard is listed');
+  const detail = responses[`/api/datasets/sample/samples/${ok.key}`];
+  assert.equal(detail.statusCode, 200);
+  assert.match(JSON.parse(detail.body).damaged, /shard file sample\/shards\/00000\.tar is damaged/);
+  const thumb = responses[`/thumbs/sample/${ok.key}.webp`];
+  assert.equal(thumb.statusCode, 500);
+  assert.match(JSON.parse(thumb.body).error, /shard file sample\/shards\/00000\.tar is damaged: truncated tar/);
+  assert.match(responses['/datasets/sample'].body, /Shards left out/);
+  // stderr: one JSON line per 5xx with its cause, and one for the damaged manifest
+  const lines = log.trim().split('\n').map((l) => JSON.parse(l));
+  assert.ok(lines.some((l) => l.event === 'error' && l.status === 500 && l.url === `/thumbs/sample/${ok.key}.webp` && /truncated tar/.test(l.error)), log);
+  assert.ok(lines.some((l) => l.event === 'damaged_shard' && /00001\.arrow/.test(l.error)), log);
 });

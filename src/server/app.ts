@@ -60,6 +60,8 @@ export interface ServerContext {
   /** A dataset by name (404 when the index does not know it), its explorer rows brought up to date. */
   dataset(name: string): Promise<DatasetRow>;
   datasets(): DatasetRow[];
+  /** The dataset's shards whose manifest could not be read at the last sync (messages naming the files). */
+  damaged(datasetId: number): string[];
   /**
    * A value computed from a dataset's explorer rows (counts of a filtered view), cached until the rows change:
    * a grid page then costs one LIMIT query instead of a count over the whole view.
@@ -74,6 +76,11 @@ const SYNC_EVERY_MS = 1000;
 /** Content types a cross-site page cannot send without a CORS preflight (which this server never grants). */
 const POST_TYPES = /^(application\/json|application\/octet-stream|image\/[a-z0-9.+-]+)(;|$)/i;
 
+/** One structured line on stderr: what an operator greps for. */
+function logLine(fields: Record<string, unknown>): void {
+  process.stderr.write(JSON.stringify({ time: new Date().toISOString(), level: 'error', ...fields }) + '\n');
+}
+
 export async function buildServer(o: ServeOptions): Promise<FastifyInstance> {
   const opts = { ...DEFAULT_LIMITS, ...o };
   const app = Fastify({
@@ -87,8 +94,13 @@ export async function buildServer(o: ServeOptions): Promise<FastifyInstance> {
   const lastSync = new Map<number, number>();
   const generation = new Map<number, number>();
   const cache = new Map<string, unknown>();
+  const damaged = new Map<number, string[]>();
   const sync = async (d: DatasetRow) => {
-    if ((await syncDataset(index, d)) > 0) generation.set(d.id, (generation.get(d.id) ?? 0) + 1);
+    const r = await syncDataset(index, d);
+    if (r.loaded > 0) generation.set(d.id, (generation.get(d.id) ?? 0) + 1);
+    const before = damaged.get(d.id) ?? [];
+    if (r.damaged.join() !== before.join()) for (const m of r.damaged.filter((x) => !before.includes(x))) logLine({ event: 'damaged_shard', dataset: d.name, error: m });
+    damaged.set(d.id, r.damaged);
   };
   const ctx: ServerContext = {
     index,
@@ -96,6 +108,7 @@ export async function buildServer(o: ServeOptions): Promise<FastifyInstance> {
     shardFiles: new ShardFiles(),
     playground: o.checkpoints?.length ? new Playground(o.checkpoints, { maxQueue: opts.maxQueue, feedbackFile: o.feedbackFile }) : undefined,
     datasets: () => index.datasets(),
+    damaged: (datasetId) => damaged.get(datasetId) ?? [],
     async dataset(name) {
       const d = index.datasets().find((x) => x.name === name);
       if (!d) throw new HttpError(404, `no dataset '${name}' in this data root (known: ${index.datasets().map((x) => x.name).join(', ') || 'none'})`);
@@ -142,10 +155,11 @@ export async function buildServer(o: ServeOptions): Promise<FastifyInstance> {
     if (!POST_TYPES.test(type)) throw new HttpError(415, `content type ${JSON.stringify(type)} is not accepted: send application/json (or the image bytes for an upload)`);
   });
 
-  app.setErrorHandler((err: Error & { statusCode?: number; validation?: unknown }, req: FastifyRequest, reply: FastifyReply) => {
+  app.setErrorHandler((err: Error & { statusCode?: number; validation?: unknown; expose?: boolean }, req: FastifyRequest, reply: FastifyReply) => {
     const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500;
-    if (status >= 500) req.log.error(err);
-    const message = status >= 500 ? 'internal error (see the server log)' : err.message;
+    // Every 5xx, with its cause, on stderr as one JSON line (the fastify logger is off by default).
+    if (status >= 500) logLine({ event: 'error', status, method: req.method, url: req.url.slice(0, 500), error: err.message, stack: err.stack });
+    const message = status >= 500 && !err.expose ? 'internal error (see the server log)' : err.message;
     return reply.status(status).type('application/json').send({ error: message });
   });
   app.setNotFoundHandler((req, reply) => reply.status(404).send({ error: `no such page: ${req.method} ${req.url.slice(0, 200)}` }));
