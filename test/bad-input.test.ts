@@ -58,6 +58,13 @@ export const ROWS: Row[] = [
     setup: async (d) => { await tokenized(d); await truncate(path.join(d, 'data', 'tokens', 'vq-test', '00000.arrow'), 100); },
     argv: (d) => trainOn(d), status: 1, says: ['{dir}/data/tokens/vq-test/00000.arrow: truncated', 'muse-data verify'] },
 
+  // muse-data: the data root and its index
+  { what: 'serve --data-root that does not exist (a typo)', command: 'muse-data', argv: (d) => ['serve', '--data-root', path.join(d, 'datsets'), '--port', '0'], status: 2,
+    says: ['--data-root {dir}/datsets: no such folder', 'serve does not create a data root'] },
+  { what: 'a corrupt index.sqlite', command: 'muse-data', setup: (d) => writeFile(path.join(d, 'index.sqlite'), 'x'.repeat(4096)),
+    argv: (d) => ['optout', 'list', '--data-root', d], status: 1, says: ['the index {dir}/index.sqlite cannot be used', 'file is not a database'] },
+  { what: 'fetch --name with a slash', command: 'muse-data', argv: (d) => ['fetch', 'sample', '--name', 'a/b', '--data-root', d], status: 1,
+    says: ['--name "a/b": a dataset name is letters, digits'] },
   // muse-train: the model sections are checked against the architecture's keys like every other section
   { what: 'a typo under model.transformer', command: 'muse-train', argv: () => train('model.transformer.hiden_size=64'), status: 1,
     says: ["unknown key 'model.transformer.hiden_size'", "did you mean 'model.transformer.hidden_size'"] },

@@ -17,6 +17,9 @@ import { fetchSample } from './helpers/serve-fixture.ts';
 import { openIndex } from '../src/index-db/db.ts';
 import { buildServer } from '../src/server/app.ts';
 import { readManifest } from '../src/dataset/manifest.ts';
+import { ShardTarWriter } from '../src/shards/tar-writer.ts';
+import { filterTar } from '../src/shards/tar-filter.ts';
+import { readTarSamples } from '../src/shards/tar-reader.ts';
 
 /** Runs `fn` with process.stderr captured; returns what was written. */
 async function captureStderr(fn: () => Promise<void>): Promise<string> {
@@ -109,4 +112,30 @@ test('serve with a damaged shard manifest and a truncated shard tar: the rest is
   const lines = log.trim().split('\n').map((l) => JSON.parse(l));
   assert.ok(lines.some((l) => l.event === 'error' && l.status === 500 && l.url === `/thumbs/sample/${ok.key}.webp` && /truncated tar/.test(l.error)), log);
   assert.ok(lines.some((l) => l.event === 'damaged_shard' && /00001\.arrow/.test(l.error)), log);
+});
+
+test('removing many samples from one shard tar emits no MaxListenersExceededWarning (optout apply, dedup --apply)', async () => {
+  const file = path.join(tmp, 'many.tar');
+  const w = await ShardTarWriter.create(file);
+  const keys = Array.from({ length: 40 }, (_, i) => String(i).padStart(9, '0'));
+  for (const [i, key] of keys.entries()) {
+    await w.add({ key, row: i, url: `http://example.com/${i}.jpg`, caption: `c ${i}`, meta: {}, status: 'ok', reason: null, error: null,
+      image: { data: Buffer.alloc(600 + i, i), ext: 'jpg', width: 8, height: 8 } });
+  }
+  await w.finish();
+  const warnings: string[] = [];
+  const onWarning = (w: Error) => warnings.push(`${w.name}: ${w.message}`);
+  process.on('warning', onWarning);
+  try {
+    const gone = new Set(keys.filter((_, i) => i % 2 === 1)); // 20 ranges kept between 20 removals
+    const r = await filterTar(file, gone);
+    assert.equal(r.removedKeys.size, 20);
+    await new Promise((res) => setImmediate(res)); // warnings are emitted on the next tick
+  } finally {
+    process.off('warning', onWarning);
+  }
+  assert.deepEqual(warnings, []);
+  const left: string[] = [];
+  for await (const t of readTarSamples(file)) left.push(t.key);
+  assert.deepEqual(left, keys.filter((_, i) => i % 2 === 0));
 });

@@ -102,15 +102,22 @@ export class IndexDb {
     } catch (err) {
       throw new IndexError(`cannot open the index ${file}: ${(err as Error).message}`);
     }
-    this.db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
-    if (!opts.readonly) {
-      this.db.pragma('journal_mode = WAL');
-      this.db.pragma('synchronous = NORMAL');
+    try {
+      this.db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+      if (!opts.readonly) {
+        this.db.pragma('journal_mode = WAL');
+        this.db.pragma('synchronous = NORMAL');
+      }
+      this.db.pragma('cache_size = -32768'); // 32 MiB per connection
+      // Reads through a memory map: a lookup touching uncached pages costs no read() system calls.
+      this.db.pragma('mmap_size = 2147418112');
+      this.migrate(!!opts.readonly);
+    } catch (err) {
+      this.db.close();
+      if (err instanceof IndexError) throw err;
+      // SQLite's own message ("file is not a database") names no file.
+      throw new IndexError(`the index ${file} cannot be used: ${(err as Error).message} (restore it from a backup, or move it away: fetch and dedup rebuild the samples, the opt-out lists are lost)`);
     }
-    this.db.pragma('cache_size = -32768'); // 32 MiB per connection
-    // Reads through a memory map: a lookup touching uncached pages costs no read() system calls.
-    this.db.pragma('mmap_size = 2147418112');
-    this.migrate(!!opts.readonly);
   }
 
   private migrate(readonly: boolean): void {
