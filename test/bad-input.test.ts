@@ -13,6 +13,8 @@ import { runInProcess } from './helpers/cli-in-process.ts';
 import { jobModelSpecs } from '../src/queue/tokenize-through-queue.ts';
 import { BUILTIN_VQ_ID } from '../src/models/registry.ts';
 import { writeSyntheticCaches } from './helpers/synthetic-cache.ts';
+import { spawnSync } from 'node:child_process';
+import { vulkanLoaderFound } from '../src/runtime/webgpu.ts';
 
 interface Row {
   /** What the row is about (the test's name). */
@@ -103,4 +105,14 @@ test('tokenize --queue: a built-in VQGAN by name reaches the workers as the buil
   assert.equal(jobModelSpecs(undefined, []).vq, undefined);
   assert.equal(jobModelSpecs('models/vq', []).vq, path.resolve('models/vq'));
   assert.deepEqual(jobModelSpecs(undefined, ['byt5-tiny', 't5:models/t5']).text, ['byt5-tiny', `t5:${path.resolve('models/t5')}`]);
+});
+
+test("--backend auto says in one line which backend it chose, with no Dawn trace when there is no Vulkan loader", { skip: vulkanLoaderFound() && 'this machine has a Vulkan loader: Dawn probes it' }, () => {
+  const backend = path.resolve(import.meta.dirname, '..', 'src', 'runtime', 'backend.ts');
+  const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', `const { initBackend } = await import(${JSON.stringify(backend)}); await initBackend('auto');`], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  assert.doesNotMatch(r.stderr, /Vulkan: libvulkan|BackendVk\.cpp/);
+  const lines = r.stderr.trim().split('\n');
+  assert.equal(lines.length, 1, r.stderr);
+  assert.match(lines[0], /^tfjs backend: \S+.* via .*webgpu \(hardware adapter\): no Vulkan loader/);
 });
