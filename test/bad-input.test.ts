@@ -15,6 +15,7 @@ import { BUILTIN_VQ_ID } from '../src/models/registry.ts';
 import { writeSyntheticCaches } from './helpers/synthetic-cache.ts';
 import { spawnSync } from 'node:child_process';
 import { vulkanLoaderFound } from '../src/runtime/webgpu.ts';
+import { buildServer } from '../src/server/app.ts';
 
 interface Row {
   /** What the row is about (the test's name). */
@@ -115,4 +116,27 @@ test("--backend auto says in one line which backend it chose, with no Dawn trace
   const lines = r.stderr.trim().split('\n');
   assert.equal(lines.length, 1, r.stderr);
   assert.match(lines[0], /^tfjs backend: \S+.* via .*webgpu \(hardware adapter\): no Vulkan loader/);
+});
+
+/** The web API's bad input: [method, url, content type, body] -> status and words of the JSON error. */
+const HTTP_ROWS: Array<{ what: string; method: 'GET' | 'POST'; url: string; type?: string; body?: string | Buffer; status: number; says: RegExp }> = [
+  { what: 'an unknown key in a JSON body', method: 'POST', url: '/api/optout/requests', type: 'application/json', body: '{"urls": ["http://a.example/x.jpg"], "admin": true}',
+    status: 400, says: /body has an unknown key "admin"/ },
+  { what: 'image bytes posted to a JSON route', method: 'POST', url: '/api/optout/requests', type: 'image/png', body: Buffer.from([0x89, 0x50, 0x4e, 0x47, 0, 0, 0, 0]),
+    status: 400, says: /POST \/api\/optout\/requests takes a JSON body \(content type application\/json\), not "image\/png"/ },
+  { what: 'an unknown query parameter', method: 'GET', url: '/api/optout/lookup?url=http%3A%2F%2Fa.example%2Fx.jpg&sort=new', status: 400, says: /unknown parameter "sort"/ },
+];
+
+test('serve: bad requests are answered 4xx with a message naming what is wrong', async () => {
+  const app = await buildServer({ dataRoot: await mkdtemp(path.join(os.tmpdir(), 'muse-bad-http-')) });
+  try {
+    for (const row of HTTP_ROWS) {
+      const r = await app.inject({ method: row.method, url: row.url, payload: row.body, headers: row.type ? { 'content-type': row.type } : {} });
+      assert.equal(r.statusCode >= 400 && r.statusCode < 500, true, `${row.what}: ${r.statusCode} ${r.body}`);
+      if (row.status) assert.equal(r.statusCode, row.status, `${row.what}: ${r.body}`);
+      assert.match(JSON.parse(r.body).error, row.says, row.what);
+    }
+  } finally {
+    await app.close();
+  }
 });

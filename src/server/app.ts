@@ -76,6 +76,26 @@ const SYNC_EVERY_MS = 1000;
 /** Content types a cross-site page cannot send without a CORS preflight (which this server never grants). */
 const POST_TYPES = /^(application\/json|application\/octet-stream|image\/[a-z0-9.+-]+)(;|$)/i;
 
+type AjvError = { keyword: string; instancePath?: string; params?: Record<string, unknown> };
+
+/**
+ * Schema failures in words that name the input: the unknown key ("body must NOT have additional properties" named
+ * none), and a body that is not JSON at all (image bytes posted to a JSON route). Null: keep fastify's message.
+ */
+function validationMessage(err: Error & { validation?: unknown; validationContext?: string }, req: FastifyRequest): string | null {
+  const first = Array.isArray(err.validation) ? (err.validation[0] as AjvError | undefined) : undefined;
+  if (!first) return null;
+  const where = err.validationContext ?? 'request';
+  const type = String(req.headers['content-type'] ?? '');
+  if (where === 'body' && !/^application\/json/i.test(type)) return `${req.method} ${req.url.split('?')[0]} takes a JSON body (content type application/json), not ${JSON.stringify(type)}`;
+  if (first.keyword === 'additionalProperties') {
+    const key = String(first.params?.additionalProperty ?? '?');
+    const at = first.instancePath ? `${where}${first.instancePath.replaceAll('/', '.')}` : where;
+    return where === 'querystring' ? `unknown parameter "${key}"` : `${at} has an unknown key "${key}" (${err.message})`;
+  }
+  return null;
+}
+
 /** One structured line on stderr: what an operator greps for. */
 function logLine(fields: Record<string, unknown>): void {
   process.stderr.write(JSON.stringify({ time: new Date().toISOString(), level: 'error', ...fields }) + '\n');
@@ -159,7 +179,7 @@ export async function buildServer(o: ServeOptions): Promise<FastifyInstance> {
     const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500;
     // Every 5xx, with its cause, on stderr as one JSON line (the fastify logger is off by default).
     if (status >= 500) logLine({ event: 'error', status, method: req.method, url: req.url.slice(0, 500), error: err.message, stack: err.stack });
-    const message = status >= 500 && !err.expose ? 'internal error (see the server log)' : err.message;
+    const message = status >= 500 && !err.expose ? 'internal error (see the server log)' : validationMessage(err, req) ?? err.message;
     return reply.status(status).type('application/json').send({ error: message });
   });
   app.setNotFoundHandler((req, reply) => reply.status(404).send({ error: `no such page: ${req.method} ${req.url.slice(0, 200)}` }));
