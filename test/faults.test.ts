@@ -139,3 +139,12 @@ test('removing many samples from one shard tar emits no MaxListenersExceededWarn
   for await (const t of readTarSamples(file)) left.push(t.key);
   assert.deepEqual(left, keys.filter((_, i) => i % 2 === 0));
 });
+
+test('a truncated shard tar: reading it (tokenize, the VQGAN loader) names the file', async () => {
+  const file = path.join(tmp, 'cut.tar');
+  await cp(path.join(tmp, 'many.tar'), file);
+  await truncate(file, 1500);
+  await assert.rejects(async () => {
+    for await (const s of readTarSamples(file)) void s;
+  }, (e: Error) => e.message.startsWith(`${file}: damaged shard tar (`) && /refetch the shard/.test(e.message));
+});
