@@ -18,6 +18,8 @@ import { openIndex } from '../src/index-db/db.ts';
 import { buildServer } from '../src/server/app.ts';
 import { readManifest } from '../src/dataset/manifest.ts';
 import { ShardTarWriter } from '../src/shards/tar-writer.ts';
+import { openOptoutSnapshot, writeOptoutSnapshot } from '../src/queue/optout-snapshot.ts';
+import { OptoutStore } from '../src/optout/store.ts';
 import { filterTar } from '../src/shards/tar-filter.ts';
 import { readTarSamples } from '../src/shards/tar-reader.ts';
 
@@ -147,4 +149,23 @@ test('a truncated shard tar: reading it (tokenize, the VQGAN loader) names the f
   await assert.rejects(async () => {
     for await (const s of readTarSamples(file)) void s;
   }, (e: Error) => e.message.startsWith(`${file}: damaged shard tar (`) && /refetch the shard/.test(e.message));
+});
+
+test('a tampered opt-out snapshot is detected by the worker, and the next run replaces it', async () => {
+  const root = await mkdtemp(path.join(os.tmpdir(), 'muse-faults-snap-'));
+  const index = openIndex(root);
+  new OptoutStore(index).addUrls(['http://a.example/x.jpg']);
+  index.close();
+  const dataset = path.join(root, 'ds');
+  const ref = await writeOptoutSnapshot(root, dataset);
+  await flipByte(ref.file);
+  await assert.rejects(openOptoutSnapshot(ref), /does not match the job's/);
+  const again = await writeOptoutSnapshot(root, dataset); // what a rerun of fetch --queue does first
+  assert.equal(again.file, ref.file);
+  const snap = await openOptoutSnapshot(again);
+  try {
+    assert.equal(snap.urlOptedOut('http://a.example/x.jpg'), true);
+  } finally {
+    snap.close();
+  }
 });
