@@ -20,6 +20,7 @@ import { readManifest } from '../src/dataset/manifest.ts';
 import { ShardTarWriter } from '../src/shards/tar-writer.ts';
 import { openOptoutSnapshot, writeOptoutSnapshot } from '../src/queue/optout-snapshot.ts';
 import { OptoutStore } from '../src/optout/store.ts';
+import { FetchProgress } from '../src/pipeline/progress.ts';
 import { filterTar } from '../src/shards/tar-filter.ts';
 import { readTarSamples } from '../src/shards/tar-reader.ts';
 
@@ -168,4 +169,16 @@ test('a tampered opt-out snapshot is detected by the worker, and the next run re
   } finally {
     snap.close();
   }
+});
+
+test('progress with rows counted twice (a queue shard retried after its worker died) stays at 100% with ETA 0', () => {
+  const chunks: string[] = [];
+  const out = { isTTY: false, write: (c: string) => (chunks.push(c), true) } as unknown as NodeJS.WriteStream;
+  const p = new FetchProgress(100, 1, 'plain', out, 0);
+  p.row('ok', 60);
+  p.row('ok', 47); // a retried job's rows, partly counted before
+  p.finish();
+  const last = chunks.join('').trim().split('\n').at(-1)!;
+  assert.match(last, /100% 107\/100 rows/);
+  assert.doesNotMatch(last, /ETA -|1(0[1-9]|[1-9][0-9])%/);
 });

@@ -69,13 +69,19 @@ export async function fetchThroughQueue(o: QueueFetchOptions): Promise<FetchSumm
     );
 
     const seen = new Map<number, Partial<Record<SampleStatus, number>>>(); // rows already counted per shard
+    // The most seen per status, never lowered: a job retried after its worker died starts counting from 0 again,
+    // and lowering the mark would count its rows twice (progress past 100%, a negative ETA).
     const count = (shard: number, counts: Partial<Record<SampleStatus, number>>) => {
       const before = seen.get(shard) ?? {};
+      const next = { ...before };
       for (const [s, c] of Object.entries(counts) as Array<[SampleStatus, number]>) {
         const d = c - (before[s] ?? 0);
-        if (d > 0) progress.row(s, d);
+        if (d > 0) {
+          progress.row(s, d);
+          next[s] = c;
+        }
       }
-      seen.set(shard, { ...before, ...counts });
+      seen.set(shard, next);
     };
     const failed = new Map<number, string>();
     const waiting = new Set(pending);
