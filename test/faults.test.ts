@@ -5,7 +5,8 @@
  */
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { cp, mkdtemp, open, truncate, writeFile } from 'node:fs/promises';
+import { cp, mkdtemp, open, symlink, truncate, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { onBackend } from './helpers/backend.ts';
@@ -181,4 +182,19 @@ test('progress with rows counted twice (a queue shard retried after its worker d
   const last = chunks.join('').trim().split('\n').at(-1)!;
   assert.match(last, /100% 107\/100 rows/);
   assert.doesNotMatch(last, /ETA -|1(0[1-9]|[1-9][0-9])%/);
+});
+
+test('disk full while a shard tar is written: an error naming the file (no uncaught ENOSPC), nothing left in place', { skip: !existsSync('/dev/full') && 'no /dev/full here' }, async () => {
+  const file = path.join(tmp, 'full', '00000.tar');
+  await cp(path.join(tmp, 'many.tar'), path.join(tmp, 'full', 'keep.tar')); // makes the folder
+  await symlink('/dev/full', `${file}.tmp`); // every write to the shard's temporary file fails with ENOSPC
+  const w = await ShardTarWriter.create(file);
+  await assert.rejects(async () => {
+    for (let i = 0; i < 40; i++) {
+      await w.add({ key: String(i).padStart(9, '0'), row: i, url: 'http://example.com/x.jpg', caption: 'c', meta: {}, status: 'ok', reason: null, error: null,
+        image: { data: Buffer.alloc(100_000, 1), ext: 'jpg', width: 8, height: 8 } });
+    }
+    await w.finish();
+  }, (e: Error) => e.message.startsWith(`${file}: disk full (ENOSPC`) && /rerun/.test(e.message));
+  assert.ok(!existsSync(file), 'no partial shard in place');
 });
