@@ -125,6 +125,8 @@ const HTTP_ROWS: Array<{ what: string; method: 'GET' | 'POST'; url: string; type
   { what: 'image bytes posted to a JSON route', method: 'POST', url: '/api/optout/requests', type: 'image/png', body: Buffer.from([0x89, 0x50, 0x4e, 0x47, 0, 0, 0, 0]),
     status: 400, says: /POST \/api\/optout\/requests takes a JSON body \(content type application\/json\), not "image\/png"/ },
   { what: 'an unknown query parameter', method: 'GET', url: '/api/optout/lookup?url=http%3A%2F%2Fa.example%2Fx.jpg&sort=new', status: 400, says: /unknown parameter "sort"/ },
+  { what: 'a query parameter on a route that takes none', method: 'GET', url: '/api/datasets?sort=name', status: 400, says: /unknown parameter "sort" \(GET \/api\/datasets takes no query parameters\)/ },
+  { what: 'a query parameter on a page that takes none', method: 'GET', url: '/optout?debug=1', status: 400, says: /unknown parameter "debug"/ },
 ];
 
 test('serve: bad requests are answered 4xx with a message naming what is wrong', async () => {

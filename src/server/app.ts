@@ -60,6 +60,8 @@ export interface ServerContext {
   /** A dataset by name (404 when the index does not know it), its explorer rows brought up to date. */
   dataset(name: string): Promise<DatasetRow>;
   datasets(): DatasetRow[];
+  /** Routes that read their query themselves (and refuse unknown parameters there); the others take none. */
+  queryRoutes: Set<string>;
   /** The dataset's shards whose manifest could not be read at the last sync (messages naming the files). */
   damaged(datasetId: number): string[];
   /**
@@ -129,6 +131,7 @@ export async function buildServer(o: ServeOptions): Promise<FastifyInstance> {
     playground: o.checkpoints?.length ? new Playground(o.checkpoints, { maxQueue: opts.maxQueue, feedbackFile: o.feedbackFile }) : undefined,
     datasets: () => index.datasets(),
     damaged: (datasetId) => damaged.get(datasetId) ?? [],
+    queryRoutes: new Set(),
     async dataset(name) {
       const d = index.datasets().find((x) => x.name === name);
       if (!d) throw new HttpError(404, `no dataset '${name}' in this data root (known: ${index.datasets().map((x) => x.name).join(', ') || 'none'})`);
@@ -173,6 +176,14 @@ export async function buildServer(o: ServeOptions): Promise<FastifyInstance> {
     } else if (origin === 'null') throw new HttpError(403, 'requests from an opaque origin are refused');
     const type = req.headers['content-type'] ?? '';
     if (!POST_TYPES.test(type)) throw new HttpError(415, `content type ${JSON.stringify(type)} is not accepted: send application/json (or the image bytes for an upload)`);
+  });
+
+  // A query parameter where the route takes none is refused by name (the README promises it), not ignored.
+  app.addHook('preValidation', async (req: FastifyRequest) => {
+    const route = req.routeOptions;
+    if (!route.url || route.schema?.querystring || ctx.queryRoutes.has(route.url)) return;
+    const keys = Object.keys((req.query as Record<string, unknown> | undefined) ?? {});
+    if (keys.length) throw new HttpError(400, `unknown parameter "${keys[0]}" (${req.method} ${route.url} takes no query parameters)`);
   });
 
   app.setErrorHandler((err: Error & { statusCode?: number; validation?: unknown; expose?: boolean }, req: FastifyRequest, reply: FastifyReply) => {

@@ -61,6 +61,8 @@ function queryString(q: Q, change: Q): string {
 export function exploreRoutes(app: FastifyInstance, ctx: ServerContext): void {
   const store = new OptoutStore(ctx.index);
   const play = !!ctx.playground;
+  // These read their query with filtersOf (which refuses unknown parameters); the server refuses any elsewhere.
+  for (const url of ['/api/datasets/:name/samples', '/datasets/:name/export.:format', '/datasets/:name']) ctx.queryRoutes.add(url);
 
   app.get('/api/datasets', async () => ({ datasets: ctx.datasets().map((d) => ({ name: d.name, registered: d.registered, optout: lastApplied(ctx.index, d.id) })) }));
   app.get('/datasets', async (_req, reply) => {
