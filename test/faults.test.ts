@@ -5,7 +5,7 @@
  */
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { cp, mkdtemp, open, symlink, truncate, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, open, symlink, truncate, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -22,6 +22,7 @@ import { ShardTarWriter } from '../src/shards/tar-writer.ts';
 import { openOptoutSnapshot, writeOptoutSnapshot } from '../src/queue/optout-snapshot.ts';
 import { OptoutStore } from '../src/optout/store.ts';
 import { FetchProgress } from '../src/pipeline/progress.ts';
+import { writeFileAtomic } from '../src/util/atomic.ts';
 import { filterTar } from '../src/shards/tar-filter.ts';
 import { readTarSamples } from '../src/shards/tar-reader.ts';
 
@@ -146,7 +147,12 @@ test('removing many samples from one shard tar emits no MaxListenersExceededWarn
 
 test('a truncated shard tar: reading it (tokenize, the VQGAN loader) names the file', async () => {
   const file = path.join(tmp, 'cut.tar');
-  await cp(path.join(tmp, 'many.tar'), file);
+  const w = await ShardTarWriter.create(file);
+  for (let i = 0; i < 4; i++) {
+    await w.add({ key: String(i).padStart(9, '0'), row: i, url: 'http://example.com/x.jpg', caption: 'c', meta: {}, status: 'ok', reason: null, error: null,
+      image: { data: Buffer.alloc(900, i), ext: 'jpg', width: 8, height: 8 } });
+  }
+  await w.finish();
   await truncate(file, 1500);
   await assert.rejects(async () => {
     for await (const s of readTarSamples(file)) void s;
@@ -186,7 +192,7 @@ test('progress with rows counted twice (a queue shard retried after its worker d
 
 test('disk full while a shard tar is written: an error naming the file (no uncaught ENOSPC), nothing left in place', { skip: !existsSync('/dev/full') && 'no /dev/full here' }, async () => {
   const file = path.join(tmp, 'full', '00000.tar');
-  await cp(path.join(tmp, 'many.tar'), path.join(tmp, 'full', 'keep.tar')); // makes the folder
+  await mkdir(path.dirname(file), { recursive: true });
   await symlink('/dev/full', `${file}.tmp`); // every write to the shard's temporary file fails with ENOSPC
   const w = await ShardTarWriter.create(file);
   await assert.rejects(async () => {
@@ -197,4 +203,14 @@ test('disk full while a shard tar is written: an error naming the file (no uncau
     await w.finish();
   }, (e: Error) => e.message.startsWith(`${file}: disk full (ENOSPC`) && /rerun/.test(e.message));
   assert.ok(!existsSync(file), 'no partial shard in place');
+});
+
+test('disk full while a cache or manifest file is written (tokenize, apply): the error names the file, the old one is kept', { skip: !existsSync('/dev/full') && 'no /dev/full here' }, async () => {
+  const file = path.join(tmp, 'full2', '00000.arrow');
+  await mkdir(path.dirname(file), { recursive: true });
+  await writeFile(file, 'old');
+  await symlink('/dev/full', `${file}.tmp`);
+  await assert.rejects(writeFileAtomic(file, Buffer.alloc(100_000, 1)), (e: Error & { code?: string }) =>
+    e.message.startsWith(`${file}: disk full (ENOSPC`) && e.code === 'ENOSPC');
+  assert.equal(await (await import('node:fs/promises')).readFile(file, 'utf8'), 'old');
 });
