@@ -175,10 +175,10 @@ test('one --shards grammar for fetch and tokenize', () => {
 test('dataset.json: typed reader of what fetch wrote; a damaged file is named in the error', async () => {
   const j = readDatasetJson<{ samples_per_shard: number }>(dataset);
   assert.ok(j);
-  assert.equal(j.name, 'sample');
+  assert.equal(j.name, path.basename(dataset)); // named after its folder
   assert.equal(j.pipeline.samples_per_shard, 20);
   assert.equal(j.shards, Math.ceil(j.total_rows / 20));
-  assert.equal(datasetName(dataset), 'sample');
+  assert.equal(datasetName(dataset), path.basename(dataset));
   const other = await mkdtemp(path.join(os.tmpdir(), 'muse-dsjson-'));
   try {
     assert.equal(readDatasetJson(other), null);

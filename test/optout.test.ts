@@ -225,11 +225,11 @@ test('fetch never requests an opted-out URL, drops an opted-out image, and recor
 
     const idx = openIndex(dataRoot, { readonly: true });
     try {
-      assert.deepEqual(idx.datasets().map((d) => [d.name, d.path]), [['optout-test', out]]);
+      assert.deepEqual(idx.datasets().map((d) => [d.name, d.path]), [['out', out]]); // named after its folder
       const n = idx.db.prepare('SELECT count(*) FROM samples').pluck().get();
       assert.equal(n, 8, 'every row with a URL is recorded');
       const s2 = idx.samplesByUrl(`${server.origin}/img/2.jpg`);
-      assert.deepEqual(s2.map((s) => [s.dataset, s.key, s.shard, s.status]), [['optout-test', '000000002', 0, 'ok']]);
+      assert.deepEqual(s2.map((s) => [s.dataset, s.key, s.shard, s.status]), [['out', '000000002', 0, 'ok']]);
       assert.equal(s2[0].sha256, rows[2].sha256);
       assert.equal(s2[0].phash, rows[2].phash);
       assert.deepEqual(idx.samplesBySha256(sha5).map((s) => [s.key, s.status]), [['000010001', 'opted_out']]);

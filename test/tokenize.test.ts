@@ -230,6 +230,24 @@ test('verify: passes on a good cache; optout apply keeps it consistent; finds de
   assert.match(bad.stdout, /UNREADABLE text\/byt5-tiny-local-seed0\/00000\.arrow/);
 });
 
+test('verify names a zero-length cache file and empty.arrow; a rerun of tokenize repairs them and the truncated one', async () => {
+  // The verify test above left the text file truncated and the tokens file deleted.
+  await truncate(path.join(textDir(), '00000.arrow'), 0);
+  await truncate(path.join(textDir(), 'empty.arrow'), 0);
+  const found = (await verifyCaches(dataset, dataRoot())).problems.map((p) => `${p.cache}/${p.file} ${p.kind}: ${p.detail}`).sort();
+  assert.equal(found.length, 3, found.join('\n'));
+  assert.match(found[0], /^text\/byt5-tiny-local-seed0\/00000\.arrow unreadable: 0 bytes .*rerun muse-data tokenize/);
+  assert.match(found[1], /^text\/byt5-tiny-local-seed0\/empty\.arrow unreadable: 0 bytes/);
+  assert.match(found[2], /^tokens\/.*\/00000\.arrow missing/);
+  const repaired = await tokenize();
+  assert.deepEqual(repaired.shards_done, [0]);
+  assert.deepEqual((await verifyCaches(dataset, dataRoot())).problems, []);
+  // and a file cut short is redone the same way
+  await truncate(path.join(tokensDir(), '00000.arrow'), 1000);
+  assert.deepEqual((await tokenize()).shards_done, [0]);
+  assert.deepEqual((await verifyCaches(dataset, dataRoot())).problems, []);
+});
+
 /** A fresh dataset of `shards` small shards of the bundled sample (its own data root, no exclusions). */
 async function smallShards(prefix: string, shards: number, perShard: number): Promise<{ dir: string; root: string }> {
   const dir = await mkdtemp(path.join(os.tmpdir(), prefix));

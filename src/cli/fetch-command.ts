@@ -14,7 +14,8 @@ export function fetchCommand(y: Argv) {
     .positional('pipeline', { type: 'string', describe: 'a pipeline in pipelines/ (laion400m, laion2b-en|laion, coyo700m, cc12m, imagenet, sample) or a YAML file' })
     .option('shards', { type: 'string', describe: 'shard indices to run, e.g. 0-99 or 3,5,7-9 (default: all)' })
     .option('workers', { type: 'number', default: 1, describe: 'shards run in parallel processes' })
-    .option('out', { type: 'string', describe: 'output dataset folder (default: <data root>/<pipeline name>)' })
+    .option('out', { type: 'string', describe: 'output dataset folder (default: <data root>/<name>)' })
+    .option('name', { type: 'string', describe: "the dataset's name in the index (default: the output folder's name; the pipeline's name, or the first --input file's, picks the default folder)" })
     .option('data-root', { type: 'string', describe: 'data root (default: $MUSE_DATA_ROOT or ./datasets)' })
     .option('log-format', { choices: ['auto', 'plain', 'json'] as const, default: 'auto' as const, describe: 'progress: live bar on a terminal, plain lines, or JSON lines' })
     .option('retry-status', { type: 'string', describe: 'in complete shards, fetch again only the rows with these statuses or reasons, e.g. host_unresponsive (comma list)' })
@@ -107,6 +108,19 @@ function progressInterval(a: FetchArgs): number {
   return s;
 }
 
+/** `shots-2024.parquet` -> `shots-2024`; a glob's wildcards are dropped. */
+function inputStem(file: string | undefined): string {
+  const base = path.basename(file ?? 'input').replace(/[*?[\]{}]/g, '');
+  const stem = base.slice(0, base.indexOf('.') > 0 ? base.indexOf('.') : undefined);
+  return stem || 'input';
+}
+
+function checkDatasetName(name: string): void {
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name)) {
+    throw new Error(`--name ${JSON.stringify(name)}: a dataset name is letters, digits, '.', '_' and '-' (no '/' or spaces), starting with a letter or digit`);
+  }
+}
+
 export async function fetchHandler(a: FetchArgs): Promise<number> {
   const projectRoot = PROJECT_ROOT;
   const dataRoot = resolveDataRoot(a['data-root'] as string | undefined);
@@ -125,8 +139,14 @@ export async function fetchHandler(a: FetchArgs): Promise<number> {
     (overrides.input as Record<string, unknown>).files = ((overrides.input as Record<string, unknown>).files as string[]).map((f) => path.resolve(f));
   }
   const cfg = resolvePipeline(deepMerge(raw, overrides), where);
-  const datasetDir = path.resolve((a.out as string | undefined) ?? path.join(dataRoot, cfg.name));
-  const common = { cfg, datasetDir, dataRoot, projectRoot, shards: a.shards as string | undefined, logFormat: (a['log-format'] as LogFormat) ?? 'auto', progressIntervalS: progressInterval(a) };
+  // The dataset's name is unique in the index: --name, else the output folder's name. Without --out the folder is
+  // <data root>/<--name, the pipeline's name, or the first input file's name>.
+  const nameFlag = a.name as string | undefined;
+  if (nameFlag !== undefined) checkDatasetName(nameFlag);
+  const folderName = nameFlag ?? (a.pipeline ? cfg.name : inputStem((cfg.input.files as string[])[0]));
+  const datasetDir = path.resolve((a.out as string | undefined) ?? path.join(dataRoot, folderName));
+  cfg.name = nameFlag ?? path.basename(datasetDir);
+  const common = { cfg, datasetDir, dataRoot, projectRoot, nameGiven: nameFlag !== undefined, shards: a.shards as string | undefined, logFormat: (a['log-format'] as LogFormat) ?? 'auto', progressIntervalS: progressInterval(a) };
   const modulo = shardModulo(a);
   const retryStatuses = retryStatusList(a);
   if (retryStatuses && a.queue !== undefined) throw new Error('--retry-status runs shards in this process or its workers; it does not go with --queue');

@@ -92,7 +92,8 @@ export class FetchProgress {
     const elapsed = (Date.now() - this.started) / 1000;
     const rowsPerS = this.rows / Math.max(elapsed, 1e-3);
     const okPerS = this.ok / Math.max(elapsed, 1e-3);
-    const remaining = this.totalRows - this.rows;
+    // Never below 0: rows counted twice (a retried shard whose statuses differ) must not give a negative ETA.
+    const remaining = Math.max(0, this.totalRows - this.rows);
     const etaS = rowsPerS > 0 ? remaining / rowsPerS : null;
     return { elapsed, rowsPerS, okPerS, successRate: this.rows ? this.ok / this.rows : 0, etaS };
   }
@@ -119,7 +120,7 @@ export class FetchProgress {
       });
       return;
     }
-    const frac = this.totalRows ? this.rows / this.totalRows : 1;
+    const frac = this.totalRows ? Math.min(1, this.rows / this.totalRows) : 1;
     const line =
       `${bar(frac)} ${this.rows}/${this.totalRows} rows, shards ${this.shardsDone}/${this.totalShards} | ` +
       `${r.rowsPerS.toFixed(1)} rows/s, ${r.okPerS.toFixed(1)} ok/s, success ${(100 * r.successRate).toFixed(1)}% | ` +

@@ -18,6 +18,7 @@ import { readStats, type ShardStats } from '../dataset/stats.ts';
 import { isShardComplete } from '../dataset/complete-shards.ts';
 import { datasetJsonPath, readDatasetJson, writeDatasetJson } from '../dataset/dataset-json.ts';
 import { parseShardSelection as parseSelection } from '../dataset/shard-selection.ts';
+import { openIndex } from '../index-db/db.ts';
 import { SAMPLE_STATUSES, type SampleStatus } from '../shards/outcome.ts';
 import type { CutOff } from '../fetch/origin-health.ts';
 import { isRetried } from './retry-rows.ts';
@@ -27,6 +28,8 @@ export interface FetchOptions {
   datasetDir: string;
   dataRoot: string;
   projectRoot: string;
+  /** `cfg.name` came from `--name`: refused when the folder is registered under another name. */
+  nameGiven?: boolean;
   /** Shard selection as given by `--shards` (e.g. "0-99", "3,5,7-9"); all shards when absent. */
   shards?: string;
   /** `--shard-index I --shard-count N`: of the selected shards, only those with shard mod count = index. */
@@ -94,7 +97,6 @@ export async function runFetch(o: FetchOptions): Promise<FetchSummary> {
     const total = shardCount(totalRows, o.cfg.samples_per_shard);
     const m = o.shardModulo;
     const selected = parseShardSelection(o.shards, total).filter((s) => !m || s % m.count === m.index);
-    await mkdir(path.join(o.datasetDir, 'shards'), { recursive: true });
     await registerDataset(o, totalRows, total);
     const retried = o.retryStatuses ? await shardsToRetry(o.datasetDir, selected, new Set(o.retryStatuses)) : [];
     const pending = selected.filter((s) => !isShardComplete(o.datasetDir, s) || retried.includes(s));
@@ -178,7 +180,18 @@ async function shardsToRetry(datasetDir: string, selected: readonly number[], wa
  * produce different shards (other input, shard size, image or filter settings) is refused: mixing the two would
  * give a dataset no single config describes.
  */
-export async function registerDataset(o: Pick<FetchOptions, 'cfg' | 'datasetDir'>, totalRows: number, shards: number): Promise<void> {
+export async function registerDataset(o: Pick<FetchOptions, 'cfg' | 'datasetDir' | 'dataRoot' | 'nameGiven'>, totalRows: number, shards: number): Promise<void> {
+  // The name first (--name, else the folder's name): a name another folder holds is refused before anything is written.
+  const name = o.nameGiven ? o.cfg.name : path.basename(path.resolve(o.datasetDir));
+  const index = openIndex(o.dataRoot);
+  try {
+    index.registerDataset(name, o.datasetDir, { explicit: o.nameGiven });
+  } catch (err) {
+    throw new FetchError((err as Error).message);
+  } finally {
+    index.close();
+  }
+  await mkdir(path.join(o.datasetDir, 'shards'), { recursive: true });
   const file = datasetJsonPath(o.datasetDir);
   const outputShaping = (cfg: PipelineConfig) => JSON.stringify({ input: cfg.input, filters: cfg.filters, image: cfg.image, dead_links: cfg.dead_links, samples_per_shard: cfg.samples_per_shard });
   const prev = readDatasetJson<PipelineConfig>(o.datasetDir);
@@ -191,7 +204,7 @@ export async function registerDataset(o: Pick<FetchOptions, 'cfg' | 'datasetDir'
     }
     return;
   }
-  await writeDatasetJson(o.datasetDir, { name: o.cfg.name, total_rows: totalRows, shards, created: new Date().toISOString(), pipeline: o.cfg });
+  await writeDatasetJson(o.datasetDir, { name, total_rows: totalRows, shards, created: new Date().toISOString(), pipeline: o.cfg });
 }
 
 async function runInWorkers(

@@ -6,7 +6,6 @@
  * the workers (./optout-snapshot.ts) and records each finished shard's samples from its manifest, so `optout
  * check` and `optout apply` work after a distributed run as after a local one.
  */
-import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { Queue } from 'bullmq';
 import { createSource } from '../sources/index.ts';
@@ -45,7 +44,6 @@ export async function fetchThroughQueue(o: QueueFetchOptions): Promise<FetchSumm
   await prepareRecordFilter(o.cfg.filters, { baseDir: o.projectRoot });
   const total = shardCount(totalRows, o.cfg.samples_per_shard);
   const selected = parseShardSelection(o.shards, total);
-  await mkdir(path.join(o.datasetDir, 'shards'), { recursive: true });
   await registerDataset(o, totalRows, total);
   const index = openFetchIndex(o.dataRoot, o.cfg.name, o.datasetDir);
   const queue = new Queue(FETCH_QUEUE, { connection: bullConnection(conn), prefix: QUEUE_PREFIX });
@@ -71,13 +69,19 @@ export async function fetchThroughQueue(o: QueueFetchOptions): Promise<FetchSumm
     );
 
     const seen = new Map<number, Partial<Record<SampleStatus, number>>>(); // rows already counted per shard
+    // The most seen per status, never lowered: a job retried after its worker died starts counting from 0 again,
+    // and lowering the mark would count its rows twice (progress past 100%, a negative ETA).
     const count = (shard: number, counts: Partial<Record<SampleStatus, number>>) => {
       const before = seen.get(shard) ?? {};
+      const next = { ...before };
       for (const [s, c] of Object.entries(counts) as Array<[SampleStatus, number]>) {
         const d = c - (before[s] ?? 0);
-        if (d > 0) progress.row(s, d);
+        if (d > 0) {
+          progress.row(s, d);
+          next[s] = c;
+        }
       }
-      seen.set(shard, { ...before, ...counts });
+      seen.set(shard, next);
     };
     const failed = new Map<number, string>();
     const waiting = new Set(pending);

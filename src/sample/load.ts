@@ -13,6 +13,7 @@ import { loadTokenModel, type TokenModel } from '../models/token-model.ts';
 import { VQGAN } from '../models/vqgan/index.ts';
 import { loadTextEncoders, type TextEncoder } from '../models/text/index.ts';
 import { loadVq, parseVqSpec } from '../models/registry.ts';
+import { assertCheckpointIntact } from './checkpoint-files.ts';
 
 export interface SamplingInfo {
   vq: string;
@@ -97,9 +98,10 @@ export async function readSamplingInfo(dir: string): Promise<SamplingInfo> {
   };
 }
 
-/** Loads the transformer (EMA unless `ema: false` or absent), the VQ model and the text encoder. */
+/** Checks the files (as --resume does), then loads the transformer (EMA unless `ema: false` or absent), the VQ model and the text encoder. */
 export async function loadCheckpoint(p: string, opts: { ema?: boolean } = {}): Promise<LoadedCheckpoint> {
   const dir = await resolveCheckpointDir(p);
+  await assertCheckpointIntact(dir);
   const info = await readSamplingInfo(dir);
   const emaDir = path.join(dir, 'ema');
   const useEma = opts.ema !== false && existsSync(path.join(emaDir, 'model.safetensors'));

@@ -23,6 +23,7 @@ import { listShards } from '../data/shard-data.ts';
 import type { TrainConfig } from '../config/schema.ts';
 import type { ArtefactImage, ResumePoint, StageRunner } from '../run/loop.ts';
 import { resolveTextCacheIds, resolveVqCacheId, textEncoderSpecs } from './cache-ids.ts';
+import { checkCompatibility } from './compatibility.ts';
 import { openCombinedTextDataset } from '../data/combined-text.ts';
 import { MuseTrainer } from './trainer.ts';
 import { openPairedDataset } from '../superres/paired-loader.ts';
@@ -124,9 +125,11 @@ export class MuseRunner implements StageRunner {
     const loader = await openLoader(loaderOpts);
     const model = createTokenModel(cfg.model.architecture, cfg.model.transformer, { seed: cfg.training.seed });
     const empty = textId ? await loader.emptyText() : undefined;
-    if (textIds.length === 2 && empty && model.config.encoder_hidden_size !== empty.dim) {
-      throw new Error(`model.transformer.encoder_hidden_size is ${model.config.encoder_hidden_size}, but the two text caches ${textIds.join(' + ')} ` +
-        `pack to width ${empty.dim} (T5 width + CLIP width): set encoder_hidden_size to ${empty.dim}`);
+    try {
+      await checkCompatibility({ config: cfg, model, datasetDir: first, vqId, shard: (trainShards ?? all)[0], textIds, empty });
+    } catch (err) {
+      model.dispose();
+      throw err;
     }
     const trainer = new MuseTrainer(model, cfg, empty);
     const side = Math.round(Math.sqrt(model.config.num_vq_tokens));
@@ -211,7 +214,9 @@ export class MuseRunner implements StageRunner {
   }
 
   async artefacts(step: number, final: boolean, checkpoint: string | null): Promise<ArtefactImage[]> {
-    if (!this.opts.sampleGrid || !checkpoint) return [];
+    const s = this.opts.config.sampling;
+    // Nothing to sample without prompts or class ids (sampling.prompts: []): not an error at the end of a run.
+    if (!this.opts.sampleGrid || !checkpoint || !(s.prompts.length || s.class_ids.length)) return [];
     const name = final ? 'final.png' : `step-${String(step).padStart(8, '0')}.png`;
     const file = path.join(this.opts.runDir, 'samples', name);
     await this.opts.sampleGrid(checkpoint, file);
