@@ -82,7 +82,9 @@ const BENCHMARKS: Record<string, Benchmark> = {
       const { benchTrain, benchTrainSideBySide } = await import('./train.ts');
       // --backend X: that backend only (in this process); none: every backend side by side (issue 11)
       if (typeof ctx.flags.backend === 'string') return standalone(async () => (o) => benchTrain({ ...o, backend: ctx.flags.backend as string }))(ctx);
-      return standalone(async () => (o) => benchTrainSideBySide(o))(ctx);
+      // --variants 'tiny,models-bench transformer': only those configs (names as in the table)
+      const variants = typeof ctx.flags.variants === 'string' ? ctx.flags.variants.split(',').map((v) => v.trim()) : undefined;
+      return standalone(async () => (o) => benchTrainSideBySide({ ...o, variants }))(ctx);
     },
   },
   startup: {
