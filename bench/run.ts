@@ -187,7 +187,8 @@ async function main(): Promise<number> {
   const dir = path.join(import.meta.dirname, 'results');
   await mkdir(dir, { recursive: true });
   // variants (quick, extra flags) get their own file so they never overwrite the reference results
-  const variant = [ctx.quick ? 'quick' : '', ...Object.entries(ctx.flags).map(([k, v]) => (v === true ? k : `${k}-${v}`))].filter(Boolean);
+  // (flag values become file-name safe: 'tiny,models-bench transformer' -> tiny_models-bench_transformer)
+  const variant = [ctx.quick ? 'quick' : '', ...Object.entries(ctx.flags).map(([k, v]) => (v === true ? k : `${k}-${String(v).replace(/[^\w.-]+/g, '_')}`))].filter(Boolean);
   const file = path.join(dir, `${[args.name, ...variant].join('.')}.json`);
   await writeFile(file + '.tmp', JSON.stringify(out, null, 2) + '\n');
   await rename(file + '.tmp', file);
