@@ -64,7 +64,8 @@ export async function benchVqgan(opts: VqganBenchOptions = {}): Promise<object> 
   const results = [];
   // The native build joins the default set where `npm run build:tensorflow` made one.
   const native: BackendName[] = readBuildInfo().info ? ['tensorflow'] : [];
-  for (const backend of opts.backends ?? ([...native, 'wasm', 'cpu'] as BackendName[])) {
+  // cpu (~100x slower than wasm) only at the small default resolution.
+  for (const backend of opts.backends ?? ([...native, 'wasm', ...(resolution <= 64 ? ['cpu'] : [])] as BackendName[])) {
     const slow = backend === 'cpu';
     results.push(await benchOne(backend, resolution, slow ? 1 : batch, slow ? 1 : (opts.repeats ?? 5), !slow, config));
   }

@@ -87,7 +87,9 @@ const BENCHMARKS: Record<string, Benchmark> = {
       const { benchTrain, benchTrainSideBySide } = await import('./train.ts');
       // --backend X: that backend only (in this process); none: every backend side by side (issue 11)
       if (typeof ctx.flags.backend === 'string') return standalone(async () => (o) => benchTrain({ ...o, backend: ctx.flags.backend as string }))(ctx);
-      return standalone(async () => (o) => benchTrainSideBySide(o))(ctx);
+      // --variants 'tiny,models-bench transformer': only those configs (names as in the table)
+      const variants = typeof ctx.flags.variants === 'string' ? ctx.flags.variants.split(',').map((v) => v.trim()) : undefined;
+      return standalone(async () => (o) => benchTrainSideBySide({ ...o, variants }))(ctx);
     },
   },
   startup: {
@@ -190,7 +192,8 @@ async function main(): Promise<number> {
   const dir = path.join(import.meta.dirname, 'results');
   await mkdir(dir, { recursive: true });
   // variants (quick, extra flags) get their own file so they never overwrite the reference results
-  const variant = [ctx.quick ? 'quick' : '', ...Object.entries(ctx.flags).map(([k, v]) => (v === true ? k : `${k}-${v}`))].filter(Boolean);
+  // (flag values become file-name safe: 'tiny,models-bench transformer' -> tiny_models-bench_transformer)
+  const variant = [ctx.quick ? 'quick' : '', ...Object.entries(ctx.flags).map(([k, v]) => (v === true ? k : `${k}-${String(v).replace(/[^\w.-]+/g, '_')}`))].filter(Boolean);
   const file = path.join(dir, `${[args.name, ...variant].join('.')}.json`);
   await writeFile(file + '.tmp', JSON.stringify(out, null, 2) + '\n');
   await rename(file + '.tmp', file);

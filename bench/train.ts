@@ -160,7 +160,7 @@ function inChild(opts: TrainBenchOptions): Promise<Record<string, unknown>> {
 }
 
 /** Step time per backend in one run, each backend in a fresh process (the wasm build is chosen per process). */
-export async function benchTrainSideBySide(opts: { quick?: boolean; log?: (m: string) => void } = {}) {
+export async function benchTrainSideBySide(opts: { quick?: boolean; log?: (m: string) => void; variants?: string[] } = {}) {
   const log = opts.log ?? ((m: string) => process.stderr.write(m + '\n'));
   const cores = Math.max(2, os.availableParallelism());
   const lanes: Array<{ label: string; opts: TrainBenchOptions }> = [
@@ -179,7 +179,9 @@ export async function benchTrainSideBySide(opts: { quick?: boolean; log?: (m: st
     log(`train bench: ${lane.label}`);
     let r: Record<string, unknown>;
     try {
-      r = await inChild({ ...lane.opts, quick: opts.quick });
+      const variants = opts.variants && (lane.opts.variants ? lane.opts.variants.filter((v) => opts.variants!.includes(v)) : opts.variants);
+      if (variants?.length === 0) continue;
+      r = await inChild({ ...lane.opts, quick: opts.quick, ...(variants ? { variants } : {}) });
     } catch (err) {
       notes.push(`${lane.label}: not measured (${(err as Error).message.slice(0, 300)})`);
       continue;
@@ -195,7 +197,7 @@ export async function benchTrainSideBySide(opts: { quick?: boolean; log?: (m: st
     }
   }
   // PyTorch CPU on the same transformer shape, batch and threads (bench/torch-transformer.py), where torch is installed.
-  const torch = pytorchStep(cores, !!opts.quick);
+  const torch = !opts.variants || opts.variants.includes('models-bench transformer') ? pytorchStep(cores, !!opts.quick) : { error: 'the transformer is not among --variants' };
   if ('error' in torch) notes.push(`PyTorch CPU: not measured (${torch.error})`);
   else {
     out.pytorch = torch;

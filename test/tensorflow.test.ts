@@ -38,7 +38,10 @@ if (unavailable) console.log(`# tensorflow tests skipped: ${unavailable}`);
 
 parityTests('tensorflow', unavailable);
 
-test('tensorflow: tf.memory() stays flat over 300 training steps (tensors and bytes)', { skip: unavailable ? unavailable.slice(0, 300) : false }, async () => {
+// MUSE_TF_MEMORY_STEPS=1000 for the issue's full count (~30 s); 300 keeps the suite short.
+const MEMORY_STEPS = Number(process.env.MUSE_TF_MEMORY_STEPS ?? 300);
+
+test(`tensorflow: tf.memory() stays flat over ${MEMORY_STEPS} training steps (tensors and bytes)`, { skip: unavailable ? unavailable.slice(0, 300) : false }, async () => {
   const cfg = loadTrainConfig({
     stage: 'tiny', configsDir: path.join(root, 'configs'),
     sets: ['training.batch_size=2', 'ema.update_after_step=2', 'lr_scheduler.warmup_steps=0',
@@ -55,7 +58,7 @@ test('tensorflow: tf.memory() stays flat over 300 training steps (tensors and by
     const trainer = new MuseTrainer(model, cfg);
     try {
       let after: tf.MemoryInfo | undefined;
-      for (let step = 0; step < 300; step++) {
+      for (let step = 0; step < MEMORY_STEPS; step++) {
         await trainer.step([batch], step);
         if (step === 2) after = tf.memory();
       }
