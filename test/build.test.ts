@@ -35,7 +35,7 @@ test('the bins run compiled JavaScript from dist/, workers included, with no tsx
     assert.ok(existsSync(path.join(dir, 'dist', 'pipeline', 'worker.js')), 'fetch worker compiled');
     // Every compiled module loads under plain Node (an import tsx resolves but Node does not, e.g. a package subpath
     // without its .js, fails here), except the entry scripts that act on import.
-    const entries = ['demo/main.js', 'sample-data/build-parquet.js', 'pipeline/worker.js', 'tokenize/worker.js', 'optout/import-worker.js'];
+    const entries = ['demo/main.js', 'sample-data/build-parquet.js', 'pipeline/worker.js', 'tokenize/worker.js', 'optout/import-worker.js', 'runtime/tensorflow/check-build.js'];
     writeFileSync(path.join(dir, 'import-all.mjs'), [
       "import { readdirSync } from 'node:fs';",
       "import { pathToFileURL } from 'node:url';",

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -50,8 +51,10 @@ test('progress off a terminal prints plain lines; --log-format json prints JSON 
   assert.equal(formatDuration(65), '1m05s');
 });
 
+// Every run's index goes to a fresh data root, never the project's datasets/ (dataset names are unique per root).
 function cli(args: string[]) {
-  return spawnSync(process.execPath, [path.join(root, 'bin', 'muse-data.js'), ...args], { encoding: 'utf8', cwd: root });
+  const env = { ...process.env, MUSE_DATA_ROOT: mkdtempSync(path.join(os.tmpdir(), 'muse-cli-root-')) };
+  return spawnSync(process.execPath, [path.join(root, 'bin', 'muse-data.js'), ...args], { encoding: 'utf8', cwd: root, env });
 }
 
 test('the CLI: clear errors and exit codes for bad arguments', async () => {
