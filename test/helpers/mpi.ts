@@ -25,20 +25,31 @@ export interface MpiRun {
 /** Open MPI on one machine, as root too, more ranks than cores; TCP on loopback only, so no network is touched. */
 export const MPIRUN_ARGS = ['--allow-run-as-root', '--oversubscribe', '--mca', 'btl', 'self,tcp', '--mca', 'btl_tcp_if_include', 'lo', '--mca', 'oob_tcp_if_include', 'lo'];
 
-/** Runs `args` (after `node --import tsx`) under `mpirun -np n`; `onStart` gets the mpirun child (to kill a rank). */
-export function mpirun(n: number, args: string[], o: { env?: NodeJS.ProcessEnv; timeoutMs?: number; onStderr?: (chunk: string) => void } = {}): Promise<MpiRun> {
+export interface MpirunOptions {
+  env?: NodeJS.ProcessEnv;
+  timeoutMs?: number;
+  /** Gets the mpirun process once started (its children are the ranks). */
+  onStart?: (pid: number) => void;
+}
+
+/** Runs `args` (after `node --import tsx`) under `mpirun -np n`. */
+export function mpirun(n: number, args: string[], o: MpirunOptions = {}): Promise<MpiRun> {
+  return mpirunEach(Array.from({ length: n }, () => args), o);
+}
+
+/** One rank per entry, each with its own arguments (mpirun's `-np 1 A : -np 1 B` form). */
+export function mpirunEach(ranks: string[][], o: MpirunOptions = {}): Promise<MpiRun> {
+  const apps = ranks.flatMap((args, i) => [...(i ? [':'] : []), '-np', '1', process.execPath, '--import', 'tsx', ...args]);
   const t0 = performance.now();
-  const child = spawn('mpirun', [...MPIRUN_ARGS, '-np', String(n), process.execPath, '--import', 'tsx', ...args], {
+  const child = spawn('mpirun', [...MPIRUN_ARGS, ...apps], {
     env: { ...process.env, ...o.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (d) => (stdout += d));
-  child.stderr.on('data', (d) => {
-    stderr += d;
-    o.onStderr?.(String(d));
-  });
+  child.stderr.on('data', (d) => (stderr += d));
+  if (child.pid) o.onStart?.(child.pid);
   const timer = setTimeout(() => child.kill('SIGKILL'), o.timeoutMs ?? 120_000);
   return new Promise((resolve) => {
     child.on('close', (code, signal) => {
