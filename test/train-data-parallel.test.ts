@@ -11,7 +11,9 @@ import path from 'node:path';
 import { loadSafetensors } from '../src/models/safetensors.ts';
 import { readJsonl } from '../src/train/core/index.ts';
 import { writeSyntheticCaches } from './helpers/synthetic-cache.ts';
-import { mpiSkip, mpirun, mpirunEach, type MpiRun } from './helpers/mpi.ts';
+import { mpiSkip, mpirun, mpirunEach, rankPid, type MpiRun } from './helpers/mpi.ts';
+import { loadTrainConfig } from '../src/train/config/load.ts';
+import { assertBatchSplits } from '../src/train/muse/runner.ts';
 
 const skip = mpiSkip();
 const root = path.resolve(import.meta.dirname, '..');
@@ -116,7 +118,7 @@ test('gradient accumulation composes: 2 ranks x 2 accumulation steps x 2 rows = 
   await assertSameRun(one, two, 10);
 });
 
-test('ranks given different configs are refused before the first step; a batch that does not split is refused', { skip }, async () => {
+test('ranks given different configs are refused before the first step', { skip }, async () => {
   await ensureDataset();
   const runDir = path.join(tmp, 'mismatch');
   const r = await mpirunEach([args(runDir), args(runDir, ['optimizer.lr=0.002'])]);
@@ -124,8 +126,41 @@ test('ranks given different configs are refused before the first step; a batch t
   assert.match(r.stderr, /disagree on the resolved config/);
   assert.equal(existsSync(path.join(runDir, 'checkpoints')) && readdirSync(path.join(runDir, 'checkpoints')).some((f) => f.startsWith('step-')), false);
   assert.equal((await losses(runDir).catch(() => [])).length, 0, 'no step was taken');
+});
 
-  const odd = await mpirun(2, args(path.join(tmp, 'odd'), ['training.batch_size=7']));
-  assert.notEqual(odd.code, 0);
-  assert.match(odd.stderr, /training\.batch_size 7 does not divide by the 2 ranks/);
+test('a batch that does not split evenly over the ranks: a clear error naming the numbers', () => {
+  const cfg = (b: number) => loadTrainConfig({ stage: 'tiny', configsDir: path.join(root, 'configs'), sets: [`training.batch_size=${b}`, 'training.gradient_accumulation_steps=3'] });
+  assert.throws(() => assertBatchSplits(cfg(7), 2), /training\.batch_size 7 does not divide by the 2 ranks.*7 x 3 accumulation steps = 21 samples per update/);
+  assertBatchSplits(cfg(8), 2);
+  assertBatchSplits(cfg(7), 1);
+});
+
+test('kill -9 of rank 1 mid-run: the job stops with an error within 60 s; --resume latest (on 1 rank) equals the uninterrupted run', { skip }, async (t) => {
+  await ensureDataset();
+  const sets = ['training.max_steps=100'];
+  const whole = path.join(tmp, 'whole');
+  const killed = path.join(tmp, 'killed');
+  const ref = await single(whole, sets);
+  assert.equal(ref.code, 0, ref.stderr);
+  let mpirunPid = 0;
+  let killedAt = 0;
+  const poll = setInterval(() => {
+    if (killedAt || !existsSync(path.join(killed, 'checkpoints', 'step-00000010'))) return;
+    const pid = rankPid(mpirunPid, 1);
+    if (!pid) return;
+    process.kill(pid, 'SIGKILL');
+    killedAt = performance.now();
+  }, 20);
+  const r = await mpirun(2, args(killed, sets), { onStart: (pid) => (mpirunPid = pid) }).finally(() => clearInterval(poll));
+  assert.ok(killedAt, `rank 1 was never killed (exit ${r.code}): ${r.stderr}`);
+  const stoppedAfter = performance.now() - killedAt;
+  assert.notEqual(r.code, 0);
+  assert.ok(stoppedAfter < 60_000, `the job took ${Math.round(stoppedAfter)} ms to stop`);
+  t.diagnostic(`mpirun exited ${r.code} ${Math.round(stoppedAfter)} ms after the kill`);
+  assert.match(r.stderr, /rank 1 .*(killed|signal 9)/i);
+  const reached = (await losses(killed)).at(-1)![0];
+  assert.ok(reached >= 10 && reached < 100, `stopped at step ${reached}`);
+  const resumed = await single(killed, sets, ['--resume', 'latest']);
+  assert.equal(resumed.code, 0, resumed.stderr);
+  await assertSameRun(whole, killed, 100);
 });

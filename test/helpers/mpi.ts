@@ -1,7 +1,7 @@
 // MPI in tests: whether `mpirun` and the addon are here (else the tests are skipped, except in CI), and a runner
 // of `mpirun -np N node --import tsx SCRIPT ...` on loopback that collects each rank's output.
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { MPI_ADDON_PATH } from '../../src/runtime/mpi.ts';
 import { skipUnlessAvailable } from './system-component.ts';
 
@@ -57,4 +57,21 @@ export function mpirunEach(ranks: string[][], o: MpirunOptions = {}): Promise<Mp
       resolve({ code, signal, stdout, stderr, ms: performance.now() - t0 });
     });
   });
+}
+
+/** The pid of rank `rank` among the children of an mpirun process (Linux /proc; Open MPI sets OMPI_COMM_WORLD_RANK). */
+export function rankPid(mpirunPid: number, rank: number): number | undefined {
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      // stat: "pid (comm) state ppid ..."; comm may hold spaces, so split after the last ')'
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) !== mpirunPid) continue;
+      const env = readFileSync(`/proc/${entry}/environ`, 'utf8').split('\0');
+      if (env.includes(`OMPI_COMM_WORLD_RANK=${rank}`)) return Number(entry);
+    } catch {
+      // the process ended meanwhile
+    }
+  }
+  return undefined;
 }
