@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { launcherSize, openCommunicator } from '../src/runtime/mpi.ts';
+import { assignLocalGpu, launcherSize, openCommunicator } from '../src/runtime/mpi.ts';
 import { mpiSkip, mpirun } from './helpers/mpi.ts';
 
 const skip = mpiSkip();
@@ -37,4 +37,20 @@ test('the launcher environment: Open MPI, PMI, srun tasks; one process when none
 test('several ranks announced but no addon: the error says how to get it', () => {
   assert.throws(() => openCommunicator({ OMPI_COMM_WORLD_SIZE: '2' }, '/nonexistent/muse_mpi.node'),
     /mpirun \(Open MPI\) started 2 processes, but muse's MPI addon cannot be loaded .*apt-get install openmpi-bin libopenmpi-dev.*npm run build:mpi/);
+});
+
+test('the local rank picks the GPU: CUDA_VISIBLE_DEVICES unset, a list, a single id set per rank, too few GPUs', () => {
+  const env: NodeJS.ProcessEnv = {};
+  assignLocalGpu({ localRank: 1, localSize: 4 }, env);
+  assert.equal(env.CUDA_VISIBLE_DEVICES, '1');
+  const listed: NodeJS.ProcessEnv = { CUDA_VISIBLE_DEVICES: '4,5,6,7' };
+  assignLocalGpu({ localRank: 2, localSize: 4 }, listed);
+  assert.equal(listed.CUDA_VISIBLE_DEVICES, '6');
+  const pinned: NodeJS.ProcessEnv = { CUDA_VISIBLE_DEVICES: '3' };
+  assignLocalGpu({ localRank: 1, localSize: 2 }, pinned);
+  assert.equal(pinned.CUDA_VISIBLE_DEVICES, '3');
+  const alone: NodeJS.ProcessEnv = {};
+  assignLocalGpu({ localRank: 0, localSize: 1 }, alone);
+  assert.equal(alone.CUDA_VISIBLE_DEVICES, undefined);
+  assert.throws(() => assignLocalGpu({ localRank: 0, localSize: 4 }, { CUDA_VISIBLE_DEVICES: '0,1' }), /lists 2 GPUs \(0,1\) for the 4 ranks on this machine/);
 });

@@ -136,3 +136,20 @@ export function assertAgreement(comm: Communicator, what: string, value: number)
     throw new Error(`the ${comm.size} ranks disagree on ${what} (this is rank ${comm.rank} with ${value}; values range from ${lo} to ${hi})`);
   }
 }
+
+/**
+ * The GPU of this rank for CUDA backends (tensorflow): with several ranks on a machine, rank k of the machine
+ * gets the k-th GPU through CUDA_VISIBLE_DEVICES (the k-th entry when a list is already set; left alone when a
+ * single id is set, as SLURM's --gpus-per-task does). Call before the backend loads. Returns what it set, or why not.
+ */
+export function assignLocalGpu(comm: Pick<Communicator, 'localRank' | 'localSize'>, env: NodeJS.ProcessEnv = process.env): string {
+  if (comm.localSize <= 1) return 'one rank on this machine: CUDA_VISIBLE_DEVICES left as it is';
+  const set = env.CUDA_VISIBLE_DEVICES?.split(',').map((s) => s.trim()).filter(Boolean);
+  if (set && set.length === 1) return `CUDA_VISIBLE_DEVICES=${set[0]} was set for this rank: left as it is`;
+  if (set && set.length < comm.localSize) {
+    throw new Error(`CUDA_VISIBLE_DEVICES lists ${set.length} GPUs (${set.join(',')}) for the ${comm.localSize} ranks on this machine: ` +
+      'start at most one rank per GPU, or list one GPU per rank');
+  }
+  env.CUDA_VISIBLE_DEVICES = set ? set[comm.localRank] : String(comm.localRank);
+  return `local rank ${comm.localRank} of ${comm.localSize}: CUDA_VISIBLE_DEVICES=${env.CUDA_VISIBLE_DEVICES}`;
+}
