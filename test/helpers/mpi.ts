@@ -22,8 +22,10 @@ export interface MpiRun {
   ms: number;
 }
 
-/** Open MPI on one machine, as root too, more ranks than cores; TCP on loopback only, so no network is touched. */
-export const MPIRUN_ARGS = ['--allow-run-as-root', '--oversubscribe', '--mca', 'btl', 'self,tcp', '--mca', 'btl_tcp_if_include', 'lo', '--mca', 'oob_tcp_if_include', 'lo'];
+/** Open MPI on one machine, as root too, more ranks than cores; TCP (when used) on loopback only. */
+export const MPIRUN_LOCAL = ['--allow-run-as-root', '--oversubscribe', '--mca', 'btl_tcp_if_include', 'lo', '--mca', 'oob_tcp_if_include', 'lo'];
+/** The tests' transport: TCP on loopback, so no network is touched. */
+export const MPIRUN_ARGS = [...MPIRUN_LOCAL, '--mca', 'btl', 'self,tcp'];
 
 export interface MpirunOptions {
   env?: NodeJS.ProcessEnv;
