@@ -37,13 +37,13 @@ const SETS = [
   'ema.update_after_step=2',
 ];
 
-const args = (runDir: string, sets: string[] = [], extra: string[] = []) =>
-  [path.join(root, 'bin', 'muse-train.js'), '--stage', 'tiny', '--backend', 'wasm', '--out', runDir, ...[...SETS, ...sets].flatMap((s) => ['--set', s]), ...extra];
+const args = (runDir: string, sets: string[] = [], extra: string[] = [], base = SETS) =>
+  [path.join(root, 'bin', 'muse-train.js'), '--stage', 'tiny', '--backend', 'wasm', '--out', runDir, ...[...base, ...sets].flatMap((s) => ['--set', s]), ...extra];
 
 /** muse-train as one plain process (no launcher): the reference. */
-function single(runDir: string, sets: string[] = [], extra: string[] = []): Promise<MpiRun> {
+function single(runDir: string, sets: string[] = [], extra: string[] = [], base = SETS): Promise<MpiRun> {
   const t0 = performance.now();
-  const child = spawn(process.execPath, ['--import', 'tsx', ...args(runDir, sets, extra)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['--import', 'tsx', ...args(runDir, sets, extra, base)], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (d) => (stdout += d));
@@ -116,6 +116,25 @@ test('gradient accumulation composes: 2 ranks x 2 accumulation steps x 2 rows = 
   assert.equal(r1.code, 0, r1.stderr);
   assert.equal(r2.code, 0, r2.stderr);
   await assertSameRun(one, two, 10);
+});
+
+test('U-ViT (pooled text vectors split with the rows): 2 ranks train as 1', { skip }, async () => {
+  const dir = path.join(tmp, 'uvit-data');
+  mkdirSync(path.join(dir, 'shards'), { recursive: true });
+  await writeSyntheticCaches(dir, { shards: { 0: 12, 1: 12 }, gridH: 4, gridW: 4, codebookSize: 64, dim: 64, pooledDim: 32 });
+  const base = [
+    'model.architecture=uvit', `data.path=${dir}`, 'data.vq_id=vq-test', 'data.text_id=text-test', 'sampling.prompts=[]',
+    'model.transformer={codebook_size: 64, vocab_size: 72, num_vq_tokens: 16, hidden_size: 32, in_channels: 16, block_out_channels: [16], ' +
+      'num_res_blocks: 1, block_num_heads: 2, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 64, encoder_hidden_size: 64, ' +
+      'cond_embed_dim: 32, micro_cond_encode_dim: 4, micro_cond_embed_dim: 20, default_micro_conds: [64, 64, 0, 0, 6], hidden_dropout: 0.0, attention_dropout: 0.0}',
+    'training.batch_size=4', 'training.max_steps=6', 'training.save_every=6', 'data.shuffle_buffer=3',
+  ];
+  const one = path.join(tmp, 'uvit-one');
+  const two = path.join(tmp, 'uvit-two');
+  const [r1, r2] = [await single(one, [], [], base), await mpirun(2, args(two, [], [], base))];
+  assert.equal(r1.code, 0, r1.stderr);
+  assert.equal(r2.code, 0, r2.stderr);
+  await assertSameRun(one, two, 6);
 });
 
 test('ranks given different configs are refused before the first step', { skip }, async () => {
