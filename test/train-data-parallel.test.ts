@@ -37,13 +37,13 @@ const SETS = [
   'ema.update_after_step=2',
 ];
 
-const args = (runDir: string, sets: string[] = [], extra: string[] = [], base = SETS) =>
-  [path.join(root, 'bin', 'muse-train.js'), '--stage', 'tiny', '--backend', 'wasm', '--out', runDir, ...[...base, ...sets].flatMap((s) => ['--set', s]), ...extra];
+const args = (runDir: string, sets: string[] = [], extra: string[] = [], base = SETS, stage = 'tiny') =>
+  [path.join(root, 'bin', 'muse-train.js'), '--stage', stage, '--backend', 'wasm', '--out', runDir, ...[...base, ...sets].flatMap((s) => ['--set', s]), ...extra];
 
 /** muse-train as one plain process (no launcher): the reference. */
-function single(runDir: string, sets: string[] = [], extra: string[] = [], base = SETS): Promise<MpiRun> {
+function single(runDir: string, sets: string[] = [], extra: string[] = [], base = SETS, stage = 'tiny'): Promise<MpiRun> {
   const t0 = performance.now();
-  const child = spawn(process.execPath, ['--import', 'tsx', ...args(runDir, sets, extra, base)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['--import', 'tsx', ...args(runDir, sets, extra, base, stage)], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (d) => (stdout += d));
@@ -135,6 +135,27 @@ test('U-ViT (pooled text vectors split with the rows): 2 ranks train as 1', { sk
   assert.equal(r1.code, 0, r1.stderr);
   assert.equal(r2.code, 0, r2.stderr);
   await assertSameRun(one, two, 6);
+});
+
+test('the super-res stage (low-res tokens split with the rows): 2 ranks train as 1', { skip }, async () => {
+  const dir = path.join(tmp, 'superres-data');
+  mkdirSync(path.join(dir, 'shards'), { recursive: true });
+  await writeSyntheticCaches(dir, { shards: { 0: 12, 1: 12 }, vqId: 'vq-low', gridH: 4, gridW: 4, codebookSize: 16, dim: 8 });
+  await writeSyntheticCaches(dir, { shards: { 0: 12, 1: 12 }, vqId: 'vq-high', gridH: 8, gridW: 8, codebookSize: 32, noText: true });
+  const base = [
+    'model.architecture=superres', 'model.vq=builtin', 'model.lowres_vq=builtin', 'model.text_encoder=byt5-tiny',
+    `data.path=${dir}`, 'data.vq_id=vq-high', 'data.lowres_vq_id=vq-low', 'data.text_id=text-test', 'sampling.prompts=[]',
+    'model.transformer={codebook_size: 32, num_vq_tokens: 64, lowres_codebook_size: 16, num_lowres_tokens: 16, hidden_size: 32, ' +
+      'num_hidden_layers: 1, num_lowres_layers: 1, num_attention_heads: 4, intermediate_size: 64, encoder_hidden_size: 8, ' +
+      'attention: multi_axis, block_size: 4, grid_size: 2, hidden_dropout: 0.0, attention_dropout: 0.0}',
+    'training.batch_size=4', 'training.max_steps=2', 'training.save_every=2', 'data.shuffle_buffer=3', // a super-res step takes seconds on wasm
+  ];
+  const one = path.join(tmp, 'superres-one');
+  const two = path.join(tmp, 'superres-two');
+  const [r1, r2] = [await single(one, [], [], base, 'superres512'), await mpirun(2, args(two, [], [], base, 'superres512'))];
+  assert.equal(r1.code, 0, r1.stderr);
+  assert.equal(r2.code, 0, r2.stderr);
+  await assertSameRun(one, two, 2);
 });
 
 test('ranks given different configs are refused before the first step', { skip }, async () => {
