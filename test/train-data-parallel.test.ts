@@ -127,7 +127,7 @@ test('U-ViT (pooled text vectors split with the rows): 2 ranks train as 1', { sk
     'model.transformer={codebook_size: 64, vocab_size: 72, num_vq_tokens: 16, hidden_size: 32, in_channels: 16, block_out_channels: [16], ' +
       'num_res_blocks: 1, block_num_heads: 2, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 64, encoder_hidden_size: 64, ' +
       'cond_embed_dim: 32, micro_cond_encode_dim: 4, micro_cond_embed_dim: 20, default_micro_conds: [64, 64, 0, 0, 6], hidden_dropout: 0.0, attention_dropout: 0.0}',
-    'training.batch_size=4', 'training.max_steps=6', 'training.save_every=6', 'data.shuffle_buffer=3',
+    'training.batch_size=4', 'training.max_steps=6', 'training.save_every=6', 'data.shuffle_buffer=3', 'lr_scheduler.warmup_steps=5',
   ];
   const one = path.join(tmp, 'uvit-one');
   const two = path.join(tmp, 'uvit-two');
