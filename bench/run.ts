@@ -81,9 +81,13 @@ const BENCHMARKS: Record<string, Benchmark> = {
     },
   },
   train: {
-    description: 'muse-train loop (issues 6, 11): step time of tiny and the models-bench transformer per backend side by side (wasm 1 thread, wasm all threads, webgpu with the adapter named), or one --backend wasm|webgpu|cpu|tensorflow with the data / fwd+bwd / optimizer split',
+    description: 'muse-train loop (issues 6, 11): step time of tiny and the models-bench transformer per backend side by side (wasm 1 thread, wasm all threads, webgpu with the adapter named), or one --backend wasm|webgpu|cpu|tensorflow with the data / fwd+bwd / optimizer split; --ranks 1,2: data parallel over MPI (all-reduce ms by gradient size, samples/s by rank count)',
     defaultRuns: 3,
     run: async (ctx) => {
+      if (typeof ctx.flags.ranks === 'string') {
+        const ranks = ctx.flags.ranks.split(',').map(Number);
+        return standalone(async () => async (o) => (await import('./train-ranks.ts')).benchTrainRanks({ ...o, ranks }))(ctx);
+      }
       const { benchTrain, benchTrainSideBySide } = await import('./train.ts');
       // --backend X: that backend only (in this process); none: every backend side by side (issue 11)
       if (typeof ctx.flags.backend === 'string') return standalone(async () => (o) => benchTrain({ ...o, backend: ctx.flags.backend as string }))(ctx);

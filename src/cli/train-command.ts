@@ -7,6 +7,7 @@ import { loadTrainConfig } from '../train/config/load.ts';
 import { runTraining } from '../train/run/run-training.ts';
 import { PROJECT_ROOT, resolveDataRoot } from '../dataset/data-root.ts';
 import { runCli, UsageError, usageFailure } from './run-cli.ts';
+import { assignLocalGpu, openCommunicator } from '../runtime/mpi.ts';
 
 export async function main(argv: string[]): Promise<number> {
   const a = await yargs(argv)
@@ -43,9 +44,23 @@ export async function main(argv: string[]): Promise<number> {
     configsDir: path.join(PROJECT_ROOT, 'configs'),
   });
   const runDir = path.resolve(a.out ?? config.experiment.output_dir);
+  // Under mpirun / srun: one rank of a data-parallel job (docs/distributed.md); else this process alone.
+  const comm = openCommunicator();
+  // Several ranks on one machine: each its own GPU (CUDA backends read CUDA_VISIBLE_DEVICES when they load).
+  const gpu = assignLocalGpu(comm);
   const backend = await initBackend(a.backend as BackendName, { wasmThreads: wasmThreadCount() });
-  process.stderr.write(`muse-train: stage ${config.stage}, run ${runDir}, backend ${backend.name}\n`);
-  await runTraining({ config, runDir, resume: a.resume, allowFresh: a['allow-fresh'], dataRoot: resolveDataRoot(a['data-root']) });
+  const ranks = comm.size > 1 ? `, rank ${comm.rank} of ${comm.size} (local ${comm.localRank})` : '';
+  if (comm.rank === 0 || process.env.MUSE_DEBUG) process.stderr.write(`muse-train: stage ${config.stage}, run ${runDir}, backend ${backend.name}${ranks}\n`);
+  if (process.env.MUSE_DEBUG && comm.size > 1) process.stderr.write(`muse-train (rank ${comm.rank}): ${gpu}\n`);
+  try {
+    await runTraining({ config, runDir, resume: a.resume, allowFresh: a['allow-fresh'], dataRoot: resolveDataRoot(a['data-root']), comm });
+  } catch (err) {
+    if (comm.size === 1) throw err;
+    // The other ranks may wait in a collective for this one: say why, then end the whole job.
+    process.stderr.write(`muse-train (rank ${comm.rank} of ${comm.size}): ${(err as Error).message}\n`);
+    comm.abort(1);
+  }
+  comm.finalize();
   return 0;
 }
 
