@@ -3,7 +3,7 @@
  * their CPU is not the fetch's. Every origin is a port on 127.0.0.1; what a URL gets is decided by its row
  * (bench/fetch-hostile-corpus.ts), so the same corpus always meets the same web:
  *
- * - `main`: most rows; the issue's mix per row (hang = accepted and never answered, reset, slow 0.3–3 s, 404,
+ * - `main`: most rows; the mix users met per row (hang = accepted and never answered, reset, slow 0.3–3 s, 404,
  *   redirect, HTML, `X-Robots-Tag: noai`), the rest images. It also serves the clean corpus (every row an image).
  * - `dying`: a large origin that answers normally until it has answered half of its rows, then accepts every
  *   request and never answers (`reset` message brings it back to life for the next fetch).

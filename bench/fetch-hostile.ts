@@ -4,13 +4,13 @@
  *
  * Corpus: 4,000 rows (quick: 800), 4 shards, `--workers 2`, 256 px centre crop JPEG. The clean corpus is every row an
  * image from one origin; the hostile one spreads the same rows over 16 loopback origins (bench/fetch-hostile-corpus.ts:
- * the issue's mix on the main origin, plus refusing, never-finishing-TLS, stalling-mid-body, rate-limiting, dying
+ * the mix users met on the main origin, plus refusing, never-finishing-TLS, stalling-mid-body, rate-limiting, dying
  * and small healthy origins), served by bench/fetch-hostile-server.ts in its own process. Images are 400 generated
  * photos (bench/fetch-data.ts), reused round-robin.
  *
  * Measured per fetch, from the command's JSON progress lines (one a second): rows finished per second over the
  * whole run; the median of the 1-second rates; the slowest 10-second stretch before the tail (the tail: after 95%
- * of the rows); wall time. Targets (issue): hostile rows/s ≥ 85% of clean; no 10-second stretch before the tail
+ * of the rows); wall time. Targets: hostile rows/s ≥ 85% of clean; no 10-second stretch before the tail
  * under half the run's median rate; hostile wall time within one request timeout (timeout_s) of clean.
  */
 import { fork, spawn, spawnSync, type ChildProcess } from 'node:child_process';

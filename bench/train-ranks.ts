@@ -5,7 +5,7 @@
  * 2. muse-train of the models benchmark's transformer (hidden 256, 4 layers, 256 tokens, batch 8; wasm, one
  *    thread per rank) on each rank count: step ms, samples/s, the all-reduce's ms and share of the step; and one
  *    process's step time of a ~41 M-parameter transformer (hidden 512, 8 layers), against which the measured
- *    41 M all-reduce is put as a share. Targets (issue): all-reduce <= 10% of the 41 M step on CPU; 2 ranks >=
+ *    41 M all-reduce is put as a share. Targets: all-reduce <= 10% of the 41 M step on CPU; 2 ranks >=
  *    1.7x the samples/s of 1 when the machine's 2 cores are free (say whether they were: uptime is recorded).
  */
 import { spawn } from 'node:child_process';

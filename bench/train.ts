@@ -4,9 +4,9 @@
  * (hidden 256, 4 layers, 256 image tokens, batch 8), a small U-ViT (architecture uvit) and the superres512
  * stage at 4,096 high-res tokens with full and with multi-axis self-attention (same small model, same run:
  * their ratio is the multi-axis speed-up). Steps/s, tokens/s and the split of a step into data,
- * forward + backward and optimizer (+ EMA). Target (issue 6): data time < 2% of step time.
+ * forward + backward and optimizer (+ EMA). Target: data time < 2% of step time.
  * With no --backend, every backend side by side, each in its own process (benchTrainSideBySide): wasm on one
- * thread, wasm on all threads (target, issue 11: tiny step <= 0.6x the one-thread time) and webgpu on the
+ * thread, wasm on all threads (target: tiny step <= 0.6x the one-thread time) and webgpu on the
  * adapter found (named; a software adapter runs `tiny` only, it is a CPU rasteriser), the native tensorflow build
  * (target: the transformer step <= 0.8x PyTorch CPU's) and PyTorch CPU on the transformer (bench/torch-transformer.py,
  * where torch is installed; MUSE_BENCH_PYTHON names the Python).

@@ -1,5 +1,5 @@
 // npm run demo's pipeline end to end with very short training (the real run's numbers are in its report.json):
-// every stage runs, the artefacts are written and report.json has the fields issue 7 asks for.
+// every stage runs, the artefacts are written and report.json has the fields the demo promises.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';

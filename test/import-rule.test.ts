@@ -83,7 +83,7 @@ test('imports point down the tree (except the listed exceptions)', () => {
   assert.deepEqual(bad, []);
 });
 
-test('the two imports the issue named stay fixed', () => {
+test('the two upward imports once named as leaks stay fixed', () => {
   const all = imports();
   assert.ok(!all.some((i) => i.from === 'src/train/run/run-training.ts' && i.to.startsWith('src/cli/')));
   assert.ok(!all.some((i) => i.from === 'src/dataset/rewrite.ts' && i.to.startsWith('src/tokenize/')));

@@ -38,7 +38,7 @@ if (unavailable) console.log(`# tensorflow tests skipped: ${unavailable}`);
 
 parityTests('tensorflow', unavailable);
 
-// MUSE_TF_MEMORY_STEPS=1000 for the issue's full count (~30 s); 300 keeps the suite short.
+// MUSE_TF_MEMORY_STEPS=1000 for the full count (~30 s); 300 keeps the suite short.
 const MEMORY_STEPS = Number(process.env.MUSE_TF_MEMORY_STEPS ?? 300);
 
 test(`tensorflow: tf.memory() stays flat over ${MEMORY_STEPS} training steps (tensors and bytes)`, { skip: unavailable ? unavailable.slice(0, 300) : false }, async () => {
