@@ -1,4 +1,4 @@
-// Run by test/mpi.test.ts under mpirun: each rank exercises the addon's collectives and prints one JSON line.
+// Run by test/runtime/mpi.test.ts under mpirun: each rank exercises the addon's collectives and prints one JSON line.
 import { assertAgreement, openCommunicator } from '../../src/runtime/mpi.ts';
 
 const comm = openCommunicator();
