@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { runShardPool } from '../../src/runtime/shard-pool.ts';
 
-const workerFile = new URL('../../helpers/pool-worker.ts', import.meta.url);
+const workerFile = new URL('../helpers/pool-worker.ts', import.meta.url);
 type Done = { type: 'done'; shard: number; value: number; pid: number };
 
 async function run(shards: number[], opts: { workers?: number; perWorker?: number; stopOnFailure?: boolean; failInit?: boolean } = {}) {
