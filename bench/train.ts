@@ -22,7 +22,7 @@ import { MuseRunner } from '../src/train/muse/runner.ts';
 import { runTrainingLoop } from '../src/train/run/loop.ts';
 import { readJsonl } from '../src/train/core/index.ts';
 import { writeSyntheticCaches } from '../test/helpers/synthetic-cache.ts';
-import { markdownTable, median, round } from './lib.ts';
+import { markdownTable, median, round, writeBenchVq } from './lib.ts';
 
 const CONFIGS_DIR = path.resolve(import.meta.dirname, '../configs');
 
@@ -100,8 +100,10 @@ export async function benchTrain(opts: TrainBenchOptions = {}) {
       if (v.lowres) {
         await writeSyntheticCaches(dir, { shards, vqId: 'vq-low', gridH: v.lowres.grid, gridW: v.lowres.grid, codebookSize: v.lowres.codebook, dim: v.textDim, textLength: () => v.textTokens });
       }
+      // The built-in VQGAN has 256 codes; a transformer predicting more needs a VQGAN that decodes them.
+      const vqSet = v.codebook > 256 && !v.lowres ? [`model.vq=${await writeBenchVq(path.join(dir, 'vq'), v.codebook)}`] : [];
       const cfg = loadTrainConfig({ stage: v.stage ?? 'tiny', configsDir: CONFIGS_DIR, sets: [
-        `data.path=${dir}`, 'data.vq_id=vq-test', 'data.text_id=text-test', 'data.validation_shards=[]',
+        ...vqSet, `data.path=${dir}`, 'data.vq_id=vq-test', 'data.text_id=text-test', 'data.validation_shards=[]',
         `training.max_steps=${steps}`, `training.save_every=${steps}`, 'training.validate_every=0', ...v.sets,
       ] });
       const runDir = path.join(dir, 'run');
