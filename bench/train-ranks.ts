@@ -16,7 +16,7 @@ import { readJsonl } from '../src/train/core/index.ts';
 import { loadSafetensors } from '../src/models/safetensors.ts';
 import { writeSyntheticCaches } from '../test/helpers/synthetic-cache.ts';
 import { MPIRUN_LOCAL } from '../test/helpers/mpi.ts';
-import { markdownTable, median, round } from './lib.ts';
+import { markdownTable, median, round, writeBenchVq } from './lib.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 const TRANSFORMER = (hidden: number, layers: number) =>
@@ -70,9 +70,10 @@ export async function benchTrainRanks(opts: { quick?: boolean; log?: (m: string)
     const data = path.join(tmp, 'data');
     await mkdir(path.join(data, 'shards'), { recursive: true });
     await writeSyntheticCaches(data, { shards: { 0: 200, 1: 200 }, gridH: 16, gridW: 16, codebookSize: 1024, dim: 256, textLength: () => 16 });
+    const vq = await writeBenchVq(path.join(tmp, 'vq'), 1024); // the built-in VQGAN has 256 codes
     const train = async (name: string, n: number, sets: string[], steps: number) => {
       const runDir = path.join(tmp, `${name}-${n}`);
-      const all = [`data.path=${data}`, 'data.vq_id=vq-test', 'data.text_id=text-test', 'data.validation_shards=[]', 'sampling.prompts=[]',
+      const all = [`model.vq=${vq}`, `data.path=${data}`, 'data.vq_id=vq-test', 'data.text_id=text-test', 'data.validation_shards=[]', 'sampling.prompts=[]',
         'training.batch_size=8', 'ema.enabled=false', `training.max_steps=${steps}`, `training.save_every=${steps}`, 'training.validate_every=0', ...sets];
       log(`${name}: ${steps} steps on ${n} rank(s)`);
       const r = await onRanks(n, [path.join(ROOT, 'bin', 'muse-train.js'), '--stage', 'tiny', '--backend', 'wasm', '--out', runDir, ...all.flatMap((s) => ['--set', s])], SHARED_MEMORY);
