@@ -13,7 +13,7 @@ import { prepareRecordFilter } from '../filters/index.ts';
 import { FetchProgress, type LogFormat } from './progress.ts';
 import type { FromWorker } from './worker.ts';
 import { runShardPool } from '../runtime/shard-pool.ts';
-import { shardCount, shardPaths } from '../dataset/names.ts';
+import { shardCount, shardPaths, shardsDir } from '../dataset/names.ts';
 import { readStats, type ShardStats } from '../dataset/stats.ts';
 import { isShardComplete } from '../dataset/complete-shards.ts';
 import { datasetJsonPath, readDatasetJson, writeDatasetJson } from '../dataset/dataset-json.ts';
@@ -191,7 +191,7 @@ export async function registerDataset(o: Pick<FetchOptions, 'cfg' | 'datasetDir'
   } finally {
     index.close();
   }
-  await mkdir(path.join(o.datasetDir, 'shards'), { recursive: true });
+  await mkdir(shardsDir(o.datasetDir), { recursive: true });
   const file = datasetJsonPath(o.datasetDir);
   const outputShaping = (cfg: PipelineConfig) => JSON.stringify({ input: cfg.input, filters: cfg.filters, image: cfg.image, dead_links: cfg.dead_links, samples_per_shard: cfg.samples_per_shard });
   const prev = readDatasetJson<PipelineConfig>(o.datasetDir);

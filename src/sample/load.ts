@@ -13,7 +13,7 @@ import { loadTokenModel, type TokenModel } from '../models/token-model.ts';
 import { VQGAN } from '../models/vqgan/index.ts';
 import { loadTextEncoders, type TextEncoder } from '../models/text/index.ts';
 import { loadVq, parseVqSpec } from '../models/registry.ts';
-import { assertCheckpointIntact } from './checkpoint-files.ts';
+import { TRAINER_STATE, assertCheckpointIntact } from './checkpoint-files.ts';
 
 export interface SamplingInfo {
   vq: string;
@@ -56,7 +56,7 @@ export async function resolveCheckpointDir(p: string): Promise<string> {
       return target;
     }
     const steps = (await readdir(ckpts))
-      .filter((n) => /^step-\d+$/.test(n) && existsSync(path.join(ckpts, n, 'trainer_state.json')))
+      .filter((n) => /^step-\d+$/.test(n) && existsSync(path.join(ckpts, n, TRAINER_STATE)))
       .sort((a, b) => Number(a.slice(5)) - Number(b.slice(5)));
     if (steps.length) return path.join(ckpts, steps[steps.length - 1]);
     throw new Error(`--checkpoint ${p}: ${ckpts} has no 'latest' file and no step-XXXXXXXX/ with a trainer_state.json`);
