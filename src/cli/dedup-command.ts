@@ -3,6 +3,7 @@ import type { Argv } from 'yargs';
 import { DEFAULT_DISTANCE, DEFAULT_KINDS, parseKinds, runDedup, type DedupSummary } from '../dedup/run-dedup.ts';
 import { MAX_DISTANCE } from '../dedup/bands.ts';
 import { resolveDataRoot, resolveDatasetDir } from '../dataset/data-root.ts';
+import { UsageError } from './run-cli.ts';
 
 export function dedupCommand(y: Argv) {
   return y
@@ -17,14 +18,28 @@ export function dedupCommand(y: Argv) {
 }
 
 
+/** The flags, checked before the dataset is opened: a wrong one is a usage error (exit 2) naming the flag. */
+function dedupFlags(a: Record<string, unknown>): { kinds: ReturnType<typeof parseKinds>; distance: number } {
+  const distance = a['phash-distance'] as number;
+  if (!Number.isInteger(distance) || distance < 0 || distance > MAX_DISTANCE) {
+    throw new UsageError(`--phash-distance: expected an integer in 0..${MAX_DISTANCE} (bits of a 64-bit dHash), got ${String(distance)}`);
+  }
+  try {
+    return { kinds: parseKinds(a.kinds as string), distance };
+  } catch (err) {
+    throw new UsageError(`--kinds ${JSON.stringify(a.kinds)}: ${(err as Error).message}`);
+  }
+}
+
 export async function dedupHandler(a: Record<string, unknown>): Promise<number> {
+  const { kinds, distance } = dedupFlags(a);
   const dataRoot = resolveDataRoot(a['data-root'] as string | undefined);
   const against = ((a.against as string[] | undefined) ?? []).flatMap((s) => s.split(',')).filter(Boolean);
   const summary = await runDedup({
     dataRoot,
     datasetDir: resolveDatasetDir(a.dataset as string, dataRoot),
-    kinds: parseKinds(a.kinds as string),
-    distance: a['phash-distance'] as number,
+    kinds,
+    distance,
     against,
     apply: a.apply as boolean,
     reindex: a.reindex as boolean,

@@ -1,4 +1,5 @@
 /** `muse-eval`: FID, CLIP score and sampled evaluations of checkpoints. */
+import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import yargs from 'yargs';
 import { BACKEND_NAMES, initBackend, type BackendName } from '../runtime/backend.ts';
@@ -11,6 +12,20 @@ function positiveInt(name: string, v: number | undefined): number | undefined {
   if (v === undefined) return undefined;
   if (!Number.isInteger(v) || v < 1) throw new UsageError(`--${name} ${v}: expected an integer >= 1`);
   return v;
+}
+
+/** A set of images given by a flag: a folder, a dataset folder or (`npz`) a statistics file; checked before any model loads. */
+async function imageSource(flag: string, p: string | undefined, npz: boolean): Promise<void> {
+  if (p === undefined) return;
+  const st = await stat(p).catch(() => undefined);
+  if (!st) throw new Error(`--${flag} ${p}: no such file or folder`);
+  if (st.isDirectory() || (npz && p.toLowerCase().endsWith('.npz'))) return;
+  throw new Error(`--${flag} ${p}: not a folder${npz ? ' (of images, or a dataset) nor a .npz statistics file' : ' of images'}`);
+}
+
+/** A model folder given by a flag. */
+async function modelFolder(flag: string, p: string | undefined): Promise<void> {
+  if (p !== undefined && !(await stat(p).catch(() => undefined))?.isDirectory()) throw new Error(`--${flag} ${p}: no such directory`);
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -35,11 +50,15 @@ export async function main(argv: string[]): Promise<number> {
       .option('json', { type: 'boolean', default: false }), async (a) => {
       const { computeFid, loadInception, setStatistics } = await import('../eval/fid/compute.ts');
       const { saveStatsNpz } = await import('../eval/fid/npz.ts');
+      const num = positiveInt('num', a.num);
+      const batch = positiveInt('batch', a.batch);
+      await imageSource('real', a.real, true);
+      await imageSource('fake', a.fake, true);
       await initBackend(a.backend as BackendName, { quiet: a.json });
       const inception = await loadInception(a.inception as string | undefined);
       try {
         const o = {
-          inception, resize: a.resize as 'clean' | 'pytorch-fid', num: positiveInt('num', a.num), batch: positiveInt('batch', a.batch),
+          inception, resize: a.resize as 'clean' | 'pytorch-fid', num, batch,
           allowMixedSizes: a['allow-mixed-sizes'], cacheDir: !a.cache ? undefined : path.join(resolveDataRoot(a['data-root'] as string | undefined), 'fid-stats'),
           log: a.json ? undefined : (m: string) => err(`${m}\n`),
         };
@@ -68,6 +87,8 @@ export async function main(argv: string[]): Promise<number> {
       const { readPrompts } = await import('../eval/prompts.ts');
       const { ClipScorer } = await import('../eval/clip/score.ts');
       const prompts = await readPrompts(a.prompts);
+      await imageSource('images', a.images, false);
+      await modelFolder('clip', a.clip);
       await initBackend(a.backend as BackendName, { quiet: a.json });
       const set = await readImageFolder(a.images, { allowMixedSizes: true });
       const images = [];
@@ -96,9 +117,14 @@ export async function main(argv: string[]): Promise<number> {
       const { readPrompts } = await import('../eval/prompts.ts');
       const { runEval } = await import('../eval/run.ts');
       const prompts = await readPrompts(a.prompts);
+      const num = positiveInt('num', a.num);
+      const steps = positiveInt('steps', a.steps);
+      await modelFolder('checkpoint', a.checkpoint);
+      await imageSource('real', a.real, true);
+      await modelFolder('clip', a.clip);
       await initBackend(a.backend as BackendName);
       const r = await runEval({
-        checkpoint: a.checkpoint, prompts, real: a.real, out: a.out, num: positiveInt('num', a.num), seed: a.seed, steps: positiveInt('steps', a.steps),
+        checkpoint: a.checkpoint, prompts, real: a.real, out: a.out, num, seed: a.seed, steps,
         guidance: a.guidance, inception: a.inception as string | undefined, resize: a.resize as 'clean' | 'pytorch-fid', clip: a.clip,
         statsCache: !a.cache ? undefined : path.join(resolveDataRoot(a['data-root'] as string | undefined), 'fid-stats'), log: (m) => err(`${m}\n`),
       });

@@ -163,7 +163,8 @@ export function optoutCommands(y: Argv, run: Run) {
     dataRoot(yy)
       .positional('url', { type: 'string', array: true, describe: `image URLs to ${verb}` })
       .option('sha256', { type: 'string', array: true, describe: `image sha256 (64 hex) to ${verb}` });
-  return y
+  // --data-root is known at every level, so a mistyped action is named alone (not with --data-root as "unknown").
+  return dataRoot(y)
     .command('add [url..]', 'opt out image URLs (and/or images by --sha256)', (yy) => targets(yy, 'opt out'), run(add))
     .command(
       'import <file>',
@@ -179,7 +180,7 @@ export function optoutCommands(y: Argv, run: Run) {
       run(listAll),
     )
     .command('requests', 'opt-out requests filed through `muse-data serve`: list|accept|reject', (yy) =>
-      yy
+      dataRoot(yy)
         .command('list', 'list requests (id state created counts contact applied), then their URLs and hashes', (y3) => dataRoot(y3).option('state', { choices: REQUEST_STATES }), run(requestsList))
         .command('accept <id..>', 'accept pending requests: their URLs and hashes join the opt-out lists', (y3) => dataRoot(y3).positional('id', { type: 'string', array: true }), run(requestsDecide(true)))
         .command(

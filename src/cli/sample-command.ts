@@ -1,11 +1,12 @@
 /** `muse-sample`: MaskGIT decoding from a trained checkpoint to PNGs and a captioned grid. */
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import yargs from 'yargs';
 import { BACKEND_NAMES, initBackend, type BackendName, wasmThreadCount } from '../runtime/backend.ts';
 import { writeFileAtomic } from '../util/atomic.ts';
 import { GUIDANCE_SCHEDULES, parseTemperature, type GuidanceSchedule } from '../sample/schedules.ts';
 import type { SampleOptions, SampleResult } from '../sample/sample.ts';
+import { maskSchedule } from '../models/schedules.ts';
 import { runCli, UsageError, usageFailure } from './run-cli.ts';
 
 /** File name part of a prompt: lower-case words joined by '-', at most 48 characters. */
@@ -81,6 +82,11 @@ export async function main(argv: string[]): Promise<number> {
     .fail(usageFailure('muse-sample'))
     .parseAsync();
 
+  // A flag of one value given twice reaches us as an array (yargs), which would fail later as a TypeError.
+  for (const flag of ['checkpoint', 'out', 'prompts', 'negative-prompt', 'superres', 'init-image', 'mask', 'schedule', 'temperature'] as const) {
+    const v: unknown = a[flag];
+    if (Array.isArray(v)) throw new UsageError(`--${flag} given ${v.length} times (${v.join(', ')}): give it once`);
+  }
   const prompts = list(a.prompt);
   if (a.prompts) {
     const text = await readFile(a.prompts, 'utf8').catch((err: Error) => {
@@ -100,6 +106,19 @@ export async function main(argv: string[]): Promise<number> {
   }
   if (a.guidance !== undefined && !Number.isFinite(a.guidance)) throw new UsageError(`--guidance ${a.guidance}: expected a number`);
   if ((a['init-image'] === undefined) !== (a.mask === undefined)) throw new UsageError('--init-image and --mask go together');
+  try {
+    maskSchedule(a.schedule);
+  } catch (err) {
+    throw new UsageError(`--schedule: ${(err as Error).message}`);
+  }
+  // Checked before a model is loaded: the folders named by flags, and an --out that cannot become a folder.
+  for (const [flag, dir] of [['checkpoint', a.checkpoint], ['superres', a.superres]] as const) {
+    if (dir !== undefined && !(await stat(dir).catch(() => undefined))?.isDirectory()) throw new Error(`--${flag} ${dir}: no such directory`);
+  }
+  const outDir = outputPaths(a.out).imagesDir;
+  if ((await stat(outDir).catch(() => undefined))?.isDirectory() === false) {
+    throw new UsageError(`--out ${a.out}: ${outDir} is a file; give a folder, or a grid .png path`);
+  }
   const classIds = list(a.class).map(Number);
   const opts: SampleOptions = {
     checkpoint: a.checkpoint,

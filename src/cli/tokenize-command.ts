@@ -1,13 +1,14 @@
 /** `muse-data tokenize <dataset>` (shards -> Arrow token caches) and `muse-data verify <dataset>`. */
 import type { Argv } from 'yargs';
 import { BACKEND_NAMES, initBackend, shareTensorflowThreads, type BackendName, wasmThreadCount } from '../runtime/backend.ts';
-import { isBuiltinVq } from '../models/registry.ts';
+import { isBuiltinVq, vqReductionFactor } from '../models/registry.ts';
 import { runTokenize } from '../tokenize/run-tokenize.ts';
 import { parseShardSelection } from '../dataset/shard-selection.ts';
 import { formatReport, verifyCaches } from '../tokenize/verify.ts';
 import { resolveDataRoot } from '../dataset/data-root.ts';
 import { resolveDatasetDir } from '../dataset/data-root.ts';
 import { queueJobFlags, retryPolicy } from './queue-flags.ts';
+import { UsageError } from './run-cli.ts';
 
 const dataset = (y: Argv) => y
   .positional('dataset', { type: 'string', demandOption: true, describe: 'dataset folder, or a name under the data root (e.g. sample)' })
@@ -33,15 +34,23 @@ export async function tokenizeHandler(a: Record<string, unknown>): Promise<numbe
   const dataRoot = resolveDataRoot(a['data-root'] as string | undefined);
   const datasetDir = resolveDatasetDir(a.dataset as string, dataRoot);
   const batch = a.batch as number;
-  if (!Number.isInteger(batch) || batch < 1) throw new Error(`--batch: expected a positive integer, got ${String(a.batch)}`);
+  if (!Number.isInteger(batch) || batch < 1) throw new UsageError(`--batch: expected a positive integer, got ${String(a.batch)}`);
   const workers = a.workers as number;
-  if (!Number.isInteger(workers) || workers < 1) throw new Error(`--workers: expected a positive integer, got ${String(a.workers)}`);
+  if (!Number.isInteger(workers) || workers < 1) throw new UsageError(`--workers: expected a positive integer, got ${String(a.workers)}`);
   const text = [...new Set(String(a.text).split(',').map((s) => s.trim()).filter(Boolean))];
   if (text.length === 0) throw new Error('--text: name at least one encoder');
   const vqs: Array<string | undefined> = a.vq === undefined ? [undefined] : Array.isArray(a.vq) ? a.vq.map(String) : [String(a.vq)];
   if (vqs.length > 2) throw new Error(`--vq given ${vqs.length} times: at most twice (base and super-res VQGAN)`);
   if (vqs.length === 2 && vqs[0] === vqs[1]) throw new Error(`--vq ${vqs[0]} given twice: the second --vq is the super-res VQGAN, a different model`);
-  if (a['image-size'] !== undefined && vqs.some((v) => !isBuiltinVq(v))) throw new Error('--image-size applies to the built-in VQGAN only');
+  if (a['image-size'] !== undefined && vqs.some((v) => !isBuiltinVq(v))) throw new UsageError('--image-size applies to the built-in VQGAN only');
+  const imageSize = a['image-size'] as number | undefined;
+  // Checked before any cache folder (named after the size) is made.
+  if (imageSize !== undefined) {
+    const factor = await vqReductionFactor('builtin');
+    if (!Number.isInteger(imageSize) || imageSize < factor || imageSize % factor) {
+      throw new UsageError(`--image-size: expected pixels, a positive multiple of ${factor} (the built-in VQGAN's pixels per token), got ${String(imageSize)}`);
+    }
+  }
   // One process: MUSE_WASM_THREADS threads for the wasm pool; with --workers N each worker process uses one,
   // and the native TensorFlow pools get cores / N threads each (MUSE_TF_THREADS, inherited by the workers).
   shareTensorflowThreads(workers);
@@ -58,7 +67,7 @@ export async function tokenizeHandler(a: Record<string, unknown>): Promise<numbe
       shards,
       batch,
       includeFallbacks: a['include-fallbacks'] as boolean,
-      imageSize: a['image-size'] as number | undefined,
+      imageSize,
       dataRoot,
     };
     const s = a.queue !== undefined

@@ -1,6 +1,7 @@
 /** `muse-data worker --queue URL` and `muse-data queue status|retry-failed|clean --queue URL` (src/queue/). */
 import type { Argv } from 'yargs';
 import { PROJECT_ROOT, resolveDataRoot } from '../dataset/data-root.ts';
+import { UsageError } from './run-cli.ts';
 
 export function workerCommand(y: Argv) {
   return y
@@ -14,12 +15,12 @@ export function workerCommand(y: Argv) {
 
 export async function workerHandler(a: Record<string, unknown>): Promise<number> {
   const concurrency = a.concurrency as number;
-  if (!Number.isInteger(concurrency) || concurrency < 1) throw new Error(`--concurrency: expected a positive integer, got ${String(a.concurrency)}`);
+  if (!Number.isInteger(concurrency) || concurrency < 1) throw new UsageError(`--concurrency: expected a positive integer, got ${String(a.concurrency)}`);
   const kinds = String(a.kinds).split(',').map((s) => s.trim()).filter(Boolean);
   const bad = kinds.filter((k) => k !== 'fetch' && k !== 'tokenize');
-  if (bad.length || !kinds.length) throw new Error(`--kinds: expected fetch, tokenize or fetch,tokenize, got '${String(a.kinds)}'`);
+  if (bad.length || !kinds.length) throw new UsageError(`--kinds: expected fetch, tokenize or fetch,tokenize, got '${String(a.kinds)}'`);
   for (const f of ['lock-duration', 'stalled-interval']) {
-    if (!Number.isFinite(a[f]) || (a[f] as number) <= 0) throw new Error(`--${f}: expected seconds > 0, got ${String(a[f])}`);
+    if (!Number.isFinite(a[f]) || (a[f] as number) <= 0) throw new UsageError(`--${f}: expected seconds > 0, got ${String(a[f])}`);
   }
   const { runWorker } = await import('../queue/worker.ts');
   await runWorker({

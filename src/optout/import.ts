@@ -49,7 +49,11 @@ export function formatFromName(file: string): ImportFormat | undefined {
 }
 
 export async function importOptoutFile(store: OptoutStore, file: string, opts: ImportOptions = {}): Promise<ImportReport> {
-  const size = (await stat(file)).size; // a missing file fails here, naming it
+  const st = await stat(file).catch((err: NodeJS.ErrnoException) => {
+    throw new Error(`optout import ${file}: ${err.code === 'ENOENT' ? 'no such file' : err.message}`);
+  });
+  if (!st.isFile()) throw new Error(`optout import ${file}: not a file (give a text, CSV or JSONL file of URLs or sha256s)`);
+  const size = st.size;
   const stream = createReadStream(file);
   return importOptouts(store, stream, { ...opts, format: opts.format ?? formatFromName(file), parallel: opts.parallel ?? size >= PARALLEL_FROM_BYTES }, file);
 }

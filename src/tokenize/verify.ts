@@ -127,6 +127,7 @@ export function formatReport(datasetDir: string, r: VerifyReport): string {
   const lines = r.caches.map((c) => `${c.cache}: ${c.files} file(s), ${c.samples} samples`);
   if (r.caches.length === 0 && r.problems.length === 0) lines.push(`no caches in ${datasetDir} (run muse-data tokenize)`);
   for (const p of r.problems) lines.push(`${p.kind.toUpperCase()} ${p.cache}/${p.file}: ${p.detail}`);
-  lines.push(r.problems.length ? `verify: ${r.problems.length} problem(s)` : 'verify: all caches match their shards');
+  if (r.problems.length) lines.push(`verify: ${r.problems.length} problem(s)`);
+  else if (r.caches.length) lines.push('verify: all caches match their shards');
   return lines.join('\n') + '\n';
 }

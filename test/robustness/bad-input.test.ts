@@ -16,6 +16,8 @@ import { writeSyntheticCaches } from '../helpers/synthetic-cache.ts';
 import { spawnSync } from 'node:child_process';
 import { vulkanLoaderFound } from '../../src/runtime/webgpu.ts';
 import { buildServer } from '../../src/server/app.ts';
+import { onBackend } from '../helpers/backend.ts';
+import { writeTinyCheckpoint } from '../helpers/tiny-checkpoint.ts';
 
 interface Row {
   /** What the row is about (the test's name). */
@@ -27,6 +29,27 @@ interface Row {
   status: number;
   /** Each must occur in stderr (a string; `{dir}` stands for the folder) or match it (a RegExp). */
   says: Array<string | RegExp>;
+  /** The same for stdout, where the command reports there (verify, optout). */
+  printed?: Array<string | RegExp>;
+}
+
+/** A folder that passes for a dataset (a shards/ folder, nothing fetched): enough for the flag checks. */
+const bareDataset = (dir: string) => mkdir(path.join(dir, 'ds', 'shards'), { recursive: true }).then(() => undefined);
+/** Files the eval and sample rows point at: a text file, a prompt file, an empty folder, a folder standing for a checkpoint. */
+async function files(dir: string): Promise<void> {
+  await writeFile(path.join(dir, 'file.txt'), 'hello');
+  await writeFile(path.join(dir, 'bad.npz'), 'PK not a zip');
+  await writeFile(path.join(dir, 'prompts.txt'), 'a red circle\n');
+  await mkdir(path.join(dir, 'empty'));
+  await mkdir(path.join(dir, 'ckpt'));
+}
+const sample = (d: string, ...more: string[]) => ['--checkpoint', path.join(d, 'ckpt'), '--prompt', 'x', '--out', path.join(d, 'out'), '--backend', 'cpu', ...more];
+/** A tiny text-conditioned checkpoint as muse-train saves it. */
+async function textCheckpoint(dir: string): Promise<void> {
+  await files(dir);
+  await onBackend('wasm', async () => {
+    await writeTinyCheckpoint(dir); // into <dir>/ckpt
+  });
 }
 
 const train = (...sets: string[]) => ['--stage', 'tiny', ...sets.flatMap((s) => ['--set', s])];
@@ -85,6 +108,163 @@ export const ROWS: Row[] = [
     says: ['{dir}/c.yaml', "unknown key 'model.transformer.num_hidden_layer'", "did you mean 'model.transformer.num_hidden_layers'"] },
   { what: 'a wrong list type under model.vqgan', command: 'muse-train', argv: () => train('model.vqgan.channel_mult=[a, b]'), status: 1,
     says: ['model.vqgan.channel_mult must be number[] or number, got ["a","b"]'] },
+
+  // muse-data dedup: flags are checked before the dataset is opened (exit 2, the flag named)
+  { what: 'a dataset folder that does not exist', command: 'muse-data', argv: (d) => ['dedup', path.join(d, 'nope'), '--data-root', d], status: 1,
+    says: ["no dataset '{dir}/nope': no such folder"] },
+  { what: 'a folder that is not a fetched dataset', command: 'muse-data', argv: (d) => ['dedup', d, '--data-root', d], status: 1,
+    says: ["no dataset '{dir}': has no shards/ folder", 'muse-data fetch'] },
+  { what: 'a dataset name unknown under the data root', command: 'muse-data', argv: (d) => ['dedup', 'nope', '--data-root', d], status: 1,
+    says: ["no dataset 'nope': neither", '{dir}/nope has a shards/ folder'] },
+  { what: '--phash-distance out of range', command: 'muse-data', setup: bareDataset, argv: (d) => ['dedup', 'ds', '--data-root', d, '--phash-distance', '99'], status: 2,
+    says: ['--phash-distance: expected an integer in 0..15', 'got 99'] },
+  { what: '--phash-distance not a number', command: 'muse-data', setup: bareDataset, argv: (d) => ['dedup', 'ds', '--data-root', d, '--phash-distance', 'abc'], status: 2,
+    says: ['--phash-distance: expected an integer in 0..15'] },
+  { what: 'an unknown --kinds', command: 'muse-data', setup: bareDataset, argv: (d) => ['dedup', 'ds', '--data-root', d, '--kinds', 'url,foo'], status: 2,
+    says: ['--kinds "url,foo": unknown dedup kind \'foo\' (kinds: url, sha256, pair, phash)'] },
+  { what: 'an empty --kinds', command: 'muse-data', setup: bareDataset, argv: (d) => ['dedup', 'ds', '--data-root', d, '--kinds', ','], status: 2,
+    says: ['--kinds ",": --kinds names no kind'] },
+  { what: '--against a dataset the index does not know', command: 'muse-data', setup: bareDataset, argv: (d) => ['dedup', 'ds', '--data-root', d, '--against', 'other'], status: 1,
+    says: ['--against other: no such dataset in the index'] },
+
+  // muse-data verify
+  { what: 'verify of a dataset with no caches (nothing verified: exit 1, not "all match")', command: 'muse-data', setup: bareDataset,
+    argv: (d) => ['verify', 'ds', '--data-root', d], status: 1, says: [], printed: ['no caches in {dir}/ds (run muse-data tokenize)'] },
+  { what: 'verify of a file', command: 'muse-data', setup: files, argv: (d) => ['verify', path.join(d, 'file.txt')], status: 1,
+    says: ["no dataset '{dir}/file.txt': has no shards/ folder"] },
+
+  // muse-data tokenize: flags (exit 2) before any model loads or cache folder is made
+  { what: 'tokenize --image-size that is not a multiple of the VQGAN\'s pixels per token', command: 'muse-data', setup: bareDataset,
+    argv: (d) => ['tokenize', 'ds', '--data-root', d, '--image-size', '12'], status: 2, says: ['--image-size: expected pixels, a positive multiple of 8', 'got 12'] },
+  { what: 'tokenize --image-size negative', command: 'muse-data', setup: bareDataset,
+    argv: (d) => ['tokenize', 'ds', '--data-root', d, '--image-size', '-3'], status: 2, says: ['--image-size: expected pixels', 'got -3'] },
+  { what: 'tokenize --batch 0', command: 'muse-data', setup: bareDataset, argv: (d) => ['tokenize', 'ds', '--data-root', d, '--batch', '0'], status: 2,
+    says: ['--batch: expected a positive integer, got 0'] },
+  { what: 'tokenize --workers 0', command: 'muse-data', setup: bareDataset, argv: (d) => ['tokenize', 'ds', '--data-root', d, '--workers', '0'], status: 2,
+    says: ['--workers: expected a positive integer, got 0'] },
+  { what: 'tokenize --shards that cannot be read', command: 'muse-data', setup: bareDataset, argv: (d) => ['tokenize', 'ds', '--data-root', d, '--shards', 'x-y', '--backend', 'cpu'], status: 1,
+    says: ["--shards: cannot read 'x-y'"] },
+  { what: 'tokenize --vq folder that does not exist', command: 'muse-data', setup: bareDataset,
+    argv: (d) => ['tokenize', 'ds', '--data-root', d, '--vq', path.join(d, 'novq'), '--backend', 'cpu'], status: 1, says: ['{dir}/novq: no such model folder'] },
+  { what: 'tokenize --vq the same folder twice', command: 'muse-data', setup: bareDataset,
+    argv: (d) => ['tokenize', 'ds', '--data-root', d, '--vq', 'a', '--vq', 'a'], status: 1, says: ['--vq a given twice'] },
+  { what: 'tokenize --text an unknown encoder', command: 'muse-data', setup: bareDataset,
+    argv: (d) => ['tokenize', 'ds', '--data-root', d, '--text', 'foo', '--backend', 'cpu'], status: 1, says: ["unknown text encoder 'foo'", 't5:DIR'] },
+
+  // muse-data worker and queue (no Redis needed: the flags are checked first; port 1 refuses connections)
+  { what: 'worker --queue that is not a redis:// URL', command: 'muse-data', argv: () => ['worker', '--queue', 'http://x'], status: 1,
+    says: ["--queue: 'http://x' is not a redis:// URL"] },
+  { what: 'worker --kinds unknown', command: 'muse-data', argv: () => ['worker', '--queue', 'redis://127.0.0.1:1', '--kinds', 'bogus'], status: 2,
+    says: ["--kinds: expected fetch, tokenize or fetch,tokenize, got 'bogus'"] },
+  { what: 'worker --concurrency 0', command: 'muse-data', argv: () => ['worker', '--queue', 'redis://127.0.0.1:1', '--concurrency', '0'], status: 2,
+    says: ['--concurrency: expected a positive integer, got 0'] },
+  { what: 'worker --lock-duration 0', command: 'muse-data', argv: () => ['worker', '--queue', 'redis://127.0.0.1:1', '--lock-duration', '0'], status: 2,
+    says: ['--lock-duration: expected seconds > 0, got 0'] },
+  { what: 'queue with an unknown action', command: 'muse-data', argv: () => ['queue', 'bogus', '--queue', 'redis://127.0.0.1:1'], status: 2,
+    says: ['Given: "bogus"', 'Choices: "status", "retry-failed", "clean"'] },
+  { what: 'queue status without --queue', command: 'muse-data', argv: () => ['queue', 'status'], status: 2, says: ['Missing required argument: queue'] },
+  { what: 'queue status --queue that cannot be read', command: 'muse-data', argv: () => ['queue', 'status', '--queue', 'notaurl'], status: 1,
+    says: ["--queue: cannot read 'notaurl' (expected redis://HOST:PORT[/db])"] },
+  { what: 'queue status when no Redis answers', command: 'muse-data', argv: () => ['queue', 'status', '--queue', 'redis://127.0.0.1:1'], status: 1,
+    says: ['--queue redis://127.0.0.1:1: cannot reach Redis', 'is redis-server running there?'] },
+
+  // muse-data optout (the index in <data root>/index.sqlite)
+  { what: 'optout without an action', command: 'muse-data', argv: (d) => ['optout', '--data-root', d], status: 2,
+    says: ['name an optout action: add, import, remove, list, check or apply'] },
+  { what: 'optout with an unknown action (named alone, --data-root is known)', command: 'muse-data', argv: (d) => ['optout', 'bogus', '--data-root', d], status: 2,
+    says: [/Unknown argument: bogus$/m] },
+  { what: 'optout requests with an unknown action', command: 'muse-data', argv: (d) => ['optout', 'requests', 'bogus', '--data-root', d], status: 2,
+    says: [/Unknown argument: bogus$/m] },
+  { what: 'optout add without a URL', command: 'muse-data', argv: (d) => ['optout', 'add', '--data-root', d], status: 1,
+    says: ['optout add: name at least one URL or --sha256 HEX'] },
+  { what: 'optout add a string that is not a URL', command: 'muse-data', argv: (d) => ['optout', 'add', 'notaurl', '--data-root', d], status: 1,
+    says: ['rejected: not a valid URL: "notaurl"'] },
+  { what: 'optout add --sha256 that is not 64 hex digits', command: 'muse-data', argv: (d) => ['optout', 'add', '--sha256', 'xyz', '--data-root', d], status: 1,
+    says: ['rejected: not a sha256 (64 hex digits): "xyz"'] },
+  { what: 'optout import of a missing file', command: 'muse-data', argv: (d) => ['optout', 'import', path.join(d, 'missing.txt'), '--data-root', d], status: 1,
+    says: ['optout import {dir}/missing.txt: no such file'] },
+  { what: 'optout import of a folder', command: 'muse-data', argv: (d) => ['optout', 'import', d, '--data-root', d], status: 1,
+    says: ['optout import {dir}: not a file'] },
+  { what: 'optout check without a URL', command: 'muse-data', argv: (d) => ['optout', 'check', '--data-root', d], status: 1,
+    says: ['optout check: name at least one URL or --sha256 HEX'] },
+  { what: 'optout apply to a dataset the index does not know', command: 'muse-data', argv: (d) => ['optout', 'apply', 'nosuch', '--data-root', d], status: 1,
+    says: ["no dataset 'nosuch' in {dir}/index.sqlite"] },
+  { what: 'optout requests accept an id that does not exist', command: 'muse-data', argv: (d) => ['optout', 'requests', 'accept', '999', '--data-root', d], status: 1,
+    says: ['request 999: no opt-out request 999'] },
+  { what: 'optout requests reject an id that is not a number', command: 'muse-data', argv: (d) => ['optout', 'requests', 'reject', 'abc', '--data-root', d], status: 1,
+    says: ['not ids: abc'] },
+  { what: 'optout remove of a URL that is not opted out (reported, not an error)', command: 'muse-data',
+    argv: (d) => ['optout', 'remove', 'http://never.example/x.jpg', '--data-root', d], status: 0, says: ['not opted out: http://never.example/x.jpg'], printed: ['removed 0 URL(s)'] },
+
+  // muse-eval: the sets and model folders are checked before a backend or model loads
+  { what: 'muse-eval without a command', command: 'muse-eval', argv: () => [], status: 2, says: ['name a command: fid, clip-score or run'] },
+  { what: 'muse-eval with an unknown command', command: 'muse-eval', argv: () => ['bogus'], status: 2, says: ['Unknown argument: bogus'] },
+  { what: 'fid --real that does not exist', command: 'muse-eval', setup: files, argv: (d) => ['fid', '--real', path.join(d, 'nope'), '--fake', path.join(d, 'empty'), '--backend', 'cpu'],
+    status: 1, says: ['--real {dir}/nope: no such file or folder'] },
+  { what: 'fid --fake a file that is not .npz', command: 'muse-eval', setup: files, argv: (d) => ['fid', '--real', path.join(d, 'empty'), '--fake', path.join(d, 'file.txt'), '--backend', 'cpu'],
+    status: 1, says: ['--fake {dir}/file.txt: not a folder (of images, or a dataset) nor a .npz statistics file'] },
+  { what: 'fid --num 0', command: 'muse-eval', setup: files, argv: (d) => ['fid', '--real', path.join(d, 'empty'), '--fake', path.join(d, 'empty'), '--num', '0'], status: 2,
+    says: ['--num 0: expected an integer >= 1'] },
+  { what: 'fid --resize unknown', command: 'muse-eval', setup: files, argv: (d) => ['fid', '--real', path.join(d, 'empty'), '--fake', path.join(d, 'empty'), '--resize', 'nearest'], status: 2,
+    says: ['Given: "nearest"', 'Choices: "clean", "pytorch-fid"'] },
+  { what: 'fid --real a damaged .npz', command: 'muse-eval', setup: files, argv: (d) => ['fid', '--real', path.join(d, 'bad.npz'), '--fake', path.join(d, 'empty'), '--backend', 'cpu'],
+    status: 1, says: ['{dir}/bad.npz: not an .npz (zip) file'] },
+  { what: 'fid of two empty folders', command: 'muse-eval', setup: files, argv: (d) => ['fid', '--real', path.join(d, 'empty'), '--fake', path.join(d, 'empty'), '--backend', 'cpu'],
+    status: 1, says: ['{dir}/empty: 0 images; FID needs at least 2'] },
+  { what: 'clip-score --prompts missing', command: 'muse-eval', setup: files,
+    argv: (d) => ['clip-score', '--images', path.join(d, 'empty'), '--prompts', path.join(d, 'nope.txt'), '--clip', path.join(d, 'empty'), '--backend', 'cpu'],
+    status: 1, says: ['{dir}/nope.txt: cannot read prompts'] },
+  { what: 'clip-score --images missing', command: 'muse-eval', setup: files,
+    argv: (d) => ['clip-score', '--images', path.join(d, 'nope'), '--prompts', path.join(d, 'prompts.txt'), '--clip', path.join(d, 'empty'), '--backend', 'cpu'],
+    status: 1, says: ['--images {dir}/nope: no such file or folder'] },
+  { what: 'clip-score --clip missing', command: 'muse-eval', setup: files,
+    argv: (d) => ['clip-score', '--images', path.join(d, 'empty'), '--prompts', path.join(d, 'prompts.txt'), '--clip', path.join(d, 'noclip'), '--backend', 'cpu'],
+    status: 1, says: ['--clip {dir}/noclip: no such directory'] },
+  { what: 'run --checkpoint missing', command: 'muse-eval', setup: files,
+    argv: (d) => ['run', '--checkpoint', path.join(d, 'nope'), '--prompts', path.join(d, 'prompts.txt'), '--out', path.join(d, 'out'), '--backend', 'cpu'],
+    status: 1, says: ['--checkpoint {dir}/nope: no such directory'] },
+  { what: 'run --checkpoint a folder that is neither a checkpoint nor a run', command: 'muse-eval', setup: files,
+    argv: (d) => ['run', '--checkpoint', path.join(d, 'empty'), '--prompts', path.join(d, 'prompts.txt'), '--out', path.join(d, 'out'), '--backend', 'cpu'],
+    status: 1, says: ['--checkpoint {dir}/empty: neither a checkpoint (no sampling.json) nor a run directory'] },
+  { what: 'run --real missing', command: 'muse-eval', setup: files,
+    argv: (d) => ['run', '--checkpoint', path.join(d, 'ckpt'), '--prompts', path.join(d, 'prompts.txt'), '--real', path.join(d, 'nope'), '--out', path.join(d, 'out')],
+    status: 1, says: ['--real {dir}/nope: no such file or folder'] },
+  { what: 'run --steps 0', command: 'muse-eval', setup: files,
+    argv: (d) => ['run', '--checkpoint', path.join(d, 'ckpt'), '--prompts', path.join(d, 'prompts.txt'), '--steps', '0', '--out', path.join(d, 'out')],
+    status: 2, says: ['--steps 0: expected an integer >= 1'] },
+
+  // muse-sample: flags (exit 2) and the folders they name, before a model loads
+  { what: '--checkpoint missing', command: 'muse-sample', setup: files, argv: (d) => ['--checkpoint', path.join(d, 'nope'), '--prompt', 'x', '--out', path.join(d, 'out')], status: 1,
+    says: ['--checkpoint {dir}/nope: no such directory'] },
+  { what: '--checkpoint a folder that is neither a checkpoint nor a run', command: 'muse-sample', setup: files, argv: (d) => sample(d), status: 1,
+    says: ['--checkpoint {dir}/ckpt: neither a checkpoint (no sampling.json) nor a run directory (no checkpoints/ folder)'] },
+  { what: '--superres missing (named as --superres)', command: 'muse-sample', setup: files, argv: (d) => sample(d, '--superres', path.join(d, 'nope')), status: 1,
+    says: ['--superres {dir}/nope: no such directory'] },
+  { what: '--out an existing file', command: 'muse-sample', setup: files, argv: (d) => sample(d).map((x) => (x === path.join(d, 'out') ? path.join(d, 'file.txt') : x)),
+    status: 2, says: ['--out {dir}/file.txt: {dir}/file.txt is a file; give a folder, or a grid .png path'] },
+  { what: '--out given twice', command: 'muse-sample', setup: files, argv: (d) => sample(d, '--out', path.join(d, 'other')), status: 2,
+    says: ['--out given 2 times ({dir}/out, {dir}/other): give it once'] },
+  { what: '--steps 0', command: 'muse-sample', setup: files, argv: (d) => sample(d, '--steps', '0'), status: 2, says: ['--steps 0: expected an integer >= 1'] },
+  { what: '--num 0', command: 'muse-sample', setup: files, argv: (d) => sample(d, '--num', '0'), status: 2, says: ['--num 0: expected an integer >= 1'] },
+  { what: '--batch 0', command: 'muse-sample', setup: files, argv: (d) => sample(d, '--batch', '0'), status: 2, says: ['--batch 0: expected an integer >= 1'] },
+  { what: '--seed -1', command: 'muse-sample', setup: files, argv: (d) => sample(d, '--seed', '-1'), status: 2, says: ['--seed -1: expected an integer >= 0'] },
+  { what: '--temperature not a number', command: 'muse-sample', setup: files, argv: (d) => sample(d, '--temperature', 'abc'), status: 2,
+    says: ["--temperature 'abc': expected a number >= 0 or two of them as start,end"] },
+  { what: '--schedule unknown', command: 'muse-sample', setup: files, argv: (d) => sample(d, '--schedule', 'foo'), status: 2,
+    says: ["--schedule: unknown mask schedule 'foo'", 'pow<k>'] },
+  { what: '--guidance-schedule unknown', command: 'muse-sample', setup: files, argv: (d) => sample(d, '--guidance-schedule', 'foo'), status: 2,
+    says: ['Given: "foo"', 'Choices: "constant", "linear", "cosine"'] },
+  { what: '--mask without --init-image', command: 'muse-sample', setup: files, argv: (d) => sample(d, '--mask', path.join(d, 'file.txt')), status: 2,
+    says: ['--init-image and --mask go together'] },
+  { what: '--init-image with --superres', command: 'muse-sample', setup: files,
+    argv: (d) => sample(d, '--init-image', path.join(d, 'file.txt'), '--mask', path.join(d, 'file.txt'), '--superres', path.join(d, 'ckpt')), status: 2,
+    says: ['--superres and --init-image do not go together'] },
+  { what: '--init-image missing', command: 'muse-sample', setup: files,
+    argv: (d) => sample(d, '--init-image', path.join(d, 'nope.png'), '--mask', path.join(d, 'file.txt')), status: 1, says: ['--init-image {dir}/nope.png: cannot read'] },
+  { what: '--prompts missing', command: 'muse-sample', setup: files, argv: (d) => sample(d, '--prompts', path.join(d, 'nope.txt')), status: 1,
+    says: ['--prompts {dir}/nope.txt: cannot read'] },
+  { what: '--class with a text-conditioned checkpoint', command: 'muse-sample', setup: textCheckpoint, argv: (d) => sample(d, '--class', '3'), status: 1,
+    says: ['--class needs a class-conditional checkpoint; this one is text-conditioned'] },
 ];
 
 for (const row of ROWS) {
@@ -93,9 +273,11 @@ for (const row of ROWS) {
     await row.setup?.(dir);
     const r = await runInProcess(row.command, row.argv(dir));
     assert.equal(r.status, row.status, `exit code; stderr: ${r.stderr}`);
-    for (const s of row.says) {
-      if (typeof s === 'string') assert.ok(r.stderr.includes(s.replaceAll('{dir}', dir)), `stderr says ${JSON.stringify(s)}; got: ${r.stderr}`);
-      else assert.match(r.stderr, s);
+    for (const [stream, text, words] of [['stderr', r.stderr, row.says], ['stdout', r.stdout, row.printed ?? []]] as const) {
+      for (const s of words) {
+        if (typeof s === 'string') assert.ok(text.includes(s.replaceAll('{dir}', dir)), `${stream} says ${JSON.stringify(s)}; got: ${text}`);
+        else assert.match(text, s, stream);
+      }
     }
     assert.doesNotMatch(r.stderr, /^\s+at .*:\d+:\d+\)?$/m, 'no stack trace for bad input');
   });
