@@ -2,7 +2,7 @@
  * Crash-safe file output: everything is written to `<name>.tmp`, fsynced, renamed over `<name>`, and the
  * directory fsynced, so a reader (or a rerun after `kill -9`) sees either the old file or the whole new one.
  */
-import { open, rename, mkdir } from 'node:fs/promises';
+import { open, rename, mkdir, rm } from 'node:fs/promises';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import path from 'node:path';
 
@@ -25,12 +25,14 @@ export async function writeFileAtomic(file: string, data: string | Uint8Array): 
     await fh.writeFile(data);
     await fh.sync();
   } catch (err) {
-    // The system's message ("ENOSPC: no space left on device, write") names no file; the old file stays.
+    // The system's message ("ENOSPC: no space left on device, write") names no file; the old file stays, and the
+    // partial temporary file goes (on a full disk it holds the space a rerun needs).
+    await fh.close();
+    await rm(tmp, { force: true });
     const code = (err as NodeJS.ErrnoException).code;
     throw Object.assign(new Error(`${file}: ${code === 'ENOSPC' ? 'disk full' : 'cannot write'} (${(err as Error).message}); the previous version is kept, free space and rerun`), { code });
-  } finally {
-    await fh.close();
   }
+  await fh.close();
   await rename(tmp, file);
   await fsyncDir(path.dirname(file));
 }
