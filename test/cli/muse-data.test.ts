@@ -1,11 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { FetchProgress, formatDuration } from '../../src/pipeline/progress.ts';
+import { runCli } from '../helpers/cli.ts';
 
 const root = path.resolve(import.meta.dirname, '../..');
 
@@ -53,26 +53,25 @@ test('progress off a terminal prints plain lines; --log-format json prints JSON 
 
 // Every run's index goes to a fresh data root, never the project's datasets/ (dataset names are unique per root).
 function cli(args: string[]) {
-  const env = { ...process.env, MUSE_DATA_ROOT: mkdtempSync(path.join(os.tmpdir(), 'muse-cli-root-')) };
-  return spawnSync(process.execPath, [path.join(root, 'bin', 'muse-data.js'), ...args], { encoding: 'utf8', cwd: root, env });
+  return runCli('muse-data', args, { cwd: root, env: { ...process.env, MUSE_DATA_ROOT: mkdtempSync(path.join(os.tmpdir(), 'muse-cli-root-')) } });
 }
 
 test('the CLI: clear errors and exit codes for bad arguments', async () => {
-  const unknown = cli(['fetch', 'laoin']);
-  assert.equal(unknown.status, 1);
+  const unknown = await cli(['fetch', 'laoin']);
+  assert.equal(unknown.code, 1);
   assert.match(unknown.stderr, /unknown pipeline 'laoin' \(did you mean 'laion'\?\)/);
   assert.doesNotMatch(unknown.stderr, /at .*\.ts:\d+/, 'no stack trace for a user error');
 
-  const missing = cli(['fetch', '--input', '/nonexistent/meta.parquet', '--out', await mkdtemp(path.join(os.tmpdir(), 'muse-cli-'))]);
-  assert.equal(missing.status, 1);
+  const missing = await cli(['fetch', '--input', '/nonexistent/meta.parquet', '--out', await mkdtemp(path.join(os.tmpdir(), 'muse-cli-'))]);
+  assert.equal(missing.code, 1);
   assert.match(missing.stderr, /\/nonexistent\/meta\.parquet/);
 
-  const bad = cli(['fetch', 'sample', '--shards', '7-9', '--out', await mkdtemp(path.join(os.tmpdir(), 'muse-cli-'))]);
-  assert.equal(bad.status, 1);
+  const bad = await cli(['fetch', 'sample', '--shards', '7-9', '--out', await mkdtemp(path.join(os.tmpdir(), 'muse-cli-'))]);
+  assert.equal(bad.code, 1);
   assert.match(bad.stderr, /shard 9 does not exist; the input has 3 shard/);
 
-  const usage = cli(['fetch', 'sample', '--resize-mode', 'squash']);
-  assert.equal(usage.status, 2);
+  const usage = await cli(['fetch', 'sample', '--resize-mode', 'squash']);
+  assert.equal(usage.code, 2);
   assert.match(usage.stderr, /resize-mode/);
 });
 
@@ -84,14 +83,14 @@ test('fetch: a run in which no row succeeds says why (reasons with counts) and e
   const rows = ['url\tcaption', ...Array.from({ length: 125 }, (_, i) => `${junk()}\tcaption ${i}`)];
   await writeFile(path.join(dir, 'garbage.tsv'), rows.join('\n') + '\n');
   for (const deadLinks of ['skip', 'fallback']) {
-    const r = cli(['fetch', '--input', path.join(dir, 'garbage.tsv'), '--input-format', 'tsv', '--url-col', 'url', '--caption-col', 'caption',
+    const r = await cli(['fetch', '--input', path.join(dir, 'garbage.tsv'), '--input-format', 'tsv', '--url-col', 'url', '--caption-col', 'caption',
       '--dead-links', deadLinks, '--out', path.join(dir, deadLinks), '--log-format', 'plain']);
-    assert.equal(r.status, 1, `--dead-links ${deadLinks}: ${r.stderr}`);
+    assert.equal(r.code, 1, `--dead-links ${deadLinks}: ${r.stderr}`);
     const status = deadLinks === 'skip' ? 'failed' : 'fallback';
     assert.match(r.stderr, new RegExp(`no row of 125 was fetched successfully; most common reasons \\(status reason count\\): ${status} bad_url 125\\.`));
   }
   // A run with successes keeps exit code 0 (the bundled sample, one shard).
-  const ok = cli(['fetch', 'sample', '--shards', '0', '--out', path.join(dir, 'sample'), '--data-root', path.join(dir, 'root'), '--log-format', 'plain']);
-  assert.equal(ok.status, 0, ok.stderr);
+  const ok = await cli(['fetch', 'sample', '--shards', '0', '--out', path.join(dir, 'sample'), '--data-root', path.join(dir, 'root'), '--log-format', 'plain']);
+  assert.equal(ok.code, 0, ok.stderr);
   assert.doesNotMatch(ok.stderr, /fetched successfully/);
 });

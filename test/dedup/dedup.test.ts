@@ -5,7 +5,6 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -24,6 +23,7 @@ import { readManifest } from '../../src/dataset/manifest.ts';
 import { readTarSamples } from '../../src/shards/tar-reader.ts';
 import { main } from '../../src/cli/muse-data.ts';
 import { mulberry32 as rng } from '../../src/util/prng.ts';
+import { runCli } from '../helpers/cli.ts';
 
 const root = path.resolve(import.meta.dirname, '../..');
 const tmp = (p: string) => mkdtemp(path.join(os.tmpdir(), `muse-dedup-${p}-`));
@@ -358,11 +358,10 @@ test('a dedup run killed (SIGKILL) at random points, then rerun: the decisions o
   record(f, rows.slice(5000));
   const r = rng(9);
   for (let attempt = 0; attempt < 3; attempt++) {
-    const child = spawn(process.execPath, [path.join(root, 'bin', 'muse-data.js'), 'dedup', f.dir, '--data-root', f.dataRoot], { stdio: 'ignore' });
-    const exited = new Promise((resolve) => child.once('exit', resolve));
+    const run = runCli('muse-data', ['dedup', f.dir, '--data-root', f.dataRoot]);
     await new Promise((resolve) => setTimeout(resolve, 300 + r() * 2000));
-    child.kill('SIGKILL');
-    await exited;
+    run.kill();
+    await run;
   }
   await dedup(f);
   assert.deepEqual(decisions(f), decisions(ref).map((d) => ({ ...d, duplicate_of_dataset: f.id })));

@@ -6,7 +6,6 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import os from 'node:os';
 import path from 'node:path';
-import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, promises as fsp, readFileSync } from 'node:fs';
 import sharp from 'sharp';
 import * as tf from '@tensorflow/tfjs';
@@ -16,6 +15,7 @@ import { runTraining } from '../../src/train/run/run-training.ts';
 import { readJsonl } from '../../src/train/core/index.ts';
 import { writeSyntheticCaches } from '../helpers/synthetic-cache.ts';
 import { onBackend } from '../helpers/backend.ts';
+import { runCli } from '../helpers/cli.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const FIX = path.join(import.meta.dirname, '..', 'fixtures', 'eval');
@@ -23,10 +23,7 @@ const TOKENIZER = fixturePath('tokenizers', 'clip', 'tokenizer.json');
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'muse-eval-run-'));
 await tf.setBackend('cpu');
 
-function museEval(args: string[]) {
-  const r = spawnSync(process.execPath, [path.join(ROOT, 'bin', 'muse-eval.js'), ...args], { encoding: 'utf8', env: { ...process.env, MUSE_DATA_ROOT: path.join(tmp, 'data') } });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+const museEval = (args: string[]) => runCli('muse-eval', args, { env: { ...process.env, MUSE_DATA_ROOT: path.join(tmp, 'data') } });
 
 async function folder(name: string, colours: Array<[number, number, number]>, side = 32): Promise<string> {
   const dir = path.join(tmp, name);
@@ -51,7 +48,7 @@ test('muse-eval fid: JSON result, skipped files reported; clip-score; usage erro
   const real = await folder('real', [[10, 20, 30], [200, 10, 10], [10, 200, 10]]);
   const fake = await folder('fake', [[250, 250, 0], [0, 250, 250], [120, 120, 120]]);
   await fsp.writeFile(path.join(fake, 'notes.txt'), 'not an image');
-  const r = museEval(['fid', '--real', real, '--fake', fake, '--backend', 'wasm', '--json', '--resize', 'pytorch-fid']);
+  const r = await museEval(['fid', '--real', real, '--fake', fake, '--backend', 'wasm', '--json', '--resize', 'pytorch-fid']);
   assert.equal(r.code, 0, r.stderr);
   const j = JSON.parse(r.stdout) as { fid: number; fake: { n: number; report: { counts: { not_an_image: number } } }; inception_weights: string; resize: string };
   assert.ok(j.fid > 0);
@@ -61,23 +58,23 @@ test('muse-eval fid: JSON result, skipped files reported; clip-score; usage erro
   assert.match(j.inception_weights, /random/);
   assert.match(r.stderr, /skipped 1 of 4 files/);
   const one = await folder('one', [[1, 2, 3]]);
-  const bad = museEval(['fid', '--real', real, '--fake', one, '--backend', 'wasm']);
+  const bad = await museEval(['fid', '--real', real, '--fake', one, '--backend', 'wasm']);
   assert.equal(bad.code, 1);
   assert.match(bad.stderr, /1 image; FID needs at least 2/);
-  const usage = museEval(['fid', '--real', real]);
+  const usage = await museEval(['fid', '--real', real]);
   assert.equal(usage.code, 2);
   assert.match(usage.stderr, /fake/);
 
   const prompts = path.join(tmp, 'three.txt');
   await fsp.writeFile(prompts, 'a dark image\na red image\na green image\n');
   const clip = await clipFolder();
-  const cs = museEval(['clip-score', '--images', real, '--prompts', prompts, '--clip', clip, '--backend', 'wasm', '--json']);
+  const cs = await museEval(['clip-score', '--images', real, '--prompts', prompts, '--clip', clip, '--backend', 'wasm', '--json']);
   assert.equal(cs.code, 0, cs.stderr);
   const cj = JSON.parse(cs.stdout) as { clip_score: number; per_pair: number[] };
   assert.equal(cj.per_pair.length, 3);
   assert.ok(cj.clip_score >= 0 && cj.clip_score <= 100);
   await fsp.writeFile(prompts, 'only one\n');
-  const mismatch = museEval(['clip-score', '--images', real, '--prompts', prompts, '--clip', clip, '--backend', 'wasm']);
+  const mismatch = await museEval(['clip-score', '--images', real, '--prompts', prompts, '--clip', clip, '--backend', 'wasm']);
   assert.equal(mismatch.code, 1);
   assert.match(mismatch.stderr, /3 images but .* has 1 prompts/);
 });
@@ -88,7 +85,7 @@ test('muse-eval run: samples a prompt set, eval.json with FID, CLIP score and we
   await fsp.writeFile(prompts, 'Prompt\tCategory\tChallenge\tNote\na red circle\tShapes\tBasic\t\na blue star\tShapes\tBasic\t\na green field\tScenes\tBasic\t\n');
   const real = await folder('real-run', [[10, 20, 30], [200, 10, 10], [10, 200, 10], [90, 90, 200]]);
   const out = path.join(tmp, 'eval-out');
-  const r = museEval(['run', '--checkpoint', ckpt, '--prompts', prompts, '--real', real, '--clip', await clipFolder(), '--out', out, '--num', '2', '--steps', '2', '--backend', 'wasm']);
+  const r = await museEval(['run', '--checkpoint', ckpt, '--prompts', prompts, '--real', real, '--clip', await clipFolder(), '--out', out, '--num', '2', '--steps', '2', '--backend', 'wasm']);
   assert.equal(r.code, 0, r.stderr);
   const j = JSON.parse(readFileSync(path.join(out, 'eval.json'), 'utf8')) as Record<string, unknown> & { fid: number; clip_score: number; images: number; weights_sha256: Record<string, string>; grids: Record<string, string>; clip_score_by_category: Record<string, number> };
   assert.equal(j.images, 6);
@@ -100,14 +97,14 @@ test('muse-eval run: samples a prompt set, eval.json with FID, CLIP score and we
   for (const f of Object.values(j.grids)) assert.ok(existsSync(path.join(out, f)), f);
   assert.equal((await fsp.readdir(path.join(out, 'images'))).length, 6);
   // The real set's statistics were cached under the data root; a second run reuses them.
-  const again = museEval(['run', '--checkpoint', ckpt, '--prompts', prompts, '--real', real, '--out', out, '--num', '2', '--steps', '2', '--backend', 'wasm']);
+  const again = await museEval(['run', '--checkpoint', ckpt, '--prompts', prompts, '--real', real, '--out', out, '--num', '2', '--steps', '2', '--backend', 'wasm']);
   assert.equal(again.code, 0, again.stderr);
   const j2 = JSON.parse(readFileSync(path.join(out, 'eval.json'), 'utf8')) as { fid: number; fid_details: { real_from: string } };
   assert.equal(j2.fid_details.real_from, 'cache');
   assert.ok(Math.abs(j2.fid - j.fid) < 1e-9 * j.fid, 'same seed, same images, same FID');
   const missing = path.join(tmp, 'bad.tsv');
   await fsp.writeFile(missing, 'Prompt\tChallenge\nx\ty\n');
-  const bad = museEval(['run', '--checkpoint', ckpt, '--prompts', missing, '--out', out, '--backend', 'wasm']);
+  const bad = await museEval(['run', '--checkpoint', ckpt, '--prompts', missing, '--out', out, '--backend', 'wasm']);
   assert.equal(bad.code, 1);
   assert.match(bad.stderr, /missing column 'Category'/);
 });

@@ -5,7 +5,6 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { cp, mkdir, mkdtemp, readFile, readdir, writeFile } from 'node:fs/promises';
@@ -28,6 +27,7 @@ import { readManifest, type ManifestRow } from '../../src/dataset/manifest.ts';
 import { readStats } from '../../src/dataset/stats.ts';
 import { readTarSamples } from '../../src/shards/tar-reader.ts';
 import { pendingRewrites } from '../../src/dataset/rewrite.ts';
+import { runCli } from '../helpers/cli.ts';
 
 const root = path.resolve(import.meta.dirname, '../..');
 const tmp = (p: string) => mkdtemp(path.join(os.tmpdir(), `muse-optout-${p}-`));
@@ -150,19 +150,19 @@ test('import: plain lines, CSV and JSONL; malformed lines reported with their nu
 test('the optout commands: add, import, list, remove (exit code 1 when some input was rejected)', async () => {
   const dir = await tmp('cli');
   const dr = ['--data-root', dir];
-  const add = await cli(['optout', 'add', 'http://example.com/a.jpg', 'bad url', '--sha256', 'ab'.repeat(32), ...dr]);
+  const add = await runCli('muse-data', ['optout', 'add', 'http://example.com/a.jpg', 'bad url', '--sha256', 'ab'.repeat(32), ...dr]);
   assert.equal(add.code, 1);
   assert.match(add.stdout, /added 1 URL\(s\).*1 image\(s\)/);
   assert.match(add.stderr, /not a valid URL: "bad url"/);
   await writeFile(path.join(dir, 'more.txt'), 'http://example.com/b.jpg\nhttp://[broken/\n');
-  const imp = await cli(['optout', 'import', path.join(dir, 'more.txt'), ...dr]);
+  const imp = await runCli('muse-data', ['optout', 'import', path.join(dir, 'more.txt'), ...dr]);
   assert.equal(imp.code, 1);
   assert.match(imp.stderr, /more\.txt:2: not a valid URL/);
-  const rm = await cli(['optout', 'remove', 'HTTP://EXAMPLE.COM/a.jpg', ...dr]);
+  const rm = await runCli('muse-data', ['optout', 'remove', 'HTTP://EXAMPLE.COM/a.jpg', ...dr]);
   assert.equal(rm.code, 0, rm.stderr);
-  const ls = await cli(['optout', 'list', ...dr]);
+  const ls = await runCli('muse-data', ['optout', 'list', ...dr]);
   assert.deepEqual(ls.stdout.trim().split('\n'), ['http://example.com/b.jpg', 'ab'.repeat(32)]);
-  const none = await cli(['optout', 'apply', 'nosuch', ...dr]);
+  const none = await runCli('muse-data', ['optout', 'apply', 'nosuch', ...dr]);
   assert.equal(none.code, 1);
   assert.match(none.stderr, /no dataset 'nosuch'/);
 });
@@ -360,20 +360,6 @@ async function assertApplied(f: Fixture, dataRoot: string, dataset: string) {
   }
 }
 
-function cli(args: string[], onStderr?: (text: string, kill: () => void) => void): Promise<{ code: number | null; signal: string | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [path.join(root, 'bin', 'muse-data.js'), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c));
-    child.stderr.on('data', (c: Buffer) => {
-      stderr += c;
-      onStderr?.(stderr, () => child.kill('SIGKILL'));
-    });
-    child.on('exit', (code, signal) => resolve({ code, signal, stdout, stderr }));
-  });
-}
-
 test('apply: opted-out samples leave tar, manifest, stats, token cache and index; the rest is byte-identical; check shows them', async () => {
   const f = await sampleFixture();
   const { dataRoot, dataset } = await copyFixture(f);
@@ -393,7 +379,7 @@ test('apply: opted-out samples leave tar, manifest, stats, token cache and index
   }
   await assertApplied(f, dataRoot, dataset);
 
-  const r = await cli(['optout', 'check', f.urls[0], 'http://sample.invalid/img/99999.jpg', '--sha256', f.sha, '--data-root', dataRoot]);
+  const r = await runCli('muse-data', ['optout', 'check', f.urls[0], 'http://sample.invalid/img/99999.jpg', '--sha256', f.sha, '--data-root', dataRoot]);
   assert.equal(r.code, 0, r.stderr);
   const key0 = [...f.expected.keys()][0];
   const shaKey = [...f.expected].find(([, why]) => why === 'optout_image')![0];
@@ -417,15 +403,17 @@ test('apply killed at random moments, then rerun, gives the same result as an un
     const shard = round % 2;
     const delay = Math.floor(Math.random() * 30);
     let armed = false;
-    const first = await cli(['optout', 'apply', '--data-root', dataRoot], (text, kill) => {
-      if (!armed && text.includes(`shard ${shard}:`)) {
-        armed = true;
-        setTimeout(kill, delay);
-      }
+    const first = await runCli('muse-data', ['optout', 'apply', '--data-root', dataRoot], {
+      onStderr: (text, kill) => {
+        if (!armed && text.includes(`shard ${shard}:`)) {
+          armed = true;
+          setTimeout(kill, delay);
+        }
+      },
     });
     if (first.signal === 'SIGKILL') killedMidway++;
     journalsLeft += (await pendingRewrites(dataset)).length;
-    const second = await cli(['optout', 'apply', '--data-root', dataRoot]);
+    const second = await runCli('muse-data', ['optout', 'apply', '--data-root', dataRoot]);
     assert.equal(second.code, 0, second.stderr);
     await assertApplied(f, dataRoot, dataset);
     assert.ok(existsSync(path.join(dataset, 'shards', '00000_stats.json')));

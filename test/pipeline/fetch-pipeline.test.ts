@@ -4,7 +4,6 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, readdir, writeFile, mkdir, copyFile } from 'node:fs/promises';
 import http from 'node:http';
@@ -19,6 +18,7 @@ import { readTarSamples, type TarSample } from '../../src/shards/tar-reader.ts';
 import { readManifest, type ManifestRow } from '../../src/dataset/manifest.ts';
 import { readStats } from '../../src/dataset/stats.ts';
 import { sampleCatalog } from '../../src/sample-data/catalog.ts';
+import { runCli } from '../helpers/cli.ts';
 
 const root = path.resolve(import.meta.dirname, '../..');
 const tmp = (p: string) => mkdtemp(path.join(os.tmpdir(), `muse-${p}-`));
@@ -126,17 +126,15 @@ test('two worker processes give byte-identical shards', async () => {
   assert.deepEqual(await shardFiles(out), await shardFiles(reference));
 });
 
-function runCli(args: string[]): { done: Promise<number | null>; kill(): void } {
-  const child = spawn(process.execPath, [path.join(root, 'bin', 'muse-data.js'), ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  child.stderr.on('data', (d) => (stderr += d));
-  const done = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+/** `muse-data` with these args: `done` fails on an exit code other than 0 (a kill is not a failure). */
+function fetchCli(args: string[]): { done: Promise<number | null>; kill(): void } {
+  const run = runCli('muse-data', args);
   return {
-    done: done.then((code) => {
+    done: run.then(({ code, stderr }) => {
       if (code !== 0 && code !== null) throw new Error(`muse-data exited ${code}: ${stderr}`);
       return code;
     }),
-    kill: () => child.kill('SIGKILL'),
+    kill: () => run.kill(),
   };
 }
 
@@ -146,13 +144,13 @@ test('kill -9 at random points, then a rerun: shards byte-identical to an uninte
   const args = ['fetch', 'sample', '--samples-per-shard', '50', '--out', out, '--data-root', path.join(out, 'root'), '--log-format', 'plain', '--workers', '2'];
   const delays = Array.from({ length: 3 }, () => 800 + Math.floor(Math.random() * 2500));
   for (const delay of delays) {
-    const run = runCli(args);
+    const run = fetchCli(args);
     const timer = setTimeout(run.kill, delay);
     await run.done.catch(() => null);
     clearTimeout(timer);
   }
   const partial = existsSync(path.join(out, 'shards')) ? await readdir(path.join(out, 'shards')) : [];
-  await runCli(args).done;
+  await fetchCli(args).done;
   const files = await shardFiles(out);
   assert.deepEqual(files, await shardFiles(reference), `kills after ${delays.join(', ')} ms (left ${partial.length} files)`);
   assert.deepEqual((await readdir(path.join(out, 'shards'))).filter((f) => f.endsWith('.tmp')), [], 'no temporary files left');

@@ -5,7 +5,7 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, readdir, writeFile, mkdir } from 'node:fs/promises';
 import http from 'node:http';
@@ -30,9 +30,9 @@ import { runWorker } from '../../src/queue/worker.ts';
 import { runTokenize } from '../../src/tokenize/run-tokenize.ts';
 import { freePort, startRedis, type TestRedis } from '../helpers/redis.ts';
 import { skipUnlessAvailable } from '../helpers/system-component.ts';
+import { runCli } from '../helpers/cli.ts';
 
 const root = path.resolve(import.meta.dirname, '../..');
-const bin = path.join(root, 'bin', 'muse-data.js');
 const tmp = (p: string) => mkdtemp(path.join(os.tmpdir(), `muse-q-${p}-`));
 const quiet = () => {};
 
@@ -62,21 +62,20 @@ interface WorkerProc {
 }
 
 function startWorker(dataRoot: string, extra: string[] = []): WorkerProc {
-  const child = spawn(process.execPath, [bin, 'worker', '--queue', redis.url, '--data-root', dataRoot, '--lock-duration', '5', '--stalled-interval', '1', ...extra], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
   let out = '';
   const waiters: Array<{ re: RegExp; resolve: () => void }> = [];
-  child.stderr!.on('data', (d) => {
-    out += d;
-    for (const w of [...waiters]) if (w.re.test(out)) {
-      waiters.splice(waiters.indexOf(w), 1);
-      w.resolve();
-    }
+  const run = runCli('muse-data', ['worker', '--queue', redis.url, '--data-root', dataRoot, '--lock-duration', '5', '--stalled-interval', '1', ...extra], {
+    onStderr: (text) => {
+      out = text;
+      for (const w of [...waiters]) if (w.re.test(out)) {
+        waiters.splice(waiters.indexOf(w), 1);
+        w.resolve();
+      }
+    },
   });
-  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  const exited = run.then((r) => r.code);
   return {
-    child,
+    child: run.child,
     log: () => out,
     waitFor: (re) => (re.test(out) ? Promise.resolve() : new Promise((resolve) => waiters.push({ re, resolve }))),
     exited,
@@ -252,7 +251,7 @@ test('a job the worker cannot read fails with the reason, after bounded retries;
     await worker.waitFor(/fetch shard 0 failed: job future-job/);
     await q.close();
 
-    const status = await cli(['queue', 'status', '--queue', redis.url]);
+    const status = await runCli('muse-data', ['queue', 'status', '--queue', redis.url]);
     assert.equal(status.code, 0, status.stderr);
     assert.match(status.stdout, /failed +shard 1 of .*after 2 attempt\(s\): .*meta\.tsv/);
     assert.match(status.stdout, /failed +shard 0 of \? after 1 attempt\(s\): .*format 99.*reads fetch jobs of format 1/);
@@ -261,28 +260,18 @@ test('a job the worker cannot read fails with the reason, after bounded retries;
     // (the future-format one fails again at once), and a rerun of the same fetch waits for them.
     await mkdir(workerRoot, { recursive: true });
     await writeFile(path.join(workerRoot, 'meta.tsv'), await readFile(path.join(out, 'root', 'meta.tsv')));
-    const retried = await cli(['queue', 'retry-failed', '--queue', redis.url]);
+    const retried = await runCli('muse-data', ['queue', 'retry-failed', '--queue', redis.url]);
     assert.match(retried.stdout, /^3 failed job\(s\) back in the queue/, retried.stderr);
     const rerun = await viaQueue(cfg, out, { retry: { attempts: 2, backoffMs: 100 } });
     assert.deepEqual(rerun.shards_failed, []);
     assert.equal(rerun.status.ok, 6);
-    const cleaned = await cli(['queue', 'clean', '--queue', redis.url]);
+    const cleaned = await runCli('muse-data', ['queue', 'clean', '--queue', redis.url]);
     assert.match(cleaned.stdout, /[1-9]\d* job\(s\) removed/);
   } finally {
     await stopWorkers([worker]);
     await server.close();
   }
 });
-
-function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string; ms: number }> {
-  const t = Date.now();
-  const child = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d) => (stdout += d));
-  child.stderr.on('data', (d) => (stderr += d));
-  return new Promise((resolve) => child.on('exit', (code) => resolve({ code, stdout, stderr, ms: Date.now() - t })));
-}
 
 test('an unreachable --queue URL is a clear error within seconds', { skip }, async () => {
   const dead = `redis://127.0.0.1:${await freePort()}`;
@@ -303,7 +292,7 @@ test('an unreachable --queue URL is a clear error within seconds', { skip }, asy
     ['worker', '--queue', dead],
     ['queue', 'status', '--queue', dead],
   ]) {
-    const r = await cli(args);
+    const r = await runCli('muse-data', args);
     assert.equal(r.code, 1, args.join(' '));
     assert.match(r.stderr, message);
     assert.ok(r.ms < 30_000, `${args[0]} took ${r.ms} ms`);

@@ -1,11 +1,9 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import sharp from 'sharp';
 import { onBackend } from '../helpers/backend.ts';
 import { writeTinyCheckpoint } from '../helpers/tiny-checkpoint.ts';
@@ -13,9 +11,8 @@ import { loadCheckpoint, resolveCheckpointDir } from '../../src/sample/load.ts';
 import { sample } from '../../src/sample/sample.ts';
 import { sampleGridForTraining } from '../../src/sample/for-training.ts';
 import { outputPaths, slug } from '../../src/cli/sample-command.ts';
+import { runCli } from '../helpers/cli.ts';
 
-const run = promisify(execFile);
-const BIN = path.resolve('bin/muse-sample.js');
 let tmp: string;
 let ckpt: string;
 
@@ -29,15 +26,7 @@ after(async () => {
   await rm(tmp, { recursive: true, force: true });
 });
 
-async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const r = await run(process.execPath, [BIN, ...args], { cwd: tmp });
-    return { code: 0, ...r };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+const cli = (args: string[]) => runCli('muse-sample', args, { cwd: tmp });
 
 const size = async (f: string | Buffer) => {
   const m = await sharp(f).metadata();

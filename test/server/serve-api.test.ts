@@ -5,7 +5,6 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { cp, mkdtemp } from 'node:fs/promises';
 import os from 'node:os';
@@ -20,6 +19,7 @@ import { buildServer, type ServeOptions } from '../../src/server/app.ts';
 import { fetchSample, originalImage, PROJECT, type ServeFixture } from '../helpers/serve-fixture.ts';
 import { dhash64, hammingDistance } from '../../src/image/index.ts';
 import { DEFAULT_SEARCH_DISTANCE } from '../../src/server/optout-routes.ts';
+import { runCli } from '../helpers/cli.ts';
 
 let fixture: ServeFixture | undefined;
 const sampleData = async () => (fixture ??= await fetchSample('serve-api'));
@@ -43,17 +43,6 @@ async function withServer(opts: Partial<ServeOptions> & { dataRoot: string }, fn
   } finally {
     await app.close();
   }
-}
-
-function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [path.join(PROJECT, 'bin', 'muse-data.js'), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c));
-    child.stderr.on('data', (c: Buffer) => (stderr += c));
-    child.on('exit', (code) => resolve({ code, stdout, stderr }));
-  });
 }
 
 const json = (r: { body: string }) => JSON.parse(r.body) as Record<string, any>;
@@ -84,11 +73,11 @@ test('an index made before opt-out versions and requests opens, migrates, and ke
   } finally {
     index.close();
   }
-  const r = await cli(['optout', 'list', '--since', '1', '--data-root', dataRoot]);
+  const r = await runCli('muse-data', ['optout', 'list', '--since', '1', '--data-root', dataRoot]);
   assert.equal(r.code, 0, r.stderr);
   assert.deepEqual(r.stdout.trim().split('\n'), ['http://a.example/2.jpg', 'ab'.repeat(32)]);
   assert.match(r.stderr, /opt-out list version 3/);
-  const bad = await cli(['optout', 'list', '--since', '-2', '--data-root', dataRoot]);
+  const bad = await runCli('muse-data', ['optout', 'list', '--since', '-2', '--data-root', dataRoot]);
   assert.equal(bad.code, 1);
   assert.match(bad.stderr, /--since must be a list version/);
 });
@@ -170,7 +159,7 @@ test('upload search: identical bytes match by sha256, a re-encoded copy by perce
     assert.ok(hit.distance <= 10);
     assert.equal(nb.near[0].distance, Math.min(...nb.near.map((s: any) => s.distance)), 'nearest first');
     // After a dedup run the same search goes through the multi-index hashing tables: same answer.
-    const d = await cli(['dedup', 'sample', '--data-root', dataRoot]);
+    const d = await runCli('muse-data', ['dedup', 'sample', '--data-root', dataRoot]);
     assert.equal(d.code, 0, d.stderr);
     const viaBands = json(await post(copy, 'image/webp'));
     assert.deepEqual(viaBands.near.map((s: any) => [s.key, s.distance]), nb.near.map((s: any) => [s.key, s.distance]));
@@ -220,13 +209,13 @@ test('a request goes pending -> accepted (CLI) -> applied in the dataset; the sa
     const pageHtml = (await app.inject(req.page)).body;
     assert.match(pageHtml, /data-state="pending"/);
 
-    const listed = await cli(['optout', 'requests', 'list', '--state', 'pending', '--data-root', dataRoot]);
+    const listed = await runCli('muse-data', ['optout', 'requests', 'list', '--state', 'pending', '--data-root', dataRoot]);
     assert.equal(listed.code, 0, listed.stderr);
     assert.match(listed.stdout, new RegExp(`^${req.id} pending .* urls=1 sha256s=0 contact=me@example.org\\n  url ${target.url.replaceAll('.', '\\.')}\\n`));
-    const acc = await cli(['optout', 'requests', 'accept', String(req.id), '--data-root', dataRoot]);
+    const acc = await runCli('muse-data', ['optout', 'requests', 'accept', String(req.id), '--data-root', dataRoot]);
     assert.equal(acc.code, 0, acc.stderr);
     assert.match(acc.stdout, /request \d+: accepted \(opt-out list version 1;/);
-    const again = await cli(['optout', 'requests', 'accept', String(req.id), '999', '--data-root', dataRoot]);
+    const again = await runCli('muse-data', ['optout', 'requests', 'accept', String(req.id), '999', '--data-root', dataRoot]);
     assert.equal(again.code, 1);
     assert.match(again.stderr, /request \d+: request \d+ is already accepted/);
     assert.match(again.stderr, /request 999: no opt-out request 999/);
@@ -237,7 +226,7 @@ test('a request goes pending -> accepted (CLI) -> applied in the dataset; the sa
     const grid = () => app.inject('/api/datasets/sample/samples?status=ok&per=200').then(json);
     assert.ok((await grid()).samples.some((s: any) => s.key === target.key));
 
-    const ap = await cli(['optout', 'apply', '--data-root', dataRoot]);
+    const ap = await runCli('muse-data', ['optout', 'apply', '--data-root', dataRoot]);
     assert.equal(ap.code, 0, ap.stderr);
     await new Promise((r) => setTimeout(r, 1100)); // the explorer re-reads a changed shard at most once a second
     const after = await grid();
@@ -252,7 +241,7 @@ test('a request goes pending -> accepted (CLI) -> applied in the dataset; the sa
     const ds = json(await app.inject('/api/datasets/sample'));
     assert.deepEqual([ds.optout.current, ds.optout.lastApplied.version], [1, 1]);
   });
-  const rejected = await cli(['optout', 'requests', 'reject', 'x1', '--data-root', dataRoot]);
+  const rejected = await runCli('muse-data', ['optout', 'requests', 'reject', 'x1', '--data-root', dataRoot]);
   assert.equal(rejected.code, 1);
   assert.match(rejected.stderr, /not ids: x1/);
 });
@@ -397,27 +386,25 @@ test('security and limits: bad input gets a 4xx with a message and the server ke
 
 test('the serve command: listens on 127.0.0.1, answers, stops cleanly on SIGTERM; bad flags are usage errors', async () => {
   const dataRoot = await mkdtemp(path.join(os.tmpdir(), 'muse-serve-cmd-'));
-  const child = spawn(process.execPath, [path.join(PROJECT, 'bin', 'muse-data.js'), 'serve', '--data-root', dataRoot, '--port', '0'], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  const origin = await new Promise<string>((resolve, reject) => {
-    child.stderr.on('data', (c: Buffer) => {
-      stderr += c;
-      const m = /serve: (http:\/\/127\.0\.0\.1:\d+)/.exec(stderr);
-      if (m) resolve(m[1]);
-    });
-    child.on('exit', (code) => reject(new Error(`exited ${code}: ${stderr}`)));
+  let listening: (origin: string) => void = () => {};
+  const origin = new Promise<string>((resolve) => (listening = resolve));
+  const serving = runCli('muse-data', ['serve', '--data-root', dataRoot, '--port', '0'], {
+    onStderr: (text) => {
+      const m = /serve: (http:\/\/127\.0\.0\.1:\d+)/.exec(text);
+      if (m) listening(m[1]);
+    },
   });
-  const home = await fetch(`${origin}/`);
+  const url = await Promise.race([origin, serving.then((r) => Promise.reject(new Error(`exited ${r.code}: ${r.stderr}`)))]);
+  const home = await fetch(`${url}/`);
   assert.equal(home.status, 200);
   assert.match(await home.text(), /Find your images and opt out/);
-  assert.equal((await fetch(`${origin}/play`)).status, 404, 'no playground without --checkpoint');
-  const exit = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  child.kill('SIGTERM');
-  assert.equal(await exit, 0);
-  const three = await cli(['serve', '--data-root', dataRoot, '--checkpoint', 'a', '--checkpoint', 'b', '--checkpoint', 'c']);
+  assert.equal((await fetch(`${url}/play`)).status, 404, 'no playground without --checkpoint');
+  serving.kill('SIGTERM');
+  assert.equal((await serving).code, 0);
+  const three = await runCli('muse-data', ['serve', '--data-root', dataRoot, '--checkpoint', 'a', '--checkpoint', 'b', '--checkpoint', 'c']);
   assert.equal(three.code, 2);
   assert.match(three.stderr, /compares at most two/);
-  const port = await cli(['serve', '--data-root', dataRoot, '--port', '70000']);
+  const port = await runCli('muse-data', ['serve', '--data-root', dataRoot, '--port', '70000']);
   assert.equal(port.code, 2);
   assert.match(port.stderr, /--port 70000/);
 });

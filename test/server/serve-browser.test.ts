@@ -9,7 +9,6 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
@@ -25,6 +24,7 @@ import { writeTinyCheckpoint } from '../helpers/tiny-checkpoint.ts';
 import { skipUnlessAvailable } from '../helpers/system-component.ts';
 import { buildServer } from '../../src/server/app.ts';
 import { fetchSample, originalImage, PROJECT, type ServeFixture } from '../helpers/serve-fixture.ts';
+import { runCli } from '../helpers/cli.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
 const ARTIFACTS = path.join(PROJECT, 'test-artifacts', 'serve');
@@ -65,17 +65,6 @@ after(async () => {
 });
 
 const shot = (name: string) => page.screenshot({ path: path.join(ARTIFACTS, `${name}.png`), fullPage: true });
-
-function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [path.join(PROJECT, 'bin', 'muse-data.js'), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c));
-    child.stderr.on('data', (c: Buffer) => (stderr += c));
-    child.on('exit', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 const okRows = () => f.rows.filter((r) => r.status === 'ok');
 
@@ -124,14 +113,14 @@ test('file a request, accept it with the CLI, apply, and see the sample gone fro
   await shot('request-pending');
   const requestUrl = page.url();
 
-  const list = await cli(['optout', 'requests', 'list', '--state', 'pending', '--data-root', f.dataRoot]);
+  const list = await runCli('muse-data', ['optout', 'requests', 'list', '--state', 'pending', '--data-root', f.dataRoot]);
   const id = /^(\d+) pending/m.exec(list.stdout)?.[1];
   assert.ok(id, list.stdout + list.stderr);
-  const acc = await cli(['optout', 'requests', 'accept', id, '--data-root', f.dataRoot]);
+  const acc = await runCli('muse-data', ['optout', 'requests', 'accept', id, '--data-root', f.dataRoot]);
   assert.equal(acc.code, 0, acc.stderr);
   await page.reload();
   assert.equal(await page.getAttribute('#state', 'data-state'), 'accepted');
-  const ap = await cli(['optout', 'apply', 'sample', '--data-root', f.dataRoot]);
+  const ap = await runCli('muse-data', ['optout', 'apply', 'sample', '--data-root', f.dataRoot]);
   assert.equal(ap.code, 0, ap.stderr);
   await new Promise((r) => setTimeout(r, 1100)); // the explorer re-reads changed shards at most once a second
   await page.goto(requestUrl);

@@ -3,7 +3,6 @@
 // stage's paired loader serves them together.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdtemp } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -15,15 +14,11 @@ import { BUILTIN_VQ_ID } from '../../src/models/registry.ts';
 import { readCacheManifest, readCacheTable, readTokenTable } from '../../src/dataset/cache-format.ts';
 import { openPairedDataset, type PairedBatch } from '../../src/train/superres/paired-loader.ts';
 import { readdir } from 'node:fs/promises';
+import { runCli } from '../helpers/cli.ts';
 
 const root = path.resolve(import.meta.dirname, '../..');
 
-function cli(...argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [path.join(root, 'bin', 'muse-data.js'), ...argv], (err, stdout, stderr) =>
-      resolve({ code: err ? Number(err.code ?? 1) : 0, stdout, stderr }));
-  });
-}
+const cli = (...argv: string[]) => runCli('muse-data', argv);
 
 test('tokenize --vq twice writes base and super-res caches keyed alike; the paired loader reads both', async () => {
   await initBackend('wasm', { quiet: true });

@@ -6,7 +6,6 @@
  */
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
 import { cp, mkdtemp, readdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -28,14 +27,10 @@ import { BUILTIN_VQ_CONFIG, BUILTIN_VQ_ID } from '../../src/models/registry.ts';
 import { decodeImage, runTokenize, type TokenizeOptions } from '../../src/tokenize/run-tokenize.ts';
 import { readCacheManifest, readTextRow, readTokenTable, type CacheManifest } from '../../src/dataset/cache-format.ts';
 import { verifyCaches } from '../../src/tokenize/verify.ts';
+import { runCli } from '../helpers/cli.ts';
 
 /** Runs bin/muse-data.js (its own process: the test runner's stdout is left alone). */
-function cli(...argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [path.join(root, 'bin', 'muse-data.js'), ...argv], (err, stdout, stderr) =>
-      resolve({ code: err ? Number(err.code ?? 1) : 0, stdout, stderr }));
-  });
-}
+const cli = (...argv: string[]) => runCli('muse-data', argv);
 
 const root = path.resolve(import.meta.dirname, '../..');
 const TEXT_ID = 'byt5-tiny-local-seed0';
@@ -305,23 +300,14 @@ test('kill -9 during `muse-data tokenize`, then a rerun: caches byte-identical t
   const ref = await referenceRun();
   const dir = await copyOfShards('muse-tokenize-kill-');
   const killRoot = path.join(dir, 'root');
-  const args = [path.join(root, 'bin', 'muse-data.js'), 'tokenize', dir, '--backend', 'wasm', '--batch', '4', '--data-root', killRoot];
   // the kill lands at a random point of the work: a random fraction of the reference run's time (models + shards,
   // plus 20%) after the command reports its backend (tsx and tfjs start-up take longer than the work itself)
   const delay = Math.floor(Math.random() * ref.ms * 1.2);
-  const killed = await new Promise<{ code: number | null; signal: string | null }>((resolve) => {
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-    let timer: NodeJS.Timeout | undefined;
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-      if (!timer && /tfjs backend/.test(stderr)) timer = setTimeout(() => child.kill('SIGKILL'), delay);
-    });
-    child.on('exit', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal });
-    });
+  let timer: NodeJS.Timeout | undefined;
+  const killed = await runCli('muse-data', ['tokenize', dir, '--backend', 'wasm', '--batch', '4', '--data-root', killRoot], {
+    onStderr: (text, kill) => void (!timer && /tfjs backend/.test(text) && (timer = setTimeout(kill, delay))),
   });
+  clearTimeout(timer);
   // a shard counts as done only when every cache (tokens and text) lists it: the kill can land between the two
   // manifest writes, and then the rerun must redo that shard
   const tokenShards = Object.keys((await readCacheManifest(path.join(dir, 'tokens', BUILTIN_VQ_ID)))?.shards ?? {});

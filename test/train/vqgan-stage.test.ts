@@ -5,7 +5,6 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { spawnSync } from 'node:child_process';
 import sharp from 'sharp';
 import { onBackend } from '../helpers/backend.ts';
 import { readEvents } from '../helpers/tfevents.ts';
@@ -13,13 +12,14 @@ import { loadTrainConfig } from '../../src/train/config/load.ts';
 import { runTraining } from '../../src/train/run/run-training.ts';
 import { readJsonl } from '../../src/train/core/index.ts';
 import { VQGAN } from '../../src/models/vqgan/index.ts';
+import { runCli } from '../helpers/cli.ts';
 
 const root = path.resolve(import.meta.dirname, '../..');
 
 test('the vqgan stage trains from shards, validates, draws reconstructions and writes a loadable VQGAN', async () => {
   const dataRoot = mkdtempSync(path.join(os.tmpdir(), 'muse-vqgan-stage-'));
-  const fetch = spawnSync(process.execPath, [path.join(root, 'bin/muse-data.js'), 'fetch', 'sample', '--data-root', dataRoot], { encoding: 'utf8' });
-  assert.equal(fetch.status, 0, fetch.stderr);
+  const fetch = await runCli('muse-data', ['fetch', 'sample', '--data-root', dataRoot]);
+  assert.equal(fetch.code, 0, fetch.stderr);
   await onBackend('wasm', async () => {
     const config = loadTrainConfig({ file: path.join(root, 'configs/tiny-vqgan.yaml'), configsDir: path.join(root, 'configs'), sets: [
       'data.path=sample', 'training.max_steps=3', 'training.save_every=2', 'training.validate_every=2', 'training.validation_batches=1',
