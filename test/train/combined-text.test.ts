@@ -10,9 +10,8 @@ import path from 'node:path';
 import { onBackend } from '../helpers/backend.ts';
 import { loadTrainConfig } from '../../src/train/config/load.ts';
 import { MuseRunner } from '../../src/train/muse/runner.ts';
-import { runTrainingLoop } from '../../src/train/run/loop.ts';
-import { readJsonl } from '../../src/train/core/index.ts';
-import { writeSyntheticCaches } from '../helpers/synthetic-cache.ts';
+import { losses, trainMuse, type TrainOptions } from '../helpers/muse-training.ts';
+import { BYT5_DIM, CLIP_DIM, CLIP_POOLED, COMBINED } from '../helpers/muse-variants.ts';
 import { openCombinedTextDataset, packTextParts } from '../../src/train/data/combined-text.ts';
 import { openTokenDataset } from '../../src/train/data/loader.ts';
 import { dropConditioning } from '../../src/train/muse/cond-dropout.ts';
@@ -25,54 +24,10 @@ const configsDir = path.join(root, 'configs');
 const FIX = fixturePath();
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'muse-combined-text-'));
 
-// byt5-tiny (width 256) as the T5 part, the small CLIP text fixture (width 64, projection 32) as the CLIP part.
-const T5_DIM = 256;
-const CLIP_DIM = 64;
-const POOLED = 32;
-
-async function dataset(name: string, shards: Record<number, number>, o: { noClip?: boolean } = {}): Promise<string> {
-  const dir = path.join(tmp, name);
-  mkdirSync(path.join(dir, 'shards'), { recursive: true });
-  const base = { shards, gridH: 4, gridW: 4, codebookSize: 64 };
-  await writeSyntheticCaches(dir, { ...base, textId: 't5-test', dim: T5_DIM });
-  // The CLIP cache's texts differ in length from the T5 one's, as real tokenizers' do.
-  if (!o.noClip) await writeSyntheticCaches(dir, { ...base, textId: 'clip-test', dim: CLIP_DIM, pooledDim: POOLED, textLength: (s, p) => 2 + ((s + 2 * p) % 3) });
-  return dir;
-}
-
-const COMBINED = [
-  'model.text_encoder=byt5-tiny,clip:/nowhere',
-  'data.text_id=t5-test,clip-test',
-  'data.vq_id=vq-test',
-  'model.transformer.codebook_size=64',
-  'model.transformer.num_vq_tokens=16',
-  'model.transformer.max_position_embeddings=16',
-  'model.transformer.hidden_size=32',
-  'model.transformer.num_hidden_layers=1',
-  'model.transformer.num_attention_heads=2',
-  'model.transformer.intermediate_size=64',
-  `model.transformer.encoder_hidden_size=${T5_DIM + CLIP_DIM}`,
-  'model.transformer.add_cond_embeds=true',
-  `model.transformer.cond_embed_dim=${POOLED}`,
-  'data.validation_shards=[]',
-  'training.batch_size=4',
-  'training.validate_every=0',
-  'training.log_every=1',
-];
-
-const quiet = { write: () => true } as unknown as NodeJS.WriteStream;
-
-async function train(dir: string, runDir: string, sets: string[], o: { resume?: string; stopAfter?: number } = {}) {
-  const cfg = loadTrainConfig({ stage: 'tiny', configsDir, sets: [...COMBINED, `data.path=${dir}`, ...sets] });
-  const runner = await MuseRunner.create({ config: cfg, datasetDirs: [dir], runDir });
-  try {
-    return await runTrainingLoop({ config: cfg, runDir, runner, resume: o.resume, stopAfter: o.stopAfter, out: quiet });
-  } finally {
-    runner.dispose();
-  }
-}
-
-const losses = async (runDir: string) => (await readJsonl(path.join(runDir, 'log.jsonl'))).filter((r) => 'loss' in r).map((r) => [r.step, r.loss]);
+const T5_DIM = BYT5_DIM;
+const POOLED = CLIP_POOLED;
+const dataset = (name: string, shards: Record<number, number>, o: { noClip?: boolean } = {}) => COMBINED.dataset(tmp, name, shards, o);
+const train = (dir: string, runDir: string, sets: string[], o: TrainOptions = {}) => trainMuse(dir, runDir, [...COMBINED.sets, ...sets], o);
 
 test('packTextParts: real T5 states, then real CLIP states, then padding; features [T5 | CLIP]; CLIP pooled', () => {
   // B=2; T5 width 2 (L 3), CLIP width 1 (L 2); lengths T5 [1, 3], CLIP [2, 1].
@@ -136,50 +91,14 @@ test('combined loader: keys match, texts packed, and dropout replaces both encod
   }
 });
 
-test('combined conditioning: tiny trains (the loss falls when overfitting one small batch)', async () => {
-  await onBackend('wasm', async () => {
-    const dir = await dataset('overfit', { 0: 8 });
-    const run = path.join(tmp, 'run-overfit');
-    await train(dir, run, ['training.max_steps=80', 'training.save_every=1000', 'training.batch_size=8', 'training.cond_dropout_prob=0',
-      'optimizer.lr=3e-3', 'lr_scheduler.warmup_steps=5', 'lr_scheduler.schedule=constant', 'training.label_smoothing=0']);
-    const l = (await losses(run)).map(([, v]) => v as number);
-    const mean = (xs: number[]) => xs.reduce((s, x) => s + x, 0) / xs.length;
-    const start = mean(l.slice(0, 5));
-    const end = mean(l.slice(-10));
-    assert.ok(end < start * 0.5, `loss ${start} -> ${end}`);
-  });
-});
-
-test('combined conditioning: a run stopped and resumed gives the same losses and weights as an uninterrupted one', async () => {
-  await onBackend('wasm', async () => {
-    const dir = await dataset('resume', { 0: 10, 1: 9 });
-    const sets = ['training.max_steps=6', 'training.save_every=3', 'training.gradient_accumulation_steps=2', 'data.shuffle_buffer=5', 'training.cond_dropout_prob=0.3'];
-    const a = path.join(tmp, 'run-a');
-    const b = path.join(tmp, 'run-b');
-    await train(dir, a, sets);
-    const first = await train(dir, b, sets, { stopAfter: 3 });
-    assert.equal(first.step, 3);
-    const second = await train(dir, b, sets, { resume: 'latest' });
-    assert.equal(second.startStep, 3);
-    const la = await losses(a);
-    assert.equal(la.length, 6);
-    assert.deepEqual(await losses(b), la);
-    const wa = readFileSync(path.join(a, 'checkpoints/step-00000006/transformer/model.safetensors'));
-    const wb = readFileSync(path.join(b, 'checkpoints/step-00000006/transformer/model.safetensors'));
-    assert.ok(wa.equals(wb), 'weights differ after resume');
-    const info = JSON.parse(readFileSync(path.join(a, 'checkpoints/step-00000006/sampling.json'), 'utf8'));
-    assert.equal(info.text_encoder, 'byt5-tiny,clip:/nowhere', 'sampling.json records both encoders');
-  });
-});
-
 test('combined conditioning: a clear error when one of the two text caches is missing, or the widths do not add up', async () => {
   const dir = await dataset('missing', { 0: 4 }, { noClip: true });
-  const cfg = loadTrainConfig({ stage: 'tiny', configsDir, sets: [...COMBINED, `data.path=${dir}`] });
+  const cfg = loadTrainConfig({ stage: 'tiny', configsDir, sets: [...COMBINED.sets, `data.path=${dir}`] });
   await assert.rejects(MuseRunner.create({ config: cfg, datasetDirs: [dir], runDir: path.join(tmp, 'run-missing') }), /no text cache made with clip-test \(found t5-test\)/);
   const full = await dataset('widths', { 0: 4 });
-  const bad = loadTrainConfig({ stage: 'tiny', configsDir, sets: [...COMBINED, `data.path=${full}`, 'model.transformer.encoder_hidden_size=256'] });
+  const bad = loadTrainConfig({ stage: 'tiny', configsDir, sets: [...COMBINED.sets, `data.path=${full}`, 'model.transformer.encoder_hidden_size=256'] });
   await assert.rejects(MuseRunner.create({ config: bad, datasetDirs: [full], runDir: path.join(tmp, 'run-widths') }), /encoder_hidden_size is 256.*set encoder_hidden_size to 320/);
-  assert.throws(() => loadTrainConfig({ stage: 'tiny', configsDir, sets: [...COMBINED, `data.path=${full}`, 'model.text_encoder=byt5-tiny,t5:/x'] }), /one T5 .* and one CLIP/);
+  assert.throws(() => loadTrainConfig({ stage: 'tiny', configsDir, sets: [...COMBINED.sets, `data.path=${full}`, 'model.text_encoder=byt5-tiny,t5:/x'] }), /one T5 .* and one CLIP/);
 });
 
 async function clipFixtureDir(): Promise<string> {

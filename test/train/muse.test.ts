@@ -1,20 +1,22 @@
-// The MUSE training loop end to end on small synthetic token caches: exact resume, overfitting, NaN stop,
-// SIGTERM, corrupt checkpoints, and checkpoints that load back into the model.
+// The MUSE training loop end to end on small synthetic token caches: NaN stop, SIGTERM, corrupt checkpoints,
+// --resume without a checkpoint, checkpoints that load back into the model and sample. Exact resume and
+// overfitting, for every variant: muse-variants.test.ts.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { onBackend, tensorflowSkip } from '../helpers/backend.ts';
-import { readEvents } from '../helpers/tfevents.ts';
+import { onBackend } from '../helpers/backend.ts';
 import { loadTrainConfig } from '../../src/train/config/load.ts';
 import { MuseRunner } from '../../src/train/muse/runner.ts';
 import { runTrainingLoop } from '../../src/train/run/loop.ts';
 import { readJsonl } from '../../src/train/core/index.ts';
 import { writeSyntheticCaches } from '../helpers/synthetic-cache.ts';
+import { losses, quiet, trainMuse, type TrainOptions } from '../helpers/muse-training.ts';
+import { TRANSFORMER } from '../helpers/muse-variants.ts';
 import { MaskGitTransformer } from '../../src/models/transformer/index.ts';
+import { runCli } from '../helpers/cli.ts';
 
 const root = path.resolve(import.meta.dirname, '../..');
 const configsDir = path.join(root, 'configs');
@@ -28,93 +30,13 @@ async function dataset(name: string, shards: Record<number, number>, dim = 8): P
   return dir;
 }
 
-const SMALL = [
-  'model.transformer={codebook_size: 64, num_vq_tokens: 16, max_position_embeddings: 16, hidden_size: 32, num_hidden_layers: 1, ' +
-    'num_attention_heads: 2, intermediate_size: 64, add_cross_attention: true, encoder_hidden_size: 8, norm_type: rmsnorm, ' +
-    'use_normformer: false, use_codebook_size_for_output: true, hidden_dropout: 0.1, attention_dropout: 0.1}',
-  'data.vq_id=vq-test',
-  'data.text_id=text-test',
-  'data.validation_shards=[]',
-  'training.batch_size=4',
-  'training.validate_every=0',
-  'ema.enabled=true',
-  'ema.decay=0.9',
-];
+const SMALL = TRANSFORMER.sets;
 
 function config(dir: string, sets: string[]) {
   return loadTrainConfig({ stage: 'tiny', configsDir, sets: [...SMALL, `data.path=${dir}`, ...sets] });
 }
 
-const quiet = { write: () => true } as unknown as NodeJS.WriteStream;
-
-async function train(dir: string, runDir: string, sets: string[], o: { resume?: string; allowFresh?: boolean; stopAfter?: number; out?: NodeJS.WriteStream } = {}) {
-  const cfg = config(dir, sets);
-  const runner = await MuseRunner.create({ config: cfg, datasetDirs: [dir], runDir });
-  try {
-    return await runTrainingLoop({ config: cfg, runDir, runner, resume: o.resume, allowFresh: o.allowFresh, stopAfter: o.stopAfter, out: o.out ?? quiet });
-  } finally {
-    runner.dispose();
-  }
-}
-
-const losses = async (runDir: string) => (await readJsonl(path.join(runDir, 'log.jsonl'))).filter((r) => 'loss' in r).map((r) => [r.step, r.loss]);
-
-const tfSkip = await tensorflowSkip();
-
-for (const backend of ['wasm', 'tensorflow'] as const) {
-  test(`a run stopped and resumed gives the same losses as an uninterrupted one (with dropout, EMA, accumulation) (${backend})`, { skip: backend === 'tensorflow' && tfSkip }, async () => {
-    await onBackend(backend, async () => {
-      const dir = await dataset(`resume-${backend}`, { 0: 10, 1: 9 });
-      const sets = ['training.max_steps=12', 'training.save_every=4', 'training.gradient_accumulation_steps=2', 'data.shuffle_buffer=5'];
-      const a = path.join(tmp, `run-a-${backend}`);
-      const b = path.join(tmp, `run-b-${backend}`);
-      await train(dir, a, sets);
-      const first = await train(dir, b, sets, { stopAfter: 5 });
-      assert.equal(first.step, 5);
-      assert.equal(first.stoppedBySignal, true);
-      const second = await train(dir, b, sets, { resume: 'latest' });
-      assert.equal(second.startStep, 5);
-      const la = await losses(a);
-      assert.equal(la.length, 12);
-      assert.deepEqual(await losses(b), la);
-      // TensorBoard: one event file per invocation; read in order with TensorBoard's purge rule, the loss is log.jsonl's (float32).
-      const tbFiles = readdirSync(path.join(b, 'tensorboard')).sort();
-      assert.equal(tbFiles.length, 2);
-      const tbLoss = new Map<number, number>();
-      for (const f of tbFiles) {
-        for (const e of readEvents(path.join(b, 'tensorboard', f))) {
-          if (e.session_log?.status === 'START') for (const st of [...tbLoss.keys()]) if (st >= e.step) tbLoss.delete(st);
-          const v = e.summary?.value.find((x) => x.tag === 'loss');
-          if (v) tbLoss.set(e.step, v.simple_value!);
-        }
-      }
-      assert.deepEqual([...tbLoss], la.map(([st, l]) => [st, Math.fround(l as number)]));
-      // Final weights and EMA weights are identical too.
-      for (const part of ['transformer', 'ema']) {
-        const wa = readFileSync(path.join(a, 'checkpoints/step-00000012', part, 'model.safetensors'));
-        const wb = readFileSync(path.join(b, 'checkpoints/step-00000012', part, 'model.safetensors'));
-        assert.ok(wa.equals(wb), `${part} weights differ after resume`);
-      }
-    });
-  });
-}
-
-test('the loss falls when overfitting one small batch', async () => {
-  await onBackend('wasm', async () => {
-    const dir = await dataset('overfit', { 0: 8 });
-    const run = path.join(tmp, 'run-overfit');
-    await train(dir, run, ['training.max_steps=80', 'training.save_every=1000', 'training.batch_size=8', 'training.cond_dropout_prob=0',
-      'optimizer.lr=3e-3', 'lr_scheduler.warmup_steps=5', 'lr_scheduler.schedule=constant', 'training.label_smoothing=0',
-      'model.transformer.hidden_dropout=0', 'model.transformer.attention_dropout=0']);
-    const l = (await losses(run)).map(([, v]) => v as number);
-    const mean = (xs: number[]) => xs.reduce((s, x) => s + x, 0) / xs.length;
-    const start = mean(l.slice(0, 5));
-    const end = mean(l.slice(-10));
-    assert.ok(start > Math.log(64) - 0.5, `initial loss ${start} should be near ln(64)`);
-    assert.ok(end < start * 0.5, `loss ${start} -> ${end}`);
-    assert.ok(existsSync(path.join(run, 'loss.png')));
-  });
-});
+const train = (dir: string, runDir: string, sets: string[], o: TrainOptions = {}) => trainMuse(dir, runDir, [...SMALL, ...sets], o);
 
 test('a non-finite loss stops the run with a message and keeps the last good checkpoint', async () => {
   await onBackend('wasm', async () => {
@@ -195,9 +117,9 @@ test('--resume latest on a run without checkpoints is refused (muse-train before
     assert.equal(again.startStep, 2, 'with a checkpoint, --resume latest continues it');
   });
   const missing = path.join(tmp, 'run-typo');
-  const cli = spawnSync(process.execPath, [path.join(root, 'bin/muse-train.js'), '--stage', 'tiny', '--out', missing, '--resume', 'latest', '--backend', 'cpu',
-    ...[...SMALL, `data.path=${dir}`].flatMap((s) => ['--set', s])], { encoding: 'utf8' });
-  assert.equal(cli.status, 1, cli.stderr);
+  const cli = await runCli('muse-train', ['--stage', 'tiny', '--out', missing, '--resume', 'latest', '--backend', 'cpu',
+    ...[...SMALL, `data.path=${dir}`].flatMap((s) => ['--set', s])]);
+  assert.equal(cli.code, 1, cli.stderr);
   assert.match(cli.stderr, /muse-train: --resume latest: the run folder .*run-typo does not exist, so there is nothing to resume/);
   assert.equal(existsSync(missing), false, 'the refusal creates no folder');
 });
@@ -206,30 +128,21 @@ test('muse-train saves a checkpoint on SIGTERM after finishing the current step'
   const dir = await dataset('sigterm', { 0: 16 });
   const run = path.join(tmp, 'run-sigterm');
   const sets = [...SMALL, `data.path=${dir}`, 'training.max_steps=100000', 'training.save_every=100000'];
-  const child = spawn(process.execPath, [path.join(root, 'bin/muse-train.js'), '--stage', 'tiny', '--out', run, '--backend', 'wasm',
-    ...sets.flatMap((s) => ['--set', s])], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stderr = '';
-  child.stderr.on('data', (d) => (stderr += d));
+  const training = runCli('muse-train', ['--stage', 'tiny', '--out', run, '--backend', 'wasm', ...sets.flatMap((s) => ['--set', s])]);
+  const { child } = training;
   const log = path.join(run, 'log.jsonl');
   const deadline = Date.now() + 60_000;
   while (!(existsSync(log) && readFileSync(log, 'utf8').split('\n').length > 3)) {
     if (Date.now() > deadline || child.exitCode !== null) {
-      child.kill('SIGKILL');
-      throw new Error(`no training progress: ${stderr}`);
+      training.kill();
+      throw new Error(`no training progress: ${(await training).stderr}`);
     }
     await new Promise((r) => setTimeout(r, 100));
   }
-  child.kill('SIGTERM');
-  const code = await new Promise<number | null>((resolve) => {
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      resolve(-1);
-    }, 60_000);
-    child.on('exit', (c) => {
-      clearTimeout(timer);
-      resolve(c);
-    });
-  });
+  training.kill('SIGTERM');
+  const timer = setTimeout(() => training.kill(), 60_000);
+  const { code, stderr } = await training;
+  clearTimeout(timer);
   assert.equal(code, 0, stderr);
   assert.match(stderr, /SIGTERM: finishing the current step/);
   const steps = (await readJsonl(log)).filter((r) => 'loss' in r).map((r) => r.step as number);
