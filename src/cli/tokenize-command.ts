@@ -4,6 +4,7 @@ import { BACKEND_NAMES, initBackend, shareTensorflowThreads, type BackendName, w
 import { isBuiltinVq, vqReductionFactor } from '../models/registry.ts';
 import { runTokenize } from '../tokenize/run-tokenize.ts';
 import { parseShardSelection } from '../dataset/shard-selection.ts';
+import { completeShardsSync } from '../dataset/complete-shards.ts';
 import { formatReport, verifyCaches } from '../tokenize/verify.ts';
 import { resolveDataRoot } from '../dataset/data-root.ts';
 import { resolveDatasetDir } from '../dataset/data-root.ts';
@@ -13,6 +14,18 @@ import { UsageError } from './run-cli.ts';
 const dataset = (y: Argv) => y
   .positional('dataset', { type: 'string', demandOption: true, describe: 'dataset folder, or a name under the data root (e.g. sample)' })
   .option('data-root', { type: 'string', describe: 'data root (default: $MUSE_DATA_ROOT or ./datasets)' });
+
+/** 0,1,2,5 -> "0-2,5". */
+function formatRanges(xs: number[]): string {
+  const out: string[] = [];
+  for (let i = 0; i < xs.length; ) {
+    let j = i;
+    while (j + 1 < xs.length && xs[j + 1] === xs[j] + 1) j++;
+    out.push(i === j ? String(xs[i]) : `${xs[i]}-${xs[j]}`);
+    i = j + 1;
+  }
+  return out.join(',');
+}
 
 export function tokenizeCommand(y: Argv) {
   return queueJobFlags(dataset(y))
@@ -51,11 +64,19 @@ export async function tokenizeHandler(a: Record<string, unknown>): Promise<numbe
       throw new UsageError(`--image-size: expected pixels, a positive multiple of ${factor} (the built-in VQGAN's pixels per token), got ${String(imageSize)}`);
     }
   }
+  const shards = a.shards === undefined ? undefined : parseShardSelection(String(a.shards));
+  if (shards) {
+    // Named shards that are not complete (not fetched, or fetch has not finished them) are not tokenized: say so.
+    const complete = completeShardsSync(datasetDir);
+    const left = shards.filter((s) => !complete.includes(s));
+    const have = complete.length ? `complete shards: ${formatRanges(complete)}` : 'it has no complete shard yet';
+    if (left.length === shards.length) throw new Error(`--shards ${String(a.shards)}: none of them is a complete shard of ${datasetDir} (${have})`);
+    if (left.length) process.stderr.write(`tokenize: --shards ${String(a.shards)}: ${formatRanges(left)} not complete, left out (${have})\n`);
+  }
   // One process: MUSE_WASM_THREADS threads for the wasm pool; with --workers N each worker process uses one,
   // and the native TensorFlow pools get cores / N threads each (MUSE_TF_THREADS, inherited by the workers).
   shareTensorflowThreads(workers);
   await initBackend(a.backend as BackendName, { wasmThreads: workers === 1 ? wasmThreadCount() : 1 });
-  const shards = a.shards === undefined ? undefined : parseShardSelection(String(a.shards));
   if (a.queue !== undefined && vqs.length > 1) throw new Error('--queue: tokenize one VQGAN per run (give --vq once)');
   // One pass per VQGAN over the same shards (the same samples, so the caches share keys); the text caches
   // are written by the first pass only.

@@ -19,7 +19,7 @@ import { applyDecisions, type ApplyResult } from './apply.ts';
 import { checkDistance } from './bands.ts';
 import { writeDuplicatesFile, type DuplicateRow } from '../dataset/decisions-file.ts';
 import { datasetName } from '../dataset/dataset-json.ts';
-import { withDatasetLock } from '../dataset/lock.ts';
+import { lockDataset } from '../dataset/lock.ts';
 import { shardsDir } from '../dataset/names.ts';
 import { indexFromManifests } from './index-manifests.ts';
 import { runPhashStage, type PhashStageResult } from './phash-stage.ts';
@@ -93,7 +93,18 @@ export async function runDedup(o: DedupOptions): Promise<DedupSummary> {
   const datasetDir = path.resolve(o.datasetDir);
   if (!existsSync(shardsDir(datasetDir))) throw new DedupError(`${datasetDir} is not a dataset folder (no shards/)`);
   const name = datasetName(datasetDir);
+  // One rewriter per dataset at a time (src/dataset/lock.ts): with --apply the lock is held from the decisions to
+  // their removal, so an opt-out applied meanwhile cannot leave decisions made against samples it removed.
+  if (!o.apply) return dedupUnlocked(o, datasetDir, name, kinds, distance, started, log);
+  const release = await lockDataset(datasetDir, 'dedup --apply', { onWait: log });
+  try {
+    return await dedupUnlocked(o, datasetDir, name, kinds, distance, started, log);
+  } finally {
+    await release();
+  }
+}
 
+async function dedupUnlocked(o: DedupOptions, datasetDir: string, name: string, kinds: DedupKind[], distance: number, started: number, log: (m: string) => void): Promise<DedupSummary> {
   const ms: Record<string, number> = {};
   let mark = performance.now();
   const lap = (step: string) => {
@@ -146,8 +157,7 @@ export async function runDedup(o: DedupOptions): Promise<DedupSummary> {
     const samples = db.prepare('SELECT count(*) FROM temp.dedup_u WHERE dataset_id = ?').pluck().get(targetId) as number;
     const referenceSamples = (db.prepare('SELECT count(*) FROM temp.dedup_u WHERE dataset_id <> ?').pluck().get(targetId) as number);
 
-    // One rewriter per dataset at a time (src/dataset/lock.ts): waits for an apply or tokenize of this dataset.
-    const applied = o.apply ? await withDatasetLock(datasetDir, 'dedup --apply', () => applyDecisions(index, targetId, datasetDir, log), { onWait: log }) : null;
+    const applied = o.apply ? await applyDecisions(index, targetId, datasetDir, log) : null;
     lap('apply');
     const rows = pendingRows(index, targetId);
     const fileWritten = await writeDuplicatesFile(datasetDir, rows, settings);

@@ -1,5 +1,5 @@
 /** Shared by the serve tests: the bundled sample's first two shards fetched into a fresh data root. */
-import { mkdtemp } from 'node:fs/promises';
+import { cp, mkdtemp } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { deepMerge, loadPipelineFile, resolvePipeline } from '../../src/pipeline/config.ts';
@@ -7,6 +7,7 @@ import { runFetch } from '../../src/pipeline/run-fetch.ts';
 import { readManifest, type ManifestRow } from '../../src/dataset/manifest.ts';
 import { sampleCatalog } from '../../src/sample-data/catalog.ts';
 import { renderSampleImage } from '../../src/sample-data/render.ts';
+import { openIndex } from '../../src/index-db/db.ts';
 
 export const PROJECT = path.resolve(import.meta.dirname, '../..');
 
@@ -31,4 +32,18 @@ export async function fetchSample(prefix: string): Promise<ServeFixture> {
 /** The bytes the sample server sends for an input row (what fetch downloaded and hashed). */
 export async function originalImage(row: number): Promise<Buffer> {
   return (await renderSampleImage(sampleCatalog()[row])).body;
+}
+
+/** A private copy of a data root holding the one dataset `sample` (tests change it): the index's path moved to the copy. */
+export async function copyDataRoot(dataRoot: string, prefix: string): Promise<{ dataRoot: string; dataset: string }> {
+  const copy = await mkdtemp(path.join(os.tmpdir(), `muse-${prefix}-`));
+  await cp(dataRoot, copy, { recursive: true });
+  const dataset = path.join(copy, 'sample');
+  const index = openIndex(copy);
+  try {
+    index.db.prepare('UPDATE datasets SET path = ?').run(dataset);
+  } finally {
+    index.close();
+  }
+  return { dataRoot: copy, dataset };
 }

@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { cp, mkdir, mkdtemp, readFile, readdir, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
@@ -28,6 +28,7 @@ import { readStats } from '../../src/dataset/stats.ts';
 import { readTarSamples } from '../../src/shards/tar-reader.ts';
 import { pendingRewrites } from '../../src/dataset/rewrite.ts';
 import { runCli } from '../helpers/cli.ts';
+import { copyDataRoot } from '../helpers/serve-fixture.ts';
 
 const root = path.resolve(import.meta.dirname, '../..');
 const tmp = (p: string) => mkdtemp(path.join(os.tmpdir(), `muse-optout-${p}-`));
@@ -310,15 +311,7 @@ async function sampleFixture(): Promise<Fixture> {
 }
 
 /** A fresh copy of the fixture's data root (the index's dataset path updated to the copy). */
-async function copyFixture(f: Fixture): Promise<{ dataRoot: string; dataset: string }> {
-  const dataRoot = await tmp('copy');
-  await cp(f.dataRoot, dataRoot, { recursive: true });
-  const dataset = path.join(dataRoot, 'sample');
-  const index = openIndex(dataRoot);
-  index.db.prepare('UPDATE datasets SET path = ?').run(dataset);
-  index.close();
-  return { dataRoot, dataset };
-}
+const copyFixture = (f: Fixture) => copyDataRoot(f.dataRoot, 'optout-copy');
 
 async function assertApplied(f: Fixture, dataRoot: string, dataset: string) {
   for (const shard of ['00000', '00001']) {

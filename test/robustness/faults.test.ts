@@ -14,7 +14,7 @@ import { writeTinyCheckpoint } from '../helpers/tiny-checkpoint.ts';
 import { runInProcess } from '../helpers/cli-in-process.ts';
 import { CheckpointStore } from '../../src/train/core/checkpoints.ts';
 import { loadCheckpoint } from '../../src/sample/load.ts';
-import { fetchSample } from '../helpers/serve-fixture.ts';
+import { copyDataRoot, fetchSample } from '../helpers/serve-fixture.ts';
 import { openIndex } from '../../src/index-db/db.ts';
 import { buildServer } from '../../src/server/app.ts';
 import { readManifest } from '../../src/dataset/manifest.ts';
@@ -83,12 +83,7 @@ test('a checkpoint with a same-size corrupted weights file: muse-sample and the 
 
 test('serve with a damaged shard manifest and a truncated shard tar: the rest is browsable, the damage is named and logged', async () => {
   const f = await fetchSample('faults-serve');
-  const dataRoot = await mkdtemp(path.join(os.tmpdir(), 'muse-faults-serve-'));
-  await cp(f.dataRoot, dataRoot, { recursive: true });
-  const dataset = path.join(dataRoot, 'sample');
-  const index = openIndex(dataRoot);
-  index.db.prepare('UPDATE datasets SET path = ?').run(dataset);
-  index.close();
+  const { dataRoot, dataset } = await copyDataRoot(f.dataRoot, 'faults-serve');
   const shard0 = await readManifest(path.join(dataset, 'shards', '00000.arrow'));
   await writeFile(path.join(dataset, 'shards', '00001.arrow'), 'not arrow at all');
   await truncate(path.join(dataset, 'shards', '00000.tar'), 612); // the first member's data is cut short

@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { cp, mkdtemp } from 'node:fs/promises';
+import { mkdtemp } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
@@ -16,7 +16,7 @@ import { INDEX_FILE, openIndex } from '../../src/index-db/db.ts';
 import { MIGRATIONS } from '../../src/index-db/schema.ts';
 import { OptoutStore, optoutVersion } from '../../src/optout/store.ts';
 import { buildServer, type ServeOptions } from '../../src/server/app.ts';
-import { fetchSample, originalImage, PROJECT, type ServeFixture } from '../helpers/serve-fixture.ts';
+import { copyDataRoot, fetchSample, originalImage, type ServeFixture } from '../helpers/serve-fixture.ts';
 import { dhash64, hammingDistance } from '../../src/image/index.ts';
 import { DEFAULT_SEARCH_DISTANCE } from '../../src/server/optout-routes.ts';
 import { runCli } from '../helpers/cli.ts';
@@ -27,13 +27,7 @@ const sampleData = async () => (fixture ??= await fetchSample('serve-api'));
 /** A private copy of the fixture's data root (tests change the index and the shards). */
 async function copyRoot(): Promise<{ dataRoot: string; dataset: string; f: ServeFixture }> {
   const f = await sampleData();
-  const dataRoot = await mkdtemp(path.join(os.tmpdir(), 'muse-serve-copy-'));
-  await cp(f.dataRoot, dataRoot, { recursive: true });
-  const dataset = path.join(dataRoot, 'sample');
-  const index = openIndex(dataRoot);
-  index.db.prepare('UPDATE datasets SET path = ?').run(dataset);
-  index.close();
-  return { dataRoot, dataset, f };
+  return { ...(await copyDataRoot(f.dataRoot, 'serve-copy')), f };
 }
 
 async function withServer(opts: Partial<ServeOptions> & { dataRoot: string }, fn: (app: FastifyInstance) => Promise<void>): Promise<void> {
