@@ -66,7 +66,7 @@ export class ShardFiles {
     try {
       members = scanTar(tar).members;
     } catch (err) {
-      throw new DamagedFileError(`shard file ${path.basename(datasetDir)}/shards/${path.basename(tar)} is damaged: ${(err as Error).message.replace(`${tar}: `, '')}; the dataset's other shards are browsable (refetch this one: delete its _stats.json and rerun fetch)`);
+      throw new DamagedFileError(`shard file ${path.relative(path.dirname(datasetDir), tar)} is damaged: ${(err as Error).message.replace(`${tar}: `, '')}; the dataset's other shards are browsable (refetch this one: delete its _stats.json and rerun fetch)`);
     }
     for (const m of members) {
       if (!m.key || m.fileBytes === 0) continue;
