@@ -17,6 +17,12 @@ export function shardPaths(datasetDir: string, index: number) {
   return { tar: `${base}.tar`, manifest: `${base}.arrow`, stats: `${base}_stats.json` };
 }
 
+/** The shard whose stats file is named `name` (`00012_stats.json` -> 12), or null for any other file. */
+export function shardOfStatsFile(name: string): number | null {
+  const m = /^(\d+)_stats\.json$/.exec(name);
+  return m ? Number(m[1]) : null;
+}
+
 /** Digits of the in-shard position in a key: 4 for up to 10,000 samples per shard (as img2dataset's k). */
 export function positionDigits(samplesPerShard: number): number {
   return Math.max(4, Math.ceil(Math.log10(samplesPerShard)));

@@ -38,7 +38,7 @@ export async function runTraining(o: TrainRunOptions) {
     runner = await MuseRunner.create({ config: cfg, datasetDirs, runDir: o.runDir, dataRoot: o.dataRoot, comm: o.comm, sampleGrid: (dir, png) => sampleGridForTraining(dir, png, cfg.sampling) });
   }
   const evaluator = cfg.stage !== 'vqgan' && cfg.evaluation.every
-    ? (await import('./evaluation.ts')).trainingEvaluator(cfg, o.runDir, (m) => (o.out ?? process.stderr).write(`${m}\n`))
+    ? (await import('./evaluation.ts')).trainingEvaluator(cfg, o.runDir, (m) => (o.out ?? process.stderr).write(`${m}\n`), o.dataRoot)
     : undefined;
   try {
     return await runTrainingLoop({ config: cfg, runDir: o.runDir, runner, resume: o.resume, allowFresh: o.allowFresh, stopAfter: o.stopAfter, out: o.out, evaluator, comm: o.comm, weightCheckEvery: o.weightCheckEvery });

@@ -3,7 +3,7 @@
  * VqganTrainer, reconstruction grids. Checkpoint layout (VqganTrainer.save): vqgan/ and ema/ (open-muse
  * VQGAN folders, usable as `muse-data tokenize --vq DIR`), optimizer and discriminator states.
  */
-import path from 'node:path';
+import { runPaths } from '../../run-folder/index.ts';
 import { tf } from '../../runtime/backend.ts';
 import { VQGAN, configFromJson } from '../../models/vqgan/index.ts';
 import { configAdamW, configEmaOptions, configLearningRate } from '../config/options.ts';
@@ -133,8 +133,7 @@ export class VqganRunner implements StageRunner {
     try {
       const n = Math.min(GRID_IMAGES, b.pixels.shape[0]);
       const pixels = tf.slice(b.pixels, [0, 0, 0, 0], [n, -1, -1, -1]) as tf.Tensor4D;
-      const name = final ? 'final.png' : `step-${String(step).padStart(8, '0')}.png`;
-      const file = path.join(this.runDir, 'reconstructions', name);
+      const file = runPaths(this.runDir).artefact('reconstructions', step, final);
       const draw = () => reconstructionGrid(this.vq, pixels, file);
       await (this.trainer.ema ? this.trainer.ema.withEmaWeights(draw) : draw());
       pixels.dispose();

@@ -16,7 +16,7 @@
  * its config, uses tf's global RNG and would make resume inexact — the trainer refuses dropout > 0.
  */
 import * as tf from '@tensorflow/tfjs';
-import path from 'node:path';
+import { CHECKPOINT_FILES, checkpointPath } from '../../run-folder/index.ts';
 import { existsSync } from 'node:fs';
 import { VQGAN, derived, type Tap } from '../../models/vqgan/index.ts';
 import { openCheckpoint, saveSafetensors, type CheckpointReader } from '../../models/safetensors.ts';
@@ -452,20 +452,20 @@ export class VqganTrainer {
    * trainer_state.safetensors (codebook last-used steps). Every file is written atomically.
    */
   async save(dir: string): Promise<void> {
-    await this.vq.save(path.join(dir, 'vqgan'));
-    if (this.ema) await this.ema.withEmaWeights(() => this.vq.save(path.join(dir, 'ema')));
-    await saveOptimizer(path.join(dir, 'optimizer.safetensors'), this.optimizer);
+    await this.vq.save(checkpointPath(dir, 'vqgan'));
+    if (this.ema) await this.ema.withEmaWeights(() => this.vq.save(checkpointPath(dir, 'ema')));
+    await saveOptimizer(checkpointPath(dir, 'optimizer'), this.optimizer);
     if (this.discriminator && this.discOptimizer) {
       const t = this.discriminator.torchTensors();
       try {
-        await saveSafetensors(path.join(dir, 'discriminator.safetensors'), t, { format: 'pt', config: JSON.stringify(this.discriminator.config) });
+        await saveSafetensors(checkpointPath(dir, 'discriminator'), t, { format: 'pt', config: JSON.stringify(this.discriminator.config) });
       } finally {
         tf.dispose(Object.values(t));
       }
-      await saveOptimizer(path.join(dir, 'disc_optimizer.safetensors'), this.discOptimizer);
+      await saveOptimizer(checkpointPath(dir, 'discOptimizer'), this.discOptimizer);
     }
     await saveSafetensors(
-      path.join(dir, 'trainer_state.safetensors'),
+      checkpointPath(dir, 'vqganState'),
       { codebook_last_used: { dtype: 'I32', shape: [this.usage.numCodes], data: this.usage.lastUsed } },
       { version: STATE_VERSION, seed: String(this.o.seed) },
     );
@@ -473,9 +473,9 @@ export class VqganTrainer {
 
   /** Restores what save() wrote, into this trainer's existing variables, so training continues exactly. */
   async load(dir: string): Promise<void> {
-    const need = (f: string) => {
-      const p = path.join(dir, f);
-      if (!existsSync(p)) throw new Error(`VQGAN checkpoint ${dir}: missing ${f}`);
+    const need = (name: keyof typeof CHECKPOINT_FILES) => {
+      const p = checkpointPath(dir, name);
+      if (!existsSync(p)) throw new Error(`VQGAN checkpoint ${dir}: missing ${CHECKPOINT_FILES[name]}`);
       return p;
     };
     const saved = await VQGAN.fromSafetensors(need('vqgan'));
@@ -493,14 +493,14 @@ export class VqganTrainer {
         ema.dispose();
       }
     }
-    await loadOptimizer(need('optimizer.safetensors'), this.optimizer);
+    await loadOptimizer(need('optimizer'), this.optimizer);
     if (this.discriminator && this.discOptimizer) {
-      await withReader(need('discriminator.safetensors'), (r) => this.discriminator!.load(r, path.join(dir, 'discriminator.safetensors')));
-      await loadOptimizer(need('disc_optimizer.safetensors'), this.discOptimizer);
+      await withReader(need('discriminator'), (r) => this.discriminator!.load(r, checkpointPath(dir, 'discriminator')));
+      await loadOptimizer(need('discOptimizer'), this.discOptimizer);
     }
-    await withReader(need('trainer_state.safetensors'), async (r) => {
+    await withReader(need('vqganState'), async (r) => {
       const meta = r.metadata();
-      if (meta.version !== STATE_VERSION) throw new Error(`${dir}/trainer_state.safetensors: unsupported version ${meta.version}`);
+      if (meta.version !== STATE_VERSION) throw new Error(`${checkpointPath(dir, 'vqganState')}: unsupported version ${meta.version}`);
       const t = await r.read('codebook_last_used');
       this.usage.restore(t.data);
     });
@@ -508,7 +508,7 @@ export class VqganTrainer {
 
   /** A trainer whose VQGAN (and everything else) comes from a checkpoint written by save(). */
   static async resume(dir: string, opts: VqganTrainerOptions): Promise<VqganTrainer> {
-    const vq = await VQGAN.fromSafetensors(path.join(dir, 'vqgan'));
+    const vq = await VQGAN.fromSafetensors(checkpointPath(dir, 'vqgan'));
     const trainer = new VqganTrainer(vq, opts);
     await trainer.load(dir);
     return trainer;
