@@ -56,6 +56,11 @@ const BENCHMARKS: Record<string, Benchmark> = {
     defaultRuns: 1,
     run: standalone(async () => (await import('./index-optout.ts')).benchOptout),
   },
+  'index-engines': {
+    description: 'sample index engine choice: DuckDB over sorted Parquet runs vs LevelDB (classic-level): record rows/s, look-up p50/p99, batch join, bytes/sample',
+    defaultRuns: 1,
+    run: standalone(async () => (await import('./index-engines.ts')).benchEngines),
+  },
   'index-dedup': {
     description: 'dedup (issue 3): full pass over 1M perceptual hashes, probe lookups/s, rerun and incremental shard, index size',
     defaultRuns: 1,

@@ -17,6 +17,7 @@ import { ShardTarWriter } from '../shards/tar-writer.ts';
 import { manifestRow, writeManifest, type ManifestRow } from '../dataset/manifest.ts';
 import { summarize, writeStats, type ShardStats } from '../dataset/stats.ts';
 import type { FetchIndex } from '../index-db/fetch-index.ts';
+import { writeRun } from '../index-db/sample-runs.ts';
 
 export interface ShardJobContext {
   cfg: PipelineConfig;
@@ -26,7 +27,7 @@ export interface ShardJobContext {
   downloader: Downloader;
   processImage: (bytes: Buffer) => Promise<ImageResult>;
   filter: (rec: SourceRecord) => FilterVerdict;
-  /** The data root's index: opt-out tests per row, and where the finished shard's samples are recorded. */
+  /** The data root's index: opt-out tests per row. */
   index?: FetchIndex;
   /** Called once per input row when its outcome is final (in key order). */
   onRow?: (status: SampleStatus, shard: number) => void;
@@ -76,9 +77,9 @@ export async function runShard(shard: number, ctx: ShardJobContext): Promise<Sha
 
   const bytesWritten = await tar.finish();
   await writeManifest(paths.manifest, rows);
-  // Before the stats file: a shard counts as complete only once the index knows its samples.
+  // Before the stats file: a shard counts as complete only once its index run (sorted by URL hash) is beside it.
   const ti = performance.now();
-  ctx.index?.recordShard(shard, rows);
+  await writeRun(paths.indexRun, rows, shard);
   timings.index_ms += performance.now() - ti;
   const endTime = new Date();
   const stats: ShardStats = {

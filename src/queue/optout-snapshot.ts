@@ -46,10 +46,7 @@ export async function writeOptoutSnapshot(dataRoot: string, datasetDir: string):
   return { file, sha256 };
 }
 
-/**
- * A worker's FetchIndex: opt-out tests from the snapshot; `recordShard` does nothing because the parent records
- * every finished shard's samples in its index (from the shard manifest).
- */
+/** A worker's FetchIndex: opt-out tests from the snapshot (the shard job writes its index run itself). */
 export async function openOptoutSnapshot(ref: OptoutSnapshotRef): Promise<FetchIndex> {
   let bytes: Buffer;
   try {
@@ -74,7 +71,6 @@ export async function openOptoutSnapshot(ref: OptoutSnapshotRef): Promise<FetchI
       return urlStmt.get(hashNormalized(normalized)) !== undefined;
     },
     imageOptedOut: (sha256) => imageStmt.get(Buffer.from(sha256, 'hex')) !== undefined,
-    recordShard: () => {},
     close: () => db.close(),
   };
 }

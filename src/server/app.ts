@@ -3,6 +3,7 @@
  * with checkpoints, the playground (/play) — over the data root's index. Request paths reach the file system only
  * through dataset names the index knows and sample keys found in it.
  */
+import { sampleIndexCache, type SampleIndex } from '../dataset/sample-index.ts';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import rateLimit from '@fastify/rate-limit';
 import { openIndex, type DatasetRow, type IndexDb } from '../index-db/db.ts';
@@ -54,6 +55,8 @@ export class HttpError extends Error {
 /** What the route modules share. */
 export interface ServerContext {
   index: IndexDb;
+  /** The sample index over every dataset's runs (src/dataset/sample-index.ts), reopened every few seconds. */
+  samples: () => Promise<SampleIndex>;
   opts: ServeOptions & typeof DEFAULT_LIMITS;
   shardFiles: ShardFiles;
   playground?: Playground;
@@ -92,6 +95,7 @@ export async function buildServer(o: ServeOptions): Promise<FastifyInstance> {
   };
   const ctx: ServerContext = {
     index,
+    samples: sampleIndexCache(index),
     opts,
     shardFiles: new ShardFiles(),
     playground: o.checkpoints?.length ? new Playground(o.checkpoints, { maxQueue: opts.maxQueue, feedbackFile: o.feedbackFile }) : undefined,
