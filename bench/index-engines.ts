@@ -103,7 +103,7 @@ export async function benchEngines(opts: { quick?: boolean; log?: (m: string) =>
     const uncompactedUrl = pct(await timeEach(Math.min(lookups, 100), async (i) => runsByUrlHash(con, uncompacted, urlHashLoose(probes[i].url))));
     const optoutHashes = Array.from({ length: joinK }, (_, i) => urlHashLoose(syntheticUrl(i % 2 ? i * 3 : N + i)));
     t = performance.now();
-    const joined = await runsOptedOut(con, set, 1, optoutHashes, []);
+    const joined = await runsOptedOut(con, set, 1, () => optoutHashes, () => []);
     const duckJoinS = (performance.now() - t) / 1000;
     con.closeSync();
 

@@ -5,12 +5,13 @@
  * still answer from the old `samples` table of index.sqlite until `muse-data index compact` moves them.
  *
  * `runs.json` (replaced atomically) lists the live compacted runs and, per dataset folder, the shard runs they
- * absorbed with each file's size and mtime. A shard run that is still there with the same stamp is a leftover of
+ * absorbed with each file's sha256. A shard run that is still there with the same content is a leftover of
  * a compaction killed before it deleted it (ignored); with another stamp it is newer (an opt-out / dedup rewrite or a
  * refetch after the compaction): it wins over the compacted rows of that shard.
  */
 import { existsSync } from 'node:fs';
-import { readFile, readdir, rm, stat } from 'node:fs/promises';
+import { hash } from 'node:crypto';
+import { readFile, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { DuckDBConnection } from '@duckdb/node-api';
 import { urlHash } from '../optout/normalize-url.ts';
@@ -28,7 +29,7 @@ export interface LiveRuns {
   /** Bumped by each compaction; names its files. */
   generation: number;
   runs: Array<{ byUrl: string; bySha: string; rows: number }>;
-  /** Dataset folder -> shard -> stamp (`size:mtimeMs`) of the shard run absorbed. */
+  /** Dataset folder -> shard -> sha256 of the shard run absorbed (`legacy`: moved from the old samples table). */
   covered: Record<string, Record<string, string>>;
 }
 
@@ -48,7 +49,7 @@ export async function readLiveRuns(dataRoot: string): Promise<LiveRuns> {
   }
 }
 
-const stampOf = (s: { size: number; mtimeMs: number }) => `${s.size}:${Math.round(s.mtimeMs)}`;
+const stampOf = async (file: string) => hash('sha256', await readFile(file), 'hex');
 
 /** Where every live index row is, for a set of datasets. */
 export interface IndexLayout {
@@ -58,8 +59,8 @@ export interface IndexLayout {
   inRuns: Set<string>;
   /** Shard runs absorbed but not deleted yet (a compaction killed after its swap). */
   leftovers: string[];
-  /** Per dataset id: shard run files, and their stamps, live and not covered by a compaction. */
-  shardRunStamps: Map<number, Map<number, string>>;
+  /** Per dataset id: its live shard runs by shard. */
+  shardRunFiles: Map<number, Map<number, string>>;
 }
 
 export async function indexLayout(dataRoot: string, datasets: readonly DatasetRow[]): Promise<IndexLayout> {
@@ -68,7 +69,7 @@ export async function indexLayout(dataRoot: string, datasets: readonly DatasetRo
   const set: RunSet = { shardRuns: [], compacted: live.runs.map((r) => ({ byUrl: path.join(dir, r.byUrl), bySha: path.join(dir, r.bySha) })), stale: [] };
   const inRuns = new Set<string>();
   const leftovers: string[] = [];
-  const shardRunStamps = new Map<number, Map<number, string>>();
+  const shardRunFiles = new Map<number, Map<number, string>>();
   for (const d of datasets) {
     const covered = live.covered[d.path] ?? {};
     for (const s of Object.keys(covered)) inRuns.add(`${d.id}:${s}`);
@@ -80,27 +81,29 @@ export async function indexLayout(dataRoot: string, datasets: readonly DatasetRo
     }
     const complete = new Set(names.filter((n) => n.endsWith(STATS_SUFFIX)).map((n) => Number(n.slice(0, -STATS_SUFFIX.length))));
     const files: string[] = [];
-    const stamps = new Map<number, string>();
+    const byShard = new Map<number, string>();
     for (const n of names) {
       if (!n.endsWith(INDEX_RUN_SUFFIX)) continue;
       const shard = Number(n.slice(0, -INDEX_RUN_SUFFIX.length));
       if (!Number.isInteger(shard) || !complete.has(shard)) continue;
       const file = path.join(shardsDir(d.path), n);
-      const stamp = stampOf(await stat(file));
       const was = covered[String(shard)];
-      if (was === stamp) {
-        leftovers.push(file);
-        continue;
+      if (was !== undefined) {
+        // Absorbed by a compaction: the same file is a leftover, another one is newer than the compacted rows.
+        if (was === (await stampOf(file))) {
+          leftovers.push(file);
+          continue;
+        }
+        set.stale.push({ datasetId: d.id, shard });
       }
-      if (was !== undefined) set.stale.push({ datasetId: d.id, shard });
       files.push(file);
-      stamps.set(shard, stamp);
+      byShard.set(shard, file);
       inRuns.add(`${d.id}:${shard}`);
     }
     if (files.length) set.shardRuns.push({ datasetId: d.id, files: files.sort() });
-    shardRunStamps.set(d.id, stamps);
+    shardRunFiles.set(d.id, byShard);
   }
-  return { live, set, inRuns, leftovers, shardRunStamps };
+  return { live, set, inRuns, leftovers, shardRunFiles };
 }
 
 /** Look-ups over the runs of every registered dataset, with the old samples table for shards not moved yet. */
@@ -156,8 +159,8 @@ export class SampleIndex {
    * join of the opt-out lists against the runs; shards not moved yet answer from the old samples table.
    */
   async optedOutSamples(datasetId: number): Promise<OptoutMatch[]> {
-    const urls = this.index.stmt('SELECT url_hash FROM optout_urls').pluck().iterate() as Iterable<Buffer>;
-    const images = this.index.stmt('SELECT sha256 FROM optout_images').pluck().iterate() as Iterable<Buffer>;
+    const urls = () => this.index.stmt('SELECT url_hash FROM optout_urls').pluck().iterate() as Iterable<Buffer>;
+    const images = () => this.index.stmt('SELECT sha256 FROM optout_images').pluck().iterate() as Iterable<Buffer>;
     const fromRuns = await runsOptedOut(this.con, this.layout.set, datasetId, urls, images);
     const legacy = legacyOptedOut(this.index, datasetId).filter((m) => !this.layout.inRuns.has(`${datasetId}:${m.shard}`));
     const all = [...fromRuns.map(({ key, shard, byImage }) => ({ key, shard, byImage })), ...legacy];
@@ -210,7 +213,9 @@ export interface CompactResult {
  * the swap, the old runs stay live (the new files are unreferenced and removed by the next compaction); killed
  * after it, the leftovers are recognised by their stamps and deleted by the next compaction.
  */
-export async function compactIndex(index: IndexDb, log: (m: string) => void = () => {}): Promise<CompactResult> {
+export type CompactStep = 'written' | 'swapped' | 'deleted';
+
+export async function compactIndex(index: IndexDb, log: (m: string) => void = () => {}, onStep?: (step: CompactStep) => void): Promise<CompactResult> {
   const dataRoot = path.dirname(index.file);
   const datasets = index.datasets();
   const layout = await indexLayout(dataRoot, datasets);
@@ -233,21 +238,28 @@ export async function compactIndex(index: IndexDb, log: (m: string) => void = ()
     const bySha = `c-${gen}.sha.parquet`;
     log(`merging ${shardRunsMerged} shard run(s), ${layout.live.runs.length} compacted run(s) and ${[...legacyShards.values()].reduce((n, s) => n + s.size, 0)} old shard(s) into ${byUrl}`);
     const rows = await writeCompacted(con, set, path.join(dir, byUrl), path.join(dir, bySha));
+    onStep?.('written');
     // The commit point: the new manifest names the new run and every shard run it absorbed.
     const covered: LiveRuns['covered'] = {};
     for (const d of datasets) {
       const c: Record<string, string> = {};
-      const stamps = layout.shardRunStamps.get(d.id);
-      for (const [s, stamp] of Object.entries(layout.live.covered[d.path] ?? {})) if (!stamps?.has(Number(s))) c[s] = stamp;
-      for (const [s, stamp] of stamps ?? []) c[String(s)] = stamp;
+      const files = layout.shardRunFiles.get(d.id);
+      for (const [s, stamp] of Object.entries(layout.live.covered[d.path] ?? {})) if (!files?.has(Number(s))) c[s] = stamp;
+      for (const [s, file] of files ?? []) c[String(s)] = await stampOf(file);
       for (const s of legacyShards.get(d.id) ?? []) c[String(s)] = 'legacy';
       if (Object.keys(c).length) covered[d.path] = c;
     }
     const next: LiveRuns = { generation: gen, runs: [{ byUrl, bySha, rows }], covered };
     await writeFileAtomic(runsManifestPath(dataRoot), JSON.stringify(next, null, 1) + '\n');
-    const absorbed = layout.set.shardRuns.flatMap((d) => d.files);
+    onStep?.('swapped');
+    // Only a shard run still equal to what was merged goes (one rewritten meanwhile is newer: it stays live).
+    const absorbed: string[] = [];
+    for (const d of datasets) {
+      for (const [s, file] of layout.shardRunFiles.get(d.id) ?? []) if (existsSync(file) && (await stampOf(file)) === covered[d.path]?.[String(s)]) absorbed.push(file);
+    }
     const deleted = await cleanUp(dir, next, [...absorbed, ...layout.leftovers]);
     await rm(legacyFile, { force: true });
+    onStep?.('deleted');
     return { runsMerged: layout.live.runs.length, shardRunsMerged, legacyShardsMoved: [...legacyShards.values()].reduce((n, s) => n + s.size, 0), rows, deleted };
   } finally {
     con.closeSync();

@@ -196,14 +196,15 @@ export async function runsNearPhash(con: DuckDBConnection, set: RunSet, datasetI
 
 /**
  * Opt-out planning as one batch join: samples of `datasetId` still in their tar (status ok / fallback) whose
- * url_hash or sha256 is in the given lists. DuckDB runs the hash joins on all its threads.
+ * url_hash or sha256 is in the given lists (each read once, when needed). DuckDB runs the hash joins on all
+ * its threads.
  */
 export async function runsOptedOut(
   con: DuckDBConnection,
   set: RunSet,
   datasetId: number | null,
-  urlHashes: Iterable<Buffer>,
-  sha256s: Iterable<Buffer>,
+  urlHashes: () => Iterable<Buffer>,
+  sha256s: () => Iterable<Buffer>,
 ): Promise<Array<{ datasetId: number; key: string; shard: number; byImage: boolean }>> {
   const rel = runsRelation(set, 'url');
   if (!rel) return [];
@@ -211,13 +212,13 @@ export async function runsOptedOut(
   try {
     await con.run(`CREATE TEMP TABLE ${t}_u (h UBIGINT); CREATE TEMP TABLE ${t}_i (s BLOB)`);
     const au = await con.createAppender(`${t}_u`, 'main', 'temp');
-    for (const h of urlHashes) {
+    for (const h of urlHashes()) {
       au.appendUBigInt(u64(h));
       au.endRow();
     }
     au.closeSync();
     const ai = await con.createAppender(`${t}_i`, 'main', 'temp');
-    for (const s of sha256s) {
+    for (const s of sha256s()) {
       ai.appendBlob(s);
       ai.endRow();
     }
