@@ -24,7 +24,7 @@ const SHARD = 10_000;
 
 type Row = Omit<SampleInput, 'shard'>;
 
-function shardRows(shard: number, seedShas: Buffer): Row[] {
+export function shardRows(shard: number, seedShas: Buffer): Row[] {
   const rows: Row[] = [];
   for (let i = 0; i < SHARD; i++) {
     const n = shard * SHARD + i;

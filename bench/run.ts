@@ -61,6 +61,11 @@ const BENCHMARKS: Record<string, Benchmark> = {
     defaultRuns: 1,
     run: standalone(async () => (await import('./index-engines.ts')).benchEngines),
   },
+  'index-scale': {
+    description: 'the sample index at scale: shard-run recording rows/s as the index grows, compaction, look-up p50/p99 cold and warm, opt-out planning join, bytes/sample (--quick: 200k rows)',
+    defaultRuns: 1,
+    run: standalone(async () => (await import('./index-scale.ts')).benchIndexScale),
+  },
   'index-dedup': {
     description: 'dedup (issue 3): full pass over 1M perceptual hashes, probe lookups/s, rerun and incremental shard, index size',
     defaultRuns: 1,

@@ -14,7 +14,6 @@ import { hash } from 'node:crypto';
 import { readFile, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { DuckDBConnection } from '@duckdb/node-api';
-import { urlHash } from '../optout/normalize-url.ts';
 import { sha256Bytes, type DatasetRow, type IndexDb, type SampleRef } from '../index-db/db.ts';
 import { optedOutSamples as legacyOptedOut, type OptoutMatch } from '../index-db/optout-matches.ts';
 import { writeLegacyRows } from '../index-db/legacy-samples.ts';
@@ -131,11 +130,7 @@ export class SampleIndex {
     return out.sort((a, b) => a.datasetId - b.datasetId || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   }
 
-  /** Samples fetched from this URL (after normalisation), any dataset. Throws UrlError on an invalid URL. */
-  async samplesByUrl(url: string): Promise<SampleRef[]> {
-    return this.samplesByUrlHash(urlHash(url));
-  }
-
+  /** Samples fetched from the URL with this hash (`urlHash` of src/optout/normalize-url.ts), any dataset. */
   async samplesByUrlHash(hash: Buffer): Promise<SampleRef[]> {
     return this.refs(await runsByUrlHash(this.con, this.layout.set, hash), this.index.samplesByUrlHash(hash));
   }

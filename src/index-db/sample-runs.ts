@@ -12,8 +12,7 @@
 import { rename, rm, mkdir, open } from 'node:fs/promises';
 import path from 'node:path';
 import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
-import { captionHash, sha256Bytes, phashToInt, type SampleInput } from './db.ts';
-import { urlHashLoose } from '../optout/normalize-url.ts';
+import { captionHash, sampleUrlHash, sha256Bytes, phashToInt, type SampleInput } from './db.ts';
 import { fsyncDir, TMP_SUFFIX } from '../util/atomic.ts';
 
 /** Rows per row group in compacted runs: one group is what a cold point look-up reads (per column). */
@@ -68,7 +67,7 @@ export async function writeRun(file: string, rows: readonly Omit<SampleInput, 's
     const app = await con.createAppender(t, 'main', 'temp');
     for (const r of rows) {
       if (!r.url) continue;
-      app.appendUBigInt(u64(urlHashLoose(r.url)));
+      app.appendUBigInt(u64(sampleUrlHash(r.url)));
       if (r.sha256) {
         const b = sha256Bytes(r.sha256);
         app.appendBlob(b);
