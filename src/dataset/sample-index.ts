@@ -17,9 +17,11 @@ import type { DuckDBConnection } from '@duckdb/node-api';
 import { sha256Bytes, type DatasetRow, type IndexDb, type SampleRef } from '../index-db/db.ts';
 import { optedOutSamples as legacyOptedOut, type OptoutMatch } from '../index-db/optout-matches.ts';
 import { writeLegacyRows } from '../index-db/legacy-samples.ts';
-import { connect, runsByUrlHash, runsBySha256, runsNearPhash, runsOptedOut, writeCompacted, type RunHit, type RunSet } from '../index-db/sample-runs.ts';
+import { connect, writeRun, runsByUrlHash, runsBySha256, runsNearPhash, runsOptedOut, writeCompacted, type RunHit, type RunSet } from '../index-db/sample-runs.ts';
 import { writeFileAtomic } from '../util/atomic.ts';
-import { INDEX_RUN_SUFFIX, indexRunsDir, shardsDir } from './names.ts';
+import { INDEX_RUN_SUFFIX, indexRunsDir, shardName, shardPaths, shardsDir } from './names.ts';
+import { completeShards } from './complete-shards.ts';
+import { readManifest } from './manifest.ts';
 
 export const RUNS_MANIFEST = 'runs.json';
 const STATS_SUFFIX = '_stats.json';
@@ -213,6 +215,8 @@ export type CompactStep = 'written' | 'swapped' | 'deleted';
 export async function compactIndex(index: IndexDb, log: (m: string) => void = () => {}, onStep?: (step: CompactStep) => void): Promise<CompactResult> {
   const dataRoot = path.dirname(index.file);
   const datasets = index.datasets();
+  const rebuilt = await runsFromManifests(index, await indexLayout(dataRoot, datasets));
+  if (rebuilt) log(`${rebuilt} complete shard(s) had no index run and no old samples rows: runs written from their manifests`);
   const layout = await indexLayout(dataRoot, datasets);
   const dir = indexRunsDir(dataRoot);
   const con = await connect();
@@ -259,6 +263,27 @@ export async function compactIndex(index: IndexDb, log: (m: string) => void = ()
   } finally {
     con.closeSync();
   }
+}
+
+/**
+ * Complete shards that are in no run and not in the old samples table (e.g. finished by queue workers of an older
+ * muse, whose parent recorded them later or never): their run is written from the manifest, as fetch would have.
+ */
+async function runsFromManifests(index: IndexDb, layout: IndexLayout): Promise<number> {
+  const hasOld = index.stmt('SELECT 1 FROM samples WHERE dataset_id = ? AND key >= ? AND key < ? LIMIT 1').pluck();
+  let n = 0;
+  for (const d of index.datasets()) {
+    if (!existsSync(d.path)) continue;
+    for (const shard of await completeShards(d.path)) {
+      if (layout.inRuns.has(`${d.id}:${shard}`)) continue;
+      // Keys start with the 5-digit shard name; ':' sorts right after '9'.
+      if (hasOld.get(d.id, shardName(shard), shardName(shard) + ':') !== undefined) continue;
+      const paths = shardPaths(d.path, shard);
+      await writeRun(paths.indexRun, await readManifest(paths.manifest), shard);
+      n++;
+    }
+  }
+  return n;
 }
 
 /** Deletes absorbed shard runs and every file under the runs folder that `live` does not name. */
