@@ -11,7 +11,7 @@
  */
 import { rename, rm, mkdir, open } from 'node:fs/promises';
 import path from 'node:path';
-import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
+import type { DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
 import { captionHash, sampleUrlHash, sha256Bytes, phashToInt, type SampleInput } from './db.ts';
 import { fsyncDir, TMP_SUFFIX } from '../util/atomic.ts';
 
@@ -25,9 +25,13 @@ export class RunError extends Error {}
 
 let shared: Promise<DuckDBInstance> | undefined;
 
-/** One in-memory DuckDB per process (it only reads and writes Parquet files). */
+/**
+ * One in-memory DuckDB per process (it only reads and writes Parquet files), loaded on first use so that a
+ * process that never touches the index (the fetch parent, other commands) does not load the native library.
+ */
 export function duck(): Promise<DuckDBInstance> {
   shared ??= (async () => {
+    const { DuckDBInstance } = await import('@duckdb/node-api');
     const db = await DuckDBInstance.create(':memory:');
     const con = await db.connect();
     // Keeps Parquet footers (row-group min/max) in memory between look-ups; the parquet extension is built in.
