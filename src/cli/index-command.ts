@@ -12,7 +12,8 @@ export function indexCommand(y: Argv) {
 }
 
 export async function indexHandler(a: Record<string, unknown>): Promise<number> {
-  const index = openIndex(resolveDataRoot(a['data-root'] as string | undefined));
+  // Compaction only reads index.sqlite (datasets, old samples rows); a data root without one is an error.
+  const index = openIndex(resolveDataRoot(a['data-root'] as string | undefined), { readonly: true });
   try {
     const r = await compactIndex(index, (m) => process.stderr.write(m + '\n'));
     process.stdout.write(
