@@ -1,5 +1,5 @@
 /**
- * The one image decode (src/image/to-floats.ts) that tokenize and VQGAN training share since issue 12: images/s
+ * The one image decode (src/image/to-floats.ts) that tokenize and VQGAN training share: images/s
  * of `imageToFloats` against tokenize's previous decode (no EXIF orientation step, alpha dropped before the
  * colour-space conversion), measured in the same run on the same images. 256 px JPEGs as fetch writes them, decoded
  * to the built-in VQGAN's 64 px input.
@@ -8,7 +8,7 @@ import sharp from 'sharp';
 import { imageToFloats } from '../src/image/to-floats.ts';
 import { median, round } from './lib.ts';
 
-/** tokenize's decode before issue 12, kept here only as the baseline. */
+/** tokenize's earlier decode, kept here only as the baseline. */
 async function previousTokenizeDecode(bytes: Buffer, size: number): Promise<Float32Array> {
   const raw = await sharp(bytes).removeAlpha().toColourspace('srgb').resize(size, size, { fit: 'cover', position: 'centre' }).raw().toBuffer();
   const px = new Float32Array(size * size * 3);
@@ -55,7 +55,7 @@ export async function benchDecode(opts: { quick?: boolean; log?: (m: string) => 
     table: [
       '| decode (256 px JPEG -> 64 px floats) | images/s (median) |',
       '|---|---|',
-      `| imageToFloats (tokenize + VQGAN, issue 12) | ${round(s, 1)} |`,
+      `| imageToFloats (tokenize + VQGAN) | ${round(s, 1)} |`,
       `| tokenize's previous decode (baseline) | ${round(p, 1)} |`,
       `| ratio | ${round(s / p, 3)} |`,
     ].join('\n'),

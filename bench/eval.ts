@@ -1,5 +1,5 @@
 /**
- * muse-eval throughput (issue 14), per tfjs backend: FID Inception features/s (pytorch-fid architecture,
+ * muse-eval throughput, per tfjs backend: FID Inception features/s (pytorch-fid architecture,
  * deterministic random weights, 299 px and the demo's 139 px), CLIP ViT-B/32 image embeddings/s (224 px) and
  * text embeddings/s (77 tokens), random weights of the real architectures; plus the CPU-side parts: clean-fid
  * (PIL bicubic) vs pytorch-fid (bilinear) resize per image, and the float64 statistics + Fréchet distance at

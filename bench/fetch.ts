@@ -40,9 +40,9 @@ const PROJECT = path.resolve(import.meta.dirname, '..');
 const BIN = path.join(PROJECT, 'bin', 'muse-data.js');
 const HERE = import.meta.dirname;
 
-/** img2dataset on this kind of machine and workload, as quoted in issue 2 (not measured here). */
+/** img2dataset on this kind of machine and workload, as quoted by its users (not measured here). */
 const REFERENCE = {
-  source: 'img2dataset, as quoted in issue 2; not measured here',
+  source: 'img2dataset, as quoted by its users; not measured here',
   http_successes_per_s: 75,
   http_cpu_ms_per_success: 14.9,
   https_successes_per_s: 12,

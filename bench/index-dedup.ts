@@ -1,5 +1,5 @@
 /**
- * Dedup benchmark (issue 3): with 1 million perceptual hashes in the index (random, plus 1% planted near
+ * Dedup benchmark: with 1 million perceptual hashes in the index (random, plus 1% planted near
  * duplicates of earlier samples at known distances 0..10 and 0.1% identical images),
  * - the whole `muse-data dedup` pass from scratch (exact kinds in SQL + near duplicates by multi-index hashing),
  *   wall and CPU seconds, with its phases; recall on the planted pairs at the default distance 6;

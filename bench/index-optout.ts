@@ -1,5 +1,5 @@
 /**
- * Opt-out index benchmark (issue 3): with 10 million opted-out URLs in the index,
+ * Opt-out index benchmark: with 10 million opted-out URLs in the index,
  * - import rate (URLs/s) of `optout import` on a generated one-URL-per-line stream (parse, normalise, hash,
  *   sorted batch insert), wall clock and per CPU second (the machine is shared: CPU time is the steadier figure);
  * - `check` latency p50/p99 in-process: the opt-out lookup alone (one statement), and the full check

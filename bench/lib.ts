@@ -125,3 +125,19 @@ export function medianLeaves(results: unknown[], digits = 3): Record<string, num
   const keys = [...new Set(leaves.flatMap((l) => Object.keys(l)))];
   return Object.fromEntries(keys.map((k) => [k, round(median(leaves.map((l) => l[k])), digits)]));
 }
+
+/**
+ * A VQGAN folder (the built-in architecture, random weights) with `codebook` codes, for training benches whose
+ * transformer predicts more codes than the built-in VQGAN's 256: training checks model.vq's codebook first.
+ */
+export async function writeBenchVq(dir: string, codebook: number): Promise<string> {
+  const { VQGAN } = await import('../src/models/vqgan/index.ts');
+  const { BUILTIN_VQ_CONFIG } = await import('../src/models/registry.ts');
+  const vq = VQGAN.create({ ...BUILTIN_VQ_CONFIG, numEmbeddings: codebook }, 0);
+  try {
+    await vq.save(dir);
+  } finally {
+    vq.dispose();
+  }
+  return dir;
+}

@@ -1,5 +1,5 @@
 /**
- * Loader benchmark (issue 5): the token-cache loader (batch 64, 16x16 = 256 image tokens, 77x768 float16 text
+ * Loader benchmark: the token-cache loader (batch 64, 16x16 = 256 image tokens, 77x768 float16 text
  * states) against the raw-pixel path (read the same number of 256 px JPEGs from a WebDataset tar and decode them
  * with sharp to float pixels), same run, same machine. Caches and tar are generated synthetically in a temp dir.
  * "Per core" = samples per CPU second of the process (user + system, all threads: sharp decodes on libuv threads).

@@ -1,7 +1,8 @@
 // VQGAN encode throughput (images/s) at 64 px: pixels -> token ids with the reference f16 architecture
 // (hidden 128, channel_mult 1,1,2,2,4, 2 res blocks, 1024 x 256 codebook; random weights, which cost the same
-// as real ones), on the wasm and cpu backends. A 64 px image gives a 4 x 4 token grid with f16.
+// as real ones), on the native tensorflow build (where built), wasm and cpu. A 64 px image gives a 4 x 4 token grid.
 import * as tf from '@tensorflow/tfjs';
+import { readBuildInfo } from '../src/runtime/tensorflow/build-dir.ts';
 import { initBackend, type BackendName } from '../src/runtime/backend.ts';
 import { VQGAN, type VqganConfig } from '../src/models/vqgan/index.ts';
 
@@ -61,7 +62,10 @@ export async function benchVqgan(opts: VqganBenchOptions = {}): Promise<object> 
   const batch = opts.batch ?? 8;
   const config = opts.config ?? {};
   const results = [];
-  for (const backend of opts.backends ?? (['wasm', 'cpu'] as BackendName[])) {
+  // The native build joins the default set where `npm run build:tensorflow` made one.
+  const native: BackendName[] = readBuildInfo().info ? ['tensorflow'] : [];
+  // cpu (~100x slower than wasm) only at the small default resolution.
+  for (const backend of opts.backends ?? ([...native, 'wasm', ...(resolution <= 64 ? ['cpu'] : [])] as BackendName[])) {
     const slow = backend === 'cpu';
     results.push(await benchOne(backend, resolution, slow ? 1 : batch, slow ? 1 : (opts.repeats ?? 5), !slow, config));
   }

@@ -26,7 +26,11 @@ function runInChild(file: string, fn: string, args: unknown[]): Promise<Record<s
 
 const PARTS: Array<{ name: string; file: string; fn: string; args: (ctx: BenchContext) => unknown[] }> = [
   // the VQGAN bench measures wasm and cpu unless --backend names one
-  { name: 'vqgan', file: 'models-vqgan.ts', fn: 'benchVqgan', args: (ctx) => (typeof ctx.flags.backend === 'string' ? [{ backends: [ctx.flags.backend] }] : []) },
+  // --resolution 256: the reference VQGAN's 256 px encode (default 64)
+  { name: 'vqgan', file: 'models-vqgan.ts', fn: 'benchVqgan', args: (ctx) => [{
+    ...(typeof ctx.flags.backend === 'string' ? { backends: [ctx.flags.backend] } : {}),
+    ...(typeof ctx.flags.resolution === 'string' ? { resolution: Number(ctx.flags.resolution), batch: 2 } : {}),
+  }] },
   { name: 'transformer', file: 'models-transformer.ts', fn: 'benchTransformer', args: (ctx) => [typeof ctx.flags.backend === 'string' ? ctx.flags.backend : 'auto'] },
 ];
 

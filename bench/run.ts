@@ -46,13 +46,18 @@ const BENCHMARKS: Record<string, Benchmark> = {
     defaultRuns: 3,
     run: async (ctx) => (await import('./fetch.ts')).benchFetch(ctx),
   },
+  'fetch-hostile': {
+    description: 'muse-data fetch with default flags on a hostile corpus (hung, refusing, dying, rate-limiting origins) vs a clean one, side by side: rows/s, stalls, wall time',
+    defaultRuns: 1,
+    run: async (ctx) => (await import('./fetch-hostile.ts')).benchFetchHostile(ctx),
+  },
   models: {
     description: 'VQGAN and MaskGIT transformer throughput (bench/models-*.ts; --backend auto|wasm|webgpu|cpu|tensorflow)',
     defaultRuns: 1,
     run: async (ctx) => (await import('./models.ts')).benchModels(ctx),
   },
   'index-optout': {
-    description: 'opt-out index (issue 3): import URLs/s with 10M URLs, check p50/p99, per-row cost in fetch, bytes/URL',
+    description: 'opt-out index: import URLs/s with 10M URLs, check p50/p99, per-row cost in fetch, bytes/URL',
     defaultRuns: 1,
     run: standalone(async () => (await import('./index-optout.ts')).benchOptout),
   },
@@ -67,17 +72,17 @@ const BENCHMARKS: Record<string, Benchmark> = {
     run: standalone(async () => (await import('./index-scale.ts')).benchIndexScale),
   },
   'index-dedup': {
-    description: 'dedup (issue 3): full pass over 1M perceptual hashes, probe lookups/s, rerun and incremental shard, index size',
+    description: 'dedup: full pass over 1M perceptual hashes, probe lookups/s, rerun and incremental shard, index size',
     defaultRuns: 1,
     run: standalone(async () => (await import('./index-dedup.ts')).benchDedup),
   },
   decode: {
-    description: 'the shared image decode of tokenize and VQGAN training (issue 12) vs tokenize\'s previous decode: images/s',
+    description: 'the shared image decode of tokenize and VQGAN training vs tokenize\'s previous decode: images/s',
     defaultRuns: 1,
     run: standalone(async () => (await import('./decode.ts')).benchDecode),
   },
   tokenize: {
-    description: 'muse-data tokenize (issue 5): images/s of the built-in VQGAN + byt5-tiny per backend (tensorflow if installed, wasm, cpu; --backend NAME for one)',
+    description: 'muse-data tokenize: images/s of the built-in VQGAN + byt5-tiny per backend (tensorflow if installed, wasm, cpu; --backend NAME for one)',
     defaultRuns: 1,
     run: async (ctx) => {
       const backends = typeof ctx.flags.backend === 'string' ? [ctx.flags.backend] : undefined;
@@ -86,27 +91,33 @@ const BENCHMARKS: Record<string, Benchmark> = {
     },
   },
   train: {
-    description: 'muse-train loop (issues 6, 11): step time of tiny and the models-bench transformer per backend side by side (wasm 1 thread, wasm all threads, webgpu with the adapter named), or one --backend wasm|webgpu|cpu|tensorflow with the data / fwd+bwd / optimizer split',
+    description: 'muse-train loop: step time of tiny and the models-bench transformer per backend side by side (wasm 1 thread, wasm all threads, webgpu with the adapter named), or one --backend wasm|webgpu|cpu|tensorflow with the data / fwd+bwd / optimizer split; --ranks 1,2: data parallel over MPI (all-reduce ms by gradient size, samples/s by rank count)',
     defaultRuns: 3,
     run: async (ctx) => {
+      if (typeof ctx.flags.ranks === 'string') {
+        const ranks = ctx.flags.ranks.split(',').map(Number);
+        return standalone(async () => async (o) => (await import('./train-ranks.ts')).benchTrainRanks({ ...o, ranks }))(ctx);
+      }
       const { benchTrain, benchTrainSideBySide } = await import('./train.ts');
-      // --backend X: that backend only (in this process); none: every backend side by side (issue 11)
+      // --backend X: that backend only (in this process); none: every backend side by side
       if (typeof ctx.flags.backend === 'string') return standalone(async () => (o) => benchTrain({ ...o, backend: ctx.flags.backend as string }))(ctx);
-      return standalone(async () => (o) => benchTrainSideBySide(o))(ctx);
+      // --variants 'tiny,models-bench transformer': only those configs (names as in the table)
+      const variants = typeof ctx.flags.variants === 'string' ? ctx.flags.variants.split(',').map((v) => v.trim()) : undefined;
+      return standalone(async () => (o) => benchTrainSideBySide({ ...o, variants }))(ctx);
     },
   },
   startup: {
-    description: 'start-up CPU of the commands (issue 12): compiled dist/ vs TypeScript through tsx, fetch workers included',
+    description: 'start-up CPU of the commands: compiled dist/ vs TypeScript through tsx, fetch workers included',
     defaultRuns: 3,
     run: async (ctx) => (await import('./startup.ts')).benchStartup(ctx),
   },
   queue: {
-    description: 'shard jobs through BullMQ + Redis (issue 13): the fetch corpus with 1 and 2 `muse-data worker`s vs `fetch --workers 2`: successes/s, overhead per shard',
+    description: 'shard jobs through BullMQ + Redis: the fetch corpus with 1 and 2 `muse-data worker`s vs `fetch --workers 2`: successes/s, overhead per shard',
     defaultRuns: 3,
     run: async (ctx) => (await import('./queue.ts')).benchQueue(ctx),
   },
   serve: {
-    description: 'muse-data serve (issue 15): requests/s and p50/p99 of URL lookup and grid pages, loopback autocannon; default 1M URLs / 20k samples, --full 10M / 100k',
+    description: 'muse-data serve: requests/s and p50/p99 of URL lookup and grid pages, loopback autocannon; default 1M URLs / 20k samples, --full 10M / 100k',
     defaultRuns: 1,
     run: async (ctx) => {
       const { benchServe } = await import('./serve.ts');
@@ -114,7 +125,7 @@ const BENCHMARKS: Record<string, Benchmark> = {
     },
   },
   eval: {
-    description: 'muse-eval (issue 14): FID Inception features/s and CLIP image/text embeddings/s per backend (webgpu/tensorflow when present, wasm; --backend NAME), resize and Fréchet costs',
+    description: 'muse-eval: FID Inception features/s and CLIP image/text embeddings/s per backend (webgpu/tensorflow when present, wasm; --backend NAME), resize and Fréchet costs',
     defaultRuns: 1,
     run: async (ctx) => {
       const backends = typeof ctx.flags.backend === 'string' ? [ctx.flags.backend] : undefined;
@@ -123,7 +134,7 @@ const BENCHMARKS: Record<string, Benchmark> = {
     },
   },
   loader: {
-    description: 'token-cache loader (issue 5): batches/s and samples/s per core, tokens alone and + text, vs decoding JPEGs from tars',
+    description: 'token-cache loader: batches/s and samples/s per core, tokens alone and + text, vs decoding JPEGs from tars',
     defaultRuns: 1,
     run: standalone(async () => (await import('./loader.ts')).benchLoader),
   },
@@ -195,7 +206,8 @@ async function main(): Promise<number> {
   const dir = path.join(import.meta.dirname, 'results');
   await mkdir(dir, { recursive: true });
   // variants (quick, extra flags) get their own file so they never overwrite the reference results
-  const variant = [ctx.quick ? 'quick' : '', ...Object.entries(ctx.flags).map(([k, v]) => (v === true ? k : `${k}-${v}`))].filter(Boolean);
+  // (flag values become file-name safe: 'tiny,models-bench transformer' -> tiny_models-bench_transformer)
+  const variant = [ctx.quick ? 'quick' : '', ...Object.entries(ctx.flags).map(([k, v]) => (v === true ? k : `${k}-${String(v).replace(/[^\w.-]+/g, '_')}`))].filter(Boolean);
   const file = path.join(dir, `${[args.name, ...variant].join('.')}.json`);
   await writeFile(file + '.tmp', JSON.stringify(out, null, 2) + '\n');
   await rename(file + '.tmp', file);

@@ -1,10 +1,10 @@
 /**
- * `muse-data serve` under load (issue 15): requests/s and latency percentiles of the opt-out URL lookup and of an
+ * `muse-data serve` under load: requests/s and latency percentiles of the opt-out URL lookup and of an
  * explorer grid page, with N opted-out URLs and S samples in the index, measured by a loopback load generator
  * (autocannon) against the real command running in its own process (so server and load generator each have a
  * core). Baseline in the same run: a static script file (the framework's floor on this machine).
  *
- * Sizes: default 1M URLs / 20k samples; `--full` 10M / 100k (the issue's size); `--quick` 100k / 5k.
+ * Sizes: default 1M URLs / 20k samples; `--full` 10M / 100k (the target size); `--quick` 100k / 5k.
  * Target: lookup p99 <= 10 ms at 500 requests/s.
  */
 import { spawn, type ChildProcess } from 'node:child_process';

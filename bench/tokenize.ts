@@ -1,5 +1,5 @@
 /**
- * Tokenize throughput (issue 5): images/s of `muse-data tokenize` with the built-in VQGAN (vqgan-tiny-seed0,
+ * Tokenize throughput: images/s of `muse-data tokenize` with the built-in VQGAN (vqgan-tiny-seed0,
  * 64 px -> 8x8 tokens) + the built-in byt5-tiny text encoder, per tfjs backend, on a generated dataset
  * (default 2 shards x 200 samples of 64 px JPEGs with captions; --quick 2 x 40). Each shard is timed from reading
  * its manifest to its cache files written (tar read, sharp decode, VQGAN encode, text encode, Arrow write);

@@ -4,15 +4,17 @@
  * (hidden 256, 4 layers, 256 image tokens, batch 8), a small U-ViT (architecture uvit) and the superres512
  * stage at 4,096 high-res tokens with full and with multi-axis self-attention (same small model, same run:
  * their ratio is the multi-axis speed-up). Steps/s, tokens/s and the split of a step into data,
- * forward + backward and optimizer (+ EMA). Target (issue 6): data time < 2% of step time.
+ * forward + backward and optimizer (+ EMA). Target: data time < 2% of step time.
  * With no --backend, every backend side by side, each in its own process (benchTrainSideBySide): wasm on one
- * thread, wasm on all threads (target, issue 11: tiny step <= 0.6x the one-thread time) and webgpu on the
- * adapter found (named; a software adapter runs `tiny` only, it is a CPU rasteriser).
+ * thread, wasm on all threads (target: tiny step <= 0.6x the one-thread time) and webgpu on the
+ * adapter found (named; a software adapter runs `tiny` only, it is a CPU rasteriser), the native tensorflow build
+ * (target: the transformer step <= 0.8x PyTorch CPU's) and PyTorch CPU on the transformer (bench/torch-transformer.py,
+ * where torch is installed; MUSE_BENCH_PYTHON names the Python).
  */
 import { mkdtemp, mkdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { fork } from 'node:child_process';
+import { fork, spawnSync } from 'node:child_process';
 import { initBackend, type BackendName } from '../src/runtime/backend.ts';
 import type { FromModelsChild, ToModelsChild } from './models-child.ts';
 import { loadTrainConfig } from '../src/train/config/load.ts';
@@ -20,7 +22,7 @@ import { MuseRunner } from '../src/train/muse/runner.ts';
 import { runTrainingLoop } from '../src/train/run/loop.ts';
 import { readJsonl } from '../src/train/core/index.ts';
 import { writeSyntheticCaches } from '../test/helpers/synthetic-cache.ts';
-import { markdownTable, median, round } from './lib.ts';
+import { markdownTable, median, round, writeBenchVq } from './lib.ts';
 
 const CONFIGS_DIR = path.resolve(import.meta.dirname, '../configs');
 
@@ -98,8 +100,10 @@ export async function benchTrain(opts: TrainBenchOptions = {}) {
       if (v.lowres) {
         await writeSyntheticCaches(dir, { shards, vqId: 'vq-low', gridH: v.lowres.grid, gridW: v.lowres.grid, codebookSize: v.lowres.codebook, dim: v.textDim, textLength: () => v.textTokens });
       }
+      // The built-in VQGAN has 256 codes; a transformer predicting more needs a VQGAN that decodes them.
+      const vqSet = v.codebook > 256 && !v.lowres ? [`model.vq=${await writeBenchVq(path.join(dir, 'vq'), v.codebook)}`] : [];
       const cfg = loadTrainConfig({ stage: v.stage ?? 'tiny', configsDir: CONFIGS_DIR, sets: [
-        `data.path=${dir}`, 'data.vq_id=vq-test', 'data.text_id=text-test', 'data.validation_shards=[]',
+        ...vqSet, `data.path=${dir}`, 'data.vq_id=vq-test', 'data.text_id=text-test', 'data.validation_shards=[]',
         `training.max_steps=${steps}`, `training.save_every=${steps}`, 'training.validate_every=0', ...v.sets,
       ] });
       const runDir = path.join(dir, 'run');
@@ -158,7 +162,7 @@ function inChild(opts: TrainBenchOptions): Promise<Record<string, unknown>> {
 }
 
 /** Step time per backend in one run, each backend in a fresh process (the wasm build is chosen per process). */
-export async function benchTrainSideBySide(opts: { quick?: boolean; log?: (m: string) => void } = {}) {
+export async function benchTrainSideBySide(opts: { quick?: boolean; log?: (m: string) => void; variants?: string[] } = {}) {
   const log = opts.log ?? ((m: string) => process.stderr.write(m + '\n'));
   const cores = Math.max(2, os.availableParallelism());
   const lanes: Array<{ label: string; opts: TrainBenchOptions }> = [
@@ -166,6 +170,8 @@ export async function benchTrainSideBySide(opts: { quick?: boolean; log?: (m: st
     { label: `wasm, ${cores} threads`, opts: { backend: 'wasm', threads: cores } },
     // lavapipe needs ~1.5 s per tiny step at batch 16: tiny only, fewer steps
     { label: 'webgpu', opts: { backend: 'webgpu', variants: ['tiny'], steps: 8 } },
+    // the native build (npm run build:tensorflow), its intra-op pool on every core
+    { label: 'tensorflow', opts: { backend: 'tensorflow' } },
   ];
   const out: Record<string, unknown> = {};
   const rows: Array<Array<string | number>> = [];
@@ -175,7 +181,9 @@ export async function benchTrainSideBySide(opts: { quick?: boolean; log?: (m: st
     log(`train bench: ${lane.label}`);
     let r: Record<string, unknown>;
     try {
-      r = await inChild({ ...lane.opts, quick: opts.quick });
+      const variants = opts.variants && (lane.opts.variants ? lane.opts.variants.filter((v) => opts.variants!.includes(v)) : opts.variants);
+      if (variants?.length === 0) continue;
+      r = await inChild({ ...lane.opts, quick: opts.quick, ...(variants ? { variants } : {}) });
     } catch (err) {
       notes.push(`${lane.label}: not measured (${(err as Error).message.slice(0, 300)})`);
       continue;
@@ -190,6 +198,16 @@ export async function benchTrainSideBySide(opts: { quick?: boolean; log?: (m: st
       rows.push([v.name, name, m.step_ms, m.tokens_per_s, m.forward_backward_ms, m.optimizer_ms]);
     }
   }
+  // PyTorch CPU on the same transformer shape, batch and threads (bench/torch-transformer.py), where torch is installed.
+  const torch = !opts.variants || opts.variants.includes('models-bench transformer') ? pytorchStep(cores, !!opts.quick) : { error: 'the transformer is not among --variants' };
+  if ('error' in torch) notes.push(`PyTorch CPU: not measured (${torch.error})`);
+  else {
+    out.pytorch = torch;
+    (stepMs['models-bench transformer'] ??= {}).pytorch = torch.step_ms;
+    rows.push(['models-bench transformer', `PyTorch ${torch.torch} CPU, ${torch.threads} threads`, torch.step_ms, Math.round((8 * 256 * 1000) / torch.step_ms), '', '']);
+  }
+  const tfStep = stepMs['models-bench transformer']?.tensorflow;
+  const vsTorch = tfStep && !('error' in torch) ? round(tfStep / torch.step_ms, 3) : undefined;
   const base = stepMs.tiny?.['wasm, 1 thread'];
   const threaded = stepMs.tiny?.[`wasm, ${cores} threads`];
   const ratio = base && threaded ? round(threaded / base, 3) : undefined;
@@ -202,10 +220,23 @@ export async function benchTrainSideBySide(opts: { quick?: boolean; log?: (m: st
     config: { lanes: lanes.map((l) => l.label), cores, warmup_steps: WARMUP, quick: !!opts.quick },
     ...out,
     ratios,
-    targets: { tiny_all_threads_vs_one: { target: '<= 0.6x the one-thread step time', measured: ratio ?? 'not measured', met: ratio !== undefined && ratio <= 0.6 } },
+    targets: {
+      tiny_all_threads_vs_one: { target: '<= 0.6x the one-thread step time', measured: ratio ?? 'not measured', met: ratio !== undefined && ratio <= 0.6 },
+      transformer_tensorflow_vs_pytorch: { target: '<= 0.8x the PyTorch CPU step time', measured: vsTorch ?? 'not measured', met: vsTorch !== undefined && vsTorch <= 0.8 },
+    },
     notes,
     table: markdownTable(['config', 'backend', 'step ms', 'tokens/s', 'fwd+bwd ms', 'optimizer ms'], rows) +
       `\n\nstep time relative to wasm on 1 thread: ${Object.entries(ratios).map(([k, v]) => `${k} = ${v}`).join('; ') || 'n/a'}` +
       (notes.length ? `\n\n${notes.join('\n')}` : ''),
   };
+}
+
+/** One PyTorch CPU step of the models-bench transformer (hidden 256, 4 layers, batch 8, 256 tokens), or why not. */
+function pytorchStep(threads: number, quick: boolean): { torch: string; threads: number; step_ms: number; best_ms: number; params: number } | { error: string } {
+  const python = process.env.MUSE_BENCH_PYTHON || 'python3';
+  const script = path.join(import.meta.dirname, 'torch-transformer.py');
+  const r = spawnSync(python, [script, '--hidden', '256', '--layers', '4', '--heads', '8', '--batch', '8', '--tokens', '256', '--threads', String(threads), '--steps', quick ? '2' : '8'], { encoding: 'utf8' });
+  if (r.error) return { error: `${python}: ${r.error.message}` };
+  if (r.status !== 0) return { error: (r.stderr || `exit ${r.status}`).trim().split('\n').pop()!.slice(0, 300) };
+  return JSON.parse(r.stdout.trim().split('\n').pop()!);
 }

@@ -14,9 +14,12 @@ export function fetchCommand(y: Argv) {
     .positional('pipeline', { type: 'string', describe: 'a pipeline in pipelines/ (laion400m, laion2b-en|laion, coyo700m, cc12m, imagenet, sample) or a YAML file' })
     .option('shards', { type: 'string', describe: 'shard indices to run, e.g. 0-99 or 3,5,7-9 (default: all)' })
     .option('workers', { type: 'number', default: 1, describe: 'shards run in parallel processes' })
-    .option('out', { type: 'string', describe: 'output dataset folder (default: <data root>/<pipeline name>)' })
+    .option('out', { type: 'string', describe: 'output dataset folder (default: <data root>/<name>)' })
+    .option('name', { type: 'string', describe: "the dataset's name in the index (default: the output folder's name; the pipeline's name, or the first --input file's, picks the default folder)" })
     .option('data-root', { type: 'string', describe: 'data root (default: $MUSE_DATA_ROOT or ./datasets)' })
     .option('log-format', { choices: ['auto', 'plain', 'json'] as const, default: 'auto' as const, describe: 'progress: live bar on a terminal, plain lines, or JSON lines' })
+    .option('retry-status', { type: 'string', describe: 'in complete shards, fetch again only the rows with these statuses or reasons, e.g. host_unresponsive (comma list)' })
+    .option('progress-interval', { type: 'number', default: 5, describe: 'seconds between plain or JSON progress lines' })
     .option('input', { type: 'string', array: true, describe: 'metadata file(s) or glob(s); replaces the pipeline input files' })
     .option('input-format', { choices: ['parquet', 'tsv', 'csv', 'jsonl', 'imagenet'] as const })
     .option('header', { type: 'boolean', describe: 'tsv/csv: first line is a header (--no-header for CC12M/CC3M)' })
@@ -35,8 +38,13 @@ export function fetchCommand(y: Argv) {
     .option('dead-links', { choices: ['fallback', 'skip'] as const })
     .option('allow-private-network', { type: 'boolean', describe: 'allow URLs that resolve to private/loopback addresses (local data only)' })
     .option('concurrency', { type: 'number', describe: 'parallel downloads per worker' })
-    .option('timeout', { type: 'number', describe: 'seconds for a whole request' })
-    .option('retries', { type: 'number' })
+    .option('connect-timeout', { type: 'number', describe: 'seconds to connect (DNS, TCP, TLS); default 5' })
+    .option('first-byte-timeout', { type: 'number', describe: 'seconds from a request to its response headers; default 5' })
+    .option('timeout', { type: 'number', describe: 'seconds for a whole request; default 10' })
+    .option('retries', { type: 'number', describe: 'extra attempts for resets, 5xx, 429 and timeouts on origins not already timing out; default 2' })
+    .option('origin-cutoff', { type: 'number', describe: 'consecutive timeouts/refusals that cut an origin off (its other rows end host_unresponsive); 0 = never; default 5' })
+    .option('origin-cooldown', { type: 'number', describe: 'seconds before a cut-off origin is probed again; default 60' })
+    .option('per-origin-concurrency', { type: 'number', describe: 'requests at once to one origin, per worker; default 32' })
     .option('user-agent-token', { type: 'string' })
     .option('disallowed-header-directives', { type: 'string', describe: 'comma list of X-Robots-Tag directives that forbid use ("" for none)' });
 }
@@ -66,8 +74,13 @@ export function flagsToOverrides(a: FetchArgs): Record<string, unknown> {
   const download: Record<string, unknown> = {
     allow_private_network: a['allow-private-network'],
     concurrency: a.concurrency,
+    connect_timeout_s: a['connect-timeout'],
+    first_byte_timeout_s: a['first-byte-timeout'],
     timeout_s: a.timeout,
     retries: a.retries,
+    origin_cutoff_after: a['origin-cutoff'],
+    origin_cooldown_s: a['origin-cooldown'],
+    per_origin_concurrency: a['per-origin-concurrency'],
     user_agent_token: a['user-agent-token'],
     disallowed_header_directives:
       typeof a['disallowed-header-directives'] === 'string'
@@ -80,6 +93,32 @@ export function flagsToOverrides(a: FetchArgs): Record<string, unknown> {
   if (Object.keys(drop(image)).length) out.image = drop(image);
   if (Object.keys(drop(download)).length) out.download = drop(download);
   return drop(out);
+}
+
+function retryStatusList(a: FetchArgs): string[] | undefined {
+  if (a['retry-status'] === undefined) return undefined;
+  const list = String(a['retry-status']).split(',').map((x) => x.trim()).filter(Boolean);
+  if (!list.length) throw new Error('--retry-status: expected statuses or reasons, e.g. host_unresponsive or failed,first_byte_timeout');
+  return list;
+}
+
+function progressInterval(a: FetchArgs): number {
+  const s = (a['progress-interval'] as number | undefined) ?? 5;
+  if (!(s > 0)) throw new Error(`--progress-interval: expected seconds > 0, got ${String(a['progress-interval'])}`);
+  return s;
+}
+
+/** `shots-2024.parquet` -> `shots-2024`; a glob's wildcards are dropped. */
+function inputStem(file: string | undefined): string {
+  const base = path.basename(file ?? 'input').replace(/[*?[\]{}]/g, '');
+  const stem = base.slice(0, base.indexOf('.') > 0 ? base.indexOf('.') : undefined);
+  return stem || 'input';
+}
+
+function checkDatasetName(name: string): void {
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name)) {
+    throw new Error(`--name ${JSON.stringify(name)}: a dataset name is letters, digits, '.', '_' and '-' (no '/' or spaces), starting with a letter or digit`);
+  }
 }
 
 export async function fetchHandler(a: FetchArgs): Promise<number> {
@@ -100,18 +139,33 @@ export async function fetchHandler(a: FetchArgs): Promise<number> {
     (overrides.input as Record<string, unknown>).files = ((overrides.input as Record<string, unknown>).files as string[]).map((f) => path.resolve(f));
   }
   const cfg = resolvePipeline(deepMerge(raw, overrides), where);
-  const datasetDir = path.resolve((a.out as string | undefined) ?? path.join(dataRoot, cfg.name));
-  const common = { cfg, datasetDir, dataRoot, projectRoot, shards: a.shards as string | undefined, logFormat: (a['log-format'] as LogFormat) ?? 'auto' };
+  // The dataset's name is unique in the index: --name, else the output folder's name. Without --out the folder is
+  // <data root>/<--name, the pipeline's name, or the first input file's name>.
+  const nameFlag = a.name as string | undefined;
+  if (nameFlag !== undefined) checkDatasetName(nameFlag);
+  const folderName = nameFlag ?? (a.pipeline ? cfg.name : inputStem((cfg.input.files as string[])[0]));
+  const datasetDir = path.resolve((a.out as string | undefined) ?? path.join(dataRoot, folderName));
+  cfg.name = nameFlag ?? path.basename(datasetDir);
+  const common = { cfg, datasetDir, dataRoot, projectRoot, nameGiven: nameFlag !== undefined, shards: a.shards as string | undefined, logFormat: (a['log-format'] as LogFormat) ?? 'auto', progressIntervalS: progressInterval(a) };
   const modulo = shardModulo(a);
+  const retryStatuses = retryStatusList(a);
+  if (retryStatuses && a.queue !== undefined) throw new Error('--retry-status runs shards in this process or its workers; it does not go with --queue');
   const summary = a.queue !== undefined
     ? await (await import('../queue/fetch-through-queue.ts')).fetchThroughQueue({ ...common, queueUrl: a.queue as string, retry: retryPolicy(a) })
-    : await runFetch({ ...common, shardModulo: modulo, workers: Math.max(1, Math.floor((a.workers as number) ?? 1)) });
+    : await runFetch({ ...common, shardModulo: modulo, retryStatuses, workers: Math.max(1, Math.floor((a.workers as number) ?? 1)) });
   const s = summary.status;
   process.stderr.write(
     `done: ${summary.rows} rows in ${summary.shards_selected} shard(s) (${summary.shards_run} run, ${summary.shards_skipped} already complete) in ${summary.elapsed_s}s — ` +
       `ok ${s.ok}, fallback ${s.fallback}, filtered ${s.filtered}, opted_out ${s.opted_out}, duplicate ${s.duplicate}, failed ${s.failed}; ` +
       `${summary.successes_per_s} successes/s\n`,
   );
+  if (summary.cut_origins?.length) {
+    process.stderr.write(
+      `origins cut off after repeated timeouts or refusals (their other rows ended host_unresponsive without a request): ` +
+        summary.cut_origins.map((c) => `${c.origin} at ${c.at} (${c.rows_skipped} rows${c.still_cut ? '' : ', answered again later'})`).join(', ') +
+        `; retry those rows later with --retry-status host_unresponsive\n`,
+    );
+  }
   if (a['log-format'] === 'json') process.stdout.write(JSON.stringify({ event: 'summary', ...summary }) + '\n');
   if (summary.shards_failed.length) {
     process.stderr.write(`${summary.shards_failed.length} shard(s) failed and will be redone by a rerun: ${summary.shards_failed.map((f) => `${f.shard} (${f.error})`).join('; ')}\n`);

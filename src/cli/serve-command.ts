@@ -1,4 +1,5 @@
 /** `muse-data serve`: the opt-out, explorer and playground pages over a data root (src/server/). */
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import type { Argv } from 'yargs';
 import { BACKEND_NAMES, type BackendName } from '../runtime/backend.ts';
@@ -23,6 +24,11 @@ export const serveCommand = (y: Argv) =>
 
 export async function serveHandler(a: Args): Promise<number> {
   const dataRoot = resolveDataRoot(a['data-root'] as string | undefined);
+  // A mistyped --data-root would otherwise be created and served empty.
+  if (!existsSync(dataRoot)) {
+    const from = a['data-root'] !== undefined ? '--data-root' : process.env.MUSE_DATA_ROOT ? '$MUSE_DATA_ROOT' : 'the default data root';
+    throw new UsageError(`${from} ${dataRoot}: no such folder (a typo? serve does not create a data root; muse-data fetch and optout do)`);
+  }
   const port = a.port as number;
   if (!(Number.isInteger(port) && port >= 0 && port < 65536)) throw new UsageError(`--port ${a.port}: expected an integer in 0..65535`);
   for (const k of ['max-upload-mb', 'max-upload-pixels', 'search-rate', 'generate-rate']) {

@@ -1,6 +1,6 @@
 /** `muse-data tokenize <dataset>` (shards -> Arrow token caches) and `muse-data verify <dataset>`. */
 import type { Argv } from 'yargs';
-import { BACKEND_NAMES, initBackend, type BackendName, wasmThreadCount } from '../runtime/backend.ts';
+import { BACKEND_NAMES, initBackend, shareTensorflowThreads, type BackendName, wasmThreadCount } from '../runtime/backend.ts';
 import { isBuiltinVq } from '../models/registry.ts';
 import { runTokenize } from '../tokenize/run-tokenize.ts';
 import { parseShardSelection } from '../dataset/shard-selection.ts';
@@ -42,7 +42,9 @@ export async function tokenizeHandler(a: Record<string, unknown>): Promise<numbe
   if (vqs.length > 2) throw new Error(`--vq given ${vqs.length} times: at most twice (base and super-res VQGAN)`);
   if (vqs.length === 2 && vqs[0] === vqs[1]) throw new Error(`--vq ${vqs[0]} given twice: the second --vq is the super-res VQGAN, a different model`);
   if (a['image-size'] !== undefined && vqs.some((v) => !isBuiltinVq(v))) throw new Error('--image-size applies to the built-in VQGAN only');
-  // One process: MUSE_WASM_THREADS threads for the wasm pool; with --workers N each worker process uses one.
+  // One process: MUSE_WASM_THREADS threads for the wasm pool; with --workers N each worker process uses one,
+  // and the native TensorFlow pools get cores / N threads each (MUSE_TF_THREADS, inherited by the workers).
+  shareTensorflowThreads(workers);
   await initBackend(a.backend as BackendName, { wasmThreads: workers === 1 ? wasmThreadCount() : 1 });
   const shards = a.shards === undefined ? undefined : parseShardSelection(String(a.shards));
   if (a.queue !== undefined && vqs.length > 1) throw new Error('--queue: tokenize one VQGAN per run (give --vq once)');

@@ -11,7 +11,7 @@
  * Arrow IPC file format, one row per sample in shard key order; readable by pyarrow and `tableFromIPC`.
  */
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, openSync, readSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import {
@@ -31,6 +31,32 @@ export function cacheDir(datasetDir: string, kind: CacheKind, id: string): strin
 }
 export function cacheShardPath(datasetDir: string, kind: CacheKind, id: string, shard: number): string {
   return path.join(cacheDir(datasetDir, kind, id), `${shardName(shard)}.arrow`);
+}
+
+/**
+ * Why a cache file cannot be a whole Arrow IPC file, or null when it may be: it is missing, empty (a write cut
+ * short or clobbered), or lacks the `ARROW1` magic at either end (truncated, or not Arrow). Reads 12 bytes: cheap
+ * enough for tokenize to check every file it would skip.
+ */
+export function arrowFileDamage(file: string): string | null {
+  let fd: number;
+  try {
+    fd = openSync(file, 'r');
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'missing' : `unreadable (${(err as Error).message})`;
+  }
+  try {
+    const size = fstatSync(fd).size;
+    if (size === 0) return '0 bytes (a write was cut short)';
+    const head = Buffer.alloc(6);
+    const tail = Buffer.alloc(6);
+    if (size < 12 || readSync(fd, head, 0, 6, 0) < 6 || readSync(fd, tail, 0, 6, size - 6) < 6) return `${size} bytes, too short for an Arrow file`;
+    if (head.toString('latin1') !== 'ARROW1') return 'not an Arrow file (no ARROW1 magic at the start)';
+    if (tail.toString('latin1') !== 'ARROW1') return 'truncated (no ARROW1 magic at the end)';
+    return null;
+  } finally {
+    closeSync(fd);
+  }
 }
 
 // ---- manifest.json ----

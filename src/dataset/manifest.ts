@@ -78,11 +78,17 @@ export async function writeManifest(file: string, rows: ManifestRow[]): Promise<
 }
 
 export async function readManifest(file: string): Promise<ManifestRow[]> {
-  const table = tableFromIPC(await readFile(file));
+  const bytes = await readFile(file);
   const rows: ManifestRow[] = [];
-  for (const r of table) {
-    const o = r.toJSON() as Record<string, unknown>;
-    rows.push({ ...(o as unknown as ManifestRow), row: Number(o.row as bigint) });
+  try {
+    for (const r of tableFromIPC(bytes)) {
+      const o = r.toJSON() as Record<string, unknown>;
+      rows.push({ ...(o as unknown as ManifestRow), row: Number(o.row as bigint) });
+    }
+  } catch (err) {
+    // apache-arrow's own message names no file
+    throw new Error(`${file}: not a readable shard manifest (${(err as Error).message.split('\n')[0]}); refetch the shard (delete its _stats.json and rerun fetch)`);
   }
+  if (bytes.length === 0) throw new Error(`${file}: empty shard manifest (${bytes.length} bytes); refetch the shard (delete its _stats.json and rerun fetch)`);
   return rows;
 }

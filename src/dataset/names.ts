@@ -1,4 +1,4 @@
-/** File names of a dataset folder: `<dataset>/shards/{i:05d}.tar|.arrow|.index.parquet|_stats.json`. */
+/** File names of a dataset folder: `<dataset>/shards/{i:05d}.tar|.arrow|.index.parquet|_stats.json`, `<dataset>/queue/`. */
 import path from 'node:path';
 
 export const SHARD_DIGITS = 5;
@@ -38,4 +38,14 @@ export function sampleKey(shard: number, position: number, samplesPerShard: numb
 /** Shard i holds input rows [i*S, (i+1)*S); the last one may be short. */
 export function shardCount(totalRows: number, samplesPerShard: number): number {
   return Math.ceil(totalRows / samplesPerShard);
+}
+
+/** `<dataset>/queue/`: the opt-out snapshots that `fetch --queue` hands its workers (src/queue/optout-snapshot.ts). */
+export function queueDir(datasetDir: string): string {
+  return path.join(datasetDir, 'queue');
+}
+
+/** `<dataset>/queue/optout-<first 12 hex digits of its sha256>.sqlite`. */
+export function optoutSnapshotFile(datasetDir: string, sha256: string): string {
+  return path.join(queueDir(datasetDir), `optout-${sha256.slice(0, 12)}.sqlite`);
 }

@@ -15,7 +15,7 @@
  * unchanged. The journal keeps the key set of an interrupted run even if the caller's set changed meanwhile (an
  * opt-out withdrawn); `pendingRewrites` lists such shards so that `apply` and `dedup` finish them first.
  * Without a journal, a shard whose manifest already shows every key removed is done and nothing is written.
- * One rewriter per dataset at a time (apply and dedup --apply must not run on the same dataset at once).
+ * One rewriter per dataset at a time: callers hold the dataset's lock (lock.ts).
  */
 import { existsSync } from 'node:fs';
 import { readdir, readFile, rm } from 'node:fs/promises';

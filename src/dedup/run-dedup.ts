@@ -19,6 +19,7 @@ import { applyDecisions, type ApplyResult } from './apply.ts';
 import { checkDistance } from './bands.ts';
 import { writeDuplicatesFile, type DuplicateRow } from '../dataset/decisions-file.ts';
 import { datasetName } from '../dataset/dataset-json.ts';
+import { withDatasetLock } from '../dataset/lock.ts';
 import { shardsDir } from '../dataset/names.ts';
 import { indexFromManifests } from './index-manifests.ts';
 import { runPhashStage, type PhashStageResult } from './phash-stage.ts';
@@ -145,7 +146,8 @@ export async function runDedup(o: DedupOptions): Promise<DedupSummary> {
     const samples = db.prepare('SELECT count(*) FROM temp.dedup_u WHERE dataset_id = ?').pluck().get(targetId) as number;
     const referenceSamples = (db.prepare('SELECT count(*) FROM temp.dedup_u WHERE dataset_id <> ?').pluck().get(targetId) as number);
 
-    const applied = o.apply ? await applyDecisions(index, targetId, datasetDir, log) : null;
+    // One rewriter per dataset at a time (src/dataset/lock.ts): waits for an apply or tokenize of this dataset.
+    const applied = o.apply ? await withDatasetLock(datasetDir, 'dedup --apply', () => applyDecisions(index, targetId, datasetDir, log), { onWait: log }) : null;
     lap('apply');
     const rows = pendingRows(index, targetId);
     const fileWritten = await writeDuplicatesFile(datasetDir, rows, settings);

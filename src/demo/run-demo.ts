@@ -50,7 +50,7 @@ export interface DemoOptions {
 const HELD_OUT_PROMPTS = 24;
 const TRAIN_PROMPTS = 120;
 
-/** The demo's targets (issue 17), all measured by the checker on the generated images. */
+/** The demo's targets, all measured by the checker on the generated images. */
 export const TARGETS = {
   image_side: 32,
   /** Both colours (shape and background) right on held-out (colour, shape) prompts. */

@@ -1,10 +1,11 @@
 /**
- * The HTTP download stage: one shared undici Agent per process (keep-alive, TLS session reuse), manual
- * redirects, a total per-attempt timeout, a body size cap, opt-out headers checked before the body is
- * read, an SSRF guard at connection time, and bounded retries for transient failures only.
+ * The HTTP download stage: one undici pool per origin (keep-alive, TLS session reuse), manual redirects, three
+ * deadlines per attempt (connect, first byte, whole response), a body size cap, opt-out headers checked before
+ * the body is read, an SSRF guard at connection time, per-origin health (src/fetch/origin-health.ts), and
+ * retries chosen by failure kind (see `retryDecision`). A request only waiting on the network holds no slot:
+ * the caller's lease (src/fetch/slots.ts) is lent out while it sleeps, queues for its origin or is parked.
  */
 import { STATUS_CODES } from 'node:http';
-import pLimit from 'p-limit';
 import type { Dispatcher } from 'undici';
 import type { DownloadConfig } from '../pipeline/config-types.ts';
 import { backoffDelay, parseRetryAfter, sleep } from './backoff.ts';
@@ -13,6 +14,8 @@ import { withConnectTimeout } from './connect-timeout.ts';
 import { createGuardedConnector } from './guard.ts';
 import { tdmReserved, xRobotsTagBlock } from './opt-out-headers.ts';
 import { OriginPools } from './origin-pools.ts';
+import { OriginHealth, type CutOff, type Outcome } from './origin-health.ts';
+import { Slots, type Lease } from './slots.ts';
 import { abandon, discard, readCapped } from './read-body.ts';
 import { caList } from './trust.ts';
 import { buildUserAgent } from './user-agent.ts';
@@ -39,9 +42,25 @@ export type DownloadSuccess = {
 };
 export type DownloadResult = DownloadSuccess | DownloadFailure;
 
+export interface DownloaderStatus {
+  /** slots in use (requests and the work of rows holding a lease) */
+  active: number;
+  /** requests parked on a slow server, plus those waiting for their origin's turn (cap or 429 pause) */
+  waitingOnSlowOrigins: number;
+  /** origins cut off so far */
+  cutOffs: CutOff[];
+}
+
 export interface Downloader {
-  /** Never throws for network or HTTP problems: those come back as a DownloadFailure. */
-  get(url: string): Promise<DownloadResult>;
+  /**
+   * Never throws for network or HTTP problems: those come back as a DownloadFailure. With `lease` (from
+   * `lease()`, held), the request uses that slot and lends it out while it only waits; it is held again when
+   * `get` returns. Without, `get` takes a slot of its own.
+   */
+  get(url: string, lease?: Lease): Promise<DownloadResult>;
+  /** One of the downloader's `concurrency` slots, to hold across a download and what follows it. */
+  lease(): Promise<Lease>;
+  status(): DownloaderStatus;
   close(): Promise<void>;
 }
 
@@ -58,6 +77,31 @@ export interface DownloaderOptions {
   retryBaseMs?: number;
   /** A 429/503 asking to wait longer than this is not retried. Default 5000 ms. */
   maxRetryAfterMs?: number;
+  /** A request with no response after this long lends its slot out (parked). Default 1000 ms. */
+  parkAfterMs?: number;
+}
+
+/** Reasons that count toward an origin's cut-off: it did not answer. */
+const NO_ANSWER: Record<string, Outcome> = {
+  connect_timeout: 'timeout',
+  first_byte_timeout: 'timeout',
+  timeout: 'timeout',
+  connection_refused: 'refused',
+  unreachable: 'refused',
+};
+const TIMEOUTS = new Set(['connect_timeout', 'first_byte_timeout', 'timeout']);
+
+/**
+ * The retry policy, by failure kind. Retried (up to `retries` times, after exponential back-off with jitter):
+ * resets, truncated bodies, temporary DNS failures, 5xx, and 429 / 503 after their Retry-After (when it is at
+ * most maxRetryAfterMs). A timeout is retried only when its origin has had no other timeout within the
+ * cool-down: a second wait on an origin that is already timing out would mostly wait again.
+ * Never retried: refusals, 4xx, TLS and address errors, opt-outs, oversize bodies.
+ */
+export function retryDecision(f: { reason: string; transient: boolean }, attempts: number, retries: number, originTimingOut: boolean): 'retry' | 'final' | 'final_timing_out' {
+  if (!f.transient || attempts > retries) return 'final';
+  if (TIMEOUTS.has(f.reason) && originTimingOut) return 'final_timing_out';
+  return 'retry';
 }
 
 /** One attempt's failure, before it is known whether it will be retried. */
@@ -87,6 +131,9 @@ function parseHttpUrl(text: string, base?: URL): URL | AttemptFailure {
 
 export function createDownloader(cfg: DownloadConfig, opts: DownloaderOptions = {}): Downloader {
   const timeoutMs = cfg.timeout_s * 1000;
+  // a first-byte deadline at or past the total one is the total one
+  const firstByteMs = cfg.first_byte_timeout_s * 1000 < timeoutMs ? cfg.first_byte_timeout_s * 1000 : Infinity;
+  const parkAfterMs = opts.parkAfterMs ?? 1000;
   const retryBaseMs = opts.retryBaseMs ?? 200;
   const maxRetryAfterMs = opts.maxRetryAfterMs ?? 5000;
   const concurrency = Math.max(1, cfg.concurrency);
@@ -106,11 +153,17 @@ export function createDownloader(cfg: DownloadConfig, opts: DownloaderOptions = 
     pipelining: 1, // keep-alive, one request at a time per connection
     connections: concurrency,
     keepAliveTimeout: 10_000,
-    // Backstops only: the per-attempt AbortController below is what enforces timeout_s.
+    // Backstops only: the per-attempt AbortController below is what enforces the deadlines.
     headersTimeout: timeoutMs + 1000,
     bodyTimeout: timeoutMs + 1000,
   });
-  const limit = pLimit(concurrency);
+  // Parked requests hold a socket but no slot; at most 3× the slots of them, so sockets stay bounded.
+  const slots = new Slots(concurrency, 3 * concurrency);
+  const health = new OriginHealth({
+    cutoffAfter: cfg.origin_cutoff_after,
+    cooldownMs: cfg.origin_cooldown_s * 1000,
+    perOrigin: Math.max(1, cfg.per_origin_concurrency),
+  });
   const headers = { 'user-agent': buildUserAgent(cfg.user_agent_token), accept: ACCEPT };
 
   /** The URL to put on the wire for `logical`, trusting the rewrite target's origin. */
@@ -160,14 +213,26 @@ export function createDownloader(cfg: DownloadConfig, opts: DownloaderOptions = 
     };
   }
 
-  /** One attempt: the request and its redirect hops, all within one timeout_s. */
-  async function attempt(originalText: string, original: URL): Promise<AttemptResult> {
+  /**
+   * One attempt: the request and its redirect hops. Deadlines from its start: the first response's headers within
+   * first_byte_timeout_s, everything within timeout_s (the connect deadline is the connector's). With no response
+   * after parkAfterMs the lease is parked (slot lent out) until the headers come.
+   */
+  async function attempt(originalText: string, original: URL, lease: Lease): Promise<AttemptResult> {
     const controller = new AbortController();
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
+    let expired: 'first_byte' | 'total' | null = null;
+    const expire = (why: 'first_byte' | 'total') => () => {
+      expired ??= why;
       controller.abort();
-    }, timeoutMs);
+    };
+    const total = setTimeout(expire('total'), timeoutMs);
+    const firstByte = firstByteMs < Infinity ? setTimeout(expire('first_byte'), firstByteMs) : undefined;
+    const park = setTimeout(() => lease.park(), parkAfterMs);
+    const answered = async () => {
+      clearTimeout(firstByte);
+      clearTimeout(park);
+      await lease.take(); // back from parking (no-op when never parked) before reading a body
+    };
     try {
       let logical = original;
       for (let redirects = 0; ; redirects++) {
@@ -179,6 +244,7 @@ export function createDownloader(cfg: DownloadConfig, opts: DownloaderOptions = 
           headers,
           signal: controller.signal,
         });
+        await answered();
         const location = res.headers.location;
         if (!REDIRECT_STATUSES.has(res.statusCode) || location === undefined) {
           return await finish(res, redirects === 0 ? originalText : logical.href);
@@ -192,27 +258,69 @@ export function createDownloader(cfg: DownloadConfig, opts: DownloaderOptions = 
         logical = next;
       }
     } catch (err) {
-      if (timedOut) return failure('timeout', `no complete response within ${cfg.timeout_s} s`, { transient: true });
+      if (expired === 'first_byte') return failure('first_byte_timeout', `no response within ${firstByteMs / 1000} s`, { transient: true });
+      if (expired === 'total') return failure('timeout', `no complete response within ${cfg.timeout_s} s`, { transient: true });
       const { reason, error, transient } = classifyError(err);
       return failure(reason, error, { transient });
     } finally {
-      clearTimeout(timer);
+      clearTimeout(total);
+      clearTimeout(firstByte);
+      clearTimeout(park);
+      await lease.take();
     }
   }
 
-  async function get(url: string): Promise<DownloadResult> {
+  async function getWith(url: string, lease: Lease): Promise<DownloadResult> {
     const parsed = parseHttpUrl(url);
     if (!(parsed instanceof URL)) return { ok: false, reason: parsed.reason, error: parsed.error, optedOut: false, attempts: 0 };
+    const wire = wireUrl(parsed);
+    if (!(wire instanceof URL)) return { ok: false, reason: wire.reason, error: wire.error, optedOut: false, attempts: 0 };
+    const origin = wire.origin;
+    let previous: DownloadFailure | undefined;
     for (let attempts = 1; ; attempts++) {
-      // The concurrency slot is held per attempt, not while sleeping between attempts.
-      const result = await limit(() => attempt(url, parsed));
-      if (result.ok) return { ...result, attempts };
-      if (!result.transient || attempts > cfg.retries) {
-        return { ok: false, reason: result.reason, error: result.error, optedOut: result.optedOut, attempts };
+      // Queueing for the origin's turn (cap, 429 pause) holds no slot.
+      let ticket = health.tryEnter(origin, attempts > 1);
+      if (!ticket) {
+        lease.lend();
+        ticket = await health.enter(origin, attempts > 1);
+        await lease.take();
       }
-      await sleep(Math.max(backoffDelay(attempts, retryBaseMs), result.retryAfterMs ?? 0));
+      if (!ticket.ok) {
+        // host_unresponsive means never requested; a row cut off between attempts keeps its last failure
+        if (previous) return { ...previous, error: `${previous.error}; not retried: ${origin} was cut off` };
+        return { ok: false, reason: 'host_unresponsive', error: ticket.error, optedOut: false, attempts: 0 };
+      }
+      const result = await attempt(url, parsed, lease);
+      const { alreadyTimingOut } = ticket.leave(result.ok ? 'answered' : (NO_ANSWER[result.reason] ?? 'answered'));
+      if (result.ok) return { ...result, attempts };
+      const decision = retryDecision(result, attempts, cfg.retries, alreadyTimingOut);
+      if (decision !== 'retry') {
+        const error = decision === 'final_timing_out' ? `${result.error}; not retried: ${origin} is timing out` : result.error;
+        return { ok: false, reason: result.reason, error, optedOut: result.optedOut, attempts };
+      }
+      previous = { ok: false, reason: result.reason, error: result.error, optedOut: result.optedOut, attempts };
+      const delay = Math.max(backoffDelay(attempts, retryBaseMs), result.retryAfterMs ?? 0);
+      // A 429 / 503 holds the whole origin back, not just this row.
+      if (result.retryAfterMs !== undefined || result.reason === 'http_429') health.pause(origin, delay);
+      lease.lend();
+      await sleep(delay);
+      await lease.take();
     }
   }
 
-  return { get, close: () => pools.close() };
+  async function get(url: string, lease?: Lease): Promise<DownloadResult> {
+    const own = lease ?? (await slots.lease());
+    try {
+      return await getWith(url, own);
+    } finally {
+      if (!lease) own.end();
+    }
+  }
+
+  return {
+    get,
+    lease: () => slots.lease(),
+    status: () => ({ active: slots.inUse, waitingOnSlowOrigins: slots.parked + health.waiting, cutOffs: health.cutOffs() }),
+    close: () => pools.close(),
+  };
 }

@@ -109,15 +109,22 @@ export class IndexDb {
     } catch (err) {
       throw new IndexError(`cannot open the index ${file}: ${(err as Error).message}`);
     }
-    this.db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
-    if (!opts.readonly) {
-      this.db.pragma('journal_mode = WAL');
-      this.db.pragma('synchronous = NORMAL');
+    try {
+      this.db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+      if (!opts.readonly) {
+        this.db.pragma('journal_mode = WAL');
+        this.db.pragma('synchronous = NORMAL');
+      }
+      this.db.pragma('cache_size = -32768'); // 32 MiB per connection
+      // Reads through a memory map: a lookup touching uncached pages costs no read() system calls.
+      this.db.pragma('mmap_size = 2147418112');
+      this.migrate(!!opts.readonly);
+    } catch (err) {
+      this.db.close();
+      if (err instanceof IndexError) throw err;
+      // SQLite's own message ("file is not a database") names no file.
+      throw new IndexError(`the index ${file} cannot be used: ${(err as Error).message} (restore it from a backup, or move it away: fetch and dedup rebuild the samples, the opt-out lists are lost)`);
     }
-    this.db.pragma('cache_size = -32768'); // 32 MiB per connection
-    // Reads through a memory map: a lookup touching uncached pages costs no read() system calls.
-    this.db.pragma('mmap_size = 2147418112');
-    this.migrate(!!opts.readonly);
   }
 
   private migrate(readonly: boolean): void {
@@ -151,14 +158,30 @@ export class IndexDb {
     return this.db.transaction(fn).immediate();
   }
 
-  /** Registers a dataset folder (idempotent by path; a new name replaces the old one) and returns its id. */
-  registerDataset(name: string, datasetPath: string): number {
+  /**
+   * Registers a dataset folder and returns its id. Idempotent by path: a folder keeps the name it was first
+   * registered with. A name another folder holds is refused (names are unique: the server and \`optout apply\` find
+   * datasets by name); so is an \`explicit\` name (\`fetch --name\`) that differs from the folder's registered one.
+   */
+  registerDataset(name: string, datasetPath: string, opts: { explicit?: boolean } = {}): number {
     const abs = path.resolve(datasetPath);
-    const row = this.stmt(
-      `INSERT INTO datasets(name, path, registered) VALUES (?, ?, ?)
-       ON CONFLICT(path) DO UPDATE SET name = excluded.name RETURNING id`,
-    ).get(name, abs, new Date().toISOString()) as { id: number };
-    return row.id;
+    return this.write(() => {
+      const byPath = this.stmt('SELECT id, name FROM datasets WHERE path = ?').get(abs) as { id: number; name: string } | undefined;
+      if (byPath) {
+        if (opts.explicit && byPath.name !== name) {
+          throw new IndexError(`${abs} is registered as dataset '${byPath.name}' in ${this.file}; a dataset keeps its name (drop --name, or use --name ${byPath.name})`);
+        }
+        return byPath.id;
+      }
+      const byName = this.stmt('SELECT path FROM datasets WHERE name = ?').get(name) as { path: string } | undefined;
+      if (byName) {
+        throw new IndexError(
+          `dataset name '${name}' is already taken by ${byName.path} in ${this.file}; name this one (${abs}) differently with --name, or fetch into another --out folder`,
+        );
+      }
+      const row = this.stmt('INSERT INTO datasets(name, path, registered) VALUES (?, ?, ?) RETURNING id').get(name, abs, new Date().toISOString()) as { id: number };
+      return row.id;
+    });
   }
 
   datasets(): DatasetRow[] {

@@ -104,4 +104,14 @@ export const MIGRATIONS: readonly string[] = [
     INSERT INTO explore_captions(explore_captions, rowid, caption) VALUES ('delete', old.id, old.caption);
   END;
   `,
+  // 3: dataset names are unique (the server, opt-out search and \`optout apply\` find a dataset by name). Fetch once
+  // named every \`--input\` dataset \`custom\`: a name shared by several folders becomes each folder's own name (its
+  // last path component), and a name still shared after that gets \`-<id>\` on all but the first registered.
+  `
+  UPDATE datasets SET name = substr(path, length(rtrim(path, replace(path, '/', ''))) + 1)
+    WHERE name IN (SELECT name FROM datasets GROUP BY name HAVING count(*) > 1);
+  UPDATE datasets SET name = name || '-' || id
+    WHERE id NOT IN (SELECT min(id) FROM datasets GROUP BY name);
+  CREATE UNIQUE INDEX datasets_name ON datasets(name);
+  `,
 ];

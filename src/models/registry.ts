@@ -62,6 +62,20 @@ export async function vqReductionFactor(spec: string): Promise<number> {
   return derived(configFromJson(json)).reductionFactor;
 }
 
+/** Codebook size (number of codes) of the VQGAN `spec`, from its config (no weights are read). */
+export async function vqCodebookSize(spec: string): Promise<number> {
+  const p = parseVqSpec(spec);
+  if (p.kind === 'builtin') return BUILTIN_VQ_CONFIG.numEmbeddings!;
+  const file = path.join(p.dir, 'config.json');
+  let json: Record<string, unknown>;
+  try {
+    json = JSON.parse(await readFile(file, 'utf8'));
+  } catch (err) {
+    throw new Error(`model.vq: cannot read ${file} (${(err as Error).message})`);
+  }
+  return configFromJson(json).numEmbeddings;
+}
+
 export interface LoadedVq {
   id: string;
   model: VQGAN;

@@ -3,10 +3,10 @@
 // forward(ids, textStates, textMask, opts) and share the config keys the trainer and sampler read.
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
-import { MaskGitTransformer, transformerConfig } from './transformer/index.ts';
+import { MaskGitTransformer, TRANSFORMER_DEFAULTS, transformerConfig } from './transformer/index.ts';
 import { EXTENDED_CLASS, REFERENCE_CLASS } from './transformer/config.ts';
-import { MaskGiTUViT, uvitConfig } from './uvit/index.ts';
-import { SuperResTransformer, superResConfig } from './superres/index.ts';
+import { MaskGiTUViT, UVIT_DEFAULTS, UVIT_LEGACY_KEYS, UVIT_OWN_KEYS, UVIT_REFERENCE_KEYS, uvitConfig } from './uvit/index.ts';
+import { SUPERRES_DEFAULTS, SuperResTransformer, superResConfig } from './superres/index.ts';
 import { configFromDiffusers, isDiffusersUViT } from './uvit/diffusers-names.ts';
 
 export type TokenModel = MaskGitTransformer | MaskGiTUViT | SuperResTransformer;
@@ -19,6 +19,23 @@ function check(architecture: string): asserts architecture is Architecture {
   if (!(ARCHITECTURES as readonly string[]).includes(architecture)) {
     throw new Error(`unknown model architecture '${architecture}' (expected ${ARCHITECTURES.join(', ')})`);
   }
+}
+
+/**
+ * The config keys an architecture takes, each with an example value of its type (its default; null where the
+ * default is null, which then takes a number; undefined for keys accepted and ignored): the schema a training
+ * config's `model.transformer` is checked against.
+ */
+export function tokenModelKeys(architecture: string): Record<string, unknown> {
+  check(architecture);
+  if (architecture === 'uvit') {
+    const keys: Record<string, unknown> = {};
+    for (const k of [...UVIT_REFERENCE_KEYS, ...UVIT_OWN_KEYS, ...UVIT_LEGACY_KEYS]) keys[k] = (UVIT_DEFAULTS as Record<string, unknown>)[k];
+    keys.vocab_size = keys.mask_token_id = 0;
+    return keys;
+  }
+  if (architecture === 'superres') return { ...SUPERRES_DEFAULTS, mask_token_id: 0 };
+  return { ...TRANSFORMER_DEFAULTS, vocab_size: 0, mask_token_id: 0 };
 }
 
 /** Validates `config` for `architecture` (throws with the model's own message). */

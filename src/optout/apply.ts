@@ -9,6 +9,7 @@ import path from 'node:path';
 import type { DatasetRow, IndexDb } from '../index-db/db.ts';
 import { withSampleIndex } from '../dataset/sample-index.ts';
 import { journalPath, pendingRewrites, readJournal, rewriteShard, type Removal } from '../dataset/rewrite.ts';
+import { withDatasetLock } from '../dataset/lock.ts';
 import { closestName } from '../util/suggest.ts';
 import { optoutVersion } from './store.ts';
 
@@ -84,39 +85,42 @@ export async function applyOptouts(index: IndexDb, datasets: readonly DatasetRow
       log(`${d.name}: ${d.path} does not exist; skipped`);
       continue;
     }
-    const shards = await affected(index, d.id);
-    for (const shard of await pendingRewrites(d.path)) if (!shards.has(shard)) shards.set(shard, new Map());
-    for (const shard of [...shards.keys()].sort((a, b) => a - b)) {
-      const remove = shards.get(shard)!;
-      // Keys of an unfinished rewrite (maybe a dedup one) get their index status updated too.
-      const journal = await readJournal(journalPath(d.path, shard));
-      opts.progress?.(`${d.name}: shard ${shard}: ${remove.size} sample(s) to remove${journal ? ', finishing an interrupted rewrite' : ''}`);
-      const r = await rewriteShard(d.path, shard, remove, { log: (m) => log(m) });
-      if (r.skipped) {
-        res.skipped.push(r.skipped);
-        continue;
+    // One rewriter per dataset at a time (src/dataset/lock.ts): a second apply or dedup --apply waits here.
+    await withDatasetLock(d.path, 'optout apply', async () => {
+      const shards = await affected(index, d.id);
+      for (const shard of await pendingRewrites(d.path)) if (!shards.has(shard)) shards.set(shard, new Map());
+      for (const shard of [...shards.keys()].sort((a, b) => a - b)) {
+        const remove = shards.get(shard)!;
+        // Keys of an unfinished rewrite (maybe a dedup one) get their index status updated too.
+        const journal = await readJournal(journalPath(d.path, shard));
+        opts.progress?.(`${d.name}: shard ${shard}: ${remove.size} sample(s) to remove${journal ? ', finishing an interrupted rewrite' : ''}`);
+        const r = await rewriteShard(d.path, shard, remove, { log: (m) => log(m) });
+        if (r.skipped) {
+          res.skipped.push(r.skipped);
+          continue;
+        }
+        // As in rewriteShard, a journal's removal wins over a new one for the same key.
+        const all = new Map<string, Removal>([...remove, ...Object.entries(journal?.remove ?? {})]);
+        const byStatus = new Map<string, string[]>();
+        for (const [key, rm] of all) {
+          const keys = byStatus.get(rm.status);
+          if (keys) keys.push(key);
+          else byStatus.set(rm.status, [key]);
+        }
+        for (const [status, keys] of byStatus) index.setSampleStatus(d.id, keys, status);
+        for (const [key, rm] of remove) {
+          const s: RemovedSample = { dataset: d.name, key, shard, reason: rm.reason };
+          opts.onRemoved?.(s);
+          log(`${s.dataset} ${s.key} ${s.shard} ${s.reason}`);
+        }
+        res.shardsRewritten += r.removed > 0 || r.cacheFilesRewritten > 0 ? 1 : 0;
+        res.removed += r.removed;
+        res.cacheFilesRewritten += r.cacheFilesRewritten;
       }
-      // As in rewriteShard, a journal's removal wins over a new one for the same key.
-      const all = new Map<string, Removal>([...remove, ...Object.entries(journal?.remove ?? {})]);
-      const byStatus = new Map<string, string[]>();
-      for (const [key, rm] of all) {
-        const keys = byStatus.get(rm.status);
-        if (keys) keys.push(key);
-        else byStatus.set(rm.status, [key]);
+      if (res.skipped.length === 0) {
+        index.stmt('INSERT INTO optout_applies(dataset_id, version, applied) VALUES (?, ?, ?) ON CONFLICT DO NOTHING').run(d.id, version, new Date().toISOString());
       }
-      for (const [status, keys] of byStatus) index.setSampleStatus(d.id, keys, status);
-      for (const [key, rm] of remove) {
-        const s: RemovedSample = { dataset: d.name, key, shard, reason: rm.reason };
-        opts.onRemoved?.(s);
-        log(`${s.dataset} ${s.key} ${s.shard} ${s.reason}`);
-      }
-      res.shardsRewritten += r.removed > 0 || r.cacheFilesRewritten > 0 ? 1 : 0;
-      res.removed += r.removed;
-      res.cacheFilesRewritten += r.cacheFilesRewritten;
-    }
-    if (res.skipped.length === 0) {
-      index.stmt('INSERT INTO optout_applies(dataset_id, version, applied) VALUES (?, ?, ?) ON CONFLICT DO NOTHING').run(d.id, version, new Date().toISOString());
-    }
+    }, { onWait: opts.progress ?? ((m) => process.stderr.write(m + '\n')) });
   }
   return out;
 }

@@ -75,11 +75,20 @@ export interface ImageConfig {
 export interface DownloadConfig {
   /** Parallel downloads per worker process. */
   concurrency: number;
+  /** DNS + TCP + TLS handshake. */
   connect_timeout_s: number;
+  /** From the start of an attempt to the first response's headers. */
+  first_byte_timeout_s: number;
   /** Whole request including body. */
   timeout_s: number;
-  /** Extra attempts for transient failures (timeouts, resets, 5xx, 429). */
+  /** Extra attempts for transient failures (resets, 5xx, 429; a timeout only on an origin not already timing out). */
   retries: number;
+  /** Consecutive timeouts or refused connections after which an origin's other rows end `host_unresponsive`; 0 = never. */
+  origin_cutoff_after: number;
+  /** Seconds a cut-off origin gets no request before one probe. */
+  origin_cooldown_s: number;
+  /** Requests at once to one origin (per worker process). */
+  per_origin_concurrency: number;
   max_redirects: number;
   max_bytes: number;
   user_agent_token: string;

@@ -16,8 +16,12 @@ export const PIPELINE_ALIASES: Record<string, string> = { laion: 'laion2b-en' };
 export const DEFAULT_DOWNLOAD: PipelineConfig['download'] = {
   concurrency: 64,
   connect_timeout_s: 5,
+  first_byte_timeout_s: 5,
   timeout_s: 10,
   retries: 2,
+  origin_cutoff_after: 5,
+  origin_cooldown_s: 60,
+  per_origin_concurrency: 32,
   max_redirects: 5,
   max_bytes: 32 * 1024 * 1024,
   user_agent_token: 'muse-data',
@@ -82,8 +86,12 @@ const SCHEMA: Record<string, 'string' | 'number' | 'boolean' | 'string[]' | 'obj
   download: 'object',
   'download.concurrency': 'number',
   'download.connect_timeout_s': 'number',
+  'download.first_byte_timeout_s': 'number',
   'download.timeout_s': 'number',
   'download.retries': 'number',
+  'download.origin_cutoff_after': 'number',
+  'download.origin_cooldown_s': 'number',
+  'download.per_origin_concurrency': 'number',
   'download.max_redirects': 'number',
   'download.max_bytes': 'number',
   'download.user_agent_token': 'string',
@@ -213,6 +221,8 @@ function validate(cfg: PipelineConfig, where: string): void {
     ['download.concurrency', cfg.download.concurrency],
     ['download.timeout_s', cfg.download.timeout_s],
     ['download.connect_timeout_s', cfg.download.connect_timeout_s],
+    ['download.first_byte_timeout_s', cfg.download.first_byte_timeout_s],
+    ['download.per_origin_concurrency', cfg.download.per_origin_concurrency],
     ['download.max_bytes', cfg.download.max_bytes],
   ];
   for (const [key, v] of positive) if (!(v > 0)) throw new ConfigError(`${where}: '${key}' must be > 0, got ${v}`);
@@ -221,6 +231,10 @@ function validate(cfg: PipelineConfig, where: string): void {
     throw new ConfigError(`${where}: 'image.encode_quality' must be between 1 and 100, got ${cfg.image.encode_quality}`);
   }
   if (cfg.download.retries < 0 || cfg.download.max_redirects < 0) throw new ConfigError(`${where}: retries and max_redirects must be ≥ 0`);
+  if (!Number.isInteger(cfg.download.origin_cutoff_after) || cfg.download.origin_cutoff_after < 0) {
+    throw new ConfigError(`${where}: 'download.origin_cutoff_after' must be a whole number ≥ 0 (0 = never cut an origin off), got ${cfg.download.origin_cutoff_after}`);
+  }
+  if (!(cfg.download.origin_cooldown_s >= 0)) throw new ConfigError(`${where}: 'download.origin_cooldown_s' must be ≥ 0, got ${cfg.download.origin_cooldown_s}`);
   if (cfg.input.files.length === 0) {
     throw new ConfigError(`${where}: no input files: set input.files in the pipeline or pass --input FILE`);
   }

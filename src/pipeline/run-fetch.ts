@@ -13,24 +13,36 @@ import { prepareRecordFilter } from '../filters/index.ts';
 import { FetchProgress, type LogFormat } from './progress.ts';
 import type { FromWorker } from './worker.ts';
 import { runShardPool } from '../runtime/shard-pool.ts';
-import { shardCount, shardPaths } from '../dataset/names.ts';
+import { shardCount, shardPaths, shardsDir } from '../dataset/names.ts';
 import { readStats, type ShardStats } from '../dataset/stats.ts';
 import { isShardComplete } from '../dataset/complete-shards.ts';
 import { datasetJsonPath, readDatasetJson, writeDatasetJson } from '../dataset/dataset-json.ts';
 import { parseShardSelection as parseSelection } from '../dataset/shard-selection.ts';
+import { openIndex } from '../index-db/db.ts';
 import { SAMPLE_STATUSES, type SampleStatus } from '../shards/outcome.ts';
+import type { CutOff } from '../fetch/origin-health.ts';
+import { isRetried } from './retry-rows.ts';
 
 export interface FetchOptions {
   cfg: PipelineConfig;
   datasetDir: string;
   dataRoot: string;
   projectRoot: string;
+  /** `cfg.name` came from `--name`: refused when the folder is registered under another name. */
+  nameGiven?: boolean;
   /** Shard selection as given by `--shards` (e.g. "0-99", "3,5,7-9"); all shards when absent. */
   shards?: string;
   /** `--shard-index I --shard-count N`: of the selected shards, only those with shard mod count = index. */
   shardModulo?: { index: number; count: number };
   workers: number;
   logFormat: LogFormat;
+  /** Seconds between plain / JSON progress lines (default 5). */
+  progressIntervalS?: number;
+  /**
+   * `--retry-status host_unresponsive,...`: complete shards with rows of these statuses or reasons are run again
+   * for just those rows (the others are kept byte for byte); incomplete shards run as usual.
+   */
+  retryStatuses?: string[];
 }
 
 export interface FetchSummary {
@@ -49,6 +61,8 @@ export interface FetchSummary {
   successes_per_s: number;
   /** Largest peak resident set of any one process of the run (this one or a worker), MiB. */
   peak_rss_mb: number;
+  /** Origins cut off during the run (their rows ended `host_unresponsive` without a request); local runs only. */
+  cut_origins?: CutOff[];
 }
 
 export class FetchError extends Error {}
@@ -76,19 +90,23 @@ export async function runFetch(o: FetchOptions): Promise<FetchSummary> {
   const { totalRows } = await source.open();
   await prepareRecordFilter(o.cfg.filters, { baseDir: o.projectRoot });
   const server = o.cfg.local_server ? await (await import('../sample-data/server.ts')).startSampleServer() : undefined;
-  const ctxOptions: ContextOptions = { cfg: o.cfg, datasetDir: o.datasetDir, dataRoot: o.dataRoot, projectRoot: o.projectRoot, localOrigin: server?.origin };
+  const ctxOptions: ContextOptions = {
+    cfg: o.cfg, datasetDir: o.datasetDir, dataRoot: o.dataRoot, projectRoot: o.projectRoot, localOrigin: server?.origin, retryStatuses: o.retryStatuses,
+  };
   try {
     const total = shardCount(totalRows, o.cfg.samples_per_shard);
     const m = o.shardModulo;
     const selected = parseShardSelection(o.shards, total).filter((s) => !m || s % m.count === m.index);
-    await mkdir(path.join(o.datasetDir, 'shards'), { recursive: true });
     await registerDataset(o, totalRows, total);
-    const pending = selected.filter((s) => !isShardComplete(o.datasetDir, s));
+    const retried = o.retryStatuses ? await shardsToRetry(o.datasetDir, selected, new Set(o.retryStatuses)) : [];
+    const pending = selected.filter((s) => !isShardComplete(o.datasetDir, s) || retried.includes(s));
     const pendingRows = pending.reduce((n, s) => n + Math.min(o.cfg.samples_per_shard, totalRows - s * o.cfg.samples_per_shard), 0);
-    const progress = new FetchProgress(pendingRows, pending.length, o.logFormat);
+    const progress = new FetchProgress(pendingRows, pending.length, o.logFormat, process.stderr, (o.progressIntervalS ?? 5) * 1000);
     progress.message(
       `fetch ${o.cfg.name}: ${totalRows} rows, ${total} shard(s); ${selected.length} selected, ` +
-        `${selected.length - pending.length} already complete, ${pending.length} to run with ${Math.min(o.workers, Math.max(pending.length, 1))} worker(s) -> ${o.datasetDir}`,
+        `${selected.length - pending.length + retried.length} already complete` +
+        (o.retryStatuses ? ` (${retried.length} of them with rows to retry: ${o.retryStatuses.join(', ')})` : '') +
+        `, ${pending.length} to run with ${Math.min(o.workers, Math.max(pending.length, 1))} worker(s) -> ${o.datasetDir}`,
     );
     const failed: FetchSummary['shards_failed'] = [];
     const rss = { maxKb: 0 };
@@ -99,10 +117,11 @@ export async function runFetch(o: FetchOptions): Promise<FetchSummary> {
     } else {
       await runInWorkers(pending, Math.min(o.workers, pending.length), ctxOptions, progress, failed, rss);
     }
-    return await fetchSummary({
+    const summary = await fetchSummary({
       datasetDir: o.datasetDir, totalRows, shards: total, selected, pending, failed, started,
       successes: progress.finish().successes, peakRssKb: rss.maxKb,
     });
+    return { ...summary, cut_origins: progress.cutOrigins() };
   } finally {
     await server?.close();
   }
@@ -120,6 +139,7 @@ async function runInProcess(
   const ctx = await createShardContext(options, opened);
   ctx.onRow = (status) => progress.row(status);
   const slot = pLimit(SHARDS_PER_PROCESS);
+  const live = setInterval(() => progress.live('main', ctx.live()), 1000);
   try {
     await Promise.all(
       pending.map((shard) =>
@@ -136,8 +156,23 @@ async function runInProcess(
       ),
     );
   } finally {
+    clearInterval(live);
+    progress.live('main', ctx.live());
     await ctx.close();
   }
+}
+
+/** Complete selected shards whose stats count rows of a status or reason in `wanted`. */
+async function shardsToRetry(datasetDir: string, selected: readonly number[], wanted: ReadonlySet<string>): Promise<number[]> {
+  const out: number[] = [];
+  for (const s of selected) {
+    const st = isShardComplete(datasetDir, s) ? await readStats(shardPaths(datasetDir, s).stats) : null;
+    if (!st) continue;
+    const hit = Object.entries(st.reasons ?? {}).some(([status, byReason]) => Object.keys(byReason).some((reason) => isRetried(wanted, status, reason)))
+      || Object.entries(st.status).some(([status, n]) => (n ?? 0) > 0 && wanted.has(status));
+    if (hit) out.push(s);
+  }
+  return out;
 }
 
 /**
@@ -145,7 +180,18 @@ async function runInProcess(
  * produce different shards (other input, shard size, image or filter settings) is refused: mixing the two would
  * give a dataset no single config describes.
  */
-export async function registerDataset(o: Pick<FetchOptions, 'cfg' | 'datasetDir'>, totalRows: number, shards: number): Promise<void> {
+export async function registerDataset(o: Pick<FetchOptions, 'cfg' | 'datasetDir' | 'dataRoot' | 'nameGiven'>, totalRows: number, shards: number): Promise<void> {
+  // The name first (--name, else the folder's name): a name another folder holds is refused before anything is written.
+  const name = o.nameGiven ? o.cfg.name : path.basename(path.resolve(o.datasetDir));
+  const index = openIndex(o.dataRoot);
+  try {
+    index.registerDataset(name, o.datasetDir, { explicit: o.nameGiven });
+  } catch (err) {
+    throw new FetchError((err as Error).message);
+  } finally {
+    index.close();
+  }
+  await mkdir(shardsDir(o.datasetDir), { recursive: true });
   const file = datasetJsonPath(o.datasetDir);
   const outputShaping = (cfg: PipelineConfig) => JSON.stringify({ input: cfg.input, filters: cfg.filters, image: cfg.image, dead_links: cfg.dead_links, samples_per_shard: cfg.samples_per_shard });
   const prev = readDatasetJson<PipelineConfig>(o.datasetDir);
@@ -158,7 +204,7 @@ export async function registerDataset(o: Pick<FetchOptions, 'cfg' | 'datasetDir'
     }
     return;
   }
-  await writeDatasetJson(o.datasetDir, { name: o.cfg.name, total_rows: totalRows, shards, created: new Date().toISOString(), pipeline: o.cfg });
+  await writeDatasetJson(o.datasetDir, { name, total_rows: totalRows, shards, created: new Date().toISOString(), pipeline: o.cfg });
 }
 
 async function runInWorkers(
@@ -179,6 +225,7 @@ async function runInWorkers(
     onMessage: (m) => {
       const rows = m as FromWorker;
       if (rows.type === 'rows') for (const [s, c] of Object.entries(rows.counts)) progress.row(s as SampleStatus, c);
+      else if (rows.type === 'live') progress.live(String(rows.pid), rows.status);
     },
     onDone: (m, seconds) => {
       rss.maxKb = Math.max(rss.maxKb, m.max_rss_kb);

@@ -1,13 +1,18 @@
 /**
  * One shard: input rows [i*S, (i+1)*S) -> filters -> download -> image -> tar + manifest + stats.
  * Rows are processed concurrently but written in key order through a bounded window, so memory stays bounded
- * and the output does not depend on which download finished first.
+ * and the output does not depend on which download finished first. A row holds one of the downloader's slots
+ * (`download.concurrency` per process) from its download to its encoded image, except while it only waits on
+ * the network (src/fetch/slots.ts): a hung request then costs a window place, not a slot.
  */
 import { readFile, rm } from 'node:fs/promises';
-import pLimit from 'p-limit';
 import type { PipelineConfig } from './config-types.ts';
 import type { Source, SourceRecord } from '../sources/record.ts';
 import type { Downloader } from '../fetch/downloader.ts';
+import type { Lease } from '../fetch/slots.ts';
+import type { RowsInFlight } from './in-flight.ts';
+import { KeptRows } from './retry-rows.ts';
+import { isShardComplete } from '../dataset/complete-shards.ts';
 import type { ImageResult } from '../image/index.ts';
 import { fallbackImage } from '../image/index.ts';
 import type { FilterVerdict } from '../filters/index.ts';
@@ -29,12 +34,23 @@ export interface ShardJobContext {
   filter: (rec: SourceRecord) => FilterVerdict;
   /** The data root's index: opt-out tests per row. */
   index?: FetchIndex;
-  /** Called once per input row when its outcome is final (in key order). */
+  /** Called once per input row as soon as its outcome is final (so not in key order; it is written later, in order). */
   onRow?: (status: SampleStatus, shard: number) => void;
+  /** Rows under way in this process (for the progress line). */
+  inFlight?: RowsInFlight;
+  /**
+   * `fetch --retry-status`: in a complete shard, only rows with one of these statuses or reasons are fetched
+   * again; the others are copied from the shard as they are.
+   */
+  retryStatuses?: ReadonlySet<string>;
 }
 
-/** Rows that may be in flight or waiting to be written, at least. */
-const WRITE_WINDOW_MIN = 1024;
+/**
+ * Rows that may be in flight or waiting to be written, at least: so many rows behind one stuck on a hung origin
+ * still download and process (a row is stuck at most its attempts' deadlines and back-offs). A finished row
+ * waiting here holds only its encoded image (~30 KB at 256 px JPEG): ≤ ~60 MB per shard.
+ */
+const WRITE_WINDOW_MIN = 2048;
 
 
 export async function runShard(shard: number, ctx: ShardJobContext): Promise<ShardStats> {
@@ -44,37 +60,50 @@ export async function runShard(shard: number, ctx: ShardJobContext): Promise<Sha
   const end = Math.min(start + S, ctx.totalRows);
   if (start >= end) throw new Error(`shard ${shard} is out of range: the input has ${ctx.totalRows} rows (${shardCount(ctx.totalRows, S)} shards)`);
   const paths = shardPaths(ctx.datasetDir, shard);
-  // A half-written shard from an interrupted run is redone from scratch: stats last, so remove it first.
-  await rm(paths.stats, { force: true });
+  const kept = ctx.retryStatuses && isShardComplete(ctx.datasetDir, shard) ? await KeptRows.open(paths.manifest, paths.tar, ctx.retryStatuses) : undefined;
+  // A half-written shard from an interrupted run is redone from scratch: stats last, so remove it first. A shard
+  // being retried stays complete (old files) until its new files are about to replace them.
+  if (!kept) await rm(paths.stats, { force: true });
 
   const startTime = new Date();
   const timings = { optout_ms: 0, filter_ms: 0, download_ms: 0, image_ms: 0, write_ms: 0, index_ms: 0 };
-  const limit = pLimit(cfg.download.concurrency);
   // Finished rows wait here until every earlier row is done. Sized well beyond the download concurrency so a
-  // slow link at the head does not stall the rest (a finished row holds only its encoded image, ~30 KB).
+  // slow link at the head does not stall the rest; how many run at once is bounded by the downloader's slots.
   const window = Math.max(cfg.download.concurrency * 4, WRITE_WINDOW_MIN);
   const tar = await ShardTarWriter.create(paths.tar);
   const rows: ManifestRow[] = [];
-  const queue: Array<Promise<SampleOutcome>> = [];
+  const queue: Array<Promise<SampleOutcome | { kept: ManifestRow }>> = [];
 
-  const write = async (o: SampleOutcome) => {
+  const write = async (o: SampleOutcome | { kept: ManifestRow }) => {
     const t = performance.now();
-    await tar.add(o);
-    rows.push(manifestRow(o));
+    if ('kept' in o) {
+      if (o.kept.status === 'ok' || o.kept.status === 'fallback') await tar.addMembers(o.kept.key, await kept!.members(o.kept.key));
+      rows.push(o.kept);
+    } else {
+      await tar.add(o);
+      rows.push(manifestRow(o));
+    }
     timings.write_ms += performance.now() - t;
+  };
+  const finished = (o: SampleOutcome) => {
     ctx.onRow?.(o.status, shard);
+    return o;
   };
 
   for await (const rec of ctx.source.rows(start, end)) {
     const key = sampleKey(shard, rec.row - start, S);
-    queue.push(limit(() => processRow(rec, key, ctx, timings)));
+    const previous = kept?.get(key);
+    if (previous) ctx.onRow?.(previous.status, shard);
+    queue.push(previous ? Promise.resolve({ kept: previous }) : processRow(rec, key, ctx, timings).then(finished));
     while (queue.length >= window) await write(await queue.shift()!);
   }
   while (queue.length) await write(await queue.shift()!);
+  await kept?.close();
   if (rows.length !== end - start) {
     throw new Error(`shard ${shard}: expected ${end - start} input rows, the source gave ${rows.length}`);
   }
 
+  if (kept) await rm(paths.stats, { force: true });
   const bytesWritten = await tar.finish();
   await writeManifest(paths.manifest, rows);
   // Before the stats file: a shard counts as complete only once its index run (sorted by URL hash) is beside it.
@@ -108,6 +137,9 @@ async function processRow(rec: SourceRecord, key: string, ctx: ShardJobContext, 
     reason: null,
     error: null,
   };
+  // From the download to the encoded image a row holds one slot, lent out while the download only waits.
+  let lease: Lease | undefined;
+  let done: (() => void) | undefined;
   try {
     if (rec.error) return { ...base, reason: 'bad_row', error: rec.error };
 
@@ -122,8 +154,10 @@ async function processRow(rec: SourceRecord, key: string, ctx: ShardJobContext, 
     if (!verdict.ok) return { ...base, status: 'filtered', reason: verdict.rule, error: verdict.reason };
     base.caption = verdict.caption;
 
+    lease = await ctx.downloader.lease();
+    done = ctx.inFlight?.start();
     t = performance.now();
-    const got = await fetchBytes(rec, ctx);
+    const got = await fetchBytes(rec, ctx, lease);
     timings.download_ms += performance.now() - t;
     if (!got.ok) {
       if (got.optedOut) return { ...base, status: 'opted_out', reason: got.reason, error: got.error };
@@ -150,12 +184,15 @@ async function processRow(rec: SourceRecord, key: string, ctx: ShardJobContext, 
     };
   } catch (err) {
     return { ...base, status: 'failed', reason: 'internal_error', error: (err as Error).stack ?? String(err) };
+  } finally {
+    lease?.end();
+    done?.();
   }
 }
 
 type Fetched = { ok: true; bytes: Buffer } | { ok: false; reason: string; error: string; optedOut: boolean };
 
-async function fetchBytes(rec: SourceRecord, ctx: ShardJobContext): Promise<Fetched> {
+async function fetchBytes(rec: SourceRecord, ctx: ShardJobContext, lease: Lease): Promise<Fetched> {
   if (rec.localPath) {
     try {
       return { ok: true, bytes: await readFile(rec.localPath) };
@@ -163,7 +200,7 @@ async function fetchBytes(rec: SourceRecord, ctx: ShardJobContext): Promise<Fetc
       return { ok: false, reason: 'read_error', error: `${rec.localPath}: ${(err as Error).message}`, optedOut: false };
     }
   }
-  return ctx.downloader.get(rec.url);
+  return ctx.downloader.get(rec.url, lease);
 }
 
 /** A dead link or broken image: a solid-colour stand-in (`--dead-links fallback`) or nothing in the tar (`skip`). */

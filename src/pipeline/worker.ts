@@ -7,12 +7,14 @@ import { createShardContext, type ContextOptions } from './context.ts';
 import { runShard } from './shard-job.ts';
 import type { SampleStatus } from '../shards/outcome.ts';
 import type { ShardStats } from '../dataset/stats.ts';
+import type { LiveStatus } from './progress.ts';
 
 export type ToWorker = { type: 'init'; options: ContextOptions } | { type: 'shard'; shard: number } | { type: 'stop' };
 export type FromWorker =
   | { type: 'hello' }
   | { type: 'ready' }
   | { type: 'rows'; counts: Partial<Record<SampleStatus, number>> }
+  | { type: 'live'; pid: number; status: LiveStatus }
   | { type: 'done'; shard: number; stats: ShardStats; /** this process's peak RSS so far, KiB */ max_rss_kb: number }
   | { type: 'error'; shard: number | null; message: string };
 
@@ -26,7 +28,9 @@ if (process.send) {
     if (Object.keys(counts).length) send({ type: 'rows', counts });
     counts = {};
   };
+  const sendLive = () => ctx && send({ type: 'live', pid: process.pid, status: ctx.live() });
   const timer = setInterval(flush, 200);
+  const liveTimer = setInterval(sendLive, 1000);
   process.on('message', async (m: ToWorker) => {
     try {
       if (m.type === 'init') {
@@ -38,9 +42,11 @@ if (process.send) {
       } else if (m.type === 'shard') {
         const stats = await runShard(m.shard, ctx!);
         flush();
+        sendLive(); // before 'done': the parent's summary lists the origins cut off
         send({ type: 'done', shard: m.shard, stats, max_rss_kb: process.resourceUsage().maxRSS });
       } else {
         clearInterval(timer);
+        clearInterval(liveTimer);
         flush();
         await ctx?.close();
         // Explicit exit: pooled sockets or library threads must not keep a finished worker alive.

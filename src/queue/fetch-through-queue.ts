@@ -7,7 +7,6 @@
  * run beside the shard in the shared output folder, so `optout check` and `optout apply` work after a
  * distributed run as after a local one.
  */
-import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { Queue } from 'bullmq';
 import { createSource } from '../sources/index.ts';
@@ -44,7 +43,6 @@ export async function fetchThroughQueue(o: QueueFetchOptions): Promise<FetchSumm
   await prepareRecordFilter(o.cfg.filters, { baseDir: o.projectRoot });
   const total = shardCount(totalRows, o.cfg.samples_per_shard);
   const selected = parseShardSelection(o.shards, total);
-  await mkdir(path.join(o.datasetDir, 'shards'), { recursive: true });
   await registerDataset(o, totalRows, total);
   const index = openFetchIndex(o.dataRoot, o.cfg.name, o.datasetDir);
   const queue = new Queue(FETCH_QUEUE, { connection: bullConnection(conn), prefix: QUEUE_PREFIX });
@@ -54,7 +52,7 @@ export async function fetchThroughQueue(o: QueueFetchOptions): Promise<FetchSumm
     const isDone = (s: number) => isShardComplete(o.datasetDir, s);
     const pending = selected.filter((s) => !isDone(s));
     const pendingRows = pending.reduce((n, s) => n + Math.min(o.cfg.samples_per_shard, totalRows - s * o.cfg.samples_per_shard), 0);
-    const progress = new FetchProgress(pendingRows, pending.length, o.logFormat);
+    const progress = new FetchProgress(pendingRows, pending.length, o.logFormat, process.stderr, (o.progressIntervalS ?? 5) * 1000);
     const ids = new Map(pending.map((s) => [s, fetchJobId(o.cfg.name, o.datasetDir, s)]));
     const job = (shard: number) => ({
       shard,
@@ -69,13 +67,19 @@ export async function fetchThroughQueue(o: QueueFetchOptions): Promise<FetchSumm
     );
 
     const seen = new Map<number, Partial<Record<SampleStatus, number>>>(); // rows already counted per shard
+    // The most seen per status, never lowered: a job retried after its worker died starts counting from 0 again,
+    // and lowering the mark would count its rows twice (progress past 100%, a negative ETA).
     const count = (shard: number, counts: Partial<Record<SampleStatus, number>>) => {
       const before = seen.get(shard) ?? {};
+      const next = { ...before };
       for (const [s, c] of Object.entries(counts) as Array<[SampleStatus, number]>) {
         const d = c - (before[s] ?? 0);
-        if (d > 0) progress.row(s, d);
+        if (d > 0) {
+          progress.row(s, d);
+          next[s] = c;
+        }
       }
-      seen.set(shard, { ...before, ...counts });
+      seen.set(shard, next);
     };
     const failed = new Map<number, string>();
     const waiting = new Set(pending);

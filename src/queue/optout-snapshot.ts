@@ -19,10 +19,11 @@ import { openIndex } from '../index-db/db.ts';
 import type { FetchIndex } from '../index-db/fetch-index.ts';
 import { hashNormalized, normalizeUrl } from '../optout/normalize-url.ts';
 import type { OptoutSnapshotRef } from './jobs.ts';
+import { optoutSnapshotFile, queueDir } from '../dataset/names.ts';
 
-/** Copies the data root's opt-out lists into `<datasetDir>/queue/optout-<sha12>.sqlite` (reused if present). */
+/** Copies the data root's opt-out lists into `<datasetDir>/queue/optout-<sha12>.sqlite` (reused if present and intact). */
 export async function writeOptoutSnapshot(dataRoot: string, datasetDir: string): Promise<OptoutSnapshotRef> {
-  const dir = path.join(datasetDir, 'queue');
+  const dir = queueDir(datasetDir);
   await mkdir(dir, { recursive: true });
   const tmp = path.join(dir, `optout-${process.pid}-${Date.now()}.sqlite.tmp`);
   await rm(tmp, { force: true });
@@ -40,8 +41,11 @@ export async function writeOptoutSnapshot(dataRoot: string, datasetDir: string):
     index.close();
   }
   const sha256 = createHash('sha256').update(await readFile(tmp)).digest('hex');
-  const file = path.join(dir, `optout-${sha256.slice(0, 12)}.sqlite`);
-  if (existsSync(file)) await rm(tmp);
+  const file = optoutSnapshotFile(datasetDir, sha256);
+  // Reused only when its content is what its name says: a damaged or edited copy is replaced (else every rerun
+  // would enqueue jobs that its workers refuse on the hash check).
+  const intact = existsSync(file) && createHash('sha256').update(await readFile(file)).digest('hex') === sha256;
+  if (intact) await rm(tmp);
   else await rename(tmp, file);
   return { file, sha256 };
 }

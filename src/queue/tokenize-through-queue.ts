@@ -8,6 +8,7 @@ import { Queue } from 'bullmq';
 import { tf, type BackendName } from '../runtime/backend.ts';
 import { runTokenize, type ShardResult, type TokenizeOptions, type TokenizeSummary } from '../tokenize/run-tokenize.ts';
 import { shardName } from '../dataset/names.ts';
+import { absoluteVqSpec } from '../models/registry.ts';
 import { bullConnection, checkQueue, parseQueueUrl } from './connection.ts';
 import { DEFAULT_RETRY, JOB_FORMAT, QUEUE_PREFIX, TOKENIZE_QUEUE, jobOptions, tokenizeJobId, type RetryPolicy, type TokenizeJobData } from './jobs.ts';
 import { enqueueShards, mapChunked, watchShardJobs } from './shard-watch.ts';
@@ -24,14 +25,21 @@ const absoluteSpec = (spec: string) => {
   return at > 0 ? `${spec.slice(0, at)}:${path.resolve(spec.slice(at + 1))}` : spec;
 };
 
+/**
+ * The models as a job names them for the workers: a built-in VQGAN by its name (`builtin`, whichever way it was
+ * spelled: `vqgan-tiny-seed0` too), folders as absolute paths.
+ */
+export function jobModelSpecs(vq: string | undefined, text: readonly string[]): { vq: string | undefined; text: string[] } {
+  return { vq: vq === undefined ? undefined : absoluteVqSpec(vq), text: text.map(absoluteSpec) };
+}
+
 export async function tokenizeThroughQueue(o: QueueTokenizeOptions): Promise<TokenizeSummary> {
   const log = o.log ?? ((m: string) => process.stderr.write(m + '\n'));
   const conn = parseQueueUrl(o.queueUrl);
   await checkQueue(conn);
   const base = {
     datasetDir: path.resolve(o.datasetDir),
-    vq: o.vq === undefined || o.vq === 'builtin' ? o.vq : path.resolve(o.vq),
-    text: o.text.map(absoluteSpec),
+    ...jobModelSpecs(o.vq, o.text),
     batch: o.batch,
     includeFallbacks: o.includeFallbacks,
     imageSize: o.imageSize,

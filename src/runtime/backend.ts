@@ -1,7 +1,7 @@
-// Choose the TensorFlow.js backend. 'auto' order: native CUDA (tfjs-node-gpu), webgpu on a hardware adapter,
-// native CPU (tfjs-node), wasm, pure-JS cpu. The native packages are optional dependencies that often cannot
-// install (their install script downloads libtensorflow), so they are loaded with a dynamic import inside
-// try/catch. A software webgpu adapter (lavapipe) is used only when 'webgpu' is asked for by name.
+// Choose the TensorFlow.js backend. 'auto' order: the native TensorFlow build when it is a CUDA build that saw a
+// GPU, webgpu on a hardware adapter, the native CPU build, wasm, pure-JS cpu. The native build is the project's
+// own (`npm run build:tensorflow`, see tensorflow/build.ts); without it 'tensorflow' is unavailable and says
+// how to build it. A software webgpu adapter (lavapipe) is used only when 'webgpu' is asked for by name.
 import * as tf from '@tensorflow/tfjs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
@@ -10,8 +10,10 @@ import { registerWasmKernels } from './wasm-kernels/index.ts';
 import { prepareThreadedWasm, unrefWasmWorkers, wasmThreadCount, withCoreCount } from './wasm-threads.ts';
 import { BackendUnavailableError } from './errors.ts';
 import { NoAdapterError, describeAdapter, setWebgpuBackend, type AdapterSummary } from './webgpu.ts';
+import { readBuildInfo, type BuildInfo } from './tensorflow/build-dir.ts';
+import { registerTensorflowBackend, shareTensorflowThreads } from './tensorflow/load.ts';
 
-export { tf, BackendUnavailableError };
+export { tf, BackendUnavailableError, shareTensorflowThreads };
 
 export type BackendName = 'auto' | 'tensorflow' | 'webgpu' | 'wasm' | 'cpu';
 export const BACKEND_NAMES: readonly BackendName[] = ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'];
@@ -23,8 +25,10 @@ export interface BackendChoice {
   tried: string[];
   /** On webgpu: the adapter in use (vendor, architecture, software or not, limits). */
   adapter?: AdapterSummary;
-  /** On wasm: the threads of its thread pool (1: single-thread build). */
+  /** On wasm: the threads of its thread pool (1: single-thread build); on tensorflow: its intra-op pool. */
   threads?: number;
+  /** On tensorflow: the native build in use (TensorFlow version, CUDA or CPU, devices seen at build time). */
+  native?: BuildInfo;
 }
 
 export { wasmThreadCount };
@@ -43,12 +47,20 @@ function errorText(err: unknown): string {
   return msg.split('\n')[0].slice(0, 200);
 }
 
-/** Loads a native tfjs-node package; importing it registers the 'tensorflow' backend. */
-async function tryNative(pkg: string): Promise<void> {
-  // A variable specifier keeps TypeScript from requiring the (optional, usually absent) package's types.
-  const specifier: string = pkg;
-  await import(specifier);
-  if (!(await tf.setBackend('tensorflow'))) throw new Error(`${pkg} loaded but the 'tensorflow' backend did not initialise`);
+/** Whether a native build runs on a GPU: a CUDA build that saw one when it was built. */
+const usesGpu = (info: BuildInfo) => info.cuda && info.devices.some((d) => /GPU/.test(d));
+
+/**
+ * Starts the native TensorFlow build. `slot` is its place in the 'auto' order: 'gpu' takes a CUDA build that saw
+ * a GPU, 'cpu' any other build; 'any' (an explicit --backend tensorflow) takes whatever is built.
+ */
+async function tryNative(slot: 'gpu' | 'cpu' | 'any'): Promise<void> {
+  const { info, missing } = readBuildInfo();
+  if (!info) throw new Error(missing);
+  if (slot === 'gpu' && !usesGpu(info)) throw new Error(info.cuda ? 'the CUDA build saw no GPU when it was built' : `the build is CPU-only (${info.distribution})`);
+  if (slot === 'cpu' && usesGpu(info)) throw new Error('the build is the CUDA one, tried first');
+  registerTensorflowBackend();
+  if (!(await tf.setBackend('tensorflow'))) throw new Error("the native build loaded but the 'tensorflow' backend did not initialise");
 }
 
 let wasmPrepared = false;
@@ -106,17 +118,14 @@ async function tryCpu(): Promise<void> {
 }
 
 const candidates: Record<Exclude<BackendName, 'auto'>, Array<[string, () => Promise<void>]>> = {
-  tensorflow: [
-    ['@tensorflow/tfjs-node-gpu', () => tryNative('@tensorflow/tfjs-node-gpu')],
-    ['@tensorflow/tfjs-node', () => tryNative('@tensorflow/tfjs-node')],
-  ],
+  tensorflow: [['native TensorFlow build', () => tryNative('any')]],
   webgpu: [['webgpu', () => tryWebgpu(true)]],
   wasm: [['wasm', tryWasm]],
   cpu: [['cpu', tryCpu]],
 };
-const [nodeGpu, nodeCpu] = candidates.tensorflow;
 const AUTO_ORDER: Array<[string, () => Promise<void>]> = [
-  nodeGpu, ['webgpu (hardware adapter)', () => tryWebgpu(false)], nodeCpu, ...candidates.wasm, ...candidates.cpu,
+  ['native TensorFlow (CUDA)', () => tryNative('gpu')], ['webgpu (hardware adapter)', () => tryWebgpu(false)],
+  ['native TensorFlow (CPU)', () => tryNative('cpu')], ...candidates.wasm, ...candidates.cpu,
 ];
 
 /** The cpu backend prints "install our node backend" on first use; initBackend reports the choice itself. */
@@ -137,10 +146,16 @@ async function choose(name: BackendName, quiet: boolean): Promise<BackendChoice>
       const choice: BackendChoice = { name: tf.getBackend(), tried };
       if (choice.name === 'webgpu') choice.adapter = adapter;
       if (choice.name === 'wasm') choice.threads = wasmThreadsInUse;
+      if (choice.name === 'tensorflow') {
+        const { info, threads } = registerTensorflowBackend();
+        choice.native = info;
+        choice.threads = threads.intra;
+      }
       if (!quiet) {
         const skipped = tried.length ? ` (unavailable: ${tried.join('; ')})` : '';
         const threads = choice.threads ? ` (${choice.threads} thread${choice.threads > 1 ? 's' : ''})` : '';
-        process.stderr.write(`tfjs backend: ${choice.name}${threads} via ${label}${skipped}\n`);
+        const native = choice.native ? ` ${choice.native.tensorflow}, ${choice.native.cuda ? 'CUDA' : 'CPU'} build` : '';
+        process.stderr.write(`tfjs backend: ${choice.name}${threads} via ${label}${native}${skipped}\n`);
         if (choice.adapter) process.stderr.write(`webgpu adapter: ${describeAdapter(choice.adapter)}\n`);
       }
       return choice;
@@ -173,4 +188,40 @@ export async function initBackend(name: BackendName = 'auto', opts: { quiet?: bo
   } finally {
     pending = undefined;
   }
+}
+
+export interface BackendStatus {
+  name: Exclude<BackendName, 'auto'>;
+  available: boolean;
+  /** What it would run on (build, adapter, threads), or why it cannot run here. */
+  detail: string;
+}
+
+/**
+ * Every backend, each started once to see whether it runs here, with why it does or does not (for
+ * `muse-train --backends`), and what 'auto' picks. Leaves the process on the backend 'auto' picks.
+ */
+export async function listBackends(): Promise<{ backends: BackendStatus[]; auto: string }> {
+  silenceCpuBanner();
+  const backends: BackendStatus[] = [];
+  const probe = async (name: BackendStatus['name'], start: () => Promise<void>, describe: () => string) => {
+    try {
+      await start();
+      await tf.ready();
+      backends.push({ name, available: true, detail: describe() });
+    } catch (err) {
+      backends.push({ name, available: false, detail: errorText(err) });
+    }
+  };
+  await probe('tensorflow', () => tryNative('any'), () => {
+    const { info, threads } = registerTensorflowBackend();
+    return `TensorFlow ${info.tensorflow}, ${info.cuda ? 'CUDA' : 'CPU'} build (${info.distribution}, from ${info.source}); ` +
+      `devices at build time: ${info.devices.join(', ')}; ${threads.intra} intra-op / ${threads.inter} inter-op threads`;
+  });
+  await probe('webgpu', () => tryWebgpu(true), () => `${describeAdapter(adapter!)}${adapter!.software ? ' (software: used only with --backend webgpu)' : ''}`);
+  await probe('wasm', tryWasm, () => `${wasmThreadsInUse} thread${wasmThreadsInUse > 1 ? 's' : ''} (MUSE_WASM_THREADS)`);
+  await probe('cpu', tryCpu, () => 'pure JavaScript, always there');
+  const auto = await choose('auto', true);
+  current = { requested: 'auto', choice: auto };
+  return { backends, auto: auto.name };
 }

@@ -2,6 +2,8 @@
 // platform, nothing is downloaded) provide `navigator.gpu`, and @tensorflow/tfjs-backend-webgpu runs on it.
 // We pick the adapter ourselves (tfjs would take whatever Dawn offers first) so that `auto` can refuse a
 // software rasteriser (Mesa lavapipe / llvmpipe, SwiftShader) and the choice can be printed with its limits.
+import { existsSync } from 'node:fs';
+import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 
 /** What is printed about the adapter in use, and the limits that decide whether a model fits. */
@@ -68,6 +70,13 @@ export function describeAdapter(s: AdapterSummary): string {
     `max storage binding ${mib(s.maxStorageBufferBindingSize)}, workgroup storage ${s.maxComputeWorkgroupStorageSize} B)`;
 }
 
+/** libvulkan.so.1 in LD_LIBRARY_PATH or a standard library folder (where the dynamic loader finds it). */
+export function vulkanLoaderFound(): boolean {
+  const arch = process.arch === 'arm64' ? 'aarch64-linux-gnu' : 'x86_64-linux-gnu';
+  const dirs = [...(process.env.LD_LIBRARY_PATH ?? '').split(':').filter(Boolean), `/usr/lib/${arch}`, `/lib/${arch}`, '/usr/lib64', '/lib64', '/usr/lib', '/lib', '/usr/local/lib'];
+  return dirs.some((d) => existsSync(path.join(d, 'libvulkan.so.1')));
+}
+
 async function loadGpu(): Promise<GpuLike> {
   if (gpu) return gpu;
   const dawn = (await import('webgpu')) as unknown as { create(flags: string[]): GpuLike; globals: Record<string, unknown> };
@@ -83,6 +92,9 @@ async function loadGpu(): Promise<GpuLike> {
  */
 export async function findAdapter(allowSoftware: boolean): Promise<{ adapter: GpuAdapterLike; summary: AdapterSummary }> {
   if (chosen && (allowSoftware || !chosen.summary.software)) return chosen;
+  // 'auto' on Linux without a Vulkan loader: Dawn would print its "Couldn't load Vulkan" trace to stderr (from
+  // native code) and find nothing. Say so in the one backend line instead.
+  if (!allowSoftware && process.platform === 'linux' && !vulkanLoaderFound()) throw new NoAdapterError('no Vulkan loader (libvulkan.so.1) on this machine');
   const g = await loadGpu();
   const seen: AdapterSummary[] = [];
   for (const opts of [{ powerPreference: 'high-performance' }, { powerPreference: 'low-power' }, { forceFallbackAdapter: true }]) {

@@ -13,6 +13,7 @@ import { loadTokenModel, type TokenModel } from '../models/token-model.ts';
 import { VQGAN } from '../models/vqgan/index.ts';
 import { loadTextEncoders, type TextEncoder } from '../models/text/index.ts';
 import { loadVq, parseVqSpec } from '../models/registry.ts';
+import { TRAINER_STATE, assertCheckpointIntact } from './checkpoint-files.ts';
 
 export interface SamplingInfo {
   vq: string;
@@ -55,7 +56,7 @@ export async function resolveCheckpointDir(p: string): Promise<string> {
       return target;
     }
     const steps = (await readdir(ckpts))
-      .filter((n) => /^step-\d+$/.test(n) && existsSync(path.join(ckpts, n, 'trainer_state.json')))
+      .filter((n) => /^step-\d+$/.test(n) && existsSync(path.join(ckpts, n, TRAINER_STATE)))
       .sort((a, b) => Number(a.slice(5)) - Number(b.slice(5)));
     if (steps.length) return path.join(ckpts, steps[steps.length - 1]);
     throw new Error(`--checkpoint ${p}: ${ckpts} has no 'latest' file and no step-XXXXXXXX/ with a trainer_state.json`);
@@ -97,9 +98,10 @@ export async function readSamplingInfo(dir: string): Promise<SamplingInfo> {
   };
 }
 
-/** Loads the transformer (EMA unless `ema: false` or absent), the VQ model and the text encoder. */
+/** Checks the files (as --resume does), then loads the transformer (EMA unless `ema: false` or absent), the VQ model and the text encoder. */
 export async function loadCheckpoint(p: string, opts: { ema?: boolean } = {}): Promise<LoadedCheckpoint> {
   const dir = await resolveCheckpointDir(p);
+  await assertCheckpointIntact(dir);
   const info = await readSamplingInfo(dir);
   const emaDir = path.join(dir, 'ema');
   const useEma = opts.ema !== false && existsSync(path.join(emaDir, 'model.safetensors'));

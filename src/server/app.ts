@@ -63,6 +63,10 @@ export interface ServerContext {
   /** A dataset by name (404 when the index does not know it), its explorer rows brought up to date. */
   dataset(name: string): Promise<DatasetRow>;
   datasets(): DatasetRow[];
+  /** Routes that read their query themselves (and refuse unknown parameters there); the others take none. */
+  queryRoutes: Set<string>;
+  /** The dataset's shards whose manifest could not be read at the last sync (messages naming the files). */
+  damaged(datasetId: number): string[];
   /**
    * A value computed from a dataset's explorer rows (counts of a filtered view), cached until the rows change:
    * a grid page then costs one LIMIT query instead of a count over the whole view.
@@ -77,6 +81,31 @@ const SYNC_EVERY_MS = 1000;
 /** Content types a cross-site page cannot send without a CORS preflight (which this server never grants). */
 const POST_TYPES = /^(application\/json|application\/octet-stream|image\/[a-z0-9.+-]+)(;|$)/i;
 
+type AjvError = { keyword: string; instancePath?: string; params?: Record<string, unknown> };
+
+/**
+ * Schema failures in words that name the input: the unknown key ("body must NOT have additional properties" named
+ * none), and a body that is not JSON at all (image bytes posted to a JSON route). Null: keep fastify's message.
+ */
+function validationMessage(err: Error & { validation?: unknown; validationContext?: string }, req: FastifyRequest): string | null {
+  const first = Array.isArray(err.validation) ? (err.validation[0] as AjvError | undefined) : undefined;
+  if (!first) return null;
+  const where = err.validationContext ?? 'request';
+  const type = String(req.headers['content-type'] ?? '');
+  if (where === 'body' && !/^application\/json/i.test(type)) return `${req.method} ${req.url.split('?')[0]} takes a JSON body (content type application/json), not ${JSON.stringify(type)}`;
+  if (first.keyword === 'additionalProperties') {
+    const key = String(first.params?.additionalProperty ?? '?');
+    const at = first.instancePath ? `${where}${first.instancePath.replaceAll('/', '.')}` : where;
+    return where === 'querystring' ? `unknown parameter "${key}"` : `${at} has an unknown key "${key}" (${err.message})`;
+  }
+  return null;
+}
+
+/** One structured line on stderr: what an operator greps for. */
+function logLine(fields: Record<string, unknown>): void {
+  process.stderr.write(JSON.stringify({ time: new Date().toISOString(), level: 'error', ...fields }) + '\n');
+}
+
 export async function buildServer(o: ServeOptions): Promise<FastifyInstance> {
   const opts = { ...DEFAULT_LIMITS, ...o };
   const app = Fastify({
@@ -90,8 +119,13 @@ export async function buildServer(o: ServeOptions): Promise<FastifyInstance> {
   const lastSync = new Map<number, number>();
   const generation = new Map<number, number>();
   const cache = new Map<string, unknown>();
+  const damaged = new Map<number, string[]>();
   const sync = async (d: DatasetRow) => {
-    if ((await syncDataset(index, d)) > 0) generation.set(d.id, (generation.get(d.id) ?? 0) + 1);
+    const r = await syncDataset(index, d);
+    if (r.loaded > 0) generation.set(d.id, (generation.get(d.id) ?? 0) + 1);
+    const before = damaged.get(d.id) ?? [];
+    if (r.damaged.join() !== before.join()) for (const m of r.damaged.filter((x) => !before.includes(x))) logLine({ event: 'damaged_shard', dataset: d.name, error: m });
+    damaged.set(d.id, r.damaged);
   };
   const ctx: ServerContext = {
     index,
@@ -100,6 +134,8 @@ export async function buildServer(o: ServeOptions): Promise<FastifyInstance> {
     shardFiles: new ShardFiles(),
     playground: o.checkpoints?.length ? new Playground(o.checkpoints, { maxQueue: opts.maxQueue, feedbackFile: o.feedbackFile }) : undefined,
     datasets: () => index.datasets(),
+    damaged: (datasetId) => damaged.get(datasetId) ?? [],
+    queryRoutes: new Set(),
     async dataset(name) {
       const d = index.datasets().find((x) => x.name === name);
       if (!d) throw new HttpError(404, `no dataset '${name}' in this data root (known: ${index.datasets().map((x) => x.name).join(', ') || 'none'})`);
@@ -146,10 +182,19 @@ export async function buildServer(o: ServeOptions): Promise<FastifyInstance> {
     if (!POST_TYPES.test(type)) throw new HttpError(415, `content type ${JSON.stringify(type)} is not accepted: send application/json (or the image bytes for an upload)`);
   });
 
-  app.setErrorHandler((err: Error & { statusCode?: number; validation?: unknown }, req: FastifyRequest, reply: FastifyReply) => {
+  // A query parameter where the route takes none is refused by name (the README promises it), not ignored.
+  app.addHook('preValidation', async (req: FastifyRequest) => {
+    const route = req.routeOptions;
+    if (!route.url || route.schema?.querystring || ctx.queryRoutes.has(route.url)) return;
+    const keys = Object.keys((req.query as Record<string, unknown> | undefined) ?? {});
+    if (keys.length) throw new HttpError(400, `unknown parameter "${keys[0]}" (${req.method} ${route.url} takes no query parameters)`);
+  });
+
+  app.setErrorHandler((err: Error & { statusCode?: number; validation?: unknown; expose?: boolean }, req: FastifyRequest, reply: FastifyReply) => {
     const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500;
-    if (status >= 500) req.log.error(err);
-    const message = status >= 500 ? 'internal error (see the server log)' : err.message;
+    // Every 5xx, with its cause, on stderr as one JSON line (the fastify logger is off by default).
+    if (status >= 500) logLine({ event: 'error', status, method: req.method, url: req.url.slice(0, 500), error: err.message, stack: err.stack });
+    const message = status >= 500 && !err.expose ? 'internal error (see the server log)' : validationMessage(err, req) ?? err.message;
     return reply.status(status).type('application/json').send({ error: message });
   });
   app.setNotFoundHandler((req, reply) => reply.status(404).send({ error: `no such page: ${req.method} ${req.url.slice(0, 200)}` }));

@@ -10,6 +10,7 @@ import { checkUrl } from '../optout/check.ts';
 import { HttpError, type ServerContext } from './app.ts';
 import { barChart, html, page, raw, type Raw } from './html.ts';
 import { FilterError, counts, countRows, iterateRows, pageRows, parseFilters, sampleRow, type ExploreRow, type Filters } from './explore/query.ts';
+import { DamagedFileError, type ShardFiles } from './explore/shard-files.ts';
 
 const KEY = /^\d{9,12}$/;
 const PER_DEFAULT = 48;
@@ -60,6 +61,8 @@ function queryString(q: Q, change: Q): string {
 export function exploreRoutes(app: FastifyInstance, ctx: ServerContext): void {
   const store = new OptoutStore(ctx.index);
   const play = !!ctx.playground;
+  // These read their query with filtersOf (which refuses unknown parameters); the server refuses any elsewhere.
+  for (const url of ['/api/datasets/:name/samples', '/datasets/:name/export.:format', '/datasets/:name']) ctx.queryRoutes.add(url);
 
   app.get('/api/datasets', async () => ({ datasets: ctx.datasets().map((d) => ({ name: d.name, registered: d.registered, optout: lastApplied(ctx.index, d.id) })) }));
   app.get('/datasets', async (_req, reply) => {
@@ -72,7 +75,7 @@ export function exploreRoutes(app: FastifyInstance, ctx: ServerContext): void {
   const total = (d: DatasetRow, f: Filters) => ctx.cached(d.id, `total ${JSON.stringify(f)}`, () => countRows(ctx.index, d.id, f));
   const summary = (d: DatasetRow) => {
     const c = ctx.cached(d.id, 'counts', () => counts(ctx.index, d.id));
-    return { name: d.name, counts: Object.fromEntries(c.status), reasons: Object.fromEntries(c.reasons), metaColumns: c.metaColumns, optout: { current: optoutVersion(ctx.index), lastApplied: lastApplied(ctx.index, d.id) } };
+    return { name: d.name, counts: Object.fromEntries(c.status), reasons: Object.fromEntries(c.reasons), metaColumns: c.metaColumns, optout: { current: optoutVersion(ctx.index), lastApplied: lastApplied(ctx.index, d.id) }, damaged: ctx.damaged(d.id) };
   };
 
   app.get<{ Params: { name: string }; Querystring: Q }>('/api/datasets/:name', async (req) => summary(await ctx.dataset(req.params.name)));
@@ -125,6 +128,7 @@ export function exploreRoutes(app: FastifyInstance, ctx: ServerContext): void {
       page(
         d.name,
         html`<h1>Dataset ${d.name}</h1>
+${s.damaged.length ? html`<div id="damaged" class="err"><p>Shards left out (their manifest cannot be read):</p><ul>${s.damaged.map((m) => html`<li>${m}</li>`)}</ul></div>` : ''}
 <p id="optout-state">Opt-out list version ${s.optout.current}; ${la ? html`last applied to this dataset at version <b>${la.version}</b> (${la.applied})` : html`opt-outs never applied to this dataset`}.</p>
 <div class="side"><div><h2>By status</h2>${barChart(Object.entries(s.counts), 'chart-status')}</div><div><h2>By reason</h2>${barChart(Object.entries(s.reasons), 'chart-reason')}</div></div>
 <h2>Samples</h2>
@@ -144,7 +148,14 @@ ${p > 1 ? html` · <a id="prev" href="${base}${queryString(q, { page: String(p -
     const d = await ctx.dataset(name);
     const r = sampleRow(ctx.index, d.id, key(k));
     if (!r) throw new HttpError(404, `no sample ${k} in dataset '${d.name}'`);
-    const files = IN_TAR.has(r.status) ? ctx.shardFiles.read(d.path, r.shard, r.key) : undefined;
+    let files: ReturnType<ShardFiles['read']>;
+    let damaged: string | null = null;
+    try {
+      files = IN_TAR.has(r.status) ? ctx.shardFiles.read(d.path, r.shard, r.key) : undefined;
+    } catch (err) {
+      if (!(err instanceof DamagedFileError)) throw err;
+      damaged = err.message; // the manifest row is still shown
+    }
     const hasDecisions = ctx.index.stmt("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'dedup_decisions'").pluck().get() !== undefined;
     type Dup = { dataset: string; key: string; kind: string; distance: number | null };
     const duplicateOf = hasDecisions
@@ -160,12 +171,12 @@ ${p > 1 ? html` · <a id="prev" href="${base}${queryString(q, { page: String(p -
     } catch {
       // a row whose URL does not parse (it failed to fetch)
     }
-    return { d, r, json: files?.json ?? null, image: files?.image ? `/images/${encodeURIComponent(d.name)}/${r.key}` : null, duplicateOf, duplicates, optout };
+    return { d, r, json: files?.json ?? null, image: files?.image ? `/images/${encodeURIComponent(d.name)}/${r.key}` : null, duplicateOf, duplicates, optout, damaged };
   };
 
   app.get<{ Params: { name: string; key: string } }>('/api/datasets/:name/samples/:key', async (req) => {
     const s = await sampleDetail(req.params.name, req.params.key);
-    return { manifest: rowJson(s.d, s.r), json: s.json, image: s.image, duplicateOf: s.duplicateOf, duplicates: s.duplicates, optout: s.optout };
+    return { manifest: rowJson(s.d, s.r), json: s.json, image: s.image, duplicateOf: s.duplicateOf, duplicates: s.duplicates, optout: s.optout, ...(s.damaged ? { damaged: s.damaged } : {}) };
   });
 
   app.get<{ Params: { name: string; key: string } }>('/datasets/:name/samples/:key', async (req, reply) => {
@@ -177,7 +188,7 @@ ${p > 1 ? html` · <a id="prev" href="${base}${queryString(q, { page: String(p -
       page(
         `${s.d.name} ${s.r.key}`,
         html`<h1><a href="${base}">${s.d.name}</a> / ${s.r.key}</h1>
-<div class="side"><div>${s.image ? html`<img id="sample-image" src="${s.image}" alt="sample ${s.r.key}">` : html`<p class="muted">not in the shard (status ${s.r.status})</p>`}</div>
+<div class="side"><div>${s.image ? html`<img id="sample-image" src="${s.image}" alt="sample ${s.r.key}">` : s.damaged ? html`<p class="err" id="damaged">${s.damaged}</p>` : html`<p class="muted">not in the shard (status ${s.r.status})</p>`}</div>
 <div><p id="caption">${s.r.caption ?? ''}</p><p>Status <b id="status">${s.r.status}</b>${s.r.reason ? html` (${s.r.reason})` : ''} · shard ${s.r.shard}</p>
 <p id="sample-optout">${s.optout.optedOut ? html`<span class="err">opted out</span> (${s.optout.byUrl ? 'by URL' : 'by image'})` : 'not opted out'}</p></div></div>
 <h2>Duplicates</h2>${s.duplicateOf.length ? html`<p>Duplicate of:</p>${dupList(s.duplicateOf)}` : ''}${s.duplicates.length ? html`<p>Duplicated by:</p>${dupList(s.duplicates)}` : ''}${s.duplicateOf.length + s.duplicates.length ? '' : html`<p class="muted">none recorded (run muse-data dedup)</p>`}

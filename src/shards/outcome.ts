@@ -17,7 +17,11 @@ export interface SampleOutcome {
   cls?: number;
   meta: Record<string, unknown>;
   status: SampleStatus;
-  /** Machine-readable cause for anything but `ok` (filter rule, HTTP reason, ...). */
+  /**
+   * Machine-readable cause for anything but `ok` (filter rule, HTTP reason, ...). Download reasons come from
+   * src/fetch/: e.g. `http_404`, `connect_timeout`, `first_byte_timeout`, `timeout`, `connection_reset`, and
+   * `host_unresponsive` (never requested: its origin was cut off; `error` says when and why).
+   */
   reason: string | null;
   /** Human-readable detail. */
   error: string | null;

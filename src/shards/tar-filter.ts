@@ -5,7 +5,7 @@
  * that follows them; global pax headers (`g`) and everything after the end-of-archive blocks are kept.
  */
 import { closeSync, createReadStream, fstatSync, openSync, readSync } from 'node:fs';
-import { pipeline } from 'node:stream/promises';
+import { once } from 'node:events';
 import { createAtomicStream } from '../util/atomic.ts';
 import { splitMemberName } from './tar-reader.ts';
 
@@ -149,8 +149,13 @@ export async function filterTar(file: string, drop: ReadonlySet<string>): Promis
   else ranges.push([scan.tailStart, scan.size]);
 
   const out = await createAtomicStream(file);
+  // A plain copy loop: pipeline(..., { end: false }) into one stream leaves its listeners on it, one set per range
+  // (MaxListenersExceededWarning on a shard with many removals).
   for (const [a, b] of ranges) {
-    if (b > a) await pipeline(createReadStream(file, { start: a, end: b - 1 }), out.stream, { end: false });
+    if (b <= a) continue;
+    for await (const chunk of createReadStream(file, { start: a, end: b - 1 })) {
+      if (!out.stream.write(chunk)) await once(out.stream, 'drain');
+    }
   }
   await out.commit();
   return { removedKeys, keptFileBytes };

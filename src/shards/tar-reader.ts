@@ -30,18 +30,25 @@ export async function* readTarSamples(file: string): AsyncGenerator<TarSample> {
   const extract = tarExtract();
   createReadStream(file).on('error', (err) => extract.destroy(err)).pipe(extract);
   let current: TarSample | null = null;
-  for await (const entry of extract) {
-    const chunks: Buffer[] = [];
-    for await (const chunk of entry) chunks.push(chunk as Buffer);
-    if (entry.header.type !== 'file') continue;
-    const { key, ext } = splitMemberName(entry.header.name);
-    if (current && current.key !== key) {
-      yield current;
-      current = null;
+  try {
+    for await (const entry of extract) {
+      const chunks: Buffer[] = [];
+      for await (const chunk of entry) chunks.push(chunk as Buffer);
+      if (entry.header.type !== 'file') continue;
+      const { key, ext } = splitMemberName(entry.header.name);
+      if (current && current.key !== key) {
+        yield current;
+        current = null;
+      }
+      current ??= { key, files: {} };
+      if (ext in current.files) throw new Error(`${file}: duplicate file name ${entry.header.name} in tar`);
+      current.files[ext] = Buffer.concat(chunks);
     }
-    current ??= { key, files: {} };
-    if (ext in current.files) throw new Error(`${file}: duplicate file name ${entry.header.name} in tar`);
-    current.files[ext] = Buffer.concat(chunks);
+  } catch (err) {
+    const msg = (err as Error).message;
+    if (msg.startsWith(file)) throw err;
+    // tar-stream's own message ("Unexpected end of data", "Invalid tar header") names no file
+    throw new Error(`${file}: damaged shard tar (${msg}); refetch the shard (delete its _stats.json and rerun fetch)`);
   }
   if (current) yield current;
 }

@@ -19,11 +19,27 @@ export class ShardTarWriter {
     private readonly done: Promise<void>,
   ) {}
 
+  /** The write error (a full disk: ENOSPC), named with the file; set as soon as the output stream fails. */
+  private failure: Error | undefined;
+
   static async create(file: string): Promise<ShardTarWriter> {
     const out = await createAtomicStream(file);
     const pack = tarPack();
     const done = pipeline(pack, out.stream, { end: false });
-    return new ShardTarWriter(pack, out, done);
+    const w = new ShardTarWriter(pack, out, done);
+    w.file = file;
+    // Caught at once (an unawaited rejection would end the process with a stack trace), reported by add/finish.
+    done.catch((err: Error) => w.fail(err));
+    return w;
+  }
+
+  private file = '';
+
+  /** The first write error, named with the shard file and what to do. */
+  private fail(err: Error): Error {
+    const code = (err as NodeJS.ErrnoException).code;
+    this.failure ??= new Error(`${this.file}: ${code === 'ENOSPC' ? 'disk full' : 'cannot write'} (${err.message}); free space and rerun: complete shards are kept, this one is redone`);
+    return this.failure;
   }
 
   /** Adds the sample's members if it has an image; returns the bytes its members take (payload only). */
@@ -45,18 +61,35 @@ export class ShardTarWriter {
     return size;
   }
 
+  /** Adds a sample's members as they are (copied from another shard of the same format), in extension order. */
+  async addMembers(key: string, files: Record<string, Buffer>): Promise<number> {
+    let size = 0;
+    for (const ext of Object.keys(files).sort()) {
+      await this.entry(`${key}.${ext}`, files[ext]);
+      size += files[ext].length;
+    }
+    this.bytes += size;
+    return size;
+  }
+
   private entry(name: string, data: Buffer): Promise<void> {
+    if (this.failure) return Promise.reject(this.failure);
     return new Promise((resolve, reject) => {
-      this.pack.entry({ name, size: data.length, mtime: FIXED_MTIME, mode: 0o444, uname: 'muse', gname: 'muse', uid: 0, gid: 0 }, data, (err) =>
-        err ? reject(err) : resolve(),
+      const sink = this.pack.entry({ name, size: data.length, mtime: FIXED_MTIME, mode: 0o444, uname: 'muse', gname: 'muse', uid: 0, gid: 0 }, data, (err) =>
+        err ? reject(this.fail(err)) : resolve(),
       );
+      // When the output fails (a full disk) tar-stream destroys the entry with the error: without a listener
+      // that is an uncaught 'error' event ending the process.
+      sink.on('error', (err: Error) => reject(this.fail(err)));
     });
   }
 
   /** Finishes the archive and renames it into place. */
   async finish(): Promise<number> {
+    if (this.failure) throw this.failure;
     this.pack.finalize();
-    await this.done;
+    await this.done.catch(() => undefined);
+    if (this.failure) throw this.failure;
     await this.out.commit();
     return this.bytes;
   }

@@ -14,12 +14,13 @@ import { shardName, shardPaths } from '../dataset/names.ts';
 import { imageOf, readTarSamples } from '../shards/tar-reader.ts';
 import { writeFileAtomic } from '../util/atomic.ts';
 import {
-  EMPTY_FILE, cacheDir, cacheShardPath, readCacheManifest, tableBytes, textTable, tokenTable, writeCacheManifest,
+  EMPTY_FILE, arrowFileDamage, cacheDir, cacheShardPath, readCacheManifest, tableBytes, textTable, tokenTable, writeCacheManifest,
   type CacheKind, type CacheManifest,
 } from '../dataset/cache-format.ts';
 import { loadText, loadVq, type LoadedText, type LoadedVq } from '../models/registry.ts';
 import { completeShards, selectSamples, usableRule } from '../dataset/select.ts';
 import { formatDuration } from '../pipeline/progress.ts';
+import { withDatasetLock } from '../dataset/lock.ts';
 import { imageToFloats } from '../image/to-floats.ts';
 import { runShardPool } from '../runtime/shard-pool.ts';
 import { concatFloat32 } from '../util/typed-arrays.ts';
@@ -67,6 +68,11 @@ export interface TokenizeSummary {
 
 export async function runTokenize(o: TokenizeOptions): Promise<TokenizeSummary> {
   const log = o.log ?? ((m: string) => process.stderr.write(m + '\n'));
+  // One rewriter per dataset at a time (src/dataset/lock.ts): waits for an apply or dedup --apply of this dataset.
+  return withDatasetLock(o.datasetDir, 'tokenize', () => tokenizeLocked(o, log), { onWait: log });
+}
+
+async function tokenizeLocked(o: TokenizeOptions, log: (m: string) => void): Promise<TokenizeSummary> {
   const ctx = await loadTokenizeContext(o);
   try {
     const { vq, texts } = ctx;
@@ -78,7 +84,8 @@ export async function runTokenize(o: TokenizeOptions): Promise<TokenizeSummary> 
     const summary: TokenizeSummary = { vq_id: vq.id, text_ids: texts.map((t) => t.id), shards_done: [], shards_skipped: [], samples: 0 };
     const pending: number[] = [];
     for (const shard of await completeShards(o.datasetDir, o.shards)) {
-      const done = caches.every((c) => c.manifest.shards[shardName(shard)] && existsSync(cacheShardPath(o.datasetDir, c.kind, c.manifest.id, shard)));
+      // A listed file that is damaged (empty, truncated) is redone: a rerun repairs what verify reports unreadable.
+      const done = caches.every((c) => c.manifest.shards[shardName(shard)] && !arrowFileDamage(cacheShardPath(o.datasetDir, c.kind, c.manifest.id, shard)));
       if (done) summary.shards_skipped.push(shard);
       else pending.push(shard);
     }
@@ -225,7 +232,7 @@ async function openCache(datasetDir: string, kind: CacheKind, id: string, name: 
 
 async function writeEmptyEmbedding(datasetDir: string, t: LoadedText): Promise<void> {
   const file = path.join(cacheDir(datasetDir, 'text', t.id), EMPTY_FILE);
-  if (existsSync(file)) return;
+  if (!arrowFileDamage(file)) return;
   await writeFileAtomic(file, tableBytes(textTable({ keys: [''], ...(await encodeTexts(t, [''], 1)), dim: t.encoder.dim, pooledDim: t.encoder.pooledDim, encoderId: t.id })));
 }
 

@@ -9,7 +9,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { tableFromIPC, type Table } from 'apache-arrow';
 import { shardName } from '../dataset/names.ts';
-import { CACHE_DIR, EMPTY_FILE, MANIFEST_FILE, keysOf, readCacheManifest, type CacheKind } from '../dataset/cache-format.ts';
+import { CACHE_DIR, EMPTY_FILE, arrowFileDamage, MANIFEST_FILE, keysOf, readCacheManifest, type CacheKind } from '../dataset/cache-format.ts';
 import { sha256 } from './run-tokenize.ts';
 import { completeShards, loadExclusions, selectSamples } from '../dataset/select.ts';
 
@@ -79,6 +79,11 @@ async function verifyCache(datasetDir: string, kind: CacheKind, id: string, shar
       problem(file, 'missing', 'listed in manifest.json but the file is gone');
       continue;
     }
+    const damage = arrowFileDamage(path.join(dir, file));
+    if (damage) {
+      problem(file, 'unreadable', `${damage}; rerun muse-data tokenize to rewrite it`);
+      continue;
+    }
     const bytes = await readFile(path.join(dir, file));
     let table: Table;
     try {
@@ -104,7 +109,9 @@ async function verifyCache(datasetDir: string, kind: CacheKind, id: string, shar
   }
   if (kind === 'text') {
     const empty = path.join(dir, EMPTY_FILE);
-    if (!existsSync(empty)) problem(EMPTY_FILE, 'missing', 'no empty-caption embedding');
+    const damage = arrowFileDamage(empty);
+    if (damage === 'missing') problem(EMPTY_FILE, 'missing', 'no empty-caption embedding');
+    else if (damage) problem(EMPTY_FILE, 'unreadable', `${damage}; rerun muse-data tokenize to rewrite it`);
     else {
       try {
         const keys = keysOf(tableFromIPC(await readFile(empty)));

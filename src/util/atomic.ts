@@ -24,6 +24,10 @@ export async function writeFileAtomic(file: string, data: string | Uint8Array): 
   try {
     await fh.writeFile(data);
     await fh.sync();
+  } catch (err) {
+    // The system's message ("ENOSPC: no space left on device, write") names no file; the old file stays.
+    const code = (err as NodeJS.ErrnoException).code;
+    throw Object.assign(new Error(`${file}: ${code === 'ENOSPC' ? 'disk full' : 'cannot write'} (${(err as Error).message}); the previous version is kept, free space and rerun`), { code });
   } finally {
     await fh.close();
   }

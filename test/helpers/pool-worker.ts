@@ -1,5 +1,5 @@
 /**
- * A shard worker for the pool tests (test/shard-pool.test.ts), speaking the protocol of src/runtime/shard-pool.ts:
+ * A shard worker for the pool tests (test/runtime/shard-pool.test.ts), speaking the protocol of src/runtime/shard-pool.ts:
  * shard 3 fails with an error, shard 5 kills its process, init with failInit fails; others report shard * 10.
  */
 type Init = { failInit?: boolean; delayMs?: number };

@@ -2,7 +2,7 @@
 // crop×crop, rescale 1/255, normalise by the CLIP mean and std. The resize is PIL's 8-bit bicubic (as OpenAI's
 // CLIP and transformers' PIL backend do it); transformers 5's default torchvision backend computes the same
 // antialiased bicubic in float, so its pixel values differ from PIL's by up to one grey level (measured in
-// test/eval-clip.test.ts).
+// test/eval/clip.test.ts).
 import { pilBicubicChannel8 } from '../fid/resize.ts';
 
 export interface ClipImageSettings {

@@ -82,13 +82,14 @@ export const UVIT_REFERENCE_KEYS = [
   'use_fused_residual_norm', 'add_cond_embeds', 'add_micro_cond_embeds',
 ] as const;
 
-const OURS = ['num_vq_tokens', 'default_micro_conds'] as const;
+export const UVIT_OWN_KEYS = ['num_vq_tokens', 'default_micro_conds'] as const;
+const OURS = UVIT_OWN_KEYS;
 
 /**
  * Keys of open-muse's v1 MaskGiTUViT / training configs that v2 ignores (its config_from_legacy_kwargs drops
  * them); accepted so those configs load, and checked where they contradict v2.
  */
-const LEGACY = new Set([
+export const UVIT_LEGACY_KEYS: ReadonlySet<string> = new Set([
   'block_has_attention', 'res_ffn_factor', 'patch_size', 'add_cross_attention', 'project_encoder_hidden_states',
   'initializer_range', 'use_encoder_layernorm', 'use_codebook_size_for_output', 'use_empty_embeds_for_uncond',
   'max_position_embeddings', 'use_normformer', 'use_mlm_layer', 'use_mlm_layernorm', 'num_classes',
@@ -116,7 +117,7 @@ export function uvitConfig(partial: Record<string, unknown>): MaskGiTUViTConfig 
   for (const [k, v] of Object.entries(partial)) {
     if (known.has(k)) {
       if (v !== undefined && v !== null) picked[k] = v;
-    } else if (!k.startsWith('_') && !LEGACY.has(k)) {
+    } else if (!k.startsWith('_') && !UVIT_LEGACY_KEYS.has(k)) {
       unknown.push(k);
     }
   }

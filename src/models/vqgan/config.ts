@@ -81,6 +81,11 @@ const KEYS: Array<[keyof VqganConfig, string]> = [
   ['normNumGroups', 'norm_num_groups'],
 ];
 
+/** The config.json keys (open-muse's snake_case) with their reference defaults: the schema of `model.vqgan`. */
+export function vqganJsonDefaults(): Record<string, unknown> {
+  return Object.fromEntries(KEYS.map(([key, jsonKey]) => [jsonKey, DEFAULT_VQGAN_CONFIG[key]]));
+}
+
 /** Reads an open-muse config.json object (missing keys take the reference defaults). */
 export function configFromJson(json: Record<string, unknown>): VqganConfig {
   if (json._class_name !== undefined && json._class_name !== 'MaskGitVQGAN') {

@@ -4,6 +4,7 @@
  * are told apart by content: the image by its magic bytes, the JSON by parsing with the right key.
  */
 import { closeSync, openSync, readSync, statSync } from 'node:fs';
+import path from 'node:path';
 import sharp from 'sharp';
 import { scanTar } from '../../shards/tar-filter.ts';
 import { shardPaths } from '../../dataset/names.ts';
@@ -32,6 +33,13 @@ function imageType(b: Buffer): string | undefined {
   return undefined;
 }
 
+/** A shard tar that cannot be read: answered with this message (naming the file), logged as a 5xx. */
+export class DamagedFileError extends Error {
+  readonly statusCode = 500;
+  /** The message is shown to the client (it names a data file, nothing internal). */
+  readonly expose = true;
+}
+
 export class ShardFiles {
   private readonly members = new Map<string, ShardMembers>();
   private readonly thumbs = new Map<string, Buffer>();
@@ -54,7 +62,13 @@ export class ShardFiles {
     const hit = this.members.get(id);
     if (hit && hit.stamp === stamp) return hit;
     const byKey = new Map<string, Range[]>();
-    for (const m of scanTar(tar).members) {
+    let members;
+    try {
+      members = scanTar(tar).members;
+    } catch (err) {
+      throw new DamagedFileError(`shard file ${path.basename(datasetDir)}/shards/${path.basename(tar)} is damaged: ${(err as Error).message.replace(`${tar}: `, '')}; the dataset's other shards are browsable (refetch this one: delete its _stats.json and rerun fetch)`);
+    }
+    for (const m of members) {
       if (!m.key || m.fileBytes === 0) continue;
       // A member's data is the last ceil(size/512) blocks of its range.
       const offset = m.end - Math.ceil(m.fileBytes / BLOCK) * BLOCK;

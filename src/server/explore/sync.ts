@@ -28,14 +28,28 @@ function completeShards(datasetDir: string): Map<number, string> {
   return out;
 }
 
-/** Brings the dataset's explorer rows up to date; returns how many shards were (re)loaded. */
-export async function syncDataset(index: IndexDb, d: DatasetRow): Promise<number> {
+export interface SyncResult {
+  /** Shards (re)loaded. */
+  loaded: number;
+  /** Shards whose manifest could not be read, with why (naming the file); the others are shown. */
+  damaged: string[];
+}
+
+/** Brings the dataset's explorer rows up to date; a damaged manifest is reported and skipped, not fatal. */
+export async function syncDataset(index: IndexDb, d: DatasetRow): Promise<SyncResult> {
+  const damaged: string[] = [];
   const shards = completeShards(d.path);
   const known = new Map((index.stmt('SELECT shard, stamp FROM explore_shards WHERE dataset_id = ?').all(d.id) as Array<{ shard: number; stamp: string }>).map((r) => [r.shard, r.stamp]));
   let loaded = 0;
   for (const [shard, stamp] of [...shards].sort((a, b) => a[0] - b[0])) {
     if (known.get(shard) === stamp) continue;
-    const rows = await readManifest(shardPaths(d.path, shard).manifest);
+    let rows;
+    try {
+      rows = await readManifest(shardPaths(d.path, shard).manifest);
+    } catch (err) {
+      damaged.push((err as Error).message);
+      continue;
+    }
     const ins = index.stmt(
       `INSERT INTO explore_samples(dataset_id, key, shard, status, reason, width, height, original_width, original_height, url, caption, meta)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -54,5 +68,5 @@ export async function syncDataset(index: IndexDb, d: DatasetRow): Promise<number
       index.stmt('DELETE FROM explore_shards WHERE dataset_id = ? AND shard = ?').run(d.id, shard);
     });
   }
-  return loaded;
+  return { loaded, damaged };
 }

@@ -7,8 +7,8 @@ import path from 'node:path';
 import YAML from 'yaml';
 import { ConfigError, isPlainObject as isTree, parseYamlMapping, unknownKeyError } from '../../util/yaml-config.ts';
 import { maskSchedule } from '../../models/schedules.ts';
-import { checkTokenModelConfig } from '../../models/token-model.ts';
-import { configFromJson, derived } from '../../models/vqgan/config.ts';
+import { checkTokenModelConfig, tokenModelKeys } from '../../models/token-model.ts';
+import { configFromJson, derived, vqganJsonDefaults } from '../../models/vqgan/config.ts';
 import { DEFAULTS, ENUMS, FREE_FORM, STAGES, VALUE_KINDS, type Stage, type TrainConfig } from './schema.ts';
 
 export { ConfigError } from '../../util/yaml-config.ts';
@@ -103,6 +103,27 @@ function kindOf(v: unknown): string {
   return typeof v;
 }
 
+/**
+ * A model section (`model.transformer`, `model.vqgan`): a mapping whose keys are the model's (unknown ones are
+ * refused with a suggestion) and whose values have the type of the key's default (a list default also takes one
+ * number, as open-muse's configs do; a null default takes a number). Keys starting with `_` (`_class_name`) pass.
+ */
+function checkModelSection(section: unknown, schema: Record<string, unknown>, name: string, file: string): void {
+  if (!isTree(section)) throw new ConfigError(`${file}: ${name} must be a mapping of model config keys, got ${JSON.stringify(section)}`);
+  for (const [key, value] of Object.entries(section)) {
+    if (key.startsWith('_')) continue;
+    if (!(key in schema)) throw unknownKeyError(file, `${name}.${key}`, Object.keys(schema));
+    const def = schema[key];
+    if (def === undefined || value === undefined) continue;
+    const want = def === null ? ['number', 'null'] : [kindOf(def).replace('empty[]', 'number[]')];
+    if (want[0] === 'number[]') want.push('number');
+    if (want[0] === 'number' && Array.isArray(value)) want.push('number[]');
+    const got = kindOf(value) === 'empty[]' ? 'number[]' : kindOf(value);
+    if (!want.includes(got)) throw new ConfigError(`${file}: ${name}.${key} must be ${want.join(' or ')}, got ${JSON.stringify(value)}`);
+    if (typeof value === 'number' && !Number.isFinite(value)) throw new ConfigError(`${file}: ${name}.${key} must be a finite number, got ${value}`);
+  }
+}
+
 /** Checks every leaf against the default's kind (or VALUE_KINDS), enums and ranges. */
 function validate(c: TrainConfig, file: string): void {
   const fail = (key: string, why: string): never => {
@@ -129,6 +150,11 @@ function validate(c: TrainConfig, file: string): void {
     }
   };
   walk(c as unknown as Tree, DEFAULTS as unknown as Tree, '');
+  // The model sections against their architecture's keys, like every other section.
+  checkModelSection(c.model.vqgan, vqganJsonDefaults(), 'model.vqgan', file);
+  if ((ENUMS['model.architecture'] as readonly string[]).includes(c.model.architecture)) {
+    checkModelSection(c.model.transformer, tokenModelKeys(c.model.architecture), 'model.transformer', file);
+  }
 
   const t = c.training;
   const positiveInts: Array<[string, number]> = [

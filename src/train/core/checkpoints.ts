@@ -1,16 +1,14 @@
 // Crash-safe checkpoint directories: written under a temporary name, every file hashed into
 // trainer_state.json and fsynced, then renamed into place; `latest` names the newest; old ones are rotated.
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { fsyncDir, writeFileAtomic } from '../../util/atomic.ts';
+import { TRAINER_STATE, checkCheckpointFiles, sha256File, type FileRecord } from '../../sample/checkpoint-files.ts';
 
 export interface CheckpointInfo { step: number; dir: string }
 export type CheckpointState = Record<string, unknown> & { step: number };
-interface FileRecord { bytes: number; sha256: string }
 
-export const TRAINER_STATE = 'trainer_state.json';
+export { TRAINER_STATE };
 export const LATEST_FILE = 'latest';
 const DIR_RE = /^step-(\d{8,})$/;
 const TMP_RE = /^\.tmp-step-\d+-(\d+)$/;
@@ -19,11 +17,6 @@ export function checkpointDirName(step: number): string {
   return `step-${String(step).padStart(8, '0')}`;
 }
 
-async function sha256File(file: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
-  return hash.digest('hex');
-}
 
 /** Every regular file under dir, as '/'-separated relative paths, plus the subdirectories (for fsync). */
 async function walk(dir: string, rel = ''): Promise<{ files: string[]; dirs: string[] }> {
@@ -121,22 +114,9 @@ export class CheckpointStore {
     return out.sort((a, b) => a.step - b.step);
   }
 
-  /** Checks every file's size and sha256 against trainer_state.json; null if good, else what is wrong. */
+  /** Checks every file's size and sha256 against trainer_state.json; null if good, else what is wrong (the loaders' one check). */
   async verify(dir: string): Promise<string | null> {
-    const stateFile = path.join(dir, TRAINER_STATE);
-    const parsed = await this.readState(dir).catch((e: Error) => e);
-    if (parsed instanceof Error) return parsed.message;
-    const files = parsed.files;
-    if (typeof files !== 'object' || files === null) return `${stateFile}: no 'files' table`;
-    for (const [rel, rec] of Object.entries(files as Record<string, Partial<FileRecord>>)) {
-      const abs = path.resolve(dir, rel);
-      if (!abs.startsWith(path.resolve(dir) + path.sep)) return `${stateFile}: file path ${rel} leaves the checkpoint directory`;
-      const st = await stat(abs).catch(() => null);
-      if (!st || !st.isFile()) return `${abs}: missing`;
-      if (st.size !== rec.bytes) return `${abs}: ${st.size} bytes, ${rec.bytes} expected (truncated or overwritten)`;
-      if ((await sha256File(abs)) !== rec.sha256) return `${abs}: sha256 mismatch (contents corrupted)`;
-    }
-    return null;
+    return checkCheckpointFiles(dir);
   }
 
   /**

@@ -1,6 +1,7 @@
 // Gradient utilities: global L2 norm, PyTorch-style clip_grad_norm_, and accumulation over micro-batches.
 import * as tf from '@tensorflow/tfjs';
 import { readData } from '../../runtime/read.ts';
+import type { Communicator } from '../../runtime/mpi.ts';
 
 /** L2 norm over all gradients together (sqrt of the sum of every element squared); the sum across tensors is in float64. */
 export async function globalNorm(grads: Map<string, tf.Tensor>): Promise<number> {
@@ -34,8 +35,11 @@ export class GradAccumulator {
   private sums = new Map<string, tf.Tensor>();
   private n = 0;
 
-  /** Takes ownership of the tensors (they are disposed here). */
-  add(grads: Map<string, tf.Tensor>): void {
+  /**
+   * Takes ownership of the tensors (they are disposed here). `weight` scales them first (a rank's share of a
+   * micro-batch split across data-parallel ranks).
+   */
+  add(grads: Map<string, tf.Tensor>, weight = 1): void {
     for (const [name, g] of grads) {
       const prev = this.sums.get(name);
       if (prev && prev.shape.join(',') !== g.shape.join(',')) {
@@ -43,7 +47,12 @@ export class GradAccumulator {
         throw new Error(`GradAccumulator.add: gradient for ${name} has shape [${g.shape}], earlier ones [${prev.shape}]`);
       }
     }
-    for (const [name, g] of grads) {
+    for (let [name, g] of grads) {
+      if (weight !== 1) {
+        const scaled = tf.tidy(() => tf.mul(g, weight));
+        g.dispose();
+        g = scaled;
+      }
       const prev = this.sums.get(name);
       if (prev) {
         this.sums.set(name, tf.add(prev, g));
@@ -80,4 +89,32 @@ export class GradAccumulator {
     this.sums = new Map();
     this.n = 0;
   }
+}
+
+/**
+ * Data parallelism: the element-wise sum over all ranks of `grads` (and of `extra` numbers, e.g. a loss, carried in
+ * the same call) through one fused float32 host buffer, so any backend works. Every rank must pass gradients of the
+ * same names and shapes in the same order. Returns NEW tensors in the same order (the caller disposes both).
+ */
+export async function allreduceGrads(grads: Map<string, tf.Tensor>, comm: Communicator, extra: number[] = []): Promise<{ grads: Map<string, tf.Tensor>; extra: number[]; ms: number }> {
+  const names = [...grads.keys()];
+  const shapes = names.map((n) => grads.get(n)!.shape);
+  const sizes = names.map((n) => grads.get(n)!.size);
+  const total = sizes.reduce((a, b) => a + b, 0);
+  const buf = new Float32Array(total + extra.length);
+  if (names.length) {
+    const flat = tf.tidy(() => tf.concat(names.map((n) => tf.reshape(tf.cast(grads.get(n)!, 'float32'), [-1]))));
+    buf.set(await readData<'float32'>(flat, { dispose: true }));
+  }
+  buf.set(extra, total);
+  const t0 = performance.now();
+  comm.allreduceSum(buf);
+  const ms = performance.now() - t0;
+  const out = new Map<string, tf.Tensor>();
+  let offset = 0;
+  names.forEach((n, i) => {
+    out.set(n, tf.tensor(buf.subarray(offset, offset + sizes[i]), shapes[i], 'float32'));
+    offset += sizes[i];
+  });
+  return { grads: out, extra: Array.from(buf.subarray(total)), ms };
 }

@@ -7,3 +7,4 @@ export * from './checkpoints.ts';
 export * from './run-log.ts';
 export * from './loss-curve.ts';
 export * from './tensorboard.ts';
+export * from './data-parallel.ts';

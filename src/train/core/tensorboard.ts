@@ -84,8 +84,11 @@ export function pngHeader(png: Uint8Array, what: string): { width: number; heigh
 
 export interface TensorBoardOptions {
   /**
-   * A run resumed from the checkpoint of this step: what the interrupted run logged after it is dropped by
-   * TensorBoard (a SessionLog START at the next step purges events of that step and later from earlier files).
+   * A run resumed from the checkpoint of this step (absent: a fresh run, step 0). Every file starts with a
+   * SessionLog START at the step after it; TensorBoard purges from earlier files the events of that step and later,
+   * i.e. what an interrupted run logged after its checkpoint. TensorBoard ignores the first START it sees in a run
+   * (it marks the session's start), so a fresh run's file carries one too: otherwise the first resume's START would
+   * be the ignored one and its steps would show twice.
    */
   resumedAfterStep?: number;
   /** Seconds since the epoch (tests). */
@@ -112,7 +115,7 @@ export class TensorBoardWriter {
     const file = path.join(dir, `events.out.tfevents.${Math.floor(now())}.${os.hostname()}.${process.pid}.${nextFileId++}`);
     const w = new TensorBoardWriter(file, openSync(file, 'wx'), now);
     w.write({ step: 0, file_version: 'brain.Event:2' });
-    if (opts.resumedAfterStep !== undefined) w.write({ step: opts.resumedAfterStep + 1, session_log: { status: SESSION_START } });
+    w.write({ step: (opts.resumedAfterStep ?? 0) + 1, session_log: { status: SESSION_START } });
     return w;
   }
 

@@ -83,3 +83,25 @@ function packText(samples: Sample[], textMaxLength?: number): Partial<Batch> {
   }
   return out;
 }
+
+/** Rows [lo, hi) of a batch (a data-parallel rank's share of a global batch); the arrays are views, not copies. */
+export function sliceBatch(b: Batch, lo: number, hi: number): Batch {
+  if (!(Number.isInteger(lo) && Number.isInteger(hi) && 0 <= lo && lo < hi && hi <= b.size)) throw new Error(`sliceBatch: rows [${lo}, ${hi}) of a batch of ${b.size}`);
+  const n = hi - lo;
+  const N = b.imageShape[1];
+  const out: Batch = { ...b, size: n, keys: b.keys.slice(lo, hi), imageIds: b.imageIds.subarray(lo * N, hi * N), imageShape: [n, N] };
+  if (b.classIds) out.classIds = b.classIds.subarray(lo, hi);
+  if (b.textHidden && b.textShape && b.textMask) {
+    const [, L, D] = b.textShape;
+    out.textHidden = b.textHidden.subarray(lo * L * D, hi * L * D);
+    out.textShape = [n, L, D];
+    out.textMask = b.textMask.subarray(lo * L, hi * L);
+  }
+  if (b.textLengths) out.textLengths = b.textLengths.subarray(lo, hi);
+  if (b.pooled && b.pooledShape) {
+    const P = b.pooledShape[1];
+    out.pooled = b.pooled.subarray(lo * P, hi * P);
+    out.pooledShape = [n, P];
+  }
+  return out;
+}

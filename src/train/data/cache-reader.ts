@@ -5,6 +5,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { tableFromIPC, type Data, type Table, type Vector } from 'apache-arrow';
+import { arrowFileDamage } from '../../dataset/cache-format.ts';
 
 export interface TokenShard {
   keys: string[];
@@ -35,7 +36,15 @@ export async function readTable(file: string): Promise<Table> {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new Error(`${file} is missing: run muse-data tokenize (and muse-data verify) on the dataset`);
     throw err;
   }
-  return tableFromIPC(bytes);
+  const damage = arrowFileDamage(file);
+  const fix = 'run muse-data verify on the dataset; a rerun of muse-data tokenize rewrites a damaged cache file';
+  if (damage) throw new Error(`${file}: ${damage}; ${fix}`);
+  try {
+    return tableFromIPC(bytes);
+  } catch (err) {
+    // apache-arrow's own message names no file
+    throw new Error(`${file}: not a readable Arrow file (${(err as Error).message.split('\n')[0]}); ${fix}`);
+  }
 }
 
 export function tokenShard(t: Table, file: string): TokenShard {

@@ -1,5 +1,5 @@
 /**
- * Training loader over token caches (issue 5): image token ids + text encoder states (+ pooled, + ImageNet class
+ * Training loader over token caches: image token ids + text encoder states (+ pooled, + ImageNet class
  * ids), shard order shuffled per epoch and a shuffle buffer, both from a seed, and an exactly resumable position.
  *
  * Stream: epoch e reads the shards in `epochOrder(shards, seed, e)`, row by row, skipping dedup decisions and

@@ -23,10 +23,13 @@ import { listShards } from '../data/shard-data.ts';
 import type { TrainConfig } from '../config/schema.ts';
 import type { ArtefactImage, ResumePoint, StageRunner } from '../run/loop.ts';
 import { resolveTextCacheIds, resolveVqCacheId, textEncoderSpecs } from './cache-ids.ts';
+import { checkCompatibility } from './compatibility.ts';
 import { openCombinedTextDataset } from '../data/combined-text.ts';
 import { MuseTrainer } from './trainer.ts';
 import { openPairedDataset } from '../superres/paired-loader.ts';
 import type { SamplingInfo } from '../../sample/load.ts';
+import { SINGLE_PROCESS, type Communicator } from '../../runtime/mpi.ts';
+import { tensorsChecksum } from '../core/index.ts';
 
 export type { SamplingInfo } from '../../sample/load.ts';
 
@@ -39,6 +42,8 @@ export interface MuseRunnerOptions {
   dataRoot?: string;
   /** Renders sample grids (the sampler); absent: no periodic samples. */
   sampleGrid?: (checkpointDir: string, outPng: string) => Promise<void>;
+  /** Data-parallel ranks: each trains on its rows of every batch (default: this process alone). */
+  comm?: Communicator;
 }
 
 /** Absolute form of a model spec ('builtin', 'byt5-tiny', DIR, t5:DIR, clip:DIR; comma-separated text encoders) for sampling.json. */
@@ -65,6 +70,8 @@ export class MuseRunner implements StageRunner {
   readonly samplesPerStep: number;
   readonly tokensPerSample: number;
   readonly artefactEvery: number;
+  /** There is something to sample (prompts or class ids, not the super-res stage): else no grids, not even at the end. */
+  private readonly samples: boolean;
 
   private constructor(
     private readonly opts: MuseRunnerOptions,
@@ -82,11 +89,14 @@ export class MuseRunner implements StageRunner {
     const s = opts.config.sampling;
     // The super-res stage samples only behind a base model (muse-sample --superres): no periodic grids.
     const superres = opts.config.model.architecture === 'superres';
-    this.artefactEvery = opts.sampleGrid && !superres && (s.prompts.length || s.class_ids.length) ? t.sample_every : 0;
+    this.samples = !!opts.sampleGrid && !superres && (s.prompts.length > 0 || s.class_ids.length > 0);
+    this.artefactEvery = this.samples ? t.sample_every : 0;
   }
 
   static async create(opts: MuseRunnerOptions): Promise<MuseRunner> {
     const cfg = opts.config;
+    const comm = opts.comm ?? SINGLE_PROCESS;
+    assertBatchSplits(cfg, comm.size);
     const [first] = opts.datasetDirs;
     const vqId = await resolveVqCacheId(first, cfg.model.vq, cfg.data.vq_id);
     const textIds = cfg.model.text_encoder ? await resolveTextCacheIds(first, cfg.model.text_encoder, cfg.data.text_id) : [];
@@ -124,11 +134,13 @@ export class MuseRunner implements StageRunner {
     const loader = await openLoader(loaderOpts);
     const model = createTokenModel(cfg.model.architecture, cfg.model.transformer, { seed: cfg.training.seed });
     const empty = textId ? await loader.emptyText() : undefined;
-    if (textIds.length === 2 && empty && model.config.encoder_hidden_size !== empty.dim) {
-      throw new Error(`model.transformer.encoder_hidden_size is ${model.config.encoder_hidden_size}, but the two text caches ${textIds.join(' + ')} ` +
-        `pack to width ${empty.dim} (T5 width + CLIP width): set encoder_hidden_size to ${empty.dim}`);
+    try {
+      await checkCompatibility({ config: cfg, model, datasetDir: first, vqId, shard: (trainShards ?? all)[0], textIds, empty });
+    } catch (err) {
+      model.dispose();
+      throw err;
     }
-    const trainer = new MuseTrainer(model, cfg, empty);
+    const trainer = new MuseTrainer(model, cfg, empty, comm);
     const side = Math.round(Math.sqrt(model.config.num_vq_tokens));
     const info: SamplingInfo = {
       vq: absoluteVqSpec(cfg.model.vq),
@@ -211,15 +223,32 @@ export class MuseRunner implements StageRunner {
   }
 
   async artefacts(step: number, final: boolean, checkpoint: string | null): Promise<ArtefactImage[]> {
-    if (!this.opts.sampleGrid || !checkpoint) return [];
+    if (!this.samples || !this.opts.sampleGrid || !checkpoint) return [];
     const name = final ? 'final.png' : `step-${String(step).padStart(8, '0')}.png`;
     const file = path.join(this.opts.runDir, 'samples', name);
     await this.opts.sampleGrid(checkpoint, file);
     return [{ tag: 'samples', file }];
   }
 
+  weightsChecksum(): Promise<number> {
+    return tensorsChecksum(this.model.variables);
+  }
+
   dispose(): void {
     this.trainer.dispose();
     this.model.dispose();
+  }
+}
+
+/**
+ * Data parallel: training.batch_size samples per micro-batch are split evenly over the ranks (the optimizer sees
+ * batch_size x gradient_accumulation_steps samples per update at any number of ranks).
+ */
+export function assertBatchSplits(cfg: TrainConfig, ranks: number): void {
+  const t = cfg.training;
+  if (ranks > 1 && t.batch_size % ranks !== 0) {
+    throw new Error(`training.batch_size ${t.batch_size} does not divide by the ${ranks} ranks: each micro-batch of ${t.batch_size} is split evenly over the ranks ` +
+      `(${t.batch_size} x ${t.gradient_accumulation_steps} accumulation steps = ${t.batch_size * t.gradient_accumulation_steps} samples per update). ` +
+      `Use a batch_size that is a multiple of ${ranks}, or another number of ranks`);
   }
 }

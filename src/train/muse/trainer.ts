@@ -9,10 +9,13 @@ import { readScalar } from '../../runtime/read.ts';
 import { assertGpuBufferFits } from '../../runtime/webgpu.ts';
 import { maskSchedule, type MaskSchedule } from '../../models/schedules.ts';
 import type { TokenModel } from '../../models/token-model.ts';
-import type { Batch } from '../data/batch.ts';
+import { sliceBatch, type Batch } from '../data/batch.ts';
+import { IGNORE_INDEX } from '../../models/transformer/loss.ts';
+import { SINGLE_PROCESS, assertAgreement, type Communicator } from '../../runtime/mpi.ts';
+import crc32 from 'crc-32';
 import type { EmptyText } from '../data/empty-text.ts';
 import { SeededRandom, deriveSeed } from '../data/random.ts';
-import { AdamW, EMA, GradAccumulator, clipByGlobalNorm, defaultNoDecay } from '../core/index.ts';
+import { AdamW, EMA, GradAccumulator, allreduceGrads, clipByGlobalNorm, defaultNoDecay } from '../core/index.ts';
 import { configAdamW, configEmaOptions, configLearningRate } from '../config/options.ts';
 import type { TrainConfig } from '../config/schema.ts';
 import { maskTokens } from './masking.ts';
@@ -28,6 +31,8 @@ export interface MuseStepMetrics {
   /** Forward + backward and optimizer (+ EMA) time of the step, ms. */
   compute_ms: number;
   optimizer_ms: number;
+  /** Data parallel: time in the gradient all-reduce, ms. */
+  allreduce_ms?: number;
 }
 
 /** Random-stream tags (deriveSeed) of the training draws. */
@@ -39,11 +44,18 @@ export class MuseTrainer {
   readonly optimizer: AdamW;
   readonly ema?: EMA;
   private readonly schedule: MaskSchedule;
+  /** Data parallel: the first batch read was compared across ranks. */
+  private dataAgreed = false;
 
   constructor(
     readonly model: TokenModel,
     private readonly cfg: TrainConfig,
     private readonly emptyText?: EmptyText,
+    /**
+     * Data parallel ranks: every rank reads and prepares (masks, drops conditioning) the same whole micro-batch,
+     * computes the gradients of its fixed rows, and the gradients are summed across ranks.
+     */
+    private readonly comm: Communicator = SINGLE_PROCESS,
   ) {
     this.optimizer = new AdamW(model.variables, { ...configAdamW(cfg), noDecay: defaultNoDecay });
     const ema = configEmaOptions(cfg);
@@ -103,17 +115,21 @@ export class MuseTrainer {
     let rateCount = 0;
     try {
       for (const [micro, batch] of microBatches.entries()) {
-        const { masked, dropoutSeed, counter, B, N } = this.prepare(batch, step, micro, true);
-        this.checkGpuBuffers(B, N);
-        const x = this.tensors(batch, masked.inputIds, masked.labels, B, N);
+        if (!this.dataAgreed) this.agreeOnData(batch);
+        const prepared = this.prepare(batch, step, micro, true);
+        const { masked, dropoutSeed, counter } = prepared;
+        // This rank's rows and their share of the micro-batch's loss (a mean over its masked tokens).
+        const mine = this.rankRows(batch, masked.inputIds, masked.labels, prepared.B, prepared.N);
+        this.checkGpuBuffers(mine.batch.size, prepared.N);
+        const x = this.tensors(mine.batch, mine.inputIds, mine.labels, mine.batch.size, prepared.N);
         let selfCond: tf.Tensor | undefined;
         try {
           selfCond = this.selfConditioning(x, counter);
           const { loss, grads } = this.model.lossAndGrads(x.ids, x.lab, x.ehs, x.mask, {
             condEmbeds: x.condEmbeds, classIds: x.classIds, lowresIds: x.lowresIds, selfCond, training: true, dropoutSeed, labelSmoothing: this.cfg.training.label_smoothing,
           });
-          acc.add(grads);
-          lossSum += await readScalar(loss, { dispose: true });
+          acc.add(grads, mine.weight);
+          lossSum += mine.weight * (await readScalar(loss, { dispose: true }));
         } finally {
           tf.dispose(x.all);
           selfCond?.dispose();
@@ -121,8 +137,16 @@ export class MuseTrainer {
         for (const r of masked.maskRates) rateSum += r;
         rateCount += masked.maskRates.length;
       }
+      let summed = acc.take();
+      let allreduceMs: number | undefined;
+      if (this.comm.size > 1) {
+        const reduced = await allreduceGrads(summed, this.comm, [lossSum]);
+        tf.dispose([...summed.values()]);
+        summed = reduced.grads;
+        lossSum = reduced.extra[0];
+        allreduceMs = reduced.ms;
+      }
       const loss = lossSum / microBatches.length;
-      const summed = acc.take();
       const { grads, norm } = await clipByGlobalNorm(summed, this.cfg.training.max_grad_norm);
       tf.dispose([...summed.values()]);
       const t1 = performance.now();
@@ -134,13 +158,52 @@ export class MuseTrainer {
         const lr = this.lrAt(step);
         this.optimizer.apply(grads, lr);
         this.ema?.update(step + 1);
-        return { loss, lr, mask_rate: rateSum / rateCount, grad_norm: norm, compute_ms: t1 - t0, optimizer_ms: performance.now() - t1 };
+        return {
+          loss, lr, mask_rate: rateSum / rateCount, grad_norm: norm, compute_ms: t1 - t0, optimizer_ms: performance.now() - t1,
+          ...(allreduceMs !== undefined ? { allreduce_ms: allreduceMs } : {}),
+        };
       } finally {
         tf.dispose([...grads.values()]);
       }
     } finally {
       acc.dispose();
     }
+  }
+
+  /**
+   * This rank's rows of a prepared micro-batch of B: [r·B/n, (r+1)·B/n), and its weight, the share of the batch's
+   * masked tokens in those rows, so that the weighted sum over ranks is the whole batch's mean loss and gradient.
+   */
+  private rankRows(batch: Batch & { lowresIds?: Int32Array; lowresShape?: [number, number] }, inputIds: Int32Array, labels: Int32Array, B: number, N: number) {
+    const { rank, size } = this.comm;
+    if (size === 1) return { batch, inputIds, labels, weight: 1 };
+    if (B % size !== 0) throw new Error(`a batch of ${B} samples does not split evenly over ${size} ranks (training.batch_size must divide by the number of ranks)`);
+    const lo = (rank * B) / size;
+    const hi = ((rank + 1) * B) / size;
+    let mine = 0;
+    let all = 0;
+    for (let i = 0; i < labels.length; i++) {
+      if (labels[i] === IGNORE_INDEX) continue;
+      all++;
+      if (i >= lo * N && i < hi * N) mine++;
+    }
+    const part: Batch & { lowresIds?: Int32Array; lowresShape?: [number, number] } = sliceBatch(batch, lo, hi);
+    if (batch.lowresIds && batch.lowresShape) {
+      const n = batch.lowresShape[1];
+      part.lowresIds = batch.lowresIds.subarray(lo * n, hi * n);
+      part.lowresShape = [hi - lo, n];
+    }
+    return { batch: part, inputIds: inputIds.subarray(lo * N, hi * N), labels: labels.subarray(lo * N, hi * N), weight: mine / Math.max(1, all) };
+  }
+
+  /** Ranks started on different caches, data.path or shards would read different batches: refused before any update. */
+  private agreeOnData(batch: Batch): void {
+    this.dataAgreed = true;
+    if (this.comm.size === 1) return;
+    let h = crc32.str(batch.keys.join('\n'));
+    h = crc32.buf(new Uint8Array(batch.imageIds.buffer, batch.imageIds.byteOffset, batch.imageIds.byteLength), h);
+    if (batch.textHidden) h = crc32.buf(new Uint8Array(batch.textHidden.buffer, batch.textHidden.byteOffset, batch.textHidden.byteLength), h);
+    assertAgreement(this.comm, 'the first batch (sample keys, tokens, text states): are the caches, data.path and shards the same on every rank?', h >>> 0);
   }
 
   /**

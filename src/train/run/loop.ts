@@ -3,13 +3,19 @@
  * periodic artefacts (sample / reconstruction grids), checkpoints every N steps and at exit, SIGINT/SIGTERM
  * (finish the current step, save, stop), a non-finite loss (stop, keep the last good checkpoint), and the
  * loss-curve PNG. What a step does is the stage's business (StageRunner).
+ *
+ * Data parallel (several ranks, `comm`): every rank runs this loop in step; rank 0 alone writes the run folder
+ * (checkpoints, log.jsonl, TensorBoard, samples, evaluation, plots) and prints progress. The ranks compare the
+ * config, the start step and the weights before the first step, the weights every `weightCheckEvery` steps and
+ * before each save, and agree on stopping (a signal seen by any rank stops all after the same step).
  */
 import { existsSync } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import YAML from 'yaml';
 import { writeFileAtomic } from '../../util/atomic.ts';
-import { CheckpointStore, JsonlLog, ProgressLine, TensorBoardWriter, readJsonl, renderLossCurve } from '../core/index.ts';
+import { CheckpointStore, JsonlLog, ProgressLine, TensorBoardWriter, jsonChecksum, readJsonl, renderLossCurve } from '../core/index.ts';
+import { SINGLE_PROCESS, assertAgreement, type Communicator } from '../../runtime/mpi.ts';
 import { formatDuration } from '../../pipeline/progress.ts';
 import type { TrainConfig } from '../config/schema.ts';
 
@@ -37,6 +43,8 @@ export interface StageRunner {
    */
   artefacts?(step: number, final: boolean, checkpoint: string | null): Promise<ArtefactImage[] | void>;
   readonly artefactEvery?: number;
+  /** A checksum of the trained weights, compared across data-parallel ranks. */
+  weightsChecksum?(): Promise<number>;
   dispose(): void;
 }
 
@@ -60,6 +68,10 @@ export interface LoopOptions {
   stopAfter?: number;
   /** FID / CLIP score every `every` steps on the checkpoint just saved (src/train/run/evaluation.ts). */
   evaluator?: TrainingEvaluator;
+  /** Data-parallel ranks (default: this process alone). */
+  comm?: Communicator;
+  /** Ranks compare weight checksums every this many steps (and at each save); default 100. */
+  weightCheckEvery?: number;
 }
 
 export interface TrainingEvaluator {
@@ -79,7 +91,10 @@ export interface LoopResult {
 
 export async function runTrainingLoop(opts: LoopOptions): Promise<LoopResult> {
   const { config: cfg, runDir, runner } = opts;
-  const out = opts.out ?? process.stderr;
+  const comm = opts.comm ?? SINGLE_PROCESS;
+  // Rank 0 alone writes files and prints; the others only train.
+  const first = comm.rank === 0;
+  const out = first ? (opts.out ?? process.stderr) : (QUIET as unknown as NodeJS.WriteStream);
   const say = (msg: string) => out.write(`${msg}\n`);
   const t = cfg.training;
   const store = new CheckpointStore(path.join(runDir, 'checkpoints'), { keepLast: t.keep_last });
@@ -100,14 +115,14 @@ export async function runTrainingLoop(opts: LoopOptions): Promise<LoopResult> {
   } else if ((await store.list()).length) {
     throw new Error(`${runDir} already has checkpoints: pass --resume latest to continue it, or choose another --out`);
   }
-  await mkdir(runDir, { recursive: true });
+  if (first) await mkdir(runDir, { recursive: true });
 
   const logFile = path.join(runDir, 'log.jsonl');
-  const log = await JsonlLog.open(logFile, { truncateAfterStep: startStep });
+  const log = first ? await JsonlLog.open(logFile, { truncateAfterStep: startStep }) : null;
   // TensorBoard gets the same numbers as log.jsonl, and the artefact PNGs.
-  const tb = t.tensorboard ? TensorBoardWriter.open(path.join(runDir, 'tensorboard'), { resumedAfterStep: startStep > 0 ? startStep : undefined }) : null;
+  const tb = t.tensorboard && first ? TensorBoardWriter.open(path.join(runDir, 'tensorboard'), { resumedAfterStep: startStep > 0 ? startStep : undefined }) : null;
   const logMetrics = (record: Record<string, unknown>) => {
-    log.write(record);
+    log?.write(record);
     const { step: s, ...rest } = record;
     tb?.scalars(s as number, Object.fromEntries(Object.entries(rest).filter((e): e is [string, number] => typeof e[1] === 'number')));
   };
@@ -128,20 +143,34 @@ export async function runTrainingLoop(opts: LoopOptions): Promise<LoopResult> {
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
 
-  await saveResolvedConfig(cfg, runDir, !!opts.resume, out);
+  if (first) await saveResolvedConfig(cfg, runDir, !!opts.resume, out);
+
+  const checkWeights = async (when: string) => {
+    if (comm.size > 1 && runner.weightsChecksum) assertAgreement(comm, `the weights ${when} (a rank diverged)`, await runner.weightsChecksum());
+  };
+  if (comm.size > 1) {
+    // Before the first step: ranks given different configs, or resuming different checkpoints, are refused.
+    assertAgreement(comm, 'the resolved config (give every rank the same config file and --set flags)', jsonChecksum(cfg));
+    assertAgreement(comm, 'the step to start from (is the run folder shared by every rank?)', startStep);
+    await checkWeights(`at step ${startStep}`);
+  }
+  const weightCheckEvery = opts.weightCheckEvery ?? 100;
 
   let step = startStep;
   let lastSaved: string | null = null;
   const save = async () => {
+    await checkWeights(`saved at step ${step}`);
+    savedStep = step;
+    if (!first) return;
     // The store writes trainer_state.json after `write`, so the runner's extra state (loader position) is in it.
     const state: Record<string, unknown> = { config: cfg, rng: { kind: 'derived from training.seed and the step', seed: t.seed } };
     lastSaved = await store.save(step, async (dir) => {
       Object.assign(state, await runner.writeCheckpoint(dir));
     }, state);
-    savedStep = step;
   };
 
   const validate = async () => {
+    if (!first) return;
     const v = runner.validate ? await runner.validate() : {};
     if (Object.keys(v).length) logMetrics({ step, ...v });
   };
@@ -171,24 +200,28 @@ export async function runTrainingLoop(opts: LoopOptions): Promise<LoopResult> {
         `${record.samples_per_s} samples/s, ETA ${formatDuration(eta)}`);
       if (t.validate_every && step % t.validate_every === 0) await validate();
       if (step % t.save_every === 0) await save();
+      else if (step % weightCheckEvery === 0) await checkWeights(`after step ${step}`);
       const ev = opts.evaluator;
-      if (ev && step % ev.every === 0 && lastSaved) logMetrics({ step, ...(await ev.evaluate(step, lastSaved)) });
-      if (runner.artefacts && runner.artefactEvery && step % runner.artefactEvery === 0) await artefacts(false);
+      if (first && ev && step % ev.every === 0 && lastSaved) logMetrics({ step, ...(await ev.evaluate(step, lastSaved)) });
+      if (first && runner.artefacts && runner.artefactEvery && step % runner.artefactEvery === 0) await artefacts(false);
       if (opts.stopAfter !== undefined && step - startStep >= opts.stopAfter) stopRequested = true;
+      if (comm.size > 1) stopRequested = anyRank(comm, stopRequested);
     }
     progress.done();
     if (savedStep !== step) await save();
     if (t.validate_every && step % t.validate_every !== 0 && step > startStep) await validate();
-    await log.close();
+    await log?.close();
     logClosed = true;
-    await writeLossCurves(logFile, runDir, cfg);
-    if (opts.evaluator) await opts.evaluator.plot(logFile);
-    if (runner.artefacts && !stopRequested) await artefacts(true);
+    if (first) {
+      await writeLossCurves(logFile, runDir, cfg);
+      if (opts.evaluator) await opts.evaluator.plot(logFile);
+      if (runner.artefacts && !stopRequested) await artefacts(true);
+    }
     say(stopRequested ? `stopped at step ${step}; checkpoint ${lastSaved}` : `done: ${step} steps, checkpoint ${lastSaved}`);
     return { startStep, step, stoppedBySignal: stopRequested, checkpoint: lastSaved };
   } catch (err) {
     progress.done();
-    if (!logClosed) {
+    if (!logClosed && log) {
       log.write({ step, error: (err as Error).message });
       await log.close();
     }
@@ -217,6 +250,16 @@ export async function assertResumable(runDir: string, resume: string | undefined
 }
 
 const round = (x: number) => Math.round(x * 100) / 100;
+
+/** What the ranks other than 0 print: nothing (errors still reach stderr through the command line). */
+const QUIET = { write: () => true };
+
+/** True on every rank when it is true on any (a stop request seen by one rank stops all after the same step). */
+function anyRank(comm: Communicator, flag: boolean): boolean {
+  const buf = Float64Array.of(flag ? 1 : 0);
+  comm.allreduceF64(buf, 'max');
+  return buf[0] > 0;
+}
 
 /** config.yaml in the run folder: the resolved config. On resume, differences from the saved one are listed. */
 async function saveResolvedConfig(cfg: TrainConfig, runDir: string, resuming: boolean, out: NodeJS.WriteStream): Promise<void> {

@@ -5,6 +5,7 @@
 import type { TrainConfig } from '../config/schema.ts';
 import { resolveDatasetDir } from '../../dataset/data-root.ts';
 import { assertResumable, runTrainingLoop, type StageRunner } from './loop.ts';
+import type { Communicator } from '../../runtime/mpi.ts';
 
 export interface TrainRunOptions {
   config: TrainConfig;
@@ -15,6 +16,10 @@ export interface TrainRunOptions {
   dataRoot: string;
   stopAfter?: number;
   out?: NodeJS.WriteStream;
+  /** Data-parallel ranks (default: this process alone). */
+  comm?: Communicator;
+  /** Ranks compare weight checksums every this many steps (and at each save). */
+  weightCheckEvery?: number;
 }
 
 export async function runTraining(o: TrainRunOptions) {
@@ -24,18 +29,19 @@ export async function runTraining(o: TrainRunOptions) {
   const datasetDirs = paths.map((p) => resolveDatasetDir(p, o.dataRoot));
   let runner: StageRunner;
   if (cfg.stage === 'vqgan') {
+    if (o.comm && o.comm.size > 1) throw new Error(`the vqgan stage does not train on several ranks yet (started with ${o.comm.size}): run it as one process`);
     const { VqganRunner } = await import('../vqgan/runner.ts');
     runner = await VqganRunner.create({ config: cfg, datasetDirs, runDir: o.runDir, dataRoot: o.dataRoot });
   } else {
     const { MuseRunner } = await import('../muse/runner.ts');
     const { sampleGridForTraining } = await import('../../sample/for-training.ts');
-    runner = await MuseRunner.create({ config: cfg, datasetDirs, runDir: o.runDir, dataRoot: o.dataRoot, sampleGrid: (dir, png) => sampleGridForTraining(dir, png, cfg.sampling) });
+    runner = await MuseRunner.create({ config: cfg, datasetDirs, runDir: o.runDir, dataRoot: o.dataRoot, comm: o.comm, sampleGrid: (dir, png) => sampleGridForTraining(dir, png, cfg.sampling) });
   }
   const evaluator = cfg.stage !== 'vqgan' && cfg.evaluation.every
     ? (await import('./evaluation.ts')).trainingEvaluator(cfg, o.runDir, (m) => (o.out ?? process.stderr).write(`${m}\n`))
     : undefined;
   try {
-    return await runTrainingLoop({ config: cfg, runDir: o.runDir, runner, resume: o.resume, allowFresh: o.allowFresh, stopAfter: o.stopAfter, out: o.out, evaluator });
+    return await runTrainingLoop({ config: cfg, runDir: o.runDir, runner, resume: o.resume, allowFresh: o.allowFresh, stopAfter: o.stopAfter, out: o.out, evaluator, comm: o.comm, weightCheckEvery: o.weightCheckEvery });
   } finally {
     runner.dispose();
   }
