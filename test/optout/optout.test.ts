@@ -3,7 +3,7 @@
  * is never requested, an opted-out image is not written), and `apply` removing samples from a fetched dataset,
  * also when killed at random moments and rerun.
  */
-import { SampleIndex } from '../src/dataset/sample-index.ts';
+import { SampleIndex } from '../../src/dataset/sample-index.ts';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';

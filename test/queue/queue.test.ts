@@ -3,8 +3,8 @@
  * processes, the parent runs in this process. Results must be byte-identical to a single-process run whatever
  * happens to the workers or to Redis.
  */
-import { urlHash } from '../src/optout/normalize-url.ts';
-import { withSampleIndex } from '../src/dataset/sample-index.ts';
+import { urlHash } from '../../src/optout/normalize-url.ts';
+import { withSampleIndex } from '../../src/dataset/sample-index.ts';
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
