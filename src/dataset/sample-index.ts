@@ -17,7 +17,8 @@ import type { DuckDBConnection } from '@duckdb/node-api';
 import { sha256Bytes, type DatasetRow, type IndexDb, type SampleRef } from '../index-db/db.ts';
 import { optedOutSamples as legacyOptedOut, type OptoutMatch } from '../index-db/optout-matches.ts';
 import { writeLegacyRows } from '../index-db/legacy-samples.ts';
-import { connect, writeRun, runsByUrlHash, runsBySha256, runsNearPhash, runsOptedOut, writeCompacted, type RunHit, type RunSet } from '../index-db/sample-runs.ts';
+import { connect, writeRun, runsNearPhash, runsOptedOut, writeCompacted, type RunHit, type RunSet } from '../index-db/sample-runs.ts';
+import { RunChangedError, RunLookup, runRef, type KeyColumn, type RunRef, type RunRow } from '../index-db/run-lookup.ts';
 import { writeFileAtomic } from '../util/atomic.ts';
 import { INDEX_RUN_SUFFIX, indexRunsDir, shardName, shardPaths, shardsDir } from './names.ts';
 import { completeShards } from './complete-shards.ts';
@@ -64,6 +65,28 @@ export interface IndexLayout {
   shardRunFiles: Map<number, Map<number, string>>;
 }
 
+/** The files a point look-up reads, by key column: the compacted copy sorted by it, and every live shard run. */
+export interface LookupRuns {
+  url_hash: RunRef[];
+  sha_hi: RunRef[];
+  /** `${datasetId}:${shard}` whose compacted rows are stale (a newer shard run answers for them). */
+  stale: Set<string>;
+}
+
+export async function lookupRuns(set: RunSet): Promise<LookupRuns> {
+  const shardRuns = await Promise.all(set.shardRuns.flatMap((d) => d.files.map((f) => runRef(f, d.datasetId))));
+  const byUrl = await Promise.all(set.compacted.map((c) => runRef(c.byUrl)));
+  const bySha = await Promise.all(set.compacted.map((c) => runRef(c.bySha)));
+  return {
+    url_hash: [...byUrl, ...shardRuns],
+    sha_hi: [...bySha, ...shardRuns],
+    stale: new Set(set.stale.map((s) => `${s.datasetId}:${s.shard}`)),
+  };
+}
+
+/** One look-up cache per process, shared by every SampleIndex opened in it (the server reopens its index). */
+let processLookup: RunLookup | undefined;
+
 export async function indexLayout(dataRoot: string, datasets: readonly DatasetRow[]): Promise<IndexLayout> {
   const live = await readLiveRuns(dataRoot);
   const dir = indexRunsDir(dataRoot);
@@ -109,17 +132,52 @@ export async function indexLayout(dataRoot: string, datasets: readonly DatasetRo
 
 /** Look-ups over the runs of every registered dataset, with the old samples table for shards not moved yet. */
 export class SampleIndex {
+  /** DuckDB, started on the first batch query (point look-ups do not need it). */
+  private con?: Promise<DuckDBConnection>;
+  private readonly lookup = (processLookup ??= new RunLookup());
+
   private constructor(
     readonly index: IndexDb,
-    readonly layout: IndexLayout,
-    private readonly con: DuckDBConnection,
+    public layout: IndexLayout,
+    private runs: LookupRuns,
     private readonly datasets: Map<number, DatasetRow>,
   ) {}
 
   static async open(index: IndexDb): Promise<SampleIndex> {
     const datasets = index.datasets();
     const layout = await indexLayout(path.dirname(index.file), datasets);
-    return new SampleIndex(index, layout, await connect(), new Map(datasets.map((d) => [d.id, d])));
+    return new SampleIndex(index, layout, await lookupRuns(layout.set), new Map(datasets.map((d) => [d.id, d])));
+  }
+
+  private duck(): Promise<DuckDBConnection> {
+    return (this.con ??= connect());
+  }
+
+  /**
+   * Rows of the live runs whose key column equals `key`. A run rewritten or compacted away since the index was
+   * opened makes the layout be read again, once.
+   */
+  private async find(column: KeyColumn, key: Buffer, wanted: (r: RunRow) => boolean = () => true): Promise<RunHit[]> {
+    const k = key.readBigUInt64BE(0);
+    // Stale applies to compacted rows only (runs with a dataset_id column): the newer shard run answers instead.
+    const live = (r: RunRow, ref: RunRef) => (ref.datasetId !== undefined || !this.runs.stale.has(`${r.datasetId}:${r.shard}`)) && wanted(r);
+    let rows: RunRow[];
+    try {
+      rows = await this.lookup.find(this.runs[column], column, k, live);
+    } catch (err) {
+      if (!(err instanceof RunChangedError)) throw err;
+      this.layout = await indexLayout(path.dirname(this.index.file), [...this.datasets.values()]);
+      this.runs = await lookupRuns(this.layout.set);
+      rows = await this.lookup.find(this.runs[column], column, k, live);
+    }
+    return rows.map((r) => ({
+      datasetId: r.datasetId,
+      key: r.key,
+      shard: r.shard,
+      status: r.status,
+      sha256: r.sha256 ? r.sha256.toString('hex') : null,
+      phash: r.phash == null ? null : r.phash.toString(16).padStart(16, '0'),
+    }));
   }
 
   private refs(hits: RunHit[], legacy: SampleRef[]): SampleRef[] {
@@ -134,20 +192,20 @@ export class SampleIndex {
 
   /** Samples fetched from the URL with this hash (`urlHash` of src/optout/normalize-url.ts), any dataset. */
   async samplesByUrlHash(hash: Buffer): Promise<SampleRef[]> {
-    return this.refs(await runsByUrlHash(this.con, this.layout.set, hash), this.index.samplesByUrlHash(hash));
+    return this.refs(await this.find('url_hash', hash), this.index.samplesByUrlHash(hash));
   }
 
   /** Samples whose downloaded image has this sha256 (hex), any dataset. */
   async samplesBySha256(hex: string): Promise<SampleRef[]> {
     const b = sha256Bytes(hex.trim());
-    return this.refs(await runsBySha256(this.con, this.layout.set, b), this.index.samplesBySha256(hex.trim()));
+    return this.refs(await this.find('sha_hi', b, (r) => r.sha256 !== null && r.sha256.equals(b)), this.index.samplesBySha256(hex.trim()));
   }
 
   /** Samples of a dataset whose dHash is within `distance` bits (runs only; a scan of the phash column). */
   async nearPhash(datasetId: number, phash: string, distance: number): Promise<Array<SampleRef & { distance: number }>> {
     const d = this.datasets.get(datasetId);
     if (!d) return [];
-    const hits = await runsNearPhash(this.con, this.layout.set, datasetId, BigInt('0x' + phash), distance);
+    const hits = await runsNearPhash(await this.duck(), this.layout.set, datasetId, BigInt('0x' + phash), distance);
     return hits.map((h) => ({ ...h, dataset: d.name, datasetPath: d.path }));
   }
 
@@ -158,14 +216,14 @@ export class SampleIndex {
   async optedOutSamples(datasetId: number): Promise<OptoutMatch[]> {
     const urls = () => this.index.stmt('SELECT url_hash FROM optout_urls').pluck().iterate() as Iterable<Buffer>;
     const images = () => this.index.stmt('SELECT sha256 FROM optout_images').pluck().iterate() as Iterable<Buffer>;
-    const fromRuns = await runsOptedOut(this.con, this.layout.set, datasetId, urls, images);
+    const fromRuns = await runsOptedOut(await this.duck(), this.layout.set, datasetId, urls, images);
     const legacy = legacyOptedOut(this.index, datasetId).filter((m) => !this.layout.inRuns.has(`${datasetId}:${m.shard}`));
     const all = [...fromRuns.map(({ key, shard, byImage }) => ({ key, shard, byImage })), ...legacy];
     return all.sort((a, b) => Number(a.byImage) - Number(b.byImage) || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   }
 
   close(): void {
-    this.con.closeSync();
+    this.con?.then((c) => c.closeSync(), () => {});
   }
 }
 

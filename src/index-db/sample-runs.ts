@@ -13,10 +13,12 @@ import { rename, rm, mkdir, open } from 'node:fs/promises';
 import path from 'node:path';
 import type { DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
 import { captionHash, sampleUrlHash, sha256Bytes, phashToInt, type SampleInput } from './db.ts';
-import { fsyncDir, TMP_SUFFIX } from '../util/atomic.ts';
+import { parquetWriteBuffer } from 'hyparquet-writer';
+import type { SchemaElement } from 'hyparquet';
+import { fsyncDir, TMP_SUFFIX, writeFileAtomic } from '../util/atomic.ts';
 
 /** Rows per row group in compacted runs: one group is what a cold point look-up reads (per column). */
-export const COMPACT_ROW_GROUP = 32_768;
+export const COMPACT_ROW_GROUP = 4_096;
 
 export const RUN_COLUMNS = `url_hash UBIGINT NOT NULL, sha256 BLOB, sha_hi UBIGINT, phash UBIGINT, caption_hash UBIGINT,
   key VARCHAR NOT NULL, shard INTEGER NOT NULL, status VARCHAR NOT NULL`;
@@ -59,42 +61,63 @@ const u64 = (b: Buffer) => b.readBigUInt64BE(0);
 
 let tableSeq = 0;
 
+/** The run's Parquet schema as DuckDB writes it (UBIGINT = INT64 UINT_64, BLOB, VARCHAR = UTF8), so both mix. */
+const RUN_SCHEMA: SchemaElement[] = [
+  { name: 'duckdb_schema', num_children: 8 },
+  { name: 'url_hash', type: 'INT64', converted_type: 'UINT_64', repetition_type: 'REQUIRED' },
+  { name: 'sha256', type: 'BYTE_ARRAY', repetition_type: 'OPTIONAL' },
+  { name: 'sha_hi', type: 'INT64', converted_type: 'UINT_64', repetition_type: 'OPTIONAL' },
+  { name: 'phash', type: 'INT64', converted_type: 'UINT_64', repetition_type: 'OPTIONAL' },
+  { name: 'caption_hash', type: 'INT64', converted_type: 'UINT_64', repetition_type: 'OPTIONAL' },
+  { name: 'key', type: 'BYTE_ARRAY', converted_type: 'UTF8', repetition_type: 'REQUIRED' },
+  { name: 'shard', type: 'INT32', repetition_type: 'REQUIRED' },
+  { name: 'status', type: 'BYTE_ARRAY', converted_type: 'UTF8', repetition_type: 'REQUIRED' },
+];
+
 /**
- * Writes `rows` as a run at `file`, sorted by (url_hash, key): to `<file>.tmp`, fsynced, renamed, directory
- * fsynced, so a reader or a rerun after kill -9 sees the whole file or none.
+ * Writes `rows` as a run at `file`, sorted by (url_hash, key), with hyparquet-writer (no database to start: a
+ * shard's run is one small file): to `<file>.tmp`, fsynced, renamed, directory fsynced, so a reader or a rerun
+ * after kill -9 sees the whole file or none. Hashes do not compress: only the text columns are compressed.
  */
 export async function writeRun(file: string, rows: readonly Omit<SampleInput, 'shard'>[], shard: number): Promise<void> {
-  const con = await connect();
-  const t = `run_${process.pid}_${tableSeq++}`;
-  try {
-    await con.run(`CREATE TEMP TABLE ${t} (${RUN_COLUMNS})`);
-    const app = await con.createAppender(t, 'main', 'temp');
-    for (const r of rows) {
-      if (!r.url) continue;
-      app.appendUBigInt(u64(sampleUrlHash(r.url)));
-      if (r.sha256) {
-        const b = sha256Bytes(r.sha256);
-        app.appendBlob(b);
-        app.appendUBigInt(u64(b));
-      } else {
-        app.appendNull();
-        app.appendNull();
-      }
-      if (r.phash) app.appendUBigInt(BigInt.asUintN(64, phashToInt(r.phash)));
-      else app.appendNull();
-      if (r.caption != null) app.appendUBigInt(u64(captionHash(r.caption)));
-      else app.appendNull();
-      app.appendVarchar(r.key);
-      app.appendInteger(shard);
-      app.appendVarchar(r.status);
-      app.endRow();
-    }
-    app.closeSync();
-    await copyAtomic(con, `SELECT * FROM temp.${t} ORDER BY url_hash, key`, file);
-  } finally {
-    await con.run(`DROP TABLE IF EXISTS temp.${t}`).catch(() => {});
-    con.closeSync();
+  const recs: Array<{ uh: bigint; r: Omit<SampleInput, 'shard'> }> = [];
+  for (const r of rows) if (r.url) recs.push({ uh: u64(sampleUrlHash(r.url)), r });
+  recs.sort((a, b) => (a.uh < b.uh ? -1 : a.uh > b.uh ? 1 : a.r.key < b.r.key ? -1 : a.r.key > b.r.key ? 1 : 0));
+  const n = recs.length;
+  const urlHash = new Array<bigint>(n);
+  const sha = new Array<Uint8Array | null>(n);
+  const shaHi = new Array<bigint | null>(n);
+  const phash = new Array<bigint | null>(n);
+  const caption = new Array<bigint | null>(n);
+  const key = new Array<string>(n);
+  const status = new Array<string>(n);
+  for (let i = 0; i < n; i++) {
+    const { uh, r } = recs[i];
+    urlHash[i] = uh;
+    const b = r.sha256 ? sha256Bytes(r.sha256) : null;
+    sha[i] = b;
+    shaHi[i] = b ? u64(b) : null;
+    phash[i] = r.phash ? BigInt.asUintN(64, phashToInt(r.phash)) : null;
+    caption[i] = r.caption != null ? u64(captionHash(r.caption)) : null;
+    key[i] = r.key;
+    status[i] = r.status;
   }
+  const raw = { codec: 'UNCOMPRESSED' as const };
+  const bytes = parquetWriteBuffer({
+    schema: RUN_SCHEMA,
+    codec: 'SNAPPY',
+    columnData: [
+      { name: 'url_hash', data: urlHash, ...raw },
+      { name: 'sha256', data: sha, ...raw },
+      { name: 'sha_hi', data: shaHi, ...raw },
+      { name: 'phash', data: phash, ...raw },
+      { name: 'caption_hash', data: caption, ...raw },
+      { name: 'key', data: key },
+      { name: 'shard', data: new Int32Array(n).fill(shard) },
+      { name: 'status', data: status },
+    ],
+  });
+  await writeFileAtomic(file, new Uint8Array(bytes));
 }
 
 /** `COPY (query) TO file` through `<file>.tmp` + fsync + rename + directory fsync. */
