@@ -1,18 +1,20 @@
 /**
  * The sample index at scale (synthetic LAION-like samples, this machine): shard runs written by one process as
  * fetch writes them (10,000 rows per shard: URL normalisation + hash, sort, Parquet), the rate measured per
- * segment as the index grows; then `index compact` of everything, point look-ups by URL hash and by sha256
- * (cold: a fresh DuckDB with no cached Parquet footers, the OS page cache not dropped; warm: repeated), the
- * `optout apply` planning join of K opted-out URLs, and disk bytes per sample.
- * Sizes default to 0.5M / 1M / 2M rows (`--quick`: 100k / 200k); the issue's 10M / 50M / 200M do not fit the
- * shared 2-core machine's time budget: pass `--sizes 10000000,50000000` where there is room.
+ * segment as the index grows, with a profile of where a shard's time goes; then `index compact` of everything,
+ * point look-ups by URL hash and by sha256 as the server makes them (src/index-db/run-lookup.ts: cold = footer
+ * and row group read from the file, the OS page cache not dropped; warm = cached row group), with a DuckDB query
+ * per look-up as the baseline in the same run, the `optout apply` planning join of K opted-out URLs, and disk
+ * bytes per sample. Sizes default to 0.5M / 1M / 2M rows (`--quick`: 100k / 200k); `--sizes 10M,50M` for more.
  */
 import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
-import { runsByUrlHash, runsBySha256, runsOptedOut, writeCompacted, writeRun, type RunSet } from '../src/index-db/sample-runs.ts';
+import { encodeRun, runsByUrlHash, runsOptedOut, writeCompacted, writeRun, type RunSet } from '../src/index-db/sample-runs.ts';
+import { RunLookup, runRef, type RunRef } from '../src/index-db/run-lookup.ts';
+import { sampleUrlHash } from '../src/index-db/db.ts';
 import { urlHashLoose } from '../src/optout/normalize-url.ts';
 import { syntheticUrl } from './index-optout.ts';
 import { shardRows } from './index-engines.ts';
@@ -69,6 +71,25 @@ export async function benchIndexScale(opts: { quick?: boolean; sizes?: number[];
       segments.push({ rows_total: shard * SHARD, record_rows_per_s: Math.round(((shard - first) * SHARD) / s), cpu_ms_per_shard: round(cpu / (shard - first), 1) });
       log(`${shard * SHARD} rows: ${segments.at(-1)!.record_rows_per_s} rows/s recording`);
     }
+    // Where a shard's recording time goes (CPU-bound parts on their own, 10 shards): URL normalisation + hash,
+    // the whole encoding (hashes, sort, Parquet), and the atomic write (tmp + fsync + rename + directory fsync).
+    const prof = { url_hash_ms: [] as number[], encode_ms: [] as number[], write_ms: [] as number[] };
+    for (let i = 0; i < 10; i++) {
+      const rows = shardRows(i, seed);
+      let t0 = performance.now();
+      for (const r of rows) sampleUrlHash(r.url);
+      prof.url_hash_ms.push(performance.now() - t0);
+      t0 = performance.now();
+      encodeRun(rows, i);
+      prof.encode_ms.push(performance.now() - t0);
+      t0 = performance.now();
+      await writeRun(path.join(dir, 'profile', `${i}.index.parquet`), rows, i);
+      prof.write_ms.push(performance.now() - t0);
+    }
+    await rm(path.join(dir, 'profile'), { recursive: true, force: true });
+    const med = (xs: number[]) => round([...xs].sort((a, b) => a - b)[xs.length >> 1], 1);
+    const profile = { url_hash_ms: med(prof.url_hash_ms), encode_ms: med(prof.encode_ms), write_run_ms: med(prof.write_ms) };
+    log(`per 10k-row shard (median): URL normalise + hash ${profile.url_hash_ms} ms, encode ${profile.encode_ms} ms, writeRun ${profile.write_run_ms} ms`);
     const N = shard * SHARD;
     const shardBytes = await du(path.join(dir, 'shards'));
     let con = await freshConnection();
@@ -94,22 +115,46 @@ export async function benchIndexScale(opts: { quick?: boolean; sizes?: number[];
       }
       return pct(xs);
     };
-    // Cold: a new DuckDB per look-up (footers read again), different rows each time.
-    const coldN = Math.min(lookups, 100);
-    const cold = await time(coldN, async (i) => {
-      const c = await freshConnection();
-      try {
-        const r = await runsByUrlHash(c, set, urlHashLoose(probes[i].url));
-        if (!r.length) throw new Error('look-up found nothing');
-      } finally {
-        c.closeSync();
-      }
+    const u64 = (b: Buffer) => b.readBigUInt64BE(0);
+    const urlRefs = [await runRef(byUrl)];
+    const shaRefs = [await runRef(bySha)];
+    const shardRefs: RunRef[] = await Promise.all(files.map((f) => runRef(f, 1)));
+    const found = (n: number) => {
+      if (!n) throw new Error('look-up found nothing');
+    };
+    // Open: the first look-up of a process (reads and parses the footer, then one row group).
+    const openMs: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      const t0 = performance.now();
+      found((await new RunLookup().find(urlRefs, 'url_hash', u64(urlHashLoose(probes[i].url)))).length);
+      openMs.push(performance.now() - t0);
+    }
+    // Cold: footer cached, every row group read from the file (a cache that holds nothing), different rows.
+    const coldN = Math.min(lookups, 200);
+    const noCache = new RunLookup({ keyRows: 1, rowsRows: 1 });
+    await noCache.find(urlRefs, 'url_hash', 0n);
+    await noCache.find(shaRefs, 'sha_hi', 0n);
+    const coldUrl = await time(coldN, async (i) => found((await noCache.find(urlRefs, 'url_hash', u64(urlHashLoose(probes[i].url)))).length));
+    const coldSha = await time(coldN, async (i) => {
+      const b = Buffer.from(probes[i].sha256 ?? probes[0].sha256!, 'hex');
+      found((await noCache.find(shaRefs, 'sha_hi', u64(b), (r) => r.sha256 !== null && r.sha256.equals(b))).length);
     });
+    // Warm: 50 rows looked up over and over (the cache holds their row groups).
+    const lookup = new RunLookup();
+    for (let i = 0; i < 50; i++) await lookup.find(urlRefs, 'url_hash', u64(urlHashLoose(probes[i].url)));
+    const warmUrl = await time(lookups, async (i) => found((await lookup.find(urlRefs, 'url_hash', u64(urlHashLoose(probes[i % 50].url)))).length));
+    const warmSha = await time(lookups, async (i) => {
+      const b = Buffer.from(probes[i % 50].sha256 ?? probes[0].sha256!, 'hex');
+      found((await lookup.find(shaRefs, 'sha_hi', u64(b), (r) => r.sha256 !== null && r.sha256.equals(b))).length);
+    });
+    // Every run before compaction: each shard run's key column is searched (their hash ranges all overlap).
+    const uncompactedCold = await time(Math.min(lookups, 20), async (i) => found((await noCache.find(shardRefs, 'url_hash', u64(urlHashLoose(probes[i].url)))).length));
+    for (let i = 0; i < 50; i++) await lookup.find(shardRefs, 'url_hash', u64(urlHashLoose(probes[i].url)));
+    const uncompactedWarm = await time(Math.min(lookups, 200), async (i) => found((await lookup.find(shardRefs, 'url_hash', u64(urlHashLoose(probes[i % 50].url)))).length));
+    // Baseline in the same run: the same warm look-ups as one DuckDB query each.
     con = await freshConnection();
     for (let i = 0; i < 20; i++) await runsByUrlHash(con, set, urlHashLoose(probes[i].url));
-    const warmUrl = await time(lookups, (i) => runsByUrlHash(con, set, urlHashLoose(probes[i % 50].url)));
-    const warmSha = await time(lookups, (i) => runsBySha256(con, set, Buffer.from(probes[i % 50].sha256 ?? probes[0].sha256!, 'hex')));
-    const uncompactedUrl = await time(Math.min(lookups, 50), (i) => runsByUrlHash(con, uncompacted, urlHashLoose(probes[i].url)));
+    const duckWarm = await time(Math.min(lookups, 200), (i) => runsByUrlHash(con, set, urlHashLoose(probes[i % 50].url)));
     // Planning: K opted-out URLs, half of them in the index.
     const hashes = Array.from({ length: optoutK }, (_, i) => urlHashLoose(syntheticUrl(i % 2 ? (i * 104729) % N : N + i)));
     t = performance.now();
@@ -120,23 +165,36 @@ export async function benchIndexScale(opts: { quick?: boolean; sizes?: number[];
     const results = {
       rows: N,
       segments,
+      recording_profile: profile,
       compact_s: round(compactS),
-      lookup_url_cold: cold,
+      lookup_open: pct(openMs),
+      lookup_url_cold: coldUrl,
+      lookup_sha_cold: coldSha,
       lookup_url_warm: warmUrl,
       lookup_sha_warm: warmSha,
-      lookup_url_uncompacted_warm: uncompactedUrl,
+      lookup_url_uncompacted_cold: uncompactedCold,
+      lookup_url_uncompacted_warm: uncompactedWarm,
+      lookup_url_duckdb_query_warm: duckWarm,
       optout_plan_s: round(planS),
       optout_plan_matches: planned.length,
       bytes_per_sample_shard_runs: perSample(shardBytes),
       bytes_per_sample_compacted_url: perSample(urlBytes),
       bytes_per_sample_compacted_both: perSample(compactBytes),
     };
+    const pp = (x: { p50_ms: number; p99_ms: number }) => `${x.p50_ms} / ${x.p99_ms}`;
     const table = [
       markdownTable(['rows in the index', 'record rows/s (one process)', 'CPU ms per 10k-row shard'], segments.map((s) => [s.rows_total, s.record_rows_per_s, s.cpu_ms_per_shard])),
       '',
+      `Per 10k-row shard (median of 10): URL normalise + hash ${profile.url_hash_ms} ms, encode (all hashes, sort, Parquet) ${profile.encode_ms} ms, writeRun (encode + tmp, fsync, rename) ${profile.write_run_ms} ms.`,
+      '',
       markdownTable(
-        ['at rows', 'compact s', 'URL look-up cold p50/p99 ms', 'URL warm p50/p99 ms', 'sha256 warm p50/p99 ms', `plan ${optoutK} opt-out URLs s`, 'bytes/sample: shard runs / compacted by URL / both orders'],
-        [[N, results.compact_s, `${cold.p50_ms} / ${cold.p99_ms}`, `${warmUrl.p50_ms} / ${warmUrl.p99_ms}`, `${warmSha.p50_ms} / ${warmSha.p99_ms}`, `${results.optout_plan_s} (${planned.length} matches)`, `${results.bytes_per_sample_shard_runs} / ${results.bytes_per_sample_compacted_url} / ${results.bytes_per_sample_compacted_both}`]],
+        ['at rows', 'compact s', 'first look-up (footer) p50/p99 ms', 'URL cold p50/p99 ms', 'URL warm p50/p99 ms', 'sha256 cold / warm p50/p99 ms', 'uncompacted URL cold / warm ms', 'DuckDB query warm ms'],
+        [[N, results.compact_s, pp(results.lookup_open), pp(coldUrl), pp(warmUrl), `${pp(coldSha)} ; ${pp(warmSha)}`, `${pp(uncompactedCold)} ; ${pp(uncompactedWarm)}`, pp(duckWarm)]],
+      ),
+      '',
+      markdownTable(
+        [`plan ${optoutK} opt-out URLs s`, 'bytes/sample: shard runs / compacted by URL / both orders'],
+        [[`${results.optout_plan_s} (${planned.length} matches)`, `${results.bytes_per_sample_shard_runs} / ${results.bytes_per_sample_compacted_url} / ${results.bytes_per_sample_compacted_both}`]],
       ),
     ].join('\n');
     log(`\n${table}`);

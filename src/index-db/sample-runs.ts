@@ -80,6 +80,11 @@ const RUN_SCHEMA: SchemaElement[] = [
  * after kill -9 sees the whole file or none. Hashes do not compress: only the text columns are compressed.
  */
 export async function writeRun(file: string, rows: readonly Omit<SampleInput, 'shard'>[], shard: number): Promise<void> {
+  await writeFileAtomic(file, encodeRun(rows, shard));
+}
+
+/** A run's Parquet bytes: the rows with a URL, hashed and sorted by (url_hash, key). */
+export function encodeRun(rows: readonly Omit<SampleInput, 'shard'>[], shard: number): Uint8Array {
   const recs: Array<{ uh: bigint; r: Omit<SampleInput, 'shard'> }> = [];
   for (const r of rows) if (r.url) recs.push({ uh: u64(sampleUrlHash(r.url)), r });
   recs.sort((a, b) => (a.uh < b.uh ? -1 : a.uh > b.uh ? 1 : a.r.key < b.r.key ? -1 : a.r.key > b.r.key ? 1 : 0));
@@ -102,14 +107,15 @@ export async function writeRun(file: string, rows: readonly Omit<SampleInput, 's
     key[i] = r.key;
     status[i] = r.status;
   }
-  const raw = { codec: 'UNCOMPRESSED' as const };
+  // Hashes are random: no compression, no dictionary attempt; min/max only where look-ups prune on them.
+  const raw = { codec: 'UNCOMPRESSED' as const, encoding: 'PLAIN' as const, statistics: false };
   const bytes = parquetWriteBuffer({
     schema: RUN_SCHEMA,
     codec: 'SNAPPY',
     columnData: [
-      { name: 'url_hash', data: urlHash, ...raw },
+      { name: 'url_hash', data: urlHash, ...raw, statistics: true },
       { name: 'sha256', data: sha, ...raw },
-      { name: 'sha_hi', data: shaHi, ...raw },
+      { name: 'sha_hi', data: shaHi, ...raw, statistics: true },
       { name: 'phash', data: phash, ...raw },
       { name: 'caption_hash', data: caption, ...raw },
       { name: 'key', data: key },
@@ -117,7 +123,7 @@ export async function writeRun(file: string, rows: readonly Omit<SampleInput, 's
       { name: 'status', data: status },
     ],
   });
-  await writeFileAtomic(file, new Uint8Array(bytes));
+  return new Uint8Array(bytes);
 }
 
 /** `COPY (query) TO file` through `<file>.tmp` + fsync + rename + directory fsync. */
