@@ -130,6 +130,21 @@ export async function indexLayout(dataRoot: string, datasets: readonly DatasetRo
   return { live, set, inRuns, leftovers, shardRunFiles };
 }
 
+/**
+ * Shard runs not yet compacted beyond which fetch and serve suggest `muse-data index compact`: a point look-up
+ * searches every shard run (their hash ranges overlap) but only the row groups of a compacted run that can
+ * hold the key.
+ */
+export const COMPACT_SUGGEST_RUNS = 64;
+
+/** A one-line suggestion to compact when more than `threshold` shard runs are live, else null. */
+export async function compactionAdvice(index: IndexDb, threshold = COMPACT_SUGGEST_RUNS): Promise<string | null> {
+  const { set } = await indexLayout(path.dirname(index.file), index.datasets());
+  const n = set.shardRuns.reduce((k, d) => k + d.files.length, 0);
+  if (n <= threshold) return null;
+  return `the sample index has ${n} shard runs not compacted yet (each look-up searches every one): run \`muse-data index compact\` to merge them into one sorted run`;
+}
+
 /** Look-ups over the runs of every registered dataset, with the old samples table for shards not moved yet. */
 export class SampleIndex {
   /** DuckDB, started on the first batch query (point look-ups do not need it). */

@@ -23,7 +23,7 @@ import { resolvePipeline } from '../../src/pipeline/config.ts';
 import { runFetch } from '../../src/pipeline/run-fetch.ts';
 import { readManifest, type ManifestRow } from '../../src/dataset/manifest.ts';
 import { shardPaths } from '../../src/dataset/names.ts';
-import { compactIndex, readLiveRuns, runsManifestPath, withSampleIndex } from '../../src/dataset/sample-index.ts';
+import { compactIndex, compactionAdvice, readLiveRuns, runsManifestPath, withSampleIndex } from '../../src/dataset/sample-index.ts';
 import { connect, runsRelation } from '../../src/index-db/sample-runs.ts';
 
 const root = path.resolve(import.meta.dirname, '..', '..');
@@ -138,7 +138,10 @@ test('fetch --workers 2 records exactly its manifests\' rows as shard runs; opt-
       assert.equal((await checkUrl(store, rows[2].url)).optedOut, true);
       assert.equal((await checkUrl(store, rows[7].url)).byImage, true);
 
+      assert.match((await compactionAdvice(index, SHARDS - 1)) ?? '', new RegExp(`${SHARDS} shard runs not compacted yet.*muse-data index compact`));
+      assert.equal(await compactionAdvice(index, SHARDS), null, 'no advice at or below the threshold');
       const c = await compactIndex(index);
+      assert.equal(await compactionAdvice(index, 0), null, 'nothing left to compact');
       assert.equal(c.shardRunsMerged, SHARDS);
       assert.equal(c.rows, ROWS);
       for (let s = 0; s < SHARDS; s++) assert.equal(existsSync(shardPaths(out, s).indexRun), false, 'absorbed shard runs are deleted');
