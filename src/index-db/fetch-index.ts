@@ -6,12 +6,14 @@
  */
 import type Database from 'better-sqlite3';
 import { openIndex, type IndexDb } from './db.ts';
-import { hashNormalized, normalizeUrl } from '../optout/normalize-url.ts';
+import { urlHashOrNull } from '../optout/normalize-url.ts';
 
 export interface FetchIndex {
   readonly datasetId: number;
   /** True when the row's URL (normalised) is opted out. An invalid URL is never opted out (it fails to fetch). */
   urlOptedOut(url: string): boolean;
+  /** The same test for a URL already hashed (`urlHash` of src/optout/normalize-url.ts). */
+  urlHashOptedOut(hash: Buffer): boolean;
   /** True when an image with this sha256 (hex) is opted out. */
   imageOptedOut(sha256: string): boolean;
   close(): void;
@@ -25,14 +27,10 @@ export function openFetchIndex(dataRoot: string, name: string, datasetDir: strin
   return {
     datasetId,
     urlOptedOut(url) {
-      let normalized: string;
-      try {
-        normalized = normalizeUrl(url);
-      } catch {
-        return false;
-      }
-      return urlStmt.get(hashNormalized(normalized)) !== undefined;
+      const h = urlHashOrNull(url);
+      return h !== null && urlStmt.get(h) !== undefined;
     },
+    urlHashOptedOut: (h) => urlStmt.get(h) !== undefined,
     imageOptedOut(sha256) {
       return imageStmt.get(Buffer.from(sha256, 'hex')) !== undefined;
     },

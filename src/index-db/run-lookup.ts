@@ -50,8 +50,8 @@ export class RunChangedError extends Error {}
 interface Group {
   start: number;
   end: number;
-  /** Min/max of each key column (unsigned), null when the footer has no statistics for it. */
-  range: Record<KeyColumn, [bigint, bigint] | null>;
+  /** Min/max of each key column (unsigned); null when the footer has no statistics for it; 'none' when all null. */
+  range: Record<KeyColumn, [bigint, bigint] | 'none' | null>;
 }
 
 interface Footer {
@@ -143,7 +143,7 @@ export class RunLookup {
     const out: RunRow[] = [];
     for (let g = 0; g < footer.groups.length; g++) {
       const range = footer.groups[g].range[column];
-      if (range && (key < range[0] || key > range[1])) continue;
+      if (range === 'none' || (range && (key < range[0] || key > range[1]))) continue;
       const keys = await this.keyColumn(ref, footer, g, column);
       const hits: number[] = [];
       if (keys.sorted) {
@@ -282,7 +282,9 @@ function readFooter(file: string, metadata: FileMetaData): Footer {
     for (const c of rg.columns) {
       const name = c.meta_data?.path_in_schema[0];
       const st = c.meta_data?.statistics;
-      if ((name === 'url_hash' || name === 'sha_hi') && typeof st?.min_value === 'bigint' && typeof st.max_value === 'bigint') {
+      if ((name === 'url_hash' || name === 'sha_hi') && st?.null_count !== undefined && BigInt(st.null_count) === BigInt(rg.num_rows)) {
+        range[name] = 'none'; // samples without an image, sorted last in the by-image run
+      } else if ((name === 'url_hash' || name === 'sha_hi') && typeof st?.min_value === 'bigint' && typeof st.max_value === 'bigint') {
         const lo = u64(st.min_value);
         const hi = u64(st.max_value);
         // A writer that kept signed statistics for unsigned values could give lo > hi: then no pruning.

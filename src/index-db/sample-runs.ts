@@ -79,14 +79,17 @@ const RUN_SCHEMA: SchemaElement[] = [
  * shard's run is one small file): to `<file>.tmp`, fsynced, renamed, directory fsynced, so a reader or a rerun
  * after kill -9 sees the whole file or none. Hashes do not compress: only the text columns are compressed.
  */
-export async function writeRun(file: string, rows: readonly Omit<SampleInput, 'shard'>[], shard: number): Promise<void> {
-  await writeFileAtomic(file, encodeRun(rows, shard));
+export async function writeRun(file: string, rows: readonly Omit<SampleInput, 'shard'>[], shard: number, knownUrlHash?: KnownUrlHash): Promise<void> {
+  await writeFileAtomic(file, encodeRun(rows, shard, knownUrlHash));
 }
 
+/** A row's url_hash when the caller computed it already (`sampleUrlHash` of its url), else undefined. */
+export type KnownUrlHash = (row: Omit<SampleInput, 'shard'>) => Buffer | undefined;
+
 /** A run's Parquet bytes: the rows with a URL, hashed and sorted by (url_hash, key). */
-export function encodeRun(rows: readonly Omit<SampleInput, 'shard'>[], shard: number): Uint8Array {
+export function encodeRun(rows: readonly Omit<SampleInput, 'shard'>[], shard: number, knownUrlHash?: KnownUrlHash): Uint8Array {
   const recs: Array<{ uh: bigint; r: Omit<SampleInput, 'shard'> }> = [];
-  for (const r of rows) if (r.url) recs.push({ uh: u64(sampleUrlHash(r.url)), r });
+  for (const r of rows) if (r.url) recs.push({ uh: u64(knownUrlHash?.(r) ?? sampleUrlHash(r.url)), r });
   recs.sort((a, b) => (a.uh < b.uh ? -1 : a.uh > b.uh ? 1 : a.r.key < b.r.key ? -1 : a.r.key > b.r.key ? 1 : 0));
   const n = recs.length;
   const urlHash = new Array<bigint>(n);

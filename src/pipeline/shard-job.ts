@@ -23,6 +23,7 @@ import { manifestRow, writeManifest, type ManifestRow } from '../dataset/manifes
 import { summarize, writeStats, type ShardStats } from '../dataset/stats.ts';
 import type { FetchIndex } from '../index-db/fetch-index.ts';
 import { writeRun } from '../index-db/sample-runs.ts';
+import { urlHashOrNull } from '../optout/normalize-url.ts';
 
 export interface ShardJobContext {
   cfg: PipelineConfig;
@@ -67,6 +68,8 @@ export async function runShard(shard: number, ctx: ShardJobContext): Promise<Sha
 
   const startTime = new Date();
   const timings = { optout_ms: 0, filter_ms: 0, download_ms: 0, image_ms: 0, write_ms: 0, index_ms: 0 };
+  /** Sample key -> url_hash computed for the opt-out test, reused by the index run. */
+  const urlHashes = new Map<string, Buffer>();
   // Finished rows wait here until every earlier row is done. Sized well beyond the download concurrency so a
   // slow link at the head does not stall the rest; how many run at once is bounded by the downloader's slots.
   const window = Math.max(cfg.download.concurrency * 4, WRITE_WINDOW_MIN);
@@ -94,7 +97,7 @@ export async function runShard(shard: number, ctx: ShardJobContext): Promise<Sha
     const key = sampleKey(shard, rec.row - start, S);
     const previous = kept?.get(key);
     if (previous) ctx.onRow?.(previous.status, shard);
-    queue.push(previous ? Promise.resolve({ kept: previous }) : processRow(rec, key, ctx, timings).then(finished));
+    queue.push(previous ? Promise.resolve({ kept: previous }) : processRow(rec, key, ctx, timings, urlHashes).then(finished));
     while (queue.length >= window) await write(await queue.shift()!);
   }
   while (queue.length) await write(await queue.shift()!);
@@ -108,7 +111,7 @@ export async function runShard(shard: number, ctx: ShardJobContext): Promise<Sha
   await writeManifest(paths.manifest, rows);
   // Before the stats file: a shard counts as complete only once its index run (sorted by URL hash) is beside it.
   const ti = performance.now();
-  await writeRun(paths.indexRun, rows, shard);
+  await writeRun(paths.indexRun, rows, shard, (r) => urlHashes.get(r.key));
   timings.index_ms += performance.now() - ti;
   const endTime = new Date();
   const stats: ShardStats = {
@@ -125,7 +128,7 @@ export async function runShard(shard: number, ctx: ShardJobContext): Promise<Sha
 }
 
 /** Everything that can happen to one row. Never throws: an unexpected error becomes a `failed` outcome. */
-async function processRow(rec: SourceRecord, key: string, ctx: ShardJobContext, timings: Record<string, number>): Promise<SampleOutcome> {
+async function processRow(rec: SourceRecord, key: string, ctx: ShardJobContext, timings: Record<string, number>, urlHashes: Map<string, Buffer>): Promise<SampleOutcome> {
   const base: SampleOutcome = {
     key,
     row: rec.row,
@@ -144,7 +147,10 @@ async function processRow(rec: SourceRecord, key: string, ctx: ShardJobContext, 
     if (rec.error) return { ...base, reason: 'bad_row', error: rec.error };
 
     let t = performance.now();
-    const optedOut = !!rec.url && !!ctx.index?.urlOptedOut(rec.url);
+    // Hashed once: for the opt-out test here and for the shard's index run (the row's url is rec.url then).
+    const uh = rec.url ? urlHashOrNull(rec.url) : null;
+    if (uh) urlHashes.set(key, uh);
+    const optedOut = uh !== null && !!ctx.index?.urlHashOptedOut(uh);
     timings.optout_ms += performance.now() - t;
     if (optedOut) return { ...base, status: 'opted_out', reason: 'optout_index', error: 'the URL is in the opt-out index' };
 

@@ -10,7 +10,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { sampleUrlHash, type SampleInput } from '../../src/index-db/db.ts';
-import { COMPACT_ROW_GROUP, connect, runsBySha256, runsByUrlHash, writeCompacted, writeRun, type RunSet } from '../../src/index-db/sample-runs.ts';
+import { COMPACT_ROW_GROUP, connect, encodeRun, runsBySha256, runsByUrlHash, writeCompacted, writeRun, type RunSet } from '../../src/index-db/sample-runs.ts';
 import { RunChangedError, RunLookup, runRef, type RunRow } from '../../src/index-db/run-lookup.ts';
 
 const hex = (s: string) => createHash('sha256').update(s).digest('hex');
@@ -41,10 +41,13 @@ test('look-ups over shard runs and a compacted run answer what DuckDB answers, r
   const dir = await mkdtemp(path.join(os.tmpdir(), 'muse-run-lookup-'));
   const con = await connect();
   try {
-    const shardFiles = [0, 1].map((s) => path.join(dir, `${s}.index.parquet`));
-    const data = [rows(0, 3000), rows(1, 3000)];
-    await writeRun(shardFiles[0], data[0], 0);
-    await writeRun(shardFiles[1], data[1], 1);
+    const shardFiles = [0, 1, 2].map((s) => path.join(dir, `${s}.index.parquet`));
+    // Shard 2 failed whole: no images, so the by-image compacted run ends in row groups of nulls only.
+    const data = [rows(0, 3000), rows(1, 3000), rows(2, 5000).map((r) => ({ ...r, sha256: null, phash: null, status: 'failed' }))];
+    for (const s of [0, 1, 2]) await writeRun(shardFiles[s], data[s], s);
+    // The shard job hands on the URL hashes it computed for its opt-out test: the same file results.
+    assert.deepEqual(encodeRun(data[1], 1, (r) => sampleUrlHash(r.url)), encodeRun(data[1], 1));
+    assert.notDeepEqual(encodeRun(data[1], 1, () => sampleUrlHash('https://other.example/')), encodeRun(data[1], 1));
     const shardSet: RunSet = { shardRuns: [{ datasetId: 7, files: shardFiles }], compacted: [], stale: [] };
     const byUrl = path.join(dir, 'c.url.parquet');
     const bySha = path.join(dir, 'c.sha.parquet');
@@ -81,13 +84,18 @@ test('look-ups over shard runs and a compacted run answer what DuckDB answers, r
 
     // Pruning: the compacted run has several row groups; a cold look-up decodes the key column of the one
     // group whose range holds the key, plus its other columns for the hit; warm, nothing is read.
-    assert.ok(6000 / COMPACT_ROW_GROUP > 1, 'the compacted run has more than one row group');
+    assert.ok(11_000 / COMPACT_ROW_GROUP > 2, 'the compacted run has more than two row groups');
     const cold = new RunLookup();
     const h = u64(sampleUrlHash(all[4321].url));
     assert.equal((await cold.find(urlRefs, 'url_hash', h)).length, 1);
     assert.equal(cold.groupReads, 2);
     assert.equal((await cold.find(urlRefs, 'url_hash', h)).length, 1);
     assert.equal(cold.groupReads, 2, 'the warm look-up read nothing');
+    // By image: the row groups holding only samples without an image are never read.
+    const b = Buffer.from(all[100].sha256!, 'hex');
+    const coldSha = new RunLookup();
+    assert.equal((await coldSha.find(shaRefs, 'sha_hi', u64(b), (r) => r.sha256 !== null && r.sha256.equals(b))).length, 1);
+    assert.equal(coldSha.groupReads, 2);
     // A miss inside a group's range reads its key column only.
     const miss = new RunLookup();
     assert.deepEqual(await miss.find(urlRefs, 'url_hash', h + 1n), []);
