@@ -71,29 +71,28 @@ export async function benchIndexScale(opts: { quick?: boolean; sizes?: number[];
       segments.push({ rows_total: shard * SHARD, record_rows_per_s: Math.round(((shard - first) * SHARD) / s), cpu_ms_per_shard: round(cpu / (shard - first), 1) });
       log(`${shard * SHARD} rows: ${segments.at(-1)!.record_rows_per_s} rows/s recording`);
     }
-    // Where a shard's recording time goes (CPU-bound parts on their own, 10 shards): URL normalisation + hash,
-    // the whole encoding (hashes, sort, Parquet), and the atomic write (tmp + fsync + rename + directory fsync).
-    // With the fetch's hashes: the shard job hashes each URL for its opt-out test and hands the hash on.
+    // Where a shard's recording time goes (CPU time of this process, the steady figure on a loaded machine;
+    // 10 shards): URL normalisation + hash, the whole encoding (hashes, sort, Parquet), the same with the URL
+    // hashes the fetch computed for its opt-out test, and the atomic write (tmp + fsync + rename + dir fsync).
     const prof = { url_hash_ms: [] as number[], encode_ms: [] as number[], encode_known_ms: [] as number[], write_ms: [] as number[] };
+    const cpuMs = async (fn: () => unknown) => {
+      const c = process.cpuUsage();
+      await fn();
+      const u = process.cpuUsage(c);
+      return (u.user + u.system) / 1000;
+    };
     for (let i = 0; i < 10; i++) {
       const rows = shardRows(i, seed);
-      let t0 = performance.now();
-      const known = new Map(rows.map((r) => [r.key, sampleUrlHash(r.url)]));
-      prof.url_hash_ms.push(performance.now() - t0);
-      t0 = performance.now();
-      encodeRun(rows, i, (r) => known.get(r.key));
-      prof.encode_known_ms.push(performance.now() - t0);
-      t0 = performance.now();
-      encodeRun(rows, i);
-      prof.encode_ms.push(performance.now() - t0);
-      t0 = performance.now();
-      await writeRun(path.join(dir, 'profile', `${i}.index.parquet`), rows, i);
-      prof.write_ms.push(performance.now() - t0);
+      let known = new Map<string, Buffer>();
+      prof.url_hash_ms.push(await cpuMs(() => (known = new Map(rows.map((r) => [r.key, sampleUrlHash(r.url)])))));
+      prof.encode_known_ms.push(await cpuMs(() => encodeRun(rows, i, (r) => known.get(r.key))));
+      prof.encode_ms.push(await cpuMs(() => encodeRun(rows, i)));
+      prof.write_ms.push(await cpuMs(() => writeRun(path.join(dir, 'profile', `${i}.index.parquet`), rows, i)));
     }
     await rm(path.join(dir, 'profile'), { recursive: true, force: true });
     const med = (xs: number[]) => round([...xs].sort((a, b) => a - b)[xs.length >> 1], 1);
     const profile = { url_hash_ms: med(prof.url_hash_ms), encode_ms: med(prof.encode_ms), encode_with_fetch_hashes_ms: med(prof.encode_known_ms), write_run_ms: med(prof.write_ms) };
-    log(`per 10k-row shard (median): URL normalise + hash ${profile.url_hash_ms} ms, encode ${profile.encode_ms} ms, writeRun ${profile.write_run_ms} ms`);
+    log(`CPU per 10k-row shard (median): URL normalise + hash ${profile.url_hash_ms} ms, encode ${profile.encode_ms} ms, writeRun ${profile.write_run_ms} ms`);
     const N = shard * SHARD;
     const shardBytes = await du(path.join(dir, 'shards'));
     let con = await freshConnection();
@@ -189,7 +188,7 @@ export async function benchIndexScale(opts: { quick?: boolean; sizes?: number[];
     const table = [
       markdownTable(['rows in the index', 'record rows/s (one process)', 'CPU ms per 10k-row shard'], segments.map((s) => [s.rows_total, s.record_rows_per_s, s.cpu_ms_per_shard])),
       '',
-      `Per 10k-row shard (median of 10): URL normalise + hash ${profile.url_hash_ms} ms, encode (all hashes, sort, Parquet) ${profile.encode_ms} ms (${profile.encode_with_fetch_hashes_ms} ms with the fetch's URL hashes), writeRun (encode + tmp, fsync, rename) ${profile.write_run_ms} ms.`,
+      `CPU ms per 10k-row shard (median of 10): URL normalise + hash ${profile.url_hash_ms} ms, encode (all hashes, sort, Parquet) ${profile.encode_ms} ms (${profile.encode_with_fetch_hashes_ms} ms with the fetch's URL hashes), writeRun (encode + tmp, fsync, rename) ${profile.write_run_ms} ms.`,
       '',
       markdownTable(
         ['at rows', 'compact s', 'first look-up (footer) p50/p99 ms', 'URL cold p50/p99 ms', 'URL warm p50/p99 ms', 'sha256 cold / warm p50/p99 ms', 'uncompacted URL cold / warm ms', 'DuckDB query warm ms'],
