@@ -1,5 +1,5 @@
-// Data-parallel muse-train under `mpirun -np 2` on loopback: equal to one process (losses and final weights within
-// 1e-5 relative), with gradient accumulation too; only rank 0 writes the run folder; ranks with different configs
+// Data-parallel muse-train under `mpirun -np 2` on loopback: equal to one process at the same global batch (losses
+// and final weights within 1e-5 relative), with gradient accumulation on the ranks too; only rank 0 writes the run folder; ranks with different configs
 // are refused before the first step; a rank killed with kill -9 stops the job with an error, and the run resumes
 // (on another number of ranks) as if uninterrupted.
 import { test } from 'node:test';
@@ -13,7 +13,7 @@ import { readJsonl } from '../../src/train/core/index.ts';
 import { writeSyntheticCaches } from '../helpers/synthetic-cache.ts';
 import { mpiSkip, mpirun, mpirunEach, rankPid, type MpiRun } from '../helpers/mpi.ts';
 import { loadTrainConfig } from '../../src/train/config/load.ts';
-import { assertBatchSplits } from '../../src/train/muse/runner.ts';
+import { assertBatchSplits } from '../../src/train/core/data-parallel.ts';
 
 const skip = mpiSkip();
 const root = path.resolve(import.meta.dirname, '../..');
@@ -107,12 +107,12 @@ test('2 ranks train as 1 rank: 20 steps at global batch 8, losses and final weig
   assert.doesNotMatch(r2.stderr, /rank 1 of 2/, 'rank 1 prints nothing');
 });
 
-test('gradient accumulation composes: 2 ranks x 2 accumulation steps x 2 rows = 1 rank x 2 x 4', { skip }, async () => {
+test('gradient accumulation composes: 2 ranks x 2 accumulation steps at global batch 8 = 1 rank x global batch 8', { skip }, async () => {
   await ensureDataset();
-  const sets = ['training.batch_size=4', 'training.gradient_accumulation_steps=2', 'training.max_steps=10'];
+  const steps = ['training.max_steps=10', 'training.save_every=10'];
   const one = path.join(tmp, 'accum-one');
   const two = path.join(tmp, 'accum-two');
-  const [r1, r2] = [await single(one, sets), await mpirun(2, args(two, sets))];
+  const [r1, r2] = [await single(one, steps), await mpirun(2, args(two, [...steps, 'training.gradient_accumulation_steps=2']))];
   assert.equal(r1.code, 0, r1.stderr);
   assert.equal(r2.code, 0, r2.stderr);
   await assertSameRun(one, two, 10);
@@ -148,7 +148,7 @@ test('the super-res stage (low-res tokens split with the rows): 2 ranks train as
     'model.transformer={codebook_size: 32, num_vq_tokens: 64, lowres_codebook_size: 16, num_lowres_tokens: 16, hidden_size: 32, ' +
       'num_hidden_layers: 1, num_lowres_layers: 1, num_attention_heads: 4, intermediate_size: 64, encoder_hidden_size: 8, ' +
       'attention: multi_axis, block_size: 4, grid_size: 2, hidden_dropout: 0.0, attention_dropout: 0.0}',
-    'training.batch_size=4', 'training.max_steps=2', 'training.save_every=2', 'data.shuffle_buffer=3', 'lr_scheduler.warmup_steps=0', // a super-res step takes seconds on wasm
+    'training.batch_size=4', 'training.gradient_accumulation_steps=1', 'training.max_steps=2', 'training.save_every=2', 'data.shuffle_buffer=3', 'lr_scheduler.warmup_steps=0', // a super-res step takes seconds on wasm
   ];
   const one = path.join(tmp, 'superres-one');
   const two = path.join(tmp, 'superres-two');
@@ -168,11 +168,13 @@ test('ranks given different configs are refused before the first step', { skip }
   assert.equal((await losses(runDir).catch(() => [])).length, 0, 'no step was taken');
 });
 
-test('a batch that does not split evenly over the ranks: a clear error naming the numbers', () => {
-  const cfg = (b: number) => loadTrainConfig({ stage: 'tiny', configsDir: path.join(root, 'configs'), sets: [`training.batch_size=${b}`, 'training.gradient_accumulation_steps=3'] });
-  assert.throws(() => assertBatchSplits(cfg(7), 2), /training\.batch_size 7 does not divide by the 2 ranks.*7 x 3 accumulation steps = 21 samples per update/);
-  assertBatchSplits(cfg(8), 2);
-  assertBatchSplits(cfg(7), 1);
+test('a global batch that does not split into ranks x accumulation steps: a clear error naming the numbers', () => {
+  const cfg = (b: number, accum = 3) => loadTrainConfig({ stage: 'tiny', configsDir: path.join(root, 'configs'), sets: [`training.batch_size=${b}`, `training.gradient_accumulation_steps=${accum}`] });
+  assert.throws(() => assertBatchSplits(cfg(21), 2), /training\.batch_size 21 \(the global batch of one optimizer update\) does not divide by 2 ranks x 3 accumulation steps = 6/);
+  assertBatchSplits(cfg(24), 2);
+  assertBatchSplits(cfg(21), 1);
+  // One process: the config itself is refused when the accumulation steps do not divide the batch.
+  assert.throws(() => cfg(8), /training\.batch_size.*8 \(the samples of one optimizer update\) does not divide by training\.gradient_accumulation_steps 3/);
 });
 
 test('kill -9 of rank 1 mid-run: the job stops with an error within 60 s; --resume latest (on 1 rank) equals the uninterrupted run', { skip }, async (t) => {

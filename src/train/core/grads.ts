@@ -70,6 +70,15 @@ export class GradAccumulator {
     return this.n;
   }
 
+  /** The weighted sum of the added batches, for weights that already sum to 1 (caller owns the tensors); resets the accumulator. */
+  takeSum(): Map<string, tf.Tensor> {
+    if (this.n === 0) throw new Error('GradAccumulator.takeSum: nothing was added');
+    const out = this.sums;
+    this.sums = new Map();
+    this.n = 0;
+    return out;
+  }
+
   /** The mean over the added batches (caller owns the tensors); resets the accumulator. */
   take(): Map<string, tf.Tensor> {
     if (this.n === 0) throw new Error('GradAccumulator.take: nothing was added');
