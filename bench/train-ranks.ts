@@ -102,7 +102,7 @@ export async function benchTrainRanks(opts: { quick?: boolean; log?: (m: string)
         const big = await train('transformer-41M', 1, [TRANSFORMER(512, 8), 'training.batch_size=2'], 4);
         results.big_transformer = { ...big, batch_size: 2 };
         const ms41 = allreduce['41M'];
-        if (ms41) results.allreduce_41M_share_pct = { 'tcp loopback': round((100 * ms41['tcp loopback']) / big.step_ms, 2), 'shared memory': round((100 * ms41['shared memory']) / big.step_ms, 2) };
+        if (ms41) results.allreduce_41M_share_pct = Object.fromEntries(Object.entries(ms41).map(([k, ms]) => [k, round((100 * ms) / big.step_ms, 2)]));
       } catch (err) {
         results.big_transformer = { error: (err as Error).message.slice(0, 300) };
       }

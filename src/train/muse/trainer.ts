@@ -104,7 +104,7 @@ export class MuseTrainer {
   private checkGpuBuffers(B: number, N: number): void {
     const c = this.model.config;
     const T = N + (c.num_classes ? 1 : 0);
-    const setting = 'training.gradient_accumulation_steps (each micro-batch is training.batch_size / (ranks x accumulation steps) samples)';
+    const setting = 'the micro-batch, training.batch_size / (ranks x gradient_accumulation_steps): raise training.gradient_accumulation_steps to keep the update';
     assertGpuBufferFits(T * c.vocab_size * 4, B, `the logits of ${B} x ${T} tokens over ${c.vocab_size} ids`, setting);
     assertGpuBufferFits(c.num_attention_heads * T * T * 4, B, `the attention scores of ${B} x ${c.num_attention_heads} heads x ${T}²`, setting);
   }
