@@ -2,10 +2,10 @@
 // and final weights within 1e-5 relative), with gradient accumulation on the ranks too; only rank 0 writes the run folder; ranks with different configs
 // are refused before the first step; a rank killed with kill -9 stops the job with an error, and the run resumes
 // (on another number of ranks) as if uninterrupted.
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { loadSafetensors } from '../../src/models/safetensors.ts';
@@ -19,6 +19,7 @@ const skip = mpiSkip();
 const root = path.resolve(import.meta.dirname, '../..');
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'muse-data-parallel-'));
 const dataset = path.join(tmp, 'data');
+after(() => rmSync(tmp, { recursive: true, force: true }));
 
 // A 1-layer transformer on 4x4 tokens (the tiny stage, smaller), no dropout: its masks would differ per row split.
 const SETS = [
