@@ -24,7 +24,7 @@ import { openCombinedTextDataset } from '../data/combined-text.ts';
 import { MuseTrainer } from './trainer.ts';
 import { openPairedDataset } from '../superres/paired-loader.ts';
 import { SINGLE_PROCESS, type Communicator } from '../../runtime/mpi.ts';
-import { tensorsChecksum } from '../core/index.ts';
+import { assertBatchSplits, tensorsChecksum } from '../core/index.ts';
 
 export type { SamplingInfo } from '../../run-folder/index.ts';
 
@@ -68,9 +68,10 @@ export class MuseRunner implements StageRunner {
     private readonly openLoader: (o: Parameters<typeof openTokenDataset>[0]) => Promise<TokenDataset>,
     private readonly validationShards: number[],
     private readonly info: SamplingInfo,
+    private readonly ranks: number,
   ) {
     const t = opts.config.training;
-    this.samplesPerStep = t.batch_size * t.gradient_accumulation_steps;
+    this.samplesPerStep = t.batch_size;
     this.tokensPerSample = model.config.num_vq_tokens;
     const s = opts.config.sampling;
     // The super-res stage samples only behind a base model (muse-sample --superres): no periodic grids.
@@ -92,6 +93,7 @@ export class MuseRunner implements StageRunner {
     for (const s of held) if (!all.includes(s)) throw new Error(`data.validation_shards: shard ${s} has no token cache in ${first} (cached: ${all.join(', ') || 'none'})`);
     const trainShards = cfg.data.train_shards ?? (held.size ? all.filter((s) => !held.has(s)) : undefined);
     if (trainShards && !trainShards.length) throw new Error(`no training shards left in ${first} after holding out ${[...held].join(', ')}`);
+    // Every rank reads every global batch (the loader's position is the global one) and trains its rows of it.
     const loaderOpts = {
       datasetDirs: opts.datasetDirs,
       weights: cfg.data.weights ?? undefined,
@@ -138,7 +140,7 @@ export class MuseRunner implements StageRunner {
       prompts: cfg.sampling.prompts,
       ...(lowres ? { lowres_vq: lowres.spec, lowres_grid: lowres.grid } : {}),
     };
-    return new MuseRunner(opts, model, trainer, loader, loaderOpts, openLoader, [...held], info);
+    return new MuseRunner(opts, model, trainer, loader, loaderOpts, openLoader, [...held], info, comm.size);
   }
 
   async restore(from: ResumePoint): Promise<void> {
@@ -167,18 +169,20 @@ export class MuseRunner implements StageRunner {
 
   async trainStep(step: number): Promise<Record<string, number>> {
     const t0 = performance.now();
-    const batches: Batch[] = [];
-    for (let i = 0; i < this.opts.config.training.gradient_accumulation_steps; i++) batches.push(await this.loader.next());
+    const batch = await this.loader.next();
     const dataMs = performance.now() - t0;
-    const m = await this.trainer.step(batches, step);
-    return { ...m, data_ms: Math.round(dataMs * 100) / 100, epoch: batches[batches.length - 1].epoch };
+    const m = await this.trainer.step(batch, step);
+    return { ...m, data_ms: Math.round(dataMs * 100) / 100, epoch: batch.epoch };
   }
 
   async validate(): Promise<Record<string, number>> {
     if (!this.validationShards.length) return {};
     const cfg = this.opts.config;
-    // A fresh, fixed-seed reader of the held-out shards: every validation sees the same batches.
-    const val = await this.openLoader({ ...this.loaderOpts, shards: this.validationShards, seed: 0, shuffleBuffer: 0, dropLast: false });
+    // A fresh, fixed-seed reader of the held-out shards: every validation sees the same batches, of one rank's
+    // micro-batch size (what fits in memory; rank 0 validates alone).
+    const t = cfg.training;
+    const batchSize = t.batch_size / (this.ranks * t.gradient_accumulation_steps);
+    const val = await this.openLoader({ ...this.loaderOpts, batchSize, shards: this.validationShards, seed: 0, shuffleBuffer: 0, dropLast: false });
     const batches: Batch[] = [];
     for (let i = 0; i < cfg.training.validation_batches; i++) {
       const b = await val.next();
@@ -250,17 +254,4 @@ async function copyModelsInto(dir: string, info: SamplingInfo): Promise<Sampling
     });
   }
   return out;
-}
-
-/**
- * Data parallel: training.batch_size samples per micro-batch are split evenly over the ranks (the optimizer sees
- * batch_size x gradient_accumulation_steps samples per update at any number of ranks).
- */
-export function assertBatchSplits(cfg: TrainConfig, ranks: number): void {
-  const t = cfg.training;
-  if (ranks > 1 && t.batch_size % ranks !== 0) {
-    throw new Error(`training.batch_size ${t.batch_size} does not divide by the ${ranks} ranks: each micro-batch of ${t.batch_size} is split evenly over the ranks ` +
-      `(${t.batch_size} x ${t.gradient_accumulation_steps} accumulation steps = ${t.batch_size * t.gradient_accumulation_steps} samples per update). ` +
-      `Use a batch_size that is a multiple of ${ranks}, or another number of ranks`);
-  }
 }

@@ -29,9 +29,8 @@ export async function runTraining(o: TrainRunOptions) {
   const datasetDirs = paths.map((p) => resolveDatasetDir(p, o.dataRoot));
   let runner: StageRunner;
   if (cfg.stage === 'vqgan') {
-    if (o.comm && o.comm.size > 1) throw new Error(`the vqgan stage does not train on several ranks yet (started with ${o.comm.size}): run it as one process`);
     const { VqganRunner } = await import('../vqgan/runner.ts');
-    runner = await VqganRunner.create({ config: cfg, datasetDirs, runDir: o.runDir, dataRoot: o.dataRoot });
+    runner = await VqganRunner.create({ config: cfg, datasetDirs, runDir: o.runDir, dataRoot: o.dataRoot, comm: o.comm });
   } else {
     const { MuseRunner } = await import('../muse/runner.ts');
     const { sampleGridForTraining } = await import('../../sample/for-training.ts');
