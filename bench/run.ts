@@ -61,6 +61,22 @@ const BENCHMARKS: Record<string, Benchmark> = {
     defaultRuns: 1,
     run: standalone(async () => (await import('./index-optout.ts')).benchOptout),
   },
+  'index-engines': {
+    description: 'sample index engine choice: DuckDB over sorted Parquet runs vs LevelDB (classic-level): record rows/s, look-up p50/p99, batch join, bytes/sample',
+    defaultRuns: 1,
+    run: standalone(async () => (await import('./index-engines.ts')).benchEngines),
+  },
+  'index-scale': {
+    description: 'the sample index at scale: shard-run recording rows/s as the index grows, compaction, look-up p50/p99 cold and warm, opt-out planning join, bytes/sample (--quick: 200k rows)',
+    defaultRuns: 1,
+    run: (ctx) => {
+      const sizes = typeof ctx.flags.sizes === 'string' ? parseSizes(ctx.flags.sizes) : undefined;
+      return standalone(async () => {
+        const { benchIndexScale } = await import('./index-scale.ts');
+        return (o) => benchIndexScale({ ...o, sizes });
+      })(ctx);
+    },
+  },
   'index-dedup': {
     description: 'dedup: full pass over 1M perceptual hashes, probe lookups/s, rerun and incremental shard, index size',
     defaultRuns: 1,
@@ -140,6 +156,17 @@ function usage(): string {
     '',
     'Results go to bench/results/<name>.json (variants: <name>.quick.json, <name>.<flag>-<value>.json); the table is printed to stdout.',
   ].join('\n');
+}
+
+/** `--sizes 10000000,50000000` or `--sizes 10M,50M`: row counts, increasing. */
+function parseSizes(v: string): number[] {
+  const sizes = v.split(',').map((x) => {
+    const m = /^(\d+(?:\.\d+)?)([kKmM]?)$/.exec(x.trim());
+    if (!m) throw new Error(`--sizes: ${JSON.stringify(x)} is not a row count (e.g. 2000000 or 2M)`);
+    return Math.round(Number(m[1]) * (m[2] ? (m[2].toLowerCase() === 'k' ? 1e3 : 1e6) : 1));
+  });
+  if (sizes.some((n, i) => n <= 0 || (i > 0 && n <= sizes[i - 1]))) throw new Error(`--sizes: row counts must be positive and increasing, got ${v}`);
+  return sizes;
 }
 
 function parseArgs(argv: string[]): { name?: string; runs?: number; quick: boolean; flags: Record<string, string | boolean> } {

@@ -19,6 +19,8 @@ import { writeManifest, type ManifestRow } from '../src/dataset/manifest.ts';
 import { shardPaths } from '../src/dataset/names.ts';
 import { summarize } from '../src/dataset/stats.ts';
 import { buildServer } from '../src/server/app.ts';
+import { writeRun } from '../src/index-db/sample-runs.ts';
+import { compactIndex } from '../src/dataset/sample-index.ts';
 import { median, round } from './lib.ts';
 import { syntheticUrl, urlStream } from './index-optout.ts';
 
@@ -124,7 +126,9 @@ export async function benchServe(opts: ServeBenchOptions = {}): Promise<object> 
     const dir = path.join(dataRoot, 'bench');
     const shards = await writeDataset(dir, S);
     const id = index.registerDataset('bench', dir);
-    shards.forEach((rows, s) => index.recordSamples(id, rows.map((r) => ({ key: r.key, shard: s, url: r.url, caption: r.caption, status: r.status }))));
+    // As a fetch leaves them (a run beside each shard), then compacted as `muse-data index compact` does.
+    for (const [s, rows] of shards.entries()) await writeRun(shardPaths(dir, s).indexRun, rows, s);
+    await compactIndex(index);
     index.close();
     const samplesS = (performance.now() - t1) / 1000;
 

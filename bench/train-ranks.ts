@@ -1,7 +1,8 @@
 /**
  * `npm run bench -- train --ranks 1,2`: data-parallel muse-train over MPI on this machine.
  * 1. The gradient all-reduce alone (Float32 sum in place, the fused buffer of a step) for 5 M, 41 M and 300 M
- *    parameters on 2 ranks, over TCP on loopback and over Open MPI's shared-memory transport: ms per step.
+ *    parameters on 2 ranks, over TCP on loopback and over Open MPI's shared-memory transport, and in 25 MB buckets
+ *    (allreduceGrads' default) over shared memory: ms per step.
  * 2. muse-train of the models benchmark's transformer (hidden 256, 4 layers, 256 tokens, batch 8; wasm, one
  *    thread per rank) on each rank count: step ms, samples/s, the all-reduce's ms and share of the step; and one
  *    process's step time of a ~41 M-parameter transformer (hidden 512, 8 layers), against which the measured
@@ -12,8 +13,9 @@ import { spawn } from 'node:child_process';
 import { mkdtemp, mkdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { readJsonl } from '../src/train/core/index.ts';
+import { ALLREDUCE_BUCKET_BYTES, readJsonl } from '../src/train/core/index.ts';
 import { loadSafetensors } from '../src/models/safetensors.ts';
+import { MODEL_WEIGHTS, checkpointPath, runPaths, stepName } from '../src/run-folder/index.ts';
 import { writeSyntheticCaches } from '../test/helpers/synthetic-cache.ts';
 import { MPIRUN_LOCAL } from '../test/helpers/mpi.ts';
 import { markdownTable, median, round, writeBenchVq } from './lib.ts';
@@ -54,9 +56,11 @@ export async function benchTrainRanks(opts: { quick?: boolean; log?: (m: string)
   try {
     // 1. all-reduce alone
     const allreduce: Record<string, Record<string, number>> = {};
-    for (const [name, transport] of [['tcp loopback', TCP], ['shared memory', SHARED_MEMORY]] as const) {
+    // Fused: one call for the whole gradient; buckets: 25 MB calls in turn, as allreduceGrads does.
+    const bucket = String(ALLREDUCE_BUCKET_BYTES / 4);
+    for (const [name, transport, floats] of [['tcp loopback', TCP, '0'], ['shared memory', SHARED_MEMORY, '0'], ['shared memory, 25 MB buckets', SHARED_MEMORY, bucket]] as const) {
       log(`all-reduce over ${name}: ${sizes.join(', ')} floats on 2 ranks`);
-      const r = await onRanks(2, [path.join(ROOT, 'bench', 'allreduce-child.ts'), String(reps), ...sizes.map(String)], transport);
+      const r = await onRanks(2, [path.join(ROOT, 'bench', 'allreduce-child.ts'), String(reps), floats, ...sizes.map(String)], transport);
       if (r.code !== 0) throw new Error(`allreduce-child over ${name} failed: ${r.stderr}`);
       for (const line of r.stdout.trim().split('\n')) {
         const { size, ms } = JSON.parse(line) as { size: number; ms: number };
@@ -78,9 +82,9 @@ export async function benchTrainRanks(opts: { quick?: boolean; log?: (m: string)
       log(`${name}: ${steps} steps on ${n} rank(s)`);
       const r = await onRanks(n, [path.join(ROOT, 'bin', 'muse-train.js'), '--stage', 'tiny', '--backend', 'wasm', '--out', runDir, ...all.flatMap((s) => ['--set', s])], SHARED_MEMORY);
       if (r.code !== 0) throw new Error(`${name} on ${n} rank(s) failed: ${r.stderr}`);
-      const recs = (await readJsonl(path.join(runDir, 'log.jsonl'))).filter((x) => typeof x.loss === 'number').slice(steps > 4 ? 2 : 1);
+      const recs = (await readJsonl(runPaths(runDir).log)).filter((x) => typeof x.loss === 'number').slice(steps > 4 ? 2 : 1);
       const m = (k: string) => median(recs.map((x) => (x[k] as number) ?? 0));
-      const weights = await loadSafetensors(path.join(runDir, 'checkpoints', `step-${String(steps).padStart(8, '0')}`, 'transformer', 'model.safetensors'));
+      const weights = await loadSafetensors(path.join(checkpointPath(path.join(runPaths(runDir).checkpoints, stepName(steps)), 'transformer'), MODEL_WEIGHTS));
       const params = Object.values(weights).reduce((s, t) => s + t.data.length, 0);
       log(`  ${params} parameters: step ${round(m('step_ms'), 1)} ms, all-reduce ${round(m('allreduce_ms'), 1)} ms`);
       return { params, step_ms: round(m('step_ms'), 1), samples_per_s: round(m('samples_per_s'), 2), allreduce_ms: round(m('allreduce_ms'), 1), allreduce_share_pct: round((100 * m('allreduce_ms')) / m('step_ms'), 2) };
@@ -99,7 +103,7 @@ export async function benchTrainRanks(opts: { quick?: boolean; log?: (m: string)
         const big = await train('transformer-41M', 1, [TRANSFORMER(512, 8), 'training.batch_size=2'], 4);
         results.big_transformer = { ...big, batch_size: 2 };
         const ms41 = allreduce['41M'];
-        if (ms41) results.allreduce_41M_share_pct = { 'tcp loopback': round((100 * ms41['tcp loopback']) / big.step_ms, 2), 'shared memory': round((100 * ms41['shared memory']) / big.step_ms, 2) };
+        if (ms41) results.allreduce_41M_share_pct = Object.fromEntries(Object.entries(ms41).map(([k, ms]) => [k, round((100 * ms) / big.step_ms, 2)]));
       } catch (err) {
         results.big_transformer = { error: (err as Error).message.slice(0, 300) };
       }
@@ -110,7 +114,7 @@ export async function benchTrainRanks(opts: { quick?: boolean; log?: (m: string)
   const ar = results.allreduce_ms as Record<string, Record<string, number>>;
   const tr = (results.training ?? {}) as Record<string, Record<string, number>>;
   const table = [
-    markdownTable(['gradient (float32 values)', 'all-reduce ms, tcp loopback', 'all-reduce ms, shared memory'], Object.entries(ar).map(([k, v]) => [k, v['tcp loopback'], v['shared memory']])),
+    markdownTable(['gradient (float32 values)', 'all-reduce ms, tcp loopback', 'all-reduce ms, shared memory', 'shared memory, 25 MB buckets'], Object.entries(ar).map(([k, v]) => [k, v['tcp loopback'], v['shared memory'], v['shared memory, 25 MB buckets']])),
     '',
     markdownTable(['ranks', 'params', 'step ms', 'samples/s', 'all-reduce ms', 'all-reduce share'], Object.entries(tr).map(([k, v]) => [k, v.params, v.step_ms, v.samples_per_s, v.allreduce_ms, `${v.allreduce_share_pct}%`])),
   ].join('\n');

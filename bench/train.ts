@@ -21,6 +21,7 @@ import { loadTrainConfig } from '../src/train/config/load.ts';
 import { MuseRunner } from '../src/train/muse/runner.ts';
 import { runTrainingLoop } from '../src/train/run/loop.ts';
 import { readJsonl } from '../src/train/core/index.ts';
+import { runPaths } from '../src/run-folder/index.ts';
 import { writeSyntheticCaches } from '../test/helpers/synthetic-cache.ts';
 import { markdownTable, median, round, writeBenchVq } from './lib.ts';
 
@@ -115,7 +116,7 @@ export async function benchTrain(opts: TrainBenchOptions = {}) {
       } finally {
         runner.dispose();
       }
-      const recs = (await readJsonl(path.join(runDir, 'log.jsonl'))).filter((r) => typeof r.loss === 'number').slice(WARMUP);
+      const recs = (await readJsonl(runPaths(runDir).log)).filter((r) => typeof r.loss === 'number').slice(WARMUP);
       const m = (k: string) => median(recs.map((r) => r[k] as number));
       const stepMs = m('step_ms');
       const r = {

@@ -4,6 +4,7 @@ import { DEFAULT_DISTANCE, DEFAULT_KINDS, parseKinds, runDedup, type DedupSummar
 import { MAX_DISTANCE } from '../dedup/bands.ts';
 import { resolveDataRoot, resolveDatasetDir } from '../dataset/data-root.ts';
 import { UsageError } from './run-cli.ts';
+import { DEDUP_FILE } from '../dataset/decisions-file.ts';
 
 export function dedupCommand(y: Argv) {
   return y
@@ -11,7 +12,7 @@ export function dedupCommand(y: Argv) {
     .option('phash-distance', { type: 'number', default: DEFAULT_DISTANCE, describe: `near duplicate: dHash within this many bits (0-${MAX_DISTANCE})` })
     .option('kinds', { type: 'string', default: DEFAULT_KINDS.join(','), describe: 'url, sha256 (identical bytes), pair (identical image + caption), phash (near duplicate)' })
     .option('against', { type: 'string', array: true, describe: 'reference dataset(s) in the index: their samples come first and are all kept' })
-    .option('apply', { type: 'boolean', default: false, describe: 'remove the duplicates from the shards (status "duplicate"); without it, list them in <dataset>/dedup.arrow' })
+    .option('apply', { type: 'boolean', default: false, describe: `remove the duplicates from the shards (status "duplicate"); without it, list them in <dataset>/${DEDUP_FILE}` })
     .option('reindex', { type: 'boolean', default: false, describe: 'record every shard manifest in the index again first' })
     .option('data-root', { type: 'string', describe: 'data root (default: $MUSE_DATA_ROOT or ./datasets)' })
     .option('json', { type: 'boolean', default: false, describe: 'print the summary as JSON' });

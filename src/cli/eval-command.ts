@@ -3,7 +3,7 @@ import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import yargs from 'yargs';
 import { BACKEND_NAMES, initBackend, type BackendName } from '../runtime/backend.ts';
-import { resolveDataRoot } from '../dataset/data-root.ts';
+import { fidStatsCacheDir, resolveDataRoot } from '../dataset/data-root.ts';
 import { runCli, UsageError, usageFailure } from './run-cli.ts';
 
 const RESIZES = ['clean', 'pytorch-fid'];
@@ -33,7 +33,7 @@ export async function main(argv: string[]): Promise<number> {
   const err = (s: string) => process.stderr.write(s);
   const common = (y: ReturnType<typeof yargs>) => y
     .option('backend', { choices: BACKEND_NAMES as unknown as string[], default: 'auto' })
-    .option('data-root', { type: 'string', describe: 'data root (FID statistics cache in <data root>/fid-stats)' });
+    .option('data-root', { type: 'string', describe: 'data root (FID statistics cache in <data root>/fid-stats; its index lists the opt-outs a dataset set leaves out, default: the dataset\'s parent folder)' });
   const fidOpts = (y: ReturnType<typeof yargs>) => y
     .option('inception', { type: 'string', describe: 'pytorch-fid Inception weights (.safetensors); default: built-in random weights (values not comparable to published FIDs)' })
     .option('resize', { choices: RESIZES, default: 'clean', describe: 'clean: clean-fid PIL bicubic; pytorch-fid: bilinear' })
@@ -59,7 +59,7 @@ export async function main(argv: string[]): Promise<number> {
       try {
         const o = {
           inception, resize: a.resize as 'clean' | 'pytorch-fid', num, batch,
-          allowMixedSizes: a['allow-mixed-sizes'], cacheDir: !a.cache ? undefined : path.join(resolveDataRoot(a['data-root'] as string | undefined), 'fid-stats'),
+          allowMixedSizes: a['allow-mixed-sizes'], dataRoot: a['data-root'] as string | undefined, cacheDir: !a.cache ? undefined : fidStatsCacheDir(resolveDataRoot(a['data-root'] as string | undefined)),
           log: a.json ? undefined : (m: string) => err(`${m}\n`),
         };
         const r = await computeFid(a.real, a.fake, o);
@@ -126,7 +126,8 @@ export async function main(argv: string[]): Promise<number> {
       const r = await runEval({
         checkpoint: a.checkpoint, prompts, real: a.real, out: a.out, num, seed: a.seed, steps,
         guidance: a.guidance, inception: a.inception as string | undefined, resize: a.resize as 'clean' | 'pytorch-fid', clip: a.clip,
-        statsCache: !a.cache ? undefined : path.join(resolveDataRoot(a['data-root'] as string | undefined), 'fid-stats'), log: (m) => err(`${m}\n`),
+        dataRoot: a['data-root'] as string | undefined,
+        statsCache: !a.cache ? undefined : fidStatsCacheDir(resolveDataRoot(a['data-root'] as string | undefined)), log: (m) => err(`${m}\n`),
       });
       out(`${r.images} images -> ${path.join(a.out, 'eval.json')}${r.fid !== undefined ? `; FID ${r.fid.toFixed(4)}` : ''}${r.clip_score !== undefined ? `; CLIP score ${r.clip_score.toFixed(4)}` : ''}\n`);
     })

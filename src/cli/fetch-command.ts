@@ -6,6 +6,7 @@ import { RESIZE_MODES } from '../pipeline/config-types.ts';
 import { runFetch, topReasons } from '../pipeline/run-fetch.ts';
 import type { LogFormat } from '../pipeline/progress.ts';
 import { PROJECT_ROOT, resolveDataRoot } from '../dataset/data-root.ts';
+import { shardsDir } from '../dataset/names.ts';
 import { queueFlags, retryPolicy, shardModulo } from './queue-flags.ts';
 
 
@@ -175,7 +176,7 @@ export async function fetchHandler(a: FetchArgs): Promise<number> {
     // Nothing usable came out (a wrong column, garbage input, no network ...): say why and fail the command.
     process.stderr.write(
       `no row of ${summary.rows} was fetched successfully; most common reasons (status reason count): ${topReasons(summary.reasons)}. ` +
-        `Per-row errors are in ${path.join(datasetDir, 'shards', '*.arrow')} (columns status, reason, error).\n`,
+        `Per-row errors are in ${path.join(shardsDir(datasetDir), '*.arrow')} (columns status, reason, error).\n`,
     );
     return 1;
   }

@@ -40,6 +40,10 @@ const COMMANDS = {
     const m = await import('./serve-command.ts');
     return { builder: m.serveCommand as unknown as Builder, handler: run(m.serveHandler) };
   },
+  index: async (run: Run) => {
+    const m = await import('./index-command.ts');
+    return { builder: m.indexCommand as unknown as Builder, handler: run(m.indexHandler) };
+  },
   optout: async (run: Run) => {
     const m = await import('./optout-command.ts');
     return { builder: ((y: Argv) => m.optoutCommands(y, run)) as Builder, handler: undefined };
@@ -63,6 +67,7 @@ export async function main(argv: string[]): Promise<number> {
   const worker = await load('worker');
   const queue = await load('queue');
   const serve = await load('serve');
+  const index = await load('index');
   await yargs(argv)
     .scriptName('muse-data')
     .usage('$0 <command> [options]')
@@ -73,6 +78,7 @@ export async function main(argv: string[]): Promise<number> {
     .command('verify <dataset>', 'check token caches against their shards and manifests', verify.builder, verify.handler)
     .command('worker', 'take fetch and tokenize shard jobs from a Redis queue (--queue URL)', worker.builder, worker.handler)
     .command('queue <action>', 'a Redis queue of shard jobs: status|retry-failed|clean', queue.builder, queue.handler)
+    .command('index <action>', 'the sample index: compact (merge shard runs into one sorted run; moves an old index.sqlite\'s samples)', index.builder, index.handler)
     .command('serve', 'web pages: opt-out lookup and requests, dataset explorer, model playground (--checkpoint)', serve.builder, serve.handler)
     .demandCommand(1, 'name a command, e.g. `muse-data fetch sample`')
     .strict()

@@ -9,6 +9,7 @@ import { IMPORT_FORMATS, importOptoutFile, type ImportFormat } from '../optout/i
 import { applyOptouts, resolveDatasets } from '../optout/apply.ts';
 import { UrlError } from '../optout/normalize-url.ts';
 import { checkImage, checkUrl } from '../optout/check.ts';
+import { withSampleIndex } from '../dataset/sample-index.ts';
 import { REQUEST_STATES, acceptRequest, appliedIn, listRequests, rejectRequest, type RequestState } from '../optout/requests.ts';
 import { optoutVersion } from '../optout/store.ts';
 import { resolveDataRoot } from '../dataset/data-root.ts';
@@ -117,13 +118,13 @@ const requestsDecide = (accept: boolean) => (a: Args) =>
   });
 
 const check = (a: Args) =>
-  withStore(a, (store) => {
+  withStore(a, (store, index) => withSampleIndex(index, async (sampleIndex) => {
     needSome(a, 'check');
     const rejected: Rejected[] = [];
     const samples = (refs: SampleRef[]) => refs.forEach((s) => out(`${s.dataset} ${s.key} ${s.shard} ${s.status}`));
     for (const url of list(a, 'url')) {
       try {
-        const c = checkUrl(store, url);
+        const c = await checkUrl(store, url, sampleIndex);
         const why = c.storedAs !== undefined ? `opted out${c.storedAs !== url ? ` (as ${c.storedAs})` : ''}` : c.byImage ? 'opted out (its image sha256)' : 'not opted out';
         out(`${url}: ${why}`);
         samples(c.samples);
@@ -133,7 +134,7 @@ const check = (a: Args) =>
     }
     for (const hex of list(a, 'sha256')) {
       try {
-        const c = checkImage(store, hex);
+        const c = await checkImage(store, hex, sampleIndex);
         out(`${c.sha256}: ${c.optedOut ? 'opted out' : 'not opted out'}`);
         samples(c.samples);
       } catch (e) {
@@ -141,7 +142,7 @@ const check = (a: Args) =>
       }
     }
     return reportRejected(rejected);
-  });
+  }));
 
 const apply = (a: Args) =>
   withStore(a, async (_store, index) => {

@@ -8,6 +8,7 @@ import { runTraining } from '../train/run/run-training.ts';
 import { PROJECT_ROOT, resolveDataRoot } from '../dataset/data-root.ts';
 import { runCli, UsageError, usageFailure } from './run-cli.ts';
 import { assignLocalGpu, openCommunicator } from '../runtime/mpi.ts';
+import { assignLocalAdapter } from '../runtime/webgpu.ts';
 
 export async function main(argv: string[]): Promise<number> {
   const a = await yargs(argv)
@@ -48,10 +49,22 @@ export async function main(argv: string[]): Promise<number> {
   const comm = openCommunicator();
   // Several ranks on one machine: each its own GPU (CUDA backends read CUDA_VISIBLE_DEVICES when they load).
   const gpu = assignLocalGpu(comm);
+  // webgpu: each rank its own adapter (by name: Dawn's only selector). Under 'auto' a failed choice is a warning, as
+  // auto may take another backend; with --backend webgpu it stops the rank.
+  let adapter = '';
+  if (a.backend === 'webgpu' || (a.backend === 'auto' && comm.localSize > 1)) {
+    try {
+      adapter = await assignLocalAdapter(comm);
+    } catch (err) {
+      if (a.backend === 'webgpu') throw err;
+      adapter = `no adapter chosen: ${(err as Error).message}`;
+      if (comm.rank === 0) process.stderr.write(`muse-train: warning: ${adapter}\n`);
+    }
+  }
   const backend = await initBackend(a.backend as BackendName, { wasmThreads: wasmThreadCount() });
   const ranks = comm.size > 1 ? `, rank ${comm.rank} of ${comm.size} (local ${comm.localRank})` : '';
   if (comm.rank === 0 || process.env.MUSE_DEBUG) process.stderr.write(`muse-train: stage ${config.stage}, run ${runDir}, backend ${backend.name}${ranks}\n`);
-  if (process.env.MUSE_DEBUG && comm.size > 1) process.stderr.write(`muse-train (rank ${comm.rank}): ${gpu}\n`);
+  if (process.env.MUSE_DEBUG && comm.size > 1) process.stderr.write(`muse-train (rank ${comm.rank}): ${gpu}${adapter ? `; ${adapter}` : ''}\n`);
   try {
     await runTraining({ config, runDir, resume: a.resume, allowFresh: a['allow-fresh'], dataRoot: resolveDataRoot(a['data-root']), comm });
   } catch (err) {

@@ -3,7 +3,7 @@
  * writes it last, after the tar and the manifest). A `.tar` without it is a shard fetch has not finished.
  */
 import { existsSync, readdirSync } from 'node:fs';
-import { shardPaths, shardsDir } from './names.ts';
+import { shardOfStatsFile, shardPaths, shardsDir } from './names.ts';
 
 export function isShardComplete(datasetDir: string, shard: number): boolean {
   return existsSync(shardPaths(datasetDir, shard).stats);
@@ -16,9 +16,8 @@ export function completeShardsSync(datasetDir: string, selection?: readonly numb
   const wanted = selection ? new Set(selection) : undefined;
   const out: number[] = [];
   for (const f of readdirSync(dir)) {
-    const m = /^(\d+)_stats\.json$/.exec(f);
-    if (!m) continue;
-    const i = Number(m[1]);
+    const i = shardOfStatsFile(f);
+    if (i === null) continue;
     if (!wanted || wanted.has(i)) out.push(i);
   }
   return out.sort((a, b) => a - b);

@@ -7,6 +7,11 @@ export function resolveDataRoot(flag: string | undefined): string {
   return path.resolve(flag ?? process.env.MUSE_DATA_ROOT ?? 'datasets');
 }
 
+/** `<data root>/fid-stats/`: `muse-eval`'s cache of image sets' Inception statistics. */
+export function fidStatsCacheDir(dataRoot: string): string {
+  return path.join(dataRoot, 'fid-stats');
+}
+
 /** The project folder (pipelines/, the bundled sample): `${project}` in pipeline files. */
 export const PROJECT_ROOT = path.resolve(import.meta.dirname, '../..');
 

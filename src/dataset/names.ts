@@ -1,4 +1,4 @@
-/** File names of a dataset folder: `<dataset>/shards/{i:05d}.tar|.arrow|_stats.json`, `<dataset>/queue/`. */
+/** File names of a dataset folder: `<dataset>/shards/{i:05d}.tar|.arrow|.index.parquet|_stats.json`, `<dataset>/queue/`. */
 import path from 'node:path';
 
 export const SHARD_DIGITS = 5;
@@ -12,9 +12,23 @@ export function shardsDir(datasetDir: string): string {
   return path.join(datasetDir, 'shards');
 }
 
+/** The shard's sample index run (sorted Parquet, src/index-db/sample-runs.ts), written before its stats. */
+export const INDEX_RUN_SUFFIX = '.index.parquet';
+
+/** `<data root>/index/`: compacted sample index runs and `runs.json`, the manifest of the live ones. */
+export function indexRunsDir(dataRoot: string): string {
+  return path.join(dataRoot, 'index');
+}
+
 export function shardPaths(datasetDir: string, index: number) {
   const base = path.join(shardsDir(datasetDir), shardName(index));
-  return { tar: `${base}.tar`, manifest: `${base}.arrow`, stats: `${base}_stats.json` };
+  return { tar: `${base}.tar`, manifest: `${base}.arrow`, indexRun: `${base}${INDEX_RUN_SUFFIX}`, stats: `${base}_stats.json` };
+}
+
+/** The shard whose stats file is named `name` (`00012_stats.json` -> 12), or null for any other file. */
+export function shardOfStatsFile(name: string): number | null {
+  const m = /^(\d+)_stats\.json$/.exec(name);
+  return m ? Number(m[1]) : null;
 }
 
 /** Digits of the in-shard position in a key: 4 for up to 10,000 samples per shard (as img2dataset's k). */

@@ -24,6 +24,7 @@ import { TMP_SUFFIX, fsyncDir, writeFileAtomic } from '../util/atomic.ts';
 import { CACHE_DIR, refreshCacheManifests } from './cache-format.ts';
 import { dropArrowRows } from './arrow-filter.ts';
 import { readManifest, writeManifest } from './manifest.ts';
+import { writeRun } from '../index-db/sample-runs.ts';
 import { shardName, shardPaths, shardsDir } from './names.ts';
 import { readStats, summarize, writeStats, type ShardStats } from './stats.ts';
 import { filterTar } from '../shards/tar-filter.ts';
@@ -149,6 +150,8 @@ export async function rewriteShard(
     await writeManifest(paths.manifest, rows);
   }
   await step('manifest');
+  // The shard's index run follows its manifest (new statuses); it then wins over this shard's compacted rows.
+  await writeRun(paths.indexRun, rows, shard);
 
   const next: ShardStats = { ...stats, ...summarize(rows), bytes_written: tar.keptFileBytes };
   if (JSON.stringify(next) !== JSON.stringify(stats)) await writeStats(paths.stats, next);
@@ -157,6 +160,6 @@ export async function rewriteShard(
   await rm(jfile, { force: true });
   await fsyncDir(path.dirname(jfile));
   // A kill inside a write leaves `<file>.tmp` behind; a rerun that had nothing left to write would keep it.
-  for (const f of [paths.tar, paths.manifest, paths.stats, jfile, ...(await cacheFiles(datasetDir, shard))]) await rm(f + TMP_SUFFIX, { force: true });
+  for (const f of [paths.tar, paths.manifest, paths.indexRun, paths.stats, jfile, ...(await cacheFiles(datasetDir, shard))]) await rm(f + TMP_SUFFIX, { force: true });
   return { removed: removed.size, cacheFilesRewritten };
 }

@@ -20,6 +20,7 @@ import { loadTrainConfig } from '../train/config/load.ts';
 import type { TrainConfig } from '../train/config/schema.ts';
 import { runTraining } from '../train/run/run-training.ts';
 import { loadCheckpoint } from '../sample/load.ts';
+import { checkpointPath, runPaths } from '../run-folder/index.ts';
 import { sample } from '../sample/sample.ts';
 import { makeGrid } from '../sample/images.ts';
 import { writeFileAtomic } from '../util/atomic.ts';
@@ -125,9 +126,9 @@ export async function runDemo(o: DemoOptions): Promise<Record<string, unknown>> 
   const vqRun = path.join(out, 'vqgan');
   const vq = await stage('vqgan', `train the tiny VQGAN (${vqCfg.training.max_steps} steps)`, () =>
     runTraining({ config: vqCfg, runDir: vqRun, dataRoot }));
-  const vqDir = path.join(vq.checkpoint!, vqCfg.ema.enabled ? 'ema' : 'vqgan');
-  await copyFile(path.join(vqRun, 'reconstructions', 'final.png'), path.join(out, 'vqgan-reconstructions.png'));
-  await copyFile(path.join(vqRun, 'loss.png'), path.join(out, 'vqgan-loss.png'));
+  const vqDir = checkpointPath(vq.checkpoint!, vqCfg.ema.enabled ? 'ema' : 'vqgan');
+  await copyFile(runPaths(vqRun).artefact('reconstructions', vqCfg.training.max_steps, true), path.join(out, 'vqgan-reconstructions.png'));
+  await copyFile(runPaths(vqRun).lossCurve, path.join(out, 'vqgan-loss.png'));
   // The VQGAN's validation shards if it has any (images it never saw), else every shard (the images whose tokens the
   // transformer trains on).
   const vqHeld = vqCfg.data.validation_shards;
@@ -161,7 +162,7 @@ export async function runDemo(o: DemoOptions): Promise<Record<string, unknown>> 
   const tRun = path.join(out, 'transformer');
   const trained = await stage('transformer', `train the tiny MUSE transformer (${tCfg.training.max_steps} steps)`, () =>
     runTraining({ config: tCfg, runDir: tRun, dataRoot }));
-  await copyFile(path.join(tRun, 'loss.png'), path.join(out, 'transformer-loss.png'));
+  await copyFile(runPaths(tRun).lossCurve, path.join(out, 'transformer-loss.png'));
 
   const per = o.imagesPerPrompt ?? 2;
   const trainShards = new Set(tCfg.data.train_shards ?? [0, 1, 2].filter((s) => !tCfg.data.validation_shards.includes(s)));

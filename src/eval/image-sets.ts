@@ -1,10 +1,13 @@
-// Image sets for evaluation: a folder of image files, or a dataset's WebDataset shards (samples with status
-// 'ok'). Files that do not decode are reported, skipped and counted; so are images whose size differs from the
+// Image sets for evaluation: a folder of image files, or a dataset's usable samples (the rule every training stage
+// reads by). Files that do not decode are reported, skipped and counted; so are images whose size differs from the
 // set's first image (unless mixed sizes are allowed), since a generated set is expected to be uniform.
 import { promises as fsp, existsSync } from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
-import { readTarSamples } from '../shards/tar-reader.ts';
+import { imageOf } from '../shards/tar-reader.ts';
+import { shardPaths, shardsDir } from '../dataset/names.ts';
+import { completeShards, usableRule } from '../dataset/select.ts';
+import { readUsableSamples } from '../dataset/usable-samples.ts';
 
 export interface EvalImage {
   /** File name (folder) or sample key (dataset). */
@@ -47,6 +50,8 @@ export interface ReadOptions {
   num?: number;
   /** Keep images of every size (each is resized for the model anyway). Default: only the first image's size. */
   allowMixedSizes?: boolean;
+  /** A dataset's data root, whose index lists opt-outs not applied yet (default: the dataset's parent folder). */
+  dataRoot?: string;
 }
 
 function streamSet(source: string, items: AsyncIterable<{ name: string; bytes: () => Promise<Buffer> }>, o: ReadOptions): ImageSet {
@@ -91,27 +96,55 @@ export async function readImageFolder(dir: string, o: ReadOptions = {}): Promise
   return streamSet(dir, items(), o);
 }
 
-/** The 'ok' samples of a dataset's shards (shards/*.tar), key order. */
+/** The rule a dataset is read with: its decided duplicates and the opt-outs pending in the index at the data root. */
+function datasetRule(datasetDir: string, o: ReadOptions) {
+  return usableRule(datasetDir, { dataRoot: o.dataRoot ?? path.dirname(path.resolve(datasetDir)) });
+}
+
+/**
+ * A dataset's usable images (the training stages' rule, src/dataset/select.ts: complete shards, status `ok`, no
+ * decided duplicate, nothing opted out), shard and key order.
+ */
 export async function readDatasetImages(datasetDir: string, o: ReadOptions = {}): Promise<ImageSet> {
-  const shardDir = path.join(datasetDir, 'shards');
-  if (!existsSync(shardDir)) throw new Error(`${datasetDir}: not a dataset (no shards/ folder)`);
-  const tars = (await fsp.readdir(shardDir)).filter((f) => f.endsWith('.tar')).sort();
-  if (!tars.length) throw new Error(`${datasetDir}: no shards/*.tar`);
+  if (!existsSync(shardsDir(datasetDir))) throw new Error(`${datasetDir}: not a dataset (no ${path.basename(shardsDir(datasetDir))}/ folder)`);
+  const shards = await completeShards(datasetDir);
+  if (!shards.length) throw new Error(`${datasetDir}: no complete shard (fetch writes a shard's stats file last)`);
+  const rule = await datasetRule(datasetDir, o);
   async function* items() {
-    for (const tar of tars) {
-      for await (const s of readTarSamples(path.join(shardDir, tar))) {
-        const meta = s.files.json ? (JSON.parse(s.files.json.toString('utf8')) as { status?: string }) : {};
-        if (meta.status && meta.status !== 'ok') continue;
-        const ext = ['jpg', 'jpeg', 'png', 'webp'].find((e) => s.files[e]);
-        if (!ext) continue;
-        yield { name: s.key, bytes: async () => s.files[ext] };
-      }
+    for await (const s of readUsableSamples(datasetDir, rule, shards)) {
+      const image = imageOf(s.files);
+      if (image) yield { name: s.key, bytes: async () => image };
     }
   }
   return streamSet(datasetDir, items(), o);
 }
 
+export function isDatasetFolder(dir: string): boolean {
+  return existsSync(shardsDir(dir));
+}
+
 /** A folder of images, or a dataset folder (with shards/). */
 export async function readImageSet(dirOrDataset: string, o: ReadOptions = {}): Promise<ImageSet> {
-  return existsSync(path.join(dirOrDataset, 'shards')) ? readDatasetImages(dirOrDataset, o) : readImageFolder(dirOrDataset, o);
+  return isDatasetFolder(dirOrDataset) ? readDatasetImages(dirOrDataset, o) : readImageFolder(dirOrDataset, o);
+}
+
+/**
+ * What a set's images depend on, for caching its statistics: the files read (name, size, mtime) and, for a
+ * dataset, the samples its rule leaves out (an opt-out added later changes the set).
+ */
+export async function imageSetFingerprint(dir: string, o: ReadOptions = {}): Promise<unknown> {
+  const stamp = async (file: string) => {
+    const st = await fsp.stat(file).catch(() => undefined);
+    return st?.isFile() ? [path.basename(file), st.size, Math.round(st.mtimeMs)] : null;
+  };
+  if (!isDatasetFolder(dir)) {
+    const names = (await fsp.readdir(dir)).sort();
+    return (await Promise.all(names.map((n) => stamp(path.join(dir, n))))).filter(Boolean);
+  }
+  const files = [];
+  for (const shard of await completeShards(dir)) {
+    const p = shardPaths(dir, shard);
+    files.push(await stamp(p.tar), await stamp(p.manifest), await stamp(p.stats));
+  }
+  return { files, excluded: [...(await datasetRule(dir, o)).exclude].sort() };
 }

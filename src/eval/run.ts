@@ -4,6 +4,7 @@
 import { existsSync, promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { loadCheckpoint } from '../sample/load.ts';
+import { CHECKPOINT_FILES, MODEL_WEIGHTS, checkpointPath } from '../run-folder/index.ts';
 import { sample } from '../sample/sample.ts';
 import { makeGrid } from '../sample/images.ts';
 import { writeFileAtomic } from '../util/atomic.ts';
@@ -31,6 +32,8 @@ export interface EvalRunOptions {
   /** HF CLIPModel folder for the CLIP score; none: no CLIP score. */
   clip?: string | ClipScorer;
   statsCache?: string;
+  /** The data root of a dataset given as `real` (its index lists pending opt-outs); default: the dataset's parent folder. */
+  dataRoot?: string;
   log?: (msg: string) => void;
 }
 
@@ -39,9 +42,9 @@ const slug = (s: string) => s.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(
 /** sha256 of every safetensors file under a checkpoint's model folders. */
 async function checkpointHashes(dir: string): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
-  for (const sub of ['transformer', 'ema']) {
-    const f = path.join(dir, sub, 'model.safetensors');
-    if (existsSync(f)) out[`${sub}/model.safetensors`] = await fileSha256(f);
+  for (const sub of ['transformer', 'ema'] as const) {
+    const f = path.join(checkpointPath(dir, sub), MODEL_WEIGHTS);
+    if (existsSync(f)) out[`${CHECKPOINT_FILES[sub]}/${MODEL_WEIGHTS}`] = await fileSha256(f);
   }
   return out;
 }
@@ -92,7 +95,7 @@ export async function runEval(o: EvalRunOptions): Promise<EvalResult> {
     const inception = typeof o.inception === 'object' ? o.inception : await loadInception(o.inception);
     try {
       log(`FID against ${o.real} (${inception.random ? 'random-weight Inception: not comparable to published FIDs' : 'Inception ' + inception.weightsId.slice(0, 12)})`);
-      const fid = await computeFid(o.real, imagesDir, { inception, resize: o.resize ?? 'clean', cacheDir: o.statsCache, log });
+      const fid = await computeFid(o.real, imagesDir, { inception, resize: o.resize ?? 'clean', cacheDir: o.statsCache, dataRoot: o.dataRoot, log });
       result.fid = fid.fid;
       result.fid_details = {
         real: o.real, real_images: fid.real.n, fake_images: fid.fake.n, real_from: fid.real.from, real_report: fid.real.report && { counts: fid.real.report.counts, skipped: fid.real.report.skipped.slice(0, 20) },

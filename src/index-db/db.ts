@@ -1,6 +1,8 @@
 /**
- * The index of a data root, `<data root>/index.sqlite` (better-sqlite3): which datasets exist, what fetch saw for
- * every sample (URL hash, image sha256, perceptual hash, caption hash, status) and the opt-out lists. Several
+ * The index of a data root, `<data root>/index.sqlite` (better-sqlite3): which datasets exist and the opt-out
+ * lists. Its `samples` table (URL hash, image sha256, perceptual hash, caption hash, status per sample) is the old
+ * sample index: fetch no longer writes it (shard runs do, ./sample-runs.ts); it still answers for shards fetched
+ * before runs existed until `index compact` moves them, and dedup keeps its own copy there. Several
  * processes write to it at once (fetch workers, apply, dedup): WAL, a busy timeout, and write transactions taken
  * with BEGIN IMMEDIATE so that two writers queue instead of failing on a lock upgrade.
  */
@@ -75,6 +77,11 @@ export function phashFromInt(v: bigint | number): string {
 export function sha256Bytes(hex: string): Buffer {
   if (!/^[0-9a-fA-F]{64}$/.test(hex)) throw new IndexError(`sha256 must be 64 hex digits, got ${JSON.stringify(hex)}`);
   return Buffer.from(hex, 'hex');
+}
+
+/** The url_hash a sample is recorded with: of the normalised URL, or of the raw string when it does not parse. */
+export function sampleUrlHash(url: string): Buffer {
+  return urlHashLoose(url);
 }
 
 export function captionHash(caption: string): Buffer {
@@ -194,7 +201,7 @@ export class IndexDb {
           datasetId,
           r.key,
           r.shard,
-          urlHashLoose(r.url),
+          sampleUrlHash(r.url),
           r.sha256 ? sha256Bytes(r.sha256) : null,
           r.phash ? phashToInt(r.phash) : null,
           r.caption != null ? captionHash(r.caption) : null,

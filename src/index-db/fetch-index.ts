@@ -1,20 +1,21 @@
 /**
  * What a fetch process needs from the index: the two opt-out tests (per row, so each is one prepared-statement
- * lookup) and recording a finished shard's samples. Each fetch process (the parent and every worker) opens its
- * own connection; the dataset registration is idempotent, so all of them get the same dataset id.
+ * lookup). Each fetch process (the parent and every worker) opens its own connection; the dataset registration
+ * is idempotent, so all of them get the same dataset id. A finished shard's samples are not sent here: the shard
+ * job writes them beside the shard as an index run (src/index-db/sample-runs.ts).
  */
 import type Database from 'better-sqlite3';
-import { openIndex, type IndexDb, type SampleInput } from './db.ts';
-import { hashNormalized, normalizeUrl } from '../optout/normalize-url.ts';
+import { openIndex, type IndexDb } from './db.ts';
+import { urlHashOrNull } from '../optout/normalize-url.ts';
 
 export interface FetchIndex {
   readonly datasetId: number;
   /** True when the row's URL (normalised) is opted out. An invalid URL is never opted out (it fails to fetch). */
   urlOptedOut(url: string): boolean;
+  /** The same test for a URL already hashed (`urlHash` of src/optout/normalize-url.ts). */
+  urlHashOptedOut(hash: Buffer): boolean;
   /** True when an image with this sha256 (hex) is opted out. */
   imageOptedOut(sha256: string): boolean;
-  /** Records a shard's rows (manifest rows) that have a URL (or, for ImageNet, a file path), in one transaction. */
-  recordShard(shard: number, rows: ReadonlyArray<Omit<SampleInput, 'shard'>>): void;
   close(): void;
 }
 
@@ -26,22 +27,12 @@ export function openFetchIndex(dataRoot: string, name: string, datasetDir: strin
   return {
     datasetId,
     urlOptedOut(url) {
-      let normalized: string;
-      try {
-        normalized = normalizeUrl(url);
-      } catch {
-        return false;
-      }
-      return urlStmt.get(hashNormalized(normalized)) !== undefined;
+      const h = urlHashOrNull(url);
+      return h !== null && urlStmt.get(h) !== undefined;
     },
+    urlHashOptedOut: (h) => urlStmt.get(h) !== undefined,
     imageOptedOut(sha256) {
       return imageStmt.get(Buffer.from(sha256, 'hex')) !== undefined;
-    },
-    recordShard(shard, rows) {
-      index.recordSamples(
-        datasetId,
-        rows.filter((r) => r.url).map((r) => ({ key: r.key, shard, url: r.url, sha256: r.sha256, phash: r.phash, caption: r.caption, status: r.status })),
-      );
     },
     close: () => index.close(),
   };

@@ -1,7 +1,7 @@
 /**
- * Samples of a dataset still in their tar (status ok / fallback in the index) whose URL or image sha256 is
- * opted out, URL matches first. Read by `optout apply` (to remove them) and by the usable-sample rule (so that
- * an opt-out not applied yet never reaches a training stage).
+ * Samples of a dataset still in their tar (status ok / fallback in the old samples table) whose URL or image
+ * sha256 is opted out, URL matches first: the part of `SampleIndex.optedOutSamples` (src/dataset/sample-index.ts)
+ * for shards that have no run yet.
  */
 import type { IndexDb } from './db.ts';
 

@@ -7,7 +7,7 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import type { DatasetRow, IndexDb } from '../index-db/db.ts';
-import { optedOutSamples } from '../index-db/optout-matches.ts';
+import { withSampleIndex } from '../dataset/sample-index.ts';
 import { journalPath, pendingRewrites, readJournal, rewriteShard, type Removal } from '../dataset/rewrite.ts';
 import { withDatasetLock } from '../dataset/lock.ts';
 import { closestName } from '../util/suggest.ts';
@@ -53,10 +53,10 @@ export function resolveDatasets(index: IndexDb, args: readonly string[]): Datase
   return [...out.values()];
 }
 
-/** The samples `apply` removes, by shard, URL reasons first (see optedOutSamples). */
-function affected(index: IndexDb, datasetId: number): Map<number, Map<string, Removal>> {
+/** The samples `apply` removes, by shard, URL reasons first: one batch join over the sample runs. */
+async function affected(index: IndexDb, datasetId: number): Promise<Map<number, Map<string, Removal>>> {
   const byShard = new Map<number, Map<string, Removal>>();
-  for (const r of optedOutSamples(index, datasetId)) {
+  for (const r of await withSampleIndex(index, (s) => s.optedOutSamples(datasetId))) {
     let m = byShard.get(r.shard);
     if (!m) byShard.set(r.shard, (m = new Map()));
     if (!m.has(r.key)) m.set(r.key, r.byImage ? OPTOUT_IMAGE : OPTOUT_URL);
@@ -87,7 +87,7 @@ export async function applyOptouts(index: IndexDb, datasets: readonly DatasetRow
     }
     // One rewriter per dataset at a time (src/dataset/lock.ts): a second apply or dedup --apply waits here.
     await withDatasetLock(d.path, 'optout apply', async () => {
-      const shards = affected(index, d.id);
+      const shards = await affected(index, d.id);
       for (const shard of await pendingRewrites(d.path)) if (!shards.has(shard)) shards.set(shard, new Map());
       for (const shard of [...shards.keys()].sort((a, b) => a - b)) {
         const remove = shards.get(shard)!;

@@ -44,6 +44,15 @@ export function hashNormalized(normalized: string): Buffer {
   return hash('sha256', normalized, 'buffer').subarray(0, 8);
 }
 
+/** `urlHash`, or null when the input is not a valid http(s) URL (which is never opted out). */
+export function urlHashOrNull(input: string): Buffer | null {
+  try {
+    return urlHash(input);
+  } catch {
+    return null;
+  }
+}
+
 /**
  * For recording what fetch saw: the hash of the normalised URL, or of the trimmed string itself when it is not
  * a valid http(s) URL (such a row still gets an index entry; it never matches an opt-out, which must be valid).

@@ -4,6 +4,9 @@
  */
 import type { SampleStatus } from '../shards/outcome.ts';
 import type { CutOff } from '../fetch/origin-health.ts';
+import { formatDuration } from '../util/duration.ts';
+
+export { formatDuration };
 
 /** What one fetch process has under way right now (a worker sends it once a second). */
 export interface LiveStatus {
@@ -146,14 +149,6 @@ export class FetchProgress {
 function bar(frac: number, width = 24): string {
   const filled = Math.round(Math.min(1, Math.max(0, frac)) * width);
   return `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${(100 * frac).toFixed(0).padStart(3)}%`;
-}
-
-export function formatDuration(s: number): string {
-  if (!Number.isFinite(s)) return '?';
-  const h = Math.floor(s / 3600);
-  const m = Math.floor((s % 3600) / 60);
-  const sec = Math.floor(s % 60);
-  return h ? `${h}h${String(m).padStart(2, '0')}m` : m ? `${m}m${String(sec).padStart(2, '0')}s` : `${sec}s`;
 }
 
 function round(x: number, digits = 2): number {

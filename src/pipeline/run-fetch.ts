@@ -121,6 +121,7 @@ export async function runFetch(o: FetchOptions): Promise<FetchSummary> {
       datasetDir: o.datasetDir, totalRows, shards: total, selected, pending, failed, started,
       successes: progress.finish().successes, peakRssKb: rss.maxKb,
     });
+    if (pending.length) await adviseCompaction(o.dataRoot, (m) => progress.message(m));
     return { ...summary, cut_origins: progress.cutOrigins() };
   } finally {
     await server?.close();
@@ -291,3 +292,17 @@ export function topReasons(reasons: FetchSummary['reasons'], n = 5): string {
 }
 
 export type { ShardStats };
+
+/** After a fetch: suggests `index compact` when many shard runs are live (a hint only; never fails the fetch). */
+async function adviseCompaction(dataRoot: string, say: (m: string) => void): Promise<void> {
+  const { compactionAdvice } = await import('../dataset/sample-index.ts');
+  const index = openIndex(dataRoot);
+  try {
+    const advice = await compactionAdvice(index);
+    if (advice) say(advice);
+  } catch (err) {
+    say(`could not count the sample index runs: ${(err as Error).message}`);
+  } finally {
+    index.close();
+  }
+}

@@ -22,6 +22,8 @@ import { ShardTarWriter } from '../shards/tar-writer.ts';
 import { manifestRow, writeManifest, type ManifestRow } from '../dataset/manifest.ts';
 import { summarize, writeStats, type ShardStats } from '../dataset/stats.ts';
 import type { FetchIndex } from '../index-db/fetch-index.ts';
+import { writeRun } from '../index-db/sample-runs.ts';
+import { urlHashOrNull } from '../optout/normalize-url.ts';
 
 export interface ShardJobContext {
   cfg: PipelineConfig;
@@ -31,7 +33,7 @@ export interface ShardJobContext {
   downloader: Downloader;
   processImage: (bytes: Buffer) => Promise<ImageResult>;
   filter: (rec: SourceRecord) => FilterVerdict;
-  /** The data root's index: opt-out tests per row, and where the finished shard's samples are recorded. */
+  /** The data root's index: opt-out tests per row. */
   index?: FetchIndex;
   /** Called once per input row as soon as its outcome is final (so not in key order; it is written later, in order). */
   onRow?: (status: SampleStatus, shard: number) => void;
@@ -66,6 +68,8 @@ export async function runShard(shard: number, ctx: ShardJobContext): Promise<Sha
 
   const startTime = new Date();
   const timings = { optout_ms: 0, filter_ms: 0, download_ms: 0, image_ms: 0, write_ms: 0, index_ms: 0 };
+  /** Sample key -> url_hash computed for the opt-out test, reused by the index run. */
+  const urlHashes = new Map<string, Buffer>();
   // Finished rows wait here until every earlier row is done. Sized well beyond the download concurrency so a
   // slow link at the head does not stall the rest; how many run at once is bounded by the downloader's slots.
   const window = Math.max(cfg.download.concurrency * 4, WRITE_WINDOW_MIN);
@@ -93,7 +97,7 @@ export async function runShard(shard: number, ctx: ShardJobContext): Promise<Sha
     const key = sampleKey(shard, rec.row - start, S);
     const previous = kept?.get(key);
     if (previous) ctx.onRow?.(previous.status, shard);
-    queue.push(previous ? Promise.resolve({ kept: previous }) : processRow(rec, key, ctx, timings).then(finished));
+    queue.push(previous ? Promise.resolve({ kept: previous }) : processRow(rec, key, ctx, timings, urlHashes).then(finished));
     while (queue.length >= window) await write(await queue.shift()!);
   }
   while (queue.length) await write(await queue.shift()!);
@@ -105,9 +109,9 @@ export async function runShard(shard: number, ctx: ShardJobContext): Promise<Sha
   if (kept) await rm(paths.stats, { force: true });
   const bytesWritten = await tar.finish();
   await writeManifest(paths.manifest, rows);
-  // Before the stats file: a shard counts as complete only once the index knows its samples.
+  // Before the stats file: a shard counts as complete only once its index run (sorted by URL hash) is beside it.
   const ti = performance.now();
-  ctx.index?.recordShard(shard, rows);
+  await writeRun(paths.indexRun, rows, shard, (r) => urlHashes.get(r.key));
   timings.index_ms += performance.now() - ti;
   const endTime = new Date();
   const stats: ShardStats = {
@@ -124,7 +128,7 @@ export async function runShard(shard: number, ctx: ShardJobContext): Promise<Sha
 }
 
 /** Everything that can happen to one row. Never throws: an unexpected error becomes a `failed` outcome. */
-async function processRow(rec: SourceRecord, key: string, ctx: ShardJobContext, timings: Record<string, number>): Promise<SampleOutcome> {
+async function processRow(rec: SourceRecord, key: string, ctx: ShardJobContext, timings: Record<string, number>, urlHashes: Map<string, Buffer>): Promise<SampleOutcome> {
   const base: SampleOutcome = {
     key,
     row: rec.row,
@@ -143,7 +147,10 @@ async function processRow(rec: SourceRecord, key: string, ctx: ShardJobContext, 
     if (rec.error) return { ...base, reason: 'bad_row', error: rec.error };
 
     let t = performance.now();
-    const optedOut = !!rec.url && !!ctx.index?.urlOptedOut(rec.url);
+    // Hashed once: for the opt-out test here and for the shard's index run (the row's url is rec.url then).
+    const uh = rec.url ? urlHashOrNull(rec.url) : null;
+    if (uh) urlHashes.set(key, uh);
+    const optedOut = uh !== null && !!ctx.index?.urlHashOptedOut(uh);
     timings.optout_ms += performance.now() - t;
     if (optedOut) return { ...base, status: 'opted_out', reason: 'optout_index', error: 'the URL is in the opt-out index' };
 

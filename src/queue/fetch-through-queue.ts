@@ -2,9 +2,10 @@
  * `muse-data fetch <pipeline> --queue URL`: enqueues one job per shard still to do and waits, printing progress
  * from the queue, while `muse-data worker` processes on any number of machines run the shards.
  *
- * This process alone writes to the data root's index: it registers the dataset, snapshots the opt-out lists for
- * the workers (./optout-snapshot.ts) and records each finished shard's samples from its manifest, so `optout
- * check` and `optout apply` work after a distributed run as after a local one.
+ * This process alone writes to the data root's index.sqlite: it registers the dataset and snapshots the opt-out
+ * lists for the workers (./optout-snapshot.ts). Samples are not sent here: each worker writes its shard's index
+ * run beside the shard in the shared output folder, so `optout check` and `optout apply` work after a
+ * distributed run as after a local one.
  */
 import path from 'node:path';
 import { Queue } from 'bullmq';
@@ -14,11 +15,9 @@ import { FetchProgress } from '../pipeline/progress.ts';
 import { parseShardSelection, registerDataset, fetchSummary, type FetchOptions, type FetchSummary } from '../pipeline/run-fetch.ts';
 import { shardCount, shardName, shardPaths } from '../dataset/names.ts';
 import { readStats } from '../dataset/stats.ts';
-import { readManifest } from '../dataset/manifest.ts';
 import type { SampleStatus } from '../shards/outcome.ts';
 import { isShardComplete } from '../dataset/complete-shards.ts';
 import { openFetchIndex, type FetchIndex } from '../index-db/fetch-index.ts';
-import { openIndex } from '../index-db/db.ts';
 import { bullConnection, checkQueue, parseQueueUrl } from './connection.ts';
 import { DEFAULT_RETRY, FETCH_QUEUE, JOB_FORMAT, QUEUE_PREFIX, fetchJobId, jobOptions, type FetchJobData, type FetchJobProgress, type RetryPolicy } from './jobs.ts';
 import { enqueueShards, watchShardJobs } from './shard-watch.ts';
@@ -52,7 +51,6 @@ export async function fetchThroughQueue(o: QueueFetchOptions): Promise<FetchSumm
     const optout = await writeOptoutSnapshot(o.dataRoot, o.datasetDir);
     const isDone = (s: number) => isShardComplete(o.datasetDir, s);
     const pending = selected.filter((s) => !isDone(s));
-    await recordMissing(o.dataRoot, index, o.datasetDir, selected.filter(isDone));
     const pendingRows = pending.reduce((n, s) => n + Math.min(o.cfg.samples_per_shard, totalRows - s * o.cfg.samples_per_shard), 0);
     const progress = new FetchProgress(pendingRows, pending.length, o.logFormat, process.stderr, (o.progressIntervalS ?? 5) * 1000);
     const ids = new Map(pending.map((s) => [s, fetchJobId(o.cfg.name, o.datasetDir, s)]));
@@ -99,7 +97,6 @@ export async function fetchThroughQueue(o: QueueFetchOptions): Promise<FetchSumm
           if (!isDone(shard)) continue;
           const stats = await readStats(shardPaths(o.datasetDir, shard).stats);
           if (stats) count(shard, stats.status);
-          index.recordShard(shard, await readManifest(shardPaths(o.datasetDir, shard).manifest));
           progress.shardDone(shard, stats?.duration_s ?? 0);
           waiting.delete(shard);
         }
@@ -133,22 +130,4 @@ export async function fetchThroughQueue(o: QueueFetchOptions): Promise<FetchSumm
     await queue.close().catch(() => {});
     index.close();
   }
-}
-
-/**
- * Shards complete on disk whose samples the index lacks (finished by workers while no parent was waiting, e.g.
- * after the parent was restarted): recorded from their manifests.
- */
-async function recordMissing(dataRoot: string, index: FetchIndex, datasetDir: string, complete: number[]): Promise<void> {
-  if (!complete.length) return;
-  const db = openIndex(dataRoot, { readonly: true });
-  let missing: number[];
-  try {
-    const has = db.db.prepare('SELECT 1 FROM samples WHERE dataset_id = ? AND key >= ? AND key < ? LIMIT 1').pluck();
-    // keys start with the 5-digit shard name; ':' sorts right after '9'
-    missing = complete.filter((s) => has.get(index.datasetId, shardName(s), shardName(s) + ':') === undefined);
-  } finally {
-    db.close();
-  }
-  for (const s of missing) index.recordShard(s, await readManifest(shardPaths(datasetDir, s).manifest));
 }

@@ -17,7 +17,7 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { openIndex } from '../index-db/db.ts';
 import type { FetchIndex } from '../index-db/fetch-index.ts';
-import { hashNormalized, normalizeUrl } from '../optout/normalize-url.ts';
+import { urlHashOrNull } from '../optout/normalize-url.ts';
 import type { OptoutSnapshotRef } from './jobs.ts';
 import { optoutSnapshotFile, queueDir } from '../dataset/names.ts';
 
@@ -50,10 +50,7 @@ export async function writeOptoutSnapshot(dataRoot: string, datasetDir: string):
   return { file, sha256 };
 }
 
-/**
- * A worker's FetchIndex: opt-out tests from the snapshot; `recordShard` does nothing because the parent records
- * every finished shard's samples in its index (from the shard manifest).
- */
+/** A worker's FetchIndex: opt-out tests from the snapshot (the shard job writes its index run itself). */
 export async function openOptoutSnapshot(ref: OptoutSnapshotRef): Promise<FetchIndex> {
   let bytes: Buffer;
   try {
@@ -69,16 +66,11 @@ export async function openOptoutSnapshot(ref: OptoutSnapshotRef): Promise<FetchI
   return {
     datasetId: -1,
     urlOptedOut(url) {
-      let normalized: string;
-      try {
-        normalized = normalizeUrl(url);
-      } catch {
-        return false;
-      }
-      return urlStmt.get(hashNormalized(normalized)) !== undefined;
+      const h = urlHashOrNull(url);
+      return h !== null && urlStmt.get(h) !== undefined;
     },
+    urlHashOptedOut: (h) => urlStmt.get(h) !== undefined,
     imageOptedOut: (sha256) => imageStmt.get(Buffer.from(sha256, 'hex')) !== undefined,
-    recordShard: () => {},
     close: () => db.close(),
   };
 }

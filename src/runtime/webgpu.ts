@@ -77,13 +77,81 @@ export function vulkanLoaderFound(): boolean {
   return dirs.some((d) => existsSync(path.join(d, 'libvulkan.so.1')));
 }
 
+/** Dawn's flags for this process (`adapter=NAME`: the adapter of this data-parallel rank). */
+let dawnFlags: string[] = [];
+
+type Dawn = { create(flags: string[]): GpuLike; globals: Record<string, unknown> };
+
 async function loadGpu(): Promise<GpuLike> {
   if (gpu) return gpu;
-  const dawn = (await import('webgpu')) as unknown as { create(flags: string[]): GpuLike; globals: Record<string, unknown> };
+  const dawn = (await import('webgpu')) as unknown as Dawn;
   // tfjs-backend-webgpu refers to GPUBufferUsage, GPUMapMode, ... as globals, as in a browser.
   for (const [k, v] of Object.entries(dawn.globals)) if (!(k in globalThis)) (globalThis as Record<string, unknown>)[k] = v;
-  gpu = dawn.create([]);
+  gpu = dawn.create(dawnFlags);
   return gpu;
+}
+
+/** An adapter as Dawn lists it. */
+export interface ListedAdapter {
+  backend: string;
+  name: string;
+}
+
+/** The adapters in Dawn's "Available adapters:" list (the error of a request for an adapter name that does not exist). */
+export function parseAdapterList(message: string): ListedAdapter[] {
+  return [...message.matchAll(/^\s*\* backend: '([^']*)', name: '([^']*)'\s*$/gm)].map((m) => ({ backend: m[1], name: m[2] }));
+}
+
+/**
+ * Every adapter Dawn can open, in its order. The WebGPU API has no enumeration: Dawn's Node binding lists them in the
+ * error of a request for an adapter name that does not exist, and selects one by name (its `adapter=NAME` flag).
+ */
+export async function listAdapters(): Promise<ListedAdapter[]> {
+  if (process.platform === 'linux' && !vulkanLoaderFound()) return [];
+  const dawn = (await import('webgpu')) as unknown as Dawn;
+  try {
+    await dawn.create(['adapter=\u0000 no adapter has this name']).requestAdapter();
+  } catch (err) {
+    return parseAdapterList(String((err as Error)?.message ?? err));
+  }
+  return [];
+}
+
+/**
+ * The adapter of local rank `localRank` of `localSize` ranks on this machine: MUSE_WEBGPU_ADAPTER (a name, set per
+ * rank) when set; else, with several ranks, the k-th hardware adapter in Dawn's order. Dawn selects by name, so
+ * identical GPUs (same name) cannot be told apart: refused with what to do instead, as are fewer GPUs than ranks.
+ * One rank, or only software adapters (lavapipe): no choice, Dawn's default.
+ */
+export function adapterForLocalRank(adapters: ListedAdapter[], localRank: number, localSize: number, env: NodeJS.ProcessEnv = process.env): { name?: string; note: string } {
+  const set = env.MUSE_WEBGPU_ADAPTER?.trim();
+  if (set) return { name: set, note: `MUSE_WEBGPU_ADAPTER=${set}` };
+  if (localSize <= 1) return { note: 'one rank on this machine: the adapter Dawn offers first' };
+  const hardware = adapters.filter((a) => !SOFTWARE_NAMES.test(a.name));
+  if (!hardware.length) return { note: `no hardware adapter (${adapters.map((a) => a.name).join(', ') || 'none listed'}): every rank uses Dawn's default` };
+  const names = hardware.map((a) => `'${a.name}'`).join(', ');
+  if (hardware.length < localSize) {
+    throw new Error(`${localSize} ranks on this machine but ${hardware.length} WebGPU adapter${hardware.length === 1 ? '' : 's'} (${names}): start at most one rank per GPU`);
+  }
+  const { name } = hardware[localRank];
+  if (hardware.filter((a) => a.name === name).length > 1) {
+    throw new Error(`local rank ${localRank} would take WebGPU adapter ${localRank} ('${name}'), but Dawn selects adapters by name and ` +
+      `${hardware.filter((a) => a.name === name).length} of them are named so (${names}): use --backend tensorflow (one GPU per rank through ` +
+      'CUDA_VISIBLE_DEVICES), or one rank per machine');
+  }
+  return { name, note: `local rank ${localRank} of ${localSize}: WebGPU adapter ${localRank} of ${hardware.length}, '${name}'` };
+}
+
+/**
+ * Picks this rank's adapter before the webgpu backend loads (see adapterForLocalRank); returns what it chose.
+ * Lists adapters only when several ranks share the machine or MUSE_WEBGPU_ADAPTER is set.
+ */
+export async function assignLocalAdapter(comm: { localRank: number; localSize: number }, env: NodeJS.ProcessEnv = process.env): Promise<string> {
+  if (gpu) throw new Error('assignLocalAdapter: the WebGPU adapter was already opened');
+  const needList = comm.localSize > 1 && !env.MUSE_WEBGPU_ADAPTER?.trim();
+  const pick = adapterForLocalRank(needList ? await listAdapters() : [], comm.localRank, comm.localSize, env);
+  if (pick.name) dawnFlags = [`adapter=${pick.name}`];
+  return pick.note;
 }
 
 /**

@@ -3,6 +3,7 @@
  * with checkpoints, the playground (/play) — over the data root's index. Request paths reach the file system only
  * through dataset names the index knows and sample keys found in it.
  */
+import { compactionAdvice, sampleIndexCache, type SampleIndex } from '../dataset/sample-index.ts';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import rateLimit from '@fastify/rate-limit';
 import { openIndex, type DatasetRow, type IndexDb } from '../index-db/db.ts';
@@ -54,6 +55,8 @@ export class HttpError extends Error {
 /** What the route modules share. */
 export interface ServerContext {
   index: IndexDb;
+  /** The sample index over every dataset's runs (src/dataset/sample-index.ts), reopened every few seconds. */
+  samples: () => Promise<SampleIndex>;
   opts: ServeOptions & typeof DEFAULT_LIMITS;
   shardFiles: ShardFiles;
   playground?: Playground;
@@ -124,8 +127,13 @@ export async function buildServer(o: ServeOptions): Promise<FastifyInstance> {
     if (r.damaged.join() !== before.join()) for (const m of r.damaged.filter((x) => !before.includes(x))) logLine({ event: 'damaged_shard', dataset: d.name, error: m });
     damaged.set(d.id, r.damaged);
   };
+  void compactionAdvice(index).then(
+    (advice) => advice && logLine({ event: 'index_advice', message: advice }),
+    (err: Error) => logLine({ event: 'index_advice', error: err.message }),
+  );
   const ctx: ServerContext = {
     index,
+    samples: sampleIndexCache(index),
     opts,
     shardFiles: new ShardFiles(),
     playground: o.checkpoints?.length ? new Playground(o.checkpoints, { maxQueue: opts.maxQueue, feedbackFile: o.feedbackFile }) : undefined,

@@ -166,7 +166,7 @@ ${p > 1 ? html` · <a id="prev" href="${base}${queryString(q, { page: String(p -
       : [];
     let optout: { optedOut: boolean; byUrl: boolean; byImage: boolean } = { optedOut: false, byUrl: false, byImage: false };
     try {
-      const c = checkUrl(store, r.url);
+      const c = await checkUrl(store, r.url, await ctx.samples());
       optout = { optedOut: c.optedOut, byUrl: c.storedAs !== undefined, byImage: c.byImage };
     } catch {
       // a row whose URL does not parse (it failed to fetch)

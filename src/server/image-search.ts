@@ -6,6 +6,8 @@
  * the dedup index's multi-index hashing where `muse-data dedup` has run on a dataset, else a scan of the dataset's
  * recorded hashes.
  */
+import type { SampleIndex } from '../dataset/sample-index.ts';
+import { SHARD_DIGITS } from '../dataset/names.ts';
 import { hash } from 'node:crypto';
 import type { IndexDb, SampleRef } from '../index-db/db.ts';
 import { phashFromInt } from '../index-db/db.ts';
@@ -64,7 +66,7 @@ function hasBands(index: IndexDb): boolean {
   return index.stmt("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'dedup_phash_bands'").pluck().get() !== undefined;
 }
 
-export async function searchImage(index: IndexDb, bytes: Buffer, opts: { maxPixels: number; distance: number }): Promise<ImageSearch> {
+export async function searchImage(index: IndexDb, samples: SampleIndex, bytes: Buffer, opts: { maxPixels: number; distance: number }): Promise<ImageSearch> {
   if (!(Number.isInteger(opts.distance) && opts.distance >= 0 && opts.distance <= MAX_PHASH_DISTANCE)) throw new UploadError(`distance must be an integer in 0..${MAX_PHASH_DISTANCE}`);
   const verdict = await checkHeader(bytes, guardConfig(opts.maxPixels));
   if (!verdict.ok) throw new UploadError(`the upload was refused: ${verdict.error}`);
@@ -75,7 +77,7 @@ export async function searchImage(index: IndexDb, bytes: Buffer, opts: { maxPixe
     throw new UploadError('the upload could not be decoded (corrupt or truncated image)');
   }
   const sha256 = hash('sha256', bytes, 'hex');
-  const exact = index.samplesBySha256(sha256);
+  const exact = await samples.samplesBySha256(sha256);
   const near: NearRef[] = [];
   const bands = hasBands(index);
   const framed = new Map<string, string>();
@@ -85,8 +87,11 @@ export async function searchImage(index: IndexDb, bytes: Buffer, opts: { maxPixe
     const matches: Array<{ key: string; distance: number }> = [];
     if (indexed) matches.push(...findNearDuplicates(index.db, d.id, h, opts.distance));
     else {
+      // The sample runs (a scan of their phash column), then the old samples table for shards not in runs.
+      for (const s of await samples.nearPhash(d.id, h, opts.distance)) if (s.sha256 !== sha256) near.push(s);
       const rows = index.stmt('SELECT key, phash FROM samples WHERE dataset_id = ? AND phash IS NOT NULL').safeIntegers(true).raw().iterate(d.id) as IterableIterator<[string, bigint]>;
       for (const [key, p] of rows) {
+        if (samples.layout.inRuns.has(`${d.id}:${Number(key.slice(0, SHARD_DIGITS))}`)) continue;
         const dist = hammingDistance(h, phashFromInt(p));
         if (dist <= opts.distance) matches.push({ key, distance: dist });
       }

@@ -97,7 +97,7 @@ export function optoutRoutes(app: FastifyInstance, ctx: ServerContext): void {
         if (err instanceof UrlError) throw new HttpError(400, `url: ${err.message}`);
         throw err;
       }
-      const c = checkUrl(store, req.query.url);
+      const c = await checkUrl(store, req.query.url, await ctx.samples());
       return { url: c.url, normalized, optedOut: c.optedOut, storedAs: c.storedAs ?? null, byImage: c.byImage, samples: c.samples.map(sampleJson) };
     },
   );
@@ -111,7 +111,7 @@ export function optoutRoutes(app: FastifyInstance, ctx: ServerContext): void {
     async (req) => {
       if (!Buffer.isBuffer(req.body) || req.body.length === 0) throw new HttpError(400, 'send the image bytes as the request body (Content-Type: image/...)');
       try {
-        const r = await searchImage(ctx.index, req.body, { maxPixels: ctx.opts.maxUploadPixels, distance: req.query.distance === undefined ? DEFAULT_SEARCH_DISTANCE : Number(req.query.distance) });
+        const r = await searchImage(ctx.index, await ctx.samples(), req.body, { maxPixels: ctx.opts.maxUploadPixels, distance: req.query.distance === undefined ? DEFAULT_SEARCH_DISTANCE : Number(req.query.distance) });
         return { sha256: r.sha256, phash: r.phash, width: r.width, height: r.height, optedOut: store.hasImage(r.sha256), exact: r.exact.map(sampleJson), near: r.near.map(sampleJson) };
       } catch (err) {
         if (err instanceof UploadError) throw new HttpError(422, err.message);

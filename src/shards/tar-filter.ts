@@ -16,6 +16,8 @@ interface Member {
   start: number;
   end: number;
   key: string;
+  /** The member's extension (splitMemberName), '' for headers. */
+  ext: string;
   /** Payload size when it is a regular file, else 0. */
   fileBytes: number;
 }
@@ -99,12 +101,12 @@ export function scanTar(file: string): TarScan {
           if (name !== undefined) longName = name;
         }
       } else if (type === 'g') {
-        members.push({ start: pos, end: next, key: '', fileBytes: 0 });
+        members.push({ start: pos, end: next, key: '', ext: '', fileBytes: 0 });
       } else {
         const prefix = h.toString('ascii', 257, 262) === 'ustar' ? cstr(h, 345, 155) : '';
         const name = longName ?? (prefix ? `${prefix}/${cstr(h, 0, 100)}` : cstr(h, 0, 100));
         const regular = type === '0' || type === '7';
-        members.push({ start: pendingStart >= 0 ? pendingStart : pos, end: next, key: splitMemberName(name).key, fileBytes: regular ? dataSize : 0 });
+        members.push({ start: pendingStart >= 0 ? pendingStart : pos, end: next, ...splitMemberName(name), fileBytes: regular ? dataSize : 0 });
         pendingStart = -1;
         longName = undefined;
       }

@@ -3,6 +3,7 @@
  * does: key = member path up to the first dot of its last component, extension = the rest (lower-cased).
  */
 import { createReadStream } from 'node:fs';
+import { Readable } from 'node:stream';
 import { extract as tarExtract } from 'tar-stream';
 
 export interface TarSample {
@@ -26,9 +27,12 @@ export function splitMemberName(name: string): { key: string; ext: string } {
   return { key: name.slice(0, dot), ext: name.slice(dot + 1).toLowerCase() };
 }
 
-export async function* readTarSamples(file: string): AsyncGenerator<TarSample> {
+/** The samples of the tar `file`; with `bytes`, of those bytes already read from it (`file` then only names it in errors). */
+export async function* readTarSamples(file: string, bytes?: Buffer): AsyncGenerator<TarSample> {
   const extract = tarExtract();
-  createReadStream(file).on('error', (err) => extract.destroy(err)).pipe(extract);
+  const source: NodeJS.ReadableStream = bytes ? Readable.from([bytes]) : createReadStream(file);
+  source.on('error', (err: Error) => extract.destroy(err));
+  source.pipe(extract);
   let current: TarSample | null = null;
   try {
     for await (const entry of extract) {

@@ -28,6 +28,7 @@ import { decodeImage, runTokenize } from '../../src/tokenize/run-tokenize.ts';
 import { openTokenDataset } from '../../src/train/data/loader.ts';
 import { listImageShards, openPixelDataset } from '../../src/train/vqgan/pixel-data.ts';
 import { readTarSamples } from '../../src/shards/tar-reader.ts';
+import { imageSetFingerprint, readDatasetImages } from '../../src/eval/image-sets.ts';
 import { imageToFloats } from '../../src/image/to-floats.ts';
 import { writeShardRecords } from '../helpers/shard-records.ts';
 import { TINY_VQ_CONFIG, writeTinyCheckpoint } from '../helpers/tiny-checkpoint.ts';
@@ -106,6 +107,22 @@ test('usable samples: tokenize, the token loader and the VQGAN stage read the sa
   const now = expected.filter((k) => k !== late.key);
   assert.deepEqual(await tokenEpochKeys(now.length), now);
   assert.deepEqual([...(await pixelEpoch(now.length, 16)).keys()].sort(), now);
+});
+
+test("muse-eval reads a dataset by the same rule: no unfinished shard, decided duplicate or opted-out image in its real set", async () => {
+  const rule = await usableRule(dataset, { dataRoot });
+  const usable = (await selectSamples(dataset, 0, rule)).map((s) => s.key);
+  const set = await readDatasetImages(dataset, { dataRoot, allowMixedSizes: true });
+  const names: string[] = [];
+  for await (const im of set.images) names.push(im.name);
+  assert.deepEqual(names, usable);
+  assert.ok(!names.includes(okRows[4].key), 'the opted-out image is left out');
+  assert.ok(names.length < okRows.length, `${names.length} of ${okRows.length} ok samples`);
+  assert.ok(names.every((k) => k.startsWith('00000')), 'nothing of the unfinished shard 1');
+  // A set's cached statistics depend on what it leaves out: a new opt-out changes the fingerprint.
+  const before = JSON.stringify(await imageSetFingerprint(dataset, { dataRoot }));
+  optOut(okRows[3].url);
+  assert.notEqual(JSON.stringify(await imageSetFingerprint(dataset, { dataRoot })), before);
 });
 
 test('one decode: the VQGAN stage trains on the floats tokenize encodes', async () => {

@@ -179,7 +179,7 @@ export function parityTests(backend: ParityBackend, skip: string | false): void 
       let after2 = 0;
       try {
         for (let step = 0; step < batches.length; step++) {
-          losses.push((await trainer.step([batches[step]], step)).loss);
+          losses.push((await trainer.step(batches[step], step)).loss);
           if (step === 1) after2 = tf.memory().numTensors;
         }
         assert.equal(tf.memory().numTensors, after2, `${b}: tensors grew between steps 2 and 20`);

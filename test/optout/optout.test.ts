@@ -3,6 +3,7 @@
  * is never requested, an opted-out image is not written), and `apply` removing samples from a fetched dataset,
  * also when killed at random moments and rerun.
  */
+import { SampleIndex } from '../../src/dataset/sample-index.ts';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -227,14 +228,16 @@ test('fetch never requests an opted-out URL, drops an opted-out image, and recor
     const idx = openIndex(dataRoot, { readonly: true });
     try {
       assert.deepEqual(idx.datasets().map((d) => [d.name, d.path]), [['out', out]]); // named after its folder
-      const n = idx.db.prepare('SELECT count(*) FROM samples').pluck().get();
-      assert.equal(n, 8, 'every row with a URL is recorded');
-      const s2 = idx.samplesByUrl(`${server.origin}/img/2.jpg`);
+      assert.equal(idx.db.prepare('SELECT count(*) FROM samples').pluck().get(), 0, 'fetch no longer writes the samples table');
+      const samples = await SampleIndex.open(idx);
+      assert.equal(samples.layout.set.shardRuns[0].files.length, 2, 'each shard wrote its index run');
+      const s2 = await samples.samplesByUrlHash(urlHash(`${server.origin}/img/2.jpg`));
       assert.deepEqual(s2.map((s) => [s.dataset, s.key, s.shard, s.status]), [['out', '000000002', 0, 'ok']]);
       assert.equal(s2[0].sha256, rows[2].sha256);
       assert.equal(s2[0].phash, rows[2].phash);
-      assert.deepEqual(idx.samplesBySha256(sha5).map((s) => [s.key, s.status]), [['000010001', 'opted_out']]);
-      assert.deepEqual(idx.samplesByUrl(`${server.origin}/img/1.jpg`).map((s) => s.status), ['opted_out']);
+      assert.deepEqual((await samples.samplesBySha256(sha5)).map((s) => [s.key, s.status]), [['000010001', 'opted_out']]);
+      assert.deepEqual((await samples.samplesByUrlHash(urlHash(`${server.origin}/img/1.jpg`))).map((s) => s.status), ['opted_out']);
+      samples.close();
     } finally {
       idx.close();
     }
@@ -345,8 +348,16 @@ async function assertApplied(f: Fixture, dataRoot: string, dataset: string) {
   assert.deepEqual(leftovers, []);
   const index = openIndex(dataRoot, { readonly: true });
   try {
-    for (const key of f.expected.keys()) {
-      assert.equal(index.db.prepare('SELECT status FROM samples WHERE key = ?').pluck().get(key), 'opted_out', `index status of ${key}`);
+    // The shard runs follow the rewritten manifests; nothing is left pending.
+    const samples = await SampleIndex.open(index);
+    try {
+      for (const d of index.datasets()) assert.deepEqual(await samples.optedOutSamples(d.id), []);
+      for (const key of f.expected.keys()) {
+        const row = (await readManifest(path.join(dataset, 'shards', `${key.slice(0, 5)}.arrow`))).find((r) => r.key === key)!;
+        assert.deepEqual((await samples.samplesByUrlHash(urlHash(row.url))).map((s) => s.status), ['opted_out'], `index status of ${key}`);
+      }
+    } finally {
+      samples.close();
     }
   } finally {
     index.close();

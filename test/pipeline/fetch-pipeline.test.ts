@@ -109,7 +109,7 @@ test('a rerun skips complete shards; a changed pipeline is refused for the same 
 test('--dead-links skip: nothing in the tar for dead rows, the manifest still has them as failed', async () => {
   const out = await tmp('skip');
   await fetchTo(await samplePipeline({ samples_per_shard: 50, dead_links: 'skip' }), out, { shards: '0' });
-  assert.deepEqual((await readdir(path.join(out, 'shards'))).sort(), ['00000.arrow', '00000.tar', '00000_stats.json']);
+  assert.deepEqual((await readdir(path.join(out, 'shards'))).sort(), ['00000.arrow', '00000.index.parquet', '00000.tar', '00000_stats.json']);
   const rows = await readManifest(path.join(out, 'shards', '00000.arrow'));
   const dead = catalog.find((c) => c.kind === 'dead_404' && c.row < 50)!;
   assert.equal(rows[dead.row].status, 'failed');

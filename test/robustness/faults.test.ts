@@ -12,7 +12,7 @@ import path from 'node:path';
 import { onBackend } from '../helpers/backend.ts';
 import { writeTinyCheckpoint } from '../helpers/tiny-checkpoint.ts';
 import { runInProcess } from '../helpers/cli-in-process.ts';
-import { CheckpointStore } from '../../src/train/core/checkpoints.ts';
+import { CheckpointStore } from '../../src/run-folder/index.ts';
 import { loadCheckpoint } from '../../src/sample/load.ts';
 import { copyDataRoot, fetchSample } from '../helpers/serve-fixture.ts';
 import { openIndex } from '../../src/index-db/db.ts';

@@ -59,7 +59,7 @@ test(`tensorflow: tf.memory() stays flat over ${MEMORY_STEPS} training steps (te
     try {
       let after: tf.MemoryInfo | undefined;
       for (let step = 0; step < MEMORY_STEPS; step++) {
-        await trainer.step([batch], step);
+        await trainer.step(batch, step);
         if (step === 2) after = tf.memory();
       }
       const end = tf.memory();

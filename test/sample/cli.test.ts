@@ -8,6 +8,7 @@ import sharp from 'sharp';
 import { onBackend } from '../helpers/backend.ts';
 import { writeTinyCheckpoint } from '../helpers/tiny-checkpoint.ts';
 import { loadCheckpoint, resolveCheckpointDir } from '../../src/sample/load.ts';
+import { CheckpointStore } from '../../src/run-folder/index.ts';
 import { sample } from '../../src/sample/sample.ts';
 import { sampleGridForTraining } from '../../src/sample/for-training.ts';
 import { outputPaths, slug } from '../../src/cli/sample-command.ts';
@@ -83,18 +84,22 @@ test('muse-sample errors: missing checkpoint exits 1 with the path, bad flags ex
   assert.match(c.stderr, /--class needs a class-conditional checkpoint/);
 });
 
-test('run directories resolve to checkpoints/latest, else the highest step with trainer_state.json', async () => {
+test('run directories resolve to the verified latest checkpoint (the one --resume latest takes)', async () => {
   const runDir = path.join(tmp, 'run');
-  for (const [name, state] of [['step-00000005', true], ['step-00000020', true], ['step-00000030', false]] as const) {
-    await mkdir(path.join(runDir, 'checkpoints', name), { recursive: true });
-    if (state) await writeFile(path.join(runDir, 'checkpoints', name, 'trainer_state.json'), '{}');
-  }
-  assert.equal(await resolveCheckpointDir(runDir), path.join(runDir, 'checkpoints', 'step-00000020'));
-  await writeFile(path.join(runDir, 'checkpoints', 'latest'), 'step-00000005\n');
-  assert.equal(await resolveCheckpointDir(runDir), path.join(runDir, 'checkpoints', 'step-00000005'));
+  const store = new CheckpointStore(path.join(runDir, 'checkpoints'), { keepLast: 5 });
+  for (const step of [20, 5]) await store.save(step, (dir) => writeFile(path.join(dir, 'w.bin'), `weights ${step}`), {});
+  const ck = (step: number) => path.join(runDir, 'checkpoints', `step-${String(step).padStart(8, '0')}`);
+  const warnings: string[] = [];
+  const warn = (m: string) => warnings.push(m);
+  assert.equal(await resolveCheckpointDir(runDir, warn), ck(5), 'the checkpoint latest names');
+  await writeFile(path.join(ck(5), 'w.bin'), 'damaged');
+  assert.equal(await resolveCheckpointDir(runDir, warn), ck(20), 'a corrupt latest is skipped');
+  assert.match(warnings.join('\n'), /step-00000005 is corrupt.*w\.bin/);
   await writeFile(path.join(runDir, 'checkpoints', 'latest'), 'step-99');
-  await assert.rejects(resolveCheckpointDir(runDir), /latest names 'step-99'/);
-  await assert.rejects(resolveCheckpointDir(tmp), /neither a checkpoint/);
+  assert.equal(await resolveCheckpointDir(runDir, warn), ck(20), 'latest naming no checkpoint: the newest that verifies');
+  await writeFile(path.join(ck(20), 'w.bin'), 'damaged too');
+  await assert.rejects(resolveCheckpointDir(runDir, warn), /all 2 are corrupt/);
+  await assert.rejects(resolveCheckpointDir(tmp, warn), /neither a checkpoint/);
   assert.equal(slug('  A Red -- Circle!! '), 'a-red-circle');
   assert.deepEqual(outputPaths('/x/y/grid.PNG'), { grid: '/x/y/grid.PNG', imagesDir: '/x/y/grid' });
 });

@@ -149,7 +149,7 @@ test('combined conditioning: a trained checkpoint samples through muse-sample wi
     const run = path.join(tmp, 'run-sampler');
     await train(dir, run, ['training.max_steps=2', 'training.save_every=2', `model.vq=${vqDir}`, `model.text_encoder=byt5-tiny,clip:${clipDir}`, 'data.text_max_length=16']);
     const info = JSON.parse(readFileSync(path.join(run, 'checkpoints/step-00000002/sampling.json'), 'utf8'));
-    assert.equal(info.text_encoder, `byt5-tiny,clip:${clipDir}`);
+    assert.equal(info.text_encoder, `byt5-tiny,clip:text_encoders/${path.basename(clipDir)}`, 'the CLIP folder is copied into the checkpoint');
     const { sample } = await import('../../src/sample/sample.ts');
     const a = await sample({ checkpoint: run, prompts: ['a red circle', 'a blue star'], steps: 4, guidance: 3, seed: 1 });
     const b = await sample({ checkpoint: run, prompts: ['a red circle', 'a blue star'], steps: 4, guidance: 3, seed: 1 });

@@ -23,9 +23,10 @@ test('every stage config in configs/ loads and validates', () => {
   for (const f of ['cc12m-clip.yaml', 'tiny-vqgan.yaml']) loadTrainConfig({ file: path.join(configsDir, f), configsDir });
 });
 
-test('the paper-scale configs use batch x accumulation from the references', () => {
+test('the paper-scale configs use the references\' global batch (training.batch_size, split into accumulation steps)', () => {
   const b = loadTrainConfig({ stage: 'base256', configsDir });
-  assert.equal(b.training.batch_size * b.training.gradient_accumulation_steps, 512);
+  assert.equal(b.training.batch_size, 512);
+  assert.equal(b.training.batch_size / b.training.gradient_accumulation_steps, 16);
   const i = loadTrainConfig({ stage: 'imagenet', configsDir });
   assert.equal(i.model.transformer.num_classes, 1000);
 });

@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
-import { clipByGlobalNorm, globalNorm, GradAccumulator } from '../../src/train/core/grads.ts';
+import { allreduceGrads, clipByGlobalNorm, globalNorm, GradAccumulator } from '../../src/train/core/grads.ts';
+import { SINGLE_PROCESS } from '../../src/runtime/mpi.ts';
 
 const A = [3, -4, 1, 2];
 const B = [0.5, -12];
@@ -64,4 +65,44 @@ test('GradAccumulator returns the mean, owns its inputs and resets', async () =>
   assert.throws(() => acc.add(new Map([['w', tf.tensor1d([1, 2, 3])]])), /w has shape \[3\], earlier ones \[2\]/);
   acc.dispose();
   assert.equal(tf.memory().numTensors, before);
+});
+
+test('allreduceGrads: buckets of about bucketBytes, in order, one all-reduce each; sums and extras as one fused buffer', async () => {
+  // A stand-in for 2 ranks whose other rank holds the same gradients: the sum doubles every value.
+  const calls: number[] = [];
+  const comm = { ...SINGLE_PROCESS, size: 2, allreduceSum: (buf: Float32Array) => { calls.push(buf.length); for (let i = 0; i < buf.length; i++) buf[i] *= 2; } };
+  const grads = new Map<string, tf.Tensor>([
+    ['a', tf.tensor1d([1, 2, 3])], ['b', tf.tensor2d([[4, 5], [6, 7]])], ['big', tf.range(0, 10, 1, 'float32')], ['c', tf.tensor1d([8])],
+  ]);
+  try {
+    // 32 bytes a bucket: a + b (7 values, 28 B) together, big (40 B) alone, c with the 2 extras last.
+    const r = await allreduceGrads(grads, comm, [0.5, 3], 32);
+    assert.deepEqual(calls, [7, 10, 1 + 2]);
+    assert.equal(r.buckets, 3);
+    assert.deepEqual([...r.grads.keys()], ['a', 'b', 'big', 'c']);
+    for (const [n, g] of grads) {
+      assert.deepEqual(r.grads.get(n)!.shape, g.shape);
+      assert.deepEqual(Array.from(r.grads.get(n)!.dataSync()), Array.from(g.dataSync(), (v) => 2 * v), n);
+    }
+    assert.deepEqual(r.extra, [1, 6]);
+    tf.dispose([...r.grads.values()]);
+    // The default bucket (25 MB) holds these in one call.
+    calls.length = 0;
+    const one = await allreduceGrads(grads, comm, [1]);
+    assert.deepEqual(calls, [18 + 1]);
+    tf.dispose([...one.grads.values()]);
+  } finally {
+    tf.dispose([...grads.values()]);
+  }
+});
+
+test('GradAccumulator.takeSum: the weighted sum (weights of micro-batches that already add up to 1)', async () => {
+  const acc = new GradAccumulator();
+  acc.add(mk(), 0.25);
+  acc.add(mk(), 0.75);
+  const s = acc.takeSum();
+  assert.deepEqual(Array.from(await s.get('a')!.data()), A);
+  assert.equal(acc.count, 0);
+  disposeAll(s);
+  acc.dispose();
 });

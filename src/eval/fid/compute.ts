@@ -8,7 +8,7 @@ import { createReadStream, existsSync, promises as fsp } from 'node:fs';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { FidInception, FID_FEATURE_DIM, FID_INPUT_SIZE } from '../../models/inception/index.ts';
-import { readImageSet, type ImageSetReport, type ReadOptions } from '../image-sets.ts';
+import { imageSetFingerprint, readImageSet, type ImageSetReport, type ReadOptions } from '../image-sets.ts';
 import { frechetDistance, type FrechetParts } from './frechet.ts';
 import { loadStatsNpz, saveStatsNpz } from './npz.ts';
 import { fidInputImage, type FidResize } from './resize.ts';
@@ -59,16 +59,8 @@ export interface SetStats {
 
 /** What a set's statistics depend on: its files (name, size, mtime), the model, the resize, the count. */
 async function cacheKey(dir: string, o: SetStatsOptions): Promise<string> {
-  const shards = path.join(dir, 'shards');
-  const base = existsSync(shards) ? shards : dir;
-  const files = [];
-  for (const name of (await fsp.readdir(base)).sort()) {
-    if (existsSync(shards) && !name.endsWith('.tar')) continue;
-    const st = await fsp.stat(path.join(base, name)).catch(() => undefined);
-    if (st?.isFile()) files.push([name, st.size, Math.round(st.mtimeMs)]);
-  }
   return createHash('sha256').update(JSON.stringify({
-    dir: path.resolve(dir), files, weights: o.inception.weightsId, resize: o.resize, num: o.num ?? null, mixed: !!o.allowMixedSizes, side: o.side ?? FID_INPUT_SIZE,
+    dir: path.resolve(dir), files: await imageSetFingerprint(dir, o), weights: o.inception.weightsId, resize: o.resize, num: o.num ?? null, mixed: !!o.allowMixedSizes, side: o.side ?? FID_INPUT_SIZE,
   })).digest('hex');
 }
 

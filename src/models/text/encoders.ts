@@ -70,10 +70,27 @@ export function byt5Tiny(opts: TextEncoderOptions = {}): TextEncoder {
   return t5Handle(BYT5_TINY_ID, model, new ByteTokenizer({ maxLength: opts.maxLength }));
 }
 
+/** `t5:DIR` / `clip:DIR`: the kind and the folder. */
+const FOLDER_SPEC = /^(t5|clip):(.+)$/;
+
+/**
+ * The spec with each folder replaced by `fn(folder)` (one spec, or comma-separated ones); built-in names are kept.
+ * How a checkpoint's sampling.json names its copies of the encoders relative to itself, and resolves them back.
+ */
+export async function mapTextEncoderFolders(spec: string, fn: (dir: string) => string | Promise<string>): Promise<string> {
+  const parts = spec.split(',').map((s) => s.trim()).filter(Boolean);
+  const out: string[] = [];
+  for (const p of parts) {
+    const m = FOLDER_SPEC.exec(p);
+    out.push(m ? `${m[1]}:${await fn(m[2])}` : p);
+  }
+  return out.join(',');
+}
+
 export async function loadTextEncoder(spec: string, opts: TextEncoderOptions = {}): Promise<TextEncoder> {
   if (spec === 'byt5-tiny' || spec === BYT5_TINY_ID) return byt5Tiny(opts);
   if (spec === 'byt5-tiny-seed0') throw new Error("text encoder 'byt5-tiny-seed0' was replaced by 'byt5-tiny' (byt5-tiny-local-seed0, whose random attention is local); re-run muse-data tokenize with --text byt5-tiny");
-  const m = /^(t5|clip):(.+)$/.exec(spec);
+  const m = FOLDER_SPEC.exec(spec);
   if (!m) throw new Error(`unknown text encoder '${spec}' (expected byt5-tiny, t5:DIR or clip:DIR)`);
   const [, kind, dir] = m;
   const name = safeName(path.basename(path.resolve(dir)));

@@ -233,7 +233,7 @@ export class VQGAN {
       `lower the batch size (about ${fits} images fit)`);
     // On webgpu one activation at full resolution must fit in one GPU buffer.
     assertGpuBufferFits(this.inferenceBytes(1, h, w) / 5, batch, `VQGAN ${what} of ${batch} images at ${h}x${w} (one activation)`,
-      'the batch size (muse-data tokenize --batch, training.batch_size)');
+      'the batch size (muse-data tokenize --batch; in training the micro-batch, training.batch_size / (ranks x gradient_accumulation_steps))');
   }
 
   /** Pixels [B, H, W, C] in [0, 1] -> token ids [B, (H/f)*(W/f)] int32. */

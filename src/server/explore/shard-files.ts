@@ -1,24 +1,18 @@
 /**
- * A sample's files read straight from its shard tar: the tar's member list (header scan, cached per shard until
- * the tar changes) gives each member's byte range, so one sample costs one small read, not a tar walk. Members
- * are told apart by content: the image by its magic bytes, the JSON by parsing with the right key.
+ * A sample's files read straight from its shard tar: the tar's index (src/shards/tar-index.ts: one header scan,
+ * cached per shard until the tar changes, members grouped by key and extension as every tar reader does) gives each
+ * file's byte range, so one sample costs one small read, not a tar walk.
  */
 import { closeSync, openSync, readSync, statSync } from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
-import { scanTar } from '../../shards/tar-filter.ts';
+import { indexTarSamples, type MemberRange } from '../../shards/tar-index.ts';
+import { IMAGE_EXTS } from '../../shards/tar-reader.ts';
 import { shardPaths } from '../../dataset/names.ts';
-
-const BLOCK = 512;
-
-interface Range {
-  offset: number;
-  bytes: number;
-}
 
 interface ShardMembers {
   stamp: string;
-  byKey: Map<string, Range[]>;
+  byKey: Map<string, Record<string, MemberRange>>;
 }
 
 export interface SampleFiles {
@@ -26,12 +20,7 @@ export interface SampleFiles {
   json?: Record<string, unknown>;
 }
 
-function imageType(b: Buffer): string | undefined {
-  if (b.length > 3 && b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff) return 'image/jpeg';
-  if (b.length > 8 && b.toString('latin1', 1, 4) === 'PNG') return 'image/png';
-  if (b.length > 12 && b.toString('latin1', 0, 4) === 'RIFF' && b.toString('latin1', 8, 12) === 'WEBP') return 'image/webp';
-  return undefined;
-}
+const IMAGE_TYPE: Record<(typeof IMAGE_EXTS)[number], string> = { jpg: 'image/jpeg', jpeg: 'image/jpeg', png: 'image/png', webp: 'image/webp' };
 
 /** A shard tar that cannot be read: answered with this message (naming the file), logged as a 5xx. */
 export class DamagedFileError extends Error {
@@ -61,20 +50,11 @@ export class ShardFiles {
     const id = `${datasetDir}\0${shard}`;
     const hit = this.members.get(id);
     if (hit && hit.stamp === stamp) return hit;
-    const byKey = new Map<string, Range[]>();
-    let members;
+    let byKey: ShardMembers['byKey'];
     try {
-      members = scanTar(tar).members;
+      byKey = indexTarSamples(tar);
     } catch (err) {
-      throw new DamagedFileError(`shard file ${path.basename(datasetDir)}/shards/${path.basename(tar)} is damaged: ${(err as Error).message.replace(`${tar}: `, '')}; the dataset's other shards are browsable (refetch this one: delete its _stats.json and rerun fetch)`);
-    }
-    for (const m of members) {
-      if (!m.key || m.fileBytes === 0) continue;
-      // A member's data is the last ceil(size/512) blocks of its range.
-      const offset = m.end - Math.ceil(m.fileBytes / BLOCK) * BLOCK;
-      const list = byKey.get(m.key);
-      if (list) list.push({ offset, bytes: m.fileBytes });
-      else byKey.set(m.key, [{ offset, bytes: m.fileBytes }]);
+      throw new DamagedFileError(`shard file ${path.relative(path.dirname(datasetDir), tar)} is damaged: ${(err as Error).message.replace(`${tar}: `, '')}; the dataset's other shards are browsable (refetch this one: delete its _stats.json and rerun fetch)`);
     }
     const entry = { stamp, byKey };
     this.members.delete(id);
@@ -85,23 +65,23 @@ export class ShardFiles {
 
   /** The sample's image and JSON from its tar; undefined when the sample is not in the tar. */
   read(datasetDir: string, shard: number, key: string): SampleFiles | undefined {
-    const ranges = this.list(datasetDir, shard)?.byKey.get(key);
-    if (!ranges) return undefined;
+    const files = this.list(datasetDir, shard)?.byKey.get(key);
+    if (!files) return undefined;
     const fd = openSync(shardPaths(datasetDir, shard).tar, 'r');
+    const bytes = (r: MemberRange) => {
+      const buf = Buffer.alloc(r.bytes);
+      readSync(fd, buf, 0, r.bytes, r.offset);
+      return buf;
+    };
     try {
       const out: SampleFiles = {};
-      for (const r of ranges) {
-        const buf = Buffer.alloc(r.bytes);
-        readSync(fd, buf, 0, r.bytes, r.offset);
-        const type = imageType(buf);
-        if (type) out.image = { bytes: buf, type };
-        else if (buf[0] === 0x7b) {
-          try {
-            const j = JSON.parse(buf.toString('utf8')) as Record<string, unknown>;
-            if (j.key === key) out.json = j;
-          } catch {
-            // a caption that starts with '{'
-          }
+      const ext = IMAGE_EXTS.find((e) => files[e]);
+      if (ext) out.image = { bytes: bytes(files[ext]), type: IMAGE_TYPE[ext] };
+      if (files.json) {
+        try {
+          out.json = JSON.parse(bytes(files.json).toString('utf8')) as Record<string, unknown>;
+        } catch {
+          // a damaged {key}.json: the sample is shown from the manifest row alone
         }
       }
       return out;

@@ -3,27 +3,18 @@
  * per input row. A shard is (re)loaded when its stats file — written last, and rewritten by `optout apply` and
  * `dedup --apply` — changed since the last load; incomplete shards are not shown.
  */
-import { readdirSync, statSync } from 'node:fs';
-import path from 'node:path';
+import { statSync } from 'node:fs';
 import type { DatasetRow, IndexDb } from '../../index-db/db.ts';
 import { readManifest } from '../../dataset/manifest.ts';
 import { shardPaths } from '../../dataset/names.ts';
+import { completeShardsSync } from '../../dataset/complete-shards.ts';
 
-const STATS_FILE = /^(\d{5,})_stats\.json$/;
-
+/** Complete shards (the dataset's rule) with a stamp of their stats file, which changes when a shard is rewritten. */
 function completeShards(datasetDir: string): Map<number, string> {
   const out = new Map<number, string>();
-  let names: string[];
-  try {
-    names = readdirSync(path.join(datasetDir, 'shards'));
-  } catch {
-    return out;
-  }
-  for (const n of names) {
-    const m = STATS_FILE.exec(n);
-    if (!m) continue;
-    const st = statSync(path.join(datasetDir, 'shards', n));
-    out.set(Number(m[1]), `${st.mtimeMs}:${st.size}`);
+  for (const shard of completeShardsSync(datasetDir)) {
+    const st = statSync(shardPaths(datasetDir, shard).stats, { throwIfNoEntry: false });
+    if (st) out.set(shard, `${st.mtimeMs}:${st.size}`);
   }
   return out;
 }

@@ -167,6 +167,10 @@ function validate(c: TrainConfig, file: string): void {
     ['sampling.steps', c.sampling.steps],
   ];
   for (const [key, v] of positiveInts) if (!Number.isInteger(v) || v < 1) fail(key, `must be a positive integer, got ${v}`);
+  if (t.batch_size % t.gradient_accumulation_steps !== 0) {
+    fail('training.batch_size', `${t.batch_size} (the samples of one optimizer update) does not divide by training.gradient_accumulation_steps ${t.gradient_accumulation_steps}: ` +
+      `each update runs ${t.gradient_accumulation_steps} equal micro-batches; use a batch_size that is a multiple of ${t.gradient_accumulation_steps}`);
+  }
   const nonNegativeInts: Array<[string, number]> = [
     ['training.seed', t.seed],
     ['training.validate_every', t.validate_every],

@@ -61,7 +61,9 @@ export interface TrainConfig {
   lr_scheduler: { schedule: 'constant' | 'cosine' | 'linear'; warmup_steps: number; min_lr: number; decay_steps: number };
   training: {
     seed: number;
+    /** The global batch: samples of one optimizer update, at any number of ranks and accumulation steps. */
     batch_size: number;
+    /** Micro-batches per update on each rank: each is batch_size / (ranks x steps) samples (memory use). */
     gradient_accumulation_steps: number;
     max_steps: number;
     save_every: number;
@@ -70,6 +72,7 @@ export interface TrainConfig {
     /** Also write the logged metrics and artefact images as TensorBoard events under <run>/tensorboard/. */
     tensorboard: boolean;
     validate_every: number;
+    /** Held-out batches per validation, each of one rank's micro-batch size (batch_size / (ranks x accumulation steps)). */
     validation_batches: number;
     sample_every: number;
     mixed_precision: string;

@@ -70,6 +70,15 @@ export class GradAccumulator {
     return this.n;
   }
 
+  /** The weighted sum of the added batches, for weights that already sum to 1 (caller owns the tensors); resets the accumulator. */
+  takeSum(): Map<string, tf.Tensor> {
+    if (this.n === 0) throw new Error('GradAccumulator.takeSum: nothing was added');
+    const out = this.sums;
+    this.sums = new Map();
+    this.n = 0;
+    return out;
+  }
+
   /** The mean over the added batches (caller owns the tensors); resets the accumulator. */
   take(): Map<string, tf.Tensor> {
     if (this.n === 0) throw new Error('GradAccumulator.take: nothing was added');
@@ -91,30 +100,58 @@ export class GradAccumulator {
   }
 }
 
+/** Default size of one all-reduce bucket: 25 MB of float32 gradients (PyTorch DDP's default bucket size). */
+export const ALLREDUCE_BUCKET_BYTES = 25 * 1024 * 1024;
+
 /**
  * Data parallelism: the element-wise sum over all ranks of `grads` (and of `extra` numbers, e.g. a loss, carried in
- * the same call) through one fused float32 host buffer, so any backend works. Every rank must pass gradients of the
- * same names and shapes in the same order. Returns NEW tensors in the same order (the caller disposes both).
+ * the last call) through float32 host buffers, so any backend works. The tensors go in order into buckets of about
+ * `bucketBytes` (a tensor larger than that is a bucket alone), one MPI_Allreduce each: the device-side concatenation
+ * and the host copy stay one bucket large instead of the whole gradient. Every rank must pass gradients of the same
+ * names and shapes in the same order. Returns NEW tensors in the same order (the caller disposes both); `ms` is the
+ * time inside MPI_Allreduce, summed over the buckets.
  */
-export async function allreduceGrads(grads: Map<string, tf.Tensor>, comm: Communicator, extra: number[] = []): Promise<{ grads: Map<string, tf.Tensor>; extra: number[]; ms: number }> {
+export async function allreduceGrads(grads: Map<string, tf.Tensor>, comm: Communicator, extra: number[] = [], bucketBytes = ALLREDUCE_BUCKET_BYTES): Promise<{ grads: Map<string, tf.Tensor>; extra: number[]; ms: number; buckets: number }> {
   const names = [...grads.keys()];
-  const shapes = names.map((n) => grads.get(n)!.shape);
-  const sizes = names.map((n) => grads.get(n)!.size);
-  const total = sizes.reduce((a, b) => a + b, 0);
-  const buf = new Float32Array(total + extra.length);
-  if (names.length) {
-    const flat = tf.tidy(() => tf.concat(names.map((n) => tf.reshape(tf.cast(grads.get(n)!, 'float32'), [-1]))));
-    buf.set(await readData<'float32'>(flat, { dispose: true }));
+  const buckets: string[][] = [];
+  let bytes = Infinity;
+  for (const n of names) {
+    const size = grads.get(n)!.size * 4;
+    if (bytes + size > bucketBytes) {
+      buckets.push([]);
+      bytes = 0;
+    }
+    buckets[buckets.length - 1].push(n);
+    bytes += size;
   }
-  buf.set(extra, total);
-  const t0 = performance.now();
-  comm.allreduceSum(buf);
-  const ms = performance.now() - t0;
+  if (!buckets.length) buckets.push([]);
   const out = new Map<string, tf.Tensor>();
-  let offset = 0;
-  names.forEach((n, i) => {
-    out.set(n, tf.tensor(buf.subarray(offset, offset + sizes[i]), shapes[i], 'float32'));
-    offset += sizes[i];
-  });
-  return { grads: out, extra: Array.from(buf.subarray(total)), ms };
+  let ms = 0;
+  let sums: number[] = [];
+  try {
+    for (const [b, bucket] of buckets.entries()) {
+      const last = b === buckets.length - 1;
+      const sizes = bucket.map((n) => grads.get(n)!.size);
+      const total = sizes.reduce((x, y) => x + y, 0);
+      const buf = new Float32Array(total + (last ? extra.length : 0));
+      if (bucket.length) {
+        const flat = tf.tidy(() => tf.concat(bucket.map((n) => tf.reshape(tf.cast(grads.get(n)!, 'float32'), [-1]))));
+        buf.set(await readData<'float32'>(flat, { dispose: true }));
+      }
+      if (last) buf.set(extra, total);
+      const t0 = performance.now();
+      comm.allreduceSum(buf);
+      ms += performance.now() - t0;
+      let offset = 0;
+      bucket.forEach((n, i) => {
+        out.set(n, tf.tensor(buf.subarray(offset, offset + sizes[i]), grads.get(n)!.shape, 'float32'));
+        offset += sizes[i];
+      });
+      if (last) sums = Array.from(buf.subarray(total));
+    }
+  } catch (err) {
+    tf.dispose([...out.values()]);
+    throw err;
+  }
+  return { grads: out, extra: sums, ms, buckets: buckets.length };
 }

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { existsSync } from 'node:fs';
 import { readTable, textShard } from './cache-reader.ts';
 import { decodeHalfInto } from '../../runtime/float16.ts';
+import { EMPTY_FILE } from '../../dataset/cache-format.ts';
 
 export interface EmptyText {
   /** [length, dim] float32. */
@@ -13,7 +14,7 @@ export interface EmptyText {
 }
 
 export async function readEmptyText(textCacheDir: string): Promise<EmptyText> {
-  const file = path.join(textCacheDir, 'empty.arrow');
+  const file = path.join(textCacheDir, EMPTY_FILE);
   if (!existsSync(file)) throw new Error(`${file} is missing: run muse-data tokenize (it writes the empty-caption embedding)`);
   const t = textShard(await readTable(file), file);
   if (t.keys.length !== 1) throw new Error(`${file}: expected one row, found ${t.keys.length}`);

@@ -159,7 +159,7 @@ class Loader implements TokenDataset {
       this.startEpoch(this.epoch + 1);
       if (drawn === 0) throw new Error(`loader: an epoch with no samples (shards: ${this.describeShards()})`);
       if (samples.length && this.opts.dropLast === false) break;
-      if (samples.length === drawn) throw new Error(`loader: an epoch holds ${drawn} samples, fewer than the batch size ${size} (use dropLast: false)`);
+      if (samples.length === drawn) throw new Error(`loader: an epoch holds ${drawn} samples, fewer than the batch size ${size} (training.batch_size is the global batch of one update: lower it, or train on more samples)`);
       samples.length = 0;
       epoch = this.epoch;
     }

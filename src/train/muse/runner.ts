@@ -1,23 +1,19 @@
 /**
  * The MUSE transformer stages (imagenet, cc12m, base256, base512, tiny) as a StageRunner: token-cache
  * loader (train shards) and a validation loader (held-out shards), the transformer, MuseTrainer, and the
- * checkpoint layout the sampler reads:
- *   transformer/{config.json, model.safetensors}   raw weights (open-muse names)
- *   ema/{config.json, model.safetensors}           EMA weights (when ema.enabled)
- *   optimizer.safetensors                          AdamW moments
- *   vq/{config.json, model.safetensors}            a copy of the VQGAN (unless 'builtin'): the tokens mean nothing
- *                                                  without it, and a copied or moved run folder must still sample
- *   sampling.json                                  how to decode and condition: VQGAN (relative to the checkpoint),
- *                                                  text encoder, grid
+ * checkpoint the sampler reads (names: src/run-folder/names.ts): the transformer, its EMA, the optimizer,
+ * copies of the VQGAN (unless 'builtin'), of the super-res stage's base VQGAN and of the text encoder folders
+ * (the tokens mean nothing without them, and a copied or moved run folder must still sample), and sampling.json
+ * naming those copies relative to the checkpoint.
  */
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { tf } from '../../runtime/backend.ts';
 import { createTokenModel, type TokenModel } from '../../models/token-model.ts';
 import { openCheckpoint, saveSafetensors } from '../../models/safetensors.ts';
-import { writeFileAtomic } from '../../util/atomic.ts';
 import { absoluteVqSpec, vqReductionFactor } from '../../models/registry.ts';
-import { constants as fsConstants } from 'node:fs';
-import { copyFile, mkdir, readdir } from 'node:fs/promises';
+import { mapTextEncoderFolders } from '../../models/text/index.ts';
+import { CHECKPOINT_FILES, checkpointPath, copyModelFolder, runPaths, writeSamplingInfo, type SamplingInfo } from '../../run-folder/index.ts';
 import { openTokenDataset, type Batch, type LoaderState, type TokenDataset } from '../data/loader.ts';
 import { listShards } from '../data/shard-data.ts';
 import type { TrainConfig } from '../config/schema.ts';
@@ -27,11 +23,10 @@ import { checkCompatibility } from './compatibility.ts';
 import { openCombinedTextDataset } from '../data/combined-text.ts';
 import { MuseTrainer } from './trainer.ts';
 import { openPairedDataset } from '../superres/paired-loader.ts';
-import type { SamplingInfo } from '../../sample/load.ts';
 import { SINGLE_PROCESS, type Communicator } from '../../runtime/mpi.ts';
-import { tensorsChecksum } from '../core/index.ts';
+import { assertBatchSplits, tensorsChecksum } from '../core/index.ts';
 
-export type { SamplingInfo } from '../../sample/load.ts';
+export type { SamplingInfo } from '../../run-folder/index.ts';
 
 export interface MuseRunnerOptions {
   config: TrainConfig;
@@ -55,16 +50,7 @@ export function absoluteSpec(spec: string): string {
 }
 
 /** Where a checkpoint keeps its copy of the VQGAN; sampling.json names it relative to the checkpoint. */
-export const CHECKPOINT_VQ_DIR = 'vq';
-
-/** Copies a VQGAN folder's config.json and safetensors files (a sharded index too) into `dest`. */
-async function copyVqFiles(src: string, dest: string): Promise<void> {
-  const names = (await readdir(src)).filter((n) => n === 'config.json' || n.endsWith('.safetensors') || n.endsWith('.safetensors.index.json'));
-  if (!names.includes('config.json')) throw new Error(`model.vq: ${src} has no config.json`);
-  await mkdir(dest, { recursive: true });
-  // FICLONE: a copy-on-write clone where the file system has them, else a plain copy.
-  for (const n of names) await copyFile(path.join(src, n), path.join(dest, n), fsConstants.COPYFILE_FICLONE);
-}
+export const CHECKPOINT_VQ_DIR = CHECKPOINT_FILES.vq;
 
 export class MuseRunner implements StageRunner {
   readonly samplesPerStep: number;
@@ -82,9 +68,10 @@ export class MuseRunner implements StageRunner {
     private readonly openLoader: (o: Parameters<typeof openTokenDataset>[0]) => Promise<TokenDataset>,
     private readonly validationShards: number[],
     private readonly info: SamplingInfo,
+    private readonly ranks: number,
   ) {
     const t = opts.config.training;
-    this.samplesPerStep = t.batch_size * t.gradient_accumulation_steps;
+    this.samplesPerStep = t.batch_size;
     this.tokensPerSample = model.config.num_vq_tokens;
     const s = opts.config.sampling;
     // The super-res stage samples only behind a base model (muse-sample --superres): no periodic grids.
@@ -106,6 +93,7 @@ export class MuseRunner implements StageRunner {
     for (const s of held) if (!all.includes(s)) throw new Error(`data.validation_shards: shard ${s} has no token cache in ${first} (cached: ${all.join(', ') || 'none'})`);
     const trainShards = cfg.data.train_shards ?? (held.size ? all.filter((s) => !held.has(s)) : undefined);
     if (trainShards && !trainShards.length) throw new Error(`no training shards left in ${first} after holding out ${[...held].join(', ')}`);
+    // Every rank reads every global batch (the loader's position is the global one) and trains its rows of it.
     const loaderOpts = {
       datasetDirs: opts.datasetDirs,
       weights: cfg.data.weights ?? undefined,
@@ -152,25 +140,25 @@ export class MuseRunner implements StageRunner {
       prompts: cfg.sampling.prompts,
       ...(lowres ? { lowres_vq: lowres.spec, lowres_grid: lowres.grid } : {}),
     };
-    return new MuseRunner(opts, model, trainer, loader, loaderOpts, openLoader, [...held], info);
+    return new MuseRunner(opts, model, trainer, loader, loaderOpts, openLoader, [...held], info, comm.size);
   }
 
   async restore(from: ResumePoint): Promise<void> {
-    const weights = await openCheckpoint(path.join(from.dir, 'transformer'));
+    const weights = await openCheckpoint(checkpointPath(from.dir, 'transformer'));
     try {
       await this.model.params.load(weights);
     } finally {
       await weights.close();
     }
     if (this.trainer.ema) {
-      const ema = await openCheckpoint(path.join(from.dir, 'ema'));
+      const ema = await openCheckpoint(checkpointPath(from.dir, 'ema'));
       try {
         await this.trainer.ema.loadState(ema);
       } finally {
         await ema.close();
       }
     }
-    const optim = await openCheckpoint(path.join(from.dir, 'optimizer.safetensors'));
+    const optim = await openCheckpoint(checkpointPath(from.dir, 'optimizer'));
     try {
       await this.trainer.optimizer.loadState(optim, Number(from.state.optimizer_step));
     } finally {
@@ -181,18 +169,20 @@ export class MuseRunner implements StageRunner {
 
   async trainStep(step: number): Promise<Record<string, number>> {
     const t0 = performance.now();
-    const batches: Batch[] = [];
-    for (let i = 0; i < this.opts.config.training.gradient_accumulation_steps; i++) batches.push(await this.loader.next());
+    const batch = await this.loader.next();
     const dataMs = performance.now() - t0;
-    const m = await this.trainer.step(batches, step);
-    return { ...m, data_ms: Math.round(dataMs * 100) / 100, epoch: batches[batches.length - 1].epoch };
+    const m = await this.trainer.step(batch, step);
+    return { ...m, data_ms: Math.round(dataMs * 100) / 100, epoch: batch.epoch };
   }
 
   async validate(): Promise<Record<string, number>> {
     if (!this.validationShards.length) return {};
     const cfg = this.opts.config;
-    // A fresh, fixed-seed reader of the held-out shards: every validation sees the same batches.
-    const val = await this.openLoader({ ...this.loaderOpts, shards: this.validationShards, seed: 0, shuffleBuffer: 0, dropLast: false });
+    // A fresh, fixed-seed reader of the held-out shards: every validation sees the same batches, of one rank's
+    // micro-batch size (what fits in memory; rank 0 validates alone).
+    const t = cfg.training;
+    const batchSize = t.batch_size / (this.ranks * t.gradient_accumulation_steps);
+    const val = await this.openLoader({ ...this.loaderOpts, batchSize, shards: this.validationShards, seed: 0, shuffleBuffer: 0, dropLast: false });
     const batches: Batch[] = [];
     for (let i = 0; i < cfg.training.validation_batches; i++) {
       const b = await val.next();
@@ -205,27 +195,21 @@ export class MuseRunner implements StageRunner {
   }
 
   async writeCheckpoint(dir: string): Promise<Record<string, unknown>> {
-    await this.model.save(path.join(dir, 'transformer'));
-    if (this.trainer.ema) await this.trainer.ema.withEmaWeights(() => this.model.save(path.join(dir, 'ema')));
+    await this.model.save(checkpointPath(dir, 'transformer'));
+    if (this.trainer.ema) await this.trainer.ema.withEmaWeights(() => this.model.save(checkpointPath(dir, 'ema')));
     const optim = this.trainer.optimizer.stateTensors();
     try {
-      await saveSafetensors(path.join(dir, 'optimizer.safetensors'), Object.fromEntries(optim));
+      await saveSafetensors(checkpointPath(dir, 'optimizer'), Object.fromEntries(optim));
     } finally {
       tf.dispose([...optim.values()]);
     }
-    const info = { ...this.info };
-    if (info.vq !== 'builtin') {
-      await copyVqFiles(info.vq, path.join(dir, CHECKPOINT_VQ_DIR));
-      info.vq = CHECKPOINT_VQ_DIR;
-    }
-    await writeFileAtomic(path.join(dir, 'sampling.json'), JSON.stringify(info, null, 2) + '\n');
+    await writeSamplingInfo(dir, await copyModelsInto(dir, this.info));
     return { loader: this.loader.state(), optimizer_step: this.trainer.optimizer.step };
   }
 
   async artefacts(step: number, final: boolean, checkpoint: string | null): Promise<ArtefactImage[]> {
     if (!this.samples || !this.opts.sampleGrid || !checkpoint) return [];
-    const name = final ? 'final.png' : `step-${String(step).padStart(8, '0')}.png`;
-    const file = path.join(this.opts.runDir, 'samples', name);
+    const file = runPaths(this.opts.runDir).artefact('samples', step, final);
     await this.opts.sampleGrid(checkpoint, file);
     return [{ tag: 'samples', file }];
   }
@@ -241,14 +225,33 @@ export class MuseRunner implements StageRunner {
 }
 
 /**
- * Data parallel: training.batch_size samples per micro-batch are split evenly over the ranks (the optimizer sees
- * batch_size x gradient_accumulation_steps samples per update at any number of ranks).
+ * sampling.json for the checkpoint `dir`: the VQGANs and the text encoder folders are copied into it and named
+ * relative to it (the built-in models need no copy).
  */
-export function assertBatchSplits(cfg: TrainConfig, ranks: number): void {
-  const t = cfg.training;
-  if (ranks > 1 && t.batch_size % ranks !== 0) {
-    throw new Error(`training.batch_size ${t.batch_size} does not divide by the ${ranks} ranks: each micro-batch of ${t.batch_size} is split evenly over the ranks ` +
-      `(${t.batch_size} x ${t.gradient_accumulation_steps} accumulation steps = ${t.batch_size * t.gradient_accumulation_steps} samples per update). ` +
-      `Use a batch_size that is a multiple of ${ranks}, or another number of ranks`);
+async function copyModelsInto(dir: string, info: SamplingInfo): Promise<SamplingInfo> {
+  const out = { ...info };
+  if (info.vq !== 'builtin') {
+    await copyModelFolder(info.vq, checkpointPath(dir, 'vq'), 'model.vq');
+    out.vq = CHECKPOINT_FILES.vq;
   }
+  if (info.lowres_vq && info.lowres_vq !== 'builtin') {
+    await copyModelFolder(info.lowres_vq, checkpointPath(dir, 'lowresVq'), 'model.lowres_vq');
+    out.lowres_vq = CHECKPOINT_FILES.lowresVq;
+  }
+  if (info.text_encoder) {
+    const taken = new Set<string>();
+    out.text_encoder = await mapTextEncoderFolders(info.text_encoder, async (src) => {
+      // Training reads text caches only: a run may name an encoder folder that is not on this machine. Its
+      // checkpoints then keep the absolute path, and sample once the folder is there.
+      if (!existsSync(src)) return src;
+      // Each under its own folder name (encoder ids are made from it); a second folder of the same name gets a suffix.
+      let name = path.basename(src);
+      for (let i = 1; taken.has(name); i++) name = `${path.basename(src)}-${i}`;
+      taken.add(name);
+      const rel = path.join(CHECKPOINT_FILES.textEncoders, name);
+      await copyModelFolder(src, path.join(dir, rel), 'model.text_encoder');
+      return rel;
+    });
+  }
+  return out;
 }

@@ -1,8 +1,9 @@
 /**
  * One MUSE training step on token-cache batches: masking, conditioning dropout, masked cross-entropy with
  * label smoothing, gradient accumulation over micro-batches, global-norm clipping, AdamW (no decay on biases,
- * norms and embeddings), EMA. Every random draw is derived from (seed, step, micro-batch), so a step computes
- * the same thing whether or not the run was stopped and resumed before it.
+ * norms and embeddings), EMA. Every random draw is derived from (seed, step) and drawn for the whole global batch
+ * (dropout: per piece of it), so a step computes the same thing whether or not the run was stopped and resumed
+ * before it, and at any number of ranks and accumulation steps.
  */
 import { tf } from '../../runtime/backend.ts';
 import { readScalar } from '../../runtime/read.ts';
@@ -52,7 +53,7 @@ export class MuseTrainer {
     private readonly cfg: TrainConfig,
     private readonly emptyText?: EmptyText,
     /**
-     * Data parallel ranks: every rank reads and prepares (masks, drops conditioning) the same whole micro-batch,
+     * Data parallel ranks: every rank reads and prepares (masks, drops conditioning) the same whole global batch,
      * computes the gradients of its fixed rows, and the gradients are summed across ranks.
      */
     private readonly comm: Communicator = SINGLE_PROCESS,
@@ -68,11 +69,13 @@ export class MuseTrainer {
     return configLearningRate(this.cfg, step);
   }
 
-  /** Inputs of one micro-batch: masked ids, labels and conditioning, from the step's random streams. */
-  private prepare(batch: Batch, step: number, micro: number, train: boolean) {
+  /**
+   * Inputs of a batch: masked ids, labels and conditioning, drawn for the whole batch from the random streams of
+   * `counter` (the step for training: the same draws whatever the split over ranks and micro-batches).
+   */
+  private prepare(batch: Batch, counter: number, train: boolean) {
     const cfg = this.model.config;
     const t = this.cfg.training;
-    const counter = step * t.gradient_accumulation_steps + micro;
     const rng = new SeededRandom(deriveSeed(t.seed, TAG_MASK, counter));
     const [B, N] = batch.imageShape;
     if (N !== cfg.num_vq_tokens) throw new Error(`the token cache has ${N} tokens per image, model.transformer.num_vq_tokens is ${cfg.num_vq_tokens}`);
@@ -81,7 +84,7 @@ export class MuseTrainer {
     if (train && 'null_class' in cfg && cfg.null_class && batch.classIds && t.cond_dropout_prob > 0) {
       dropClasses(batch.classIds, cfg.num_classes!, t.cond_dropout_prob, rng);
     }
-    return { masked, dropoutSeed: deriveSeed(t.seed, TAG_DROPOUT, counter), counter, B, N };
+    return { masked, B, N };
   }
 
   private tensors(batch: Batch & { lowresIds?: Int32Array; lowresShape?: [number, number] }, inputIds: Int32Array, labels: Int32Array, B: number, N: number) {
@@ -101,52 +104,64 @@ export class MuseTrainer {
   private checkGpuBuffers(B: number, N: number): void {
     const c = this.model.config;
     const T = N + (c.num_classes ? 1 : 0);
-    const setting = 'training.batch_size (raise training.gradient_accumulation_steps to keep the effective batch)';
+    const setting = 'the micro-batch, training.batch_size / (ranks x gradient_accumulation_steps): raise training.gradient_accumulation_steps to keep the update';
     assertGpuBufferFits(T * c.vocab_size * 4, B, `the logits of ${B} x ${T} tokens over ${c.vocab_size} ids`, setting);
     assertGpuBufferFits(c.num_attention_heads * T * T * 4, B, `the attention scores of ${B} x ${c.num_attention_heads} heads x ${T}²`, setting);
   }
 
-  /** One optimisation step over `microBatches` (gradient_accumulation_steps of them). */
-  async step(microBatches: Batch[], step: number): Promise<MuseStepMetrics> {
+  /**
+   * One optimisation step over a global batch of training.batch_size samples: masks and conditioning dropout are
+   * drawn for the whole batch; rank r of n takes rows [r·B/n, (r+1)·B/n) and runs them as
+   * gradient_accumulation_steps micro-batches; each micro-batch's gradient is weighted by its share of the whole
+   * batch's masked tokens, and the weighted sums are added over the ranks: the mean loss and gradient of the
+   * global batch at any number of ranks and accumulation steps.
+   */
+  async step(batch: Batch, step: number): Promise<MuseStepMetrics> {
     const t0 = performance.now();
+    const { rank, size } = this.comm;
+    const accum = this.cfg.training.gradient_accumulation_steps;
     const acc = new GradAccumulator();
     let lossSum = 0;
-    let rateSum = 0;
-    let rateCount = 0;
     try {
-      for (const [micro, batch] of microBatches.entries()) {
-        if (!this.dataAgreed) this.agreeOnData(batch);
-        const prepared = this.prepare(batch, step, micro, true);
-        const { masked, dropoutSeed, counter } = prepared;
-        // This rank's rows and their share of the micro-batch's loss (a mean over its masked tokens).
-        const mine = this.rankRows(batch, masked.inputIds, masked.labels, prepared.B, prepared.N);
-        this.checkGpuBuffers(mine.batch.size, prepared.N);
-        const x = this.tensors(mine.batch, mine.inputIds, mine.labels, mine.batch.size, prepared.N);
+      if (!this.dataAgreed) this.agreeOnData(batch);
+      const { masked, B, N } = this.prepare(batch, step, true);
+      const pieces = size * accum;
+      if (B % pieces !== 0) {
+        throw new Error(`a batch of ${B} samples does not split into ${size} ranks x ${accum} accumulation steps = ${pieces} equal micro-batches (training.batch_size must divide by ${pieces})`);
+      }
+      const rows = B / pieces;
+      const maskedTotal = countMasked(masked.labels, 0, B * N);
+      for (let micro = 0; micro < accum; micro++) {
+        const piece = rank * accum + micro;
+        const mine = rowsOf(batch, masked.inputIds, masked.labels, piece * rows, (piece + 1) * rows);
+        const weight = countMasked(mine.labels, 0, mine.labels.length) / Math.max(1, maskedTotal);
+        this.checkGpuBuffers(rows, N);
+        const x = this.tensors(mine.batch, mine.inputIds, mine.labels, rows, N);
         let selfCond: tf.Tensor | undefined;
         try {
-          selfCond = this.selfConditioning(x, counter);
+          selfCond = this.selfConditioning(x, step);
+          // Dropout draws per piece of the batch (different rows on every rank and micro-batch).
+          const dropoutSeed = deriveSeed(this.cfg.training.seed, TAG_DROPOUT, step * pieces + piece);
           const { loss, grads } = this.model.lossAndGrads(x.ids, x.lab, x.ehs, x.mask, {
             condEmbeds: x.condEmbeds, classIds: x.classIds, lowresIds: x.lowresIds, selfCond, training: true, dropoutSeed, labelSmoothing: this.cfg.training.label_smoothing,
           });
-          acc.add(grads, mine.weight);
-          lossSum += mine.weight * (await readScalar(loss, { dispose: true }));
+          acc.add(grads, weight);
+          lossSum += weight * (await readScalar(loss, { dispose: true }));
         } finally {
           tf.dispose(x.all);
           selfCond?.dispose();
         }
-        for (const r of masked.maskRates) rateSum += r;
-        rateCount += masked.maskRates.length;
       }
-      let summed = acc.take();
+      let summed = acc.takeSum();
       let allreduceMs: number | undefined;
-      if (this.comm.size > 1) {
+      if (size > 1) {
         const reduced = await allreduceGrads(summed, this.comm, [lossSum]);
         tf.dispose([...summed.values()]);
         summed = reduced.grads;
         lossSum = reduced.extra[0];
         allreduceMs = reduced.ms;
       }
-      const loss = lossSum / microBatches.length;
+      const loss = lossSum;
       const { grads, norm } = await clipByGlobalNorm(summed, this.cfg.training.max_grad_norm);
       tf.dispose([...summed.values()]);
       const t1 = performance.now();
@@ -158,8 +173,9 @@ export class MuseTrainer {
         const lr = this.lrAt(step);
         this.optimizer.apply(grads, lr);
         this.ema?.update(step + 1);
+        const rate = masked.maskRates.reduce((s, r) => s + r, 0) / masked.maskRates.length;
         return {
-          loss, lr, mask_rate: rateSum / rateCount, grad_norm: norm, compute_ms: t1 - t0, optimizer_ms: performance.now() - t1,
+          loss, lr, mask_rate: rate, grad_norm: norm, compute_ms: t1 - t0, optimizer_ms: performance.now() - t1,
           ...(allreduceMs !== undefined ? { allreduce_ms: allreduceMs } : {}),
         };
       } finally {
@@ -168,32 +184,6 @@ export class MuseTrainer {
     } finally {
       acc.dispose();
     }
-  }
-
-  /**
-   * This rank's rows of a prepared micro-batch of B: [r·B/n, (r+1)·B/n), and its weight, the share of the batch's
-   * masked tokens in those rows, so that the weighted sum over ranks is the whole batch's mean loss and gradient.
-   */
-  private rankRows(batch: Batch & { lowresIds?: Int32Array; lowresShape?: [number, number] }, inputIds: Int32Array, labels: Int32Array, B: number, N: number) {
-    const { rank, size } = this.comm;
-    if (size === 1) return { batch, inputIds, labels, weight: 1 };
-    if (B % size !== 0) throw new Error(`a batch of ${B} samples does not split evenly over ${size} ranks (training.batch_size must divide by the number of ranks)`);
-    const lo = (rank * B) / size;
-    const hi = ((rank + 1) * B) / size;
-    let mine = 0;
-    let all = 0;
-    for (let i = 0; i < labels.length; i++) {
-      if (labels[i] === IGNORE_INDEX) continue;
-      all++;
-      if (i >= lo * N && i < hi * N) mine++;
-    }
-    const part: Batch & { lowresIds?: Int32Array; lowresShape?: [number, number] } = sliceBatch(batch, lo, hi);
-    if (batch.lowresIds && batch.lowresShape) {
-      const n = batch.lowresShape[1];
-      part.lowresIds = batch.lowresIds.subarray(lo * n, hi * n);
-      part.lowresShape = [hi - lo, n];
-    }
-    return { batch: part, inputIds: inputIds.subarray(lo * N, hi * N), labels: labels.subarray(lo * N, hi * N), weight: mine / Math.max(1, all) };
   }
 
   /** Ranks started on different caches, data.path or shards would read different batches: refused before any update. */
@@ -207,8 +197,8 @@ export class MuseTrainer {
   }
 
   /**
-   * Self-conditioning (Bit Diffusion; model config self_conditioning): for half of the micro-batches (drawn from
-   * the step's stream) a first, gradient-free pass predicts the tokens, and its probabilities are the second
+   * Self-conditioning (Bit Diffusion; model config self_conditioning): for half of the steps (drawn from the
+   * step's stream, the same for every micro-batch and rank) a first, gradient-free pass predicts the tokens, and its probabilities are the second
    * pass's extra input; otherwise none. Undefined when the model has no self-conditioning.
    */
   private selfConditioning(x: ReturnType<MuseTrainer['tensors']>, counter: number): tf.Tensor | undefined {
@@ -226,7 +216,7 @@ export class MuseTrainer {
   async validationLoss(batches: Batch[]): Promise<number> {
     let sum = 0;
     for (const [i, batch] of batches.entries()) {
-      const { masked, B, N } = this.prepare(batch, 0x7fff0000 + i, 0, false);
+      const { masked, B, N } = this.prepare(batch, 0x7fff0000 + i, false);
       const x = this.tensors(batch, masked.inputIds, masked.labels, B, N);
       try {
         const { logits, loss } = this.model.forwardWithLoss(x.ids, x.lab, x.ehs, x.mask, { condEmbeds: x.condEmbeds, classIds: x.classIds, lowresIds: x.lowresIds });
@@ -243,4 +233,24 @@ export class MuseTrainer {
     this.optimizer.dispose();
     this.ema?.dispose();
   }
+}
+
+/** Masked positions (labels not IGNORE_INDEX) in labels[lo, hi). */
+function countMasked(labels: Int32Array, lo: number, hi: number): number {
+  let n = 0;
+  for (let i = lo; i < hi; i++) if (labels[i] !== IGNORE_INDEX) n++;
+  return n;
+}
+
+/** Rows [lo, hi) of a prepared batch (the super-res stage's low-res tokens too) with their masked ids and labels. */
+function rowsOf(batch: Batch & { lowresIds?: Int32Array; lowresShape?: [number, number] }, inputIds: Int32Array, labels: Int32Array, lo: number, hi: number) {
+  if (lo === 0 && hi === batch.size) return { batch, inputIds, labels };
+  const N = batch.imageShape[1];
+  const part: Batch & { lowresIds?: Int32Array; lowresShape?: [number, number] } = sliceBatch(batch, lo, hi);
+  if (batch.lowresIds && batch.lowresShape) {
+    const n = batch.lowresShape[1];
+    part.lowresIds = batch.lowresIds.subarray(lo * n, hi * n);
+    part.lowresShape = [hi - lo, n];
+  }
+  return { batch: part, inputIds: inputIds.subarray(lo * N, hi * N), labels: labels.subarray(lo * N, hi * N) };
 }

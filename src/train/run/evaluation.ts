@@ -2,7 +2,7 @@
 // just saved samples `num_images` images (the prompt file cycled, sampling settings of the config), and their
 // FID against `evaluation.real` and CLIP score go to log.jsonl as `fid` / `clip_score`; eval.png plots them at
 // the end. The real set's Inception statistics are computed once and cached in <run>/eval/fid-stats.
-import path from 'node:path';
+import { runPaths } from '../../run-folder/index.ts';
 import { renderLossCurve, readJsonl } from '../core/index.ts';
 import type { TrainingEvaluator } from './loop.ts';
 import type { TrainConfig } from '../config/schema.ts';
@@ -11,7 +11,7 @@ import { loadInception, type LoadedInception } from '../../eval/fid/compute.ts';
 import { readPrompts, type Prompt } from '../../eval/prompts.ts';
 import { runEval } from '../../eval/run.ts';
 
-export function trainingEvaluator(cfg: TrainConfig, runDir: string, say: (msg: string) => void): TrainingEvaluator {
+export function trainingEvaluator(cfg: TrainConfig, runDir: string, say: (msg: string) => void, dataRoot?: string): TrainingEvaluator {
   const ev = cfg.evaluation;
   let prompts: Prompt[] | undefined;
   let inception: LoadedInception | undefined;
@@ -25,9 +25,9 @@ export function trainingEvaluator(cfg: TrainConfig, runDir: string, say: (msg: s
       const cycled = Array.from({ length: ev.num_images }, (_, i) => prompts![i % prompts!.length]);
       const t0 = performance.now();
       const r = await runEval({
-        checkpoint, prompts: cycled, real: ev.real ?? undefined, out: path.join(runDir, 'eval', `step-${String(step).padStart(8, '0')}`),
+        checkpoint, prompts: cycled, real: ev.real ?? undefined, out: runPaths(runDir).evalStep(step),
         seed: cfg.sampling.seed, steps: cfg.sampling.steps, guidance: cfg.sampling.guidance, temperature: cfg.sampling.temperature,
-        inception, resize: ev.resize, clip, statsCache: path.join(runDir, 'eval', 'fid-stats'),
+        inception, resize: ev.resize, clip, statsCache: runPaths(runDir).fidStats, dataRoot,
       });
       const m: Record<string, number> = { eval_ms: Math.round(performance.now() - t0) };
       if (r.fid !== undefined) m.fid = r.fid;
@@ -43,7 +43,7 @@ export function trainingEvaluator(cfg: TrainConfig, runDir: string, say: (msg: s
       const records = (await readJsonl(logFile)).filter((r) => typeof r.step === 'number');
       const series = ['fid', 'clip_score'].filter((k) => records.some((r) => typeof r[k] === 'number'));
       if (!series.length) return;
-      await renderLossCurve(records, path.join(runDir, 'eval.png'), { title: `${cfg.experiment.name}: evaluation`, series });
+      await renderLossCurve(records, runPaths(runDir).evalCurve, { title: `${cfg.experiment.name}: evaluation`, series });
     },
   };
 }

@@ -14,10 +14,11 @@ import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import YAML from 'yaml';
 import { writeFileAtomic } from '../../util/atomic.ts';
-import { CheckpointStore, JsonlLog, ProgressLine, TensorBoardWriter, jsonChecksum, readJsonl, renderLossCurve } from '../core/index.ts';
+import { JsonlLog, ProgressLine, TensorBoardWriter, jsonChecksum, readJsonl, renderLossCurve } from '../core/index.ts';
 import { SINGLE_PROCESS, assertAgreement, type Communicator } from '../../runtime/mpi.ts';
-import { formatDuration } from '../../pipeline/progress.ts';
+import { formatDuration } from '../../util/duration.ts';
 import type { TrainConfig } from '../config/schema.ts';
+import { CheckpointStore, LATEST, runPaths } from '../../run-folder/index.ts';
 
 export interface ResumePoint {
   dir: string;
@@ -97,7 +98,8 @@ export async function runTrainingLoop(opts: LoopOptions): Promise<LoopResult> {
   const out = first ? (opts.out ?? process.stderr) : (QUIET as unknown as NodeJS.WriteStream);
   const say = (msg: string) => out.write(`${msg}\n`);
   const t = cfg.training;
-  const store = new CheckpointStore(path.join(runDir, 'checkpoints'), { keepLast: t.keep_last });
+  const run = runPaths(runDir);
+  const store = new CheckpointStore(run.checkpoints, { keepLast: t.keep_last });
 
   let startStep = 0;
   let savedStep = -1;
@@ -110,17 +112,17 @@ export async function runTrainingLoop(opts: LoopOptions): Promise<LoopResult> {
       say(`resumed from ${from.dir} at step ${startStep}`);
     } else {
       if (!opts.allowFresh) throw new Error(nothingToResume(runDir, opts.resume));
-      say(`no checkpoint in ${path.join(runDir, 'checkpoints')} yet: starting at step 0 (--allow-fresh)`);
+      say(`no checkpoint in ${run.checkpoints} yet: starting at step 0 (--allow-fresh)`);
     }
   } else if ((await store.list()).length) {
     throw new Error(`${runDir} already has checkpoints: pass --resume latest to continue it, or choose another --out`);
   }
   if (first) await mkdir(runDir, { recursive: true });
 
-  const logFile = path.join(runDir, 'log.jsonl');
+  const logFile = run.log;
   const log = first ? await JsonlLog.open(logFile, { truncateAfterStep: startStep }) : null;
   // TensorBoard gets the same numbers as log.jsonl, and the artefact PNGs.
-  const tb = t.tensorboard && first ? TensorBoardWriter.open(path.join(runDir, 'tensorboard'), { resumedAfterStep: startStep > 0 ? startStep : undefined }) : null;
+  const tb = t.tensorboard && first ? TensorBoardWriter.open(run.tensorboard, { resumedAfterStep: startStep > 0 ? startStep : undefined }) : null;
   const logMetrics = (record: Record<string, unknown>) => {
     log?.write(record);
     const { step: s, ...rest } = record;
@@ -244,8 +246,8 @@ function nothingToResume(runDir: string, spec: string): string {
  * at once). A checkpoint folder given by path is checked later, when it is verified.
  */
 export async function assertResumable(runDir: string, resume: string | undefined, allowFresh: boolean, keepLast: number): Promise<void> {
-  if (resume !== 'latest' || allowFresh) return;
-  const store = new CheckpointStore(path.join(runDir, 'checkpoints'), { keepLast });
+  if (resume !== LATEST || allowFresh) return;
+  const store = new CheckpointStore(runPaths(runDir).checkpoints, { keepLast });
   if ((await store.list()).length === 0) throw new Error(nothingToResume(runDir, resume));
 }
 
@@ -263,7 +265,7 @@ function anyRank(comm: Communicator, flag: boolean): boolean {
 
 /** config.yaml in the run folder: the resolved config. On resume, differences from the saved one are listed. */
 async function saveResolvedConfig(cfg: TrainConfig, runDir: string, resuming: boolean, out: NodeJS.WriteStream): Promise<void> {
-  const file = path.join(runDir, 'config.yaml');
+  const file = runPaths(runDir).config;
   if (resuming && existsSync(file)) {
     const before = YAML.parse(await readFile(file, 'utf8')) as Record<string, unknown>;
     const changed = diffKeys(before, cfg as unknown as Record<string, unknown>, '');
@@ -285,7 +287,7 @@ function diffKeys(a: unknown, b: unknown, prefix: string): string[] {
 export async function writeLossCurves(logFile: string, runDir: string, cfg: TrainConfig): Promise<void> {
   const records = (await readJsonl(logFile)).filter((r) => typeof r.step === 'number');
   if (!records.some((r) => typeof r.loss === 'number')) return;
-  await renderLossCurve(records, path.join(runDir, 'loss.png'), {
+  await renderLossCurve(records, runPaths(runDir).lossCurve, {
     title: `${cfg.experiment.name} (${cfg.stage})`,
     series: ['loss', 'val_loss'],
     smooth: 0.9,

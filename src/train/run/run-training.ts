@@ -29,16 +29,15 @@ export async function runTraining(o: TrainRunOptions) {
   const datasetDirs = paths.map((p) => resolveDatasetDir(p, o.dataRoot));
   let runner: StageRunner;
   if (cfg.stage === 'vqgan') {
-    if (o.comm && o.comm.size > 1) throw new Error(`the vqgan stage does not train on several ranks yet (started with ${o.comm.size}): run it as one process`);
     const { VqganRunner } = await import('../vqgan/runner.ts');
-    runner = await VqganRunner.create({ config: cfg, datasetDirs, runDir: o.runDir, dataRoot: o.dataRoot });
+    runner = await VqganRunner.create({ config: cfg, datasetDirs, runDir: o.runDir, dataRoot: o.dataRoot, comm: o.comm });
   } else {
     const { MuseRunner } = await import('../muse/runner.ts');
     const { sampleGridForTraining } = await import('../../sample/for-training.ts');
     runner = await MuseRunner.create({ config: cfg, datasetDirs, runDir: o.runDir, dataRoot: o.dataRoot, comm: o.comm, sampleGrid: (dir, png) => sampleGridForTraining(dir, png, cfg.sampling) });
   }
   const evaluator = cfg.stage !== 'vqgan' && cfg.evaluation.every
-    ? (await import('./evaluation.ts')).trainingEvaluator(cfg, o.runDir, (m) => (o.out ?? process.stderr).write(`${m}\n`))
+    ? (await import('./evaluation.ts')).trainingEvaluator(cfg, o.runDir, (m) => (o.out ?? process.stderr).write(`${m}\n`), o.dataRoot)
     : undefined;
   try {
     return await runTrainingLoop({ config: cfg, runDir: o.runDir, runner, resume: o.resume, allowFresh: o.allowFresh, stopAfter: o.stopAfter, out: o.out, evaluator, comm: o.comm, weightCheckEvery: o.weightCheckEvery });

@@ -17,19 +17,22 @@ export class CodebookUsage {
 
   /** Records a step's token ids; returns the batch perplexity exp(H(code frequencies)). */
   record(ids: ArrayLike<number>, step: number): number {
-    const counts = new Float64Array(this.numCodes);
-    for (let i = 0; i < ids.length; i++) {
-      const id = ids[i];
-      counts[id]++;
-      this.lastUsed[id] = step;
-    }
+    return this.recordCounts(codeCounts(ids, this.numCodes), step);
+  }
+
+  /** Records a step's count of each code (data parallel: the sum of every rank's codeCounts); returns the perplexity. */
+  recordCounts(counts: Float64Array, step: number): number {
+    if (counts.length !== this.numCodes) throw new Error(`codebook usage: ${counts.length} counts for ${this.numCodes} codes`);
+    let total = 0;
+    for (const c of counts) total += c;
     let h = 0;
-    for (const c of counts) {
+    counts.forEach((c, id) => {
       if (c > 0) {
-        const p = c / ids.length;
+        this.lastUsed[id] = step;
+        const p = c / total;
         h -= p * Math.log(p);
       }
-    }
+    });
     return Math.exp(h);
   }
 
@@ -53,6 +56,13 @@ export class CodebookUsage {
     if (values.length !== this.numCodes) throw new Error(`codebook usage state has ${values.length} entries, the codebook has ${this.numCodes} codes`);
     this.lastUsed.set(Array.from(values));
   }
+}
+
+/** How often each of `numCodes` codes occurs in `ids`. */
+export function codeCounts(ids: ArrayLike<number>, numCodes: number): Float64Array {
+  const counts = new Float64Array(numCodes);
+  for (let i = 0; i < ids.length; i++) counts[ids[i]]++;
+  return counts;
 }
 
 /**

@@ -10,15 +10,13 @@
  */
 import { readFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
-import { Readable } from 'node:stream';
-import { extract as tarExtract } from 'tar-stream';
 import * as tf from '@tensorflow/tfjs';
 import { completeShardsSync, isShardComplete } from '../../dataset/complete-shards.ts';
 import { readManifest } from '../../dataset/manifest.ts';
 import { shardName, shardPaths } from '../../dataset/names.ts';
 import { isUsable, usableRule, type UsableRule } from '../../dataset/select.ts';
 import { imageToFloats } from '../../image/to-floats.ts';
-import { imageOf, splitMemberName } from '../../shards/tar-reader.ts';
+import { imageOf, readTarSamples } from '../../shards/tar-reader.ts';
 import { SeededRandom, deriveSeed, epochOrder } from '../data/random.ts';
 
 
@@ -88,30 +86,12 @@ export async function readShardImages(datasetDir: string, shard: number, rule: U
   } catch (err) {
     throw new Error(`${file}: cannot read shard (${(err as Error).message})`);
   }
-  const samples = new Map<string, Record<string, Buffer>>();
-  const order: string[] = [];
-  const extract = tarExtract();
-  Readable.from([bytes]).pipe(extract);
-  for await (const entry of extract) {
-    const chunks: Buffer[] = [];
-    for await (const c of entry) chunks.push(c as Buffer);
-    if (entry.header.type !== 'file') continue;
-    const { key, ext } = splitMemberName(entry.header.name);
-    let files = samples.get(key);
-    if (!files) {
-      files = {};
-      samples.set(key, files);
-      order.push(key);
-    }
-    files[ext] = Buffer.concat(chunks);
-  }
   const out: ShardImages = { shard, keys: [], images: [] };
-  for (const key of order) {
-    if (!usable.has(key)) continue;
-    const files = samples.get(key)!;
-    const image = imageOf(files);
-    if (!image) throw new Error(`${file}: sample ${key} has no image (tar and manifest disagree)`);
-    out.keys.push(key);
+  for await (const s of readTarSamples(file, bytes)) {
+    if (!usable.has(s.key)) continue;
+    const image = imageOf(s.files);
+    if (!image) throw new Error(`${file}: sample ${s.key} has no image (tar and manifest disagree)`);
+    out.keys.push(s.key);
     out.images.push(image);
   }
   return out;
@@ -129,7 +109,7 @@ export async function openPixelDataset(opts: PixelDatasetOptions): Promise<Pixel
   }
   if (!Number.isInteger(opts.batchSize) || opts.batchSize < 1) throw new Error(`openPixelDataset: batchSize must be a positive integer, got ${opts.batchSize}`);
   const shards = opts.shards ?? listImageShards(opts.datasetDir);
-  if (!shards.length) throw new Error(`openPixelDataset: no shards (no complete shard: shards/NNNNN_stats.json) in ${opts.datasetDir} (run muse-data fetch)`);
+  if (!shards.length) throw new Error(`openPixelDataset: no shards complete (fetch writes a shard's _stats.json last) in ${opts.datasetDir} (run muse-data fetch)`);
   for (const s of shards) {
     if (!Number.isInteger(s) || s < 0) throw new Error(`openPixelDataset: shard index must be an integer >= 0, got ${s}`);
     const { tar, stats } = shardPaths(opts.datasetDir, s);

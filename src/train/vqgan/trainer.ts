@@ -16,12 +16,13 @@
  * its config, uses tf's global RNG and would make resume inexact — the trainer refuses dropout > 0.
  */
 import * as tf from '@tensorflow/tfjs';
-import path from 'node:path';
+import { CHECKPOINT_FILES, checkpointPath } from '../../run-folder/index.ts';
 import { existsSync } from 'node:fs';
 import { VQGAN, derived, type Tap } from '../../models/vqgan/index.ts';
 import { openCheckpoint, saveSafetensors, type CheckpointReader } from '../../models/safetensors.ts';
-import { AdamW, EMA, clipByGlobalNorm, type EmaOptions } from '../core/index.ts';
-import { CodebookUsage, restartCodes } from './codebook-usage.ts';
+import { AdamW, EMA, allreduceGrads, clipByGlobalNorm, type EmaOptions } from '../core/index.ts';
+import { CodebookUsage, codeCounts, restartCodes } from './codebook-usage.ts';
+import { SINGLE_PROCESS, type Communicator } from '../../runtime/mpi.ts';
 import { initCodebookFromLatents } from './codebook-init.ts';
 import { PatchDiscriminator, type DiscriminatorConfig } from './discriminator.ts';
 import { adaptiveWeightTensor, discriminatorLoss, generatorLoss, lastLayerGradNorms, reconstructionLoss, type GanLossKind, type ReconstructionKind } from './losses.ts';
@@ -74,6 +75,11 @@ export interface VqganTrainerOptions {
    * k-means++ (+ Lloyd iterations) on the encoder latents of that step's batch. Default 'none' (random codes).
    */
   codebookInit?: 'none' | 'kmeans++';
+  /**
+   * Data-parallel ranks: each trains its share of the global batch's micro-batches; generator and discriminator
+   * gradients, loss parts and code counts are summed over the ranks (default: this process alone).
+   */
+  comm?: Communicator;
 }
 
 export interface VqganStepMetrics {
@@ -137,7 +143,8 @@ export class VqganTrainer {
   readonly discOptimizer?: AdamW;
   readonly usage: CodebookUsage;
   private readonly vars: Map<string, tf.Variable>;
-  private readonly o: Required<Omit<VqganTrainerOptions, 'perceptual' | 'gan' | 'ema' | 'optimizer'>> & { optimizer: AdamWSettings };
+  private readonly o: Required<Omit<VqganTrainerOptions, 'perceptual' | 'gan' | 'ema' | 'optimizer' | 'comm'>> & { optimizer: AdamWSettings };
+  private readonly comm: Communicator;
   private static readonly KMEANS_ITERATIONS = 5;
   private readonly gan?: Required<Omit<GanSettings, 'config'>>;
 
@@ -173,6 +180,7 @@ export class VqganTrainer {
       this.discOptimizer = new AdamW(this.discriminator.variables, this.o.optimizer);
     }
     this.usage = new CodebookUsage(vq.config.numEmbeddings, 0);
+    this.comm = opts.comm ?? SINGLE_PROCESS;
   }
 
   /** Whether the GAN terms are on at this (0-based) step. */
@@ -181,8 +189,11 @@ export class VqganTrainer {
   }
 
   /**
-   * One optimisation step at 0-based `step` with learning rate `lr`. Several micro-batches are gradient
-   * accumulation (their gradients averaged). The caller keeps ownership of the pixel tensors.
+   * One optimisation step at 0-based `step` with learning rate `lr` on the global batch `pixels`, whole or as its
+   * equal micro-batches in order (gradient accumulation: their gradients averaged). With N data-parallel ranks the
+   * micro-batches split evenly over the ranks (rank r trains the r-th N-th of the list), and the average runs over
+   * all of them; codebook initialisation and dead-code restarts read every micro-batch, so every rank makes the same
+   * picks. The caller keeps ownership of the pixel tensors.
    */
   async step(pixels: tf.Tensor4D | tf.Tensor4D[], step: number, lr: number): Promise<VqganStepMetrics> {
     const batches = Array.isArray(pixels) ? pixels : [pixels];
@@ -197,13 +208,19 @@ export class VqganTrainer {
     }
     const ganOn = this.ganActive(step);
     const quantize = step >= this.o.autoencoderWarmupSteps;
+    const { rank, size } = this.comm;
+    if (batches.length % size !== 0) {
+      throw new Error(`VqganTrainer.step: ${batches.length} micro-batches do not split evenly over ${size} ranks (training.batch_size must divide by ranks x gradient_accumulation_steps)`);
+    }
+    const per = batches.length / size;
+    const mine = batches.slice(rank * per, (rank + 1) * per);
     if (this.o.codebookInit === 'kmeans++' && step === this.o.autoencoderWarmupSteps) await this.initCodebook(batches, step);
-    const sums = new Map<string, tf.Tensor>();
+    let sums = new Map<string, tf.Tensor>();
     const parts = { rec: 0, codebook: 0, perceptual: 0, g: 0, dWeight: 0 };
     const ids: Int32Array[] = [];
     const recons: tf.Tensor4D[] = [];
     try {
-      for (const x of batches) {
+      for (const x of mine) {
         const r = await this.microGradients(x, ganOn, quantize);
         for (const [n, g] of r.grads) {
           const prev = sums.get(n);
@@ -222,6 +239,13 @@ export class VqganTrainer {
         if (r.xrec) recons.push(r.xrec);
       }
       const n = batches.length;
+      if (size > 1) {
+        const keys = ['rec', 'codebook', 'perceptual', 'g', 'dWeight'] as const;
+        const reduced = await allreduceGrads(sums, this.comm, keys.map((k) => parts[k]));
+        tf.dispose([...sums.values()]);
+        sums = reduced.grads;
+        keys.forEach((k, i) => { parts[k] = reduced.extra[i]; });
+      }
       const mean = new Map<string, tf.Tensor>();
       for (const [name, s] of sums) mean.set(name, n === 1 ? s : tf.div(s, n));
       if (n !== 1) for (const s of sums.values()) s.dispose();
@@ -254,18 +278,15 @@ export class VqganTrainer {
         metrics.g_loss = parts.g / n;
         metrics.d_weight = parts.dWeight / n;
         metrics.loss += metrics.d_weight * this.gan!.factor * metrics.g_loss;
-        const d = await this.discriminatorStep(batches, recons, lr);
+        const d = await this.discriminatorStep(mine, recons, lr, n);
         metrics.d_loss = d.loss;
         metrics.d_grad_norm = d.norm;
       }
 
-      const all = new Int32Array(ids.reduce((a, b) => a + b.length, 0));
-      let off = 0;
-      for (const a of ids) {
-        all.set(a, off);
-        off += a.length;
-      }
-      metrics.perplexity = this.usage.record(all, step);
+      const counts = new Float64Array(this.usage.numCodes);
+      for (const a of ids) codeCounts(a, this.usage.numCodes).forEach((c, i) => { counts[i] += c; });
+      this.comm.allreduceF64(counts, 'sum');
+      metrics.perplexity = this.usage.recordCounts(counts, step);
       if (this.o.restartAfterSteps > 0) metrics.dead_codes_restarted = await this.restartDead(batches, step);
       metrics.codebook_usage = this.usage.usage(step, this.o.usageWindow);
       return metrics;
@@ -379,7 +400,8 @@ export class VqganTrainer {
     return tf.add(nll.grad, tf.mul(g.grad, tf.mul(dWeight, this.gan!.factor))) as tf.Tensor4D;
   }
 
-  private async discriminatorStep(real: tf.Tensor4D[], fake: tf.Tensor4D[], lr: number): Promise<{ loss: number; norm: number }> {
+  /** The discriminator's update on this rank's micro-batches, averaged over all `total` micro-batches of every rank. */
+  private async discriminatorStep(real: tf.Tensor4D[], fake: tf.Tensor4D[], lr: number, total: number): Promise<{ loss: number; norm: number }> {
     const disc = this.discriminator!;
     const names = [...disc.variables.keys()];
     const list = [...disc.variables.values()];
@@ -402,16 +424,23 @@ export class VqganTrainer {
         }
       });
     });
-    const mean = new Map<string, tf.Tensor>();
-    for (const [n, s] of sums) mean.set(n, real.length === 1 ? s : tf.div(s, real.length));
-    if (real.length !== 1) tf.dispose([...sums.values()]);
-    const loss = (await readScalars(losses)).reduce((a, b) => a + b, 0);
+    let loss = (await readScalars(losses)).reduce((a, b) => a + b, 0);
     tf.dispose(losses);
+    let summed = sums;
+    if (this.comm.size > 1) {
+      const reduced = await allreduceGrads(sums, this.comm, [loss]);
+      tf.dispose([...sums.values()]);
+      summed = reduced.grads;
+      loss = reduced.extra[0];
+    }
+    const mean = new Map<string, tf.Tensor>();
+    for (const [n, s] of summed) mean.set(n, total === 1 ? s : tf.div(s, total));
+    if (total !== 1) tf.dispose([...summed.values()]);
     const { grads, norm } = await clipByGlobalNorm(mean, this.o.maxGradNorm);
     tf.dispose([...mean.values()]);
     if (Number.isFinite(norm)) this.discOptimizer!.apply(grads, lr);
     tf.dispose([...grads.values()]);
-    return { loss: loss / real.length, norm };
+    return { loss: loss / total, norm };
   }
 
   /** Re-initialises codes unused for restartAfterSteps to encoder outputs of this batch (after the update). */
@@ -452,20 +481,20 @@ export class VqganTrainer {
    * trainer_state.safetensors (codebook last-used steps). Every file is written atomically.
    */
   async save(dir: string): Promise<void> {
-    await this.vq.save(path.join(dir, 'vqgan'));
-    if (this.ema) await this.ema.withEmaWeights(() => this.vq.save(path.join(dir, 'ema')));
-    await saveOptimizer(path.join(dir, 'optimizer.safetensors'), this.optimizer);
+    await this.vq.save(checkpointPath(dir, 'vqgan'));
+    if (this.ema) await this.ema.withEmaWeights(() => this.vq.save(checkpointPath(dir, 'ema')));
+    await saveOptimizer(checkpointPath(dir, 'optimizer'), this.optimizer);
     if (this.discriminator && this.discOptimizer) {
       const t = this.discriminator.torchTensors();
       try {
-        await saveSafetensors(path.join(dir, 'discriminator.safetensors'), t, { format: 'pt', config: JSON.stringify(this.discriminator.config) });
+        await saveSafetensors(checkpointPath(dir, 'discriminator'), t, { format: 'pt', config: JSON.stringify(this.discriminator.config) });
       } finally {
         tf.dispose(Object.values(t));
       }
-      await saveOptimizer(path.join(dir, 'disc_optimizer.safetensors'), this.discOptimizer);
+      await saveOptimizer(checkpointPath(dir, 'discOptimizer'), this.discOptimizer);
     }
     await saveSafetensors(
-      path.join(dir, 'trainer_state.safetensors'),
+      checkpointPath(dir, 'vqganState'),
       { codebook_last_used: { dtype: 'I32', shape: [this.usage.numCodes], data: this.usage.lastUsed } },
       { version: STATE_VERSION, seed: String(this.o.seed) },
     );
@@ -473,9 +502,9 @@ export class VqganTrainer {
 
   /** Restores what save() wrote, into this trainer's existing variables, so training continues exactly. */
   async load(dir: string): Promise<void> {
-    const need = (f: string) => {
-      const p = path.join(dir, f);
-      if (!existsSync(p)) throw new Error(`VQGAN checkpoint ${dir}: missing ${f}`);
+    const need = (name: keyof typeof CHECKPOINT_FILES) => {
+      const p = checkpointPath(dir, name);
+      if (!existsSync(p)) throw new Error(`VQGAN checkpoint ${dir}: missing ${CHECKPOINT_FILES[name]}`);
       return p;
     };
     const saved = await VQGAN.fromSafetensors(need('vqgan'));
@@ -493,14 +522,14 @@ export class VqganTrainer {
         ema.dispose();
       }
     }
-    await loadOptimizer(need('optimizer.safetensors'), this.optimizer);
+    await loadOptimizer(need('optimizer'), this.optimizer);
     if (this.discriminator && this.discOptimizer) {
-      await withReader(need('discriminator.safetensors'), (r) => this.discriminator!.load(r, path.join(dir, 'discriminator.safetensors')));
-      await loadOptimizer(need('disc_optimizer.safetensors'), this.discOptimizer);
+      await withReader(need('discriminator'), (r) => this.discriminator!.load(r, checkpointPath(dir, 'discriminator')));
+      await loadOptimizer(need('discOptimizer'), this.discOptimizer);
     }
-    await withReader(need('trainer_state.safetensors'), async (r) => {
+    await withReader(need('vqganState'), async (r) => {
       const meta = r.metadata();
-      if (meta.version !== STATE_VERSION) throw new Error(`${dir}/trainer_state.safetensors: unsupported version ${meta.version}`);
+      if (meta.version !== STATE_VERSION) throw new Error(`${checkpointPath(dir, 'vqganState')}: unsupported version ${meta.version}`);
       const t = await r.read('codebook_last_used');
       this.usage.restore(t.data);
     });
@@ -508,7 +537,7 @@ export class VqganTrainer {
 
   /** A trainer whose VQGAN (and everything else) comes from a checkpoint written by save(). */
   static async resume(dir: string, opts: VqganTrainerOptions): Promise<VqganTrainer> {
-    const vq = await VQGAN.fromSafetensors(path.join(dir, 'vqgan'));
+    const vq = await VQGAN.fromSafetensors(checkpointPath(dir, 'vqgan'));
     const trainer = new VqganTrainer(vq, opts);
     await trainer.load(dir);
     return trainer;

@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import { mkdtemp, mkdir, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { CheckpointStore, checkpointDirName } from '../../src/train/core/checkpoints.ts';
+import { CheckpointStore, checkpointDirName } from '../../src/run-folder/index.ts';
 
 async function tmpRoot(): Promise<string> {
   return path.join(await mkdtemp(path.join(os.tmpdir(), 'train-core-ckpt-')), 'checkpoints');

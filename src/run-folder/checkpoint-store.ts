@@ -1,21 +1,21 @@
-// Crash-safe checkpoint directories: written under a temporary name, every file hashed into
-// trainer_state.json and fsynced, then renamed into place; `latest` names the newest; old ones are rotated.
+// Crash-safe checkpoint directories (`<run>/checkpoints/`): written under a temporary name, every file hashed
+// into trainer_state.json and fsynced, then renamed into place; `latest` names the newest; old ones are rotated.
+// Both training stages save here, and every reader of a run's newest checkpoint (`--resume latest`, the sampler
+// given a run folder) takes it through `resolve('latest')`, which verifies it.
 import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { fsyncDir, writeFileAtomic } from '../../util/atomic.ts';
-import { TRAINER_STATE, checkCheckpointFiles, sha256File, type FileRecord } from '../../sample/checkpoint-files.ts';
+import { fsyncDir, writeFileAtomic } from '../util/atomic.ts';
+import { checkCheckpointFiles, sha256File, type FileRecord } from './checkpoint-files.ts';
+import { CHECKPOINT_FILES, LATEST, parseStepName, stepName } from './names.ts';
 
 export interface CheckpointInfo { step: number; dir: string }
 export type CheckpointState = Record<string, unknown> & { step: number };
 
-export { TRAINER_STATE };
-export const LATEST_FILE = 'latest';
-const DIR_RE = /^step-(\d{8,})$/;
+const TRAINER_STATE = CHECKPOINT_FILES.trainerState;
 const TMP_RE = /^\.tmp-step-\d+-(\d+)$/;
 
-export function checkpointDirName(step: number): string {
-  return `step-${String(step).padStart(8, '0')}`;
-}
+/** A checkpoint folder's name: `step-XXXXXXXX`. */
+export const checkpointDirName = stepName;
 
 
 /** Every regular file under dir, as '/'-separated relative paths, plus the subdirectories (for fsync). */
@@ -47,7 +47,8 @@ export class CheckpointStore {
   readonly root: string;
   private readonly keepLast: number;
 
-  constructor(root: string, opts: { keepLast: number }) {
+  /** `keepLast`: checkpoints kept after each save (default all: a store that only reads). */
+  constructor(root: string, opts: { keepLast: number } = { keepLast: Number.MAX_SAFE_INTEGER }) {
     if (!Number.isInteger(opts.keepLast) || opts.keepLast < 1) throw new Error(`CheckpointStore: keepLast must be an integer >= 1, got ${opts.keepLast}`);
     this.root = path.resolve(root);
     this.keepLast = opts.keepLast;
@@ -92,7 +93,7 @@ export class CheckpointStore {
     await rename(tmp, final);
     await fsyncDir(this.root);
     if (exists) await rm(replaced, { recursive: true, force: true });
-    await writeFileAtomic(path.join(this.root, LATEST_FILE), name + '\n');
+    await writeFileAtomic(path.join(this.root, LATEST), name + '\n');
     await this.rotate();
     return final;
   }
@@ -106,10 +107,10 @@ export class CheckpointStore {
     }
     const out: CheckpointInfo[] = [];
     for (const e of entries) {
-      const m = DIR_RE.exec(e);
-      if (!m) continue;
+      const step = parseStepName(e);
+      if (step === null) continue;
       const dir = path.join(this.root, e);
-      if (await stat(path.join(dir, TRAINER_STATE)).then((s) => s.isFile(), () => false)) out.push({ step: Number(m[1]), dir });
+      if (await stat(path.join(dir, TRAINER_STATE)).then((s) => s.isFile(), () => false)) out.push({ step, dir });
     }
     return out.sort((a, b) => a.step - b.step);
   }
@@ -120,22 +121,24 @@ export class CheckpointStore {
   }
 
   /**
-   * 'latest': the newest checkpoint that verifies (corrupt newer ones are reported through warn and skipped;
-   * throws when checkpoints exist but none verifies). Otherwise a directory (or a name under root such as
+   * 'latest': the checkpoint the `latest` file names, else the newest, that verifies (corrupt ones are reported
+   * through warn and skipped; throws when checkpoints exist but none verifies). Otherwise a directory (or a name under root such as
    * 'step-00000100') that must verify, else throws. null when there is no checkpoint at all.
    */
-  async resolve(spec: 'latest' | string, warn: (msg: string) => void): Promise<{ dir: string; state: CheckpointState } | null> {
-    if (spec === 'latest') {
-      const all = await this.list();
+  async resolve(spec: string, warn: (msg: string) => void): Promise<{ dir: string; state: CheckpointState } | null> {
+    if (spec === LATEST) {
+      const all = (await this.list()).reverse();
       if (all.length === 0) return null;
+      const named = await this.latestNamed();
+      const order = [...all.filter((c) => c.dir === named), ...all.filter((c) => c.dir !== named)];
       const bad: string[] = [];
-      for (const c of [...all].reverse()) {
+      for (const c of order) {
         const problem = await this.verify(c.dir);
         if (problem === null) return { dir: c.dir, state: await this.readState(c.dir) };
         warn(`checkpoint ${c.dir} is corrupt, skipping it: ${problem}`);
-        bad.push(path.basename(c.dir));
+        bad.push(`${path.basename(c.dir)}: ${problem}`);
       }
-      throw new Error(`no usable checkpoint under ${this.root}: all ${bad.length} are corrupt (${bad.join(', ')})`);
+      throw new Error(`no usable checkpoint under ${this.root}: all ${bad.length} are corrupt (${bad.join('; ')})`);
     }
     let dir = path.resolve(spec);
     if (!(await stat(dir).then((s) => s.isDirectory(), () => false))) {
@@ -146,6 +149,12 @@ export class CheckpointStore {
     const problem = await this.verify(dir);
     if (problem !== null) throw new Error(`checkpoint ${dir} is corrupt: ${problem}`);
     return { dir, state: await this.readState(dir) };
+  }
+
+  /** The folder the `latest` file names (null when absent or not a step folder name). */
+  private async latestNamed(): Promise<string | null> {
+    const name = (await readFile(path.join(this.root, LATEST), 'utf8').catch(() => '')).trim();
+    return parseStepName(name) === null ? null : path.join(this.root, name);
   }
 
   private async readState(dir: string): Promise<CheckpointState> {

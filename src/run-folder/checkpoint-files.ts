@@ -8,8 +8,9 @@ import { createHash } from 'node:crypto';
 import { createReadStream, existsSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { CHECKPOINT_FILES } from './names.ts';
 
-export const TRAINER_STATE = 'trainer_state.json';
+const TRAINER_STATE = CHECKPOINT_FILES.trainerState;
 
 export interface FileRecord {
   bytes: number;
