@@ -19,6 +19,8 @@ export interface MuseVariant {
 }
 
 const COMMON = ['data.validation_shards=[]', 'training.batch_size=4', 'training.validate_every=0'];
+/** The caches writeSyntheticCaches names by default, and an EMA of the weights. */
+const SYNTHETIC_CACHES_WITH_EMA = ['data.vq_id=vq-test', 'data.text_id=text-test', ...COMMON, 'ema.enabled=true', 'ema.decay=0.9'];
 
 function datasetDir(parent: string, name: string): string {
   const dir = path.join(parent, name);
@@ -35,11 +37,7 @@ export const TRANSFORMER: MuseVariant = {
     'model.transformer={codebook_size: 64, num_vq_tokens: 16, max_position_embeddings: 16, hidden_size: 32, num_hidden_layers: 1, ' +
       'num_attention_heads: 2, intermediate_size: 64, add_cross_attention: true, encoder_hidden_size: 8, norm_type: rmsnorm, ' +
       'use_normformer: false, use_codebook_size_for_output: true, hidden_dropout: 0.1, attention_dropout: 0.1}',
-    'data.vq_id=vq-test',
-    'data.text_id=text-test',
-    ...COMMON,
-    'ema.enabled=true',
-    'ema.decay=0.9',
+    ...SYNTHETIC_CACHES_WITH_EMA,
   ],
   async dataset(parent, name, shards) {
     const dir = datasetDir(parent, name);
@@ -63,11 +61,7 @@ export const UVIT: MuseVariant = {
       `num_res_blocks: 1, block_num_heads: 2, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 64, encoder_hidden_size: ${CLIP_DIM}, ` +
       `cond_embed_dim: ${CLIP_POOLED}, micro_cond_encode_dim: 4, micro_cond_embed_dim: 20, default_micro_conds: [64, 64, 0, 0, 6], ` +
       'hidden_dropout: 0.1, attention_dropout: 0.1}',
-    'data.vq_id=vq-test',
-    'data.text_id=text-test',
-    ...COMMON,
-    'ema.enabled=true',
-    'ema.decay=0.9',
+    ...SYNTHETIC_CACHES_WITH_EMA,
   ],
   async dataset(parent, name, shards) {
     const dir = datasetDir(parent, name);

@@ -8,7 +8,6 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { mkdir, mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
-import { spawn } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
@@ -23,6 +22,7 @@ import { runShard } from '../../src/pipeline/shard-job.ts';
 import { readManifest } from '../../src/dataset/manifest.ts';
 import { FetchProgress } from '../../src/pipeline/progress.ts';
 import { flagsToOverrides } from '../../src/cli/fetch-command.ts';
+import { runCli } from '../helpers/cli.ts';
 
 const root = path.resolve(import.meta.dirname, '../..');
 const tmp = (p: string) => mkdtemp(path.join(os.tmpdir(), `muse-hostile-${p}-`));
@@ -310,19 +310,17 @@ test('kill -9 mid-run on a deterministic hostile corpus, then a rerun: shards by
     const urls = Array.from({ length: 80 }, (_, i) => (i % 10 === 4 ? `${limited.origin}/img/${i}` : `${main.origin}/img/${i}`));
     const tsv = await writeTsv(dir, urls);
     const args = (out: string) => [
-      path.join(root, 'bin', 'muse-data.js'), 'fetch', '--input', tsv, '--input-format', 'tsv', '--no-header', '--columns', 'url,caption',
+      'fetch', '--input', tsv, '--input-format', 'tsv', '--no-header', '--columns', 'url,caption',
       '--url-col', 'url', '--caption-col', 'caption', '--allow-private-network', '--image-size', '32', '--samples-per-shard', '20',
       '--workers', '2', '--log-format', 'plain', '--out', path.join(dir, out), '--data-root', path.join(dir, `root-${out}`),
     ];
-    const run = (out: string, killAfterMs?: number) =>
-      new Promise<number | null>((resolve) => {
-        const child = spawn(process.execPath, args(out), { stdio: 'ignore' });
-        const timer = killAfterMs === undefined ? undefined : setTimeout(() => child.kill('SIGKILL'), killAfterMs);
-        child.on('exit', (code) => {
-          clearTimeout(timer);
-          resolve(code);
-        });
-      });
+    const run = async (out: string, killAfterMs?: number) => {
+      const fetching = runCli('muse-data', args(out));
+      const timer = killAfterMs === undefined ? undefined : setTimeout(() => fetching.kill(), killAfterMs);
+      const { code } = await fetching;
+      clearTimeout(timer);
+      return code;
+    };
     assert.equal(await run('ref'), 0);
     for (const delay of [1500 + Math.floor(Math.random() * 1500), 2500 + Math.floor(Math.random() * 2000)]) await run('out', delay);
     assert.equal(await run('out'), 0);
