@@ -77,6 +77,13 @@ export const ROWS: Row[] = [
     says: [/token cache .*tokens\/vq-test\/00000\.arrow holds token id 63, but model\.transformer\.codebook_size is 32/] },
   { what: 'encoder_hidden_size other than the text cache width', command: 'muse-train', setup: tokenized, argv: (d) => trainOn(d, 'model.transformer.encoder_hidden_size=16'), status: 1,
     says: ['model.transformer.encoder_hidden_size is 16, but the text cache text/text-test has width 256'] },
+  { what: 'cond_embed_dim other than the text cache\'s pooled width', command: 'muse-train',
+    setup: async (d) => {
+      await mkdir(path.join(d, 'data', 'shards'), { recursive: true });
+      await writeSyntheticCaches(path.join(d, 'data'), { shards: { 0: 12, 1: 12 }, gridH: 4, gridW: 4, codebookSize: 64, dim: 256, pooledDim: 16 });
+    },
+    argv: (d) => trainOn(d, 'model.transformer.add_cond_embeds=true', 'model.transformer.cond_embed_dim=8'), status: 1,
+    says: ["model.transformer.cond_embed_dim is 8, but the text cache's pooled vector has width 16: set cond_embed_dim to 16"] },
   { what: 'num_vq_tokens other than the cache grid', command: 'muse-train', setup: tokenized,
     argv: (d) => trainOn(d, 'model.transformer.num_vq_tokens=64', 'model.transformer.max_position_embeddings=64'), status: 1,
     says: ['model.transformer.num_vq_tokens is 64, but the token cache', 'has 4x4 = 16 tokens per image'] },
