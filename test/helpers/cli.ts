@@ -25,6 +25,8 @@ export interface CliOptions {
   env?: NodeJS.ProcessEnv;
   /** Called with all of stderr so far after each chunk; `kill()` sends SIGKILL. */
   onStderr?: (text: string, kill: () => void) => void;
+  /** SIGKILL after this long (a hung command fails its test instead of the whole run). */
+  timeoutMs?: number;
 }
 
 /** The running command: await it for its outcome; `kill` sends a signal (default SIGKILL). */
@@ -48,10 +50,14 @@ export function runCli(command: Command, args: string[], opts: CliOptions = {}):
     stderr += c;
     opts.onStderr?.(stderr, () => kill());
   });
+  const timer = opts.timeoutMs === undefined ? undefined : setTimeout(() => kill(), opts.timeoutMs);
   const done = new Promise<CliRun>((resolve, reject) => {
     child.on('error', reject);
     // 'close': the process has exited and its output streams are read to the end.
-    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr, ms: Date.now() - started }));
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr, ms: Date.now() - started });
+    });
   });
   return Object.assign(done, { child, kill });
 }

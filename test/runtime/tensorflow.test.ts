@@ -20,6 +20,7 @@ import { loadTrainConfig } from '../../src/train/config/load.ts';
 import { MaskGitTransformer } from '../../src/models/transformer/index.ts';
 import { MuseTrainer } from '../../src/train/muse/trainer.ts';
 import type { Batch } from '../../src/train/data/batch.ts';
+import { runCli } from '../helpers/cli.ts';
 
 const root = path.resolve(import.meta.dirname, '../..');
 
@@ -72,17 +73,16 @@ test(`tensorflow: tf.memory() stays flat over ${MEMORY_STEPS} training steps (te
   });
 });
 
-test('--backend tensorflow with nothing built: exit 2 naming the build command, nothing written; --backends says why', () => {
+test('--backend tensorflow with nothing built: exit 2 naming the build command, nothing written; --backends says why', async () => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'muse-nobuild-'));
   const env = { ...process.env, MUSE_TENSORFLOW_BUILD: path.join(dir, 'none') };
   try {
-    const r = spawnSync(process.execPath, [path.join(root, 'bin/muse-train.js'), '--stage', 'tiny', '--backend', 'tensorflow', '--out', path.join(dir, 'run')],
-      { cwd: root, env, encoding: 'utf8', timeout: 60_000 });
-    assert.equal(r.status, 2, `exit code (stderr: ${r.stderr})`);
+    const r = await runCli('muse-train', ['--stage', 'tiny', '--backend', 'tensorflow', '--out', path.join(dir, 'run')], { cwd: root, env, timeoutMs: 60_000 });
+    assert.equal(r.code, 2, `exit code (stderr: ${r.stderr})`);
     assert.ok(r.stderr.includes('no native TensorFlow build') && r.stderr.includes('npm run build:tensorflow'), r.stderr);
     assert.ok(!existsSync(path.join(dir, 'run')), 'nothing written');
-    const l = spawnSync(process.execPath, [path.join(root, 'bin/muse-train.js'), '--backends'], { cwd: root, env, encoding: 'utf8', timeout: 60_000 });
-    assert.equal(l.status, 0, l.stderr);
+    const l = await runCli('muse-train', ['--backends'], { cwd: root, env, timeoutMs: 60_000 });
+    assert.equal(l.code, 0, l.stderr);
     assert.match(l.stdout, /^tensorflow +unavailable +no native TensorFlow build .*npm run build:tensorflow/m);
     assert.match(l.stdout, /^wasm +available/m);
     assert.match(l.stdout, /^cpu +available/m);
