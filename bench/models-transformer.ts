@@ -15,6 +15,8 @@ export interface TransformerBenchOptions {
   batch?: number;
   warmup?: number;
   steps?: number;
+  /** Called with each timed sample as it is taken (a caller with a deadline keeps what was measured). */
+  onSample?: (kind: 'forward' | 'train', ms: number) => void;
 }
 
 const PYTORCH_MS_PER_STEP: Record<string, number> = { '256x4': 1459, '512x8': 8330 };
@@ -44,13 +46,14 @@ function maskedBatch(rng: Prng, batch: number, length: number, codebook: number,
   return { ids: tf.tensor2d(ids, [batch, length], 'int32'), labels: tf.tensor2d(labels, [batch, length], 'int32') };
 }
 
-async function timeIt(fn: () => Promise<void>, warmup: number, steps: number): Promise<number[]> {
+async function timeIt(fn: () => Promise<void>, warmup: number, steps: number, onSample?: (ms: number) => void): Promise<number[]> {
   for (let i = 0; i < warmup; i++) await fn();
   const times: number[] = [];
   for (let i = 0; i < steps; i++) {
     const t0 = performance.now();
     await fn();
     times.push(performance.now() - t0);
+    onSample?.(times[i]);
   }
   return times;
 }
@@ -86,7 +89,7 @@ export async function benchTransformer(backend: BackendName | string, opts: Tran
     const logits = model.forward(ids, ehs);
     await logits.data();
     tf.dispose([ids, logits]);
-  }, warmup, steps);
+  }, warmup, steps, (ms) => opts.onSample?.('forward', ms));
 
   let lastLoss = NaN;
   const gradTimes: number[] = [];
@@ -110,7 +113,7 @@ export async function benchTransformer(backend: BackendName | string, opts: Tran
     optTimes.push(performance.now() - t1);
     lastLoss = (await value.data())[0];
     tf.dispose([ids, labels, value, ...Object.values(grads)]);
-  }, warmup, steps);
+  }, warmup, steps, (ms) => opts.onSample?.('train', ms));
 
   const fwdMs = median(forwardTimes);
   const stepMs = median(trainTimes);
@@ -140,7 +143,8 @@ export async function benchTransformer(backend: BackendName | string, opts: Tran
 }
 
 // Standalone: node --import tsx bench/models-transformer.ts [backend]
-if (import.meta.url === `file://${process.argv[1]}`) {
+// (By file name: bundled into bench/device's main.mjs, every module's import.meta.url is the bundle's.)
+if (/[\\/]models-transformer\.ts$/.test(process.argv[1] ?? '')) {
   const backend = process.argv[2] ?? 'wasm';
   console.log(JSON.stringify(await benchTransformer(backend), null, 2));
 }

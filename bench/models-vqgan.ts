@@ -82,6 +82,7 @@ export async function benchVqgan(opts: VqganBenchOptions = {}): Promise<object> 
 }
 
 // `node --import tsx bench/models-vqgan.ts` runs it alone.
-if (import.meta.url === `file://${process.argv[1]}`) {
+// (By file name: bundled into bench/device's main.mjs, every module's import.meta.url is the bundle's.)
+if (/[\\/]models-vqgan\.ts$/.test(process.argv[1] ?? '')) {
   console.log(JSON.stringify(await benchVqgan(), null, 2));
 }
