@@ -1,5 +1,6 @@
 /**
- * The model registry: what a model spec names (`parseVqSpec`, the one parser of `model.vq` / `--vq`), and the
+ * The model registry: what a model spec names (`parseVqSpec`, the one parser of `model.vq` / `--vq`; text encoder
+ * specs: `parseTextEncoderSpec` in text/encoders.ts), and the
  * models tokenize runs, with the id that names their cache folder and the sha256 that pins their weights.
  * Built-ins have no files: their hash is taken over the generated weights (VQGAN) or, for the built-in text
  * encoder whose parameters are not exposed, over its hidden states for a fixed probe text.
@@ -11,7 +12,7 @@ import path from 'node:path';
 import { tf } from '../runtime/backend.ts';
 import { readData } from '../runtime/read.ts';
 import { VQGAN, configFromJson, configToJson, derived, type VqganConfig } from './vqgan/index.ts';
-import { BYT5_TINY_CONFIG, loadTextEncoder, type TextEncoder } from './text/index.ts';
+import { BYT5_TINY_CONFIG, loadTextEncoder, parseTextEncoderSpec, type TextEncoder } from './text/index.ts';
 
 /** Built-in VQGAN: 64 px -> 8x8 = 64 tokens, 256 codes of 16 dims; small enough for wasm in tests. */
 export const BUILTIN_VQ_CONFIG: Partial<VqganConfig> = {
@@ -119,9 +120,9 @@ export async function loadVq(spec: string | undefined, imageSize?: number): Prom
 const PROBE = 'muse weights fingerprint: a red cube on a blue sphere';
 
 export async function loadText(spec: string): Promise<LoadedText> {
+  const parsed = parseTextEncoderSpec(spec);
   const encoder = await loadTextEncoder(spec);
-  const m = /^(t5|clip):(.+)$/.exec(spec);
-  if (m) return { id: encoder.id, encoder, name: path.resolve(m[2]), config: { kind: encoder.kind, dim: encoder.dim, pooled_dim: encoder.pooledDim ?? 0 }, weightsSha256: await hashWeightFiles(m[2]) };
+  if (parsed.kind !== 'builtin') return { id: encoder.id, encoder, name: path.resolve(parsed.dir), config: { kind: encoder.kind, dim: encoder.dim, pooled_dim: encoder.pooledDim ?? 0 }, weightsSha256: await hashWeightFiles(parsed.dir) };
   const out = encoder.encode([PROBE]);
   const h = createHash('sha256').update(Buffer.from((await out.hidden.data()).buffer));
   out.hidden.dispose();
