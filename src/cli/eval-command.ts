@@ -3,9 +3,9 @@ import path from 'node:path';
 import yargs from 'yargs';
 import { BACKEND_NAMES, initBackend, type BackendName } from '../runtime/backend.ts';
 import { resolveDataRoot } from '../dataset/data-root.ts';
+import { FID_RESIZES, type FidResize } from '../eval/fid/resize.ts';
 import { runCli, UsageError, usageFailure } from './run-cli.ts';
 
-const RESIZES = ['clean', 'pytorch-fid'];
 
 function positiveInt(name: string, v: number | undefined): number | undefined {
   if (v === undefined) return undefined;
@@ -21,7 +21,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('data-root', { type: 'string', describe: 'data root (FID statistics cache in <data root>/fid-stats)' });
   const fidOpts = (y: ReturnType<typeof yargs>) => y
     .option('inception', { type: 'string', describe: 'pytorch-fid Inception weights (.safetensors); default: built-in random weights (values not comparable to published FIDs)' })
-    .option('resize', { choices: RESIZES, default: 'clean', describe: 'clean: clean-fid PIL bicubic; pytorch-fid: bilinear' })
+    .option('resize', { choices: FID_RESIZES, default: 'clean', describe: 'clean: clean-fid PIL bicubic; pytorch-fid: bilinear' })
     .option('cache', { type: 'boolean', default: true, describe: 'read and write cached real-set statistics (--no-cache: neither)' });
   await yargs(argv)
     .scriptName('muse-eval')
@@ -39,7 +39,7 @@ export async function main(argv: string[]): Promise<number> {
       const inception = await loadInception(a.inception as string | undefined);
       try {
         const o = {
-          inception, resize: a.resize as 'clean' | 'pytorch-fid', num: positiveInt('num', a.num), batch: positiveInt('batch', a.batch),
+          inception, resize: a.resize as FidResize, num: positiveInt('num', a.num), batch: positiveInt('batch', a.batch),
           allowMixedSizes: a['allow-mixed-sizes'], cacheDir: !a.cache ? undefined : path.join(resolveDataRoot(a['data-root'] as string | undefined), 'fid-stats'),
           log: a.json ? undefined : (m: string) => err(`${m}\n`),
         };
@@ -99,7 +99,7 @@ export async function main(argv: string[]): Promise<number> {
       await initBackend(a.backend as BackendName);
       const r = await runEval({
         checkpoint: a.checkpoint, prompts, real: a.real, out: a.out, num: positiveInt('num', a.num), seed: a.seed, steps: positiveInt('steps', a.steps),
-        guidance: a.guidance, inception: a.inception as string | undefined, resize: a.resize as 'clean' | 'pytorch-fid', clip: a.clip,
+        guidance: a.guidance, inception: a.inception as string | undefined, resize: a.resize as FidResize, clip: a.clip,
         statsCache: !a.cache ? undefined : path.join(resolveDataRoot(a['data-root'] as string | undefined), 'fid-stats'), log: (m) => err(`${m}\n`),
       });
       out(`${r.images} images -> ${path.join(a.out, 'eval.json')}${r.fid !== undefined ? `; FID ${r.fid.toFixed(4)}` : ''}${r.clip_score !== undefined ? `; CLIP score ${r.clip_score.toFixed(4)}` : ''}\n`);
