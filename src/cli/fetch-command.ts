@@ -149,13 +149,15 @@ export async function fetchHandler(a: FetchArgs): Promise<number> {
   const folderName = nameFlag ?? (a.pipeline ? cfg.name : inputStem((cfg.input.files as string[])[0]));
   const datasetDir = path.resolve((a.out as string | undefined) ?? path.join(dataRoot, folderName));
   cfg.name = nameFlag ?? path.basename(datasetDir);
-  const common = { cfg, datasetDir, dataRoot, projectRoot, nameGiven: nameFlag !== undefined, shards: a.shards as string | undefined, logFormat: (a['log-format'] as LogFormat) ?? 'auto', progressIntervalS: progressInterval(a) };
-  const modulo = shardModulo(a);
+  const common = {
+    cfg, datasetDir, dataRoot, projectRoot, nameGiven: nameFlag !== undefined, shards: a.shards as string | undefined, shardModulo: shardModulo(a),
+    logFormat: (a['log-format'] as LogFormat) ?? 'auto', progressIntervalS: progressInterval(a),
+  };
   const retryStatuses = retryStatusList(a);
   if (retryStatuses && a.queue !== undefined) throw new Error('--retry-status runs shards in this process or its workers; it does not go with --queue');
   const summary = a.queue !== undefined
     ? await (await import('../queue/fetch-through-queue.ts')).fetchThroughQueue({ ...common, queueUrl: a.queue as string, retry: retryPolicy(a) })
-    : await runFetch({ ...common, shardModulo: modulo, retryStatuses, workers: Math.max(1, Math.floor((a.workers as number) ?? 1)) });
+    : await runFetch({ ...common, retryStatuses, workers: Math.max(1, Math.floor((a.workers as number) ?? 1)) });
   const s = summary.status;
   process.stderr.write(
     `done: ${summary.rows} rows in ${summary.shards_selected} shard(s) (${summary.shards_run} run, ${summary.shards_skipped} already complete) in ${summary.elapsed_s}s — ` +
