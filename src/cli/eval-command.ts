@@ -4,9 +4,9 @@ import path from 'node:path';
 import yargs from 'yargs';
 import { BACKEND_NAMES, initBackend, type BackendName } from '../runtime/backend.ts';
 import { fidStatsCacheDir, resolveDataRoot } from '../dataset/data-root.ts';
+import { FID_RESIZES, type FidResize } from '../eval/fid/resize.ts';
 import { runCli, UsageError, usageFailure } from './run-cli.ts';
 
-const RESIZES = ['clean', 'pytorch-fid'];
 
 function positiveInt(name: string, v: number | undefined): number | undefined {
   if (v === undefined) return undefined;
@@ -36,7 +36,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('data-root', { type: 'string', describe: 'data root (FID statistics cache in <data root>/fid-stats; its index lists the opt-outs a dataset set leaves out, default: the dataset\'s parent folder)' });
   const fidOpts = (y: ReturnType<typeof yargs>) => y
     .option('inception', { type: 'string', describe: 'pytorch-fid Inception weights (.safetensors); default: built-in random weights (values not comparable to published FIDs)' })
-    .option('resize', { choices: RESIZES, default: 'clean', describe: 'clean: clean-fid PIL bicubic; pytorch-fid: bilinear' })
+    .option('resize', { choices: FID_RESIZES, default: 'clean', describe: 'clean: clean-fid PIL bicubic; pytorch-fid: bilinear' })
     .option('cache', { type: 'boolean', default: true, describe: 'read and write cached real-set statistics (--no-cache: neither)' });
   await yargs(argv)
     .scriptName('muse-eval')
@@ -58,7 +58,7 @@ export async function main(argv: string[]): Promise<number> {
       const inception = await loadInception(a.inception as string | undefined);
       try {
         const o = {
-          inception, resize: a.resize as 'clean' | 'pytorch-fid', num, batch,
+          inception, resize: a.resize as FidResize, num, batch,
           allowMixedSizes: a['allow-mixed-sizes'], dataRoot: a['data-root'] as string | undefined, cacheDir: !a.cache ? undefined : fidStatsCacheDir(resolveDataRoot(a['data-root'] as string | undefined)),
           log: a.json ? undefined : (m: string) => err(`${m}\n`),
         };
@@ -125,7 +125,7 @@ export async function main(argv: string[]): Promise<number> {
       await initBackend(a.backend as BackendName);
       const r = await runEval({
         checkpoint: a.checkpoint, prompts, real: a.real, out: a.out, num, seed: a.seed, steps,
-        guidance: a.guidance, inception: a.inception as string | undefined, resize: a.resize as 'clean' | 'pytorch-fid', clip: a.clip,
+        guidance: a.guidance, inception: a.inception as string | undefined, resize: a.resize as FidResize, clip: a.clip,
         dataRoot: a['data-root'] as string | undefined,
         statsCache: !a.cache ? undefined : fidStatsCacheDir(resolveDataRoot(a['data-root'] as string | undefined)), log: (m) => err(`${m}\n`),
       });

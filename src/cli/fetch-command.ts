@@ -2,9 +2,12 @@
 import path from 'node:path';
 import type { Argv } from 'yargs';
 import { deepMerge, loadPipelineFile, resolvePipeline, resolvePipelinePath } from '../pipeline/config.ts';
-import { RESIZE_MODES } from '../pipeline/config-types.ts';
+import { DEAD_LINK_MODES } from '../pipeline/config-types.ts';
+import { INPUT_FORMATS } from '../sources/formats.ts';
+import { ENCODE_FORMATS } from '../image/encode.ts';
+import { RESIZE_MODES } from '../image/geometry.ts';
 import { runFetch, topReasons } from '../pipeline/run-fetch.ts';
-import type { LogFormat } from '../pipeline/progress.ts';
+import { LOG_FORMATS, type LogFormat } from '../pipeline/progress.ts';
 import { PROJECT_ROOT, resolveDataRoot } from '../dataset/data-root.ts';
 import { shardsDir } from '../dataset/names.ts';
 import { queueFlags, retryPolicy, shardModulo } from './queue-flags.ts';
@@ -18,11 +21,11 @@ export function fetchCommand(y: Argv) {
     .option('out', { type: 'string', describe: 'output dataset folder (default: <data root>/<name>)' })
     .option('name', { type: 'string', describe: "the dataset's name in the index (default: the output folder's name; the pipeline's name, or the first --input file's, picks the default folder)" })
     .option('data-root', { type: 'string', describe: 'data root (default: $MUSE_DATA_ROOT or ./datasets)' })
-    .option('log-format', { choices: ['auto', 'plain', 'json'] as const, default: 'auto' as const, describe: 'progress: live bar on a terminal, plain lines, or JSON lines' })
+    .option('log-format', { choices: LOG_FORMATS, default: 'auto' as const, describe: 'progress: live bar on a terminal, plain lines, or JSON lines' })
     .option('retry-status', { type: 'string', describe: 'in complete shards, fetch again only the rows with these statuses or reasons, e.g. host_unresponsive (comma list)' })
     .option('progress-interval', { type: 'number', default: 5, describe: 'seconds between plain or JSON progress lines' })
     .option('input', { type: 'string', array: true, describe: 'metadata file(s) or glob(s); replaces the pipeline input files' })
-    .option('input-format', { choices: ['parquet', 'tsv', 'csv', 'jsonl', 'imagenet'] as const })
+    .option('input-format', { choices: INPUT_FORMATS })
     .option('header', { type: 'boolean', describe: 'tsv/csv: first line is a header (--no-header for CC12M/CC3M)' })
     .option('columns', { type: 'string', describe: 'tsv/csv without header: column names in order, e.g. url,caption' })
     .option('url-col', { type: 'string' })
@@ -30,13 +33,13 @@ export function fetchCommand(y: Argv) {
     .option('image-size', { type: 'number' })
     .option('resize-mode', { choices: RESIZE_MODES })
     .option('resize-only-if-bigger', { type: 'boolean' })
-    .option('encode-format', { choices: ['jpg', 'webp', 'png'] as const })
+    .option('encode-format', { choices: ENCODE_FORMATS })
     .option('encode-quality', { type: 'number' })
     .option('min-image-size', { type: 'number' })
     .option('max-aspect-ratio', { type: 'number' })
     .option('max-image-area', { type: 'number' })
     .option('samples-per-shard', { type: 'number' })
-    .option('dead-links', { choices: ['fallback', 'skip'] as const })
+    .option('dead-links', { choices: DEAD_LINK_MODES })
     .option('allow-private-network', { type: 'boolean', describe: 'allow URLs that resolve to private/loopback addresses (local data only)' })
     .option('concurrency', { type: 'number', describe: 'parallel downloads per worker' })
     .option('connect-timeout', { type: 'number', describe: 'seconds to connect (DNS, TCP, TLS); default 5' })
@@ -147,13 +150,15 @@ export async function fetchHandler(a: FetchArgs): Promise<number> {
   const folderName = nameFlag ?? (a.pipeline ? cfg.name : inputStem((cfg.input.files as string[])[0]));
   const datasetDir = path.resolve((a.out as string | undefined) ?? path.join(dataRoot, folderName));
   cfg.name = nameFlag ?? path.basename(datasetDir);
-  const common = { cfg, datasetDir, dataRoot, projectRoot, nameGiven: nameFlag !== undefined, shards: a.shards as string | undefined, logFormat: (a['log-format'] as LogFormat) ?? 'auto', progressIntervalS: progressInterval(a) };
-  const modulo = shardModulo(a);
+  const common = {
+    cfg, datasetDir, dataRoot, projectRoot, nameGiven: nameFlag !== undefined, shards: a.shards as string | undefined, shardModulo: shardModulo(a),
+    logFormat: (a['log-format'] as LogFormat) ?? 'auto', progressIntervalS: progressInterval(a),
+  };
   const retryStatuses = retryStatusList(a);
   if (retryStatuses && a.queue !== undefined) throw new Error('--retry-status runs shards in this process or its workers; it does not go with --queue');
   const summary = a.queue !== undefined
     ? await (await import('../queue/fetch-through-queue.ts')).fetchThroughQueue({ ...common, queueUrl: a.queue as string, retry: retryPolicy(a) })
-    : await runFetch({ ...common, shardModulo: modulo, retryStatuses, workers: Math.max(1, Math.floor((a.workers as number) ?? 1)) });
+    : await runFetch({ ...common, retryStatuses, workers: Math.max(1, Math.floor((a.workers as number) ?? 1)) });
   const s = summary.status;
   process.stderr.write(
     `done: ${summary.rows} rows in ${summary.shards_selected} shard(s) (${summary.shards_run} run, ${summary.shards_skipped} already complete) in ${summary.elapsed_s}s — ` +

@@ -5,6 +5,10 @@
  * "<PERSON>, <PERSON> and <PERSON>") becomes "people", any other token "a person". Matching is
  * case-insensitive (open-muse matches the lower-case form, the TSV has upper case).
  */
+/** What a caption filter does with a `<PERSON>` token (pipeline `filters.caption.person_token`): the one list. */
+export const PERSON_TOKEN_MODES = ['keep', 'replace', 'drop'] as const;
+export type PersonToken = (typeof PERSON_TOKEN_MODES)[number];
+
 const RUN = /<person>(?:[\s,]*(?:and)?[\s,]*<person>)+/giu;
 const ONE = /<person>/giu;
 const ANY = /<person>/iu;

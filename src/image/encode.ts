@@ -1,5 +1,8 @@
 import type { Sharp } from 'sharp';
-import type { EncodeFormat } from '../pipeline/config-types.ts';
+
+/** The formats a fetched image is written in (pipeline `image.encode_format`, `fetch --encode-format`): the one list. */
+export const ENCODE_FORMATS = ['jpg', 'webp', 'png'] as const;
+export type EncodeFormat = (typeof ENCODE_FORMATS)[number];
 
 /**
  * PNG has no quality: as in img2dataset, an `encode_quality` of 0–9 is taken as the zlib level;

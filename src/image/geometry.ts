@@ -1,4 +1,6 @@
-import type { ResizeMode } from '../pipeline/config-types.ts';
+/** img2dataset's resize modes (pipeline `image.resize_mode`, `fetch --resize-mode`): the one list. */
+export const RESIZE_MODES = ['center_crop', 'keep_ratio', 'border', 'no'] as const;
+export type ResizeMode = (typeof RESIZE_MODES)[number];
 
 /**
  * What to do to an (already EXIF-oriented) image of `width`×`height`, following img2dataset's

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import sharp, { type OutputInfo } from 'sharp';
-import type { EncodeFormat, ImageConfig } from '../pipeline/config-types.ts';
+import type { ImageConfig } from '../pipeline/config-types.ts';
+import type { EncodeFormat } from './encode.ts';
 import { dhashRaw } from './dhash.ts';
 import { withEncoder } from './encode.ts';
 import { planResize } from './geometry.ts';

@@ -1,5 +1,6 @@
 /**
- * The model registry: what a model spec names (`parseVqSpec`, the one parser of `model.vq` / `--vq`), and the
+ * The model registry: what a model spec names (`parseVqSpec`, the one parser of `model.vq` / `--vq`; text encoder
+ * specs: `parseTextEncoderSpec` in text/encoders.ts), and the
  * models tokenize runs, with the id that names their cache folder and the sha256 that pins their weights.
  * Built-ins have no files: their hash is taken over the generated weights (VQGAN) or, for the built-in text
  * encoder whose parameters are not exposed, over its hidden states for a fixed probe text.
@@ -10,8 +11,8 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { tf } from '../runtime/backend.ts';
 import { readData } from '../runtime/read.ts';
-import { VQGAN, configFromJson, configToJson, derived, type VqganConfig } from './vqgan/index.ts';
-import { BYT5_TINY_CONFIG, loadTextEncoder, type TextEncoder } from './text/index.ts';
+import { VQGAN, configFromJson, configToJson, derived, vqganConfig, type VqganConfig } from './vqgan/index.ts';
+import { BYT5_TINY_CONFIG, loadTextEncoder, parseTextEncoderSpec, type TextEncoder } from './text/index.ts';
 
 /** Built-in VQGAN: 64 px -> 8x8 = 64 tokens, 256 codes of 16 dims; small enough for wasm in tests. */
 export const BUILTIN_VQ_CONFIG: Partial<VqganConfig> = {
@@ -48,10 +49,10 @@ export function absoluteVqSpec(spec: string): string {
   return p.kind === 'builtin' ? 'builtin' : path.resolve(p.dir);
 }
 
-/** Pixels per token side of the VQGAN `spec`, from its config (no weights are read). */
-export async function vqReductionFactor(spec: string): Promise<number> {
+/** The config of the VQGAN `spec` (no weights are read): the built-in's, or a folder's config.json. */
+async function vqConfig(spec: string): Promise<VqganConfig> {
   const p = parseVqSpec(spec);
-  if (p.kind === 'builtin') return 2 ** (BUILTIN_VQ_CONFIG.channelMult!.length - 1);
+  if (p.kind === 'builtin') return vqganConfig(BUILTIN_VQ_CONFIG);
   const file = path.join(p.dir, 'config.json');
   let json: Record<string, unknown>;
   try {
@@ -59,21 +60,17 @@ export async function vqReductionFactor(spec: string): Promise<number> {
   } catch (err) {
     throw new Error(`model.vq: cannot read ${file} (${(err as Error).message})`);
   }
-  return derived(configFromJson(json)).reductionFactor;
+  return configFromJson(json);
+}
+
+/** Pixels per token side of the VQGAN `spec`, from its config (no weights are read). */
+export async function vqReductionFactor(spec: string): Promise<number> {
+  return derived(await vqConfig(spec)).reductionFactor;
 }
 
 /** Codebook size (number of codes) of the VQGAN `spec`, from its config (no weights are read). */
 export async function vqCodebookSize(spec: string): Promise<number> {
-  const p = parseVqSpec(spec);
-  if (p.kind === 'builtin') return BUILTIN_VQ_CONFIG.numEmbeddings!;
-  const file = path.join(p.dir, 'config.json');
-  let json: Record<string, unknown>;
-  try {
-    json = JSON.parse(await readFile(file, 'utf8'));
-  } catch (err) {
-    throw new Error(`model.vq: cannot read ${file} (${(err as Error).message})`);
-  }
-  return configFromJson(json).numEmbeddings;
+  return (await vqConfig(spec)).numEmbeddings;
 }
 
 export interface LoadedVq {
@@ -119,9 +116,9 @@ export async function loadVq(spec: string | undefined, imageSize?: number): Prom
 const PROBE = 'muse weights fingerprint: a red cube on a blue sphere';
 
 export async function loadText(spec: string): Promise<LoadedText> {
+  const parsed = parseTextEncoderSpec(spec);
   const encoder = await loadTextEncoder(spec);
-  const m = /^(t5|clip):(.+)$/.exec(spec);
-  if (m) return { id: encoder.id, encoder, name: path.resolve(m[2]), config: { kind: encoder.kind, dim: encoder.dim, pooled_dim: encoder.pooledDim ?? 0 }, weightsSha256: await hashWeightFiles(m[2]) };
+  if (parsed.kind !== 'builtin') return { id: encoder.id, encoder, name: path.resolve(parsed.dir), config: { kind: encoder.kind, dim: encoder.dim, pooled_dim: encoder.pooledDim ?? 0 }, weightsSha256: await hashWeightFiles(parsed.dir) };
   const out = encoder.encode([PROBE]);
   const h = createHash('sha256').update(Buffer.from((await out.hidden.data()).buffer));
   out.hidden.dispose();

@@ -1,12 +1,13 @@
 /** The shape of a pipeline file (`pipelines/*.yaml`) after defaults are applied. Keys are snake_case as in YAML. */
 
-export type InputFormat = 'parquet' | 'tsv' | 'csv' | 'jsonl' | 'imagenet';
-/** img2dataset's resize modes (pipeline `image.resize_mode`, `fetch --resize-mode`). */
-export const RESIZE_MODES = ['center_crop', 'keep_ratio', 'border', 'no'] as const;
-export type ResizeMode = (typeof RESIZE_MODES)[number];
-export type EncodeFormat = 'jpg' | 'webp' | 'png';
-export type DeadLinks = 'fallback' | 'skip';
-export type PersonToken = 'keep' | 'replace' | 'drop';
+import type { InputFormat } from '../sources/formats.ts';
+import type { EncodeFormat } from '../image/encode.ts';
+import type { ResizeMode } from '../image/geometry.ts';
+import type { PersonToken } from '../filters/person-token.ts';
+
+/** What a shard job does with a row whose image cannot be had (pipeline `dead_links`, `fetch --dead-links`): the one list. */
+export const DEAD_LINK_MODES = ['fallback', 'skip'] as const;
+export type DeadLinks = (typeof DEAD_LINK_MODES)[number];
 
 export interface InputConfig {
   /** Files or glob patterns; `${data_root}` and `${project}` are expanded. Read in sorted order. */

@@ -5,7 +5,11 @@
 import { readFile } from 'node:fs/promises';
 import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
-import { RESIZE_MODES, type PipelineConfig } from './config-types.ts';
+import { DEAD_LINK_MODES, type PipelineConfig } from './config-types.ts';
+import { INPUT_FORMATS } from '../sources/formats.ts';
+import { ENCODE_FORMATS } from '../image/encode.ts';
+import { RESIZE_MODES } from '../image/geometry.ts';
+import { PERSON_TOKEN_MODES } from '../filters/person-token.ts';
 import { closestName } from '../util/suggest.ts';
 import { ConfigError, deepMerge, isPlainObject, parseYamlMapping, unknownKeyError } from '../util/yaml-config.ts';
 
@@ -43,11 +47,11 @@ export const DEFAULT_IMAGE: PipelineConfig['image'] = {
 };
 
 const ENUMS: Record<string, readonly string[]> = {
-  'input.format': ['parquet', 'tsv', 'csv', 'jsonl', 'imagenet'],
+  'input.format': INPUT_FORMATS,
   'image.resize_mode': RESIZE_MODES,
-  'image.encode_format': ['jpg', 'webp', 'png'],
-  dead_links: ['fallback', 'skip'],
-  'filters.caption.person_token': ['keep', 'replace', 'drop'],
+  'image.encode_format': ENCODE_FORMATS,
+  dead_links: DEAD_LINK_MODES,
+  'filters.caption.person_token': PERSON_TOKEN_MODES,
 };
 
 /** Every key a pipeline file may hold, with its expected type. Used to reject typos with a suggestion. */

@@ -17,7 +17,9 @@ export interface LiveStatus {
   cut_offs: CutOff[];
 }
 
-export type LogFormat = 'auto' | 'plain' | 'json';
+/** How fetch reports progress (`fetch --log-format`): the one list. */
+export const LOG_FORMATS = ['auto', 'plain', 'json'] as const;
+export type LogFormat = (typeof LOG_FORMATS)[number];
 
 export class FetchProgress {
   private rows = 0;

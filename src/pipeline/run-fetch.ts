@@ -8,7 +8,7 @@ import path from 'node:path';
 import type { PipelineConfig } from './config-types.ts';
 import type { ContextOptions } from './context.ts';
 import type { ShardJobContext } from './shard-job.ts';
-import { createSource } from '../sources/index.ts';
+import { createSource, type Source } from '../sources/index.ts';
 import { prepareRecordFilter } from '../filters/index.ts';
 import { FetchProgress, type LogFormat } from './progress.ts';
 import type { FromWorker } from './worker.ts';
@@ -82,32 +82,68 @@ export function parseShardSelection(spec: string | undefined, total: number): nu
   }
 }
 
-export async function runFetch(o: FetchOptions): Promise<FetchSummary> {
-  const started = Date.now();
-  // Opening the source checks every input file, and creating the filter the filter config, before any shard
-  // is written. Nothing heavier is loaded here: with --workers the parent only schedules and reports.
+/** What a fetch run will do: decided by `planFetch`, the same way for a local run and a queued one. */
+export interface FetchPlan {
+  /** The input, opened (every input file checked). */
+  source: Source;
+  totalRows: number;
+  /** Shards of the whole input. */
+  shards: number;
+  /** `--shards`, then of those `--shard-index I --shard-count N`. */
+  selected: number[];
+  /** Complete selected shards with rows to fetch again (`--retry-status`). */
+  retried: number[];
+  /** Selected shards to run: incomplete, or retried. */
+  pending: number[];
+  /** Input rows of the pending shards (what progress counts to). */
+  pendingRows: number;
+}
+
+export type FetchPlanOptions = Pick<FetchOptions, 'cfg' | 'datasetDir' | 'dataRoot' | 'projectRoot' | 'nameGiven' | 'shards' | 'shardModulo' | 'retryStatuses'>;
+
+/**
+ * The planning phase of every fetch, local or through the queue: checks the input files and the filter config
+ * before any shard is written, registers the dataset, and picks the shards to run. Loads nothing heavier: the
+ * planning process may only schedule and report.
+ */
+export async function planFetch(o: FetchPlanOptions): Promise<FetchPlan> {
   const source = createSource(o.cfg.input, { dataRoot: o.dataRoot, projectRoot: o.projectRoot });
   const { totalRows } = await source.open();
   await prepareRecordFilter(o.cfg.filters, { baseDir: o.projectRoot });
+  const shards = shardCount(totalRows, o.cfg.samples_per_shard);
+  const m = o.shardModulo;
+  const selected = parseShardSelection(o.shards, shards).filter((s) => !m || s % m.count === m.index);
+  await registerDataset(o, totalRows, shards);
+  const retried = o.retryStatuses ? await shardsToRetry(o.datasetDir, selected, new Set(o.retryStatuses)) : [];
+  const pending = selected.filter((s) => !isShardComplete(o.datasetDir, s) || retried.includes(s));
+  const pendingRows = pending.reduce((n, s) => n + Math.min(o.cfg.samples_per_shard, totalRows - s * o.cfg.samples_per_shard), 0);
+  return { source, totalRows, shards, selected, retried, pending, pendingRows };
+}
+
+/** The progress display of a planned run. */
+export function planProgress(plan: FetchPlan, o: Pick<FetchOptions, 'logFormat' | 'progressIntervalS'>): FetchProgress {
+  return new FetchProgress(plan.pendingRows, plan.pending.length, o.logFormat, process.stderr, (o.progressIntervalS ?? 5) * 1000);
+}
+
+/** "fetch NAME: R rows, T shard(s); S selected, C already complete": a run's first line, before how it runs. */
+export function describePlan(plan: FetchPlan, o: Pick<FetchOptions, 'cfg' | 'retryStatuses'>, through?: string): string {
+  const { selected, pending, retried } = plan;
+  return `fetch ${o.cfg.name}${through ? ` through ${through}` : ''}: ${plan.totalRows} rows, ${plan.shards} shard(s); ${selected.length} selected, ` +
+    `${selected.length - pending.length + retried.length} already complete` +
+    (o.retryStatuses ? ` (${retried.length} of them with rows to retry: ${o.retryStatuses.join(', ')})` : '');
+}
+
+export async function runFetch(o: FetchOptions): Promise<FetchSummary> {
+  const started = Date.now();
+  const plan = await planFetch(o);
+  const { source, totalRows, shards: total, selected, pending } = plan;
   const server = o.cfg.local_server ? await (await import('../sample-data/server.ts')).startSampleServer() : undefined;
   const ctxOptions: ContextOptions = {
     cfg: o.cfg, datasetDir: o.datasetDir, dataRoot: o.dataRoot, projectRoot: o.projectRoot, localOrigin: server?.origin, retryStatuses: o.retryStatuses,
   };
   try {
-    const total = shardCount(totalRows, o.cfg.samples_per_shard);
-    const m = o.shardModulo;
-    const selected = parseShardSelection(o.shards, total).filter((s) => !m || s % m.count === m.index);
-    await registerDataset(o, totalRows, total);
-    const retried = o.retryStatuses ? await shardsToRetry(o.datasetDir, selected, new Set(o.retryStatuses)) : [];
-    const pending = selected.filter((s) => !isShardComplete(o.datasetDir, s) || retried.includes(s));
-    const pendingRows = pending.reduce((n, s) => n + Math.min(o.cfg.samples_per_shard, totalRows - s * o.cfg.samples_per_shard), 0);
-    const progress = new FetchProgress(pendingRows, pending.length, o.logFormat, process.stderr, (o.progressIntervalS ?? 5) * 1000);
-    progress.message(
-      `fetch ${o.cfg.name}: ${totalRows} rows, ${total} shard(s); ${selected.length} selected, ` +
-        `${selected.length - pending.length + retried.length} already complete` +
-        (o.retryStatuses ? ` (${retried.length} of them with rows to retry: ${o.retryStatuses.join(', ')})` : '') +
-        `, ${pending.length} to run with ${Math.min(o.workers, Math.max(pending.length, 1))} worker(s) -> ${o.datasetDir}`,
-    );
+    const progress = planProgress(plan, o);
+    progress.message(`${describePlan(plan, o)}, ${pending.length} to run with ${Math.min(o.workers, Math.max(pending.length, 1))} worker(s) -> ${o.datasetDir}`);
     const failed: FetchSummary['shards_failed'] = [];
     const rss = { maxKb: 0 };
     if (pending.length === 0) {

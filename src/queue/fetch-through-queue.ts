@@ -9,11 +9,8 @@
  */
 import path from 'node:path';
 import { Queue } from 'bullmq';
-import { createSource } from '../sources/index.ts';
-import { prepareRecordFilter } from '../filters/index.ts';
-import { FetchProgress } from '../pipeline/progress.ts';
-import { parseShardSelection, registerDataset, fetchSummary, type FetchOptions, type FetchSummary } from '../pipeline/run-fetch.ts';
-import { shardCount, shardName, shardPaths } from '../dataset/names.ts';
+import { FetchError, describePlan, fetchSummary, planFetch, planProgress, type FetchOptions, type FetchSummary } from '../pipeline/run-fetch.ts';
+import { shardName, shardPaths } from '../dataset/names.ts';
 import { readStats } from '../dataset/stats.ts';
 import type { SampleStatus } from '../shards/outcome.ts';
 import { isShardComplete } from '../dataset/complete-shards.ts';
@@ -37,22 +34,18 @@ export async function fetchThroughQueue(o: QueueFetchOptions): Promise<FetchSumm
   const started = Date.now();
   const conn = parseQueueUrl(o.queueUrl);
   await checkQueue(conn);
-  // The same checks as a local fetch before anything is enqueued: input files, filter config.
-  const source = createSource(o.cfg.input, { dataRoot: o.dataRoot, projectRoot: o.projectRoot });
-  const { totalRows } = await source.open();
-  await prepareRecordFilter(o.cfg.filters, { baseDir: o.projectRoot });
-  const total = shardCount(totalRows, o.cfg.samples_per_shard);
-  const selected = parseShardSelection(o.shards, total);
-  await registerDataset(o, totalRows, total);
+  if (o.retryStatuses) throw new FetchError('--retry-status runs shards in this process or its workers; it does not go with --queue');
+  // The same plan as a local fetch, before anything is enqueued: input files and filter config checked, the
+  // dataset registered, the shards chosen (--shards, --shard-index/--shard-count).
+  const plan = await planFetch(o);
+  const { totalRows, shards: total, selected, pending } = plan;
   const index = openFetchIndex(o.dataRoot, o.cfg.name, o.datasetDir);
   const queue = new Queue(FETCH_QUEUE, { connection: bullConnection(conn), prefix: QUEUE_PREFIX });
   queue.on('error', () => {}); // reported by the polling loop
   try {
     const optout = await writeOptoutSnapshot(o.dataRoot, o.datasetDir);
     const isDone = (s: number) => isShardComplete(o.datasetDir, s);
-    const pending = selected.filter((s) => !isDone(s));
-    const pendingRows = pending.reduce((n, s) => n + Math.min(o.cfg.samples_per_shard, totalRows - s * o.cfg.samples_per_shard), 0);
-    const progress = new FetchProgress(pendingRows, pending.length, o.logFormat, process.stderr, (o.progressIntervalS ?? 5) * 1000);
+    const progress = planProgress(plan, o);
     const ids = new Map(pending.map((s) => [s, fetchJobId(o.cfg.name, o.datasetDir, s)]));
     const job = (shard: number) => ({
       shard,
@@ -61,10 +54,7 @@ export async function fetchThroughQueue(o: QueueFetchOptions): Promise<FetchSumm
       opts: jobOptions(ids.get(shard)!, o.retry ?? DEFAULT_RETRY),
     });
     const added = await enqueueShards(queue, pending.map(job));
-    progress.message(
-      `fetch ${o.cfg.name} through ${o.queueUrl}: ${totalRows} rows, ${total} shard(s); ${selected.length} selected, ` +
-        `${selected.length - pending.length} already complete, ${pending.length} to run (${added} enqueued, ${pending.length - added} already queued) -> ${o.datasetDir}`,
-    );
+    progress.message(`${describePlan(plan, o, o.queueUrl)}, ${pending.length} to run (${added} enqueued, ${pending.length - added} already queued) -> ${o.datasetDir}`);
 
     const seen = new Map<number, Partial<Record<SampleStatus, number>>>(); // rows already counted per shard
     // The most seen per status, never lowered: a job retried after its worker died starts counting from 0 again,

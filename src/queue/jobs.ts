@@ -17,7 +17,9 @@ export const JOB_FORMAT = 1;
 export const QUEUE_PREFIX = 'muse';
 export const FETCH_QUEUE = 'fetch';
 export const TOKENIZE_QUEUE = 'tokenize';
-export type QueueName = typeof FETCH_QUEUE | typeof TOKENIZE_QUEUE;
+/** The job kinds a worker takes (`muse-data worker --kinds`): the one list. */
+export const QUEUE_NAMES = [FETCH_QUEUE, TOKENIZE_QUEUE] as const;
+export type QueueName = (typeof QUEUE_NAMES)[number];
 
 export interface OptoutSnapshotRef {
   /** Path of the snapshot file (under the shared output folder). */

@@ -9,6 +9,7 @@ import { tf, type BackendName } from '../runtime/backend.ts';
 import { runTokenize, type ShardResult, type TokenizeOptions, type TokenizeSummary } from '../tokenize/run-tokenize.ts';
 import { shardName } from '../dataset/names.ts';
 import { absoluteVqSpec } from '../models/registry.ts';
+import { absoluteTextEncoderSpec } from '../models/text/index.ts';
 import { bullConnection, checkQueue, parseQueueUrl } from './connection.ts';
 import { DEFAULT_RETRY, JOB_FORMAT, QUEUE_PREFIX, TOKENIZE_QUEUE, jobOptions, tokenizeJobId, type RetryPolicy, type TokenizeJobData } from './jobs.ts';
 import { enqueueShards, mapChunked, watchShardJobs } from './shard-watch.ts';
@@ -19,18 +20,13 @@ export interface QueueTokenizeOptions extends Omit<TokenizeOptions, 'workers' | 
   pollMs?: number;
 }
 
-/** A model folder given on the command line, as every worker must find it: absolute (on a shared path). */
-const absoluteSpec = (spec: string) => {
-  const at = spec.indexOf(':');
-  return at > 0 ? `${spec.slice(0, at)}:${path.resolve(spec.slice(at + 1))}` : spec;
-};
-
 /**
- * The models as a job names them for the workers: a built-in VQGAN by its name (`builtin`, whichever way it was
- * spelled: `vqgan-tiny-seed0` too), folders as absolute paths.
+ * The models as a job names them for the workers, through each spec's one parser: a built-in by its name (the
+ * VQGAN as `builtin`, whichever way it was spelled: `vqgan-tiny-seed0` too), folders as absolute paths (every worker
+ * must find them: on a shared path).
  */
 export function jobModelSpecs(vq: string | undefined, text: readonly string[]): { vq: string | undefined; text: string[] } {
-  return { vq: vq === undefined ? undefined : absoluteVqSpec(vq), text: text.map(absoluteSpec) };
+  return { vq: vq === undefined ? undefined : absoluteVqSpec(vq), text: text.map(absoluteTextEncoderSpec) };
 }
 
 export async function tokenizeThroughQueue(o: QueueTokenizeOptions): Promise<TokenizeSummary> {

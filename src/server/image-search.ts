@@ -13,7 +13,8 @@ import type { IndexDb, SampleRef } from '../index-db/db.ts';
 import { phashFromInt } from '../index-db/db.ts';
 import { checkHeader, createImageProcessor, dhash64, hammingDistance } from '../image/index.ts';
 import { readDatasetJson } from '../dataset/dataset-json.ts';
-import { RESIZE_MODES, type ImageConfig, type ResizeMode } from '../pipeline/config-types.ts';
+import type { ImageConfig } from '../pipeline/config-types.ts';
+import { RESIZE_MODES, type ResizeMode } from '../image/geometry.ts';
 import { findNearDuplicates } from '../dedup/lookup.ts';
 
 export class UploadError extends Error {}

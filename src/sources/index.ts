@@ -3,7 +3,8 @@
  * ordered stream of SourceRecords.
  */
 import { extname } from 'node:path';
-import type { InputConfig, InputFormat } from '../pipeline/config-types.ts';
+import type { InputConfig } from '../pipeline/config-types.ts';
+import { INPUT_FORMATS, type InputFormat } from './formats.ts';
 import type { Source } from './record.ts';
 import type { TableFile } from './table.ts';
 import { DelimitedFile } from './delimited.ts';
@@ -14,16 +15,15 @@ import { expandPatterns } from './paths.ts';
 import { TableSource } from './table-source.ts';
 
 export type { Source, SourceRecord } from './record.ts';
-
-const FORMATS: InputFormat[] = ['parquet', 'tsv', 'csv', 'jsonl', 'imagenet'];
+export { INPUT_FORMATS, type InputFormat } from './formats.ts';
 
 /**
  * Builds the source for an input config. Patterns are expanded now (throws when one matches nothing);
  * the files themselves are checked by `open()`.
  */
 export function createSource(input: InputConfig, opts: { dataRoot: string; projectRoot: string }): Source {
-  if (!FORMATS.includes(input.format)) {
-    throw new Error(`input.format: unknown format "${input.format}" (expected one of ${FORMATS.join(', ')})`);
+  if (!(INPUT_FORMATS as readonly string[]).includes(input.format)) {
+    throw new Error(`input.format: unknown format "${input.format}" (expected one of ${INPUT_FORMATS.join(', ')})`);
   }
   const vars = { dataRoot: opts.dataRoot, projectRoot: opts.projectRoot };
   if (input.format === 'imagenet') {
@@ -69,7 +69,7 @@ export function inputFromFlags(flags: {
 }): InputConfig {
   const format = flags.format ?? (flags.files[0] !== undefined ? formatFromPath(flags.files[0]) : undefined);
   if (!format) {
-    throw new Error(`cannot tell the input format of "${flags.files[0] ?? ''}" from its name; pass --format (${FORMATS.join(', ')})`);
+    throw new Error(`cannot tell the input format of "${flags.files[0] ?? ''}" from its name; pass --format (${INPUT_FORMATS.join(', ')})`);
   }
   const config: InputConfig = {
     files: flags.files,

@@ -26,3 +26,9 @@ export function editDistance(a: string, b: string): number {
   }
   return prev[b.length];
 }
+
+/** "'a' or 'b'" (or "'a', 'b' or 'c'"): a closed set in an error message. */
+export function quotedChoices(set: readonly string[]): string {
+  const q = set.map((k) => `'${k}'`);
+  return q.length < 2 ? q.join('') : `${q.slice(0, -1).join(', ')} or ${q[q.length - 1]}`;
+}

@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { initBackend } from '../../src/runtime/backend.ts';
 import {
-  BUILTIN_VQ_ID, absoluteVqSpec, isBuiltinVq, loadVq, parseVqSpec, vqReductionFactor,
+  BUILTIN_VQ_ID, absoluteVqSpec, isBuiltinVq, loadVq, parseVqSpec, vqCodebookSize, vqReductionFactor,
 } from '../../src/models/registry.ts';
 import { resolveVqCacheId } from '../../src/train/muse/cache-ids.ts';
 import { loadCheckpoint } from '../../src/sample/load.ts';
@@ -59,6 +59,13 @@ test(`${BUILTIN_VQ_ID}: training finds its token cache and its pixels per token`
   assert.equal(await vqReductionFactor(BUILTIN_VQ_ID), 8);
   assert.equal(await vqReductionFactor('builtin'), 8);
   await assert.rejects(vqReductionFactor(path.join(tmp, 'no-such-vq')), /model\.vq: cannot read .*config\.json/);
+  // Both read the one VQ config: the built-in's, or a folder's config.json (open-muse keys).
+  assert.equal(await vqCodebookSize(BUILTIN_VQ_ID), 256);
+  const folder = path.join(tmp, 'vq-folder');
+  await mkdir(folder, { recursive: true });
+  await writeFile(path.join(folder, 'config.json'), JSON.stringify({ channel_mult: [1, 2, 2], num_embeddings: 1024 }));
+  assert.deepEqual([await vqReductionFactor(folder), await vqCodebookSize(folder)], [4, 1024]);
+  await assert.rejects(vqCodebookSize(path.join(tmp, 'no-such-vq')), /model\.vq: cannot read .*config\.json/);
 });
 
 test(`${BUILTIN_VQ_ID} in sampling.json: the sampler loads the built-in VQGAN`, async () => {

@@ -318,6 +318,24 @@ test('--shard-index I --shard-count N: shards i = I mod N; the N tasks together 
   assert.throws(() => shardModulo({ 'shard-index': 0, 'shard-count': 2, queue: 'redis://x' }), /without a queue/);
 });
 
+test('a queued fetch plans as a local one: --shard-index/--shard-count and --shards pick the same shards', { skip }, async () => {
+  const out = await tmp('qmodulo');
+  const cfg = await sample();
+  const workers = [startWorker(path.join(out, 'worker-root'), ['--concurrency', '1'])];
+  try {
+    const first = await viaQueue(cfg, out, { shardModulo: { index: 1, count: 4 } });
+    assert.deepEqual([first.shards_selected, first.shards_run, first.shards_failed], [2, 2, []]); // shards 1 and 5
+    assert.deepEqual((await readdir(path.join(out, 'shards'))).filter((f) => f.endsWith('_stats.json')), ['00001_stats.json', '00005_stats.json']);
+    const second = await viaQueue(cfg, out, { shards: '0-4', shardModulo: { index: 1, count: 2 } });
+    assert.deepEqual([second.shards_selected, second.shards_run, second.shards_skipped], [2, 1, 1]); // 1 (done) and 3
+    for (const index of [0, 2, 3]) assert.deepEqual((await viaQueue(cfg, out, { shardModulo: { index, count: 4 } })).shards_failed, []);
+  } finally {
+    await stopWorkers(workers);
+  }
+  assert.deepEqual(await shardFiles(out), await shardFiles(reference));
+  await assert.rejects(viaQueue(cfg, out, { retryStatuses: ['failed'] } as Partial<QueueFetchOptions>), /--retry-status .* does not go with --queue/);
+});
+
 test('tokenize through the queue: cache files byte-identical to a local tokenize, manifests written by the parent', { skip }, async () => {
   await initBackend('wasm', { quiet: true });
   const local = await tmp('tok-local');

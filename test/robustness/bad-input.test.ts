@@ -165,7 +165,7 @@ export const ROWS: Row[] = [
   { what: 'worker --queue that is not a redis:// URL', command: 'muse-data', argv: () => ['worker', '--queue', 'http://x'], status: 1,
     says: ["--queue: 'http://x' is not a redis:// URL"] },
   { what: 'worker --kinds unknown', command: 'muse-data', argv: () => ['worker', '--queue', 'redis://127.0.0.1:1', '--kinds', 'bogus'], status: 2,
-    says: ["--kinds: expected fetch, tokenize or fetch,tokenize, got 'bogus'"] },
+    says: ["--kinds: expected one or more of fetch, tokenize (comma-separated), got 'bogus'"] },
   { what: 'worker --concurrency 0', command: 'muse-data', argv: () => ['worker', '--queue', 'redis://127.0.0.1:1', '--concurrency', '0'], status: 2,
     says: ['--concurrency: expected a positive integer, got 0'] },
   { what: 'worker --lock-duration 0', command: 'muse-data', argv: () => ['worker', '--queue', 'redis://127.0.0.1:1', '--lock-duration', '0'], status: 2,

@@ -10,8 +10,9 @@
 // up to several grey levels on detailed images (measured in test/eval-resize.test.ts).
 import * as tf from '@tensorflow/tfjs';
 
-export type FidResize = 'clean' | 'pytorch-fid';
-export const FID_RESIZES: readonly FidResize[] = ['clean', 'pytorch-fid'];
+/** FID's resizes (`muse-eval --resize`, `evaluation.resize`): the one list. */
+export const FID_RESIZES = ['clean', 'pytorch-fid'] as const;
+export type FidResize = (typeof FID_RESIZES)[number];
 
 function bicubic(x: number): number {
   const a = -0.5;

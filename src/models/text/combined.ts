@@ -3,7 +3,7 @@
 // (src/train/data/combined-text.ts): per prompt the real T5 states, then the real CLIP states, then zero padding,
 // features [T5 width | CLIP width] with zeros in the other encoder's columns; the pooled vector is CLIP's.
 import * as tf from '@tensorflow/tfjs';
-import { loadTextEncoder, type EncodedText, type TextEncoder, type TextEncoderOptions } from './encoders.ts';
+import { loadTextEncoder, textEncoderSpecs, type EncodedText, type TextEncoder, type TextEncoderOptions } from './encoders.ts';
 
 /** One encoder handle over two: encode() packs their outputs; dim = a.dim + b.dim. */
 export function combineTextEncoders(a: TextEncoder, b: TextEncoder): TextEncoder {
@@ -55,7 +55,7 @@ export function combineTextEncoders(a: TextEncoder, b: TextEncoder): TextEncoder
 
 /** loadTextEncoder for a sampling.json spec: one encoder, or two comma-separated (combined conditioning). */
 export async function loadTextEncoders(spec: string, opts: TextEncoderOptions = {}): Promise<TextEncoder> {
-  const specs = spec.split(',').map((s) => s.trim()).filter(Boolean);
+  const specs = textEncoderSpecs(spec);
   if (specs.length === 1) return loadTextEncoder(specs[0], opts);
   if (specs.length !== 2) throw new Error(`text encoder '${spec}': expected one spec or two comma-separated (T5 and CLIP)`);
   const a = await loadTextEncoder(specs[0], opts);

@@ -1,4 +1,4 @@
-// Text encoders for the tokenize stage, by spec:
+// Text encoders for the tokenize stage, by spec (parseTextEncoderSpec, the one parser):
 //   'byt5-tiny'  built-in: byte tokenizer + a small T5 encoder from a fixed seed (id 'byt5-tiny-local-seed0')
 //   't5:DIR'     HF T5 / T5EncoderModel directory (config.json, safetensors, tokenizer.json)
 //   'clip:DIR'   HF CLIP text directory (config.json, safetensors, tokenizer.json); hidden = penultimate
@@ -70,36 +70,63 @@ export function byt5Tiny(opts: TextEncoderOptions = {}): TextEncoder {
   return t5Handle(BYT5_TINY_ID, model, new ByteTokenizer({ maxLength: opts.maxLength }));
 }
 
-/** `t5:DIR` / `clip:DIR`: the kind and the folder. */
-const FOLDER_SPEC = /^(t5|clip):(.+)$/;
+/**
+ * What a text-encoder spec (`--text`, `model.text_encoder`, sampling.json `text_encoder`, a queue job's `text`)
+ * names. The ONE parser of that spec: every stage asks it, so a name that works in one place works in all.
+ * Built-in: 'byt5-tiny' or its id 'byt5-tiny-local-seed0'; else 't5:DIR' or 'clip:DIR'.
+ */
+export type TextEncoderSpec = { kind: 'builtin' } | { kind: 't5' | 'clip'; dir: string };
+
+export function parseTextEncoderSpec(spec: string): TextEncoderSpec {
+  const s = spec.trim();
+  if (s === 'byt5-tiny' || s === BYT5_TINY_ID) return { kind: 'builtin' };
+  if (s === 'byt5-tiny-seed0') throw new Error("text encoder 'byt5-tiny-seed0' was replaced by 'byt5-tiny' (byt5-tiny-local-seed0, whose random attention is local); re-run muse-data tokenize with --text byt5-tiny");
+  const m = /^(t5|clip):(.+)$/.exec(s);
+  if (!m) throw new Error(`unknown text encoder '${spec}' (expected byt5-tiny, t5:DIR or clip:DIR)`);
+  return { kind: m[1] as 't5' | 'clip', dir: m[2] };
+}
+
+/** The specs of a comma-separated list: one encoder, or two (combined T5 + CLIP conditioning). */
+export function textEncoderSpecs(spec: string): string[] {
+  return spec.split(',').map((s) => s.trim()).filter(Boolean);
+}
+
+/**
+ * A spec (or comma-separated list) as another process or folder must find it: the built-in by its name, exactly
+ * as given (its id names the cache), folders as absolute paths.
+ */
+export function absoluteTextEncoderSpec(spec: string): string {
+  return textEncoderSpecs(spec)
+    .map((s) => {
+      const p = parseTextEncoderSpec(s);
+      return p.kind === 'builtin' ? s : `${p.kind}:${path.resolve(p.dir)}`;
+    })
+    .join(',');
+}
 
 /**
  * The spec with each folder replaced by `fn(folder)` (one spec, or comma-separated ones); built-in names are kept.
  * How a checkpoint's sampling.json names its copies of the encoders relative to itself, and resolves them back.
  */
 export async function mapTextEncoderFolders(spec: string, fn: (dir: string) => string | Promise<string>): Promise<string> {
-  const parts = spec.split(',').map((s) => s.trim()).filter(Boolean);
   const out: string[] = [];
-  for (const p of parts) {
-    const m = FOLDER_SPEC.exec(p);
-    out.push(m ? `${m[1]}:${await fn(m[2])}` : p);
+  for (const s of textEncoderSpecs(spec)) {
+    const p = parseTextEncoderSpec(s);
+    out.push(p.kind === 'builtin' ? s : `${p.kind}:${await fn(p.dir)}`);
   }
   return out.join(',');
 }
 
 export async function loadTextEncoder(spec: string, opts: TextEncoderOptions = {}): Promise<TextEncoder> {
-  if (spec === 'byt5-tiny' || spec === BYT5_TINY_ID) return byt5Tiny(opts);
-  if (spec === 'byt5-tiny-seed0') throw new Error("text encoder 'byt5-tiny-seed0' was replaced by 'byt5-tiny' (byt5-tiny-local-seed0, whose random attention is local); re-run muse-data tokenize with --text byt5-tiny");
-  const m = FOLDER_SPEC.exec(spec);
-  if (!m) throw new Error(`unknown text encoder '${spec}' (expected byt5-tiny, t5:DIR or clip:DIR)`);
-  const [, kind, dir] = m;
-  const name = safeName(path.basename(path.resolve(dir)));
-  if (kind === 't5') {
-    const tokenizer = await loadT5Tokenizer(dir, { maxLength: opts.maxLength });
-    return t5Handle(`t5-${name}`, await T5Encoder.fromSafetensors(dir), tokenizer);
+  const p = parseTextEncoderSpec(spec);
+  if (p.kind === 'builtin') return byt5Tiny(opts);
+  const name = safeName(path.basename(path.resolve(p.dir)));
+  if (p.kind === 't5') {
+    const tokenizer = await loadT5Tokenizer(p.dir, { maxLength: opts.maxLength });
+    return t5Handle(`t5-${name}`, await T5Encoder.fromSafetensors(p.dir), tokenizer);
   }
-  const tokenizer = await loadClipTokenizer(dir, { maxLength: opts.maxLength });
-  const model = await ClipTextEncoder.fromSafetensors(dir);
+  const tokenizer = await loadClipTokenizer(p.dir, { maxLength: opts.maxLength });
+  const model = await ClipTextEncoder.fromSafetensors(p.dir);
   const layer = opts.clipLayer ?? 'penultimate';
   return clipHandle(`clip-${name}${layer === 'last' ? '-last' : ''}`, model, tokenizer, layer);
 }

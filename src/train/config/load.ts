@@ -7,6 +7,7 @@ import path from 'node:path';
 import YAML from 'yaml';
 import { ConfigError, isPlainObject as isTree, parseYamlMapping, unknownKeyError } from '../../util/yaml-config.ts';
 import { maskSchedule } from '../../models/schedules.ts';
+import { parseTextEncoderSpec, textEncoderSpecs, type TextEncoderSpec } from '../../models/text/encoders.ts';
 import { checkTokenModelConfig, tokenModelKeys } from '../../models/token-model.ts';
 import { configFromJson, derived, vqganJsonDefaults } from '../../models/vqgan/config.ts';
 import { DEFAULTS, ENUMS, FREE_FORM, STAGES, VALUE_KINDS, type Stage, type TrainConfig } from './schema.ts';
@@ -250,10 +251,16 @@ function validate(c: TrainConfig, file: string): void {
     if (superres && !c.model.lowres_vq) fail('model.lowres_vq', 'the superres512 stage needs the base VQGAN whose low-res tokens condition it');
     const classCond = c.model.transformer.num_classes != null;
     if (!classCond && !c.model.text_encoder) fail('model.text_encoder', 'must be set for a text-conditioned stage (or set model.transformer.num_classes)');
-    const specs = (c.model.text_encoder ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+    const specs = textEncoderSpecs(c.model.text_encoder ?? '').map((s): TextEncoderSpec => {
+      try {
+        return parseTextEncoderSpec(s);
+      } catch (err) {
+        return fail('model.text_encoder', (err as Error).message);
+      }
+    });
     if (specs.length > 1) {
       // Combined conditioning: one T5 (states) and one CLIP (states + pooled vector), e.g. t5:DIR,clip:DIR.
-      const clip = specs.filter((s) => s.startsWith('clip:')).length;
+      const clip = specs.filter((s) => s.kind === 'clip').length;
       if (specs.length !== 2 || clip !== 1) fail('model.text_encoder', `'${c.model.text_encoder}': combined conditioning takes exactly two encoders, one T5 (t5:DIR or byt5-tiny) and one CLIP (clip:DIR), comma-separated`);
       if (superres) fail('model.text_encoder', 'the superres512 stage conditions on one text encoder; combined T5 + CLIP conditioning is for the base stages');
     }

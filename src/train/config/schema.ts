@@ -8,6 +8,11 @@
  * training.cond_dropout_prob, ...); `data` replaces open-muse's webdataset URLs with our token caches.
  */
 
+import { ARCHITECTURES, type Architecture } from '../../models/token-model.ts';
+import { FID_RESIZES, type FidResize } from '../../eval/fid/resize.ts';
+import { LR_SCHEDULES, type LrScheduleName } from '../core/lr-schedule.ts';
+import { CODEBOOK_INITS, GAN_LOSS_KINDS, RECONSTRUCTION_KINDS, type CodebookInit, type GanLossKind, type ReconstructionKind } from '../vqgan/losses.ts';
+
 export const STAGES = ['imagenet', 'cc12m', 'base256', 'base512', 'superres512', 'vqgan', 'tiny'] as const;
 export type Stage = (typeof STAGES)[number];
 
@@ -23,7 +28,7 @@ export interface TrainConfig {
      * Masked-token model (open-muse's key): 'transformer' = MaskGitTransformer, 'uvit' = MaskGiTUViT (aMUSEd's
      * U-ViT: conv blocks around the transformer, pooled text + micro-conditions by AdaLN, no position embeddings).
      */
-    architecture: 'transformer' | 'uvit' | 'superres';
+    architecture: Architecture;
     /** superres512: the base VQGAN whose (low-res) token cache conditions the super-res model ('builtin' or a folder). */
     lowres_vq: string | null;
     /** The architecture's config (open-muse keys). */
@@ -58,7 +63,7 @@ export interface TrainConfig {
   };
   optimizer: { name: 'adamw'; lr: number; beta1: number; beta2: number; weight_decay: number; eps: number };
   /** decay_steps: cosine/linear decay over the last N steps only (0: after warmup). */
-  lr_scheduler: { schedule: 'constant' | 'cosine' | 'linear'; warmup_steps: number; min_lr: number; decay_steps: number };
+  lr_scheduler: { schedule: LrScheduleName; warmup_steps: number; min_lr: number; decay_steps: number };
   training: {
     seed: number;
     /** The global batch: samples of one optimizer update, at any number of ranks and accumulation steps. */
@@ -112,22 +117,22 @@ export interface TrainConfig {
     num_images: number;
     /** pytorch-fid Inception weights (.safetensors); null = the built-in random-weight Inception. */
     inception: string | null;
-    resize: 'clean' | 'pytorch-fid';
+    resize: FidResize;
     /** HF CLIPModel folder; null = no CLIP score. */
     clip: string | null;
   };
   vqgan_training: {
-    rec_loss: 'l1' | 'l2';
+    rec_loss: ReconstructionKind;
     codebook_weight: number;
     /** Optional VGG16 safetensors (torchvision names) for the perceptual loss. */
     perceptual_weights: string | null;
     perceptual_weight: number;
-    discriminator: { enabled: boolean; start_step: number; weight: number; loss: 'hinge' | 'vanilla'; ndf: number; n_layers: number; lr: number };
+    discriminator: { enabled: boolean; start_step: number; weight: number; loss: GanLossKind; ndf: number; n_layers: number; lr: number };
     restart_dead_codes: { enabled: boolean; after_steps: number };
     /** Steps trained as a plain autoencoder (no quantization) first. */
     autoencoder_warmup_steps: number;
     /** 'kmeans++': codebook set from encoder outputs at the first quantized step. */
-    codebook_init: 'none' | 'kmeans++';
+    codebook_init: CodebookInit;
     recon_every: number;
   };
 }
@@ -215,11 +220,11 @@ export const FREE_FORM = new Set(['model.transformer', 'model.vqgan']);
 
 export const ENUMS: Record<string, readonly string[]> = {
   stage: STAGES,
-  'model.architecture': ['transformer', 'uvit', 'superres'],
+  'model.architecture': ARCHITECTURES,
   'optimizer.name': ['adamw'],
-  'lr_scheduler.schedule': ['constant', 'cosine', 'linear'],
-  'vqgan_training.rec_loss': ['l1', 'l2'],
-  'vqgan_training.discriminator.loss': ['hinge', 'vanilla'],
-  'vqgan_training.codebook_init': ['none', 'kmeans++'],
-  'evaluation.resize': ['clean', 'pytorch-fid'],
+  'lr_scheduler.schedule': LR_SCHEDULES,
+  'vqgan_training.rec_loss': RECONSTRUCTION_KINDS,
+  'vqgan_training.discriminator.loss': GAN_LOSS_KINDS,
+  'vqgan_training.codebook_init': CODEBOOK_INITS,
+  'evaluation.resize': FID_RESIZES,
 };

@@ -9,7 +9,7 @@ import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { CACHE_DIR, readCacheManifest, type CacheKind } from '../../dataset/cache-format.ts';
 import { BUILTIN_VQ_ID, hashWeightFiles, parseVqSpec } from '../../models/registry.ts';
-import { BYT5_TINY_ID } from '../../models/text/index.ts';
+import { BYT5_TINY_ID, parseTextEncoderSpec, textEncoderSpecs } from '../../models/text/index.ts';
 
 async function cacheIds(datasetDir: string, kind: CacheKind): Promise<string[]> {
   const dir = path.join(datasetDir, CACHE_DIR[kind]);
@@ -58,20 +58,14 @@ export async function resolveTextCacheId(datasetDir: string, spec: string, expli
     if (!found.includes(explicit)) throw noCache(datasetDir, 'text', explicit, found);
     return explicit;
   }
-  if (spec === 'byt5-tiny' || spec === BYT5_TINY_ID) {
+  const parsed = parseTextEncoderSpec(spec);
+  if (parsed.kind === 'builtin') {
     if (found.includes(BYT5_TINY_ID)) return BYT5_TINY_ID;
     throw noCache(datasetDir, 'text', spec, found);
   }
-  const m = /^(t5|clip):(.+)$/.exec(spec);
-  if (!m) throw new Error(`model.text_encoder '${spec}': expected byt5-tiny, t5:DIR or clip:DIR`);
-  const id = await cacheWithWeights(datasetDir, 'text', found, await hashWeightFiles(m[2]));
+  const id = await cacheWithWeights(datasetDir, 'text', found, await hashWeightFiles(parsed.dir));
   if (!id) throw noCache(datasetDir, 'text', spec, found);
   return id;
-}
-
-/** The encoder specs of `model.text_encoder`: one, or two comma-separated (combined T5 + CLIP conditioning). */
-export function textEncoderSpecs(spec: string): string[] {
-  return spec.split(',').map((s) => s.trim()).filter(Boolean);
 }
 
 /**

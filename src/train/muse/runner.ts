@@ -18,7 +18,8 @@ import { openTokenDataset, type Batch, type LoaderState, type TokenDataset } fro
 import { listShards } from '../data/shard-data.ts';
 import type { TrainConfig } from '../config/schema.ts';
 import type { ArtefactImage, ResumePoint, StageRunner } from '../run/loop.ts';
-import { resolveTextCacheIds, resolveVqCacheId, textEncoderSpecs } from './cache-ids.ts';
+import { resolveTextCacheIds, resolveVqCacheId } from './cache-ids.ts';
+import { absoluteTextEncoderSpec } from '../../models/text/index.ts';
 import { checkCompatibility } from './compatibility.ts';
 import { openCombinedTextDataset } from '../data/combined-text.ts';
 import { MuseTrainer } from './trainer.ts';
@@ -39,14 +40,6 @@ export interface MuseRunnerOptions {
   sampleGrid?: (checkpointDir: string, outPng: string) => Promise<void>;
   /** Data-parallel ranks: each trains on its rows of every batch (default: this process alone). */
   comm?: Communicator;
-}
-
-/** Absolute form of a model spec ('builtin', 'byt5-tiny', DIR, t5:DIR, clip:DIR; comma-separated text encoders) for sampling.json. */
-export function absoluteSpec(spec: string): string {
-  if (spec.includes(',')) return textEncoderSpecs(spec).map(absoluteSpec).join(',');
-  if (spec === 'builtin' || spec === 'byt5-tiny' || spec.startsWith('byt5-tiny')) return spec;
-  const m = /^(t5|clip):(.+)$/.exec(spec);
-  return m ? `${m[1]}:${path.resolve(m[2])}` : path.resolve(spec);
 }
 
 /** Where a checkpoint keeps its copy of the VQGAN; sampling.json names it relative to the checkpoint. */
@@ -117,7 +110,7 @@ export class MuseRunner implements StageRunner {
       openLoader = (o) => openPairedDataset(o, lowVqId);
       const n = Number(cfg.model.transformer.num_lowres_tokens ?? 256);
       const side = Math.round(Math.sqrt(n));
-      lowres = { spec: absoluteSpec(cfg.model.lowres_vq!), grid: [side, side] };
+      lowres = { spec: absoluteVqSpec(cfg.model.lowres_vq!), grid: [side, side] };
     }
     const loader = await openLoader(loaderOpts);
     const model = createTokenModel(cfg.model.architecture, cfg.model.transformer, { seed: cfg.training.seed });
@@ -132,7 +125,7 @@ export class MuseRunner implements StageRunner {
     const side = Math.round(Math.sqrt(model.config.num_vq_tokens));
     const info: SamplingInfo = {
       vq: absoluteVqSpec(cfg.model.vq),
-      text_encoder: cfg.model.text_encoder ? absoluteSpec(cfg.model.text_encoder) : null,
+      text_encoder: cfg.model.text_encoder ? absoluteTextEncoderSpec(cfg.model.text_encoder) : null,
       text_max_length: cfg.data.text_max_length,
       class_conditional: model.config.num_classes != null,
       resolution: side * (await vqReductionFactor(cfg.model.vq)),

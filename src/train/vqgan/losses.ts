@@ -1,12 +1,20 @@
 // VQGAN stage losses: reconstruction, GAN (discriminator and generator sides) and taming's adaptive weight.
 import * as tf from '@tensorflow/tfjs';
+import { quotedChoices } from '../../util/suggest.ts';
 
-export type ReconstructionKind = 'l1' | 'l2';
-export type GanLossKind = 'hinge' | 'vanilla';
+/** Reconstruction losses (`vqgan_training.rec_loss`): the one list. */
+export const RECONSTRUCTION_KINDS = ['l1', 'l2'] as const;
+export type ReconstructionKind = (typeof RECONSTRUCTION_KINDS)[number];
+/** GAN losses (`vqgan_training.discriminator.loss`): the one list. */
+export const GAN_LOSS_KINDS = ['hinge', 'vanilla'] as const;
+export type GanLossKind = (typeof GAN_LOSS_KINDS)[number];
+/** Codebook initialisations (`vqgan_training.codebook_init`): the one list. */
+export const CODEBOOK_INITS = ['none', 'kmeans++'] as const;
+export type CodebookInit = (typeof CODEBOOK_INITS)[number];
 
 /** Mean absolute (l1) or squared (l2) error over every pixel and channel. */
 export function reconstructionLoss(target: tf.Tensor4D, recon: tf.Tensor4D, kind: ReconstructionKind): tf.Scalar {
-  if (kind !== 'l1' && kind !== 'l2') throw new Error(`reconstruction loss must be 'l1' or 'l2', got ${String(kind)}`);
+  if (!RECONSTRUCTION_KINDS.includes(kind)) throw new Error(`reconstruction loss must be ${quotedChoices(RECONSTRUCTION_KINDS)}, got ${String(kind)}`);
   return tf.tidy(() => (kind === 'l1' ? tf.mean(tf.abs(tf.sub(target, recon))) : tf.mean(tf.squaredDifference(target, recon))) as tf.Scalar);
 }
 
@@ -19,7 +27,7 @@ export function discriminatorLoss(realLogits: tf.Tensor, fakeLogits: tf.Tensor, 
     if (kind === 'vanilla') {
       return tf.mul(0.5, tf.add(tf.mean(tf.softplus(tf.neg(realLogits))), tf.mean(tf.softplus(fakeLogits)))) as tf.Scalar;
     }
-    throw new Error(`GAN loss must be 'hinge' or 'vanilla', got ${String(kind)}`);
+    throw new Error(`GAN loss must be ${quotedChoices(GAN_LOSS_KINDS)}, got ${String(kind)}`);
   });
 }
 

@@ -25,7 +25,8 @@ import { CodebookUsage, codeCounts, restartCodes } from './codebook-usage.ts';
 import { SINGLE_PROCESS, type Communicator } from '../../runtime/mpi.ts';
 import { initCodebookFromLatents } from './codebook-init.ts';
 import { PatchDiscriminator, type DiscriminatorConfig } from './discriminator.ts';
-import { adaptiveWeightTensor, discriminatorLoss, generatorLoss, lastLayerGradNorms, reconstructionLoss, type GanLossKind, type ReconstructionKind } from './losses.ts';
+import { CODEBOOK_INITS, GAN_LOSS_KINDS, RECONSTRUCTION_KINDS, adaptiveWeightTensor, discriminatorLoss, generatorLoss, lastLayerGradNorms, reconstructionLoss, type CodebookInit, type GanLossKind, type ReconstructionKind } from './losses.ts';
+import { quotedChoices } from '../../util/suggest.ts';
 import type { VggPerceptual } from './perceptual.ts';
 import { deriveSeed } from '../data/random.ts';
 import { readData, readScalars } from '../../runtime/read.ts';
@@ -74,7 +75,7 @@ export interface VqganTrainerOptions {
    * 'kmeans++': at the first quantized step (autoencoderWarmupSteps), before its update, every code is set by
    * k-means++ (+ Lloyd iterations) on the encoder latents of that step's batch. Default 'none' (random codes).
    */
-  codebookInit?: 'none' | 'kmeans++';
+  codebookInit?: CodebookInit;
   /**
    * Data-parallel ranks: each trains its share of the global batch's micro-batches; generator and discriminator
    * gradients, loss parts and code counts are summed over the ranks (default: this process alone).
@@ -156,7 +157,7 @@ export class VqganTrainer {
     const warmup = opts.autoencoderWarmupSteps ?? 0;
     if (!Number.isInteger(warmup) || warmup < 0) throw new Error(`VqganTrainer: autoencoderWarmupSteps must be an integer >= 0, got ${warmup}`);
     const init = opts.codebookInit ?? 'none';
-    if (init !== 'none' && init !== 'kmeans++') throw new Error(`VqganTrainer: codebookInit must be 'none' or 'kmeans++', got ${String(init)}`);
+    if (!CODEBOOK_INITS.includes(init)) throw new Error(`VqganTrainer: codebookInit must be ${quotedChoices(CODEBOOK_INITS)}, got ${String(init)}`);
     this.o = {
       seed: opts.seed,
       reconstruction: opts.reconstruction ?? 'l1',
@@ -169,13 +170,13 @@ export class VqganTrainer {
       codebookInit: init,
       optimizer: { beta1: 0.5, beta2: 0.9, eps: 1e-8, weightDecay: 0, ...opts.optimizer },
     };
-    if (this.o.reconstruction !== 'l1' && this.o.reconstruction !== 'l2') throw new Error(`VqganTrainer: reconstruction must be 'l1' or 'l2', got ${String(this.o.reconstruction)}`);
+    if (!RECONSTRUCTION_KINDS.includes(this.o.reconstruction)) throw new Error(`VqganTrainer: reconstruction must be ${quotedChoices(RECONSTRUCTION_KINDS)}, got ${String(this.o.reconstruction)}`);
     this.vars = vq.namedVariables();
     this.optimizer = new AdamW(this.vars, this.o.optimizer);
     if (opts.ema) this.ema = new EMA(this.vars, opts.ema);
     if (opts.gan) {
       this.gan = { loss: opts.gan.loss ?? 'hinge', start: opts.gan.start ?? 0, weight: opts.gan.weight ?? 0.8, factor: opts.gan.factor ?? 1 };
-      if (this.gan.loss !== 'hinge' && this.gan.loss !== 'vanilla') throw new Error(`VqganTrainer: gan.loss must be 'hinge' or 'vanilla', got ${String(this.gan.loss)}`);
+      if (!GAN_LOSS_KINDS.includes(this.gan.loss)) throw new Error(`VqganTrainer: gan.loss must be ${quotedChoices(GAN_LOSS_KINDS)}, got ${String(this.gan.loss)}`);
       this.discriminator = new PatchDiscriminator({ inputChannels: vq.config.numChannels, ...opts.gan.config }, opts.seed + 1);
       this.discOptimizer = new AdamW(this.discriminator.variables, this.o.optimizer);
     }
