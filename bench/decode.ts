@@ -10,7 +10,12 @@ import { median, round } from './lib.ts';
 
 /** tokenize's earlier decode, kept here only as the baseline. */
 async function previousTokenizeDecode(bytes: Buffer, size: number): Promise<Float32Array> {
-  const raw = await sharp(bytes).removeAlpha().toColourspace('srgb').resize(size, size, { fit: 'cover', position: 'centre' }).raw().toBuffer();
+  const raw = await sharp(bytes)
+    .removeAlpha()
+    .toColourspace('srgb')
+    .resize(size, size, { fit: 'cover', position: 'centre' })
+    .raw()
+    .toBuffer();
   const px = new Float32Array(size * size * 3);
   for (let i = 0; i < px.length; i++) px[i] = raw[i] / 255;
   return px;
@@ -21,7 +26,11 @@ async function images(n: number, side: number): Promise<Buffer[]> {
   for (let i = 0; i < n; i++) {
     const raw = Buffer.alloc(side * side * 3);
     for (let p = 0; p < side * side; p++) raw.set([(p * 7 + i * 13) % 256, (p >> 8) % 256, (i * 31) % 256], p * 3);
-    out.push(await sharp(raw, { raw: { width: side, height: side, channels: 3 } }).jpeg({ quality: 95 }).toBuffer());
+    out.push(
+      await sharp(raw, { raw: { width: side, height: side, channels: 3 } })
+        .jpeg({ quality: 95 })
+        .toBuffer(),
+    );
   }
   return out;
 }
@@ -43,7 +52,9 @@ export async function benchDecode(opts: { quick?: boolean; log?: (m: string) => 
     // interleaved, so load on the machine hits both alike
     previous.push(n / (await time(previousTokenizeDecode)));
     shared.push(n / (await time(imageToFloats)));
-    opts.log?.(`repeat ${r + 1}/${repeats}: shared ${round(shared[r], 1)} img/s, previous ${round(previous[r], 1)} img/s`);
+    opts.log?.(
+      `repeat ${r + 1}/${repeats}: shared ${round(shared[r], 1)} img/s, previous ${round(previous[r], 1)} img/s`,
+    );
   }
   const s = median(shared);
   const p = median(previous);

@@ -28,7 +28,9 @@ async function timeBatches(fn: () => Promise<void>, reps: number): Promise<numbe
   return ms;
 }
 
-export async function benchEval(opts: { quick?: boolean; log?: (m: string) => void; backends?: string[] } = {}): Promise<object> {
+export async function benchEval(
+  opts: { quick?: boolean; log?: (m: string) => void; backends?: string[] } = {},
+): Promise<object> {
   const log = opts.log ?? (() => {});
   const reps = opts.quick ? 1 : 3;
   const batch = opts.quick ? 2 : 8;
@@ -51,7 +53,11 @@ export async function benchEval(opts: { quick?: boolean; log?: (m: string) => vo
     const r: Record<string, unknown> = { backend };
     for (const side of [299, 139]) {
       const x = tf.randomUniform([batch, side, side, 3], 0, 1, 'float32', 1) as tf.Tensor4D;
-      const ms = await timeBatches(async () => { const f = inc.features(x); await f.data(); f.dispose(); }, reps);
+      const ms = await timeBatches(async () => {
+        const f = inc.features(x);
+        await f.data();
+        f.dispose();
+      }, reps);
       r[`inception_${side}_images_per_s`] = round((batch * 1000) / median(ms), 2);
       x.dispose();
     }
@@ -59,13 +65,21 @@ export async function benchEval(opts: { quick?: boolean; log?: (m: string) => vo
     log(`backend ${backend}: CLIP ViT-B/32`);
     const vis = new ClipVisionEncoder({ image_size: 224, patch_size: 32 }, { seed: 1 });
     const px = tf.randomNormal([batch, 224, 224, 3], 0, 1, 'float32', 2) as tf.Tensor4D;
-    const vms = await timeBatches(async () => { const e = vis.imageEmbeds(px); await e.data(); e.dispose(); }, reps);
+    const vms = await timeBatches(async () => {
+      const e = vis.imageEmbeds(px);
+      await e.data();
+      e.dispose();
+    }, reps);
     r.clip_image_embeddings_per_s = round((batch * 1000) / median(vms), 2);
     px.dispose();
     vis.dispose();
     const txt = new ClipTextEncoder({}, { seed: 1 });
     const tb = 2 * batch;
-    const ids = tf.tensor2d(Int32Array.from({ length: tb * 77 }, (_, i) => (i % 77 === 76 ? 49407 : 1 + Math.floor(rnd() * 49000))), [tb, 77], 'int32');
+    const ids = tf.tensor2d(
+      Int32Array.from({ length: tb * 77 }, (_, i) => (i % 77 === 76 ? 49407 : 1 + Math.floor(rnd() * 49000))),
+      [tb, 77],
+      'int32',
+    );
     const tms = await timeBatches(async () => {
       const o = txt.forward(ids);
       await o.textEmbeds!.data();
@@ -81,8 +95,14 @@ export async function benchEval(opts: { quick?: boolean; log?: (m: string) => vo
   // CPU side (backend-independent code; tensors for the bilinear path on the last backend).
   const side = 256;
   const img = Uint8Array.from({ length: side * side * 3 }, () => Math.floor(rnd() * 256));
-  const clean = await timeBatches(async () => { cleanFidResize(img, side, side, 299, 299); }, reps * 3);
-  const bilinear = await timeBatches(async () => { const t = fidInputImage(img, side, side, 'pytorch-fid', 299); await t.data(); t.dispose(); }, reps * 3);
+  const clean = await timeBatches(async () => {
+    cleanFidResize(img, side, side, 299, 299);
+  }, reps * 3);
+  const bilinear = await timeBatches(async () => {
+    const t = fidInputImage(img, side, side, 'pytorch-fid', 299);
+    await t.data();
+    t.dispose();
+  }, reps * 3);
   const dim = 2048;
   const frechet: Array<Record<string, number>> = [];
   for (const n of opts.quick ? [64] : [256, 512]) {
@@ -102,16 +122,45 @@ export async function benchEval(opts: { quick?: boolean; log?: (m: string) => vo
     bilinear_resize_ms_per_image: round(median(bilinear), 1),
     clean_vs_bilinear_ratio: round(median(clean) / median(bilinear), 2),
   };
-  const table = markdownTable(
-    ['backend', 'Inception 299 px images/s', 'Inception 139 px images/s', 'CLIP B/32 image emb/s', 'CLIP B/32 text emb/s (77 tok)'],
-    rows.map((r) => [String(r.backend), String(r.inception_299_images_per_s), String(r.inception_139_images_per_s), String(r.clip_image_embeddings_per_s), String(r.clip_text_embeddings_per_s)]),
-  ) + '\n\n' + markdownTable(['CPU part', 'figure'], [
-    ['clean-fid resize 256→299 (PIL bicubic, JS), ms/image', cpu.clean_resize_ms_per_image],
-    ['pytorch-fid resize 256→299 (tfjs bilinear), ms/image', cpu.bilinear_resize_ms_per_image],
-    ...frechet.map((f) => [`2048-d statistics + Fréchet distance, 2 sets × ${f.n} images, s`, `${f.statistics_s} + ${f.frechet_s}`] as [string, string]),
-  ]);
+  const table =
+    markdownTable(
+      [
+        'backend',
+        'Inception 299 px images/s',
+        'Inception 139 px images/s',
+        'CLIP B/32 image emb/s',
+        'CLIP B/32 text emb/s (77 tok)',
+      ],
+      rows.map((r) => [
+        String(r.backend),
+        String(r.inception_299_images_per_s),
+        String(r.inception_139_images_per_s),
+        String(r.clip_image_embeddings_per_s),
+        String(r.clip_text_embeddings_per_s),
+      ]),
+    ) +
+    '\n\n' +
+    markdownTable(
+      ['CPU part', 'figure'],
+      [
+        ['clean-fid resize 256→299 (PIL bicubic, JS), ms/image', cpu.clean_resize_ms_per_image],
+        ['pytorch-fid resize 256→299 (tfjs bilinear), ms/image', cpu.bilinear_resize_ms_per_image],
+        ...frechet.map(
+          (f) =>
+            [
+              `2048-d statistics + Fréchet distance, 2 sets × ${f.n} images, s`,
+              `${f.statistics_s} + ${f.frechet_s}`,
+            ] as [string, string],
+        ),
+      ],
+    );
   return {
-    config: { batch, reps, inception: 'pytorch-fid FID InceptionV3, random weights', clip: 'ViT-B/32 shapes (HF defaults), random weights' },
+    config: {
+      batch,
+      reps,
+      inception: 'pytorch-fid FID InceptionV3, random weights',
+      clip: 'ViT-B/32 shapes (HF defaults), random weights',
+    },
     backends: rows,
     cpu,
     frechet,

@@ -34,10 +34,48 @@ export interface CatalogItem {
   seed: number;
 }
 
-
-const ADJ = ['red', 'blue', 'green', 'golden', 'misty', 'quiet', 'bright', 'old', 'small', 'large', 'wooden', 'sunny', 'dark', 'colourful'];
-const NOUN = ['house', 'lake', 'mountain', 'street', 'garden', 'car', 'dog', 'cat', 'bridge', 'forest', 'beach', 'market', 'kitchen', 'bicycle'];
-const PLACE = ['at sunset', 'in the morning', 'in winter', 'near the sea', 'in the city', 'on a hill', 'under a cloudy sky', 'in autumn'];
+const ADJ = [
+  'red',
+  'blue',
+  'green',
+  'golden',
+  'misty',
+  'quiet',
+  'bright',
+  'old',
+  'small',
+  'large',
+  'wooden',
+  'sunny',
+  'dark',
+  'colourful',
+];
+const NOUN = [
+  'house',
+  'lake',
+  'mountain',
+  'street',
+  'garden',
+  'car',
+  'dog',
+  'cat',
+  'bridge',
+  'forest',
+  'beach',
+  'market',
+  'kitchen',
+  'bicycle',
+];
+const PLACE = [
+  'at sunset',
+  'in the morning',
+  'in winter',
+  'near the sea',
+  'in the city',
+  'on a hill',
+  'under a cloudy sky',
+  'in autumn',
+];
 
 export function catalogItem(index: number): CatalogItem {
   const r = prng(0x9e3779b9 ^ (index * 2654435761));
@@ -69,7 +107,10 @@ export async function renderItem(item: CatalogItem): Promise<Buffer> {
   const tiny = Buffer.alloc(gw * gh * 3);
   const base = [r() * 255, r() * 255, r() * 255];
   for (let i = 0; i < gw * gh; i++) for (let c = 0; c < 3; c++) tiny[i * 3 + c] = clamp(base[c] + (r() - 0.5) * 200);
-  const gradient = await sharp(tiny, { raw: { width: gw, height: gh, channels: 3 } }).resize(w, h, { kernel: 'cubic', fit: 'fill' }).raw().toBuffer();
+  const gradient = await sharp(tiny, { raw: { width: gw, height: gh, channels: 3 } })
+    .resize(w, h, { kernel: 'cubic', fit: 'fill' })
+    .raw()
+    .toBuffer();
 
   // 2. shapes: a background layer blurred as a whole (out of focus) and a sharp foreground layer
   const layers: string[][] = [[], []];
@@ -78,34 +119,52 @@ export async function renderItem(item: CatalogItem): Promise<Buffer> {
     const fill = `rgb(${Math.floor(r() * 256)},${Math.floor(r() * 256)},${Math.floor(r() * 256)})`;
     const op = (0.4 + r() * 0.6).toFixed(2);
     const attrs = `fill="${fill}" fill-opacity="${op}"`;
-    const cx = r() * w, cy = r() * h, sz = (0.05 + r() * 0.35) * Math.min(w, h);
+    const cx = r() * w,
+      cy = r() * h,
+      sz = (0.05 + r() * 0.35) * Math.min(w, h);
     const t = r();
     let shape: string;
     if (t < 0.35) shape = `<circle cx="${cx.toFixed(1)}" cy="${cy.toFixed(1)}" r="${sz.toFixed(1)}" ${attrs}/>`;
-    else if (t < 0.6) shape = `<ellipse cx="${cx.toFixed(1)}" cy="${cy.toFixed(1)}" rx="${sz.toFixed(1)}" ry="${(sz * (0.3 + r())).toFixed(1)}" ${attrs}/>`;
-    else if (t < 0.85) shape = `<rect x="${(cx - sz).toFixed(1)}" y="${(cy - sz / 2).toFixed(1)}" width="${(2 * sz).toFixed(1)}" height="${sz.toFixed(1)}" transform="rotate(${(r() * 90 - 45).toFixed(1)} ${cx.toFixed(1)} ${cy.toFixed(1)})" ${attrs}/>`;
+    else if (t < 0.6)
+      shape = `<ellipse cx="${cx.toFixed(1)}" cy="${cy.toFixed(1)}" rx="${sz.toFixed(1)}" ry="${(sz * (0.3 + r())).toFixed(1)}" ${attrs}/>`;
+    else if (t < 0.85)
+      shape = `<rect x="${(cx - sz).toFixed(1)}" y="${(cy - sz / 2).toFixed(1)}" width="${(2 * sz).toFixed(1)}" height="${sz.toFixed(1)}" transform="rotate(${(r() * 90 - 45).toFixed(1)} ${cx.toFixed(1)} ${cy.toFixed(1)})" ${attrs}/>`;
     else {
-      const pts = Array.from({ length: 3 + Math.floor(r() * 4) }, () => `${(cx + (r() - 0.5) * 2 * sz).toFixed(1)},${(cy + (r() - 0.5) * 2 * sz).toFixed(1)}`).join(' ');
+      const pts = Array.from(
+        { length: 3 + Math.floor(r() * 4) },
+        () => `${(cx + (r() - 0.5) * 2 * sz).toFixed(1)},${(cy + (r() - 0.5) * 2 * sz).toFixed(1)}`,
+      ).join(' ');
       shape = `<polygon points="${pts}" ${attrs}/>`;
     }
     layers[r() < 0.5 ? 0 : 1].push(shape);
   }
-  const svg = (shapes: string[]) => Buffer.from(`<svg xmlns="http://www.w3.org/2000/svg" width="${w}" height="${h}">${shapes.join('')}</svg>`);
+  const svg = (shapes: string[]) =>
+    Buffer.from(`<svg xmlns="http://www.w3.org/2000/svg" width="${w}" height="${h}">${shapes.join('')}</svg>`);
   const overlays: OverlayOptions[] = [];
   if (layers[0].length) {
-    const blurred = await sharp(svg(layers[0])).blur(2 + r() * 10).raw().toBuffer();
+    const blurred = await sharp(svg(layers[0]))
+      .blur(2 + r() * 10)
+      .raw()
+      .toBuffer();
     overlays.push({ input: blurred, raw: { width: w, height: h, channels: 4 } });
   }
   if (layers[1].length) overlays.push({ input: svg(layers[1]) });
-  const composed = await sharp(gradient, { raw: { width: w, height: h, channels: 3 } }).composite(overlays).removeAlpha().raw().toBuffer();
+  const composed = await sharp(gradient, { raw: { width: w, height: h, channels: 3 } })
+    .composite(overlays)
+    .removeAlpha()
+    .raw()
+    .toBuffer();
 
   // 3. mid-frequency texture (upscaled random field) and per-pixel noise
   const tw = Math.max(8, Math.round(w / (6 + r() * 20)));
   const th = Math.max(8, Math.round(h / (6 + r() * 20)));
   const tfield = Buffer.alloc(tw * th);
   for (let i = 0; i < tfield.length; i++) tfield[i] = Math.floor(r() * 256);
-  const texture = await sharp(tfield, { raw: { width: tw, height: th, channels: 1 } }).resize(w, h, { kernel: 'cubic', fit: 'fill' }).raw().toBuffer();
-  const texAmp = graphic ? 0 : (0.04 + r() * 0.12);
+  const texture = await sharp(tfield, { raw: { width: tw, height: th, channels: 1 } })
+    .resize(w, h, { kernel: 'cubic', fit: 'fill' })
+    .raw()
+    .toBuffer();
+  const texAmp = graphic ? 0 : 0.04 + r() * 0.12;
   const noiseAmp = graphic ? 0 : 2 + r() * 6;
   if (texAmp || noiseAmp) {
     // noise from a 64 Ki table (triangular distribution), read from a random offset per row: cheap, and
@@ -150,12 +209,16 @@ export function itemFile(dir: string, item: CatalogItem): string {
  * the image the link would have had, so the same catalog serves any protocol). Renders missing ones with a
  * small concurrency; returns how many were rendered now.
  */
-export async function ensureRendered(count: number, log: (s: string) => void = () => {}): Promise<{ dir: string; rendered: number; ms: number }> {
+export async function ensureRendered(
+  count: number,
+  log: (s: string) => void = () => {},
+): Promise<{ dir: string; rendered: number; ms: number }> {
   const dir = cacheDir();
   await mkdir(dir, { recursive: true });
   const t0 = performance.now();
   const missing = catalog(count).filter((it) => !existsSync(itemFile(dir, it)));
-  if (missing.length) log(`rendering ${missing.length} bench images into ${dir} (once; cached by version '${CATALOG_VERSION}')`);
+  if (missing.length)
+    log(`rendering ${missing.length} bench images into ${dir} (once; cached by version '${CATALOG_VERSION}')`);
   let next = 0;
   let done = 0;
   const runner = async () => {

@@ -7,8 +7,22 @@
 import { mulberry32 } from '../src/util/prng.ts';
 
 export const ORIGINS = [
-  'main', 'dying', 'refused', 'tls_hang', 'body_hang', 'rate_limited',
-  'small0', 'small1', 'small2', 'small3', 'small4', 'small5', 'small6', 'small7', 'small8', 'small9',
+  'main',
+  'dying',
+  'refused',
+  'tls_hang',
+  'body_hang',
+  'rate_limited',
+  'small0',
+  'small1',
+  'small2',
+  'small3',
+  'small4',
+  'small5',
+  'small6',
+  'small7',
+  'small8',
+  'small9',
 ] as const;
 export type OriginName = (typeof ORIGINS)[number];
 
@@ -30,7 +44,13 @@ const SHARES: Array<[OriginName, number]> = [
   ...Array.from({ length: 10 }, (_, k) => [`small${k}` as OriginName, 0.015] as [OriginName, number]),
 ];
 const MAIN_MIX: Array<[MainKind, number]> = [
-  ['hang', 0.01], ['reset', 0.005], ['slow', 0.04], ['dead', 0.06], ['redirect', 0.03], ['html', 0.01], ['noai', 0.005],
+  ['hang', 0.01],
+  ['reset', 0.005],
+  ['slow', 0.04],
+  ['dead', 0.06],
+  ['redirect', 0.03],
+  ['html', 0.01],
+  ['noai', 0.005],
 ];
 
 export function rowOf(index: number): Row {

@@ -22,7 +22,8 @@ import { readFile } from 'node:fs/promises';
 import { catalog, itemFile } from './fetch-data.ts';
 import { ORIGINS, rowOf, type OriginName, type Row } from './fetch-hostile-corpus.ts';
 
-export type ToHostile = { type: 'start'; dir: string; images: number; rows: number } | { type: 'reset' } | { type: 'usage' };
+export type ToHostile =
+  { type: 'start'; dir: string; images: number; rows: number } | { type: 'reset' } | { type: 'usage' };
 export type FromHostile =
   | { type: 'ready'; ports: Record<OriginName, number> }
   | { type: 'reset_done' }
@@ -33,7 +34,9 @@ const PATH_RE = /^\/(clean|r)\/(\d+)(\/final)?$/;
 
 async function start(m: Extract<ToHostile, { type: 'start' }>): Promise<void> {
   const items = catalog(m.images);
-  const bodies = await Promise.all(items.map(async (it) => ({ bytes: await readFile(itemFile(m.dir, it)), mime: MIME[it.format] })));
+  const bodies = await Promise.all(
+    items.map(async (it) => ({ bytes: await readFile(itemFile(m.dir, it)), mime: MIME[it.format] })),
+  );
   const dyingRows = Array.from({ length: m.rows }, (_, i) => rowOf(i)).filter((r) => r.origin === 'dying').length;
   let requests = 0;
   let dyingAnswered = 0;
@@ -82,7 +85,9 @@ async function start(m: Extract<ToHostile, { type: 'start' }>): Promise<void> {
           case 'redirect':
             return void res.writeHead(302, { location: `/r/${index}/final`, 'content-length': '0' }).end();
           case 'html':
-            return void res.writeHead(200, { 'content-type': 'text/html' }).end('<!doctype html><title>moved</title><p>This image has moved.</p>');
+            return void res
+              .writeHead(200, { 'content-type': 'text/html' })
+              .end('<!doctype html><title>moved</title><p>This image has moved.</p>');
           case 'noai':
             res.setHeader('x-robots-tag', 'noai');
             return image(res, index);
@@ -95,7 +100,8 @@ async function start(m: Extract<ToHostile, { type: 'start' }>): Promise<void> {
   };
 
   const ports = {} as Record<OriginName, number>;
-  const listen = (s: net.Server) => new Promise<number>((ok) => s.listen(0, '127.0.0.1', () => ok((s.address() as net.AddressInfo).port)));
+  const listen = (s: net.Server) =>
+    new Promise<number>((ok) => s.listen(0, '127.0.0.1', () => ok((s.address() as net.AddressInfo).port)));
   for (const origin of ORIGINS) {
     if (origin === 'refused') {
       // a port that was free a moment ago, with nothing listening on it now
@@ -109,7 +115,10 @@ async function start(m: Extract<ToHostile, { type: 'start' }>): Promise<void> {
       });
       ports[origin] = await listen(silent);
     } else {
-      const server = http.createServer({ keepAlive: true, keepAliveTimeout: 60_000, requestTimeout: 0, headersTimeout: 0 }, handler(origin));
+      const server = http.createServer(
+        { keepAlive: true, keepAliveTimeout: 60_000, requestTimeout: 0, headersTimeout: 0 },
+        handler(origin),
+      );
       server.keepAliveTimeout = 60_000;
       server.on('connection', (s) => {
         sockets.add(s);

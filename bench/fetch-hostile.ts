@@ -29,7 +29,11 @@ const BIN = path.join(PROJECT, 'bin', 'muse-data.js');
 const IMAGES = 400;
 const WORKERS = 2;
 const TAIL_FRACTION = 0.95;
-const TARGETS = { rows_per_s_ratio_min: 0.85, worst_stretch_over_median_min: 0.5, wall_excess_max_s: DEFAULT_DOWNLOAD.timeout_s };
+const TARGETS = {
+  rows_per_s_ratio_min: 0.85,
+  worst_stretch_over_median_min: 0.5,
+  wall_excess_max_s: DEFAULT_DOWNLOAD.timeout_s,
+};
 
 type Corpus = 'clean' | 'hostile';
 
@@ -105,14 +109,46 @@ function hasProgressInterval(): boolean {
   return help.stdout.includes('--progress-interval');
 }
 
-async function fetchOnce(corpus: Corpus, parquet: string, samplesPerShard: number, work: string, extra: string[], names: Map<string, string>): Promise<FetchRun> {
+async function fetchOnce(
+  corpus: Corpus,
+  parquet: string,
+  samplesPerShard: number,
+  work: string,
+  extra: string[],
+  names: Map<string, string>,
+): Promise<FetchRun> {
   const out = await mkdtemp(path.join(work, `out-${corpus}-`));
   try {
     const args = [
-      BIN, 'fetch', '--input', parquet, '--input-format', 'parquet', '--url-col', 'URL', '--caption-col', 'TEXT',
-      '--allow-private-network', '--workers', String(WORKERS), '--samples-per-shard', String(samplesPerShard),
-      '--image-size', '256', '--resize-mode', 'center_crop', '--encode-format', 'jpg', '--encode-quality', '95',
-      '--log-format', 'json', ...(hasProgressInterval() ? ['--progress-interval', '1'] : []), ...extra, '--out', out,
+      BIN,
+      'fetch',
+      '--input',
+      parquet,
+      '--input-format',
+      'parquet',
+      '--url-col',
+      'URL',
+      '--caption-col',
+      'TEXT',
+      '--allow-private-network',
+      '--workers',
+      String(WORKERS),
+      '--samples-per-shard',
+      String(samplesPerShard),
+      '--image-size',
+      '256',
+      '--resize-mode',
+      'center_crop',
+      '--encode-format',
+      'jpg',
+      '--encode-quality',
+      '95',
+      '--log-format',
+      'json',
+      ...(hasProgressInterval() ? ['--progress-interval', '1'] : []),
+      ...extra,
+      '--out',
+      out,
     ];
     const t0 = Date.now();
     const child = spawn(process.execPath, args, { cwd: PROJECT, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -151,7 +187,10 @@ async function fetchOnce(corpus: Corpus, parquet: string, samplesPerShard: numbe
       tail_starts_s: tail,
       status: summary.status,
       reasons: summary.reasons,
-      cut_origins: (summary.cut_origins ?? []).map((c: { origin: string }) => ({ ...c, name: names.get(c.origin) ?? '?' })),
+      cut_origins: (summary.cut_origins ?? []).map((c: { origin: string }) => ({
+        ...c,
+        name: names.get(c.origin) ?? '?',
+      })),
       series,
       peak_rss_mb: summary.peak_rss_mb,
     };
@@ -166,16 +205,31 @@ export async function benchFetchHostile(ctx: BenchContext): Promise<BenchReport>
   const extra = typeof ctx.flags['flag-args'] === 'string' ? ctx.flags['flag-args'].split(' ').filter(Boolean) : [];
   const rendered = await ensureRendered(IMAGES, ctx.log);
   const work = await mkdtemp(path.join(os.tmpdir(), 'muse-bench-hostile-'));
-  const server = fork(path.join(import.meta.dirname, 'fetch-hostile-server.ts'), [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const server = fork(path.join(import.meta.dirname, 'fetch-hostile-server.ts'), [], {
+    execArgv: ['--import', 'tsx'],
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
   try {
-    const ready = once(server, (m) => ((m as FromHostile).type === 'ready' ? (m as Extract<FromHostile, { type: 'ready' }>) : undefined));
+    const ready = once(server, (m) =>
+      (m as FromHostile).type === 'ready' ? (m as Extract<FromHostile, { type: 'ready' }>) : undefined,
+    );
     server.send({ type: 'start', dir: rendered.dir, images: IMAGES, rows } satisfies ToHostile);
     const { ports } = await ready;
-    const names = new Map(Object.entries(ports).map(([name, port]) => [`${name === 'tls_hang' ? 'https' : 'http'}://127.0.0.1:${port}`, name]));
-    const parquets: Record<Corpus, string> = { clean: path.join(work, 'clean.parquet'), hostile: path.join(work, 'hostile.parquet') };
+    const names = new Map(
+      Object.entries(ports).map(([name, port]) => [
+        `${name === 'tls_hang' ? 'https' : 'http'}://127.0.0.1:${port}`,
+        name,
+      ]),
+    );
+    const parquets: Record<Corpus, string> = {
+      clean: path.join(work, 'clean.parquet'),
+      hostile: path.join(work, 'hostile.parquet'),
+    };
     await writeCorpus(parquets.clean, rows, (i) => cleanUrl(i, ports as Record<OriginName, number>));
     await writeCorpus(parquets.hostile, rows, (i) => hostileUrl(i, ports as Record<OriginName, number>));
-    ctx.log(`fetch-hostile: ${rows} rows in 4 shards, ${WORKERS} workers, default download flags${extra.length ? ` + ${extra.join(' ')}` : ''}`);
+    ctx.log(
+      `fetch-hostile: ${rows} rows in 4 shards, ${WORKERS} workers, default download flags${extra.length ? ` + ${extra.join(' ')}` : ''}`,
+    );
     const runs: Array<Record<Corpus, FetchRun>> = [];
     for (let r = 0; r < ctx.runs; r++) {
       const order: Corpus[] = r % 2 ? ['hostile', 'clean'] : ['clean', 'hostile'];
@@ -186,7 +240,9 @@ export async function benchFetchHostile(ctx: BenchContext): Promise<BenchReport>
         await reset;
         got[c] = await fetchOnce(c, parquets[c], samplesPerShard, work, extra, names);
         const f = got[c];
-        ctx.log(`  run ${r + 1} ${c}: ${f.rows_per_s} rows/s (${f.successes_per_s} ok/s), median ${f.median_rate}/s, worst 10 s ${f.worst_10s_rate}/s at ${f.worst_10s_at_s} s, wall ${f.wall_s} s`);
+        ctx.log(
+          `  run ${r + 1} ${c}: ${f.rows_per_s} rows/s (${f.successes_per_s} ok/s), median ${f.median_rate}/s, worst 10 s ${f.worst_10s_rate}/s at ${f.worst_10s_at_s} s, wall ${f.wall_s} s`,
+        );
       }
       runs.push(got);
     }
@@ -203,7 +259,11 @@ export async function benchFetchHostile(ctx: BenchContext): Promise<BenchReport>
       no_stall: verdict(ratios.hostile_worst_10s_over_median >= TARGETS.worst_stretch_over_median_min),
       wall: verdict(ratios.hostile_wall_minus_clean_s <= TARGETS.wall_excess_max_s),
     };
-    const col = (c: Corpus, f: (r: FetchRun) => number, d = 1) => spread(runs.map((x) => f(x[c])), d);
+    const col = (c: Corpus, f: (r: FetchRun) => number, d = 1) =>
+      spread(
+        runs.map((x) => f(x[c])),
+        d,
+      );
     const both = (f: (r: FetchRun) => number, d = 1) => [col('clean', f, d), col('hostile', f, d)];
     const expected = expectedCounts(rows);
     const last = runs[runs.length - 1].hostile;
@@ -227,12 +287,24 @@ export async function benchFetchHostile(ctx: BenchContext): Promise<BenchReport>
         `slowest 10 s before the tail ≥ ${TARGETS.worst_stretch_over_median_min} × median: ${targets.no_stall} (${ratios.hostile_worst_10s_over_median}); ` +
         `wall within ${TARGETS.wall_excess_max_s} s of clean: ${targets.wall} (+${ratios.hostile_wall_minus_clean_s} s).`,
       '',
-      `Hostile corpus rows by kind: ${Object.entries(expected).map(([k, n]) => `${k} ${n}`).join(', ')}. ` +
-        `Last run's non-ok reasons: ${Object.entries(last.reasons).flatMap(([s, byR]) => Object.entries(byR).map(([k, n]) => `${s} ${k} ${n}`)).join(', ')}. ` +
+      `Hostile corpus rows by kind: ${Object.entries(expected)
+        .map(([k, n]) => `${k} ${n}`)
+        .join(', ')}. ` +
+        `Last run's non-ok reasons: ${Object.entries(last.reasons)
+          .flatMap(([s, byR]) => Object.entries(byR).map(([k, n]) => `${s} ${k} ${n}`))
+          .join(', ')}. ` +
         `Origins cut off: ${(last.cut_origins as Array<{ name: string; rows_skipped: number }>).map((c) => `${c.name} (${c.rows_skipped} rows not requested)`).join(', ') || 'none'}.`,
     ].join('\n');
     return {
-      config: { rows, samples_per_shard: samplesPerShard, workers: WORKERS, images: IMAGES, extra_flags: extra, expected_kinds: expected, tail_fraction: TAIL_FRACTION },
+      config: {
+        rows,
+        samples_per_shard: samplesPerShard,
+        workers: WORKERS,
+        images: IMAGES,
+        extra_flags: extra,
+        expected_kinds: expected,
+        tail_fraction: TAIL_FRACTION,
+      },
       runs,
       medians: {
         clean_rows_per_s: med((x) => x.clean.rows_per_s),
@@ -242,7 +314,9 @@ export async function benchFetchHostile(ctx: BenchContext): Promise<BenchReport>
       },
       ratios,
       targets,
-      notes: ['The servers run on the same 2 cores (their CPU is not counted); the machine is shared, so compare within a run.'],
+      notes: [
+        'The servers run on the same 2 cores (their CPU is not counted); the machine is shared, so compare within a run.',
+      ],
       table,
     };
   } finally {

@@ -15,7 +15,16 @@ import { createImageProcessor } from '../src/image/index.ts';
 export type ToImageStage = { type: 'load'; files: string[]; image: ImageConfig; concurrency: number } | { type: 'go' };
 export type FromImageStage =
   | { type: 'loaded'; bytes: number }
-  | { type: 'result'; images: number; ok: number; failed: number; wallMs: number; cpuMs: number; maxRssKb: number; firstError?: string };
+  | {
+      type: 'result';
+      images: number;
+      ok: number;
+      failed: number;
+      wallMs: number;
+      cpuMs: number;
+      maxRssKb: number;
+      firstError?: string;
+    };
 
 if (process.send) {
   process.on('disconnect', () => process.exit(0));

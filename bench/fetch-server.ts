@@ -12,8 +12,24 @@ import type { AddressInfo } from 'node:net';
 import { readFile } from 'node:fs/promises';
 import { catalog, itemFile, type CatalogItem } from './fetch-data.ts';
 
-export type ToServer = { type: 'start'; dir: string; count: number; cert: string; key: string; /** serve slow links at once (diagnosis) */ noSlow?: boolean } | { type: 'usage' };
-export type FromServer = { type: 'ready'; http: number; https: number } | { type: 'usage'; cpuMs: number; requests: number; /** connections accepted (TLS: completed handshakes) */ connections: number };
+export type ToServer =
+  | {
+      type: 'start';
+      dir: string;
+      count: number;
+      cert: string;
+      key: string;
+      /** serve slow links at once (diagnosis) */ noSlow?: boolean;
+    }
+  | { type: 'usage' };
+export type FromServer =
+  | { type: 'ready'; http: number; https: number }
+  | {
+      type: 'usage';
+      cpuMs: number;
+      requests: number;
+      /** connections accepted (TLS: completed handshakes) */ connections: number;
+    };
 
 const MIME = { jpg: 'image/jpeg', png: 'image/png', webp: 'image/webp' } as const;
 const PATH_RE = /^\/img\/(\d+)\.(jpg|png|webp)$/;
@@ -36,7 +52,11 @@ async function start(m: Extract<ToServer, { type: 'start' }>): Promise<void> {
       return;
     }
     const send = () => {
-      res.writeHead(200, { 'content-type': MIME[item.format], 'content-length': String(body.length), 'cache-control': 'max-age=86400' });
+      res.writeHead(200, {
+        'content-type': MIME[item.format],
+        'content-length': String(body.length),
+        'cache-control': 'max-age=86400',
+      });
       res.end(body);
     };
     if (item.kind === 'slow' && !m.noSlow) setTimeout(send, item.delayMs);

@@ -34,7 +34,15 @@ import type { ShardStats } from '../src/dataset/stats.ts';
 import { cacheDir, catalog, ensureRendered, itemFile, type CatalogItem } from './fetch-data.ts';
 import type { FromServer, ToServer } from './fetch-server.ts';
 import type { FromImageStage, ToImageStage } from './fetch-image-stage.ts';
-import { markdownTable, median, reapedChildrenCpuMs, round, spread, type BenchContext, type BenchReport } from './lib.ts';
+import {
+  markdownTable,
+  median,
+  reapedChildrenCpuMs,
+  round,
+  spread,
+  type BenchContext,
+  type BenchReport,
+} from './lib.ts';
 
 const PROJECT = path.resolve(import.meta.dirname, '..');
 const BIN = path.join(PROJECT, 'bin', 'muse-data.js');
@@ -49,7 +57,13 @@ const REFERENCE = {
 };
 const TARGETS = { http_successes_per_s_min: 150, https_successes_per_s_min: 150, cpu_ratio_max: 1.15 };
 
-const IMAGE: ImageConfig = { ...DEFAULT_IMAGE, size: 256, resize_mode: 'center_crop', encode_format: 'jpg', encode_quality: 95 };
+const IMAGE: ImageConfig = {
+  ...DEFAULT_IMAGE,
+  size: 256,
+  resize_mode: 'center_crop',
+  encode_format: 'jpg',
+  encode_quality: 95,
+};
 const WORKERS = 2;
 const IMAGE_STAGE_PROCESSES = 2;
 const IMAGE_STAGE_CONCURRENCY = 8;
@@ -111,7 +125,8 @@ function once<T>(child: ChildProcess, pick: (m: unknown) => T | undefined): Prom
         resolve(v);
       }
     };
-    const onExit = (code: number | null) => reject(new Error(`${child.spawnfile} exited (code ${code}) before answering`));
+    const onExit = (code: number | null) =>
+      reject(new Error(`${child.spawnfile} exited (code ${code}) before answering`));
     child.on('message', onMessage);
     child.on('exit', onExit);
   });
@@ -127,10 +142,28 @@ export function ensureCertificate(dir: string): { cert: string; key: string } {
   const cert = path.join(dir, 'bench-cert.pem');
   const key = path.join(dir, 'bench-key.pem');
   if (!existsSync(cert) || !existsSync(key)) {
-    execFileSync('openssl', [
-      'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-sha256', '-days', '3650',
-      '-keyout', key, '-out', cert, '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost',
-    ], { stdio: 'ignore' });
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-sha256',
+        '-days',
+        '3650',
+        '-keyout',
+        key,
+        '-out',
+        cert,
+        '-subj',
+        '/CN=127.0.0.1',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1,DNS:localhost',
+      ],
+      { stdio: 'ignore' },
+    );
   }
   return { cert, key };
 }
@@ -151,16 +184,25 @@ export async function writeParquet(file: string, items: CatalogItem[], origin: s
 }
 
 async function serverUsage(server: ChildProcess): Promise<{ cpuMs: number; requests: number; connections: number }> {
-  const p = once(server, (m) => ((m as FromServer).type === 'usage' ? (m as Extract<FromServer, { type: 'usage' }>) : undefined));
+  const p = once(server, (m) =>
+    (m as FromServer).type === 'usage' ? (m as Extract<FromServer, { type: 'usage' }>) : undefined,
+  );
   server.send({ type: 'usage' } satisfies ToServer);
   return p;
 }
 
 /** Runs the real CLI as a child; returns its summary and the process tree's CPU. */
-async function runCli(args: string[], env: NodeJS.ProcessEnv): Promise<{ summary: Record<string, any>; wall_s: number; cpu_ms: number; stderr: string }> {
+async function runCli(
+  args: string[],
+  env: NodeJS.ProcessEnv,
+): Promise<{ summary: Record<string, any>; wall_s: number; cpu_ms: number; stderr: string }> {
   const cpu0 = reapedChildrenCpuMs();
   const t0 = performance.now();
-  const child = spawn(process.execPath, [BIN, 'fetch', ...args], { cwd: PROJECT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [BIN, 'fetch', ...args], {
+    cwd: PROJECT,
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let stdout = '';
   let stderr = '';
   child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));
@@ -180,17 +222,50 @@ async function runCli(args: string[], env: NodeJS.ProcessEnv): Promise<{ summary
   return { summary, wall_s, cpu_ms, stderr };
 }
 
-const COMMON_ARGS = ['--image-size', '256', '--resize-mode', 'center_crop', '--encode-format', 'jpg', '--encode-quality', '95', '--log-format', 'json'];
+const COMMON_ARGS = [
+  '--image-size',
+  '256',
+  '--resize-mode',
+  'center_crop',
+  '--encode-format',
+  'jpg',
+  '--encode-quality',
+  '95',
+  '--log-format',
+  'json',
+];
 
 function fetchArgs(parquet: string, samplesPerShard: number): string[] {
   return [
-    '--input', parquet, '--input-format', 'parquet', '--url-col', 'URL', '--caption-col', 'TEXT',
-    '--allow-private-network', '--workers', String(WORKERS), '--samples-per-shard', String(samplesPerShard), ...COMMON_ARGS,
+    '--input',
+    parquet,
+    '--input-format',
+    'parquet',
+    '--url-col',
+    'URL',
+    '--caption-col',
+    'TEXT',
+    '--allow-private-network',
+    '--workers',
+    String(WORKERS),
+    '--samples-per-shard',
+    String(samplesPerShard),
+    ...COMMON_ARGS,
   ];
 }
 
 function localArgs(root: string, samplesPerShard: number): string[] {
-  return ['--input', root, '--input-format', 'imagenet', '--workers', String(WORKERS), '--samples-per-shard', String(samplesPerShard), ...COMMON_ARGS];
+  return [
+    '--input',
+    root,
+    '--input-format',
+    'imagenet',
+    '--workers',
+    String(WORKERS),
+    '--samples-per-shard',
+    String(samplesPerShard),
+    ...COMMON_ARGS,
+  ];
 }
 
 function readShardStats(out: string): ShardStats[] {
@@ -224,7 +299,8 @@ async function fetchOnce(
     const expectOk = items.filter((it) => it.kind !== 'dead').length;
     const expectDead = source === 'local' ? 0 : items.length - expectOk;
     if (status.ok !== expectOk) problems.push(`${source}: expected ${expectOk} ok, got ${status.ok}`);
-    if (status.fallback !== expectDead) problems.push(`${source}: expected ${expectDead} fallback (dead links), got ${status.fallback}`);
+    if (status.fallback !== expectDead)
+      problems.push(`${source}: expected ${expectDead} fallback (dead links), got ${status.fallback}`);
     if (summary.peak_rss_mb === undefined) problems.push('the fetch summary has no peak_rss_mb');
     return {
       source,
@@ -259,7 +335,10 @@ async function localTree(work: string, dir: string, items: CatalogItem[]): Promi
   for (const it of items) {
     if (it.kind === 'dead') continue;
     // the ImageNet reader lists .jpg/.jpeg/.png; WebP files go in as .jpg (the decoder looks at the bytes)
-    await symlink(itemFile(dir, it), path.join(cls, `${String(it.index).padStart(5, '0')}.${it.format === 'png' ? 'png' : 'jpg'}`));
+    await symlink(
+      itemFile(dir, it),
+      path.join(cls, `${String(it.index).padStart(5, '0')}.${it.format === 'png' ? 'png' : 'jpg'}`),
+    );
   }
   return root;
 }
@@ -278,20 +357,30 @@ async function startupOnce(parquet: string, work: string, env: NodeJS.ProcessEnv
 async function imageStageOnce(files: string[]): Promise<ImageRun> {
   const cpu0 = reapedChildrenCpuMs();
   const children = Array.from({ length: IMAGE_STAGE_PROCESSES }, () =>
-    fork(path.join(HERE, 'fetch-image-stage.ts'), [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }),
+    fork(path.join(HERE, 'fetch-image-stage.ts'), [], {
+      execArgv: ['--import', 'tsx'],
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    }),
   );
   try {
     await Promise.all(
       children.map((c, k) => {
         const p = once(c, (m) => ((m as FromImageStage).type === 'loaded' ? true : undefined));
         const share = files.filter((_, i) => i % children.length === k);
-        c.send({ type: 'load', files: share, image: IMAGE, concurrency: IMAGE_STAGE_CONCURRENCY } satisfies ToImageStage);
+        c.send({
+          type: 'load',
+          files: share,
+          image: IMAGE,
+          concurrency: IMAGE_STAGE_CONCURRENCY,
+        } satisfies ToImageStage);
         return p;
       }),
     );
     const results = await Promise.all(
       children.map((c) => {
-        const p = once(c, (m) => ((m as FromImageStage).type === 'result' ? (m as Extract<FromImageStage, { type: 'result' }>) : undefined));
+        const p = once(c, (m) =>
+          (m as FromImageStage).type === 'result' ? (m as Extract<FromImageStage, { type: 'result' }>) : undefined,
+        );
         c.send({ type: 'go' } satisfies ToImageStage);
         return p;
       }),
@@ -318,7 +407,16 @@ async function imageStageOnce(files: string[]): Promise<ImageRun> {
   }
 }
 
-type Run = { run: number; order: string[]; loadavg: number[]; startup: StartupRun; image: ImageRun; http: FetchRun; https: FetchRun; local: FetchRun };
+type Run = {
+  run: number;
+  order: string[];
+  loadavg: number[];
+  startup: StartupRun;
+  image: ImageRun;
+  http: FetchRun;
+  https: FetchRun;
+  local: FetchRun;
+};
 
 export async function benchFetch(ctx: BenchContext): Promise<BenchReport> {
   const count = ctx.quick ? 300 : 3000;
@@ -333,12 +431,19 @@ export async function benchFetch(ctx: BenchContext): Promise<BenchReport> {
   const liveBytes = liveFiles.reduce((n, f) => n + readFileSync(f).length, 0);
   const byFormat: Record<string, number> = {};
   for (const it of items) byFormat[it.format] = (byFormat[it.format] ?? 0) + 1;
-  const jpegKb = items.filter((it) => it.format === 'jpg' && it.kind !== 'dead').map((it) => readFileSync(itemFile(rendered.dir, it)).length / 1024);
+  const jpegKb = items
+    .filter((it) => it.format === 'jpg' && it.kind !== 'dead')
+    .map((it) => readFileSync(itemFile(rendered.dir, it)).length / 1024);
 
   const work = await mkdtemp(path.join(os.tmpdir(), 'muse-bench-fetch-'));
-  const server = fork(path.join(HERE, 'fetch-server.ts'), [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const server = fork(path.join(HERE, 'fetch-server.ts'), [], {
+    execArgv: ['--import', 'tsx'],
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
   try {
-    const ready = once(server, (m) => ((m as FromServer).type === 'ready' ? (m as Extract<FromServer, { type: 'ready' }>) : undefined));
+    const ready = once(server, (m) =>
+      (m as FromServer).type === 'ready' ? (m as Extract<FromServer, { type: 'ready' }>) : undefined,
+    );
     server.send({ type: 'start', dir: rendered.dir, count, cert, key, noSlow } satisfies ToServer);
     const ports = await ready;
     const parquets = {
@@ -348,7 +453,11 @@ export async function benchFetch(ctx: BenchContext): Promise<BenchReport> {
     };
     await writeParquet(parquets.http, items, `http://127.0.0.1:${ports.http}`);
     await writeParquet(parquets.https, items, `https://127.0.0.1:${ports.https}`);
-    await writeParquet(parquets.startup, items.filter((it) => it.kind === 'ok').slice(0, 12), `http://127.0.0.1:${ports.http}`);
+    await writeParquet(
+      parquets.startup,
+      items.filter((it) => it.kind === 'ok').slice(0, 12),
+      `http://127.0.0.1:${ports.http}`,
+    );
     const localRoot = await localTree(work, rendered.dir, items);
     const args: Record<Source, string[]> = {
       http: fetchArgs(parquets.http, samplesPerShard),
@@ -357,14 +466,18 @@ export async function benchFetch(ctx: BenchContext): Promise<BenchReport> {
     };
     const env: NodeJS.ProcessEnv = { ...process.env, NODE_EXTRA_CA_CERTS: cert };
 
-    ctx.log(`fetch bench: ${count} images (${liveFiles.length} live, ${(liveBytes / 2 ** 20).toFixed(1)} MiB), ${ctx.runs} run(s); server on :${ports.http} (http) and :${ports.https} (https)${noSlow ? '; slow links served at once (--no-slow)' : ''}`);
+    ctx.log(
+      `fetch bench: ${count} images (${liveFiles.length} live, ${(liveBytes / 2 ** 20).toFixed(1)} MiB), ${ctx.runs} run(s); server on :${ports.http} (http) and :${ports.https} (https)${noSlow ? '; slow links served at once (--no-slow)' : ''}`,
+    );
     const runs: Run[] = [];
     const steps = ['image', 'http', 'https', 'local'] as const;
     for (let r = 0; r < ctx.runs; r++) {
       const order = [...steps.slice(r % steps.length), ...steps.slice(0, r % steps.length)];
       const loadavg = os.loadavg().map((x) => round(x, 2));
       const startup = await startupOnce(parquets.startup, work, env);
-      ctx.log(`run ${r + 1}/${ctx.runs}: fetch start-up ${startup.cpu_ms} ms CPU, ${startup.wall_s} s (load ${loadavg.join(' ')})`);
+      ctx.log(
+        `run ${r + 1}/${ctx.runs}: fetch start-up ${startup.cpu_ms} ms CPU, ${startup.wall_s} s (load ${loadavg.join(' ')})`,
+      );
       const got: Partial<Run> = {};
       for (const step of order) {
         if (step === 'image') {
@@ -379,7 +492,16 @@ export async function benchFetch(ctx: BenchContext): Promise<BenchReport> {
           );
         }
       }
-      runs.push({ run: r + 1, order, loadavg, startup, image: got.image!, http: got.http!, https: got.https!, local: got.local! });
+      runs.push({
+        run: r + 1,
+        order,
+        loadavg,
+        startup,
+        image: got.image!,
+        http: got.http!,
+        https: got.https!,
+        local: got.local!,
+      });
     }
 
     const med = (f: (x: Run) => number) => round(median(runs.map(f)), 2);
@@ -433,9 +555,18 @@ export async function benchFetch(ctx: BenchContext): Promise<BenchReport> {
       http_successes_per_s_over_image_images_per_s: med((x) => x.http.successes_per_s / x.image.images_per_s),
       https_successes_per_s_over_image_images_per_s: med((x) => x.https.successes_per_s / x.image.images_per_s),
       local_successes_per_s_over_image_images_per_s: med((x) => x.local.successes_per_s / x.image.images_per_s),
-      http_successes_per_s_over_img2dataset_reference: round(medians.http.successes_per_s / REFERENCE.http_successes_per_s, 2),
-      https_successes_per_s_over_img2dataset_reference: round(medians.https.successes_per_s / REFERENCE.https_successes_per_s, 2),
-      http_cpu_per_success_over_img2dataset_reference: round(medians.http.cpu_ms_per_success / REFERENCE.http_cpu_ms_per_success, 2),
+      http_successes_per_s_over_img2dataset_reference: round(
+        medians.http.successes_per_s / REFERENCE.http_successes_per_s,
+        2,
+      ),
+      https_successes_per_s_over_img2dataset_reference: round(
+        medians.https.successes_per_s / REFERENCE.https_successes_per_s,
+        2,
+      ),
+      http_cpu_per_success_over_img2dataset_reference: round(
+        medians.http.cpu_ms_per_success / REFERENCE.http_cpu_ms_per_success,
+        2,
+      ),
     };
     const verdict = (ok: boolean) => (ok ? 'met' : '**missed**');
     const targets = {
@@ -448,24 +579,85 @@ export async function benchFetch(ctx: BenchContext): Promise<BenchReport> {
 
     const col = (f: (x: Run) => number, d = 1) => spread(runs.map(f), d);
     const fetchCol = (k: Source, f: (r: FetchRun, x: Run) => number, d = 1) => col((x) => f(x[k], x), d);
-    const three = (f: (r: FetchRun, x: Run) => number, d = 1) => (['http', 'https', 'local'] as const).map((k) => fetchCol(k, f, d));
+    const three = (f: (r: FetchRun, x: Run) => number, d = 1) =>
+      (['http', 'https', 'local'] as const).map((k) => fetchCol(k, f, d));
     const table = [
       `${count} URLs (${liveFiles.length} live images, ${items.length - liveFiles.length} dead links, ` +
         `${items.filter((it) => it.kind === 'slow').length} slow links${noSlow ? ' served without delay' : ''}), ${WORKERS} workers, ` +
         `256 px centre crop → JPEG q95; median (min–max) of ${runs.length} run(s). Ratios are per run, then the median.`,
       '',
       markdownTable(
-        ['', 'fetch, HTTP', 'fetch, HTTPS', 'fetch, local files (no HTTP)', 'image stage alone', 'img2dataset HTTP (reference, not measured here)', 'img2dataset HTTPS (reference)'],
         [
-          ['successes/s (image stage: images/s)', ...three((r) => r.successes_per_s), col((x) => x.image.images_per_s), REFERENCE.http_successes_per_s, REFERENCE.https_successes_per_s],
-          ['CPU ms per success (image stage: per image)', ...three((r) => r.cpu_ms_per_success, 2), col((x) => x.image.cpu_ms_per_image, 2), REFERENCE.http_cpu_ms_per_success, '–'],
-          ['CPU ratio to the image stage (target ≤ 1.15)', ...three((r, x) => r.cpu_ms_per_success / x.image.cpu_ms_per_image, 2), '1', '–', '–'],
-          ['… same, without the fixed start-up CPU', ...three((r, x) => r.cpu_ms_per_success_excl_startup / x.image.cpu_ms_per_image, 2), '1', '–', '–'],
-          ['cores kept busy (CPU s / wall s, of 2)', ...three((r) => r.cores_used, 2), col((x) => x.image.cpu_ms / x.image.wall_ms, 2), '–', '–'],
-          ['peak RSS MB (largest process)', ...three((r) => r.peak_rss_mb, 0), col((x) => x.image.peak_rss_mb, 0), '–', '–'],
+          '',
+          'fetch, HTTP',
+          'fetch, HTTPS',
+          'fetch, local files (no HTTP)',
+          'image stage alone',
+          'img2dataset HTTP (reference, not measured here)',
+          'img2dataset HTTPS (reference)',
+        ],
+        [
+          [
+            'successes/s (image stage: images/s)',
+            ...three((r) => r.successes_per_s),
+            col((x) => x.image.images_per_s),
+            REFERENCE.http_successes_per_s,
+            REFERENCE.https_successes_per_s,
+          ],
+          [
+            'CPU ms per success (image stage: per image)',
+            ...three((r) => r.cpu_ms_per_success, 2),
+            col((x) => x.image.cpu_ms_per_image, 2),
+            REFERENCE.http_cpu_ms_per_success,
+            '–',
+          ],
+          [
+            'CPU ratio to the image stage (target ≤ 1.15)',
+            ...three((r, x) => r.cpu_ms_per_success / x.image.cpu_ms_per_image, 2),
+            '1',
+            '–',
+            '–',
+          ],
+          [
+            '… same, without the fixed start-up CPU',
+            ...three((r, x) => r.cpu_ms_per_success_excl_startup / x.image.cpu_ms_per_image, 2),
+            '1',
+            '–',
+            '–',
+          ],
+          [
+            'cores kept busy (CPU s / wall s, of 2)',
+            ...three((r) => r.cores_used, 2),
+            col((x) => x.image.cpu_ms / x.image.wall_ms, 2),
+            '–',
+            '–',
+          ],
+          [
+            'peak RSS MB (largest process)',
+            ...three((r) => r.peak_rss_mb, 0),
+            col((x) => x.image.peak_rss_mb, 0),
+            '–',
+            '–',
+          ],
           ['wall s (whole command)', ...three((r) => r.wall_s), col((x) => x.image.wall_ms / 1000), '–', '–'],
-          ['connections opened (requests: ' + count + ')', fetchCol('http', (r) => r.server_connections, 0), fetchCol('https', (r) => r.server_connections, 0), '–', '–', '–', '–'],
-          ['server CPU ms per request (not counted above)', fetchCol('http', (r) => r.server_cpu_ms / r.server_requests, 2), fetchCol('https', (r) => r.server_cpu_ms / r.server_requests, 2), '–', '–', '–', '–'],
+          [
+            'connections opened (requests: ' + count + ')',
+            fetchCol('http', (r) => r.server_connections, 0),
+            fetchCol('https', (r) => r.server_connections, 0),
+            '–',
+            '–',
+            '–',
+            '–',
+          ],
+          [
+            'server CPU ms per request (not counted above)',
+            fetchCol('http', (r) => r.server_cpu_ms / r.server_requests, 2),
+            fetchCol('https', (r) => r.server_cpu_ms / r.server_requests, 2),
+            '–',
+            '–',
+            '–',
+            '–',
+          ],
         ],
       ),
       '',
@@ -477,10 +669,26 @@ export async function benchFetch(ctx: BenchContext): Promise<BenchReport> {
       markdownTable(
         ['part', 'ms per success', 'measured as'],
         [
-          ['image stage (header check, decode+resize, dHash, encode, sha256)', cpuBreakdown.image_stage.toFixed(2), 'image stage alone'],
-          ['fixed start-up of a fetch command (node + tsx + modules, 3 processes)', cpuBreakdown.startup.toFixed(2), `12-row fetch (${col((x) => x.startup.cpu_ms, 0)} ms CPU) / successes`],
-          ['rest of the pipeline without HTTP (source, tar, manifest, scheduling, GC)', cpuBreakdown.pipeline_without_http.toFixed(2), 'local-files fetch − start-up − image stage'],
-          ['HTTP client (undici, sockets, body, dead links)', cpuBreakdown.http_client.toFixed(2), 'HTTP fetch − local-files fetch'],
+          [
+            'image stage (header check, decode+resize, dHash, encode, sha256)',
+            cpuBreakdown.image_stage.toFixed(2),
+            'image stage alone',
+          ],
+          [
+            'fixed start-up of a fetch command (node + tsx + modules, 3 processes)',
+            cpuBreakdown.startup.toFixed(2),
+            `12-row fetch (${col((x) => x.startup.cpu_ms, 0)} ms CPU) / successes`,
+          ],
+          [
+            'rest of the pipeline without HTTP (source, tar, manifest, scheduling, GC)',
+            cpuBreakdown.pipeline_without_http.toFixed(2),
+            'local-files fetch − start-up − image stage',
+          ],
+          [
+            'HTTP client (undici, sockets, body, dead links)',
+            cpuBreakdown.http_client.toFixed(2),
+            'HTTP fetch − local-files fetch',
+          ],
           ['TLS', cpuBreakdown.tls.toFixed(2), 'HTTPS fetch − HTTP fetch'],
         ],
       ),
@@ -501,7 +709,11 @@ export async function benchFetch(ctx: BenchContext): Promise<BenchReport> {
         slow_links_delayed: !noSlow,
         by_format: byFormat,
         live_bytes: liveBytes,
-        jpeg_kb: { min: round(Math.min(...jpegKb), 0), median: round(median(jpegKb), 0), max: round(Math.max(...jpegKb), 0) },
+        jpeg_kb: {
+          min: round(Math.min(...jpegKb), 0),
+          median: round(median(jpegKb), 0),
+          max: round(Math.max(...jpegKb), 0),
+        },
         catalog_cache: rendered.dir,
         workers: WORKERS,
         samples_per_shard: samplesPerShard,

@@ -30,7 +30,6 @@ export interface DedupBenchOptions {
 const PER_SHARD = 10_000;
 const DISTANCE = 6;
 
-
 interface Planted {
   key: string;
   source: string;
@@ -65,7 +64,8 @@ function generate(hi: Int32Array, lo: Int32Array, from: number, to: number, r: (
   }
 }
 
-const keyOf = (i: number) => `${String(Math.floor(i / PER_SHARD)).padStart(5, '0')}${String(i % PER_SHARD).padStart(4, '0')}`;
+const keyOf = (i: number) =>
+  `${String(Math.floor(i / PER_SHARD)).padStart(5, '0')}${String(i % PER_SHARD).padStart(4, '0')}`;
 const hash = (s: string, n: number) => createHash('sha256').update(s).digest().subarray(0, n);
 
 /** Inserts samples [from, to) straight into `samples` (what fetch records), in key order. */
@@ -78,7 +78,15 @@ function record(index: IndexDb, datasetId: number, hi: Int32Array, lo: Int32Arra
       for (let i = start; i < Math.min(to, start + 50_000); i++) {
         const sha = isExactCopy(i) ? i - 1 : i;
         const phash = BigInt.asIntN(64, BigInt('0x' + halvesToHex(hi[i], lo[i])));
-        ins.run(datasetId, keyOf(i), Math.floor(i / PER_SHARD), hash(`u${i}`, 8), hash(`s${sha}`, 32), phash, hash(`c${i}`, 8));
+        ins.run(
+          datasetId,
+          keyOf(i),
+          Math.floor(i / PER_SHARD),
+          hash(`u${i}`, 8),
+          hash(`s${sha}`, 32),
+          phash,
+          hash(`c${i}`, 8),
+        );
       }
     });
   }
@@ -145,23 +153,59 @@ export async function benchDedup(opts: DedupBenchOptions = {}): Promise<object> 
     const queries = opts.quick ? 100 : 300;
     const point = await timed(() => {
       let hits = 0;
-      for (let k = 0; k < queries; k++) hits += findNearDuplicates(index3.db, id, halvesToHex(hi[k * 97], lo[k * 97]), DISTANCE).length;
+      for (let k = 0; k < queries; k++)
+        hits += findNearDuplicates(index3.db, id, halvesToHex(hi[k * 97], lo[k * 97]), DISTANCE).length;
       return hits;
     });
     index3.close();
-    const size = (await stat(path.join(dataRoot, 'index.sqlite'))).size + (await stat(path.join(dataRoot, 'index.sqlite-wal')).catch(() => ({ size: 0 }))).size;
+    const size =
+      (await stat(path.join(dataRoot, 'index.sqlite'))).size +
+      (await stat(path.join(dataRoot, 'index.sqlite-wal')).catch(() => ({ size: 0 }))).size;
 
-    const phase = (s: DedupSummary) => ({ phash: s.phash, duplicates: s.duplicates, seconds: s.seconds, steps_ms: s.ms });
+    const phase = (s: DedupSummary) => ({
+      phash: s.phash,
+      duplicates: s.duplicates,
+      seconds: s.seconds,
+      steps_ms: s.ms,
+    });
     const result = {
-      config: { hashes: n, planted_pairs: planted.length, exact_copies: Math.floor(n / 1000), phash_distance: DISTANCE, kinds: 'url,sha256,phash' },
+      config: {
+        hashes: n,
+        planted_pairs: planted.length,
+        exact_copies: Math.floor(n / 1000),
+        phash_distance: DISTANCE,
+        kinds: 'url,sha256,phash',
+      },
       setup_record_s: setup.wall_s,
       full: { wall_s: full.wall_s, cpu_s: full.cpu_s, ...phase(full.value) },
       recall,
-      search_join: { hashes: n, wall_s: join.wall_s, cpu_s: join.cpu_s, hashes_per_s: Math.round(n / join.cpu_s), pairs: join.value },
-      search_lookups: { lookups, wall_s: probe.wall_s, cpu_s: probe.cpu_s, lookups_per_s: Math.round(lookups / probe.cpu_s), pairs: probe.value },
-      rerun_unchanged: { wall_s: rerun.wall_s, cpu_s: rerun.cpu_s, from_key: rerun.value.phash?.from_key ?? null, steps_ms: rerun.value.ms },
+      search_join: {
+        hashes: n,
+        wall_s: join.wall_s,
+        cpu_s: join.cpu_s,
+        hashes_per_s: Math.round(n / join.cpu_s),
+        pairs: join.value,
+      },
+      search_lookups: {
+        lookups,
+        wall_s: probe.wall_s,
+        cpu_s: probe.cpu_s,
+        lookups_per_s: Math.round(lookups / probe.cpu_s),
+        pairs: probe.value,
+      },
+      rerun_unchanged: {
+        wall_s: rerun.wall_s,
+        cpu_s: rerun.cpu_s,
+        from_key: rerun.value.phash?.from_key ?? null,
+        steps_ms: rerun.value.ms,
+      },
       incremental_one_shard: { wall_s: incremental.wall_s, cpu_s: incremental.cpu_s, ...phase(incremental.value) },
-      sql_point_lookup: { queries, hits: point.value, per_lookup_ms: r2((point.wall_s * 1000) / queries), lookups_per_s: Math.round(queries / point.wall_s) },
+      sql_point_lookup: {
+        queries,
+        hits: point.value,
+        per_lookup_ms: r2((point.wall_s * 1000) / queries),
+        lookups_per_s: Math.round(queries / point.wall_s),
+      },
       index_bytes: size,
       targets: { dedup_1M_s: 60, met: n < 1_000_000 ? null : full.wall_s <= 60 },
       load_average: os.loadavg().map(r2),
@@ -193,7 +237,12 @@ async function checkRecall(dataRoot: string, id: number, planted: Planted[]) {
     } else if (of === p.source) beyondMarked++;
   }
   index.close();
-  return { within_distance: within, found, recall: within ? r2(found / within) : null, beyond_distance_marked: beyondMarked };
+  return {
+    within_distance: within,
+    found,
+    recall: within ? r2(found / within) : null,
+    beyond_distance_marked: beyondMarked,
+  };
 }
 
 type Result = {
@@ -209,7 +258,9 @@ type Result = {
 };
 
 function table(x: Result): string {
-  const steps = Object.entries(x.full.steps_ms).map(([k, v]) => `${k} ${(v / 1000).toFixed(1)}`).join(', ');
+  const steps = Object.entries(x.full.steps_ms)
+    .map(([k, v]) => `${k} ${(v / 1000).toFixed(1)}`)
+    .join(', ');
   const n = (v: number) => v.toLocaleString('en');
   return [
     '| measure | value |',

@@ -29,7 +29,16 @@ export interface OptoutBenchOptions {
   log?: (m: string) => void;
 }
 
-const HOSTS = ['i.pinimg.com', 'cdn.shopify.com', 'images-na.ssl-images-amazon.com', 'live.staticflickr.com', 'upload.wikimedia.org', 'media.istockphoto.com', 'www.example-shop.de', 'img.alicdn.com'];
+const HOSTS = [
+  'i.pinimg.com',
+  'cdn.shopify.com',
+  'images-na.ssl-images-amazon.com',
+  'live.staticflickr.com',
+  'upload.wikimedia.org',
+  'media.istockphoto.com',
+  'www.example-shop.de',
+  'img.alicdn.com',
+];
 
 /** A LAION-like image URL, distinct for each i (about 90 characters). */
 export function syntheticUrl(i: number): string {
@@ -90,7 +99,8 @@ export async function benchOptout(opts: OptoutBenchOptions = {}): Promise<object
     const rep = await importOptouts(store, urlStream(N), { parallel: !opts.serial });
     const importS = (performance.now() - t) / 1000;
     const importCpuS = (cpuMs() - c) / 1000;
-    if (rep.urls.added !== N || rep.errorCount) throw new Error(`import: expected ${N} new URLs, got ${JSON.stringify(rep.urls)} with ${rep.errorCount} errors`);
+    if (rep.urls.added !== N || rep.errorCount)
+      throw new Error(`import: expected ${N} new URLs, got ${JSON.stringify(rep.urls)} with ${rep.errorCount} errors`);
     log(`import: ${importS.toFixed(1)} s wall, ${importCpuS.toFixed(1)} s CPU`);
 
     // Generation alone, to subtract from the import figure.
@@ -128,7 +138,11 @@ export async function benchOptout(opts: OptoutBenchOptions = {}): Promise<object
     const fetchIndex = openFetchIndex(dataRoot, 'bench', path.join(dataRoot, 'bench'));
     t = performance.now();
     // Into the old samples table of index.sqlite (sample runs are measured by `index-scale`).
-    for (let s = 0; s < SAMPLES / 10_000; s++) index.recordSamples(fetchIndex.datasetId, rows(s, 10_000).map((r) => ({ ...r, shard: s })));
+    for (let s = 0; s < SAMPLES / 10_000; s++)
+      index.recordSamples(
+        fetchIndex.datasetId,
+        rows(s, 10_000).map((r) => ({ ...r, shard: s })),
+      );
     const recordMsPerShard = (performance.now() - t) / (SAMPLES / 10_000);
     void datasetId;
 
@@ -137,10 +151,12 @@ export async function benchOptout(opts: OptoutBenchOptions = {}): Promise<object
     const missUrl = (i: number) => syntheticUrl(N + i);
     const lookup = percentiles(timeEach(LOOKUPS, (i) => store.hasUrl(i % 2 ? hitUrl(i) : missUrl(i))));
     // checkUrl's SQLite part: the opt-out and the old samples table (the sample runs are DuckDB, async: index-scale).
-    const check = percentiles(timeEach(LOOKUPS, (i) => {
-      const h = urlHash(i % 2 ? hitUrl(i) : missUrl(i));
-      return [store.storedUrlByHash(h), index.samplesByUrlHash(h)];
-    }));
+    const check = percentiles(
+      timeEach(LOOKUPS, (i) => {
+        const h = urlHash(i % 2 ? hitUrl(i) : missUrl(i));
+        return [store.storedUrlByHash(h), index.samplesByUrlHash(h)];
+      }),
+    );
 
     // 4. The test inside fetch: almost every row is not opted out.
     const fetchRow = percentiles(timeEach(LOOKUPS, (i) => fetchIndex.urlOptedOut(missUrl(i))));
@@ -149,7 +165,9 @@ export async function benchOptout(opts: OptoutBenchOptions = {}): Promise<object
 
     // 5. Size: checkpoint the WAL into the file first.
     index.db.pragma('wal_checkpoint(TRUNCATE)');
-    const optoutBytes = (index.db.prepare("SELECT sum(pgsize) FROM dbstat WHERE name IN ('optout_urls')").pluck().get() as number | null) ?? NaN;
+    const optoutBytes =
+      (index.db.prepare("SELECT sum(pgsize) FROM dbstat WHERE name IN ('optout_urls')").pluck().get() as
+        number | null) ?? NaN;
     index.close();
     const fileBytes = (await stat(path.join(dataRoot, 'index.sqlite'))).size;
 
@@ -181,7 +199,13 @@ export async function benchOptout(opts: OptoutBenchOptions = {}): Promise<object
       `| index size (optout_urls) | ${results.optout_table_bytes_per_url} bytes/URL | |`,
     ].join('\n');
     return {
-      config: { urls: N, lookups: LOOKUPS, samples: SAMPLES, quick: !!opts.quick, loadavg_at_end: os.loadavg().map((x) => r(x, 2)) },
+      config: {
+        urls: N,
+        lookups: LOOKUPS,
+        samples: SAMPLES,
+        quick: !!opts.quick,
+        loadavg_at_end: os.loadavg().map((x) => r(x, 2)),
+      },
       results,
       targets: { import_urls_per_s: 300_000, check_p99_us: 50 },
       notes: [
@@ -199,7 +223,11 @@ export async function benchOptout(opts: OptoutBenchOptions = {}): Promise<object
 if (import.meta.url === `file://${process.argv[1]}`) {
   const quick = process.argv.includes('--quick');
   const i = process.argv.indexOf('--urls');
-  const res = (await benchOptout({ quick, serial: process.argv.includes('--serial'), urls: i > 0 ? Number(process.argv[i + 1]) : undefined })) as { table: string };
+  const res = (await benchOptout({
+    quick,
+    serial: process.argv.includes('--serial'),
+    urls: i > 0 ? Number(process.argv[i + 1]) : undefined,
+  })) as { table: string };
   console.log(JSON.stringify(res, null, 2));
   console.log(res.table);
 }

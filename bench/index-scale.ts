@@ -12,7 +12,14 @@ import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
-import { encodeRun, runsByUrlHash, runsOptedOut, writeCompacted, writeRun, type RunSet } from '../src/index-db/sample-runs.ts';
+import {
+  encodeRun,
+  runsByUrlHash,
+  runsOptedOut,
+  writeCompacted,
+  writeRun,
+  type RunSet,
+} from '../src/index-db/sample-runs.ts';
 import { RunLookup, runRef, type RunRef } from '../src/index-db/run-lookup.ts';
 import { sampleUrlHash } from '../src/index-db/db.ts';
 import { urlHashLoose } from '../src/optout/normalize-url.ts';
@@ -24,13 +31,17 @@ const SHARD = 10_000;
 
 async function du(dir: string): Promise<number> {
   let total = 0;
-  for (const e of await readdir(dir, { withFileTypes: true, recursive: true })) if (e.isFile()) total += (await stat(path.join(e.parentPath, e.name))).size;
+  for (const e of await readdir(dir, { withFileTypes: true, recursive: true }))
+    if (e.isFile()) total += (await stat(path.join(e.parentPath, e.name))).size;
   return total;
 }
 
 function pct(xs: number[]) {
   const s = [...xs].sort((a, b) => a - b);
-  return { p50_ms: round(s[Math.floor(s.length / 2)], 3), p99_ms: round(s[Math.min(s.length - 1, Math.floor(s.length * 0.99))], 3) };
+  return {
+    p50_ms: round(s[Math.floor(s.length / 2)], 3),
+    p99_ms: round(s[Math.min(s.length - 1, Math.floor(s.length * 0.99))], 3),
+  };
 }
 
 async function freshConnection(): Promise<DuckDBConnection> {
@@ -40,7 +51,9 @@ async function freshConnection(): Promise<DuckDBConnection> {
   return con;
 }
 
-export async function benchIndexScale(opts: { quick?: boolean; sizes?: number[]; log?: (m: string) => void } = {}): Promise<object> {
+export async function benchIndexScale(
+  opts: { quick?: boolean; sizes?: number[]; log?: (m: string) => void } = {},
+): Promise<object> {
   const log = opts.log ?? ((m: string) => process.stderr.write(`[bench index-scale] ${m}\n`));
   const sizes = opts.sizes ?? (opts.quick ? [100_000, 200_000] : [500_000, 1_000_000, 2_000_000]);
   const optoutK = opts.quick ? 100_000 : 1_000_000;
@@ -68,13 +81,22 @@ export async function benchIndexScale(opts: { quick?: boolean; sizes?: number[];
         files.push(f);
         shard++;
       }
-      segments.push({ rows_total: shard * SHARD, record_rows_per_s: Math.round(((shard - first) * SHARD) / s), cpu_ms_per_shard: round(cpu / (shard - first), 1) });
+      segments.push({
+        rows_total: shard * SHARD,
+        record_rows_per_s: Math.round(((shard - first) * SHARD) / s),
+        cpu_ms_per_shard: round(cpu / (shard - first), 1),
+      });
       log(`${shard * SHARD} rows: ${segments.at(-1)!.record_rows_per_s} rows/s recording`);
     }
     // Where a shard's recording time goes (CPU time of this process, the steady figure on a loaded machine;
     // 10 shards): URL normalisation + hash, the whole encoding (hashes, sort, Parquet), the same with the URL
     // hashes the fetch computed for its opt-out test, and the atomic write (tmp + fsync + rename + dir fsync).
-    const prof = { url_hash_ms: [] as number[], encode_ms: [] as number[], encode_known_ms: [] as number[], write_ms: [] as number[] };
+    const prof = {
+      url_hash_ms: [] as number[],
+      encode_ms: [] as number[],
+      encode_known_ms: [] as number[],
+      write_ms: [] as number[],
+    };
     const cpuMs = async (fn: () => unknown) => {
       const c = process.cpuUsage();
       await fn();
@@ -91,8 +113,15 @@ export async function benchIndexScale(opts: { quick?: boolean; sizes?: number[];
     }
     await rm(path.join(dir, 'profile'), { recursive: true, force: true });
     const med = (xs: number[]) => round([...xs].sort((a, b) => a - b)[xs.length >> 1], 1);
-    const profile = { url_hash_ms: med(prof.url_hash_ms), encode_ms: med(prof.encode_ms), encode_with_fetch_hashes_ms: med(prof.encode_known_ms), write_run_ms: med(prof.write_ms) };
-    log(`CPU per 10k-row shard (median): URL normalise + hash ${profile.url_hash_ms} ms, encode ${profile.encode_ms} ms, writeRun ${profile.write_run_ms} ms`);
+    const profile = {
+      url_hash_ms: med(prof.url_hash_ms),
+      encode_ms: med(prof.encode_ms),
+      encode_with_fetch_hashes_ms: med(prof.encode_known_ms),
+      write_run_ms: med(prof.write_ms),
+    };
+    log(
+      `CPU per 10k-row shard (median): URL normalise + hash ${profile.url_hash_ms} ms, encode ${profile.encode_ms} ms, writeRun ${profile.write_run_ms} ms`,
+    );
     const N = shard * SHARD;
     const shardBytes = await du(path.join(dir, 'shards'));
     let con = await freshConnection();
@@ -137,7 +166,9 @@ export async function benchIndexScale(opts: { quick?: boolean; sizes?: number[];
     const noCache = new RunLookup({ keyRows: 1, rowsRows: 1 });
     await noCache.find(urlRefs, 'url_hash', 0n);
     await noCache.find(shaRefs, 'sha_hi', 0n);
-    const coldUrl = await time(coldN, async (i) => found((await noCache.find(urlRefs, 'url_hash', u64(urlHashLoose(probes[i].url)))).length));
+    const coldUrl = await time(coldN, async (i) =>
+      found((await noCache.find(urlRefs, 'url_hash', u64(urlHashLoose(probes[i].url)))).length),
+    );
     const coldSha = await time(coldN, async (i) => {
       const b = Buffer.from(probes[i].sha256 ?? probes[0].sha256!, 'hex');
       found((await noCache.find(shaRefs, 'sha_hi', u64(b), (r) => r.sha256 !== null && r.sha256.equals(b))).length);
@@ -145,23 +176,39 @@ export async function benchIndexScale(opts: { quick?: boolean; sizes?: number[];
     // Warm: 50 rows looked up over and over (the cache holds their row groups).
     const lookup = new RunLookup();
     for (let i = 0; i < 50; i++) await lookup.find(urlRefs, 'url_hash', u64(urlHashLoose(probes[i].url)));
-    const warmUrl = await time(lookups, async (i) => found((await lookup.find(urlRefs, 'url_hash', u64(urlHashLoose(probes[i % 50].url)))).length));
+    const warmUrl = await time(lookups, async (i) =>
+      found((await lookup.find(urlRefs, 'url_hash', u64(urlHashLoose(probes[i % 50].url)))).length),
+    );
     const warmSha = await time(lookups, async (i) => {
       const b = Buffer.from(probes[i % 50].sha256 ?? probes[0].sha256!, 'hex');
       found((await lookup.find(shaRefs, 'sha_hi', u64(b), (r) => r.sha256 !== null && r.sha256.equals(b))).length);
     });
     // Every run before compaction: each shard run's key column is searched (their hash ranges all overlap).
-    const uncompactedCold = await time(Math.min(lookups, 20), async (i) => found((await noCache.find(shardRefs, 'url_hash', u64(urlHashLoose(probes[i].url)))).length));
+    const uncompactedCold = await time(Math.min(lookups, 20), async (i) =>
+      found((await noCache.find(shardRefs, 'url_hash', u64(urlHashLoose(probes[i].url)))).length),
+    );
     for (let i = 0; i < 50; i++) await lookup.find(shardRefs, 'url_hash', u64(urlHashLoose(probes[i].url)));
-    const uncompactedWarm = await time(Math.min(lookups, 200), async (i) => found((await lookup.find(shardRefs, 'url_hash', u64(urlHashLoose(probes[i % 50].url)))).length));
+    const uncompactedWarm = await time(Math.min(lookups, 200), async (i) =>
+      found((await lookup.find(shardRefs, 'url_hash', u64(urlHashLoose(probes[i % 50].url)))).length),
+    );
     // Baseline in the same run: the same warm look-ups as one DuckDB query each.
     con = await freshConnection();
     for (let i = 0; i < 20; i++) await runsByUrlHash(con, set, urlHashLoose(probes[i].url));
-    const duckWarm = await time(Math.min(lookups, 200), (i) => runsByUrlHash(con, set, urlHashLoose(probes[i % 50].url)));
+    const duckWarm = await time(Math.min(lookups, 200), (i) =>
+      runsByUrlHash(con, set, urlHashLoose(probes[i % 50].url)),
+    );
     // Planning: K opted-out URLs, half of them in the index.
-    const hashes = Array.from({ length: optoutK }, (_, i) => urlHashLoose(syntheticUrl(i % 2 ? (i * 104729) % N : N + i)));
+    const hashes = Array.from({ length: optoutK }, (_, i) =>
+      urlHashLoose(syntheticUrl(i % 2 ? (i * 104729) % N : N + i)),
+    );
     t = performance.now();
-    const planned = await runsOptedOut(con, set, 1, () => hashes, () => []);
+    const planned = await runsOptedOut(
+      con,
+      set,
+      1,
+      () => hashes,
+      () => [],
+    );
     const planS = (performance.now() - t) / 1000;
     con.closeSync();
     const perSample = (b: number) => round(b / N, 1);
@@ -186,18 +233,46 @@ export async function benchIndexScale(opts: { quick?: boolean; sizes?: number[];
     };
     const pp = (x: { p50_ms: number; p99_ms: number }) => `${x.p50_ms} / ${x.p99_ms}`;
     const table = [
-      markdownTable(['rows in the index', 'record rows/s (one process)', 'CPU ms per 10k-row shard'], segments.map((s) => [s.rows_total, s.record_rows_per_s, s.cpu_ms_per_shard])),
+      markdownTable(
+        ['rows in the index', 'record rows/s (one process)', 'CPU ms per 10k-row shard'],
+        segments.map((s) => [s.rows_total, s.record_rows_per_s, s.cpu_ms_per_shard]),
+      ),
       '',
       `CPU ms per 10k-row shard (median of 10): URL normalise + hash ${profile.url_hash_ms} ms, encode (all hashes, sort, Parquet) ${profile.encode_ms} ms (${profile.encode_with_fetch_hashes_ms} ms with the fetch's URL hashes), writeRun (encode + tmp, fsync, rename) ${profile.write_run_ms} ms.`,
       '',
       markdownTable(
-        ['at rows', 'compact s', 'first look-up (footer) p50/p99 ms', 'URL cold p50/p99 ms', 'URL warm p50/p99 ms', 'sha256 cold / warm p50/p99 ms', 'uncompacted URL cold / warm ms', 'DuckDB query warm ms'],
-        [[N, results.compact_s, pp(results.lookup_open), pp(coldUrl), pp(warmUrl), `${pp(coldSha)} ; ${pp(warmSha)}`, `${pp(uncompactedCold)} ; ${pp(uncompactedWarm)}`, pp(duckWarm)]],
+        [
+          'at rows',
+          'compact s',
+          'first look-up (footer) p50/p99 ms',
+          'URL cold p50/p99 ms',
+          'URL warm p50/p99 ms',
+          'sha256 cold / warm p50/p99 ms',
+          'uncompacted URL cold / warm ms',
+          'DuckDB query warm ms',
+        ],
+        [
+          [
+            N,
+            results.compact_s,
+            pp(results.lookup_open),
+            pp(coldUrl),
+            pp(warmUrl),
+            `${pp(coldSha)} ; ${pp(warmSha)}`,
+            `${pp(uncompactedCold)} ; ${pp(uncompactedWarm)}`,
+            pp(duckWarm),
+          ],
+        ],
       ),
       '',
       markdownTable(
         [`plan ${optoutK} opt-out URLs s`, 'bytes/sample: shard runs / compacted by URL / both orders'],
-        [[`${results.optout_plan_s} (${planned.length} matches)`, `${results.bytes_per_sample_shard_runs} / ${results.bytes_per_sample_compacted_url} / ${results.bytes_per_sample_compacted_both}`]],
+        [
+          [
+            `${results.optout_plan_s} (${planned.length} matches)`,
+            `${results.bytes_per_sample_shard_runs} / ${results.bytes_per_sample_compacted_url} / ${results.bytes_per_sample_compacted_both}`,
+          ],
+        ],
       ),
     ].join('\n');
     log(`\n${table}`);

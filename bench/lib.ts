@@ -110,7 +110,10 @@ export function numericLeaves(o: unknown, prefix = '', out: Record<string, numbe
   else if (Array.isArray(o)) {
     if (o.every((v) => typeof v === 'number')) return out;
     o.forEach((v, i) => {
-      const named = v && typeof v === 'object' ? ((v as Record<string, unknown>).backend ?? (v as Record<string, unknown>).name) : undefined;
+      const named =
+        v && typeof v === 'object'
+          ? ((v as Record<string, unknown>).backend ?? (v as Record<string, unknown>).name)
+          : undefined;
       numericLeaves(v, join(typeof named === 'string' ? named : String(i)), out);
     });
   } else if (o && typeof o === 'object') {

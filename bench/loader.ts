@@ -73,7 +73,9 @@ async function makeJpeg(seed: number): Promise<Buffer> {
       px[i + 2] = ((x + y) * (a + b) * 0.5 + r() * 24) & 255;
     }
   }
-  return sharp(px, { raw: { width: 256, height: 256, channels: 3 } }).jpeg({ quality: 95 }).toBuffer();
+  return sharp(px, { raw: { width: 256, height: 256, channels: 3 } })
+    .jpeg({ quality: 95 })
+    .toBuffer();
 }
 
 async function writeTar(file: string, samples: number): Promise<number> {
@@ -82,8 +84,15 @@ async function writeTar(file: string, samples: number): Promise<number> {
   for (let i = 0; i < samples; i++) {
     const data = jpegs[i % jpegs.length];
     await w.add({
-      key: syntheticKey(Math.floor(i / PER_SHARD), i % PER_SHARD), row: i, url: `http://example.invalid/${i}.jpg`, caption: `caption ${i}`,
-      meta: {}, status: 'ok', reason: null, error: null, image: { data, ext: 'jpg', width: 256, height: 256 },
+      key: syntheticKey(Math.floor(i / PER_SHARD), i % PER_SHARD),
+      row: i,
+      url: `http://example.invalid/${i}.jpg`,
+      caption: `caption ${i}`,
+      meta: {},
+      status: 'ok',
+      reason: null,
+      error: null,
+      image: { data, ext: 'jpg', width: 256, height: 256 },
     });
   }
   await w.finish();
@@ -116,12 +125,32 @@ export async function benchLoader(opts: { quick?: boolean; log?: (m: string) => 
   const dir = await mkdtemp(path.join(os.tmpdir(), 'muse-bench-loader-'));
   configureSharp({ cache: false });
   try {
-    log(`writing ${shardCount} x ${PER_SHARD} samples of token + text caches (${GRID}x${GRID} tokens, ${TEXT_LEN}x${DIM} float16)`);
+    log(
+      `writing ${shardCount} x ${PER_SHARD} samples of token + text caches (${GRID}x${GRID} tokens, ${TEXT_LEN}x${DIM} float16)`,
+    );
     const shards = Object.fromEntries(Array.from({ length: shardCount }, (_, i) => [i, PER_SHARD]));
-    await writeSyntheticCaches(dir, { shards, gridH: GRID, gridW: GRID, codebookSize: 8192, dim: DIM, textLength: () => TEXT_LEN, vqId: 'vq', textId: 't5' });
+    await writeSyntheticCaches(dir, {
+      shards,
+      gridH: GRID,
+      gridW: GRID,
+      codebookSize: 8192,
+      dim: DIM,
+      textLength: () => TEXT_LEN,
+      vqId: 'vq',
+      textId: 't5',
+    });
     // the same with captions at a realistic length (8..40 tokens, stored at real length, padded to 77 in batches)
     const shortDir = path.join(dir, 'short');
-    await writeSyntheticCaches(shortDir, { shards, gridH: GRID, gridW: GRID, codebookSize: 8192, dim: DIM, textLength: (s, p) => 8 + ((s * 31 + p * 17) % 33), vqId: 'vq', textId: 't5' });
+    await writeSyntheticCaches(shortDir, {
+      shards,
+      gridH: GRID,
+      gridW: GRID,
+      codebookSize: 8192,
+      dim: DIM,
+      textLength: (s, p) => 8 + ((s * 31 + p * 17) % 33),
+      vqId: 'vq',
+      textId: 't5',
+    });
     const tar = path.join(dir, 'pixels.tar');
     log(`writing a tar of ${total} 256 px JPEGs`);
     const jpegBytes = await writeTar(tar, total);
@@ -132,23 +161,44 @@ export async function benchLoader(opts: { quick?: boolean; log?: (m: string) => 
     log('tokens + text');
     const tokensText = await measure(() => runLoader({ ...base, textId: 't5', textMaxLength: TEXT_LEN }, batches));
     log('tokens + text, short captions');
-    const tokensShortText = await measure(() => runLoader({ ...base, datasetDir: shortDir, textId: 't5', textMaxLength: TEXT_LEN }, batches));
+    const tokensShortText = await measure(() =>
+      runLoader({ ...base, datasetDir: shortDir, textId: 't5', textMaxLength: TEXT_LEN }, batches),
+    );
     log('raw pixels (tar + sharp decode)');
     const pixels = await measure(() => runPixels(tar));
 
     const ratio = (a: Rate) => round(a.samples_per_cpu_s / pixels.samples_per_cpu_s, 1);
-    const row = (name: string, r: Rate, vs: string) => [name, r.samples, r.batches_per_s, r.samples_per_s, r.samples_per_cpu_s, vs];
+    const row = (name: string, r: Rate, vs: string) => [
+      name,
+      r.samples,
+      r.batches_per_s,
+      r.samples_per_s,
+      r.samples_per_cpu_s,
+      vs,
+    ];
     const table = markdownTable(
       ['path', 'samples', 'batches/s', 'samples/s (wall)', 'samples/s per core', 'vs raw pixels (per core)'],
       [
         row('cache loader: tokens alone', tokens, `${ratio(tokens)}x`),
         row(`cache loader: tokens + text states (${TEXT_LEN}x${DIM})`, tokensText, `${ratio(tokensText)}x`),
-        row('cache loader: tokens + text, captions of 8-40 tokens padded to 77', tokensShortText, `${ratio(tokensShortText)}x`),
+        row(
+          'cache loader: tokens + text, captions of 8-40 tokens padded to 77',
+          tokensShortText,
+          `${ratio(tokensShortText)}x`,
+        ),
         row('raw pixels: tar + sharp JPEG decode', pixels, '1x'),
       ],
     );
     return {
-      config: { batch: BATCH, image_tokens: GRID * GRID, text: `${TEXT_LEN}x${DIM} float16`, shards: shardCount, per_shard: PER_SHARD, shuffle_buffer: 1000, jpeg: `256x256 q95, ~${Math.round(jpegBytes / 1024)} KiB` },
+      config: {
+        batch: BATCH,
+        image_tokens: GRID * GRID,
+        text: `${TEXT_LEN}x${DIM} float16`,
+        shards: shardCount,
+        per_shard: PER_SHARD,
+        shuffle_buffer: 1000,
+        jpeg: `256x256 q95, ~${Math.round(jpegBytes / 1024)} KiB`,
+      },
       tokens,
       tokens_text: tokensText,
       tokens_short_text: tokensShortText,

@@ -46,7 +46,12 @@ function maskedBatch(rng: Prng, batch: number, length: number, codebook: number,
   return { ids: tf.tensor2d(ids, [batch, length], 'int32'), labels: tf.tensor2d(labels, [batch, length], 'int32') };
 }
 
-async function timeIt(fn: () => Promise<void>, warmup: number, steps: number, onSample?: (ms: number) => void): Promise<number[]> {
+async function timeIt(
+  fn: () => Promise<void>,
+  warmup: number,
+  steps: number,
+  onSample?: (ms: number) => void,
+): Promise<number[]> {
   for (let i = 0; i < warmup; i++) await fn();
   const times: number[] = [];
   for (let i = 0; i < steps; i++) {
@@ -58,7 +63,10 @@ async function timeIt(fn: () => Promise<void>, warmup: number, steps: number, on
   return times;
 }
 
-export async function benchTransformer(backend: BackendName | string, opts: TransformerBenchOptions = {}): Promise<Record<string, unknown>> {
+export async function benchTransformer(
+  backend: BackendName | string,
+  opts: TransformerBenchOptions = {},
+): Promise<Record<string, unknown>> {
   const choice = await initBackend(backend as BackendName, { quiet: true });
   const hidden = opts.hidden ?? 256;
   const layers = opts.layers ?? 4;
@@ -71,12 +79,27 @@ export async function benchTransformer(backend: BackendName | string, opts: Tran
   const steps = opts.steps ?? (slow ? 1 : 5);
   const tokens = 256;
   const textTokens = 16;
-  const model = new MaskGitTransformer({
-    vocab_size: 1025, codebook_size: 1024, num_vq_tokens: tokens, max_position_embeddings: tokens,
-    hidden_size: hidden, num_hidden_layers: layers, num_attention_heads: heads, intermediate_size: 4 * hidden,
-    add_cross_attention: true, encoder_hidden_size: 256, norm_type: 'rmsnorm', layer_norm_eps: 1e-6,
-    use_normformer: false, use_bias: false, hidden_dropout: 0, attention_dropout: 0,
-  }, { seed: 0 });
+  const model = new MaskGitTransformer(
+    {
+      vocab_size: 1025,
+      codebook_size: 1024,
+      num_vq_tokens: tokens,
+      max_position_embeddings: tokens,
+      hidden_size: hidden,
+      num_hidden_layers: layers,
+      num_attention_heads: heads,
+      intermediate_size: 4 * hidden,
+      add_cross_attention: true,
+      encoder_hidden_size: 256,
+      norm_type: 'rmsnorm',
+      layer_norm_eps: 1e-6,
+      use_normformer: false,
+      use_bias: false,
+      hidden_dropout: 0,
+      attention_dropout: 0,
+    },
+    { seed: 0 },
+  );
   const rng = new Prng(1);
   const ehs = tf.tensor3d(rng.normalArray(batch * textTokens * 256, 1), [batch, textTokens, 256]);
   const vars = [...model.variables.values()];
@@ -84,46 +107,74 @@ export async function benchTransformer(backend: BackendName | string, opts: Tran
   const weightDecay = 0.01;
   const adam = tf.train.adam(lr, 0.9, 0.999, 1e-8);
 
-  const forwardTimes = await timeIt(async () => {
-    const { ids } = maskedBatch(rng, batch, tokens, 1024, model.config.mask_token_id);
-    const logits = model.forward(ids, ehs);
-    await logits.data();
-    tf.dispose([ids, logits]);
-  }, warmup, steps, (ms) => opts.onSample?.('forward', ms));
+  const forwardTimes = await timeIt(
+    async () => {
+      const { ids } = maskedBatch(rng, batch, tokens, 1024, model.config.mask_token_id);
+      const logits = model.forward(ids, ehs);
+      await logits.data();
+      tf.dispose([ids, logits]);
+    },
+    warmup,
+    steps,
+    (ms) => opts.onSample?.('forward', ms),
+  );
 
   let lastLoss = NaN;
   const gradTimes: number[] = [];
   const optTimes: number[] = [];
-  const trainTimes = await timeIt(async () => {
-    const { ids, labels } = maskedBatch(rng, batch, tokens, 1024, model.config.mask_token_id);
-    const t0 = performance.now();
-    const { value, grads } = tf.variableGrads(() => {
-      const { logits, loss } = model.forwardWithLoss(ids, labels, ehs, undefined, { labelSmoothing: 0.1, training: true });
-      logits.dispose();
-      return loss;
-    }, vars);
-    await value.data();
-    const t1 = performance.now();
-    tf.tidy(() => {
-      for (const v of vars) v.assign(tf.mul(v, 1 - lr * weightDecay)); // decoupled weight decay (AdamW)
-    });
-    adam.applyGradients(Object.entries(grads).map(([name, tensor]) => ({ name, tensor })));
-    await vars[0].data();
-    gradTimes.push(t1 - t0);
-    optTimes.push(performance.now() - t1);
-    lastLoss = (await value.data())[0];
-    tf.dispose([ids, labels, value, ...Object.values(grads)]);
-  }, warmup, steps, (ms) => opts.onSample?.('train', ms));
+  const trainTimes = await timeIt(
+    async () => {
+      const { ids, labels } = maskedBatch(rng, batch, tokens, 1024, model.config.mask_token_id);
+      const t0 = performance.now();
+      const { value, grads } = tf.variableGrads(() => {
+        const { logits, loss } = model.forwardWithLoss(ids, labels, ehs, undefined, {
+          labelSmoothing: 0.1,
+          training: true,
+        });
+        logits.dispose();
+        return loss;
+      }, vars);
+      await value.data();
+      const t1 = performance.now();
+      tf.tidy(() => {
+        for (const v of vars) v.assign(tf.mul(v, 1 - lr * weightDecay)); // decoupled weight decay (AdamW)
+      });
+      adam.applyGradients(Object.entries(grads).map(([name, tensor]) => ({ name, tensor })));
+      await vars[0].data();
+      gradTimes.push(t1 - t0);
+      optTimes.push(performance.now() - t1);
+      lastLoss = (await value.data())[0];
+      tf.dispose([ids, labels, value, ...Object.values(grads)]);
+    },
+    warmup,
+    steps,
+    (ms) => opts.onSample?.('train', ms),
+  );
 
   const fwdMs = median(forwardTimes);
   const stepMs = median(trainTimes);
   const reference = PYTORCH_MS_PER_STEP[`${hidden}x${layers}`];
   const result = {
     backend: choice.name,
-    ...(choice.adapter ? { adapter: `${choice.adapter.description}${choice.adapter.software ? ' (software)' : ''}` } : {}),
-    config: { hidden, layers, heads, batch, imageTokens: tokens, textTokens, textDim: 256, params: model.parameterCount() },
+    ...(choice.adapter
+      ? { adapter: `${choice.adapter.description}${choice.adapter.software ? ' (software)' : ''}` }
+      : {}),
+    config: {
+      hidden,
+      layers,
+      heads,
+      batch,
+      imageTokens: tokens,
+      textTokens,
+      textDim: 256,
+      params: model.parameterCount(),
+    },
     // Medians; `bestMs` (fastest sample) is the better estimate when other work shares the CPU.
-    forward: { msPerBatch: Math.round(fwdMs), tokensPerSec: Math.round((batch * tokens * 1000) / fwdMs), bestMs: Math.round(Math.min(...forwardTimes)) },
+    forward: {
+      msPerBatch: Math.round(fwdMs),
+      tokensPerSec: Math.round((batch * tokens * 1000) / fwdMs),
+      bestMs: Math.round(Math.min(...forwardTimes)),
+    },
     trainStep: {
       msPerStep: Math.round(stepMs),
       tokensPerSec: Math.round((batch * tokens * 1000) / stepMs),

@@ -21,7 +21,14 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 }
 
-async function benchOne(backend: BackendName, resolution: number, batch: number, repeats: number, warmup: boolean, config: Partial<VqganConfig>) {
+async function benchOne(
+  backend: BackendName,
+  resolution: number,
+  batch: number,
+  repeats: number,
+  warmup: boolean,
+  config: Partial<VqganConfig>,
+) {
   const choice = await initBackend(backend, { quiet: true });
   const model = VQGAN.create({ ...config, resolution }, 0);
   const pixels = tf.randomUniform([batch, resolution, resolution, 3], 0, 1, 'float32', 1) as tf.Tensor4D;
@@ -45,7 +52,9 @@ async function benchOne(backend: BackendName, resolution: number, batch: number,
   const ms = median(times);
   return {
     backend: choice.name,
-    ...(choice.adapter ? { adapter: `${choice.adapter.description}${choice.adapter.software ? ' (software)' : ''}` } : {}),
+    ...(choice.adapter
+      ? { adapter: `${choice.adapter.description}${choice.adapter.software ? ' (software)' : ''}` }
+      : {}),
     resolution,
     batch,
     tokensPerImage: (resolution / 16) ** 2,
@@ -76,7 +85,14 @@ export async function benchVqgan(opts: VqganBenchOptions = {}): Promise<object> 
   return {
     name: 'vqgan-encode',
     what: 'MaskGIT VQGAN encode (pixels -> token ids), reference f16 architecture, random weights',
-    config: { hiddenChannels: 128, channelMult: [1, 1, 2, 2, 4], numResBlocks: 2, numEmbeddings: 1024, quantizedEmbedDim: 256, ...config },
+    config: {
+      hiddenChannels: 128,
+      channelMult: [1, 1, 2, 2, 4],
+      numResBlocks: 2,
+      numEmbeddings: 1024,
+      quantizedEmbedDim: 256,
+      ...config,
+    },
     results,
   };
 }

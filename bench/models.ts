@@ -13,7 +13,10 @@ import type { FromModelsChild, ToModelsChild } from './models-child.ts';
 
 function runInChild(file: string, fn: string, args: unknown[]): Promise<Record<string, unknown>> {
   return new Promise((resolve, reject) => {
-    const child = fork(path.join(import.meta.dirname, 'models-child.ts'), [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const child = fork(path.join(import.meta.dirname, 'models-child.ts'), [], {
+      execArgv: ['--import', 'tsx'],
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
     let reply: FromModelsChild | undefined;
     child.once('message', (m: FromModelsChild) => (reply = m));
     child.once('exit', (code) => {
@@ -27,11 +30,23 @@ function runInChild(file: string, fn: string, args: unknown[]): Promise<Record<s
 const PARTS: Array<{ name: string; file: string; fn: string; args: (ctx: BenchContext) => unknown[] }> = [
   // the VQGAN bench measures wasm and cpu unless --backend names one
   // --resolution 256: the reference VQGAN's 256 px encode (default 64)
-  { name: 'vqgan', file: 'models-vqgan.ts', fn: 'benchVqgan', args: (ctx) => [{
-    ...(typeof ctx.flags.backend === 'string' ? { backends: [ctx.flags.backend] } : {}),
-    ...(typeof ctx.flags.resolution === 'string' ? { resolution: Number(ctx.flags.resolution), batch: 2 } : {}),
-  }] },
-  { name: 'transformer', file: 'models-transformer.ts', fn: 'benchTransformer', args: (ctx) => [typeof ctx.flags.backend === 'string' ? ctx.flags.backend : 'auto'] },
+  {
+    name: 'vqgan',
+    file: 'models-vqgan.ts',
+    fn: 'benchVqgan',
+    args: (ctx) => [
+      {
+        ...(typeof ctx.flags.backend === 'string' ? { backends: [ctx.flags.backend] } : {}),
+        ...(typeof ctx.flags.resolution === 'string' ? { resolution: Number(ctx.flags.resolution), batch: 2 } : {}),
+      },
+    ],
+  },
+  {
+    name: 'transformer',
+    file: 'models-transformer.ts',
+    fn: 'benchTransformer',
+    args: (ctx) => [typeof ctx.flags.backend === 'string' ? ctx.flags.backend : 'auto'],
+  },
 ];
 
 export async function benchModels(ctx: BenchContext): Promise<BenchReport> {
@@ -68,12 +83,19 @@ export async function benchModels(ctx: BenchContext): Promise<BenchReport> {
     const label = runs.find((x) => x.part === part.name)?.result.backend;
     sections.push(
       `${part.name}${label ? ` (backend ${String(label)})` : ''}, median of ${ctx.runs} run(s)\n\n` +
-        markdownTable(['measure', 'value'], keys.map((k) => [k, medians[part.name][k]])),
+        markdownTable(
+          ['measure', 'value'],
+          keys.map((k) => [k, medians[part.name][k]]),
+        ),
     );
   }
   // ratios the parts compute themselves (e.g. against a PyTorch anchor) are kept under their own keys
   const ratios = Object.fromEntries(
-    Object.entries(medians).flatMap(([part, m]) => Object.entries(m).filter(([k]) => /ratio/i.test(k)).map(([k, v]) => [`${part}.${k}`, v])),
+    Object.entries(medians).flatMap(([part, m]) =>
+      Object.entries(m)
+        .filter(([k]) => /ratio/i.test(k))
+        .map(([k, v]) => [`${part}.${k}`, v]),
+    ),
   );
   return {
     config: { backend: ctx.flags.backend ?? 'auto', parts: PARTS.map((p) => p.name) },

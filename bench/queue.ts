@@ -21,7 +21,23 @@ import { startRedis } from '../test/helpers/redis.ts';
 
 const PROJECT = path.resolve(import.meta.dirname, '..');
 const BIN = path.join(PROJECT, 'bin', 'muse-data.js');
-const ARGS = ['--url-col', 'URL', '--caption-col', 'TEXT', '--allow-private-network', '--image-size', '256', '--resize-mode', 'center_crop', '--encode-format', 'jpg', '--encode-quality', '95', '--log-format', 'json'];
+const ARGS = [
+  '--url-col',
+  'URL',
+  '--caption-col',
+  'TEXT',
+  '--allow-private-network',
+  '--image-size',
+  '256',
+  '--resize-mode',
+  'center_crop',
+  '--encode-format',
+  'jpg',
+  '--encode-quality',
+  '95',
+  '--log-format',
+  'json',
+];
 type Mode = 'workers2' | 'queue1' | 'queue2';
 
 function exited(c: ChildProcess): Promise<number | null> {
@@ -43,20 +59,32 @@ async function fetchCli(args: string[]): Promise<{ summary: Record<string, any>;
 }
 
 function startWorkers(n: number, url: string): Promise<ChildProcess[]> {
-  return Promise.all(Array.from({ length: n }, () => new Promise<ChildProcess>((resolve, reject) => {
-    const c = spawn(process.execPath, [BIN, 'worker', '--queue', url, '--concurrency', '2', '--kinds', 'fetch'], { cwd: PROJECT, stdio: ['ignore', 'ignore', 'pipe'] });
-    let err = '';
-    c.stderr!.on('data', (d) => {
-      err += d;
-      if (/taking fetch/.test(err)) resolve(c);
-    });
-    c.once('exit', (code) => reject(new Error(`worker exited ${code}: ${err}`)));
-  })));
+  return Promise.all(
+    Array.from(
+      { length: n },
+      () =>
+        new Promise<ChildProcess>((resolve, reject) => {
+          const c = spawn(process.execPath, [BIN, 'worker', '--queue', url, '--concurrency', '2', '--kinds', 'fetch'], {
+            cwd: PROJECT,
+            stdio: ['ignore', 'ignore', 'pipe'],
+          });
+          let err = '';
+          c.stderr!.on('data', (d) => {
+            err += d;
+            if (/taking fetch/.test(err)) resolve(c);
+          });
+          c.once('exit', (code) => reject(new Error(`worker exited ${code}: ${err}`)));
+        }),
+    ),
+  );
 }
 
 const shardBytes = (out: string) => {
   const dir = path.join(out, 'shards');
-  return readdirSync(dir).filter((f) => f.endsWith('.tar') || f.endsWith('.arrow')).sort().map((f) => readFileSync(path.join(dir, f)));
+  return readdirSync(dir)
+    .filter((f) => f.endsWith('.tar') || f.endsWith('.arrow'))
+    .sort()
+    .map((f) => readFileSync(path.join(dir, f)));
 };
 
 export async function benchQueue(ctx: BenchContext): Promise<BenchReport> {
@@ -66,7 +94,10 @@ export async function benchQueue(ctx: BenchContext): Promise<BenchReport> {
   const rendered = await ensureRendered(count, ctx.log);
   const work = await mkdtemp(path.join(os.tmpdir(), 'muse-bench-queue-'));
   const redis = await startRedis();
-  const server = fork(path.join(import.meta.dirname, 'fetch-server.ts'), [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const server = fork(path.join(import.meta.dirname, 'fetch-server.ts'), [], {
+    execArgv: ['--import', 'tsx'],
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
   try {
     const ports = await new Promise<Extract<FromServer, { type: 'ready' }>>((resolve) => {
       server.on('message', (m: FromServer) => m.type === 'ready' && resolve(m));
@@ -75,7 +106,15 @@ export async function benchQueue(ctx: BenchContext): Promise<BenchReport> {
     });
     const parquet = path.join(work, 'bench.parquet');
     await writeParquet(parquet, items, `http://127.0.0.1:${ports.http}`);
-    const base = ['--input', parquet, '--input-format', 'parquet', '--samples-per-shard', String(samplesPerShard), ...ARGS];
+    const base = [
+      '--input',
+      parquet,
+      '--input-format',
+      'parquet',
+      '--samples-per-shard',
+      String(samplesPerShard),
+      ...ARGS,
+    ];
     const shards = Math.ceil(count / samplesPerShard);
     ctx.log(`queue bench: ${count} images in ${shards} shards, ${ctx.runs} run(s); redis ${redis.url}`);
     const modes: Mode[] = ['workers2', 'queue1', 'queue2'];
@@ -93,10 +132,25 @@ export async function benchQueue(ctx: BenchContext): Promise<BenchReport> {
           if (mode !== 'workers2') workers = await startWorkers(mode === 'queue1' ? 1 : 2, redis.url);
           const worker_start_s = round((performance.now() - t0) / 1000, 2);
           const extra = mode === 'workers2' ? ['--workers', '2'] : ['--queue', redis.url];
-          const { summary, wall_s } = await fetchCli([...base, ...extra, '--out', out, '--data-root', path.join(work, `root-${r}-${mode}`)]);
-          got[mode] = { successes_per_s: summary.successes_per_s, wall_s: round(wall_s, 2), elapsed_s: summary.elapsed_s, ok: summary.status.ok, worker_start_s };
+          const { summary, wall_s } = await fetchCli([
+            ...base,
+            ...extra,
+            '--out',
+            out,
+            '--data-root',
+            path.join(work, `root-${r}-${mode}`),
+          ]);
+          got[mode] = {
+            successes_per_s: summary.successes_per_s,
+            wall_s: round(wall_s, 2),
+            elapsed_s: summary.elapsed_s,
+            ok: summary.status.ok,
+            worker_start_s,
+          };
           bytes[mode] = shardBytes(out);
-          ctx.log(`  run ${r + 1} ${mode}: ${summary.successes_per_s} successes/s, wall ${round(wall_s, 2)} s${workers.length ? ` (+ ${worker_start_s} s starting the workers)` : ''}`);
+          ctx.log(
+            `  run ${r + 1} ${mode}: ${summary.successes_per_s} successes/s, wall ${round(wall_s, 2)} s${workers.length ? ` (+ ${worker_start_s} s starting the workers)` : ''}`,
+          );
         } finally {
           for (const w of workers) w.kill('SIGTERM');
           await Promise.all(workers.map(exited));
@@ -104,7 +158,10 @@ export async function benchQueue(ctx: BenchContext): Promise<BenchReport> {
         }
       }
       const same = (a: Buffer[], b: Buffer[]) => a.length === b.length && a.every((x, i) => x.equals(b[i]));
-      runs.push({ ...(got as Record<Mode, One>), identical: same(bytes.workers2, bytes.queue1) && same(bytes.workers2, bytes.queue2) });
+      runs.push({
+        ...(got as Record<Mode, One>),
+        identical: same(bytes.workers2, bytes.queue1) && same(bytes.workers2, bytes.queue2),
+      });
     }
     const med = (f: (x: (typeof runs)[number]) => number) => round(median(runs.map(f)), 2);
     const medians = {
@@ -117,17 +174,31 @@ export async function benchQueue(ctx: BenchContext): Promise<BenchReport> {
       queue2_vs_workers2_successes: med((x) => x.queue2.successes_per_s / x.workers2.successes_per_s),
       queue2_overhead_s_per_shard: med((x) => (x.queue2.wall_s - x.workers2.wall_s) / shards),
       // the same, counting the queue workers' start-up as --workers 2 counts its worker processes'
-      queue2_overhead_incl_worker_start_s_per_shard: med((x) => (x.queue2.wall_s + x.queue2.worker_start_s - x.workers2.wall_s) / shards),
+      queue2_overhead_incl_worker_start_s_per_shard: med(
+        (x) => (x.queue2.wall_s + x.queue2.worker_start_s - x.workers2.wall_s) / shards,
+      ),
       queue1_vs_workers2_successes: med((x) => x.queue1.successes_per_s / x.workers2.successes_per_s),
     };
-    const table = markdownTable(
-      ['mode', 'successes/s (median)', 'wall s (median)', 'vs --workers 2'],
-      [
-        ['`fetch --workers 2`', medians.workers2.successes_per_s, medians.workers2.wall_s, '1.00'],
-        ['`fetch --queue`, 1 worker process', medians.queue1.successes_per_s, medians.queue1.wall_s, ratios.queue1_vs_workers2_successes.toFixed(2)],
-        ['`fetch --queue`, 2 worker processes', medians.queue2.successes_per_s, medians.queue2.wall_s, ratios.queue2_vs_workers2_successes.toFixed(2)],
-      ],
-    ) + `\n\nqueue overhead per shard (2 workers vs --workers 2): ${ratios.queue2_overhead_s_per_shard} s, ` +
+    const table =
+      markdownTable(
+        ['mode', 'successes/s (median)', 'wall s (median)', 'vs --workers 2'],
+        [
+          ['`fetch --workers 2`', medians.workers2.successes_per_s, medians.workers2.wall_s, '1.00'],
+          [
+            '`fetch --queue`, 1 worker process',
+            medians.queue1.successes_per_s,
+            medians.queue1.wall_s,
+            ratios.queue1_vs_workers2_successes.toFixed(2),
+          ],
+          [
+            '`fetch --queue`, 2 worker processes',
+            medians.queue2.successes_per_s,
+            medians.queue2.wall_s,
+            ratios.queue2_vs_workers2_successes.toFixed(2),
+          ],
+        ],
+      ) +
+      `\n\nqueue overhead per shard (2 workers vs --workers 2): ${ratios.queue2_overhead_s_per_shard} s, ` +
       `${ratios.queue2_overhead_incl_worker_start_s_per_shard} s counting the workers' start-up ` +
       `(2 workers through the queue incl. their start: ${medians.queue2_wall_incl_worker_start_s} s wall); outputs byte-identical in every run: ${runs.every((x) => x.identical)}`;
     return {

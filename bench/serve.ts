@@ -30,7 +30,28 @@ export interface ServeBenchOptions {
   log?: (m: string) => void;
 }
 
-const WORDS = ['red', 'blue', 'green', 'dog', 'cat', 'house', 'tree', 'car', 'beach', 'mountain', 'city', 'night', 'portrait', 'flower', 'river', 'old', 'new', 'small', 'large', 'photo'];
+const WORDS = [
+  'red',
+  'blue',
+  'green',
+  'dog',
+  'cat',
+  'house',
+  'tree',
+  'car',
+  'beach',
+  'mountain',
+  'city',
+  'night',
+  'portrait',
+  'flower',
+  'river',
+  'old',
+  'new',
+  'small',
+  'large',
+  'photo',
+];
 const PER_SHARD = 10_000;
 
 function caption(i: number): string {
@@ -75,7 +96,11 @@ async function writeDataset(dir: string, samples: number): Promise<ManifestRow[]
 
 function startServer(dataRoot: string): Promise<{ child: ChildProcess; origin: string }> {
   const bin = path.join(import.meta.dirname, '..', 'bin', 'muse-data.js');
-  const child = spawn(process.execPath, [bin, 'serve', '--data-root', dataRoot, '--port', '0', '--search-rate', '1000000000'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(
+    process.execPath,
+    [bin, 'serve', '--data-root', dataRoot, '--port', '0', '--search-rate', '1000000000'],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
   return new Promise((resolve, reject) => {
     let err = '';
     child.stderr!.on('data', (c: Buffer) => {
@@ -95,7 +120,11 @@ interface Load {
   non2xx: number;
 }
 
-async function load(origin: string, paths: () => string, opts: { seconds: number; connections: number; rate?: number }): Promise<Load> {
+async function load(
+  origin: string,
+  paths: () => string,
+  opts: { seconds: number; connections: number; rate?: number },
+): Promise<Load> {
   const r = await autocannon({
     url: origin,
     connections: opts.connections,
@@ -103,7 +132,13 @@ async function load(origin: string, paths: () => string, opts: { seconds: number
     ...(opts.rate ? { overallRate: opts.rate } : {}),
     requests: [{ method: 'GET', setupRequest: (req) => ({ ...req, path: paths() }) }],
   });
-  return { rps: round(r.requests.average, 1), p50_ms: r.latency.p50, p99_ms: r.latency.p99, errors: r.errors + r.timeouts, non2xx: r.non2xx };
+  return {
+    rps: round(r.requests.average, 1),
+    p50_ms: r.latency.p50,
+    p99_ms: r.latency.p99,
+    errors: r.errors + r.timeouts,
+    non2xx: r.non2xx,
+  };
 }
 
 export async function benchServe(opts: ServeBenchOptions = {}): Promise<object> {
@@ -168,7 +203,15 @@ export async function benchServe(opts: ServeBenchOptions = {}): Promise<object> 
       }
     }
     const med = Object.fromEntries(
-      Object.entries(results).map(([k, rs]) => [k, { rps: median(rs.map((x) => x.rps)), p50_ms: median(rs.map((x) => x.p50_ms)), p99_ms: median(rs.map((x) => x.p99_ms)), errors: rs.reduce((a, x) => a + x.errors + x.non2xx, 0) }]),
+      Object.entries(results).map(([k, rs]) => [
+        k,
+        {
+          rps: median(rs.map((x) => x.rps)),
+          p50_ms: median(rs.map((x) => x.p50_ms)),
+          p99_ms: median(rs.map((x) => x.p99_ms)),
+          errors: rs.reduce((a, x) => a + x.errors + x.non2xx, 0),
+        },
+      ]),
     );
     server.kill('SIGTERM');
     server = undefined;
@@ -179,7 +222,11 @@ export async function benchServe(opts: ServeBenchOptions = {}): Promise<object> 
     const app = await buildServer({ dataRoot, searchRateLimit: 1e9 });
     const inProcess: Record<string, { p50_ms: number; p99_ms: number }> = {};
     try {
-      for (const [name, p, count] of [['URL lookup', lookupPath, opts.quick ? 2000 : 20000], ['grid page (48 samples)', gridPath, opts.quick ? 300 : 2000], ['grid page + caption search', searchPath, opts.quick ? 300 : 2000]] as const) {
+      for (const [name, p, count] of [
+        ['URL lookup', lookupPath, opts.quick ? 2000 : 20000],
+        ['grid page (48 samples)', gridPath, opts.quick ? 300 : 2000],
+        ['grid page + caption search', searchPath, opts.quick ? 300 : 2000],
+      ] as const) {
         const t = new Float64Array(count);
         for (let i = 0; i < count; i++) {
           const s0 = performance.now();
@@ -188,7 +235,10 @@ export async function benchServe(opts: ServeBenchOptions = {}): Promise<object> 
           if (r.statusCode !== 200) throw new Error(`${name}: ${r.statusCode} ${r.body.slice(0, 200)}`);
         }
         t.sort();
-        inProcess[name] = { p50_ms: round(t[Math.floor(count * 0.5)], 3), p99_ms: round(t[Math.floor(count * 0.99)], 3) };
+        inProcess[name] = {
+          p50_ms: round(t[Math.floor(count * 0.5)], 3),
+          p99_ms: round(t[Math.floor(count * 0.99)], 3),
+        };
       }
     } finally {
       await app.close();
@@ -198,16 +248,36 @@ export async function benchServe(opts: ServeBenchOptions = {}): Promise<object> 
     const lines = [
       '| request | requests/s | p50 ms | p99 ms | vs static file | errors / non-2xx |',
       '| --- | ---: | ---: | ---: | ---: | ---: |',
-      ...Object.entries(med).map(([k, m]) => `| ${k} | ${m.rps} | ${m.p50_ms} | ${m.p99_ms} | ${round(m.rps / baseRps, 2)} | ${m.errors} |`),
+      ...Object.entries(med).map(
+        ([k, m]) => `| ${k} | ${m.rps} | ${m.p50_ms} | ${m.p99_ms} | ${round(m.rps / baseRps, 2)} | ${m.errors} |`,
+      ),
     ];
     const at500 = med['URL lookup at 500 req/s'];
     return {
-      config: { optout_urls: N, samples: S, seconds_per_measurement: seconds, runs, connections: 10, load_generator: 'autocannon (this process), server: muse-data serve (child process)' },
-      build: { optout_import_s: round(optoutS, 1), samples_and_manifests_s: round(samplesS, 1), serve_start_with_explorer_build_s: round(startS, 1) },
+      config: {
+        optout_urls: N,
+        samples: S,
+        seconds_per_measurement: seconds,
+        runs,
+        connections: 10,
+        load_generator: 'autocannon (this process), server: muse-data serve (child process)',
+      },
+      build: {
+        optout_import_s: round(optoutS, 1),
+        samples_and_manifests_s: round(samplesS, 1),
+        serve_start_with_explorer_build_s: round(startS, 1),
+      },
       measurements: results,
       medians_table: med,
       in_process: inProcess,
-      targets: { lookup_p99_ms_at_500rps: { target: 10, measured: at500.p99_ms, static_file_p99_ms_at_500rps: base500.p99_ms, met: at500.p99_ms <= 10 && at500.rps >= 490 } },
+      targets: {
+        lookup_p99_ms_at_500rps: {
+          target: 10,
+          measured: at500.p99_ms,
+          static_file_p99_ms_at_500rps: base500.p99_ms,
+          met: at500.p99_ms <= 10 && at500.rps >= 490,
+        },
+      },
       table:
         lines.join('\n') +
         `\n\nIn process (fastify inject, no socket): URL lookup p50 ${inProcess['URL lookup'].p50_ms} ms, p99 ${inProcess['URL lookup'].p99_ms} ms; ` +

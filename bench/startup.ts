@@ -22,7 +22,11 @@ function measure(c: Case, fromSource: boolean): { cpu_ms: number; wall_ms: numbe
   const env = { ...process.env, MUSE_FROM_SOURCE: fromSource ? '1' : '' };
   const cpu0 = reapedChildrenCpuMs();
   const t0 = performance.now();
-  const r = spawnSync(process.execPath, [path.join(PROJECT, 'bin', `${c.bin}.js`), ...c.args], { cwd: PROJECT, env, encoding: 'utf8' });
+  const r = spawnSync(process.execPath, [path.join(PROJECT, 'bin', `${c.bin}.js`), ...c.args], {
+    cwd: PROJECT,
+    env,
+    encoding: 'utf8',
+  });
   const wall = performance.now() - t0;
   return { cpu_ms: reapedChildrenCpuMs() - cpu0, wall_ms: wall, status: r.status };
 }
@@ -42,11 +46,34 @@ export async function benchStartup(ctx: BenchContext): Promise<BenchReport> {
         name: 'muse-data fetch, 4 shards, --workers 2',
         bin: 'muse-data',
         get args() {
-          return ['fetch', '--input', path.join(tmp, 'rows.tsv'), '--input-format', 'tsv', '--url-col', 'url', '--caption-col', 'caption',
-            '--samples-per-shard', '10', '--workers', '2', '--dead-links', 'skip', '--log-format', 'plain', '--out', path.join(tmp, `out-${out++}`)];
+          return [
+            'fetch',
+            '--input',
+            path.join(tmp, 'rows.tsv'),
+            '--input-format',
+            'tsv',
+            '--url-col',
+            'url',
+            '--caption-col',
+            'caption',
+            '--samples-per-shard',
+            '10',
+            '--workers',
+            '2',
+            '--dead-links',
+            'skip',
+            '--log-format',
+            'plain',
+            '--out',
+            path.join(tmp, `out-${out++}`),
+          ];
         },
       },
-      { name: 'muse-train up to its first check (backend + config)', bin: 'muse-train', args: ['--stage', 'tiny', '--resume', 'latest', '--out', path.join(tmp, 'no-run'), '--backend', 'wasm'] },
+      {
+        name: 'muse-train up to its first check (backend + config)',
+        bin: 'muse-train',
+        args: ['--stage', 'tiny', '--resume', 'latest', '--out', path.join(tmp, 'no-run'), '--backend', 'wasm'],
+      },
     ];
     const runs = ctx.quick ? 1 : ctx.runs;
     const results = [];
@@ -59,25 +86,51 @@ export async function benchStartup(ctx: BenchContext): Promise<BenchReport> {
         source.push(measure(c, true));
       }
       const statuses = new Set([...compiled, ...source].map((x) => x.status));
-      if (statuses.size !== 1) throw new Error(`${c.name}: exit statuses differ between compiled and tsx runs (${[...statuses].join(', ')}): a build problem`);
-      const m = (xs: Array<ReturnType<typeof measure>>, k: 'cpu_ms' | 'wall_ms') => round(median(xs.map((x) => x[k])), 0);
+      if (statuses.size !== 1)
+        throw new Error(
+          `${c.name}: exit statuses differ between compiled and tsx runs (${[...statuses].join(', ')}): a build problem`,
+        );
+      const m = (xs: Array<ReturnType<typeof measure>>, k: 'cpu_ms' | 'wall_ms') =>
+        round(median(xs.map((x) => x[k])), 0);
       const r = {
         name: c.name,
         exit_status: compiled[0].status,
-        compiled: { cpu_ms: m(compiled, 'cpu_ms'), wall_ms: m(compiled, 'wall_ms'), cpu_ms_runs: compiled.map((x) => round(x.cpu_ms, 0)) },
-        tsx: { cpu_ms: m(source, 'cpu_ms'), wall_ms: m(source, 'wall_ms'), cpu_ms_runs: source.map((x) => round(x.cpu_ms, 0)) },
+        compiled: {
+          cpu_ms: m(compiled, 'cpu_ms'),
+          wall_ms: m(compiled, 'wall_ms'),
+          cpu_ms_runs: compiled.map((x) => round(x.cpu_ms, 0)),
+        },
+        tsx: {
+          cpu_ms: m(source, 'cpu_ms'),
+          wall_ms: m(source, 'wall_ms'),
+          cpu_ms_runs: source.map((x) => round(x.cpu_ms, 0)),
+        },
       };
       ctx.log(`${c.name}: compiled ${r.compiled.cpu_ms} ms CPU, tsx ${r.tsx.cpu_ms} ms CPU`);
-      results.push({ ...r, cpu_ratio_compiled_to_tsx: round(r.compiled.cpu_ms / r.tsx.cpu_ms, 2), cpu_saved_ms: r.tsx.cpu_ms - r.compiled.cpu_ms });
+      results.push({
+        ...r,
+        cpu_ratio_compiled_to_tsx: round(r.compiled.cpu_ms / r.tsx.cpu_ms, 2),
+        cpu_saved_ms: r.tsx.cpu_ms - r.compiled.cpu_ms,
+      });
     }
     const table = markdownTable(
       ['command', 'CPU ms compiled', 'CPU ms tsx', 'CPU saved ms', 'compiled / tsx', 'wall ms compiled', 'wall ms tsx'],
-      results.map((r) => [r.name, r.compiled.cpu_ms, r.tsx.cpu_ms, r.cpu_saved_ms, r.cpu_ratio_compiled_to_tsx, r.compiled.wall_ms, r.tsx.wall_ms]),
+      results.map((r) => [
+        r.name,
+        r.compiled.cpu_ms,
+        r.tsx.cpu_ms,
+        r.cpu_saved_ms,
+        r.cpu_ratio_compiled_to_tsx,
+        r.compiled.wall_ms,
+        r.tsx.wall_ms,
+      ]),
     );
     return {
       config: { runs, commands: cases.map((c) => `${c.bin} ${c.args.join(' ')}`) },
       runs: results,
-      medians: Object.fromEntries(results.map((r) => [r.name, { compiled_cpu_ms: r.compiled.cpu_ms, tsx_cpu_ms: r.tsx.cpu_ms }])),
+      medians: Object.fromEntries(
+        results.map((r) => [r.name, { compiled_cpu_ms: r.compiled.cpu_ms, tsx_cpu_ms: r.tsx.cpu_ms }]),
+      ),
       ratios: Object.fromEntries(results.map((r) => [r.name, r.cpu_ratio_compiled_to_tsx])),
       notes: [
         'CPU = user+sys of the process tree (the command and the worker processes it forks), medians over the runs; compiled and tsx runs alternate.',

@@ -36,13 +36,30 @@ async function makeJpeg(seed: number): Promise<Buffer> {
       px[i + 2] = ((x + y) * (a + b) * 0.5 + r() * 24) & 255;
     }
   }
-  return sharp(px, { raw: { width: SIZE, height: SIZE, channels: 3 } }).jpeg({ quality: 90 }).toBuffer();
+  return sharp(px, { raw: { width: SIZE, height: SIZE, channels: 3 } })
+    .jpeg({ quality: 90 })
+    .toBuffer();
 }
 
 /** Complete shards (tar + manifest + stats) of `perShard` ok samples each. */
 async function writeDataset(dir: string, shards: number, perShard: number): Promise<void> {
   const jpegs = await Promise.all(Array.from({ length: 32 }, (_, i) => makeJpeg(i + 1)));
-  const words = ['a', 'photo', 'of', 'red', 'small', 'dog', 'on', 'the', 'beach', 'at', 'sunset', 'painting', 'city', 'night'];
+  const words = [
+    'a',
+    'photo',
+    'of',
+    'red',
+    'small',
+    'dog',
+    'on',
+    'the',
+    'beach',
+    'at',
+    'sunset',
+    'painting',
+    'city',
+    'night',
+  ];
   for (let s = 0; s < shards; s++) {
     const p = shardPaths(dir, s);
     const w = await ShardTarWriter.create(p.tar);
@@ -51,7 +68,14 @@ async function writeDataset(dir: string, shards: number, perShard: number): Prom
       const n = s * perShard + i;
       const caption = Array.from({ length: 4 + (n % 12) }, (_, j) => words[(n * 7 + j * 3) % words.length]).join(' ');
       const o: SampleOutcome = {
-        key: syntheticKey(s, i), row: n, url: `http://example.invalid/${n}.jpg`, caption, meta: {}, status: 'ok', reason: null, error: null,
+        key: syntheticKey(s, i),
+        row: n,
+        url: `http://example.invalid/${n}.jpg`,
+        caption,
+        meta: {},
+        status: 'ok',
+        reason: null,
+        error: null,
         image: { data: jpegs[n % jpegs.length], ext: 'jpg', width: SIZE, height: SIZE },
       };
       await w.add(o);
@@ -61,7 +85,15 @@ async function writeDataset(dir: string, shards: number, perShard: number): Prom
     const rows = outcomes.map(manifestRow);
     await writeManifest(p.manifest, rows);
     const now = new Date().toISOString();
-    await writeStats(p.stats, { shard: s, ...summarize(rows), bytes_written: 0, start_time: now, end_time: now, duration_s: 0, timings_ms: {} });
+    await writeStats(p.stats, {
+      shard: s,
+      ...summarize(rows),
+      bytes_written: 0,
+      start_time: now,
+      end_time: now,
+      duration_s: 0,
+      timings_ms: {},
+    });
   }
 }
 
@@ -74,7 +106,9 @@ interface BackendResult {
   ms_per_image: number;
 }
 
-export async function benchTokenize(opts: { quick?: boolean; log?: (m: string) => void; backends?: string[] } = {}): Promise<object> {
+export async function benchTokenize(
+  opts: { quick?: boolean; log?: (m: string) => void; backends?: string[] } = {},
+): Promise<object> {
   const log = opts.log ?? (() => {});
   const shards = 2;
   const perShard = opts.quick ? 40 : 200;
@@ -109,7 +143,14 @@ export async function benchTokenize(opts: { quick?: boolean; log?: (m: string) =
         ctx.dispose();
       }
       const secs = (performance.now() - t1) / 1000;
-      results.push({ backend: tf.getBackend(), images, load_s: round(load, 2), tokenize_s: round(secs, 2), images_per_s: round(images / secs, 1), ms_per_image: round((secs * 1000) / images, 2) });
+      results.push({
+        backend: tf.getBackend(),
+        images,
+        load_s: round(load, 2),
+        tokenize_s: round(secs, 2),
+        images_per_s: round(images / secs, 1),
+        ms_per_image: round((secs * 1000) / images, 2),
+      });
     }
     // end to end, `--workers 1` vs `--workers 2` (one shard per process), wasm: worker start-up and model load included
     const endToEnd: Array<{ workers: number; images: number; wall_s: number; images_per_s: number }> = [];
@@ -120,22 +161,46 @@ export async function benchTokenize(opts: { quick?: boolean; log?: (m: string) =
         await rm(path.join(dir, 'text'), { recursive: true, force: true });
         log(`end to end, wasm, --workers ${workers}`);
         const t0 = performance.now();
-        const s = await runTokenize({ datasetDir: dir, text: ['byt5-tiny'], batch: BATCH, includeFallbacks: false, workers, log: () => {} });
+        const s = await runTokenize({
+          datasetDir: dir,
+          text: ['byt5-tiny'],
+          batch: BATCH,
+          includeFallbacks: false,
+          workers,
+          log: () => {},
+        });
         const secs = (performance.now() - t0) / 1000;
         endToEnd.push({ workers, images: s.samples, wall_s: round(secs, 2), images_per_s: round(s.samples / secs, 1) });
       }
     }
     return {
-      config: { vq: 'vqgan-tiny-seed0 (64 px -> 8x8 tokens, 256 codes)', text: 'byt5-tiny', shards, per_shard: perShard, image: `${SIZE}x${SIZE} JPEG q90`, batch: BATCH, processes: 1 },
+      config: {
+        vq: 'vqgan-tiny-seed0 (64 px -> 8x8 tokens, 256 codes)',
+        text: 'byt5-tiny',
+        shards,
+        per_shard: perShard,
+        image: `${SIZE}x${SIZE} JPEG q90`,
+        batch: BATCH,
+        processes: 1,
+      },
       backends: results,
       notes: [
         'one process; per shard: tar read + sharp decode + VQGAN encode + byt5-tiny encode + Arrow write (atomic); model load excluded',
         ...skipped,
       ],
       end_to_end_wasm: endToEnd,
-      table: markdownTable(['backend', 'images', 'images/s', 'ms/image', 'model load (s)'], results.map((r) => [r.backend, r.images, r.images_per_s, r.ms_per_image, r.load_s])) +
-        (endToEnd.length ? '\n\nend to end (runTokenize on wasm, model load and worker start-up included; --workers 1 runs in this process)\n\n' +
-          markdownTable(['--workers', 'images', 'wall (s)', 'images/s'], endToEnd.map((e) => [e.workers, e.images, e.wall_s, e.images_per_s])) : ''),
+      table:
+        markdownTable(
+          ['backend', 'images', 'images/s', 'ms/image', 'model load (s)'],
+          results.map((r) => [r.backend, r.images, r.images_per_s, r.ms_per_image, r.load_s]),
+        ) +
+        (endToEnd.length
+          ? '\n\nend to end (runTokenize on wasm, model load and worker start-up included; --workers 1 runs in this process)\n\n' +
+            markdownTable(
+              ['--workers', 'images', 'wall (s)', 'images/s'],
+              endToEnd.map((e) => [e.workers, e.images, e.wall_s, e.images_per_s]),
+            )
+          : ''),
     };
   } finally {
     await rm(dir, { recursive: true, force: true });

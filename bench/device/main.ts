@@ -26,12 +26,18 @@ import { benchTransformer } from '../models-transformer.ts';
 import { benchVqgan } from '../models-vqgan.ts';
 
 type Backend = 'webgpu' | 'wasm';
-interface Part { name: string; kind: 'probe' | 'transformer' | 'vqgan'; backend: Backend; limitS: number }
+interface Part {
+  name: string;
+  kind: 'probe' | 'transformer' | 'vqgan';
+  backend: Backend;
+  limitS: number;
+}
 interface Sizes {
   transformer: { hidden: number; layers: number; heads: number; batch: number; warmup: number; steps: number };
   vqgan: { resolution: number; batch: number; repeats: number; config: Record<string, unknown> };
 }
-type ChildMessage = { type: 'sample'; kind: string; ms: number } | { type: 'result'; result: unknown } | { type: 'error'; error: string };
+type ChildMessage =
+  { type: 'sample'; kind: string; ms: number } | { type: 'result'; result: unknown } | { type: 'error'; error: string };
 
 const FULL: Sizes = {
   transformer: { hidden: 512, layers: 8, heads: 8, batch: 16, warmup: 1, steps: 3 },
@@ -39,7 +45,19 @@ const FULL: Sizes = {
 };
 const DRY: Sizes = {
   transformer: { hidden: 32, layers: 1, heads: 2, batch: 2, warmup: 0, steps: 1 },
-  vqgan: { resolution: 32, batch: 1, repeats: 1, config: { hiddenChannels: 32, channelMult: [1, 2], numResBlocks: 1, zChannels: 32, quantizedEmbedDim: 32, numEmbeddings: 64 } },
+  vqgan: {
+    resolution: 32,
+    batch: 1,
+    repeats: 1,
+    config: {
+      hiddenChannels: 32,
+      channelMult: [1, 2],
+      numResBlocks: 1,
+      zChannels: 32,
+      quantizedEmbedDim: 32,
+      numEmbeddings: 64,
+    },
+  },
 };
 
 // Time caps in seconds, in the order run. The CPU transformer goes last: it is the slowest and the most
@@ -63,8 +81,11 @@ async function probe(): Promise<Record<string, unknown>> {
   const choice = await startBackend('webgpu');
   const { adapter } = await findAdapter(true);
   const info = (adapter.info ?? {}) as Record<string, unknown>;
-  const raw = Object.fromEntries(['vendor', 'architecture', 'device', 'description', 'subgroupMinSize', 'subgroupMaxSize', 'isFallbackAdapter']
-    .filter((k) => info[k] !== undefined).map((k) => [k, info[k]]));
+  const raw = Object.fromEntries(
+    ['vendor', 'architecture', 'device', 'description', 'subgroupMinSize', 'subgroupMaxSize', 'isFallbackAdapter']
+      .filter((k) => info[k] !== undefined)
+      .map((k) => [k, info[k]]),
+  );
   const features = [...(adapter.features as unknown as Iterable<string>)].sort();
   return { backend: choice.name, adapter: choice.adapter, info: raw, features };
 }
@@ -75,21 +96,40 @@ async function runChild(part: Part, sizes: Sizes, send: (m: ChildMessage) => voi
   const meta = { backend: choice.name, threads: choice.threads, adapter: choice.adapter?.description };
   if (part.kind === 'transformer') {
     const t = sizes.transformer;
-    const r = await benchTransformer(part.backend, { ...t, onSample: (kind, ms) => send({ type: 'sample', kind, ms }) });
+    const r = await benchTransformer(part.backend, {
+      ...t,
+      onSample: (kind, ms) => send({ type: 'sample', kind, ms }),
+    });
     return { ...meta, ...r };
   }
   const v = sizes.vqgan;
-  const r = (await benchVqgan({ backends: [part.backend], resolution: v.resolution, batch: v.batch, repeats: v.repeats, config: v.config })) as { results: unknown[] };
+  const r = (await benchVqgan({
+    backends: [part.backend],
+    resolution: v.resolution,
+    batch: v.batch,
+    repeats: v.repeats,
+    config: v.config,
+  })) as { results: unknown[] };
   return { ...meta, ...(r.results[0] as object) };
 }
 
-interface PartOutcome { name: string; ok: boolean; seconds: number; result?: unknown; error?: string; timedOut?: boolean; samples?: Record<string, number[]> }
+interface PartOutcome {
+  name: string;
+  ok: boolean;
+  seconds: number;
+  result?: unknown;
+  error?: string;
+  timedOut?: boolean;
+  samples?: Record<string, number[]>;
+}
 
 function runPart(part: Part, sizes: Sizes, limitS: number): Promise<PartOutcome> {
   const t0 = performance.now();
   const samples: Record<string, number[]> = {};
   return new Promise((resolve) => {
-    const child = fork(fileURLToPath(import.meta.url), ['--child', JSON.stringify({ part, sizes })], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const child = fork(fileURLToPath(import.meta.url), ['--child', JSON.stringify({ part, sizes })], {
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
     let outcome: Omit<PartOutcome, 'name' | 'seconds'> | undefined;
     const timer = setTimeout(() => {
       outcome = { ok: false, timedOut: true, error: `stopped after ${limitS} s` };
@@ -115,7 +155,8 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.le
 function figure(o: PartOutcome | undefined, kind: 'transformer' | 'vqgan'): number | undefined {
   if (!o) return undefined;
   const r = o.result as Record<string, any> | undefined;
-  if (kind === 'transformer') return r?.trainStep?.msPerStep ?? (o.samples?.train ? median(o.samples.train) : undefined);
+  if (kind === 'transformer')
+    return r?.trainStep?.msPerStep ?? (o.samples?.train ? median(o.samples.train) : undefined);
   return r?.imagesPerSec;
 }
 
@@ -127,7 +168,11 @@ export interface DeviceReport {
   summary: Record<string, number | string | undefined>;
 }
 
-export async function runDeviceBench(opts: { dryRun: boolean; budgetS: number; log: (m: string) => void }): Promise<DeviceReport> {
+export async function runDeviceBench(opts: {
+  dryRun: boolean;
+  budgetS: number;
+  log: (m: string) => void;
+}): Promise<DeviceReport> {
   const sizes = opts.dryRun ? DRY : FULL;
   const start = performance.now();
   const parts: PartOutcome[] = [];
@@ -148,19 +193,26 @@ export async function runDeviceBench(opts: { dryRun: boolean; budgetS: number; l
   const cpuStep = figure(by('transformer-wasm'), 'transformer');
   const gpuImg = figure(by('vqgan-webgpu'), 'vqgan');
   const cpuImg = figure(by('vqgan-wasm'), 'vqgan');
-  const probeResult = by('probe')?.result as { adapter?: { description?: string; vendor?: string; architecture?: string; software?: boolean } } | undefined;
+  const probeResult = by('probe')?.result as
+    { adapter?: { description?: string; vendor?: string; architecture?: string; software?: boolean } } | undefined;
   const ratio = (a?: number, b?: number) => (a && b ? Math.round((a / b) * 100) / 100 : undefined);
   return {
     dryRun: opts.dryRun,
     machine: {
-      cpus: os.availableParallelism(), cpuModel: os.cpus()[0]?.model, memoryGiB: Math.round(os.totalmem() / 2 ** 30),
-      node: process.version, platform: `${process.platform}-${process.arch}`, loadAverage: os.loadavg().map((x) => +x.toFixed(2)),
+      cpus: os.availableParallelism(),
+      cpuModel: os.cpus()[0]?.model,
+      memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+      node: process.version,
+      platform: `${process.platform}-${process.arch}`,
+      loadAverage: os.loadavg().map((x) => +x.toFixed(2)),
       vulkanDriverFiles: process.env.VK_DRIVER_FILES ?? process.env.VK_ICD_FILENAMES,
     },
     sizes,
     parts,
     summary: {
-      adapter: probeResult?.adapter ? `${probeResult.adapter.description} (vendor ${probeResult.adapter.vendor}, ${probeResult.adapter.software ? 'software' : 'hardware'})` : by('probe')?.error,
+      adapter: probeResult?.adapter
+        ? `${probeResult.adapter.description} (vendor ${probeResult.adapter.vendor}, ${probeResult.adapter.software ? 'software' : 'hardware'})`
+        : by('probe')?.error,
       transformerStepMsWebgpu: gpuStep,
       transformerStepMsWasm: cpuStep,
       transformerWebgpuSpeedup: ratio(cpuStep, gpuStep),
@@ -189,13 +241,16 @@ if (process.argv.includes('--child')) {
     const result = await runChild(part, sizes, send);
     process.send!({ type: 'result', result } satisfies ChildMessage, () => process.exit(0));
   } catch (err) {
-    process.send!({ type: 'error', error: (err as Error).stack ?? String(err) } satisfies ChildMessage, () => process.exit(1));
+    process.send!({ type: 'error', error: (err as Error).stack ?? String(err) } satisfies ChildMessage, () =>
+      process.exit(1),
+    );
   }
 } else if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const dryRun = process.argv.includes('--dry-run');
   const budgetS = Number(arg('--budget-s') ?? 420);
   if (!(budgetS > 0)) throw new Error(`--budget-s: expected a positive number of seconds, got '${arg('--budget-s')}'`);
-  const outDir = arg('--out') ?? process.env.OUT ?? path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'results');
+  const outDir =
+    arg('--out') ?? process.env.OUT ?? path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'results');
   const log = (m: string) => process.stderr.write(`[device] ${m}\n`);
   const report = await runDeviceBench({ dryRun, budgetS, log });
   mkdirSync(outDir, { recursive: true });

@@ -39,22 +39,29 @@ export async function bundleApp(appDir: string): Promise<void> {
     // CommonJS packages inside an ES module bundle call require() for Node's built-ins, and emscripten's glue
     // (the wasm backend) reads __dirname.
     banner: {
-      js: "import { createRequire as __muse_createRequire } from 'node:module'; import { fileURLToPath as __muse_path } from 'node:url'; " +
-        "const require = __muse_createRequire(import.meta.url); const __filename = __muse_path(import.meta.url); " +
+      js:
+        "import { createRequire as __muse_createRequire } from 'node:module'; import { fileURLToPath as __muse_path } from 'node:url'; " +
+        'const require = __muse_createRequire(import.meta.url); const __filename = __muse_path(import.meta.url); ' +
         "const __dirname = __muse_path(new URL('.', import.meta.url));",
     },
     logLevel: 'warning',
   });
   const webgpu = path.dirname(require.resolve('webgpu/package.json'));
   const webgpuOut = path.join(appDir, 'node_modules', 'webgpu');
-  for (const f of ['package.json', 'index.js', 'dist/linux-x64/dawn.node']) cpSync(path.join(webgpu, f), path.join(webgpuOut, f));
+  for (const f of ['package.json', 'index.js', 'dist/linux-x64/dawn.node'])
+    cpSync(path.join(webgpu, f), path.join(webgpuOut, f));
   const wasm = path.dirname(require.resolve('@tensorflow/tfjs-backend-wasm/package.json'));
   const wasmOut = path.join(appDir, 'node_modules', '@tensorflow', 'tfjs-backend-wasm');
   cpSync(path.join(wasm, 'package.json'), path.join(wasmOut, 'package.json'));
   cpSync(path.join(wasm, 'wasm-out'), path.join(wasmOut, 'wasm-out'), { recursive: true });
   // require.resolve of the package (for the .wasm folder) needs its main file; the .wasm files sit beside it.
   const main = (require(path.join(wasm, 'package.json')) as { main: string }).main;
-  for (const f of [main, ...readdirSync(path.join(wasm, 'dist')).filter((n) => n.endsWith('.wasm')).map((n) => `dist/${n}`)]) {
+  for (const f of [
+    main,
+    ...readdirSync(path.join(wasm, 'dist'))
+      .filter((n) => n.endsWith('.wasm'))
+      .map((n) => `dist/${n}`),
+  ]) {
     cpSync(path.join(wasm, f), path.join(wasmOut, f));
   }
 }
@@ -77,7 +84,10 @@ export async function pack(opts: { out: string; withNode: boolean; log: (m: stri
       }
       opts.log(`apt-get download ${DEBS.join(' ')} ...`);
       mkdirSync(path.join(stage, 'debs'));
-      execFileSync('apt-get', ['download', ...DEBS], { cwd: path.join(stage, 'debs'), stdio: ['ignore', 'ignore', 'inherit'] });
+      execFileSync('apt-get', ['download', ...DEBS], {
+        cwd: path.join(stage, 'debs'),
+        stdio: ['ignore', 'ignore', 'inherit'],
+      });
     }
     mkdirSync(opts.out, { recursive: true });
     const file = path.join(opts.out, PACK_NAME);
@@ -86,7 +96,10 @@ export async function pack(opts: { out: string; withNode: boolean; log: (m: stri
     cpSync(`${file}.tmp`, file);
     rmSync(`${file}.tmp`);
     const size = statSync(file).size;
-    if (size > MAX_MIB * 2 ** 20) throw new Error(`${file} is ${mib(size)}: more than the ${MAX_MIB} MiB the device tool can carry beside the working tree`);
+    if (size > MAX_MIB * 2 ** 20)
+      throw new Error(
+        `${file} is ${mib(size)}: more than the ${MAX_MIB} MiB the device tool can carry beside the working tree`,
+      );
     opts.log(`${file}: ${mib(size)}`);
     return file;
   } finally {
@@ -97,6 +110,7 @@ export async function pack(opts: { out: string; withNode: boolean; log: (m: stri
 if (import.meta.url === `file://${process.argv[1]}`) {
   const i = process.argv.indexOf('--out');
   const out = i >= 0 ? path.resolve(process.argv[i + 1]) : path.join(ROOT, '.device');
-  if (!existsSync(path.join(ROOT, 'node_modules', 'webgpu'))) throw new Error('node_modules/webgpu is missing: run npm ci first');
+  if (!existsSync(path.join(ROOT, 'node_modules', 'webgpu')))
+    throw new Error('node_modules/webgpu is missing: run npm ci first');
   await pack({ out, withNode: !process.argv.includes('--no-node'), log: (m) => console.log(m) });
 }

@@ -6,7 +6,12 @@ import { openIndex } from '../index-db/db.ts';
 
 export function indexCommand(y: Argv) {
   return y
-    .positional('action', { type: 'string', choices: ['compact'], demandOption: true, describe: 'compact: merge every shard run (and the old samples table of index.sqlite) into one sorted run' })
+    .positional('action', {
+      type: 'string',
+      choices: ['compact'],
+      demandOption: true,
+      describe: 'compact: merge every shard run (and the old samples table of index.sqlite) into one sorted run',
+    })
     .option('data-root', { type: 'string', describe: 'data root (default: $MUSE_DATA_ROOT or ./datasets)' })
     .option('json', { type: 'boolean', default: false, describe: 'print the result as JSON' });
 }

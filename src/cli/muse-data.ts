@@ -71,15 +71,50 @@ export async function main(argv: string[]): Promise<number> {
   await yargs(argv)
     .scriptName('muse-data')
     .usage('$0 <command> [options]')
-    .command('fetch [pipeline]', 'metadata (parquet/TSV/CSV/JSONL/ImageNet folder) -> WebDataset shards', fetch.builder, fetch.handler)
-    .command('dedup <dataset>', 'duplicate decisions: same URL, identical image, near-duplicate image', dedup.builder, dedup.handler)
+    .command(
+      'fetch [pipeline]',
+      'metadata (parquet/TSV/CSV/JSONL/ImageNet folder) -> WebDataset shards',
+      fetch.builder,
+      fetch.handler,
+    )
+    .command(
+      'dedup <dataset>',
+      'duplicate decisions: same URL, identical image, near-duplicate image',
+      dedup.builder,
+      dedup.handler,
+    )
     .command('optout', 'opt-out index: add|import|remove|list|check|apply', optout.builder)
-    .command('tokenize <dataset>', 'shards -> Arrow token caches (VQ image tokens, text encoder states)', tokenize.builder, tokenize.handler)
-    .command('verify <dataset>', 'check token caches against their shards and manifests', verify.builder, verify.handler)
-    .command('worker', 'take fetch and tokenize shard jobs from a Redis queue (--queue URL)', worker.builder, worker.handler)
+    .command(
+      'tokenize <dataset>',
+      'shards -> Arrow token caches (VQ image tokens, text encoder states)',
+      tokenize.builder,
+      tokenize.handler,
+    )
+    .command(
+      'verify <dataset>',
+      'check token caches against their shards and manifests',
+      verify.builder,
+      verify.handler,
+    )
+    .command(
+      'worker',
+      'take fetch and tokenize shard jobs from a Redis queue (--queue URL)',
+      worker.builder,
+      worker.handler,
+    )
     .command('queue <action>', 'a Redis queue of shard jobs: status|retry-failed|clean', queue.builder, queue.handler)
-    .command('index <action>', 'the sample index: compact (merge shard runs into one sorted run; moves an old index.sqlite\'s samples)', index.builder, index.handler)
-    .command('serve', 'web pages: opt-out lookup and requests, dataset explorer, model playground (--checkpoint)', serve.builder, serve.handler)
+    .command(
+      'index <action>',
+      "the sample index: compact (merge shard runs into one sorted run; moves an old index.sqlite's samples)",
+      index.builder,
+      index.handler,
+    )
+    .command(
+      'serve',
+      'web pages: opt-out lookup and requests, dataset explorer, model playground (--checkpoint)',
+      serve.builder,
+      serve.handler,
+    )
     .demandCommand(1, 'name a command, e.g. `muse-data fetch sample`')
     .strict()
     .help()

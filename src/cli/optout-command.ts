@@ -10,7 +10,14 @@ import { applyOptouts, resolveDatasets } from '../optout/apply.ts';
 import { UrlError } from '../optout/normalize-url.ts';
 import { checkImage, checkUrl } from '../optout/check.ts';
 import { withSampleIndex } from '../dataset/sample-index.ts';
-import { REQUEST_STATES, acceptRequest, appliedIn, listRequests, rejectRequest, type RequestState } from '../optout/requests.ts';
+import {
+  REQUEST_STATES,
+  acceptRequest,
+  appliedIn,
+  listRequests,
+  rejectRequest,
+  type RequestState,
+} from '../optout/requests.ts';
 import { optoutVersion } from '../optout/store.ts';
 import { resolveDataRoot } from '../dataset/data-root.ts';
 
@@ -21,7 +28,10 @@ const out = (s: string) => process.stdout.write(s + '\n');
 const err = (s: string) => process.stderr.write(s + '\n');
 const list = (a: Args, k: string) => ((a[k] as Array<string | number> | undefined) ?? []).map(String);
 
-async function withStore(a: Args, fn: (store: OptoutStore, index: IndexDb) => Promise<number> | number): Promise<number> {
+async function withStore(
+  a: Args,
+  fn: (store: OptoutStore, index: IndexDb) => Promise<number> | number,
+): Promise<number> {
   const index = openIndex(resolveDataRoot(a['data-root'] as string | undefined));
   try {
     return await fn(new OptoutStore(index), index);
@@ -36,7 +46,8 @@ function reportRejected(rejected: Rejected[]): number {
 }
 
 function needSome(a: Args, what: string): void {
-  if (list(a, 'url').length === 0 && list(a, 'sha256').length === 0) throw new UrlError(`optout ${what}: name at least one URL or --sha256 HEX`);
+  if (list(a, 'url').length === 0 && list(a, 'sha256').length === 0)
+    throw new UrlError(`optout ${what}: name at least one URL or --sha256 HEX`);
 }
 
 const add = (a: Args) =>
@@ -44,7 +55,9 @@ const add = (a: Args) =>
     needSome(a, 'add');
     const u = store.addUrls(list(a, 'url'));
     const i = store.addImages(list(a, 'sha256'));
-    out(`added ${u.added} URL(s) (${u.already} already opted out), ${i.added} image(s) (${i.already} already opted out)`);
+    out(
+      `added ${u.added} URL(s) (${u.already} already opted out), ${i.added} image(s) (${i.already} already opted out)`,
+    );
     return reportRejected([...u.invalid, ...i.invalid]);
   });
 
@@ -77,7 +90,8 @@ const importFile = (a: Args) =>
 const listAll = (a: Args) =>
   withStore(a, (store, index) => {
     const since = a.since as number | undefined;
-    if (since !== undefined && !(Number.isInteger(since) && since >= 0)) throw new UrlError(`--since must be a list version (an integer >= 0), got ${a.since}`);
+    if (since !== undefined && !(Number.isInteger(since) && since >= 0))
+      throw new UrlError(`--since must be a list version (an integer >= 0), got ${a.since}`);
     for (const r of store.listUrls(since)) out(r.url);
     for (const r of store.listImages(since)) out(r.sha256);
     err(`opt-out list version ${optoutVersion(index)}`);
@@ -88,7 +102,19 @@ const requestsList = (a: Args) =>
   withStore(a, (_store, index) => {
     for (const r of listRequests(index, a.state as RequestState | undefined)) {
       const applied = appliedIn(index, r).map((x) => `${x.dataset}@${x.applied}`);
-      out([r.id, r.state, r.created, `urls=${r.urls.length}`, `sha256s=${r.sha256s.length}`, r.contact ? `contact=${r.contact}` : '', applied.length ? `applied=${applied.join(',')}` : ''].filter(Boolean).join(' '));
+      out(
+        [
+          r.id,
+          r.state,
+          r.created,
+          `urls=${r.urls.length}`,
+          `sha256s=${r.sha256s.length}`,
+          r.contact ? `contact=${r.contact}` : '',
+          applied.length ? `applied=${applied.join(',')}` : '',
+        ]
+          .filter(Boolean)
+          .join(' '),
+      );
       for (const u of r.urls) out(`  url ${u}`);
       for (const h of r.sha256s) out(`  sha256 ${h}`);
     }
@@ -98,7 +124,10 @@ const requestsList = (a: Args) =>
 const requestIds = (a: Args): number[] => {
   const ids = list(a, 'id').map(Number);
   const bad = list(a, 'id').filter((x) => !/^\d+$/.test(x));
-  if (bad.length || ids.length === 0) throw new UrlError(`name request ids (integers, as \`optout requests list\` shows them)${bad.length ? `; not ids: ${bad.join(', ')}` : ''}`);
+  if (bad.length || ids.length === 0)
+    throw new UrlError(
+      `name request ids (integers, as \`optout requests list\` shows them)${bad.length ? `; not ids: ${bad.join(', ')}` : ''}`,
+    );
   return ids;
 };
 
@@ -108,7 +137,9 @@ const requestsDecide = (accept: boolean) => (a: Args) =>
     for (const id of requestIds(a)) {
       try {
         const r = accept ? acceptRequest(index, id) : rejectRequest(index, id, a.reason as string | undefined);
-        out(`request ${id}: ${r.state}${accept ? ` (opt-out list version ${r.version}; run \`muse-data optout apply\` to remove the samples)` : ''}`);
+        out(
+          `request ${id}: ${r.state}${accept ? ` (opt-out list version ${r.version}; run \`muse-data optout apply\` to remove the samples)` : ''}`,
+        );
       } catch (e) {
         err(`request ${id}: ${(e as Error).message}`);
         failed++;
@@ -118,31 +149,38 @@ const requestsDecide = (accept: boolean) => (a: Args) =>
   });
 
 const check = (a: Args) =>
-  withStore(a, (store, index) => withSampleIndex(index, async (sampleIndex) => {
-    needSome(a, 'check');
-    const rejected: Rejected[] = [];
-    const samples = (refs: SampleRef[]) => refs.forEach((s) => out(`${s.dataset} ${s.key} ${s.shard} ${s.status}`));
-    for (const url of list(a, 'url')) {
-      try {
-        const c = await checkUrl(store, url, sampleIndex);
-        const why = c.storedAs !== undefined ? `opted out${c.storedAs !== url ? ` (as ${c.storedAs})` : ''}` : c.byImage ? 'opted out (its image sha256)' : 'not opted out';
-        out(`${url}: ${why}`);
-        samples(c.samples);
-      } catch (e) {
-        rejected.push({ input: url, error: (e as Error).message });
+  withStore(a, (store, index) =>
+    withSampleIndex(index, async (sampleIndex) => {
+      needSome(a, 'check');
+      const rejected: Rejected[] = [];
+      const samples = (refs: SampleRef[]) => refs.forEach((s) => out(`${s.dataset} ${s.key} ${s.shard} ${s.status}`));
+      for (const url of list(a, 'url')) {
+        try {
+          const c = await checkUrl(store, url, sampleIndex);
+          const why =
+            c.storedAs !== undefined
+              ? `opted out${c.storedAs !== url ? ` (as ${c.storedAs})` : ''}`
+              : c.byImage
+                ? 'opted out (its image sha256)'
+                : 'not opted out';
+          out(`${url}: ${why}`);
+          samples(c.samples);
+        } catch (e) {
+          rejected.push({ input: url, error: (e as Error).message });
+        }
       }
-    }
-    for (const hex of list(a, 'sha256')) {
-      try {
-        const c = await checkImage(store, hex, sampleIndex);
-        out(`${c.sha256}: ${c.optedOut ? 'opted out' : 'not opted out'}`);
-        samples(c.samples);
-      } catch (e) {
-        rejected.push({ input: hex, error: (e as Error).message });
+      for (const hex of list(a, 'sha256')) {
+        try {
+          const c = await checkImage(store, hex, sampleIndex);
+          out(`${c.sha256}: ${c.optedOut ? 'opted out' : 'not opted out'}`);
+          samples(c.samples);
+        } catch (e) {
+          rejected.push({ input: hex, error: (e as Error).message });
+        }
       }
-    }
-    return reportRejected(rejected);
-  }));
+      return reportRejected(rejected);
+    }),
+  );
 
 const apply = (a: Args) =>
   withStore(a, async (_store, index) => {
@@ -153,13 +191,19 @@ const apply = (a: Args) =>
     }
     const results = await applyOptouts(index, datasets, { log: out, progress: err });
     for (const r of results) {
-      err(`${r.dataset} (${r.path}): removed ${r.removed} sample(s), ${r.shardsRewritten} shard(s) and ${r.cacheFilesRewritten} cache file(s) rewritten${r.skipped.length ? `, ${r.skipped.length} shard(s) skipped` : ''}`);
+      err(
+        `${r.dataset} (${r.path}): removed ${r.removed} sample(s), ${r.shardsRewritten} shard(s) and ${r.cacheFilesRewritten} cache file(s) rewritten${r.skipped.length ? `, ${r.skipped.length} shard(s) skipped` : ''}`,
+      );
     }
     return 0;
   });
 
 export function optoutCommands(y: Argv, run: Run) {
-  const dataRoot = (yy: Argv) => yy.option('data-root', { type: 'string', describe: 'data root holding index.sqlite (default: $MUSE_DATA_ROOT or ./datasets)' });
+  const dataRoot = (yy: Argv) =>
+    yy.option('data-root', {
+      type: 'string',
+      describe: 'data root holding index.sqlite (default: $MUSE_DATA_ROOT or ./datasets)',
+    });
   const targets = (yy: Argv, verb: string) =>
     dataRoot(yy)
       .positional('url', { type: 'string', array: true, describe: `image URLs to ${verb}` })
@@ -170,29 +214,57 @@ export function optoutCommands(y: Argv, run: Run) {
     .command(
       'import <file>',
       'opt out every URL (or 64-hex sha256) in a file: one per line, or CSV/JSONL with a url and/or sha256 column',
-      (yy) => dataRoot(yy).positional('file', { type: 'string', demandOption: true }).option('format', { choices: IMPORT_FORMATS, describe: 'default: from the extension (.csv, .jsonl), else by the first line' }),
+      (yy) =>
+        dataRoot(yy)
+          .positional('file', { type: 'string', demandOption: true })
+          .option('format', {
+            choices: IMPORT_FORMATS,
+            describe: 'default: from the extension (.csv, .jsonl), else by the first line',
+          }),
       run(importFile),
     )
     .command('remove [url..]', 'withdraw opt-outs', (yy) => targets(yy, 'withdraw'), run(remove))
     .command(
       'list',
       'print every opt-out (URLs as given, then image sha256s)',
-      (yy) => dataRoot(yy).option('since', { type: 'number', describe: 'only entries added after this opt-out list version' }),
+      (yy) =>
+        dataRoot(yy).option('since', {
+          type: 'number',
+          describe: 'only entries added after this opt-out list version',
+        }),
       run(listAll),
     )
     .command('requests', 'opt-out requests filed through `muse-data serve`: list|accept|reject', (yy) =>
       dataRoot(yy)
-        .command('list', 'list requests (id state created counts contact applied), then their URLs and hashes', (y3) => dataRoot(y3).option('state', { choices: REQUEST_STATES }), run(requestsList))
-        .command('accept <id..>', 'accept pending requests: their URLs and hashes join the opt-out lists', (y3) => dataRoot(y3).positional('id', { type: 'string', array: true }), run(requestsDecide(true)))
+        .command(
+          'list',
+          'list requests (id state created counts contact applied), then their URLs and hashes',
+          (y3) => dataRoot(y3).option('state', { choices: REQUEST_STATES }),
+          run(requestsList),
+        )
+        .command(
+          'accept <id..>',
+          'accept pending requests: their URLs and hashes join the opt-out lists',
+          (y3) => dataRoot(y3).positional('id', { type: 'string', array: true }),
+          run(requestsDecide(true)),
+        )
         .command(
           'reject <id..>',
           'reject pending requests',
-          (y3) => dataRoot(y3).positional('id', { type: 'string', array: true }).option('reason', { type: 'string', describe: 'shown on the request page' }),
+          (y3) =>
+            dataRoot(y3)
+              .positional('id', { type: 'string', array: true })
+              .option('reason', { type: 'string', describe: 'shown on the request page' }),
           run(requestsDecide(false)),
         )
         .demandCommand(1, 'name a requests action: list, accept or reject'),
     )
-    .command('check [url..]', 'is it opted out, and which samples hold it: lines "dataset key shard status"', (yy) => targets(yy, 'check'), run(check))
+    .command(
+      'check [url..]',
+      'is it opted out, and which samples hold it: lines "dataset key shard status"',
+      (yy) => targets(yy, 'check'),
+      run(check),
+    )
     .command(
       'apply [dataset..]',
       'remove opted-out samples from fetched datasets (default: every dataset the index knows)',

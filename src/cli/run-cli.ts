@@ -10,12 +10,17 @@ export class UsageError extends Error {}
  * are shown as their message; a TypeError, RangeError ... is a bug in muse and keeps its stack. MUSE_DEBUG=1
  * always shows stacks.
  */
-export async function runCli(name: string, main: (argv: string[]) => Promise<number>, argv = hideBin(process.argv)): Promise<void> {
+export async function runCli(
+  name: string,
+  main: (argv: string[]) => Promise<number>,
+  argv = hideBin(process.argv),
+): Promise<void> {
   try {
     process.exitCode = await main(argv);
   } catch (err) {
     const e = err as Error;
-    const bug = e instanceof TypeError || e instanceof RangeError || e instanceof ReferenceError || e instanceof SyntaxError;
+    const bug =
+      e instanceof TypeError || e instanceof RangeError || e instanceof ReferenceError || e instanceof SyntaxError;
     process.stderr.write(`${name}: ${bug || process.env.MUSE_DEBUG ? (e.stack ?? String(e)) : e.message}\n`);
     // A --backend that cannot run here is bad input too: exit 2 (checked before anything is written).
     process.exitCode = err instanceof UsageError || err instanceof BackendUnavailableError ? 2 : 1;

@@ -11,7 +11,12 @@ import { runCli, UsageError, usageFailure } from './run-cli.ts';
 
 /** File name part of a prompt: lower-case words joined by '-', at most 48 characters. */
 export function slug(text: string): string {
-  const s = text.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 48).replace(/-+$/, '');
+  const s = text
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, '-')
+    .replace(/^-+|-+$/g, '')
+    .slice(0, 48)
+    .replace(/-+$/, '');
   return s || 'image';
 }
 
@@ -57,33 +62,73 @@ export async function main(argv: string[]): Promise<number> {
   const a = await yargs(argv)
     .scriptName('muse-sample')
     .usage('$0 --checkpoint DIR --prompt "..." --out DIR|grid.png')
-    .option('checkpoint', { type: 'string', demandOption: true, describe: 'checkpoint dir, or a run dir (uses checkpoints/latest)' })
-    .option('prompt', { type: 'string', array: true, describe: 'a prompt (repeatable); default: the checkpoint\'s sampling prompts' })
+    .option('checkpoint', {
+      type: 'string',
+      demandOption: true,
+      describe: 'checkpoint dir, or a run dir (uses checkpoints/latest)',
+    })
+    .option('prompt', {
+      type: 'string',
+      array: true,
+      describe: "a prompt (repeatable); default: the checkpoint's sampling prompts",
+    })
     .option('prompts', { type: 'string', describe: 'file with one prompt per line' })
-    .option('negative-prompt', { type: 'string', describe: 'unconditional side of guidance instead of the empty caption' })
+    .option('negative-prompt', {
+      type: 'string',
+      describe: 'unconditional side of guidance instead of the empty caption',
+    })
     .option('class', { type: 'number', array: true, describe: 'class id (class-conditional checkpoints; repeatable)' })
     .option('steps', { type: 'number', default: 12 })
     .option('guidance', { type: 'number', describe: 'classifier-free guidance scale (default 4; class models: 1)' })
     .option('guidance-schedule', { choices: GUIDANCE_SCHEDULES as unknown as string[], default: 'constant' })
-    .option('temperature', { type: 'string', default: '1', describe: 'Gumbel temperature: t (annealed t -> 0) or start,end' })
-    .option('schedule', { type: 'string', default: 'cosine', describe: 'mask schedule: cosine, linear, pow<k>, sigmoid' })
+    .option('temperature', {
+      type: 'string',
+      default: '1',
+      describe: 'Gumbel temperature: t (annealed t -> 0) or start,end',
+    })
+    .option('schedule', {
+      type: 'string',
+      default: 'cosine',
+      describe: 'mask schedule: cosine, linear, pow<k>, sigmoid',
+    })
     .option('seed', { type: 'number', default: 0 })
     .option('num', { type: 'number', default: 1, describe: 'images per prompt' })
     .option('batch', { type: 'number', default: 8, describe: 'images decoded together' })
     .option('ema', { type: 'boolean', default: true, describe: 'use EMA weights when present (--no-ema: raw)' })
-    .option('save-intermediate', { type: 'boolean', default: false, describe: 'also write <out>/steps/<i>-step<k>.png (masked tokens grey)' })
-    .option('superres', { type: 'string', describe: 'super-res checkpoint or run (stage superres512): base tokens -> its high-res image' })
+    .option('save-intermediate', {
+      type: 'boolean',
+      default: false,
+      describe: 'also write <out>/steps/<i>-step<k>.png (masked tokens grey)',
+    })
+    .option('superres', {
+      type: 'string',
+      describe: 'super-res checkpoint or run (stage superres512): base tokens -> its high-res image',
+    })
     .option('init-image', { type: 'string', describe: 'inpainting: start image (PNG/JPEG)' })
     .option('mask', { type: 'string', describe: 'inpainting: white = regenerate, black = keep' })
     .option('backend', { choices: BACKEND_NAMES as unknown as string[], default: 'auto' })
-    .option('out', { type: 'string', demandOption: true, describe: 'output folder, or grid .png (single images go to a sibling folder)' })
+    .option('out', {
+      type: 'string',
+      demandOption: true,
+      describe: 'output folder, or grid .png (single images go to a sibling folder)',
+    })
     .strict()
     .help()
     .fail(usageFailure('muse-sample'))
     .parseAsync();
 
   // A flag of one value given twice reaches us as an array (yargs), which would fail later as a TypeError.
-  for (const flag of ['checkpoint', 'out', 'prompts', 'negative-prompt', 'superres', 'init-image', 'mask', 'schedule', 'temperature'] as const) {
+  for (const flag of [
+    'checkpoint',
+    'out',
+    'prompts',
+    'negative-prompt',
+    'superres',
+    'init-image',
+    'mask',
+    'schedule',
+    'temperature',
+  ] as const) {
     const v: unknown = a[flag];
     if (Array.isArray(v)) throw new UsageError(`--${flag} given ${v.length} times (${v.join(', ')}): give it once`);
   }
@@ -92,7 +137,12 @@ export async function main(argv: string[]): Promise<number> {
     const text = await readFile(a.prompts, 'utf8').catch((err: Error) => {
       throw new Error(`--prompts ${a.prompts}: cannot read (${err.message})`);
     });
-    prompts.push(...text.split(/\r?\n/).map((l) => l.trim()).filter(Boolean));
+    prompts.push(
+      ...text
+        .split(/\r?\n/)
+        .map((l) => l.trim())
+        .filter(Boolean),
+    );
   }
   const intFlag = (name: string, v: number, min: number) => {
     if (!Number.isInteger(v) || v < min) throw new UsageError(`--${name} ${v}: expected an integer >= ${min}`);
@@ -104,16 +154,22 @@ export async function main(argv: string[]): Promise<number> {
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
-  if (a.guidance !== undefined && !Number.isFinite(a.guidance)) throw new UsageError(`--guidance ${a.guidance}: expected a number`);
-  if ((a['init-image'] === undefined) !== (a.mask === undefined)) throw new UsageError('--init-image and --mask go together');
+  if (a.guidance !== undefined && !Number.isFinite(a.guidance))
+    throw new UsageError(`--guidance ${a.guidance}: expected a number`);
+  if ((a['init-image'] === undefined) !== (a.mask === undefined))
+    throw new UsageError('--init-image and --mask go together');
   try {
     maskSchedule(a.schedule);
   } catch (err) {
     throw new UsageError(`--schedule: ${(err as Error).message}`);
   }
   // Checked before a model is loaded: the folders named by flags, and an --out that cannot become a folder.
-  for (const [flag, dir] of [['checkpoint', a.checkpoint], ['superres', a.superres]] as const) {
-    if (dir !== undefined && !(await stat(dir).catch(() => undefined))?.isDirectory()) throw new Error(`--${flag} ${dir}: no such directory`);
+  for (const [flag, dir] of [
+    ['checkpoint', a.checkpoint],
+    ['superres', a.superres],
+  ] as const) {
+    if (dir !== undefined && !(await stat(dir).catch(() => undefined))?.isDirectory())
+      throw new Error(`--${flag} ${dir}: no such directory`);
   }
   const outDir = outputPaths(a.out).imagesDir;
   if ((await stat(outDir).catch(() => undefined))?.isDirectory() === false) {
@@ -137,11 +193,13 @@ export async function main(argv: string[]): Promise<number> {
     saveIntermediate: a['save-intermediate'],
     superres: a.superres,
   };
-  if (a.superres && a['init-image']) throw new UsageError('--superres and --init-image do not go together (inpainting is base-model only)');
+  if (a.superres && a['init-image'])
+    throw new UsageError('--superres and --init-image do not go together (inpainting is base-model only)');
   if (a['init-image'] && a.mask) {
-    const read = (flag: string, f: string) => readFile(f).catch((err: Error) => {
-      throw new Error(`--${flag} ${f}: cannot read (${err.message})`);
-    });
+    const read = (flag: string, f: string) =>
+      readFile(f).catch((err: Error) => {
+        throw new Error(`--${flag} ${f}: cannot read (${err.message})`);
+      });
     opts.init = { image: await read('init-image', a['init-image']), mask: await read('mask', a.mask) };
   }
   await initBackend(a.backend as BackendName, { wasmThreads: wasmThreadCount() });

@@ -14,15 +14,40 @@ export async function main(argv: string[]): Promise<number> {
   const a = await yargs(argv)
     .scriptName('muse-train')
     .usage('$0 --stage <stage> [--config FILE] [--set key=value ...] [--out DIR] [--resume latest|DIR [--allow-fresh]]')
-    .option('stage', { type: 'string', choices: STAGES as unknown as string[], describe: 'training stage; reads configs/<stage>.yaml (cc12m: cc12m-t5.yaml)' })
+    .option('stage', {
+      type: 'string',
+      choices: STAGES as unknown as string[],
+      describe: 'training stage; reads configs/<stage>.yaml (cc12m: cc12m-t5.yaml)',
+    })
     .option('config', { type: 'string', describe: 'config file instead of the stage default' })
-    .option('set', { type: 'string', array: true, default: [], describe: 'override a config key, e.g. --set training.max_steps=100' })
+    .option('set', {
+      type: 'string',
+      array: true,
+      default: [],
+      describe: 'override a config key, e.g. --set training.max_steps=100',
+    })
     .option('out', { type: 'string', describe: 'run folder (default: experiment.output_dir)' })
     .option('resume', { type: 'string', describe: "continue a run: 'latest' or a checkpoint folder" })
-    .option('allow-fresh', { type: 'boolean', default: false, describe: 'with --resume latest: start at step 0 when the run has no checkpoint yet (else refused)' })
-    .option('backend', { type: 'string', choices: BACKEND_NAMES as string[], default: 'auto', describe: 'tfjs backend' })
-    .option('data-root', { type: 'string', describe: 'data root for dataset names (default: $MUSE_DATA_ROOT or ./datasets)' })
-    .option('backends', { type: 'boolean', default: false, describe: "list every tfjs backend, whether it runs here and why, and what 'auto' picks; then exit" })
+    .option('allow-fresh', {
+      type: 'boolean',
+      default: false,
+      describe: 'with --resume latest: start at step 0 when the run has no checkpoint yet (else refused)',
+    })
+    .option('backend', {
+      type: 'string',
+      choices: BACKEND_NAMES as string[],
+      default: 'auto',
+      describe: 'tfjs backend',
+    })
+    .option('data-root', {
+      type: 'string',
+      describe: 'data root for dataset names (default: $MUSE_DATA_ROOT or ./datasets)',
+    })
+    .option('backends', {
+      type: 'boolean',
+      default: false,
+      describe: "list every tfjs backend, whether it runs here and why, and what 'auto' picks; then exit",
+    })
     .check((x) => {
       if (!x.stage && !x.config && !x.backends) throw new UsageError('give --stage or --config');
       return true;
@@ -33,8 +58,11 @@ export async function main(argv: string[]): Promise<number> {
     .parseAsync();
   if (a.backends) {
     const { backends, auto } = await listBackends();
-    for (const b of backends) process.stdout.write(`${b.name.padEnd(10)} ${b.available ? 'available  ' : 'unavailable'}  ${b.detail}\n`);
-    process.stdout.write(`auto       -> ${auto} (order: native CUDA build, webgpu hardware adapter, native CPU build, wasm, cpu)\n`);
+    for (const b of backends)
+      process.stdout.write(`${b.name.padEnd(10)} ${b.available ? 'available  ' : 'unavailable'}  ${b.detail}\n`);
+    process.stdout.write(
+      `auto       -> ${auto} (order: native CUDA build, webgpu hardware adapter, native CPU build, wasm, cpu)\n`,
+    );
     return 0;
   }
   const stage = a.stage as string | undefined;
@@ -63,10 +91,19 @@ export async function main(argv: string[]): Promise<number> {
   }
   const backend = await initBackend(a.backend as BackendName, { wasmThreads: wasmThreadCount() });
   const ranks = comm.size > 1 ? `, rank ${comm.rank} of ${comm.size} (local ${comm.localRank})` : '';
-  if (comm.rank === 0 || process.env.MUSE_DEBUG) process.stderr.write(`muse-train: stage ${config.stage}, run ${runDir}, backend ${backend.name}${ranks}\n`);
-  if (process.env.MUSE_DEBUG && comm.size > 1) process.stderr.write(`muse-train (rank ${comm.rank}): ${gpu}${adapter ? `; ${adapter}` : ''}\n`);
+  if (comm.rank === 0 || process.env.MUSE_DEBUG)
+    process.stderr.write(`muse-train: stage ${config.stage}, run ${runDir}, backend ${backend.name}${ranks}\n`);
+  if (process.env.MUSE_DEBUG && comm.size > 1)
+    process.stderr.write(`muse-train (rank ${comm.rank}): ${gpu}${adapter ? `; ${adapter}` : ''}\n`);
   try {
-    await runTraining({ config, runDir, resume: a.resume, allowFresh: a['allow-fresh'], dataRoot: resolveDataRoot(a['data-root']), comm });
+    await runTraining({
+      config,
+      runDir,
+      resume: a.resume,
+      allowFresh: a['allow-fresh'],
+      dataRoot: resolveDataRoot(a['data-root']),
+      comm,
+    });
   } catch (err) {
     if (comm.size === 1) throw err;
     // The other ranks may wait in a collective for this one: say why, then end the whole job.
@@ -78,4 +115,3 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 export const cli = (argv?: string[]): Promise<void> => runCli('muse-train', main, argv);
-

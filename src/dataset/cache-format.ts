@@ -15,8 +15,23 @@ import { closeSync, existsSync, fstatSync, openSync, readSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import {
-  Field, FixedSizeList, Float16, Float32, Int32, List, RecordBatch, Schema, Struct, Table, Uint16, Utf8,
-  makeData, tableFromIPC, tableToIPC, vectorFromArray, type Data,
+  Field,
+  FixedSizeList,
+  Float16,
+  Float32,
+  Int32,
+  List,
+  RecordBatch,
+  Schema,
+  Struct,
+  Table,
+  Uint16,
+  Utf8,
+  makeData,
+  tableFromIPC,
+  tableToIPC,
+  vectorFromArray,
+  type Data,
 } from 'apache-arrow';
 import { shardName } from './names.ts';
 import { writeFileAtomic } from '../util/atomic.ts';
@@ -50,7 +65,8 @@ export function arrowFileDamage(file: string): string | null {
     if (size === 0) return '0 bytes (a write was cut short)';
     const head = Buffer.alloc(6);
     const tail = Buffer.alloc(6);
-    if (size < 12 || readSync(fd, head, 0, 6, 0) < 6 || readSync(fd, tail, 0, 6, size - 6) < 6) return `${size} bytes, too short for an Arrow file`;
+    if (size < 12 || readSync(fd, head, 0, 6, 0) < 6 || readSync(fd, tail, 0, 6, size - 6) < 6)
+      return `${size} bytes, too short for an Arrow file`;
     if (head.toString('latin1') !== 'ARROW1') return 'not an Arrow file (no ARROW1 magic at the start)';
     if (tail.toString('latin1') !== 'ARROW1') return 'truncated (no ARROW1 magic at the end)';
     return null;
@@ -111,14 +127,32 @@ export function tokenTable(r: TokenRows): Table {
   const valueType = tokenValueType(r.codebookSize);
   const values = valueType instanceof Uint16 ? Uint16Array.from(r.tokens) : Int32Array.from(r.tokens);
   const child = makeData({ type: valueType, length: rows * n, data: values } as never) as never;
-  const tokens = makeData({ type: new FixedSizeList(n, new Field('item', valueType, false)), length: rows, nullCount: 0, child });
-  return buildTable({ key: utf8(r.keys), tokens }, {
-    grid_h: String(r.gridH), grid_w: String(r.gridW), codebook_size: String(r.codebookSize), vq_id: r.vqId,
+  const tokens = makeData({
+    type: new FixedSizeList(n, new Field('item', valueType, false)),
+    length: rows,
+    nullCount: 0,
+    child,
   });
+  return buildTable(
+    { key: utf8(r.keys), tokens },
+    {
+      grid_h: String(r.gridH),
+      grid_w: String(r.gridW),
+      codebook_size: String(r.codebookSize),
+      vq_id: r.vqId,
+    },
+  );
 }
 
 /** Token ids of one decoded token table, as Int32 [rows, N]. */
-export function readTokenTable(t: Table): { keys: string[]; tokens: Int32Array; gridH: number; gridW: number; codebookSize: number; vqId: string } {
+export function readTokenTable(t: Table): {
+  keys: string[];
+  tokens: Int32Array;
+  gridH: number;
+  gridW: number;
+  codebookSize: number;
+  vqId: string;
+} {
   const meta = t.schema.metadata;
   const gridH = Number(meta.get('grid_h'));
   const gridW = Number(meta.get('grid_w'));
@@ -129,11 +163,19 @@ export function readTokenTable(t: Table): { keys: string[]; tokens: Int32Array; 
   let at = 0;
   for (const d of col.data) {
     const child = d.children[0];
-    if (d.offset === 0 && child.offset === 0) tokens.set((child.values as Uint16Array | Int32Array).subarray(0, d.length * n), at);
+    if (d.offset === 0 && child.offset === 0)
+      tokens.set((child.values as Uint16Array | Int32Array).subarray(0, d.length * n), at);
     else for (let i = 0; i < d.length; i++) tokens.set(col.get(at / n + i)!.toArray() as Int32Array, at + i * n);
     at += d.length * n;
   }
-  return { keys: keysOf(t), tokens, gridH, gridW, codebookSize: Number(meta.get('codebook_size')), vqId: meta.get('vq_id') ?? '' };
+  return {
+    keys: keysOf(t),
+    tokens,
+    gridH,
+    gridW,
+    codebookSize: Number(meta.get('codebook_size')),
+    vqId: meta.get('vq_id') ?? '',
+  };
 }
 
 // ---- text states ----
@@ -162,21 +204,42 @@ export function textTable(r: TextRows): Table {
   const hiddenValues = new Uint16Array(total * r.dim);
   for (let i = 0; i < rows; i++) {
     idValues.set(r.ids[i], offsets[i]);
-    if (r.hidden[i].length !== lengths[i] * r.dim) throw new Error(`text row ${r.keys[i]}: hidden has ${r.hidden[i].length} values, expected ${lengths[i]}x${r.dim}`);
+    if (r.hidden[i].length !== lengths[i] * r.dim)
+      throw new Error(
+        `text row ${r.keys[i]}: hidden has ${r.hidden[i].length} values, expected ${lengths[i]}x${r.dim}`,
+      );
     hiddenValues.set(r.hidden[i], offsets[i] * r.dim);
   }
   const idsChild = makeData({ type: new Int32(), length: total, data: idValues });
-  const ids = makeData({ type: new List(new Field('item', new Int32(), false)), length: rows, nullCount: 0, valueOffsets: offsets, child: idsChild });
+  const ids = makeData({
+    type: new List(new Field('item', new Int32(), false)),
+    length: rows,
+    nullCount: 0,
+    valueOffsets: offsets,
+    child: idsChild,
+  });
   const halfChild = makeData({ type: new Float16(), length: total * r.dim, data: hiddenValues });
   const rowType = new FixedSizeList(r.dim, new Field('item', new Float16(), false));
   const rowData = makeData({ type: rowType, length: total, nullCount: 0, child: halfChild });
-  const hidden = makeData({ type: new List(new Field('item', rowType, false)), length: rows, nullCount: 0, valueOffsets: offsets, child: rowData });
+  const hidden = makeData({
+    type: new List(new Field('item', rowType, false)),
+    length: rows,
+    nullCount: 0,
+    valueOffsets: offsets,
+    child: rowData,
+  });
   const length = makeData({ type: new Int32(), length: rows, data: Int32Array.from(lengths) });
   const cols: Record<string, Data> = { key: utf8(r.keys), ids, length, hidden };
   if (r.pooledDim) {
-    if (!r.pooled || r.pooled.length !== rows * r.pooledDim) throw new Error('text cache: pooled missing or of the wrong size');
+    if (!r.pooled || r.pooled.length !== rows * r.pooledDim)
+      throw new Error('text cache: pooled missing or of the wrong size');
     const child = makeData({ type: new Float32(), length: rows * r.pooledDim, data: r.pooled });
-    cols.pooled = makeData({ type: new FixedSizeList(r.pooledDim, new Field('item', new Float32(), false)), length: rows, nullCount: 0, child });
+    cols.pooled = makeData({
+      type: new FixedSizeList(r.pooledDim, new Field('item', new Float32(), false)),
+      length: rows,
+      nullCount: 0,
+      child,
+    });
   }
   return buildTable(cols, { dim: String(r.dim), encoder_id: r.encoderId, pooled_dim: String(r.pooledDim ?? 0) });
 }
@@ -199,7 +262,13 @@ export function readTextRow(t: Table, i: number): TextRow {
   const hidden = new Uint16Array(hiddenVec.length * dim);
   for (let j = 0; j < hiddenVec.length; j++) hidden.set(hiddenVec.get(j).toArray(), j * dim);
   const pooled = row.pooled ? Float32Array.from((row.pooled as { toArray(): Float32Array }).toArray()) : undefined;
-  return { key: row.key as string, ids: Int32Array.from(idsVec.toArray()), length: row.length as number, hidden, pooled };
+  return {
+    key: row.key as string,
+    ids: Int32Array.from(idsVec.toArray()),
+    length: row.length as number,
+    hidden,
+    pooled,
+  };
 }
 
 // ---- shared ----
@@ -248,7 +317,10 @@ export async function refreshCacheManifests(datasetDir: string, shard: number): 
       const file = cacheShardPath(datasetDir, kind, id, shard);
       if (!m?.shards[name] || !existsSync(file)) continue;
       const bytes = await readFile(file);
-      const entry = { samples: tableFromIPC(bytes).numRows, sha256_of_file: createHash('sha256').update(bytes).digest('hex') };
+      const entry = {
+        samples: tableFromIPC(bytes).numRows,
+        sha256_of_file: createHash('sha256').update(bytes).digest('hex'),
+      };
       if (entry.samples === m.shards[name].samples && entry.sha256_of_file === m.shards[name].sha256_of_file) continue;
       m.shards[name] = entry;
       await writeCacheManifest(dir, m);

@@ -22,7 +22,9 @@ export function resolveDatasetDir(arg: string, dataRoot: string): string {
   if (existsSync(shardsDir(under))) return under;
   // A path (absolute, or with a folder in it) is a folder only; a bare name may be either.
   if (path.isAbsolute(arg) || arg.includes(path.sep)) {
-    const why = existsSync(arg) ? 'has no shards/ folder (not a fetched dataset: run muse-data fetch first)' : 'no such folder';
+    const why = existsSync(arg)
+      ? 'has no shards/ folder (not a fetched dataset: run muse-data fetch first)'
+      : 'no such folder';
     throw new Error(`no dataset '${arg}': ${why}`);
   }
   throw new Error(`no dataset '${arg}': neither ${path.resolve(arg)} nor ${under} has a shards/ folder`);

@@ -33,15 +33,20 @@ export function readDatasetJson<P = Record<string, unknown>>(datasetDir: string)
   } catch (err) {
     throw new Error(`${file}: not readable JSON (${(err as Error).message})`);
   }
-  if (typeof j !== 'object' || j === null || Array.isArray(j)) throw new Error(`${file}: expected an object with name, total_rows, shards, created, pipeline`);
+  if (typeof j !== 'object' || j === null || Array.isArray(j))
+    throw new Error(`${file}: expected an object with name, total_rows, shards, created, pipeline`);
   const o = j as Record<string, unknown>;
-  if (typeof o.pipeline !== 'object' || o.pipeline === null) throw new Error(`${file}: "pipeline" must be the pipeline configuration object, got ${JSON.stringify(o.pipeline)}`);
+  if (typeof o.pipeline !== 'object' || o.pipeline === null)
+    throw new Error(`${file}: "pipeline" must be the pipeline configuration object, got ${JSON.stringify(o.pipeline)}`);
   return o as unknown as DatasetJson<P>;
 }
 
 export async function writeDatasetJson<P>(datasetDir: string, j: DatasetJson<P>): Promise<void> {
   const { name, total_rows, shards, created, pipeline } = j; // fixed key order
-  await writeFileAtomic(datasetJsonPath(datasetDir), JSON.stringify({ name, total_rows, shards, created, pipeline }, null, 2) + '\n');
+  await writeFileAtomic(
+    datasetJsonPath(datasetDir),
+    JSON.stringify({ name, total_rows, shards, created, pipeline }, null, 2) + '\n',
+  );
 }
 
 /** The dataset's name: dataset.json's `name`, else the folder's name. */

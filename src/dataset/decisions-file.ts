@@ -25,14 +25,25 @@ export function dedupFilePath(datasetDir: string): string {
 }
 
 /** Writes the file when its content changes; returns whether it did. */
-export async function writeDuplicatesFile(datasetDir: string, rows: DuplicateRow[], settings: string): Promise<boolean> {
-  const str = (k: keyof DuplicateRow) => vectorFromArray(rows.map((r) => r[k] as string), new Utf8());
+export async function writeDuplicatesFile(
+  datasetDir: string,
+  rows: DuplicateRow[],
+  settings: string,
+): Promise<boolean> {
+  const str = (k: keyof DuplicateRow) =>
+    vectorFromArray(
+      rows.map((r) => r[k] as string),
+      new Utf8(),
+    );
   const table = new Table({
     key: str('key'),
     duplicate_of: str('duplicate_of'),
     duplicate_of_dataset: str('duplicate_of_dataset'),
     kind: str('kind'),
-    distance: vectorFromArray(rows.map((r) => r.distance), new Int32()),
+    distance: vectorFromArray(
+      rows.map((r) => r.distance),
+      new Int32(),
+    ),
   });
   const withMeta = new Table(new Schema(table.schema.fields, new Map([['muse.dedup', settings]])), table.batches);
   const bytes = tableToIPC(withMeta, 'file');

@@ -69,9 +69,19 @@ export function describeHolder(h: LockHolder): string {
 }
 
 /** Takes the dataset's lock, waiting while another live process holds it; returns the release function. */
-export async function lockDataset(datasetDir: string, command: string, opts: LockOptions = {}): Promise<() => Promise<void>> {
+export async function lockDataset(
+  datasetDir: string,
+  command: string,
+  opts: LockOptions = {},
+): Promise<() => Promise<void>> {
   const file = lockPath(datasetDir);
-  const me: LockHolder = { pid: process.pid, host: os.hostname(), command, since: new Date().toISOString(), token: randomUUID() };
+  const me: LockHolder = {
+    pid: process.pid,
+    host: os.hostname(),
+    command,
+    since: new Date().toISOString(),
+    token: randomUUID(),
+  };
   let told = false;
   for (;;) {
     try {
@@ -107,7 +117,8 @@ export async function lockDataset(datasetDir: string, command: string, opts: Loc
       }
       const moved = await readHolder(aside);
       // A live holder's lock moved by mistake goes back (link: never over a lock created meanwhile).
-      if (moved !== 'gone' && moved !== null && h !== null && moved.token !== h.token) await link(aside, file).catch(() => undefined);
+      if (moved !== 'gone' && moved !== null && h !== null && moved.token !== h.token)
+        await link(aside, file).catch(() => undefined);
       await rm(aside, { force: true });
       continue;
     }
@@ -121,7 +132,12 @@ export async function lockDataset(datasetDir: string, command: string, opts: Loc
 }
 
 /** Runs `fn` holding the dataset's lock. */
-export async function withDatasetLock<T>(datasetDir: string, command: string, fn: () => Promise<T>, opts: LockOptions = {}): Promise<T> {
+export async function withDatasetLock<T>(
+  datasetDir: string,
+  command: string,
+  fn: () => Promise<T>,
+  opts: LockOptions = {},
+): Promise<T> {
   const release = await lockDataset(datasetDir, command, opts);
   try {
     return await fn();

@@ -51,11 +51,22 @@ export function manifestRow(o: SampleOutcome): ManifestRow {
 }
 
 export function manifestTable(rows: ManifestRow[]): Table {
-  const str = (k: keyof ManifestRow) => vectorFromArray(rows.map((r) => r[k] as string | null), new Utf8());
-  const i32 = (k: keyof ManifestRow) => vectorFromArray(rows.map((r) => r[k] as number | null), new Int32());
+  const str = (k: keyof ManifestRow) =>
+    vectorFromArray(
+      rows.map((r) => r[k] as string | null),
+      new Utf8(),
+    );
+  const i32 = (k: keyof ManifestRow) =>
+    vectorFromArray(
+      rows.map((r) => r[k] as number | null),
+      new Int32(),
+    );
   return new Table({
     key: str('key'),
-    row: vectorFromArray(rows.map((r) => BigInt(r.row)), new Int64()),
+    row: vectorFromArray(
+      rows.map((r) => BigInt(r.row)),
+      new Int64(),
+    ),
     url: str('url'),
     caption: str('caption'),
     status: str('status'),
@@ -87,8 +98,13 @@ export async function readManifest(file: string): Promise<ManifestRow[]> {
     }
   } catch (err) {
     // apache-arrow's own message names no file
-    throw new Error(`${file}: not a readable shard manifest (${(err as Error).message.split('\n')[0]}); refetch the shard (delete its _stats.json and rerun fetch)`);
+    throw new Error(
+      `${file}: not a readable shard manifest (${(err as Error).message.split('\n')[0]}); refetch the shard (delete its _stats.json and rerun fetch)`,
+    );
   }
-  if (bytes.length === 0) throw new Error(`${file}: empty shard manifest (${bytes.length} bytes); refetch the shard (delete its _stats.json and rerun fetch)`);
+  if (bytes.length === 0)
+    throw new Error(
+      `${file}: empty shard manifest (${bytes.length} bytes); refetch the shard (delete its _stats.json and rerun fetch)`,
+    );
   return rows;
 }

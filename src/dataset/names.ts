@@ -22,7 +22,12 @@ export function indexRunsDir(dataRoot: string): string {
 
 export function shardPaths(datasetDir: string, index: number) {
   const base = path.join(shardsDir(datasetDir), shardName(index));
-  return { tar: `${base}.tar`, manifest: `${base}.arrow`, indexRun: `${base}${INDEX_RUN_SUFFIX}`, stats: `${base}_stats.json` };
+  return {
+    tar: `${base}.tar`,
+    manifest: `${base}.arrow`,
+    indexRun: `${base}${INDEX_RUN_SUFFIX}`,
+    stats: `${base}_stats.json`,
+  };
 }
 
 /** The shard whose stats file is named `name` (`00012_stats.json` -> 12), or null for any other file. */

@@ -160,6 +160,14 @@ export async function rewriteShard(
   await rm(jfile, { force: true });
   await fsyncDir(path.dirname(jfile));
   // A kill inside a write leaves `<file>.tmp` behind; a rerun that had nothing left to write would keep it.
-  for (const f of [paths.tar, paths.manifest, paths.indexRun, paths.stats, jfile, ...(await cacheFiles(datasetDir, shard))]) await rm(f + TMP_SUFFIX, { force: true });
+  for (const f of [
+    paths.tar,
+    paths.manifest,
+    paths.indexRun,
+    paths.stats,
+    jfile,
+    ...(await cacheFiles(datasetDir, shard)),
+  ])
+    await rm(f + TMP_SUFFIX, { force: true });
   return { removed: removed.size, cacheFilesRewritten };
 }

@@ -17,8 +17,23 @@ import type { DuckDBConnection } from '@duckdb/node-api';
 import { sha256Bytes, type DatasetRow, type IndexDb, type SampleRef } from '../index-db/db.ts';
 import { optedOutSamples as legacyOptedOut, type OptoutMatch } from '../index-db/optout-matches.ts';
 import { writeLegacyRows } from '../index-db/legacy-samples.ts';
-import { connect, writeRun, runsNearPhash, runsOptedOut, writeCompacted, type RunHit, type RunSet } from '../index-db/sample-runs.ts';
-import { RunChangedError, RunLookup, runRef, type KeyColumn, type RunRef, type RunRow } from '../index-db/run-lookup.ts';
+import {
+  connect,
+  writeRun,
+  runsNearPhash,
+  runsOptedOut,
+  writeCompacted,
+  type RunHit,
+  type RunSet,
+} from '../index-db/sample-runs.ts';
+import {
+  RunChangedError,
+  RunLookup,
+  runRef,
+  type KeyColumn,
+  type RunRef,
+  type RunRow,
+} from '../index-db/run-lookup.ts';
 import { writeFileAtomic } from '../util/atomic.ts';
 import { INDEX_RUN_SUFFIX, indexRunsDir, shardName, shardOfStatsFile, shardPaths, shardsDir } from './names.ts';
 import { completeShards } from './complete-shards.ts';
@@ -43,7 +58,8 @@ export async function readLiveRuns(dataRoot: string): Promise<LiveRuns> {
   if (!existsSync(file)) return { generation: 0, runs: [], covered: {} };
   try {
     const j = JSON.parse(await readFile(file, 'utf8')) as LiveRuns;
-    if (!Number.isInteger(j.generation) || !Array.isArray(j.runs) || typeof j.covered !== 'object') throw new Error('missing generation, runs or covered');
+    if (!Number.isInteger(j.generation) || !Array.isArray(j.runs) || typeof j.covered !== 'object')
+      throw new Error('missing generation, runs or covered');
     return j;
   } catch (err) {
     throw new Error(`${file}: unreadable manifest of the sample index runs (${(err as Error).message})`);
@@ -89,7 +105,11 @@ let processLookup: RunLookup | undefined;
 export async function indexLayout(dataRoot: string, datasets: readonly DatasetRow[]): Promise<IndexLayout> {
   const live = await readLiveRuns(dataRoot);
   const dir = indexRunsDir(dataRoot);
-  const set: RunSet = { shardRuns: [], compacted: live.runs.map((r) => ({ byUrl: path.join(dir, r.byUrl), bySha: path.join(dir, r.bySha) })), stale: [] };
+  const set: RunSet = {
+    shardRuns: [],
+    compacted: live.runs.map((r) => ({ byUrl: path.join(dir, r.byUrl), bySha: path.join(dir, r.bySha) })),
+    stale: [],
+  };
   const inRuns = new Set<string>();
   const leftovers: string[] = [];
   const shardRunFiles = new Map<number, Map<number, string>>();
@@ -174,7 +194,8 @@ export class SampleIndex {
   private async find(column: KeyColumn, key: Buffer, wanted: (r: RunRow) => boolean = () => true): Promise<RunHit[]> {
     const k = key.readBigUInt64BE(0);
     // Stale applies to compacted rows only (runs with a dataset_id column): the newer shard run answers instead.
-    const live = (r: RunRow, ref: RunRef) => (ref.datasetId !== undefined || !this.runs.stale.has(`${r.datasetId}:${r.shard}`)) && wanted(r);
+    const live = (r: RunRow, ref: RunRef) =>
+      (ref.datasetId !== undefined || !this.runs.stale.has(`${r.datasetId}:${r.shard}`)) && wanted(r);
     let rows: RunRow[];
     try {
       rows = await this.lookup.find(this.runs[column], column, k, live);
@@ -212,11 +233,18 @@ export class SampleIndex {
   /** Samples whose downloaded image has this sha256 (hex), any dataset. */
   async samplesBySha256(hex: string): Promise<SampleRef[]> {
     const b = sha256Bytes(hex.trim());
-    return this.refs(await this.find('sha_hi', b, (r) => r.sha256 !== null && r.sha256.equals(b)), this.index.samplesBySha256(hex.trim()));
+    return this.refs(
+      await this.find('sha_hi', b, (r) => r.sha256 !== null && r.sha256.equals(b)),
+      this.index.samplesBySha256(hex.trim()),
+    );
   }
 
   /** Samples of a dataset whose dHash is within `distance` bits (runs only; a scan of the phash column). */
-  async nearPhash(datasetId: number, phash: string, distance: number): Promise<Array<SampleRef & { distance: number }>> {
+  async nearPhash(
+    datasetId: number,
+    phash: string,
+    distance: number,
+  ): Promise<Array<SampleRef & { distance: number }>> {
     const d = this.datasets.get(datasetId);
     if (!d) return [];
     const hits = await runsNearPhash(await this.duck(), this.layout.set, datasetId, BigInt('0x' + phash), distance);
@@ -231,13 +259,18 @@ export class SampleIndex {
     const urls = () => this.index.stmt('SELECT url_hash FROM optout_urls').pluck().iterate() as Iterable<Buffer>;
     const images = () => this.index.stmt('SELECT sha256 FROM optout_images').pluck().iterate() as Iterable<Buffer>;
     const fromRuns = await runsOptedOut(await this.duck(), this.layout.set, datasetId, urls, images);
-    const legacy = legacyOptedOut(this.index, datasetId).filter((m) => !this.layout.inRuns.has(`${datasetId}:${m.shard}`));
+    const legacy = legacyOptedOut(this.index, datasetId).filter(
+      (m) => !this.layout.inRuns.has(`${datasetId}:${m.shard}`),
+    );
     const all = [...fromRuns.map(({ key, shard, byImage }) => ({ key, shard, byImage })), ...legacy];
     return all.sort((a, b) => Number(a.byImage) - Number(b.byImage) || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   }
 
   close(): void {
-    this.con?.then((c) => c.closeSync(), () => {});
+    this.con?.then(
+      (c) => c.closeSync(),
+      () => {},
+    );
   }
 }
 
@@ -251,7 +284,10 @@ export function sampleIndexCache(index: IndexDb, maxAgeMs = 5_000): () => Promis
     if (!current || Date.now() - current.at > maxAgeMs) {
       const old = current;
       current = { at: Date.now(), s: SampleIndex.open(index) };
-      old?.s.then((s) => s.close(), () => {});
+      old?.s.then(
+        (s) => s.close(),
+        () => {},
+      );
     }
     return current.s;
   };
@@ -284,11 +320,16 @@ export interface CompactResult {
  */
 export type CompactStep = 'written' | 'swapped' | 'deleted';
 
-export async function compactIndex(index: IndexDb, log: (m: string) => void = () => {}, onStep?: (step: CompactStep) => void): Promise<CompactResult> {
+export async function compactIndex(
+  index: IndexDb,
+  log: (m: string) => void = () => {},
+  onStep?: (step: CompactStep) => void,
+): Promise<CompactResult> {
   const dataRoot = path.dirname(index.file);
   const datasets = index.datasets();
   const rebuilt = await runsFromManifests(index, await indexLayout(dataRoot, datasets));
-  if (rebuilt) log(`${rebuilt} complete shard(s) had no index run and no old samples rows: runs written from their manifests`);
+  if (rebuilt)
+    log(`${rebuilt} complete shard(s) had no index run and no old samples rows: runs written from their manifests`);
   const layout = await indexLayout(dataRoot, datasets);
   const dir = indexRunsDir(dataRoot);
   const con = await connect();
@@ -302,12 +343,20 @@ export async function compactIndex(index: IndexDb, log: (m: string) => void = ()
     if (!shardRunsMerged && !legacyShards.size && layout.live.runs.length <= 1) {
       await rm(legacyFile, { force: true });
       const deleted = await cleanUp(dir, layout.live, layout.leftovers);
-      return { runsMerged: 0, shardRunsMerged: 0, legacyShardsMoved: 0, rows: layout.live.runs.reduce((n, r) => n + r.rows, 0), deleted };
+      return {
+        runsMerged: 0,
+        shardRunsMerged: 0,
+        legacyShardsMoved: 0,
+        rows: layout.live.runs.reduce((n, r) => n + r.rows, 0),
+        deleted,
+      };
     }
     const gen = layout.live.generation + 1;
     const byUrl = `c-${gen}.url.parquet`;
     const bySha = `c-${gen}.sha.parquet`;
-    log(`merging ${shardRunsMerged} shard run(s), ${layout.live.runs.length} compacted run(s) and ${[...legacyShards.values()].reduce((n, s) => n + s.size, 0)} old shard(s) into ${byUrl}`);
+    log(
+      `merging ${shardRunsMerged} shard run(s), ${layout.live.runs.length} compacted run(s) and ${[...legacyShards.values()].reduce((n, s) => n + s.size, 0)} old shard(s) into ${byUrl}`,
+    );
     const rows = await writeCompacted(con, set, path.join(dir, byUrl), path.join(dir, bySha));
     onStep?.('written');
     // The commit point: the new manifest names the new run and every shard run it absorbed.
@@ -315,7 +364,8 @@ export async function compactIndex(index: IndexDb, log: (m: string) => void = ()
     for (const d of datasets) {
       const c: Record<string, string> = {};
       const files = layout.shardRunFiles.get(d.id);
-      for (const [s, stamp] of Object.entries(layout.live.covered[d.path] ?? {})) if (!files?.has(Number(s))) c[s] = stamp;
+      for (const [s, stamp] of Object.entries(layout.live.covered[d.path] ?? {}))
+        if (!files?.has(Number(s))) c[s] = stamp;
       for (const [s, file] of files ?? []) c[String(s)] = await stampOf(file);
       for (const s of legacyShards.get(d.id) ?? []) c[String(s)] = 'legacy';
       if (Object.keys(c).length) covered[d.path] = c;
@@ -326,12 +376,19 @@ export async function compactIndex(index: IndexDb, log: (m: string) => void = ()
     // Only a shard run still equal to what was merged goes (one rewritten meanwhile is newer: it stays live).
     const absorbed: string[] = [];
     for (const d of datasets) {
-      for (const [s, file] of layout.shardRunFiles.get(d.id) ?? []) if (existsSync(file) && (await stampOf(file)) === covered[d.path]?.[String(s)]) absorbed.push(file);
+      for (const [s, file] of layout.shardRunFiles.get(d.id) ?? [])
+        if (existsSync(file) && (await stampOf(file)) === covered[d.path]?.[String(s)]) absorbed.push(file);
     }
     const deleted = await cleanUp(dir, next, [...absorbed, ...layout.leftovers]);
     await rm(legacyFile, { force: true });
     onStep?.('deleted');
-    return { runsMerged: layout.live.runs.length, shardRunsMerged, legacyShardsMoved: [...legacyShards.values()].reduce((n, s) => n + s.size, 0), rows, deleted };
+    return {
+      runsMerged: layout.live.runs.length,
+      shardRunsMerged,
+      legacyShardsMoved: [...legacyShards.values()].reduce((n, s) => n + s.size, 0),
+      rows,
+      deleted,
+    };
   } finally {
     con.closeSync();
   }
@@ -375,6 +432,11 @@ async function cleanUp(dir: string, live: LiveRuns, absorbed: string[]): Promise
 }
 
 /** Writes the old samples rows of shards not in any run to `file` (with dataset_id); returns dataset -> shards. */
-async function writeLegacyRun(con: DuckDBConnection, index: IndexDb, layout: IndexLayout, file: string): Promise<Map<number, Set<number>>> {
+async function writeLegacyRun(
+  con: DuckDBConnection,
+  index: IndexDb,
+  layout: IndexLayout,
+  file: string,
+): Promise<Map<number, Set<number>>> {
   return writeLegacyRows(con, index, (datasetId, shard) => !layout.inRuns.has(`${datasetId}:${shard}`), file);
 }

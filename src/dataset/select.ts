@@ -24,7 +24,10 @@ export interface SelectOptions {
 export type UsableRule = SelectOptions;
 
 /** The rule for a dataset: its exclusions (dedup.arrow + pending opt-outs in the index at `dataRoot`). */
-export async function usableRule(datasetDir: string, o: { dataRoot?: string; includeFallbacks?: boolean } = {}): Promise<UsableRule & { exclude: Set<string> }> {
+export async function usableRule(
+  datasetDir: string,
+  o: { dataRoot?: string; includeFallbacks?: boolean } = {},
+): Promise<UsableRule & { exclude: Set<string> }> {
   return { includeFallbacks: o.includeFallbacks ?? false, exclude: await loadExclusions(datasetDir, o.dataRoot) };
 }
 
@@ -34,7 +37,11 @@ export function isUsable(row: { key: string; status: string }, rule: UsableRule)
 }
 
 /** Usable samples of a (complete) shard, in key order, with their manifest captions. */
-export async function selectSamples(datasetDir: string, shard: number, opts: SelectOptions): Promise<Array<{ key: string; caption: string }>> {
+export async function selectSamples(
+  datasetDir: string,
+  shard: number,
+  opts: SelectOptions,
+): Promise<Array<{ key: string; caption: string }>> {
   const rows = await readManifest(shardPaths(datasetDir, shard).manifest);
   return rows
     .filter((r) => isUsable(r, opts))

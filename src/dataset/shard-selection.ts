@@ -14,7 +14,8 @@ export function parseShardSelection(spec: string | undefined, total?: number): n
     const a = Number(m[1]);
     const b = m[2] === undefined ? a : Number(m[2]);
     if (b < a) throw new Error(`--shards: ${a}-${b} is empty (range '${part.trim()}' runs backwards)`);
-    if (total !== undefined && b >= total) throw new Error(`--shards: shard ${b} does not exist; the input has ${total} shard(s) (0-${total - 1})`);
+    if (total !== undefined && b >= total)
+      throw new Error(`--shards: shard ${b} does not exist; the input has ${total} shard(s) (0-${total - 1})`);
     for (let i = a; i <= b; i++) out.add(i);
   }
   return [...out].sort((x, y) => x - y);

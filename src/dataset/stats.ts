@@ -26,7 +26,9 @@ export interface ShardStats {
   timings_ms: Record<string, number>;
 }
 
-export function summarize(rows: ManifestRow[]): Pick<ShardStats, 'count' | 'written' | 'successes' | 'status' | 'reasons' | 'bytes_downloaded'> {
+export function summarize(
+  rows: ManifestRow[],
+): Pick<ShardStats, 'count' | 'written' | 'successes' | 'status' | 'reasons' | 'bytes_downloaded'> {
   const status = Object.fromEntries(SAMPLE_STATUSES.map((s) => [s, 0])) as Record<SampleStatus, number>;
   const reasons: Record<string, Record<string, number>> = {};
   let bytes = 0;
@@ -39,7 +41,14 @@ export function summarize(rows: ManifestRow[]): Pick<ShardStats, 'count' | 'writ
       byReason[reason] = (byReason[reason] ?? 0) + 1;
     }
   }
-  return { count: rows.length, written: status.ok + status.fallback, successes: status.ok, status, reasons, bytes_downloaded: bytes };
+  return {
+    count: rows.length,
+    written: status.ok + status.fallback,
+    successes: status.ok,
+    status,
+    reasons,
+    bytes_downloaded: bytes,
+  };
 }
 
 export async function writeStats(file: string, stats: ShardStats): Promise<void> {

@@ -7,7 +7,11 @@ import { readTarSamples, type TarSample } from '../shards/tar-reader.ts';
 import { shardPaths } from './names.ts';
 import { completeShards, selectSamples, type UsableRule } from './select.ts';
 
-export async function* readUsableSamples(datasetDir: string, rule: UsableRule, shards?: readonly number[]): AsyncGenerator<TarSample & { shard: number }> {
+export async function* readUsableSamples(
+  datasetDir: string,
+  rule: UsableRule,
+  shards?: readonly number[],
+): AsyncGenerator<TarSample & { shard: number }> {
   for (const shard of shards ?? (await completeShards(datasetDir))) {
     const keys = new Set((await selectSamples(datasetDir, shard, rule)).map((s) => s.key));
     if (!keys.size) continue;

@@ -14,7 +14,15 @@ export interface ApplyResult {
   skipped: string[];
 }
 
-type Pending = { key: string; shard: number; of_key: string; of_dataset: string; same_dataset: number; kind: string; distance: number | null };
+type Pending = {
+  key: string;
+  shard: number;
+  of_key: string;
+  of_dataset: string;
+  same_dataset: number;
+  kind: string;
+  distance: number | null;
+};
 
 const HOW: Record<string, (d: number | null) => string> = {
   url: () => 'same URL',
@@ -28,7 +36,12 @@ export function removalFor(p: Omit<Pending, 'key' | 'shard'>): Removal {
   return { status: 'duplicate', reason: p.kind, error: `duplicate of ${of} (${HOW[p.kind]?.(p.distance) ?? p.kind})` };
 }
 
-export async function applyDecisions(index: IndexDb, datasetId: number, datasetDir: string, log: (m: string) => void): Promise<ApplyResult> {
+export async function applyDecisions(
+  index: IndexDb,
+  datasetId: number,
+  datasetDir: string,
+  log: (m: string) => void,
+): Promise<ApplyResult> {
   const pending = index.db
     .prepare(
       `SELECT x.key, s.shard, x.duplicate_of_key AS of_key, d.name AS of_dataset, x.duplicate_of_dataset = x.dataset_id AS same_dataset,

@@ -30,14 +30,15 @@ export function findNearDuplicates(db: Database.Database, datasetId: number, pha
   for (let b = 0; b < BAND_COUNT; b++) {
     if (radii[b] < 0) continue;
     const probes = JSON.stringify(Array.from(flipMasks(radii[b]), (m) => query[b] ^ m));
-    const rows = db
-      .prepare(bandQuery(b))
-      .raw()
-      .all(datasetId, probes) as Array<[string, number, number, number, number]>;
+    const rows = db.prepare(bandQuery(b)).raw().all(datasetId, probes) as Array<
+      [string, number, number, number, number]
+    >;
     for (const [key, b0, b1, b2, b3] of rows) {
       const d = distance64((b0 << 16) | b1, (b2 << 16) | b3, hi, lo);
       if (d <= r) found.set(key, d);
     }
   }
-  return [...found].map(([key, distance]) => ({ key, distance })).sort((a, b) => a.distance - b.distance || (a.key < b.key ? -1 : 1));
+  return [...found]
+    .map(([key, distance]) => ({ key, distance }))
+    .sort((a, b) => a.distance - b.distance || (a.key < b.key ? -1 : 1));
 }

@@ -163,7 +163,8 @@ export class NearIndex {
       for (const mask of flipMasks(radii[b])) {
         for (let e = 3 * this.offsets[b][v ^ mask]; e < 3 * this.offsets[b][(v ^ mask) + 1]; e += 3) {
           const d = popcount32(ent[e + 1] ^ hi) + popcount32(ent[e + 2] ^ lo);
-          if (d <= r && firstBandWithin(ent[e + 1], ent[e + 2], hi, lo, radii) === b) out.push({ pos: ent[e], distance: d });
+          if (d <= r && firstBandWithin(ent[e + 1], ent[e + 2], hi, lo, radii) === b)
+            out.push({ pos: ent[e], distance: d });
         }
       }
     }

@@ -32,7 +32,13 @@ export interface PhashStageResult {
   ms: { load: number; build: number; probe: number; greedy: number };
 }
 
-export function runPhashStage(db: Database.Database, u: Universe, targetId: number, r: number, fromSeq: number): PhashStageResult {
+export function runPhashStage(
+  db: Database.Database,
+  u: Universe,
+  targetId: number,
+  r: number,
+  fromSeq: number,
+): PhashStageResult {
   let t = performance.now();
   const lap = () => {
     const now = performance.now();
@@ -76,9 +82,20 @@ export function runPhashStage(db: Database.Database, u: Universe, targetId: numb
   if (join) pairs = index.allPairs(r, from);
   else index.earlierNeighbours(hi, lo, r, from, n, (pairs = new PairList()));
   const probe = lap();
-  const decisions = greedyNearDuplicates(pairs, kept, from).map((d) => ({ seq: seqs[d.pos], ofSeq: seqs[d.of], distance: d.distance }));
+  const decisions = greedyNearDuplicates(pairs, kept, from).map((d) => ({
+    seq: seqs[d.pos],
+    ofSeq: seqs[d.of],
+    distance: d.distance,
+  }));
   const greedy = lap();
-  return { decisions, indexed: n, lookups: n - from, method: join ? 'join' : 'lookup', pairs: pairs.length, ms: { load, build, probe, greedy } };
+  return {
+    decisions,
+    indexed: n,
+    lookups: n - from,
+    method: join ? 'join' : 'lookup',
+    pairs: pairs.length,
+    ms: { load, build, probe, greedy },
+  };
 }
 
 function grow<T extends Int32Array | Uint8Array>(a: T): T {

@@ -47,6 +47,9 @@ export function findChanges(db: Database.Database, targetId: number): Changes {
 
 /** The seq of the first target sample at or after `key` (past the end when there is none). */
 export function seqAtKey(db: Database.Database, targetId: number, key: string): number {
-  const seq = db.prepare('SELECT min(seq) FROM temp.dedup_u WHERE dataset_id = ? AND key >= ?').pluck().get(targetId, key) as number | null;
+  const seq = db
+    .prepare('SELECT min(seq) FROM temp.dedup_u WHERE dataset_id = ? AND key >= ?')
+    .pluck()
+    .get(targetId, key) as number | null;
   return seq ?? Number.MAX_SAFE_INTEGER;
 }

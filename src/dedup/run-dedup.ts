@@ -67,17 +67,33 @@ export interface DedupSummary {
 export class DedupError extends Error {}
 
 export function parseKinds(list: string): DedupKind[] {
-  const kinds = list.split(',').map((s) => s.trim()).filter(Boolean);
-  for (const k of kinds) if (!(KINDS as readonly string[]).includes(k)) throw new DedupError(`unknown dedup kind '${k}' (kinds: ${KINDS.join(', ')})`);
+  const kinds = list
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  for (const k of kinds)
+    if (!(KINDS as readonly string[]).includes(k))
+      throw new DedupError(`unknown dedup kind '${k}' (kinds: ${KINDS.join(', ')})`);
   if (!kinds.length) throw new DedupError('--kinds names no kind');
   return KINDS.filter((k) => kinds.includes(k));
 }
 
-function resolveReferences(index: IndexDb, targetId: number, against: readonly string[]): Array<{ id: number; name: string }> {
-  const all = index.db.prepare('SELECT id, name, path FROM datasets ORDER BY id').all() as Array<{ id: number; name: string; path: string }>;
+function resolveReferences(
+  index: IndexDb,
+  targetId: number,
+  against: readonly string[],
+): Array<{ id: number; name: string }> {
+  const all = index.db.prepare('SELECT id, name, path FROM datasets ORDER BY id').all() as Array<{
+    id: number;
+    name: string;
+    path: string;
+  }>;
   const refs = against.map((a) => {
     const hit = all.find((d) => d.name === a) ?? all.find((d) => d.path === path.resolve(a));
-    if (!hit) throw new DedupError(`--against ${a}: no such dataset in the index (known: ${all.map((d) => d.name).join(', ') || 'none'})`);
+    if (!hit)
+      throw new DedupError(
+        `--against ${a}: no such dataset in the index (known: ${all.map((d) => d.name).join(', ') || 'none'})`,
+      );
     if (hit.id === targetId) throw new DedupError(`--against ${a}: that is the dataset being deduplicated`);
     return hit;
   });
@@ -104,7 +120,15 @@ export async function runDedup(o: DedupOptions): Promise<DedupSummary> {
   }
 }
 
-async function dedupUnlocked(o: DedupOptions, datasetDir: string, name: string, kinds: DedupKind[], distance: number, started: number, log: (m: string) => void): Promise<DedupSummary> {
+async function dedupUnlocked(
+  o: DedupOptions,
+  datasetDir: string,
+  name: string,
+  kinds: DedupKind[],
+  distance: number,
+  started: number,
+  log: (m: string) => void,
+): Promise<DedupSummary> {
   const ms: Record<string, number> = {};
   let mark = performance.now();
   const lap = (step: string) => {
@@ -121,14 +145,22 @@ async function dedupUnlocked(o: DedupOptions, datasetDir: string, name: string, 
     const indexed = (await indexFromManifests(index, targetId, datasetDir, o.reindex)).samples;
     if (indexed) log(`indexed ${indexed} samples of ${name} from its shard manifests`);
     lap('index_manifests');
-    const settings = JSON.stringify({ kinds, phash_distance: kinds.includes('phash') ? distance : null, references: refs.map((r) => r.id) });
+    const settings = JSON.stringify({
+      kinds,
+      phash_distance: kinds.includes('phash') ? distance : null,
+      references: refs.map((r) => r.id),
+    });
 
     let phash: DedupSummary['phash'] = null;
     for (let attempt = 1; ; attempt++) {
       // Read a consistent snapshot (fetch workers may be writing), decide, then write if nobody else did meanwhile.
       const read = db.transaction(() => {
         const prev = readRun(db, targetId);
-        const u = loadUniverse(db, refs.map((r) => r.id), targetId);
+        const u = loadUniverse(
+          db,
+          refs.map((r) => r.id),
+          targetId,
+        );
         lap('load');
         decideExact(db, kinds, u);
         lap('exact');
@@ -140,13 +172,30 @@ async function dedupUnlocked(o: DedupOptions, datasetDir: string, name: string, 
         return { prev, u, run, fromKey, membersChanged: changes.added + changes.removed > 0 };
       })();
       const { u, run, fromKey, membersChanged } = read;
-      const stage = fromKey === null ? null : runPhashStage(db, u, targetId, distance, fromKey === '' ? u.targetStart : seqAtKey(db, targetId, fromKey));
-      if (stage) phash = { from_key: fromKey, indexed: stage.indexed, lookups: stage.lookups, method: stage.method, pairs: stage.pairs, ms: stage.ms };
+      const stage =
+        fromKey === null
+          ? null
+          : runPhashStage(db, u, targetId, distance, fromKey === '' ? u.targetStart : seqAtKey(db, targetId, fromKey));
+      if (stage)
+        phash = {
+          from_key: fromKey,
+          indexed: stage.indexed,
+          lookups: stage.lookups,
+          method: stage.method,
+          pairs: stage.pairs,
+          ms: stage.ms,
+        };
       else phash = kinds.includes('phash') ? { from_key: null } : null;
       lap('phash');
       const committed = index.write(() => {
         if (readRun(db, targetId)?.generation !== read.prev?.generation) return false;
-        writeOutcome(db, { targetId, run, fromKey: kinds.includes('phash') ? fromKey : '', phash: stage?.decisions ?? [], membersChanged });
+        writeOutcome(db, {
+          targetId,
+          run,
+          fromKey: kinds.includes('phash') ? fromKey : '',
+          phash: stage?.decisions ?? [],
+          membersChanged,
+        });
         return true;
       });
       lap('write');
@@ -154,8 +203,14 @@ async function dedupUnlocked(o: DedupOptions, datasetDir: string, name: string, 
       if (attempt === 3) throw new DedupError(`another dedup of ${name} keeps writing at the same time; try again`);
       log('another dedup run wrote meanwhile; redoing');
     }
-    const samples = db.prepare('SELECT count(*) FROM temp.dedup_u WHERE dataset_id = ?').pluck().get(targetId) as number;
-    const referenceSamples = (db.prepare('SELECT count(*) FROM temp.dedup_u WHERE dataset_id <> ?').pluck().get(targetId) as number);
+    const samples = db
+      .prepare('SELECT count(*) FROM temp.dedup_u WHERE dataset_id = ?')
+      .pluck()
+      .get(targetId) as number;
+    const referenceSamples = db
+      .prepare('SELECT count(*) FROM temp.dedup_u WHERE dataset_id <> ?')
+      .pluck()
+      .get(targetId) as number;
 
     const applied = o.apply ? await applyDecisions(index, targetId, datasetDir, log) : null;
     lap('apply');

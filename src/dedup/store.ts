@@ -17,9 +17,9 @@ export interface RunRecord {
 }
 
 export function readRun(db: Database.Database, targetId: number): (RunRecord & { generation: number }) | undefined {
-  const row = db.prepare('SELECT settings, refs_fingerprint, generation FROM dedup_runs WHERE dataset_id = ?').get(targetId) as
-    | { settings: string; refs_fingerprint: string; generation: number }
-    | undefined;
+  const row = db
+    .prepare('SELECT settings, refs_fingerprint, generation FROM dedup_runs WHERE dataset_id = ?')
+    .get(targetId) as { settings: string; refs_fingerprint: string; generation: number } | undefined;
   return row && { settings: row.settings, refsFingerprint: row.refs_fingerprint, generation: row.generation };
 }
 
@@ -76,6 +76,8 @@ function syncMembers(db: Database.Database, d: number): void {
   const existing = db.prepare('SELECT count(*) FROM dedup_phash_bands').pluck().get() as number;
   const bulk = adding > BULK_ROWS && adding > existing;
   if (bulk) for (const ix of BAND_INDEXES) db.exec(`DROP INDEX IF EXISTS ${ix.name}`);
-  db.prepare(`INSERT INTO dedup_phash_bands (dataset_id, key, band0, band1, band2, band3) SELECT :d, u.key, ${U_BANDS.join(', ')} ${missing}`).run({ d });
+  db.prepare(
+    `INSERT INTO dedup_phash_bands (dataset_id, key, band0, band1, band2, band3) SELECT :d, u.key, ${U_BANDS.join(', ')} ${missing}`,
+  ).run({ d });
   if (bulk) for (const ix of BAND_INDEXES) db.exec(ix.sql);
 }

@@ -48,7 +48,7 @@ export function loadUniverse(db: Database.Database, refIds: readonly number[], t
     SELECT dataset_id, key, url_hash, sha256, caption_hash, (phash >> 32) & 4294967295, phash & 4294967295
     FROM main.samples WHERE dataset_id = ? AND status = 'ok' ORDER BY key`);
   for (const id of refIds) copy.run(id);
-  const targetStart = (db.prepare('SELECT coalesce(max(seq), 0) + 1 FROM temp.dedup_u').pluck().get() as number);
+  const targetStart = db.prepare('SELECT coalesce(max(seq), 0) + 1 FROM temp.dedup_u').pluck().get() as number;
   copy.run(targetId);
   db.exec('CREATE INDEX temp.dedup_u_key ON dedup_u(dataset_id, key)');
   const total = db.prepare('SELECT count(*) FROM temp.dedup_u').pluck().get() as number;
@@ -60,7 +60,11 @@ export function loadUniverse(db: Database.Database, refIds: readonly number[], t
  * within a group of equal values the first sample in order is kept and every other target sample is marked a
  * duplicate of it. References are never marked (they are all kept). Returns the count per kind.
  */
-export function decideExact(db: Database.Database, kinds: readonly DedupKind[], u: Universe): Partial<Record<ExactKind, number>> {
+export function decideExact(
+  db: Database.Database,
+  kinds: readonly DedupKind[],
+  u: Universe,
+): Partial<Record<ExactKind, number>> {
   const counts: Partial<Record<ExactKind, number>> = {};
   for (const kind of EXACT_KINDS) {
     if (!kinds.includes(kind)) continue;
@@ -84,9 +88,12 @@ export function referencesFingerprint(db: Database.Database, u: Universe): strin
   if (u.targetStart === 1) return 'none';
   const h = createHash('sha256');
   const rows = db
-    .prepare('SELECT dataset_id, key, url_hash, sha256, caption_hash, hi, lo FROM temp.dedup_u WHERE seq < ? ORDER BY seq')
+    .prepare(
+      'SELECT dataset_id, key, url_hash, sha256, caption_hash, hi, lo FROM temp.dedup_u WHERE seq < ? ORDER BY seq',
+    )
     .raw()
     .iterate(u.targetStart) as IterableIterator<unknown[]>;
-  for (const row of rows) h.update(row.map((x) => (Buffer.isBuffer(x) ? x.toString('hex') : String(x))).join(',') + '\n');
+  for (const row of rows)
+    h.update(row.map((x) => (Buffer.isBuffer(x) ? x.toString('hex') : String(x))).join(',') + '\n');
   return h.digest('hex');
 }

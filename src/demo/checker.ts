@@ -35,9 +35,11 @@ export interface ShapeFeatures {
 export const MIN_SHAPE_FRACTION = 0.02;
 
 export function checkImage(rgb: Uint8Array, width: number, height: number, channels: 3 | 4): CheckResult {
-  if (!Number.isInteger(width) || !Number.isInteger(height) || width < 3 || height < 3) throw new Error(`checkImage: size ${width}x${height} is too small (need at least 3x3)`);
+  if (!Number.isInteger(width) || !Number.isInteger(height) || width < 3 || height < 3)
+    throw new Error(`checkImage: size ${width}x${height} is too small (need at least 3x3)`);
   if (channels !== 3 && channels !== 4) throw new Error(`checkImage: channels must be 3 or 4, got ${channels}`);
-  if (rgb.length !== width * height * channels) throw new Error(`checkImage: ${rgb.length} bytes is not ${width}x${height}x${channels}`);
+  if (rgb.length !== width * height * channels)
+    throw new Error(`checkImage: ${rgb.length} bytes is not ${width}x${height}x${channels}`);
   const n = width * height;
   const nearest = new Uint8Array(n);
   const px = (i: number) => [rgb[i * channels], rgb[i * channels + 1], rgb[i * channels + 2]];
@@ -91,9 +93,13 @@ export function checkImage(rgb: Uint8Array, width: number, height: number, chann
 
 /** Decodes any image sharp reads and checks it. */
 export async function checkPng(buf: Buffer): Promise<CheckResult> {
-  const { data, info } = await sharp(buf).removeAlpha().raw().toBuffer({ resolveWithObject: true }).catch((err: Error) => {
-    throw new Error(`checkPng: cannot decode the image (${err.message})`);
-  });
+  const { data, info } = await sharp(buf)
+    .removeAlpha()
+    .raw()
+    .toBuffer({ resolveWithObject: true })
+    .catch((err: Error) => {
+      throw new Error(`checkPng: cannot decode the image (${err.message})`);
+    });
   return checkImage(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), info.width, info.height, 3);
 }
 
@@ -113,7 +119,12 @@ export function shapeFeatures(alpha: ArrayLike<number>, width: number, height: n
   if (a === 0) return { area: 0, spread: 0, axial: 0, skew: 0 };
   const cx = sx / a;
   const cy = sy / a;
-  let m20 = 0, m02 = 0, m22 = 0, m40 = 0, m04 = 0, m03 = 0;
+  let m20 = 0,
+    m02 = 0,
+    m22 = 0,
+    m40 = 0,
+    m04 = 0,
+    m03 = 0;
   for (let y = 0; y < height; y++) {
     for (let x = 0; x < width; x++) {
       const w = alpha[y * width + x];

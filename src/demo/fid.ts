@@ -24,7 +24,10 @@ export async function demoFid(outDir: string, datasetDir: string, generated: Rec
   let i = 0;
   for await (const im of (await readDatasetImages(datasetDir)).images) {
     if (i >= 2 * perSet) break;
-    await fsp.writeFile(path.join(i < perSet ? realA : realB, `${im.name}.png`), await rgbToPng(im.data, im.width, im.height));
+    await fsp.writeFile(
+      path.join(i < perSet ? realA : realB, `${im.name}.png`),
+      await rgbToPng(im.data, im.width, im.height),
+    );
     i++;
   }
   const inception = await loadInception();
@@ -39,7 +42,8 @@ export async function demoFid(outDir: string, datasetDir: string, generated: Rec
       inception: RANDOM_INCEPTION_ID,
       input_side: DEMO_FID_SIDE,
       resize: 'clean (clean-fid PIL bicubic)',
-      note: 'random-weight Inception at a reduced input side: a distance between feature statistics of a fixed random network, ' +
+      note:
+        'random-weight Inception at a reduced input side: a distance between feature statistics of a fixed random network, ' +
         'not comparable to published FIDs; compare each value with real_vs_real (two disjoint halves of the real images)',
     };
   } finally {

@@ -13,7 +13,12 @@ const a = await yargs(hideBin(process.argv))
   .strict()
   .parseAsync();
 try {
-  await runDemo({ outDir: a.out, backend: a.backend as BackendName, vqganSets: (a['set-vqgan'] as string[]).map(String), transformerSets: (a['set-transformer'] as string[]).map(String) });
+  await runDemo({
+    outDir: a.out,
+    backend: a.backend as BackendName,
+    vqganSets: (a['set-vqgan'] as string[]).map(String),
+    transformerSets: (a['set-transformer'] as string[]).map(String),
+  });
 } catch (err) {
   process.stderr.write(`demo: ${process.env.MUSE_DEBUG ? (err as Error).stack : (err as Error).message}\n`);
   process.exitCode = err instanceof BackendUnavailableError ? 2 : 1;

@@ -2,7 +2,16 @@
  * The demo's evaluation prompts, from the sample catalog: held-out (colour, shape) pairs that no training
  * caption contains, and pairs the model was trained on. Each prompt keeps the colours the checker will look for.
  */
-import { COLOR_NAMES, SHAPE_NAMES, HELD_OUT_COMBINATIONS, isHeldOut, sampleCaption, sampleCatalog, type ColorName, type ShapeName } from '../sample-data/catalog.ts';
+import {
+  COLOR_NAMES,
+  SHAPE_NAMES,
+  HELD_OUT_COMBINATIONS,
+  isHeldOut,
+  sampleCaption,
+  sampleCatalog,
+  type ColorName,
+  type ShapeName,
+} from '../sample-data/catalog.ts';
 
 export interface EvalPrompt {
   prompt: string;
@@ -21,14 +30,20 @@ export function parseSampleCaption(caption: string): EvalPrompt | null {
   return make(color, shape as ShapeName, background);
 }
 
-const make = (color: ColorName, shape: ShapeName, background: ColorName): EvalPrompt => ({ prompt: sampleCaption(color, shape, background), color, shape, background });
+const make = (color: ColorName, shape: ShapeName, background: ColorName): EvalPrompt => ({
+  prompt: sampleCaption(color, shape, background),
+  color,
+  shape,
+  background,
+});
 
 /** Every held-out pair on `perPair` backgrounds (spread over the palette, never the shape's own colour). */
 export function heldOutPrompts(perPair: number): EvalPrompt[] {
   const out: EvalPrompt[] = [];
   HELD_OUT_COMBINATIONS.forEach(({ color, shape }, i) => {
     const backgrounds = COLOR_NAMES.filter((c) => c !== color);
-    for (let k = 0; k < Math.min(perPair, backgrounds.length); k++) out.push(make(color, shape, backgrounds[(i * 3 + k) % backgrounds.length]));
+    for (let k = 0; k < Math.min(perPair, backgrounds.length); k++)
+      out.push(make(color, shape, backgrounds[(i * 3 + k) % backgrounds.length]));
   });
   return out;
 }

@@ -15,12 +15,30 @@ import { parseSampleCaption } from './prompts.ts';
 import type { Adherence } from './score.ts';
 
 /** Encodes and decodes the usable images of `shards` and scores the decoded images against their captions. */
-export async function reconstructionAdherence(vq: VQGAN, datasetDir: string, shards: number[], dataRoot?: string): Promise<Adherence> {
+export async function reconstructionAdherence(
+  vq: VQGAN,
+  datasetDir: string,
+  shards: number[],
+  dataRoot?: string,
+): Promise<Adherence> {
   const captions = new Map<string, string>();
-  for (const s of shards) for (const r of await readManifest(shardPaths(datasetDir, s).manifest)) if (r.caption) captions.set(r.key, r.caption);
+  for (const s of shards)
+    for (const r of await readManifest(shardPaths(datasetDir, s).manifest))
+      if (r.caption) captions.set(r.key, r.caption);
   const batch = 16;
-  const data = await openPixelDataset({ datasetDir, dataRoot, resolution: vq.config.resolution, batchSize: batch, seed: 0, shards });
-  let color = 0, background = 0, shape = 0, both = 0, n = 0;
+  const data = await openPixelDataset({
+    datasetDir,
+    dataRoot,
+    resolution: vq.config.resolution,
+    batchSize: batch,
+    seed: 0,
+    shards,
+  });
+  let color = 0,
+    background = 0,
+    shape = 0,
+    both = 0,
+    n = 0;
   const seen = new Set<string>();
   for (;;) {
     const b = await data.next();
@@ -48,5 +66,11 @@ export async function reconstructionAdherence(vq: VQGAN, datasetDir: string, sha
     }
   }
   const f = (x: number) => Math.round((x / Math.max(1, n)) * 1000) / 1000;
-  return { images: n, color_adherence: f(color), background_adherence: f(background), shape_adherence: f(shape), both_colors_adherence: f(both) };
+  return {
+    images: n,
+    color_adherence: f(color),
+    background_adherence: f(background),
+    shape_adherence: f(shape),
+    both_colors_adherence: f(both),
+  };
 }

@@ -18,7 +18,9 @@ export interface ScoredImage {
   found: { color: string | null; shape: string | null; background: string };
 }
 
-export async function scoreImages(images: Array<{ png: Buffer; want: EvalPrompt }>): Promise<{ summary: Adherence; images: ScoredImage[] }> {
+export async function scoreImages(
+  images: Array<{ png: Buffer; want: EvalPrompt }>,
+): Promise<{ summary: Adherence; images: ScoredImage[] }> {
   const scored: ScoredImage[] = [];
   let color = 0;
   let background = 0;
@@ -30,9 +32,22 @@ export async function scoreImages(images: Array<{ png: Buffer; want: EvalPrompt 
     background += +(r.background === want.background);
     shape += +(r.shape === want.shape);
     both += +(r.shapeColor === want.color && r.background === want.background);
-    scored.push({ prompt: want.prompt, expected: { color: want.color, shape: want.shape, background: want.background }, found: { color: r.shapeColor, shape: r.shape, background: r.background } });
+    scored.push({
+      prompt: want.prompt,
+      expected: { color: want.color, shape: want.shape, background: want.background },
+      found: { color: r.shapeColor, shape: r.shape, background: r.background },
+    });
   }
   const n = Math.max(1, images.length);
   const f = (x: number) => Math.round((x / n) * 1000) / 1000;
-  return { summary: { images: images.length, color_adherence: f(color), background_adherence: f(background), shape_adherence: f(shape), both_colors_adherence: f(both) }, images: scored };
+  return {
+    summary: {
+      images: images.length,
+      color_adherence: f(color),
+      background_adherence: f(background),
+      shape_adherence: f(shape),
+      both_colors_adherence: f(both),
+    },
+    images: scored,
+  };
 }

@@ -39,10 +39,20 @@ export interface ImageSet {
 }
 
 /** Decodes to interleaved RGB uint8 (alpha dropped, as PIL's convert('RGB') does). */
-export async function decodeRgb(bytes: Buffer | Uint8Array): Promise<{ data: Uint8Array; width: number; height: number }> {
-  const { data, info } = await sharp(bytes, { failOn: 'error' }).removeAlpha().toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
+export async function decodeRgb(
+  bytes: Buffer | Uint8Array,
+): Promise<{ data: Uint8Array; width: number; height: number }> {
+  const { data, info } = await sharp(bytes, { failOn: 'error' })
+    .removeAlpha()
+    .toColourspace('srgb')
+    .raw()
+    .toBuffer({ resolveWithObject: true });
   if (info.channels !== 3) throw new Error(`${info.channels} channels after conversion to RGB`);
-  return { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width: info.width, height: info.height };
+  return {
+    data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
+    width: info.width,
+    height: info.height,
+  };
 }
 
 export interface ReadOptions {
@@ -54,8 +64,17 @@ export interface ReadOptions {
   dataRoot?: string;
 }
 
-function streamSet(source: string, items: AsyncIterable<{ name: string; bytes: () => Promise<Buffer> }>, o: ReadOptions): ImageSet {
-  const report: ImageSetReport = { source, skipped: [], counts: { considered: 0, kept: 0, not_an_image: 0, other_size: 0 }, size: 'none' };
+function streamSet(
+  source: string,
+  items: AsyncIterable<{ name: string; bytes: () => Promise<Buffer> }>,
+  o: ReadOptions,
+): ImageSet {
+  const report: ImageSetReport = {
+    source,
+    skipped: [],
+    counts: { considered: 0, kept: 0, not_an_image: 0, other_size: 0 },
+    size: 'none',
+  };
   async function* images(): AsyncGenerator<EvalImage> {
     for await (const it of items) {
       if (o.num !== undefined && report.counts.kept >= o.num) break;
@@ -65,7 +84,10 @@ function streamSet(source: string, items: AsyncIterable<{ name: string; bytes: (
         im = { name: it.name, ...(await decodeRgb(await it.bytes())) };
       } catch (err) {
         report.counts.not_an_image++;
-        report.skipped.push({ name: it.name, reason: `not a decodable image (${(err as Error).message.split('\n')[0]})` });
+        report.skipped.push({
+          name: it.name,
+          reason: `not a decodable image (${(err as Error).message.split('\n')[0]})`,
+        });
         continue;
       }
       const size = `${im.width}x${im.height}`;
@@ -74,7 +96,10 @@ function streamSet(source: string, items: AsyncIterable<{ name: string; bytes: (
         if (o.allowMixedSizes) report.size = 'mixed';
         else {
           report.counts.other_size++;
-          report.skipped.push({ name: it.name, reason: `size ${size}, the set's is ${report.size} (--allow-mixed-sizes keeps it)` });
+          report.skipped.push({
+            name: it.name,
+            reason: `size ${size}, the set's is ${report.size} (--allow-mixed-sizes keeps it)`,
+          });
           continue;
         }
       }
@@ -89,7 +114,10 @@ function streamSet(source: string, items: AsyncIterable<{ name: string; bytes: (
 export async function readImageFolder(dir: string, o: ReadOptions = {}): Promise<ImageSet> {
   const stat = await fsp.stat(dir).catch(() => undefined);
   if (!stat?.isDirectory()) throw new Error(`${dir}: not a folder of images`);
-  const names = (await fsp.readdir(dir, { withFileTypes: true })).filter((e) => e.isFile() && !e.name.startsWith('.')).map((e) => e.name).sort();
+  const names = (await fsp.readdir(dir, { withFileTypes: true }))
+    .filter((e) => e.isFile() && !e.name.startsWith('.'))
+    .map((e) => e.name)
+    .sort();
   async function* items() {
     for (const name of names) yield { name, bytes: () => fsp.readFile(path.join(dir, name)) };
   }
@@ -106,7 +134,8 @@ function datasetRule(datasetDir: string, o: ReadOptions) {
  * decided duplicate, nothing opted out), shard and key order.
  */
 export async function readDatasetImages(datasetDir: string, o: ReadOptions = {}): Promise<ImageSet> {
-  if (!existsSync(shardsDir(datasetDir))) throw new Error(`${datasetDir}: not a dataset (no ${path.basename(shardsDir(datasetDir))}/ folder)`);
+  if (!existsSync(shardsDir(datasetDir)))
+    throw new Error(`${datasetDir}: not a dataset (no ${path.basename(shardsDir(datasetDir))}/ folder)`);
   const shards = await completeShards(datasetDir);
   if (!shards.length) throw new Error(`${datasetDir}: no complete shard (fetch writes a shard's stats file last)`);
   const rule = await datasetRule(datasetDir, o);

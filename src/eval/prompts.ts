@@ -43,7 +43,10 @@ function table(file: string, rows: [number, string[]][], want: { prompt: string[
   const pi = col(want.prompt);
   const ci = col(want.category);
   const missing = [pi < 0 ? want.prompt[0] : '', ci < 0 ? want.category[0] : ''].filter(Boolean);
-  if (missing.length) throw new Error(`${file}: missing column${missing.length > 1 ? 's' : ''} ${missing.map((m) => `'${m}'`).join(', ')} (header: ${header.join(', ')})`);
+  if (missing.length)
+    throw new Error(
+      `${file}: missing column${missing.length > 1 ? 's' : ''} ${missing.map((m) => `'${m}'`).join(', ')} (header: ${header.join(', ')})`,
+    );
   const chi = col(['Challenge']);
   const ni = col(['Note']);
   const out: Prompt[] = [];
@@ -62,8 +65,15 @@ function table(file: string, rows: [number, string[]][], want: { prompt: string[
 export function parsePrompts(text: string, file: string): Prompt[] {
   const ext = path.extname(file).toLowerCase();
   if (ext === '.tsv') {
-    const rows = text.split(/\r?\n/).map((l, i) => [i + 1, l] as [number, string]).filter(([, l]) => l.trim() !== '');
-    return table(file, rows.map(([n, l]) => [n, l.split('\t')]), { prompt: ['Prompt'], category: ['Category'] });
+    const rows = text
+      .split(/\r?\n/)
+      .map((l, i) => [i + 1, l] as [number, string])
+      .filter(([, l]) => l.trim() !== '');
+    return table(
+      file,
+      rows.map(([n, l]) => [n, l.split('\t')]),
+      { prompt: ['Prompt'], category: ['Category'] },
+    );
   }
   if (ext === '.csv') {
     const rows: [number, string[]][] = csvRecords(text).map(([n, rec]) => {
@@ -73,7 +83,11 @@ export function parsePrompts(text: string, file: string): Prompt[] {
     });
     return table(file, rows, { prompt: ['Prompts', 'Prompt'], category: ['Category'] });
   }
-  const prompts = text.split(/\r?\n/).map((l) => l.trim()).filter(Boolean).map((prompt) => ({ prompt, category: 'all' }));
+  const prompts = text
+    .split(/\r?\n/)
+    .map((l) => l.trim())
+    .filter(Boolean)
+    .map((prompt) => ({ prompt, category: 'all' }));
   if (!prompts.length) throw new Error(`${file}: no prompts`);
   return prompts;
 }

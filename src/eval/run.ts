@@ -37,7 +37,12 @@ export interface EvalRunOptions {
   log?: (msg: string) => void;
 }
 
-const slug = (s: string) => s.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 40) || 'x';
+const slug = (s: string) =>
+  s
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, '-')
+    .replace(/^-+|-+$/g, '')
+    .slice(0, 40) || 'x';
 
 /** sha256 of every safetensors file under a checkpoint's model folders. */
 async function checkpointHashes(dir: string): Promise<Record<string, string>> {
@@ -66,14 +71,28 @@ export async function runEval(o: EvalRunOptions): Promise<EvalResult> {
   await fsp.mkdir(imagesDir, { recursive: true });
   const ck = await loadCheckpoint(o.checkpoint);
   let pngs: Buffer[];
-  const settings = { num_per_prompt: per, seed: o.seed ?? 0, steps: o.steps ?? 12, guidance: o.guidance ?? 4, temperature: o.temperature ?? 2 };
+  const settings = {
+    num_per_prompt: per,
+    seed: o.seed ?? 0,
+    steps: o.steps ?? 12,
+    guidance: o.guidance ?? 4,
+    temperature: o.temperature ?? 2,
+  };
   let ckHashes: Record<string, string>;
   let ckDir: string;
   try {
     ckDir = ck.dir;
     ckHashes = await checkpointHashes(ck.dir);
     log(`sampling ${o.prompts.length} prompts × ${per} from ${ck.dir} (${ck.weights} weights)`);
-    const r = await sample({ checkpoint: ck, prompts: o.prompts.map((p) => p.prompt), num: per, seed: settings.seed, steps: settings.steps, guidance: settings.guidance, temperature: settings.temperature });
+    const r = await sample({
+      checkpoint: ck,
+      prompts: o.prompts.map((p) => p.prompt),
+      num: per,
+      seed: settings.seed,
+      steps: settings.steps,
+      guidance: settings.guidance,
+      temperature: settings.temperature,
+    });
     pngs = r.images.map((im) => im.png);
   } finally {
     ck.dispose();
@@ -81,10 +100,16 @@ export async function runEval(o: EvalRunOptions): Promise<EvalResult> {
   // Images are in prompt order, `per` copies each.
   const promptOf = (i: number) => o.prompts[Math.floor(i / per)];
   const width = String(pngs.length - 1).length;
-  for (const [i, png] of pngs.entries()) await writeFileAtomic(path.join(imagesDir, `${String(i).padStart(width, '0')}-${slug(promptOf(i).prompt)}.png`), png);
+  for (const [i, png] of pngs.entries())
+    await writeFileAtomic(
+      path.join(imagesDir, `${String(i).padStart(width, '0')}-${slug(promptOf(i).prompt)}.png`),
+      png,
+    );
   const grids: Record<string, string> = {};
   for (const [cat, prompts] of byCategory(o.prompts)) {
-    const cells = pngs.flatMap((png, i) => (prompts.includes(promptOf(i)) ? [{ png, caption: promptOf(i).prompt }] : []));
+    const cells = pngs.flatMap((png, i) =>
+      prompts.includes(promptOf(i)) ? [{ png, caption: promptOf(i).prompt }] : [],
+    );
     const file = `grid-${slug(cat)}.png`;
     await writeFileAtomic(path.join(o.out, file), await makeGrid(cells));
     grids[cat] = file;
@@ -94,13 +119,34 @@ export async function runEval(o: EvalRunOptions): Promise<EvalResult> {
   if (o.real) {
     const inception = typeof o.inception === 'object' ? o.inception : await loadInception(o.inception);
     try {
-      log(`FID against ${o.real} (${inception.random ? 'random-weight Inception: not comparable to published FIDs' : 'Inception ' + inception.weightsId.slice(0, 12)})`);
-      const fid = await computeFid(o.real, imagesDir, { inception, resize: o.resize ?? 'clean', cacheDir: o.statsCache, dataRoot: o.dataRoot, log });
+      log(
+        `FID against ${o.real} (${inception.random ? 'random-weight Inception: not comparable to published FIDs' : 'Inception ' + inception.weightsId.slice(0, 12)})`,
+      );
+      const fid = await computeFid(o.real, imagesDir, {
+        inception,
+        resize: o.resize ?? 'clean',
+        cacheDir: o.statsCache,
+        dataRoot: o.dataRoot,
+        log,
+      });
       result.fid = fid.fid;
       result.fid_details = {
-        real: o.real, real_images: fid.real.n, fake_images: fid.fake.n, real_from: fid.real.from, real_report: fid.real.report && { counts: fid.real.report.counts, skipped: fid.real.report.skipped.slice(0, 20) },
-        resize: o.resize ?? 'clean', inception_weights: inception.weightsId,
-        ...(inception.weightsId === RANDOM_INCEPTION_ID ? { warning: 'random-weight Inception (no real weights given): the value measures feature-statistics distance under a fixed random network, not a published-comparable FID' } : {}),
+        real: o.real,
+        real_images: fid.real.n,
+        fake_images: fid.fake.n,
+        real_from: fid.real.from,
+        real_report: fid.real.report && {
+          counts: fid.real.report.counts,
+          skipped: fid.real.report.skipped.slice(0, 20),
+        },
+        resize: o.resize ?? 'clean',
+        inception_weights: inception.weightsId,
+        ...(inception.weightsId === RANDOM_INCEPTION_ID
+          ? {
+              warning:
+                'random-weight Inception (no real weights given): the value measures feature-statistics distance under a fixed random network, not a published-comparable FID',
+            }
+          : {}),
       };
     } finally {
       if (typeof o.inception !== 'object') inception.model.dispose();
@@ -110,8 +156,14 @@ export async function runEval(o: EvalRunOptions): Promise<EvalResult> {
     const scorer = typeof o.clip === 'object' ? o.clip : await ClipScorer.load(o.clip);
     try {
       const decoded = [];
-      for (const png of pngs) { const d = await decodeRgb(png); decoded.push({ data: d.data, width: d.width, height: d.height }); }
-      const s = await scorer.score(decoded, pngs.map((_, i) => promptOf(i).prompt));
+      for (const png of pngs) {
+        const d = await decodeRgb(png);
+        decoded.push({ data: d.data, width: d.width, height: d.height });
+      }
+      const s = await scorer.score(
+        decoded,
+        pngs.map((_, i) => promptOf(i).prompt),
+      );
       result.clip_score = s.score;
       const byCat: Record<string, number> = {};
       for (const cat of byCategory(o.prompts).keys()) {
@@ -119,7 +171,11 @@ export async function runEval(o: EvalRunOptions): Promise<EvalResult> {
         byCat[cat] = Math.max(0, vals.reduce((a, b) => a + b, 0) / vals.length);
       }
       result.clip_score_by_category = byCat;
-      if (typeof o.clip === 'string') result.clip_model = { dir: path.resolve(o.clip), weights_sha256: await fileSha256(path.join(o.clip, 'model.safetensors')).catch(() => null) };
+      if (typeof o.clip === 'string')
+        result.clip_model = {
+          dir: path.resolve(o.clip),
+          weights_sha256: await fileSha256(path.join(o.clip, 'model.safetensors')).catch(() => null),
+        };
     } finally {
       if (typeof o.clip !== 'object') scorer.dispose();
     }

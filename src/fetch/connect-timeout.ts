@@ -17,9 +17,12 @@ export function withConnectTimeout(connect: buildConnector.connector, timeoutMs:
       if (settled) return;
       settled = true;
       socket?.destroy();
-      const err = Object.assign(new Error(`connect timeout after ${timeoutMs} ms (${options.hostname}:${options.port || 'default port'})`), {
-        code: CONNECT_TIMEOUT_CODE,
-      });
+      const err = Object.assign(
+        new Error(`connect timeout after ${timeoutMs} ms (${options.hostname}:${options.port || 'default port'})`),
+        {
+          code: CONNECT_TIMEOUT_CODE,
+        },
+      );
       callback(err, null);
     }, timeoutMs);
     // undici's connectors return the socket they create (the type says void), so it can be destroyed.

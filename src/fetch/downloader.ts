@@ -98,7 +98,12 @@ const TIMEOUTS = new Set(['connect_timeout', 'first_byte_timeout', 'timeout']);
  * cool-down: a second wait on an origin that is already timing out would mostly wait again.
  * Never retried: refusals, 4xx, TLS and address errors, opt-outs, oversize bodies.
  */
-export function retryDecision(f: { reason: string; transient: boolean }, attempts: number, retries: number, originTimingOut: boolean): 'retry' | 'final' | 'final_timing_out' {
+export function retryDecision(
+  f: { reason: string; transient: boolean },
+  attempts: number,
+  retries: number,
+  originTimingOut: boolean,
+): 'retry' | 'final' | 'final_timing_out' {
   if (!f.transient || attempts > retries) return 'final';
   if (TIMEOUTS.has(f.reason) && originTimingOut) return 'final_timing_out';
   return 'retry';
@@ -251,15 +256,20 @@ export function createDownloader(cfg: DownloadConfig, opts: DownloaderOptions = 
         }
         await discard(res.body);
         if (redirects >= cfg.max_redirects) {
-          return failure('too_many_redirects', `more than ${cfg.max_redirects} redirects (last to ${String(location)})`);
+          return failure(
+            'too_many_redirects',
+            `more than ${cfg.max_redirects} redirects (last to ${String(location)})`,
+          );
         }
         const next = parseHttpUrl(Array.isArray(location) ? location[0] : location, logical);
         if (!(next instanceof URL)) return next;
         logical = next;
       }
     } catch (err) {
-      if (expired === 'first_byte') return failure('first_byte_timeout', `no response within ${firstByteMs / 1000} s`, { transient: true });
-      if (expired === 'total') return failure('timeout', `no complete response within ${cfg.timeout_s} s`, { transient: true });
+      if (expired === 'first_byte')
+        return failure('first_byte_timeout', `no response within ${firstByteMs / 1000} s`, { transient: true });
+      if (expired === 'total')
+        return failure('timeout', `no complete response within ${cfg.timeout_s} s`, { transient: true });
       const { reason, error, transient } = classifyError(err);
       return failure(reason, error, { transient });
     } finally {
@@ -272,9 +282,11 @@ export function createDownloader(cfg: DownloadConfig, opts: DownloaderOptions = 
 
   async function getWith(url: string, lease: Lease): Promise<DownloadResult> {
     const parsed = parseHttpUrl(url);
-    if (!(parsed instanceof URL)) return { ok: false, reason: parsed.reason, error: parsed.error, optedOut: false, attempts: 0 };
+    if (!(parsed instanceof URL))
+      return { ok: false, reason: parsed.reason, error: parsed.error, optedOut: false, attempts: 0 };
     const wire = wireUrl(parsed);
-    if (!(wire instanceof URL)) return { ok: false, reason: wire.reason, error: wire.error, optedOut: false, attempts: 0 };
+    if (!(wire instanceof URL))
+      return { ok: false, reason: wire.reason, error: wire.error, optedOut: false, attempts: 0 };
     const origin = wire.origin;
     let previous: DownloadFailure | undefined;
     for (let attempts = 1; ; attempts++) {
@@ -295,7 +307,8 @@ export function createDownloader(cfg: DownloadConfig, opts: DownloaderOptions = 
       if (result.ok) return { ...result, attempts };
       const decision = retryDecision(result, attempts, cfg.retries, alreadyTimingOut);
       if (decision !== 'retry') {
-        const error = decision === 'final_timing_out' ? `${result.error}; not retried: ${origin} is timing out` : result.error;
+        const error =
+          decision === 'final_timing_out' ? `${result.error}; not retried: ${origin} is timing out` : result.error;
         return { ok: false, reason: result.reason, error, optedOut: result.optedOut, attempts };
       }
       previous = { ok: false, reason: result.reason, error: result.error, optedOut: result.optedOut, attempts };
@@ -320,7 +333,11 @@ export function createDownloader(cfg: DownloadConfig, opts: DownloaderOptions = 
   return {
     get,
     lease: () => slots.lease(),
-    status: () => ({ active: slots.inUse, waitingOnSlowOrigins: slots.parked + health.waiting, cutOffs: health.cutOffs() }),
+    status: () => ({
+      active: slots.inUse,
+      waitingOnSlowOrigins: slots.parked + health.waiting,
+      cutOffs: health.cutOffs(),
+    }),
     close: () => pools.close(),
   };
 }

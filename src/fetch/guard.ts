@@ -13,8 +13,15 @@ export const PRIVATE_ADDRESS_CODE = 'ERR_MUSE_PRIVATE_ADDRESS';
 
 export class PrivateAddressError extends Error {
   readonly code = PRIVATE_ADDRESS_CODE;
-  constructor(readonly host: string, readonly address: string) {
-    super(host === address ? `refused: ${address} is a private address` : `refused: ${host} resolves to private address ${address}`);
+  constructor(
+    readonly host: string,
+    readonly address: string,
+  ) {
+    super(
+      host === address
+        ? `refused: ${address} is a private address`
+        : `refused: ${host} resolves to private address ${address}`,
+    );
   }
 }
 

@@ -129,12 +129,19 @@ export class OriginHealth {
         } else {
           s.consecutive++;
           if (outcome === 'timeout') s.lastTimeoutAt = now;
-          const cutNow = s.probing || (this.o.cutoffAfter > 0 && s.cutAt === null && s.consecutive >= this.o.cutoffAfter);
+          const cutNow =
+            s.probing || (this.o.cutoffAfter > 0 && s.cutAt === null && s.consecutive >= this.o.cutoffAfter);
           if (cutNow) {
             s.probing = false;
             s.cutAt = now;
             const skipped = s.cut?.rows_skipped ?? 0;
-            s.cut = { origin, at: new Date(now).toISOString(), after: s.consecutive, rows_skipped: skipped, still_cut: true };
+            s.cut = {
+              origin,
+              at: new Date(now).toISOString(),
+              after: s.consecutive,
+              rows_skipped: skipped,
+              still_cut: true,
+            };
             // everyone queued for this origin now fails fast
             for (const w of s.waiters.splice(0)) w();
           }

@@ -25,7 +25,10 @@ export class Slots {
   private readonly fresh: Array<() => void> = [];
 
   /** `capacity` slots; at most `maxParked` leases parked at once. */
-  constructor(readonly capacity: number, readonly maxParked: number) {
+  constructor(
+    readonly capacity: number,
+    readonly maxParked: number,
+  ) {
     if (!(capacity >= 1)) throw new Error(`slots: capacity must be ≥ 1, got ${capacity}`);
   }
 
@@ -53,7 +56,8 @@ export class Slots {
 
   private release(): void {
     const next = this.resuming.shift() ?? this.fresh.shift();
-    if (next) next(); // the slot passes straight to the next waiter
+    if (next)
+      next(); // the slot passes straight to the next waiter
     else this.used--;
   }
 

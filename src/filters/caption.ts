@@ -30,7 +30,10 @@ export function hasCaptionRules(cfg: CaptionFilterConfig): boolean {
  * judged when the caption has at least ceil(1 / max_word_repetition) words: on shorter captions even
  * all-different words exceed the fraction, so the number says nothing about repetition.
  */
-export function createCaptionFilter(cfg: CaptionFilterConfig, baseDir: string): (caption: string | null) => CaptionVerdict {
+export function createCaptionFilter(
+  cfg: CaptionFilterConfig,
+  baseDir: string,
+): (caption: string | null) => CaptionVerdict {
   const checking = hasCaptionRules(cfg);
   const banned = cfg.banned_words_file ? createBannedMatcher(loadBannedWords(cfg.banned_words_file, baseDir)) : null;
   const languages = cfg.languages && cfg.languages.length > 0 ? cfg.languages : null;
@@ -42,7 +45,9 @@ export function createCaptionFilter(cfg: CaptionFilterConfig, baseDir: string): 
     const fail = (rule: string, reason: string): CaptionVerdict => ({ ok: false, rule, reason });
     let caption = raw === null ? '' : cleanCaption(raw);
     if (caption === '') {
-      return checking ? fail('missing_caption', raw === null ? 'row has no caption' : 'caption is blank') : { ok: true, caption: null };
+      return checking
+        ? fail('missing_caption', raw === null ? 'row has no caption' : 'caption is blank')
+        : { ok: true, caption: null };
     }
 
     if (hasPersonToken(caption)) {
@@ -51,12 +56,16 @@ export function createCaptionFilter(cfg: CaptionFilterConfig, baseDir: string): 
     }
 
     const chars = charCount(caption);
-    if (cfg.min_chars !== undefined && chars < cfg.min_chars) return fail('min_chars', `caption has ${chars} chars < ${cfg.min_chars}`);
-    if (cfg.max_chars !== undefined && chars > cfg.max_chars) return fail('max_chars', `caption has ${chars} chars > ${cfg.max_chars}`);
+    if (cfg.min_chars !== undefined && chars < cfg.min_chars)
+      return fail('min_chars', `caption has ${chars} chars < ${cfg.min_chars}`);
+    if (cfg.max_chars !== undefined && chars > cfg.max_chars)
+      return fail('max_chars', `caption has ${chars} chars > ${cfg.max_chars}`);
 
     const ws = words(caption);
-    if (cfg.min_words !== undefined && ws.length < cfg.min_words) return fail('min_words', `caption has ${ws.length} words < ${cfg.min_words}`);
-    if (cfg.max_words !== undefined && ws.length > cfg.max_words) return fail('max_words', `caption has ${ws.length} words > ${cfg.max_words}`);
+    if (cfg.min_words !== undefined && ws.length < cfg.min_words)
+      return fail('min_words', `caption has ${ws.length} words < ${cfg.min_words}`);
+    if (cfg.max_words !== undefined && ws.length > cfg.max_words)
+      return fail('max_words', `caption has ${ws.length} words > ${cfg.max_words}`);
 
     if (rep !== undefined && ws.length >= repMinWords) {
       const top = topWordCount(ws);

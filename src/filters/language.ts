@@ -17,7 +17,8 @@ export async function loadLanguageDetector(): Promise<void> {
 }
 
 function loaded(): Detector {
-  if (!detector) throw new Error('language detector not loaded: await loadLanguageDetector() before creating the filter');
+  if (!detector)
+    throw new Error('language detector not loaded: await loadLanguageDetector() before creating the filter');
   return detector;
 }
 

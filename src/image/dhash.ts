@@ -20,7 +20,8 @@ const HASH_H = 8;
 export function dhashRaw(px: RawPixels): string {
   const { data, width, height, channels } = px;
   if (width < 1 || height < 1) throw new Error(`dhash: empty image ${width}x${height}`);
-  if (data.length < width * height * channels) throw new Error('dhash: pixel buffer shorter than width*height*channels');
+  if (data.length < width * height * channels)
+    throw new Error('dhash: pixel buffer shorter than width*height*channels');
   const cells = new Float64Array(HASH_W * HASH_H);
   for (let cy = 0; cy < HASH_H; cy++) {
     // cell rows/cols [start, end); at least one pixel each so tiny images still hash

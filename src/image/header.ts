@@ -39,48 +39,78 @@ export async function checkHeader(bytes: Buffer, cfg: ImageConfig): Promise<Head
   } catch (err) {
     // Only sharp's own format check has stable wording; libvips' text varies under concurrency (see process.ts).
     const unknown = /unsupported image format/i.test(message(err));
-    return { ok: false, status: 'failed', reason: 'decode_error', error: unknown ? 'not an image: unrecognised file format' : 'image header is corrupt' };
+    return {
+      ok: false,
+      status: 'failed',
+      reason: 'decode_error',
+      error: unknown ? 'not an image: unrecognised file format' : 'image header is corrupt',
+    };
   }
   if (!DECODABLE.has(meta.format)) {
-    return { ok: false, status: 'failed', reason: 'unsupported_format', error: `unsupported image format '${meta.format}'` };
+    return {
+      ok: false,
+      status: 'failed',
+      reason: 'unsupported_format',
+      error: `unsupported image format '${meta.format}'`,
+    };
   }
   const swap = (meta.orientation ?? 1) >= 5;
   const width = swap ? meta.height : meta.width;
   const height = swap ? meta.width : meta.height;
   if (!(width > 0 && height > 0)) {
-    return { ok: false, status: 'failed', reason: 'decode_error', error: `image header has no size (${width}x${height})` };
+    return {
+      ok: false,
+      status: 'failed',
+      reason: 'decode_error',
+      error: `image header has no size (${width}x${height})`,
+    };
   }
   const sized = { originalWidth: width, originalHeight: height };
   const area = width * height;
 
   if (cfg.max_image_area > 0 && area > cfg.max_image_area) {
     return {
-      ok: false, status: 'filtered', reason: 'max_image_area', ...sized,
+      ok: false,
+      status: 'filtered',
+      reason: 'max_image_area',
+      ...sized,
       error: `image area ${width}x${height} = ${area} > max_image_area ${cfg.max_image_area}`,
     };
   }
   if (area > HARD_PIXEL_LIMIT) {
     return {
-      ok: false, status: 'failed', reason: 'pixel_limit', ...sized,
+      ok: false,
+      status: 'failed',
+      reason: 'pixel_limit',
+      ...sized,
       error: `image area ${width}x${height} = ${area} exceeds the safety limit ${HARD_PIXEL_LIMIT}`,
     };
   }
   if (cfg.min_image_size > 0 && Math.min(width, height) < cfg.min_image_size) {
     return {
-      ok: false, status: 'filtered', reason: 'min_image_size', ...sized,
+      ok: false,
+      status: 'filtered',
+      reason: 'min_image_size',
+      ...sized,
       error: `smallest side ${Math.min(width, height)} (${width}x${height}) < min_image_size ${cfg.min_image_size}`,
     };
   }
   const aspect = Math.max(width, height) / Math.min(width, height);
   if (cfg.max_aspect_ratio > 0 && aspect > cfg.max_aspect_ratio) {
     return {
-      ok: false, status: 'filtered', reason: 'max_aspect_ratio', ...sized,
+      ok: false,
+      status: 'filtered',
+      reason: 'max_aspect_ratio',
+      ...sized,
       error: `aspect ratio ${aspect.toFixed(3)} (${width}x${height}) > max_aspect_ratio ${cfg.max_aspect_ratio}`,
     };
   }
   if (cfg.min_file_bytes > 0 && bytes.length < cfg.min_file_bytes) {
     return {
-      ok: false, status: 'filtered', reason: 'min_file_bytes', ...sized,
+      ok: false,
+      status: 'filtered',
+      reason: 'min_file_bytes',
+      ...sized,
       error: `file has ${bytes.length} bytes < min_file_bytes ${cfg.min_file_bytes}`,
     };
   }

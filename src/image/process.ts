@@ -44,7 +44,12 @@ export function createImageProcessor(cfg: ImageConfig): (bytes: Buffer) => Promi
     try {
       // 'truncated': a cut-off body is an error, not a half-grey picture; minor libjpeg warnings
       // (extraneous bytes etc., common on the web) are tolerated like cv2/PIL do.
-      let img = sharp(bytes, { failOn: 'truncated', limitInputPixels: pixelLimit, autoOrient: true, sequentialRead: true });
+      let img = sharp(bytes, {
+        failOn: 'truncated',
+        limitInputPixels: pixelLimit,
+        autoOrient: true,
+        sequentialRead: true,
+      });
       // resize before crop/pad so JPEG shrink-on-load applies
       if (plan.resize) img = img.resize(plan.resize.width, plan.resize.height, { fit: 'fill' });
       if (plan.crop) img = img.extract(plan.crop);
@@ -55,13 +60,22 @@ export function createImageProcessor(cfg: ImageConfig): (bytes: Buffer) => Promi
       // libvips keeps its error text in a process-wide buffer that concurrent operations clear or mix
       // ("Unknown error" under load), so its wording is not recorded: the manifest must be reproducible.
       const what = `${head.header.format} ${originalWidth}x${originalHeight}`;
-      return { ok: false, status: 'failed', reason: 'decode_error', error: `${what}: image data is corrupt or truncated`, ...sized };
+      return {
+        ok: false,
+        status: 'failed',
+        reason: 'decode_error',
+        error: `${what}: image data is corrupt or truncated`,
+        ...sized,
+      };
     }
 
     const { width, height, channels } = raw.info;
     if (width !== plan.width || height !== plan.height || channels !== 3) {
       return {
-        ok: false, status: 'failed', reason: 'decode_error', ...sized,
+        ok: false,
+        status: 'failed',
+        reason: 'decode_error',
+        ...sized,
         error: `unexpected decode result ${width}x${height}x${channels}, planned ${plan.width}x${plan.height}x3`,
       };
     }

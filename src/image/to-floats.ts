@@ -6,11 +6,19 @@
  */
 import sharp from 'sharp';
 
-export async function imageToFloats(bytes: Buffer, size: number, opts: { flip?: boolean; what?: string } = {}): Promise<Float32Array> {
+export async function imageToFloats(
+  bytes: Buffer,
+  size: number,
+  opts: { flip?: boolean; what?: string } = {},
+): Promise<Float32Array> {
   let raw: Buffer;
   let channels: number;
   try {
-    let img = sharp(bytes).rotate().toColourspace('srgb').removeAlpha().resize(size, size, { fit: 'cover', position: 'centre' });
+    let img = sharp(bytes)
+      .rotate()
+      .toColourspace('srgb')
+      .removeAlpha()
+      .resize(size, size, { fit: 'cover', position: 'centre' });
     if (opts.flip) img = img.flop();
     const { data, info } = await img.raw().toBuffer({ resolveWithObject: true });
     raw = data;

@@ -88,9 +88,19 @@ export function captionHash(caption: string): Buffer {
   return hash('sha256', caption, 'buffer').subarray(0, 8);
 }
 
-type SampleRow = { dataset_id: bigint; name: string; path: string; key: string; shard: bigint; status: string; sha256: Buffer | null; phash: bigint | null };
+type SampleRow = {
+  dataset_id: bigint;
+  name: string;
+  path: string;
+  key: string;
+  shard: bigint;
+  status: string;
+  sha256: Buffer | null;
+  phash: bigint | null;
+};
 
-const SAMPLE_REF_SELECT = 'SELECT s.dataset_id, d.name, d.path, s.key, s.shard, s.status, s.sha256, s.phash FROM samples s JOIN datasets d ON d.id = s.dataset_id';
+const SAMPLE_REF_SELECT =
+  'SELECT s.dataset_id, d.name, d.path, s.key, s.shard, s.status, s.sha256, s.phash FROM samples s JOIN datasets d ON d.id = s.dataset_id';
 const SAMPLES_BY_URL = `${SAMPLE_REF_SELECT} WHERE s.url_hash = ? ORDER BY s.dataset_id, s.key`;
 const SAMPLES_BY_SHA256 = `${SAMPLE_REF_SELECT} WHERE s.sha256 = ? ORDER BY s.dataset_id, s.key`;
 
@@ -102,7 +112,8 @@ export class IndexDb {
     readonly file: string,
     opts: OpenOptions = {},
   ) {
-    if (opts.readonly && !existsSync(file)) throw new IndexError(`no index at ${file} (nothing has been fetched or opted out under this data root)`);
+    if (opts.readonly && !existsSync(file))
+      throw new IndexError(`no index at ${file} (nothing has been fetched or opted out under this data root)`);
     if (!opts.readonly) mkdirSync(path.dirname(file), { recursive: true });
     try {
       this.db = new Database(file, { readonly: !!opts.readonly, timeout: BUSY_TIMEOUT_MS });
@@ -123,7 +134,9 @@ export class IndexDb {
       this.db.close();
       if (err instanceof IndexError) throw err;
       // SQLite's own message ("file is not a database") names no file.
-      throw new IndexError(`the index ${file} cannot be used: ${(err as Error).message} (restore it from a backup, or move it away: fetch and dedup rebuild the samples, the opt-out lists are lost)`);
+      throw new IndexError(
+        `the index ${file} cannot be used: ${(err as Error).message} (restore it from a backup, or move it away: fetch and dedup rebuild the samples, the opt-out lists are lost)`,
+      );
     }
   }
 
@@ -131,9 +144,15 @@ export class IndexDb {
     const version = () => this.db.pragma('user_version', { simple: true }) as number;
     const target = MIGRATIONS.length;
     const v = version();
-    if (v > target) throw new IndexError(`${this.file} has schema version ${v}, newer than this muse understands (${target}); update muse`);
+    if (v > target)
+      throw new IndexError(
+        `${this.file} has schema version ${v}, newer than this muse understands (${target}); update muse`,
+      );
     if (v === target) return;
-    if (readonly) throw new IndexError(`${this.file} has schema version ${v}, older than ${target}; open it once read-write to migrate`);
+    if (readonly)
+      throw new IndexError(
+        `${this.file} has schema version ${v}, older than ${target}; open it once read-write to migrate`,
+      );
     // Another process may migrate at the same moment: re-read the version inside the write lock.
     this.db
       .transaction(() => {
@@ -166,10 +185,13 @@ export class IndexDb {
   registerDataset(name: string, datasetPath: string, opts: { explicit?: boolean } = {}): number {
     const abs = path.resolve(datasetPath);
     return this.write(() => {
-      const byPath = this.stmt('SELECT id, name FROM datasets WHERE path = ?').get(abs) as { id: number; name: string } | undefined;
+      const byPath = this.stmt('SELECT id, name FROM datasets WHERE path = ?').get(abs) as
+        { id: number; name: string } | undefined;
       if (byPath) {
         if (opts.explicit && byPath.name !== name) {
-          throw new IndexError(`${abs} is registered as dataset '${byPath.name}' in ${this.file}; a dataset keeps its name (drop --name, or use --name ${byPath.name})`);
+          throw new IndexError(
+            `${abs} is registered as dataset '${byPath.name}' in ${this.file}; a dataset keeps its name (drop --name, or use --name ${byPath.name})`,
+          );
         }
         return byPath.id;
       }
@@ -179,7 +201,11 @@ export class IndexDb {
           `dataset name '${name}' is already taken by ${byName.path} in ${this.file}; name this one (${abs}) differently with --name, or fetch into another --out folder`,
         );
       }
-      const row = this.stmt('INSERT INTO datasets(name, path, registered) VALUES (?, ?, ?) RETURNING id').get(name, abs, new Date().toISOString()) as { id: number };
+      const row = this.stmt('INSERT INTO datasets(name, path, registered) VALUES (?, ?, ?) RETURNING id').get(
+        name,
+        abs,
+        new Date().toISOString(),
+      ) as { id: number };
       return row.id;
     });
   }

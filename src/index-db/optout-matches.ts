@@ -17,7 +17,11 @@ export interface OptoutMatch {
  * dataset probe the samples' url_hash / sha256 indexes; a big opt-out list against a small dataset probes the list.
  */
 export function optedOutSamples(index: IndexDb, datasetId: number): OptoutMatch[] {
-  const count = (sql: string, ...args: unknown[]) => index.stmt(sql).pluck().get(...args) as number;
+  const count = (sql: string, ...args: unknown[]) =>
+    index
+      .stmt(sql)
+      .pluck()
+      .get(...args) as number;
   const samples = count('SELECT count(*) FROM samples WHERE dataset_id = ?', datasetId);
   const joinFrom = (table: 'optout_urls' | 'optout_images', col: 'url_hash' | 'sha256') =>
     count(`SELECT count(*) FROM ${table}`) < samples

@@ -132,13 +132,23 @@ export class RunLookup {
    * Rows of `runs` whose `column` equals `key`, in file order; `wanted` drops rows before they are returned
    * (e.g. stale shards, or a sha256 that only shares its first 8 bytes).
    */
-  async find(runs: readonly RunRef[], column: KeyColumn, key: bigint, wanted: (r: RunRow, ref: RunRef) => boolean = () => true): Promise<RunRow[]> {
+  async find(
+    runs: readonly RunRef[],
+    column: KeyColumn,
+    key: bigint,
+    wanted: (r: RunRow, ref: RunRef) => boolean = () => true,
+  ): Promise<RunRow[]> {
     const k = u64(key);
     const perFile = await Promise.all(runs.map((ref) => this.findIn(ref, column, k, wanted)));
     return perFile.flat();
   }
 
-  private async findIn(ref: RunRef, column: KeyColumn, key: bigint, wanted: (r: RunRow, ref: RunRef) => boolean): Promise<RunRow[]> {
+  private async findIn(
+    ref: RunRef,
+    column: KeyColumn,
+    key: bigint,
+    wanted: (r: RunRow, ref: RunRef) => boolean,
+  ): Promise<RunRow[]> {
     const footer = await this.footer(ref);
     const out: RunRow[] = [];
     for (let g = 0; g < footer.groups.length; g++) {
@@ -157,7 +167,7 @@ export class RunLookup {
         const sha = rows.sha256[i];
         const phash = rows.phash[i];
         const r: RunRow = {
-          datasetId: rows.datasetId ? Number(rows.datasetId[i]) : ref.datasetId ?? 0,
+          datasetId: rows.datasetId ? Number(rows.datasetId[i]) : (ref.datasetId ?? 0),
           key: String(rows.key[i]),
           shard: Number(rows.shard[i]),
           status: String(rows.status[i]),
@@ -185,7 +195,12 @@ export class RunLookup {
     return f;
   }
 
-  private keyColumn(ref: RunRef, footer: Footer, g: number, column: KeyColumn): Promise<BigUint64Array & { sorted?: boolean }> {
+  private keyColumn(
+    ref: RunRef,
+    footer: Footer,
+    g: number,
+    column: KeyColumn,
+  ): Promise<BigUint64Array & { sorted?: boolean }> {
     const k = this.cacheKey(ref, `${g}\0${column}`);
     let p = this.keys.get(k);
     if (!p) {
@@ -234,10 +249,19 @@ export class RunLookup {
     return this.withFile(ref, async (file) => {
       const out: Record<string, ArrayLike<unknown>> = {};
       await parquetRead({
-        file, metadata: footer.metadata, compressors, columns, rowStart: start, rowEnd: end, utf8: false,
+        file,
+        metadata: footer.metadata,
+        compressors,
+        columns,
+        rowStart: start,
+        rowEnd: end,
+        utf8: false,
         onChunk: (c) => {
           // One chunk per column per row group here (rowStart..rowEnd is exactly one group).
-          out[c.columnName] = c.rowStart === start && c.rowEnd === end ? c.columnData : Array.prototype.slice.call(c.columnData, start - c.rowStart, end - c.rowStart);
+          out[c.columnName] =
+            c.rowStart === start && c.rowEnd === end
+              ? c.columnData
+              : Array.prototype.slice.call(c.columnData, start - c.rowStart, end - c.rowStart);
         },
       });
       const text = new TextDecoder();
@@ -245,7 +269,9 @@ export class RunLookup {
         const col = out[name] as ArrayLike<Uint8Array | string> | undefined;
         if (col) out[name] = Array.from(col, (v) => (typeof v === 'string' ? v : text.decode(v)));
       }
-      for (const name of columns) if (!out[name] || out[name].length !== end - start) throw new Error(`${ref.file}: row group ${g} gave no complete column ${name}`);
+      for (const name of columns)
+        if (!out[name] || out[name].length !== end - start)
+          throw new Error(`${ref.file}: row group ${g} gave no complete column ${name}`);
       return out;
     });
   }
@@ -256,12 +282,14 @@ export class RunLookup {
     try {
       fh = await open(ref.file, 'r');
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new RunChangedError(`${ref.file}: index run deleted since the index was opened`);
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT')
+        throw new RunChangedError(`${ref.file}: index run deleted since the index was opened`);
       throw err;
     }
     try {
       const s = await fh.stat();
-      if (`${s.ino}:${s.size}:${s.mtimeMs}` !== ref.version) throw new RunChangedError(`${ref.file}: index run replaced since the index was opened`);
+      if (`${s.ino}:${s.size}:${s.mtimeMs}` !== ref.version)
+        throw new RunChangedError(`${ref.file}: index run replaced since the index was opened`);
       return await fn(handleBuffer(fh, s.size, ref.file));
     } finally {
       await fh.close();
@@ -282,9 +310,17 @@ function readFooter(file: string, metadata: FileMetaData): Footer {
     for (const c of rg.columns) {
       const name = c.meta_data?.path_in_schema[0];
       const st = c.meta_data?.statistics;
-      if ((name === 'url_hash' || name === 'sha_hi') && st?.null_count !== undefined && BigInt(st.null_count) === BigInt(rg.num_rows)) {
+      if (
+        (name === 'url_hash' || name === 'sha_hi') &&
+        st?.null_count !== undefined &&
+        BigInt(st.null_count) === BigInt(rg.num_rows)
+      ) {
         range[name] = 'none'; // samples without an image, sorted last in the by-image run
-      } else if ((name === 'url_hash' || name === 'sha_hi') && typeof st?.min_value === 'bigint' && typeof st.max_value === 'bigint') {
+      } else if (
+        (name === 'url_hash' || name === 'sha_hi') &&
+        typeof st?.min_value === 'bigint' &&
+        typeof st.max_value === 'bigint'
+      ) {
         const lo = u64(st.min_value);
         const hi = u64(st.max_value);
         // A writer that kept signed statistics for unsigned values could give lo > hi: then no pruning.

@@ -79,7 +79,12 @@ const RUN_SCHEMA: SchemaElement[] = [
  * shard's run is one small file): to `<file>.tmp`, fsynced, renamed, directory fsynced, so a reader or a rerun
  * after kill -9 sees the whole file or none. Hashes do not compress: only the text columns are compressed.
  */
-export async function writeRun(file: string, rows: readonly Omit<SampleInput, 'shard'>[], shard: number, knownUrlHash?: KnownUrlHash): Promise<void> {
+export async function writeRun(
+  file: string,
+  rows: readonly Omit<SampleInput, 'shard'>[],
+  shard: number,
+  knownUrlHash?: KnownUrlHash,
+): Promise<void> {
   await writeFileAtomic(file, encodeRun(rows, shard, knownUrlHash));
 }
 
@@ -87,7 +92,11 @@ export async function writeRun(file: string, rows: readonly Omit<SampleInput, 's
 export type KnownUrlHash = (row: Omit<SampleInput, 'shard'>) => Buffer | undefined;
 
 /** A run's Parquet bytes: the rows with a URL, hashed and sorted by (url_hash, key). */
-export function encodeRun(rows: readonly Omit<SampleInput, 'shard'>[], shard: number, knownUrlHash?: KnownUrlHash): Uint8Array {
+export function encodeRun(
+  rows: readonly Omit<SampleInput, 'shard'>[],
+  shard: number,
+  knownUrlHash?: KnownUrlHash,
+): Uint8Array {
   const recs: Array<{ uh: bigint; r: Omit<SampleInput, 'shard'> }> = [];
   for (const r of rows) if (r.url) recs.push({ uh: u64(knownUrlHash?.(r) ?? sampleUrlHash(r.url)), r });
   recs.sort((a, b) => (a.uh < b.uh ? -1 : a.uh > b.uh ? 1 : a.r.key < b.r.key ? -1 : a.r.key > b.r.key ? 1 : 0));
@@ -134,7 +143,9 @@ export async function copyAtomic(con: DuckDBConnection, query: string, file: str
   await mkdir(path.dirname(file), { recursive: true });
   const tmp = file + TMP_SUFFIX;
   await rm(tmp, { force: true });
-  await con.run(`COPY (${query}) TO ${sqlString(tmp)} (FORMAT parquet, COMPRESSION zstd${rowGroup ? `, ROW_GROUP_SIZE ${rowGroup}` : ''})`);
+  await con.run(
+    `COPY (${query}) TO ${sqlString(tmp)} (FORMAT parquet, COMPRESSION zstd${rowGroup ? `, ROW_GROUP_SIZE ${rowGroup}` : ''})`,
+  );
   const fh = await open(tmp, 'r+');
   try {
     await fh.sync();
@@ -163,7 +174,8 @@ export function runsRelation(set: RunSet, order: 'url' | 'sha'): string | null {
   const parts: string[] = [];
   const cols = 'url_hash, sha256, sha_hi, phash, caption_hash, key, shard, status';
   for (const d of set.shardRuns) {
-    if (d.files.length) parts.push(`SELECT ${d.datasetId}::INTEGER AS dataset_id, ${cols} FROM read_parquet(${sqlList(d.files)})`);
+    if (d.files.length)
+      parts.push(`SELECT ${d.datasetId}::INTEGER AS dataset_id, ${cols} FROM read_parquet(${sqlList(d.files)})`);
   }
   if (set.compacted.length) {
     const files = set.compacted.map((c) => (order === 'url' ? c.byUrl : c.bySha));
@@ -206,18 +218,30 @@ async function select(con: DuckDBConnection, sql: string): Promise<RunHit[]> {
 export async function runsByUrlHash(con: DuckDBConnection, set: RunSet, hash: Buffer): Promise<RunHit[]> {
   const rel = runsRelation(set, 'url');
   if (!rel) return [];
-  return select(con, `SELECT ${HIT_COLS} FROM (${rel}) WHERE url_hash = ${u64(hash)}::UBIGINT ORDER BY dataset_id, key`);
+  return select(
+    con,
+    `SELECT ${HIT_COLS} FROM (${rel}) WHERE url_hash = ${u64(hash)}::UBIGINT ORDER BY dataset_id, key`,
+  );
 }
 
 export async function runsBySha256(con: DuckDBConnection, set: RunSet, sha256: Buffer): Promise<RunHit[]> {
   const rel = runsRelation(set, 'sha');
   if (!rel) return [];
   const hex = sha256.toString('hex');
-  return select(con, `SELECT ${HIT_COLS} FROM (${rel}) WHERE sha_hi = ${u64(sha256)}::UBIGINT AND sha256 = from_hex('${hex}') ORDER BY dataset_id, key`);
+  return select(
+    con,
+    `SELECT ${HIT_COLS} FROM (${rel}) WHERE sha_hi = ${u64(sha256)}::UBIGINT AND sha256 = from_hex('${hex}') ORDER BY dataset_id, key`,
+  );
 }
 
 /** Rows of one dataset whose phash is within `maxDistance` bits of `phash` (a scan of the phash column). */
-export async function runsNearPhash(con: DuckDBConnection, set: RunSet, datasetId: number, phash: bigint, maxDistance: number): Promise<Array<RunHit & { distance: number }>> {
+export async function runsNearPhash(
+  con: DuckDBConnection,
+  set: RunSet,
+  datasetId: number,
+  phash: bigint,
+  maxDistance: number,
+): Promise<Array<RunHit & { distance: number }>> {
   const rel = runsRelation(set, 'url');
   if (!rel) return [];
   const reader = await con.runAndReadAll(
@@ -282,7 +306,12 @@ export async function runsOptedOut(
  * (url_hash, dataset_id, key) and `bySha` sorted by (sha_hi, dataset_id, key), both in small row groups.
  * Each file is written atomically; the caller swaps its manifest of live runs after both exist.
  */
-export async function writeCompacted(con: DuckDBConnection, set: RunSet, byUrl: string, bySha: string): Promise<number> {
+export async function writeCompacted(
+  con: DuckDBConnection,
+  set: RunSet,
+  byUrl: string,
+  bySha: string,
+): Promise<number> {
   const rel = runsRelation(set, 'url');
   if (!rel) throw new RunError('nothing to compact');
   const t = `cmp_${process.pid}_${tableSeq++}`;
@@ -290,7 +319,12 @@ export async function writeCompacted(con: DuckDBConnection, set: RunSet, byUrl: 
     await con.run(`CREATE TEMP TABLE ${t} AS ${rel}`);
     const n = Number((await con.runAndReadAll(`SELECT count(*) AS n FROM temp.${t}`)).getRowObjectsJS()[0].n);
     await copyAtomic(con, `SELECT * FROM temp.${t} ORDER BY url_hash, dataset_id, key`, byUrl, COMPACT_ROW_GROUP);
-    await copyAtomic(con, `SELECT * FROM temp.${t} ORDER BY sha_hi NULLS LAST, dataset_id, key`, bySha, COMPACT_ROW_GROUP);
+    await copyAtomic(
+      con,
+      `SELECT * FROM temp.${t} ORDER BY sha_hi NULLS LAST, dataset_id, key`,
+      bySha,
+      COMPACT_ROW_GROUP,
+    );
     return n;
   } finally {
     await con.run(`DROP TABLE IF EXISTS temp.${t}`).catch(() => {});

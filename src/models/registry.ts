@@ -118,7 +118,14 @@ const PROBE = 'muse weights fingerprint: a red cube on a blue sphere';
 export async function loadText(spec: string): Promise<LoadedText> {
   const parsed = parseTextEncoderSpec(spec);
   const encoder = await loadTextEncoder(spec);
-  if (parsed.kind !== 'builtin') return { id: encoder.id, encoder, name: path.resolve(parsed.dir), config: { kind: encoder.kind, dim: encoder.dim, pooled_dim: encoder.pooledDim ?? 0 }, weightsSha256: await hashWeightFiles(parsed.dir) };
+  if (parsed.kind !== 'builtin')
+    return {
+      id: encoder.id,
+      encoder,
+      name: path.resolve(parsed.dir),
+      config: { kind: encoder.kind, dim: encoder.dim, pooled_dim: encoder.pooledDim ?? 0 },
+      weightsSha256: await hashWeightFiles(parsed.dir),
+    };
   const out = encoder.encode([PROBE]);
   const h = createHash('sha256').update(Buffer.from((await out.hidden.data()).buffer));
   out.hidden.dispose();
@@ -142,7 +149,10 @@ export async function hashWeightFiles(dirOrFile: string): Promise<string> {
   const st = await stat(dirOrFile).catch(() => undefined);
   if (!st) throw new Error(`${dirOrFile}: no such model folder`);
   const files = st.isDirectory()
-    ? (await readdir(dirOrFile)).filter((f) => f.endsWith('.safetensors')).sort().map((f) => path.join(dirOrFile, f))
+    ? (await readdir(dirOrFile))
+        .filter((f) => f.endsWith('.safetensors'))
+        .sort()
+        .map((f) => path.join(dirOrFile, f))
     : [dirOrFile];
   if (files.length === 0) throw new Error(`${dirOrFile}: no .safetensors weights`);
   const h = createHash('sha256');

@@ -177,9 +177,12 @@ function parseEntry(file: string, name: string, value: unknown, dataStart: numbe
   }
   const [b, e] = offsets as number[];
   const expected = numel(shape) * BYTES[v.dtype];
-  if (e - b !== expected) throw bad(`data_offsets span ${e - b} bytes, shape ${JSON.stringify(shape)} needs ${expected}`);
+  if (e - b !== expected)
+    throw bad(`data_offsets span ${e - b} bytes, shape ${JSON.stringify(shape)} needs ${expected}`);
   if (dataStart + e > size) {
-    throw new Error(`${file}: truncated safetensors file (tensor '${name}' ends at byte ${dataStart + e}, file has ${size})`);
+    throw new Error(
+      `${file}: truncated safetensors file (tensor '${name}' ends at byte ${dataStart + e}, file has ${size})`,
+    );
   }
   return { dtype: v.dtype, shape: shape as number[], begin: dataStart + b, end: dataStart + e };
 }
@@ -299,8 +302,13 @@ export async function openCheckpoint(pathOrDir: string): Promise<CheckpointReade
   if (stat.isFile()) {
     return pathOrDir.endsWith('.index.json') ? ShardedCheckpoint.open(pathOrDir) : SafetensorsFile.open(pathOrDir);
   }
-  const exists = (f: string) => fsp.access(path.join(pathOrDir, f), fsConstants.R_OK).then(() => true, () => false);
-  if (await exists('model.safetensors.index.json')) return ShardedCheckpoint.open(path.join(pathOrDir, 'model.safetensors.index.json'));
+  const exists = (f: string) =>
+    fsp.access(path.join(pathOrDir, f), fsConstants.R_OK).then(
+      () => true,
+      () => false,
+    );
+  if (await exists('model.safetensors.index.json'))
+    return ShardedCheckpoint.open(path.join(pathOrDir, 'model.safetensors.index.json'));
   if (await exists('model.safetensors')) return SafetensorsFile.open(path.join(pathOrDir, 'model.safetensors'));
   const listing = await fsp.readdir(pathOrDir);
   const indexes = listing.filter((f) => f.endsWith('.safetensors.index.json'));
@@ -371,15 +379,28 @@ function plan(name: string, input: SaveInput, floatDtype: 'F32' | 'F16'): Pendin
   if (input instanceof tf.Tensor) {
     const t = input;
     const dtype: SafetensorsDtype =
-      t.dtype === 'float32' ? floatDtype : t.dtype === 'int32' ? 'I32' : t.dtype === 'bool' ? 'BOOL' : (() => {
-        throw new Error(`saveSafetensors: tensor '${name}' has unsupported dtype ${t.dtype}`);
-      })();
-    return { name, dtype, shape: [...t.shape], bytes: async () => encode((await t.data()) as TensorArray, dtype, name) };
+      t.dtype === 'float32'
+        ? floatDtype
+        : t.dtype === 'int32'
+          ? 'I32'
+          : t.dtype === 'bool'
+            ? 'BOOL'
+            : (() => {
+                throw new Error(`saveSafetensors: tensor '${name}' has unsupported dtype ${t.dtype}`);
+              })();
+    return {
+      name,
+      dtype,
+      shape: [...t.shape],
+      bytes: async () => encode((await t.data()) as TensorArray, dtype, name),
+    };
   }
   if (!isDtype(input.dtype)) throw new Error(`saveSafetensors: tensor '${name}' has unsupported dtype ${input.dtype}`);
   const dtype = input.dtype === 'F32' ? floatDtype : input.dtype;
   if (input.data.length !== numel(input.shape)) {
-    throw new Error(`saveSafetensors: tensor '${name}' has ${input.data.length} values for shape ${JSON.stringify(input.shape)}`);
+    throw new Error(
+      `saveSafetensors: tensor '${name}' has ${input.data.length} values for shape ${JSON.stringify(input.shape)}`,
+    );
   }
   return { name, dtype, shape: [...input.shape], bytes: async () => encode(input.data, dtype, name) };
 }
@@ -423,7 +444,7 @@ export async function saveSafetensors(
   try {
     let position = 0;
     const writeAll = async (bytes: Uint8Array) => {
-      for (let off = 0; off < bytes.length; ) {
+      for (let off = 0; off < bytes.length;) {
         const { bytesWritten } = await handle.write(bytes, off, Math.min(READ_CHUNK, bytes.length - off), position);
         off += bytesWritten;
         position += bytesWritten;

@@ -41,7 +41,10 @@ export interface SigmoidParams {
 const sigmoid = (x: number) => f32(1 / (1 + Math.exp(-x)));
 
 /** Normalised falling sigmoid between `start` and `end` (open-muse `sigmoid_schedule`, defaults -3, 3, 1). */
-export function sigmoidSchedule(t: number, { start = -3, end = 3, tau = 1, clipMin = CLIP_MIN }: SigmoidParams = {}): number {
+export function sigmoidSchedule(
+  t: number,
+  { start = -3, end = 3, tau = 1, clipMin = CLIP_MIN }: SigmoidParams = {},
+): number {
   const vStart = sigmoid(f32(start / tau));
   const vEnd = sigmoid(f32(end / tau));
   const x = f32(f32(f32(f32(t) * f32(end - start)) + start) / tau);
@@ -73,7 +76,12 @@ export function roundHalfEven(x: number): number {
  * Training: how many of `seqLen` tokens to mask for a draw t (train_muse.py:
  * `(seq_len * schedule(t).clip(min_masking_rate)).round().clamp(min=1)`).
  */
-export function numTokensToMask(seqLen: number, t: number, schedule: MaskSchedule = cosineSchedule, minMaskingRate = 0): number {
+export function numTokensToMask(
+  seqLen: number,
+  t: number,
+  schedule: MaskSchedule = cosineSchedule,
+  minMaskingRate = 0,
+): number {
   const prob = f32(Math.max(schedule(t), minMaskingRate));
   return Math.max(1, roundHalfEven(f32(seqLen * prob)));
 }
@@ -82,7 +90,12 @@ export function numTokensToMask(seqLen: number, t: number, schedule: MaskSchedul
  * Sampling (MaskGitTransformer.generate2): tokens left masked after step `step` of `steps`, before the caller
  * clamps it to [1, unknown - 1]: floor(seq_len * schedule((step + 1) / steps)).
  */
-export function maskLenAtStep(seqLen: number, step: number, steps: number, schedule: MaskSchedule = cosineSchedule): number {
+export function maskLenAtStep(
+  seqLen: number,
+  step: number,
+  steps: number,
+  schedule: MaskSchedule = cosineSchedule,
+): number {
   const ratio = f32((step + 1) / steps);
   return Math.floor(f32(seqLen * schedule(ratio)));
 }

@@ -5,7 +5,14 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { MaskGitTransformer, TRANSFORMER_DEFAULTS, transformerConfig } from './transformer/index.ts';
 import { EXTENDED_CLASS, REFERENCE_CLASS } from './transformer/config.ts';
-import { MaskGiTUViT, UVIT_DEFAULTS, UVIT_LEGACY_KEYS, UVIT_OWN_KEYS, UVIT_REFERENCE_KEYS, uvitConfig } from './uvit/index.ts';
+import {
+  MaskGiTUViT,
+  UVIT_DEFAULTS,
+  UVIT_LEGACY_KEYS,
+  UVIT_OWN_KEYS,
+  UVIT_REFERENCE_KEYS,
+  uvitConfig,
+} from './uvit/index.ts';
 import { SUPERRES_DEFAULTS, SuperResTransformer, superResConfig } from './superres/index.ts';
 import { configFromDiffusers, isDiffusersUViT } from './uvit/diffusers-names.ts';
 
@@ -30,7 +37,8 @@ export function tokenModelKeys(architecture: string): Record<string, unknown> {
   check(architecture);
   if (architecture === 'uvit') {
     const keys: Record<string, unknown> = {};
-    for (const k of [...UVIT_REFERENCE_KEYS, ...UVIT_OWN_KEYS, ...UVIT_LEGACY_KEYS]) keys[k] = (UVIT_DEFAULTS as Record<string, unknown>)[k];
+    for (const k of [...UVIT_REFERENCE_KEYS, ...UVIT_OWN_KEYS, ...UVIT_LEGACY_KEYS])
+      keys[k] = (UVIT_DEFAULTS as Record<string, unknown>)[k];
     keys.vocab_size = keys.mask_token_id = 0;
     return keys;
   }
@@ -46,7 +54,11 @@ export function checkTokenModelConfig(architecture: string, config: Record<strin
   else transformerConfig(config);
 }
 
-export function createTokenModel(architecture: string, config: Record<string, unknown>, opts: { seed?: number | null } = {}): TokenModel {
+export function createTokenModel(
+  architecture: string,
+  config: Record<string, unknown>,
+  opts: { seed?: number | null } = {},
+): TokenModel {
   check(architecture);
   if (architecture === 'uvit') return new MaskGiTUViT(config, opts);
   if (architecture === 'superres') return new SuperResTransformer(config, opts);
@@ -59,7 +71,9 @@ export function architectureOf(config: Record<string, unknown>): Architecture {
   if (name === 'MaskGiTUViT' || name === 'MaskGiTUViT_v2' || isDiffusersUViT(config)) return 'uvit';
   if (name === REFERENCE_CLASS || name === EXTENDED_CLASS) return 'transformer';
   if (name === 'MuseSuperResTransformer') return 'superres';
-  throw new Error(`model config _class_name '${name}' is not a masked-token model this project knows (${REFERENCE_CLASS}, ${EXTENDED_CLASS}, MaskGiTUViT, UVit2DModel, MuseSuperResTransformer)`);
+  throw new Error(
+    `model config _class_name '${name}' is not a masked-token model this project knows (${REFERENCE_CLASS}, ${EXTENDED_CLASS}, MaskGiTUViT, UVit2DModel, MuseSuperResTransformer)`,
+  );
 }
 
 /** Loads a model folder (config.json + safetensors) of either architecture. */

@@ -13,8 +13,16 @@ import { withDatasetLock } from '../dataset/lock.ts';
 import { closestName } from '../util/suggest.ts';
 import { optoutVersion } from './store.ts';
 
-export const OPTOUT_URL: Removal = { status: 'opted_out', reason: 'optout_index', error: 'the URL is in the opt-out index' };
-export const OPTOUT_IMAGE: Removal = { status: 'opted_out', reason: 'optout_image', error: 'the image (sha256) is in the opt-out index' };
+export const OPTOUT_URL: Removal = {
+  status: 'opted_out',
+  reason: 'optout_index',
+  error: 'the URL is in the opt-out index',
+};
+export const OPTOUT_IMAGE: Removal = {
+  status: 'opted_out',
+  reason: 'optout_image',
+  error: 'the image (sha256) is in the opt-out index',
+};
 
 export class ApplyError extends Error {}
 
@@ -44,8 +52,13 @@ export function resolveDatasets(index: IndexDb, args: readonly string[]): Datase
     const abs = path.resolve(a);
     const hits = all.filter((d) => d.path === abs || d.name === a);
     if (hits.length === 0) {
-      const hint = closestName(a, all.map((d) => d.name));
-      const known = all.length ? `known: ${all.map((d) => d.name).join(', ')}` : 'the index knows no dataset yet (fetch registers them)';
+      const hint = closestName(
+        a,
+        all.map((d) => d.name),
+      );
+      const known = all.length
+        ? `known: ${all.map((d) => d.name).join(', ')}`
+        : 'the index knows no dataset yet (fetch registers them)';
       throw new ApplyError(`no dataset '${a}' in ${index.file}${hint ? ` (did you mean '${hint}'?)` : ''}; ${known}`);
     }
     for (const d of hits) out.set(d.id, d);
@@ -72,13 +85,24 @@ export interface ApplyOptions {
   onRemoved?: (s: RemovedSample) => void;
 }
 
-export async function applyOptouts(index: IndexDb, datasets: readonly DatasetRow[], opts: ApplyOptions = {}): Promise<DatasetApply[]> {
+export async function applyOptouts(
+  index: IndexDb,
+  datasets: readonly DatasetRow[],
+  opts: ApplyOptions = {},
+): Promise<DatasetApply[]> {
   const log = opts.log ?? (() => {});
   const out: DatasetApply[] = [];
   // The list as of now: what this run applies (an opt-out added while it runs belongs to the next version).
   const version = optoutVersion(index);
   for (const d of datasets) {
-    const res: DatasetApply = { dataset: d.name, path: d.path, shardsRewritten: 0, removed: 0, cacheFilesRewritten: 0, skipped: [] };
+    const res: DatasetApply = {
+      dataset: d.name,
+      path: d.path,
+      shardsRewritten: 0,
+      removed: 0,
+      cacheFilesRewritten: 0,
+      skipped: [],
+    };
     out.push(res);
     if (!existsSync(d.path)) {
       res.skipped.push(`${d.path}: the dataset folder does not exist`);
@@ -86,41 +110,50 @@ export async function applyOptouts(index: IndexDb, datasets: readonly DatasetRow
       continue;
     }
     // One rewriter per dataset at a time (src/dataset/lock.ts): a second apply or dedup --apply waits here.
-    await withDatasetLock(d.path, 'optout apply', async () => {
-      const shards = await affected(index, d.id);
-      for (const shard of await pendingRewrites(d.path)) if (!shards.has(shard)) shards.set(shard, new Map());
-      for (const shard of [...shards.keys()].sort((a, b) => a - b)) {
-        const remove = shards.get(shard)!;
-        // Keys of an unfinished rewrite (maybe a dedup one) get their index status updated too.
-        const journal = await readJournal(journalPath(d.path, shard));
-        opts.progress?.(`${d.name}: shard ${shard}: ${remove.size} sample(s) to remove${journal ? ', finishing an interrupted rewrite' : ''}`);
-        const r = await rewriteShard(d.path, shard, remove, { log: (m) => log(m) });
-        if (r.skipped) {
-          res.skipped.push(r.skipped);
-          continue;
+    await withDatasetLock(
+      d.path,
+      'optout apply',
+      async () => {
+        const shards = await affected(index, d.id);
+        for (const shard of await pendingRewrites(d.path)) if (!shards.has(shard)) shards.set(shard, new Map());
+        for (const shard of [...shards.keys()].sort((a, b) => a - b)) {
+          const remove = shards.get(shard)!;
+          // Keys of an unfinished rewrite (maybe a dedup one) get their index status updated too.
+          const journal = await readJournal(journalPath(d.path, shard));
+          opts.progress?.(
+            `${d.name}: shard ${shard}: ${remove.size} sample(s) to remove${journal ? ', finishing an interrupted rewrite' : ''}`,
+          );
+          const r = await rewriteShard(d.path, shard, remove, { log: (m) => log(m) });
+          if (r.skipped) {
+            res.skipped.push(r.skipped);
+            continue;
+          }
+          // As in rewriteShard, a journal's removal wins over a new one for the same key.
+          const all = new Map<string, Removal>([...remove, ...Object.entries(journal?.remove ?? {})]);
+          const byStatus = new Map<string, string[]>();
+          for (const [key, rm] of all) {
+            const keys = byStatus.get(rm.status);
+            if (keys) keys.push(key);
+            else byStatus.set(rm.status, [key]);
+          }
+          for (const [status, keys] of byStatus) index.setSampleStatus(d.id, keys, status);
+          for (const [key, rm] of remove) {
+            const s: RemovedSample = { dataset: d.name, key, shard, reason: rm.reason };
+            opts.onRemoved?.(s);
+            log(`${s.dataset} ${s.key} ${s.shard} ${s.reason}`);
+          }
+          res.shardsRewritten += r.removed > 0 || r.cacheFilesRewritten > 0 ? 1 : 0;
+          res.removed += r.removed;
+          res.cacheFilesRewritten += r.cacheFilesRewritten;
         }
-        // As in rewriteShard, a journal's removal wins over a new one for the same key.
-        const all = new Map<string, Removal>([...remove, ...Object.entries(journal?.remove ?? {})]);
-        const byStatus = new Map<string, string[]>();
-        for (const [key, rm] of all) {
-          const keys = byStatus.get(rm.status);
-          if (keys) keys.push(key);
-          else byStatus.set(rm.status, [key]);
+        if (res.skipped.length === 0) {
+          index
+            .stmt('INSERT INTO optout_applies(dataset_id, version, applied) VALUES (?, ?, ?) ON CONFLICT DO NOTHING')
+            .run(d.id, version, new Date().toISOString());
         }
-        for (const [status, keys] of byStatus) index.setSampleStatus(d.id, keys, status);
-        for (const [key, rm] of remove) {
-          const s: RemovedSample = { dataset: d.name, key, shard, reason: rm.reason };
-          opts.onRemoved?.(s);
-          log(`${s.dataset} ${s.key} ${s.shard} ${s.reason}`);
-        }
-        res.shardsRewritten += r.removed > 0 || r.cacheFilesRewritten > 0 ? 1 : 0;
-        res.removed += r.removed;
-        res.cacheFilesRewritten += r.cacheFilesRewritten;
-      }
-      if (res.skipped.length === 0) {
-        index.stmt('INSERT INTO optout_applies(dataset_id, version, applied) VALUES (?, ?, ?) ON CONFLICT DO NOTHING').run(d.id, version, new Date().toISOString());
-      }
-    }, { onWait: opts.progress ?? ((m) => process.stderr.write(m + '\n')) });
+      },
+      { onWait: opts.progress ?? ((m) => process.stderr.write(m + '\n')) },
+    );
   }
   return out;
 }

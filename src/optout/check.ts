@@ -22,7 +22,11 @@ export interface ImageCheck {
 }
 
 /** `samples`: the sample index to look in (one is opened for this check when absent). */
-async function lookIn<T>(store: OptoutStore, samples: SampleIndex | undefined, fn: (s: SampleIndex) => Promise<T>): Promise<T> {
+async function lookIn<T>(
+  store: OptoutStore,
+  samples: SampleIndex | undefined,
+  fn: (s: SampleIndex) => Promise<T>,
+): Promise<T> {
   return samples ? fn(samples) : withSampleIndex(store.index, fn);
 }
 
@@ -38,5 +42,9 @@ export async function checkUrl(store: OptoutStore, url: string, sampleIndex?: Sa
 /** Throws on a malformed sha256. */
 export async function checkImage(store: OptoutStore, sha256: string, sampleIndex?: SampleIndex): Promise<ImageCheck> {
   const optedOut = store.hasImage(sha256);
-  return { sha256: sha256.trim().toLowerCase(), optedOut, samples: await lookIn(store, sampleIndex, (s) => s.samplesBySha256(sha256)) };
+  return {
+    sha256: sha256.trim().toLowerCase(),
+    optedOut,
+    samples: await lookIn(store, sampleIndex, (s) => s.samplesBySha256(sha256)),
+  };
 }

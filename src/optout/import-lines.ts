@@ -70,7 +70,8 @@ function csvParser(source: string): LineParser {
       const names = f.map((c) => c.trim().toLowerCase());
       urlCol = names.indexOf('url');
       shaCol = names.indexOf('sha256');
-      if (urlCol < 0 && shaCol < 0) throw new ImportHeaderError(`${source}: the CSV header (${f.join(',')}) has no 'url' or 'sha256' column`);
+      if (urlCol < 0 && shaCol < 0)
+        throw new ImportHeaderError(`${source}: the CSV header (${f.join(',')}) has no 'url' or 'sha256' column`);
       header = false;
       return null;
     }
@@ -132,7 +133,14 @@ export class LineProcessor {
         errors.push({ line: n, message: (err as Error).message });
       }
     }
-    return { hashes: packed(hashes, 8), urls, images: packed(images, 32), errors, lines: lines.length, format: this.format };
+    return {
+      hashes: packed(hashes, 8),
+      urls,
+      images: packed(images, 32),
+      errors,
+      lines: lines.length,
+      format: this.format,
+    };
   }
 }
 

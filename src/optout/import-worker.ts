@@ -14,8 +14,13 @@ const processor = new LineProcessor(format, source);
 parentPort!.on('message', (m: ToImportWorker) => {
   try {
     const batch = processor.process(m.text.split('\n'));
-    parentPort!.postMessage({ batch } satisfies FromImportWorker, [batch.hashes.buffer as ArrayBuffer, batch.images.buffer as ArrayBuffer]);
+    parentPort!.postMessage({ batch } satisfies FromImportWorker, [
+      batch.hashes.buffer as ArrayBuffer,
+      batch.images.buffer as ArrayBuffer,
+    ]);
   } catch (err) {
-    parentPort!.postMessage({ fatal: err instanceof ImportHeaderError ? err.message : ((err as Error).stack ?? String(err)) } satisfies FromImportWorker);
+    parentPort!.postMessage({
+      fatal: err instanceof ImportHeaderError ? err.message : ((err as Error).stack ?? String(err)),
+    } satisfies FromImportWorker);
   }
 });

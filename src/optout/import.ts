@@ -10,7 +10,13 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import type { Worker } from 'node:worker_threads';
 import { startTsWorker } from '../util/ts-worker.ts';
-import { ImportHeaderError, LineProcessor, type ImportFormat, type LineError, type ParsedBatch } from './import-lines.ts';
+import {
+  ImportHeaderError,
+  LineProcessor,
+  type ImportFormat,
+  type LineError,
+  type ParsedBatch,
+} from './import-lines.ts';
 import type { FromImportWorker } from './import-worker.ts';
 import type { OptoutStore } from './store.ts';
 
@@ -48,14 +54,24 @@ export function formatFromName(file: string): ImportFormat | undefined {
   return undefined;
 }
 
-export async function importOptoutFile(store: OptoutStore, file: string, opts: ImportOptions = {}): Promise<ImportReport> {
+export async function importOptoutFile(
+  store: OptoutStore,
+  file: string,
+  opts: ImportOptions = {},
+): Promise<ImportReport> {
   const st = await stat(file).catch((err: NodeJS.ErrnoException) => {
     throw new Error(`optout import ${file}: ${err.code === 'ENOENT' ? 'no such file' : err.message}`);
   });
-  if (!st.isFile()) throw new Error(`optout import ${file}: not a file (give a text, CSV or JSONL file of URLs or sha256s)`);
+  if (!st.isFile())
+    throw new Error(`optout import ${file}: not a file (give a text, CSV or JSONL file of URLs or sha256s)`);
   const size = st.size;
   const stream = createReadStream(file);
-  return importOptouts(store, stream, { ...opts, format: opts.format ?? formatFromName(file), parallel: opts.parallel ?? size >= PARALLEL_FROM_BYTES }, file);
+  return importOptouts(
+    store,
+    stream,
+    { ...opts, format: opts.format ?? formatFromName(file), parallel: opts.parallel ?? size >= PARALLEL_FROM_BYTES },
+    file,
+  );
 }
 
 /** Blocks of whole lines (without the line ending between blocks), about BLOCK_CHARS each. */
@@ -74,7 +90,11 @@ async function* lineBlocks(stream: Readable, blockChars: number): AsyncGenerator
 }
 
 /** Parses blocks in a worker thread, in order, at most MAX_IN_FLIGHT ahead. */
-async function* parsedInWorker(blocks: AsyncIterable<string>, format: ImportFormat | undefined, source: string): AsyncGenerator<ParsedBatch> {
+async function* parsedInWorker(
+  blocks: AsyncIterable<string>,
+  format: ImportFormat | undefined,
+  source: string,
+): AsyncGenerator<ParsedBatch> {
   const worker: Worker = startTsWorker(new URL('./import-worker.ts', import.meta.url), { format, source });
   const waiting: Array<{ resolve: (b: ParsedBatch) => void; reject: (e: Error) => void }> = [];
   const results: Array<Promise<ParsedBatch>> = [];
@@ -106,16 +126,37 @@ async function* parsedInWorker(blocks: AsyncIterable<string>, format: ImportForm
   }
 }
 
-async function* parsedHere(blocks: AsyncIterable<string>, format: ImportFormat | undefined, source: string): AsyncGenerator<ParsedBatch> {
+async function* parsedHere(
+  blocks: AsyncIterable<string>,
+  format: ImportFormat | undefined,
+  source: string,
+): AsyncGenerator<ParsedBatch> {
   const processor = new LineProcessor(format, source);
   for await (const text of blocks) yield processor.process(text.split('\n'));
 }
 
-export async function importOptouts(store: OptoutStore, stream: Readable, opts: ImportOptions = {}, source = 'input'): Promise<ImportReport> {
+export async function importOptouts(
+  store: OptoutStore,
+  stream: Readable,
+  opts: ImportOptions = {},
+  source = 'input',
+): Promise<ImportReport> {
   const added = new Date().toISOString();
-  const report: ImportReport = { source, format: opts.format ?? 'lines', lines: 0, urls: { added: 0, already: 0 }, images: { added: 0, already: 0 }, errors: [], errorCount: 0 };
+  const report: ImportReport = {
+    source,
+    format: opts.format ?? 'lines',
+    lines: 0,
+    urls: { added: 0, already: 0 },
+    images: { added: 0, already: 0 },
+    errors: [],
+    errorCount: 0,
+  };
   const bulk = store.bulkUrls(added);
-  const batches = (opts.parallel ? parsedInWorker : parsedHere)(lineBlocks(stream, opts.blockChars ?? BLOCK_CHARS), opts.format, source);
+  const batches = (opts.parallel ? parsedInWorker : parsedHere)(
+    lineBlocks(stream, opts.blockChars ?? BLOCK_CHARS),
+    opts.format,
+    source,
+  );
   try {
     for await (const b of batches) {
       report.format = b.format;
@@ -128,7 +169,10 @@ export async function importOptouts(store: OptoutStore, stream: Readable, opts: 
       for (let i = 0; i < b.urls.length; i++) bulk.add({ hash: hashes.subarray(8 * i, 8 * i + 8), url: b.urls[i] });
       if (b.images.length) {
         const images = Buffer.from(b.images.buffer, b.images.byteOffset, b.images.byteLength);
-        const i = store.insertImages(Array.from({ length: images.length / 32 }, (_, k) => images.subarray(32 * k, 32 * k + 32)), added);
+        const i = store.insertImages(
+          Array.from({ length: images.length / 32 }, (_, k) => images.subarray(32 * k, 32 * k + 32)),
+          added,
+        );
         report.images.added += i.added;
         report.images.already += i.already;
       }

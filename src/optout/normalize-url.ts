@@ -28,7 +28,8 @@ export function normalizeUrl(input: string): string {
     throw new UrlError(`not a valid URL: ${JSON.stringify(input)}`);
   }
   let href = u.href;
-  if (!href.startsWith('https://') && !href.startsWith('http://')) throw new UrlError(`not an http(s) URL: ${JSON.stringify(input)}`);
+  if (!href.startsWith('https://') && !href.startsWith('http://'))
+    throw new UrlError(`not an http(s) URL: ${JSON.stringify(input)}`);
   // The first '#' of a serialised URL starts the fragment (slicing is cheaper than the `hash` setter).
   const frag = href.indexOf('#');
   if (frag >= 0) href = href.slice(0, frag);

@@ -45,11 +45,16 @@ export interface RequestInput {
 
 type Row = Omit<OptoutRequest, 'urls' | 'sha256s'> & { urls: string; sha256s: string };
 
-const fromRow = (r: Row): OptoutRequest => ({ ...r, urls: JSON.parse(r.urls) as string[], sha256s: JSON.parse(r.sha256s) as string[] });
+const fromRow = (r: Row): OptoutRequest => ({
+  ...r,
+  urls: JSON.parse(r.urls) as string[],
+  sha256s: JSON.parse(r.sha256s) as string[],
+});
 
 function stringList(v: unknown, what: string): string[] {
   if (v === undefined || v === null) return [];
-  if (!Array.isArray(v) || v.some((x) => typeof x !== 'string')) throw new RequestError(`${what} must be a list of strings`);
+  if (!Array.isArray(v) || v.some((x) => typeof x !== 'string'))
+    throw new RequestError(`${what} must be a list of strings`);
   return (v as string[]).map((x) => x.trim()).filter((x) => x !== '');
 }
 
@@ -58,21 +63,28 @@ export function validateRequest(input: RequestInput): { urls: string[]; sha256s:
   const urls = stringList(input.urls, 'urls');
   const sha256s = stringList(input.sha256s, 'sha256s').map((h) => h.toLowerCase());
   if (urls.length + sha256s.length === 0) throw new RequestError('a request needs at least one image URL or sha256');
-  if (urls.length + sha256s.length > REQUEST_LIMITS.items) throw new RequestError(`a request holds at most ${REQUEST_LIMITS.items} URLs and hashes (got ${urls.length + sha256s.length}); file several`);
+  if (urls.length + sha256s.length > REQUEST_LIMITS.items)
+    throw new RequestError(
+      `a request holds at most ${REQUEST_LIMITS.items} URLs and hashes (got ${urls.length + sha256s.length}); file several`,
+    );
   for (const u of urls) {
-    if (u.length > REQUEST_LIMITS.urlChars) throw new RequestError(`URL longer than ${REQUEST_LIMITS.urlChars} characters: ${u.slice(0, 80)}...`);
+    if (u.length > REQUEST_LIMITS.urlChars)
+      throw new RequestError(`URL longer than ${REQUEST_LIMITS.urlChars} characters: ${u.slice(0, 80)}...`);
     try {
       normalizeUrl(u);
     } catch (err) {
-      if (err instanceof UrlError) throw new RequestError(`not a valid image URL: ${JSON.stringify(u.slice(0, 200))} (${err.message})`);
+      if (err instanceof UrlError)
+        throw new RequestError(`not a valid image URL: ${JSON.stringify(u.slice(0, 200))} (${err.message})`);
       throw err;
     }
   }
-  for (const h of sha256s) if (!SHA256_HEX.test(h)) throw new RequestError(`not a sha256 (64 hex digits): ${JSON.stringify(h.slice(0, 100))}`);
+  for (const h of sha256s)
+    if (!SHA256_HEX.test(h)) throw new RequestError(`not a sha256 (64 hex digits): ${JSON.stringify(h.slice(0, 100))}`);
   let contact: string | null = null;
   if (input.contact !== undefined && input.contact !== null && input.contact !== '') {
     if (typeof input.contact !== 'string') throw new RequestError('contact must be a string');
-    if (input.contact.length > REQUEST_LIMITS.contactChars) throw new RequestError(`contact longer than ${REQUEST_LIMITS.contactChars} characters`);
+    if (input.contact.length > REQUEST_LIMITS.contactChars)
+      throw new RequestError(`contact longer than ${REQUEST_LIMITS.contactChars} characters`);
     contact = input.contact.trim();
   }
   return { urls: [...new Set(urls)], sha256s: [...new Set(sha256s)], contact };
@@ -103,14 +115,19 @@ export function requestByToken(index: IndexDb, token: string): OptoutRequest | u
 }
 
 export function listRequests(index: IndexDb, state?: RequestState): OptoutRequest[] {
-  const rows = (state ? index.stmt('SELECT * FROM optout_requests WHERE state = ? ORDER BY id').all(state) : index.stmt('SELECT * FROM optout_requests ORDER BY id').all()) as Row[];
+  const rows = (
+    state
+      ? index.stmt('SELECT * FROM optout_requests WHERE state = ? ORDER BY id').all(state)
+      : index.stmt('SELECT * FROM optout_requests ORDER BY id').all()
+  ) as Row[];
   return rows.map(fromRow);
 }
 
 function pendingRequest(index: IndexDb, id: number): OptoutRequest {
   const r = requestById(index, id);
   if (!r) throw new RequestError(`no opt-out request ${id}`);
-  if (r.state !== 'pending') throw new RequestError(`request ${id} is already ${r.state}${r.decided ? ` (${r.decided})` : ''}`);
+  if (r.state !== 'pending')
+    throw new RequestError(`request ${id} is already ${r.state}${r.decided ? ` (${r.decided})` : ''}`);
   return r;
 }
 
@@ -123,7 +140,9 @@ export function acceptRequest(index: IndexDb, id: number): OptoutRequest {
     if (r.urls.length) store.addUrls(r.urls);
     if (r.sha256s.length) store.addImages(r.sha256s);
     const version = index.stmt('SELECT version FROM optout_state WHERE id = 1').pluck().get() as number;
-    index.stmt("UPDATE optout_requests SET state = 'accepted', decided = ?, version = ? WHERE id = ?").run(new Date().toISOString(), version, id);
+    index
+      .stmt("UPDATE optout_requests SET state = 'accepted', decided = ?, version = ? WHERE id = ?")
+      .run(new Date().toISOString(), version, id);
   });
   return requestById(index, id)!;
 }
@@ -131,7 +150,9 @@ export function acceptRequest(index: IndexDb, id: number): OptoutRequest {
 export function rejectRequest(index: IndexDb, id: number, reason?: string): OptoutRequest {
   index.write(() => {
     pendingRequest(index, id);
-    index.stmt("UPDATE optout_requests SET state = 'rejected', decided = ?, reason = ? WHERE id = ?").run(new Date().toISOString(), reason ?? null, id);
+    index
+      .stmt("UPDATE optout_requests SET state = 'rejected', decided = ?, reason = ? WHERE id = ?")
+      .run(new Date().toISOString(), reason ?? null, id);
   });
   return requestById(index, id)!;
 }
@@ -149,5 +170,9 @@ export function appliedIn(index: IndexDb, r: OptoutRequest): AppliedIn[] {
 
 /** The opt-out version a dataset was last applied at, and when (null: never). */
 export function lastApplied(index: IndexDb, datasetId: number): { version: number; applied: string } | null {
-  return (index.stmt('SELECT version, applied FROM optout_applies WHERE dataset_id = ? ORDER BY version DESC LIMIT 1').get(datasetId) as { version: number; applied: string } | undefined) ?? null;
+  return (
+    (index
+      .stmt('SELECT version, applied FROM optout_applies WHERE dataset_id = ? ORDER BY version DESC LIMIT 1')
+      .get(datasetId) as { version: number; applied: string } | undefined) ?? null
+  );
 }

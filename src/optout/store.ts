@@ -41,7 +41,10 @@ const STAGE_BATCH = 100_000;
  * one, so `optout list --since V` and the datasets' last-applied version can say what is new.
  */
 export function nextOptoutVersion(index: IndexDb): number {
-  return index.stmt('UPDATE optout_state SET version = version + 1 WHERE id = 1 RETURNING version').pluck().get() as number;
+  return index
+    .stmt('UPDATE optout_state SET version = version + 1 WHERE id = 1 RETURNING version')
+    .pluck()
+    .get() as number;
 }
 
 /** The current opt-out list version (0: nothing versioned yet). */
@@ -89,8 +92,12 @@ export class OptoutStore {
       // The version is spliced in as an integer literal, like the timestamp (one statement per version).
       const v = nextOptoutVersion(this.index);
       // ROWS rows per statement: one call into SQLite per ROWS URLs instead of per URL.
-      const many = this.index.db.prepare(`INSERT INTO optout_urls(url_hash, url, added, version) VALUES ${`(?, ?, ${lit}, ${v})`.repeat(ROWS).replaceAll(')(', '), (')} ON CONFLICT DO NOTHING`);
-      const one = this.index.db.prepare(`INSERT INTO optout_urls(url_hash, url, added, version) VALUES (?, ?, ${lit}, ${v}) ON CONFLICT DO NOTHING`);
+      const many = this.index.db.prepare(
+        `INSERT INTO optout_urls(url_hash, url, added, version) VALUES ${`(?, ?, ${lit}, ${v})`.repeat(ROWS).replaceAll(')(', '), (')} ON CONFLICT DO NOTHING`,
+      );
+      const one = this.index.db.prepare(
+        `INSERT INTO optout_urls(url_hash, url, added, version) VALUES (?, ?, ${lit}, ${v}) ON CONFLICT DO NOTHING`,
+      );
       let i = 0;
       for (; i + ROWS <= sorted.length; i += ROWS) {
         for (let j = 0; j < ROWS; j++) {
@@ -110,7 +117,9 @@ export class OptoutStore {
   }
 
   insertImages(batch: Buffer[], added = new Date().toISOString()): { added: number; already: number } {
-    const ins = this.index.stmt('INSERT INTO optout_images(sha256, added, version) VALUES (?, ?, ?) ON CONFLICT DO NOTHING');
+    const ins = this.index.stmt(
+      'INSERT INTO optout_images(sha256, added, version) VALUES (?, ?, ?) ON CONFLICT DO NOTHING',
+    );
     let n = 0;
     this.index.write(() => {
       const v = nextOptoutVersion(this.index);
@@ -187,14 +196,22 @@ export class OptoutStore {
    */
   listUrls(since?: number): IterableIterator<{ url: string; added: string | null; version: number }> {
     type Row = { url: string; added: string | null; version: number };
-    if (since === undefined) return this.index.stmt('SELECT url, added, version FROM optout_urls').iterate() as IterableIterator<Row>;
-    return this.index.stmt('SELECT url, added, version FROM optout_urls WHERE version > ? ORDER BY version').iterate(since) as IterableIterator<Row>;
+    if (since === undefined)
+      return this.index.stmt('SELECT url, added, version FROM optout_urls').iterate() as IterableIterator<Row>;
+    return this.index
+      .stmt('SELECT url, added, version FROM optout_urls WHERE version > ? ORDER BY version')
+      .iterate(since) as IterableIterator<Row>;
   }
 
   listImages(since?: number): IterableIterator<{ sha256: string; added: string | null; version: number }> {
     type Row = { sha256: string; added: string | null; version: number };
-    if (since === undefined) return this.index.stmt('SELECT lower(hex(sha256)) AS sha256, added, version FROM optout_images').iterate() as IterableIterator<Row>;
-    return this.index.stmt('SELECT lower(hex(sha256)) AS sha256, added, version FROM optout_images WHERE version > ? ORDER BY version').iterate(since) as IterableIterator<Row>;
+    if (since === undefined)
+      return this.index
+        .stmt('SELECT lower(hex(sha256)) AS sha256, added, version FROM optout_images')
+        .iterate() as IterableIterator<Row>;
+    return this.index
+      .stmt('SELECT lower(hex(sha256)) AS sha256, added, version FROM optout_images WHERE version > ? ORDER BY version')
+      .iterate(since) as IterableIterator<Row>;
   }
 }
 
@@ -234,7 +251,9 @@ export class UrlBulkLoader {
     isoLiteral(added);
     for (let p = 0; p < STAGING_PARTS; p++) {
       index.db.exec(`CREATE TEMP TABLE ${this.prefix}${p} (url_hash BLOB NOT NULL, url TEXT NOT NULL)`);
-      this.inserts.push(index.db.prepare(`INSERT INTO temp.${this.prefix}${p} VALUES ${'(?, ?), '.repeat(ROWS - 1)}(?, ?)`));
+      this.inserts.push(
+        index.db.prepare(`INSERT INTO temp.${this.prefix}${p} VALUES ${'(?, ?), '.repeat(ROWS - 1)}(?, ?)`),
+      );
       this.one.push(index.db.prepare(`INSERT INTO temp.${this.prefix}${p} VALUES (?, ?)`));
     }
   }

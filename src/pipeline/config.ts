@@ -129,7 +129,11 @@ export function resolvePipelinePath(nameOrPath: string, projectRoot: string): st
   const dir = path.join(projectRoot, 'pipelines');
   const file = path.join(dir, `${name}.yaml`);
   if (existsSync(file)) return file;
-  const known = existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.yaml')).map((f) => f.slice(0, -5)) : [];
+  const known = existsSync(dir)
+    ? readdirSync(dir)
+        .filter((f) => f.endsWith('.yaml'))
+        .map((f) => f.slice(0, -5))
+    : [];
   const hint = closestName(nameOrPath, [...known, ...Object.keys(PIPELINE_ALIASES)]);
   throw new ConfigError(
     `unknown pipeline '${nameOrPath}'${hint ? ` (did you mean '${hint}'?)` : ''}; known: ${known.sort().join(', ')}`,
@@ -167,7 +171,9 @@ function checkKeys(obj: Record<string, unknown>, prefix: string, where: string):
     const type = SCHEMA[key];
     if (!type) {
       const siblings = Object.keys(SCHEMA)
-        .filter((s) => s.startsWith(prefix ? `${prefix}.` : '') && !s.slice(prefix ? prefix.length + 1 : 0).includes('.'))
+        .filter(
+          (s) => s.startsWith(prefix ? `${prefix}.` : '') && !s.slice(prefix ? prefix.length + 1 : 0).includes('.'),
+        )
         .map((s) => s.slice(prefix ? prefix.length + 1 : 0));
       throw unknownKeyError(where, key, siblings);
     }
@@ -209,7 +215,10 @@ function checkType(v: unknown, type: string, key: string, where: string): void {
       : type === 'number'
         ? typeof v === 'number' && Number.isFinite(v)
         : typeof v === type;
-  if (!ok) throw new ConfigError(`${where}: '${key}' must be ${type === 'string[]' ? 'a list of strings' : `a ${type}`}, got ${JSON.stringify(v)}`);
+  if (!ok)
+    throw new ConfigError(
+      `${where}: '${key}' must be ${type === 'string[]' ? 'a list of strings' : `a ${type}`}, got ${JSON.stringify(v)}`,
+    );
 }
 
 function validate(cfg: PipelineConfig, where: string): void {
@@ -230,20 +239,30 @@ function validate(cfg: PipelineConfig, where: string): void {
     ['download.max_bytes', cfg.download.max_bytes],
   ];
   for (const [key, v] of positive) if (!(v > 0)) throw new ConfigError(`${where}: '${key}' must be > 0, got ${v}`);
-  if (!Number.isInteger(cfg.samples_per_shard)) throw new ConfigError(`${where}: 'samples_per_shard' must be a whole number`);
+  if (!Number.isInteger(cfg.samples_per_shard))
+    throw new ConfigError(`${where}: 'samples_per_shard' must be a whole number`);
   if (cfg.image.encode_quality < 1 || cfg.image.encode_quality > 100) {
-    throw new ConfigError(`${where}: 'image.encode_quality' must be between 1 and 100, got ${cfg.image.encode_quality}`);
+    throw new ConfigError(
+      `${where}: 'image.encode_quality' must be between 1 and 100, got ${cfg.image.encode_quality}`,
+    );
   }
-  if (cfg.download.retries < 0 || cfg.download.max_redirects < 0) throw new ConfigError(`${where}: retries and max_redirects must be ≥ 0`);
+  if (cfg.download.retries < 0 || cfg.download.max_redirects < 0)
+    throw new ConfigError(`${where}: retries and max_redirects must be ≥ 0`);
   if (!Number.isInteger(cfg.download.origin_cutoff_after) || cfg.download.origin_cutoff_after < 0) {
-    throw new ConfigError(`${where}: 'download.origin_cutoff_after' must be a whole number ≥ 0 (0 = never cut an origin off), got ${cfg.download.origin_cutoff_after}`);
+    throw new ConfigError(
+      `${where}: 'download.origin_cutoff_after' must be a whole number ≥ 0 (0 = never cut an origin off), got ${cfg.download.origin_cutoff_after}`,
+    );
   }
-  if (!(cfg.download.origin_cooldown_s >= 0)) throw new ConfigError(`${where}: 'download.origin_cooldown_s' must be ≥ 0, got ${cfg.download.origin_cooldown_s}`);
+  if (!(cfg.download.origin_cooldown_s >= 0))
+    throw new ConfigError(`${where}: 'download.origin_cooldown_s' must be ≥ 0, got ${cfg.download.origin_cooldown_s}`);
   if (cfg.input.files.length === 0) {
     throw new ConfigError(`${where}: no input files: set input.files in the pipeline or pass --input FILE`);
   }
-  if (cfg.input.format !== 'imagenet' && !cfg.input.url_col) throw new ConfigError(`${where}: input.url_col is required`);
+  if (cfg.input.format !== 'imagenet' && !cfg.input.url_col)
+    throw new ConfigError(`${where}: input.url_col is required`);
   if (!cfg.input.header && ['tsv', 'csv'].includes(cfg.input.format) && !cfg.input.columns) {
-    throw new ConfigError(`${where}: a ${cfg.input.format} input without header needs input.columns (e.g. [url, caption])`);
+    throw new ConfigError(
+      `${where}: a ${cfg.input.format} input without header needs input.columns (e.g. [url, caption])`,
+    );
   }
 }

@@ -42,7 +42,10 @@ export async function createShardContext(
   const totalRows = opened?.totalRows ?? (await source.open()).totalRows;
   const prefix = o.cfg.local_server?.url_prefix;
   const origin = o.localOrigin;
-  const rewriteUrl = prefix && origin ? (url: string) => (url.startsWith(prefix) ? origin + '/' + url.slice(prefix.length) : url) : undefined;
+  const rewriteUrl =
+    prefix && origin
+      ? (url: string) => (url.startsWith(prefix) ? origin + '/' + url.slice(prefix.length) : url)
+      : undefined;
   const downloader = createDownloader(o.cfg.download, { rewriteUrl });
   configureSharp(); // every image is seen once: libvips' operation cache would only hold memory
   // Registers the output folder as a dataset of the data root (idempotent: every worker does it too).
@@ -64,7 +67,12 @@ export async function createShardContext(
     live: () => {
       const rows = inFlight.snapshot();
       const d = downloader.status();
-      return { in_flight: rows.rows, waiting_on_slow_origins: d.waitingOnSlowOrigins, oldest_ms: rows.oldest_ms, cut_offs: d.cutOffs };
+      return {
+        in_flight: rows.rows,
+        waiting_on_slow_origins: d.waitingOnSlowOrigins,
+        oldest_ms: rows.oldest_ms,
+        cut_offs: d.cutOffs,
+      };
     },
     close: async () => {
       index.close();

@@ -15,7 +15,10 @@ export function isRetried(wanted: ReadonlySet<string>, status: string, reason: s
 export class KeptRows {
   private readonly samples: AsyncGenerator<TarSample>;
 
-  private constructor(private readonly rows: Map<string, ManifestRow>, tar: string) {
+  private constructor(
+    private readonly rows: Map<string, ManifestRow>,
+    tar: string,
+  ) {
     this.samples = readTarSamples(tar);
   }
 

@@ -99,7 +99,10 @@ export interface FetchPlan {
   pendingRows: number;
 }
 
-export type FetchPlanOptions = Pick<FetchOptions, 'cfg' | 'datasetDir' | 'dataRoot' | 'projectRoot' | 'nameGiven' | 'shards' | 'shardModulo' | 'retryStatuses'>;
+export type FetchPlanOptions = Pick<
+  FetchOptions,
+  'cfg' | 'datasetDir' | 'dataRoot' | 'projectRoot' | 'nameGiven' | 'shards' | 'shardModulo' | 'retryStatuses'
+>;
 
 /**
  * The planning phase of every fetch, local or through the queue: checks the input files and the filter config
@@ -116,21 +119,36 @@ export async function planFetch(o: FetchPlanOptions): Promise<FetchPlan> {
   await registerDataset(o, totalRows, shards);
   const retried = o.retryStatuses ? await shardsToRetry(o.datasetDir, selected, new Set(o.retryStatuses)) : [];
   const pending = selected.filter((s) => !isShardComplete(o.datasetDir, s) || retried.includes(s));
-  const pendingRows = pending.reduce((n, s) => n + Math.min(o.cfg.samples_per_shard, totalRows - s * o.cfg.samples_per_shard), 0);
+  const pendingRows = pending.reduce(
+    (n, s) => n + Math.min(o.cfg.samples_per_shard, totalRows - s * o.cfg.samples_per_shard),
+    0,
+  );
   return { source, totalRows, shards, selected, retried, pending, pendingRows };
 }
 
 /** The progress display of a planned run. */
 export function planProgress(plan: FetchPlan, o: Pick<FetchOptions, 'logFormat' | 'progressIntervalS'>): FetchProgress {
-  return new FetchProgress(plan.pendingRows, plan.pending.length, o.logFormat, process.stderr, (o.progressIntervalS ?? 5) * 1000);
+  return new FetchProgress(
+    plan.pendingRows,
+    plan.pending.length,
+    o.logFormat,
+    process.stderr,
+    (o.progressIntervalS ?? 5) * 1000,
+  );
 }
 
 /** "fetch NAME: R rows, T shard(s); S selected, C already complete": a run's first line, before how it runs. */
-export function describePlan(plan: FetchPlan, o: Pick<FetchOptions, 'cfg' | 'retryStatuses'>, through?: string): string {
+export function describePlan(
+  plan: FetchPlan,
+  o: Pick<FetchOptions, 'cfg' | 'retryStatuses'>,
+  through?: string,
+): string {
   const { selected, pending, retried } = plan;
-  return `fetch ${o.cfg.name}${through ? ` through ${through}` : ''}: ${plan.totalRows} rows, ${plan.shards} shard(s); ${selected.length} selected, ` +
+  return (
+    `fetch ${o.cfg.name}${through ? ` through ${through}` : ''}: ${plan.totalRows} rows, ${plan.shards} shard(s); ${selected.length} selected, ` +
     `${selected.length - pending.length + retried.length} already complete` +
-    (o.retryStatuses ? ` (${retried.length} of them with rows to retry: ${o.retryStatuses.join(', ')})` : '');
+    (o.retryStatuses ? ` (${retried.length} of them with rows to retry: ${o.retryStatuses.join(', ')})` : '')
+  );
 }
 
 export async function runFetch(o: FetchOptions): Promise<FetchSummary> {
@@ -139,11 +157,18 @@ export async function runFetch(o: FetchOptions): Promise<FetchSummary> {
   const { source, totalRows, shards: total, selected, pending } = plan;
   const server = o.cfg.local_server ? await (await import('../sample-data/server.ts')).startSampleServer() : undefined;
   const ctxOptions: ContextOptions = {
-    cfg: o.cfg, datasetDir: o.datasetDir, dataRoot: o.dataRoot, projectRoot: o.projectRoot, localOrigin: server?.origin, retryStatuses: o.retryStatuses,
+    cfg: o.cfg,
+    datasetDir: o.datasetDir,
+    dataRoot: o.dataRoot,
+    projectRoot: o.projectRoot,
+    localOrigin: server?.origin,
+    retryStatuses: o.retryStatuses,
   };
   try {
     const progress = planProgress(plan, o);
-    progress.message(`${describePlan(plan, o)}, ${pending.length} to run with ${Math.min(o.workers, Math.max(pending.length, 1))} worker(s) -> ${o.datasetDir}`);
+    progress.message(
+      `${describePlan(plan, o)}, ${pending.length} to run with ${Math.min(o.workers, Math.max(pending.length, 1))} worker(s) -> ${o.datasetDir}`,
+    );
     const failed: FetchSummary['shards_failed'] = [];
     const rss = { maxKb: 0 };
     if (pending.length === 0) {
@@ -154,8 +179,15 @@ export async function runFetch(o: FetchOptions): Promise<FetchSummary> {
       await runInWorkers(pending, Math.min(o.workers, pending.length), ctxOptions, progress, failed, rss);
     }
     const summary = await fetchSummary({
-      datasetDir: o.datasetDir, totalRows, shards: total, selected, pending, failed, started,
-      successes: progress.finish().successes, peakRssKb: rss.maxKb,
+      datasetDir: o.datasetDir,
+      totalRows,
+      shards: total,
+      selected,
+      pending,
+      failed,
+      started,
+      successes: progress.finish().successes,
+      peakRssKb: rss.maxKb,
     });
     if (pending.length) await adviseCompaction(o.dataRoot, (m) => progress.message(m));
     return { ...summary, cut_origins: progress.cutOrigins() };
@@ -200,13 +232,19 @@ async function runInProcess(
 }
 
 /** Complete selected shards whose stats count rows of a status or reason in `wanted`. */
-async function shardsToRetry(datasetDir: string, selected: readonly number[], wanted: ReadonlySet<string>): Promise<number[]> {
+async function shardsToRetry(
+  datasetDir: string,
+  selected: readonly number[],
+  wanted: ReadonlySet<string>,
+): Promise<number[]> {
   const out: number[] = [];
   for (const s of selected) {
     const st = isShardComplete(datasetDir, s) ? await readStats(shardPaths(datasetDir, s).stats) : null;
     if (!st) continue;
-    const hit = Object.entries(st.reasons ?? {}).some(([status, byReason]) => Object.keys(byReason).some((reason) => isRetried(wanted, status, reason)))
-      || Object.entries(st.status).some(([status, n]) => (n ?? 0) > 0 && wanted.has(status));
+    const hit =
+      Object.entries(st.reasons ?? {}).some(([status, byReason]) =>
+        Object.keys(byReason).some((reason) => isRetried(wanted, status, reason)),
+      ) || Object.entries(st.status).some(([status, n]) => (n ?? 0) > 0 && wanted.has(status));
     if (hit) out.push(s);
   }
   return out;
@@ -217,7 +255,11 @@ async function shardsToRetry(datasetDir: string, selected: readonly number[], wa
  * produce different shards (other input, shard size, image or filter settings) is refused: mixing the two would
  * give a dataset no single config describes.
  */
-export async function registerDataset(o: Pick<FetchOptions, 'cfg' | 'datasetDir' | 'dataRoot' | 'nameGiven'>, totalRows: number, shards: number): Promise<void> {
+export async function registerDataset(
+  o: Pick<FetchOptions, 'cfg' | 'datasetDir' | 'dataRoot' | 'nameGiven'>,
+  totalRows: number,
+  shards: number,
+): Promise<void> {
   // The name first (--name, else the folder's name): a name another folder holds is refused before anything is written.
   const name = o.nameGiven ? o.cfg.name : path.basename(path.resolve(o.datasetDir));
   const index = openIndex(o.dataRoot);
@@ -230,7 +272,14 @@ export async function registerDataset(o: Pick<FetchOptions, 'cfg' | 'datasetDir'
   }
   await mkdir(shardsDir(o.datasetDir), { recursive: true });
   const file = datasetJsonPath(o.datasetDir);
-  const outputShaping = (cfg: PipelineConfig) => JSON.stringify({ input: cfg.input, filters: cfg.filters, image: cfg.image, dead_links: cfg.dead_links, samples_per_shard: cfg.samples_per_shard });
+  const outputShaping = (cfg: PipelineConfig) =>
+    JSON.stringify({
+      input: cfg.input,
+      filters: cfg.filters,
+      image: cfg.image,
+      dead_links: cfg.dead_links,
+      samples_per_shard: cfg.samples_per_shard,
+    });
   const prev = readDatasetJson<PipelineConfig>(o.datasetDir);
   if (prev) {
     if (outputShaping(prev.pipeline) !== outputShaping(o.cfg)) {
@@ -241,7 +290,13 @@ export async function registerDataset(o: Pick<FetchOptions, 'cfg' | 'datasetDir'
     }
     return;
   }
-  await writeDatasetJson(o.datasetDir, { name, total_rows: totalRows, shards, created: new Date().toISOString(), pipeline: o.cfg });
+  await writeDatasetJson(o.datasetDir, {
+    name,
+    total_rows: totalRows,
+    shards,
+    created: new Date().toISOString(),
+    pipeline: o.cfg,
+  });
 }
 
 async function runInWorkers(
@@ -284,8 +339,15 @@ async function runInWorkers(
  * selected shards, speed over the run, the peak RSS of this process and of its workers (`peakRssKb`).
  */
 export async function fetchSummary(o: {
-  datasetDir: string; totalRows: number; shards: number; selected: readonly number[]; pending: readonly number[];
-  failed: FetchSummary['shards_failed']; started: number; successes: number; peakRssKb?: number;
+  datasetDir: string;
+  totalRows: number;
+  shards: number;
+  selected: readonly number[];
+  pending: readonly number[];
+  failed: FetchSummary['shards_failed'];
+  started: number;
+  successes: number;
+  peakRssKb?: number;
 }): Promise<FetchSummary> {
   const status = Object.fromEntries(SAMPLE_STATUSES.map((s) => [s, 0])) as Record<SampleStatus, number>;
   const reasons: FetchSummary['reasons'] = {};
@@ -320,7 +382,9 @@ export async function fetchSummary(o: {
 
 /** The `n` most common (status, reason) pairs, most common first, as "failed bad_url 100, fallback http_404 25". */
 export function topReasons(reasons: FetchSummary['reasons'], n = 5): string {
-  const all = Object.entries(reasons).flatMap(([status, byReason]) => Object.entries(byReason).map(([reason, count]) => ({ status, reason, count })));
+  const all = Object.entries(reasons).flatMap(([status, byReason]) =>
+    Object.entries(byReason).map(([reason, count]) => ({ status, reason, count })),
+  );
   all.sort((a, b) => b.count - a.count || a.status.localeCompare(b.status) || a.reason.localeCompare(b.reason));
   const shown = all.slice(0, n).map((r) => `${r.status} ${r.reason} ${r.count}`);
   if (all.length > n) shown.push(`${all.length - n} other reason(s)`);

@@ -53,15 +53,20 @@ export interface ShardJobContext {
  */
 const WRITE_WINDOW_MIN = 2048;
 
-
 export async function runShard(shard: number, ctx: ShardJobContext): Promise<ShardStats> {
   const { cfg } = ctx;
   const S = cfg.samples_per_shard;
   const start = shard * S;
   const end = Math.min(start + S, ctx.totalRows);
-  if (start >= end) throw new Error(`shard ${shard} is out of range: the input has ${ctx.totalRows} rows (${shardCount(ctx.totalRows, S)} shards)`);
+  if (start >= end)
+    throw new Error(
+      `shard ${shard} is out of range: the input has ${ctx.totalRows} rows (${shardCount(ctx.totalRows, S)} shards)`,
+    );
   const paths = shardPaths(ctx.datasetDir, shard);
-  const kept = ctx.retryStatuses && isShardComplete(ctx.datasetDir, shard) ? await KeptRows.open(paths.manifest, paths.tar, ctx.retryStatuses) : undefined;
+  const kept =
+    ctx.retryStatuses && isShardComplete(ctx.datasetDir, shard)
+      ? await KeptRows.open(paths.manifest, paths.tar, ctx.retryStatuses)
+      : undefined;
   // A half-written shard from an interrupted run is redone from scratch: stats last, so remove it first. A shard
   // being retried stays complete (old files) until its new files are about to replace them.
   if (!kept) await rm(paths.stats, { force: true });
@@ -80,7 +85,8 @@ export async function runShard(shard: number, ctx: ShardJobContext): Promise<Sha
   const write = async (o: SampleOutcome | { kept: ManifestRow }) => {
     const t = performance.now();
     if ('kept' in o) {
-      if (o.kept.status === 'ok' || o.kept.status === 'fallback') await tar.addMembers(o.kept.key, await kept!.members(o.kept.key));
+      if (o.kept.status === 'ok' || o.kept.status === 'fallback')
+        await tar.addMembers(o.kept.key, await kept!.members(o.kept.key));
       rows.push(o.kept);
     } else {
       await tar.add(o);
@@ -97,7 +103,9 @@ export async function runShard(shard: number, ctx: ShardJobContext): Promise<Sha
     const key = sampleKey(shard, rec.row - start, S);
     const previous = kept?.get(key);
     if (previous) ctx.onRow?.(previous.status, shard);
-    queue.push(previous ? Promise.resolve({ kept: previous }) : processRow(rec, key, ctx, timings, urlHashes).then(finished));
+    queue.push(
+      previous ? Promise.resolve({ kept: previous }) : processRow(rec, key, ctx, timings, urlHashes).then(finished),
+    );
     while (queue.length >= window) await write(await queue.shift()!);
   }
   while (queue.length) await write(await queue.shift()!);
@@ -128,7 +136,13 @@ export async function runShard(shard: number, ctx: ShardJobContext): Promise<Sha
 }
 
 /** Everything that can happen to one row. Never throws: an unexpected error becomes a `failed` outcome. */
-async function processRow(rec: SourceRecord, key: string, ctx: ShardJobContext, timings: Record<string, number>, urlHashes: Map<string, Buffer>): Promise<SampleOutcome> {
+async function processRow(
+  rec: SourceRecord,
+  key: string,
+  ctx: ShardJobContext,
+  timings: Record<string, number>,
+  urlHashes: Map<string, Buffer>,
+): Promise<SampleOutcome> {
   const base: SampleOutcome = {
     key,
     row: rec.row,
@@ -152,7 +166,8 @@ async function processRow(rec: SourceRecord, key: string, ctx: ShardJobContext, 
     if (uh) urlHashes.set(key, uh);
     const optedOut = uh !== null && !!ctx.index?.urlHashOptedOut(uh);
     timings.optout_ms += performance.now() - t;
-    if (optedOut) return { ...base, status: 'opted_out', reason: 'optout_index', error: 'the URL is in the opt-out index' };
+    if (optedOut)
+      return { ...base, status: 'opted_out', reason: 'optout_index', error: 'the URL is in the opt-out index' };
 
     t = performance.now();
     const verdict = ctx.filter(rec);
@@ -173,13 +188,25 @@ async function processRow(rec: SourceRecord, key: string, ctx: ShardJobContext, 
     t = performance.now();
     const img = await ctx.processImage(got.bytes);
     timings.image_ms += performance.now() - t;
-    const sized = { ...base, bytes: got.bytes.length, originalWidth: img.originalWidth, originalHeight: img.originalHeight };
+    const sized = {
+      ...base,
+      bytes: got.bytes.length,
+      originalWidth: img.originalWidth,
+      originalHeight: img.originalHeight,
+    };
     if (!img.ok) {
       if (img.status === 'filtered') return { ...sized, status: 'filtered', reason: img.reason, error: img.error };
       return withFallback(sized, img.reason, img.error, ctx);
     }
     if (ctx.index?.imageOptedOut(img.sha256)) {
-      return { ...sized, status: 'opted_out', reason: 'optout_image', error: 'the image (sha256) is in the opt-out index', sha256: img.sha256, phash: img.phash };
+      return {
+        ...sized,
+        status: 'opted_out',
+        reason: 'optout_image',
+        error: 'the image (sha256) is in the opt-out index',
+        sha256: img.sha256,
+        phash: img.phash,
+      };
     }
     return {
       ...sized,
@@ -210,8 +237,19 @@ async function fetchBytes(rec: SourceRecord, ctx: ShardJobContext, lease: Lease)
 }
 
 /** A dead link or broken image: a solid-colour stand-in (`--dead-links fallback`) or nothing in the tar (`skip`). */
-async function withFallback(o: SampleOutcome, reason: string, error: string, ctx: ShardJobContext): Promise<SampleOutcome> {
+async function withFallback(
+  o: SampleOutcome,
+  reason: string,
+  error: string,
+  ctx: ShardJobContext,
+): Promise<SampleOutcome> {
   if (ctx.cfg.dead_links === 'skip') return { ...o, status: 'failed', reason, error };
   const fb = await fallbackImage(o.key, ctx.cfg.image);
-  return { ...o, status: 'fallback', reason, error, image: { data: fb.data, ext: fb.ext, width: fb.width, height: fb.height } };
+  return {
+    ...o,
+    status: 'fallback',
+    reason,
+    error,
+    image: { data: fb.data, ext: fb.ext, width: fb.width, height: fb.height },
+  };
 }

@@ -45,9 +45,29 @@ export function queueStatus(url: string): Promise<QueueStatus[]> {
           queue: q.name,
           counts,
           workers,
-          active: live(active).map((j) => ({ id: j.id!, shard: j.data.shard, dataset: dataset(j), attempt: j.attemptsMade + 1, progress: j.progress })),
-          failed: live(failed).map((j) => ({ id: j.id!, shard: j.data.shard, dataset: dataset(j), attempts: j.attemptsMade, reason: (j.failedReason ?? '').split('\n')[0] })),
-          retrying: live(delayed).filter((j) => j.attemptsMade > 0).map((j) => ({ id: j.id!, shard: j.data.shard, dataset: dataset(j), attempts: j.attemptsMade, reason: (j.failedReason ?? '').split('\n')[0] })),
+          active: live(active).map((j) => ({
+            id: j.id!,
+            shard: j.data.shard,
+            dataset: dataset(j),
+            attempt: j.attemptsMade + 1,
+            progress: j.progress,
+          })),
+          failed: live(failed).map((j) => ({
+            id: j.id!,
+            shard: j.data.shard,
+            dataset: dataset(j),
+            attempts: j.attemptsMade,
+            reason: (j.failedReason ?? '').split('\n')[0],
+          })),
+          retrying: live(delayed)
+            .filter((j) => j.attemptsMade > 0)
+            .map((j) => ({
+              id: j.id!,
+              shard: j.data.shard,
+              dataset: dataset(j),
+              attempts: j.attemptsMade,
+              reason: (j.failedReason ?? '').split('\n')[0],
+            })),
         };
       }),
     ),
@@ -57,10 +77,14 @@ export function queueStatus(url: string): Promise<QueueStatus[]> {
 export function formatStatus(url: string, all: QueueStatus[]): string {
   const lines = [`queue ${url}`];
   for (const s of all) {
-    lines.push(`${s.queue}: ${STATES.map((k) => `${s.counts[k] ?? 0} ${k}`).join(', ')}; ${s.workers} worker connection(s)`);
+    lines.push(
+      `${s.queue}: ${STATES.map((k) => `${s.counts[k] ?? 0} ${k}`).join(', ')}; ${s.workers} worker connection(s)`,
+    );
     for (const a of s.active) lines.push(`  active   shard ${a.shard} of ${a.dataset} (attempt ${a.attempt})`);
-    for (const r of s.retrying) lines.push(`  retrying shard ${r.shard} of ${r.dataset} after ${r.attempts} attempt(s): ${r.reason}`);
-    for (const f of s.failed) lines.push(`  failed   shard ${f.shard} of ${f.dataset} after ${f.attempts} attempt(s): ${f.reason}`);
+    for (const r of s.retrying)
+      lines.push(`  retrying shard ${r.shard} of ${r.dataset} after ${r.attempts} attempt(s): ${r.reason}`);
+    for (const f of s.failed)
+      lines.push(`  failed   shard ${f.shard} of ${f.dataset} after ${f.attempts} attempt(s): ${f.reason}`);
   }
   return lines.join('\n') + '\n';
 }
@@ -90,7 +114,8 @@ export function cleanQueue(url: string, all: boolean): Promise<number> {
     for (const q of queues) {
       if (all) {
         const c = await q.getJobCounts(...STATES);
-        if (c.active) throw new Error(`queue ${q.name}: ${c.active} job(s) active; stop the workers first or clean without --all`);
+        if (c.active)
+          throw new Error(`queue ${q.name}: ${c.active} job(s) active; stop the workers first or clean without --all`);
         n += STATES.reduce((s, k) => s + (c[k] ?? 0), 0);
         await q.obliterate();
       } else {

@@ -24,10 +24,12 @@ export function parseQueueUrl(url: string): QueueConnection {
   } catch {
     throw new QueueError(`--queue: cannot read '${url}' (expected redis://HOST:PORT[/db])`);
   }
-  if (u.protocol !== 'redis:') throw new QueueError(`--queue: '${url}' is not a redis:// URL (expected redis://HOST:PORT[/db])`);
+  if (u.protocol !== 'redis:')
+    throw new QueueError(`--queue: '${url}' is not a redis:// URL (expected redis://HOST:PORT[/db])`);
   if (!u.hostname) throw new QueueError(`--queue: '${url}' names no host`);
   const dbPart = u.pathname.replace(/^\//, '');
-  if (dbPart !== '' && !/^\d+$/.test(dbPart)) throw new QueueError(`--queue: database '${dbPart}' in '${url}' is not a number`);
+  if (dbPart !== '' && !/^\d+$/.test(dbPart))
+    throw new QueueError(`--queue: database '${dbPart}' in '${url}' is not a number`);
   return {
     url,
     host: u.hostname.replace(/^\[|\]$/g, ''),
@@ -66,11 +68,15 @@ export async function checkQueue(c: QueueConnection, timeoutMs = 3000): Promise<
     enableOfflineQueue: false,
   });
   r.on('error', () => {}); // reported below
-  const timer = new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`no answer within ${timeoutMs / 1000}s`)), timeoutMs).unref());
+  const timer = new Promise<never>((_, reject) =>
+    setTimeout(() => reject(new Error(`no answer within ${timeoutMs / 1000}s`)), timeoutMs).unref(),
+  );
   try {
     await Promise.race([r.connect().then(() => r.ping()), timer]);
   } catch (err) {
-    throw new QueueError(`--queue ${c.url}: cannot reach Redis (${(err as Error).message}); is redis-server running there?`);
+    throw new QueueError(
+      `--queue ${c.url}: cannot reach Redis (${(err as Error).message}); is redis-server running there?`,
+    );
   } finally {
     r.disconnect();
   }

@@ -39,7 +39,11 @@ export function createFetchProcessor(o: FetchProcessorOptions) {
         }
         const index = await openOptoutSnapshot(d.optout);
         try {
-          const c = await createShardContext({ cfg: d.cfg, datasetDir: d.datasetDir, dataRoot: o.dataRoot, projectRoot: o.projectRoot, localOrigin }, undefined, index);
+          const c = await createShardContext(
+            { cfg: d.cfg, datasetDir: d.datasetDir, dataRoot: o.dataRoot, projectRoot: o.projectRoot, localOrigin },
+            undefined,
+            index,
+          );
           c.onRow = (status, shard) => {
             const m = counts.get(`${key}#${shard}`);
             if (m) m[status] = (m[status] ?? 0) + 1;
@@ -77,13 +81,17 @@ export function createFetchProcessor(o: FetchProcessorOptions) {
   const process = async (job: Job<FetchJobData, FetchJobResult>): Promise<FetchJobResult> => {
     const d = job.data;
     if (d.kind !== 'fetch' || d.format !== JOB_FORMAT) {
-      throw new UnrecoverableError(`job ${job.id}: a ${String(d.kind)} job of format ${String(d.format)}; this worker reads fetch jobs of format ${JOB_FORMAT} (update muse on every machine)`);
+      throw new UnrecoverableError(
+        `job ${job.id}: a ${String(d.kind)} job of format ${String(d.format)}; this worker reads fetch jobs of format ${JOB_FORMAT} (update muse on every machine)`,
+      );
     }
     if (isShardComplete(d.datasetDir, d.shard)) return { shard: d.shard, skipped: true, rows: 0, successes: 0 };
     const { ctx, release } = await contextFor(d);
     try {
       if (ctx.totalRows !== d.totalRows) {
-        throw new Error(`the input on this machine has ${ctx.totalRows} rows where the run's has ${d.totalRows}: every worker must read the same metadata files`);
+        throw new Error(
+          `the input on this machine has ${ctx.totalRows} rows where the run's has ${d.totalRows}: every worker must read the same metadata files`,
+        );
       }
       const countsKey = `${ctxKey(d)}#${d.shard}`;
       counts.set(countsKey, {});

@@ -9,14 +9,32 @@
  */
 import path from 'node:path';
 import { Queue } from 'bullmq';
-import { FetchError, describePlan, fetchSummary, planFetch, planProgress, type FetchOptions, type FetchSummary } from '../pipeline/run-fetch.ts';
+import {
+  FetchError,
+  describePlan,
+  fetchSummary,
+  planFetch,
+  planProgress,
+  type FetchOptions,
+  type FetchSummary,
+} from '../pipeline/run-fetch.ts';
 import { shardName, shardPaths } from '../dataset/names.ts';
 import { readStats } from '../dataset/stats.ts';
 import type { SampleStatus } from '../shards/outcome.ts';
 import { isShardComplete } from '../dataset/complete-shards.ts';
 import { openFetchIndex, type FetchIndex } from '../index-db/fetch-index.ts';
 import { bullConnection, checkQueue, parseQueueUrl } from './connection.ts';
-import { DEFAULT_RETRY, FETCH_QUEUE, JOB_FORMAT, QUEUE_PREFIX, fetchJobId, jobOptions, type FetchJobData, type FetchJobProgress, type RetryPolicy } from './jobs.ts';
+import {
+  DEFAULT_RETRY,
+  FETCH_QUEUE,
+  JOB_FORMAT,
+  QUEUE_PREFIX,
+  fetchJobId,
+  jobOptions,
+  type FetchJobData,
+  type FetchJobProgress,
+  type RetryPolicy,
+} from './jobs.ts';
 import { enqueueShards, watchShardJobs } from './shard-watch.ts';
 import { writeOptoutSnapshot } from './optout-snapshot.ts';
 
@@ -34,7 +52,8 @@ export async function fetchThroughQueue(o: QueueFetchOptions): Promise<FetchSumm
   const started = Date.now();
   const conn = parseQueueUrl(o.queueUrl);
   await checkQueue(conn);
-  if (o.retryStatuses) throw new FetchError('--retry-status runs shards in this process or its workers; it does not go with --queue');
+  if (o.retryStatuses)
+    throw new FetchError('--retry-status runs shards in this process or its workers; it does not go with --queue');
   // The same plan as a local fetch, before anything is enqueued: input files and filter config checked, the
   // dataset registered, the shards chosen (--shards, --shard-index/--shard-count).
   const plan = await planFetch(o);
@@ -50,11 +69,21 @@ export async function fetchThroughQueue(o: QueueFetchOptions): Promise<FetchSumm
     const job = (shard: number) => ({
       shard,
       id: ids.get(shard)!,
-      data: { kind: 'fetch', format: JOB_FORMAT, shard, cfg: o.cfg, totalRows, datasetDir: o.datasetDir, optout } satisfies FetchJobData,
+      data: {
+        kind: 'fetch',
+        format: JOB_FORMAT,
+        shard,
+        cfg: o.cfg,
+        totalRows,
+        datasetDir: o.datasetDir,
+        optout,
+      } satisfies FetchJobData,
       opts: jobOptions(ids.get(shard)!, o.retry ?? DEFAULT_RETRY),
     });
     const added = await enqueueShards(queue, pending.map(job));
-    progress.message(`${describePlan(plan, o, o.queueUrl)}, ${pending.length} to run (${added} enqueued, ${pending.length - added} already queued) -> ${o.datasetDir}`);
+    progress.message(
+      `${describePlan(plan, o, o.queueUrl)}, ${pending.length} to run (${added} enqueued, ${pending.length - added} already queued) -> ${o.datasetDir}`,
+    );
 
     const seen = new Map<number, Partial<Record<SampleStatus, number>>>(); // rows already counted per shard
     // The most seen per status, never lowered: a job retried after its worker died starts counting from 0 again,
@@ -78,7 +107,11 @@ export async function fetchThroughQueue(o: QueueFetchOptions): Promise<FetchSumm
     let outage = '';
     while (waiting.size) {
       try {
-        const st = await watchShardJobs<FetchJobProgress>(queue, new Map([...waiting].map((s) => [s, ids.get(s)!])), polls % LOST_CHECK_EVERY === 0);
+        const st = await watchShardJobs<FetchJobProgress>(
+          queue,
+          new Map([...waiting].map((s) => [s, ids.get(s)!])),
+          polls % LOST_CHECK_EVERY === 0,
+        );
         if (outage) progress.message(`queue ${o.queueUrl} reachable again`);
         outage = '';
         for (const [shard, p] of st.active) if (p?.counts) count(shard, p.counts);
@@ -99,7 +132,10 @@ export async function fetchThroughQueue(o: QueueFetchOptions): Promise<FetchSumm
         const lost = st.lost.filter((s) => waiting.has(s) && !isDone(s));
         if (lost.length) {
           const n = await enqueueShards(queue, lost.map(job));
-          if (n) progress.message(`${n} shard job(s) missing from the queue (Redis restarted without its data, or cleaned): enqueued again`);
+          if (n)
+            progress.message(
+              `${n} shard job(s) missing from the queue (Redis restarted without its data, or cleaned): enqueued again`,
+            );
         }
         const now = `queue: ${pending.length - waiting.size - failed.size} done, ${failed.size} failed, ${st.active.size} active, ${waiting.size - st.active.size} waiting; ${st.workers} worker connection(s)`;
         if (now !== line) progress.message(now);
@@ -113,7 +149,13 @@ export async function fetchThroughQueue(o: QueueFetchOptions): Promise<FetchSumm
       if (waiting.size) await new Promise((r) => setTimeout(r, o.pollMs ?? 1000));
     }
     return await fetchSummary({
-      datasetDir: o.datasetDir, totalRows, shards: total, selected, pending, started, successes: progress.finish().successes,
+      datasetDir: o.datasetDir,
+      totalRows,
+      shards: total,
+      selected,
+      pending,
+      started,
+      successes: progress.finish().successes,
       failed: [...failed].sort(([a], [b]) => a - b).map(([shard, error]) => ({ shard, error })),
     });
   } finally {

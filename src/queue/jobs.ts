@@ -84,8 +84,16 @@ export function fetchJobId(name: string, datasetDir: string, shard: number): str
 }
 
 /** Tokenize job id: dataset folder + the caches' identity (models, options) + shard. */
-export function tokenizeJobId(d: Omit<TokenizeJobData, 'shard' | 'exclude' | 'kind' | 'format'>, shard: number): string {
-  const identity = JSON.stringify({ vq: d.vq ?? 'builtin', text: d.text, inc: d.includeFallbacks, size: d.imageSize ?? null });
+export function tokenizeJobId(
+  d: Omit<TokenizeJobData, 'shard' | 'exclude' | 'kind' | 'format'>,
+  shard: number,
+): string {
+  const identity = JSON.stringify({
+    vq: d.vq ?? 'builtin',
+    text: d.text,
+    inc: d.includeFallbacks,
+    size: d.imageSize ?? null,
+  });
   return `tokenize-${shortHash(d.datasetDir)}-${shortHash(identity)}-${shard}`;
 }
 

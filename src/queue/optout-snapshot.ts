@@ -40,11 +40,17 @@ export async function writeOptoutSnapshot(dataRoot: string, datasetDir: string):
   } finally {
     index.close();
   }
-  const sha256 = createHash('sha256').update(await readFile(tmp)).digest('hex');
+  const sha256 = createHash('sha256')
+    .update(await readFile(tmp))
+    .digest('hex');
   const file = optoutSnapshotFile(datasetDir, sha256);
   // Reused only when its content is what its name says: a damaged or edited copy is replaced (else every rerun
   // would enqueue jobs that its workers refuse on the hash check).
-  const intact = existsSync(file) && createHash('sha256').update(await readFile(file)).digest('hex') === sha256;
+  const intact =
+    existsSync(file) &&
+    createHash('sha256')
+      .update(await readFile(file))
+      .digest('hex') === sha256;
   if (intact) await rm(tmp);
   else await rename(tmp, file);
   return { file, sha256 };
@@ -56,10 +62,13 @@ export async function openOptoutSnapshot(ref: OptoutSnapshotRef): Promise<FetchI
   try {
     bytes = await readFile(ref.file);
   } catch (err) {
-    throw new Error(`opt-out snapshot ${ref.file}: cannot read it on this machine (${(err as Error).message}); the output folder must be shared by every worker`);
+    throw new Error(
+      `opt-out snapshot ${ref.file}: cannot read it on this machine (${(err as Error).message}); the output folder must be shared by every worker`,
+    );
   }
   const got = createHash('sha256').update(bytes).digest('hex');
-  if (got !== ref.sha256) throw new Error(`opt-out snapshot ${ref.file}: sha256 ${got} does not match the job's ${ref.sha256}`);
+  if (got !== ref.sha256)
+    throw new Error(`opt-out snapshot ${ref.file}: sha256 ${got} does not match the job's ${ref.sha256}`);
   const db = new Database(ref.file, { readonly: true, fileMustExist: true });
   const urlStmt = db.prepare('SELECT 1 FROM optout_urls WHERE url_hash = ?').pluck();
   const imageStmt = db.prepare('SELECT 1 FROM optout_images WHERE sha256 = ?').pluck();

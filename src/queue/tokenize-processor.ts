@@ -12,7 +12,15 @@ export function createTokenizeProcessor() {
   let loaded: { key: string; ctx: Promise<Ctx> } | undefined;
 
   const contextFor = async (d: TokenizeJobData): Promise<Ctx> => {
-    const key = JSON.stringify([d.datasetDir, d.vq ?? null, d.text, d.batch, d.includeFallbacks, d.imageSize ?? null, d.backend]);
+    const key = JSON.stringify([
+      d.datasetDir,
+      d.vq ?? null,
+      d.text,
+      d.batch,
+      d.includeFallbacks,
+      d.imageSize ?? null,
+      d.backend,
+    ]);
     if (loaded?.key !== key) {
       const previous = loaded;
       // tfjs and the models are loaded only by workers that get tokenize jobs.
@@ -22,7 +30,14 @@ export function createTokenizeProcessor() {
         (await previous?.ctx.catch(() => undefined))?.dispose();
         await initBackend(d.backend, { quiet: true });
         // No data root: the opt-outs to leave out come with each job (the parent read them from its index).
-        return loadTokenizeContext({ datasetDir: d.datasetDir, vq: d.vq, text: d.text, batch: d.batch, includeFallbacks: d.includeFallbacks, imageSize: d.imageSize });
+        return loadTokenizeContext({
+          datasetDir: d.datasetDir,
+          vq: d.vq,
+          text: d.text,
+          batch: d.batch,
+          includeFallbacks: d.includeFallbacks,
+          imageSize: d.imageSize,
+        });
       })();
       loaded = { key, ctx };
       ctx.catch(() => {
@@ -35,7 +50,9 @@ export function createTokenizeProcessor() {
   const process = async (job: Job<TokenizeJobData, TokenizeJobResult>): Promise<TokenizeJobResult> => {
     const d = job.data;
     if (d.kind !== 'tokenize' || d.format !== JOB_FORMAT) {
-      throw new UnrecoverableError(`job ${job.id}: a ${String(d.kind)} job of format ${String(d.format)}; this worker reads tokenize jobs of format ${JOB_FORMAT} (update muse on every machine)`);
+      throw new UnrecoverableError(
+        `job ${job.id}: a ${String(d.kind)} job of format ${String(d.format)}; this worker reads tokenize jobs of format ${JOB_FORMAT} (update muse on every machine)`,
+      );
     }
     const ctx = await contextFor(d);
     const { tokenizeShard } = await import('../tokenize/run-tokenize.ts');

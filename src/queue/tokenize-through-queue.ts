@@ -11,7 +11,16 @@ import { shardName } from '../dataset/names.ts';
 import { absoluteVqSpec } from '../models/registry.ts';
 import { absoluteTextEncoderSpec } from '../models/text/index.ts';
 import { bullConnection, checkQueue, parseQueueUrl } from './connection.ts';
-import { DEFAULT_RETRY, JOB_FORMAT, QUEUE_PREFIX, TOKENIZE_QUEUE, jobOptions, tokenizeJobId, type RetryPolicy, type TokenizeJobData } from './jobs.ts';
+import {
+  DEFAULT_RETRY,
+  JOB_FORMAT,
+  QUEUE_PREFIX,
+  TOKENIZE_QUEUE,
+  jobOptions,
+  tokenizeJobId,
+  type RetryPolicy,
+  type TokenizeJobData,
+} from './jobs.ts';
 import { enqueueShards, mapChunked, watchShardJobs } from './shard-watch.ts';
 
 export interface QueueTokenizeOptions extends Omit<TokenizeOptions, 'workers' | 'runPending'> {
@@ -25,7 +34,10 @@ export interface QueueTokenizeOptions extends Omit<TokenizeOptions, 'workers' | 
  * VQGAN as `builtin`, whichever way it was spelled: `vqgan-tiny-seed0` too), folders as absolute paths (every worker
  * must find them: on a shared path).
  */
-export function jobModelSpecs(vq: string | undefined, text: readonly string[]): { vq: string | undefined; text: string[] } {
+export function jobModelSpecs(
+  vq: string | undefined,
+  text: readonly string[],
+): { vq: string | undefined; text: string[] } {
   return { vq: vq === undefined ? undefined : absoluteVqSpec(vq), text: text.map(absoluteTextEncoderSpec) };
 }
 
@@ -53,11 +65,19 @@ export async function tokenizeThroughQueue(o: QueueTokenizeOptions): Promise<Tok
         const job = (shard: number) => ({
           shard,
           id: ids.get(shard)!,
-          data: { kind: 'tokenize', format: JOB_FORMAT, shard, ...base, exclude: [...exclude].filter((k) => k.startsWith(shardName(shard))) } satisfies TokenizeJobData,
+          data: {
+            kind: 'tokenize',
+            format: JOB_FORMAT,
+            shard,
+            ...base,
+            exclude: [...exclude].filter((k) => k.startsWith(shardName(shard))),
+          } satisfies TokenizeJobData,
           opts: jobOptions(ids.get(shard)!, o.retry ?? DEFAULT_RETRY),
         });
         const added = await enqueueShards(queue, pending.map(job));
-        log(`tokenize: ${pending.length} shard job(s) on ${o.queueUrl} (${added} enqueued, ${pending.length - added} already queued)`);
+        log(
+          `tokenize: ${pending.length} shard job(s) on ${o.queueUrl} (${added} enqueued, ${pending.length - added} already queued)`,
+        );
         const waiting = new Set(pending);
         let outage = '';
         for (let poll = 0; waiting.size; poll++) {
@@ -83,7 +103,8 @@ export async function tokenizeThroughQueue(o: QueueTokenizeOptions): Promise<Tok
               // completed ones were recorded above; what is left lost its job (Redis restarted without its data)
               const again = [];
               for (const s of lost) if ((await queue.getJobState(ids.get(s)!)) === 'unknown') again.push(s);
-              if (again.length && (await enqueueShards(queue, again.map(job)))) log(`${again.length} tokenize job(s) missing from the queue: enqueued again`);
+              if (again.length && (await enqueueShards(queue, again.map(job))))
+                log(`${again.length} tokenize job(s) missing from the queue: enqueued again`);
             }
           } catch (err) {
             const msg = (err as Error).message;
@@ -97,6 +118,9 @@ export async function tokenizeThroughQueue(o: QueueTokenizeOptions): Promise<Tok
       }
     },
   });
-  if (failures.length) throw new Error(`tokenize through ${o.queueUrl}: ${failures.length} shard(s) failed (the others are recorded; a rerun redoes these):\n${failures.join('\n')}`);
+  if (failures.length)
+    throw new Error(
+      `tokenize through ${o.queueUrl}: ${failures.length} shard(s) failed (the others are recorded; a rerun redoes these):\n${failures.join('\n')}`,
+    );
   return summary;
 }

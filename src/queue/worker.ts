@@ -51,42 +51,58 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
     // A shard may be recovered from a dead worker this many times before it counts as failed.
     maxStalledCount: 3,
   };
-  const fetch = o.kinds.includes(FETCH_QUEUE) ? createFetchProcessor({ dataRoot: o.dataRoot, projectRoot: o.projectRoot }) : undefined;
+  const fetch = o.kinds.includes(FETCH_QUEUE)
+    ? createFetchProcessor({ dataRoot: o.dataRoot, projectRoot: o.projectRoot })
+    : undefined;
   const tokenize = o.kinds.includes(TOKENIZE_QUEUE) ? createTokenizeProcessor() : undefined;
   const workers: Worker[] = [];
   if (fetch) workers.push(new Worker(FETCH_QUEUE, fetch.process, { ...common, concurrency: o.concurrency }));
   if (tokenize) workers.push(new Worker(TOKENIZE_QUEUE, tokenize.process, { ...common, concurrency: 1 }));
   let lastError = '';
   for (const w of workers) {
-    w.on('active', (job) => log(`worker ${process.pid}: ${w.name} shard ${job.data.shard} started (job ${job.id}, attempt ${job.attemptsMade + 1})`));
+    w.on('active', (job) =>
+      log(
+        `worker ${process.pid}: ${w.name} shard ${job.data.shard} started (job ${job.id}, attempt ${job.attemptsMade + 1})`,
+      ),
+    );
     w.on('completed', (job) => log(`worker ${process.pid}: ${w.name} shard ${job.data.shard} done`));
-    w.on('failed', (job, err) => log(`worker ${process.pid}: ${w.name} shard ${job?.data.shard} failed: ${err.message.split('\n')[0]}`));
+    w.on('failed', (job, err) =>
+      log(`worker ${process.pid}: ${w.name} shard ${job?.data.shard} failed: ${err.message.split('\n')[0]}`),
+    );
     // The lock of a shard in hand could not be renewed (this process stalled longer than the lock, or Redis lost
     // it): another worker may now take that shard while this one still writes it. Said loudly; see the README.
-    w.on('lockRenewalFailed', (ids: string[]) => log(`worker ${process.pid}: WARNING lost the lock of ${ids.join(', ')}; another worker may redo it concurrently`));
+    w.on('lockRenewalFailed', (ids: string[]) =>
+      log(`worker ${process.pid}: WARNING lost the lock of ${ids.join(', ')}; another worker may redo it concurrently`),
+    );
     w.on('error', (err) => {
       // Connection trouble (Redis restarting): BullMQ reconnects by itself; say it once per kind of error.
       if (err.message !== lastError) log(`worker ${process.pid}: ${err.message}`);
       lastError = err.message;
     });
   }
-  log(`worker ${process.pid}: taking ${o.kinds.join(' and ')} jobs from ${o.queueUrl} (fetch concurrency ${o.concurrency}; ` +
-    `a dead worker's shard is taken over within ${(t.lockDurationMs + t.stalledIntervalMs) / 1000}s)`);
+  log(
+    `worker ${process.pid}: taking ${o.kinds.join(' and ')} jobs from ${o.queueUrl} (fetch concurrency ${o.concurrency}; ` +
+      `a dead worker's shard is taken over within ${(t.lockDurationMs + t.stalledIntervalMs) / 1000}s)`,
+  );
 
-  const stop = o.stopSignal ?? new Promise<void>((resolve) => {
-    let signalled = false;
-    const onSignal = (sig: NodeJS.Signals) => {
-      if (signalled) {
-        log(`worker ${process.pid}: ${sig} again, exiting now; unfinished shards go back to the queue after the lock expires`);
-        process.exit(1);
-      }
-      signalled = true;
-      log(`worker ${process.pid}: ${sig}, finishing the shards in hand (send it again to exit now)`);
-      resolve();
-    };
-    process.on('SIGTERM', onSignal);
-    process.on('SIGINT', onSignal);
-  });
+  const stop =
+    o.stopSignal ??
+    new Promise<void>((resolve) => {
+      let signalled = false;
+      const onSignal = (sig: NodeJS.Signals) => {
+        if (signalled) {
+          log(
+            `worker ${process.pid}: ${sig} again, exiting now; unfinished shards go back to the queue after the lock expires`,
+          );
+          process.exit(1);
+        }
+        signalled = true;
+        log(`worker ${process.pid}: ${sig}, finishing the shards in hand (send it again to exit now)`);
+        resolve();
+      };
+      process.on('SIGTERM', onSignal);
+      process.on('SIGINT', onSignal);
+    });
   await stop;
   await Promise.all(workers.map((w) => w.close()));
   await fetch?.close();

@@ -42,7 +42,8 @@ export async function checkCheckpointFiles(dir: string): Promise<string | null> 
   if (typeof files !== 'object' || files === null) return `${stateFile}: no 'files' table`;
   for (const [rel, rec] of Object.entries(files as Record<string, Partial<FileRecord>>)) {
     const abs = path.resolve(dir, rel);
-    if (!abs.startsWith(path.resolve(dir) + path.sep)) return `${stateFile}: file path ${rel} leaves the checkpoint directory`;
+    if (!abs.startsWith(path.resolve(dir) + path.sep))
+      return `${stateFile}: file path ${rel} leaves the checkpoint directory`;
     const st = await stat(abs).catch(() => null);
     if (!st || !st.isFile()) return `${abs}: missing`;
     if (st.size !== rec.bytes) return `${abs}: ${st.size} bytes, ${rec.bytes} expected (truncated or overwritten)`;

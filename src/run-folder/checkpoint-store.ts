@@ -8,7 +8,10 @@ import { fsyncDir, writeFileAtomic } from '../util/atomic.ts';
 import { checkCheckpointFiles, sha256File, type FileRecord } from './checkpoint-files.ts';
 import { CHECKPOINT_FILES, LATEST, parseStepName, stepName } from './names.ts';
 
-export interface CheckpointInfo { step: number; dir: string }
+export interface CheckpointInfo {
+  step: number;
+  dir: string;
+}
 export type CheckpointState = Record<string, unknown> & { step: number };
 
 const TRAINER_STATE = CHECKPOINT_FILES.trainerState;
@@ -16,7 +19,6 @@ const TMP_RE = /^\.tmp-step-\d+-(\d+)$/;
 
 /** A checkpoint folder's name: `step-XXXXXXXX`. */
 export const checkpointDirName = stepName;
-
 
 /** Every regular file under dir, as '/'-separated relative paths, plus the subdirectories (for fsync). */
 async function walk(dir: string, rel = ''): Promise<{ files: string[]; dirs: string[] }> {
@@ -36,11 +38,20 @@ async function walk(dir: string, rel = ''): Promise<{ files: string[]; dirs: str
 
 async function fsyncFile(file: string): Promise<void> {
   const fh = await open(file, 'r');
-  try { await fh.sync(); } finally { await fh.close(); }
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
 }
 
 function pidAlive(pid: number): boolean {
-  try { process.kill(pid, 0); return true; } catch (e) { return (e as NodeJS.ErrnoException).code === 'EPERM'; }
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 export class CheckpointStore {
@@ -49,7 +60,8 @@ export class CheckpointStore {
 
   /** `keepLast`: checkpoints kept after each save (default all: a store that only reads). */
   constructor(root: string, opts: { keepLast: number } = { keepLast: Number.MAX_SAFE_INTEGER }) {
-    if (!Number.isInteger(opts.keepLast) || opts.keepLast < 1) throw new Error(`CheckpointStore: keepLast must be an integer >= 1, got ${opts.keepLast}`);
+    if (!Number.isInteger(opts.keepLast) || opts.keepLast < 1)
+      throw new Error(`CheckpointStore: keepLast must be an integer >= 1, got ${opts.keepLast}`);
     this.root = path.resolve(root);
     this.keepLast = opts.keepLast;
   }
@@ -59,7 +71,8 @@ export class CheckpointStore {
    * Saving a step that already exists replaces it. Returns the final directory.
    */
   async save(step: number, write: (dir: string) => Promise<void>, state: Record<string, unknown>): Promise<string> {
-    if (!Number.isInteger(step) || step < 0) throw new Error(`CheckpointStore.save: step must be an integer >= 0, got ${step}`);
+    if (!Number.isInteger(step) || step < 0)
+      throw new Error(`CheckpointStore.save: step must be an integer >= 0, got ${step}`);
     await mkdir(this.root, { recursive: true });
     await this.removeStaleTmp();
     const name = checkpointDirName(step);
@@ -79,7 +92,9 @@ export class CheckpointStore {
       try {
         await fh.writeFile(JSON.stringify({ ...state, step, files: records }, null, 2) + '\n');
         await fh.sync();
-      } finally { await fh.close(); }
+      } finally {
+        await fh.close();
+      }
       for (const d of dirs) await fsyncDir(path.join(tmp, d));
       await fsyncDir(tmp);
     } catch (e) {
@@ -88,7 +103,10 @@ export class CheckpointStore {
     }
     const final = path.join(this.root, name);
     const replaced = path.join(this.root, `.tmp-replaced-${name}-${process.pid}`);
-    const exists = await stat(final).then(() => true, () => false);
+    const exists = await stat(final).then(
+      () => true,
+      () => false,
+    );
     if (exists) await rename(final, replaced);
     await rename(tmp, final);
     await fsyncDir(this.root);
@@ -101,7 +119,9 @@ export class CheckpointStore {
   /** Complete checkpoints (with trainer_state.json), ascending step. */
   async list(): Promise<CheckpointInfo[]> {
     let entries: string[];
-    try { entries = await readdir(this.root); } catch (e) {
+    try {
+      entries = await readdir(this.root);
+    } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
       throw e;
     }
@@ -110,7 +130,13 @@ export class CheckpointStore {
       const step = parseStepName(e);
       if (step === null) continue;
       const dir = path.join(this.root, e);
-      if (await stat(path.join(dir, TRAINER_STATE)).then((s) => s.isFile(), () => false)) out.push({ step, dir });
+      if (
+        await stat(path.join(dir, TRAINER_STATE)).then(
+          (s) => s.isFile(),
+          () => false,
+        )
+      )
+        out.push({ step, dir });
     }
     return out.sort((a, b) => a.step - b.step);
   }
@@ -141,9 +167,21 @@ export class CheckpointStore {
       throw new Error(`no usable checkpoint under ${this.root}: all ${bad.length} are corrupt (${bad.join('; ')})`);
     }
     let dir = path.resolve(spec);
-    if (!(await stat(dir).then((s) => s.isDirectory(), () => false))) {
+    if (
+      !(await stat(dir).then(
+        (s) => s.isDirectory(),
+        () => false,
+      ))
+    ) {
       const under = path.join(this.root, spec);
-      if (!path.isAbsolute(spec) && (await stat(under).then((s) => s.isDirectory(), () => false))) dir = under;
+      if (
+        !path.isAbsolute(spec) &&
+        (await stat(under).then(
+          (s) => s.isDirectory(),
+          () => false,
+        ))
+      )
+        dir = under;
       else throw new Error(`checkpoint ${spec}: no such directory`);
     }
     const problem = await this.verify(dir);
@@ -160,12 +198,21 @@ export class CheckpointStore {
   private async readState(dir: string): Promise<CheckpointState> {
     const file = path.join(dir, TRAINER_STATE);
     let text: string;
-    try { text = await readFile(file, 'utf8'); } catch { throw new Error(`${file}: missing`); }
+    try {
+      text = await readFile(file, 'utf8');
+    } catch {
+      throw new Error(`${file}: missing`);
+    }
     let v: unknown;
-    try { v = JSON.parse(text); } catch (e) { throw new Error(`${file}: not valid JSON (${(e as Error).message})`); }
+    try {
+      v = JSON.parse(text);
+    } catch (e) {
+      throw new Error(`${file}: not valid JSON (${(e as Error).message})`);
+    }
     if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error(`${file}: not a JSON object`);
     const st = v as Record<string, unknown>;
-    if (!Number.isInteger(st.step) || (st.step as number) < 0) throw new Error(`${file}: 'step' is not an integer >= 0`);
+    if (!Number.isInteger(st.step) || (st.step as number) < 0)
+      throw new Error(`${file}: 'step' is not an integer >= 0`);
     return st as CheckpointState;
   }
 
@@ -181,6 +228,7 @@ export class CheckpointStore {
 
   private async rotate(): Promise<void> {
     const all = await this.list();
-    for (const c of all.slice(0, Math.max(0, all.length - this.keepLast))) await rm(c.dir, { recursive: true, force: true });
+    for (const c of all.slice(0, Math.max(0, all.length - this.keepLast)))
+      await rm(c.dir, { recursive: true, force: true });
   }
 }

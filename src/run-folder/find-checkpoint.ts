@@ -18,8 +18,13 @@ export async function findCheckpoint(p: string, warn: (msg: string) => void, fla
   const ckpts = runPaths(dir).checkpoints;
   if (await isDir(ckpts)) {
     const found = await new CheckpointStore(ckpts).resolve(LATEST, warn);
-    if (!found) throw new Error(`${flag} ${p}: ${ckpts} has no complete checkpoint (a step-XXXXXXXX/ folder with ${CHECKPOINT_FILES.trainerState})`);
+    if (!found)
+      throw new Error(
+        `${flag} ${p}: ${ckpts} has no complete checkpoint (a step-XXXXXXXX/ folder with ${CHECKPOINT_FILES.trainerState})`,
+      );
     return found.dir;
   }
-  throw new Error(`${flag} ${p}: neither a checkpoint (no ${CHECKPOINT_FILES.sampling}) nor a run directory (no ${path.basename(ckpts)}/ folder)`);
+  throw new Error(
+    `${flag} ${p}: neither a checkpoint (no ${CHECKPOINT_FILES.sampling}) nor a run directory (no ${path.basename(ckpts)}/ folder)`,
+  );
 }

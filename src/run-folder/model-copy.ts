@@ -10,12 +10,17 @@ import { MODEL_CONFIG } from './names.ts';
 
 /** Weights, their sharded index, the config, and the tokenizer files of a text encoder. */
 const MODEL_FILE = (n: string) =>
-  n === MODEL_CONFIG || n === 'tokenizer.json' || n === 'tokenizer_config.json' || n.endsWith('.safetensors') || n.endsWith('.safetensors.index.json');
+  n === MODEL_CONFIG ||
+  n === 'tokenizer.json' ||
+  n === 'tokenizer_config.json' ||
+  n.endsWith('.safetensors') ||
+  n.endsWith('.safetensors.index.json');
 
 export async function copyModelFolder(src: string, dest: string, what: string): Promise<void> {
   const names: string[] = [];
   try {
-    for (const n of (await readdir(src)).filter(MODEL_FILE)) if ((await stat(path.join(src, n))).isFile()) names.push(n);
+    for (const n of (await readdir(src)).filter(MODEL_FILE))
+      if ((await stat(path.join(src, n))).isFile()) names.push(n);
   } catch (err) {
     throw new Error(`${what}: cannot read the folder ${src} (${(err as Error).message})`);
   }

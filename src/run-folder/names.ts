@@ -90,7 +90,8 @@ export function runPaths(runDir: string) {
     evalCurve: at(RUN_FILES.evalCurve),
     checkpoints: at(RUN_FILES.checkpoints),
     /** An artefact grid of kind `samples` or `reconstructions`. */
-    artefact: (kind: 'samples' | 'reconstructions', step: number, final: boolean) => path.join(runDir, RUN_FILES[kind], artefactName(step, final)),
+    artefact: (kind: 'samples' | 'reconstructions', step: number, final: boolean) =>
+      path.join(runDir, RUN_FILES[kind], artefactName(step, final)),
     /** The output folder of the evaluation at `step`. */
     evalStep: (step: number) => path.join(runDir, RUN_FILES.eval, stepName(step)),
     fidStats: path.join(runDir, RUN_FILES.eval, RUN_FILES.fidStats),

@@ -46,18 +46,24 @@ export async function readSamplingInfo(dir: string): Promise<SamplingInfo> {
   }
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new Error(`${file}: not a JSON object`);
   const j = raw as Record<string, unknown>;
-  const bad = (key: string, what: string) => new Error(`${file}: "${key}" must be ${what}, got ${JSON.stringify(j[key])}`);
+  const bad = (key: string, what: string) =>
+    new Error(`${file}: "${key}" must be ${what}, got ${JSON.stringify(j[key])}`);
   if (typeof j.vq !== 'string' || !j.vq) throw bad('vq', '"builtin" or a VQGAN folder (relative to the checkpoint)');
-  if (j.text_encoder !== null && typeof j.text_encoder !== 'string') throw bad('text_encoder', 'a text encoder spec or null');
+  if (j.text_encoder !== null && typeof j.text_encoder !== 'string')
+    throw bad('text_encoder', 'a text encoder spec or null');
   const tml = j.text_max_length ?? null;
-  if (tml !== null && !(Number.isInteger(tml) && (tml as number) > 0)) throw bad('text_max_length', 'a positive integer or null');
+  if (tml !== null && !(Number.isInteger(tml) && (tml as number) > 0))
+    throw bad('text_max_length', 'a positive integer or null');
   if (typeof j.class_conditional !== 'boolean') throw bad('class_conditional', 'true or false');
   if (!Number.isInteger(j.resolution) || (j.resolution as number) < 1) throw bad('resolution', 'a positive integer');
   const grid = j.grid as unknown[];
-  if (!Array.isArray(grid) || grid.length !== 2 || !grid.every((v) => Number.isInteger(v) && (v as number) > 0)) throw bad('grid', '[h, w] of positive integers');
+  if (!Array.isArray(grid) || grid.length !== 2 || !grid.every((v) => Number.isInteger(v) && (v as number) > 0))
+    throw bad('grid', '[h, w] of positive integers');
   const prompts = j.prompts ?? [];
-  if (!Array.isArray(prompts) || !prompts.every((s) => typeof s === 'string')) throw bad('prompts', 'a list of strings');
-  if (!j.class_conditional && j.text_encoder === null) throw new Error(`${file}: a text model needs "text_encoder" (it is null and class_conditional is false)`);
+  if (!Array.isArray(prompts) || !prompts.every((s) => typeof s === 'string'))
+    throw bad('prompts', 'a list of strings');
+  if (!j.class_conditional && j.text_encoder === null)
+    throw new Error(`${file}: a text model needs "text_encoder" (it is null and class_conditional is false)`);
   return {
     vq: j.vq,
     text_encoder: j.text_encoder as string | null,
@@ -66,6 +72,11 @@ export async function readSamplingInfo(dir: string): Promise<SamplingInfo> {
     resolution: j.resolution as number,
     grid: [grid[0] as number, grid[1] as number],
     prompts: prompts as string[],
-    ...(typeof j.lowres_vq === 'string' && Array.isArray(j.lowres_grid) ? { lowres_vq: j.lowres_vq, lowres_grid: [Number(j.lowres_grid[0]), Number(j.lowres_grid[1])] as [number, number] } : {}),
+    ...(typeof j.lowres_vq === 'string' && Array.isArray(j.lowres_grid)
+      ? {
+          lowres_vq: j.lowres_vq,
+          lowres_grid: [Number(j.lowres_grid[0]), Number(j.lowres_grid[1])] as [number, number],
+        }
+      : {}),
   };
 }

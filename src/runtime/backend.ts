@@ -57,10 +57,14 @@ const usesGpu = (info: BuildInfo) => info.cuda && info.devices.some((d) => /GPU/
 async function tryNative(slot: 'gpu' | 'cpu' | 'any'): Promise<void> {
   const { info, missing } = readBuildInfo();
   if (!info) throw new Error(missing);
-  if (slot === 'gpu' && !usesGpu(info)) throw new Error(info.cuda ? 'the CUDA build saw no GPU when it was built' : `the build is CPU-only (${info.distribution})`);
+  if (slot === 'gpu' && !usesGpu(info))
+    throw new Error(
+      info.cuda ? 'the CUDA build saw no GPU when it was built' : `the build is CPU-only (${info.distribution})`,
+    );
   if (slot === 'cpu' && usesGpu(info)) throw new Error('the build is the CUDA one, tried first');
   registerTensorflowBackend();
-  if (!(await tf.setBackend('tensorflow'))) throw new Error("the native build loaded but the 'tensorflow' backend did not initialise");
+  if (!(await tf.setBackend('tensorflow')))
+    throw new Error("the native build loaded but the 'tensorflow' backend did not initialise");
 }
 
 let wasmPrepared = false;
@@ -124,8 +128,11 @@ const candidates: Record<Exclude<BackendName, 'auto'>, Array<[string, () => Prom
   cpu: [['cpu', tryCpu]],
 };
 const AUTO_ORDER: Array<[string, () => Promise<void>]> = [
-  ['native TensorFlow (CUDA)', () => tryNative('gpu')], ['webgpu (hardware adapter)', () => tryWebgpu(false)],
-  ['native TensorFlow (CPU)', () => tryNative('cpu')], ...candidates.wasm, ...candidates.cpu,
+  ['native TensorFlow (CUDA)', () => tryNative('gpu')],
+  ['webgpu (hardware adapter)', () => tryWebgpu(false)],
+  ['native TensorFlow (CPU)', () => tryNative('cpu')],
+  ...candidates.wasm,
+  ...candidates.cpu,
 ];
 
 /** The cpu backend prints "install our node backend" on first use; initBackend reports the choice itself. */
@@ -154,7 +161,9 @@ async function choose(name: BackendName, quiet: boolean): Promise<BackendChoice>
       if (!quiet) {
         const skipped = tried.length ? ` (unavailable: ${tried.join('; ')})` : '';
         const threads = choice.threads ? ` (${choice.threads} thread${choice.threads > 1 ? 's' : ''})` : '';
-        const native = choice.native ? ` ${choice.native.tensorflow}, ${choice.native.cuda ? 'CUDA' : 'CPU'} build` : '';
+        const native = choice.native
+          ? ` ${choice.native.tensorflow}, ${choice.native.cuda ? 'CUDA' : 'CPU'} build`
+          : '';
         process.stderr.write(`tfjs backend: ${choice.name}${threads} via ${label}${native}${skipped}\n`);
         if (choice.adapter) process.stderr.write(`webgpu adapter: ${describeAdapter(choice.adapter)}\n`);
       }
@@ -173,7 +182,10 @@ async function choose(name: BackendName, quiet: boolean): Promise<BackendChoice>
  * size of the wasm thread pool (> 1: the threaded build, see wasm-threads.ts); it takes effect at the first
  * wasm start of the process. Commands pass wasmThreadCount() (MUSE_WASM_THREADS, default 1).
  */
-export async function initBackend(name: BackendName = 'auto', opts: { quiet?: boolean; wasmThreads?: number } = {}): Promise<BackendChoice> {
+export async function initBackend(
+  name: BackendName = 'auto',
+  opts: { quiet?: boolean; wasmThreads?: number } = {},
+): Promise<BackendChoice> {
   if (pending) await pending.catch(() => undefined);
   // Decided by the first wasm start of the process (the module cannot be restarted with another build).
   if (opts.wasmThreads !== undefined) wasmThreadsWanted = Math.max(1, Math.floor(opts.wasmThreads));
@@ -213,13 +225,27 @@ export async function listBackends(): Promise<{ backends: BackendStatus[]; auto:
       backends.push({ name, available: false, detail: errorText(err) });
     }
   };
-  await probe('tensorflow', () => tryNative('any'), () => {
-    const { info, threads } = registerTensorflowBackend();
-    return `TensorFlow ${info.tensorflow}, ${info.cuda ? 'CUDA' : 'CPU'} build (${info.distribution}, from ${info.source}); ` +
-      `devices at build time: ${info.devices.join(', ')}; ${threads.intra} intra-op / ${threads.inter} inter-op threads`;
-  });
-  await probe('webgpu', () => tryWebgpu(true), () => `${describeAdapter(adapter!)}${adapter!.software ? ' (software: used only with --backend webgpu)' : ''}`);
-  await probe('wasm', tryWasm, () => `${wasmThreadsInUse} thread${wasmThreadsInUse > 1 ? 's' : ''} (MUSE_WASM_THREADS)`);
+  await probe(
+    'tensorflow',
+    () => tryNative('any'),
+    () => {
+      const { info, threads } = registerTensorflowBackend();
+      return (
+        `TensorFlow ${info.tensorflow}, ${info.cuda ? 'CUDA' : 'CPU'} build (${info.distribution}, from ${info.source}); ` +
+        `devices at build time: ${info.devices.join(', ')}; ${threads.intra} intra-op / ${threads.inter} inter-op threads`
+      );
+    },
+  );
+  await probe(
+    'webgpu',
+    () => tryWebgpu(true),
+    () => `${describeAdapter(adapter!)}${adapter!.software ? ' (software: used only with --backend webgpu)' : ''}`,
+  );
+  await probe(
+    'wasm',
+    tryWasm,
+    () => `${wasmThreadsInUse} thread${wasmThreadsInUse > 1 ? 's' : ''} (MUSE_WASM_THREADS)`,
+  );
   await probe('cpu', tryCpu, () => 'pure JavaScript, always there');
   const auto = await choose('auto', true);
   current = { requested: 'auto', choice: auto };

@@ -11,7 +11,8 @@ function halfToFloatTable(): Float32Array {
     const sign = h & 0x8000 ? -1 : 1;
     const exp = (h >> 10) & 0x1f;
     const frac = h & 0x3ff;
-    if (exp === 0) table[h] = sign * frac * 2 ** -24; // zero / subnormal
+    if (exp === 0)
+      table[h] = sign * frac * 2 ** -24; // zero / subnormal
     else if (exp === 31) table[h] = frac ? NaN : sign * Infinity;
     else table[h] = sign * (1 + frac / 1024) * 2 ** (exp - 15);
   }

@@ -10,6 +10,8 @@ export function assertWasmHeapFits(bytes: number, what: string, hint: string): v
   const inUse = tf.memory().numBytes;
   if (inUse + bytes <= WASM_HEAP_LIMIT) return;
   const gib = (n: number) => (n / 1024 ** 3).toFixed(2);
-  throw new Error(`${what} needs ~${gib(bytes)} GiB on the wasm backend (${gib(inUse)} GiB already in use; ` +
-    `the heap is capped at 4 GiB): ${hint}`);
+  throw new Error(
+    `${what} needs ~${gib(bytes)} GiB on the wasm backend (${gib(inUse)} GiB already in use; ` +
+      `the heap is capped at 4 GiB): ${hint}`,
+  );
 }

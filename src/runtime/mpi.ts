@@ -75,9 +75,11 @@ export function launcherSize(env: NodeJS.ProcessEnv = process.env): { size: numb
 
 /** How to get the addon, for the error when a launcher started several ranks and it is missing. */
 export function mpiMissingHelp(launcher: string, size: number, reason: string): string {
-  return `${launcher} started ${size} processes, but muse's MPI addon cannot be loaded (${reason}). ` +
-    'Install MPI and build the addon: apt-get install openmpi-bin libopenmpi-dev (or load your cluster\'s MPI module), then ' +
-    '`npm run build:mpi` in the muse folder (see docs/distributed.md). Without it each process would train alone.';
+  return (
+    `${launcher} started ${size} processes, but muse's MPI addon cannot be loaded (${reason}). ` +
+    "Install MPI and build the addon: apt-get install openmpi-bin libopenmpi-dev (or load your cluster's MPI module), then " +
+    '`npm run build:mpi` in the muse folder (see docs/distributed.md). Without it each process would train alone.'
+  );
 }
 
 let current: Communicator | null = null;
@@ -102,7 +104,9 @@ export function openCommunicator(env: NodeJS.ProcessEnv = process.env, addonPath
   }
   const info = addon.init();
   if (info.size !== size) {
-    throw new Error(`${launcher} announced ${size} processes, MPI reports ${info.size}: is the addon built against the MPI that launched the job?`);
+    throw new Error(
+      `${launcher} announced ${size} processes, MPI reports ${info.size}: is the addon built against the MPI that launched the job?`,
+    );
   }
   const ops = { sum: 0, min: 1, max: 2 } as const;
   current = {
@@ -133,7 +137,9 @@ export function assertAgreement(comm: Communicator, what: string, value: number)
   const hi = buf[0];
   const lo = -buf[1];
   if (hi !== lo) {
-    throw new Error(`the ${comm.size} ranks disagree on ${what} (this is rank ${comm.rank} with ${value}; values range from ${lo} to ${hi})`);
+    throw new Error(
+      `the ${comm.size} ranks disagree on ${what} (this is rank ${comm.rank} with ${value}; values range from ${lo} to ${hi})`,
+    );
   }
 }
 
@@ -142,13 +148,20 @@ export function assertAgreement(comm: Communicator, what: string, value: number)
  * gets the k-th GPU through CUDA_VISIBLE_DEVICES (the k-th entry when a list is already set; left alone when a
  * single id is set, as SLURM's --gpus-per-task does). Call before the backend loads. Returns what it set, or why not.
  */
-export function assignLocalGpu(comm: Pick<Communicator, 'localRank' | 'localSize'>, env: NodeJS.ProcessEnv = process.env): string {
+export function assignLocalGpu(
+  comm: Pick<Communicator, 'localRank' | 'localSize'>,
+  env: NodeJS.ProcessEnv = process.env,
+): string {
   if (comm.localSize <= 1) return 'one rank on this machine: CUDA_VISIBLE_DEVICES left as it is';
-  const set = env.CUDA_VISIBLE_DEVICES?.split(',').map((s) => s.trim()).filter(Boolean);
+  const set = env.CUDA_VISIBLE_DEVICES?.split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   if (set && set.length === 1) return `CUDA_VISIBLE_DEVICES=${set[0]} was set for this rank: left as it is`;
   if (set && set.length < comm.localSize) {
-    throw new Error(`CUDA_VISIBLE_DEVICES lists ${set.length} GPUs (${set.join(',')}) for the ${comm.localSize} ranks on this machine: ` +
-      'start at most one rank per GPU, or list one GPU per rank');
+    throw new Error(
+      `CUDA_VISIBLE_DEVICES lists ${set.length} GPUs (${set.join(',')}) for the ${comm.localSize} ranks on this machine: ` +
+        'start at most one rank per GPU, or list one GPU per rank',
+    );
   }
   env.CUDA_VISIBLE_DEVICES = set ? set[comm.localRank] : String(comm.localRank);
   return `local rank ${comm.localRank} of ${comm.localSize}: CUDA_VISIBLE_DEVICES=${env.CUDA_VISIBLE_DEVICES}`;

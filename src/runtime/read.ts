@@ -7,7 +7,10 @@ import * as tf from '@tensorflow/tfjs';
  * The tensor's values; `dispose: true` frees the tensor after reading. Treat the array as read-only (on the cpu
  * backend it can be the tensor's own storage): copy it before changing it.
  */
-export async function readData<D extends tf.DataType = tf.DataType>(t: tf.Tensor, opts: { dispose?: boolean } = {}): Promise<tf.DataTypeMap[D]> {
+export async function readData<D extends tf.DataType = tf.DataType>(
+  t: tf.Tensor,
+  opts: { dispose?: boolean } = {},
+): Promise<tf.DataTypeMap[D]> {
   try {
     return (await t.data()) as tf.DataTypeMap[D];
   } finally {
@@ -28,4 +31,3 @@ export async function readScalars(ts: tf.Tensor[]): Promise<number[]> {
   const stacked = tf.tidy(() => tf.stack(ts.map((t) => tf.reshape(tf.cast(t, 'float32'), []))));
   return Array.from(await readData<'float32'>(stacked, { dispose: true }));
 }
-

@@ -34,9 +34,16 @@ export interface ShardPoolResult {
   startError?: string;
 }
 
-type FromWorker = { type: 'hello' } | { type: 'ready' } | { type: 'done'; shard: number } | { type: 'error'; shard: number | null; message: string } | { type: string };
+type FromWorker =
+  | { type: 'hello' }
+  | { type: 'ready' }
+  | { type: 'done'; shard: number }
+  | { type: 'error'; shard: number | null; message: string }
+  | { type: string };
 
-export async function runShardPool<Init, Done extends { type: 'done'; shard: number }>(o: ShardPoolOptions<Init, Done>): Promise<ShardPoolResult> {
+export async function runShardPool<Init, Done extends { type: 'done'; shard: number }>(
+  o: ShardPoolOptions<Init, Done>,
+): Promise<ShardPoolResult> {
   const queue = [...o.shards];
   const perWorker = o.perWorker ?? 1;
   let stopped = false;
@@ -46,58 +53,64 @@ export async function runShardPool<Init, Done extends { type: 'done'; shard: num
     o.onFailed(shard, message);
     if (o.stopOnFailure) stopped = true;
   };
-  await Promise.all(Array.from({ length: Math.max(1, o.workers) }, () => new Promise<void>((resolve) => {
-    const child = forkModule(o.workerFile, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-    const running = new Map<number, number>(); // shard -> start time
-    let stopSent = false;
-    const send = (m: unknown) => {
-      if (child.connected) child.send(m as object);
-    };
-    const next = () => {
-      while (!stopped && running.size < perWorker && queue.length) {
-        const shard = queue.shift()!;
-        running.set(shard, Date.now());
-        send({ type: 'shard', shard });
-      }
-      if (running.size === 0 && !stopSent) {
-        stopSent = true;
-        send({ type: 'stop' });
-      }
-    };
-    child.on('message', (m: FromWorker) => {
-      if (m.type === 'hello') send({ type: 'init', options: o.init });
-      else if (m.type === 'ready') next();
-      else if (m.type === 'done') {
-        const { shard } = m as Done;
-        const seconds = (Date.now() - (running.get(shard) ?? Date.now())) / 1000;
-        running.delete(shard);
-        chain = chain
-          .then(() => o.onDone(m as Done, seconds))
-          .catch((err: Error) => failed(shard, err.message))
-          .then(next);
-      } else if (m.type === 'error') {
-        const e = m as { shard: number | null; message: string };
-        if (e.shard === null) {
-          startError ??= e.message;
-          stopped = true;
-          child.kill();
-          return;
-        }
-        running.delete(e.shard);
-        failed(e.shard, e.message);
-        next();
-      } else o.onMessage?.(m);
-    });
-    child.on('error', (err) => {
-      startError ??= `worker process: ${err.message}`;
-      stopped = true;
-    });
-    child.on('exit', (code) => {
-      for (const shard of running.keys()) failed(shard, `worker exited with code ${code} while running it`);
-      running.clear();
-      resolve();
-    });
-  })));
+  await Promise.all(
+    Array.from(
+      { length: Math.max(1, o.workers) },
+      () =>
+        new Promise<void>((resolve) => {
+          const child = forkModule(o.workerFile, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+          const running = new Map<number, number>(); // shard -> start time
+          let stopSent = false;
+          const send = (m: unknown) => {
+            if (child.connected) child.send(m as object);
+          };
+          const next = () => {
+            while (!stopped && running.size < perWorker && queue.length) {
+              const shard = queue.shift()!;
+              running.set(shard, Date.now());
+              send({ type: 'shard', shard });
+            }
+            if (running.size === 0 && !stopSent) {
+              stopSent = true;
+              send({ type: 'stop' });
+            }
+          };
+          child.on('message', (m: FromWorker) => {
+            if (m.type === 'hello') send({ type: 'init', options: o.init });
+            else if (m.type === 'ready') next();
+            else if (m.type === 'done') {
+              const { shard } = m as Done;
+              const seconds = (Date.now() - (running.get(shard) ?? Date.now())) / 1000;
+              running.delete(shard);
+              chain = chain
+                .then(() => o.onDone(m as Done, seconds))
+                .catch((err: Error) => failed(shard, err.message))
+                .then(next);
+            } else if (m.type === 'error') {
+              const e = m as { shard: number | null; message: string };
+              if (e.shard === null) {
+                startError ??= e.message;
+                stopped = true;
+                child.kill();
+                return;
+              }
+              running.delete(e.shard);
+              failed(e.shard, e.message);
+              next();
+            } else o.onMessage?.(m);
+          });
+          child.on('error', (err) => {
+            startError ??= `worker process: ${err.message}`;
+            stopped = true;
+          });
+          child.on('exit', (code) => {
+            for (const shard of running.keys()) failed(shard, `worker exited with code ${code} while running it`);
+            running.clear();
+            resolve();
+          });
+        }),
+    ),
+  );
   await chain;
   return { notStarted: queue, startError };
 }

@@ -23,10 +23,14 @@ let workerFile: string | undefined;
 /** Writes (once) the pthread worker script emscripten will start with worker_threads; returns its path. */
 function ensureWorkerFile(): string {
   if (workerFile) return workerFile;
-  const { wasmWorkerContents } = require('@tensorflow/tfjs-backend-wasm/wasm-out/tfjs-backend-wasm-threaded-simd.worker.js') as { wasmWorkerContents: string };
+  const { wasmWorkerContents } =
+    require('@tensorflow/tfjs-backend-wasm/wasm-out/tfjs-backend-wasm-threaded-simd.worker.js') as {
+      wasmWorkerContents: string;
+    };
   const factory = require.resolve('@tensorflow/tfjs-backend-wasm/wasm-out/tfjs-backend-wasm-threaded-simd.js');
   // As tfjs does before making its Blob: the template literal turned "\n" escapes into newlines.
-  const code = wasmWorkerContents.replace(/\n/g, '\\n') +
+  const code =
+    wasmWorkerContents.replace(/\n/g, '\\n') +
     `\n;global.importScripts = function () { global.WasmBackendModuleThreadedSimd = require(${JSON.stringify(factory)}); };\n`;
   const hash = createHash('sha256').update(code).digest('hex').slice(0, 16);
   const dir = path.join(os.tmpdir(), 'muse-tfjs-wasm');
@@ -51,7 +55,8 @@ export function prepareThreadedWasm(): void {
   const file = ensureWorkerFile();
   if (patched) return;
   const original = URL.createObjectURL.bind(URL);
-  URL.createObjectURL = (obj: Blob) => (obj instanceof Blob && obj.type === 'application/javascript' ? file : original(obj));
+  URL.createObjectURL = (obj: Blob) =>
+    obj instanceof Blob && obj.type === 'application/javascript' ? file : original(obj);
   patched = true;
 }
 
@@ -80,7 +85,8 @@ export function wasmThreadCount(): number {
   if (env === undefined || env === '') return 1;
   if (env === 'all') return Math.max(1, os.availableParallelism());
   const n = Number(env);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`MUSE_WASM_THREADS: expected a positive integer or 'all', got '${env}'`);
+  if (!Number.isInteger(n) || n < 1)
+    throw new Error(`MUSE_WASM_THREADS: expected a positive integer or 'all', got '${env}'`);
   return n;
 }
 
@@ -89,6 +95,10 @@ export function wasmThreadCount(): number {
  * XNNPACK pool threads referenced; a finished command would then never exit).
  */
 export function unrefWasmWorkers(backend: unknown): void {
-  const pthread = (backend as { wasm?: { PThread?: { runningWorkers?: Array<{ unref?(): void }>; unusedWorkers?: Array<{ unref?(): void }> } } }).wasm?.PThread;
+  const pthread = (
+    backend as {
+      wasm?: { PThread?: { runningWorkers?: Array<{ unref?(): void }>; unusedWorkers?: Array<{ unref?(): void }> } };
+    }
+  ).wasm?.PThread;
   for (const w of [...(pthread?.runningWorkers ?? []), ...(pthread?.unusedWorkers ?? [])]) w.unref?.();
 }

@@ -37,7 +37,7 @@ interface GpuLike {
 /** The places Dawn looks for a driver, for the "no adapter" message. */
 export const ADAPTER_HELP =
   'Dawn looked for a Vulkan driver (Linux; ICD files in /usr/share/vulkan/icd.d), Metal (macOS) or D3D12 (Windows). ' +
-  'On Linux install your GPU vendor\'s Vulkan driver (NVIDIA: the proprietary driver with its Vulkan ICD) and the ' +
+  "On Linux install your GPU vendor's Vulkan driver (NVIDIA: the proprietary driver with its Vulkan ICD) and the " +
   'loader (`apt-get install libvulkan1`); for a software GPU install Mesa lavapipe (Debian 12: add bookworm-backports and ' +
   '`apt-get install -t bookworm-backports mesa-vulkan-drivers libvulkan1`; the Mesa 22 of Debian 12 itself is refused by Dawn)';
 
@@ -56,24 +56,41 @@ function summarise(adapter: GpuAdapterLike): AdapterSummary {
   const software = info.isFallbackAdapter === true || adapter.isFallbackAdapter === true || SOFTWARE_NAMES.test(text);
   const l = adapter.limits;
   return {
-    vendor: str('vendor'), architecture: str('architecture'), device: str('device'), description: str('description'), software,
-    maxBufferSize: l.maxBufferSize, maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,
-    maxComputeWorkgroupStorageSize: l.maxComputeWorkgroupStorageSize, maxComputeWorkgroupsPerDimension: l.maxComputeWorkgroupsPerDimension,
+    vendor: str('vendor'),
+    architecture: str('architecture'),
+    device: str('device'),
+    description: str('description'),
+    software,
+    maxBufferSize: l.maxBufferSize,
+    maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,
+    maxComputeWorkgroupStorageSize: l.maxComputeWorkgroupStorageSize,
+    maxComputeWorkgroupsPerDimension: l.maxComputeWorkgroupsPerDimension,
   };
 }
 
 /** One line for logs: vendor, architecture, software or not, buffer limits. */
 export function describeAdapter(s: AdapterSummary): string {
   const mib = (n: number) => `${Math.round(n / 1024 ** 2)} MiB`;
-  return `${s.description || s.device || 'unnamed adapter'} (vendor ${s.vendor || '?'}, architecture ${s.architecture || '?'}, ` +
+  return (
+    `${s.description || s.device || 'unnamed adapter'} (vendor ${s.vendor || '?'}, architecture ${s.architecture || '?'}, ` +
     `${s.software ? 'SOFTWARE adapter: correct but slow' : 'hardware'}; max buffer ${mib(s.maxBufferSize)}, ` +
-    `max storage binding ${mib(s.maxStorageBufferBindingSize)}, workgroup storage ${s.maxComputeWorkgroupStorageSize} B)`;
+    `max storage binding ${mib(s.maxStorageBufferBindingSize)}, workgroup storage ${s.maxComputeWorkgroupStorageSize} B)`
+  );
 }
 
 /** libvulkan.so.1 in LD_LIBRARY_PATH or a standard library folder (where the dynamic loader finds it). */
 export function vulkanLoaderFound(): boolean {
   const arch = process.arch === 'arm64' ? 'aarch64-linux-gnu' : 'x86_64-linux-gnu';
-  const dirs = [...(process.env.LD_LIBRARY_PATH ?? '').split(':').filter(Boolean), `/usr/lib/${arch}`, `/lib/${arch}`, '/usr/lib64', '/lib64', '/usr/lib', '/lib', '/usr/local/lib'];
+  const dirs = [
+    ...(process.env.LD_LIBRARY_PATH ?? '').split(':').filter(Boolean),
+    `/usr/lib/${arch}`,
+    `/lib/${arch}`,
+    '/usr/lib64',
+    '/lib64',
+    '/usr/lib',
+    '/lib',
+    '/usr/local/lib',
+  ];
   return dirs.some((d) => existsSync(path.join(d, 'libvulkan.so.1')));
 }
 
@@ -86,7 +103,8 @@ async function loadGpu(): Promise<GpuLike> {
   if (gpu) return gpu;
   const dawn = (await import('webgpu')) as unknown as Dawn;
   // tfjs-backend-webgpu refers to GPUBufferUsage, GPUMapMode, ... as globals, as in a browser.
-  for (const [k, v] of Object.entries(dawn.globals)) if (!(k in globalThis)) (globalThis as Record<string, unknown>)[k] = v;
+  for (const [k, v] of Object.entries(dawn.globals))
+    if (!(k in globalThis)) (globalThis as Record<string, unknown>)[k] = v;
   gpu = dawn.create(dawnFlags);
   return gpu;
 }
@@ -99,7 +117,10 @@ export interface ListedAdapter {
 
 /** The adapters in Dawn's "Available adapters:" list (the error of a request for an adapter name that does not exist). */
 export function parseAdapterList(message: string): ListedAdapter[] {
-  return [...message.matchAll(/^\s*\* backend: '([^']*)', name: '([^']*)'\s*$/gm)].map((m) => ({ backend: m[1], name: m[2] }));
+  return [...message.matchAll(/^\s*\* backend: '([^']*)', name: '([^']*)'\s*$/gm)].map((m) => ({
+    backend: m[1],
+    name: m[2],
+  }));
 }
 
 /**
@@ -123,30 +144,48 @@ export async function listAdapters(): Promise<ListedAdapter[]> {
  * identical GPUs (same name) cannot be told apart: refused with what to do instead, as are fewer GPUs than ranks.
  * One rank, or only software adapters (lavapipe): no choice, Dawn's default.
  */
-export function adapterForLocalRank(adapters: ListedAdapter[], localRank: number, localSize: number, env: NodeJS.ProcessEnv = process.env): { name?: string; note: string } {
+export function adapterForLocalRank(
+  adapters: ListedAdapter[],
+  localRank: number,
+  localSize: number,
+  env: NodeJS.ProcessEnv = process.env,
+): { name?: string; note: string } {
   const set = env.MUSE_WEBGPU_ADAPTER?.trim();
   if (set) return { name: set, note: `MUSE_WEBGPU_ADAPTER=${set}` };
   if (localSize <= 1) return { note: 'one rank on this machine: the adapter Dawn offers first' };
   const hardware = adapters.filter((a) => !SOFTWARE_NAMES.test(a.name));
-  if (!hardware.length) return { note: `no hardware adapter (${adapters.map((a) => a.name).join(', ') || 'none listed'}): every rank uses Dawn's default` };
+  if (!hardware.length)
+    return {
+      note: `no hardware adapter (${adapters.map((a) => a.name).join(', ') || 'none listed'}): every rank uses Dawn's default`,
+    };
   const names = hardware.map((a) => `'${a.name}'`).join(', ');
   if (hardware.length < localSize) {
-    throw new Error(`${localSize} ranks on this machine but ${hardware.length} WebGPU adapter${hardware.length === 1 ? '' : 's'} (${names}): start at most one rank per GPU`);
+    throw new Error(
+      `${localSize} ranks on this machine but ${hardware.length} WebGPU adapter${hardware.length === 1 ? '' : 's'} (${names}): start at most one rank per GPU`,
+    );
   }
   const { name } = hardware[localRank];
   if (hardware.filter((a) => a.name === name).length > 1) {
-    throw new Error(`local rank ${localRank} would take WebGPU adapter ${localRank} ('${name}'), but Dawn selects adapters by name and ` +
-      `${hardware.filter((a) => a.name === name).length} of them are named so (${names}): use --backend tensorflow (one GPU per rank through ` +
-      'CUDA_VISIBLE_DEVICES), or one rank per machine');
+    throw new Error(
+      `local rank ${localRank} would take WebGPU adapter ${localRank} ('${name}'), but Dawn selects adapters by name and ` +
+        `${hardware.filter((a) => a.name === name).length} of them are named so (${names}): use --backend tensorflow (one GPU per rank through ` +
+        'CUDA_VISIBLE_DEVICES), or one rank per machine',
+    );
   }
-  return { name, note: `local rank ${localRank} of ${localSize}: WebGPU adapter ${localRank} of ${hardware.length}, '${name}'` };
+  return {
+    name,
+    note: `local rank ${localRank} of ${localSize}: WebGPU adapter ${localRank} of ${hardware.length}, '${name}'`,
+  };
 }
 
 /**
  * Picks this rank's adapter before the webgpu backend loads (see adapterForLocalRank); returns what it chose.
  * Lists adapters only when several ranks share the machine or MUSE_WEBGPU_ADAPTER is set.
  */
-export async function assignLocalAdapter(comm: { localRank: number; localSize: number }, env: NodeJS.ProcessEnv = process.env): Promise<string> {
+export async function assignLocalAdapter(
+  comm: { localRank: number; localSize: number },
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<string> {
   if (gpu) throw new Error('assignLocalAdapter: the WebGPU adapter was already opened');
   const needList = comm.localSize > 1 && !env.MUSE_WEBGPU_ADAPTER?.trim();
   const pick = adapterForLocalRank(needList ? await listAdapters() : [], comm.localRank, comm.localSize, env);
@@ -158,14 +197,21 @@ export async function assignLocalAdapter(comm: { localRank: number; localSize: n
  * Finds an adapter: a hardware one first (high-performance preference); a software one only when
  * `allowSoftware`. Throws NoAdapterError saying what was found and how to get an adapter.
  */
-export async function findAdapter(allowSoftware: boolean): Promise<{ adapter: GpuAdapterLike; summary: AdapterSummary }> {
+export async function findAdapter(
+  allowSoftware: boolean,
+): Promise<{ adapter: GpuAdapterLike; summary: AdapterSummary }> {
   if (chosen && (allowSoftware || !chosen.summary.software)) return chosen;
   // 'auto' on Linux without a Vulkan loader: Dawn would print its "Couldn't load Vulkan" trace to stderr (from
   // native code) and find nothing. Say so in the one backend line instead.
-  if (!allowSoftware && process.platform === 'linux' && !vulkanLoaderFound()) throw new NoAdapterError('no Vulkan loader (libvulkan.so.1) on this machine');
+  if (!allowSoftware && process.platform === 'linux' && !vulkanLoaderFound())
+    throw new NoAdapterError('no Vulkan loader (libvulkan.so.1) on this machine');
   const g = await loadGpu();
   const seen: AdapterSummary[] = [];
-  for (const opts of [{ powerPreference: 'high-performance' }, { powerPreference: 'low-power' }, { forceFallbackAdapter: true }]) {
+  for (const opts of [
+    { powerPreference: 'high-performance' },
+    { powerPreference: 'low-power' },
+    { forceFallbackAdapter: true },
+  ]) {
     const adapter = await g.requestAdapter(opts);
     if (!adapter) continue;
     const summary = summarise(adapter);
@@ -195,21 +241,25 @@ async function registerOn(adapter: GpuAdapterLike): Promise<void> {
   if (!nav) Object.defineProperty(globalThis, 'navigator', { value: { gpu: g }, configurable: true, writable: true });
   else if (!nav.gpu) Object.defineProperty(nav, 'gpu', { value: g, configurable: true });
   const l = adapter.limits;
-  tf.registerBackend('webgpu', async () => {
-    const requiredFeatures = ['timestamp-query'].filter((f) => adapter.features.has(f));
-    const device = await adapter.requestDevice({
-      requiredFeatures,
-      requiredLimits: {
-        maxComputeWorkgroupStorageSize: l.maxComputeWorkgroupStorageSize,
-        maxComputeWorkgroupsPerDimension: l.maxComputeWorkgroupsPerDimension,
-        maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,
-        maxBufferSize: l.maxBufferSize,
-        maxComputeWorkgroupSizeX: l.maxComputeWorkgroupSizeX,
-        maxComputeInvocationsPerWorkgroup: l.maxComputeInvocationsPerWorkgroup,
-      },
-    });
-    return new WebGPUBackend(device, adapter.info);
-  }, 0);
+  tf.registerBackend(
+    'webgpu',
+    async () => {
+      const requiredFeatures = ['timestamp-query'].filter((f) => adapter.features.has(f));
+      const device = await adapter.requestDevice({
+        requiredFeatures,
+        requiredLimits: {
+          maxComputeWorkgroupStorageSize: l.maxComputeWorkgroupStorageSize,
+          maxComputeWorkgroupsPerDimension: l.maxComputeWorkgroupsPerDimension,
+          maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,
+          maxBufferSize: l.maxBufferSize,
+          maxComputeWorkgroupSizeX: l.maxComputeWorkgroupSizeX,
+          maxComputeInvocationsPerWorkgroup: l.maxComputeInvocationsPerWorkgroup,
+        },
+      });
+      return new WebGPUBackend(device, adapter.info);
+    },
+    0,
+  );
   registered = true;
 }
 
@@ -242,7 +292,9 @@ export function assertGpuBufferFits(bytesPerItem: number, items: number, what: s
   if (limit === undefined || bytes <= limit) return;
   const s = currentAdapter()!;
   const mib = (n: number) => (n / 1024 ** 2).toFixed(1);
-  throw new Error(`${what} needs one ${mib(bytes)} MiB GPU buffer but the adapter (${s.description || s.device}) allows ` +
-    `${mib(limit)} MiB per buffer (maxStorageBufferBindingSize / maxBufferSize): lower ${setting} ` +
-    `(at most ${Math.max(0, Math.floor(limit / bytesPerItem))} fit)`);
+  throw new Error(
+    `${what} needs one ${mib(bytes)} MiB GPU buffer but the adapter (${s.description || s.device}) allows ` +
+      `${mib(limit)} MiB per buffer (maxStorageBufferBindingSize / maxBufferSize): lower ${setting} ` +
+      `(at most ${Math.max(0, Math.floor(limit / bytesPerItem))} fit)`,
+  );
 }

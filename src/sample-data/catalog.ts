@@ -113,7 +113,6 @@ const EXPECTED: Record<SampleKind, [ExpectedStatus, string]> = {
 export const BOMB_CLAIMED_SIZE = 30000;
 export const TINY_SIZE = 40;
 
-
 type Triple = { color: ColorName; shape: ShapeName; background: ColorName };
 
 /** Every allowed (colour, shape, background) in a fixed order. */

@@ -31,7 +31,11 @@ function shapeSvg(shape: SampleItem['shape'], cx: number, cy: number, s: number,
       return `<rect x="${f(cx - h)}" y="${f(cy - h)}" width="${f(2 * h)}" height="${f(2 * h)}" fill="${fill}"/>`;
     }
     case 'triangle': {
-      const pts = [[cx, cy - s], [cx + s, cy + s], [cx - s, cy + s]];
+      const pts = [
+        [cx, cy - s],
+        [cx + s, cy + s],
+        [cx - s, cy + s],
+      ];
       return `<polygon points="${pts.map(([x, y]) => `${f(x)},${f(y)}`).join(' ')}" fill="${fill}"/>`;
     }
     case 'star': {

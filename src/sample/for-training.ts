@@ -7,7 +7,10 @@ import { sample } from './sample.ts';
 import type { TrainConfig } from '../train/config/schema.ts';
 
 /** The config's `sampling` section. */
-export type TrainingSampling = Pick<TrainConfig['sampling'], 'prompts' | 'class_ids' | 'steps' | 'guidance' | 'temperature' | 'seed'>;
+export type TrainingSampling = Pick<
+  TrainConfig['sampling'],
+  'prompts' | 'class_ids' | 'steps' | 'guidance' | 'temperature' | 'seed'
+>;
 
 export async function sampleGridForTraining(checkpointDir: string, outPng: string, s: TrainingSampling): Promise<void> {
   const ck = await loadCheckpoint(checkpointDir);

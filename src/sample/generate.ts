@@ -56,11 +56,15 @@ export async function generate(model: TokenModel, batch: number, opts: GenerateO
   const codes = cfg.codebook_size;
   const maskId = cfg.mask_token_id;
   const steps = opts.steps;
-  if (!Number.isInteger(batch) || batch < 1) throw new Error(`generate: batch must be a positive integer, got ${batch}`);
-  if (!Number.isInteger(steps) || steps < 1) throw new Error(`generate: steps must be a positive integer, got ${steps}`);
-  if (!Number.isFinite(opts.guidanceScale)) throw new Error(`generate: guidanceScale must be a finite number, got ${opts.guidanceScale}`);
+  if (!Number.isInteger(batch) || batch < 1)
+    throw new Error(`generate: batch must be a positive integer, got ${batch}`);
+  if (!Number.isInteger(steps) || steps < 1)
+    throw new Error(`generate: steps must be a positive integer, got ${steps}`);
+  if (!Number.isFinite(opts.guidanceScale))
+    throw new Error(`generate: guidanceScale must be a finite number, got ${opts.guidanceScale}`);
   const gSchedule = opts.guidanceSchedule ?? 'constant';
-  if (!GUIDANCE_SCHEDULES.includes(gSchedule)) throw new Error(`generate: unknown guidanceSchedule '${gSchedule}' (expected ${GUIDANCE_SCHEDULES.join(', ')})`);
+  if (!GUIDANCE_SCHEDULES.includes(gSchedule))
+    throw new Error(`generate: unknown guidanceSchedule '${gSchedule}' (expected ${GUIDANCE_SCHEDULES.join(', ')})`);
   const temperature = opts.temperature ?? 1;
   const temps = typeof temperature === 'number' ? [temperature] : temperature;
   if (temps.length < 1 || temps.length > 2 || temps.some((t) => !Number.isFinite(t) || t < 0)) {
@@ -82,19 +86,29 @@ export async function generate(model: TokenModel, batch: number, opts: GenerateO
   const ids = new Int32Array(batch * n).fill(maskId);
   if (opts.init) {
     if (opts.init.ids.length !== batch * n || opts.init.keep.length !== batch * n) {
-      throw new Error(`generate: init.ids and init.keep must have batch * num_vq_tokens = ${batch * n} entries, got ${opts.init.ids.length} and ${opts.init.keep.length}`);
+      throw new Error(
+        `generate: init.ids and init.keep must have batch * num_vq_tokens = ${batch * n} entries, got ${opts.init.ids.length} and ${opts.init.keep.length}`,
+      );
     }
     for (let i = 0; i < ids.length; i++) {
       if (!opts.init.keep[i]) continue;
       const v = opts.init.ids[i];
-      if (!Number.isInteger(v) || v < 0 || v >= codes) throw new Error(`generate: init.ids[${i}] = ${v} is kept but is not a codebook id in [0, ${codes})`);
+      if (!Number.isInteger(v) || v < 0 || v >= codes)
+        throw new Error(`generate: init.ids[${i}] = ${v} is kept but is not a codebook id in [0, ${codes})`);
       ids[i] = v;
     }
   }
   // On webgpu the logits of the batch (twice with guidance: conditional + unconditional rows) must fit one buffer.
-  assertGpuBufferFits(n * cfg.vocab_size * 4, batch * (needUncond ? 2 : 1), `the logits of ${batch} images x ${n} tokens`,
-    'the sampling batch (muse-sample --batch)');
-  const rngs = Array.from({ length: batch }, (_, b) => new Prng(deriveSeed(opts.seed >>> 0, 0x5a4d, (opts.firstRow ?? 0) + b)));
+  assertGpuBufferFits(
+    n * cfg.vocab_size * 4,
+    batch * (needUncond ? 2 : 1),
+    `the logits of ${batch} images x ${n} tokens`,
+    'the sampling batch (muse-sample --batch)',
+  );
+  const rngs = Array.from(
+    { length: batch },
+    (_, b) => new Prng(deriveSeed(opts.seed >>> 0, 0x5a4d, (opts.firstRow ?? 0) + b)),
+  );
   const uncond = needUncond ? repeatConditioning(opts.uncond!, batch) : undefined;
   // Self-conditioning models (config self_conditioning) take the previous step's prediction as input.
   const selfCond = 'self_conditioning' in cfg && cfg.self_conditioning;
@@ -145,7 +159,13 @@ export async function generate(model: TokenModel, batch: number, opts: GenerateO
 }
 
 /** Softmax over one row of logits (float64) and one multinomial draw by inverse CDF with uniform `u`. */
-function sampleRow(logits: Float32Array, off: number, size: number, probs: Float64Array, u: number): { id: number; prob: number } {
+function sampleRow(
+  logits: Float32Array,
+  off: number,
+  size: number,
+  probs: Float64Array,
+  u: number,
+): { id: number; prob: number } {
   let max = -Infinity;
   for (let c = 0; c < size; c++) if (logits[off + c] > max) max = logits[off + c];
   let sum = 0;
@@ -182,7 +202,12 @@ async function guidedLogits(
   try {
     const out = tf.tidy(() => {
       const run = (c: Conditioning) => {
-        const logits = model.forward(input, c.hidden, c.mask, { condEmbeds: c.pooled, classIds: c.classIds, lowresIds: c.lowresIds, selfCond });
+        const logits = model.forward(input, c.hidden, c.mask, {
+          condEmbeds: c.pooled,
+          classIds: c.classIds,
+          lowresIds: c.lowresIds,
+          selfCond,
+        });
         return tf.slice(logits, [0, 0, 0], [batch, n, codes]);
       };
       if (g === 1) return run(cond);
@@ -204,27 +229,39 @@ async function checkConditioning(model: TokenModel, c: Conditioning, batch: numb
   const cfg = model.config;
   const allowed = what === 'uncond' ? [1, batch] : [batch];
   const check = (t: tf.Tensor | undefined, name: string) => {
-    if (t && !allowed.includes(t.shape[0])) throw new Error(`generate: ${what}.${name} has batch ${t.shape[0]}, expected ${allowed.join(' or ')}`);
+    if (t && !allowed.includes(t.shape[0]))
+      throw new Error(`generate: ${what}.${name} has batch ${t.shape[0]}, expected ${allowed.join(' or ')}`);
   };
   if (cfg.add_cross_attention) {
-    if (!c.hidden) throw new Error(`generate: the model has cross-attention, so ${what}.hidden (text states [B, L, D]) is required`);
+    if (!c.hidden)
+      throw new Error(`generate: the model has cross-attention, so ${what}.hidden (text states [B, L, D]) is required`);
     if (c.hidden.shape[2] !== cfg.encoder_hidden_size) {
-      throw new Error(`generate: ${what}.hidden has width ${c.hidden.shape[2]}, the model expects encoder_hidden_size ${cfg.encoder_hidden_size}`);
+      throw new Error(
+        `generate: ${what}.hidden has width ${c.hidden.shape[2]}, the model expects encoder_hidden_size ${cfg.encoder_hidden_size}`,
+      );
     }
     if (c.mask && (c.mask.shape[0] !== c.hidden.shape[0] || c.mask.shape[1] !== c.hidden.shape[1])) {
-      throw new Error(`generate: ${what}.mask shape [${c.mask.shape}] does not match ${what}.hidden [${c.hidden.shape.slice(0, 2)}]`);
+      throw new Error(
+        `generate: ${what}.mask shape [${c.mask.shape}] does not match ${what}.hidden [${c.hidden.shape.slice(0, 2)}]`,
+      );
     }
   }
   if (cfg.add_cond_embeds) {
-    if (!c.pooled) throw new Error(`generate: the model uses pooled text (add_cond_embeds), so ${what}.pooled is required`);
-    if (c.pooled.shape[1] !== cfg.cond_embed_dim) throw new Error(`generate: ${what}.pooled has width ${c.pooled.shape[1]}, expected cond_embed_dim ${cfg.cond_embed_dim}`);
+    if (!c.pooled)
+      throw new Error(`generate: the model uses pooled text (add_cond_embeds), so ${what}.pooled is required`);
+    if (c.pooled.shape[1] !== cfg.cond_embed_dim)
+      throw new Error(
+        `generate: ${what}.pooled has width ${c.pooled.shape[1]}, expected cond_embed_dim ${cfg.cond_embed_dim}`,
+      );
   }
   if (cfg.num_classes) {
     if (!c.classIds) throw new Error(`generate: the model is class-conditional, so ${what}.classIds is required`);
     const ids = await readData<'int32'>(c.classIds);
     // The null class (id num_classes) is the unconditional side of guidance for models trained with it.
     const limit = cfg.num_classes + ('null_class' in cfg && cfg.null_class ? 1 : 0);
-    for (const v of ids) if (!Number.isInteger(v) || v < 0 || v >= limit) throw new Error(`generate: class id ${v} is outside [0, ${limit})`);
+    for (const v of ids)
+      if (!Number.isInteger(v) || v < 0 || v >= limit)
+        throw new Error(`generate: class id ${v} is outside [0, ${limit})`);
   } else if (c.classIds) {
     throw new Error(`generate: ${what}.classIds given but the model has no classes (num_classes not set)`);
   }
@@ -233,9 +270,14 @@ async function checkConditioning(model: TokenModel, c: Conditioning, batch: numb
   check(c.pooled, 'pooled');
   check(c.classIds, 'classIds');
   if ('num_lowres_tokens' in cfg) {
-    if (!c.lowresIds) throw new Error(`generate: a super-res model needs ${what}.lowresIds (the base model's tokens [B, ${cfg.num_lowres_tokens}])`);
+    if (!c.lowresIds)
+      throw new Error(
+        `generate: a super-res model needs ${what}.lowresIds (the base model's tokens [B, ${cfg.num_lowres_tokens}])`,
+      );
     if (c.lowresIds.shape[0] !== batch || c.lowresIds.shape[1] !== cfg.num_lowres_tokens) {
-      throw new Error(`generate: ${what}.lowresIds has shape [${c.lowresIds.shape}], expected [${batch}, ${cfg.num_lowres_tokens}]`);
+      throw new Error(
+        `generate: ${what}.lowresIds has shape [${c.lowresIds.shape}], expected [${batch}, ${cfg.num_lowres_tokens}]`,
+      );
     }
   } else if (c.lowresIds) {
     throw new Error(`generate: ${what}.lowresIds given but the model is not a super-res model`);

@@ -9,9 +9,15 @@ const DECODE_CHUNK = 4;
 const MASKED_GREY = 128;
 
 /** RGB bytes [count, H, W, 3] of `count` images of `n` tokens each. Masked ids (>= codebook) are painted grey. */
-export async function decodeIds(vq: VQGAN, ids: Int32Array, count: number, maskId?: number): Promise<{ rgb: Uint8Array[]; width: number; height: number }> {
+export async function decodeIds(
+  vq: VQGAN,
+  ids: Int32Array,
+  count: number,
+  maskId?: number,
+): Promise<{ rgb: Uint8Array[]; width: number; height: number }> {
   const n = ids.length / count;
-  if (!Number.isInteger(n) || n !== vq.tokensPerImage) throw new Error(`decodeIds: ${ids.length} ids is not ${count} images of ${vq.tokensPerImage} tokens`);
+  if (!Number.isInteger(n) || n !== vq.tokensPerImage)
+    throw new Error(`decodeIds: ${ids.length} ids is not ${count} images of ${vq.tokensPerImage} tokens`);
   const side = vq.latentSize;
   const out: Uint8Array[] = [];
   let width = 0;
@@ -37,7 +43,9 @@ export async function decodeIds(vq: VQGAN, ids: Int32Array, count: number, maskI
         for (let x = 0; x < w; x++) {
           const tok = Math.floor(y / f) * side + Math.floor(x / f);
           for (let ch = 0; ch < 3; ch++) {
-            rgb[(y * w + x) * 3 + ch] = masked[b * n + tok] ? MASKED_GREY : data[((b * h + y) * w + x) * c + Math.min(ch, c - 1)];
+            rgb[(y * w + x) * 3 + ch] = masked[b * n + tok]
+              ? MASKED_GREY
+              : data[((b * h + y) * w + x) * c + Math.min(ch, c - 1)];
           }
         }
       }
@@ -133,10 +141,14 @@ export async function makeGrid(images: Array<{ png: Buffer; caption: string }>):
   const texts: string[] = [];
   for (let i = 0; i < images.length; i++) {
     const meta = await sharp(images[i].png).metadata();
-    if (meta.width !== iw || meta.height !== ih) throw new Error(`makeGrid: image ${i} is ${meta.width}x${meta.height}, expected ${iw}x${ih}`);
+    if (meta.width !== iw || meta.height !== ih)
+      throw new Error(`makeGrid: image ${i} is ${meta.width}x${meta.height}, expected ${iw}x${ih}`);
     const x = (i % g.cols) * g.cellW;
     const y = Math.floor(i / g.cols) * g.cellH;
-    const scaled = await sharp(images[i].png).resize(iw * g.scale, ih * g.scale, { kernel: 'nearest' }).png().toBuffer();
+    const scaled = await sharp(images[i].png)
+      .resize(iw * g.scale, ih * g.scale, { kernel: 'nearest' })
+      .png()
+      .toBuffer();
     layers.push({ input: scaled, left: x, top: y });
     wrapCaption(images[i].caption, maxChars).forEach((line, k) => {
       const ty = y + ih * g.scale + 4 + (k + 1) * CAPTION_LINE_HEIGHT - 3;

@@ -65,7 +65,8 @@ export interface SampleResult {
 
 export async function sample(opts: SampleOptions): Promise<SampleResult> {
   const owned = typeof opts.checkpoint === 'string';
-  const ck = typeof opts.checkpoint === 'string' ? await loadCheckpoint(opts.checkpoint, { ema: opts.ema }) : opts.checkpoint;
+  const ck =
+    typeof opts.checkpoint === 'string' ? await loadCheckpoint(opts.checkpoint, { ema: opts.ema }) : opts.checkpoint;
   let sr: LoadedCheckpoint | undefined;
   try {
     sr = typeof opts.superres === 'string' ? await loadCheckpoint(opts.superres, { ema: opts.ema }) : opts.superres;
@@ -80,11 +81,17 @@ export async function sample(opts: SampleOptions): Promise<SampleResult> {
 /** The super-res checkpoint takes the base checkpoint's tokens. */
 function checkSuperRes(base: LoadedCheckpoint, sr: LoadedCheckpoint): void {
   const c = sr.transformer.config;
-  if (!('num_lowres_tokens' in c)) throw new Error(`--superres ${sr.dir}: not a super-res checkpoint (its model is not the superres512 stage's)`);
+  if (!('num_lowres_tokens' in c))
+    throw new Error(`--superres ${sr.dir}: not a super-res checkpoint (its model is not the superres512 stage's)`);
   const n = base.transformer.config.num_vq_tokens;
-  if (c.num_lowres_tokens !== n) throw new Error(`--superres ${sr.dir}: it takes ${c.num_lowres_tokens} low-res tokens, the base checkpoint makes ${n}`);
+  if (c.num_lowres_tokens !== n)
+    throw new Error(
+      `--superres ${sr.dir}: it takes ${c.num_lowres_tokens} low-res tokens, the base checkpoint makes ${n}`,
+    );
   if (base.transformer.config.codebook_size > c.lowres_codebook_size) {
-    throw new Error(`--superres ${sr.dir}: its low-res codebook (${c.lowres_codebook_size}) is smaller than the base model's (${base.transformer.config.codebook_size})`);
+    throw new Error(
+      `--superres ${sr.dir}: its low-res codebook (${c.lowres_codebook_size}) is smaller than the base model's (${base.transformer.config.codebook_size})`,
+    );
   }
   if (!sr.text) throw new Error(`--superres ${sr.dir}: sampling.json names no text encoder`);
 }
@@ -98,23 +105,32 @@ async function sampleLoaded(ck: LoadedCheckpoint, opts: SampleOptions, sr?: Load
   const batchSize = opts.batchSize ?? 8;
   const seed = opts.seed ?? 0;
   if (!Number.isInteger(num) || num < 1) throw new Error(`--num must be a positive integer, got ${num}`);
-  if (!Number.isInteger(batchSize) || batchSize < 1) throw new Error(`batch size must be a positive integer, got ${batchSize}`);
-  if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) throw new Error(`--seed must be an integer in [0, 2^32), got ${seed}`);
+  if (!Number.isInteger(batchSize) || batchSize < 1)
+    throw new Error(`batch size must be a positive integer, got ${batchSize}`);
+  if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff)
+    throw new Error(`--seed must be an integer in [0, 2^32), got ${seed}`);
 
   let labels: string[];
   let classes: number[] | undefined;
   if (classModel) {
-    if (opts.prompts?.length) throw new Error(`this checkpoint is class-conditional (${cfg.num_classes} classes): use --class, not prompts`);
-    if (!opts.classIds?.length) throw new Error(`this checkpoint is class-conditional (${cfg.num_classes} classes): give at least one --class`);
-    for (const c of opts.classIds) if (!Number.isInteger(c) || c < 0 || c >= cfg.num_classes!) throw new Error(`--class ${c}: expected an integer in [0, ${cfg.num_classes})`);
+    if (opts.prompts?.length)
+      throw new Error(`this checkpoint is class-conditional (${cfg.num_classes} classes): use --class, not prompts`);
+    if (!opts.classIds?.length)
+      throw new Error(`this checkpoint is class-conditional (${cfg.num_classes} classes): give at least one --class`);
+    for (const c of opts.classIds)
+      if (!Number.isInteger(c) || c < 0 || c >= cfg.num_classes!)
+        throw new Error(`--class ${c}: expected an integer in [0, ${cfg.num_classes})`);
     if (opts.negativePrompt !== undefined) throw new Error('--negative-prompt needs a text-conditioned checkpoint');
     if (opts.guidance !== undefined && opts.guidance !== 1 && !nullClass) {
-      throw new Error(`--guidance ${opts.guidance}: this class-conditional model has no null class (trained without class dropout, as in open-muse), so only guidance 1 is supported`);
+      throw new Error(
+        `--guidance ${opts.guidance}: this class-conditional model has no null class (trained without class dropout, as in open-muse), so only guidance 1 is supported`,
+      );
     }
     classes = opts.classIds;
     labels = classes.map((c) => `class ${c}`);
   } else {
-    if (opts.classIds?.length) throw new Error('--class needs a class-conditional checkpoint; this one is text-conditioned');
+    if (opts.classIds?.length)
+      throw new Error('--class needs a class-conditional checkpoint; this one is text-conditioned');
     labels = opts.prompts?.length ? opts.prompts : ck.info.prompts;
     if (!labels.length) throw new Error('no prompts: give --prompt/--prompts (sampling.json lists none)');
   }
@@ -125,12 +141,19 @@ async function sampleLoaded(ck: LoadedCheckpoint, opts: SampleOptions, sr?: Load
   const init = opts.init ? await inpaintInit(ck, opts.init) : undefined;
   const uncond: Conditioning | undefined = nullClass
     ? classConditioning([cfg.num_classes!])
-    : !classModel && ck.text ? encodePrompts(ck.text, [opts.negativePrompt ?? '']) : undefined;
+    : !classModel && ck.text
+      ? encodePrompts(ck.text, [opts.negativePrompt ?? ''])
+      : undefined;
   const images: SampledImage[] = [];
   try {
     for (let start = 0; start < jobs.length; start += batchSize) {
       const batch = jobs.slice(start, start + batchSize);
-      const cond = classModel ? classConditioning(batch.map((j) => j.classId!)) : encodePrompts(ck.text!, batch.map((j) => j.label));
+      const cond = classModel
+        ? classConditioning(batch.map((j) => j.classId!))
+        : encodePrompts(
+            ck.text!,
+            batch.map((j) => j.label),
+          );
       const steps: Buffer[][] = batch.map(() => []);
       try {
         const ids = await generate(ck.transformer, batch.length, {
@@ -154,7 +177,14 @@ async function sampleLoaded(ck: LoadedCheckpoint, opts: SampleOptions, sr?: Load
               : undefined,
         });
         const pngs = await idsToPngs(ck.vq, ids, batch.length);
-        const high = sr ? await superResolve(sr, ids, batch.map((j) => j.label), { ...opts, guidance, seed, firstRow: start }) : undefined;
+        const high = sr
+          ? await superResolve(
+              sr,
+              ids,
+              batch.map((j) => j.label),
+              { ...opts, guidance, seed, firstRow: start },
+            )
+          : undefined;
         batch.forEach((j, b) =>
           images.push({
             prompt: j.label,
@@ -176,17 +206,30 @@ async function sampleLoaded(ck: LoadedCheckpoint, opts: SampleOptions, sr?: Load
 }
 
 /** The super-res model's tokens and images for base tokens `lowIds` [B * n_low] and their prompts. */
-async function superResolve(sr: LoadedCheckpoint, lowIds: Int32Array, prompts: string[], o: SampleOptions & { guidance: number; seed: number; firstRow: number }) {
+async function superResolve(
+  sr: LoadedCheckpoint,
+  lowIds: Int32Array,
+  prompts: string[],
+  o: SampleOptions & { guidance: number; seed: number; firstRow: number },
+) {
   const b = prompts.length;
   const cfg = sr.transformer.config as { num_lowres_tokens: number; num_vq_tokens: number };
   const lowres = tf.tensor2d(lowIds, [b, cfg.num_lowres_tokens], 'int32');
   const cond: Conditioning = { ...encodePrompts(sr.text!, prompts), lowresIds: lowres };
   // Guidance drops the text only: the low-res tokens stay on both sides.
-  const uncond: Conditioning | undefined = o.guidance !== 1 ? { ...encodePrompts(sr.text!, [o.negativePrompt ?? '']), lowresIds: lowres } : undefined;
+  const uncond: Conditioning | undefined =
+    o.guidance !== 1 ? { ...encodePrompts(sr.text!, [o.negativePrompt ?? '']), lowresIds: lowres } : undefined;
   try {
     const ids = await generate(sr.transformer, b, {
-      steps: o.steps ?? 12, guidanceScale: o.guidance, guidanceSchedule: o.guidanceSchedule, temperature: o.temperature, schedule: o.schedule,
-      seed: o.seed, cond, uncond, firstRow: o.firstRow,
+      steps: o.steps ?? 12,
+      guidanceScale: o.guidance,
+      guidanceSchedule: o.guidanceSchedule,
+      temperature: o.temperature,
+      schedule: o.schedule,
+      seed: o.seed,
+      cond,
+      uncond,
+      firstRow: o.firstRow,
     });
     return { ids, n: cfg.num_vq_tokens, pngs: await idsToPngs(sr.vq, ids, b) };
   } finally {
@@ -202,14 +245,23 @@ function repeat<T extends Int32Array | Uint8Array>(a: T, times: number): T {
 }
 
 /** Tokens of the init image (resized/cropped to the model resolution) and which of them to keep (mask cell mean < 50%). */
-async function inpaintInit(ck: LoadedCheckpoint, init: { image: Buffer; mask: Buffer }): Promise<{ ids: Int32Array; keep: Uint8Array }> {
+async function inpaintInit(
+  ck: LoadedCheckpoint,
+  init: { image: Buffer; mask: Buffer },
+): Promise<{ ids: Int32Array; keep: Uint8Array }> {
   const res = ck.vq.config.resolution;
   const side = ck.vq.latentSize;
   // decoded as tokenize and VQGAN training decode images (src/image/to-floats.ts)
   const pixels = await imageToFloats(init.image, res, { what: '--init-image' });
-  const mask = await sharp(init.mask).removeAlpha().greyscale().resize(res, res, { fit: 'cover' }).raw().toBuffer().catch((err: Error) => {
-    throw new Error(`--mask: cannot decode (${err.message})`);
-  });
+  const mask = await sharp(init.mask)
+    .removeAlpha()
+    .greyscale()
+    .resize(res, res, { fit: 'cover' })
+    .raw()
+    .toBuffer()
+    .catch((err: Error) => {
+      throw new Error(`--mask: cannot decode (${err.message})`);
+    });
   const ids = tf.tidy(() => {
     const px = tf.tensor4d(pixels, [1, res, res, 3]);
     return ck.vq.encode(px);
@@ -226,7 +278,9 @@ async function inpaintInit(ck: LoadedCheckpoint, init: { image: Buffer; mask: Bu
     }
   }
   if (ck.transformer.config.codebook_size < ck.vq.config.numEmbeddings) {
-    for (let i = 0; i < tokens.length; i++) if (tokens[i] >= ck.transformer.config.codebook_size) throw new Error(`--init-image: token ${tokens[i]} is outside the transformer's codebook`);
+    for (let i = 0; i < tokens.length; i++)
+      if (tokens[i] >= ck.transformer.config.codebook_size)
+        throw new Error(`--init-image: token ${tokens[i]} is outside the transformer's codebook`);
   }
   return { ids: tokens, keep };
 }

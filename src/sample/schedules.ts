@@ -33,7 +33,11 @@ export function temperatureAt(temperature: number | readonly [number, number], s
 export function parseTemperature(text: string): number | [number, number] {
   const parts = text.split(',').map((s) => s.trim());
   const nums = parts.map(Number);
-  if ((parts.length !== 1 && parts.length !== 2) || parts.some((p) => p === '') || nums.some((n) => !Number.isFinite(n) || n < 0)) {
+  if (
+    (parts.length !== 1 && parts.length !== 2) ||
+    parts.some((p) => p === '') ||
+    nums.some((n) => !Number.isFinite(n) || n < 0)
+  ) {
     throw new Error(`--temperature '${text}': expected a number >= 0 or two of them as start,end (e.g. 2,0)`);
   }
   return nums.length === 1 ? nums[0] : [nums[0], nums[1]];

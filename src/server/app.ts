@@ -87,16 +87,22 @@ type AjvError = { keyword: string; instancePath?: string; params?: Record<string
  * Schema failures in words that name the input: the unknown key ("body must NOT have additional properties" named
  * none), and a body that is not JSON at all (image bytes posted to a JSON route). Null: keep fastify's message.
  */
-function validationMessage(err: Error & { validation?: unknown; validationContext?: string }, req: FastifyRequest): string | null {
+function validationMessage(
+  err: Error & { validation?: unknown; validationContext?: string },
+  req: FastifyRequest,
+): string | null {
   const first = Array.isArray(err.validation) ? (err.validation[0] as AjvError | undefined) : undefined;
   if (!first) return null;
   const where = err.validationContext ?? 'request';
   const type = String(req.headers['content-type'] ?? '');
-  if (where === 'body' && !/^application\/json/i.test(type)) return `${req.method} ${req.url.split('?')[0]} takes a JSON body (content type application/json), not ${JSON.stringify(type)}`;
+  if (where === 'body' && !/^application\/json/i.test(type))
+    return `${req.method} ${req.url.split('?')[0]} takes a JSON body (content type application/json), not ${JSON.stringify(type)}`;
   if (first.keyword === 'additionalProperties') {
     const key = String(first.params?.additionalProperty ?? '?');
     const at = first.instancePath ? `${where}${first.instancePath.replaceAll('/', '.')}` : where;
-    return where === 'querystring' ? `unknown parameter "${key}"` : `${at} has an unknown key "${key}" (${err.message})`;
+    return where === 'querystring'
+      ? `unknown parameter "${key}"`
+      : `${at} has an unknown key "${key}" (${err.message})`;
   }
   return null;
 }
@@ -124,7 +130,9 @@ export async function buildServer(o: ServeOptions): Promise<FastifyInstance> {
     const r = await syncDataset(index, d);
     if (r.loaded > 0) generation.set(d.id, (generation.get(d.id) ?? 0) + 1);
     const before = damaged.get(d.id) ?? [];
-    if (r.damaged.join() !== before.join()) for (const m of r.damaged.filter((x) => !before.includes(x))) logLine({ event: 'damaged_shard', dataset: d.name, error: m });
+    if (r.damaged.join() !== before.join())
+      for (const m of r.damaged.filter((x) => !before.includes(x)))
+        logLine({ event: 'damaged_shard', dataset: d.name, error: m });
     damaged.set(d.id, r.damaged);
   };
   void compactionAdvice(index).then(
@@ -136,13 +144,24 @@ export async function buildServer(o: ServeOptions): Promise<FastifyInstance> {
     samples: sampleIndexCache(index),
     opts,
     shardFiles: new ShardFiles(),
-    playground: o.checkpoints?.length ? new Playground(o.checkpoints, { maxQueue: opts.maxQueue, feedbackFile: o.feedbackFile }) : undefined,
+    playground: o.checkpoints?.length
+      ? new Playground(o.checkpoints, { maxQueue: opts.maxQueue, feedbackFile: o.feedbackFile })
+      : undefined,
     datasets: () => index.datasets(),
     damaged: (datasetId) => damaged.get(datasetId) ?? [],
     queryRoutes: new Set(),
     async dataset(name) {
       const d = index.datasets().find((x) => x.name === name);
-      if (!d) throw new HttpError(404, `no dataset '${name}' in this data root (known: ${index.datasets().map((x) => x.name).join(', ') || 'none'})`);
+      if (!d)
+        throw new HttpError(
+          404,
+          `no dataset '${name}' in this data root (known: ${
+            index
+              .datasets()
+              .map((x) => x.name)
+              .join(', ') || 'none'
+          })`,
+        );
       const now = Date.now();
       if (now - (lastSync.get(d.id) ?? 0) > SYNC_EVERY_MS) {
         lastSync.set(d.id, now);
@@ -183,7 +202,11 @@ export async function buildServer(o: ServeOptions): Promise<FastifyInstance> {
       if (host !== req.headers.host) throw new HttpError(403, `requests from ${origin} are refused`);
     } else if (origin === 'null') throw new HttpError(403, 'requests from an opaque origin are refused');
     const type = req.headers['content-type'] ?? '';
-    if (!POST_TYPES.test(type)) throw new HttpError(415, `content type ${JSON.stringify(type)} is not accepted: send application/json (or the image bytes for an upload)`);
+    if (!POST_TYPES.test(type))
+      throw new HttpError(
+        415,
+        `content type ${JSON.stringify(type)} is not accepted: send application/json (or the image bytes for an upload)`,
+      );
   });
 
   // A query parameter where the route takes none is refused by name (the README promises it), not ignored.
@@ -191,23 +214,48 @@ export async function buildServer(o: ServeOptions): Promise<FastifyInstance> {
     const route = req.routeOptions;
     if (!route.url || route.schema?.querystring || ctx.queryRoutes.has(route.url)) return;
     const keys = Object.keys((req.query as Record<string, unknown> | undefined) ?? {});
-    if (keys.length) throw new HttpError(400, `unknown parameter "${keys[0]}" (${req.method} ${route.url} takes no query parameters)`);
+    if (keys.length)
+      throw new HttpError(400, `unknown parameter "${keys[0]}" (${req.method} ${route.url} takes no query parameters)`);
   });
 
-  app.setErrorHandler((err: Error & { statusCode?: number; validation?: unknown; expose?: boolean }, req: FastifyRequest, reply: FastifyReply) => {
-    const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500;
-    // Every 5xx, with its cause, on stderr as one JSON line (the fastify logger is off by default).
-    if (status >= 500) logLine({ event: 'error', status, method: req.method, url: req.url.slice(0, 500), error: err.message, stack: err.stack });
-    const message = status >= 500 && !err.expose ? 'internal error (see the server log)' : validationMessage(err, req) ?? err.message;
-    return reply.status(status).type('application/json').send({ error: message });
-  });
-  app.setNotFoundHandler((req, reply) => reply.status(404).send({ error: `no such page: ${req.method} ${req.url.slice(0, 200)}` }));
+  app.setErrorHandler(
+    (
+      err: Error & { statusCode?: number; validation?: unknown; expose?: boolean },
+      req: FastifyRequest,
+      reply: FastifyReply,
+    ) => {
+      const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500;
+      // Every 5xx, with its cause, on stderr as one JSON line (the fastify logger is off by default).
+      if (status >= 500)
+        logLine({
+          event: 'error',
+          status,
+          method: req.method,
+          url: req.url.slice(0, 500),
+          error: err.message,
+          stack: err.stack,
+        });
+      const message =
+        status >= 500 && !err.expose
+          ? 'internal error (see the server log)'
+          : (validationMessage(err, req) ?? err.message);
+      return reply.status(status).type('application/json').send({ error: message });
+    },
+  );
+  app.setNotFoundHandler((req, reply) =>
+    reply.status(404).send({ error: `no such page: ${req.method} ${req.url.slice(0, 200)}` }),
+  );
 
   app.get('/', async (_req, reply) =>
     reply.type('text/html').send(
       page(
         'Home',
-        html`<h1>muse data</h1><ul><li><a href="/optout">Find your images and opt out</a></li><li><a href="/datasets">Explore the datasets</a></li>${ctx.playground ? html`<li><a href="/play">Playground</a></li>` : ''}</ul>`,
+        html`<h1>muse data</h1>
+          <ul>
+            <li><a href="/optout">Find your images and opt out</a></li>
+            <li><a href="/datasets">Explore the datasets</a></li>
+            ${ctx.playground ? html`<li><a href="/play">Playground</a></li>` : ''}
+          </ul>`,
         { play: !!ctx.playground },
       ),
     ),

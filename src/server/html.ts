@@ -1,7 +1,10 @@
 /** Server-rendered pages: escaping, the shared layout and small pieces (tables, an SVG bar chart). */
 
 export function esc(v: unknown): string {
-  return String(v ?? '').replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
+  return String(v ?? '').replace(
+    /[&<>"']/g,
+    (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!,
+  );
 }
 
 /** A tagged template whose `${}` values are escaped, except values already wrapped by `raw()`. */
@@ -16,7 +19,11 @@ export const raw = (s: string): Raw => new Raw(s);
 export function html(strings: TemplateStringsArray, ...values: unknown[]): Raw {
   let out = strings[0];
   values.forEach((v, i) => {
-    const part = Array.isArray(v) ? v.map((x) => (x instanceof Raw ? x.html : esc(x))).join('') : v instanceof Raw ? v.html : esc(v);
+    const part = Array.isArray(v)
+      ? v.map((x) => (x instanceof Raw ? x.html : esc(x))).join('')
+      : v instanceof Raw
+        ? v.html
+        : esc(v);
     out += part + strings[i + 1];
   });
   return raw(out);
@@ -59,5 +66,7 @@ export function barChart(entries: Array<[string, number]>, id: string): Raw {
       return `<text x="0" y="${i * h + 13}">${esc(label)}</text><rect x="190" y="${i * h + 3}" width="${w}" height="${h - 6}"></rect><text x="${196 + w}" y="${i * h + 13}">${n}</text>`;
     })
     .join('');
-  return raw(`<svg class="chart" id="${esc(id)}" width="460" height="${Math.max(h, rows.length * h)}" role="img">${bars}</svg>`);
+  return raw(
+    `<svg class="chart" id="${esc(id)}" width="460" height="${Math.max(h, rows.length * h)}" role="img">${bars}</svg>`,
+  );
 }

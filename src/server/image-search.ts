@@ -36,7 +36,17 @@ export interface ImageSearch {
 export const MAX_PHASH_DISTANCE = 15;
 
 function guardConfig(maxPixels: number): ImageConfig {
-  return { size: 0, resize_mode: 'no', resize_only_if_bigger: false, encode_format: 'jpg', encode_quality: 95, min_image_size: 0, max_aspect_ratio: 0, max_image_area: maxPixels, min_file_bytes: 0 };
+  return {
+    size: 0,
+    resize_mode: 'no',
+    resize_only_if_bigger: false,
+    encode_format: 'jpg',
+    encode_quality: 95,
+    min_image_size: 0,
+    max_aspect_ratio: 0,
+    max_image_area: maxPixels,
+    min_file_bytes: 0,
+  };
 }
 
 /**
@@ -44,31 +54,58 @@ function guardConfig(maxPixels: number): ImageConfig {
  * centre crop or padding (dataset.json's image settings). Its filters (minimum size, aspect ratio) are left out, so a
  * smaller copy is still hashed. `plain` when the folder has no usable dataset.json.
  */
-async function framedHash(datasetPath: string, bytes: Buffer, plain: string, maxPixels: number, cache: Map<string, string>): Promise<string> {
+async function framedHash(
+  datasetPath: string,
+  bytes: Buffer,
+  plain: string,
+  maxPixels: number,
+  cache: Map<string, string>,
+): Promise<string> {
   let image: Partial<ImageConfig> | undefined;
   try {
     image = (readDatasetJson(datasetPath)?.pipeline as { image?: Partial<ImageConfig> } | undefined)?.image;
   } catch {
     return plain; // a damaged dataset.json: search with the upload as it is
   }
-  if (!image || typeof image.size !== 'number' || !(RESIZE_MODES as readonly string[]).includes(String(image.resize_mode)) || typeof image.resize_only_if_bigger !== 'boolean') return plain;
+  if (
+    !image ||
+    typeof image.size !== 'number' ||
+    !(RESIZE_MODES as readonly string[]).includes(String(image.resize_mode)) ||
+    typeof image.resize_only_if_bigger !== 'boolean'
+  )
+    return plain;
   const mode = image.resize_mode as ResizeMode;
   if (mode === 'no') return plain;
   const key = `${image.size}:${mode}:${image.resize_only_if_bigger}`;
   const known = cache.get(key);
   if (known) return known;
-  const processed = await createImageProcessor({ ...guardConfig(maxPixels), size: image.size, resize_mode: mode, resize_only_if_bigger: image.resize_only_if_bigger, encode_format: 'png' })(bytes);
+  const processed = await createImageProcessor({
+    ...guardConfig(maxPixels),
+    size: image.size,
+    resize_mode: mode,
+    resize_only_if_bigger: image.resize_only_if_bigger,
+    encode_format: 'png',
+  })(bytes);
   const h = processed.ok ? processed.phash : plain;
   cache.set(key, h);
   return h;
 }
 
 function hasBands(index: IndexDb): boolean {
-  return index.stmt("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'dedup_phash_bands'").pluck().get() !== undefined;
+  return (
+    index.stmt("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'dedup_phash_bands'").pluck().get() !==
+    undefined
+  );
 }
 
-export async function searchImage(index: IndexDb, samples: SampleIndex, bytes: Buffer, opts: { maxPixels: number; distance: number }): Promise<ImageSearch> {
-  if (!(Number.isInteger(opts.distance) && opts.distance >= 0 && opts.distance <= MAX_PHASH_DISTANCE)) throw new UploadError(`distance must be an integer in 0..${MAX_PHASH_DISTANCE}`);
+export async function searchImage(
+  index: IndexDb,
+  samples: SampleIndex,
+  bytes: Buffer,
+  opts: { maxPixels: number; distance: number },
+): Promise<ImageSearch> {
+  if (!(Number.isInteger(opts.distance) && opts.distance >= 0 && opts.distance <= MAX_PHASH_DISTANCE))
+    throw new UploadError(`distance must be an integer in 0..${MAX_PHASH_DISTANCE}`);
   const verdict = await checkHeader(bytes, guardConfig(opts.maxPixels));
   if (!verdict.ok) throw new UploadError(`the upload was refused: ${verdict.error}`);
   let phash: string;
@@ -84,13 +121,19 @@ export async function searchImage(index: IndexDb, samples: SampleIndex, bytes: B
   const framed = new Map<string, string>();
   for (const d of index.datasets()) {
     const h = await framedHash(d.path, bytes, phash, opts.maxPixels, framed);
-    const indexed = bands && index.stmt('SELECT 1 FROM dedup_phash_bands WHERE dataset_id = ? LIMIT 1').pluck().get(d.id) !== undefined;
+    const indexed =
+      bands &&
+      index.stmt('SELECT 1 FROM dedup_phash_bands WHERE dataset_id = ? LIMIT 1').pluck().get(d.id) !== undefined;
     const matches: Array<{ key: string; distance: number }> = [];
     if (indexed) matches.push(...findNearDuplicates(index.db, d.id, h, opts.distance));
     else {
       // The sample runs (a scan of their phash column), then the old samples table for shards not in runs.
       for (const s of await samples.nearPhash(d.id, h, opts.distance)) if (s.sha256 !== sha256) near.push(s);
-      const rows = index.stmt('SELECT key, phash FROM samples WHERE dataset_id = ? AND phash IS NOT NULL').safeIntegers(true).raw().iterate(d.id) as IterableIterator<[string, bigint]>;
+      const rows = index
+        .stmt('SELECT key, phash FROM samples WHERE dataset_id = ? AND phash IS NOT NULL')
+        .safeIntegers(true)
+        .raw()
+        .iterate(d.id) as IterableIterator<[string, bigint]>;
       for (const [key, p] of rows) {
         if (samples.layout.inRuns.has(`${d.id}:${Number(key.slice(0, SHARD_DIGITS))}`)) continue;
         const dist = hammingDistance(h, phashFromInt(p));
@@ -98,13 +141,25 @@ export async function searchImage(index: IndexDb, samples: SampleIndex, bytes: B
       }
     }
     for (const m of matches) {
-      const s = index.stmt('SELECT key, shard, status, sha256, phash FROM samples WHERE dataset_id = ? AND key = ?').safeIntegers(true).get(d.id, m.key) as
-        | { key: string; shard: bigint; status: string; sha256: Buffer | null; phash: bigint | null }
-        | undefined;
+      const s = index
+        .stmt('SELECT key, shard, status, sha256, phash FROM samples WHERE dataset_id = ? AND key = ?')
+        .safeIntegers(true)
+        .get(d.id, m.key) as
+        { key: string; shard: bigint; status: string; sha256: Buffer | null; phash: bigint | null } | undefined;
       if (!s) continue;
       const sha = s.sha256 ? s.sha256.toString('hex') : null;
       if (sha === sha256) continue; // already an exact match
-      near.push({ datasetId: d.id, dataset: d.name, datasetPath: d.path, key: s.key, shard: Number(s.shard), status: s.status, sha256: sha, phash: s.phash === null ? null : phashFromInt(s.phash), distance: m.distance });
+      near.push({
+        datasetId: d.id,
+        dataset: d.name,
+        datasetPath: d.path,
+        key: s.key,
+        shard: Number(s.shard),
+        status: s.status,
+        sha256: sha,
+        phash: s.phash === null ? null : phashFromInt(s.phash),
+        distance: m.distance,
+      });
     }
   }
   near.sort((a, b) => a.distance - b.distance || a.dataset.localeCompare(b.dataset) || (a.key < b.key ? -1 : 1));

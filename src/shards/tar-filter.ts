@@ -42,7 +42,8 @@ function parseSize(h: Buffer, file: string, at: number): number {
     return n;
   }
   const s = cstr(h, 124, 12).trim();
-  if (!/^[0-7]*$/.test(s)) throw new Error(`${file}: corrupt tar header at byte ${at} (size field ${JSON.stringify(s)})`);
+  if (!/^[0-7]*$/.test(s))
+    throw new Error(`${file}: corrupt tar header at byte ${at} (size field ${JSON.stringify(s)})`);
   return s ? parseInt(s, 8) : 0;
 }
 
@@ -106,7 +107,12 @@ export function scanTar(file: string): TarScan {
         const prefix = h.toString('ascii', 257, 262) === 'ustar' ? cstr(h, 345, 155) : '';
         const name = longName ?? (prefix ? `${prefix}/${cstr(h, 0, 100)}` : cstr(h, 0, 100));
         const regular = type === '0' || type === '7';
-        members.push({ start: pendingStart >= 0 ? pendingStart : pos, end: next, ...splitMemberName(name), fileBytes: regular ? dataSize : 0 });
+        members.push({
+          start: pendingStart >= 0 ? pendingStart : pos,
+          end: next,
+          ...splitMemberName(name),
+          fileBytes: regular ? dataSize : 0,
+        });
         pendingStart = -1;
         longName = undefined;
       }

@@ -38,7 +38,9 @@ export class ShardTarWriter {
   /** The first write error, named with the shard file and what to do. */
   private fail(err: Error): Error {
     const code = (err as NodeJS.ErrnoException).code;
-    this.failure ??= new Error(`${this.file}: ${code === 'ENOSPC' ? 'disk full' : 'cannot write'} (${err.message}); free space and rerun: complete shards are kept, this one is redone`);
+    this.failure ??= new Error(
+      `${this.file}: ${code === 'ENOSPC' ? 'disk full' : 'cannot write'} (${err.message}); free space and rerun: complete shards are kept, this one is redone`,
+    );
     return this.failure;
   }
 
@@ -75,8 +77,10 @@ export class ShardTarWriter {
   private entry(name: string, data: Buffer): Promise<void> {
     if (this.failure) return Promise.reject(this.failure);
     return new Promise((resolve, reject) => {
-      const sink = this.pack.entry({ name, size: data.length, mtime: FIXED_MTIME, mode: 0o444, uname: 'muse', gname: 'muse', uid: 0, gid: 0 }, data, (err) =>
-        err ? reject(this.fail(err)) : resolve(),
+      const sink = this.pack.entry(
+        { name, size: data.length, mtime: FIXED_MTIME, mode: 0o444, uname: 'muse', gname: 'muse', uid: 0, gid: 0 },
+        data,
+        (err) => (err ? reject(this.fail(err)) : resolve()),
       );
       // When the output fails (a full disk) tar-stream destroys the entry with the error: without a listener
       // that is an uncaught 'error' event ending the process.

@@ -92,7 +92,10 @@ export function fieldRanges(bytes: Uint8Array, framing: 'tsv' | 'csv'): [number,
   for (let i = 0; i < bytes.length; i++) {
     const b = bytes[i];
     if (framing === 'tsv') {
-      if (b === 0x09) { ranges.push([start, i]); start = i + 1; }
+      if (b === 0x09) {
+        ranges.push([start, i]);
+        start = i + 1;
+      }
     } else if (state === QUOTED) {
       if (b === QUOTE) state = QUOTE_IN_QUOTED;
     } else if (b === COMMA) {
@@ -123,8 +126,10 @@ function compressedKind(buf: Uint8Array): string | undefined {
 }
 
 function tooLong(path: string, line: number): Error {
-  return new Error(`${path} line ${line}: record longer than ${MAX_RECORD_BYTES >> 20} MiB` +
-    ' (an unclosed quote, or not a text file?)');
+  return new Error(
+    `${path} line ${line}: record longer than ${MAX_RECORD_BYTES >> 20} MiB` +
+      ' (an unclosed quote, or not a text file?)',
+  );
 }
 
 /** One pass over the file: counts records (trailing blank lines are not records) and sets checkpoints. */
@@ -148,7 +153,10 @@ export async function indexRecords(path: string, framing: Framing): Promise<Reco
       let pos = 0;
       if (bufOffset === 0) {
         const packed = compressedKind(chunk);
-        if (packed) throw new Error(`${path}: looks ${packed}-compressed; decompress it first (text formats are read as plain text)`);
+        if (packed)
+          throw new Error(
+            `${path}: looks ${packed}-compressed; decompress it first (text formats are read as plain text)`,
+          );
         if (hasBom(chunk)) pos = recordStart = 3;
         checkpoints.push({ record: 0, offset: recordStart, line: 1 });
       }
@@ -256,7 +264,8 @@ export async function* readRowRange<T>(
   checkRange(path, start, end);
   if (start === end) return;
   const size = (await stat(path)).size;
-  if (size !== index.size) throw new Error(`${path}: file changed since it was opened (size ${index.size}, now ${size})`);
+  if (size !== index.size)
+    throw new Error(`${path}: file changed since it was opened (size ${index.size}, now ${size})`);
   const first = start + skip;
   let row = start;
   for await (const records of readRecords(path, framing, checkpointFor(index, first))) {

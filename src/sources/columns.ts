@@ -14,7 +14,8 @@ export function editDistance(a: string, b: string): number {
     for (let j = 1; j <= b.length; j++) {
       const cost = a[i - 1] === b[j - 1] ? 0 : 1;
       d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost);
-      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i][j] = Math.min(d[i][j], d[i - 2][j - 2] + 1);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1])
+        d[i][j] = Math.min(d[i][j], d[i - 2][j - 2] + 1);
     }
   }
   return d[a.length][b.length];
@@ -76,7 +77,9 @@ export function checkColumns(file: string, info: TableInfo, input: InputConfig):
 /** Makes a value JSON-friendly: bigint -> number when exact (else string), Date -> ISO string, recursively. */
 export function plainValue(value: unknown): unknown {
   if (typeof value === 'bigint') {
-    return value >= BigInt(Number.MIN_SAFE_INTEGER) && value <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(value) : value.toString();
+    return value >= BigInt(Number.MIN_SAFE_INTEGER) && value <= BigInt(Number.MAX_SAFE_INTEGER)
+      ? Number(value)
+      : value.toString();
   }
   if (value instanceof Date) return Number.isNaN(value.getTime()) ? null : value.toISOString();
   if (Array.isArray(value)) return value.map(plainValue);
@@ -113,7 +116,15 @@ export function toRecord(raw: RawRow, pos: RowPosition, input: InputConfig): Sou
   const { row, file, fileRow } = pos;
   const values = raw.values;
   if (values === undefined) {
-    return { row, file, fileRow, url: '', caption: null, meta: {}, error: `${rowLocation(file, fileRow, raw.line)}: ${raw.error}` };
+    return {
+      row,
+      file,
+      fileRow,
+      url: '',
+      caption: null,
+      meta: {},
+      error: `${rowLocation(file, fileRow, raw.line)}: ${raw.error}`,
+    };
   }
   const urlValue = values[input.url_col];
   const caption = input.caption_col === undefined ? null : toCaption(values[input.caption_col]);
@@ -123,9 +134,16 @@ export function toRecord(raw: RawRow, pos: RowPosition, input: InputConfig): Sou
   } else {
     for (const k in values) if (k !== input.url_col && k !== input.caption_col) meta[k] = plainValue(values[k]);
   }
-  if (typeof urlValue === 'string' && urlValue.trim() !== '') return { row, file, fileRow, url: urlValue, caption, meta };
-  const what = urlValue === undefined ? 'missing' : urlValue === null ? 'null'
-    : typeof urlValue === 'string' ? 'empty' : `a ${typeof urlValue}, not a string`;
+  if (typeof urlValue === 'string' && urlValue.trim() !== '')
+    return { row, file, fileRow, url: urlValue, caption, meta };
+  const what =
+    urlValue === undefined
+      ? 'missing'
+      : urlValue === null
+        ? 'null'
+        : typeof urlValue === 'string'
+          ? 'empty'
+          : `a ${typeof urlValue}, not a string`;
   const error = `${rowLocation(file, fileRow, raw.line)}: URL column "${input.url_col}" is ${what}`;
   return { row, file, fileRow, url: '', caption, meta, error };
 }

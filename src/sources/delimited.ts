@@ -6,7 +6,14 @@
  */
 import { isUtf8 } from 'node:buffer';
 import type { RawRow, TableFile, TableInfo } from './table.ts';
-import { fieldRanges, indexRecords, readRecords, readRowRange, type ByteRecord, type RecordIndex } from './byte-records.ts';
+import {
+  fieldRanges,
+  indexRecords,
+  readRecords,
+  readRowRange,
+  type ByteRecord,
+  type RecordIndex,
+} from './byte-records.ts';
 import { parseCsvRecord } from './csv.ts';
 import { fsProblem } from './util.ts';
 
@@ -26,10 +33,13 @@ export class DelimitedFile implements TableFile {
   private index?: RecordIndex;
   private columns: string[] = [];
 
-  constructor(readonly path: string, private readonly opts: DelimitedOptions) {}
+  constructor(
+    readonly path: string,
+    private readonly opts: DelimitedOptions,
+  ) {}
 
   private get framing() {
-    return this.opts.format === 'csv' ? 'csv' as const : 'lines' as const;
+    return this.opts.format === 'csv' ? ('csv' as const) : ('lines' as const);
   }
 
   async open(): Promise<TableInfo> {
@@ -52,14 +62,18 @@ export class DelimitedFile implements TableFile {
       rows -= 1;
     } else {
       if (!opts.columns?.length) {
-        throw new Error(`${path}: ${opts.format} file without a header needs input.columns (the column names in order)`);
+        throw new Error(
+          `${path}: ${opts.format} file without a header needs input.columns (the column names in order)`,
+        );
       }
       columns = opts.columns;
     }
     const seen = new Set<string>();
     for (const name of columns) {
       if (seen.has(name)) {
-        throw new Error(`${path}: column name "${name}" appears twice in ${opts.header ? 'the header' : 'input.columns'}`);
+        throw new Error(
+          `${path}: column name "${name}" appears twice in ${opts.header ? 'the header' : 'input.columns'}`,
+        );
       }
       seen.add(name);
     }

@@ -60,7 +60,9 @@ export class ImageNetSource implements Source {
     }
     wnids.sort(byCodeUnits);
     if (wnids.length === 0) {
-      throw new Error(`${root}: no class folders found (expected ${root}/train/<wnid>/*.JPEG or ${root}/<wnid>/*.JPEG)`);
+      throw new Error(
+        `${root}: no class folders found (expected ${root}/train/<wnid>/*.JPEG or ${root}/<wnid>/*.JPEG)`,
+      );
     }
     const names = await readSynsetMapping(root);
     const counts = await mapLimit(wnids, 8, async (wnid) => (await listImages(join(classRoot, wnid))).length);
@@ -70,7 +72,8 @@ export class ImageNetSource implements Source {
       offset += counts[i];
       return info;
     });
-    if (offset === 0) throw new Error(`${root}: ${wnids.length} class folders but no .JPEG/.jpg/.jpeg/.png images in them`);
+    if (offset === 0)
+      throw new Error(`${root}: ${wnids.length} class folders but no .JPEG/.jpg/.jpeg/.png images in them`);
     return { totalRows: offset };
   }
 
@@ -90,8 +93,14 @@ export class ImageNetSource implements Source {
       }
       for (let row = from; row < to; row++) {
         yield {
-          row, file: this.root, fileRow: row, url: '', caption: c.caption,
-          localPath: join(c.dir, images[row - c.offset]), cls, meta: { wnid: c.wnid },
+          row,
+          file: this.root,
+          fileRow: row,
+          url: '',
+          caption: c.caption,
+          localPath: join(c.dir, images[row - c.offset]),
+          cls,
+          meta: { wnid: c.wnid },
         };
       }
     }
@@ -104,7 +113,14 @@ async function listImages(dir: string): Promise<string[]> {
   const names: string[] = [];
   for (const e of entries) {
     if (!IMAGE_EXT.test(e.name) || e.name.startsWith('.')) continue;
-    if (e.isFile() || (e.isSymbolicLink() && (await stat(join(dir, e.name)).then((s) => s.isFile(), () => false)))) {
+    if (
+      e.isFile() ||
+      (e.isSymbolicLink() &&
+        (await stat(join(dir, e.name)).then(
+          (s) => s.isFile(),
+          () => false,
+        )))
+    ) {
       names.push(e.name);
     }
   }

@@ -39,9 +39,16 @@ export function createSource(input: InputConfig, opts: { dataRoot: string; proje
   const files = expandPatterns(input.files, vars, 'file');
   const tables: TableFile[] = files.map((path) => {
     switch (input.format) {
-      case 'parquet': return new ParquetFile(path);
-      case 'jsonl': return new JsonlFile(path);
-      default: return new DelimitedFile(path, { format: input.format as 'tsv' | 'csv', header: input.header, columns: input.columns });
+      case 'parquet':
+        return new ParquetFile(path);
+      case 'jsonl':
+        return new JsonlFile(path);
+      default:
+        return new DelimitedFile(path, {
+          format: input.format as 'tsv' | 'csv',
+          header: input.header,
+          columns: input.columns,
+        });
     }
   });
   return new TableSource(tables, input);
@@ -50,7 +57,13 @@ export function createSource(input: InputConfig, opts: { dataRoot: string; proje
 /** The format a path's extension suggests (for `--input FILE` style CLI flags), or undefined. */
 export function formatFromPath(path: string): InputFormat | undefined {
   const ext = extname(path).toLowerCase();
-  const byExt: Record<string, InputFormat> = { '.parquet': 'parquet', '.tsv': 'tsv', '.csv': 'csv', '.jsonl': 'jsonl', '.ndjson': 'jsonl' };
+  const byExt: Record<string, InputFormat> = {
+    '.parquet': 'parquet',
+    '.tsv': 'tsv',
+    '.csv': 'csv',
+    '.jsonl': 'jsonl',
+    '.ndjson': 'jsonl',
+  };
   return byExt[ext];
 }
 
@@ -69,7 +82,9 @@ export function inputFromFlags(flags: {
 }): InputConfig {
   const format = flags.format ?? (flags.files[0] !== undefined ? formatFromPath(flags.files[0]) : undefined);
   if (!format) {
-    throw new Error(`cannot tell the input format of "${flags.files[0] ?? ''}" from its name; pass --format (${INPUT_FORMATS.join(', ')})`);
+    throw new Error(
+      `cannot tell the input format of "${flags.files[0] ?? ''}" from its name; pass --format (${INPUT_FORMATS.join(', ')})`,
+    );
   }
   const config: InputConfig = {
     files: flags.files,

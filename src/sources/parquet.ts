@@ -5,7 +5,13 @@
  * handle, never loaded whole. All codecs hyparquet-compressors knows (snappy, gzip, zstd, brotli, lz4).
  */
 import { open, type FileHandle } from 'node:fs/promises';
-import { parquetMetadataAsync, parquetReadObjects, parquetSchema, type AsyncBuffer, type FileMetaData } from 'hyparquet';
+import {
+  parquetMetadataAsync,
+  parquetReadObjects,
+  parquetSchema,
+  type AsyncBuffer,
+  type FileMetaData,
+} from 'hyparquet';
 import { compressors } from 'hyparquet-compressors';
 import type { RawRow, TableFile, TableInfo } from './table.ts';
 import { checkRange, fsProblem } from './util.ts';
@@ -58,7 +64,8 @@ export class ParquetFile implements TableFile {
     const fh = await openFile(path);
     try {
       const size = (await fh.stat()).size;
-      if (size !== this.size) throw new Error(`${path}: file changed since it was opened (size ${this.size}, now ${size})`);
+      if (size !== this.size)
+        throw new Error(`${path}: file changed since it was opened (size ${this.size}, now ${size})`);
       const file = this.buffer(fh, size);
       for (let g = 0; g < metadata.row_groups.length; g++) {
         const from = Math.max(start, groupStarts[g]);
@@ -67,14 +74,21 @@ export class ParquetFile implements TableFile {
         let rows: Record<string, unknown>[];
         try {
           rows = await parquetReadObjects({
-            file, metadata, compressors, rowStart: from, rowEnd: to, useOffsetIndex: true,
+            file,
+            metadata,
+            compressors,
+            rowStart: from,
+            rowEnd: to,
+            useOffsetIndex: true,
             ...(columns ? { columns } : {}),
           });
         } catch (err) {
           throw new Error(`${path}: cannot read row group ${g} (rows ${from}-${to - 1}): ${(err as Error).message}`);
         }
         if (rows.length !== to - from) {
-          throw new Error(`${path}: row group ${g} gave ${rows.length} rows for [${from}, ${to}), expected ${to - from}`);
+          throw new Error(
+            `${path}: row group ${g} gave ${rows.length} rows for [${from}, ${to}), expected ${to - from}`,
+          );
         }
         yield rows.map((values) => ({ values }));
       }

@@ -24,7 +24,10 @@ export function expandVars(pattern: string, vars: PathVars): string {
 const hasWildcard = (s: string) => /[*?]/.test(s);
 
 function wildcardRegExp(glob: string): RegExp {
-  const body = glob.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
+  const body = glob
+    .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+    .replace(/\*/g, '.*')
+    .replace(/\?/g, '.');
   return new RegExp(`^${body}$`, 's');
 }
 
@@ -68,7 +71,8 @@ export function expandPatterns(patterns: string[], vars: PathVars, kind: EntryKi
       .filter((n) => re.test(n) && (n[0] !== '.' || name[0] === '.'))
       .map((n) => resolve(dir, n))
       .filter((p) => isKind(p, kind));
-    if (matches.length === 0) unmatched.push(`"${pattern}" (no ${kind === 'file' ? 'files' : 'directories'} match in ${dir})`);
+    if (matches.length === 0)
+      unmatched.push(`"${pattern}" (no ${kind === 'file' ? 'files' : 'directories'} match in ${dir})`);
     for (const m of matches) found.add(m);
   }
   if (unmatched.length > 0) throw new Error(`input.files: nothing matched ${unmatched.join(', ')}`);

@@ -22,7 +22,10 @@ export class TableSource implements Source {
   readonly files: string[];
   private opening?: Promise<OpenedFile[]>;
 
-  constructor(private readonly tables: TableFile[], private readonly input: InputConfig) {
+  constructor(
+    private readonly tables: TableFile[],
+    private readonly input: InputConfig,
+  ) {
     this.files = tables.map((t) => t.path);
   }
 
@@ -53,7 +56,9 @@ export class TableSource implements Source {
     });
     if (problems.length === 1) throw new Error(problems[0]);
     if (problems.length > 1) {
-      throw new Error(`${problems.length} of ${this.tables.length} input files have problems:\n  ${problems.sort().join('\n  ')}`);
+      throw new Error(
+        `${problems.length} of ${this.tables.length} input files have problems:\n  ${problems.sort().join('\n  ')}`,
+      );
     }
     let offset = 0;
     return results.map((r, i) => {
@@ -79,7 +84,9 @@ export class TableSource implements Source {
         }
       }
       if (fileRow !== to - offset) {
-        throw new Error(`${table.path}: gave ${fileRow - (from - offset)} rows for [${from - offset}, ${to - offset}), expected ${to - from}`);
+        throw new Error(
+          `${table.path}: gave ${fileRow - (from - offset)} rows for [${from - offset}, ${to - offset}), expected ${to - from}`,
+        );
       }
     }
   }

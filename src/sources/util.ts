@@ -1,7 +1,11 @@
 /** Small helpers shared by the source readers. */
 
 /** Runs `fn` over `items` with at most `limit` calls in flight; results keep the input order. */
-export async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
+export async function mapLimit<T, R>(
+  items: T[],
+  limit: number,
+  fn: (item: T, index: number) => Promise<R>,
+): Promise<R[]> {
   const results = new Array<R>(items.length);
   let next = 0;
   async function worker(): Promise<void> {
@@ -18,11 +22,17 @@ export async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T, in
 export function fsProblem(err: unknown): string {
   const code = (err as NodeJS.ErrnoException | null)?.code;
   switch (code) {
-    case 'ENOENT': return 'file not found';
-    case 'EACCES': case 'EPERM': return 'permission denied';
-    case 'EISDIR': return 'is a directory, expected a file';
-    case 'ENOTDIR': return 'a parent path is not a directory';
-    default: return err instanceof Error ? err.message : String(err);
+    case 'ENOENT':
+      return 'file not found';
+    case 'EACCES':
+    case 'EPERM':
+      return 'permission denied';
+    case 'EISDIR':
+      return 'is a directory, expected a file';
+    case 'ENOTDIR':
+      return 'a parent path is not a directory';
+    default:
+      return err instanceof Error ? err.message : String(err);
   }
 }
 

@@ -14,8 +14,17 @@ import { shardName, shardPaths } from '../dataset/names.ts';
 import { imageOf, readTarSamples } from '../shards/tar-reader.ts';
 import { writeFileAtomic } from '../util/atomic.ts';
 import {
-  EMPTY_FILE, arrowFileDamage, cacheDir, cacheShardPath, readCacheManifest, tableBytes, textTable, tokenTable, writeCacheManifest,
-  type CacheKind, type CacheManifest,
+  EMPTY_FILE,
+  arrowFileDamage,
+  cacheDir,
+  cacheShardPath,
+  readCacheManifest,
+  tableBytes,
+  textTable,
+  tokenTable,
+  writeCacheManifest,
+  type CacheKind,
+  type CacheManifest,
 } from '../dataset/cache-format.ts';
 import { loadText, loadVq, type LoadedText, type LoadedVq } from '../models/registry.ts';
 import { completeShards, selectSamples, usableRule } from '../dataset/select.ts';
@@ -45,12 +54,17 @@ export interface TokenizeOptions {
    * Runs the pending shards elsewhere (the queue, src/queue/) instead of here or in worker processes: called with
    * the shards to do, the function that records a finished shard in the manifests, and the keys to leave out.
    */
-  runPending?: (pending: number[], record: (r: ShardResult) => Promise<void>, exclude: ReadonlySet<string>) => Promise<void>;
+  runPending?: (
+    pending: number[],
+    record: (r: ShardResult) => Promise<void>,
+    exclude: ReadonlySet<string>,
+  ) => Promise<void>;
 }
 
 /** What a worker is initialised with: the options and the backend to use (the parent's). */
 export type WorkerOptions = Omit<TokenizeOptions, 'log' | 'runPending'> & { backend: BackendName };
-export type ToTokenizeWorker = { type: 'init'; options: WorkerOptions } | { type: 'shard'; shard: number } | { type: 'stop' };
+export type ToTokenizeWorker =
+  { type: 'init'; options: WorkerOptions } | { type: 'shard'; shard: number } | { type: 'stop' };
 export type FromTokenizeWorker =
   | { type: 'hello' }
   | { type: 'ready' }
@@ -65,7 +79,6 @@ export interface TokenizeSummary {
   samples: number;
 }
 
-
 export async function runTokenize(o: TokenizeOptions): Promise<TokenizeSummary> {
   const log = o.log ?? ((m: string) => process.stderr.write(m + '\n'));
   // One rewriter per dataset at a time (src/dataset/lock.ts): waits for an apply or dedup --apply of this dataset.
@@ -78,14 +91,26 @@ async function tokenizeLocked(o: TokenizeOptions, log: (m: string) => void): Pro
     const { vq, texts } = ctx;
     const caches = [
       await openCache(o.datasetDir, 'vq', vq.id, vq.name, vq.config, vq.weightsSha256, o.includeFallbacks),
-      ...(await Promise.all(texts.map((t) => openCache(o.datasetDir, 'text', t.id, t.name, t.config, t.weightsSha256, o.includeFallbacks)))),
+      ...(await Promise.all(
+        texts.map((t) => openCache(o.datasetDir, 'text', t.id, t.name, t.config, t.weightsSha256, o.includeFallbacks)),
+      )),
     ];
     for (const t of texts) await writeEmptyEmbedding(o.datasetDir, t);
-    const summary: TokenizeSummary = { vq_id: vq.id, text_ids: texts.map((t) => t.id), shards_done: [], shards_skipped: [], samples: 0 };
+    const summary: TokenizeSummary = {
+      vq_id: vq.id,
+      text_ids: texts.map((t) => t.id),
+      shards_done: [],
+      shards_skipped: [],
+      samples: 0,
+    };
     const pending: number[] = [];
     for (const shard of await completeShards(o.datasetDir, o.shards)) {
       // A listed file that is damaged (empty, truncated) is redone: a rerun repairs what verify reports unreadable.
-      const done = caches.every((c) => c.manifest.shards[shardName(shard)] && !arrowFileDamage(cacheShardPath(o.datasetDir, c.kind, c.manifest.id, shard)));
+      const done = caches.every(
+        (c) =>
+          c.manifest.shards[shardName(shard)] &&
+          !arrowFileDamage(cacheShardPath(o.datasetDir, c.kind, c.manifest.id, shard)),
+      );
       if (done) summary.shards_skipped.push(shard);
       else pending.push(shard);
     }
@@ -109,7 +134,9 @@ async function tokenizeLocked(o: TokenizeOptions, log: (m: string) => void): Pro
       );
     };
     const started = Date.now();
-    log(`tokenize ${path.basename(o.datasetDir)}: ${pending.length} shard(s) to do, ${summary.shards_skipped.length} already done (vq ${vq.id}; text ${summary.text_ids.join(', ') || 'none'})`);
+    log(
+      `tokenize ${path.basename(o.datasetDir)}: ${pending.length} shard(s) to do, ${summary.shards_skipped.length} already done (vq ${vq.id}; text ${summary.text_ids.join(', ') || 'none'})`,
+    );
     const workers = Math.min(o.workers ?? 1, pending.length);
     if (o.runPending) {
       ctx.dispose(); // the queue's workers load their own models
@@ -170,12 +197,45 @@ export const cacheKey = (kind: CacheKind, id: string) => `${kind}:${id}`;
 export async function tokenizeShard(shard: number, ctx: TokenizeContext): Promise<ShardResult> {
   const { o, vq, texts } = ctx;
   const t0 = performance.now();
-  const samples = await selectSamples(o.datasetDir, shard, { includeFallbacks: o.includeFallbacks, exclude: ctx.exclude });
+  const samples = await selectSamples(o.datasetDir, shard, {
+    includeFallbacks: o.includeFallbacks,
+    exclude: ctx.exclude,
+  });
   const keys = samples.map((s) => s.key);
   const files: Array<[CacheKind, string, Uint8Array]> = [
-    ['vq', vq.id, tableBytes(tokenTable({ keys, tokens: await encodeImages(o.datasetDir, shard, keys, vq, o.batch), gridH: vq.gridH, gridW: vq.gridW, codebookSize: vq.model.config.numEmbeddings, vqId: vq.id }))],
+    [
+      'vq',
+      vq.id,
+      tableBytes(
+        tokenTable({
+          keys,
+          tokens: await encodeImages(o.datasetDir, shard, keys, vq, o.batch),
+          gridH: vq.gridH,
+          gridW: vq.gridW,
+          codebookSize: vq.model.config.numEmbeddings,
+          vqId: vq.id,
+        }),
+      ),
+    ],
   ];
-  for (const t of texts) files.push(['text', t.id, tableBytes(textTable({ keys, ...(await encodeTexts(t, samples.map((s) => s.caption), o.batch)), dim: t.encoder.dim, pooledDim: t.encoder.pooledDim, encoderId: t.id }))]);
+  for (const t of texts)
+    files.push([
+      'text',
+      t.id,
+      tableBytes(
+        textTable({
+          keys,
+          ...(await encodeTexts(
+            t,
+            samples.map((s) => s.caption),
+            o.batch,
+          )),
+          dim: t.encoder.dim,
+          pooledDim: t.encoder.pooledDim,
+          encoderId: t.id,
+        }),
+      ),
+    ]);
   const entries: ShardResult['entries'] = {};
   for (const [kind, id, bytes] of files) {
     await writeFileAtomic(cacheShardPath(o.datasetDir, kind, id, shard), bytes);
@@ -188,7 +248,12 @@ export async function tokenizeShard(shard: number, ctx: TokenizeContext): Promis
  * `--workers N`: shards run in N processes (src/tokenize/worker.ts), one shard at a time each; they write the
  * cache files and report the entries, and this process alone records them in the manifests.
  */
-async function runInWorkers(pending: number[], n: number, o: TokenizeOptions, record: (r: ShardResult) => Promise<void>): Promise<void> {
+async function runInWorkers(
+  pending: number[],
+  n: number,
+  o: TokenizeOptions,
+  record: (r: ShardResult) => Promise<void>,
+): Promise<void> {
   const { log: _log, runPending: _runPending, ...rest } = o;
   const options: WorkerOptions = { ...rest, workers: 1, backend: tf.getBackend() as BackendName };
   const errors: string[] = [];
@@ -203,7 +268,8 @@ async function runInWorkers(pending: number[], n: number, o: TokenizeOptions, re
     onFailed: (shard, message) => errors.push(`shard ${shardName(shard)}: ${message.split('\n')[0]}`),
   });
   if (r.startError) errors.push(`tokenize worker failed to start: ${r.startError}`);
-  if (!errors.length && r.notStarted.length) errors.push(`tokenize workers exited with ${r.notStarted.length} shard(s) not run`);
+  if (!errors.length && r.notStarted.length)
+    errors.push(`tokenize workers exited with ${r.notStarted.length} shard(s) not run`);
   if (errors.length) throw new Error(errors.join('\n'));
 }
 
@@ -213,19 +279,40 @@ interface OpenCache {
 }
 
 /** Reads or starts a cache's manifest; refuses weights other than the ones the cache was made with. */
-async function openCache(datasetDir: string, kind: CacheKind, id: string, name: string, config: Record<string, unknown>, sha: string, includeFallbacks: boolean): Promise<OpenCache> {
+async function openCache(
+  datasetDir: string,
+  kind: CacheKind,
+  id: string,
+  name: string,
+  config: Record<string, unknown>,
+  sha: string,
+  includeFallbacks: boolean,
+): Promise<OpenCache> {
   const dir = cacheDir(datasetDir, kind, id);
   const existing = await readCacheManifest(dir);
   if (existing) {
     if (existing.weights_sha256 !== sha) {
-      throw new Error(`${dir} was made with weights sha256 ${existing.weights_sha256}, these weights have sha256 ${sha}; ` +
-        'refusing to mix them in one cache (move or delete the folder to re-tokenize)');
+      throw new Error(
+        `${dir} was made with weights sha256 ${existing.weights_sha256}, these weights have sha256 ${sha}; ` +
+          'refusing to mix them in one cache (move or delete the folder to re-tokenize)',
+      );
     }
     const inc = existing.include_fallbacks ?? false;
-    if (inc !== includeFallbacks) throw new Error(`${dir} was made ${inc ? 'with' : 'without'} --include-fallbacks; rerun the same way or use a new folder`);
+    if (inc !== includeFallbacks)
+      throw new Error(
+        `${dir} was made ${inc ? 'with' : 'without'} --include-fallbacks; rerun the same way or use a new folder`,
+      );
     return { kind, manifest: existing };
   }
-  const manifest: CacheManifest = { kind, id, model: { name, config }, weights_sha256: sha, created: new Date().toISOString(), include_fallbacks: includeFallbacks, shards: {} };
+  const manifest: CacheManifest = {
+    kind,
+    id,
+    model: { name, config },
+    weights_sha256: sha,
+    created: new Date().toISOString(),
+    include_fallbacks: includeFallbacks,
+    shards: {},
+  };
   await writeCacheManifest(dir, manifest);
   return { kind, manifest };
 }
@@ -233,11 +320,28 @@ async function openCache(datasetDir: string, kind: CacheKind, id: string, name: 
 async function writeEmptyEmbedding(datasetDir: string, t: LoadedText): Promise<void> {
   const file = path.join(cacheDir(datasetDir, 'text', t.id), EMPTY_FILE);
   if (!arrowFileDamage(file)) return;
-  await writeFileAtomic(file, tableBytes(textTable({ keys: [''], ...(await encodeTexts(t, [''], 1)), dim: t.encoder.dim, pooledDim: t.encoder.pooledDim, encoderId: t.id })));
+  await writeFileAtomic(
+    file,
+    tableBytes(
+      textTable({
+        keys: [''],
+        ...(await encodeTexts(t, [''], 1)),
+        dim: t.encoder.dim,
+        pooledDim: t.encoder.pooledDim,
+        encoderId: t.id,
+      }),
+    ),
+  );
 }
 
 /** Images of `keys` (in order) from the shard's tar -> token ids [keys.length * N]. */
-async function encodeImages(datasetDir: string, shard: number, keys: string[], vq: LoadedVq, batch: number): Promise<Int32Array> {
+async function encodeImages(
+  datasetDir: string,
+  shard: number,
+  keys: string[],
+  vq: LoadedVq,
+  batch: number,
+): Promise<Int32Array> {
   const res = vq.model.config.resolution;
   const n = vq.gridH * vq.gridW;
   const want = new Set(keys);
@@ -257,7 +361,10 @@ async function encodeImages(datasetDir: string, shard: number, keys: string[], v
   let next = 0;
   for await (const s of readTarSamples(shardPaths(datasetDir, shard).tar)) {
     if (!want.has(s.key)) continue;
-    if (s.key !== keys[next]) throw new Error(`shard ${shardName(shard)}: tar has ${s.key} where ${keys[next]} was expected (tar and manifest disagree)`);
+    if (s.key !== keys[next])
+      throw new Error(
+        `shard ${shardName(shard)}: tar has ${s.key} where ${keys[next]} was expected (tar and manifest disagree)`,
+      );
     const image = imageOf(s.files);
     if (!image) throw new Error(`shard ${shardName(shard)}: sample ${s.key} has no image`);
     pending.push(await decodeImage(image, res, `shard ${shardName(shard)}: sample ${s.key}`));
@@ -265,7 +372,10 @@ async function encodeImages(datasetDir: string, shard: number, keys: string[], v
     if (pending.length >= batch) await flush();
   }
   await flush();
-  if (next !== keys.length) throw new Error(`shard ${shardName(shard)}: ${keys.length - next} selected sample(s) missing from the tar (first: ${keys[next]})`);
+  if (next !== keys.length)
+    throw new Error(
+      `shard ${shardName(shard)}: ${keys.length - next} selected sample(s) missing from the tar (first: ${keys[next]})`,
+    );
   return out;
 }
 
@@ -275,7 +385,11 @@ export async function decodeImage(bytes: Buffer, size: number, what?: string): P
 }
 
 /** Captions -> rows for textTable (ids and float16 hidden states at real length, pooled). */
-export async function encodeTexts(t: LoadedText, captions: string[], batch: number): Promise<{ ids: Int32Array[]; hidden: Uint16Array[]; pooled?: Float32Array }> {
+export async function encodeTexts(
+  t: LoadedText,
+  captions: string[],
+  batch: number,
+): Promise<{ ids: Int32Array[]; hidden: Uint16Array[]; pooled?: Float32Array }> {
   const ids: Int32Array[] = [];
   const hidden: Uint16Array[] = [];
   const D = t.encoder.dim;
@@ -295,7 +409,6 @@ export async function encodeTexts(t: LoadedText, captions: string[], batch: numb
   }
   return { ids, hidden, pooled };
 }
-
 
 function sortedShards<T>(o: Record<string, T>): Record<string, T> {
   return Object.fromEntries(Object.entries(o).sort(([a], [b]) => (a < b ? -1 : 1)));

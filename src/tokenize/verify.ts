@@ -9,7 +9,15 @@ import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { tableFromIPC, type Table } from 'apache-arrow';
 import { shardName } from '../dataset/names.ts';
-import { CACHE_DIR, EMPTY_FILE, arrowFileDamage, MANIFEST_FILE, keysOf, readCacheManifest, type CacheKind } from '../dataset/cache-format.ts';
+import {
+  CACHE_DIR,
+  EMPTY_FILE,
+  arrowFileDamage,
+  MANIFEST_FILE,
+  keysOf,
+  readCacheManifest,
+  type CacheKind,
+} from '../dataset/cache-format.ts';
 import { sha256 } from './run-tokenize.ts';
 import { completeShards, loadExclusions, selectSamples } from '../dataset/select.ts';
 
@@ -35,17 +43,27 @@ export async function verifyCaches(datasetDir: string, dataRoot?: string): Promi
   for (const kind of ['vq', 'text'] as CacheKind[]) {
     const root = path.join(datasetDir, CACHE_DIR[kind]);
     if (!existsSync(root)) continue;
-    for (const ent of (await readdir(root, { withFileTypes: true })).filter((e) => e.isDirectory()).sort((a, b) => (a.name < b.name ? -1 : 1))) {
+    for (const ent of (await readdir(root, { withFileTypes: true }))
+      .filter((e) => e.isDirectory())
+      .sort((a, b) => (a.name < b.name ? -1 : 1))) {
       await verifyCache(datasetDir, kind, ent.name, shards, exclude, report);
     }
   }
   return report;
 }
 
-async function verifyCache(datasetDir: string, kind: CacheKind, id: string, shards: number[], exclude: Set<string>, report: VerifyReport) {
+async function verifyCache(
+  datasetDir: string,
+  kind: CacheKind,
+  id: string,
+  shards: number[],
+  exclude: Set<string>,
+  report: VerifyReport,
+) {
   const dir = path.join(datasetDir, CACHE_DIR[kind], id);
   const cache = `${CACHE_DIR[kind]}/${id}`;
-  const problem = (file: string, k: ProblemKind, detail: string) => report.problems.push({ cache, file, kind: k, detail });
+  const problem = (file: string, k: ProblemKind, detail: string) =>
+    report.problems.push({ cache, file, kind: k, detail });
   let manifest;
   try {
     manifest = await readCacheManifest(dir);
@@ -61,11 +79,14 @@ async function verifyCache(datasetDir: string, kind: CacheKind, id: string, shar
   const summary = { cache, files: 0, samples: 0 };
   report.caches.push(summary);
   const complete = new Set(shards.map(shardName));
-  const onDisk = new Set((await readdir(dir)).filter((f) => /^\d+\.arrow$/.test(f)).map((f) => f.slice(0, -'.arrow'.length)));
+  const onDisk = new Set(
+    (await readdir(dir)).filter((f) => /^\d+\.arrow$/.test(f)).map((f) => f.slice(0, -'.arrow'.length)),
+  );
 
   for (const name of new Set([...Object.keys(manifest.shards), ...onDisk])) {
     if (!complete.has(name)) problem(`${name}.arrow`, 'stale', 'no complete shard of that number');
-    else if (!manifest.shards[name]) problem(`${name}.arrow`, 'stale', 'file not listed in manifest.json (an interrupted run? rerun tokenize)');
+    else if (!manifest.shards[name])
+      problem(`${name}.arrow`, 'stale', 'file not listed in manifest.json (an interrupted run? rerun tokenize)');
   }
   for (const shard of shards) {
     const name = shardName(shard);
@@ -96,15 +117,24 @@ async function verifyCache(datasetDir: string, kind: CacheKind, id: string, shar
     summary.files++;
     summary.samples += table.numRows;
     const hash = sha256(bytes);
-    if (hash !== entry.sha256_of_file) problem(file, 'hash', `sha256 ${hash.slice(0, 12)}… differs from manifest ${entry.sha256_of_file.slice(0, 12)}…`);
-    if (table.numRows !== entry.samples) problem(file, 'count', `${table.numRows} rows, manifest says ${entry.samples}`);
+    if (hash !== entry.sha256_of_file)
+      problem(file, 'hash', `sha256 ${hash.slice(0, 12)}… differs from manifest ${entry.sha256_of_file.slice(0, 12)}…`);
+    if (table.numRows !== entry.samples)
+      problem(file, 'count', `${table.numRows} rows, manifest says ${entry.samples}`);
     const expected = (await selectSamples(datasetDir, shard, { includeFallbacks, exclude })).map((s) => s.key);
     const got = keysOf(table);
     if (got.join() !== expected.join()) {
       const extra = got.filter((k) => !expected.includes(k));
       const lacking = expected.filter((k) => !got.includes(k));
-      const what = extra.length || lacking.length ? `${extra.length} key(s) not selected in the shard (e.g. ${extra[0] ?? '-'}), ${lacking.length} missing (e.g. ${lacking[0] ?? '-'})` : 'keys out of order';
-      problem(file, 'keys', `${what}: stale (an opt-out not applied yet? run muse-data optout apply; else re-tokenize this shard)`);
+      const what =
+        extra.length || lacking.length
+          ? `${extra.length} key(s) not selected in the shard (e.g. ${extra[0] ?? '-'}), ${lacking.length} missing (e.g. ${lacking[0] ?? '-'})`
+          : 'keys out of order';
+      problem(
+        file,
+        'keys',
+        `${what}: stale (an opt-out not applied yet? run muse-data optout apply; else re-tokenize this shard)`,
+      );
     }
   }
   if (kind === 'text') {
@@ -115,7 +145,8 @@ async function verifyCache(datasetDir: string, kind: CacheKind, id: string, shar
     else {
       try {
         const keys = keysOf(tableFromIPC(await readFile(empty)));
-        if (keys.length !== 1 || keys[0] !== '') problem(EMPTY_FILE, 'keys', `expected one row with key "", found ${keys.length} row(s)`);
+        if (keys.length !== 1 || keys[0] !== '')
+          problem(EMPTY_FILE, 'keys', `expected one row with key "", found ${keys.length} row(s)`);
       } catch (err) {
         problem(EMPTY_FILE, 'unreadable', (err as Error).message.split('\n')[0]);
       }
@@ -125,7 +156,8 @@ async function verifyCache(datasetDir: string, kind: CacheKind, id: string, shar
 
 export function formatReport(datasetDir: string, r: VerifyReport): string {
   const lines = r.caches.map((c) => `${c.cache}: ${c.files} file(s), ${c.samples} samples`);
-  if (r.caches.length === 0 && r.problems.length === 0) lines.push(`no caches in ${datasetDir} (run muse-data tokenize)`);
+  if (r.caches.length === 0 && r.problems.length === 0)
+    lines.push(`no caches in ${datasetDir} (run muse-data tokenize)`);
   for (const p of r.problems) lines.push(`${p.kind.toUpperCase()} ${p.cache}/${p.file}: ${p.detail}`);
   if (r.problems.length) lines.push(`verify: ${r.problems.length} problem(s)`);
   else if (r.caches.length) lines.push('verify: all caches match their shards');

@@ -5,7 +5,13 @@
  * orphan writing into the dataset.
  */
 import { initBackend } from '../runtime/backend.ts';
-import { loadTokenizeContext, tokenizeShard, type FromTokenizeWorker, type ToTokenizeWorker, type TokenizeContext } from './run-tokenize.ts';
+import {
+  loadTokenizeContext,
+  tokenizeShard,
+  type FromTokenizeWorker,
+  type ToTokenizeWorker,
+  type TokenizeContext,
+} from './run-tokenize.ts';
 
 const send = (m: FromTokenizeWorker) => process.send!(m);
 

@@ -30,7 +30,12 @@ export async function writeFileAtomic(file: string, data: string | Uint8Array): 
     await fh.close();
     await rm(tmp, { force: true });
     const code = (err as NodeJS.ErrnoException).code;
-    throw Object.assign(new Error(`${file}: ${code === 'ENOSPC' ? 'disk full' : 'cannot write'} (${(err as Error).message}); the previous version is kept, free space and rerun`), { code });
+    throw Object.assign(
+      new Error(
+        `${file}: ${code === 'ENOSPC' ? 'disk full' : 'cannot write'} (${(err as Error).message}); the previous version is kept, free space and rerun`,
+      ),
+      { code },
+    );
   }
   await fh.close();
   await rename(tmp, file);

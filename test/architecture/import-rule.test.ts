@@ -37,7 +37,9 @@ function section(heading: string): string {
 function exceptions(): Set<string> {
   const text = architecture();
   const section = text.slice(text.indexOf('### Exceptions still to remove'), text.indexOf('## The dataset folder'));
-  return new Set([...section.matchAll(/^- `(src\/[^`]+\.ts)` → `(src\/[^`]+\.ts)`/gm)].map((m) => `${m[1]} -> ${m[2]}`));
+  return new Set(
+    [...section.matchAll(/^- `(src\/[^`]+\.ts)` → `(src\/[^`]+\.ts)`/gm)].map((m) => `${m[1]} -> ${m[2]}`),
+  );
 }
 
 function walk(dir: string, out: string[] = []): string[] {
@@ -59,7 +61,8 @@ function imports(): Import[] {
   const out: Import[] = [];
   for (const file of walk(path.join(root, 'src'))) {
     const text = readFileSync(file, 'utf8');
-    const re = /(?:^|\n)\s*(import|export)\s+(type\s+)?[^'";]*?from\s+['"](\.{1,2}\/[^'"]+)['"]|import\(\s*['"](\.{1,2}\/[^'"]+)['"]\s*\)/g;
+    const re =
+      /(?:^|\n)\s*(import|export)\s+(type\s+)?[^'";]*?from\s+['"](\.{1,2}\/[^'"]+)['"]|import\(\s*['"](\.{1,2}\/[^'"]+)['"]\s*\)/g;
     for (const m of text.matchAll(re)) {
       const spec = m[3] ?? m[4];
       out.push({ from: rel(file), to: rel(path.resolve(path.dirname(file), spec)), typeOnly: !!m[2] });
@@ -72,7 +75,9 @@ const folderOf = (p: string) => p.split('/')[1];
 
 test('ARCHITECTURE.md lists every src/ folder once', () => {
   const listed = layers();
-  const present = readdirSync(path.join(root, 'src'), { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => d.name);
+  const present = readdirSync(path.join(root, 'src'), { withFileTypes: true })
+    .filter((d) => d.isDirectory())
+    .map((d) => d.name);
   assert.deepEqual([...listed].sort(), [...new Set(listed)].sort(), 'a folder is listed twice');
   assert.deepEqual([...listed].sort(), present.sort(), 'ARCHITECTURE.md folder table vs src/');
 });
@@ -119,7 +124,8 @@ function halves(): Record<'pipeline' | 'training', string[]> {
 test('the two halves, pipeline and training, do not import each other', () => {
   const h = halves();
   assert.ok(h.pipeline.length >= 5 && h.training.length >= 3, JSON.stringify(h));
-  const half = (p: string) => (h.pipeline.includes(folderOf(p)) ? 'pipeline' : h.training.includes(folderOf(p)) ? 'training' : null);
+  const half = (p: string) =>
+    h.pipeline.includes(folderOf(p)) ? 'pipeline' : h.training.includes(folderOf(p)) ? 'training' : null;
   const bad = imports()
     .filter((i) => i.to.startsWith('src/'))
     .filter((i) => half(i.from) && half(i.to) && half(i.from) !== half(i.to))
@@ -173,7 +179,12 @@ export function literals(src: string): string[] {
         out.push(s);
         i++;
         prev = 'a';
-      } else if (c === '/' && (prev === '' || '(,=:[!&|?{};+-*%<>~^'.includes(prev) || /\b(return|typeof|case|in|of)$/.test(src.slice(Math.max(0, i - 8), i).trimEnd()))) {
+      } else if (
+        c === '/' &&
+        (prev === '' ||
+          '(,=:[!&|?{};+-*%<>~^'.includes(prev) ||
+          /\b(return|typeof|case|in|of)$/.test(src.slice(Math.max(0, i - 8), i).trimEnd()))
+      ) {
         let j = i + 1;
         let s = '';
         let inClass = false;
@@ -227,7 +238,11 @@ function nameRules(): NameRule[] {
 
 /** Its exceptions table: rows "| `name` | `src/file.ts` | why |". */
 function nameExceptions(): Set<string> {
-  return new Set([...section('### Names spelled outside their owner').matchAll(/^\| `([^`]+)` \| `(src\/[^`]+)` \|/gm)].map((m) => `${m[1]} ${m[2]}`));
+  return new Set(
+    [...section('### Names spelled outside their owner').matchAll(/^\| `([^`]+)` \| `(src\/[^`]+)` \|/gm)].map(
+      (m) => `${m[1]} ${m[2]}`,
+    ),
+  );
 }
 
 /**
@@ -238,13 +253,18 @@ function nameExceptions(): Set<string> {
 export function spells(literal: string, name: string): boolean {
   const lit = literal.replace(/^\^/, '').replace(/\$$/, '');
   if (name.endsWith('-')) return lit.startsWith(name) || lit.includes(`/${name}`);
-  if (name.startsWith('_') || name.startsWith('.')) return new RegExp(`(^|[^\\s'"])${name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`).test(lit);
+  if (name.startsWith('_') || name.startsWith('.'))
+    return new RegExp(`(^|[^\\s'"])${name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`).test(lit);
   return lit === name || lit.startsWith(`${name}/`) || lit.endsWith(`/${name}`) || lit.includes(`/${name}/`);
 }
 
 test('the names rule reads literals and spellings as intended', () => {
-  assert.deepEqual(literals("const a = 'shards'; // 'not'\nconst b = `${x}/shards/${y}_stats.json`; const r = /^(\\d+)_stats\\.json$/; const d = x / 2 / y;"),
-    ['shards', '', '/shards/', '_stats.json', '^(d+)_stats.json$']);
+  assert.deepEqual(
+    literals(
+      "const a = 'shards'; // 'not'\nconst b = `${x}/shards/${y}_stats.json`; const r = /^(\\d+)_stats\\.json$/; const d = x / 2 / y;",
+    ),
+    ['shards', '', '/shards/', '_stats.json', '^(d+)_stats.json$'],
+  );
   assert.ok(spells('shards', 'shards') && spells('/shards/', 'shards') && !spells('no shards/ folder', 'shards'));
   assert.ok(spells('^(d+)_stats.json$', '_stats.json') && !spells('delete its _stats.json', '_stats.json'));
   assert.ok(spells('step-', 'step-') && !spells('a step-by-step guide', 'step-'));
@@ -259,7 +279,11 @@ test('contract names appear as literals only in their owner (and the exceptions 
   for (const file of walk(path.join(root, 'src'))) {
     const f = rel(file);
     // Module specifiers ('../shards/tar-reader.ts') name source files, not data.
-    const lits = literals(readFileSync(file, 'utf8').replace(/\bfrom\s+(['"])[^'"]*\1/g, "from ''").replace(/\bimport\(\s*(['"])[^'"]*\1\s*\)/g, "import('')"));
+    const lits = literals(
+      readFileSync(file, 'utf8')
+        .replace(/\bfrom\s+(['"])[^'"]*\1/g, "from ''")
+        .replace(/\bimport\(\s*(['"])[^'"]*\1\s*\)/g, "import('')"),
+    );
     for (const r of rules) {
       if (r.owners.includes(f)) continue;
       const hit = lits.find((l) => spells(l, r.name));
@@ -272,5 +296,9 @@ test('contract names appear as literals only in their owner (and the exceptions 
     }
   }
   assert.deepEqual(bad, []);
-  assert.deepEqual([...allowed].filter((e) => !used.has(e)), [], 'exceptions no longer needed: remove them from ARCHITECTURE.md');
+  assert.deepEqual(
+    [...allowed].filter((e) => !used.has(e)),
+    [],
+    'exceptions no longer needed: remove them from ARCHITECTURE.md',
+  );
 });

@@ -31,7 +31,9 @@ function tree(key: string, value: unknown): Record<string, unknown> {
 }
 
 test('pipeline files and fetch flags take each closed set from its one list', () => {
-  const choices = (fetchCommand(yargs([])) as unknown as { getOptions(): { choices: Record<string, readonly string[]> } }).getOptions().choices;
+  const choices = (
+    fetchCommand(yargs([])) as unknown as { getOptions(): { choices: Record<string, readonly string[]> } }
+  ).getOptions().choices;
   const sets: Array<[key: string, flag: string | null, list: readonly string[]]> = [
     ['input.format', 'input-format', INPUT_FORMATS],
     ['image.resize_mode', 'resize-mode', RESIZE_MODES],
@@ -52,7 +54,11 @@ test('pipeline files and fetch flags take each closed set from its one list', ()
   assert.deepEqual(choices['log-format'], [...LOG_FORMATS]);
   // The reader checks an input config made without the schema against the same list.
   assert.throws(
-    () => createSource({ files: ['x'], format: 'xml' as 'csv', header: true, url_col: 'url' }, { dataRoot: '.', projectRoot: '.' }),
+    () =>
+      createSource(
+        { files: ['x'], format: 'xml' as 'csv', header: true, url_col: 'url' },
+        { dataRoot: '.', projectRoot: '.' },
+      ),
     new RegExp(`unknown format "xml" \\(expected one of ${escape(INPUT_FORMATS.join(', '))}\\)`),
   );
 });
@@ -67,13 +73,25 @@ test('training configs take each closed set from the list its stage reads', () =
     ['evaluation.resize', FID_RESIZES],
   ];
   for (const [key, list] of sets) {
-    assert.throws(() => loadTrainConfig({ stage: 'tiny', configsDir, sets: [`${key}=nope`] }), new RegExp(`${escape(key)} must be one of ${escape(list.join(', '))}`), key);
+    assert.throws(
+      () => loadTrainConfig({ stage: 'tiny', configsDir, sets: [`${key}=nope`] }),
+      new RegExp(`${escape(key)} must be one of ${escape(list.join(', '))}`),
+      key,
+    );
   }
-  for (const value of RECONSTRUCTION_KINDS) assert.equal(loadTrainConfig({ stage: 'vqgan', configsDir, sets: [`vqgan_training.rec_loss=${value}`] }).vqgan_training.rec_loss, value);
+  for (const value of RECONSTRUCTION_KINDS)
+    assert.equal(
+      loadTrainConfig({ stage: 'vqgan', configsDir, sets: [`vqgan_training.rec_loss=${value}`] }).vqgan_training
+        .rec_loss,
+      value,
+    );
 });
 
 test('worker --kinds takes the queue names from their one list', async () => {
-  await assert.rejects(workerHandler({ kinds: 'fetch,tokenise', concurrency: 1 }), new RegExp(`--kinds: expected one or more of ${QUEUE_NAMES.join(', ')}`));
+  await assert.rejects(
+    workerHandler({ kinds: 'fetch,tokenise', concurrency: 1 }),
+    new RegExp(`--kinds: expected one or more of ${QUEUE_NAMES.join(', ')}`),
+  );
   assert.equal(quotedChoices(['a', 'b']), "'a' or 'b'");
   assert.equal(quotedChoices(['a', 'b', 'c']), "'a', 'b' or 'c'");
 });

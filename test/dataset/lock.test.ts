@@ -34,15 +34,23 @@ test('optout apply waits for the dataset lock, then removes the opted-out sample
     const release = await lockDataset(dataset, 'test holder');
     const waits: string[] = [];
     let done = false;
-    const applying = applyOptouts(index, index.datasets(), { progress: (m) => waits.push(m) }).then((r) => ((done = true), r));
+    const applying = applyOptouts(index, index.datasets(), { progress: (m) => waits.push(m) }).then(
+      (r) => ((done = true), r),
+    );
     await new Promise((r) => setTimeout(r, 600));
     assert.equal(done, false, 'apply does not run while another command holds the lock');
     assert.match(waits.join('\n'), /is being rewritten by `test holder` \(pid \d+ on .*\): waiting for it to finish/);
-    assert.equal((await readManifest(path.join(dataset, 'shards', '00000.arrow'))).find((r) => r.key === victim.key)!.status, 'ok');
+    assert.equal(
+      (await readManifest(path.join(dataset, 'shards', '00000.arrow'))).find((r) => r.key === victim.key)!.status,
+      'ok',
+    );
     await release();
     const [res] = await applying;
     assert.equal(res.removed, 1);
-    assert.equal((await readManifest(path.join(dataset, 'shards', '00000.arrow'))).find((r) => r.key === victim.key)!.status, 'opted_out');
+    assert.equal(
+      (await readManifest(path.join(dataset, 'shards', '00000.arrow'))).find((r) => r.key === victim.key)!.status,
+      'opted_out',
+    );
     assert.ok(!existsSync(lockPath(dataset)), 'the lock is released');
   } finally {
     index.close();
@@ -53,7 +61,13 @@ test('a lock left by a killed process is taken over; one from another host is wa
   const dir = await mkdtemp(path.join(os.tmpdir(), 'muse-lock-'));
   // a pid that is gone: a child that has exited
   const dead = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' });
-  const stale = { pid: Number(dead.stdout), host: os.hostname(), command: 'optout apply', since: '2026-01-01T00:00:00Z', token: 'old' };
+  const stale = {
+    pid: Number(dead.stdout),
+    host: os.hostname(),
+    command: 'optout apply',
+    since: '2026-01-01T00:00:00Z',
+    token: 'old',
+  };
   await writeFile(lockPath(dir), JSON.stringify(stale));
   const release = await lockDataset(dir, 'tokenize');
   assert.equal(JSON.parse(await readFile(lockPath(dir), 'utf8')).command, 'tokenize');
@@ -64,8 +78,15 @@ test('a lock left by a killed process is taken over; one from another host is wa
   const taking = lockDataset(dir, 'dedup --apply', { onWait: (m) => waits.push(m), pollMs: 20 });
   await new Promise((r) => setTimeout(r, 200));
   assert.equal(waits.length, 1);
-  assert.match(waits[0], new RegExp(`\`optout apply\` \\(pid 1 on elsewhere\\.example.*if that process is gone, delete ${lockPath(dir).replace(/[.]/g, '\\.')}`));
+  assert.match(
+    waits[0],
+    new RegExp(
+      `\`optout apply\` \\(pid 1 on elsewhere\\.example.*if that process is gone, delete ${lockPath(dir).replace(/[.]/g, '\\.')}`,
+    ),
+  );
   await rm(lockPath(dir)); // the operator deletes it
 
-  await (await taking)();
+  await (
+    await taking
+  )();
 });

@@ -21,12 +21,28 @@ const tmp = () => mkdtemp(path.join(os.tmpdir(), 'muse-names-'));
 /** Metadata whose rows fail before any network call: fetch registers the dataset and writes its shard. */
 async function junkInput(dir: string, name: string): Promise<string> {
   const file = path.join(dir, name);
-  await writeFile(file, ['{"url": "not a url", "caption": "a"}', '{"url": "also not", "caption": "b"}'].join('\n') + '\n');
+  await writeFile(
+    file,
+    ['{"url": "not a url", "caption": "a"}', '{"url": "also not", "caption": "b"}'].join('\n') + '\n',
+  );
   return file;
 }
 
 const fetch = (input: string, root: string, ...flags: string[]) =>
-  runInProcess('muse-data', ['fetch', '--input', input, '--input-format', 'jsonl', '--data-root', root, '--log-format', 'plain', '--dead-links', 'skip', ...flags]);
+  runInProcess('muse-data', [
+    'fetch',
+    '--input',
+    input,
+    '--input-format',
+    'jsonl',
+    '--data-root',
+    root,
+    '--log-format',
+    'plain',
+    '--dead-links',
+    'skip',
+    ...flags,
+  ]);
 
 test('fetch --input names each dataset after its folder or --name; a taken name is refused naming the other folder', async () => {
   const dir = await tmp();
@@ -48,7 +64,10 @@ test('fetch --input names each dataset after its folder or --name; a taken name 
       ['portraits', path.join(dir, 'gamma')],
       ['shots', path.join(root, 'shots')],
     ]);
-    assert.deepEqual(resolveDatasets(index, ['beta']).map((d) => d.path), [path.join(dir, 'beta')]);
+    assert.deepEqual(
+      resolveDatasets(index, ['beta']).map((d) => d.path),
+      [path.join(dir, 'beta')],
+    );
   } finally {
     index.close();
   }
@@ -92,7 +111,10 @@ test('an index with several datasets under one name is migrated to unique names'
       '/data/run3/shots': 'shots-4',
       '/data/other': 'shots-3',
     });
-    assert.throws(() => index.registerDataset('portraits', '/data/elsewhere'), /already taken by \/data\/run2\/portraits/);
+    assert.throws(
+      () => index.registerDataset('portraits', '/data/elsewhere'),
+      /already taken by \/data\/run2\/portraits/,
+    );
     assert.equal(index.registerDataset('custom', '/data/run1/shots'), 1, 'a registered folder keeps its id and name');
   } finally {
     index.close();

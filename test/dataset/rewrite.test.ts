@@ -9,7 +9,19 @@ import { mkdtemp, mkdir, readFile, readdir, writeFile, rm } from 'node:fs/promis
 import os from 'node:os';
 import path from 'node:path';
 import { pack as tarPack } from 'tar-stream';
-import { Field, FixedSizeList, Float16, Int16, List, Schema, Table, Utf8, tableFromIPC, tableToIPC, vectorFromArray } from 'apache-arrow';
+import {
+  Field,
+  FixedSizeList,
+  Float16,
+  Int16,
+  List,
+  Schema,
+  Table,
+  Utf8,
+  tableFromIPC,
+  tableToIPC,
+  vectorFromArray,
+} from 'apache-arrow';
 import { ShardTarWriter } from '../../src/shards/tar-writer.ts';
 import { manifestRow, readManifest, writeManifest } from '../../src/dataset/manifest.ts';
 import { sampleKey, shardPaths } from '../../src/dataset/names.ts';
@@ -55,18 +67,27 @@ async function writeTar(file: string, os: SampleOutcome[]): Promise<number> {
 const tokenTable = (keys: string[]) => {
   const t = new Table({
     key: vectorFromArray(keys, new Utf8()),
-    tokens: vectorFromArray(keys.map((k) => [Number(k.slice(-2)), 1, 2, 3]), new FixedSizeList(4, new Field('item', new Int16()))),
+    tokens: vectorFromArray(
+      keys.map((k) => [Number(k.slice(-2)), 1, 2, 3]),
+      new FixedSizeList(4, new Field('item', new Int16())),
+    ),
   });
   return new Table(new Schema(t.schema.fields, new Map([['vq', 'test-vq']])), t.batches);
 };
 const textTable = (keys: string[]) => {
   const t = new Table({
     key: vectorFromArray(keys, new Utf8()),
-    hidden: vectorFromArray(keys.map((k) => Array.from({ length: 1 + (Number(k.slice(-1)) % 3) }, (_, j) => j * 0.5)), new List(new Field('item', new Float16()))),
+    hidden: vectorFromArray(
+      keys.map((k) => Array.from({ length: 1 + (Number(k.slice(-1)) % 3) }, (_, j) => j * 0.5)),
+      new List(new Field('item', new Float16())),
+    ),
   });
   return new Table(new Schema(t.schema.fields, new Map([['encoder', 't5-test']])), t.batches);
 };
-const imageKeys = () => outcomes().filter((o) => o.image).map((o) => o.key);
+const imageKeys = () =>
+  outcomes()
+    .filter((o) => o.image)
+    .map((o) => o.key);
 
 /** A finished shard as fetch leaves it, plus token and text caches (the text one in two record batches). */
 async function makeShard(): Promise<string> {
@@ -91,11 +112,15 @@ async function makeShard(): Promise<string> {
   await writeFile(path.join(dir, 'tokens', 'vq-a', '00003.arrow'), tableToIPC(tokenTable(['000030000']), 'file'));
   await mkdir(path.join(dir, 'text', 't5-a'), { recursive: true });
   const text = textTable(keys);
-  await writeFile(path.join(dir, 'text', 't5-a', '00002.arrow'), tableToIPC(text.slice(0, 3).concat(text.slice(3)), 'file'));
+  await writeFile(
+    path.join(dir, 'text', 't5-a', '00002.arrow'),
+    tableToIPC(text.slice(0, 3).concat(text.slice(3)), 'file'),
+  );
   return dir;
 }
 
-const removal = (keys: string[], r: Removal = { status: 'opted_out', reason: 'optout_index' }) => new Map(keys.map((k) => [k, r]));
+const removal = (keys: string[], r: Removal = { status: 'opted_out', reason: 'optout_index' }) =>
+  new Map(keys.map((k) => [k, r]));
 
 async function snapshot(dir: string): Promise<Record<string, Buffer>> {
   const out: Record<string, Buffer> = {};
@@ -126,7 +151,8 @@ async function assertRemoved(dir: string, gone: Map<string, Removal>) {
   for (let i = 0; i < rows.length; i++) {
     const g = gone.get(orig[i].key);
     const wasInTar = orig[i].status === 'ok' || orig[i].status === 'fallback';
-    if (g && wasInTar) assert.deepEqual(rows[i], { ...orig[i], status: g.status, reason: g.reason, error: g.error ?? null });
+    if (g && wasInTar)
+      assert.deepEqual(rows[i], { ...orig[i], status: g.status, reason: g.reason, error: g.error ?? null });
     else assert.deepEqual(rows[i], orig[i]);
   }
   const stats = (await readStats(p.stats))!;
@@ -138,10 +164,16 @@ async function assertRemoved(dir: string, gone: Map<string, Removal>) {
 
   const left = imageKeys().filter((k) => !gone.has(k));
   const tok = tableFromIPC(await readFile(path.join(dir, 'tokens', 'vq-a', '00002.arrow')));
-  assert.deepEqual(tok.toArray().map((r) => [r.key, [...r.tokens]]), left.map((k) => [k, [Number(k.slice(-2)), 1, 2, 3]]));
+  assert.deepEqual(
+    tok.toArray().map((r) => [r.key, [...r.tokens]]),
+    left.map((k) => [k, [Number(k.slice(-2)), 1, 2, 3]]),
+  );
   assert.equal(tok.schema.metadata.get('vq'), 'test-vq');
   const text = tableFromIPC(await readFile(path.join(dir, 'text', 't5-a', '00002.arrow')));
-  assert.deepEqual(text.toArray().map((r) => r.key), left);
+  assert.deepEqual(
+    text.toArray().map((r) => r.key),
+    left,
+  );
   assert.deepEqual(
     text.toArray().map((r) => [...r.hidden]),
     left.map((k) => Array.from({ length: 1 + (Number(k.slice(-1)) % 3) }, (_, j) => j * 0.5)),
@@ -157,11 +189,19 @@ test('rewriteShard removes samples from tar, manifest, stats and caches; the res
   const dir = await makeShard();
   const other = await readFile(path.join(dir, 'tokens', 'vq-a', '00003.arrow'));
   // 0004 ok, 0007 fallback, 0003 failed (not in the tar: row left as it is), 0099 unknown.
-  const gone = removal([key(4), key(7), key(3), key(99)], { status: 'opted_out', reason: 'optout_index', error: 'opted out by URL' });
+  const gone = removal([key(4), key(7), key(3), key(99)], {
+    status: 'opted_out',
+    reason: 'optout_index',
+    error: 'opted out by URL',
+  });
   const r = await rewriteShard(dir, SHARD, gone);
   assert.deepEqual(r, { removed: 2, cacheFilesRewritten: 2 });
   await assertRemoved(dir, gone);
-  assert.deepEqual(await readFile(path.join(dir, 'tokens', 'vq-a', '00003.arrow')), other, "another shard's cache untouched");
+  assert.deepEqual(
+    await readFile(path.join(dir, 'tokens', 'vq-a', '00003.arrow')),
+    other,
+    "another shard's cache untouched",
+  );
 });
 
 test('rewriteShard is idempotent: a second call writes nothing', async () => {
@@ -225,7 +265,8 @@ test('filterTar follows pax and GNU long names to the member they describe', asy
   const chunks: Buffer[] = [];
   p.on('data', (c: unknown) => chunks.push(c as Buffer));
   const ended = new Promise<void>((r) => p.on('end', () => r()));
-  const add = (name: string, body: string) => new Promise<void>((res, rej) => p.entry({ name, mtime: new Date(0) }, body, (e) => (e ? rej(e) : res())));
+  const add = (name: string, body: string) =>
+    new Promise<void>((res, rej) => p.entry({ name, mtime: new Date(0) }, body, (e) => (e ? rej(e) : res())));
   await add('000000000.txt', 'a');
   await add(`${long}.txt`, 'b');
   await add(`${long}.json`, '{}');

@@ -61,7 +61,15 @@ async function pixelEpoch(n: number, resolution = 64): Promise<Map<string, Float
 }
 
 async function tokenEpochKeys(n: number): Promise<string[]> {
-  const ds = await openTokenDataset({ datasetDir: dataset, dataRoot, vqId: BUILTIN_VQ_ID, batchSize: n, seed: 1, shuffleBuffer: 0, dropLast: false });
+  const ds = await openTokenDataset({
+    datasetDir: dataset,
+    dataRoot,
+    vqId: BUILTIN_VQ_ID,
+    batchSize: n,
+    seed: 1,
+    shuffleBuffer: 0,
+    dropLast: false,
+  });
   return (await ds.next()).keys;
 }
 
@@ -71,14 +79,29 @@ before(async () => {
   dataRoot = path.join(dataset, 'root');
   const file = path.join(root, 'pipelines', 'sample.yaml');
   const cfg = resolvePipeline(deepMerge(await loadPipelineFile(file), { samples_per_shard: 20 }), file);
-  await runFetch({ cfg, datasetDir: dataset, dataRoot, projectRoot: root, workers: 1, logFormat: 'json', shards: '0,1' });
+  await runFetch({
+    cfg,
+    datasetDir: dataset,
+    dataRoot,
+    projectRoot: root,
+    workers: 1,
+    logFormat: 'json',
+    shards: '0,1',
+  });
   // shard 1 as fetch leaves it when killed before its last write: tar and manifest, no stats file
   await rm(shardPaths(dataset, 1).stats);
   const rows = await readManifest(shardPaths(dataset, 0).manifest);
-  assert.ok(rows.some((r) => r.status === 'fallback'), 'shard 0 of the sample has a fallback row');
+  assert.ok(
+    rows.some((r) => r.status === 'fallback'),
+    'shard 0 of the sample has a fallback row',
+  );
   okRows = rows.filter((r) => r.status === 'ok');
   const duplicate = okRows[2].key;
-  await writeDuplicatesFile(dataset, [{ key: duplicate, duplicate_of: okRows[0].key, duplicate_of_dataset: 'x', kind: 'sha256', distance: null }], 'test');
+  await writeDuplicatesFile(
+    dataset,
+    [{ key: duplicate, duplicate_of: okRows[0].key, duplicate_of_dataset: 'x', kind: 'sha256', distance: null }],
+    'test',
+  );
   optOut(okRows[4].url); // in the index, not applied to the shard
   expected = okRows.map((r) => r.key).filter((k) => k !== duplicate && k !== okRows[4].key);
 });
@@ -95,8 +118,18 @@ test('complete shards: the one with a stats file only, for tokenize and the VQGA
 
 test('usable samples: tokenize, the token loader and the VQGAN stage read the same keys; a later opt-out reaches neither', async () => {
   const rule = await usableRule(dataset, { dataRoot });
-  assert.deepEqual((await selectSamples(dataset, 0, rule)).map((s) => s.key), expected);
-  const summary = await runTokenize({ datasetDir: dataset, text: [], batch: 8, includeFallbacks: false, dataRoot, log: () => {} });
+  assert.deepEqual(
+    (await selectSamples(dataset, 0, rule)).map((s) => s.key),
+    expected,
+  );
+  const summary = await runTokenize({
+    datasetDir: dataset,
+    text: [],
+    batch: 8,
+    includeFallbacks: false,
+    dataRoot,
+    log: () => {},
+  });
   assert.deepEqual(summary.shards_done, [0], 'the unfinished shard 1 is not tokenized');
   assert.deepEqual(await tokenEpochKeys(expected.length), expected);
   assert.deepEqual([...(await pixelEpoch(expected.length, 16)).keys()].sort(), expected);
@@ -109,7 +142,7 @@ test('usable samples: tokenize, the token loader and the VQGAN stage read the sa
   assert.deepEqual([...(await pixelEpoch(now.length, 16)).keys()].sort(), now);
 });
 
-test("muse-eval reads a dataset by the same rule: no unfinished shard, decided duplicate or opted-out image in its real set", async () => {
+test('muse-eval reads a dataset by the same rule: no unfinished shard, decided duplicate or opted-out image in its real set', async () => {
   const rule = await usableRule(dataset, { dataRoot });
   const usable = (await selectSamples(dataset, 0, rule)).map((s) => s.key);
   const set = await readDatasetImages(dataset, { dataRoot, allowMixedSizes: true });
@@ -118,7 +151,10 @@ test("muse-eval reads a dataset by the same rule: no unfinished shard, decided d
   assert.deepEqual(names, usable);
   assert.ok(!names.includes(okRows[4].key), 'the opted-out image is left out');
   assert.ok(names.length < okRows.length, `${names.length} of ${okRows.length} ok samples`);
-  assert.ok(names.every((k) => k.startsWith('00000')), 'nothing of the unfinished shard 1');
+  assert.ok(
+    names.every((k) => k.startsWith('00000')),
+    'nothing of the unfinished shard 1',
+  );
   // A set's cached statistics depend on what it leaves out: a new opt-out changes the fingerprint.
   const before = JSON.stringify(await imageSetFingerprint(dataset, { dataRoot }));
   optOut(okRows[3].url);
@@ -128,7 +164,8 @@ test("muse-eval reads a dataset by the same rule: no unfinished shard, decided d
 test('one decode: the VQGAN stage trains on the floats tokenize encodes', async () => {
   const picked = await pixelEpoch(4);
   const bytes = new Map<string, Buffer>();
-  for await (const s of readTarSamples(shardPaths(dataset, 0).tar)) if (picked.has(s.key)) bytes.set(s.key, s.files.jpg ?? s.files.png ?? s.files.webp);
+  for await (const s of readTarSamples(shardPaths(dataset, 0).tar))
+    if (picked.has(s.key)) bytes.set(s.key, s.files.jpg ?? s.files.png ?? s.files.webp);
   assert.equal(bytes.size, 4);
   for (const [key, px] of picked) assert.deepEqual(await decodeImage(bytes.get(key)!, 64), px, key);
 });
@@ -140,11 +177,26 @@ test('one decode: EXIF orientation, alpha and greyscale give identical floats on
     const w = 12;
     const h = 6;
     const raw = Buffer.alloc(w * h * 3);
-    for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) raw.set(x < w / 2 ? [230, 20, 20] : [20, 20, 230], (y * w + x) * 3);
-    const rotated = await sharp(raw, { raw: { width: w, height: h, channels: 3 } }).jpeg({ quality: 95 }).withMetadata({ orientation: 6 }).toBuffer();
-    const rgba = await sharp({ create: { width: 9, height: 7, channels: 4, background: { r: 10, g: 200, b: 90, alpha: 0.5 } } }).png().toBuffer();
-    const grey = await sharp({ create: { width: 5, height: 8, channels: 3, background: { r: 120, g: 120, b: 120 } } }).greyscale().png().toBuffer();
-    const images: Array<[string, string, Buffer]> = [['000000000', 'jpg', rotated], ['000000001', 'png', rgba], ['000000002', 'png', grey]];
+    for (let y = 0; y < h; y++)
+      for (let x = 0; x < w; x++) raw.set(x < w / 2 ? [230, 20, 20] : [20, 20, 230], (y * w + x) * 3);
+    const rotated = await sharp(raw, { raw: { width: w, height: h, channels: 3 } })
+      .jpeg({ quality: 95 })
+      .withMetadata({ orientation: 6 })
+      .toBuffer();
+    const rgba = await sharp({
+      create: { width: 9, height: 7, channels: 4, background: { r: 10, g: 200, b: 90, alpha: 0.5 } },
+    })
+      .png()
+      .toBuffer();
+    const grey = await sharp({ create: { width: 5, height: 8, channels: 3, background: { r: 120, g: 120, b: 120 } } })
+      .greyscale()
+      .png()
+      .toBuffer();
+    const images: Array<[string, string, Buffer]> = [
+      ['000000000', 'jpg', rotated],
+      ['000000001', 'png', rgba],
+      ['000000002', 'png', grey],
+    ];
     const pack = tarPack();
     const chunks: Buffer[] = [];
     pack.on('data', (c: unknown) => {
@@ -159,7 +211,11 @@ test('one decode: EXIF orientation, alpha and greyscale give identical floats on
     }
     pack.finalize();
     await ended;
-    await writeShardRecords(dir, 0, images.map(([key]) => ({ key, status: 'ok' })));
+    await writeShardRecords(
+      dir,
+      0,
+      images.map(([key]) => ({ key, status: 'ok' })),
+    );
     await writeFile(shardPaths(dir, 0).tar, Buffer.concat(chunks));
 
     const ds = await openPixelDataset({ datasetDir: dir, resolution: 8, batchSize: 3, seed: 0 });
@@ -212,9 +268,20 @@ test('one decode: the sampler encodes an --init-image as tokenize does (a greysc
   try {
     const ckpt = await writeTinyCheckpoint(dir);
     const res = TINY_VQ_CONFIG.resolution!;
-    const grey = await sharp({ create: { width: 40, height: 24, channels: 3, background: { r: 90, g: 90, b: 90 } } }).greyscale().png().toBuffer();
-    const mask = await sharp({ create: { width: res, height: res, channels: 3, background: { r: 0, g: 0, b: 0 } } }).png().toBuffer();
-    const r = await sample({ checkpoint: ckpt, prompts: ['a grey square'], steps: 2, seed: 1, init: { image: grey, mask } });
+    const grey = await sharp({ create: { width: 40, height: 24, channels: 3, background: { r: 90, g: 90, b: 90 } } })
+      .greyscale()
+      .png()
+      .toBuffer();
+    const mask = await sharp({ create: { width: res, height: res, channels: 3, background: { r: 0, g: 0, b: 0 } } })
+      .png()
+      .toBuffer();
+    const r = await sample({
+      checkpoint: ckpt,
+      prompts: ['a grey square'],
+      steps: 2,
+      seed: 1,
+      init: { image: grey, mask },
+    });
     // an all-black mask keeps every token: the result is exactly the VQ encode of the shared decode
     const ck = await loadCheckpoint(ckpt);
     try {

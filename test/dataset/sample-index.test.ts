@@ -23,7 +23,13 @@ import { resolvePipeline } from '../../src/pipeline/config.ts';
 import { runFetch } from '../../src/pipeline/run-fetch.ts';
 import { readManifest, type ManifestRow } from '../../src/dataset/manifest.ts';
 import { shardPaths } from '../../src/dataset/names.ts';
-import { compactIndex, compactionAdvice, readLiveRuns, runsManifestPath, withSampleIndex } from '../../src/dataset/sample-index.ts';
+import {
+  compactIndex,
+  compactionAdvice,
+  readLiveRuns,
+  runsManifestPath,
+  withSampleIndex,
+} from '../../src/dataset/sample-index.ts';
 import { connect, runsRelation } from '../../src/index-db/sample-runs.ts';
 
 const root = path.resolve(import.meta.dirname, '..', '..');
@@ -37,7 +43,10 @@ async function tmp(name: string): Promise<string> {
 
 /** Loopback images: /img/<n>.jpg distinct per n, except /img/404.jpg. */
 async function imageServer() {
-  const jpg = (n: number) => sharp({ create: { width: 40, height: 30, channels: 3, background: { r: (n * 37) % 256, g: 80, b: 200 - n * 7 } } }).jpeg().toBuffer();
+  const jpg = (n: number) =>
+    sharp({ create: { width: 40, height: 30, channels: 3, background: { r: (n * 37) % 256, g: 80, b: 200 - n * 7 } } })
+      .jpeg()
+      .toBuffer();
   const server = http.createServer((req, res) => {
     const m = /^\/img\/(\d+)\.jpg$/.exec(req.url ?? '');
     if (!m || m[1] === '404') return void res.writeHead(404).end();
@@ -56,7 +65,20 @@ function pipeline(dir: string, origin: string) {
     tsv,
     write: () => writeFile(tsv, Array.from({ length: ROWS }, (_, i) => `${urlOf(origin, i)}\tcaption ${i}\n`).join('')),
     cfg: resolvePipeline(
-      { name: 'runs-test', input: { files: [tsv], format: 'tsv', header: false, columns: ['url', 'caption'], url_col: 'url', caption_col: 'caption' }, image: { size: 16 }, download: { allow_private_network: true, timeout_s: 5, retries: 0 }, samples_per_shard: PER_SHARD },
+      {
+        name: 'runs-test',
+        input: {
+          files: [tsv],
+          format: 'tsv',
+          header: false,
+          columns: ['url', 'caption'],
+          url_col: 'url',
+          caption_col: 'caption',
+        },
+        image: { size: 16 },
+        download: { allow_private_network: true, timeout_s: 5, retries: 0 },
+        samples_per_shard: PER_SHARD,
+      },
       'runs-test',
     ),
   };
@@ -68,7 +90,14 @@ async function fetchInto(dir: string, origin: string, workers: number) {
   await p.write();
   const out = path.join(dir, 'out');
   const dataRoot = path.join(dir, 'root');
-  const summary = await runFetch({ cfg: p.cfg, datasetDir: out, dataRoot, projectRoot: root, workers, logFormat: 'json' });
+  const summary = await runFetch({
+    cfg: p.cfg,
+    datasetDir: out,
+    dataRoot,
+    projectRoot: root,
+    workers,
+    logFormat: 'json',
+  });
   assert.deepEqual(summary.shards_failed, []);
   return { out, dataRoot };
 }
@@ -86,8 +115,12 @@ async function indexRows(index: IndexDb): Promise<string[]> {
     if (!rel) return [];
     const con = await connect();
     try {
-      const r = await con.runAndReadAll(`SELECT dataset_id, key, shard, status, lower(hex(sha256)) AS sha, phash, url_hash FROM (${rel}) ORDER BY dataset_id, key`);
-      return r.getRowObjectsJS().map((x) => [x.dataset_id, x.key, x.shard, x.status, x.sha || null, x.phash, x.url_hash].join(' '));
+      const r = await con.runAndReadAll(
+        `SELECT dataset_id, key, shard, status, lower(hex(sha256)) AS sha, phash, url_hash FROM (${rel}) ORDER BY dataset_id, key`,
+      );
+      return r
+        .getRowObjectsJS()
+        .map((x) => [x.dataset_id, x.key, x.shard, x.status, x.sha || null, x.phash, x.url_hash].join(' '));
     } finally {
       con.closeSync();
     }
@@ -101,8 +134,13 @@ async function lookups(index: IndexDb, rows: ManifestRow[]): Promise<string[]> {
     const out: string[] = [];
     for (const r of rows) {
       const c = await checkUrl(store, r.url, s);
-      out.push(`url ${r.key}: ${c.optedOut} ${c.samples.map((x) => `${x.dataset}/${x.key}/${x.shard}/${x.status}/${x.sha256}/${x.phash}`).join(',')}`);
-      if (r.sha256) out.push(`sha ${r.key}: ${(await checkImage(store, r.sha256, s)).samples.map((x) => `${x.key}/${x.status}`).join(',')}`);
+      out.push(
+        `url ${r.key}: ${c.optedOut} ${c.samples.map((x) => `${x.dataset}/${x.key}/${x.shard}/${x.status}/${x.sha256}/${x.phash}`).join(',')}`,
+      );
+      if (r.sha256)
+        out.push(
+          `sha ${r.key}: ${(await checkImage(store, r.sha256, s)).samples.map((x) => `${x.key}/${x.status}`).join(',')}`,
+        );
     }
     for (const d of index.datasets()) out.push(`optout ${d.name}: ${JSON.stringify(await s.optedOutSamples(d.id))}`);
     return out;
@@ -110,41 +148,59 @@ async function lookups(index: IndexDb, rows: ManifestRow[]): Promise<string[]> {
 }
 
 const expectedRows = (rows: ManifestRow[]) => rows.filter((r) => r.url).map((r) => `${r.key} ${r.status} ${r.sha256}`);
-const keyStatusSha = (rows: string[]) => rows.map((r) => r.split(' ')).map(([, key, , status, sha]) => `${key} ${status} ${sha === '' ? null : sha}`);
+const keyStatusSha = (rows: string[]) =>
+  rows.map((r) => r.split(' ')).map(([, key, , status, sha]) => `${key} ${status} ${sha === '' ? null : sha}`);
 
-test('fetch --workers 2 records exactly its manifests\' rows as shard runs; opt-outs added later are found by URL and image before and after compaction', async () => {
+test("fetch --workers 2 records exactly its manifests' rows as shard runs; opt-outs added later are found by URL and image before and after compaction", async () => {
   const server = await imageServer();
   const dir = await tmp('fetch');
   try {
     const { out, dataRoot } = await fetchInto(dir, server.origin, 2);
     const rows = await manifests(out);
-    assert.deepEqual(rows.filter((r) => r.status !== 'ok').map((r) => r.key), [rows[5].key], 'the 404 row is recorded too');
+    assert.deepEqual(
+      rows.filter((r) => r.status !== 'ok').map((r) => r.key),
+      [rows[5].key],
+      'the 404 row is recorded too',
+    );
     for (let s = 0; s < SHARDS; s++) assert.ok(existsSync(shardPaths(out, s).indexRun), `shard ${s} has its index run`);
     const index = openIndex(dataRoot);
     try {
-      assert.equal(index.db.prepare('SELECT count(*) FROM samples').pluck().get(), 0, 'no process wrote the samples table');
+      assert.equal(
+        index.db.prepare('SELECT count(*) FROM samples').pluck().get(),
+        0,
+        'no process wrote the samples table',
+      );
       assert.deepEqual(keyStatusSha(await indexRows(index)), expectedRows(rows));
 
       // Opted out after the fetch: row 2 by URL (another spelling), row 7 by its image.
       const store = new OptoutStore(index);
       store.addUrls([urlOf(server.origin, 2).replace('http://', 'HTTP://') + '#x']);
-      const sha7 = createHash('sha256').update(await server.jpg(7)).digest('hex');
+      const sha7 = createHash('sha256')
+        .update(await server.jpg(7))
+        .digest('hex');
       assert.equal(rows[7].sha256, sha7);
       store.addImages([sha7]);
       const before = await lookups(index, rows);
       const d = index.datasets()[0];
       const planned = await withSampleIndex(index, (s) => s.optedOutSamples(d.id));
-      assert.deepEqual(planned, [{ key: rows[2].key, shard: 0, byImage: false }, { key: rows[7].key, shard: 1, byImage: true }]);
+      assert.deepEqual(planned, [
+        { key: rows[2].key, shard: 0, byImage: false },
+        { key: rows[7].key, shard: 1, byImage: true },
+      ]);
       assert.equal((await checkUrl(store, rows[2].url)).optedOut, true);
       assert.equal((await checkUrl(store, rows[7].url)).byImage, true);
 
-      assert.match((await compactionAdvice(index, SHARDS - 1)) ?? '', new RegExp(`${SHARDS} shard runs not compacted yet.*muse-data index compact`));
+      assert.match(
+        (await compactionAdvice(index, SHARDS - 1)) ?? '',
+        new RegExp(`${SHARDS} shard runs not compacted yet.*muse-data index compact`),
+      );
       assert.equal(await compactionAdvice(index, SHARDS), null, 'no advice at or below the threshold');
       const c = await compactIndex(index);
       assert.equal(await compactionAdvice(index, 0), null, 'nothing left to compact');
       assert.equal(c.shardRunsMerged, SHARDS);
       assert.equal(c.rows, ROWS);
-      for (let s = 0; s < SHARDS; s++) assert.equal(existsSync(shardPaths(out, s).indexRun), false, 'absorbed shard runs are deleted');
+      for (let s = 0; s < SHARDS; s++)
+        assert.equal(existsSync(shardPaths(out, s).indexRun), false, 'absorbed shard runs are deleted');
       assert.deepEqual(await lookups(index, rows), before, 'every look-up answers the same after compaction');
       assert.deepEqual(keyStatusSha(await indexRows(index)), expectedRows(rows));
 
@@ -157,7 +213,11 @@ test('fetch --workers 2 records exactly its manifests\' rows as shard runs; opt-
       const applied = await lookups(index, afterApply);
       await compactIndex(index);
       assert.deepEqual(await lookups(index, afterApply), applied);
-      assert.deepEqual((await readdir(path.dirname(runsManifestPath(dataRoot)))).sort(), ['c-2.sha.parquet', 'c-2.url.parquet', 'runs.json']);
+      assert.deepEqual((await readdir(path.dirname(runsManifestPath(dataRoot)))).sort(), [
+        'c-2.sha.parquet',
+        'c-2.url.parquet',
+        'runs.json',
+      ]);
     } finally {
       index.close();
     }
@@ -168,9 +228,17 @@ test('fetch --workers 2 records exactly its manifests\' rows as shard runs; opt-
 });
 
 /** Runs `code` (an ES module body) in a child process with tsx; resolves with its exit signal / code. */
-function child(code: string, cwd: string, onOutput?: (text: string, kill: () => void) => void): Promise<{ code: number | null; signal: string | null; output: string }> {
+function child(
+  code: string,
+  cwd: string,
+  onOutput?: (text: string, kill: () => void) => void,
+): Promise<{ code: number | null; signal: string | null; output: string }> {
   return new Promise((resolve) => {
-    const c = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, TMPDIR: cwd } });
+    const c = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], {
+      cwd: root,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, TMPDIR: cwd },
+    });
     let output = '';
     const on = (b: Buffer) => {
       output += b;
@@ -184,7 +252,7 @@ function child(code: string, cwd: string, onOutput?: (text: string, kill: () => 
 
 const src = (p: string) => JSON.stringify(pathToFileURL(path.join(root, 'src', p)).href);
 
-test('kill -9 during recording or compaction, then rerun: the index equals an uninterrupted run\'s', async () => {
+test("kill -9 during recording or compaction, then rerun: the index equals an uninterrupted run's", async () => {
   const server = await imageServer();
   const dir = await tmp('kill');
   try {
@@ -225,7 +293,11 @@ test('kill -9 during recording or compaction, then rerun: the index equals an un
           dir,
         );
         assert.equal(k.signal, 'SIGKILL', k.output);
-        assert.deepEqual(await indexRows(index), want, `killed after '${step}': the index is the old one or the new one`);
+        assert.deepEqual(
+          await indexRows(index),
+          want,
+          `killed after '${step}': the index is the old one or the new one`,
+        );
         await compactIndex(index);
         assert.deepEqual(await indexRows(index), want, `killed after '${step}' and rerun`);
         assert.deepEqual(await lookups(index, await manifests(out)), wantLookups);
@@ -258,7 +330,10 @@ test('an old index.sqlite (samples table, no runs) answers every look-up, and th
       // The old layout: what fetch used to insert, and no runs.
       const id = index.datasets()[0].id;
       for (let s = 0; s < SHARDS; s++) {
-        index.recordSamples(id, rows.slice(s * PER_SHARD, (s + 1) * PER_SHARD).map((r) => ({ ...r, shard: s })));
+        index.recordSamples(
+          id,
+          rows.slice(s * PER_SHARD, (s + 1) * PER_SHARD).map((r) => ({ ...r, shard: s })),
+        );
         await rm(shardPaths(out, s).indexRun);
       }
       assert.deepEqual(await indexRows(index), []);
@@ -269,7 +344,11 @@ test('an old index.sqlite (samples table, no runs) answers every look-up, and th
       assert.equal(c.legacyShardsMoved, SHARDS - 1);
       assert.equal(c.shardRunsMerged, 1);
       assert.equal(c.rows, ROWS);
-      assert.deepEqual(keyStatusSha(await indexRows(index)), expectedRows(rows), 'every old row is in the compacted run');
+      assert.deepEqual(
+        keyStatusSha(await indexRows(index)),
+        expectedRows(rows),
+        'every old row is in the compacted run',
+      );
       assert.deepEqual(await lookups(index, rows), want, 'and answers every look-up as before');
       // A second compaction does not move them twice.
       assert.equal((await compactIndex(index)).legacyShardsMoved, 0);

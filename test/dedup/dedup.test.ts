@@ -29,7 +29,6 @@ const root = path.resolve(import.meta.dirname, '../..');
 const tmp = (p: string) => mkdtemp(path.join(os.tmpdir(), `muse-dedup-${p}-`));
 const quiet = () => {};
 
-
 const rand32 = (r: () => number) => (r() * 2 ** 32) | 0;
 
 /** Flips the given bit positions (0 = most significant of 64) of a hex hash. */
@@ -52,7 +51,10 @@ function randomBits(r: () => number, k: number): number[] {
 // ---------------------------------------------------------------- multi-index hashing
 
 test('flip masks and band radii: the sharper pigeonhole bound', () => {
-  assert.deepEqual([0, 1, 2, 3].map((r) => flipMasks(r).length), [1, 17, 137, 697]);
+  assert.deepEqual(
+    [0, 1, 2, 3].map((r) => flipMasks(r).length),
+    [1, 17, 137, 697],
+  );
   assert.equal(flipMasks(1)[0], 0);
   assert.deepEqual(bandRadii(0), [0, -1, -1, -1]);
   assert.deepEqual(bandRadii(2), [0, 0, 0, -1]);
@@ -91,15 +93,19 @@ test('multi-index probing finds exactly what a brute-force scan finds (random ha
       const looked = new PairList();
       index.earlierNeighbours(hi, lo, radius, from, hexes.length, looked);
       assert.deepEqual(sort(triples(looked)), sort(want), `lookups, radius ${radius}, from ${from}`);
-      assert.ok(triples(looked).every((t, k, all) => k === 0 || Number(t.split(',')[0]) >= Number(all[k - 1].split(',')[0])));
+      assert.ok(
+        triples(looked).every((t, k, all) => k === 0 || Number(t.split(',')[0]) >= Number(all[k - 1].split(',')[0])),
+      );
       // bucket join: the same pairs, grouped by i
       const joined = index.allPairs(radius, from);
       assert.deepEqual(sort(triples(joined)), sort(want), `join, radius ${radius}, from ${from}`);
-      assert.ok(triples(joined).every((t, k, all) => k === 0 || Number(t.split(',')[0]) >= Number(all[k - 1].split(',')[0])));
+      assert.ok(
+        triples(joined).every((t, k, all) => k === 0 || Number(t.split(',')[0]) >= Number(all[k - 1].split(',')[0])),
+      );
     }
     // point queries, including hashes not in the list
     for (let q = 0; q < 50; q++) {
-      const qh = q % 2 ? hi[q * 37] ^ (1 << q % 31) : rand32(r);
+      const qh = q % 2 ? hi[q * 37] ^ (1 << (q % 31)) : rand32(r);
       const ql = lo[q * 37];
       const brute = [];
       for (let c = 0; c < hexes.length; c++) {
@@ -159,16 +165,28 @@ const key = (shard: number, pos: number) => `${String(shard).padStart(5, '0')}${
 
 function sample(shard: number, pos: number, phash: string, extra: Partial<SampleInput> = {}): SampleInput {
   const k = key(shard, pos);
-  return { key: k, shard, url: `https://img.example/${k}.jpg`, sha256: k.padStart(64, 'a'), phash, caption: `caption ${k}`, status: 'ok', ...extra };
+  return {
+    key: k,
+    shard,
+    url: `https://img.example/${k}.jpg`,
+    sha256: k.padStart(64, 'a'),
+    phash,
+    caption: `caption ${k}`,
+    status: 'ok',
+    ...extra,
+  };
 }
 
-const dedup = (f: Fixture, o: Partial<DedupOptions> = {}) => runDedup({ dataRoot: f.dataRoot, datasetDir: f.dir, log: quiet, ...o });
+const dedup = (f: Fixture, o: Partial<DedupOptions> = {}) =>
+  runDedup({ dataRoot: f.dataRoot, datasetDir: f.dir, log: quiet, ...o });
 
 function decisions(f: Fixture): Array<Record<string, unknown>> {
   const index = openIndex(f.dataRoot);
   try {
     return index.db
-      .prepare('SELECT key, duplicate_of_dataset, duplicate_of_key, kind, distance, applied FROM dedup_decisions WHERE dataset_id = ? ORDER BY key')
+      .prepare(
+        'SELECT key, duplicate_of_dataset, duplicate_of_key, kind, distance, applied FROM dedup_decisions WHERE dataset_id = ? ORDER BY key',
+      )
       .all(f.id) as Array<Record<string, unknown>>;
   } finally {
     index.close();
@@ -186,10 +204,27 @@ test('near duplicate found at distance <= k and not at k+1 (flips in one band, s
       record(f, [sample(0, 0, base), sample(0, 1, flip(base, bits.slice(0, k))), sample(0, 2, flip(base, bits))]);
       await dedup(f, { distance: k, kinds: ['phash'] });
       const what = `k=${k}${spread ? ' spread' : ''}`;
-      assert.deepEqual(decisions(f), [{ key: key(0, 1), duplicate_of_dataset: f.id, duplicate_of_key: key(0, 0), kind: 'phash', distance: k, applied: 0 }], what);
+      assert.deepEqual(
+        decisions(f),
+        [
+          {
+            key: key(0, 1),
+            duplicate_of_dataset: f.id,
+            duplicate_of_key: key(0, 0),
+            kind: 'phash',
+            distance: k,
+            applied: 0,
+          },
+        ],
+        what,
+      );
       // the same through the index's band columns
       const index = openIndex(f.dataRoot);
-      assert.deepEqual(findNearDuplicates(index.db, f.id, base, k).map((m) => m.key), [key(0, 0), key(0, 1)], what);
+      assert.deepEqual(
+        findNearDuplicates(index.db, f.id, base, k).map((m) => m.key),
+        [key(0, 0), key(0, 1)],
+        what,
+      );
       index.close();
     }
   }
@@ -208,12 +243,23 @@ test('the index band columns: SQL multi-index lookups equal brute force, and use
   await dedup(f, { kinds: ['url'] }); // fills dedup_phash_bands
   const index = openIndex(f.dataRoot);
   const plan = index.db.prepare(`EXPLAIN QUERY PLAN ${bandQuery(2)}`).all(f.id, '[1,2]') as Array<{ detail: string }>;
-  assert.match(plan.map((p) => p.detail).join(' | '), /SEARCH dedup_phash_bands USING INDEX dedup_phash_band2 \(dataset_id=\? AND band2=\?\)/);
+  assert.match(
+    plan.map((p) => p.detail).join(' | '),
+    /SEARCH dedup_phash_bands USING INDEX dedup_phash_band2 \(dataset_id=\? AND band2=\?\)/,
+  );
   for (const radius of [0, 5, 6, 11, 14]) {
     for (let q = 0; q < 40; q++) {
       const query = q % 2 ? rows[q * 31].phash! : flip(rows[q * 31].phash!, randomBits(r, 3));
       const want = rows
-        .map((s) => ({ key: s.key, distance: distance64(phashHalves(s.phash!).hi, phashHalves(s.phash!).lo, phashHalves(query).hi, phashHalves(query).lo) }))
+        .map((s) => ({
+          key: s.key,
+          distance: distance64(
+            phashHalves(s.phash!).hi,
+            phashHalves(s.phash!).lo,
+            phashHalves(query).hi,
+            phashHalves(query).lo,
+          ),
+        }))
         .filter((m) => m.distance <= radius)
         .sort((a, b) => a.distance - b.distance || (a.key < b.key ? -1 : 1));
       assert.deepEqual(findNearDuplicates(index.db, f.id, query, radius), want, `radius ${radius} query ${q}`);
@@ -241,7 +287,8 @@ test('exact kinds: URL spellings that normalise equal, identical bytes, (image, 
     sample(5, 0, h(9), { url: 'http://example.com/a/~user/p%C3%A9.jpg', status: 'failed' }),
   ]);
   await dedup(f, { kinds: ['url', 'sha256'] });
-  const pick = (rows: Array<Record<string, unknown>>) => rows.map((d) => [d.key, d.duplicate_of_key, d.kind, d.distance] as [string, ...unknown[]]);
+  const pick = (rows: Array<Record<string, unknown>>) =>
+    rows.map((d) => [d.key, d.duplicate_of_key, d.kind, d.distance] as [string, ...unknown[]]);
   assert.deepEqual(pick(decisions(f)), [
     [key(1, 0), key(0, 9), 'sha256', 0],
     [key(2, 5), key(0, 3), 'url', null],
@@ -250,7 +297,11 @@ test('exact kinds: URL spellings that normalise equal, identical bytes, (image, 
     [key(4, 2), key(4, 0), 'sha256', 0],
   ]);
   await dedup(f, { kinds: ['url', 'pair'] });
-  assert.deepEqual(pick(decisions(f)).filter((d) => d[0] >= key(4, 0)), [[key(4, 1), key(4, 0), 'pair', 0]], 'pair: other caption kept');
+  assert.deepEqual(
+    pick(decisions(f)).filter((d) => d[0] >= key(4, 0)),
+    [[key(4, 1), key(4, 0), 'pair', 0]],
+    'pair: other caption kept',
+  );
 });
 
 test('kinds run in order, each on what the previous kept: an image whose only twin was a URL duplicate is kept', async () => {
@@ -285,7 +336,8 @@ function plantedRows(seed: number, shards = 8): SampleInput[] {
       if (prev && roll < 0.08) s = { ...s, phash: flip(prev.phash!, randomBits(r, 1 + Math.floor(r() * 9))) };
       else if (prev && roll < 0.11) s = { ...s, sha256: prev.sha256, phash: prev.phash };
       else if (prev && roll < 0.13) s = { ...s, url: prev.url.replace('https://img.example', 'HTTPS://IMG.Example') };
-      else if (prev && roll < 0.15) s = { ...s, url: prev.url.replace('https://img.example/', 'https://IMG.example:443/') };
+      else if (prev && roll < 0.15)
+        s = { ...s, url: prev.url.replace('https://img.example/', 'https://IMG.example:443/') };
       if (roll > 0.97) s = { ...s, status: 'filtered', sha256: null, phash: null };
       rows.push(s);
       if (s.phash) withImage.push(s);
@@ -312,7 +364,10 @@ test('deterministic: same decisions whatever the order shards arrive in, in one 
   record(ref, rows);
   const first = await dedup(ref);
   const want = decisions(ref);
-  assert.ok(first.duplicates.phash > 50 && first.duplicates.sha256 > 20 && first.duplicates.url > 20, JSON.stringify(first.duplicates));
+  assert.ok(
+    first.duplicates.phash > 50 && first.duplicates.sha256 > 20 && first.duplicates.url > 20,
+    JSON.stringify(first.duplicates),
+  );
   assert.equal(first.kept, first.samples - want.length);
 
   // rows inserted shuffled (as parallel fetch workers would)
@@ -334,7 +389,10 @@ test('deterministic: same decisions whatever the order shards arrive in, in one 
   for (let s = 0; s < 8; s++) {
     record(f3, byShard(s));
     const run = await dedup(f3);
-    assert.equal(s === 0 ? run.phash?.from_key : run.phash?.from_key?.slice(0, 5), s === 0 ? '' : key(s, 0).slice(0, 5));
+    assert.equal(
+      s === 0 ? run.phash?.from_key : run.phash?.from_key?.slice(0, 5),
+      s === 0 ? '' : key(s, 0).slice(0, 5),
+    );
     assert.ok(s === 0 || run.phash!.lookups! <= 250, `shard ${s}: ${run.phash!.lookups} lookups`);
   }
   assert.deepEqual(decisions(f3), want);
@@ -364,7 +422,10 @@ test('a dedup run killed (SIGKILL) at random points, then rerun: the decisions o
     await run;
   }
   await dedup(f);
-  assert.deepEqual(decisions(f), decisions(ref).map((d) => ({ ...d, duplicate_of_dataset: f.id })));
+  assert.deepEqual(
+    decisions(f),
+    decisions(ref).map((d) => ({ ...d, duplicate_of_dataset: f.id })),
+  );
   assert.deepEqual(await readDuplicatesFile(f.dir), await readDuplicatesFile(ref.dir));
 });
 
@@ -373,7 +434,10 @@ test('a kept sample that leaves (opted out) frees its duplicates; a settings cha
   const a = '0123456789abcdef';
   record(f, [sample(0, 0, a), sample(0, 1, flip(a, [1, 2])), sample(0, 2, flip(a, [1, 2, 3, 4, 5, 6, 7, 8, 9]))]);
   await dedup(f);
-  assert.deepEqual(decisions(f).map((d) => [d.key, d.duplicate_of_key]), [[key(0, 1), key(0, 0)]]);
+  assert.deepEqual(
+    decisions(f).map((d) => [d.key, d.duplicate_of_key]),
+    [[key(0, 1), key(0, 0)]],
+  );
   const index = openIndex(f.dataRoot);
   index.setSampleStatus(f.id, [key(0, 0)], 'opted_out');
   index.close();
@@ -383,14 +447,18 @@ test('a kept sample that leaves (opted out) frees its duplicates; a settings cha
   assert.equal(run.kept, 2);
   const wider = await dedup(f, { distance: 10 });
   assert.equal(wider.phash?.from_key, '');
-  assert.deepEqual(decisions(f).map((d) => [d.key, d.duplicate_of_key, d.distance]), [[key(0, 2), key(0, 1), 7]]);
+  assert.deepEqual(
+    decisions(f).map((d) => [d.key, d.duplicate_of_key, d.distance]),
+    [[key(0, 2), key(0, 1), 7]],
+  );
 });
 
 test('--against: samples duplicating a reference dataset are duplicates of it; the reference is untouched', async () => {
   const refs = await fixture('evalset');
   const f = await fixture('train', refs.dataRoot);
   const e = 'f0f0f0f0f0f0f0f0';
-  const own = (pos: number, phash: string, sha: string) => sample(0, pos, phash, { url: `https://train.example/${pos}.jpg`, sha256: sha.repeat(32) });
+  const own = (pos: number, phash: string, sha: string) =>
+    sample(0, pos, phash, { url: `https://train.example/${pos}.jpg`, sha256: sha.repeat(32) });
   record(refs, [sample(0, 0, e, { sha256: 'e0'.repeat(32) }), sample(0, 1, flip(e, [5]), { sha256: 'e1'.repeat(32) })]);
   record(f, [own(0, '0f0f0f0f0f0f0f0f', 'f0'), own(1, flip(e, [9, 40]), 'f1'), own(2, '1111111111111111', 'e1')]);
   const run = await dedup(f, { against: ['evalset'] });
@@ -403,7 +471,10 @@ test('--against: samples duplicating a reference dataset are duplicates of it; t
     ],
   );
   assert.deepEqual(decisions(refs), []);
-  assert.deepEqual((await readDuplicatesFile(f.dir)).map((r) => r.duplicate_of_dataset), ['evalset', 'evalset']);
+  assert.deepEqual(
+    (await readDuplicatesFile(f.dir)).map((r) => r.duplicate_of_dataset),
+    ['evalset', 'evalset'],
+  );
   // a change in the reference recomputes everything
   record(refs, [sample(0, 2, '0f0f0f0f0f0f0f0f', { sha256: 'e2'.repeat(32) })]);
   const again = await dedup(f, { against: ['evalset'] });
@@ -444,7 +515,11 @@ test('re-encoded and resized copies are near duplicates through the image stage;
   record(f, rows);
   await dedup(f);
   const got = decisions(f).map((d) => [d.key, d.duplicate_of_key, d.kind]);
-  assert.deepEqual(got, [1, 2, 3, 4].map((i) => [key(0, i), key(0, 0), 'phash']), JSON.stringify(decisions(f)));
+  assert.deepEqual(
+    got,
+    [1, 2, 3, 4].map((i) => [key(0, i), key(0, 0), 'phash']),
+    JSON.stringify(decisions(f)),
+  );
 });
 
 test('--apply on fetched shards: indexed from manifests, removed from tars, manifest rows marked; reruns change nothing', async () => {
@@ -452,7 +527,15 @@ test('--apply on fetched shards: indexed from manifests, removed from tars, mani
   const datasetDir = path.join(dataRoot, 'sample');
   const file = path.join(root, 'pipelines', 'sample.yaml');
   const cfg = resolvePipeline(deepMerge(await loadPipelineFile(file), { samples_per_shard: 100 }), file);
-  const fetched = await runFetch({ cfg, datasetDir, dataRoot, projectRoot: root, workers: 1, logFormat: 'json', shards: '0-1' });
+  const fetched = await runFetch({
+    cfg,
+    datasetDir,
+    dataRoot,
+    projectRoot: root,
+    workers: 1,
+    logFormat: 'json',
+    shards: '0-1',
+  });
   assert.deepEqual(fetched.shards_failed, []);
 
   // the bundled sample draws few shapes and colours: there are near duplicates at a wide distance
@@ -473,7 +556,8 @@ test('--apply on fetched shards: indexed from manifests, removed from tars, mani
   assert.equal(row.reason, victim.kind);
   assert.equal(row.error, `duplicate of ${victim.duplicate_of} (distance ${victim.distance})`);
   const inTar: string[] = [];
-  for (let s = 0; s < 2; s++) for await (const t of readTarSamples(path.join(datasetDir, 'shards', `0000${s}.tar`))) inTar.push(t.key);
+  for (let s = 0; s < 2; s++)
+    for await (const t of readTarSamples(path.join(datasetDir, 'shards', `0000${s}.tar`))) inTar.push(t.key);
   for (const k of keys) assert.ok(!inTar.includes(k), `${k} left the tar`);
   assert.ok(inTar.includes(victim.duplicate_of));
 
@@ -495,8 +579,11 @@ test('--apply on fetched shards: indexed from manifests, removed from tars, mani
   await runFetch({ cfg, datasetDir: other, dataRoot, projectRoot: root, workers: 2, logFormat: 'json', shards: '0-1' });
   await runDedup({ dataRoot, datasetDir: other, distance: 12, log: quiet });
   const index = openIndex(dataRoot);
-  const ids = (index.db.prepare('SELECT id FROM datasets ORDER BY id').pluck().all() as number[]);
-  const all = (id: number) => index.db.prepare('SELECT key, duplicate_of_key, kind, distance FROM dedup_decisions WHERE dataset_id = ? ORDER BY key').all(id);
+  const ids = index.db.prepare('SELECT id FROM datasets ORDER BY id').pluck().all() as number[];
+  const all = (id: number) =>
+    index.db
+      .prepare('SELECT key, duplicate_of_key, kind, distance FROM dedup_decisions WHERE dataset_id = ? ORDER BY key')
+      .all(id);
   assert.equal(ids.length, 2);
   assert.deepEqual(all(ids[1]), all(ids[0]));
   index.close();
@@ -517,6 +604,9 @@ test('muse-data dedup: summary as JSON, bad flags refused', async () => {
   assert.equal(code, 0);
   const summary = JSON.parse(out.join(''));
   assert.equal(summary.duplicates.phash, 1);
-  await assert.rejects(main(['dedup', f.dir, '--data-root', f.dataRoot, '--kinds', 'color']), /unknown dedup kind 'color'/);
+  await assert.rejects(
+    main(['dedup', f.dir, '--data-root', f.dataRoot, '--kinds', 'color']),
+    /unknown dedup kind 'color'/,
+  );
   await assert.rejects(main(['dedup', f.dir, '--data-root', f.dataRoot, '--phash-distance', '40']), /0\.\.15/);
 });

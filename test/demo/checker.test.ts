@@ -11,14 +11,24 @@ async function render(item: SampleItem, res: number): Promise<Buffer> {
   const side = Math.min(item.width, item.height);
   const left = Math.floor((item.width - side) / 2);
   const top = Math.floor((item.height - side) / 2);
-  return sharp(Buffer.from(sampleSvg(item))).removeAlpha().extract({ left, top, width: side, height: side }).resize(res, res).png().toBuffer();
+  return sharp(Buffer.from(sampleSvg(item)))
+    .removeAlpha()
+    .extract({ left, top, width: side, height: side })
+    .resize(res, res)
+    .png()
+    .toBuffer();
 }
 
 function insideCrop(item: SampleItem): boolean {
   const side = Math.min(item.width, item.height);
   const x0 = Math.floor((item.width - side) / 2);
   const y0 = Math.floor((item.height - side) / 2);
-  return item.cx - item.size >= x0 && item.cx + item.size <= x0 + side && item.cy - item.size >= y0 && item.cy + item.size <= y0 + side;
+  return (
+    item.cx - item.size >= x0 &&
+    item.cx + item.size <= x0 + side &&
+    item.cy - item.size >= y0 &&
+    item.cy + item.size <= y0 + side
+  );
 }
 
 /** Every (colour, shape, background) triple, held-out ones included, at varied sizes (half-extent 18-40% of the side) and positions. */
@@ -26,16 +36,18 @@ function allTriples(): SampleItem[] {
   const base = sampleCatalog()[0];
   const out: SampleItem[] = [];
   let k = 0;
-  for (const color of COLOR_NAMES) for (const shape of SHAPE_NAMES) for (const background of COLOR_NAMES) {
-    if (background === color) continue;
-    const size = Math.round(400 * (0.18 + 0.22 * ((k * 37) % 100) / 100));
-    const margin = 24;
-    const span = 400 - 2 * (size + margin);
-    const cx = size + margin + ((k * 53) % (span + 1));
-    const cy = size + margin + ((k * 71) % (span + 1));
-    out.push({ ...base, color, shape, background, width: 400, height: 400, cx, cy, size });
-    k++;
-  }
+  for (const color of COLOR_NAMES)
+    for (const shape of SHAPE_NAMES)
+      for (const background of COLOR_NAMES) {
+        if (background === color) continue;
+        const size = Math.round(400 * (0.18 + (0.22 * ((k * 37) % 100)) / 100));
+        const margin = 24;
+        const span = 400 - 2 * (size + margin);
+        const cx = size + margin + ((k * 53) % (span + 1));
+        const cy = size + margin + ((k * 71) % (span + 1));
+        out.push({ ...base, color, shape, background, width: 400, height: 400, cx, cy, size });
+        k++;
+      }
   return out;
 }
 
@@ -50,12 +62,17 @@ test('checker: colours exact and shape accuracy on catalog items and all triples
       assert.equal(r.background, item.background, `${res}px row ${item.row} ${item.caption}`);
       assert.equal(r.shapeColor, item.color, `${res}px ${item.color} ${item.shape} on ${item.background}`);
       // A catalog circle of half-extent 44% of the side covers pi * 0.44^2 = 61% of a square picture.
-      assert.ok(r.shapeFraction > 0.02 && r.shapeFraction < 0.65, `${res}px ${item.shape}: shape fraction ${r.shapeFraction}`);
+      assert.ok(
+        r.shapeFraction > 0.02 && r.shapeFraction < 0.65,
+        `${res}px ${item.shape}: shape fraction ${r.shapeFraction}`,
+      );
       if (r.shape === item.shape) shapeRight++;
       else wrong.push(`${item.shape}->${r.shape}`);
     }
     const acc = shapeRight / items.length;
-    console.log(`checker shape accuracy at ${res}px: ${(acc * 100).toFixed(1)}% of ${items.length}${wrong.length ? ` (${wrong.slice(0, 5).join(', ')})` : ''}`);
+    console.log(
+      `checker shape accuracy at ${res}px: ${(acc * 100).toFixed(1)}% of ${items.length}${wrong.length ? ` (${wrong.slice(0, 5).join(', ')})` : ''}`,
+    );
     assert.ok(acc >= 0.95, `shape accuracy ${acc} at ${res}px`);
   }
 });
@@ -65,13 +82,17 @@ test('checker: blurred and JPEG-compressed 32 px images keep exact colours', asy
   let shapeRight = 0;
   for (const item of items) {
     const small = await render(item, 32);
-    const degraded = await sharp(await sharp(small).blur(1.2).png().toBuffer()).jpeg({ quality: 75 }).toBuffer();
+    const degraded = await sharp(await sharp(small).blur(1.2).png().toBuffer())
+      .jpeg({ quality: 75 })
+      .toBuffer();
     const r = await checkPng(degraded);
     assert.equal(r.background, item.background);
     assert.equal(r.shapeColor, item.color);
     if (r.shape === item.shape) shapeRight++;
   }
-  console.log(`checker shape accuracy at 32px blurred + JPEG: ${((shapeRight / items.length) * 100).toFixed(1)}% of ${items.length}`);
+  console.log(
+    `checker shape accuracy at 32px blurred + JPEG: ${((shapeRight / items.length) * 100).toFixed(1)}% of ${items.length}`,
+  );
   assert.ok(shapeRight / items.length >= 0.8);
 });
 

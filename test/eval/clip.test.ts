@@ -18,13 +18,21 @@ import { onBackend } from '../helpers/backend.ts';
 const FIX = path.join(import.meta.dirname, '..', 'fixtures', 'eval');
 const CLIP_DIR = path.join(FIX, 'clip');
 const TOKENIZER = fixturePath('tokenizers', 'clip', 'tokenizer.json');
-const expected = JSON.parse(readFileSync(path.join(FIX, 'clip_expected.json'), 'utf8')) as { prompts: string[]; clip_score: number; clip_score_shuffled: number; per_pair_score: number[] };
+const expected = JSON.parse(readFileSync(path.join(FIX, 'clip_expected.json'), 'utf8')) as {
+  prompts: string[];
+  clip_score: number;
+  clip_score_shuffled: number;
+  per_pair_score: number[];
+};
 await tf.setBackend('cpu');
 
 async function images(): Promise<DecodedImage[]> {
   const out = [];
   for (const f of ['img0', 'img1', 'img2']) {
-    const { data, info } = await sharp(path.join(FIX, 'images', `${f}.png`)).removeAlpha().raw().toBuffer({ resolveWithObject: true });
+    const { data, info } = await sharp(path.join(FIX, 'images', `${f}.png`))
+      .removeAlpha()
+      .raw()
+      .toBuffer({ resolveWithObject: true });
     out.push({ data: new Uint8Array(data), width: info.width, height: info.height });
   }
   return out;
@@ -46,49 +54,64 @@ async function clipFolder(): Promise<string> {
 }
 
 for (const backend of ['cpu', 'wasm'] as const) {
-  test(`CLIP vision + text embeddings match transformers' get_image_features / get_text_features on ${backend}`, () => onBackend(backend, async () => {
-    const ex = await loadSafetensors(path.join(FIX, 'clip_expected.safetensors'));
-    const vision = await ClipVisionEncoder.fromSafetensors(CLIP_DIR);
-    const px = tf.transpose(toTensor(ex.pixel_values), [0, 2, 3, 1]) as tf.Tensor4D;
-    const img = await vision.imageEmbeds(px).data();
-    const di = maxAbs(img, ex.image_embeds.data);
-    const text = await ClipTextEncoder.fromSafetensors(CLIP_DIR);
-    const out = text.forward(toTensor(ex.input_ids), toTensor(ex.attention_mask));
-    const dt = maxAbs(await out.textEmbeds!.data(), ex.text_embeds.data);
-    console.log(`CLIP on ${backend}: image_embeds max |Δ| ${di.toExponential(2)}, text_embeds max |Δ| ${dt.toExponential(2)}`);
-    assert.ok(di <= 1e-4 && dt <= 1e-4, `image ${di}, text ${dt}`);
-    const s = clipScoreFromEmbeddings(img as Float32Array, (await out.textEmbeds!.data()) as Float32Array, 3, vision.config.projection_dim);
-    assert.ok(maxAbs(s.perPair, expected.per_pair_score) < 1e-3, `${s.perPair} vs ${expected.per_pair_score}`);
-    vision.dispose();
-    text.dispose();
-  }));
+  test(`CLIP vision + text embeddings match transformers' get_image_features / get_text_features on ${backend}`, () =>
+    onBackend(backend, async () => {
+      const ex = await loadSafetensors(path.join(FIX, 'clip_expected.safetensors'));
+      const vision = await ClipVisionEncoder.fromSafetensors(CLIP_DIR);
+      const px = tf.transpose(toTensor(ex.pixel_values), [0, 2, 3, 1]) as tf.Tensor4D;
+      const img = await vision.imageEmbeds(px).data();
+      const di = maxAbs(img, ex.image_embeds.data);
+      const text = await ClipTextEncoder.fromSafetensors(CLIP_DIR);
+      const out = text.forward(toTensor(ex.input_ids), toTensor(ex.attention_mask));
+      const dt = maxAbs(await out.textEmbeds!.data(), ex.text_embeds.data);
+      console.log(
+        `CLIP on ${backend}: image_embeds max |Δ| ${di.toExponential(2)}, text_embeds max |Δ| ${dt.toExponential(2)}`,
+      );
+      assert.ok(di <= 1e-4 && dt <= 1e-4, `image ${di}, text ${dt}`);
+      const s = clipScoreFromEmbeddings(
+        img as Float32Array,
+        (await out.textEmbeds!.data()) as Float32Array,
+        3,
+        vision.config.projection_dim,
+      );
+      assert.ok(maxAbs(s.perPair, expected.per_pair_score) < 1e-3, `${s.perPair} vs ${expected.per_pair_score}`);
+      vision.dispose();
+      text.dispose();
+    }));
 }
 
-test('CLIP preprocessing (PIL bicubic shortest edge, centre crop, normalise) matches transformers\' PIL processor', async () => {
+test("CLIP preprocessing (PIL bicubic shortest edge, centre crop, normalise) matches transformers' PIL processor", async () => {
   const ex = await loadSafetensors(path.join(FIX, 'clip_expected.safetensors'));
   const pre = JSON.parse(readFileSync(path.join(CLIP_DIR, 'processor_config.json'), 'utf8')) as Record<string, unknown>;
   const s = clipImageSettings(pre, 32);
   assert.deepEqual([s.size, s.crop], [32, 32]);
   const level = 1 / 255 / 0.2613; // one grey level in the greenest channel's normalised units
-  for (const [which, tol] of [['pixel_values_pil', 0.01 * level], ['pixel_values', 1.01 * level]] as const) {
+  for (const [which, tol] of [
+    ['pixel_values_pil', 0.01 * level],
+    ['pixel_values', 1.01 * level],
+  ] as const) {
     const ref = (await tf.transpose(toTensor(ex[which]), [0, 2, 3, 1]).data()) as Float32Array;
     let worst = 0;
     for (const [i, im] of (await images()).entries()) {
       const ours = clipPixels(im.data, im.width, im.height, s);
       worst = Math.max(worst, maxAbs(ours, ref.subarray(i * ours.length, (i + 1) * ours.length)));
     }
-    console.log(`CLIP ${which} (transformers ${which.endsWith('pil') ? 'PIL' : 'default torchvision'} backend): max |Δ| ${worst.toFixed(4)} = ${(worst / level).toFixed(2)} grey levels`);
+    console.log(
+      `CLIP ${which} (transformers ${which.endsWith('pil') ? 'PIL' : 'default torchvision'} backend): max |Δ| ${worst.toFixed(4)} = ${(worst / level).toFixed(2)} grey levels`,
+    );
     assert.ok(worst <= tol, `${which}: max |Δ| ${worst}`);
   }
 });
 
-test('CLIP score of images and prompts matches torchmetrics\' clip_score (and the shuffled pairing)', async () => {
+test("CLIP score of images and prompts matches torchmetrics' clip_score (and the shuffled pairing)", async () => {
   const scorer = await ClipScorer.load(await clipFolder());
   const ims = await images();
   const p = expected.prompts;
   const r = await scorer.score(ims, p);
   const shuffled = await scorer.score(ims, [...p.slice(1), p[0]]);
-  console.log(`CLIP score ours ${r.score.toFixed(4)} torchmetrics ${expected.clip_score.toFixed(4)}; shuffled ${shuffled.score.toFixed(4)} vs ${expected.clip_score_shuffled.toFixed(4)}`);
+  console.log(
+    `CLIP score ours ${r.score.toFixed(4)} torchmetrics ${expected.clip_score.toFixed(4)}; shuffled ${shuffled.score.toFixed(4)} vs ${expected.clip_score_shuffled.toFixed(4)}`,
+  );
   assert.ok(Math.abs(r.score - expected.clip_score) < 0.05, `${r.score}`);
   assert.ok(Math.abs(shuffled.score - expected.clip_score_shuffled) < 0.05, `${shuffled.score}`);
   await assert.rejects(scorer.score(ims, p.slice(0, 2)), /3 images but 2 prompts/);
@@ -100,16 +123,24 @@ test('CLIP score: matching pairs score above shuffled ones; the mean (not each p
   const n = 6;
   const dim = 8;
   let seed = 3;
-  const rnd = () => { seed = (seed * 1103515245 + 12345) >>> 0; return seed / 2 ** 32 - 0.5; };
+  const rnd = () => {
+    seed = (seed * 1103515245 + 12345) >>> 0;
+    return seed / 2 ** 32 - 0.5;
+  };
   const base = Array.from({ length: n }, () => Array.from({ length: dim }, rnd));
   const img = new Float32Array(base.flatMap((v) => v.map((x) => x + 0.1 * rnd())));
   const txt = new Float32Array(base.flatMap((v) => v.map((x) => x + 0.1 * rnd())));
   const shuffledTxt = new Float32Array(n * dim);
-  for (let i = 0; i < n; i++) shuffledTxt.set(txt.subarray(((i + 1) % n) * dim, ((i + 1) % n + 1) * dim), i * dim);
+  for (let i = 0; i < n; i++) shuffledTxt.set(txt.subarray(((i + 1) % n) * dim, (((i + 1) % n) + 1) * dim), i * dim);
   const match = clipScoreFromEmbeddings(img, txt, n, dim).score;
   const shuf = clipScoreFromEmbeddings(img, shuffledTxt, n, dim).score;
   assert.ok(match > 90 && match > shuf + 30, `matching ${match}, shuffled ${shuf}`);
-  const neg = clipScoreFromEmbeddings(img, txt.map((x) => -x), n, dim);
+  const neg = clipScoreFromEmbeddings(
+    img,
+    txt.map((x) => -x),
+    n,
+    dim,
+  );
   assert.equal(neg.score, 0);
   assert.ok(neg.perPair.every((s) => s < -90));
 });

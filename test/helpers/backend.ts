@@ -22,7 +22,10 @@ let nativeMissing: Promise<string | false> | undefined;
  */
 export function tensorflowSkip(): Promise<string | false> {
   nativeMissing ??= initBackend('tensorflow', { quiet: true })
-    .then(() => false as const, (err: Error) => `the native tensorflow backend is not built here: ${err.message}`.slice(0, 300))
+    .then(
+      () => false as const,
+      (err: Error) => `the native tensorflow backend is not built here: ${err.message}`.slice(0, 300),
+    )
     .finally(() => tf.setBackend('cpu'));
   return nativeMissing;
 }

@@ -26,8 +26,14 @@ export async function runInProcess(command: keyof typeof ENTRIES, argv: string[]
   const origOut = process.stdout.write.bind(process.stdout);
   const savedCode = process.exitCode;
   process.exitCode = undefined;
-  process.stderr.write = ((chunk: string | Uint8Array) => (err.push(String(chunk)), true)) as typeof process.stderr.write;
-  process.stdout.write = ((chunk: string | Uint8Array) => (out.push(String(chunk)), true)) as typeof process.stdout.write;
+  process.stderr.write = ((chunk: string | Uint8Array) => (
+    err.push(String(chunk)),
+    true
+  )) as typeof process.stderr.write;
+  process.stdout.write = ((chunk: string | Uint8Array) => (
+    out.push(String(chunk)),
+    true
+  )) as typeof process.stdout.write;
   let status: number;
   try {
     await cli(argv);

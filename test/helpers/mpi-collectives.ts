@@ -23,5 +23,17 @@ try {
 }
 comm.barrier();
 const sample = [0, 1, n - 1].map((i) => big[i]);
-process.stdout.write(JSON.stringify({ rank, size, localRank: comm.localRank, localSize: comm.localSize, sample, sum: [...f64], min: [...min], max: [...max], disagreement }) + '\n');
+process.stdout.write(
+  JSON.stringify({
+    rank,
+    size,
+    localRank: comm.localRank,
+    localSize: comm.localSize,
+    sample,
+    sum: [...f64],
+    min: [...min],
+    max: [...max],
+    disagreement,
+  }) + '\n',
+);
 comm.finalize();

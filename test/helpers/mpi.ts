@@ -12,7 +12,8 @@ function missing(): string | undefined {
 }
 
 /** The node:test `skip` value of MPI tests (throws in CI when MPI is missing). */
-export const mpiSkip = () => skipUnlessAvailable('mpi', missing(), 'apt-get install openmpi-bin libopenmpi-dev, then npm run build:mpi');
+export const mpiSkip = () =>
+  skipUnlessAvailable('mpi', missing(), 'apt-get install openmpi-bin libopenmpi-dev, then npm run build:mpi');
 
 export interface MpiRun {
   code: number | null;
@@ -23,7 +24,16 @@ export interface MpiRun {
 }
 
 /** Open MPI on one machine, as root too, more ranks than cores; TCP (when used) on loopback only. */
-export const MPIRUN_LOCAL = ['--allow-run-as-root', '--oversubscribe', '--mca', 'btl_tcp_if_include', 'lo', '--mca', 'oob_tcp_if_include', 'lo'];
+export const MPIRUN_LOCAL = [
+  '--allow-run-as-root',
+  '--oversubscribe',
+  '--mca',
+  'btl_tcp_if_include',
+  'lo',
+  '--mca',
+  'oob_tcp_if_include',
+  'lo',
+];
 /** The tests' transport: TCP on loopback, so no network is touched. */
 export const MPIRUN_ARGS = [...MPIRUN_LOCAL, '--mca', 'btl', 'self,tcp'];
 
@@ -36,12 +46,23 @@ export interface MpirunOptions {
 
 /** Runs `args` (after `node --import tsx`) under `mpirun -np n`. */
 export function mpirun(n: number, args: string[], o: MpirunOptions = {}): Promise<MpiRun> {
-  return mpirunEach(Array.from({ length: n }, () => args), o);
+  return mpirunEach(
+    Array.from({ length: n }, () => args),
+    o,
+  );
 }
 
 /** One rank per entry, each with its own arguments (mpirun's `-np 1 A : -np 1 B` form). */
 export function mpirunEach(ranks: string[][], o: MpirunOptions = {}): Promise<MpiRun> {
-  const apps = ranks.flatMap((args, i) => [...(i ? [':'] : []), '-np', '1', process.execPath, '--import', 'tsx', ...args]);
+  const apps = ranks.flatMap((args, i) => [
+    ...(i ? [':'] : []),
+    '-np',
+    '1',
+    process.execPath,
+    '--import',
+    'tsx',
+    ...args,
+  ]);
   const t0 = performance.now();
   const child = spawn('mpirun', [...MPIRUN_ARGS, ...apps], {
     env: { ...process.env, ...o.env },

@@ -25,7 +25,15 @@ export async function trainMuse(dir: string, runDir: string, sets: string[], o: 
   const config = loadTrainConfig({ stage: o.stage ?? 'tiny', configsDir, sets: [`data.path=${dir}`, ...sets] });
   const runner = await MuseRunner.create({ config, datasetDirs: [dir], runDir });
   try {
-    return await runTrainingLoop({ config, runDir, runner, resume: o.resume, allowFresh: o.allowFresh, stopAfter: o.stopAfter, out: o.out ?? quiet });
+    return await runTrainingLoop({
+      config,
+      runDir,
+      runner,
+      resume: o.resume,
+      allowFresh: o.allowFresh,
+      stopAfter: o.stopAfter,
+      out: o.out ?? quiet,
+    });
   } finally {
     runner.dispose();
   }
@@ -33,7 +41,9 @@ export async function trainMuse(dir: string, runDir: string, sets: string[], o: 
 
 /** [step, loss] of every training step in the run's log.jsonl. */
 export async function losses(runDir: string): Promise<Array<[number, number]>> {
-  return (await readJsonl(path.join(runDir, 'log.jsonl'))).filter((r) => 'loss' in r).map((r) => [r.step as number, r.loss as number]);
+  return (await readJsonl(path.join(runDir, 'log.jsonl')))
+    .filter((r) => 'loss' in r)
+    .map((r) => [r.step as number, r.loss as number]);
 }
 
 export const mean = (xs: number[]) => xs.reduce((s, x) => s + x, 0) / xs.length;

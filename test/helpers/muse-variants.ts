@@ -20,7 +20,13 @@ export interface MuseVariant {
 
 const COMMON = ['data.validation_shards=[]', 'training.batch_size=4', 'training.validate_every=0'];
 /** The caches writeSyntheticCaches names by default, and an EMA of the weights. */
-const SYNTHETIC_CACHES_WITH_EMA = ['data.vq_id=vq-test', 'data.text_id=text-test', ...COMMON, 'ema.enabled=true', 'ema.decay=0.9'];
+const SYNTHETIC_CACHES_WITH_EMA = [
+  'data.vq_id=vq-test',
+  'data.text_id=text-test',
+  ...COMMON,
+  'ema.enabled=true',
+  'ema.decay=0.9',
+];
 
 function datasetDir(parent: string, name: string): string {
   const dir = path.join(parent, name);
@@ -65,7 +71,14 @@ export const UVIT: MuseVariant = {
   ],
   async dataset(parent, name, shards) {
     const dir = datasetDir(parent, name);
-    await writeSyntheticCaches(dir, { shards, gridH: 4, gridW: 4, codebookSize: 64, dim: CLIP_DIM, pooledDim: CLIP_POOLED });
+    await writeSyntheticCaches(dir, {
+      shards,
+      gridH: 4,
+      gridW: 4,
+      codebookSize: 64,
+      dim: CLIP_DIM,
+      pooledDim: CLIP_POOLED,
+    });
     return dir;
   },
 };
@@ -102,7 +115,9 @@ export const SUPERRES: MuseVariant = {
 };
 
 /** Combined T5 + CLIP conditioning: byt5-tiny (256 wide) as the T5 part, the CLIP fixture's widths as the CLIP part. */
-export const COMBINED: MuseVariant & { dataset(parent: string, name: string, shards: Record<number, number>, o?: { noClip?: boolean }): Promise<string> } = {
+export const COMBINED: MuseVariant & {
+  dataset(parent: string, name: string, shards: Record<number, number>, o?: { noClip?: boolean }): Promise<string>;
+} = {
   name: 'combined T5+CLIP',
   stage: 'tiny',
   codebook: 64,
@@ -128,7 +143,14 @@ export const COMBINED: MuseVariant & { dataset(parent: string, name: string, sha
     const base = { shards, gridH: 4, gridW: 4, codebookSize: 64 };
     await writeSyntheticCaches(dir, { ...base, textId: 't5-test', dim: BYT5_DIM });
     // The CLIP cache's texts differ in length from the T5 one's, as real tokenizers' do.
-    if (!o.noClip) await writeSyntheticCaches(dir, { ...base, textId: 'clip-test', dim: CLIP_DIM, pooledDim: CLIP_POOLED, textLength: (s, p) => 2 + ((s + 2 * p) % 3) });
+    if (!o.noClip)
+      await writeSyntheticCaches(dir, {
+        ...base,
+        textId: 'clip-test',
+        dim: CLIP_DIM,
+        pooledDim: CLIP_POOLED,
+        textLength: (s, p) => 2 + ((s + 2 * p) % 3),
+      });
     return dir;
   },
 };

@@ -23,9 +23,20 @@ export async function fetchSample(prefix: string): Promise<ServeFixture> {
   const dataset = path.join(dataRoot, 'sample');
   const file = path.join(PROJECT, 'pipelines', 'sample.yaml');
   const cfg = resolvePipeline(deepMerge(await loadPipelineFile(file), { samples_per_shard: 50 }), file);
-  const summary = await runFetch({ cfg, datasetDir: dataset, dataRoot, projectRoot: PROJECT, shards: '0-1', workers: 1, logFormat: 'json' });
+  const summary = await runFetch({
+    cfg,
+    datasetDir: dataset,
+    dataRoot,
+    projectRoot: PROJECT,
+    shards: '0-1',
+    workers: 1,
+    logFormat: 'json',
+  });
   if (summary.shards_failed.length) throw new Error(`fixture fetch failed: shards ${summary.shards_failed.join(', ')}`);
-  const rows = [...(await readManifest(path.join(dataset, 'shards', '00000.arrow'))), ...(await readManifest(path.join(dataset, 'shards', '00001.arrow')))];
+  const rows = [
+    ...(await readManifest(path.join(dataset, 'shards', '00000.arrow'))),
+    ...(await readManifest(path.join(dataset, 'shards', '00001.arrow'))),
+  ];
   return { dataRoot, dataset, rows };
 }
 

@@ -17,13 +17,34 @@ export async function writeShardRecords(
 ): Promise<void> {
   await mkdir(path.join(datasetDir, 'shards'), { recursive: true });
   const rows: ManifestRow[] = samples.map((s, i) => ({
-    key: s.key, row: i, url: s.url ?? `http://example.invalid/${s.key}.png`, caption: s.caption ?? 'a caption',
-    status: s.status as SampleStatus, reason: s.status === 'ok' ? null : 'test', error: null,
-    width: null, height: null, original_width: null, original_height: null, bytes: null, sha256: null, phash: null, cls: null, meta: null,
+    key: s.key,
+    row: i,
+    url: s.url ?? `http://example.invalid/${s.key}.png`,
+    caption: s.caption ?? 'a caption',
+    status: s.status as SampleStatus,
+    reason: s.status === 'ok' ? null : 'test',
+    error: null,
+    width: null,
+    height: null,
+    original_width: null,
+    original_height: null,
+    bytes: null,
+    sha256: null,
+    phash: null,
+    cls: null,
+    meta: null,
   }));
   const paths = shardPaths(datasetDir, shard);
   await writeManifest(paths.manifest, rows);
   if (opts.complete === false) return;
   const t = new Date(0).toISOString();
-  await writeStats(paths.stats, { shard, ...summarize(rows), bytes_written: 0, start_time: t, end_time: t, duration_s: 0, timings_ms: {} });
+  await writeStats(paths.stats, {
+    shard,
+    ...summarize(rows),
+    bytes_written: 0,
+    start_time: t,
+    end_time: t,
+    duration_s: 0,
+    timings_ms: {},
+  });
 }

@@ -9,7 +9,9 @@ export function skipUnlessAvailable(component: string, missing: string | undefin
   if (!missing) return false;
   const flag = `MUSE_REQUIRE_${component.toUpperCase().replace(/[^A-Z0-9]+/g, '_')}`;
   if (process.env.CI || process.env[flag]) {
-    throw new Error(`the ${component} tests are required here (${process.env.CI ? 'CI is set' : `${flag} is set`}) but ${missing} (${install}; .ci/run installs it)`);
+    throw new Error(
+      `the ${component} tests are required here (${process.env.CI ? 'CI is set' : `${flag} is set`}) but ${missing} (${install}; .ci/run installs it)`,
+    );
   }
   return `${component}: ${missing} (${install}; .ci/run installs it)`;
 }

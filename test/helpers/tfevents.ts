@@ -57,7 +57,13 @@ export interface DecodedEvent {
   step: number;
   file_version?: string;
   session_log?: { status: string };
-  summary?: { value: Array<{ tag: string; simple_value?: number; image?: { height: number; width: number; colorspace: number; encoded_image_string: Buffer } }> };
+  summary?: {
+    value: Array<{
+      tag: string;
+      simple_value?: number;
+      image?: { height: number; width: number; colorspace: number; encoded_image_string: Buffer };
+    }>;
+  };
 }
 
 /** Every event of a file; throws on a bad length or data CRC, or a truncated record. */
@@ -68,11 +74,19 @@ export function readEvents(file: string): DecodedEvent[] {
   while (at < buf.length) {
     if (at + 12 > buf.length) throw new Error(`${file}: truncated record header at byte ${at}`);
     const len = Number(buf.readBigUInt64LE(at));
-    if (buf.readUInt32LE(at + 8) !== masked(buf.subarray(at, at + 8))) throw new Error(`${file}: bad length CRC at byte ${at}`);
+    if (buf.readUInt32LE(at + 8) !== masked(buf.subarray(at, at + 8)))
+      throw new Error(`${file}: bad length CRC at byte ${at}`);
     const data = buf.subarray(at + 12, at + 12 + len);
     if (at + 16 + len > buf.length) throw new Error(`${file}: truncated record at byte ${at}`);
     if (buf.readUInt32LE(at + 12 + len) !== masked(data)) throw new Error(`${file}: bad data CRC at byte ${at}`);
-    out.push(EVENT.toObject(EVENT.decode(data), { longs: Number, enums: String, bytes: Buffer, defaults: false }) as DecodedEvent);
+    out.push(
+      EVENT.toObject(EVENT.decode(data), {
+        longs: Number,
+        enums: String,
+        bytes: Buffer,
+        defaults: false,
+      }) as DecodedEvent,
+    );
     at += 16 + len;
   }
   return out;

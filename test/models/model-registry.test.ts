@@ -11,7 +11,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { initBackend } from '../../src/runtime/backend.ts';
 import {
-  BUILTIN_VQ_ID, absoluteVqSpec, isBuiltinVq, loadVq, parseVqSpec, vqCodebookSize, vqReductionFactor,
+  BUILTIN_VQ_ID,
+  absoluteVqSpec,
+  isBuiltinVq,
+  loadVq,
+  parseVqSpec,
+  vqCodebookSize,
+  vqReductionFactor,
 } from '../../src/models/registry.ts';
 import { resolveVqCacheId } from '../../src/train/muse/cache-ids.ts';
 import { loadCheckpoint } from '../../src/sample/load.ts';
@@ -70,13 +76,24 @@ test(`${BUILTIN_VQ_ID}: training finds its token cache and its pixels per token`
 
 test(`${BUILTIN_VQ_ID} in sampling.json: the sampler loads the built-in VQGAN`, async () => {
   const ckpt = path.join(tmp, 'ckpt');
-  const t = new MaskGitTransformer({ ...tinyTransformerConfig({ classes: 3 }), codebook_size: 256, num_vq_tokens: 64, max_position_embeddings: 65 }, { seed: 1 });
+  const t = new MaskGitTransformer(
+    { ...tinyTransformerConfig({ classes: 3 }), codebook_size: 256, num_vq_tokens: 64, max_position_embeddings: 65 },
+    { seed: 1 },
+  );
   try {
     await t.save(path.join(ckpt, 'transformer'));
   } finally {
     t.dispose();
   }
-  const info = { vq: BUILTIN_VQ_ID, text_encoder: null, text_max_length: null, class_conditional: true, resolution: 64, grid: [8, 8], prompts: [] };
+  const info = {
+    vq: BUILTIN_VQ_ID,
+    text_encoder: null,
+    text_max_length: null,
+    class_conditional: true,
+    resolution: 64,
+    grid: [8, 8],
+    prompts: [],
+  };
   await writeFile(path.join(ckpt, 'sampling.json'), JSON.stringify(info));
   const ck = await loadCheckpoint(ckpt);
   try {
@@ -90,8 +107,20 @@ test(`${BUILTIN_VQ_ID} in sampling.json: the sampler loads the built-in VQGAN`, 
 test(`tokenize --vq ${BUILTIN_VQ_ID} --image-size is accepted; a folder with --image-size is refused`, async () => {
   const ds = path.join(tmp, 'empty-ds');
   await mkdir(path.join(ds, 'shards'), { recursive: true });
-  const args = { dataset: ds, text: 'byt5-tiny', batch: 4, workers: 1, backend: 'wasm', 'image-size': 32, 'include-fallbacks': false, 'data-root': tmp };
-  await assert.rejects(tokenizeHandler({ ...args, vq: path.join(tmp, 'some-vq') }), /--image-size applies to the built-in VQGAN only/);
+  const args = {
+    dataset: ds,
+    text: 'byt5-tiny',
+    batch: 4,
+    workers: 1,
+    backend: 'wasm',
+    'image-size': 32,
+    'include-fallbacks': false,
+    'data-root': tmp,
+  };
+  await assert.rejects(
+    tokenizeHandler({ ...args, vq: path.join(tmp, 'some-vq') }),
+    /--image-size applies to the built-in VQGAN only/,
+  );
   assert.equal(await tokenizeHandler({ ...args, vq: BUILTIN_VQ_ID }), 0);
   const m = await readCacheManifest(path.join(ds, 'tokens', `${BUILTIN_VQ_ID}-32px`));
   assert.equal(m?.model.name, BUILTIN_VQ_ID);

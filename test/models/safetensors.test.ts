@@ -36,12 +36,27 @@ test('reads the open-muse fixture lazily with names, dtypes, shapes and metadata
   const mask = await m.read('mask');
   assert.equal(mask.dtype, 'U8');
   assert.ok(mask.data instanceof Uint8Array);
-  assert.equal(mask.data.reduce((a, b) => a + b, 0), 32 + 16);
+  assert.equal(
+    mask.data.reduce((a, b) => a + b, 0),
+    32 + 16,
+  );
   await m.close();
 });
 
 test('float16 / bfloat16 encoding rounds to nearest even and handles the edges', () => {
-  const values = new Float32Array([1, -2, 65504, 65520, 1e-8, 2 ** -24, 1 + 2 ** -11, 1 + 3 * 2 ** -11, Infinity, NaN, 0.1]);
+  const values = new Float32Array([
+    1,
+    -2,
+    65504,
+    65520,
+    1e-8,
+    2 ** -24,
+    1 + 2 ** -11,
+    1 + 3 * 2 ** -11,
+    Infinity,
+    NaN,
+    0.1,
+  ]);
   const bits = [...encodeFloat16(values)];
   assert.deepEqual(bits.slice(0, 9), [0x3c00, 0xc000, 0x7bff, 0x7c00, 0, 1, 0x3c00, 0x3c02, 0x7c00]);
   assert.equal(bits[9] & 0x7c00, 0x7c00);
@@ -125,7 +140,9 @@ test('float tensors can be stored as F16; I64 beyond int32 is an error naming th
   const dir = await tmpDir();
   try {
     const file = path.join(dir, 'h.safetensors');
-    await saveSafetensors(file, { w: tf.tensor1d([0.1, 1000, -3]), ids: tf.tensor1d([1, 2], 'int32') }, undefined, { dtype: 'F16' });
+    await saveSafetensors(file, { w: tf.tensor1d([0.1, 1000, -3]), ids: tf.tensor1d([1, 2], 'int32') }, undefined, {
+      dtype: 'F16',
+    });
     const f = await SafetensorsFile.open(file);
     assert.equal(f.info('w').dtype, 'F16');
     assert.equal(f.info('ids').dtype, 'I32');
@@ -135,7 +152,9 @@ test('float tensors can be stored as F16; I64 beyond int32 is an error naming th
 
     // Hand-write an I64 tensor holding 2^40.
     const big = path.join(dir, 'big.safetensors');
-    const header = Buffer.from(JSON.stringify({ huge: { dtype: 'I64', shape: [1], data_offsets: [0, 8] } }).padEnd(64, ' '));
+    const header = Buffer.from(
+      JSON.stringify({ huge: { dtype: 'I64', shape: [1], data_offsets: [0, 8] } }).padEnd(64, ' '),
+    );
     const len = Buffer.alloc(8);
     len.writeBigUInt64LE(BigInt(header.length));
     const data = Buffer.alloc(8);
@@ -157,18 +176,30 @@ test('truncated files and bad headers give errors naming the file', async () => 
     const bytes = await readFile(good);
     const cut = path.join(dir, 'cut.safetensors');
     await writeFile(cut, bytes.subarray(0, bytes.length - 4));
-    await assert.rejects(SafetensorsFile.open(cut), (e: Error) => e.message.includes(cut) && /truncated/.test(e.message));
+    await assert.rejects(
+      SafetensorsFile.open(cut),
+      (e: Error) => e.message.includes(cut) && /truncated/.test(e.message),
+    );
     const tiny = path.join(dir, 'tiny.safetensors');
     await writeFile(tiny, bytes.subarray(0, 20));
-    await assert.rejects(SafetensorsFile.open(tiny), (e: Error) => e.message.includes(tiny) && /truncated/.test(e.message));
+    await assert.rejects(
+      SafetensorsFile.open(tiny),
+      (e: Error) => e.message.includes(tiny) && /truncated/.test(e.message),
+    );
     const garbage = path.join(dir, 'garbage.safetensors');
     const len = Buffer.alloc(8);
     len.writeBigUInt64LE(8n);
     await writeFile(garbage, Buffer.concat([len, Buffer.from('{"a":1,x')]));
-    await assert.rejects(SafetensorsFile.open(garbage), (e: Error) => e.message.includes(garbage) && /bad safetensors header/.test(e.message));
+    await assert.rejects(
+      SafetensorsFile.open(garbage),
+      (e: Error) => e.message.includes(garbage) && /bad safetensors header/.test(e.message),
+    );
     const huge = path.join(dir, 'huge.safetensors');
     await writeFile(huge, Buffer.from([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f, 0x7b]));
-    await assert.rejects(SafetensorsFile.open(huge), (e: Error) => e.message.includes(huge) && /header length/.test(e.message));
+    await assert.rejects(
+      SafetensorsFile.open(huge),
+      (e: Error) => e.message.includes(huge) && /header length/.test(e.message),
+    );
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
@@ -200,7 +231,9 @@ test('openCheckpoint reads a directory, model.safetensors and a sharded index', 
     await ck.close();
 
     const single = path.join(dir, 'single');
-    await saveSafetensors(path.join(single, 'model.safetensors'), { x: { dtype: 'U8', shape: [1], data: new Uint8Array([3]) } });
+    await saveSafetensors(path.join(single, 'model.safetensors'), {
+      x: { dtype: 'U8', shape: [1], data: new Uint8Array([3]) },
+    });
     const s = await openCheckpoint(single);
     assert.deepEqual([...(await s.read('x')).data], [3]);
     await s.close();

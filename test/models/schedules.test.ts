@@ -10,9 +10,7 @@ import {
 } from '../../src/models/schedules.ts';
 import { fixturePath } from '../helpers/fixtures.ts';
 
-const fixture = JSON.parse(
-  readFileSync(fixturePath('open-muse', 'mask_schedules.json'), 'utf8'),
-) as {
+const fixture = JSON.parse(readFileSync(fixturePath('open-muse', 'mask_schedules.json'), 'utf8')) as {
   t: number[];
   schedules: Record<string, { float32: number[] }>;
   training_num_token_masked_cosine: { values_at_t_by_seq_len: Record<string, number[]> };
@@ -48,7 +46,11 @@ test('arccos is the cosine schedule; unknown names are rejected', () => {
 
 test('training token counts equal the reference exactly (round half to even)', () => {
   for (const [len, counts] of Object.entries(fixture.training_num_token_masked_cosine.values_at_t_by_seq_len)) {
-    assert.deepEqual(fixture.t.map((t) => numTokensToMask(Number(len), t)), counts, `L=${len}`);
+    assert.deepEqual(
+      fixture.t.map((t) => numTokensToMask(Number(len), t)),
+      counts,
+      `L=${len}`,
+    );
   }
   assert.deepEqual([0.5, 1.5, 2.5, -0.5, 2.4, 2.6].map(roundHalfEven), [0, 2, 2, -0, 2, 3]);
 });
@@ -58,6 +60,10 @@ test('generate2 per-step mask lengths equal the reference exactly', () => {
   assert.ok(entries.length >= 6);
   for (const [key, expected] of entries) {
     const [, T, L] = /T=(\d+),L=(\d+)/.exec(key)!.map(Number);
-    assert.deepEqual([...Array(T).keys()].map((s) => maskLenAtStep(L, s, T)), expected, key);
+    assert.deepEqual(
+      [...Array(T).keys()].map((s) => maskLenAtStep(L, s, T)),
+      expected,
+      key,
+    );
   }
 });

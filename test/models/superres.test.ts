@@ -8,7 +8,12 @@ import { promises as fsp } from 'node:fs';
 import * as tf from '@tensorflow/tfjs';
 import { attention } from '../../src/models/layers/attention.ts';
 import {
-  blockPartition, blockUnpartition, gridPartition, gridUnpartition, multiAxisAttention, multiAxisBias,
+  blockPartition,
+  blockUnpartition,
+  gridPartition,
+  gridUnpartition,
+  multiAxisAttention,
+  multiAxisBias,
 } from '../../src/models/layers/multi-axis-attention.ts';
 import { SuperResTransformer } from '../../src/models/superres/index.ts';
 import { onBackend } from '../helpers/backend.ts';
@@ -36,33 +41,55 @@ test('block and grid partitions group the right tokens and invert exactly', asyn
 });
 
 for (const backend of ['cpu', 'wasm'] as const) {
-  test(`multi-axis attention equals full attention masked to the block + grid pattern (${backend})`, () => onBackend(backend, async () => {
-    const [b, side, heads, hd] = [2, 8, 4, 6];
-    const t = side * side;
-    const q = tf.randomNormal([b, t, heads * hd], 0, 1, 'float32', 1);
-    const k = tf.randomNormal([b, t, heads * hd], 0, 1, 'float32', 2);
-    const v = tf.randomNormal([b, t, heads * hd], 0, 1, 'float32', 3);
-    for (const [block, grid] of [[2, 4], [4, 2], [8, 1]]) {
-      const scale = 1 / Math.sqrt(hd);
-      const fast = multiAxisAttention(q, k, v, heads, { height: side, width: side, block, grid, scale });
-      const full = attention(q, k, v, heads, { scale, bias: multiAxisBias(side, side, heads, block, grid) });
-      const d = await maxAbsDiff(fast, full);
-      assert.ok(d < 1e-5, `block ${block} grid ${grid}: max |Δ| ${d}`);
-      // And it is not full attention.
-      assert.ok((await maxAbsDiff(fast, attention(q, k, v, heads, { scale }))) > 1e-2);
-    }
-  }));
+  test(`multi-axis attention equals full attention masked to the block + grid pattern (${backend})`, () =>
+    onBackend(backend, async () => {
+      const [b, side, heads, hd] = [2, 8, 4, 6];
+      const t = side * side;
+      const q = tf.randomNormal([b, t, heads * hd], 0, 1, 'float32', 1);
+      const k = tf.randomNormal([b, t, heads * hd], 0, 1, 'float32', 2);
+      const v = tf.randomNormal([b, t, heads * hd], 0, 1, 'float32', 3);
+      for (const [block, grid] of [
+        [2, 4],
+        [4, 2],
+        [8, 1],
+      ]) {
+        const scale = 1 / Math.sqrt(hd);
+        const fast = multiAxisAttention(q, k, v, heads, { height: side, width: side, block, grid, scale });
+        const full = attention(q, k, v, heads, { scale, bias: multiAxisBias(side, side, heads, block, grid) });
+        const d = await maxAbsDiff(fast, full);
+        assert.ok(d < 1e-5, `block ${block} grid ${grid}: max |Δ| ${d}`);
+        // And it is not full attention.
+        assert.ok((await maxAbsDiff(fast, attention(q, k, v, heads, { scale }))) > 1e-2);
+      }
+    }));
 }
 
 const SMALL = {
-  codebook_size: 24, num_vq_tokens: 64, lowres_codebook_size: 12, num_lowres_tokens: 16, hidden_size: 16, num_hidden_layers: 2,
-  num_lowres_layers: 1, num_attention_heads: 4, intermediate_size: 32, encoder_hidden_size: 8, initializer_range: 0.2,
+  codebook_size: 24,
+  num_vq_tokens: 64,
+  lowres_codebook_size: 12,
+  num_lowres_tokens: 16,
+  hidden_size: 16,
+  num_hidden_layers: 2,
+  num_lowres_layers: 1,
+  num_attention_heads: 4,
+  intermediate_size: 32,
+  encoder_hidden_size: 8,
+  initializer_range: 0.2,
 };
 
 function inputs(b = 2) {
   return {
-    ids: tf.tensor2d(Array.from({ length: b * 64 }, (_, i) => (i * 5) % 25), [b, 64], 'int32'),
-    lowres: tf.tensor2d(Array.from({ length: b * 16 }, (_, i) => (i * 7) % 12), [b, 16], 'int32'),
+    ids: tf.tensor2d(
+      Array.from({ length: b * 64 }, (_, i) => (i * 5) % 25),
+      [b, 64],
+      'int32',
+    ),
+    lowres: tf.tensor2d(
+      Array.from({ length: b * 16 }, (_, i) => (i * 7) % 12),
+      [b, 16],
+      'int32',
+    ),
     ehs: tf.randomNormal([b, 5, 8], 0, 1, 'float32', 4),
   };
 }
@@ -77,7 +104,10 @@ test('super-res logits depend on the low-res tokens and the text; bad inputs are
   const otherText = m.forward(x.ids, tf.mul(x.ehs, -1), undefined, { lowresIds: x.lowres });
   assert.ok((await maxAbsDiff(base, otherText)) > 1e-3);
   assert.throws(() => m.forward(x.ids, x.ehs), /lowresIds/);
-  assert.throws(() => m.forward(x.ids, x.ehs, undefined, { lowresIds: tf.slice(x.lowres, [0, 0], [2, 9]) }), /lowresIds has shape/);
+  assert.throws(
+    () => m.forward(x.ids, x.ehs, undefined, { lowresIds: tf.slice(x.lowres, [0, 0], [2, 9]) }),
+    /lowresIds has shape/,
+  );
   assert.throws(() => new SuperResTransformer({ ...SMALL, attention: 'multi_axis', block_size: 3 }), /block_size 3/);
   assert.throws(() => new SuperResTransformer({ ...SMALL, typo_key: 1 }), /unknown key/);
   m.dispose();

@@ -28,7 +28,6 @@ function maxAbsDiff(a: tf.Tensor, b: tf.Tensor): number {
   return tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]);
 }
 
-
 async function tempDir(): Promise<string> {
   return fsp.mkdtemp(path.join(os.tmpdir(), 'muse-text-'));
 }
@@ -42,33 +41,35 @@ test('T5 relative position buckets follow HF (bidirectional, 32 buckets, max dis
 });
 
 for (const backend of ['cpu', 'wasm'] as const) {
-  test(`T5 v1.1 encoder matches HF T5EncoderModel on ${backend}, padded positions included`, () => onBackend(backend, async () => {
-    const model = await T5Encoder.fromSafetensors(path.join(FIX, 't5-encoder/weights.safetensors'));
-    assert.equal(model.config.feed_forward_proj, 'gated-gelu');
-    const ex = await fixture('t5-encoder/expected.safetensors');
-    const { lastHiddenState } = model.forward(ex.input_ids, ex.attention_mask);
-    const d = maxAbsDiff(lastHiddenState, ex.last_hidden_state);
-    console.log(`t5-encoder on ${backend}: last_hidden_state max|Δ| = ${d.toExponential(2)}`);
-    assert.ok(d <= 1e-4, `max |Δ| ${d}`);
-    // Without the mask the padded rows differ: the mask is doing something.
-    assert.ok(maxAbsDiff(model.forward(ex.input_ids).lastHiddenState, ex.last_hidden_state) > 1e-3);
-    model.dispose();
-  }));
+  test(`T5 v1.1 encoder matches HF T5EncoderModel on ${backend}, padded positions included`, () =>
+    onBackend(backend, async () => {
+      const model = await T5Encoder.fromSafetensors(path.join(FIX, 't5-encoder/weights.safetensors'));
+      assert.equal(model.config.feed_forward_proj, 'gated-gelu');
+      const ex = await fixture('t5-encoder/expected.safetensors');
+      const { lastHiddenState } = model.forward(ex.input_ids, ex.attention_mask);
+      const d = maxAbsDiff(lastHiddenState, ex.last_hidden_state);
+      console.log(`t5-encoder on ${backend}: last_hidden_state max|Δ| = ${d.toExponential(2)}`);
+      assert.ok(d <= 1e-4, `max |Δ| ${d}`);
+      // Without the mask the padded rows differ: the mask is doing something.
+      assert.ok(maxAbsDiff(model.forward(ex.input_ids).lastHiddenState, ex.last_hidden_state) > 1e-3);
+      model.dispose();
+    }));
 
-  test(`CLIP text encoder matches HF CLIPTextModelWithProjection on ${backend} (last, penultimate, text_embeds)`, () => onBackend(backend, async () => {
-    const model = await ClipTextEncoder.fromSafetensors(path.join(FIX, 'clip-text/weights.safetensors'));
-    const ex = await fixture('clip-text/expected.safetensors');
-    const out = model.forward(ex.input_ids, ex.attention_mask);
-    const diffs = {
-      last_hidden_state: maxAbsDiff(out.lastHiddenState, ex.last_hidden_state),
-      penultimate_hidden_state: maxAbsDiff(out.penultimateHiddenState, ex.penultimate_hidden_state),
-      text_embeds: maxAbsDiff(out.textEmbeds!, ex.text_embeds),
-    };
-    console.log(`clip-text on ${backend}: max|Δ| ${JSON.stringify(diffs)}`);
-    for (const [k, d] of Object.entries(diffs)) assert.ok(d <= 1e-4, `${k}: max |Δ| ${d}`);
-    assert.deepEqual(out.pooled.shape, [3, 64]);
-    model.dispose();
-  }));
+  test(`CLIP text encoder matches HF CLIPTextModelWithProjection on ${backend} (last, penultimate, text_embeds)`, () =>
+    onBackend(backend, async () => {
+      const model = await ClipTextEncoder.fromSafetensors(path.join(FIX, 'clip-text/weights.safetensors'));
+      const ex = await fixture('clip-text/expected.safetensors');
+      const out = model.forward(ex.input_ids, ex.attention_mask);
+      const diffs = {
+        last_hidden_state: maxAbsDiff(out.lastHiddenState, ex.last_hidden_state),
+        penultimate_hidden_state: maxAbsDiff(out.penultimateHiddenState, ex.penultimate_hidden_state),
+        text_embeds: maxAbsDiff(out.textEmbeds!, ex.text_embeds),
+      };
+      console.log(`clip-text on ${backend}: max|Δ| ${JSON.stringify(diffs)}`);
+      for (const [k, d] of Object.entries(diffs)) assert.ok(d <= 1e-4, `${k}: max |Δ| ${d}`);
+      assert.deepEqual(out.pooled.shape, [3, 64]);
+      model.dispose();
+    }));
 }
 
 test('T5 loads `shared.weight` in place of `encoder.embed_tokens.weight`, skips decoder tensors, and saves/reloads', async () => {
@@ -86,7 +87,13 @@ test('T5 loads `shared.weight` in place of `encoder.embed_tokens.weight`, skips 
     const out = path.join(dir, 'saved');
     await model.save(out);
     const again = await T5Encoder.fromSafetensors(out);
-    assert.equal(maxAbsDiff(again.forward(ex.input_ids, ex.attention_mask).lastHiddenState, model.forward(ex.input_ids, ex.attention_mask).lastHiddenState), 0);
+    assert.equal(
+      maxAbsDiff(
+        again.forward(ex.input_ids, ex.attention_mask).lastHiddenState,
+        model.forward(ex.input_ids, ex.attention_mask).lastHiddenState,
+      ),
+      0,
+    );
     model.dispose();
     again.dispose();
   } finally {
@@ -96,11 +103,23 @@ test('T5 loads `shared.weight` in place of `encoder.embed_tokens.weight`, skips 
 
 test('CLIP: causal mask makes real positions independent of later tokens; save/reload is exact', async () => {
   const model = await ClipTextEncoder.fromSafetensors(path.join(FIX, 'clip-text/weights.safetensors'));
-  const ids = tf.tensor2d([[49406, 320, 1125, 539, 49407, 49407, 49407], [49406, 320, 1125, 539, 2368, 500, 49407]], undefined, 'int32');
+  const ids = tf.tensor2d(
+    [
+      [49406, 320, 1125, 539, 49407, 49407, 49407],
+      [49406, 320, 1125, 539, 2368, 500, 49407],
+    ],
+    undefined,
+    'int32',
+  );
   const out = model.forward(ids);
   const prefix = (t: tf.Tensor, row: number) => tf.slice(t, [row, 0, 0], [1, 4, 64]);
   assert.ok(maxAbsDiff(prefix(out.lastHiddenState, 0), prefix(out.lastHiddenState, 1)) < 1e-5);
-  assert.ok(maxAbsDiff(tf.slice(out.lastHiddenState, [0, 4, 0], [1, 1, 64]), tf.slice(out.lastHiddenState, [1, 4, 0], [1, 1, 64])) > 1e-3);
+  assert.ok(
+    maxAbsDiff(
+      tf.slice(out.lastHiddenState, [0, 4, 0], [1, 1, 64]),
+      tf.slice(out.lastHiddenState, [1, 4, 0], [1, 1, 64]),
+    ) > 1e-3,
+  );
   const dir = await tempDir();
   try {
     await model.save(dir);
@@ -177,7 +196,8 @@ test('loadTextEncoder t5:DIR and clip:DIR read HF-style directories (config, wei
     await fsp.mkdir(clipDir);
     await fsp.symlink(path.join(FIX, 'clip-text/weights.safetensors'), path.join(clipDir, 'model.safetensors'));
     await fsp.copyFile(path.join(FIX, 'clip-text/config.json'), path.join(clipDir, 'config.json'));
-    for (const f of ['tokenizer.json', 'tokenizer_config.json']) await fsp.copyFile(path.join(FIX, 'tokenizers/clip', f), path.join(clipDir, f));
+    for (const f of ['tokenizer.json', 'tokenizer_config.json'])
+      await fsp.copyFile(path.join(FIX, 'tokenizers/clip', f), path.join(clipDir, f));
     const clip = await loadTextEncoder(`clip:${clipDir}`);
     assert.equal(clip.id, 'clip-clip-small');
     const c = clip.encode(['a photo of a cat', 'a dog']);
@@ -198,17 +218,44 @@ test('loadTextEncoder t5:DIR and clip:DIR read HF-style directories (config, wei
     await fsp.symlink(path.join(FIX, 't5-encoder/weights.safetensors'), path.join(t5Dir, 'model.safetensors'));
     await fsp.copyFile(path.join(FIX, 't5-encoder/config.json'), path.join(t5Dir, 'config.json'));
     await assert.rejects(loadTextEncoder(`t5:${t5Dir}`), /tokenizer\.json/);
-    const pieces = [['<pad>', 0], ['</s>', 0], ['<unk>', 0], ['▁a', -1], ['▁cat', -1], ['▁', -3], ['a', -5], ['c', -5], ['t', -5]];
-    await fsp.writeFile(path.join(t5Dir, 'tokenizer.json'), JSON.stringify({
-      version: '1.0', added_tokens: [], normalizer: null, decoder: null,
-      pre_tokenizer: { type: 'Metaspace', replacement: '▁', prepend_scheme: 'always' },
-      post_processor: { type: 'TemplateProcessing', single: [{ Sequence: { id: 'A', type_id: 0 } }, { SpecialToken: { id: '</s>', type_id: 0 } }], pair: [], special_tokens: { '</s>': { id: '</s>', ids: [1], tokens: ['</s>'] } } },
-      model: { type: 'Unigram', unk_id: 2, vocab: pieces },
-    }));
+    const pieces = [
+      ['<pad>', 0],
+      ['</s>', 0],
+      ['<unk>', 0],
+      ['▁a', -1],
+      ['▁cat', -1],
+      ['▁', -3],
+      ['a', -5],
+      ['c', -5],
+      ['t', -5],
+    ];
+    await fsp.writeFile(
+      path.join(t5Dir, 'tokenizer.json'),
+      JSON.stringify({
+        version: '1.0',
+        added_tokens: [],
+        normalizer: null,
+        decoder: null,
+        pre_tokenizer: { type: 'Metaspace', replacement: '▁', prepend_scheme: 'always' },
+        post_processor: {
+          type: 'TemplateProcessing',
+          single: [{ Sequence: { id: 'A', type_id: 0 } }, { SpecialToken: { id: '</s>', type_id: 0 } }],
+          pair: [],
+          special_tokens: { '</s>': { id: '</s>', ids: [1], tokens: ['</s>'] } },
+        },
+        model: { type: 'Unigram', unk_id: 2, vocab: pieces },
+      }),
+    );
     const t5 = await loadTextEncoder(`t5:${t5Dir}`);
     assert.equal(t5.id, 't5-t5-small');
     const t = t5.encode(['a cat', 'a']);
-    assert.deepEqual(t.ids.map((r) => Array.from(r)), [[3, 4, 1], [3, 1]]);
+    assert.deepEqual(
+      t.ids.map((r) => Array.from(r)),
+      [
+        [3, 4, 1],
+        [3, 1],
+      ],
+    );
     assert.deepEqual(t.hidden.shape, [2, 3, 64]);
     t5.dispose();
   } finally {
@@ -220,7 +267,17 @@ test("the demo's word-level T5 directory loads as t5:DIR: one id per word, <unk>
   const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'muse-demo-t5-'));
   try {
     const captions = ['a red circle on a blue background', 'A green star on a white background'];
-    assert.deepEqual(captionWords(captions), ['a', 'background', 'blue', 'circle', 'green', 'on', 'red', 'star', 'white']);
+    assert.deepEqual(captionWords(captions), [
+      'a',
+      'background',
+      'blue',
+      'circle',
+      'green',
+      'on',
+      'red',
+      'star',
+      'white',
+    ]);
     await writeDemoTextEncoder(path.join(dir, 'one'), captions);
     await writeDemoTextEncoder(path.join(dir, 'two'), captions);
     const bytes = (d: string) => fsp.readFile(path.join(dir, d, 'model.safetensors'));

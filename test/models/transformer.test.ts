@@ -8,7 +8,12 @@ import path from 'node:path';
 import { promises as fsp } from 'node:fs';
 import * as tf from '@tensorflow/tfjs';
 import { MaskGitTransformer } from '../../src/models/transformer/model.ts';
-import { EXTENDED_CLASS, REFERENCE_CLASS, transformerConfig, transformerConfigJson } from '../../src/models/transformer/config.ts';
+import {
+  EXTENDED_CLASS,
+  REFERENCE_CLASS,
+  transformerConfig,
+  transformerConfigJson,
+} from '../../src/models/transformer/config.ts';
 import { maskedCrossEntropy } from '../../src/models/transformer/loss.ts';
 import { loadSafetensors, toTensor } from '../../src/models/safetensors.ts';
 import { onBackend } from '../helpers/backend.ts';
@@ -42,82 +47,120 @@ function maxAbsOf(t: tf.Tensor): number {
   return tf.tidy(() => tf.max(tf.abs(t)).dataSync()[0]);
 }
 
+for (const [variant, backend] of [
+  ['rms', 'cpu'],
+  ['ln', 'cpu'],
+  ['rms', 'wasm'],
+  ['ln', 'wasm'],
+] as const) {
+  test(`transformer_${variant} on ${backend}: logits, debug activations and losses match open-muse`, () =>
+    onBackend(backend, async () => {
+      const model = await MaskGitTransformer.fromSafetensors(
+        path.join(FIX, `transformer_${variant}_weights.safetensors`),
+        {
+          config: path.join(FIX, `transformer_${variant}_config.json`),
+        },
+      );
+      const ex = await fixture(`transformer_${variant}_expected.safetensors`);
+      assert.equal(model.config.mask_token_id, variant === 'rms' ? 135 : 128);
+      assert.equal(model.parameterCount(), variant === 'rms' ? 181248 : 191936);
 
-for (const [variant, backend] of [['rms', 'cpu'], ['ln', 'cpu'], ['rms', 'wasm'], ['ln', 'wasm']] as const) {
-  test(`transformer_${variant} on ${backend}: logits, debug activations and losses match open-muse`, () => onBackend(backend, async () => {
-    const model = await MaskGitTransformer.fromSafetensors(path.join(FIX, `transformer_${variant}_weights.safetensors`), {
-      config: path.join(FIX, `transformer_${variant}_config.json`),
-    });
-    const ex = await fixture(`transformer_${variant}_expected.safetensors`);
-    assert.equal(model.config.mask_token_id, variant === 'rms' ? 135 : 128);
-    assert.equal(model.parameterCount(), variant === 'rms' ? 181248 : 191936);
+      const debug: Record<string, tf.Tensor> = {};
+      const logits = model.forward(ex.input_ids, ex.encoder_hidden_states, undefined, {
+        capture: (name, t) => {
+          debug[name] = tf.keep(t);
+        },
+      });
+      const debugNames = Object.keys(ex).filter((k) => k.startsWith('debug.'));
+      assert.ok(debugNames.length >= 4);
+      for (const name of debugNames) {
+        const got = debug[name.slice('debug.'.length)];
+        assert.ok(got, `no activation captured for ${name}`);
+        const r = compare(got, ex[name], 1e-4, 1e-4);
+        assert.ok(r.ok, `${name}: max |Δ| ${r.maxAbs}`);
+      }
+      const r = compare(logits, ex.logits, 1e-4, 1e-4);
+      assert.ok(r.ok, `logits: max |Δ| ${r.maxAbs}`);
+      console.log(`transformer_${variant} on ${backend}: logits max|Δ| = ${r.maxAbs.toExponential(2)}`);
 
-    const debug: Record<string, tf.Tensor> = {};
-    const logits = model.forward(ex.input_ids, ex.encoder_hidden_states, undefined, {
-      capture: (name, t) => { debug[name] = tf.keep(t); },
-    });
-    const debugNames = Object.keys(ex).filter((k) => k.startsWith('debug.'));
-    assert.ok(debugNames.length >= 4);
-    for (const name of debugNames) {
-      const got = debug[name.slice('debug.'.length)];
-      assert.ok(got, `no activation captured for ${name}`);
-      const r = compare(got, ex[name], 1e-4, 1e-4);
-      assert.ok(r.ok, `${name}: max |Δ| ${r.maxAbs}`);
-    }
-    const r = compare(logits, ex.logits, 1e-4, 1e-4);
-    assert.ok(r.ok, `logits: max |Δ| ${r.maxAbs}`);
-    console.log(`transformer_${variant} on ${backend}: logits max|Δ| = ${r.maxAbs.toExponential(2)}`);
+      const uncond = model.forward(ex.input_ids, tf.zerosLike(ex.encoder_hidden_states));
+      const ru = compare(uncond, ex.logits_uncond, 1e-4, 1e-4);
+      assert.ok(ru.ok, `logits_uncond: max |Δ| ${ru.maxAbs}`);
 
-    const uncond = model.forward(ex.input_ids, tf.zerosLike(ex.encoder_hidden_states));
-    const ru = compare(uncond, ex.logits_uncond, 1e-4, 1e-4);
-    assert.ok(ru.ok, `logits_uncond: max |Δ| ${ru.maxAbs}`);
+      for (const [eps, key] of [
+        [0, 'loss'],
+        [0.1, 'loss_label_smoothing_0.1'],
+      ] as const) {
+        const { loss } = model.forwardWithLoss(ex.input_ids, ex.labels, ex.encoder_hidden_states, undefined, {
+          labelSmoothing: eps,
+        });
+        const want = ex[key].dataSync()[0];
+        const got = loss.dataSync()[0];
+        assert.ok(Math.abs(got - want) <= 1e-5, `${key}: ${got} vs ${want}`);
+        console.log(`transformer_${variant} on ${backend}: ${key} ${got} (reference ${want})`);
+      }
+      model.dispose();
+    }));
 
-    for (const [eps, key] of [[0, 'loss'], [0.1, 'loss_label_smoothing_0.1']] as const) {
-      const { loss } = model.forwardWithLoss(ex.input_ids, ex.labels, ex.encoder_hidden_states, undefined, { labelSmoothing: eps });
-      const want = ex[key].dataSync()[0];
-      const got = loss.dataSync()[0];
-      assert.ok(Math.abs(got - want) <= 1e-5, `${key}: ${got} vs ${want}`);
-      console.log(`transformer_${variant} on ${backend}: ${key} ${got} (reference ${want})`);
-    }
-    model.dispose();
-  }));
-
-  test(`transformer_${variant} on ${backend}: gradients of every parameter match open-muse`, () => onBackend(backend, async () => {
-    const model = await MaskGitTransformer.fromSafetensors(path.join(FIX, `transformer_${variant}_weights.safetensors`), {
-      config: path.join(FIX, `transformer_${variant}_config.json`),
-    });
-    const ex = await fixture(`transformer_${variant}_expected.safetensors`);
-    const expected = await fixture(`transformer_${variant}_grads.safetensors`);
-    const { loss, grads } = model.lossAndGrads(ex.input_ids, ex.labels, ex.encoder_hidden_states, undefined, {
-      labelSmoothing: 0.1, training: true,
-    });
-    assert.ok(Math.abs(loss.dataSync()[0] - ex['loss_label_smoothing_0.1'].dataSync()[0]) <= 1e-5);
-    assert.equal(grads.size, Object.keys(expected).length);
-    let worst = 0;
-    for (const [name, g] of grads) {
-      const want = expected[`grad.${name}`];
-      assert.ok(want, `no reference gradient for ${name}`);
-      const scale = maxAbsOf(want);
-      const { maxAbs } = compare(g, want, Infinity, 0);
-      assert.ok(maxAbs <= 1e-4 * scale, `${name}: max |Δ| ${maxAbs} vs tensor max ${scale}`);
-      worst = Math.max(worst, maxAbs / scale);
-    }
-    console.log(`transformer_${variant} on ${backend}: worst gradient max|Δ|/max|g| = ${worst.toExponential(2)}`);
-    model.dispose();
-  }));
+  test(`transformer_${variant} on ${backend}: gradients of every parameter match open-muse`, () =>
+    onBackend(backend, async () => {
+      const model = await MaskGitTransformer.fromSafetensors(
+        path.join(FIX, `transformer_${variant}_weights.safetensors`),
+        {
+          config: path.join(FIX, `transformer_${variant}_config.json`),
+        },
+      );
+      const ex = await fixture(`transformer_${variant}_expected.safetensors`);
+      const expected = await fixture(`transformer_${variant}_grads.safetensors`);
+      const { loss, grads } = model.lossAndGrads(ex.input_ids, ex.labels, ex.encoder_hidden_states, undefined, {
+        labelSmoothing: 0.1,
+        training: true,
+      });
+      assert.ok(Math.abs(loss.dataSync()[0] - ex['loss_label_smoothing_0.1'].dataSync()[0]) <= 1e-5);
+      assert.equal(grads.size, Object.keys(expected).length);
+      let worst = 0;
+      for (const [name, g] of grads) {
+        const want = expected[`grad.${name}`];
+        assert.ok(want, `no reference gradient for ${name}`);
+        const scale = maxAbsOf(want);
+        const { maxAbs } = compare(g, want, Infinity, 0);
+        assert.ok(maxAbs <= 1e-4 * scale, `${name}: max |Δ| ${maxAbs} vs tensor max ${scale}`);
+        worst = Math.max(worst, maxAbs / scale);
+      }
+      console.log(`transformer_${variant} on ${backend}: worst gradient max|Δ|/max|g| = ${worst.toExponential(2)}`);
+      model.dispose();
+    }));
 }
 
 /** A small random text-conditioned model (our seeded init) for the option tests. */
 function smallModel(extra: Record<string, unknown> = {}, seed = 1): MaskGitTransformer {
-  return new MaskGitTransformer({
-    vocab_size: 33, codebook_size: 32, num_vq_tokens: 16, max_position_embeddings: 17, hidden_size: 32,
-    num_hidden_layers: 2, num_attention_heads: 4, intermediate_size: 64, add_cross_attention: true,
-    encoder_hidden_size: 24, hidden_dropout: 0, attention_dropout: 0, initializer_range: 0.2, ...extra,
-  }, { seed });
+  return new MaskGitTransformer(
+    {
+      vocab_size: 33,
+      codebook_size: 32,
+      num_vq_tokens: 16,
+      max_position_embeddings: 17,
+      hidden_size: 32,
+      num_hidden_layers: 2,
+      num_attention_heads: 4,
+      intermediate_size: 64,
+      add_cross_attention: true,
+      encoder_hidden_size: 24,
+      hidden_dropout: 0,
+      attention_dropout: 0,
+      initializer_range: 0.2,
+      ...extra,
+    },
+    { seed },
+  );
 }
 
 function randomInputs(b: number, t: number, s: number, e: number, vocab: number, seed = 3) {
-  const ids = tf.tensor2d(Array.from({ length: b * t }, (_, i) => (i * 7 + seed) % vocab), [b, t], 'int32');
+  const ids = tf.tensor2d(
+    Array.from({ length: b * t }, (_, i) => (i * 7 + seed) % vocab),
+    [b, t],
+    'int32',
+  );
   const ehs = tf.randomNormal([b, s, e], 0, 1, 'float32', seed);
   return { ids, ehs };
 }
@@ -172,7 +215,11 @@ test('seeded init is deterministic and follows the reference initialiser', () =>
 });
 
 test('masked cross-entropy with label smoothing equals the formula computed by hand', () => {
-  const logitsArr = [[1, 2, 0.5], [0.1, -1, 3], [2, 2, 2]];
+  const logitsArr = [
+    [1, 2, 0.5],
+    [0.1, -1, 3],
+    [2, 2, 2],
+  ];
   const labels = [2, -100, 0];
   const eps = 0.2;
   let sum = 0;
@@ -185,25 +232,43 @@ test('masked cross-entropy with label smoothing equals the formula computed by h
     sum += (1 - eps) * nll + eps * smooth;
     n++;
   });
-  const got = maskedCrossEntropy(tf.tensor3d([logitsArr]), tf.tensor2d([labels], undefined, 'int32'), eps).dataSync()[0];
+  const got = maskedCrossEntropy(
+    tf.tensor3d([logitsArr]),
+    tf.tensor2d([labels], undefined, 'int32'),
+    eps,
+  ).dataSync()[0];
   assert.ok(Math.abs(got - sum / n) < 1e-6, `${got} vs ${sum / n}`);
 });
 
 test('encoder attention mask: padded text positions have no effect', () => {
   const model = smallModel();
   const { ids, ehs } = randomInputs(2, 16, 6, 24, 33);
-  const mask = tf.tensor2d([[1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1]], undefined, 'int32');
+  const mask = tf.tensor2d(
+    [
+      [1, 1, 1, 1, 0, 0],
+      [1, 1, 1, 1, 1, 1],
+    ],
+    undefined,
+    'int32',
+  );
   const masked = model.forward(ids, ehs, mask);
   // Changing the padded states must not change anything; dropping them must give the same logits.
   const noisy = tf.concat([tf.slice(ehs, [0, 0, 0], [2, 4, 24]), tf.mul(tf.slice(ehs, [0, 4, 0], [2, 2, 24]), 5)], 1);
   const maskedNoisy = model.forward(ids, noisy, mask);
-  assert.ok(compare(tf.slice(masked, [0, 0, 0], [1, 16, 33]), tf.slice(maskedNoisy, [0, 0, 0], [1, 16, 33]), 1e-5, 0).ok);
+  assert.ok(
+    compare(tf.slice(masked, [0, 0, 0], [1, 16, 33]), tf.slice(maskedNoisy, [0, 0, 0], [1, 16, 33]), 1e-5, 0).ok,
+  );
   const short = model.forward(tf.slice(ids, [0, 0], [1, 16]), tf.slice(ehs, [0, 0, 0], [1, 4, 24]));
   assert.ok(compare(tf.slice(masked, [0, 0, 0], [1, 16, 33]), short, 1e-5, 1e-5).ok);
   // The unpadded row does see its last two states.
   const unmasked = model.forward(ids, ehs);
-  assert.ok(compare(tf.slice(masked, [1, 0, 0], [1, 16, 33]), tf.slice(unmasked, [1, 0, 0], [1, 16, 33]), 1e-5, 1e-5).ok);
-  assert.ok(compare(tf.slice(masked, [0, 0, 0], [1, 16, 33]), tf.slice(unmasked, [0, 0, 0], [1, 16, 33]), 1e-5, 0).maxAbs > 1e-3);
+  assert.ok(
+    compare(tf.slice(masked, [1, 0, 0], [1, 16, 33]), tf.slice(unmasked, [1, 0, 0], [1, 16, 33]), 1e-5, 1e-5).ok,
+  );
+  assert.ok(
+    compare(tf.slice(masked, [0, 0, 0], [1, 16, 33]), tf.slice(unmasked, [0, 0, 0], [1, 16, 33]), 1e-5, 0).maxAbs >
+      1e-3,
+  );
   model.dispose();
 });
 
@@ -231,8 +296,13 @@ test('class conditioning: a prepended class token (codebook_size + id) changes t
 test('AdaLN pooled-text conditioning: identity at init (zero mappers), changes outputs once trained, gradients flow', () => {
   const model = smallModel({ add_cond_embeds: true, cond_embed_dim: 12 });
   const names = model.params.names();
-  for (const n of ['cond_embed.0.weight', 'cond_embed.2.weight', 'transformer_layers.1.self_attn_adaLN_modulation.mapper.weight',
-    'transformer_layers.1.cross_attn_adaLN_modulation.mapper.weight', 'transformer_layers.1.ffn.adaLN_modulation.mapper.weight']) {
+  for (const n of [
+    'cond_embed.0.weight',
+    'cond_embed.2.weight',
+    'transformer_layers.1.self_attn_adaLN_modulation.mapper.weight',
+    'transformer_layers.1.cross_attn_adaLN_modulation.mapper.weight',
+    'transformer_layers.1.ffn.adaLN_modulation.mapper.weight',
+  ]) {
     assert.ok(names.includes(n), n);
   }
   assert.deepEqual(model.variables.get('cond_embed.0.weight')!.shape, [32, 12]);
@@ -244,7 +314,11 @@ test('AdaLN pooled-text conditioning: identity at init (zero mappers), changes o
   assert.equal(compare(zeroCond, otherCond, 0, 0).maxAbs, 0, 'zero-initialised mappers make conditioning the identity');
   assert.throws(() => model.forward(ids, ehs), /condEmbeds/);
   // Gradients reach the mappers even at zero.
-  const labels = tf.tensor2d(Array.from({ length: 32 }, (_, i) => (i % 3 === 0 ? i % 32 : -100)), [2, 16], 'int32');
+  const labels = tf.tensor2d(
+    Array.from({ length: 32 }, (_, i) => (i % 3 === 0 ? i % 32 : -100)),
+    [2, 16],
+    'int32',
+  );
   const { grads } = model.lossAndGrads(ids, labels, ehs, undefined, { condEmbeds: pooled });
   assert.ok(maxAbsOf(grads.get('transformer_layers.0.ffn.adaLN_modulation.mapper.weight')!) > 0);
   // Non-zero mappers: the pooled vector now changes the logits.
@@ -270,7 +344,11 @@ test('vanilla FFN option (ffn_type) drops wi_1', () => {
 test('dropout applies only in training; forward and gradients leak no tensors', () => {
   const model = smallModel({ hidden_dropout: 0.5, attention_dropout: 0.5 });
   const { ids, ehs } = randomInputs(2, 16, 6, 24, 33);
-  const labels = tf.tensor2d(Array.from({ length: 32 }, (_, i) => (i % 2 ? i % 32 : -100)), [2, 16], 'int32');
+  const labels = tf.tensor2d(
+    Array.from({ length: 32 }, (_, i) => (i % 2 ? i % 32 : -100)),
+    [2, 16],
+    'int32',
+  );
   const before = tf.memory().numTensors;
   const a = model.forward(ids, ehs);
   const b = model.forward(ids, ehs);
@@ -290,7 +368,9 @@ test('config.json names the class that loads it; the loader refuses other classe
   const classOf = (file: string) => {
     const cfg = loadTrainConfig({ file: path.join(configsDir, file), configsDir });
     const section = cfg.model.transformer as Record<string, unknown>;
-    return cfg.model.architecture === 'uvit' ? uvitConfigJson(uvitConfig(section))._class_name : transformerConfigJson(transformerConfig(section))._class_name;
+    return cfg.model.architecture === 'uvit'
+      ? uvitConfigJson(uvitConfig(section))._class_name
+      : transformerConfigJson(transformerConfig(section))._class_name;
   };
   // open-muse's MaskGitTransformer builds GLU FFNs and no pooled-text AdaLN: these configs load in it ...
   for (const f of ['imagenet.yaml', 'cc12m-t5.yaml', 'tiny.yaml']) assert.equal(classOf(f), REFERENCE_CLASS, f);
@@ -317,10 +397,15 @@ test('config.json names the class that loads it; the loader refuses other classe
     const file = path.join(dir, 'adaln', 'config.json');
     const json = JSON.parse(await fsp.readFile(file, 'utf8'));
     await fsp.writeFile(file, JSON.stringify({ ...json, _class_name: 'MaskGiTUViT' }));
-    await assert.rejects(MaskGitTransformer.fromSafetensors(path.join(dir, 'adaln')),
-      /adaln \(its config\.json\): _class_name "MaskGiTUViT" is not supported: that is open-muse's U-ViT .* This loader reads MaskGitTransformer \(open-muse\) and MaskGitTransformerExtended/);
+    await assert.rejects(
+      MaskGitTransformer.fromSafetensors(path.join(dir, 'adaln')),
+      /adaln \(its config\.json\): _class_name "MaskGiTUViT" is not supported: that is open-muse's U-ViT .* This loader reads MaskGitTransformer \(open-muse\) and MaskGitTransformerExtended/,
+    );
     await fsp.writeFile(file, JSON.stringify({ ...json, _class_name: 'UNet2DModel' }));
-    await assert.rejects(MaskGitTransformer.fromSafetensors(path.join(dir, 'adaln')), /_class_name "UNet2DModel" is not supported\. This loader reads/);
+    await assert.rejects(
+      MaskGitTransformer.fromSafetensors(path.join(dir, 'adaln')),
+      /_class_name "UNet2DModel" is not supported\. This loader reads/,
+    );
   } finally {
     await fsp.rm(dir, { recursive: true, force: true });
   }

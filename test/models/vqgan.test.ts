@@ -36,13 +36,17 @@ test('matches the open-muse MaskGitVQGAN fixture: exact tokens, latents, decoded
   const model = await VQGAN.fromSafetensors(fixtureSource);
   const expected = await loadSafetensors(path.join(fixtures, 'vqgan_expected.safetensors'));
   const input = expected.pixel_values;
-  const pixels = tf.tidy(() => nchwToNhwc(tf.tensor4d(input.data as Float32Array, input.shape as [number, number, number, number])));
+  const pixels = tf.tidy(() =>
+    nchwToNhwc(tf.tensor4d(input.data as Float32Array, input.shape as [number, number, number, number])),
+  );
   try {
     assert.equal(model.numParams(), 611443);
     assert.equal(model.tokensPerImage, 64);
 
     const taps: Record<string, Float32Array> = {};
-    const latents = model.encoder(pixels, { tap: (name, t) => (taps[name] = nchwData(t as tf.Tensor4D) as Float32Array) });
+    const latents = model.encoder(pixels, {
+      tap: (name, t) => (taps[name] = nchwData(t as tf.Tensor4D) as Float32Array),
+    });
     for (const name of ['encoder.down.1', 'encoder.down.2', 'encoder.down.3', 'encoder.mid.0', 'encoder.norm_out']) {
       assertClose(name, taps[name], expected[`debug.${name}`]);
     }
@@ -51,7 +55,10 @@ test('matches the open-muse MaskGitVQGAN fixture: exact tokens, latents, decoded
     const { quantized, ids, loss } = model.quantize(latents, { returnLoss: true });
     assert.deepEqual([...ids.dataSync()], [...expected.token_indices.data]);
     assertClose('quantized_states', nchwData(quantized), expected.quantized_states);
-    assert.ok(Math.abs(loss!.dataSync()[0] - expected.codebook_loss.data[0]) <= 1e-5, `codebook_loss ${loss!.dataSync()[0]}`);
+    assert.ok(
+      Math.abs(loss!.dataSync()[0] - expected.codebook_loss.data[0]) <= 1e-5,
+      `codebook_loss ${loss!.dataSync()[0]}`,
+    );
     const distances = model.distances(latents.reshape([128, 16]) as tf.Tensor2D);
     assertClose('quantizer_distances', distances.dataSync(), expected.quantizer_distances);
 
@@ -61,8 +68,13 @@ test('matches the open-muse MaskGitVQGAN fixture: exact tokens, latents, decoded
     assert.equal(encoded.dtype, 'int32');
     assert.deepEqual([...encoded.dataSync()], [...expected.token_indices.data]);
     const dtaps: Record<string, Float32Array> = {};
-    const decoded = tf.tidy(() => model.decoder(model.codebookEntries(encoded), { tap: (name, t) => (dtaps[name] = nchwData(t as tf.Tensor4D) as Float32Array) }));
-    for (const name of ['decoder.conv_in', 'decoder.mid.0', 'decoder.up.3']) assertClose(name, dtaps[name], expected[`debug.${name}`]);
+    const decoded = tf.tidy(() =>
+      model.decoder(model.codebookEntries(encoded), {
+        tap: (name, t) => (dtaps[name] = nchwData(t as tf.Tensor4D) as Float32Array),
+      }),
+    );
+    for (const name of ['decoder.conv_in', 'decoder.mid.0', 'decoder.up.3'])
+      assertClose(name, dtaps[name], expected[`debug.${name}`]);
     const image = model.decodeCode(encoded);
     assert.deepEqual(image.shape, [2, 64, 64, 3]);
     assertClose('decoded_from_tokens', nchwData(image), expected.decoded_from_tokens);
@@ -106,14 +118,22 @@ test('loading refuses a checkpoint that does not match the config', async () => 
     /missing: encoder\.down\.0\.block\.1/,
   );
   await assert.rejects(
-    VQGAN.fromSafetensors({ config: { ...json, z_channels: 8, quantized_embed_dim: 8 }, weights: fixtureSource.weights }),
+    VQGAN.fromSafetensors({
+      config: { ...json, z_channels: 8, quantized_embed_dim: 8 },
+      weights: fixtureSource.weights,
+    }),
     /has shape/,
   );
 });
 
 test('default config is the reference f16 tokenizer; small configs build and round-trip shapes', async () => {
   await initBackend('wasm', { quiet: true });
-  const specs = new Map(vqganParamSpecs({ ...DEFAULT_VQGAN_CONFIG, channelMult: [...DEFAULT_VQGAN_CONFIG.channelMult] }).map((s) => [s.name, s.torchShape]));
+  const specs = new Map(
+    vqganParamSpecs({ ...DEFAULT_VQGAN_CONFIG, channelMult: [...DEFAULT_VQGAN_CONFIG.channelMult] }).map((s) => [
+      s.name,
+      s.torchShape,
+    ]),
+  );
   assert.deepEqual(specs.get('encoder.conv_in.weight'), [128, 3, 3, 3]);
   assert.deepEqual(specs.get('encoder.down.4.block.1.conv2.weight'), [512, 512, 3, 3]);
   assert.deepEqual(specs.get('encoder.conv_out.weight'), [256, 512, 1, 1]);
@@ -122,7 +142,18 @@ test('default config is the reference f16 tokenizer; small configs build and rou
   assert.ok(!specs.has('decoder.up.0.upsample_conv.weight'));
   assert.ok(!specs.has('encoder.conv_in.bias'));
 
-  const small = VQGAN.create({ resolution: 32, hiddenChannels: 32, channelMult: [1, 2], numResBlocks: 1, zChannels: 8, quantizedEmbedDim: 8, numEmbeddings: 16 }, 1);
+  const small = VQGAN.create(
+    {
+      resolution: 32,
+      hiddenChannels: 32,
+      channelMult: [1, 2],
+      numResBlocks: 1,
+      zChannels: 8,
+      quantizedEmbedDim: 8,
+      numEmbeddings: 16,
+    },
+    1,
+  );
   const pixels = tf.randomUniform([3, 32, 32, 3], 0, 1, 'float32', 2) as tf.Tensor4D;
   const ids = small.encode(pixels);
   assert.deepEqual(ids.shape, [3, 256]);
@@ -145,21 +176,34 @@ test('norm_num_groups: GroupNorm over that many groups (as torch.nn.GroupNorm), 
   const x = tf.randomNormal([b, h, w, c], 0.5, 2, 'float32', 3) as tf.Tensor4D;
   const gamma = tf.randomNormal([c], 1, 0.3, 'float32', 4);
   const beta = tf.randomNormal([c], 0, 0.3, 'float32', 5);
-  const xv = x.dataSync(), gv = gamma.dataSync(), bv = beta.dataSync();
+  const xv = x.dataSync(),
+    gv = gamma.dataSync(),
+    bv = beta.dataSync();
   const want = new Float32Array(xv.length);
   const per = c / groups;
-  for (let n = 0; n < b; n++) for (let g = 0; g < groups; g++) {
-    const idx: number[] = [];
-    for (let p = 0; p < h * w; p++) for (let k = 0; k < per; k++) idx.push((n * h * w + p) * c + g * per + k);
-    const mean = idx.reduce((s, i) => s + xv[i], 0) / idx.length;
-    const variance = idx.reduce((s, i) => s + (xv[i] - mean) ** 2, 0) / idx.length;
-    for (const i of idx) want[i] = ((xv[i] - mean) / Math.sqrt(variance + 1e-6)) * gv[i % c] + bv[i % c];
-  }
+  for (let n = 0; n < b; n++)
+    for (let g = 0; g < groups; g++) {
+      const idx: number[] = [];
+      for (let p = 0; p < h * w; p++) for (let k = 0; k < per; k++) idx.push((n * h * w + p) * c + g * per + k);
+      const mean = idx.reduce((s, i) => s + xv[i], 0) / idx.length;
+      const variance = idx.reduce((s, i) => s + (xv[i] - mean) ** 2, 0) / idx.length;
+      for (const i of idx) want[i] = ((xv[i] - mean) / Math.sqrt(variance + 1e-6)) * gv[i % c] + bv[i % c];
+    }
   const got = groupNorm(x, gamma, beta, groups).dataSync();
-  for (let i = 0; i < want.length; i++) assert.ok(Math.abs(got[i] - want[i]) < 1e-4, `element ${i}: ${got[i]} vs ${want[i]}`);
+  for (let i = 0; i < want.length; i++)
+    assert.ok(Math.abs(got[i] - want[i]) < 1e-4, `element ${i}: ${got[i]} vs ${want[i]}`);
 
   // A model with 16 channels and 4 groups builds and runs; its config.json says so; the default (32) is not written.
-  const cfg = vqganConfig({ resolution: 16, hiddenChannels: 16, channelMult: [1, 2], numResBlocks: 1, zChannels: 8, quantizedEmbedDim: 8, numEmbeddings: 16, normNumGroups: 4 });
+  const cfg = vqganConfig({
+    resolution: 16,
+    hiddenChannels: 16,
+    channelMult: [1, 2],
+    numResBlocks: 1,
+    zChannels: 8,
+    quantizedEmbedDim: 8,
+    numEmbeddings: 16,
+    normNumGroups: 4,
+  });
   assert.equal(configToJson(cfg).norm_num_groups, 4);
   assert.equal(configFromJson(configToJson(cfg)).normNumGroups, 4);
   assert.ok(!('norm_num_groups' in configToJson(DEFAULT_VQGAN_CONFIG)));
@@ -169,12 +213,21 @@ test('norm_num_groups: GroupNorm over that many groups (as torch.nn.GroupNorm), 
   // GroupNorm(4) differs from GroupNorm(1) on the same weights: the setting reaches the encoder and the decoder.
   const one = VQGAN.create({ ...cfg, normNumGroups: 1 }, 1);
   const px = tf.randomUniform([1, 16, 16, 3], 0, 1, 'float32', 7) as tf.Tensor4D;
-  const d = tf.abs(tf.sub(small.encoder(px), one.encoder(px))).max().dataSync()[0];
+  const d = tf
+    .abs(tf.sub(small.encoder(px), one.encoder(px)))
+    .max()
+    .dataSync()[0];
   assert.ok(d > 1e-3, `encoder outputs differ by only ${d}`);
   const z = tf.randomNormal([1, 8, 8, 8], 0, 1, 'float32', 8) as tf.Tensor4D;
-  const dd = tf.abs(tf.sub(small.decoder(z), one.decoder(z))).max().dataSync()[0];
+  const dd = tf
+    .abs(tf.sub(small.decoder(z), one.decoder(z)))
+    .max()
+    .dataSync()[0];
   assert.ok(dd > 1e-3, `decoder outputs differ by only ${dd}`);
-  assert.throws(() => vqganConfig({ hiddenChannels: 16, normNumGroups: 32 }), /hidden_channels\*1 is not a multiple of norm_num_groups 32/);
+  assert.throws(
+    () => vqganConfig({ hiddenChannels: 16, normNumGroups: 32 }),
+    /hidden_channels\*1 is not a multiple of norm_num_groups 32/,
+  );
   assert.throws(() => vqganConfig({ normNumGroups: 0 }), /norm_num_groups must be a positive integer/);
   tf.dispose([x, gamma, beta, ids, px, z]);
   small.dispose();
@@ -183,10 +236,26 @@ test('norm_num_groups: GroupNorm over that many groups (as torch.nn.GroupNorm), 
 
 test('straight-through quantization: gradients reach the encoder latents and the codebook', async () => {
   await initBackend('wasm', { quiet: true });
-  const model = VQGAN.create({ resolution: 16, hiddenChannels: 32, channelMult: [1, 2], numResBlocks: 1, zChannels: 4, quantizedEmbedDim: 4, numEmbeddings: 8 }, 3);
+  const model = VQGAN.create(
+    {
+      resolution: 16,
+      hiddenChannels: 32,
+      channelMult: [1, 2],
+      numResBlocks: 1,
+      zChannels: 4,
+      quantizedEmbedDim: 4,
+      numEmbeddings: 8,
+    },
+    3,
+  );
   const latents = tf.randomNormal([1, 2, 2, 4], 0, 0.01, 'float32', 4) as tf.Tensor4D;
   const weights = tf.randomNormal([1, 2, 2, 4], 0, 1, 'float32', 5);
-  const gLatents = tf.grad((z: tf.Tensor) => model.quantize(z as tf.Tensor4D, { returnLoss: true }).quantized.mul(weights).sum())(latents);
+  const gLatents = tf.grad((z: tf.Tensor) =>
+    model
+      .quantize(z as tf.Tensor4D, { returnLoss: true })
+      .quantized.mul(weights)
+      .sum(),
+  )(latents);
   assert.deepEqual([...gLatents.dataSync()], [...weights.dataSync()]);
   const codebook = model.param('quantize.embedding.weight');
   const { grads } = tf.variableGrads(() => model.quantize(latents, { returnLoss: true }).loss!, [codebook]);
@@ -198,7 +267,15 @@ test('straight-through quantization: gradients reach the encoder latents and the
 
 test('reconstruction-loss gradients on wasm equal the cpu backend; an Adam step runs on wasm', async () => {
   // Small, because the cpu backend's conv filter gradient is a slow direct loop.
-  const config = { resolution: 8, hiddenChannels: 32, channelMult: [1, 2], numResBlocks: 1, zChannels: 8, quantizedEmbedDim: 8, numEmbeddings: 16 };
+  const config = {
+    resolution: 8,
+    hiddenChannels: 32,
+    channelMult: [1, 2],
+    numResBlocks: 1,
+    zChannels: 8,
+    quantizedEmbedDim: 8,
+    numEmbeddings: 16,
+  };
   const gradsOn = async (backend: 'cpu' | 'wasm') => {
     await initBackend(backend, { quiet: true });
     const model = VQGAN.create(config, 7);
@@ -234,10 +311,11 @@ test('reconstruction-loss gradients on wasm equal the cpu backend; an Adam step 
   const model = VQGAN.create(config, 7);
   const pixels = tf.randomUniform([2, 8, 8, 3], 0, 1, 'float32', 8) as tf.Tensor4D;
   const optimizer = tf.train.adam(1e-3);
-  const lossFn = () => tf.tidy(() => {
-    const { reconstruction, codebookLoss } = model.forward(pixels, { training: true });
-    return tf.losses.meanSquaredError(pixels, reconstruction).add(codebookLoss) as tf.Scalar;
-  });
+  const lossFn = () =>
+    tf.tidy(() => {
+      const { reconstruction, codebookLoss } = model.forward(pixels, { training: true });
+      return tf.losses.meanSquaredError(pixels, reconstruction).add(codebookLoss) as tf.Scalar;
+    });
   const before = lossFn().dataSync()[0];
   for (let i = 0; i < 3; i++) optimizer.minimize(lossFn, false, model.trainableVariables());
   const after = lossFn().dataSync()[0];

@@ -15,7 +15,17 @@ import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import sharp from 'sharp';
-import { Field, FixedSizeList, Int16, Schema, Table, Utf8, tableFromIPC, tableToIPC, vectorFromArray } from 'apache-arrow';
+import {
+  Field,
+  FixedSizeList,
+  Int16,
+  Schema,
+  Table,
+  Utf8,
+  tableFromIPC,
+  tableToIPC,
+  vectorFromArray,
+} from 'apache-arrow';
 import { normalizeUrl, urlHash } from '../../src/optout/normalize-url.ts';
 import { openIndex } from '../../src/index-db/db.ts';
 import { OptoutStore } from '../../src/optout/store.ts';
@@ -63,10 +73,23 @@ test('URL normalisation table', () => {
   for (const [input, expected] of table) assert.equal(normalizeUrl(input), expected, input);
   // Equivalent spellings hash alike; the hash is the first 8 bytes of sha256(normalised URL).
   assert.deepEqual(urlHash('HTTP://Example.COM:80/%7ex.jpg#f'), urlHash('http://example.com/~x.jpg'));
-  assert.deepEqual(urlHash('http://example.com/a.jpg'), createHash('sha256').update('http://example.com/a.jpg').digest().subarray(0, 8));
+  assert.deepEqual(
+    urlHash('http://example.com/a.jpg'),
+    createHash('sha256').update('http://example.com/a.jpg').digest().subarray(0, 8),
+  );
   assert.notDeepEqual(urlHash('http://example.com/A.jpg'), urlHash('http://example.com/a.jpg'));
-  for (const bad of ['not a url', '', 'ftp://example.com/a.jpg', 'data:image/png;base64,AAAA', 'http://exa mple.com/']) {
-    assert.throws(() => normalizeUrl(bad), (e: Error) => e.message.includes(JSON.stringify(bad)), bad);
+  for (const bad of [
+    'not a url',
+    '',
+    'ftp://example.com/a.jpg',
+    'data:image/png;base64,AAAA',
+    'http://exa mple.com/',
+  ]) {
+    assert.throws(
+      () => normalizeUrl(bad),
+      (e: Error) => e.message.includes(JSON.stringify(bad)),
+      bad,
+    );
   }
 });
 
@@ -75,15 +98,33 @@ test('add, remove, list; adding again is a no-op; invalid input is rejected by n
   try {
     const store = new OptoutStore(index);
     const sha = 'AB'.repeat(32);
-    const a = store.addUrls(['http://example.com/a.jpg', 'HTTP://EXAMPLE.com/a.jpg#x', 'http://example.com/b.jpg', 'nope']);
+    const a = store.addUrls([
+      'http://example.com/a.jpg',
+      'HTTP://EXAMPLE.com/a.jpg#x',
+      'http://example.com/b.jpg',
+      'nope',
+    ]);
     assert.deepEqual({ added: a.added, already: a.already }, { added: 2, already: 1 });
-    assert.deepEqual(a.invalid.map((r) => r.input), ['nope']);
+    assert.deepEqual(
+      a.invalid.map((r) => r.input),
+      ['nope'],
+    );
     assert.equal(store.addImages([sha, 'abc']).invalid[0].input, 'abc');
     assert.ok(store.hasUrl('http://example.com:80/a.jpg'));
     assert.ok(store.hasImage(sha.toLowerCase()));
-    assert.equal(store.storedUrl('http://example.com/a.jpg'), 'http://example.com/a.jpg', 'the first spelling is kept for display');
-    assert.deepEqual([...store.listUrls()].map((r) => r.url).sort(), ['http://example.com/a.jpg', 'http://example.com/b.jpg']);
-    assert.deepEqual([...store.listImages()].map((r) => r.sha256), [sha.toLowerCase()]);
+    assert.equal(
+      store.storedUrl('http://example.com/a.jpg'),
+      'http://example.com/a.jpg',
+      'the first spelling is kept for display',
+    );
+    assert.deepEqual([...store.listUrls()].map((r) => r.url).sort(), [
+      'http://example.com/a.jpg',
+      'http://example.com/b.jpg',
+    ]);
+    assert.deepEqual(
+      [...store.listImages()].map((r) => r.sha256),
+      [sha.toLowerCase()],
+    );
     const r = store.removeUrls(['http://EXAMPLE.com/b.jpg', 'http://example.com/zzz.jpg']);
     assert.equal(r.removed, 1);
     assert.deepEqual(r.notFound, ['http://example.com/zzz.jpg']);
@@ -101,40 +142,81 @@ test('import: plain lines, CSV and JSONL; malformed lines reported with their nu
   try {
     const store = new OptoutStore(index);
     const sha = 'cd'.repeat(32);
-    const lines = ['\ufeffhttp://example.com/1.jpg', '# a comment', '', 'not a url', `${sha}`, 'http://example.com/2.jpg\r', 'ftp://example.com/x', 'http://example.com/1.jpg'];
+    const lines = [
+      '\ufeffhttp://example.com/1.jpg',
+      '# a comment',
+      '',
+      'not a url',
+      `${sha}`,
+      'http://example.com/2.jpg\r',
+      'ftp://example.com/x',
+      'http://example.com/1.jpg',
+    ];
     await writeFile(path.join(dir, 'list.txt'), lines.join('\n'));
     // Parsed in a worker thread, in blocks of a few lines: line numbers still count from the file's start.
     const r = await importOptoutFile(store, path.join(dir, 'list.txt'), { parallel: true, blockChars: 20 });
     assert.equal(r.format, 'lines');
-    assert.deepEqual(r.errors.map((e) => e.line), [4, 7]);
+    assert.deepEqual(
+      r.errors.map((e) => e.line),
+      [4, 7],
+    );
     assert.match(r.errors[0].message, /not a valid URL: "not a url"/);
     assert.deepEqual(r.urls, { added: 2, already: 1 });
     assert.deepEqual(r.images, { added: 1, already: 0 });
 
-    const csv = ['id,URL,caption', '1,http://example.com/c1.jpg,"a, b"', '2,"http://example.com/c2.jpg?a=1,2",x', '3,"unterminated,x', '4,,y', '5,notaurl,z'];
+    const csv = [
+      'id,URL,caption',
+      '1,http://example.com/c1.jpg,"a, b"',
+      '2,"http://example.com/c2.jpg?a=1,2",x',
+      '3,"unterminated,x',
+      '4,,y',
+      '5,notaurl,z',
+    ];
     await writeFile(path.join(dir, 'list.csv'), csv.join('\n') + '\n');
     const c = await importOptoutFile(store, path.join(dir, 'list.csv'));
     assert.equal(c.format, 'csv');
-    assert.deepEqual(c.errors.map((e) => e.line), [4, 5, 6]);
+    assert.deepEqual(
+      c.errors.map((e) => e.line),
+      [4, 5, 6],
+    );
     assert.equal(c.urls.added, 2);
     assert.ok(store.hasUrl('http://example.com/c2.jpg?a=1,2'));
 
-    const jsonl = ['{"url": "http://example.com/j1.jpg"}', '{"url": 5}', '{bad json', `{"sha256": "${'ef'.repeat(32)}", "note": 1}`, '[1]', '{"url": "http://example.com/j2.jpg", "sha256": "xyz"}'];
+    const jsonl = [
+      '{"url": "http://example.com/j1.jpg"}',
+      '{"url": 5}',
+      '{bad json',
+      `{"sha256": "${'ef'.repeat(32)}", "note": 1}`,
+      '[1]',
+      '{"url": "http://example.com/j2.jpg", "sha256": "xyz"}',
+    ];
     // No extension: detected from the first line.
     await writeFile(path.join(dir, 'list'), jsonl.join('\n'));
     const j = await importOptoutFile(store, path.join(dir, 'list'));
     assert.equal(j.format, 'jsonl');
-    assert.deepEqual(j.errors.map((e) => e.line), [2, 3, 5, 6]);
+    assert.deepEqual(
+      j.errors.map((e) => e.line),
+      [2, 3, 5, 6],
+    );
     assert.deepEqual([j.urls.added, j.images.added], [1, 1]);
     assert.ok(!store.hasUrl('http://example.com/j2.jpg'), 'a line with one bad field is rejected whole');
 
     await writeFile(path.join(dir, 'nourl.csv'), 'a,b\n1,2\n');
-    await assert.rejects(importOptoutFile(store, path.join(dir, 'nourl.csv')), /nourl\.csv: the CSV header \(a,b\) has no 'url' or 'sha256' column/);
-    await assert.rejects(importOptoutFile(store, path.join(dir, 'nourl.csv'), { parallel: true }), /nourl\.csv: the CSV header \(a,b\) has no 'url' or 'sha256' column/);
+    await assert.rejects(
+      importOptoutFile(store, path.join(dir, 'nourl.csv')),
+      /nourl\.csv: the CSV header \(a,b\) has no 'url' or 'sha256' column/,
+    );
+    await assert.rejects(
+      importOptoutFile(store, path.join(dir, 'nourl.csv'), { parallel: true }),
+      /nourl\.csv: the CSV header \(a,b\) has no 'url' or 'sha256' column/,
+    );
     await assert.rejects(importOptoutFile(store, path.join(dir, 'missing.txt')), /missing\.txt/);
 
     // Two spellings of one URL in one import: the first is kept for display.
-    const r2 = await importOptouts(store, Readable.from(['HTTP://Example.com/dup.jpg#a\nhttp://example.com/dup.jpg\n']));
+    const r2 = await importOptouts(
+      store,
+      Readable.from(['HTTP://Example.com/dup.jpg#a\nhttp://example.com/dup.jpg\n']),
+    );
     assert.deepEqual(r2.urls, { added: 1, already: 1 });
     assert.equal(store.storedUrl('http://example.com/dup.jpg'), 'HTTP://Example.com/dup.jpg#a');
 
@@ -152,7 +234,15 @@ test('import: plain lines, CSV and JSONL; malformed lines reported with their nu
 test('the optout commands: add, import, list, remove (exit code 1 when some input was rejected)', async () => {
   const dir = await tmp('cli');
   const dr = ['--data-root', dir];
-  const add = await runCli('muse-data', ['optout', 'add', 'http://example.com/a.jpg', 'bad url', '--sha256', 'ab'.repeat(32), ...dr]);
+  const add = await runCli('muse-data', [
+    'optout',
+    'add',
+    'http://example.com/a.jpg',
+    'bad url',
+    '--sha256',
+    'ab'.repeat(32),
+    ...dr,
+  ]);
   assert.equal(add.code, 1);
   assert.match(add.stdout, /added 1 URL\(s\).*1 image\(s\)/);
   assert.match(add.stderr, /not a valid URL: "bad url"/);
@@ -173,7 +263,15 @@ test('the optout commands: add, import, list, remove (exit code 1 when some inpu
 async function imageServer() {
   const images = new Map<number, Buffer>();
   const jpg = async (n: number) => {
-    if (!images.has(n)) images.set(n, await sharp({ create: { width: 80, height: 60, channels: 3, background: { r: (n * 40) % 256, g: 90, b: 200 - n * 10 } } }).jpeg().toBuffer());
+    if (!images.has(n))
+      images.set(
+        n,
+        await sharp({
+          create: { width: 80, height: 60, channels: 3, background: { r: (n * 40) % 256, g: 90, b: 200 - n * 10 } },
+        })
+          .jpeg()
+          .toBuffer(),
+      );
     return images.get(n)!;
   };
   const paths: string[] = [];
@@ -194,32 +292,64 @@ test('fetch never requests an opted-out URL, drops an opted-out image, and recor
     const dir = await tmp('fetch');
     const dataRoot = path.join(dir, 'root');
     const tsv = path.join(dir, 'in.tsv');
-    await writeFile(tsv, Array.from({ length: 8 }, (_, i) => `${server.origin}/img/${i}.jpg\tcaption number ${i}\n`).join(''));
+    await writeFile(
+      tsv,
+      Array.from({ length: 8 }, (_, i) => `${server.origin}/img/${i}.jpg\tcaption number ${i}\n`).join(''),
+    );
     // Opted out before the fetch: URL 1 under another spelling, and the image served for URL 5.
     const index = openIndex(dataRoot);
     const store = new OptoutStore(index);
     store.addUrls([`HTTP://127.0.0.1:${new URL(server.origin).port}/img/%31.jpg#frag`]);
-    const sha5 = createHash('sha256').update(await server.jpg(5)).digest('hex');
+    const sha5 = createHash('sha256')
+      .update(await server.jpg(5))
+      .digest('hex');
     store.addImages([sha5]);
     index.close();
 
     const cfg = resolvePipeline(
-      { name: 'optout-test', input: { files: [tsv], format: 'tsv', header: false, columns: ['url', 'caption'], url_col: 'url', caption_col: 'caption' }, image: { size: 32 }, download: { allow_private_network: true, timeout_s: 5, retries: 0 }, samples_per_shard: 4 },
+      {
+        name: 'optout-test',
+        input: {
+          files: [tsv],
+          format: 'tsv',
+          header: false,
+          columns: ['url', 'caption'],
+          url_col: 'url',
+          caption_col: 'caption',
+        },
+        image: { size: 32 },
+        download: { allow_private_network: true, timeout_s: 5, retries: 0 },
+        samples_per_shard: 4,
+      },
       'optout-test',
     );
     const out = path.join(dir, 'out');
     // Two workers: each records its own shard from its own process.
-    const summary = await runFetch({ cfg, datasetDir: out, dataRoot, projectRoot: root, workers: 2, logFormat: 'json' });
+    const summary = await runFetch({
+      cfg,
+      datasetDir: out,
+      dataRoot,
+      projectRoot: root,
+      workers: 2,
+      logFormat: 'json',
+    });
     assert.deepEqual(summary.shards_failed, []);
     assert.ok(!server.paths.includes('/img/1.jpg'), 'the opted-out URL was never requested');
     assert.ok(server.paths.includes('/img/5.jpg'));
 
-    const rows = [...(await readManifest(path.join(out, 'shards', '00000.arrow'))), ...(await readManifest(path.join(out, 'shards', '00001.arrow')))];
-    assert.deepEqual(rows.map((r) => r.status), ['ok', 'opted_out', 'ok', 'ok', 'ok', 'opted_out', 'ok', 'ok']);
+    const rows = [
+      ...(await readManifest(path.join(out, 'shards', '00000.arrow'))),
+      ...(await readManifest(path.join(out, 'shards', '00001.arrow'))),
+    ];
+    assert.deepEqual(
+      rows.map((r) => r.status),
+      ['ok', 'opted_out', 'ok', 'ok', 'ok', 'opted_out', 'ok', 'ok'],
+    );
     assert.deepEqual([rows[1].reason, rows[5].reason], ['optout_index', 'optout_image']);
     assert.equal(rows[5].sha256, sha5);
     const inTar: string[] = [];
-    for (const s of ['00000', '00001']) for await (const x of readTarSamples(path.join(out, 'shards', `${s}.tar`))) inTar.push(x.key);
+    for (const s of ['00000', '00001'])
+      for await (const x of readTarSamples(path.join(out, 'shards', `${s}.tar`))) inTar.push(x.key);
     assert.deepEqual(inTar, ['000000000', '000000002', '000000003', '000010000', '000010002', '000010003']);
     const stats = await readStats(path.join(out, 'shards', '00000_stats.json'));
     assert.equal(stats!.status.opted_out, 1);
@@ -227,16 +357,32 @@ test('fetch never requests an opted-out URL, drops an opted-out image, and recor
 
     const idx = openIndex(dataRoot, { readonly: true });
     try {
-      assert.deepEqual(idx.datasets().map((d) => [d.name, d.path]), [['out', out]]); // named after its folder
-      assert.equal(idx.db.prepare('SELECT count(*) FROM samples').pluck().get(), 0, 'fetch no longer writes the samples table');
+      assert.deepEqual(
+        idx.datasets().map((d) => [d.name, d.path]),
+        [['out', out]],
+      ); // named after its folder
+      assert.equal(
+        idx.db.prepare('SELECT count(*) FROM samples').pluck().get(),
+        0,
+        'fetch no longer writes the samples table',
+      );
       const samples = await SampleIndex.open(idx);
       assert.equal(samples.layout.set.shardRuns[0].files.length, 2, 'each shard wrote its index run');
       const s2 = await samples.samplesByUrlHash(urlHash(`${server.origin}/img/2.jpg`));
-      assert.deepEqual(s2.map((s) => [s.dataset, s.key, s.shard, s.status]), [['out', '000000002', 0, 'ok']]);
+      assert.deepEqual(
+        s2.map((s) => [s.dataset, s.key, s.shard, s.status]),
+        [['out', '000000002', 0, 'ok']],
+      );
       assert.equal(s2[0].sha256, rows[2].sha256);
       assert.equal(s2[0].phash, rows[2].phash);
-      assert.deepEqual((await samples.samplesBySha256(sha5)).map((s) => [s.key, s.status]), [['000010001', 'opted_out']]);
-      assert.deepEqual((await samples.samplesByUrlHash(urlHash(`${server.origin}/img/1.jpg`))).map((s) => s.status), ['opted_out']);
+      assert.deepEqual(
+        (await samples.samplesBySha256(sha5)).map((s) => [s.key, s.status]),
+        [['000010001', 'opted_out']],
+      );
+      assert.deepEqual(
+        (await samples.samplesByUrlHash(urlHash(`${server.origin}/img/1.jpg`))).map((s) => s.status),
+        ['opted_out'],
+      );
       samples.close();
     } finally {
       idx.close();
@@ -259,7 +405,13 @@ function rawMembers(tar: Buffer): { members: Array<[string, Buffer]>; tail: Buff
   let pos = 0;
   while (pos + 512 <= tar.length && tar.subarray(pos, pos + 512).some((b) => b !== 0)) {
     const name = tar.toString('utf8', pos, pos + 100).replace(/\0.*$/s, '');
-    const size = parseInt(tar.toString('ascii', pos + 124, pos + 136).replace(/\0.*$/s, '').trim(), 8);
+    const size = parseInt(
+      tar
+        .toString('ascii', pos + 124, pos + 136)
+        .replace(/\0.*$/s, '')
+        .trim(),
+      8,
+    );
     const end = pos + 512 + Math.ceil(size / 512) * 512;
     members.push([name, tar.subarray(pos, end)]);
     pos = end;
@@ -268,7 +420,13 @@ function rawMembers(tar: Buffer): { members: Array<[string, Buffer]>; tail: Buff
 }
 
 const tokenCache = (keys: string[]) => {
-  const t = new Table({ key: vectorFromArray(keys, new Utf8()), tokens: vectorFromArray(keys.map((_, i) => [i, i + 1]), new FixedSizeList(2, new Field('item', new Int16()))) });
+  const t = new Table({
+    key: vectorFromArray(keys, new Utf8()),
+    tokens: vectorFromArray(
+      keys.map((_, i) => [i, i + 1]),
+      new FixedSizeList(2, new Field('item', new Int16())),
+    ),
+  });
   return tableToIPC(new Table(new Schema(t.schema.fields, new Map([['vq', 'test']])), t.batches), 'file');
 };
 
@@ -288,16 +446,30 @@ async function sampleFixture(): Promise<Fixture> {
   if (fixture) return fixture;
   const dataRoot = await tmp('apply');
   const dataset = path.join(dataRoot, 'sample');
-  const summary = await runFetch({ cfg: await samplePipeline(), datasetDir: dataset, dataRoot, projectRoot: root, shards: '0-1', workers: 1, logFormat: 'json' });
+  const summary = await runFetch({
+    cfg: await samplePipeline(),
+    datasetDir: dataset,
+    dataRoot,
+    projectRoot: root,
+    shards: '0-1',
+    workers: 1,
+    logFormat: 'json',
+  });
   assert.deepEqual(summary.shards_failed, []);
-  const rows: ManifestRow[] = [...(await readManifest(path.join(dataset, 'shards', '00000.arrow'))), ...(await readManifest(path.join(dataset, 'shards', '00001.arrow')))];
+  const rows: ManifestRow[] = [
+    ...(await readManifest(path.join(dataset, 'shards', '00000.arrow'))),
+    ...(await readManifest(path.join(dataset, 'shards', '00001.arrow'))),
+  ];
   const ok = rows.filter((r) => r.status === 'ok');
   const fallback = rows.find((r) => r.status === 'fallback')!;
   const filtered = rows.find((r) => r.status === 'filtered')!;
   // By URL: two ok samples of shard 0, one of shard 1, a fallback, and a filtered row (not in the tar: untouched).
   const byUrl = [ok[0], ok[3], ok.find((r) => r.key.startsWith('00001'))!, fallback];
   const byImage = ok[5];
-  const expected = new Map<string, string>([...byUrl.map((r) => [r.key, 'optout_index'] as [string, string]), [byImage.key, 'optout_image']]);
+  const expected = new Map<string, string>([
+    ...byUrl.map((r) => [r.key, 'optout_index'] as [string, string]),
+    [byImage.key, 'optout_image'],
+  ]);
   const inTar0: string[] = [];
   for await (const s of readTarSamples(path.join(dataset, 'shards', '00000.tar'))) inTar0.push(s.key);
   await mkdir(path.join(dataset, 'tokens', 'vq-test'), { recursive: true });
@@ -321,7 +493,11 @@ async function assertApplied(f: Fixture, dataRoot: string, dataset: string) {
     const before = rawMembers(await readFile(path.join(f.dataset, 'shards', `${shard}.tar`)));
     const after = rawMembers(await readFile(path.join(dataset, 'shards', `${shard}.tar`)));
     const keyOf = (name: string) => name.slice(0, name.indexOf('.'));
-    assert.deepEqual(after.members, before.members.filter(([n]) => !f.expected.has(keyOf(n))), `shard ${shard}: other members byte-identical`);
+    assert.deepEqual(
+      after.members,
+      before.members.filter(([n]) => !f.expected.has(keyOf(n))),
+      `shard ${shard}: other members byte-identical`,
+    );
     assert.deepEqual(after.tail, before.tail);
 
     const rowsBefore = await readManifest(path.join(f.dataset, 'shards', `${shard}.arrow`));
@@ -329,7 +505,11 @@ async function assertApplied(f: Fixture, dataRoot: string, dataset: string) {
     assert.equal(rowsAfter.length, rowsBefore.length);
     for (let i = 0; i < rowsAfter.length; i++) {
       const reason = f.expected.get(rowsBefore[i].key);
-      if (reason) assert.deepEqual([rowsAfter[i].status, rowsAfter[i].reason, rowsAfter[i].url], ['opted_out', reason, rowsBefore[i].url]);
+      if (reason)
+        assert.deepEqual(
+          [rowsAfter[i].status, rowsAfter[i].reason, rowsAfter[i].url],
+          ['opted_out', reason, rowsBefore[i].url],
+        );
       else assert.deepEqual(rowsAfter[i], rowsBefore[i]);
     }
     const stats = (await readStats(path.join(dataset, 'shards', `${shard}_stats.json`)))!;
@@ -340,7 +520,10 @@ async function assertApplied(f: Fixture, dataRoot: string, dataset: string) {
   const cacheBefore = tableFromIPC(await readFile(path.join(f.dataset, 'tokens', 'vq-test', '00000.arrow')));
   assert.deepEqual(
     cache.toArray().map((r) => [r.key, [...r.tokens]]),
-    cacheBefore.toArray().filter((r) => !f.expected.has(r.key)).map((r) => [r.key, [...r.tokens]]),
+    cacheBefore
+      .toArray()
+      .filter((r) => !f.expected.has(r.key))
+      .map((r) => [r.key, [...r.tokens]]),
   );
   assert.equal(cache.schema.metadata.get('vq'), 'test');
   assert.deepEqual(await pendingRewrites(dataset), []);
@@ -353,8 +536,14 @@ async function assertApplied(f: Fixture, dataRoot: string, dataset: string) {
     try {
       for (const d of index.datasets()) assert.deepEqual(await samples.optedOutSamples(d.id), []);
       for (const key of f.expected.keys()) {
-        const row = (await readManifest(path.join(dataset, 'shards', `${key.slice(0, 5)}.arrow`))).find((r) => r.key === key)!;
-        assert.deepEqual((await samples.samplesByUrlHash(urlHash(row.url))).map((s) => s.status), ['opted_out'], `index status of ${key}`);
+        const row = (await readManifest(path.join(dataset, 'shards', `${key.slice(0, 5)}.arrow`))).find(
+          (r) => r.key === key,
+        )!;
+        assert.deepEqual(
+          (await samples.samplesByUrlHash(urlHash(row.url))).map((s) => s.status),
+          ['opted_out'],
+          `index status of ${key}`,
+        );
       }
     } finally {
       samples.close();
@@ -383,7 +572,16 @@ test('apply: opted-out samples leave tar, manifest, stats, token cache and index
   }
   await assertApplied(f, dataRoot, dataset);
 
-  const r = await runCli('muse-data', ['optout', 'check', f.urls[0], 'http://sample.invalid/img/99999.jpg', '--sha256', f.sha, '--data-root', dataRoot]);
+  const r = await runCli('muse-data', [
+    'optout',
+    'check',
+    f.urls[0],
+    'http://sample.invalid/img/99999.jpg',
+    '--sha256',
+    f.sha,
+    '--data-root',
+    dataRoot,
+  ]);
   assert.equal(r.code, 0, r.stderr);
   const key0 = [...f.expected.keys()][0];
   const shaKey = [...f.expected].find(([, why]) => why === 'optout_image')![0];

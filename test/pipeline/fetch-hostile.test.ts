@@ -26,7 +26,9 @@ import { runCli } from '../helpers/cli.ts';
 
 const root = path.resolve(import.meta.dirname, '../..');
 const tmp = (p: string) => mkdtemp(path.join(os.tmpdir(), `muse-hostile-${p}-`));
-const JPG = await sharp({ create: { width: 40, height: 30, channels: 3, background: { r: 20, g: 90, b: 200 } } }).jpeg().toBuffer();
+const JPG = await sharp({ create: { width: 40, height: 30, channels: 3, background: { r: 20, g: 90, b: 200 } } })
+  .jpeg()
+  .toBuffer();
 
 type Handler = (req: http.IncomingMessage, res: http.ServerResponse) => void;
 
@@ -58,7 +60,14 @@ function pipeline(tsv: string, download: Record<string, unknown>, over: Record<s
   return resolvePipeline(
     deepMerge(
       {
-        input: { files: [tsv], format: 'tsv', header: false, columns: ['url', 'caption'], url_col: 'url', caption_col: 'caption' },
+        input: {
+          files: [tsv],
+          format: 'tsv',
+          header: false,
+          columns: ['url', 'caption'],
+          url_col: 'url',
+          caption_col: 'caption',
+        },
         image: { size: 32 },
         download: { allow_private_network: true, ...download },
         samples_per_shard: 1000,
@@ -83,21 +92,53 @@ test('a hung origin is cut off after K timeouts: its other rows end host_unrespo
     // rows alternate: even rows on the hung origin, odd rows on a healthy one
     const urls = Array.from({ length: 20 }, (_, i) => (i % 2 ? `${good.origin}/img/${i}` : `${hung.origin}/img/${i}`));
     const cfg = pipeline(await writeTsv(dir, urls), {
-      first_byte_timeout_s: 0.3, timeout_s: 5, retries: 2, origin_cutoff_after: 3, per_origin_concurrency: 1, concurrency: 4,
+      first_byte_timeout_s: 0.3,
+      timeout_s: 5,
+      retries: 2,
+      origin_cutoff_after: 3,
+      per_origin_concurrency: 1,
+      concurrency: 4,
     });
-    const summary = await runFetch({ cfg, datasetDir: path.join(dir, 'out'), dataRoot: path.join(dir, 'root'), projectRoot: root, workers: 1, logFormat: 'json', progressIntervalS: 60 });
-    assert.equal(hung.hits.length, 3, 'exactly K requests reached the hung origin (one at a time, per_origin_concurrency 1)');
+    const summary = await runFetch({
+      cfg,
+      datasetDir: path.join(dir, 'out'),
+      dataRoot: path.join(dir, 'root'),
+      projectRoot: root,
+      workers: 1,
+      logFormat: 'json',
+      progressIntervalS: 60,
+    });
+    assert.equal(
+      hung.hits.length,
+      3,
+      'exactly K requests reached the hung origin (one at a time, per_origin_concurrency 1)',
+    );
     const rows = await readManifest(path.join(dir, 'out', 'shards', '00000.arrow'));
     const onHung = rows.filter((r) => r.url.startsWith(hung.origin));
     const timedOut = onHung.filter((r) => r.reason === 'first_byte_timeout');
     const skipped = onHung.filter((r) => r.reason === 'host_unresponsive');
-    assert.equal(timedOut.length + skipped.length, 10, `every hung row ends in one of the two: ${onHung.map((r) => r.reason).join(', ')}`);
-    assert.ok(timedOut.length >= 2 && timedOut.length <= 3, `2 or 3 rows timed out (one may have been retried once): ${timedOut.length}`);
+    assert.equal(
+      timedOut.length + skipped.length,
+      10,
+      `every hung row ends in one of the two: ${onHung.map((r) => r.reason).join(', ')}`,
+    );
+    assert.ok(
+      timedOut.length >= 2 && timedOut.length <= 3,
+      `2 or 3 rows timed out (one may have been retried once): ${timedOut.length}`,
+    );
     for (const r of skipped) {
       assert.equal(r.status, 'fallback', 'a cut-off row is a dead link: fallback by default');
-      assert.match(r.error ?? '', new RegExp(`not requested: origin ${hung.origin} was cut off at \\d{4}-\\d\\d-\\d\\dT[\\d:.]+Z after 3 consecutive`));
+      assert.match(
+        r.error ?? '',
+        new RegExp(
+          `not requested: origin ${hung.origin} was cut off at \\d{4}-\\d\\d-\\d\\dT[\\d:.]+Z after 3 consecutive`,
+        ),
+      );
     }
-    assert.ok(rows.filter((r) => r.url.startsWith(good.origin)).every((r) => r.status === 'ok'), 'the healthy origin is not affected');
+    assert.ok(
+      rows.filter((r) => r.url.startsWith(good.origin)).every((r) => r.status === 'ok'),
+      'the healthy origin is not affected',
+    );
     assert.equal(summary.cut_origins?.length, 1);
     assert.equal(summary.cut_origins![0].origin, hung.origin);
     assert.equal(summary.cut_origins![0].rows_skipped, skipped.length);
@@ -196,8 +237,17 @@ test('a row stuck on a hung request does not stop the download and processing of
     const dir = await tmp('stuck');
     const urls = [`${hung.origin}/img/0`, ...Array.from({ length: 1000 }, (_, i) => `${good.origin}/img/${i + 1}`)];
     // concurrency 1: the hung row must lend its only slot out, or nothing else could run
-    const cfg = pipeline(await writeTsv(dir, urls), { concurrency: 1, first_byte_timeout_s: 20, timeout_s: 30, retries: 0 }, { samples_per_shard: 1001 });
-    const ctx = await createShardContext({ cfg, datasetDir: path.join(dir, 'out'), dataRoot: path.join(dir, 'root'), projectRoot: root });
+    const cfg = pipeline(
+      await writeTsv(dir, urls),
+      { concurrency: 1, first_byte_timeout_s: 20, timeout_s: 30, retries: 0 },
+      { samples_per_shard: 1001 },
+    );
+    const ctx = await createShardContext({
+      cfg,
+      datasetDir: path.join(dir, 'out'),
+      dataRoot: path.join(dir, 'root'),
+      projectRoot: root,
+    });
     const inner = ctx.processImage;
     ctx.processImage = async (bytes) => {
       const r = await inner(bytes);
@@ -249,10 +299,25 @@ test('--retry-status host_unresponsive,first_byte_timeout fetches just those row
   try {
     const dir = await tmp('retry');
     // shard 0: rows 0-9, some on the flaky origin; shard 1: rows 10-19, none
-    const urls = Array.from({ length: 20 }, (_, i) => (i < 10 && i % 3 === 0 ? `${flaky.origin}/img/${i}` : `${good.origin}/img/${i}`));
-    const cfg = pipeline(await writeTsv(dir, urls), { first_byte_timeout_s: 0.3, timeout_s: 5, retries: 0, origin_cutoff_after: 2, per_origin_concurrency: 1 }, { samples_per_shard: 10 });
+    const urls = Array.from({ length: 20 }, (_, i) =>
+      i < 10 && i % 3 === 0 ? `${flaky.origin}/img/${i}` : `${good.origin}/img/${i}`,
+    );
+    const cfg = pipeline(
+      await writeTsv(dir, urls),
+      { first_byte_timeout_s: 0.3, timeout_s: 5, retries: 0, origin_cutoff_after: 2, per_origin_concurrency: 1 },
+      { samples_per_shard: 10 },
+    );
     const run = (out: string, extra: Partial<Parameters<typeof runFetch>[0]> = {}) =>
-      runFetch({ cfg, datasetDir: path.join(dir, out), dataRoot: path.join(dir, `root-${out}`), projectRoot: root, workers: 1, logFormat: 'json', progressIntervalS: 60, ...extra });
+      runFetch({
+        cfg,
+        datasetDir: path.join(dir, out),
+        dataRoot: path.join(dir, `root-${out}`),
+        projectRoot: root,
+        workers: 1,
+        logFormat: 'json',
+        progressIntervalS: 60,
+        ...extra,
+      });
     const first = await run('out');
     assert.ok((first.reasons.fallback?.host_unresponsive ?? 0) >= 1, JSON.stringify(first.reasons));
     const shard1 = await readFile(path.join(dir, 'out', 'shards', '00001_stats.json'));
@@ -268,7 +333,10 @@ test('--retry-status host_unresponsive,first_byte_timeout fetches just those row
     const reference = await run('ref');
     assert.equal(reference.status.ok, 20);
     for (const f of ['00000.tar', '00000.arrow', '00001.tar', '00001.arrow']) {
-      assert.ok((await readFile(path.join(dir, 'out', 'shards', f))).equals(await readFile(path.join(dir, 'ref', 'shards', f))), `${f} byte-identical`);
+      assert.ok(
+        (await readFile(path.join(dir, 'out', 'shards', f))).equals(await readFile(path.join(dir, 'ref', 'shards', f))),
+        `${f} byte-identical`,
+      );
     }
   } finally {
     await flaky.close();
@@ -280,7 +348,11 @@ test('kill -9 mid-run on a deterministic hostile corpus, then a rerun: shards by
   // Deterministic per URL: 404, redirect, reset, HTML, noai, and (second origin) 429 with Retry-After: 1 on the
   // first request of a URL. No hangs: a timeout depends on timing, so it is not what this test pins down.
   const colours = await Promise.all(
-    Array.from({ length: 6 }, (_, k) => sharp({ create: { width: 48, height: 40, channels: 3, background: { r: 40 * k, g: 200 - 30 * k, b: 90 } } }).jpeg().toBuffer()),
+    Array.from({ length: 6 }, (_, k) =>
+      sharp({ create: { width: 48, height: 40, channels: 3, background: { r: 40 * k, g: 200 - 30 * k, b: 90 } } })
+        .jpeg()
+        .toBuffer(),
+    ),
   );
   const send = (res: http.ServerResponse, i: number, headers: Record<string, string> = {}) =>
     res.writeHead(200, { 'content-type': 'image/jpeg', ...headers }).end(colours[i % colours.length]);
@@ -289,12 +361,18 @@ test('kill -9 mid-run on a deterministic hostile corpus, then a rerun: shards by
     const i = Number(m?.[1] ?? -1);
     if (m?.[2]) return send(res, i);
     switch (i % 10) {
-      case 1: return void res.writeHead(404).end('not found');
-      case 2: return void res.writeHead(302, { location: `/img/${i}/final` }).end();
-      case 3: return void req.socket.destroy();
-      case 5: return void res.writeHead(200, { 'content-type': 'text/html' }).end('<html>moved</html>');
-      case 6: return send(res, i, { 'x-robots-tag': 'noai' });
-      default: return send(res, i);
+      case 1:
+        return void res.writeHead(404).end('not found');
+      case 2:
+        return void res.writeHead(302, { location: `/img/${i}/final` }).end();
+      case 3:
+        return void req.socket.destroy();
+      case 5:
+        return void res.writeHead(200, { 'content-type': 'text/html' }).end('<html>moved</html>');
+      case 6:
+        return send(res, i, { 'x-robots-tag': 'noai' });
+      default:
+        return send(res, i);
     }
   });
   const seen = new Set<string>();
@@ -307,12 +385,36 @@ test('kill -9 mid-run on a deterministic hostile corpus, then a rerun: shards by
   });
   try {
     const dir = await tmp('kill');
-    const urls = Array.from({ length: 80 }, (_, i) => (i % 10 === 4 ? `${limited.origin}/img/${i}` : `${main.origin}/img/${i}`));
+    const urls = Array.from({ length: 80 }, (_, i) =>
+      i % 10 === 4 ? `${limited.origin}/img/${i}` : `${main.origin}/img/${i}`,
+    );
     const tsv = await writeTsv(dir, urls);
     const args = (out: string) => [
-      'fetch', '--input', tsv, '--input-format', 'tsv', '--no-header', '--columns', 'url,caption',
-      '--url-col', 'url', '--caption-col', 'caption', '--allow-private-network', '--image-size', '32', '--samples-per-shard', '20',
-      '--workers', '2', '--log-format', 'plain', '--out', path.join(dir, out), '--data-root', path.join(dir, `root-${out}`),
+      'fetch',
+      '--input',
+      tsv,
+      '--input-format',
+      'tsv',
+      '--no-header',
+      '--columns',
+      'url,caption',
+      '--url-col',
+      'url',
+      '--caption-col',
+      'caption',
+      '--allow-private-network',
+      '--image-size',
+      '32',
+      '--samples-per-shard',
+      '20',
+      '--workers',
+      '2',
+      '--log-format',
+      'plain',
+      '--out',
+      path.join(dir, out),
+      '--data-root',
+      path.join(dir, `root-${out}`),
     ];
     const run = async (out: string, killAfterMs?: number) => {
       const fetching = runCli('muse-data', args(out));
@@ -322,15 +424,22 @@ test('kill -9 mid-run on a deterministic hostile corpus, then a rerun: shards by
       return code;
     };
     assert.equal(await run('ref'), 0);
-    for (const delay of [1500 + Math.floor(Math.random() * 1500), 2500 + Math.floor(Math.random() * 2000)]) await run('out', delay);
+    for (const delay of [1500 + Math.floor(Math.random() * 1500), 2500 + Math.floor(Math.random() * 2000)])
+      await run('out', delay);
     assert.equal(await run('out'), 0);
-    const files = (await readdir(path.join(dir, 'ref', 'shards'))).filter((f) => f.endsWith('.tar') || f.endsWith('.arrow')).sort();
+    const files = (await readdir(path.join(dir, 'ref', 'shards')))
+      .filter((f) => f.endsWith('.tar') || f.endsWith('.arrow'))
+      .sort();
     assert.equal(files.length, 8);
     for (const f of files) {
-      assert.ok((await readFile(path.join(dir, 'out', 'shards', f))).equals(await readFile(path.join(dir, 'ref', 'shards', f))), `${f} byte-identical`);
+      assert.ok(
+        (await readFile(path.join(dir, 'out', 'shards', f))).equals(await readFile(path.join(dir, 'ref', 'shards', f))),
+        `${f} byte-identical`,
+      );
     }
     const reasons = new Set((await readManifest(path.join(dir, 'ref', 'shards', '00000.arrow'))).map((r) => r.reason));
-    for (const r of ['http_404', 'connection_reset', 'x_robots_tag']) assert.ok(reasons.has(r), `the corpus has ${r} rows: ${[...reasons].join(', ')}`);
+    for (const r of ['http_404', 'connection_reset', 'x_robots_tag'])
+      assert.ok(reasons.has(r), `the corpus has ${r} rows: ${[...reasons].join(', ')}`);
   } finally {
     await main.close();
     await limited.close();
@@ -339,8 +448,20 @@ test('kill -9 mid-run on a deterministic hostile corpus, then a rerun: shards by
 
 test('the new download settings: flags map to pipeline keys, bad values are refused with the key named', async () => {
   assert.deepEqual(
-    flagsToOverrides({ 'first-byte-timeout': 3, 'origin-cutoff': 4, 'origin-cooldown': 30, 'per-origin-concurrency': 8, 'connect-timeout': 2 }).download,
-    { first_byte_timeout_s: 3, origin_cutoff_after: 4, origin_cooldown_s: 30, per_origin_concurrency: 8, connect_timeout_s: 2 },
+    flagsToOverrides({
+      'first-byte-timeout': 3,
+      'origin-cutoff': 4,
+      'origin-cooldown': 30,
+      'per-origin-concurrency': 8,
+      'connect-timeout': 2,
+    }).download,
+    {
+      first_byte_timeout_s: 3,
+      origin_cutoff_after: 4,
+      origin_cooldown_s: 30,
+      per_origin_concurrency: 8,
+      connect_timeout_s: 2,
+    },
   );
   const cfg = (download: Record<string, unknown>) => () => pipeline('/x.tsv', download);
   assert.throws(cfg({ origin_cutoff_after: -1 }), /'download\.origin_cutoff_after' must be a whole number ≥ 0/);
@@ -354,19 +475,48 @@ test('the new download settings: flags map to pipeline keys, bad values are refu
 test('the progress line shows rows in flight, rows waiting on slow origins, the oldest row and origins cut off', async () => {
   const chunks: string[] = [];
   const out = { isTTY: false, write: (s: string) => (chunks.push(s), true) } as unknown as NodeJS.WriteStream;
-  const cut = (origin: string, at: string, rows: number) => ({ origin, at, after: 5, rows_skipped: rows, still_cut: true });
+  const cut = (origin: string, at: string, rows: number) => ({
+    origin,
+    at,
+    after: 5,
+    rows_skipped: rows,
+    still_cut: true,
+  });
   const p = new FetchProgress(10, 1, 'plain', out, 0);
-  p.live('101', { in_flight: 7, waiting_on_slow_origins: 3, oldest_ms: 4200, cut_offs: [cut('http://a', '2026-01-01T00:00:02.000Z', 4)] });
-  p.live('102', { in_flight: 5, waiting_on_slow_origins: 1, oldest_ms: 900, cut_offs: [cut('http://a', '2026-01-01T00:00:01.000Z', 2)] });
+  p.live('101', {
+    in_flight: 7,
+    waiting_on_slow_origins: 3,
+    oldest_ms: 4200,
+    cut_offs: [cut('http://a', '2026-01-01T00:00:02.000Z', 4)],
+  });
+  p.live('102', {
+    in_flight: 5,
+    waiting_on_slow_origins: 1,
+    oldest_ms: 900,
+    cut_offs: [cut('http://a', '2026-01-01T00:00:01.000Z', 2)],
+  });
   p.row('ok');
   p.finish();
   assert.match(chunks.join(''), /in flight 12, waiting on slow origins 4, oldest 4\.2s, 1 origin\(s\) cut off/);
-  assert.deepEqual(p.cutOrigins(), [cut('http://a', '2026-01-01T00:00:01.000Z', 6)], 'one entry per origin: the first cut, rows summed over processes');
+  assert.deepEqual(
+    p.cutOrigins(),
+    [cut('http://a', '2026-01-01T00:00:01.000Z', 6)],
+    'one entry per origin: the first cut, rows summed over processes',
+  );
   const json: string[] = [];
-  const q = new FetchProgress(10, 1, 'json', { isTTY: false, write: (s: string) => (json.push(s), true) } as unknown as NodeJS.WriteStream, 0);
+  const q = new FetchProgress(
+    10,
+    1,
+    'json',
+    { isTTY: false, write: (s: string) => (json.push(s), true) } as unknown as NodeJS.WriteStream,
+    0,
+  );
   q.live('main', { in_flight: 2, waiting_on_slow_origins: 0, oldest_ms: 1500, cut_offs: [] });
   q.row('failed');
   q.finish();
   const last = JSON.parse(json.at(-1)!);
-  assert.deepEqual([last.in_flight, last.waiting_on_slow_origins, last.oldest_row_age_s, last.origins_cut_off], [2, 0, 1.5, 0]);
+  assert.deepEqual(
+    [last.in_flight, last.waiting_on_slow_origins, last.oldest_row_age_s, last.origins_cut_off],
+    [2, 0, 1.5, 0],
+  );
 });

@@ -29,7 +29,15 @@ async function samplePipeline(over: Record<string, unknown> = {}): Promise<Pipel
 }
 
 async function fetchTo(cfg: PipelineConfig, out: string, extra: Partial<FetchOptions> = {}) {
-  return runFetch({ cfg, datasetDir: out, dataRoot: path.join(out, 'root'), projectRoot: root, workers: 1, logFormat: 'json', ...extra });
+  return runFetch({
+    cfg,
+    datasetDir: out,
+    dataRoot: path.join(out, 'root'),
+    projectRoot: root,
+    workers: 1,
+    logFormat: 'json',
+    ...extra,
+  });
 }
 
 async function shardFiles(dir: string): Promise<Map<string, Buffer>> {
@@ -56,7 +64,10 @@ test('the bundled sample: every row ends in the expected status, with fallbacks 
   for (const item of catalog) {
     const r = rows[item.row];
     assert.equal(r.row, item.row);
-    assert.equal(r.key, `${String(Math.floor(item.row / 50)).padStart(5, '0')}${String(item.row % 50).padStart(4, '0')}`);
+    assert.equal(
+      r.key,
+      `${String(Math.floor(item.row / 50)).padStart(5, '0')}${String(item.row % 50).padStart(4, '0')}`,
+    );
     // With --dead-links fallback (the default), rows that could not be fetched or decoded become fallbacks.
     const expected = item.expected === 'failed' ? 'fallback' : item.expected;
     assert.equal(r.status, expected, `row ${item.row} (${item.kind}): ${r.status} ${r.reason} ${r.error}`);
@@ -91,7 +102,10 @@ test('the bundled sample: every row ends in the expected status, with fallbacks 
       }
     }
   }
-  assert.deepEqual(keys, rows.filter((r) => r.status === 'ok' || r.status === 'fallback').map((r) => r.key));
+  assert.deepEqual(
+    keys,
+    rows.filter((r) => r.status === 'ok' || r.status === 'fallback').map((r) => r.key),
+  );
   const stats = await readStats(path.join(reference, 'shards', '00000_stats.json'));
   assert.equal(stats!.count, 50);
   assert.equal(stats!.status.ok + stats!.status.fallback, stats!.written);
@@ -103,13 +117,21 @@ test('a rerun skips complete shards; a changed pipeline is refused for the same 
   assert.equal(summary.shards_skipped, 6);
   assert.equal(summary.shards_run, 0);
   assert.deepEqual(await shardFiles(reference), before);
-  await assert.rejects(fetchTo(await samplePipeline({ samples_per_shard: 60 }), reference), /different pipeline configuration/);
+  await assert.rejects(
+    fetchTo(await samplePipeline({ samples_per_shard: 60 }), reference),
+    /different pipeline configuration/,
+  );
 });
 
 test('--dead-links skip: nothing in the tar for dead rows, the manifest still has them as failed', async () => {
   const out = await tmp('skip');
   await fetchTo(await samplePipeline({ samples_per_shard: 50, dead_links: 'skip' }), out, { shards: '0' });
-  assert.deepEqual((await readdir(path.join(out, 'shards'))).sort(), ['00000.arrow', '00000.index.parquet', '00000.tar', '00000_stats.json']);
+  assert.deepEqual((await readdir(path.join(out, 'shards'))).sort(), [
+    '00000.arrow',
+    '00000.index.parquet',
+    '00000.tar',
+    '00000_stats.json',
+  ]);
   const rows = await readManifest(path.join(out, 'shards', '00000.arrow'));
   const dead = catalog.find((c) => c.kind === 'dead_404' && c.row < 50)!;
   assert.equal(rows[dead.row].status, 'failed');
@@ -141,7 +163,20 @@ function fetchCli(args: string[]): { done: Promise<number | null>; kill(): void 
 test('kill -9 at random points, then a rerun: shards byte-identical to an uninterrupted run', async () => {
   const out = await tmp('kill');
   // Its own data root: the index a fetch fills must not be the project's ./datasets one.
-  const args = ['fetch', 'sample', '--samples-per-shard', '50', '--out', out, '--data-root', path.join(out, 'root'), '--log-format', 'plain', '--workers', '2'];
+  const args = [
+    'fetch',
+    'sample',
+    '--samples-per-shard',
+    '50',
+    '--out',
+    out,
+    '--data-root',
+    path.join(out, 'root'),
+    '--log-format',
+    'plain',
+    '--workers',
+    '2',
+  ];
   const delays = Array.from({ length: 3 }, () => 800 + Math.floor(Math.random() * 2500));
   for (const delay of delays) {
     const run = fetchCli(args);
@@ -152,8 +187,16 @@ test('kill -9 at random points, then a rerun: shards byte-identical to an uninte
   const partial = existsSync(path.join(out, 'shards')) ? await readdir(path.join(out, 'shards')) : [];
   await fetchCli(args).done;
   const files = await shardFiles(out);
-  assert.deepEqual(files, await shardFiles(reference), `kills after ${delays.join(', ')} ms (left ${partial.length} files)`);
-  assert.deepEqual((await readdir(path.join(out, 'shards'))).filter((f) => f.endsWith('.tmp')), [], 'no temporary files left');
+  assert.deepEqual(
+    files,
+    await shardFiles(reference),
+    `kills after ${delays.join(', ')} ms (left ${partial.length} files)`,
+  );
+  assert.deepEqual(
+    (await readdir(path.join(out, 'shards'))).filter((f) => f.endsWith('.tmp')),
+    [],
+    'no temporary files left',
+  );
   for (let i = 0; i < 6; i++) {
     const a = await readStats(path.join(out, 'shards', `0000${i}_stats.json`));
     const b = await readStats(path.join(reference, 'shards', `0000${i}_stats.json`));
@@ -163,7 +206,9 @@ test('kill -9 at random points, then a rerun: shards byte-identical to an uninte
 
 /** A loopback server for inputs written by the tests: /img/<n>.jpg is a 300x200 JPEG, /missing 404. */
 async function imageServer(): Promise<{ origin: string; hits: () => number; close: () => Promise<void> }> {
-  const jpg = await sharp({ create: { width: 300, height: 200, channels: 3, background: { r: 200, g: 30, b: 30 } } }).jpeg().toBuffer();
+  const jpg = await sharp({ create: { width: 300, height: 200, channels: 3, background: { r: 200, g: 30, b: 30 } } })
+    .jpeg()
+    .toBuffer();
   let hits = 0;
   const server = http.createServer((req, res) => {
     hits++;
@@ -172,12 +217,31 @@ async function imageServer(): Promise<{ origin: string; hits: () => number; clos
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const { port } = server.address() as AddressInfo;
-  return { origin: `http://127.0.0.1:${port}`, hits: () => hits, close: () => new Promise((r) => server.close(() => r())) };
+  return {
+    origin: `http://127.0.0.1:${port}`,
+    hits: () => hits,
+    close: () => new Promise((r) => server.close(() => r())),
+  };
 }
 
 function flagsPipeline(files: string[], over: Record<string, unknown>): PipelineConfig {
   return resolvePipeline(
-    deepMerge({ input: { files, format: 'tsv', header: false, columns: ['url', 'caption'], url_col: 'url', caption_col: 'caption' }, image: { size: 32 }, download: { allow_private_network: true, timeout_s: 2, retries: 0 }, samples_per_shard: 4 }, over),
+    deepMerge(
+      {
+        input: {
+          files,
+          format: 'tsv',
+          header: false,
+          columns: ['url', 'caption'],
+          url_col: 'url',
+          caption_col: 'caption',
+        },
+        image: { size: 32 },
+        download: { allow_private_network: true, timeout_s: 2, retries: 0 },
+        samples_per_shard: 4,
+      },
+      over,
+    ),
     'test',
   );
 }
@@ -190,7 +254,11 @@ test('bad rows become failed manifest rows and keep their keys; filtered rows ar
     const lines = [
       Buffer.from(`${server.origin}/img/0.jpg\ta red square on a white background\n`),
       Buffer.from(`${server.origin}/img/1.jpg\ttoo\tmany\tcolumns\n`),
-      Buffer.concat([Buffer.from(`${server.origin}/img/2.jpg\tbad utf8 `), Buffer.from([0xff, 0xfe]), Buffer.from('\n')]),
+      Buffer.concat([
+        Buffer.from(`${server.origin}/img/2.jpg\tbad utf8 `),
+        Buffer.from([0xff, 0xfe]),
+        Buffer.from('\n'),
+      ]),
       Buffer.from(`\tan empty url\n`),
       Buffer.from(`${server.origin}/img/4.jpg\tx\n`),
       Buffer.from(`${server.origin}/img/5.jpg\ta fine caption here\n`),
@@ -199,9 +267,18 @@ test('bad rows become failed manifest rows and keep their keys; filtered rows ar
     const cfg = flagsPipeline([tsv], { filters: { caption: { min_chars: 3 } } });
     const summary = await fetchTo(cfg, path.join(dir, 'out'));
     assert.equal(summary.rows, 6);
-    const rows = [...(await readManifest(path.join(dir, 'out', 'shards', '00000.arrow'))), ...(await readManifest(path.join(dir, 'out', 'shards', '00001.arrow')))];
-    assert.deepEqual(rows.map((r) => r.status), ['ok', 'failed', 'failed', 'failed', 'filtered', 'ok']);
-    assert.deepEqual(rows.map((r) => r.key), ['000000000', '000000001', '000000002', '000000003', '000010000', '000010001']);
+    const rows = [
+      ...(await readManifest(path.join(dir, 'out', 'shards', '00000.arrow'))),
+      ...(await readManifest(path.join(dir, 'out', 'shards', '00001.arrow'))),
+    ];
+    assert.deepEqual(
+      rows.map((r) => r.status),
+      ['ok', 'failed', 'failed', 'failed', 'filtered', 'ok'],
+    );
+    assert.deepEqual(
+      rows.map((r) => r.key),
+      ['000000000', '000000001', '000000002', '000000003', '000010000', '000010001'],
+    );
     assert.match(rows[1].error!, /cc12m\.tsv.*(line|row) 2.*column/i);
     assert.match(rows[2].error!, /UTF-8/i);
     assert.match(rows[3].error!, /url/i);
@@ -219,10 +296,21 @@ test('a bad input file stops the run before any shard is written', async () => {
   const truncated = path.join(dir, 'part-00001.parquet');
   await copyFile(good, path.join(dir, 'part-00000.parquet'));
   await writeFile(truncated, bytes.subarray(0, Math.floor(bytes.length / 2)));
-  const cfg = resolvePipeline({ input: { files: [path.join(dir, '*.parquet')], format: 'parquet', url_col: 'URL', caption_col: 'TEXT' }, download: { allow_private_network: true } }, 'test');
+  const cfg = resolvePipeline(
+    {
+      input: { files: [path.join(dir, '*.parquet')], format: 'parquet', url_col: 'URL', caption_col: 'TEXT' },
+      download: { allow_private_network: true },
+    },
+    'test',
+  );
   await assert.rejects(fetchTo(cfg, path.join(dir, 'out')), /part-00001\.parquet/);
   assert.equal(existsSync(path.join(dir, 'out', 'shards')), false);
-  const misspelled = resolvePipeline({ input: { files: [path.join(dir, 'part-00000.parquet')], format: 'parquet', url_col: 'URL', caption_col: 'TXET' } }, 'test');
+  const misspelled = resolvePipeline(
+    {
+      input: { files: [path.join(dir, 'part-00000.parquet')], format: 'parquet', url_col: 'URL', caption_col: 'TXET' },
+    },
+    'test',
+  );
   await assert.rejects(fetchTo(misspelled, path.join(dir, 'out2')), /TXET.*TEXT|TEXT.*TXET/s);
 });
 
@@ -232,17 +320,30 @@ test('an ImageNet folder: images read from disk, class index written as .cls', a
   for (const [i, wnid] of wnids.entries()) {
     await mkdir(path.join(dir, 'train', wnid), { recursive: true });
     for (let j = 0; j < 2; j++) {
-      const img = await sharp({ create: { width: 80, height: 60, channels: 3, background: { r: 100 * i, g: 50, b: 20 * j } } }).jpeg().toBuffer();
+      const img = await sharp({
+        create: { width: 80, height: 60, channels: 3, background: { r: 100 * i, g: 50, b: 20 * j } },
+      })
+        .jpeg()
+        .toBuffer();
       await writeFile(path.join(dir, 'train', wnid, `${wnid}_${j}.JPEG`), img);
     }
   }
-  const cfg = resolvePipeline({ input: { files: [dir], format: 'imagenet' }, image: { size: 32 }, samples_per_shard: 10 }, 'test');
+  const cfg = resolvePipeline(
+    { input: { files: [dir], format: 'imagenet' }, image: { size: 32 }, samples_per_shard: 10 },
+    'test',
+  );
   const out = path.join(dir, 'out');
   const summary = await fetchTo(cfg, out);
   assert.equal(summary.status.ok, 4);
   const samples: TarSample[] = [];
   for await (const s of readTarSamples(path.join(out, 'shards', '00000.tar'))) samples.push(s);
-  assert.deepEqual(samples.map((s) => Object.keys(s.files)), Array(4).fill(['cls', 'jpg', 'json', 'txt']));
+  assert.deepEqual(
+    samples.map((s) => Object.keys(s.files)),
+    Array(4).fill(['cls', 'jpg', 'json', 'txt']),
+  );
   // sorted wnids: n01000000 -> 0, n02000000 -> 1
-  assert.deepEqual(samples.map((s) => s.files.cls.toString()), ['0', '0', '1', '1']);
+  assert.deepEqual(
+    samples.map((s) => s.files.cls.toString()),
+    ['0', '0', '1', '1'],
+  );
 });

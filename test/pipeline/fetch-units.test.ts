@@ -97,7 +97,10 @@ test('guardedLookup drops private answers and refuses when none are left (DNS re
   const answers = [
     [{ address: '93.184.216.34', family: 4 }],
     [{ address: '127.0.0.1', family: 4 }],
-    [{ address: '10.0.0.1', family: 4 }, { address: '8.8.8.8', family: 4 }],
+    [
+      { address: '10.0.0.1', family: 4 },
+      { address: '8.8.8.8', family: 4 },
+    ],
   ];
   let call = 0;
   const fake: LookupFunction = (_host, _opts, cb) => cb(null, answers[call++]);
@@ -118,10 +121,22 @@ test('guardedLookup drops private answers and refuses when none are left (DNS re
 });
 
 test('backoff grows exponentially with jitter and Retry-After parses both forms', () => {
-  assert.equal(backoffDelay(1, 200, 10_000, () => 0), 100);
-  assert.equal(backoffDelay(1, 200, 10_000, () => 1), 200);
-  assert.equal(backoffDelay(3, 200, 10_000, () => 1), 800);
-  assert.equal(backoffDelay(20, 200, 10_000, () => 1), 10_000);
+  assert.equal(
+    backoffDelay(1, 200, 10_000, () => 0),
+    100,
+  );
+  assert.equal(
+    backoffDelay(1, 200, 10_000, () => 1),
+    200,
+  );
+  assert.equal(
+    backoffDelay(3, 200, 10_000, () => 1),
+    800,
+  );
+  assert.equal(
+    backoffDelay(20, 200, 10_000, () => 1),
+    10_000,
+  );
   assert.equal(parseRetryAfter('2'), 2000);
   assert.equal(parseRetryAfter(undefined), null);
   assert.equal(parseRetryAfter('soon'), null);

@@ -67,16 +67,21 @@ async function startServer(routes: Record<string, Handler>, server: http.Server 
 
 const sendImage: Handler = (_req, res) => res.writeHead(200, { 'content-type': 'image/jpeg' }).end(IMAGE);
 /** Sends headers only and holds the body back, so a client that reads the body would hang. */
-const headersOnly = (headers: Record<string, string | string[]>): Handler => (_req, res) => {
-  res.writeHead(200, { 'content-type': 'image/jpeg', 'content-length': String(IMAGE.length), ...headers });
-  res.flushHeaders();
-};
+const headersOnly =
+  (headers: Record<string, string | string[]>): Handler =>
+  (_req, res) => {
+    res.writeHead(200, { 'content-type': 'image/jpeg', 'content-length': String(IMAGE.length), ...headers });
+    res.flushHeaders();
+  };
 /** Fails `n` times with `status`, then serves the image. */
 function failThenServe(n: number, status: number, headers: Record<string, string> = {}): Handler {
   let left = n;
   return (req, res) => (left-- > 0 ? res.writeHead(status, headers).end('busy') : sendImage(req, res));
 }
-const redirect = (location: string): Handler => (_req, res) => res.writeHead(302, { location }).end();
+const redirect =
+  (location: string): Handler =>
+  (_req, res) =>
+    res.writeHead(302, { location }).end();
 
 /** Tracks whether responses were cut off by the client before they were fully written. */
 const aborted = new Set<string>();
@@ -169,7 +174,10 @@ test('200: returns the image bytes, content type, and the img2dataset-style User
   assert.equal(r.attempts, 1);
   const ua = await get(server.url('/ua'));
   assert.ok(ua.ok);
-  assert.match(ua.bytes.toString(), /^Mozilla\/5\.0 .*Firefox\/72\.0 \(compatible; musebot; \+https:\/\/github\.com\/muse\)$/);
+  assert.match(
+    ua.bytes.toString(),
+    /^Mozilla\/5\.0 .*Firefox\/72\.0 \(compatible; musebot; \+https:\/\/github\.com\/muse\)$/,
+  );
 });
 
 test('404 is not retried', async () => {
@@ -224,7 +232,9 @@ test('connect timeout: a TLS server that never finishes the handshake', async ()
   await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
   const port = (silent.address() as net.AddressInfo).port;
   try {
-    const [r, ms] = await timed(() => get(`https://127.0.0.1:${port}/x`, { connect_timeout_s: 0.2, timeout_s: 3, retries: 0 }));
+    const [r, ms] = await timed(() =>
+      get(`https://127.0.0.1:${port}/x`, { connect_timeout_s: 0.2, timeout_s: 3, retries: 0 }),
+    );
     assertFailure(r, 'connect_timeout', 1);
     assert.ok(ms >= 180, `gave up early, after ${ms} ms`); // 'connect_timeout', not the 3 s total: the connect timer ended it
   } finally {
@@ -279,7 +289,10 @@ test('X-Robots-Tag and tdm-reservation opt out, without downloading the body', a
   }
   assert.ok(results.other.ok, 'otherbot: noai does not apply to us');
   assert.ok(results.tdm0.ok);
-  const ignored = await get(server.url('/robots-other'), { disallowed_header_directives: [], user_agent_token: 'otherbot' });
+  const ignored = await get(server.url('/robots-other'), {
+    disallowed_header_directives: [],
+    user_agent_token: 'otherbot',
+  });
   assert.ok(ignored.ok, 'an empty directive list disables the check');
   const tdmOff = await get(server.url('/tdm-1'), { respect_tdm_reservation: false, timeout_s: 0.3, retries: 0 });
   assert.ok(!tdmOff.ok && tdmOff.reason === 'timeout', 'with the check off the body is awaited (and never comes)');
@@ -319,7 +332,9 @@ test('private network guard: a redirect from an allowed host to a private one is
     '/to-name': redirect(`http://localhost:${internal.port}/secret`),
   });
   try {
-    const opts: DownloaderOptions = { rewriteUrl: (u) => u.replace('http://allowed.invalid', `http://127.0.0.1:${front.port}`) };
+    const opts: DownloaderOptions = {
+      rewriteUrl: (u) => u.replace('http://allowed.invalid', `http://127.0.0.1:${front.port}`),
+    };
     await withDownloader(
       { allow_private_network: false },
       async (g) => {
@@ -402,10 +417,29 @@ function selfSignedCert(): { key: string; cert: string } | null {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'muse-fetch-'));
   try {
     const [key, cert] = [path.join(dir, 'key.pem'), path.join(dir, 'cert.pem')];
-    execFileSync('openssl', [
-      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
-      '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1',
-    ], { stdio: 'ignore' });
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:prime256v1',
+        '-nodes',
+        '-keyout',
+        key,
+        '-out',
+        cert,
+        '-days',
+        '1',
+        '-subj',
+        '/CN=127.0.0.1',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1',
+      ],
+      { stdio: 'ignore' },
+    );
     return { key: fs.readFileSync(key, 'utf8'), cert: fs.readFileSync(cert, 'utf8') };
   } catch {
     return null;

@@ -5,7 +5,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { CaptionFilterConfig, MetadataRule } from '../../src/pipeline/config-types.ts';
 import type { SourceRecord } from '../../src/sources/record.ts';
-import { createRecordFilter, loadLanguageDetector, replacePersonTokens, type FilterVerdict } from '../../src/filters/index.ts';
+import {
+  createRecordFilter,
+  loadLanguageDetector,
+  replacePersonTokens,
+  type FilterVerdict,
+} from '../../src/filters/index.ts';
 
 function record(caption: string | null, meta: Record<string, unknown> = {}): SourceRecord {
   return { row: 0, file: 'input.parquet', fileRow: 0, url: 'https://example.com/a.jpg', caption, meta };
@@ -31,7 +36,13 @@ function passed(v: FilterVerdict, caption?: string | null) {
 
 // ---- metadata ----
 
-const laionSimilarity: MetadataRule = { name: 'clip_similarity', column: 'similarity', min: 0.28, valid_min: -1, valid_max: 1 };
+const laionSimilarity: MetadataRule = {
+  name: 'clip_similarity',
+  column: 'similarity',
+  min: 0.28,
+  valid_min: -1,
+  valid_max: 1,
+};
 
 test('LAION similarity: corrupt 6016 rejected as such, min is inclusive, strings parse', () => {
   const f = filter({}, [laionSimilarity]);
@@ -61,7 +72,11 @@ test('COYO watermark_score and nsfw score maxima are inclusive; bigint values wo
     { name: 'min_side', column: 'width', min: 200 },
   ]);
   passed(f(record('x', { watermark_score: 0.5, nsfw_score_opennsfw2: 0.5, width: 200n })));
-  rejected(f(record('x', { watermark_score: 0.51, nsfw_score_opennsfw2: 0.1 })), 'watermark', /^watermark_score 0.51 > max 0.5$/);
+  rejected(
+    f(record('x', { watermark_score: 0.51, nsfw_score_opennsfw2: 0.1 })),
+    'watermark',
+    /^watermark_score 0.51 > max 0.5$/,
+  );
   rejected(f(record('x', { watermark_score: 0.1, nsfw_score_opennsfw2: 0.9 })), 'nsfw');
   rejected(f(record('x', { width: 199n })), 'min_side', /width 199 < min 200/);
   // both failing: the first rule in config order wins

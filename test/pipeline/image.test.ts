@@ -94,7 +94,11 @@ test('roundHalfEven rounds like Python', () => {
 test('planResize follows img2dataset per mode', () => {
   // 800x600 -> smallest side 256: 341.33 x 256
   assert.deepEqual(planResize(800, 600, 256, 'keep_ratio', false), {
-    resize: { width: 341, height: 256 }, crop: null, pad: null, width: 341, height: 256,
+    resize: { width: 341, height: 256 },
+    crop: null,
+    pad: null,
+    width: 341,
+    height: 256,
   });
   const cc = planResize(800, 600, 256, 'center_crop', false);
   assert.deepEqual(cc.crop, { left: 42, top: 0, width: 256, height: 256 }); // (341-256)//2 = 42
@@ -106,7 +110,11 @@ test('planResize follows img2dataset per mode', () => {
   assert.equal(planResize(800, 600, 256, 'no', false).resize, null);
   // smallest side exactly `size` is not "bigger": img2dataset leaves it alone with resize_only_if_bigger
   assert.deepEqual(planResize(400, 256, 256, 'center_crop', true), {
-    resize: null, crop: null, pad: null, width: 400, height: 256,
+    resize: null,
+    crop: null,
+    pad: null,
+    width: 400,
+    height: 256,
   });
   assert.deepEqual(planResize(400, 256, 256, 'center_crop', false).crop, { left: 72, top: 0, width: 256, height: 256 });
 });
@@ -128,7 +136,12 @@ test('center_crop keeps the middle of the image', async () => {
   const src = await stripes(300, 300, [RED, GREEN, BLUE]);
   const r = ok(await createImageProcessor(imageConfig({ size: 100, encode_format: 'png' }))(src));
   assert.deepEqual([r.width, r.height], [100, 100]);
-  for (const [x, y] of [[5, 5], [94, 94], [50, 50]]) assertNear(await pixelAt(r.data, x, y), GREEN, 2, `(${x},${y})`);
+  for (const [x, y] of [
+    [5, 5],
+    [94, 94],
+    [50, 50],
+  ])
+    assertNear(await pixelAt(r.data, x, y), GREEN, 2, `(${x},${y})`);
 });
 
 test('border pads with white above and below a landscape image, as img2dataset does', async () => {
@@ -146,7 +159,9 @@ test('resize_only_if_bigger never upscales', async () => {
   const small = await pattern(200, 150, 2).png().toBuffer();
   const big = await pattern(600, 500, 2).png().toBuffer();
   const run = async (mode: ImageConfig['resize_mode'], onlyIfBigger: boolean, src: Buffer) =>
-    outputSize(await createImageProcessor(imageConfig({ resize_mode: mode, resize_only_if_bigger: onlyIfBigger }))(src));
+    outputSize(
+      await createImageProcessor(imageConfig({ resize_mode: mode, resize_only_if_bigger: onlyIfBigger }))(src),
+    );
   for (const mode of ['center_crop', 'keep_ratio', 'border'] as const) {
     assert.deepEqual(await run(mode, true, small), [200, 150], mode);
   }
@@ -161,7 +176,10 @@ test('resize_only_if_bigger never upscales', async () => {
 test('EXIF orientation 6 is applied: sizes swapped, content rotated', async () => {
   // stored 300x200, left half red, right half blue; orientation 6 = display rotated 90° clockwise,
   // so the displayed image is 200x300 with red on top and blue below
-  const stored = await sharp(await stripes(150, 200, [RED, BLUE])).jpeg({ quality: 95 }).withMetadata({ orientation: 6 }).toBuffer();
+  const stored = await sharp(await stripes(150, 200, [RED, BLUE]))
+    .jpeg({ quality: 95 })
+    .withMetadata({ orientation: 6 })
+    .toBuffer();
   assert.equal((await sharp(stored).metadata()).orientation, 6);
   const r = ok(await createImageProcessor(imageConfig({ resize_mode: 'no', encode_format: 'png' }))(stored));
   assert.deepEqual([r.originalWidth, r.originalHeight, r.width, r.height], [200, 300, 200, 300]);
@@ -173,7 +191,9 @@ test('EXIF orientation 6 is applied: sizes swapped, content rotated', async () =
 test('PNG alpha is flattened on white', async () => {
   // left half opaque blue, right half fully transparent (red underneath)
   const opaque = await solid(100, 100, BLUE).ensureAlpha(1).png().toBuffer();
-  const src = await sharp({ create: { width: 200, height: 100, channels: 4, background: { r: 255, g: 0, b: 0, alpha: 0 } } })
+  const src = await sharp({
+    create: { width: 200, height: 100, channels: 4, background: { r: 255, g: 0, b: 0, alpha: 0 } },
+  })
     .composite([{ input: opaque, left: 0, top: 0 }])
     .png()
     .toBuffer();
@@ -271,7 +291,9 @@ test('non-images and truncated JPEGs fail as decode_error', async () => {
   assert.deepEqual([truncated.originalWidth, truncated.originalHeight], [600, 400], 'header was still readable');
 
   assert.equal(notOk(await p(Buffer.alloc(0))).reason, 'decode_error');
-  const svg = Buffer.from('<svg xmlns="http://www.w3.org/2000/svg" width="300" height="300"><rect width="300" height="300"/></svg>');
+  const svg = Buffer.from(
+    '<svg xmlns="http://www.w3.org/2000/svg" width="300" height="300"><rect width="300" height="300"/></svg>',
+  );
   assert.deepEqual([notOk(await p(svg)).status, notOk(await p(svg)).reason], ['failed', 'unsupported_format']);
 });
 

@@ -26,18 +26,40 @@ test('laion is an alias of laion2b-en; unknown names get a suggestion', () => {
 
 test('config errors name the source and the key', () => {
   const base = { input: { files: ['x.parquet'], url_col: 'URL' } };
-  assert.throws(() => resolvePipeline({ ...base, image: { sise: 3 } }, 'p.yaml'), (e: Error) => e instanceof ConfigError && /p\.yaml: unknown key 'image\.sise' \(did you mean 'image\.size'\?\)/.test(e.message));
-  assert.throws(() => resolvePipeline({ ...base, image: { resize_mode: 'crop' } }, 'p.yaml'), /'image\.resize_mode' must be one of center_crop/);
-  assert.throws(() => resolvePipeline({ ...base, samples_per_shard: 'many' }, 'p.yaml'), /'samples_per_shard' must be a number/);
+  assert.throws(
+    () => resolvePipeline({ ...base, image: { sise: 3 } }, 'p.yaml'),
+    (e: Error) =>
+      e instanceof ConfigError && /p\.yaml: unknown key 'image\.sise' \(did you mean 'image\.size'\?\)/.test(e.message),
+  );
+  assert.throws(
+    () => resolvePipeline({ ...base, image: { resize_mode: 'crop' } }, 'p.yaml'),
+    /'image\.resize_mode' must be one of center_crop/,
+  );
+  assert.throws(
+    () => resolvePipeline({ ...base, samples_per_shard: 'many' }, 'p.yaml'),
+    /'samples_per_shard' must be a number/,
+  );
   assert.throws(() => resolvePipeline({ input: { url_col: 'URL' } }, 'p.yaml'), /no input files/);
-  assert.throws(() => resolvePipeline({ input: { files: ['a.tsv'], format: 'tsv', header: false } }, 'p.yaml'), /needs input\.columns/);
-  assert.throws(() => resolvePipeline({ ...base, filters: { metadata: [{ name: 'x', colum: 'y' }] } }, 'p.yaml'), /unknown key 'filters\.metadata\[0\]\.colum' \(did you mean 'column'\?\)/);
+  assert.throws(
+    () => resolvePipeline({ input: { files: ['a.tsv'], format: 'tsv', header: false } }, 'p.yaml'),
+    /needs input\.columns/,
+  );
+  assert.throws(
+    () => resolvePipeline({ ...base, filters: { metadata: [{ name: 'x', colum: 'y' }] } }, 'p.yaml'),
+    /unknown key 'filters\.metadata\[0\]\.colum' \(did you mean 'column'\?\)/,
+  );
 });
 
 test('command-line flags override the pipeline file', async () => {
   const file = path.join(root, 'pipelines', 'cc12m.yaml');
   const raw = await loadPipelineFile(file);
-  const over = flagsToOverrides({ 'image-size': 512, 'resize-mode': 'keep_ratio', 'dead-links': 'skip', 'allow-private-network': true, 'disallowed-header-directives': '' });
+  const over = flagsToOverrides({
+    'image-size': 512,
+    'resize-mode': 'keep_ratio',
+    'dead-links': 'skip',
+    'allow-private-network': true,
+    'disallowed-header-directives': '',
+  });
   const cfg = resolvePipeline(deepMerge(raw, over), file);
   assert.equal(cfg.image.size, 512);
   assert.equal(cfg.image.resize_mode, 'keep_ratio');

@@ -32,10 +32,20 @@ test('catalog is deterministic and about 300 rows in row order', () => {
 
 test('every colour and shape is trained on, every allowed combination several times', () => {
   for (const c of COLOR_NAMES) {
-    assert.ok(ok.some((it) => it.color === c), `shape colour ${c}`);
-    assert.ok(ok.some((it) => it.background === c), `background ${c}`);
+    assert.ok(
+      ok.some((it) => it.color === c),
+      `shape colour ${c}`,
+    );
+    assert.ok(
+      ok.some((it) => it.background === c),
+      `background ${c}`,
+    );
   }
-  for (const s of SHAPE_NAMES) assert.ok(ok.some((it) => it.shape === s), `shape ${s}`);
+  for (const s of SHAPE_NAMES)
+    assert.ok(
+      ok.some((it) => it.shape === s),
+      `shape ${s}`,
+    );
   for (const c of COLOR_NAMES)
     for (const s of SHAPE_NAMES) {
       if (isHeldOut(c, s)) continue;
@@ -75,8 +85,14 @@ test('special rows: the documented rows, kinds and expected outcomes (datasets/s
     [283, 'corrupt_similarity', 'filtered'],
   ];
   const special = catalog.filter((it) => it.kind !== 'ok');
-  assert.deepEqual(special.map((it) => [it.row, it.kind, it.expected]), documented);
-  assert.deepEqual([...SPECIAL_ROWS], documented.map(([row, kind]) => [row, kind]));
+  assert.deepEqual(
+    special.map((it) => [it.row, it.kind, it.expected]),
+    documented,
+  );
+  assert.deepEqual(
+    [...SPECIAL_ROWS],
+    documented.map(([row, kind]) => [row, kind]),
+  );
   assert.ok(ok.every((it) => it.kind === 'ok'));
   assert.equal(catalog.filter((it) => it.nsfw === 'NSFW').length, 1);
   assert.equal(catalog.filter((it) => it.similarity > 1).length, 1);
@@ -90,7 +106,10 @@ test('sizes, formats and shape placement are varied but sane', () => {
     assert.ok(it.cy - it.size > 0 && it.cy + it.size < it.height, `row ${it.row} y`);
     // Near the centre (the demo's transformer needs it) and whole inside the square centre crop the pipeline takes.
     const side = Math.min(it.width, it.height);
-    for (const [c, len] of [[it.cx, it.width], [it.cy, it.height]]) {
+    for (const [c, len] of [
+      [it.cx, it.width],
+      [it.cy, it.height],
+    ]) {
       assert.ok(Math.abs(c - Math.floor(len / 2)) <= Math.round(side * 0.05), `row ${it.row}: centre ${c} of ${len}`);
       const lo = (len - side) / 2;
       assert.ok(c - it.size > lo && c + it.size < lo + side, `row ${it.row}: shape leaves the centre crop`);
@@ -98,7 +117,11 @@ test('sizes, formats and shape placement are varied but sane', () => {
     assert.ok(it.similarity >= 0.28 && it.similarity <= 0.4);
     assert.equal(it.url, `${SAMPLE_URL_PREFIX}img/${it.row}.${it.format}`);
   }
-  for (const fmt of ['jpg', 'png', 'webp']) assert.ok(ok.some((it) => it.format === fmt), fmt);
+  for (const fmt of ['jpg', 'png', 'webp'])
+    assert.ok(
+      ok.some((it) => it.format === fmt),
+      fmt,
+    );
   assert.ok(ok.filter((it) => it.format === 'jpg').length > ok.length / 2, 'mostly JPEG');
   assert.ok(ok.some((it) => it.width !== it.height));
   assert.ok(ok.some((it) => it.centered) && ok.some((it) => !it.centered));
@@ -123,8 +146,7 @@ test('sample server', async (t) => {
   const server = await startSampleServer();
   t.after(() => server.close());
   assert.match(server.origin, /^http:\/\/127\.0\.0\.1:\d+$/);
-  const get = (it: SampleItem | string) =>
-    fetch(server.origin + (typeof it === 'string' ? it : it.path));
+  const get = (it: SampleItem | string) => fetch(server.origin + (typeof it === 'string' ? it : it.path));
 
   await t.test('serves a centred JPEG: right size, shape colour at the centre, background at the corners', async () => {
     const it = ok.find((x) => x.format === 'jpg' && x.centered && x.width !== x.height)!;
@@ -135,7 +157,11 @@ test('sample server', async (t) => {
     assert.equal(Number(res.headers.get('content-length')), body.length);
     const w = it.width;
     const h = it.height;
-    const { info, colors } = await pixelColors(body, [[w >> 1, h >> 1], [2, 2], [w - 3, h - 3]]);
+    const { info, colors } = await pixelColors(body, [
+      [w >> 1, h >> 1],
+      [2, 2],
+      [w - 3, h - 3],
+    ]);
     assert.equal(info.width, w);
     assert.equal(info.height, h);
     assert.deepEqual(colors, [it.color, it.background, it.background]);
@@ -147,7 +173,10 @@ test('sample server', async (t) => {
       const res = await get(it);
       assert.equal(res.headers.get('content-type'), `image/${fmt}`);
       const body = Buffer.from(await res.arrayBuffer());
-      const { info, colors } = await pixelColors(body, [[it.cx, it.cy], [1, it.height - 2]]);
+      const { info, colors } = await pixelColors(body, [
+        [it.cx, it.cy],
+        [1, it.height - 2],
+      ]);
       assert.equal((await sharp(body).metadata()).format, fmt);
       assert.deepEqual([info.width, info.height], [it.width, it.height]);
       assert.deepEqual(colors, [it.color, it.background]);
@@ -190,7 +219,11 @@ test('sample server', async (t) => {
     const [corrupt] = byKind('corrupt_jpeg');
     const c = await get(corrupt);
     assert.equal(c.headers.get('content-type'), 'image/jpeg');
-    await assert.rejects(sharp(Buffer.from(await c.arrayBuffer())).raw().toBuffer());
+    await assert.rejects(
+      sharp(Buffer.from(await c.arrayBuffer()))
+        .raw()
+        .toBuffer(),
+    );
     const [html] = byKind('html_as_jpeg');
     const h = await get(html);
     assert.equal(h.status, 200);

@@ -45,7 +45,12 @@ test('webdataset key split: up to the first dot of the last path component', () 
 
 test('tar writer: samples adjacent, members in sorted extension order, failed rows absent, bytes reproducible', async () => {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'muse-shards-'));
-  const outcomes = [outcome(0, 'ok', true), outcome(1, 'failed', false), outcome(2, 'fallback', true), outcome(3, 'filtered', false)];
+  const outcomes = [
+    outcome(0, 'ok', true),
+    outcome(1, 'failed', false),
+    outcome(2, 'fallback', true),
+    outcome(3, 'filtered', false),
+  ];
   for (const name of ['a.tar', 'b.tar']) {
     const w = await ShardTarWriter.create(path.join(dir, name));
     for (const o of outcomes) await w.add(o);
@@ -56,7 +61,10 @@ test('tar writer: samples adjacent, members in sorted extension order, failed ro
 
   const samples = [];
   for await (const s of readTarSamples(path.join(dir, 'a.tar'))) samples.push(s);
-  assert.deepEqual(samples.map((s) => s.key), ['000030000', '000030002']);
+  assert.deepEqual(
+    samples.map((s) => s.key),
+    ['000030000', '000030002'],
+  );
   assert.deepEqual(Object.keys(samples[0].files), ['cls', 'jpg', 'json', 'txt']);
   assert.deepEqual(Object.keys(samples[1].files), ['jpg', 'json', 'txt']);
   assert.equal(samples[0].files.cls.toString(), '7');
@@ -71,14 +79,30 @@ test('tar writer: samples adjacent, members in sorted extension order, failed ro
 
 test('manifest: one row per input row with every status, readable as a plain Arrow table', async () => {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'muse-manifest-'));
-  const outcomes = [outcome(0, 'ok', true), outcome(1, 'failed', false), outcome(2, 'fallback', true), outcome(3, 'filtered', false)];
+  const outcomes = [
+    outcome(0, 'ok', true),
+    outcome(1, 'failed', false),
+    outcome(2, 'fallback', true),
+    outcome(3, 'filtered', false),
+  ];
   const file = path.join(dir, '00003.arrow');
   await writeManifest(file, outcomes.map(manifestRow));
   const table = tableFromIPC(await readFile(file));
   assert.equal(table.numRows, 4);
-  assert.deepEqual(table.schema.fields.map((f) => f.name).slice(0, 7), ['key', 'row', 'url', 'caption', 'status', 'reason', 'error']);
+  assert.deepEqual(table.schema.fields.map((f) => f.name).slice(0, 7), [
+    'key',
+    'row',
+    'url',
+    'caption',
+    'status',
+    'reason',
+    'error',
+  ]);
   const rows = await readManifest(file);
-  assert.deepEqual(rows.map((r) => r.status), ['ok', 'failed', 'fallback', 'filtered']);
+  assert.deepEqual(
+    rows.map((r) => r.status),
+    ['ok', 'failed', 'fallback', 'filtered'],
+  );
   assert.equal(rows[1].reason, 'http_404');
   assert.equal(rows[1].width, null);
   assert.equal(rows[0].row, 300);

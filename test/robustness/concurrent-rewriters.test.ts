@@ -54,7 +54,9 @@ async function contents(dataset: string): Promise<Record<string, string>> {
   for (const e of await readdir(dataset, { recursive: true, withFileTypes: true })) {
     if (!e.isFile()) continue;
     const file = path.join(e.parentPath, e.name);
-    out[path.relative(dataset, file)] = createHash('sha256').update(await readFile(file)).digest('hex');
+    out[path.relative(dataset, file)] = createHash('sha256')
+      .update(await readFile(file))
+      .digest('hex');
   }
   return out;
 }
@@ -77,7 +79,7 @@ async function assertOk(...runs: CliRun[]): Promise<void> {
   }
 }
 
-test('two optout apply processes at once: the second waits for the first, the result is one apply\'s', async () => {
+test("two optout apply processes at once: the second waits for the first, the result is one apply's", async () => {
   const seq = await copy();
   await assertOk(await apply(seq.dataRoot));
   const expected = await contents(seq.dataset);
@@ -86,13 +88,16 @@ test('two optout apply processes at once: the second waits for the first, the re
   // Hold the lock until both processes wait on it, so they contend for it however the machine schedules them.
   const release = await lockDataset(dataset, 'test holder');
   const waits = [false, false];
-  const [a, b] = [0, 1].map((i) => apply(dataRoot, { onStderr: (text: string) => void (waits[i] ||= text.includes('waiting for it to finish')) }));
+  const [a, b] = [0, 1].map((i) =>
+    apply(dataRoot, { onStderr: (text: string) => void (waits[i] ||= text.includes('waiting for it to finish')) }),
+  );
   for (let t = 0; !(waits[0] && waits[1]) && t < 600; t++) await new Promise((r) => setTimeout(r, 100));
   assert.deepEqual(waits, [true, true], 'both wait while another command holds the lock');
   await release();
   const [ra, rb] = await Promise.all([a, b]);
   await assertOk(ra, rb);
-  for (const r of [ra, rb]) assert.match(r.stderr, /is being rewritten by `test holder` \(pid \d+ on .*, since .*\): waiting for it to finish/);
+  for (const r of [ra, rb])
+    assert.match(r.stderr, /is being rewritten by `test holder` \(pid \d+ on .*, since .*\): waiting for it to finish/);
   assert.ok(!existsSync(lockPath(dataset)), 'the lock is released');
   await assertCachesWhole(dataset);
   assert.deepEqual(await contents(dataset), expected, 'byte-identical to one apply');
@@ -122,5 +127,6 @@ test('dedup --apply and optout apply started at once: both finish, the dataset e
   await assertCachesWhole(dataset);
   const got = await contents(dataset);
   delete got['dedup.arrow'];
-  if (!isDeepStrictEqual(got, optoutFirst)) assert.deepEqual(got, dedupFirst, 'byte-identical to dedup --apply then optout apply, or the other order');
+  if (!isDeepStrictEqual(got, optoutFirst))
+    assert.deepEqual(got, dedupFirst, 'byte-identical to dedup --apply then optout apply, or the other order');
 });

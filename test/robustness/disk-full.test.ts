@@ -17,7 +17,8 @@ import { PROJECT_ROOT } from '../../src/dataset/data-root.ts';
 import { runInProcess } from '../helpers/cli-in-process.ts';
 
 const TEXT_ID = 'byt5-tiny-local-seed0';
-const tokenize = (dataset: string) => runInProcess('muse-data', ['tokenize', dataset, '--backend', 'wasm', '--data-root', path.dirname(dataset)]);
+const tokenize = (dataset: string) =>
+  runInProcess('muse-data', ['tokenize', dataset, '--backend', 'wasm', '--data-root', path.dirname(dataset)]);
 
 /** Every cache file of `dataset` (tokens/, text/) by relative path. */
 async function caches(dataset: string): Promise<Record<string, Buffer>> {
@@ -26,7 +27,8 @@ async function caches(dataset: string): Promise<Record<string, Buffer>> {
     const dir = path.join(dataset, top);
     if (!existsSync(dir)) continue;
     for (const e of await readdir(dir, { recursive: true, withFileTypes: true })) {
-      if (e.isFile()) out[path.relative(dataset, path.join(e.parentPath, e.name))] = await readFile(path.join(e.parentPath, e.name));
+      if (e.isFile())
+        out[path.relative(dataset, path.join(e.parentPath, e.name))] = await readFile(path.join(e.parentPath, e.name));
     }
   }
   return out;
@@ -49,7 +51,15 @@ test('disk full during tokenize: the file is named, written caches stay whole, a
   const source = path.join(base, 'source', 'sample');
   const file = path.join(PROJECT_ROOT, 'pipelines', 'sample.yaml');
   const cfg = resolvePipeline(deepMerge(await loadPipelineFile(file), { samples_per_shard: 4 }), file);
-  await runFetch({ cfg, datasetDir: source, dataRoot: path.dirname(source), projectRoot: PROJECT_ROOT, workers: 1, logFormat: 'json', shards: '0-1' });
+  await runFetch({
+    cfg,
+    datasetDir: source,
+    dataRoot: path.dirname(source),
+    projectRoot: PROJECT_ROOT,
+    workers: 1,
+    logFormat: 'json',
+    shards: '0-1',
+  });
 
   // The uninterrupted run, on a disk with room.
   const reference = path.join(base, 'reference', 'sample');
@@ -58,7 +68,7 @@ test('disk full during tokenize: the file is named, written caches stay whole, a
   assert.equal(whole.status, 0, whole.stderr);
   const expected = await caches(reference);
   const shard1Text = path.relative(reference, cacheShardPath(reference, 'text', TEXT_ID, 1));
-  assert.ok(expected[shard1Text], 'the reference has the second shard\'s text cache');
+  assert.ok(expected[shard1Text], "the reference has the second shard's text cache");
 
   // The full disk: room for the first shard's caches, not for the second's.
   const disk = path.join(base, 'disk');
@@ -76,7 +86,10 @@ test('disk full during tokenize: the file is named, written caches stay whole, a
     const total = Object.values(expected).reduce((n, b) => n + b.length, 0);
     const { bavail, bsize } = await statfs(disk);
     // Leave free what the caches need, less half of the second shard's text cache.
-    await writeFile(full, Buffer.alloc(Math.max(0, bavail * bsize - total + Math.floor(expected[shard1Text].length / 2))));
+    await writeFile(
+      full,
+      Buffer.alloc(Math.max(0, bavail * bsize - total + Math.floor(expected[shard1Text].length / 2))),
+    );
   }
 
   const cut = await tokenize(dataset);
@@ -93,7 +106,7 @@ test('disk full during tokenize: the file is named, written caches stay whole, a
     assert.ok(!rel.endsWith('.tmp'), `no temporary file left: ${rel}`);
     assert.deepEqual(bytes, expected[rel], `${rel} is whole`);
   }
-  assert.ok(!partial[shard1Text], 'the second shard\'s text cache was not put in place');
+  assert.ok(!partial[shard1Text], "the second shard's text cache was not put in place");
 
   // Space again: the rerun completes and equals the uninterrupted run.
   await rm(noMount ? `${full}.tmp` : full, { force: true });

@@ -75,7 +75,16 @@ test('a checkpoint with a same-size corrupted weights file: muse-sample and the 
   await assert.rejects(loadCheckpoint(saved), (e: Error) => e.message.includes(`${weights}: sha256 mismatch`));
   // a run folder resolves to the same checkpoint, with the same check
   await assert.rejects(loadCheckpoint(path.join(tmp, 'run')), /sha256 mismatch/);
-  const r = await runInProcess('muse-sample', ['--checkpoint', saved, '--prompt', 'a red circle', '--out', path.join(tmp, 'out'), '--backend', 'wasm']);
+  const r = await runInProcess('muse-sample', [
+    '--checkpoint',
+    saved,
+    '--prompt',
+    'a red circle',
+    '--out',
+    path.join(tmp, 'out'),
+    '--backend',
+    'wasm',
+  ]);
   assert.equal(r.status, 1, r.stderr);
   assert.match(r.stderr, new RegExp(`checkpoint ${saved} is corrupt: ${weights}: sha256 mismatch`));
   await flipByte(weights); // restored
@@ -91,7 +100,13 @@ test('serve with a damaged shard manifest and a truncated shard tar: the rest is
   const ok = shard0.find((r) => r.status === 'ok')!;
   const log = await captureStderr(async () => {
     const app = await buildServer({ dataRoot });
-    for (const url of ['/api/datasets/sample', '/api/datasets/sample/samples?per=200', `/api/datasets/sample/samples/${ok.key}`, `/thumbs/sample/${ok.key}.webp`, '/datasets/sample']) {
+    for (const url of [
+      '/api/datasets/sample',
+      '/api/datasets/sample/samples?per=200',
+      `/api/datasets/sample/samples/${ok.key}`,
+      `/thumbs/sample/${ok.key}.webp`,
+      '/datasets/sample',
+    ]) {
       responses[url] = await app.inject(url);
     }
     await app.close();
@@ -109,9 +124,24 @@ test('serve with a damaged shard manifest and a truncated shard tar: the rest is
   assert.match(JSON.parse(thumb.body).error, /shard file sample\/shards\/00000\.tar is damaged: truncated tar/);
   assert.match(responses['/datasets/sample'].body, /Shards left out/);
   // stderr: one JSON line per 5xx with its cause, and one for the damaged manifest
-  const lines = log.trim().split('\n').map((l) => JSON.parse(l));
-  assert.ok(lines.some((l) => l.event === 'error' && l.status === 500 && l.url === `/thumbs/sample/${ok.key}.webp` && /truncated tar/.test(l.error)), log);
-  assert.ok(lines.some((l) => l.event === 'damaged_shard' && /00001\.arrow/.test(l.error)), log);
+  const lines = log
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
+  assert.ok(
+    lines.some(
+      (l) =>
+        l.event === 'error' &&
+        l.status === 500 &&
+        l.url === `/thumbs/sample/${ok.key}.webp` &&
+        /truncated tar/.test(l.error),
+    ),
+    log,
+  );
+  assert.ok(
+    lines.some((l) => l.event === 'damaged_shard' && /00001\.arrow/.test(l.error)),
+    log,
+  );
 });
 
 test('removing many samples from one shard tar emits no MaxListenersExceededWarning (optout apply, dedup --apply)', async () => {
@@ -119,8 +149,17 @@ test('removing many samples from one shard tar emits no MaxListenersExceededWarn
   const w = await ShardTarWriter.create(file);
   const keys = Array.from({ length: 40 }, (_, i) => String(i).padStart(9, '0'));
   for (const [i, key] of keys.entries()) {
-    await w.add({ key, row: i, url: `http://example.com/${i}.jpg`, caption: `c ${i}`, meta: {}, status: 'ok', reason: null, error: null,
-      image: { data: Buffer.alloc(600 + i, i), ext: 'jpg', width: 8, height: 8 } });
+    await w.add({
+      key,
+      row: i,
+      url: `http://example.com/${i}.jpg`,
+      caption: `c ${i}`,
+      meta: {},
+      status: 'ok',
+      reason: null,
+      error: null,
+      image: { data: Buffer.alloc(600 + i, i), ext: 'jpg', width: 8, height: 8 },
+    });
   }
   await w.finish();
   const warnings: string[] = [];
@@ -137,21 +176,36 @@ test('removing many samples from one shard tar emits no MaxListenersExceededWarn
   assert.deepEqual(warnings, []);
   const left: string[] = [];
   for await (const t of readTarSamples(file)) left.push(t.key);
-  assert.deepEqual(left, keys.filter((_, i) => i % 2 === 0));
+  assert.deepEqual(
+    left,
+    keys.filter((_, i) => i % 2 === 0),
+  );
 });
 
 test('a truncated shard tar: reading it (tokenize, the VQGAN loader) names the file', async () => {
   const file = path.join(tmp, 'cut.tar');
   const w = await ShardTarWriter.create(file);
   for (let i = 0; i < 4; i++) {
-    await w.add({ key: String(i).padStart(9, '0'), row: i, url: 'http://example.com/x.jpg', caption: 'c', meta: {}, status: 'ok', reason: null, error: null,
-      image: { data: Buffer.alloc(900, i), ext: 'jpg', width: 8, height: 8 } });
+    await w.add({
+      key: String(i).padStart(9, '0'),
+      row: i,
+      url: 'http://example.com/x.jpg',
+      caption: 'c',
+      meta: {},
+      status: 'ok',
+      reason: null,
+      error: null,
+      image: { data: Buffer.alloc(900, i), ext: 'jpg', width: 8, height: 8 },
+    });
   }
   await w.finish();
   await truncate(file, 1500);
-  await assert.rejects(async () => {
-    for await (const s of readTarSamples(file)) void s;
-  }, (e: Error) => e.message.startsWith(`${file}: damaged shard tar (`) && /refetch the shard/.test(e.message));
+  await assert.rejects(
+    async () => {
+      for await (const s of readTarSamples(file)) void s;
+    },
+    (e: Error) => e.message.startsWith(`${file}: damaged shard tar (`) && /refetch the shard/.test(e.message),
+  );
 });
 
 test('a tampered opt-out snapshot is detected by the worker, and the next run replaces it', async () => {
@@ -185,27 +239,49 @@ test('progress with rows counted twice (a queue shard retried after its worker d
   assert.doesNotMatch(last, /ETA -|1(0[1-9]|[1-9][0-9])%/);
 });
 
-test('disk full while a shard tar is written: an error naming the file (no uncaught ENOSPC), nothing left in place', { skip: !existsSync('/dev/full') && 'no /dev/full here' }, async () => {
-  const file = path.join(tmp, 'full', '00000.tar');
-  await mkdir(path.dirname(file), { recursive: true });
-  await symlink('/dev/full', `${file}.tmp`); // every write to the shard's temporary file fails with ENOSPC
-  const w = await ShardTarWriter.create(file);
-  await assert.rejects(async () => {
-    for (let i = 0; i < 40; i++) {
-      await w.add({ key: String(i).padStart(9, '0'), row: i, url: 'http://example.com/x.jpg', caption: 'c', meta: {}, status: 'ok', reason: null, error: null,
-        image: { data: Buffer.alloc(100_000, 1), ext: 'jpg', width: 8, height: 8 } });
-    }
-    await w.finish();
-  }, (e: Error) => e.message.startsWith(`${file}: disk full (ENOSPC`) && /rerun/.test(e.message));
-  assert.ok(!existsSync(file), 'no partial shard in place');
-});
+test(
+  'disk full while a shard tar is written: an error naming the file (no uncaught ENOSPC), nothing left in place',
+  { skip: !existsSync('/dev/full') && 'no /dev/full here' },
+  async () => {
+    const file = path.join(tmp, 'full', '00000.tar');
+    await mkdir(path.dirname(file), { recursive: true });
+    await symlink('/dev/full', `${file}.tmp`); // every write to the shard's temporary file fails with ENOSPC
+    const w = await ShardTarWriter.create(file);
+    await assert.rejects(
+      async () => {
+        for (let i = 0; i < 40; i++) {
+          await w.add({
+            key: String(i).padStart(9, '0'),
+            row: i,
+            url: 'http://example.com/x.jpg',
+            caption: 'c',
+            meta: {},
+            status: 'ok',
+            reason: null,
+            error: null,
+            image: { data: Buffer.alloc(100_000, 1), ext: 'jpg', width: 8, height: 8 },
+          });
+        }
+        await w.finish();
+      },
+      (e: Error) => e.message.startsWith(`${file}: disk full (ENOSPC`) && /rerun/.test(e.message),
+    );
+    assert.ok(!existsSync(file), 'no partial shard in place');
+  },
+);
 
-test('disk full while a cache or manifest file is written (tokenize, apply): the error names the file, the old one is kept', { skip: !existsSync('/dev/full') && 'no /dev/full here' }, async () => {
-  const file = path.join(tmp, 'full2', '00000.arrow');
-  await mkdir(path.dirname(file), { recursive: true });
-  await writeFile(file, 'old');
-  await symlink('/dev/full', `${file}.tmp`);
-  await assert.rejects(writeFileAtomic(file, Buffer.alloc(100_000, 1)), (e: Error & { code?: string }) =>
-    e.message.startsWith(`${file}: disk full (ENOSPC`) && e.code === 'ENOSPC');
-  assert.equal(await (await import('node:fs/promises')).readFile(file, 'utf8'), 'old');
-});
+test(
+  'disk full while a cache or manifest file is written (tokenize, apply): the error names the file, the old one is kept',
+  { skip: !existsSync('/dev/full') && 'no /dev/full here' },
+  async () => {
+    const file = path.join(tmp, 'full2', '00000.arrow');
+    await mkdir(path.dirname(file), { recursive: true });
+    await writeFile(file, 'old');
+    await symlink('/dev/full', `${file}.tmp`);
+    await assert.rejects(
+      writeFileAtomic(file, Buffer.alloc(100_000, 1)),
+      (e: Error & { code?: string }) => e.message.startsWith(`${file}: disk full (ENOSPC`) && e.code === 'ENOSPC',
+    );
+    assert.equal(await (await import('node:fs/promises')).readFile(file, 'utf8'), 'old');
+  },
+);

@@ -21,12 +21,23 @@ const PROMPTS = ['a red circle', 'a blue star'];
 after(() => rmSync(tmp, { recursive: true, force: true }));
 
 async function train(data: string, runDir: string, sets: string[], resume?: string) {
-  const cfg = loadTrainConfig({ stage: 'tiny', configsDir: path.join(root, 'configs'), sets: [
-    'model.transformer={codebook_size: 64, num_vq_tokens: 16, max_position_embeddings: 16, hidden_size: 32, num_hidden_layers: 1, ' +
-      'num_attention_heads: 2, intermediate_size: 64, add_cross_attention: true, encoder_hidden_size: 128}',
-    'data.vq_id=vq-test', 'data.text_id=text-test', 'data.validation_shards=[]', 'training.batch_size=4', 'training.validate_every=0',
-    'training.save_every=2', 'ema.enabled=false', `data.path=${data}`, ...sets,
-  ] });
+  const cfg = loadTrainConfig({
+    stage: 'tiny',
+    configsDir: path.join(root, 'configs'),
+    sets: [
+      'model.transformer={codebook_size: 64, num_vq_tokens: 16, max_position_embeddings: 16, hidden_size: 32, num_hidden_layers: 1, ' +
+        'num_attention_heads: 2, intermediate_size: 64, add_cross_attention: true, encoder_hidden_size: 128}',
+      'data.vq_id=vq-test',
+      'data.text_id=text-test',
+      'data.validation_shards=[]',
+      'training.batch_size=4',
+      'training.validate_every=0',
+      'training.save_every=2',
+      'ema.enabled=false',
+      `data.path=${data}`,
+      ...sets,
+    ],
+  });
   const runner = await MuseRunner.create({ config: cfg, datasetDirs: [data], runDir });
   try {
     return await runTrainingLoop({ config: cfg, runDir, runner, resume, out: quiet });
@@ -52,7 +63,18 @@ test('a moved run folder resumes and samples without its original VQGAN and text
     await writeDemoTextEncoder(t5, PROMPTS);
     const vqDir = path.join(models, 'vq-4x4');
     const { VQGAN } = await import('../../src/models/vqgan/index.ts');
-    const vq = VQGAN.create({ resolution: 32, hiddenChannels: 32, channelMult: [1, 1, 1, 1], numResBlocks: 1, zChannels: 8, quantizedEmbedDim: 8, numEmbeddings: 64 }, 3);
+    const vq = VQGAN.create(
+      {
+        resolution: 32,
+        hiddenChannels: 32,
+        channelMult: [1, 1, 1, 1],
+        numResBlocks: 1,
+        zChannels: 8,
+        quantizedEmbedDim: 8,
+        numEmbeddings: 64,
+      },
+      3,
+    );
     await vq.save(vqDir);
     vq.dispose();
     const sets = [`model.vq=${vqDir}`, `model.text_encoder=t5:${t5}`];
@@ -61,9 +83,17 @@ test('a moved run folder resumes and samples without its original VQGAN and text
     await train(data, run, [...sets, 'training.max_steps=2']);
     const step2 = path.join(run, 'checkpoints', 'step-00000002');
     const info = JSON.parse(readFileSync(path.join(step2, 'sampling.json'), 'utf8'));
-    assert.equal(info.text_encoder, 't5:text_encoders/words-t5', 'the text encoder is named relative to the checkpoint');
+    assert.equal(
+      info.text_encoder,
+      't5:text_encoders/words-t5',
+      'the text encoder is named relative to the checkpoint',
+    );
     assert.equal(info.vq, 'vq');
-    assert.ok('text_encoders/words-t5/model.safetensors' in JSON.parse(readFileSync(path.join(step2, 'trainer_state.json'), 'utf8')).files, 'the copy is verified like the weights');
+    assert.ok(
+      'text_encoders/words-t5/model.safetensors' in
+        JSON.parse(readFileSync(path.join(step2, 'trainer_state.json'), 'utf8')).files,
+      'the copy is verified like the weights',
+    );
     const before = await pngs(run);
 
     // Moved to another parent and depth: resume there (the config still names the model folders, which are present).
@@ -91,7 +121,10 @@ test('a moved run folder resumes and samples without its original VQGAN and text
     writeFileSync(path.join(old, 'sampling.json'), JSON.stringify(abs, null, 2) + '\n');
     const statePath = path.join(old, 'trainer_state.json');
     const state = JSON.parse(readFileSync(statePath, 'utf8'));
-    state.files['sampling.json'] = { bytes: statSync(path.join(old, 'sampling.json')).size, sha256: sha256(path.join(old, 'sampling.json')) };
+    state.files['sampling.json'] = {
+      bytes: statSync(path.join(old, 'sampling.json')).size,
+      sha256: sha256(path.join(old, 'sampling.json')),
+    };
     writeFileSync(statePath, JSON.stringify(state, null, 2) + '\n');
     const fromAbsolute = await pngs(old);
     fromAbsolute.forEach((png, i) => assert.ok(png.equals(before[i]), 'absolute paths load the same models'));

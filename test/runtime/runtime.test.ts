@@ -42,9 +42,15 @@ test('initBackend: auto picks a backend, reports what failed, and is idempotent'
   assert.ok(['tensorflow', 'wasm', 'cpu'].includes(first.name));
   assert.equal(first.name, tf.getBackend());
   // The native CUDA slot comes first and is tried with a reason (no build, or a CPU-only build here).
-  assert.ok(first.tried.some((t) => t.startsWith('native TensorFlow (CUDA): ')), first.tried.join('; '));
+  assert.ok(
+    first.tried.some((t) => t.startsWith('native TensorFlow (CUDA): ')),
+    first.tried.join('; '),
+  );
   if (first.name !== 'tensorflow') {
-    assert.ok(first.tried.some((t) => /^native TensorFlow \(CPU\): .*npm run build:tensorflow/.test(t)), first.tried.join('; '));
+    assert.ok(
+      first.tried.some((t) => /^native TensorFlow \(CPU\): .*npm run build:tensorflow/.test(t)),
+      first.tried.join('; '),
+    );
   }
   assert.equal(await initBackend('auto', { quiet: true }), first);
   const cpu = await initBackend('cpu', { quiet: true });
@@ -54,7 +60,10 @@ test('initBackend: auto picks a backend, reports what failed, and is idempotent'
   assert.equal(wasm.name, 'wasm');
   await assert.rejects(initBackend('bogus' as 'cpu', { quiet: true }), /unknown backend/);
   if (first.name !== 'tensorflow') {
-    await assert.rejects(initBackend('tensorflow', { quiet: true }), /no native TensorFlow build .* npm run build:tensorflow/);
+    await assert.rejects(
+      initBackend('tensorflow', { quiet: true }),
+      /no native TensorFlow build .* npm run build:tensorflow/,
+    );
     assert.equal(tf.getBackend(), 'wasm'); // a failed choice leaves the current backend alone
   }
 });
@@ -76,21 +85,41 @@ test('wasm matmul: every transpose combination, batches and broadcasting equal c
   await assertSameOnWasm('broadcast left', () => tf.matMul(randn([1, 2, 17, 23], 8), b()));
   await assertSameOnWasm('broadcast right', () => tf.matMul(randn([3, 2, 4, 6], 9), randn([1, 1, 6, 5], 10)));
   await assertSameOnWasm('fused bias relu, batched nt', () =>
-    tf.fused.matMul({ a: randn([6, 17, 23], 11) as tf.Tensor3D, b: randn([1, 19, 23], 12) as tf.Tensor3D, transposeB: true, bias: randn([19], 13), activation: 'relu' }));
+    tf.fused.matMul({
+      a: randn([6, 17, 23], 11) as tf.Tensor3D,
+      b: randn([1, 19, 23], 12) as tf.Tensor3D,
+      transposeB: true,
+      bias: randn([19], 13),
+      activation: 'relu',
+    }),
+  );
 });
 
 test('wasm conv gradients (filter and input) equal cpu for strides, paddings and kernel sizes', async () => {
   const cases: Array<[number, number, number, number, 'same' | 'valid']> = [
-    [3, 5, 7, 1, 'same'], [3, 5, 7, 2, 'same'], [1, 4, 6, 1, 'valid'], [3, 3, 4, 1, 'valid'], [4, 3, 4, 1, 'same'],
+    [3, 5, 7, 1, 'same'],
+    [3, 5, 7, 2, 'same'],
+    [1, 4, 6, 1, 'valid'],
+    [3, 3, 4, 1, 'valid'],
+    [4, 3, 4, 1, 'same'],
     // >= 16 input channels at stride 1: the filter gradient runs as a convolution (conv2d-backprop-filter.ts)
-    [3, 16, 8, 1, 'same'], [4, 32, 6, 1, 'same'], [3, 16, 5, 1, 'valid'], [1, 32, 16, 1, 'same'], [3, 16, 8, 2, 'same'],
+    [3, 16, 8, 1, 'same'],
+    [4, 32, 6, 1, 'same'],
+    [3, 16, 5, 1, 'valid'],
+    [1, 32, 16, 1, 'same'],
+    [3, 16, 8, 2, 'same'],
   ];
   for (const [k, c, oc, s, pad] of cases) {
     await assertSameOnWasm(`conv k${k} s${s} ${pad}`, () => {
       const x = randn([2, 9, 10, c], 20);
       const w = randn([k, k, c, oc], 21);
       const weights = tf.linspace(0.5, 1.5, oc); // a non-uniform dy
-      const g = tf.grads((x: tf.Tensor, w: tf.Tensor) => tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, s, pad).mul(weights).sum());
+      const g = tf.grads((x: tf.Tensor, w: tf.Tensor) =>
+        tf
+          .conv2d(x as tf.Tensor4D, w as tf.Tensor4D, s, pad)
+          .mul(weights)
+          .sum(),
+      );
       return g([x, w]);
     });
   }
@@ -112,7 +141,10 @@ test('gradients of a small model (embedding, conv, transposed and batched matmul
     const wk = randn([16, 16], 43).mul(0.3);
     const wo = randn([50, 16], 44).mul(0.3); // [out, in], used with transposeB like nn.Linear
     const ids = tf.tensor2d([[1, 4, 4, 9, 0, 33, 2, 7, 7, 1, 5, 6, 8, 3, 3, 49]], [1, 16], 'int32').tile([2, 1]);
-    const labels = tf.oneHot(tf.tensor2d([[3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8, 9, 7, 9, 3]], [1, 16], 'int32').tile([2, 1]), 50);
+    const labels = tf.oneHot(
+      tf.tensor2d([[3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8, 9, 7, 9, 3]], [1, 16], 'int32').tile([2, 1]),
+      50,
+    );
     const loss = (emb: tf.Tensor, conv: tf.Tensor, wq: tf.Tensor, wk: tf.Tensor, wo: tf.Tensor) => {
       const h = tf.gather(emb, ids); // [2, 16, 16]
       const img = h.reshape([2, 4, 4, 16]);
@@ -137,7 +169,12 @@ test('nearest-neighbour upsampling gradient is right for batch > 1 on cpu (fixed
   const build = () => {
     const x = randn([2, 4, 4, 3], 50);
     const w = randn([2, 8, 8, 3], 51);
-    const g = tf.grad((x: tf.Tensor) => tf.image.resizeNearestNeighbor(x as tf.Tensor4D, [8, 8]).mul(w).sum())(x);
+    const g = tf.grad((x: tf.Tensor) =>
+      tf.image
+        .resizeNearestNeighbor(x as tf.Tensor4D, [8, 8])
+        .mul(w)
+        .sum(),
+    )(x);
     return [g, tf.avgPool(w as tf.Tensor4D, 2, 2, 'valid').mul(4)]; // each input pixel feeds a 2x2 block
   };
   for (const backend of ['cpu', 'wasm'] as const) {
@@ -150,7 +187,11 @@ test('nearest-neighbour upsampling gradient is right for batch > 1 on cpu (fixed
 test('wasm OneHot gives real values in float32 and int32 (the stock kernel wrote int bits into floats)', async () => {
   const ids = [0, 3, -1, 7, 2];
   await assertSameOnWasm('oneHot float32', () => tf.oneHot(tf.tensor1d(ids, 'int32'), 5, 1, 0, 'float32'), 0);
-  await assertSameOnWasm('oneHot on/off', () => tf.oneHot(tf.tensor2d([ids, ids], [2, 5], 'int32'), 4, 0.9, 0.025, 'float32'), 0);
+  await assertSameOnWasm(
+    'oneHot on/off',
+    () => tf.oneHot(tf.tensor2d([ids, ids], [2, 5], 'int32'), 4, 0.9, 0.025, 'float32'),
+    0,
+  );
   const [f] = await runOn('wasm', () => tf.oneHot(tf.tensor1d([1], 'int32'), 3, 1, 0, 'float32'));
   assert.deepEqual(Array.from(f), [0, 1, 0]);
   const [i] = await runOn('wasm', () => tf.oneHot(tf.tensor1d([2], 'int32'), 3));

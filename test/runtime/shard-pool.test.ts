@@ -7,13 +7,21 @@ import { runShardPool } from '../../src/runtime/shard-pool.ts';
 const workerFile = new URL('../helpers/pool-worker.ts', import.meta.url);
 type Done = { type: 'done'; shard: number; value: number; pid: number };
 
-async function run(shards: number[], opts: { workers?: number; perWorker?: number; stopOnFailure?: boolean; failInit?: boolean } = {}) {
+async function run(
+  shards: number[],
+  opts: { workers?: number; perWorker?: number; stopOnFailure?: boolean; failInit?: boolean } = {},
+) {
   const done: Done[] = [];
   const failed: Array<[number, string]> = [];
   let progress = 0;
   let inDone = 0;
   const r = await runShardPool<{ failInit?: boolean }, Done>({
-    workerFile, workers: opts.workers ?? 2, shards, init: { failInit: opts.failInit }, perWorker: opts.perWorker, stopOnFailure: opts.stopOnFailure,
+    workerFile,
+    workers: opts.workers ?? 2,
+    shards,
+    init: { failInit: opts.failInit },
+    perWorker: opts.perWorker,
+    stopOnFailure: opts.stopOnFailure,
     onDone: async (m, seconds) => {
       assert.equal(inDone++, 0, 'onDone calls never overlap');
       assert.ok(seconds >= 0);
@@ -33,7 +41,10 @@ test('shard pool: every shard done once across the workers, other messages passe
   const { r, done, failed, progress } = await run([0, 1, 2, 4, 6, 7, 8], { perWorker: 2 });
   assert.deepEqual(failed, []);
   assert.deepEqual(r.notStarted, []);
-  assert.deepEqual(done.map((d) => d.shard).sort((a, b) => a - b), [0, 1, 2, 4, 6, 7, 8]);
+  assert.deepEqual(
+    done.map((d) => d.shard).sort((a, b) => a - b),
+    [0, 1, 2, 4, 6, 7, 8],
+  );
   assert.ok(done.every((d) => d.value === d.shard * 10));
   assert.equal(progress, 7);
 });
@@ -47,7 +58,10 @@ test('shard pool: a failing shard and a crashed worker are reported; the rest ru
   assert.deepEqual([...a.done.map((d) => d.shard), ...a.r.notStarted].sort(), [0, 1, 6, 7]);
 
   const b = await run([3, 0, 1, 2, 4], { workers: 1, stopOnFailure: true });
-  assert.deepEqual(b.failed.map(([s]) => s), [3]);
+  assert.deepEqual(
+    b.failed.map(([s]) => s),
+    [3],
+  );
   assert.deepEqual(b.done, []);
   assert.deepEqual(b.r.notStarted, [0, 1, 2, 4]);
 });

@@ -26,7 +26,12 @@ test('threaded wasm: starts with 2 threads and matches cpu on conv / matmul / em
   const build: Build = () => {
     const x = r([2, 12, 12, 8], 1);
     const w = r([3, 3, 8, 16], 2);
-    const [dx, dw] = tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, 1, 'same').square().sum())([x, w]);
+    const [dx, dw] = tf.grads((a: tf.Tensor, b: tf.Tensor) =>
+      tf
+        .conv2d(a as tf.Tensor4D, b as tf.Tensor4D, 1, 'same')
+        .square()
+        .sum(),
+    )([x, w]);
     const table = r([50, 32], 3);
     const ids = tf.tensor1d([3, 7, 7, 49, 0], 'int32');
     const dTable = tf.grad((t: tf.Tensor) => tf.gather(t, ids).square().sum())(table);

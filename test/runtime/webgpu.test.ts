@@ -25,39 +25,75 @@ async function webgpuAvailable(): Promise<string | undefined> {
     await tf.setBackend('cpu');
   }
 }
-const unavailable = skipUnlessAvailable('webgpu', await webgpuAvailable(), 'install Mesa lavapipe: mesa-vulkan-drivers from bookworm-backports');
+const unavailable = skipUnlessAvailable(
+  'webgpu',
+  await webgpuAvailable(),
+  'install Mesa lavapipe: mesa-vulkan-drivers from bookworm-backports',
+);
 if (unavailable) console.log(`# webgpu tests skipped: ${unavailable}`);
-const gpuTest = (name: string, fn: () => Promise<void>) => test(name, { skip: unavailable ? unavailable.slice(0, 300) : false }, fn);
+const gpuTest = (name: string, fn: () => Promise<void>) =>
+  test(name, { skip: unavailable ? unavailable.slice(0, 300) : false }, fn);
 
 parityTests('webgpu', unavailable);
 
-gpuTest('webgpu: the adapter is reported (vendor, architecture, software or not, limits); buffer limits give a clear error', async () => {
-  await on('webgpu', async () => {
-    const choice = await initBackend('webgpu', { quiet: true });
-    assert.equal(choice.name, 'webgpu');
-    const a = choice.adapter!;
-    assert.ok(a, 'the choice carries the adapter');
-    assert.equal(currentAdapter(), a);
-    assert.ok(a.vendor || a.description, 'the adapter is named');
-    assert.equal(typeof a.software, 'boolean');
-    assert.ok(a.maxBufferSize > 0 && a.maxStorageBufferBindingSize > 0);
-    console.log(`# webgpu adapter: ${JSON.stringify(a)}`);
-    assert.throws(() => assertGpuBufferFits(a.maxStorageBufferBindingSize, 2, 'the test tensor', 'the test setting'),
-      /the test tensor needs one .* MiB GPU buffer .* lower the test setting \(at most 1 fit\)/);
-    assertGpuBufferFits(1024, 2, 'a small tensor', 'nothing');
-  });
-});
+gpuTest(
+  'webgpu: the adapter is reported (vendor, architecture, software or not, limits); buffer limits give a clear error',
+  async () => {
+    await on('webgpu', async () => {
+      const choice = await initBackend('webgpu', { quiet: true });
+      assert.equal(choice.name, 'webgpu');
+      const a = choice.adapter!;
+      assert.ok(a, 'the choice carries the adapter');
+      assert.equal(currentAdapter(), a);
+      assert.ok(a.vendor || a.description, 'the adapter is named');
+      assert.equal(typeof a.software, 'boolean');
+      assert.ok(a.maxBufferSize > 0 && a.maxStorageBufferBindingSize > 0);
+      console.log(`# webgpu adapter: ${JSON.stringify(a)}`);
+      assert.throws(
+        () => assertGpuBufferFits(a.maxStorageBufferBindingSize, 2, 'the test tensor', 'the test setting'),
+        /the test tensor needs one .* MiB GPU buffer .* lower the test setting \(at most 1 fit\)/,
+      );
+      assertGpuBufferFits(1024, 2, 'a small tensor', 'nothing');
+    });
+  },
+);
 
 test('--backend webgpu with no adapter: says what was looked for and how to get one, exit 2, nothing written', async () => {
   const { spawnSync } = await import('node:child_process');
   const { existsSync, mkdtempSync, readdirSync, rmSync } = await import('node:fs');
   const dir = mkdtempSync(path.join(os.tmpdir(), 'muse-noadapter-'));
   // Pointing the Vulkan loader at a driver list that does not exist hides every adapter, lavapipe included.
-  const env = { ...process.env, VK_ICD_FILENAMES: path.join(dir, 'none.json'), VK_DRIVER_FILES: path.join(dir, 'none.json') };
+  const env = {
+    ...process.env,
+    VK_ICD_FILENAMES: path.join(dir, 'none.json'),
+    VK_DRIVER_FILES: path.join(dir, 'none.json'),
+  };
   try {
     const runs: Array<[string, string[]]> = [
-      ['muse-train', [path.join(root, 'bin/muse-train.js'), '--stage', 'tiny', '--backend', 'webgpu', '--out', path.join(dir, 'run')]],
-      ['demo', ['--import', 'tsx', path.join(root, 'src/demo/main.ts'), '--backend', 'webgpu', '--out', path.join(dir, 'demo')]],
+      [
+        'muse-train',
+        [
+          path.join(root, 'bin/muse-train.js'),
+          '--stage',
+          'tiny',
+          '--backend',
+          'webgpu',
+          '--out',
+          path.join(dir, 'run'),
+        ],
+      ],
+      [
+        'demo',
+        [
+          '--import',
+          'tsx',
+          path.join(root, 'src/demo/main.ts'),
+          '--backend',
+          'webgpu',
+          '--out',
+          path.join(dir, 'demo'),
+        ],
+      ],
     ];
     for (const [name, args] of runs) {
       const r = spawnSync(process.execPath, args, { cwd: root, env, encoding: 'utf8', timeout: 60_000 });
@@ -66,7 +102,10 @@ test('--backend webgpu with no adapter: says what was looked for and how to get 
       assert.match(r.stderr, /Vulkan driver/, `${name}: says what was looked for`);
       assert.match(r.stderr, /mesa-vulkan-drivers/, `${name}: says how to get one`);
     }
-    assert.ok(!existsSync(path.join(dir, 'run')) && !existsSync(path.join(dir, 'demo')), `nothing written: ${readdirSync(dir)}`);
+    assert.ok(
+      !existsSync(path.join(dir, 'run')) && !existsSync(path.join(dir, 'demo')),
+      `nothing written: ${readdirSync(dir)}`,
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -16,12 +16,17 @@ const MASK = model.config.mask_token_id;
 const cond = (prompts: string[]) => encodePrompts(text, prompts);
 
 /** Masked count after each step, recorded through onStep. */
-async function maskedPerStep(opts: Omit<GenerateOptions, 'onStep'>, batch = 1): Promise<{ ids: Int32Array; masked: number[][] }> {
+async function maskedPerStep(
+  opts: Omit<GenerateOptions, 'onStep'>,
+  batch = 1,
+): Promise<{ ids: Int32Array; masked: number[][] }> {
   const masked: number[][] = [];
   const ids = await generate(model, batch, {
     ...opts,
     onStep: (_s, cur) => {
-      masked.push(Array.from({ length: batch }, (_, b) => cur.slice(b * N, (b + 1) * N).filter((v) => v === MASK).length));
+      masked.push(
+        Array.from({ length: batch }, (_, b) => cur.slice(b * N, (b + 1) * N).filter((v) => v === MASK).length),
+      );
     },
   });
   return { ids, masked };
@@ -31,10 +36,19 @@ test('tokens left masked per step follow floor(N cos(pi/2 (s+1)/T)), all are fil
   const c = cond(['a red circle on a blue background']);
   const { ids, masked } = await maskedPerStep({ steps: 5, guidanceScale: 1, seed: 1, cond: c });
   // N = 16: floor(16 cos(pi/2 * k/5)) for k = 1..4 = 15, 12, 9, 4, then 0.
-  assert.deepEqual(masked.map((m) => m[0]), [15, 12, 9, 4, 0]);
+  assert.deepEqual(
+    masked.map((m) => m[0]),
+    [15, 12, 9, 4, 0],
+  );
   const unmaskedPerStep = masked.map((m, s) => (s === 0 ? N : masked[s - 1][0]) - m[0]);
-  assert.equal(unmaskedPerStep.reduce((a, b) => a + b, 0), N);
-  assert.ok(ids.every((v) => v >= 0 && v < model.config.codebook_size), 'only codebook ids are sampled');
+  assert.equal(
+    unmaskedPerStep.reduce((a, b) => a + b, 0),
+    N,
+  );
+  assert.ok(
+    ids.every((v) => v >= 0 && v < model.config.codebook_size),
+    'only codebook ids are sampled',
+  );
   disposeConditioning(c);
 });
 
@@ -50,7 +64,8 @@ test('with many steps the counts are maskLenAtStep clamped to [1, unknown - 1]',
     unknown = expected;
   }
   // Same as the library's maskLenAtStep (float32 like open-muse) for this linear schedule.
-  for (let s = 0; s < steps - 1; s++) assert.equal(maskLenAtStep(N, s, steps, maskSchedule('linear')), Math.floor(N * (1 - (s + 1) / steps)));
+  for (let s = 0; s < steps - 1; s++)
+    assert.equal(maskLenAtStep(N, s, steps, maskSchedule('linear')), Math.floor(N * (1 - (s + 1) / steps)));
   disposeConditioning(c);
 });
 
@@ -92,8 +107,14 @@ test('inpainting keeps the kept tokens at every step', async () => {
   const kept = keep.reduce((a, b) => a + b, 0);
   const seen: Int32Array[] = [];
   const ids = await generate(model, 2, {
-    steps: 5, guidanceScale: 1, seed: 5, cond: c, init: { ids: initIds, keep },
-    onStep: (_s, cur) => { seen.push(cur); },
+    steps: 5,
+    guidanceScale: 1,
+    seed: 5,
+    cond: c,
+    init: { ids: initIds, keep },
+    onStep: (_s, cur) => {
+      seen.push(cur);
+    },
   });
   for (const cur of [...seen, ids]) for (let i = 0; i < 2 * N; i++) if (keep[i]) assert.equal(cur[i], initIds[i]);
   assert.ok(ids.every((v) => v !== MASK));
@@ -109,24 +130,42 @@ test('bad options are refused with a message naming them', async () => {
   await assert.rejects(generate(model, 1, { steps: 0, guidanceScale: 1, seed: 1, cond: c }), /steps/);
   await assert.rejects(generate(model, 2, { steps: 2, guidanceScale: 1, seed: 1, cond: c }), /batch 1, expected 2/);
   await assert.rejects(generate(model, 1, { steps: 2, guidanceScale: 1, seed: 1, cond: {} }), /hidden/);
-  await assert.rejects(generate(model, 1, { steps: 2, guidanceScale: 1, seed: 1, cond: c, temperature: -1 }), /temperature/);
+  await assert.rejects(
+    generate(model, 1, { steps: 2, guidanceScale: 1, seed: 1, cond: c, temperature: -1 }),
+    /temperature/,
+  );
   disposeConditioning(c);
   const cls = new MaskGitTransformer(tinyTransformerConfig({ classes: 3 }), { seed: 1 });
   const classIds = tf.tensor1d([0, 2], 'int32');
   const ids = await generate(cls, 2, { steps: 3, guidanceScale: 1, seed: 1, cond: { classIds } });
   assert.equal(ids.length, 2 * N);
-  await assert.rejects(generate(cls, 2, { steps: 3, guidanceScale: 2, seed: 1, cond: { classIds } }), /class-conditional models have no unconditional class/);
+  await assert.rejects(
+    generate(cls, 2, { steps: 3, guidanceScale: 2, seed: 1, cond: { classIds } }),
+    /class-conditional models have no unconditional class/,
+  );
   classIds.dispose();
   cls.dispose();
 });
 
 test('guidance and temperature schedules', () => {
-  assert.deepEqual([0, 1, 2, 3].map((s) => guidanceAt('constant', 4, s, 4)), [4, 4, 4, 4]);
-  assert.deepEqual([0, 1, 2, 3].map((s) => guidanceAt('linear', 3, s, 4)), [0, 1, 2, 3]);
+  assert.deepEqual(
+    [0, 1, 2, 3].map((s) => guidanceAt('constant', 4, s, 4)),
+    [4, 4, 4, 4],
+  );
+  assert.deepEqual(
+    [0, 1, 2, 3].map((s) => guidanceAt('linear', 3, s, 4)),
+    [0, 1, 2, 3],
+  );
   const cos = [0, 1, 2, 3].map((s) => guidanceAt('cosine', 2, s, 4));
   assert.ok(Math.abs(cos[3] - 2) < 1e-12 && Math.abs(cos[1] - 2 * Math.SQRT1_2) < 1e-12);
-  assert.deepEqual([0, 1, 2, 3].map((s) => temperatureAt([2, 0], s, 5)), [2, 1.5, 1, 0.5]);
-  assert.deepEqual([0, 3].map((s) => temperatureAt(2, s, 4)), [1.5, 0]);
+  assert.deepEqual(
+    [0, 1, 2, 3].map((s) => temperatureAt([2, 0], s, 5)),
+    [2, 1.5, 1, 0.5],
+  );
+  assert.deepEqual(
+    [0, 3].map((s) => temperatureAt(2, s, 4)),
+    [1.5, 0],
+  );
   assert.deepEqual(parseTemperature('2,0'), [2, 0]);
   assert.equal(parseTemperature('1.5'), 1.5);
   assert.throws(() => parseTemperature('2,x'), /--temperature/);

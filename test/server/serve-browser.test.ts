@@ -28,7 +28,11 @@ import { runCli } from '../helpers/cli.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
 const ARTIFACTS = path.join(PROJECT, 'test-artifacts', 'serve');
-const skip = skipUnlessAvailable('browser', existsSync(CHROMIUM) ? undefined : `${CHROMIUM} is not installed`, 'apt-get install chromium');
+const skip = skipUnlessAvailable(
+  'browser',
+  existsSync(CHROMIUM) ? undefined : `${CHROMIUM} is not installed`,
+  'apt-get install chromium',
+);
 
 let f: ServeFixture;
 let app: FastifyInstance;
@@ -43,14 +47,27 @@ before(async () => {
   f = await fetchSample('serve-browser');
   await initBackend('wasm', { quiet: true });
   const ckpt = await writeTinyCheckpoint(path.join(f.dataRoot, 'tiny'), { seed: 3 });
-  app = await buildServer({ dataRoot: f.dataRoot, checkpoints: [ckpt], feedbackFile: path.join(f.dataRoot, 'feedback.jsonl') });
+  app = await buildServer({
+    dataRoot: f.dataRoot,
+    checkpoints: [ckpt],
+    feedbackFile: path.join(f.dataRoot, 'feedback.jsonl'),
+  });
   base = await app.listen({ host: '127.0.0.1', port: 0 });
   const { chromium } = await import('playwright-core');
   profile = await mkdtemp(path.join(os.tmpdir(), 'muse-chromium-'));
   browser = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
     headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
     viewport: { width: 1200, height: 900 },
   });
   page = browser.pages()[0] ?? (await browser.newPage());
@@ -77,13 +94,19 @@ test('opt-out page: search an opted-out URL and see its samples', { skip }, asyn
   await page.fill('#url', row.url.replace('http://sample.invalid/', 'HTTP://Sample.Invalid/'));
   await page.click('#url-search');
   await page.waitForSelector('#lookup-status');
-  assert.match(await page.textContent('#lookup-status') ?? '', /^Opted out/);
+  assert.match((await page.textContent('#lookup-status')) ?? '', /^Opted out/);
   const cards = page.locator('.card.result');
   assert.equal(await cards.count(), 1);
   assert.equal(await cards.first().getAttribute('data-key'), row.key);
   // The thumbnail really loaded (read from the shard tar).
-  await page.waitForFunction(() => { const i = document.querySelector('.card.result img') as HTMLImageElement | null; return !!i && i.complete && i.naturalWidth > 0; });
-  assert.equal(await page.evaluate(() => (document.querySelector('.card.result img') as HTMLImageElement).naturalWidth), 128);
+  await page.waitForFunction(() => {
+    const i = document.querySelector('.card.result img') as HTMLImageElement | null;
+    return !!i && i.complete && i.naturalWidth > 0;
+  });
+  assert.equal(
+    await page.evaluate(() => (document.querySelector('.card.result img') as HTMLImageElement).naturalWidth),
+    128,
+  );
   await shot('optout-url');
 });
 
@@ -91,7 +114,9 @@ test('opt-out page: upload a re-encoded copy of a sample and find it', { skip },
   // A square original: a lossy re-encode of these flat pictures moves few dHash bits then (0-8); of a non-square one it
   // can move 20 even framed like the shard (the framing itself is tested with a lossless copy in serve-api.test.ts).
   const row = okRows().find((r) => r.url.endsWith('.jpg') && r.original_width === r.original_height)!;
-  const copy = await sharp(await originalImage(row.row)).jpeg({ quality: 80 }).toBuffer();
+  const copy = await sharp(await originalImage(row.row))
+    .jpeg({ quality: 80 })
+    .toBuffer();
   await page.goto(`${base}/optout`);
   await page.setInputFiles('#file', { name: 'mine.jpg', mimeType: 'image/jpeg', buffer: copy });
   await page.click('#upload-search');
@@ -113,7 +138,15 @@ test('file a request, accept it with the CLI, apply, and see the sample gone fro
   await shot('request-pending');
   const requestUrl = page.url();
 
-  const list = await runCli('muse-data', ['optout', 'requests', 'list', '--state', 'pending', '--data-root', f.dataRoot]);
+  const list = await runCli('muse-data', [
+    'optout',
+    'requests',
+    'list',
+    '--state',
+    'pending',
+    '--data-root',
+    f.dataRoot,
+  ]);
   const id = /^(\d+) pending/m.exec(list.stdout)?.[1];
   assert.ok(id, list.stdout + list.stderr);
   const acc = await runCli('muse-data', ['optout', 'requests', 'accept', id, '--data-root', f.dataRoot]);
@@ -140,19 +173,34 @@ test('explorer: filter the grid and open a sample', { skip }, async () => {
   await page.selectOption('select[name="status"]', 'ok');
   await page.fill('input[name="q"]', 'blue');
   await Promise.all([page.waitForURL(/status=ok/), page.click('#apply-filters')]);
-  const expected = okRows().filter((r) => /\bblue\b/.test(r.caption ?? '')).map((r) => r.key);
+  const expected = okRows()
+    .filter((r) => /\bblue\b/.test(r.caption ?? ''))
+    .map((r) => r.key);
   const total = Number(await page.textContent('#total'));
   assert.ok(total > 0 && total <= expected.length, `total ${total}, expected at most ${expected.length}`);
   const keys = await page.locator('.card').evaluateAll((els) => els.map((e) => (e as HTMLElement).dataset.key!));
   for (const k of keys) assert.ok(expected.includes(k), `${k} matches the filter`);
-  await page.waitForFunction(() => [...document.querySelectorAll('.card img')].every((i) => (i as HTMLImageElement).complete && (i as HTMLImageElement).naturalWidth > 0));
+  await page.waitForFunction(() =>
+    [...document.querySelectorAll('.card img')].every(
+      (i) => (i as HTMLImageElement).complete && (i as HTMLImageElement).naturalWidth > 0,
+    ),
+  );
   await shot('explorer-filtered');
   const first = keys[0];
-  await Promise.all([page.waitForURL(new RegExp(`/samples/${first}$`)), page.click(`.card[data-key="${first}"] a >> nth=0`)]);
+  await Promise.all([
+    page.waitForURL(new RegExp(`/samples/${first}$`)),
+    page.click(`.card[data-key="${first}"] a >> nth=0`),
+  ]);
   const row = f.rows.find((r) => r.key === first)!;
   assert.equal(await page.textContent('#caption'), row.caption);
-  await page.waitForFunction(() => { const i = document.getElementById('sample-image') as HTMLImageElement | null; return !!i && i.complete && i.naturalWidth > 0; });
-  assert.equal(await page.evaluate(() => (document.getElementById('sample-image') as HTMLImageElement).naturalWidth), row.width);
+  await page.waitForFunction(() => {
+    const i = document.getElementById('sample-image') as HTMLImageElement | null;
+    return !!i && i.complete && i.naturalWidth > 0;
+  });
+  assert.equal(
+    await page.evaluate(() => (document.getElementById('sample-image') as HTMLImageElement).naturalWidth),
+    row.width,
+  );
   await shot('sample');
 });
 

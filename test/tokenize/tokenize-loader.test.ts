@@ -25,8 +25,23 @@ test('fetch -> tokenize -> loader: each ok sample once per epoch with its own to
   const dataRoot = path.join(dataset, 'root');
   const file = path.join(root, 'pipelines', 'sample.yaml');
   const cfg = resolvePipeline(deepMerge(await loadPipelineFile(file), { samples_per_shard: 12 }), file);
-  await runFetch({ cfg, datasetDir: dataset, dataRoot, projectRoot: root, workers: 1, logFormat: 'json', shards: '0-1' });
-  const summary = await runTokenize({ datasetDir: dataset, text: ['byt5-tiny'], batch: 8, includeFallbacks: false, dataRoot, log: () => {} });
+  await runFetch({
+    cfg,
+    datasetDir: dataset,
+    dataRoot,
+    projectRoot: root,
+    workers: 1,
+    logFormat: 'json',
+    shards: '0-1',
+  });
+  const summary = await runTokenize({
+    datasetDir: dataset,
+    text: ['byt5-tiny'],
+    batch: 8,
+    includeFallbacks: false,
+    dataRoot,
+    log: () => {},
+  });
   assert.deepEqual(summary.shards_done, [0, 1]);
 
   const okKeys = [
@@ -38,13 +53,23 @@ test('fetch -> tokenize -> loader: each ok sample once per epoch with its own to
   // Tokens per key, as tokenize wrote them.
   const tokensByKey = new Map<string, number[]>();
   for (const shard of ['00000', '00001']) {
-    const t = readTokenTable(tableFromIPC(await readFile(path.join(dataset, 'tokens', BUILTIN_VQ_ID, `${shard}.arrow`))));
+    const t = readTokenTable(
+      tableFromIPC(await readFile(path.join(dataset, 'tokens', BUILTIN_VQ_ID, `${shard}.arrow`))),
+    );
     const n = t.tokens.length / t.keys.length;
     t.keys.forEach((k, i) => tokensByKey.set(k, Array.from(t.tokens.subarray(i * n, (i + 1) * n))));
   }
   assert.deepEqual([...tokensByKey.keys()].sort(), okKeys.map((o) => o.key).sort());
 
-  const loader = await openTokenDataset({ datasetDir: dataset, vqId: BUILTIN_VQ_ID, textId: 'byt5-tiny-local-seed0', batchSize: 4, seed: 7, shuffleBuffer: 8, dropLast: false });
+  const loader = await openTokenDataset({
+    datasetDir: dataset,
+    vqId: BUILTIN_VQ_ID,
+    textId: 'byt5-tiny-local-seed0',
+    batchSize: 4,
+    seed: 7,
+    shuffleBuffer: 8,
+    dropLast: false,
+  });
   const seen: string[] = [];
   while (seen.length < okKeys.length) {
     const b = await loader.next();
@@ -59,5 +84,9 @@ test('fetch -> tokenize -> loader: each ok sample once per epoch with its own to
     });
   }
   assert.deepEqual([...seen].sort(), okKeys.map((o) => o.key).sort(), 'every ok sample exactly once');
-  assert.notDeepEqual(seen, okKeys.map((o) => o.key), 'shuffled');
+  assert.notDeepEqual(
+    seen,
+    okKeys.map((o) => o.key),
+    'shuffled',
+  );
 });

@@ -29,14 +29,38 @@ test('tokenize --vq twice writes base and super-res caches keyed alike; the pair
   await runFetch({ cfg, datasetDir: dir, dataRoot, projectRoot: root, workers: 1, logFormat: 'json', shards: '0-0' });
   // The super-res VQGAN: 64 px input like the built-in one, but f4 (16x16 tokens against the built-in 8x8).
   const hiDir = path.join(dir, 'vq-hi');
-  const hi = VQGAN.create({ resolution: 64, hiddenChannels: 32, channelMult: [1, 1, 1], numResBlocks: 1, zChannels: 4, quantizedEmbedDim: 4, numEmbeddings: 32 }, 5);
+  const hi = VQGAN.create(
+    {
+      resolution: 64,
+      hiddenChannels: 32,
+      channelMult: [1, 1, 1],
+      numResBlocks: 1,
+      zChannels: 4,
+      quantizedEmbedDim: 4,
+      numEmbeddings: 32,
+    },
+    5,
+  );
   await hi.save(hiDir);
   hi.dispose();
 
   const same = await cli('tokenize', dir, '--vq', hiDir, '--vq', hiDir, '--data-root', dataRoot);
   assert.equal(same.code, 1);
   assert.match(same.stderr, /given twice/);
-  const r = await cli('tokenize', dir, '--vq', 'builtin', '--vq', hiDir, '--text', 'byt5-tiny', '--backend', 'wasm', '--data-root', dataRoot);
+  const r = await cli(
+    'tokenize',
+    dir,
+    '--vq',
+    'builtin',
+    '--vq',
+    hiDir,
+    '--text',
+    'byt5-tiny',
+    '--backend',
+    'wasm',
+    '--data-root',
+    dataRoot,
+  );
   assert.equal(r.code, 0, r.stderr);
   const ids = (await readdir(path.join(dir, 'tokens'))).sort();
   assert.equal(ids.length, 2, `token caches: ${ids}`);
@@ -51,7 +75,10 @@ test('tokenize --vq twice writes base and super-res caches keyed alike; the pair
   assert.equal(high.tokens.length, high.keys.length * 256);
   assert.ok((await readCacheManifest(path.join(dir, 'tokens', hiId)))!.shards['00000']);
 
-  const paired = await openPairedDataset({ datasetDir: dir, vqId: hiId, textId: 'byt5-tiny-local-seed0', batchSize: 2, seed: 0, shuffleBuffer: 4 }, BUILTIN_VQ_ID);
+  const paired = await openPairedDataset(
+    { datasetDir: dir, vqId: hiId, textId: 'byt5-tiny-local-seed0', batchSize: 2, seed: 0, shuffleBuffer: 4 },
+    BUILTIN_VQ_ID,
+  );
   const b = (await paired.next()) as PairedBatch;
   assert.deepEqual(b.imageShape, [2, 256]);
   assert.deepEqual(b.lowresShape, [2, 64]);

@@ -46,21 +46,41 @@ const tokensDir = () => path.join(dataset, 'tokens', BUILTIN_VQ_ID);
 const textDir = () => path.join(dataset, 'text', TEXT_ID);
 const table = async (file: string): Promise<Table> => tableFromIPC(await readFile(file));
 const tokenize = (over: Partial<TokenizeOptions> = {}) =>
-  runTokenize({ datasetDir: dataset, text: ['byt5-tiny'], batch: 8, includeFallbacks: false, dataRoot: dataRoot(), log: quiet, ...over });
+  runTokenize({
+    datasetDir: dataset,
+    text: ['byt5-tiny'],
+    batch: 8,
+    includeFallbacks: false,
+    dataRoot: dataRoot(),
+    log: quiet,
+    ...over,
+  });
 
 before(async () => {
   await initBackend('wasm', { quiet: true });
   dataset = await mkdtemp(path.join(os.tmpdir(), 'muse-tokenize-'));
   const file = path.join(root, 'pipelines', 'sample.yaml');
   const cfg = resolvePipeline(deepMerge(await loadPipelineFile(file), { samples_per_shard: 20 }), file);
-  await runFetch({ cfg, datasetDir: dataset, dataRoot: dataRoot(), projectRoot: root, workers: 1, logFormat: 'json', shards: '0' });
+  await runFetch({
+    cfg,
+    datasetDir: dataset,
+    dataRoot: dataRoot(),
+    projectRoot: root,
+    workers: 1,
+    logFormat: 'json',
+    shards: '0',
+  });
   const rows = await readManifest(path.join(dataset, 'shards', '00000.arrow'));
   const fallback = rows.find((r) => r.status === 'fallback');
   assert.ok(fallback, 'shard 0 of the sample has a fallback row');
   fallbackKey = fallback.key;
   // a dedup decision not applied: the loader and tokenize skip it
   duplicateKey = rows.filter((r) => r.status === 'ok')[3].key;
-  await writeDuplicatesFile(dataset, [{ key: duplicateKey, duplicate_of: rows[0].key, duplicate_of_dataset: 'x', kind: 'sha256', distance: null }], 'test');
+  await writeDuplicatesFile(
+    dataset,
+    [{ key: duplicateKey, duplicate_of: rows[0].key, duplicate_of_dataset: 'x', kind: 'sha256', distance: null }],
+    'test',
+  );
   // an opt-out registered in the index but not applied to the shard yet
   const opted = rows.filter((r) => r.status === 'ok')[5];
   optedOutKey = opted.key;
@@ -74,10 +94,21 @@ test('tokens: schema, excluded samples absent, ids equal the VQGAN encode of the
   const summary = await tokenize();
   assert.deepEqual(summary.shards_done, [0]);
   const t = await table(path.join(tokensDir(), '00000.arrow'));
-  assert.deepEqual(t.schema.fields.map((f) => f.name), ['key', 'tokens']);
+  assert.deepEqual(
+    t.schema.fields.map((f) => f.name),
+    ['key', 'tokens'],
+  );
   // (types compared by name: tsx may load apache-arrow's ESM and CJS builds side by side, defeating instanceof)
-  assert.deepEqual(t.schema.fields.map((f) => String(f.type)), ['Utf8', 'FixedSizeList[64]<Uint16>']);
-  assert.deepEqual(Object.fromEntries(t.schema.metadata), { grid_h: '8', grid_w: '8', codebook_size: '256', vq_id: BUILTIN_VQ_ID });
+  assert.deepEqual(
+    t.schema.fields.map((f) => String(f.type)),
+    ['Utf8', 'FixedSizeList[64]<Uint16>'],
+  );
+  assert.deepEqual(Object.fromEntries(t.schema.metadata), {
+    grid_h: '8',
+    grid_w: '8',
+    codebook_size: '256',
+    vq_id: BUILTIN_VQ_ID,
+  });
 
   const got = readTokenTable(t);
   assert.deepEqual(got.keys, okKeys);
@@ -105,7 +136,10 @@ test('text: schema, ids and float16 hidden states equal the encoder output; empt
   const file = path.join(textDir(), '00000.arrow');
   const t = await table(file);
   // no pooled column: the T5-style encoder has no pooled output
-  assert.deepEqual(t.schema.fields.map((f) => `${f.name}:${f.type}`), ['key:Utf8', 'ids:List<Int32>', 'length:Int32', 'hidden:List<FixedSizeList[256]<Float16>>']);
+  assert.deepEqual(
+    t.schema.fields.map((f) => `${f.name}:${f.type}`),
+    ['key:Utf8', 'ids:List<Int32>', 'length:Int32', 'hidden:List<FixedSizeList[256]<Float16>>'],
+  );
   assert.deepEqual(Object.fromEntries(t.schema.metadata), { dim: '256', encoder_id: TEXT_ID, pooled_dim: '0' });
 
   const rows = await readManifest(path.join(dataset, 'shards', '00000.arrow'));
@@ -122,7 +156,11 @@ test('text: schema, ids and float16 hidden states equal the encoder output; empt
     const got = decodeFloat16(r.hidden);
     const want = h.subarray(i * L * D, (i * L + out.lengths[i]) * D);
     assert.equal(got.length, want.length);
-    for (let j = 0; j < want.length; j++) assert.ok(Math.abs(got[j] - want[j]) <= 1e-3 + 1e-3 * Math.abs(want[j]), `row ${i} value ${j}: ${got[j]} vs ${want[j]}`);
+    for (let j = 0; j < want.length; j++)
+      assert.ok(
+        Math.abs(got[j] - want[j]) <= 1e-3 + 1e-3 * Math.abs(want[j]),
+        `row ${i} value ${j}: ${got[j]} vs ${want[j]}`,
+      );
   }
   const empty = await table(path.join(textDir(), 'empty.arrow'));
   assert.equal(empty.numRows, 1);
@@ -168,7 +206,11 @@ test('tokenizing with different weights into an existing cache is refused, namin
   const other = 'ab'.repeat(32);
   await writeFile(mfile, JSON.stringify({ ...m, weights_sha256: other }));
   try {
-    await assert.rejects(tokenize(), (err: Error) => err.message.includes(other) && err.message.includes(m.weights_sha256) && /refusing/.test(err.message));
+    await assert.rejects(
+      tokenize(),
+      (err: Error) =>
+        err.message.includes(other) && err.message.includes(m.weights_sha256) && /refusing/.test(err.message),
+    );
   } finally {
     await writeFile(mfile, saved);
   }
@@ -209,7 +251,11 @@ test('verify: passes on a good cache; optout apply keeps it consistent; finds de
   await rewriteShard(dataset, 0, new Map([[okKeys[1], OPTOUT_URL]]), { log: quiet });
   await writeFile(path.join(tokensDir(), '00000.arrow'), tokensSaved);
   let problems = (await verifyCaches(dataset, dataRoot())).problems;
-  assert.deepEqual(problems.map((p) => [p.cache, p.kind]).sort(), [['tokens/' + BUILTIN_VQ_ID, 'count'], ['tokens/' + BUILTIN_VQ_ID, 'hash'], ['tokens/' + BUILTIN_VQ_ID, 'keys']]);
+  assert.deepEqual(problems.map((p) => [p.cache, p.kind]).sort(), [
+    ['tokens/' + BUILTIN_VQ_ID, 'count'],
+    ['tokens/' + BUILTIN_VQ_ID, 'hash'],
+    ['tokens/' + BUILTIN_VQ_ID, 'keys'],
+  ]);
 
   await rm(path.join(tokensDir(), '00000.arrow'));
   await writeFile(path.join(textDir(), '00000.arrow'), saved);
@@ -229,7 +275,9 @@ test('verify names a zero-length cache file and empty.arrow; a rerun of tokenize
   // The verify test above left the text file truncated and the tokens file deleted.
   await truncate(path.join(textDir(), '00000.arrow'), 0);
   await truncate(path.join(textDir(), 'empty.arrow'), 0);
-  const found = (await verifyCaches(dataset, dataRoot())).problems.map((p) => `${p.cache}/${p.file} ${p.kind}: ${p.detail}`).sort();
+  const found = (await verifyCaches(dataset, dataRoot())).problems
+    .map((p) => `${p.cache}/${p.file} ${p.kind}: ${p.detail}`)
+    .sort();
   assert.equal(found.length, 3, found.join('\n'));
   assert.match(found[0], /^text\/byt5-tiny-local-seed0\/00000\.arrow unreadable: 0 bytes .*rerun muse-data tokenize/);
   assert.match(found[1], /^text\/byt5-tiny-local-seed0\/empty\.arrow unreadable: 0 bytes/);
@@ -248,7 +296,15 @@ async function smallShards(prefix: string, shards: number, perShard: number): Pr
   const dir = await mkdtemp(path.join(os.tmpdir(), prefix));
   const file = path.join(root, 'pipelines', 'sample.yaml');
   const cfg = resolvePipeline(deepMerge(await loadPipelineFile(file), { samples_per_shard: perShard }), file);
-  await runFetch({ cfg, datasetDir: dir, dataRoot: path.join(dir, 'root'), projectRoot: root, workers: 1, logFormat: 'json', shards: `0-${shards - 1}` });
+  await runFetch({
+    cfg,
+    datasetDir: dir,
+    dataRoot: path.join(dir, 'root'),
+    projectRoot: root,
+    workers: 1,
+    logFormat: 'json',
+    shards: `0-${shards - 1}`,
+  });
   return { dir, root: path.join(dir, 'root') };
 }
 
@@ -261,7 +317,8 @@ async function cacheContents(dir: string): Promise<{ files: Map<string, Buffer>;
       for (const f of (await readdir(path.join(dir, kind, id))).sort()) {
         const rel = `${kind}/${id}/${f}`;
         if (f.endsWith('.arrow')) files.set(rel, await readFile(path.join(dir, kind, id, f)));
-        else if (f === 'manifest.json') shards[rel] = (JSON.parse(await readFile(path.join(dir, kind, id, f), 'utf8')) as CacheManifest).shards;
+        else if (f === 'manifest.json')
+          shards[rel] = (JSON.parse(await readFile(path.join(dir, kind, id, f), 'utf8')) as CacheManifest).shards;
         else assert.fail(`unexpected file left in the cache: ${rel}`);
       }
     }
@@ -269,7 +326,11 @@ async function cacheContents(dir: string): Promise<{ files: Map<string, Buffer>;
   return { files, shards };
 }
 
-function assertSameCaches(a: Awaited<ReturnType<typeof cacheContents>>, b: Awaited<ReturnType<typeof cacheContents>>, what: string) {
+function assertSameCaches(
+  a: Awaited<ReturnType<typeof cacheContents>>,
+  b: Awaited<ReturnType<typeof cacheContents>>,
+  what: string,
+) {
   assert.deepEqual([...a.files.keys()], [...b.files.keys()], `${what}: same files`);
   for (const [rel, bytes] of a.files) assert.ok(bytes.equals(b.files.get(rel)!), `${what}: ${rel} byte-identical`);
   assert.deepEqual(a.shards, b.shards, `${what}: same manifest entries`);
@@ -277,12 +338,19 @@ function assertSameCaches(a: Awaited<ReturnType<typeof cacheContents>>, b: Await
 
 /** Several small shards and their caches from an uninterrupted in-process run (`--workers 1`), shared by the tests below. */
 const SHARDS = 6;
-let reference: Promise<{ shardsDir: string; caches: Awaited<ReturnType<typeof cacheContents>>; ms: number }> | undefined;
+let reference:
+  Promise<{ shardsDir: string; caches: Awaited<ReturnType<typeof cacheContents>>; ms: number }> | undefined;
 function referenceRun() {
   reference ??= (async () => {
     const { dir } = await smallShards('muse-tokenize-ref-', SHARDS, 8);
     const t0 = performance.now();
-    const want = await runTokenize({ datasetDir: dir, text: ['byt5-tiny'], batch: 4, includeFallbacks: false, log: quiet });
+    const want = await runTokenize({
+      datasetDir: dir,
+      text: ['byt5-tiny'],
+      batch: 4,
+      includeFallbacks: false,
+      log: quiet,
+    });
     assert.equal(want.shards_done.length, SHARDS);
     return { shardsDir: path.join(dir, 'shards'), caches: await cacheContents(dir), ms: performance.now() - t0 };
   })();
@@ -304,16 +372,22 @@ test('kill -9 during `muse-data tokenize`, then a rerun: caches byte-identical t
   // plus 20%) after the command reports its backend (tsx and tfjs start-up take longer than the work itself)
   const delay = Math.floor(Math.random() * ref.ms * 1.2);
   let timer: NodeJS.Timeout | undefined;
-  const killed = await runCli('muse-data', ['tokenize', dir, '--backend', 'wasm', '--batch', '4', '--data-root', killRoot], {
-    onStderr: (text, kill) => void (!timer && /tfjs backend/.test(text) && (timer = setTimeout(kill, delay))),
-  });
+  const killed = await runCli(
+    'muse-data',
+    ['tokenize', dir, '--backend', 'wasm', '--batch', '4', '--data-root', killRoot],
+    {
+      onStderr: (text, kill) => void (!timer && /tfjs backend/.test(text) && (timer = setTimeout(kill, delay))),
+    },
+  );
   clearTimeout(timer);
   // a shard counts as done only when every cache (tokens and text) lists it: the kill can land between the two
   // manifest writes, and then the rerun must redo that shard
   const tokenShards = Object.keys((await readCacheManifest(path.join(dir, 'tokens', BUILTIN_VQ_ID)))?.shards ?? {});
   const textShards = new Set(Object.keys((await readCacheManifest(path.join(dir, 'text', TEXT_ID)))?.shards ?? {}));
   const doneBefore = tokenShards.filter((s) => textShards.has(s)).length;
-  console.log(`kill -9 ${delay} ms after start-up (reference run ${Math.round(ref.ms)} ms): ${killed.signal ?? `exited ${killed.code}`}, ${doneBefore}/${SHARDS} shard(s) in both manifests (${tokenShards.length} in the tokens one)`);
+  console.log(
+    `kill -9 ${delay} ms after start-up (reference run ${Math.round(ref.ms)} ms): ${killed.signal ?? `exited ${killed.code}`}, ${doneBefore}/${SHARDS} shard(s) in both manifests (${tokenShards.length} in the tokens one)`,
+  );
 
   const rerun = await cli('tokenize', dir, '--backend', 'wasm', '--batch', '4', '--data-root', killRoot);
   assert.equal(rerun.code, 0, rerun.stderr);
@@ -327,8 +401,18 @@ test('kill -9 during `muse-data tokenize`, then a rerun: caches byte-identical t
 test('--workers 2: shards tokenized in two processes, caches byte-identical to --workers 1, verify passes', async () => {
   const ref = await referenceRun();
   const dir = await copyOfShards('muse-tokenize-workers-');
-  const s = await runTokenize({ datasetDir: dir, text: ['byt5-tiny'], batch: 4, includeFallbacks: false, log: quiet, workers: 2 });
-  assert.deepEqual(s.shards_done, Array.from({ length: SHARDS }, (_, i) => i));
+  const s = await runTokenize({
+    datasetDir: dir,
+    text: ['byt5-tiny'],
+    batch: 4,
+    includeFallbacks: false,
+    log: quiet,
+    workers: 2,
+  });
+  assert.deepEqual(
+    s.shards_done,
+    Array.from({ length: SHARDS }, (_, i) => i),
+  );
   assertSameCaches(await cacheContents(dir), ref.caches, '--workers 2');
   assert.deepEqual((await verifyCaches(dir)).problems, []);
   const again = await cli('tokenize', dir, '--workers', '2', '--backend', 'wasm');

@@ -10,7 +10,12 @@ import { fixturePath } from '../helpers/fixtures.ts';
 
 const FIX = fixturePath('tokenizers');
 
-interface ClipCase { text: string; input_ids: number[]; attention_mask: number[]; raw_ids: number[] }
+interface ClipCase {
+  text: string;
+  input_ids: number[];
+  attention_mask: number[];
+  raw_ids: number[];
+}
 
 test('CLIP tokenizer reproduces all fixture cases exactly (input_ids, attention_mask, raw_ids)', async () => {
   const tok = await loadClipTokenizer(path.join(FIX, 'clip'));
@@ -27,7 +32,11 @@ test('CLIP tokenizer reproduces all fixture cases exactly (input_ids, attention_
     const label = JSON.stringify(c.text).slice(0, 60);
     assert.deepEqual(tok.rawIds(c.text), c.raw_ids, `raw_ids of ${label}`);
     assert.deepEqual(Array.from(batch.ids.subarray(i * 77, (i + 1) * 77)), c.input_ids, `input_ids of ${label}`);
-    assert.deepEqual(Array.from(batch.mask.subarray(i * 77, (i + 1) * 77)), c.attention_mask, `attention_mask of ${label}`);
+    assert.deepEqual(
+      Array.from(batch.mask.subarray(i * 77, (i + 1) * 77)),
+      c.attention_mask,
+      `attention_mask of ${label}`,
+    );
     if (c.raw_ids.length > 77) truncated++;
   });
   assert.ok(truncated >= 1, 'the fixture has a truncated case');
@@ -36,11 +45,34 @@ test('CLIP tokenizer reproduces all fixture cases exactly (input_ids, attention_
 /** A Unigram tokenizer.json in the shape of T5's (Metaspace, `</s>` appended), ids known by construction. */
 function unigramJson() {
   const pieces: [string, number][] = [
-    ['<pad>', 0], ['</s>', 0], ['<unk>', 0],
-    ['▁', -2], ['▁a', -3], ['▁cat', -4], ['▁c', -6], ['at', -6], ['▁photo', -5], ['▁of', -4], ['s', -5],
-    ['a', -7], ['c', -7], ['t', -7], ['o', -7], ['p', -7], ['h', -7], ['f', -7],
+    ['<pad>', 0],
+    ['</s>', 0],
+    ['<unk>', 0],
+    ['▁', -2],
+    ['▁a', -3],
+    ['▁cat', -4],
+    ['▁c', -6],
+    ['at', -6],
+    ['▁photo', -5],
+    ['▁of', -4],
+    ['s', -5],
+    ['a', -7],
+    ['c', -7],
+    ['t', -7],
+    ['o', -7],
+    ['p', -7],
+    ['h', -7],
+    ['f', -7],
   ];
-  const special = (id: number, content: string) => ({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true });
+  const special = (id: number, content: string) => ({
+    id,
+    content,
+    single_word: false,
+    lstrip: false,
+    rstrip: false,
+    normalized: false,
+    special: true,
+  });
   return {
     version: '1.0',
     truncation: null,
@@ -51,7 +83,12 @@ function unigramJson() {
     post_processor: {
       type: 'TemplateProcessing',
       single: [{ Sequence: { id: 'A', type_id: 0 } }, { SpecialToken: { id: '</s>', type_id: 0 } }],
-      pair: [{ Sequence: { id: 'A', type_id: 0 } }, { SpecialToken: { id: '</s>', type_id: 0 } }, { Sequence: { id: 'B', type_id: 0 } }, { SpecialToken: { id: '</s>', type_id: 0 } }],
+      pair: [
+        { Sequence: { id: 'A', type_id: 0 } },
+        { SpecialToken: { id: '</s>', type_id: 0 } },
+        { Sequence: { id: 'B', type_id: 0 } },
+        { SpecialToken: { id: '</s>', type_id: 0 } },
+      ],
       special_tokens: { '</s>': { id: '</s>', ids: [1], tokens: ['</s>'] } },
     },
     decoder: { type: 'Metaspace', replacement: '▁', prepend_scheme: 'always', split: true },
@@ -63,7 +100,10 @@ test('T5 path: a Unigram tokenizer.json appends </s>, pads with 0 to the longest
   const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'muse-tok-'));
   try {
     await fsp.writeFile(path.join(dir, 'tokenizer.json'), JSON.stringify(unigramJson()));
-    await fsp.writeFile(path.join(dir, 'tokenizer_config.json'), JSON.stringify({ eos_token: '</s>', pad_token: '<pad>', unk_token: '<unk>' }));
+    await fsp.writeFile(
+      path.join(dir, 'tokenizer_config.json'),
+      JSON.stringify({ eos_token: '</s>', pad_token: '<pad>', unk_token: '<unk>' }),
+    );
     const tok = await loadT5Tokenizer(dir, { maxLength: 6 });
     assert.equal(tok.padId, 0);
     assert.equal(tok.eosId, 1);

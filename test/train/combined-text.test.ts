@@ -26,24 +26,39 @@ const tmp = mkdtempSync(path.join(os.tmpdir(), 'muse-combined-text-'));
 
 const T5_DIM = BYT5_DIM;
 const POOLED = CLIP_POOLED;
-const dataset = (name: string, shards: Record<number, number>, o: { noClip?: boolean } = {}) => COMBINED.dataset(tmp, name, shards, o);
-const train = (dir: string, runDir: string, sets: string[], o: TrainOptions = {}) => trainMuse(dir, runDir, [...COMBINED.sets, ...sets], o);
+const dataset = (name: string, shards: Record<number, number>, o: { noClip?: boolean } = {}) =>
+  COMBINED.dataset(tmp, name, shards, o);
+const train = (dir: string, runDir: string, sets: string[], o: TrainOptions = {}) =>
+  trainMuse(dir, runDir, [...COMBINED.sets, ...sets], o);
 
 test('packTextParts: real T5 states, then real CLIP states, then padding; features [T5 | CLIP]; CLIP pooled', () => {
   // B=2; T5 width 2 (L 3), CLIP width 1 (L 2); lengths T5 [1, 3], CLIP [2, 1].
-  const a = { hidden: Float32Array.from([1, 2, 9, 9, 9, 9, 3, 4, 5, 6, 7, 8]), shape: [2, 3, 2] as [number, number, number], lengths: Int32Array.of(1, 3) };
-  const b = { hidden: Float32Array.from([10, 11, 12, 99]), shape: [2, 2, 1] as [number, number, number], lengths: Int32Array.of(2, 1), pooled: Float32Array.of(0.5, 0.25), pooledDim: 1 };
+  const a = {
+    hidden: Float32Array.from([1, 2, 9, 9, 9, 9, 3, 4, 5, 6, 7, 8]),
+    shape: [2, 3, 2] as [number, number, number],
+    lengths: Int32Array.of(1, 3),
+  };
+  const b = {
+    hidden: Float32Array.from([10, 11, 12, 99]),
+    shape: [2, 2, 1] as [number, number, number],
+    lengths: Int32Array.of(2, 1),
+    pooled: Float32Array.of(0.5, 0.25),
+    pooledDim: 1,
+  };
   const p = packTextParts(a, b);
   assert.deepEqual(p.shape, [2, 4, 3]);
   assert.deepEqual([...p.lengths], [3, 4]);
   assert.deepEqual([...p.mask], [1, 1, 1, 0, 1, 1, 1, 1]);
-  assert.deepEqual([...p.hidden], [
-    1, 2, 0, /**/ 0, 0, 10, /**/ 0, 0, 11, /**/ 0, 0, 0,
-    3, 4, 0, /**/ 5, 6, 0, /**/ 7, 8, 0, /**/ 0, 0, 12,
-  ]);
+  assert.deepEqual(
+    [...p.hidden],
+    [1, 2, 0, /**/ 0, 0, 10, /**/ 0, 0, 11, /**/ 0, 0, 0, 3, 4, 0, /**/ 5, 6, 0, /**/ 7, 8, 0, /**/ 0, 0, 12],
+  );
   assert.deepEqual([...p.pooled!], [0.5, 0.25]);
   assert.deepEqual(p.pooledShape, [2, 1]);
-  assert.throws(() => packTextParts({ ...a, pooled: b.pooled, pooledDim: 1 }, b), /both text caches have a pooled vector/);
+  assert.throws(
+    () => packTextParts({ ...a, pooled: b.pooled, pooledDim: 1 }, b),
+    /both text caches have a pooled vector/,
+  );
 });
 
 test('combined loader: keys match, texts packed, and dropout replaces both encoders by their empty captions together', async () => {
@@ -63,8 +78,14 @@ test('combined loader: keys match, texts packed, and dropout replaces both encod
     const l2 = clip.textLengths![i];
     assert.equal(batch.textLengths![i], l1 + l2);
     // T5 position 0 and CLIP position 0 of sample i, in the packed row.
-    assert.deepEqual([...batch.textHidden!.subarray((i * L) * D, (i * L) * D + T5_DIM)], [...t5.textHidden!.subarray(i * L1 * T5_DIM, (i * L1 + 1) * T5_DIM)]);
-    assert.deepEqual([...batch.textHidden!.subarray((i * L + l1) * D + T5_DIM, (i * L + l1 + 1) * D)], [...clip.textHidden!.subarray(i * L2 * CLIP_DIM, (i * L2 + 1) * CLIP_DIM)]);
+    assert.deepEqual(
+      [...batch.textHidden!.subarray(i * L * D, i * L * D + T5_DIM)],
+      [...t5.textHidden!.subarray(i * L1 * T5_DIM, (i * L1 + 1) * T5_DIM)],
+    );
+    assert.deepEqual(
+      [...batch.textHidden!.subarray((i * L + l1) * D + T5_DIM, (i * L + l1 + 1) * D)],
+      [...clip.textHidden!.subarray(i * L2 * CLIP_DIM, (i * L2 + 1) * CLIP_DIM)],
+    );
   }
   assert.deepEqual([...batch.pooled!], [...clip.pooled!]);
 
@@ -94,19 +115,40 @@ test('combined loader: keys match, texts packed, and dropout replaces both encod
 test('combined conditioning: a clear error when one of the two text caches is missing, or the widths do not add up', async () => {
   const dir = await dataset('missing', { 0: 4 }, { noClip: true });
   const cfg = loadTrainConfig({ stage: 'tiny', configsDir, sets: [...COMBINED.sets, `data.path=${dir}`] });
-  await assert.rejects(MuseRunner.create({ config: cfg, datasetDirs: [dir], runDir: path.join(tmp, 'run-missing') }), /no text cache made with clip-test \(found t5-test\)/);
+  await assert.rejects(
+    MuseRunner.create({ config: cfg, datasetDirs: [dir], runDir: path.join(tmp, 'run-missing') }),
+    /no text cache made with clip-test \(found t5-test\)/,
+  );
   const full = await dataset('widths', { 0: 4 });
-  const bad = loadTrainConfig({ stage: 'tiny', configsDir, sets: [...COMBINED.sets, `data.path=${full}`, 'model.transformer.encoder_hidden_size=256'] });
-  await assert.rejects(MuseRunner.create({ config: bad, datasetDirs: [full], runDir: path.join(tmp, 'run-widths') }), /encoder_hidden_size is 256.*set encoder_hidden_size to 320/);
-  assert.throws(() => loadTrainConfig({ stage: 'tiny', configsDir, sets: [...COMBINED.sets, `data.path=${full}`, 'model.text_encoder=byt5-tiny,t5:/x'] }), /one T5 .* and one CLIP/);
+  const bad = loadTrainConfig({
+    stage: 'tiny',
+    configsDir,
+    sets: [...COMBINED.sets, `data.path=${full}`, 'model.transformer.encoder_hidden_size=256'],
+  });
+  await assert.rejects(
+    MuseRunner.create({ config: bad, datasetDirs: [full], runDir: path.join(tmp, 'run-widths') }),
+    /encoder_hidden_size is 256.*set encoder_hidden_size to 320/,
+  );
+  assert.throws(
+    () =>
+      loadTrainConfig({
+        stage: 'tiny',
+        configsDir,
+        sets: [...COMBINED.sets, `data.path=${full}`, 'model.text_encoder=byt5-tiny,t5:/x'],
+      }),
+    /one T5 .* and one CLIP/,
+  );
 });
 
 async function clipFixtureDir(): Promise<string> {
   const clipDir = path.join(tmp, 'clip-small');
   mkdirSync(clipDir, { recursive: true });
-  await fsp.symlink(path.join(FIX, 'clip-text/weights.safetensors'), path.join(clipDir, 'model.safetensors')).catch(() => {});
+  await fsp
+    .symlink(path.join(FIX, 'clip-text/weights.safetensors'), path.join(clipDir, 'model.safetensors'))
+    .catch(() => {});
   await fsp.copyFile(path.join(FIX, 'clip-text/config.json'), path.join(clipDir, 'config.json'));
-  for (const f of ['tokenizer.json', 'tokenizer_config.json']) await fsp.copyFile(path.join(FIX, 'tokenizers/clip', f), path.join(clipDir, f));
+  for (const f of ['tokenizer.json', 'tokenizer_config.json'])
+    await fsp.copyFile(path.join(FIX, 'tokenizers/clip', f), path.join(clipDir, f));
   return clipDir;
 }
 
@@ -119,7 +161,13 @@ test('combineTextEncoders packs prompts exactly as training packs the two caches
     const y = clip.encode(prompts);
     const want = packTextParts(
       { hidden: await readData<'float32'>(x.hidden), shape: x.hidden.shape, lengths: Int32Array.from(x.lengths) },
-      { hidden: await readData<'float32'>(y.hidden), shape: y.hidden.shape, lengths: Int32Array.from(y.lengths), pooled: await readData<'float32'>(y.pooled!), pooledDim: POOLED },
+      {
+        hidden: await readData<'float32'>(y.hidden),
+        shape: y.hidden.shape,
+        lengths: Int32Array.from(y.lengths),
+        pooled: await readData<'float32'>(y.pooled!),
+        pooledDim: POOLED,
+      },
     );
     const both = combineTextEncoders(t5, clip);
     assert.equal(both.dim, T5_DIM + CLIP_DIM);
@@ -142,17 +190,50 @@ test('combined conditioning: a trained checkpoint samples through muse-sample wi
     const clipDir = await clipFixtureDir();
     const vqDir = path.join(tmp, 'vq-4x4');
     const { VQGAN } = await import('../../src/models/vqgan/index.ts');
-    const vq = VQGAN.create({ resolution: 32, hiddenChannels: 32, channelMult: [1, 1, 1, 1], numResBlocks: 1, zChannels: 8, quantizedEmbedDim: 8, numEmbeddings: 64 }, 3);
+    const vq = VQGAN.create(
+      {
+        resolution: 32,
+        hiddenChannels: 32,
+        channelMult: [1, 1, 1, 1],
+        numResBlocks: 1,
+        zChannels: 8,
+        quantizedEmbedDim: 8,
+        numEmbeddings: 64,
+      },
+      3,
+    );
     await vq.save(vqDir);
     vq.dispose();
     const dir = await dataset('sampler', { 0: 8 });
     const run = path.join(tmp, 'run-sampler');
-    await train(dir, run, ['training.max_steps=2', 'training.save_every=2', `model.vq=${vqDir}`, `model.text_encoder=byt5-tiny,clip:${clipDir}`, 'data.text_max_length=16']);
+    await train(dir, run, [
+      'training.max_steps=2',
+      'training.save_every=2',
+      `model.vq=${vqDir}`,
+      `model.text_encoder=byt5-tiny,clip:${clipDir}`,
+      'data.text_max_length=16',
+    ]);
     const info = JSON.parse(readFileSync(path.join(run, 'checkpoints/step-00000002/sampling.json'), 'utf8'));
-    assert.equal(info.text_encoder, `byt5-tiny,clip:text_encoders/${path.basename(clipDir)}`, 'the CLIP folder is copied into the checkpoint');
+    assert.equal(
+      info.text_encoder,
+      `byt5-tiny,clip:text_encoders/${path.basename(clipDir)}`,
+      'the CLIP folder is copied into the checkpoint',
+    );
     const { sample } = await import('../../src/sample/sample.ts');
-    const a = await sample({ checkpoint: run, prompts: ['a red circle', 'a blue star'], steps: 4, guidance: 3, seed: 1 });
-    const b = await sample({ checkpoint: run, prompts: ['a red circle', 'a blue star'], steps: 4, guidance: 3, seed: 1 });
+    const a = await sample({
+      checkpoint: run,
+      prompts: ['a red circle', 'a blue star'],
+      steps: 4,
+      guidance: 3,
+      seed: 1,
+    });
+    const b = await sample({
+      checkpoint: run,
+      prompts: ['a red circle', 'a blue star'],
+      steps: 4,
+      guidance: 3,
+      seed: 1,
+    });
     assert.equal(a.images.length, 2);
     for (const [i, im] of a.images.entries()) {
       assert.equal(im.ids.length, 16);
@@ -180,7 +261,13 @@ test('combined conditioning with the U-ViT (model.architecture: uvit): trains an
         `num_res_blocks: 1, block_num_heads: 2, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 64, encoder_hidden_size: ${T5_DIM + CLIP_DIM}, ` +
         `cond_embed_dim: ${POOLED}, micro_cond_encode_dim: 4, micro_cond_embed_dim: 20, default_micro_conds: [64, 64, 0, 0, 6]}`,
     ];
-    await train(dir, run, [...uvit, 'training.max_steps=2', 'training.save_every=2', `model.text_encoder=byt5-tiny,clip:${clipDir}`, 'data.text_max_length=16']);
+    await train(dir, run, [
+      ...uvit,
+      'training.max_steps=2',
+      'training.save_every=2',
+      `model.text_encoder=byt5-tiny,clip:${clipDir}`,
+      'data.text_max_length=16',
+    ]);
     const l = (await losses(run)).map(([, v]) => v as number);
     assert.equal(l.length, 2);
     assert.ok(l.every(Number.isFinite), `losses ${l}`);

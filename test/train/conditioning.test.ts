@@ -11,8 +11,17 @@ import { generate } from '../../src/sample/generate.ts';
 await tf.setBackend('cpu');
 
 const CLASSES = {
-  codebook_size: 16, num_vq_tokens: 16, max_position_embeddings: 17, hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 2,
-  intermediate_size: 64, num_classes: 3, hidden_dropout: 0, attention_dropout: 0, initializer_range: 0.2,
+  codebook_size: 16,
+  num_vq_tokens: 16,
+  max_position_embeddings: 17,
+  hidden_size: 32,
+  num_hidden_layers: 1,
+  num_attention_heads: 2,
+  intermediate_size: 64,
+  num_classes: 3,
+  hidden_dropout: 0,
+  attention_dropout: 0,
+  initializer_range: 0.2,
 };
 
 async function maxAbsDiff(a: tf.Tensor, b: tf.Tensor): Promise<number> {
@@ -40,12 +49,18 @@ test('null_class adds a class token before the mask; the null class guides class
   assert.equal(withNull.config.vocab_size, 16 + 3 + 1 + 1);
   assert.equal(withNull.config.mask_token_id, 20);
   assert.throws(() => new MaskGitTransformer({ ...CLASSES, null_class: true, vocab_size: 20 }), /too small/);
-  assert.throws(() => new MaskGitTransformer({ ...CLASSES, num_classes: null, null_class: true }), /null_class needs num_classes/);
+  assert.throws(
+    () => new MaskGitTransformer({ ...CLASSES, num_classes: null, null_class: true }),
+    /null_class needs num_classes/,
+  );
 
   const cond = { classIds: tf.tensor1d([0, 2], 'int32') };
   const uncond = { classIds: tf.tensor1d([3], 'int32') };
   // Without a null class guidance is refused; with it, guidance changes the images.
-  await assert.rejects(generate(plain, 2, { steps: 3, guidanceScale: 3, seed: 1, cond, uncond }), /class id 3 is outside \[0, 3\)/);
+  await assert.rejects(
+    generate(plain, 2, { steps: 3, guidanceScale: 3, seed: 1, cond, uncond }),
+    /class id 3 is outside \[0, 3\)/,
+  );
   const g1 = await generate(withNull, 2, { steps: 3, guidanceScale: 1, seed: 1, cond });
   const g3 = await generate(withNull, 2, { steps: 3, guidanceScale: 3, seed: 1, cond, uncond });
   const g3b = await generate(withNull, 2, { steps: 3, guidanceScale: 3, seed: 1, cond, uncond });
@@ -56,8 +71,18 @@ test('null_class adds a class token before the mask; the null class guides class
 });
 
 const TEXT = {
-  codebook_size: 16, num_vq_tokens: 16, max_position_embeddings: 16, hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 2,
-  intermediate_size: 64, add_cross_attention: true, encoder_hidden_size: 8, hidden_dropout: 0, attention_dropout: 0, initializer_range: 0.2,
+  codebook_size: 16,
+  num_vq_tokens: 16,
+  max_position_embeddings: 16,
+  hidden_size: 32,
+  num_hidden_layers: 1,
+  num_attention_heads: 2,
+  intermediate_size: 64,
+  add_cross_attention: true,
+  encoder_hidden_size: 8,
+  hidden_dropout: 0,
+  attention_dropout: 0,
+  initializer_range: 0.2,
 };
 
 test('self-conditioning is off by default; when on, the previous prediction changes the outputs', async () => {
@@ -65,10 +90,17 @@ test('self-conditioning is off by default; when on, the previous prediction chan
   const on = new MaskGitTransformer({ ...TEXT, self_conditioning: true }, { seed: 5 });
   assert.equal(off.config.self_conditioning, false);
   assert.ok(!off.params.names().includes('self_cond_proj.weight'));
-  assert.deepEqual(on.params.names().filter((n) => !off.params.names().includes(n)), ['self_cond_proj.weight']);
+  assert.deepEqual(
+    on.params.names().filter((n) => !off.params.names().includes(n)),
+    ['self_cond_proj.weight'],
+  );
   // Same weights everywhere else.
   for (const [name, v] of off.variables) on.variables.get(name)!.assign(v);
-  const ids = tf.tensor2d(Array.from({ length: 32 }, (_, i) => (i % 3 === 0 ? 16 : i % 16)), [2, 16], 'int32');
+  const ids = tf.tensor2d(
+    Array.from({ length: 32 }, (_, i) => (i % 3 === 0 ? 16 : i % 16)),
+    [2, 16],
+    'int32',
+  );
   const ehs = tf.randomNormal([2, 4, 8], 0, 1, 'float32', 9);
   const prev = tf.softmax(tf.randomNormal([2, 16, 16], 0, 2, 'float32', 10));
   const base = off.forward(ids, ehs);
@@ -89,7 +121,7 @@ test('self-conditioning is off by default; when on, the previous prediction chan
   on.dispose();
 });
 
-test('training with self-conditioning resumes exactly (its coin flips come from the step\'s stream)', async () => {
+test("training with self-conditioning resumes exactly (its coin flips come from the step's stream)", async () => {
   const { mkdirSync, mkdtempSync } = await import('node:fs');
   const os = await import('node:os');
   const path = await import('node:path');
@@ -103,12 +135,25 @@ test('training with self-conditioning resumes exactly (its coin flips come from 
     const tmp = mkdtempSync(path.join(os.tmpdir(), 'muse-selfcond-'));
     mkdirSync(path.join(tmp, 'shards'));
     await writeSyntheticCaches(tmp, { shards: { 0: 9 }, gridH: 4, gridW: 4, codebookSize: 16, dim: 8 });
-    const sets = [`data.path=${tmp}`, 'data.vq_id=vq-test', 'data.text_id=text-test', 'data.validation_shards=[]', 'training.batch_size=3',
-      'training.validate_every=0', 'training.max_steps=6', 'training.save_every=3', 'ema.enabled=false',
-      `model.transformer=${JSON.stringify({ ...TEXT, self_conditioning: true })}`];
+    const sets = [
+      `data.path=${tmp}`,
+      'data.vq_id=vq-test',
+      'data.text_id=text-test',
+      'data.validation_shards=[]',
+      'training.batch_size=3',
+      'training.validate_every=0',
+      'training.max_steps=6',
+      'training.save_every=3',
+      'ema.enabled=false',
+      `model.transformer=${JSON.stringify({ ...TEXT, self_conditioning: true })}`,
+    ];
     const quiet = { write: () => true } as unknown as NodeJS.WriteStream;
     const run = async (dir: string, o: { resume?: string; stopAfter?: number } = {}) => {
-      const cfg = loadTrainConfig({ stage: 'tiny', configsDir: path.resolve(import.meta.dirname, '../../configs'), sets });
+      const cfg = loadTrainConfig({
+        stage: 'tiny',
+        configsDir: path.resolve(import.meta.dirname, '../../configs'),
+        sets,
+      });
       const runner = await MuseRunner.create({ config: cfg, datasetDirs: [tmp], runDir: dir });
       try {
         await runTrainingLoop({ config: cfg, runDir: dir, runner, out: quiet, ...o });

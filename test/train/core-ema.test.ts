@@ -4,7 +4,15 @@ import * as tf from '@tensorflow/tfjs';
 import { EMA, type EmaOptions } from '../../src/train/core/ema.ts';
 
 type Full = Required<EmaOptions>;
-const DEFAULTS: Full = { decay: 0.9999, minDecay: 0, updateAfterStep: 0, updateEvery: 1, useWarmup: false, invGamma: 1, power: 2 / 3 };
+const DEFAULTS: Full = {
+  decay: 0.9999,
+  minDecay: 0,
+  updateAfterStep: 0,
+  updateEvery: 1,
+  useWarmup: false,
+  invGamma: 1,
+  power: 2 / 3,
+};
 
 /** diffusers EMAModel.get_decay, written out independently. */
 function refDecay(step: number, o: Full): number {
@@ -37,7 +45,9 @@ test('shadow follows a float64 EMA over steps with updateAfterStep and updateEve
   for (let step = 1; step <= 9; step++) {
     // the "optimizer" moves the weights
     const next = [1 + step * 0.3, -2 + Math.sin(step), 0.5 * step];
-    tf.tidy(() => { p.assign(tf.tensor1d(next)); });
+    tf.tidy(() => {
+      p.assign(tf.tensor1d(next));
+    });
     ema.update(step);
     if ((step - 1) % 2 === 0) {
       const d = refDecay(step, opts);
@@ -56,13 +66,20 @@ test('shadow follows a float64 EMA over steps with updateAfterStep and updateEve
 test('withEmaWeights swaps in the shadow and restores, also on throw; state round trip is strict', async () => {
   const p = tf.variable(tf.tensor1d([1, 2]));
   const ema = new EMA(new Map([['w', p]]), { decay: 0.5 });
-  tf.tidy(() => { p.assign(tf.tensor1d([3, 4])); });
+  tf.tidy(() => {
+    p.assign(tf.tensor1d([3, 4]));
+  });
   ema.update(2); // decay (1+1)/(10+1) = 2/11 < 0.5
   const expected = [1 - (9 / 11) * (1 - 3), 2 - (9 / 11) * (2 - 4)];
   const seen = await ema.withEmaWeights(async () => Array.from(await p.data()));
   seen.forEach((v, i) => assert.ok(Math.abs(v - expected[i]) < 1e-6, `${v} vs ${expected[i]}`));
   assert.deepEqual(Array.from(await p.data()), [3, 4], 'restored');
-  await assert.rejects(ema.withEmaWeights(() => { throw new Error('boom'); }), /boom/);
+  await assert.rejects(
+    ema.withEmaWeights(() => {
+      throw new Error('boom');
+    }),
+    /boom/,
+  );
   assert.deepEqual(Array.from(await p.data()), [3, 4], 'restored after a throw');
 
   const state = ema.stateTensors();
@@ -76,5 +93,8 @@ test('withEmaWeights swaps in the shadow and restores, also on throw; state roun
   const extra = new Map<string, tf.Tensor>([['v', tf.zeros([2])]]);
   await assert.rejects(ema2.loadState(extra), /unknown tensor v; missing w/);
   for (const m of [state, wrong, extra]) for (const t of m.values()) t.dispose();
-  ema.dispose(); ema2.dispose(); p.dispose(); q.dispose();
+  ema.dispose();
+  ema2.dispose();
+  p.dispose();
+  q.dispose();
 });

@@ -7,8 +7,14 @@ import { SINGLE_PROCESS } from '../../src/runtime/mpi.ts';
 const A = [3, -4, 1, 2];
 const B = [0.5, -12];
 const refNorm = Math.sqrt([...A, ...B].reduce((s, x) => s + x * x, 0));
-const mk = () => new Map<string, tf.Tensor>([['a', tf.tensor2d(A, [2, 2])], ['b', tf.tensor1d(B)]]);
-const disposeAll = (...ms: Array<Map<string, tf.Tensor>>) => { for (const m of ms) for (const t of m.values()) t.dispose(); };
+const mk = () =>
+  new Map<string, tf.Tensor>([
+    ['a', tf.tensor2d(A, [2, 2])],
+    ['b', tf.tensor1d(B)],
+  ]);
+const disposeAll = (...ms: Array<Map<string, tf.Tensor>>) => {
+  for (const m of ms) for (const t of m.values()) t.dispose();
+};
 
 test('globalNorm is the L2 norm over every element', async () => {
   const g = mk();
@@ -49,9 +55,19 @@ test('clipByGlobalNorm scales by maxNorm / (norm + 1e-6) only when that is < 1',
 test('GradAccumulator returns the mean, owns its inputs and resets', async () => {
   const acc = new GradAccumulator();
   const before = tf.memory().numTensors;
-  acc.add(new Map([['w', tf.tensor1d([1, 2])], ['u', tf.tensor1d([4])]]));
+  acc.add(
+    new Map([
+      ['w', tf.tensor1d([1, 2])],
+      ['u', tf.tensor1d([4])],
+    ]),
+  );
   acc.add(new Map([['w', tf.tensor1d([3, -6])]]));
-  acc.add(new Map([['w', tf.tensor1d([2, 1])], ['u', tf.tensor1d([2])]]));
+  acc.add(
+    new Map([
+      ['w', tf.tensor1d([2, 1])],
+      ['u', tf.tensor1d([2])],
+    ]),
+  );
   assert.equal(acc.count, 3);
   const mean = acc.take();
   assert.equal(acc.count, 0);
@@ -70,9 +86,25 @@ test('GradAccumulator returns the mean, owns its inputs and resets', async () =>
 test('allreduceGrads: buckets of about bucketBytes, in order, one all-reduce each; sums and extras as one fused buffer', async () => {
   // A stand-in for 2 ranks whose other rank holds the same gradients: the sum doubles every value.
   const calls: number[] = [];
-  const comm = { ...SINGLE_PROCESS, size: 2, allreduceSum: (buf: Float32Array) => { calls.push(buf.length); for (let i = 0; i < buf.length; i++) buf[i] *= 2; } };
+  const comm = {
+    ...SINGLE_PROCESS,
+    size: 2,
+    allreduceSum: (buf: Float32Array) => {
+      calls.push(buf.length);
+      for (let i = 0; i < buf.length; i++) buf[i] *= 2;
+    },
+  };
   const grads = new Map<string, tf.Tensor>([
-    ['a', tf.tensor1d([1, 2, 3])], ['b', tf.tensor2d([[4, 5], [6, 7]])], ['big', tf.range(0, 10, 1, 'float32')], ['c', tf.tensor1d([8])],
+    ['a', tf.tensor1d([1, 2, 3])],
+    [
+      'b',
+      tf.tensor2d([
+        [4, 5],
+        [6, 7],
+      ]),
+    ],
+    ['big', tf.range(0, 10, 1, 'float32')],
+    ['c', tf.tensor1d([8])],
   ]);
   try {
     // 32 bytes a bucket: a + b (7 values, 28 B) together, big (40 B) alone, c with the 2 extras last.
@@ -82,7 +114,11 @@ test('allreduceGrads: buckets of about bucketBytes, in order, one all-reduce eac
     assert.deepEqual([...r.grads.keys()], ['a', 'b', 'big', 'c']);
     for (const [n, g] of grads) {
       assert.deepEqual(r.grads.get(n)!.shape, g.shape);
-      assert.deepEqual(Array.from(r.grads.get(n)!.dataSync()), Array.from(g.dataSync(), (v) => 2 * v), n);
+      assert.deepEqual(
+        Array.from(r.grads.get(n)!.dataSync()),
+        Array.from(g.dataSync(), (v) => 2 * v),
+        n,
+      );
     }
     assert.deepEqual(r.extra, [1, 6]);
     tf.dispose([...r.grads.values()]);

@@ -23,12 +23,18 @@ test('renderLossCurve writes a PNG of the expected size that changes with the da
   const stats = await sharp(a).stats();
   assert.ok(stats.channels[0].min < 128, 'something dark (lines, text) is drawn on the white background');
   const b = path.join(dir, 'b.png');
-  await renderLossCurve(records.map((r) => ({ ...r, loss: r.loss * 3 })), b, { title: 'MUSE loss', series: ['loss', 'val_loss'], smooth: 0.6, logY: true });
+  await renderLossCurve(
+    records.map((r) => ({ ...r, loss: r.loss * 3 })),
+    b,
+    { title: 'MUSE loss', series: ['loss', 'val_loss'], smooth: 0.6, logY: true },
+  );
   assert.notDeepEqual(await readFile(a), await readFile(b));
 });
 
 test('spec: records missing a field are skipped per series; smoothing is an EMA; bad input is named', async () => {
-  const spec = lossCurveSpec(records, { title: 't', series: ['loss', 'val_loss'], smooth: 0.5 }) as unknown as { data: { values: Array<{ x: number; y: number; series: string; kind: string }> } };
+  const spec = lossCurveSpec(records, { title: 't', series: ['loss', 'val_loss'], smooth: 0.5 }) as unknown as {
+    data: { values: Array<{ x: number; y: number; series: string; kind: string }> };
+  };
   const v = spec.data.values;
   assert.equal(v.filter((p) => p.series === 'val_loss' && p.kind === 'raw').length, 4);
   assert.equal(v.filter((p) => p.series === 'loss' && p.kind === 'raw').length, 40);
@@ -37,6 +43,9 @@ test('spec: records missing a field are skipped per series; smoothing is an EMA;
   assert.ok(Math.abs(sm[1] - (0.5 * records[0].loss + 0.5 * records[1].loss)) < 1e-12);
   const dir = await mkdtemp(path.join(os.tmpdir(), 'train-core-curve-'));
   await assert.rejects(renderLossCurve([], path.join(dir, 'x.png'), { title: 't', series: ['loss'] }), /no records/);
-  await assert.rejects(renderLossCurve([{ step: 1 }], path.join(dir, 'x.png'), { title: 't', series: ['loss'] }), /none of 1 records has a numeric 'step' together with 'loss'/);
+  await assert.rejects(
+    renderLossCurve([{ step: 1 }], path.join(dir, 'x.png'), { title: 't', series: ['loss'] }),
+    /none of 1 records has a numeric 'step' together with 'loss'/,
+  );
   assert.throws(() => lossCurveSpec(records, { title: 't', series: ['loss'], smooth: 1 }), /smooth/);
 });

@@ -14,7 +14,10 @@ test('JsonlLog appends lines and resumes without duplicate steps or partial line
   log.write({ event: 'eval' });
   await log.close();
   assert.throws(() => log.write({ step: 6 }), /write after close/);
-  assert.deepEqual((await readJsonl(file)).map((r) => r.step), [1, 2, 3, 4, 5, undefined]);
+  assert.deepEqual(
+    (await readJsonl(file)).map((r) => r.step),
+    [1, 2, 3, 4, 5, undefined],
+  );
   // a crash mid-write leaves half a line
   await writeFile(file, (await readFile(file, 'utf8')) + '{"step": 6, "lo');
   assert.equal((await readJsonl(file)).length, 6, 'readJsonl ignores the partial line');
@@ -23,7 +26,10 @@ test('JsonlLog appends lines and resumes without duplicate steps or partial line
   again.write({ step: 4, loss: 0.2 });
   await again.close();
   const rows = await readJsonl(file);
-  assert.deepEqual(rows.map((r) => r.step), [1, 2, 3, undefined, 4]);
+  assert.deepEqual(
+    rows.map((r) => r.step),
+    [1, 2, 3, undefined, 4],
+  );
   assert.equal(rows[4].loss, 0.2);
   assert.ok((await readFile(file, 'utf8')).endsWith('}\n'));
   await writeFile(file, '{"step":1}\nnot json\n');
@@ -43,10 +49,14 @@ test('ProgressLine rewrites on a TTY and throttles otherwise', () => {
   let clock = 0;
   const p = new ProgressLine({ write: (s: string) => out.push(s) }, { minIntervalMs: 1000, now: () => clock });
   p.update('a'); // first one always prints
-  clock = 500; p.update('b');
-  clock = 999; p.update('c');
-  clock = 1000; p.update('d');
-  clock = 1200; p.update('e');
+  clock = 500;
+  p.update('b');
+  clock = 999;
+  p.update('c');
+  clock = 1000;
+  p.update('d');
+  clock = 1200;
+  p.update('e');
   p.done(); // the last unshown update
   assert.deepEqual(out, ['a\n', 'd\n', 'e\n']);
 });

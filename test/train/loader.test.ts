@@ -6,7 +6,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { openTokenDataset, type Batch, type TokenDatasetOptions } from '../../src/train/data/loader.ts';
 import {
-  defaultTextLength, syntheticHidden, syntheticKey, syntheticPooled, syntheticToken, writeSyntheticCaches,
+  defaultTextLength,
+  syntheticHidden,
+  syntheticKey,
+  syntheticPooled,
+  syntheticToken,
+  writeSyntheticCaches,
 } from '../helpers/synthetic-cache.ts';
 import { cacheShardPath, tableBytes, textTable } from '../../src/dataset/cache-format.ts';
 import { writeDuplicatesFile } from '../../src/dataset/decisions-file.ts';
@@ -16,9 +21,14 @@ import { textShard, tokenShard } from '../../src/train/data/cache-reader.ts';
 import { batchTensors } from '../../src/train/data/tensors.ts';
 
 const SHARDS = { 0: 7, 1: 5, 2: 6, 3: 4 }; // 22 samples
-const ALL_KEYS = Object.entries(SHARDS).flatMap(([s, n]) => Array.from({ length: n }, (_, p) => syntheticKey(Number(s), p))).sort();
+const ALL_KEYS = Object.entries(SHARDS)
+  .flatMap(([s, n]) => Array.from({ length: n }, (_, p) => syntheticKey(Number(s), p)))
+  .sort();
 
-async function withDataset(fn: (dir: string) => Promise<void>, extra: Partial<Parameters<typeof writeSyntheticCaches>[1]> = {}): Promise<void> {
+async function withDataset(
+  fn: (dir: string) => Promise<void>,
+  extra: Partial<Parameters<typeof writeSyntheticCaches>[1]> = {},
+): Promise<void> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'muse-loader-'));
   try {
     await writeSyntheticCaches(dir, { shards: SHARDS, pooledDim: 3, ...extra });
@@ -29,7 +39,13 @@ async function withDataset(fn: (dir: string) => Promise<void>, extra: Partial<Pa
 }
 
 const opts = (dir: string, o: Partial<TokenDatasetOptions> = {}): TokenDatasetOptions => ({
-  datasetDir: dir, vqId: 'vq-test', textId: 'text-test', batchSize: 3, seed: 7, shuffleBuffer: 5, ...o,
+  datasetDir: dir,
+  vqId: 'vq-test',
+  textId: 'text-test',
+  batchSize: 3,
+  seed: 7,
+  shuffleBuffer: 5,
+  ...o,
 });
 
 const parseKey = (key: string) => ({ shard: Number(key.slice(0, 5)), pos: Number(key.slice(5)) });
@@ -70,14 +86,17 @@ test('batch shapes, values, padding and mask', async () => {
       assert.equal(b.textLengths![i], len);
       for (let t = 0; t < L; t++) {
         assert.equal(b.textMask![i * L + t], t < len ? 1 : 0);
-        for (let d = 0; d < 4; d++) assert.equal(b.textHidden![(i * L + t) * 4 + d], t < len ? syntheticHidden(shard, pos, t, d) : 0);
+        for (let d = 0; d < 4; d++)
+          assert.equal(b.textHidden![(i * L + t) * 4 + d], t < len ? syntheticHidden(shard, pos, t, d) : 0);
       }
       for (let k = 0; k < 3; k++) assert.equal(b.pooled![i * 3 + k], syntheticPooled(shard, pos, k));
     });
     // a fixed text length pads or truncates every text to it
     const [c] = await take(opts(dir, { batchSize: 4, textMaxLength: 2 }), 1);
     assert.deepEqual(c.textShape, [4, 2, 4]);
-    c.keys.forEach((key, i) => assert.equal(c.textLengths![i], Math.min(2, defaultTextLength(parseKey(key).shard, parseKey(key).pos))));
+    c.keys.forEach((key, i) =>
+      assert.equal(c.textLengths![i], Math.min(2, defaultTextLength(parseKey(key).shard, parseKey(key).pos))),
+    );
   });
 });
 
@@ -89,7 +108,10 @@ test('async iteration yields the same batches as next()', async () => {
       got.push(b);
       if (got.length === 9) break;
     }
-    assert.deepEqual(got.map((b) => b.keys), expected.map((b) => b.keys));
+    assert.deepEqual(
+      got.map((b) => b.keys),
+      expected.map((b) => b.keys),
+    );
   });
 });
 
@@ -109,7 +131,10 @@ test('every sample exactly once per epoch, a new order each epoch', async () => 
     assert.notDeepEqual(es[0], es[1]);
     // dropLast (default): 22 samples in batches of 4 give 5 full batches per epoch
     const batches = await take(opts(dir, { batchSize: 4 }), 6);
-    assert.deepEqual(batches.map((b) => b.epoch), [0, 0, 0, 0, 0, 1]);
+    assert.deepEqual(
+      batches.map((b) => b.epoch),
+      [0, 0, 0, 0, 0, 1],
+    );
     assert.ok(batches.every((b) => b.size === 4));
   });
 });
@@ -168,14 +193,27 @@ test('without a shuffle buffer, shards are read whole in the epoch order', async
       if (e[i].slice(0, 5) === e[i - 1].slice(0, 5)) assert.equal(parseKey(e[i]).pos, parseKey(e[i - 1]).pos + 1);
     }
     const [f] = await epochs(opts(dir, { shuffleBuffer: 0, seed: 99 }), 1);
-    assert.notDeepEqual(f.map((k) => k.slice(0, 5)).filter((s, i, all) => s !== all[i - 1]), shardSeq);
+    assert.notDeepEqual(
+      f.map((k) => k.slice(0, 5)).filter((s, i, all) => s !== all[i - 1]),
+      shardSeq,
+    );
   });
 });
 
 test('dedup decisions are skipped', async () => {
   await withDataset(async (dir) => {
     const dups = [syntheticKey(0, 3), syntheticKey(2, 0), syntheticKey(3, 3)];
-    await writeDuplicatesFile(dir, dups.map((key) => ({ key, duplicate_of: syntheticKey(0, 0), duplicate_of_dataset: 'x', kind: 'sha256', distance: null })), '{}');
+    await writeDuplicatesFile(
+      dir,
+      dups.map((key) => ({
+        key,
+        duplicate_of: syntheticKey(0, 0),
+        duplicate_of_dataset: 'x',
+        kind: 'sha256',
+        distance: null,
+      })),
+      '{}',
+    );
     const [e0, e1] = await epochs(opts(dir), 2);
     const expected = ALL_KEYS.filter((k) => !dups.includes(k));
     assert.deepEqual([...e0].sort(), expected);
@@ -191,18 +229,37 @@ test('ImageNet class ids come from the shard manifests; tokens alone without a t
         const shard = Number(s);
         // the manifest has every input row, some not in the cache (a failed one without class) and in key order
         const rows = Array.from({ length: count + 1 }, (_, p): ManifestRow => ({
-          key: syntheticKey(shard, p), row: p, url: `http://x/${p}`, caption: null, status: p < count ? 'ok' : 'failed', reason: null, error: null,
-          width: null, height: null, original_width: null, original_height: null, bytes: null, sha256: null, phash: null,
-          cls: p < count ? cls(shard, p) : null, meta: null,
+          key: syntheticKey(shard, p),
+          row: p,
+          url: `http://x/${p}`,
+          caption: null,
+          status: p < count ? 'ok' : 'failed',
+          reason: null,
+          error: null,
+          width: null,
+          height: null,
+          original_width: null,
+          original_height: null,
+          bytes: null,
+          sha256: null,
+          phash: null,
+          cls: p < count ? cls(shard, p) : null,
+          meta: null,
         }));
         await writeManifest(shardPaths(dir, shard).manifest, rows);
       }
       const batches = await take(opts(dir, { textId: undefined, batchSize: 5 }), 8);
       for (const b of batches) {
         assert.equal(b.textHidden, undefined);
-        assert.deepEqual([...b.classIds!], b.keys.map((k) => cls(parseKey(k).shard, parseKey(k).pos)));
+        assert.deepEqual(
+          [...b.classIds!],
+          b.keys.map((k) => cls(parseKey(k).shard, parseKey(k).pos)),
+        );
       }
-      await assert.rejects(take(opts(dir, { textId: undefined, classIds: true, datasetDir: dir + '-none' }), 1), /no token cache shards/);
+      await assert.rejects(
+        take(opts(dir, { textId: undefined, classIds: true, datasetDir: dir + '-none' }), 1),
+        /no token cache shards/,
+      );
     },
     { noText: true },
   );
@@ -211,7 +268,15 @@ test('ImageNet class ids come from the shard manifests; tokens alone without a t
 test('tokens and text out of step: a clear error naming the shard and verify', async () => {
   await withDataset(async (dir) => {
     const keys = [syntheticKey(2, 1), syntheticKey(2, 0), ...[2, 3, 4, 5].map((p) => syntheticKey(2, p))];
-    const table = textTable({ keys, ids: keys.map(() => Int32Array.of(1)), hidden: keys.map(() => new Uint16Array(4)), pooled: new Float32Array(18), dim: 4, pooledDim: 3, encoderId: 'text-test' });
+    const table = textTable({
+      keys,
+      ids: keys.map(() => Int32Array.of(1)),
+      hidden: keys.map(() => new Uint16Array(4)),
+      pooled: new Float32Array(18),
+      dim: 4,
+      pooledDim: 3,
+      encoderId: 'text-test',
+    });
     await writeFile(cacheShardPath(dir, 'text', 'text-test', 2), tableBytes(table));
     await assert.rejects(take(opts(dir, { shuffleBuffer: 100 }), 1), (err: Error) => {
       assert.match(err.message, /00002\.arrow/);
@@ -225,7 +290,10 @@ test('tokens and text out of step: a clear error naming the shard and verify', a
 test('a missing text cache file is named', async () => {
   await withDataset(async (dir) => {
     await rm(cacheShardPath(dir, 'text', 'text-test', 3));
-    await assert.rejects(take(opts(dir, { shuffleBuffer: 100 }), 1), /text-test\/00003\.arrow is missing: run muse-data tokenize/);
+    await assert.rejects(
+      take(opts(dir, { shuffleBuffer: 100 }), 1),
+      /text-test\/00003\.arrow is missing: run muse-data tokenize/,
+    );
   });
 });
 
@@ -235,7 +303,10 @@ test('the empty-caption embedding', async () => {
     assert.equal(e.length, 2);
     assert.equal(e.dim, 4);
     assert.equal(e.hidden[1 * 4 + 2], syntheticHidden(99999, 0, 1, 2));
-    assert.deepEqual([...e.pooled!], [0, 1, 2].map((k) => syntheticPooled(99999, 0, k)));
+    assert.deepEqual(
+      [...e.pooled!],
+      [0, 1, 2].map((k) => syntheticPooled(99999, 0, k)),
+    );
   });
 });
 
@@ -253,7 +324,8 @@ test('several datasets read as one, shard subsets', async () => {
       assert.equal(w.filter((k) => k.startsWith('00005')).length, 6);
       assert.equal(new Set(w).size, 25);
       const halves = await epochs(opts(dir, { ...both, weights: [0.5, 1] }), 4);
-      const shardsOf = (e: string[]) => [...new Set(e.filter((k) => !k.startsWith('00005')).map((k) => k.slice(0, 5)))].sort();
+      const shardsOf = (e: string[]) =>
+        [...new Set(e.filter((k) => !k.startsWith('00005')).map((k) => k.slice(0, 5)))].sort();
       for (const e of halves) assert.equal(shardsOf(e).length, 2);
       assert.ok(new Set(halves.map((e) => shardsOf(e).join())).size > 1, 'the half changes between epochs');
       // resume with weights
@@ -265,7 +337,10 @@ test('several datasets read as one, shard subsets', async () => {
       for (let i = 5; i < 12; i++) assert.deepEqual((await resumed.next()).keys, ref[i].keys);
       await assert.rejects(openTokenDataset(opts(dir, { ...both, weights: [1] })), /weights/);
       const [sub] = await epochs(opts(dir, { shards: [1, 3] }), 1);
-      assert.deepEqual([...sub].sort(), ALL_KEYS.filter((k) => k.startsWith('00001') || k.startsWith('00003')));
+      assert.deepEqual(
+        [...sub].sort(),
+        ALL_KEYS.filter((k) => k.startsWith('00001') || k.startsWith('00003')),
+      );
     } finally {
       await rm(other, { recursive: true, force: true });
     }

@@ -59,9 +59,19 @@ test('conditioning dropout replaces a fraction of samples by the empty caption',
   const L = 3;
   const D = 2;
   const batch = {
-    size: B, epoch: 0, keys: [], imageIds: new Int32Array(B), imageShape: [B, 1], gridH: 1, gridW: 1,
-    textHidden: new Float32Array(B * L * D).fill(5), textShape: [B, L, D], textMask: new Uint8Array(B * L).fill(1),
-    textLengths: new Int32Array(B).fill(L), pooled: new Float32Array(B * 2).fill(5), pooledShape: [B, 2],
+    size: B,
+    epoch: 0,
+    keys: [],
+    imageIds: new Int32Array(B),
+    imageShape: [B, 1],
+    gridH: 1,
+    gridW: 1,
+    textHidden: new Float32Array(B * L * D).fill(5),
+    textShape: [B, L, D],
+    textMask: new Uint8Array(B * L).fill(1),
+    textLengths: new Int32Array(B).fill(L),
+    pooled: new Float32Array(B * 2).fill(5),
+    pooledShape: [B, 2],
   } as Batch;
   const empty = { hidden: Float32Array.from([-1, -2]), length: 1, dim: D, pooled: Float32Array.from([7, 8]) };
   const dropped = dropConditioning(batch, empty, 0.1, new SeededRandom(9));

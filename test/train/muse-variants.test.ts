@@ -40,12 +40,16 @@ const ROWS: Row[] = [
       const tbLoss = new Map<number, number>();
       for (const f of tbFiles) {
         for (const e of readEvents(path.join(b, 'tensorboard', f))) {
-          if (e.session_log?.status === 'START') for (const st of [...tbLoss.keys()]) if (st >= e.step) tbLoss.delete(st);
+          if (e.session_log?.status === 'START')
+            for (const st of [...tbLoss.keys()]) if (st >= e.step) tbLoss.delete(st);
           const v = e.summary?.value.find((x) => x.tag === 'loss');
           if (v) tbLoss.set(e.step, v.simple_value!);
         }
       }
-      assert.deepEqual([...tbLoss], (await losses(a)).map(([st, l]) => [st, Math.fround(l)]));
+      assert.deepEqual(
+        [...tbLoss],
+        (await losses(a)).map(([st, l]) => [st, Math.fround(l)]),
+      );
     },
     overfit: { steps: 80, sets: NO_DROPOUT, initialNearLn: 0.5, lossPlot: true },
   },
@@ -93,35 +97,46 @@ const tfSkip = await tensorflowSkip();
 
 for (const row of ROWS) {
   const { variant: v } = row;
-  const train = (dir: string, run: string, sets: string[], o: Parameters<typeof trainMuse>[3] = {}) => trainMuse(dir, run, [...v.sets, ...sets], { stage: v.stage, ...o });
+  const train = (dir: string, run: string, sets: string[], o: Parameters<typeof trainMuse>[3] = {}) =>
+    trainMuse(dir, run, [...v.sets, ...sets], { stage: v.stage, ...o });
   const slug = v.name.replace(/\W+/g, '-');
 
   for (const backend of row.backends) {
-    test(`${v.name}: a run stopped and resumed gives the same losses and weights as an uninterrupted one (${backend})`, { skip: backend === 'tensorflow' && tfSkip }, async () => {
-      await onBackend(backend, async () => {
-        const r = row.resume;
-        const dir = await v.dataset(tmp, `${slug}-resume-${backend}`, { 0: 10, 1: 9 });
-        const sets = [`training.max_steps=${r.steps}`, `training.save_every=${r.saveEvery}`, 'training.gradient_accumulation_steps=2', 'data.shuffle_buffer=5', ...(r.sets ?? [])];
-        const a = path.join(tmp, `${slug}-run-a-${backend}`);
-        const b = path.join(tmp, `${slug}-run-b-${backend}`);
-        await train(dir, a, sets);
-        const first = await train(dir, b, sets, { stopAfter: r.stopAfter });
-        assert.equal(first.step, r.stopAfter);
-        assert.equal(first.stoppedBySignal, true);
-        const second = await train(dir, b, sets, { resume: 'latest' });
-        assert.equal(second.startStep, r.stopAfter);
-        const la = await losses(a);
-        assert.equal(la.length, r.steps);
-        assert.deepEqual(await losses(b), la);
-        const checkpoint = (run: string) => path.join(run, 'checkpoints', `step-${String(r.steps).padStart(8, '0')}`);
-        for (const part of r.parts) {
-          const wa = readFileSync(path.join(checkpoint(a), part, 'model.safetensors'));
-          const wb = readFileSync(path.join(checkpoint(b), part, 'model.safetensors'));
-          assert.ok(wa.equals(wb), `${part} weights differ after resume`);
-        }
-        await row.afterResume?.(a, b, checkpoint);
-      });
-    });
+    test(
+      `${v.name}: a run stopped and resumed gives the same losses and weights as an uninterrupted one (${backend})`,
+      { skip: backend === 'tensorflow' && tfSkip },
+      async () => {
+        await onBackend(backend, async () => {
+          const r = row.resume;
+          const dir = await v.dataset(tmp, `${slug}-resume-${backend}`, { 0: 10, 1: 9 });
+          const sets = [
+            `training.max_steps=${r.steps}`,
+            `training.save_every=${r.saveEvery}`,
+            'training.gradient_accumulation_steps=2',
+            'data.shuffle_buffer=5',
+            ...(r.sets ?? []),
+          ];
+          const a = path.join(tmp, `${slug}-run-a-${backend}`);
+          const b = path.join(tmp, `${slug}-run-b-${backend}`);
+          await train(dir, a, sets);
+          const first = await train(dir, b, sets, { stopAfter: r.stopAfter });
+          assert.equal(first.step, r.stopAfter);
+          assert.equal(first.stoppedBySignal, true);
+          const second = await train(dir, b, sets, { resume: 'latest' });
+          assert.equal(second.startStep, r.stopAfter);
+          const la = await losses(a);
+          assert.equal(la.length, r.steps);
+          assert.deepEqual(await losses(b), la);
+          const checkpoint = (run: string) => path.join(run, 'checkpoints', `step-${String(r.steps).padStart(8, '0')}`);
+          for (const part of r.parts) {
+            const wa = readFileSync(path.join(checkpoint(a), part, 'model.safetensors'));
+            const wb = readFileSync(path.join(checkpoint(b), part, 'model.safetensors'));
+            assert.ok(wa.equals(wb), `${part} weights differ after resume`);
+          }
+          await row.afterResume?.(a, b, checkpoint);
+        });
+      },
+    );
   }
 
   test(`${v.name}: the loss falls when overfitting one small batch`, async () => {
@@ -129,12 +144,25 @@ for (const row of ROWS) {
       const o = row.overfit;
       const dir = await v.dataset(tmp, `${slug}-overfit`, { 0: 8 });
       const run = path.join(tmp, `${slug}-run-overfit`);
-      await train(dir, run, [`training.max_steps=${o.steps}`, 'training.save_every=1000', 'training.batch_size=8', 'training.cond_dropout_prob=0',
-        'optimizer.lr=3e-3', 'lr_scheduler.warmup_steps=5', 'lr_scheduler.schedule=constant', 'training.label_smoothing=0', ...(o.sets ?? [])]);
+      await train(dir, run, [
+        `training.max_steps=${o.steps}`,
+        'training.save_every=1000',
+        'training.batch_size=8',
+        'training.cond_dropout_prob=0',
+        'optimizer.lr=3e-3',
+        'lr_scheduler.warmup_steps=5',
+        'lr_scheduler.schedule=constant',
+        'training.label_smoothing=0',
+        ...(o.sets ?? []),
+      ]);
       const l = (await losses(run)).map(([, x]) => x);
       const start = mean(l.slice(0, 5));
       const end = mean(l.slice(-10));
-      if (o.initialNearLn !== undefined) assert.ok(start > Math.log(v.codebook) - o.initialNearLn, `initial loss ${start} should be near ln(${v.codebook})`);
+      if (o.initialNearLn !== undefined)
+        assert.ok(
+          start > Math.log(v.codebook) - o.initialNearLn,
+          `initial loss ${start} should be near ln(${v.codebook})`,
+        );
       assert.ok(end < start * 0.5, `loss ${start} -> ${end}`);
       if (o.lossPlot) assert.ok(existsSync(path.join(run, 'loss.png')));
     });

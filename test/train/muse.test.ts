@@ -3,7 +3,17 @@
 // overfitting, for every variant: muse-variants.test.ts.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
@@ -36,23 +46,35 @@ function config(dir: string, sets: string[]) {
   return loadTrainConfig({ stage: 'tiny', configsDir, sets: [...SMALL, `data.path=${dir}`, ...sets] });
 }
 
-const train = (dir: string, runDir: string, sets: string[], o: TrainOptions = {}) => trainMuse(dir, runDir, [...SMALL, ...sets], o);
+const train = (dir: string, runDir: string, sets: string[], o: TrainOptions = {}) =>
+  trainMuse(dir, runDir, [...SMALL, ...sets], o);
 
 test('a non-finite loss stops the run with a message and keeps the last good checkpoint', async () => {
   await onBackend('wasm', async () => {
     const dir = await dataset('nan', { 0: 8 });
     const run = path.join(tmp, 'run-nan');
     await assert.rejects(
-      train(dir, run, ['training.max_steps=20', 'training.save_every=1', 'optimizer.lr=1e36', 'lr_scheduler.warmup_steps=0',
-        'training.max_grad_norm=null', 'lr_scheduler.schedule=constant']),
+      train(dir, run, [
+        'training.max_steps=20',
+        'training.save_every=1',
+        'optimizer.lr=1e36',
+        'lr_scheduler.warmup_steps=0',
+        'training.max_grad_norm=null',
+        'lr_scheduler.schedule=constant',
+      ]),
       /the loss is (NaN|Infinity)|gradient norm (NaN|Infinity)/,
     );
     const log = await readJsonl(path.join(run, 'log.jsonl'));
     const error = log.find((r) => 'error' in r)!;
     assert.match(String(error.error), /stopping without applying this update/);
     const ckpts = readdirSync(path.join(run, 'checkpoints')).filter((n) => n.startsWith('step-'));
-    const lastGood = Math.max(...log.filter((r) => typeof r.loss === 'number' && Number.isFinite(r.loss)).map((r) => r.step as number));
-    assert.ok(ckpts.includes(`step-${String(lastGood).padStart(8, '0')}`), `checkpoints ${ckpts} should include step ${lastGood}`);
+    const lastGood = Math.max(
+      ...log.filter((r) => typeof r.loss === 'number' && Number.isFinite(r.loss)).map((r) => r.step as number),
+    );
+    assert.ok(
+      ckpts.includes(`step-${String(lastGood).padStart(8, '0')}`),
+      `checkpoints ${ckpts} should include step ${lastGood}`,
+    );
     assert.ok(!ckpts.includes(`step-${String(lastGood + 1).padStart(8, '0')}`));
   });
 });
@@ -110,17 +132,32 @@ test('--resume latest on a run without checkpoints is refused (muse-train before
   await onBackend('wasm', async () => {
     const run = path.join(tmp, 'run-fresh');
     mkdirSync(run);
-    await assert.rejects(train(dir, run, sets, { resume: 'latest' }), /--resume latest: .*run-fresh has no checkpoint, so there is nothing to resume.*--allow-fresh/);
+    await assert.rejects(
+      train(dir, run, sets, { resume: 'latest' }),
+      /--resume latest: .*run-fresh has no checkpoint, so there is nothing to resume.*--allow-fresh/,
+    );
     const r = await train(dir, run, sets, { resume: 'latest', allowFresh: true });
     assert.deepEqual([r.startStep, r.step], [0, 2]);
     const again = await train(dir, run, ['training.max_steps=3', 'training.save_every=3'], { resume: 'latest' });
     assert.equal(again.startStep, 2, 'with a checkpoint, --resume latest continues it');
   });
   const missing = path.join(tmp, 'run-typo');
-  const cli = await runCli('muse-train', ['--stage', 'tiny', '--out', missing, '--resume', 'latest', '--backend', 'cpu',
-    ...[...SMALL, `data.path=${dir}`].flatMap((s) => ['--set', s])]);
+  const cli = await runCli('muse-train', [
+    '--stage',
+    'tiny',
+    '--out',
+    missing,
+    '--resume',
+    'latest',
+    '--backend',
+    'cpu',
+    ...[...SMALL, `data.path=${dir}`].flatMap((s) => ['--set', s]),
+  ]);
   assert.equal(cli.code, 1, cli.stderr);
-  assert.match(cli.stderr, /muse-train: --resume latest: the run folder .*run-typo does not exist, so there is nothing to resume/);
+  assert.match(
+    cli.stderr,
+    /muse-train: --resume latest: the run folder .*run-typo does not exist, so there is nothing to resume/,
+  );
   assert.equal(existsSync(missing), false, 'the refusal creates no folder');
 });
 
@@ -128,7 +165,15 @@ test('muse-train saves a checkpoint on SIGTERM after finishing the current step'
   const dir = await dataset('sigterm', { 0: 16 });
   const run = path.join(tmp, 'run-sigterm');
   const sets = [...SMALL, `data.path=${dir}`, 'training.max_steps=100000', 'training.save_every=100000'];
-  const training = runCli('muse-train', ['--stage', 'tiny', '--out', run, '--backend', 'wasm', ...sets.flatMap((s) => ['--set', s])]);
+  const training = runCli('muse-train', [
+    '--stage',
+    'tiny',
+    '--out',
+    run,
+    '--backend',
+    'wasm',
+    ...sets.flatMap((s) => ['--set', s]),
+  ]);
   const { child } = training;
   const log = path.join(run, 'log.jsonl');
   const deadline = Date.now() + 60_000;
@@ -147,7 +192,10 @@ test('muse-train saves a checkpoint on SIGTERM after finishing the current step'
   assert.match(stderr, /SIGTERM: finishing the current step/);
   const steps = (await readJsonl(log)).filter((r) => 'loss' in r).map((r) => r.step as number);
   const last = Math.max(...steps);
-  assert.ok(existsSync(path.join(run, 'checkpoints', `step-${String(last).padStart(8, '0')}`, 'trainer_state.json')), stderr);
+  assert.ok(
+    existsSync(path.join(run, 'checkpoints', `step-${String(last).padStart(8, '0')}`, 'trainer_state.json')),
+    stderr,
+  );
   assert.ok(existsSync(path.join(run, 'config.yaml')));
 });
 
@@ -156,14 +204,42 @@ test('a trained checkpoint samples through the sampler (EMA weights, its VQGAN, 
     const dir = await dataset('sampler', { 0: 8 }, 256); // byt5-tiny's width, which the sampler encodes prompts with
     const vqDir = path.join(tmp, 'vq-4x4');
     const { VQGAN } = await import('../../src/models/vqgan/index.ts');
-    const vq = VQGAN.create({ resolution: 32, hiddenChannels: 32, channelMult: [1, 1, 1, 1], numResBlocks: 1, zChannels: 8, quantizedEmbedDim: 8, numEmbeddings: 64 }, 3);
+    const vq = VQGAN.create(
+      {
+        resolution: 32,
+        hiddenChannels: 32,
+        channelMult: [1, 1, 1, 1],
+        numResBlocks: 1,
+        zChannels: 8,
+        quantizedEmbedDim: 8,
+        numEmbeddings: 64,
+      },
+      3,
+    );
     await vq.save(vqDir);
     vq.dispose();
     const run = path.join(tmp, 'run-sampler');
-    await train(dir, run, ['training.max_steps=2', 'training.save_every=2', `model.vq=${vqDir}`, 'model.transformer.encoder_hidden_size=256']);
+    await train(dir, run, [
+      'training.max_steps=2',
+      'training.save_every=2',
+      `model.vq=${vqDir}`,
+      'model.transformer.encoder_hidden_size=256',
+    ]);
     const { sample } = await import('../../src/sample/sample.ts');
-    const a = await sample({ checkpoint: run, prompts: ['a red circle', 'a blue star'], steps: 4, guidance: 3, seed: 1 });
-    const b = await sample({ checkpoint: run, prompts: ['a red circle', 'a blue star'], steps: 4, guidance: 3, seed: 1 });
+    const a = await sample({
+      checkpoint: run,
+      prompts: ['a red circle', 'a blue star'],
+      steps: 4,
+      guidance: 3,
+      seed: 1,
+    });
+    const b = await sample({
+      checkpoint: run,
+      prompts: ['a red circle', 'a blue star'],
+      steps: 4,
+      guidance: 3,
+      seed: 1,
+    });
     assert.equal(a.weights, 'ema');
     assert.equal(a.images.length, 2);
     for (const [i, im] of a.images.entries()) {
@@ -174,15 +250,29 @@ test('a trained checkpoint samples through the sampler (EMA weights, its VQGAN, 
     // original run and VQGAN folder gone, samples the same images.
     const ckpt = path.join(run, 'checkpoints', 'step-00000002');
     assert.equal(JSON.parse(readFileSync(path.join(ckpt, 'sampling.json'), 'utf8')).vq, 'vq');
-    assert.ok(readFileSync(path.join(ckpt, 'vq', 'model.safetensors')).equals(readFileSync(path.join(vqDir, 'model.safetensors'))));
-    assert.ok('vq/model.safetensors' in JSON.parse(readFileSync(path.join(ckpt, 'trainer_state.json'), 'utf8')).files, 'verified on resume');
+    assert.ok(
+      readFileSync(path.join(ckpt, 'vq', 'model.safetensors')).equals(
+        readFileSync(path.join(vqDir, 'model.safetensors')),
+      ),
+    );
+    assert.ok(
+      'vq/model.safetensors' in JSON.parse(readFileSync(path.join(ckpt, 'trainer_state.json'), 'utf8')).files,
+      'verified on resume',
+    );
     const moved = path.join(mkdtempSync(path.join(os.tmpdir(), 'muse-moved-')), 'copied-run');
     cpSync(run, moved, { recursive: true });
     renameSync(run, `${run}-gone`);
     renameSync(vqDir, `${vqDir}-gone`);
     try {
-      const c = await sample({ checkpoint: moved, prompts: ['a red circle', 'a blue star'], steps: 4, guidance: 3, seed: 1 });
-      for (const [i, im] of c.images.entries()) assert.ok(im.png.equals(a.images[i].png), 'the moved run samples the same image');
+      const c = await sample({
+        checkpoint: moved,
+        prompts: ['a red circle', 'a blue star'],
+        steps: 4,
+        guidance: 3,
+        seed: 1,
+      });
+      for (const [i, im] of c.images.entries())
+        assert.ok(im.png.equals(a.images[i].png), 'the moved run samples the same image');
     } finally {
       renameSync(`${run}-gone`, run);
       renameSync(`${vqDir}-gone`, vqDir);
@@ -196,11 +286,28 @@ test('the token cache is matched to model.vq by its weights; other weights are r
     const dir = await dataset('cache-ids', { 0: 4 });
     const { VQGAN } = await import('../../src/models/vqgan/index.ts');
     const vqDir = path.join(tmp, 'vq-untokenized');
-    const vq = VQGAN.create({ resolution: 32, hiddenChannels: 32, channelMult: [1, 1, 1, 1], numResBlocks: 1, zChannels: 8, quantizedEmbedDim: 8, numEmbeddings: 64 }, 4);
+    const vq = VQGAN.create(
+      {
+        resolution: 32,
+        hiddenChannels: 32,
+        channelMult: [1, 1, 1, 1],
+        numResBlocks: 1,
+        zChannels: 8,
+        quantizedEmbedDim: 8,
+        numEmbeddings: 64,
+      },
+      4,
+    );
     await vq.save(vqDir);
     vq.dispose();
-    const cfg = loadTrainConfig({ stage: 'tiny', configsDir, sets: [...SMALL.filter((s) => !s.startsWith('data.vq_id')), `data.path=${dir}`, `model.vq=${vqDir}`] });
-    await assert.rejects(MuseRunner.create({ config: cfg, datasetDirs: [dir], runDir: path.join(tmp, 'run-cache-ids') }),
-      /no image token cache made with .*vq-untokenized \(found vq-test\); run muse-data tokenize .* --vq /);
+    const cfg = loadTrainConfig({
+      stage: 'tiny',
+      configsDir,
+      sets: [...SMALL.filter((s) => !s.startsWith('data.vq_id')), `data.path=${dir}`, `model.vq=${vqDir}`],
+    });
+    await assert.rejects(
+      MuseRunner.create({ config: cfg, datasetDirs: [dir], runDir: path.join(tmp, 'run-cache-ids') }),
+      /no image token cache made with .*vq-untokenized \(found vq-test\); run muse-data tokenize .* --vq /,
+    );
   });
 });

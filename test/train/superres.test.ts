@@ -21,7 +21,8 @@ const tmp = mkdtempSync(path.join(os.tmpdir(), 'muse-train-superres-'));
 const DIM = BYT5_DIM;
 
 const dataset = (name: string, shards: Record<number, number>) => SUPERRES.dataset(tmp, name, shards);
-const train = (dir: string, runDir: string, sets: string[], o: TrainOptions = {}) => trainMuse(dir, runDir, [...SUPERRES.sets, ...sets], { stage: 'superres512', ...o });
+const train = (dir: string, runDir: string, sets: string[], o: TrainOptions = {}) =>
+  trainMuse(dir, runDir, [...SUPERRES.sets, ...sets], { stage: 'superres512', ...o });
 
 test('the paired loader serves both caches of the same samples; mismatched caches are refused', async () => {
   const dir = await dataset('paired', { 0: 6, 1: 5 });
@@ -41,10 +42,26 @@ test('the paired loader serves both caches of the same samples; mismatched cache
   // A high-res cache of other samples (shard 1 has 4 rows instead of 5) is caught.
   const bad = path.join(tmp, 'paired-bad');
   mkdirSync(path.join(bad, 'shards'), { recursive: true });
-  await writeSyntheticCaches(bad, { shards: { 0: 6, 1: 5 }, vqId: 'vq-low', gridH: 4, gridW: 4, codebookSize: 16, dim: DIM });
-  await writeSyntheticCaches(bad, { shards: { 0: 5, 1: 5 }, vqId: 'vq-high', gridH: 8, gridW: 8, codebookSize: 32, noText: true });
+  await writeSyntheticCaches(bad, {
+    shards: { 0: 6, 1: 5 },
+    vqId: 'vq-low',
+    gridH: 4,
+    gridW: 4,
+    codebookSize: 16,
+    dim: DIM,
+  });
+  await writeSyntheticCaches(bad, {
+    shards: { 0: 5, 1: 5 },
+    vqId: 'vq-high',
+    gridH: 8,
+    gridW: 8,
+    codebookSize: 32,
+    noText: true,
+  });
   const p2 = await openPairedDataset({ ...opts, datasetDir: bad, shuffleBuffer: 0 }, 'vq-low');
-  await assert.rejects(async () => { for (let i = 0; i < 6; i++) await p2.next(); }, /do not hold the same samples/);
+  await assert.rejects(async () => {
+    for (let i = 0; i < 6; i++) await p2.next();
+  }, /do not hold the same samples/);
 });
 
 test('muse-sample --superres: base tokens condition the super-res model, whose VQGAN decodes the image', async () => {
@@ -61,17 +78,34 @@ test('muse-sample --superres: base tokens condition the super-res model, whose V
     hi.dispose();
     const dir = await dataset('sampler', { 0: 8 });
     const base = path.join(tmp, 'run-base');
-    const baseCfg = loadTrainConfig({ stage: 'tiny', configsDir, sets: [
-      'model.transformer={codebook_size: 16, num_vq_tokens: 16, max_position_embeddings: 16, hidden_size: 32, num_hidden_layers: 1, ' +
-        `num_attention_heads: 2, intermediate_size: 64, add_cross_attention: true, encoder_hidden_size: ${DIM}, use_codebook_size_for_output: true}`,
-      `model.vq=${vqLow}`, 'data.vq_id=vq-low', 'data.text_id=text-test', 'data.validation_shards=[]', `data.path=${dir}`,
-      'training.batch_size=4', 'training.max_steps=2', 'training.save_every=2', 'training.validate_every=0', 'training.sample_every=0',
-    ] });
+    const baseCfg = loadTrainConfig({
+      stage: 'tiny',
+      configsDir,
+      sets: [
+        'model.transformer={codebook_size: 16, num_vq_tokens: 16, max_position_embeddings: 16, hidden_size: 32, num_hidden_layers: 1, ' +
+          `num_attention_heads: 2, intermediate_size: 64, add_cross_attention: true, encoder_hidden_size: ${DIM}, use_codebook_size_for_output: true}`,
+        `model.vq=${vqLow}`,
+        'data.vq_id=vq-low',
+        'data.text_id=text-test',
+        'data.validation_shards=[]',
+        `data.path=${dir}`,
+        'training.batch_size=4',
+        'training.max_steps=2',
+        'training.save_every=2',
+        'training.validate_every=0',
+        'training.sample_every=0',
+      ],
+    });
     const baseRunner = await MuseRunner.create({ config: baseCfg, datasetDirs: [dir], runDir: base });
     await runTrainingLoop({ config: baseCfg, runDir: base, runner: baseRunner, out: quiet });
     baseRunner.dispose();
     const sr = path.join(tmp, 'run-sr');
-    await train(dir, sr, ['training.max_steps=2', 'training.save_every=2', `model.vq=${vqHigh}`, `model.lowres_vq=${vqLow}`]);
+    await train(dir, sr, [
+      'training.max_steps=2',
+      'training.save_every=2',
+      `model.vq=${vqHigh}`,
+      `model.lowres_vq=${vqLow}`,
+    ]);
 
     const { sample } = await import('../../src/sample/sample.ts');
     const prompts = ['a red circle', 'a blue star'];
@@ -82,12 +116,19 @@ test('muse-sample --superres: base tokens condition the super-res model, whose V
     for (const [i, im] of a.images.entries()) {
       assert.equal(im.ids.length, 64);
       assert.ok(im.base && im.base.ids.length === 16);
-      assert.deepEqual(Array.from(im.base.ids), Array.from(plain.images[i].ids), 'the base image is the base model\'s own');
+      assert.deepEqual(
+        Array.from(im.base.ids),
+        Array.from(plain.images[i].ids),
+        "the base image is the base model's own",
+      );
       assert.ok(im.png.equals(again.images[i].png), 'same seed, same image');
       const meta = await sharp(im.png).metadata();
       assert.equal(meta.width, 32); // the high-res VQGAN's resolution
     }
     // The base checkpoint is refused as a super-res model.
-    await assert.rejects(sample({ checkpoint: base, superres: base, prompts, steps: 2, seed: 1 }), /not a super-res checkpoint/);
+    await assert.rejects(
+      sample({ checkpoint: base, superres: base, prompts, steps: 2, seed: 1 }),
+      /not a super-res checkpoint/,
+    );
   });
 });

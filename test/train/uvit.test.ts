@@ -23,18 +23,48 @@ test('uvit: a trained checkpoint samples through muse-sample (pooled CLIP vector
     mkdirSync(clipDir);
     await fsp.symlink(path.join(FIX, 'clip-text/weights.safetensors'), path.join(clipDir, 'model.safetensors'));
     await fsp.copyFile(path.join(FIX, 'clip-text/config.json'), path.join(clipDir, 'config.json'));
-    for (const f of ['tokenizer.json', 'tokenizer_config.json']) await fsp.copyFile(path.join(FIX, 'tokenizers/clip', f), path.join(clipDir, f));
+    for (const f of ['tokenizer.json', 'tokenizer_config.json'])
+      await fsp.copyFile(path.join(FIX, 'tokenizers/clip', f), path.join(clipDir, f));
     const vqDir = path.join(tmp, 'vq-4x4');
     const { VQGAN } = await import('../../src/models/vqgan/index.ts');
-    const vq = VQGAN.create({ resolution: 32, hiddenChannels: 32, channelMult: [1, 1, 1, 1], numResBlocks: 1, zChannels: 8, quantizedEmbedDim: 8, numEmbeddings: 64 }, 3);
+    const vq = VQGAN.create(
+      {
+        resolution: 32,
+        hiddenChannels: 32,
+        channelMult: [1, 1, 1, 1],
+        numResBlocks: 1,
+        zChannels: 8,
+        quantizedEmbedDim: 8,
+        numEmbeddings: 64,
+      },
+      3,
+    );
     await vq.save(vqDir);
     vq.dispose();
     const dir = await dataset('sampler', { 0: 8 });
     const run = path.join(tmp, 'run-sampler');
-    await train(dir, run, ['training.max_steps=2', 'training.save_every=2', `model.vq=${vqDir}`, `model.text_encoder=clip:${clipDir}`, 'data.text_max_length=16']);
+    await train(dir, run, [
+      'training.max_steps=2',
+      'training.save_every=2',
+      `model.vq=${vqDir}`,
+      `model.text_encoder=clip:${clipDir}`,
+      'data.text_max_length=16',
+    ]);
     const { sample } = await import('../../src/sample/sample.ts');
-    const a = await sample({ checkpoint: run, prompts: ['a red circle', 'a blue star'], steps: 4, guidance: 3, seed: 1 });
-    const b = await sample({ checkpoint: run, prompts: ['a red circle', 'a blue star'], steps: 4, guidance: 3, seed: 1 });
+    const a = await sample({
+      checkpoint: run,
+      prompts: ['a red circle', 'a blue star'],
+      steps: 4,
+      guidance: 3,
+      seed: 1,
+    });
+    const b = await sample({
+      checkpoint: run,
+      prompts: ['a red circle', 'a blue star'],
+      steps: 4,
+      guidance: 3,
+      seed: 1,
+    });
     assert.equal(a.weights, 'ema');
     assert.equal(a.images.length, 2);
     for (const [i, im] of a.images.entries()) {

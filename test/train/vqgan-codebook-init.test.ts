@@ -5,12 +5,17 @@ import * as tf from '@tensorflow/tfjs';
 import { initCodebookFromLatents, kmeansPlusPlus } from '../../src/train/vqgan/codebook-init.ts';
 
 /** 4 tight clusters in 3-D (offsets +-0.01 around known means), 10 points each, interleaved. */
-const MEANS = [[0, 0, 0], [5, 0, 0], [0, 5, 0], [0, 0, 5]];
+const MEANS = [
+  [0, 0, 0],
+  [5, 0, 0],
+  [0, 5, 0],
+  [0, 0, 5],
+];
 function clustered(): Float32Array {
   const out = new Float32Array(40 * 3);
   for (let i = 0; i < 40; i++) {
     const m = MEANS[i % 4];
-    const jitter = ((i * 7) % 5 - 2) * 0.005; // symmetric around 0 within each cluster
+    const jitter = (((i * 7) % 5) - 2) * 0.005; // symmetric around 0 within each cluster
     for (let t = 0; t < 3; t++) out[i * 3 + t] = m[t] + (t === 0 ? jitter : -jitter);
   }
   return out;

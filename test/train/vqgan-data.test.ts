@@ -66,14 +66,24 @@ async function makeDataset(): Promise<{ dir: string; usable: Set<string>; sample
     for (let pos = 0; pos < 4; pos++) {
       const key = String(shard).padStart(5, '0') + String(pos).padStart(4, '0');
       const c = colourOf(shard, pos);
-      const s: FakeSample = { key, status: pos === 1 ? 'filtered' : pos === 3 ? 'fallback' : 'ok', left: c, right: [255 - c[0], 255 - c[1], 30], ext: pos % 2 ? 'jpg' : 'png' };
+      const s: FakeSample = {
+        key,
+        status: pos === 1 ? 'filtered' : pos === 3 ? 'fallback' : 'ok',
+        left: c,
+        right: [255 - c[0], 255 - c[1], 30],
+        ext: pos % 2 ? 'jpg' : 'png',
+      };
       list.push(s);
       samples.set(key, s);
       if (pos !== 1 && key !== '000010002') usable.add(key); // with includeFallbacks
     }
     await writeShard(path.join(dir, 'shards', `${String(shard).padStart(5, '0')}.tar`), list);
   }
-  await writeDuplicatesFile(dir, [{ key: '000010002', duplicate_of: '000000000', duplicate_of_dataset: 'x', kind: 'url', distance: null }], '{}');
+  await writeDuplicatesFile(
+    dir,
+    [{ key: '000010002', duplicate_of: '000000000', duplicate_of_dataset: 'x', kind: 'url', distance: null }],
+    '{}',
+  );
   return { dir, usable, samples };
 }
 
@@ -90,7 +100,13 @@ async function take(next: () => Promise<PixelBatch>, n: number): Promise<Array<{
 test('pixel loader: each usable sample once per epoch, skips non-ok and duplicates, decodes pixels', async () => {
   const { dir, usable, samples } = await makeDataset();
   try {
-    const ds = await openPixelDataset({ datasetDir: dir, resolution: 4, batchSize: 4, seed: 7, includeFallbacks: true });
+    const ds = await openPixelDataset({
+      datasetDir: dir,
+      resolution: 4,
+      batchSize: 4,
+      seed: 7,
+      includeFallbacks: true,
+    });
     const batches = await take(() => ds.next(), 4); // 16 samples = 2 epochs of 8 usable samples
     const keys = batches.flatMap((b) => b.keys);
     assert.equal(usable.size, 8);
@@ -135,7 +151,10 @@ test('pixel loader: state() + restore gives the same following batches (with fli
 
     const only = await openPixelDataset({ ...opts, shards: [1] });
     const keys = (await take(() => only.next(), 3)).flatMap((bt) => bt.keys);
-    assert.ok(keys.every((k) => k.startsWith('00001')), keys.join());
+    assert.ok(
+      keys.every((k) => k.startsWith('00001')),
+      keys.join(),
+    );
     assert.deepEqual(new Set(keys), new Set(['000010000', '000010003']));
   } finally {
     await rm(dir, { recursive: true, force: true });
@@ -152,7 +171,10 @@ test('pixel loader: clear errors for no usable samples, missing shards, bad opti
     ]);
     const ds = await openPixelDataset({ datasetDir: dir, resolution: 8, batchSize: 1, seed: 0 });
     await assert.rejects(ds.next(), /no usable samples/);
-    await assert.rejects(openPixelDataset({ datasetDir: dir, resolution: 8, batchSize: 1, seed: 0, shards: [5] }), /shard 5 is missing/);
+    await assert.rejects(
+      openPixelDataset({ datasetDir: dir, resolution: 8, batchSize: 1, seed: 0, shards: [5] }),
+      /shard 5 is missing/,
+    );
     await assert.rejects(openPixelDataset({ datasetDir: dir, resolution: 0, batchSize: 1, seed: 0 }), /resolution/);
     assert.equal(tf.memory().numTensors >= 0, true);
   } finally {
@@ -168,13 +190,18 @@ test('pixel loader: fallbacks only when asked (as tokenize); a shard without its
     const [epoch] = await take(() => ds.next(), 1);
     assert.deepEqual(new Set(epoch.keys), new Set(noFallbacks));
     // shard 3: its tar and manifest are written, its stats file is not (fetch has not finished it)
-    await writeShard(path.join(dir, 'shards', '00003.tar'), [
-      { key: '000030000', status: 'ok', left: [9, 9, 9], right: [1, 1, 1], ext: 'png' },
-    ], false);
+    await writeShard(
+      path.join(dir, 'shards', '00003.tar'),
+      [{ key: '000030000', status: 'ok', left: [9, 9, 9], right: [1, 1, 1], ext: 'png' }],
+      false,
+    );
     assert.deepEqual(listImageShards(dir), [0, 1, 2]);
     const all = await openPixelDataset({ datasetDir: dir, resolution: 4, batchSize: 1, seed: 1 });
     assert.deepEqual(all.shards, [0, 1, 2]);
-    await assert.rejects(openPixelDataset({ datasetDir: dir, resolution: 4, batchSize: 1, seed: 1, shards: [3] }), /shard 00003 is incomplete \(no .*00003_stats\.json/);
+    await assert.rejects(
+      openPixelDataset({ datasetDir: dir, resolution: 4, batchSize: 1, seed: 1, shards: [3] }),
+      /shard 00003 is incomplete \(no .*00003_stats\.json/,
+    );
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
@@ -198,7 +225,8 @@ test('pixel loader: random crops are seeded windows of the whole image, resumabl
       for (let y = 0; y <= 4 && !found; y++) {
         for (let x = 0; x <= 4 && !found; x++) {
           let same = true;
-          for (let r = 0; r < 4 && same; r++) for (let c = 0; c < 12; c++) if (img[((y + r) * 8 + x) * 3 + c] !== crop[r * 12 + c]) same = false;
+          for (let r = 0; r < 4 && same; r++)
+            for (let c = 0; c < 12; c++) if (img[((y + r) * 8 + x) * 3 + c] !== crop[r * 12 + c]) same = false;
           if (same) found = `${x},${y}`;
         }
       }
@@ -209,7 +237,10 @@ test('pixel loader: random crops are seeded windows of the whole image, resumabl
     assert.ok(new Set(cropsOfAll).size > 4, 'crops differ');
     const state = JSON.parse(JSON.stringify(a.state()));
     const rest = await take(() => a.next(), 3);
-    assert.deepEqual(await take(async () => (await openPixelDataset({ ...cropOpts, resumeFrom: state })).next(), 1), rest.slice(0, 1));
+    assert.deepEqual(
+      await take(async () => (await openPixelDataset({ ...cropOpts, resumeFrom: state })).next(), 1),
+      rest.slice(0, 1),
+    );
     await assert.rejects(openPixelDataset({ ...opts, crop: 9 }), /crop must be an integer in \[1, resolution 8\]/);
   } finally {
     await rm(dir, { recursive: true, force: true });

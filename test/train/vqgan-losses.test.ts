@@ -9,8 +9,18 @@ import '../../src/runtime/backend.ts';
 import { saveSafetensors } from '../../src/models/safetensors.ts';
 import { VQGAN } from '../../src/models/vqgan/index.ts';
 import {
-  CodebookUsage, PatchDiscriminator, VGG16_CHANNELS, VGG16_CONV_INDICES, VggPerceptual, VqganTrainer,
-  adaptiveWeight, discriminatorLoss, discriminatorOutputSize, generatorLoss, reconstructionLoss, restartCodes,
+  CodebookUsage,
+  PatchDiscriminator,
+  VGG16_CHANNELS,
+  VGG16_CONV_INDICES,
+  VggPerceptual,
+  VqganTrainer,
+  adaptiveWeight,
+  discriminatorLoss,
+  discriminatorOutputSize,
+  generatorLoss,
+  reconstructionLoss,
+  restartCodes,
 } from '../../src/train/vqgan/index.ts';
 
 const close = (a: number, b: number, rel = 1e-3, abs = 1e-6) => Math.abs(a - b) <= abs + rel * Math.abs(b);
@@ -21,11 +31,19 @@ test('discriminator: taming names, torch shapes, patch output size, clear error 
   const shapes = Object.fromEntries(Object.entries(t).map(([n, v]) => [n, v.shape]));
   tf.dispose(Object.values(t));
   assert.deepEqual(shapes, {
-    'main.0.weight': [8, 3, 4, 4], 'main.0.bias': [8],
-    'main.2.weight': [16, 8, 4, 4], 'main.3.weight': [16], 'main.3.bias': [16],
-    'main.5.weight': [32, 16, 4, 4], 'main.6.weight': [32], 'main.6.bias': [32],
-    'main.8.weight': [64, 32, 4, 4], 'main.9.weight': [64], 'main.9.bias': [64],
-    'main.11.weight': [1, 64, 4, 4], 'main.11.bias': [1],
+    'main.0.weight': [8, 3, 4, 4],
+    'main.0.bias': [8],
+    'main.2.weight': [16, 8, 4, 4],
+    'main.3.weight': [16],
+    'main.3.bias': [16],
+    'main.5.weight': [32, 16, 4, 4],
+    'main.6.weight': [32],
+    'main.6.bias': [32],
+    'main.8.weight': [64, 32, 4, 4],
+    'main.9.weight': [64],
+    'main.9.bias': [64],
+    'main.11.weight': [1, 64, 4, 4],
+    'main.11.bias': [1],
   });
   // 32 -> 16 -> 8 -> 4 (stride 2) -> 3 -> 2 (stride 1, k4, pad 1)
   assert.equal(discriminatorOutputSize(d.config, 32), 2);
@@ -34,7 +52,10 @@ test('discriminator: taming names, torch shapes, patch output size, clear error 
   out.dispose();
   assert.throws(() => d.apply(tf.zeros([1, 16, 16, 3])), /too small for nLayers=3/);
   const none = new PatchDiscriminator({ ndf: 8, nLayers: 1, norm: 'none' }, 1);
-  assert.deepEqual([...none.variables.keys()], ['main.0.weight', 'main.0.bias', 'main.2.weight', 'main.2.bias', 'main.5.weight', 'main.5.bias']);
+  assert.deepEqual(
+    [...none.variables.keys()],
+    ['main.0.weight', 'main.0.bias', 'main.2.weight', 'main.2.bias', 'main.5.weight', 'main.5.bias'],
+  );
   d.dispose();
   none.dispose();
 });
@@ -69,8 +90,19 @@ test('codebook usage: perplexity, usage window, dead codes; restartCodes replace
   assert.deepEqual(u.dead(6, 4), [2]);
   assert.deepEqual(u.dead(9, 4), [0, 1, 2, 3]);
 
-  const codebook = tf.variable(tf.tensor2d([[0, 0], [1, 1], [2, 2], [3, 3]]));
-  const latents = tf.tensor2d([[10, 11], [20, 21], [30, 31]]);
+  const codebook = tf.variable(
+    tf.tensor2d([
+      [0, 0],
+      [1, 1],
+      [2, 2],
+      [3, 3],
+    ]),
+  );
+  const latents = tf.tensor2d([
+    [10, 11],
+    [20, 21],
+    [30, 31],
+  ]);
   const picks = await restartCodes(codebook, latents, [1, 3], 9, 4);
   const rows = codebook.arraySync();
   const lat = latents.arraySync();
@@ -78,7 +110,14 @@ test('codebook usage: perplexity, usage window, dead codes; restartCodes replace
   assert.deepEqual(rows[2], [2, 2]);
   assert.deepEqual(rows[1], lat[picks[0]]);
   assert.deepEqual(rows[3], lat[picks[1]]);
-  const again = tf.variable(tf.tensor2d([[0, 0], [1, 1], [2, 2], [3, 3]]));
+  const again = tf.variable(
+    tf.tensor2d([
+      [0, 0],
+      [1, 1],
+      [2, 2],
+      [3, 3],
+    ]),
+  );
   assert.deepEqual(await restartCodes(again, latents, [1, 3], 9, 4), picks, 'same seed and step: same picks');
   tf.dispose([codebook, latents, again]);
 });
@@ -90,7 +129,13 @@ test('perceptual loss on a random torchvision-layout VGG16: taps, zero on identi
     let cin = 3;
     VGG16_CONV_INDICES.forEach((idx, k) => {
       const cout = VGG16_CHANNELS[k];
-      tensors[`features.${idx}.weight`] = tf.randomNormal([cout, cin, 3, 3], 0, Math.sqrt(2 / (9 * cin)), 'float32', k + 1);
+      tensors[`features.${idx}.weight`] = tf.randomNormal(
+        [cout, cin, 3, 3],
+        0,
+        Math.sqrt(2 / (9 * cin)),
+        'float32',
+        k + 1,
+      );
       tensors[`features.${idx}.bias`] = tf.randomUniform([cout], -0.05, 0.05, 'float32', k + 100);
       cin = cout;
     });
@@ -100,7 +145,16 @@ test('perceptual loss on a random torchvision-layout VGG16: taps, zero on identi
     const x = tf.randomUniform([2, 16, 16, 3], 0, 1, 'float32', 5) as tf.Tensor4D;
     const y = tf.randomUniform([2, 16, 16, 3], 0, 1, 'float32', 6) as tf.Tensor4D;
     const fx = vgg.features(x);
-    assert.deepEqual(fx.map((f) => f.shape), [[2, 16, 16, 64], [2, 8, 8, 128], [2, 4, 4, 256], [2, 2, 2, 512], [2, 1, 1, 512]]);
+    assert.deepEqual(
+      fx.map((f) => f.shape),
+      [
+        [2, 16, 16, 64],
+        [2, 8, 8, 128],
+        [2, 4, 4, 256],
+        [2, 2, 2, 512],
+        [2, 1, 1, 512],
+      ],
+    );
     assert.ok(vgg.loss(x, x).dataSync()[0] < 1e-9);
     // Independent evaluation of the formula from the tap features, in plain JS.
     const fy = vgg.features(y);
@@ -133,7 +187,10 @@ test('perceptual loss on a random torchvision-layout VGG16: taps, zero on identi
     // A file that is not VGG16.
     delete tensors['features.28.weight'];
     await saveSafetensors(path.join(dir, 'bad.safetensors'), tensors);
-    await assert.rejects(VggPerceptual.fromSafetensors(path.join(dir, 'bad.safetensors')), /missing features\.28\.weight/);
+    await assert.rejects(
+      VggPerceptual.fromSafetensors(path.join(dir, 'bad.safetensors')),
+      /missing features\.28\.weight/,
+    );
     tf.dispose(Object.values(tensors));
     assert.throws(() => vgg.features(tf.zeros([1, 8, 8, 3]) as tf.Tensor4D), /at least 16x16/);
   } finally {
@@ -144,17 +201,29 @@ test('perceptual loss on a random torchvision-layout VGG16: taps, zero on identi
 test('adaptive weight and the combined gradient match a direct computation (and finite differences), with 32 and with 4 GroupNorm groups', async () => {
   // The trainer takes the last conv's input from the decoder (its norm_out tap), so the group count must reach it.
   for (const groups of [{ hiddenChannels: 32 }, { hiddenChannels: 16, normNumGroups: 4 }]) {
-    const vq = VQGAN.create({ resolution: 8, ...groups, channelMult: [1, 2], numResBlocks: 1, zChannels: 8, quantizedEmbedDim: 8, numEmbeddings: 16 }, 3);
+    const vq = VQGAN.create(
+      {
+        resolution: 8,
+        ...groups,
+        channelMult: [1, 2],
+        numResBlocks: 1,
+        zChannels: 8,
+        quantizedEmbedDim: 8,
+        numEmbeddings: 16,
+      },
+      3,
+    );
     const trainer = new VqganTrainer(vq, { seed: 1, gan: { config: { ndf: 8, nLayers: 1 }, weight: 0.8, start: 0 } });
     const disc = trainer.discriminator!;
     const x = tf.randomUniform([2, 8, 8, 3], 0, 1, 'float32', 11) as tf.Tensor4D;
     const W = vq.param('decoder.conv_out.weight');
     const nllOf = () => reconstructionLoss(x, vq.forward(x).reconstruction, 'l1');
     const gOf = () => generatorLoss(disc.apply(vq.forward(x).reconstruction));
-    const gradW = (f: () => tf.Scalar) => tf.tidy(() => {
-      const r = tf.variableGrads(f, [W]);
-      return r.grads[W.name].clone();
-    });
+    const gradW = (f: () => tf.Scalar) =>
+      tf.tidy(() => {
+        const r = tf.variableGrads(f, [W]);
+        return r.grads[W.name].clone();
+      });
     const gn = gradW(nllOf);
     const gg = gradW(gOf);
     const direct = adaptiveWeight(tf.norm(gn).dataSync()[0], tf.norm(gg).dataSync()[0], 0.8);
@@ -162,15 +231,16 @@ test('adaptive weight and the combined gradient match a direct computation (and 
     // Finite-difference check of one entry of the direct nll gradient (validates the reference itself).
     const idx = [1, 2, 5, 0];
     const eps = 1e-2;
-    const shifted = (delta: number) => tf.tidy(() => {
-      const orig = W.clone();
-      const bump = tf.buffer(W.shape, 'float32');
-      bump.set(delta, ...idx);
-      W.assign(orig.add(bump.toTensor()));
-      const v = nllOf().dataSync()[0];
-      W.assign(orig);
-      return v;
-    });
+    const shifted = (delta: number) =>
+      tf.tidy(() => {
+        const orig = W.clone();
+        const bump = tf.buffer(W.shape, 'float32');
+        bump.set(delta, ...idx);
+        W.assign(orig.add(bump.toTensor()));
+        const v = nllOf().dataSync()[0];
+        W.assign(orig);
+        return v;
+      });
     const fd = (shifted(eps) - shifted(-eps)) / (2 * eps);
     const analytic = gn.bufferSync().get(...idx);
     assert.ok(Math.abs(fd - analytic) < 2e-3, `finite difference ${fd} vs analytic ${analytic}`);
@@ -179,10 +249,17 @@ test('adaptive weight and the combined gradient match a direct computation (and 
     assert.ok(close(r.dWeight!, direct, 2e-3), `trainer d_weight ${r.dWeight} vs direct ${direct}`);
     // The VQGAN gradient equals that of nll + d_weight * g + codebook loss, computed directly.
     const vars = [...vq.namedVariables()];
-    const want = tf.variableGrads(() => {
-      const o = vq.forward(x);
-      return tf.addN([reconstructionLoss(x, o.reconstruction, 'l1'), tf.mul(generatorLoss(disc.apply(o.reconstruction)), r.dWeight!), o.codebookLoss]) as tf.Scalar;
-    }, vars.map(([, v]) => v));
+    const want = tf.variableGrads(
+      () => {
+        const o = vq.forward(x);
+        return tf.addN([
+          reconstructionLoss(x, o.reconstruction, 'l1'),
+          tf.mul(generatorLoss(disc.apply(o.reconstruction)), r.dWeight!),
+          o.codebookLoss,
+        ]) as tf.Scalar;
+      },
+      vars.map(([, v]) => v),
+    );
     for (const [name, v] of vars) {
       const a = r.grads.get(name)!.dataSync();
       const b = want.grads[v.name].dataSync();

@@ -21,30 +21,63 @@ test('the vqgan stage trains from shards, validates, draws reconstructions and w
   const fetch = await runCli('muse-data', ['fetch', 'sample', '--data-root', dataRoot]);
   assert.equal(fetch.code, 0, fetch.stderr);
   await onBackend('wasm', async () => {
-    const config = loadTrainConfig({ file: path.join(root, 'configs/tiny-vqgan.yaml'), configsDir: path.join(root, 'configs'), sets: [
-      'data.path=sample', 'training.max_steps=3', 'training.save_every=2', 'training.validate_every=2', 'training.validation_batches=1',
-      'vqgan_training.recon_every=2', 'training.batch_size=4', 'data.validation_shards=[2]',
-    ] });
+    const config = loadTrainConfig({
+      file: path.join(root, 'configs/tiny-vqgan.yaml'),
+      configsDir: path.join(root, 'configs'),
+      sets: [
+        'data.path=sample',
+        'training.max_steps=3',
+        'training.save_every=2',
+        'training.validate_every=2',
+        'training.validation_batches=1',
+        'vqgan_training.recon_every=2',
+        'training.batch_size=4',
+        'data.validation_shards=[2]',
+      ],
+    });
     const runDir = path.join(dataRoot, 'run');
-    const r = await runTraining({ config, runDir, dataRoot, out: { write: () => true } as unknown as NodeJS.WriteStream });
+    const r = await runTraining({
+      config,
+      runDir,
+      dataRoot,
+      out: { write: () => true } as unknown as NodeJS.WriteStream,
+    });
     assert.equal(r.step, 3);
     const log = await readJsonl(path.join(runDir, 'log.jsonl'));
     const steps = log.filter((x) => typeof x.loss === 'number');
     assert.equal(steps.length, 3);
-    for (const s of steps) for (const k of ['rec_loss', 'codebook_loss', 'perplexity', 'codebook_usage', 'grad_norm', 'data_ms']) assert.equal(typeof s[k], 'number', k);
-    assert.ok(log.some((x) => typeof x.val_rec_loss === 'number'), 'validation on the held-out shard');
+    for (const s of steps)
+      for (const k of ['rec_loss', 'codebook_loss', 'perplexity', 'codebook_usage', 'grad_norm', 'data_ms'])
+        assert.equal(typeof s[k], 'number', k);
+    assert.ok(
+      log.some((x) => typeof x.val_rec_loss === 'number'),
+      'validation on the held-out shard',
+    );
     const grid = await sharp(readFileSync(path.join(runDir, 'reconstructions/final.png'))).metadata();
     assert.equal(grid.height! % 2, 0);
     assert.ok(existsSync(path.join(runDir, 'reconstructions/step-00000002.png')));
     assert.ok(existsSync(path.join(runDir, 'loss.png')));
     // TensorBoard: the logged metrics and the reconstruction grids.
-    const events = readdirSync(path.join(runDir, 'tensorboard')).flatMap((f) => readEvents(path.join(runDir, 'tensorboard', f)));
+    const events = readdirSync(path.join(runDir, 'tensorboard')).flatMap((f) =>
+      readEvents(path.join(runDir, 'tensorboard', f)),
+    );
     const values = events.flatMap((e) => (e.summary?.value ?? []).map((v) => ({ step: e.step, ...v })));
-    assert.deepEqual(values.filter((v) => v.tag === 'rec_loss').map((v) => [v.step, v.simple_value]), steps.map((x) => [x.step, Math.fround(x.rec_loss as number)]));
-    assert.ok(values.some((v) => v.tag === 'val_rec_loss'), 'validation metrics too');
+    assert.deepEqual(
+      values.filter((v) => v.tag === 'rec_loss').map((v) => [v.step, v.simple_value]),
+      steps.map((x) => [x.step, Math.fround(x.rec_loss as number)]),
+    );
+    assert.ok(
+      values.some((v) => v.tag === 'val_rec_loss'),
+      'validation metrics too',
+    );
     const grids = values.filter((v) => v.tag === 'reconstructions');
-    assert.deepEqual(grids.map((v) => v.step), [2, 3]);
-    assert.ok(grids[1].image!.encoded_image_string.equals(readFileSync(path.join(runDir, 'reconstructions/final.png'))));
+    assert.deepEqual(
+      grids.map((v) => v.step),
+      [2, 3],
+    );
+    assert.ok(
+      grids[1].image!.encoded_image_string.equals(readFileSync(path.join(runDir, 'reconstructions/final.png'))),
+    );
     const vq = await VQGAN.fromSafetensors(path.join(r.checkpoint!, 'vqgan'));
     assert.equal(vq.config.resolution, config.data.resolution);
     assert.equal(vq.tokensPerImage, 64);

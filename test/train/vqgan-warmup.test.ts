@@ -6,19 +6,28 @@ import { onBackend } from '../helpers/backend.ts';
 import { VQGAN, type VqganConfig } from '../../src/models/vqgan/index.ts';
 import { VqganTrainer } from '../../src/train/vqgan/index.ts';
 
-const TINY: Partial<VqganConfig> = { resolution: 16, hiddenChannels: 32, channelMult: [1, 2], numResBlocks: 1, zChannels: 8, quantizedEmbedDim: 8, numEmbeddings: 16 };
+const TINY: Partial<VqganConfig> = {
+  resolution: 16,
+  hiddenChannels: 32,
+  channelMult: [1, 2],
+  numResBlocks: 1,
+  zChannels: 8,
+  quantizedEmbedDim: 8,
+  numEmbeddings: 16,
+};
 
 /** Flat colours with a square whose colour and place vary per image (deterministic). */
 function images(n: number, res: number): tf.Tensor4D {
   const v = new Float32Array(n * res * res * 3);
   for (let b = 0; b < n; b++) {
-    const bg = [(b * 37) % 100 / 100, (b * 53) % 100 / 100, 0.3];
-    const fg = [0.9, (b * 29) % 100 / 100, (b * 71) % 100 / 100];
+    const bg = [((b * 37) % 100) / 100, ((b * 53) % 100) / 100, 0.3];
+    const fg = [0.9, ((b * 29) % 100) / 100, ((b * 71) % 100) / 100];
     const x0 = (b * 3) % (res / 2);
-    for (let y = 0; y < res; y++) for (let x = 0; x < res; x++) {
-      const inside = x >= x0 && x < x0 + res / 2 && y >= 4 && y < 4 + res / 2;
-      for (let c = 0; c < 3; c++) v[((b * res + y) * res + x) * 3 + c] = inside ? fg[c] : bg[c];
-    }
+    for (let y = 0; y < res; y++)
+      for (let x = 0; x < res; x++) {
+        const inside = x >= x0 && x < x0 + res / 2 && y >= 4 && y < 4 + res / 2;
+        for (let c = 0; c < 3; c++) v[((b * res + y) * res + x) * 3 + c] = inside ? fg[c] : bg[c];
+      }
   }
   return tf.tensor4d(v, [n, res, res, 3]);
 }
@@ -37,7 +46,12 @@ function quantizationError(vq: VQGAN, x: tf.Tensor4D): { mse: number; used: numb
 test('trainer: autoencoder warm-up leaves the codebook alone, then k-means++ fits it to the latents', async () => {
   await onBackend('wasm', async () => {
     const vq = VQGAN.create(TINY, 3);
-    const trainer = new VqganTrainer(vq, { seed: 5, autoencoderWarmupSteps: 2, codebookInit: 'kmeans++', restartAfterSteps: 1 });
+    const trainer = new VqganTrainer(vq, {
+      seed: 5,
+      autoencoderWarmupSteps: 2,
+      codebookInit: 'kmeans++',
+      restartAfterSteps: 1,
+    });
     const x = images(8, 16);
     const codebook0 = vq.param('quantize.embedding.weight').dataSync().slice();
     const conv0 = vq.param('decoder.conv_out.weight').dataSync().slice();
@@ -46,7 +60,11 @@ test('trainer: autoencoder warm-up leaves the codebook alone, then k-means++ fit
       assert.equal(m.codebook_loss, 0, `step ${s} is unquantized`);
       assert.equal(m.dead_codes_restarted, 0, 'no restarts before the codebook is in use');
     }
-    assert.deepEqual(vq.param('quantize.embedding.weight').dataSync(), codebook0, 'warm-up does not touch the codebook');
+    assert.deepEqual(
+      vq.param('quantize.embedding.weight').dataSync(),
+      codebook0,
+      'warm-up does not touch the codebook',
+    );
     assert.notDeepEqual(vq.param('decoder.conv_out.weight').dataSync(), conv0, 'warm-up trains the decoder');
 
     const before = quantizationError(vq, x);
@@ -85,8 +103,14 @@ test('trainer: k-means++ without warm-up runs at step 0 and is deterministic for
 
 test('trainer: bad warm-up / init options are named', () => {
   const vq = VQGAN.create(TINY, 0);
-  assert.throws(() => new VqganTrainer(vq, { seed: 0, autoencoderWarmupSteps: -1 }), /autoencoderWarmupSteps must be an integer >= 0/);
+  assert.throws(
+    () => new VqganTrainer(vq, { seed: 0, autoencoderWarmupSteps: -1 }),
+    /autoencoderWarmupSteps must be an integer >= 0/,
+  );
   assert.throws(() => new VqganTrainer(vq, { seed: 0, autoencoderWarmupSteps: 1.5 }), /autoencoderWarmupSteps/);
-  assert.throws(() => new VqganTrainer(vq, { seed: 0, codebookInit: 'random' as 'none' }), /codebookInit must be 'none' or 'kmeans\+\+'/);
+  assert.throws(
+    () => new VqganTrainer(vq, { seed: 0, codebookInit: 'random' as 'none' }),
+    /codebookInit must be 'none' or 'kmeans\+\+'/,
+  );
   vq.dispose();
 });

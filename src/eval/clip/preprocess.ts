@@ -43,7 +43,8 @@ export function clipPixels(rgb: Uint8Array, w: number, h: number, s: ClipImageSe
     const r = pilBicubicChannel8(chan, w, h, nw, nh);
     for (let i = 0; i < nw * nh; i++) resized[i * 3 + c] = r[i];
   }
-  if (nw < s.crop || nh < s.crop) throw new Error(`image ${w}×${h} resized to ${nw}×${nh} is smaller than the ${s.crop} crop`);
+  if (nw < s.crop || nh < s.crop)
+    throw new Error(`image ${w}×${h} resized to ${nw}×${nh} is smaller than the ${s.crop} crop`);
   const top = Math.floor((nh - s.crop) / 2);
   const left = Math.floor((nw - s.crop) / 2);
   const out = new Float32Array(s.crop * s.crop * 3);

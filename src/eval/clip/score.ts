@@ -17,8 +17,14 @@ export interface DecodedImage {
 }
 
 /** Mean of 100·cos over the pairs, clamped at 0; also the per-pair values (not clamped). */
-export function clipScoreFromEmbeddings(image: Float32Array, text: Float32Array, n: number, dim: number): { score: number; perPair: number[] } {
-  if (image.length !== n * dim || text.length !== n * dim) throw new Error(`CLIP score: ${n} pairs of ${dim}-d embeddings expected`);
+export function clipScoreFromEmbeddings(
+  image: Float32Array,
+  text: Float32Array,
+  n: number,
+  dim: number,
+): { score: number; perPair: number[] } {
+  if (image.length !== n * dim || text.length !== n * dim)
+    throw new Error(`CLIP score: ${n} pairs of ${dim}-d embeddings expected`);
   if (n === 0) throw new Error('CLIP score: no image-prompt pairs');
   const perPair: number[] = [];
   for (let i = 0; i < n; i++) {
@@ -49,20 +55,27 @@ export class ClipScorer {
   /** Loads an HF CLIPModel folder: config.json, model.safetensors, tokenizer.json, preprocessor settings. */
   static async load(dir: string): Promise<ClipScorer> {
     const stat = await fsp.stat(dir).catch(() => undefined);
-    if (!stat?.isDirectory()) throw new Error(`${dir}: not a CLIP model folder (config.json, model.safetensors, tokenizer.json)`);
+    if (!stat?.isDirectory())
+      throw new Error(`${dir}: not a CLIP model folder (config.json, model.safetensors, tokenizer.json)`);
     const tokFile = path.join(dir, 'tokenizer.json');
-    if (!(await fsp.stat(tokFile).catch(() => undefined))) throw new Error(`${dir}: no tokenizer.json (the CLIP BPE tokenizer is needed for the prompts)`);
+    if (!(await fsp.stat(tokFile).catch(() => undefined)))
+      throw new Error(`${dir}: no tokenizer.json (the CLIP BPE tokenizer is needed for the prompts)`);
     let pre: Record<string, unknown> | undefined;
     for (const f of ['preprocessor_config.json', 'processor_config.json']) {
       const text = await fsp.readFile(path.join(dir, f), 'utf8').catch(() => undefined);
-      if (text !== undefined) { pre = JSON.parse(text) as Record<string, unknown>; break; }
+      if (text !== undefined) {
+        pre = JSON.parse(text) as Record<string, unknown>;
+        break;
+      }
     }
     const vision = await ClipVisionEncoder.fromSafetensors(dir);
     try {
       const text = await ClipTextEncoder.fromSafetensors(dir);
       if (text.config.projection_dim !== vision.config.projection_dim) {
         text.dispose();
-        throw new Error(`${dir}: text projection ${text.config.projection_dim}-d but visual projection ${vision.config.projection_dim}-d`);
+        throw new Error(
+          `${dir}: text projection ${text.config.projection_dim}-d but visual projection ${vision.config.projection_dim}-d`,
+        );
       }
       const tokenizer = await loadClipTokenizer(tokFile, { maxLength: text.config.max_position_embeddings });
       return new ClipScorer(vision, text, tokenizer, clipImageSettings(pre, vision.config.image_size));
@@ -108,7 +121,8 @@ export class ClipScorer {
 
   /** CLIP score of image i with prompt i. */
   async score(images: DecodedImage[], prompts: string[]): Promise<{ score: number; perPair: number[] }> {
-    if (images.length !== prompts.length) throw new Error(`CLIP score: ${images.length} images but ${prompts.length} prompts`);
+    if (images.length !== prompts.length)
+      throw new Error(`CLIP score: ${images.length} images but ${prompts.length} prompts`);
     const [a, b] = [await this.imageEmbeddings(images), await this.textEmbeddings(prompts)];
     return clipScoreFromEmbeddings(a, b, images.length, this.dim);
   }

@@ -32,7 +32,8 @@ export async function fileSha256(file: string): Promise<string> {
 
 /** `file`: pytorch-fid weights as safetensors; absent or 'random': the built-in random weights. */
 export async function loadInception(file?: string): Promise<LoadedInception> {
-  if (!file || file === 'random') return { model: new FidInception({ random: true }), weightsId: RANDOM_INCEPTION_ID, random: true };
+  if (!file || file === 'random')
+    return { model: new FidInception({ random: true }), weightsId: RANDOM_INCEPTION_ID, random: true };
   const model = await FidInception.fromSafetensors(file);
   return { model, weightsId: await fileSha256(file), random: false };
 }
@@ -59,13 +60,26 @@ export interface SetStats {
 
 /** What a set's statistics depend on: its files (name, size, mtime), the model, the resize, the count. */
 async function cacheKey(dir: string, o: SetStatsOptions): Promise<string> {
-  return createHash('sha256').update(JSON.stringify({
-    dir: path.resolve(dir), files: await imageSetFingerprint(dir, o), weights: o.inception.weightsId, resize: o.resize, num: o.num ?? null, mixed: !!o.allowMixedSizes, side: o.side ?? FID_INPUT_SIZE,
-  })).digest('hex');
+  return createHash('sha256')
+    .update(
+      JSON.stringify({
+        dir: path.resolve(dir),
+        files: await imageSetFingerprint(dir, o),
+        weights: o.inception.weightsId,
+        resize: o.resize,
+        num: o.num ?? null,
+        mixed: !!o.allowMixedSizes,
+        side: o.side ?? FID_INPUT_SIZE,
+      }),
+    )
+    .digest('hex');
 }
 
 /** Pool features [n·2048] of a set, streamed in batches. */
-export async function setFeatures(dir: string, o: SetStatsOptions): Promise<{ features: Float32Array; n: number; report: ImageSetReport }> {
+export async function setFeatures(
+  dir: string,
+  o: SetStatsOptions,
+): Promise<{ features: Float32Array; n: number; report: ImageSetReport }> {
   const set = await readImageSet(dir, o);
   const chunks: Float32Array[] = [];
   let n = 0;
@@ -88,7 +102,10 @@ export async function setFeatures(dir: string, o: SetStatsOptions): Promise<{ fe
   await flush();
   const features = new Float32Array(n * FID_FEATURE_DIM);
   let off = 0;
-  for (const c of chunks) { features.set(c, off); off += c.length; }
+  for (const c of chunks) {
+    features.set(c, off);
+    off += c.length;
+  }
   return { features, n, report: set.report };
 }
 
@@ -97,7 +114,9 @@ export async function setStatistics(source: string, o: SetStatsOptions): Promise
   if (source.toLowerCase().endsWith('.npz')) {
     const { stats, meta } = await loadStatsNpz(source);
     if (meta.weights && meta.weights !== o.inception.weightsId) {
-      throw new Error(`${source}: statistics made with Inception weights ${String(meta.weights).slice(0, 12)}, not ${o.inception.weightsId.slice(0, 12)}`);
+      throw new Error(
+        `${source}: statistics made with Inception weights ${String(meta.weights).slice(0, 12)}, not ${o.inception.weightsId.slice(0, 12)}`,
+      );
     }
     return { stats, from: 'npz' };
   }
@@ -110,7 +129,13 @@ export async function setStatistics(source: string, o: SetStatsOptions): Promise
   const { features, n, report } = await setFeatures(source, o);
   const stats = featureStatistics(features, n, FID_FEATURE_DIM, source);
   if (cacheFile) {
-    await saveStatsNpz(cacheFile, stats, { key, source: path.resolve(source), weights: o.inception.weightsId, resize: o.resize, counts: report.counts });
+    await saveStatsNpz(cacheFile, stats, {
+      key,
+      source: path.resolve(source),
+      weights: o.inception.weightsId,
+      resize: o.resize,
+      counts: report.counts,
+    });
   }
   return { stats, report, from: 'images', cacheFile };
 }
@@ -121,7 +146,12 @@ export interface FidResult extends FrechetParts {
 }
 
 /** FID of `fake` against `real` (folders, datasets or .npz statistics). */
-export async function computeFid(real: string, fake: string, o: SetStatsOptions, cacheFake = false): Promise<FidResult> {
+export async function computeFid(
+  real: string,
+  fake: string,
+  o: SetStatsOptions,
+  cacheFake = false,
+): Promise<FidResult> {
   const r = await setStatistics(real, o);
   const f = await setStatistics(fake, { ...o, cacheDir: cacheFake ? o.cacheDir : undefined });
   const parts = frechetDistance(r.stats, f.stats);

@@ -55,7 +55,9 @@ export function pivotedCholesky(a: Float64Array, n: number, tol = 1e-13): { l: F
   }
   const r = cols.length;
   const l = new Float64Array(n * r);
-  cols.forEach((c, k) => { for (let i = 0; i < n; i++) l[i * r + k] = c[i]; });
+  cols.forEach((c, k) => {
+    for (let i = 0; i < n; i++) l[i * r + k] = c[i];
+  });
   return { l, rank: r };
 }
 
@@ -89,11 +91,12 @@ export function traceSqrtProduct(a: Float64Array, b: Float64Array, n: number): n
       for (let j = 0; j < r; j++) m[row + j] += v * bl[lk + j];
     }
   }
-  for (let i = 0; i < r; i++) for (let j = i + 1; j < r; j++) {
-    const v = (m[i * r + j] + m[j * r + i]) / 2;
-    m[i * r + j] = v;
-    m[j * r + i] = v;
-  }
+  for (let i = 0; i < r; i++)
+    for (let j = i + 1; j < r; j++) {
+      const v = (m[i * r + j] + m[j * r + i]) / 2;
+      m[i * r + j] = v;
+      m[j * r + i] = v;
+    }
   let t = 0;
   for (const lambda of symmetricEigen(m, r).values) t += Math.sqrt(Math.max(lambda, 0));
   return t;
@@ -122,6 +125,13 @@ export function frechetDistance(s1: FeatureStats, s2: FeatureStats): FrechetPart
     traceSigma2 += s2.sigma[i * n + i];
   }
   // tr sqrtm(S1·S2) = tr sqrtm(S2·S1): factor the set with fewer samples (lower rank, smaller eigenproblem).
-  const traceCovmean = s2.n && s2.n < s1.n ? traceSqrtProduct(s2.sigma, s1.sigma, n) : traceSqrtProduct(s1.sigma, s2.sigma, n);
-  return { fid: meanTerm + traceSigma1 + traceSigma2 - 2 * traceCovmean, meanTerm, traceSigma1, traceSigma2, traceCovmean };
+  const traceCovmean =
+    s2.n && s2.n < s1.n ? traceSqrtProduct(s2.sigma, s1.sigma, n) : traceSqrtProduct(s1.sigma, s2.sigma, n);
+  return {
+    fid: meanTerm + traceSigma1 + traceSigma2 - 2 * traceCovmean,
+    meanTerm,
+    traceSigma1,
+    traceSigma2,
+    traceCovmean,
+  };
 }

@@ -35,9 +35,14 @@ function parseNpy(buf: Buffer, name: string): NpyArray {
   const descr = /'descr':\s*'([^']+)'/.exec(header)?.[1];
   const fortran = /'fortran_order':\s*(True|False)/.exec(header)?.[1];
   const shapeText = /'shape':\s*\(([^)]*)\)/.exec(header)?.[1];
-  if (!descr || !fortran || shapeText === undefined) throw new Error(`${name}: unreadable .npy header ${header.trim()}`);
+  if (!descr || !fortran || shapeText === undefined)
+    throw new Error(`${name}: unreadable .npy header ${header.trim()}`);
   if (fortran === 'True') throw new Error(`${name}: Fortran-ordered arrays are not supported`);
-  const shape = shapeText.split(',').map((s) => s.trim()).filter(Boolean).map(Number);
+  const shape = shapeText
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .map(Number);
   return { descr, shape, data: buf.subarray(off + hlen) };
 }
 
@@ -110,7 +115,10 @@ function unzip(buf: Buffer, file: string): Map<string, Buffer> {
         if (id === 1) {
           let r = q + 4;
           if (buf.readUInt32LE(p + 24) === 0xffffffff) r += 8;
-          if (csize === 0xffffffff) { csize = Number(buf.readBigUInt64LE(r)); r += 8; }
+          if (csize === 0xffffffff) {
+            csize = Number(buf.readBigUInt64LE(r));
+            r += 8;
+          }
           if (local === 0xffffffff) local = Number(buf.readBigUInt64LE(r));
         }
         q += 4 + size;
@@ -120,7 +128,16 @@ function unzip(buf: Buffer, file: string): Map<string, Buffer> {
     const lxlen = buf.readUInt16LE(local + 28);
     const start = local + 30 + lnlen + lxlen;
     const raw = buf.subarray(start, start + csize);
-    out.set(name, method === 0 ? raw : method === 8 ? zlib.inflateRawSync(raw) : (() => { throw new Error(`${file}: ${name} uses zip method ${method}`); })());
+    out.set(
+      name,
+      method === 0
+        ? raw
+        : method === 8
+          ? zlib.inflateRawSync(raw)
+          : (() => {
+              throw new Error(`${file}: ${name} uses zip method ${method}`);
+            })(),
+    );
     p += 46 + nlen + xlen + clen;
   }
   return out;
@@ -131,17 +148,24 @@ const f64Bytes = (a: Float64Array) => Buffer.from(a.buffer, a.byteOffset, a.byte
 /** Writes mu, sigma (float64) and muse's metadata, atomically. */
 export async function saveStatsNpz(file: string, s: FeatureStats, meta: Record<string, unknown> = {}): Promise<void> {
   const metaBytes = Buffer.from(JSON.stringify(meta), 'utf8');
-  await writeFileAtomic(file, zip([
-    { name: 'mu.npy', data: npy('<f8', [s.dim], f64Bytes(s.mu)) },
-    { name: 'sigma.npy', data: npy('<f8', [s.dim, s.dim], f64Bytes(s.sigma)) },
-    { name: 'n.npy', data: npy('<i8', [], Buffer.from(new BigInt64Array([BigInt(s.n)]).buffer)) },
-    { name: 'muse_meta.npy', data: npy('|u1', [metaBytes.length], metaBytes) },
-  ]));
+  await writeFileAtomic(
+    file,
+    zip([
+      { name: 'mu.npy', data: npy('<f8', [s.dim], f64Bytes(s.mu)) },
+      { name: 'sigma.npy', data: npy('<f8', [s.dim, s.dim], f64Bytes(s.sigma)) },
+      { name: 'n.npy', data: npy('<i8', [], Buffer.from(new BigInt64Array([BigInt(s.n)]).buffer)) },
+      { name: 'muse_meta.npy', data: npy('|u1', [metaBytes.length], metaBytes) },
+    ]),
+  );
 }
 
 function toFloat64(a: NpyArray, name: string): Float64Array {
-  if (a.descr === '<f8') return new Float64Array(a.data.buffer.slice(a.data.byteOffset, a.data.byteOffset + a.data.byteLength));
-  if (a.descr === '<f4') return Float64Array.from(new Float32Array(a.data.buffer.slice(a.data.byteOffset, a.data.byteOffset + a.data.byteLength)));
+  if (a.descr === '<f8')
+    return new Float64Array(a.data.buffer.slice(a.data.byteOffset, a.data.byteOffset + a.data.byteLength));
+  if (a.descr === '<f4')
+    return Float64Array.from(
+      new Float32Array(a.data.buffer.slice(a.data.byteOffset, a.data.byteOffset + a.data.byteLength)),
+    );
   throw new Error(`${name}: dtype ${a.descr}, float64 or float32 expected`);
 }
 
@@ -162,6 +186,7 @@ export async function loadStatsNpz(file: string): Promise<{ stats: FeatureStats;
   let n = 0;
   if (entries.has('n.npy')) n = Number(parseNpy(entries.get('n.npy')!, 'n').data.readBigInt64LE(0));
   let meta: Record<string, unknown> = {};
-  if (entries.has('muse_meta.npy')) meta = JSON.parse(parseNpy(entries.get('muse_meta.npy')!, 'meta').data.toString('utf8')) as Record<string, unknown>;
+  if (entries.has('muse_meta.npy'))
+    meta = JSON.parse(parseNpy(entries.get('muse_meta.npy')!, 'meta').data.toString('utf8')) as Record<string, unknown>;
   return { stats: { n, dim, mu: toFloat64(mu, `${file}:mu`), sigma: toFloat64(sigma, `${file}:sigma`) }, meta };
 }

@@ -100,7 +100,14 @@ export function pilBicubicChannel(src: Float32Array, w: number, h: number, outW:
 const PRECISION_BITS = 32 - 8 - 2;
 
 /** One 8-bit pass of PIL's resampler: fixed-point weights (22 bits), rounded and clipped to 0..255. */
-function pass8(src: Uint8Array, lines: number, inLen: number, outLen: number, horizontal: boolean, otherLen: number): Uint8Array {
+function pass8(
+  src: Uint8Array,
+  lines: number,
+  inLen: number,
+  outLen: number,
+  horizontal: boolean,
+  otherLen: number,
+): Uint8Array {
   const c = coefficients(inLen, outLen);
   const k = new Float64Array(c.weights.length);
   for (let i = 0; i < k.length; i++) {

@@ -16,10 +16,18 @@ export interface FeatureStats {
  * Mean and covariance of `n` feature vectors of length `dim` stored row-major in `features`. At least 2
  * vectors are needed (the covariance divides by N-1): FID is undefined for fewer, so they are refused.
  */
-export function featureStatistics(features: Float32Array | Float64Array, n: number, dim: number, what = 'feature set'): FeatureStats {
+export function featureStatistics(
+  features: Float32Array | Float64Array,
+  n: number,
+  dim: number,
+  what = 'feature set',
+): FeatureStats {
   if (!Number.isInteger(n) || !Number.isInteger(dim) || dim < 1) throw new Error(`${what}: bad shape [${n}, ${dim}]`);
   if (features.length !== n * dim) throw new Error(`${what}: ${features.length} values for ${n} vectors of ${dim}`);
-  if (n < 2) throw new Error(`${what}: ${n} image${n === 1 ? '' : 's'}; FID needs at least 2 (the covariance is undefined for fewer)`);
+  if (n < 2)
+    throw new Error(
+      `${what}: ${n} image${n === 1 ? '' : 's'}; FID needs at least 2 (the covariance is undefined for fewer)`,
+    );
   const mu = new Float64Array(dim);
   for (let i = 0; i < n; i++) {
     const row = i * dim;

@@ -58,7 +58,16 @@ export class ClipVisionEncoder {
     const rng = opts.seed === null ? undefined : new Prng(opts.seed ?? 0);
     const D = c.hidden_size;
     const add = (name: string, shape: number[], std: number) =>
-      this.params.add(name, shape, rng ? rng.normalArray(shape.reduce((a, b) => a * b, 1), std) : 'zeros');
+      this.params.add(
+        name,
+        shape,
+        rng
+          ? rng.normalArray(
+              shape.reduce((a, b) => a * b, 1),
+              std,
+            )
+          : 'zeros',
+      );
     const ln = (name: string) => {
       this.params.add(`${name}.weight`, [D], 'ones');
       this.params.add(`${name}.bias`, [D], 'zeros');
@@ -69,7 +78,8 @@ export class ClipVisionEncoder {
     };
     const v = 'vision_model';
     const grid = c.image_size / c.patch_size;
-    if (!Number.isInteger(grid)) throw new Error(`CLIP vision config: image_size ${c.image_size} is not a multiple of patch_size ${c.patch_size}`);
+    if (!Number.isInteger(grid))
+      throw new Error(`CLIP vision config: image_size ${c.image_size} is not a multiple of patch_size ${c.patch_size}`);
     add(`${v}.embeddings.class_embedding`, [D], D ** -0.5);
     add(`${v}.embeddings.patch_embedding.weight`, [D, c.num_channels, c.patch_size, c.patch_size], 0.02);
     add(`${v}.embeddings.position_embedding.weight`, [grid * grid + 1, D], 0.02);
@@ -91,12 +101,9 @@ export class ClipVisionEncoder {
    * (config.json + safetensors) or a weights file. The text tower and logit_scale are skipped.
    */
   static async fromSafetensors(pathOrDir: string, opts: ModelFilesOptions = {}): Promise<ClipVisionEncoder> {
-    return loadModelFiles(
-      pathOrDir,
-      opts,
-      (config) => new ClipVisionEncoder(config, { seed: null }),
-      { ignore: (n) => !n.startsWith('vision_model.') || n === 'vision_model.embeddings.position_ids' },
-    );
+    return loadModelFiles(pathOrDir, opts, (config) => new ClipVisionEncoder(config, { seed: null }), {
+      ignore: (n) => !n.startsWith('vision_model.') || n === 'vision_model.embeddings.position_ids',
+    });
   }
 
   get gridSize(): number {
@@ -127,11 +134,28 @@ export class ClipVisionEncoder {
         const l = `${v}.encoder.layers.${i}`;
         const lin = (h: tf.Tensor, n: string) => linear(h, p(`${l}.${n}.weight`), p(`${l}.${n}.bias`));
         const h = layerNorm(x, p(`${l}.layer_norm1.weight`), p(`${l}.layer_norm1.bias`), c.layer_norm_eps);
-        x = tf.add(x, lin(attention(lin(h, 'self_attn.q_proj'), lin(h, 'self_attn.k_proj'), lin(h, 'self_attn.v_proj'), c.num_attention_heads, { scale }), 'self_attn.out_proj'));
+        x = tf.add(
+          x,
+          lin(
+            attention(
+              lin(h, 'self_attn.q_proj'),
+              lin(h, 'self_attn.k_proj'),
+              lin(h, 'self_attn.v_proj'),
+              c.num_attention_heads,
+              { scale },
+            ),
+            'self_attn.out_proj',
+          ),
+        );
         const m = layerNorm(x, p(`${l}.layer_norm2.weight`), p(`${l}.layer_norm2.bias`), c.layer_norm_eps);
         x = tf.add(x, lin(act(lin(m, 'mlp.fc1')), 'mlp.fc2'));
       }
-      const pooled = layerNorm(tf.reshape(tf.slice(x, [0, 0, 0], [b, 1, D]), [b, D]), p(`${v}.post_layernorm.weight`), p(`${v}.post_layernorm.bias`), c.layer_norm_eps);
+      const pooled = layerNorm(
+        tf.reshape(tf.slice(x, [0, 0, 0], [b, 1, D]), [b, D]),
+        p(`${v}.post_layernorm.weight`),
+        p(`${v}.post_layernorm.bias`),
+        c.layer_norm_eps,
+      );
       return linear(pooled, p('visual_projection.weight')) as tf.Tensor2D;
     });
   }

@@ -15,7 +15,13 @@ export interface ConvSpec {
   padW: number;
 }
 
-const conv = (name: string, inC: number, outC: number, k: number | [number, number], o: { stride?: number; pad?: number | [number, number] } = {}): ConvSpec => {
+const conv = (
+  name: string,
+  inC: number,
+  outC: number,
+  k: number | [number, number],
+  o: { stride?: number; pad?: number | [number, number] } = {},
+): ConvSpec => {
   const [kh, kw] = typeof k === 'number' ? [k, k] : k;
   const [padH, padW] = o.pad === undefined ? [0, 0] : typeof o.pad === 'number' ? [o.pad, o.pad] : o.pad;
   return { name, inC, outC, kh, kw, stride: o.stride ?? 1, padH, padW };
@@ -56,23 +62,27 @@ export const FID_INCEPTION_BLOCKS: Block[] = [
 export function blockConvs(b: Block): Record<string, ConvSpec> {
   const n = (s: string) => `${'name' in b ? b.name : ''}.${s}`;
   switch (b.kind) {
-    case 'conv': return { conv: b.conv };
-    case 'maxpool': return {};
-    case 'A': return {
-      branch1x1: conv(n('branch1x1'), b.inC, 64, 1),
-      branch5x5_1: conv(n('branch5x5_1'), b.inC, 48, 1),
-      branch5x5_2: conv(n('branch5x5_2'), 48, 64, 5, { pad: 2 }),
-      branch3x3dbl_1: conv(n('branch3x3dbl_1'), b.inC, 64, 1),
-      branch3x3dbl_2: conv(n('branch3x3dbl_2'), 64, 96, 3, { pad: 1 }),
-      branch3x3dbl_3: conv(n('branch3x3dbl_3'), 96, 96, 3, { pad: 1 }),
-      branch_pool: conv(n('branch_pool'), b.inC, b.pool, 1),
-    };
-    case 'B': return {
-      branch3x3: conv(n('branch3x3'), b.inC, 384, 3, { stride: 2 }),
-      branch3x3dbl_1: conv(n('branch3x3dbl_1'), b.inC, 64, 1),
-      branch3x3dbl_2: conv(n('branch3x3dbl_2'), 64, 96, 3, { pad: 1 }),
-      branch3x3dbl_3: conv(n('branch3x3dbl_3'), 96, 96, 3, { stride: 2 }),
-    };
+    case 'conv':
+      return { conv: b.conv };
+    case 'maxpool':
+      return {};
+    case 'A':
+      return {
+        branch1x1: conv(n('branch1x1'), b.inC, 64, 1),
+        branch5x5_1: conv(n('branch5x5_1'), b.inC, 48, 1),
+        branch5x5_2: conv(n('branch5x5_2'), 48, 64, 5, { pad: 2 }),
+        branch3x3dbl_1: conv(n('branch3x3dbl_1'), b.inC, 64, 1),
+        branch3x3dbl_2: conv(n('branch3x3dbl_2'), 64, 96, 3, { pad: 1 }),
+        branch3x3dbl_3: conv(n('branch3x3dbl_3'), 96, 96, 3, { pad: 1 }),
+        branch_pool: conv(n('branch_pool'), b.inC, b.pool, 1),
+      };
+    case 'B':
+      return {
+        branch3x3: conv(n('branch3x3'), b.inC, 384, 3, { stride: 2 }),
+        branch3x3dbl_1: conv(n('branch3x3dbl_1'), b.inC, 64, 1),
+        branch3x3dbl_2: conv(n('branch3x3dbl_2'), 64, 96, 3, { pad: 1 }),
+        branch3x3dbl_3: conv(n('branch3x3dbl_3'), 96, 96, 3, { stride: 2 }),
+      };
     case 'C': {
       const c = b.c7;
       return {
@@ -88,25 +98,27 @@ export function blockConvs(b: Block): Record<string, ConvSpec> {
         branch_pool: conv(n('branch_pool'), b.inC, 192, 1),
       };
     }
-    case 'D': return {
-      branch3x3_1: conv(n('branch3x3_1'), b.inC, 192, 1),
-      branch3x3_2: conv(n('branch3x3_2'), 192, 320, 3, { stride: 2 }),
-      branch7x7x3_1: conv(n('branch7x7x3_1'), b.inC, 192, 1),
-      branch7x7x3_2: conv(n('branch7x7x3_2'), 192, 192, [1, 7], { pad: [0, 3] }),
-      branch7x7x3_3: conv(n('branch7x7x3_3'), 192, 192, [7, 1], { pad: [3, 0] }),
-      branch7x7x3_4: conv(n('branch7x7x3_4'), 192, 192, 3, { stride: 2 }),
-    };
-    case 'E': return {
-      branch1x1: conv(n('branch1x1'), b.inC, 320, 1),
-      branch3x3_1: conv(n('branch3x3_1'), b.inC, 384, 1),
-      branch3x3_2a: conv(n('branch3x3_2a'), 384, 384, [1, 3], { pad: [0, 1] }),
-      branch3x3_2b: conv(n('branch3x3_2b'), 384, 384, [3, 1], { pad: [1, 0] }),
-      branch3x3dbl_1: conv(n('branch3x3dbl_1'), b.inC, 448, 1),
-      branch3x3dbl_2: conv(n('branch3x3dbl_2'), 448, 384, 3, { pad: 1 }),
-      branch3x3dbl_3a: conv(n('branch3x3dbl_3a'), 384, 384, [1, 3], { pad: [0, 1] }),
-      branch3x3dbl_3b: conv(n('branch3x3dbl_3b'), 384, 384, [3, 1], { pad: [1, 0] }),
-      branch_pool: conv(n('branch_pool'), b.inC, 192, 1),
-    };
+    case 'D':
+      return {
+        branch3x3_1: conv(n('branch3x3_1'), b.inC, 192, 1),
+        branch3x3_2: conv(n('branch3x3_2'), 192, 320, 3, { stride: 2 }),
+        branch7x7x3_1: conv(n('branch7x7x3_1'), b.inC, 192, 1),
+        branch7x7x3_2: conv(n('branch7x7x3_2'), 192, 192, [1, 7], { pad: [0, 3] }),
+        branch7x7x3_3: conv(n('branch7x7x3_3'), 192, 192, [7, 1], { pad: [3, 0] }),
+        branch7x7x3_4: conv(n('branch7x7x3_4'), 192, 192, 3, { stride: 2 }),
+      };
+    case 'E':
+      return {
+        branch1x1: conv(n('branch1x1'), b.inC, 320, 1),
+        branch3x3_1: conv(n('branch3x3_1'), b.inC, 384, 1),
+        branch3x3_2a: conv(n('branch3x3_2a'), 384, 384, [1, 3], { pad: [0, 1] }),
+        branch3x3_2b: conv(n('branch3x3_2b'), 384, 384, [3, 1], { pad: [1, 0] }),
+        branch3x3dbl_1: conv(n('branch3x3dbl_1'), b.inC, 448, 1),
+        branch3x3dbl_2: conv(n('branch3x3dbl_2'), 448, 384, 3, { pad: 1 }),
+        branch3x3dbl_3a: conv(n('branch3x3dbl_3a'), 384, 384, [1, 3], { pad: [0, 1] }),
+        branch3x3dbl_3b: conv(n('branch3x3dbl_3b'), 384, 384, [3, 1], { pad: [1, 0] }),
+        branch_pool: conv(n('branch_pool'), b.inC, 192, 1),
+      };
   }
 }
 

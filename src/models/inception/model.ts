@@ -6,7 +6,15 @@
 import * as tf from '@tensorflow/tfjs';
 import { openCheckpoint } from '../safetensors.ts';
 import { ParamStore } from '../layers/params.ts';
-import { allConvs, blockConvs, BN_EPS, convTensors, FID_INCEPTION_BLOCKS, type Block, type ConvSpec } from './architecture.ts';
+import {
+  allConvs,
+  blockConvs,
+  BN_EPS,
+  convTensors,
+  FID_INCEPTION_BLOCKS,
+  type Block,
+  type ConvSpec,
+} from './architecture.ts';
 import { randomInceptionTensor } from './random-weights.ts';
 
 interface Folded {
@@ -53,7 +61,10 @@ export class FidInception {
   }
 
   private fold(): void {
-    for (const f of this.folded.values()) { f.kernel.dispose(); f.bias.dispose(); }
+    for (const f of this.folded.values()) {
+      f.kernel.dispose();
+      f.bias.dispose();
+    }
     this.folded.clear();
     for (const c of allConvs()) {
       const p = (s: string) => this.params.get(`${c.name}.${s}`);
@@ -69,7 +80,15 @@ export class FidInception {
 
   private conv(x: tf.Tensor4D, c: ConvSpec): tf.Tensor4D {
     const f = this.folded.get(c.name)!;
-    const padded = c.padH || c.padW ? tf.pad(x, [[0, 0], [c.padH, c.padH], [c.padW, c.padW], [0, 0]]) : x;
+    const padded =
+      c.padH || c.padW
+        ? tf.pad(x, [
+            [0, 0],
+            [c.padH, c.padH],
+            [c.padW, c.padW],
+            [0, 0],
+          ])
+        : x;
     return tf.relu(tf.add(tf.conv2d(padded, f.kernel, c.stride, 'valid'), f.bias)) as tf.Tensor4D;
   }
 
@@ -77,29 +96,59 @@ export class FidInception {
     const cv = blockConvs(b);
     const run = (...names: string[]) => names.reduce((h, n) => this.conv(h, cv[n]), x);
     switch (b.kind) {
-      case 'conv': return this.conv(x, b.conv);
-      case 'maxpool': return tf.maxPool(x, 3, 2, 'valid');
-      case 'A': return tf.concat([
-        run('branch1x1'), run('branch5x5_1', 'branch5x5_2'), run('branch3x3dbl_1', 'branch3x3dbl_2', 'branch3x3dbl_3'),
-        this.conv(avgPoolExcludePad(x), cv.branch_pool),
-      ], 3);
-      case 'B': return tf.concat([run('branch3x3'), run('branch3x3dbl_1', 'branch3x3dbl_2', 'branch3x3dbl_3'), tf.maxPool(x, 3, 2, 'valid')], 3);
-      case 'C': return tf.concat([
-        run('branch1x1'), run('branch7x7_1', 'branch7x7_2', 'branch7x7_3'),
-        run('branch7x7dbl_1', 'branch7x7dbl_2', 'branch7x7dbl_3', 'branch7x7dbl_4', 'branch7x7dbl_5'),
-        this.conv(avgPoolExcludePad(x), cv.branch_pool),
-      ], 3);
-      case 'D': return tf.concat([run('branch3x3_1', 'branch3x3_2'), run('branch7x7x3_1', 'branch7x7x3_2', 'branch7x7x3_3', 'branch7x7x3_4'), tf.maxPool(x, 3, 2, 'valid')], 3);
+      case 'conv':
+        return this.conv(x, b.conv);
+      case 'maxpool':
+        return tf.maxPool(x, 3, 2, 'valid');
+      case 'A':
+        return tf.concat(
+          [
+            run('branch1x1'),
+            run('branch5x5_1', 'branch5x5_2'),
+            run('branch3x3dbl_1', 'branch3x3dbl_2', 'branch3x3dbl_3'),
+            this.conv(avgPoolExcludePad(x), cv.branch_pool),
+          ],
+          3,
+        );
+      case 'B':
+        return tf.concat(
+          [run('branch3x3'), run('branch3x3dbl_1', 'branch3x3dbl_2', 'branch3x3dbl_3'), tf.maxPool(x, 3, 2, 'valid')],
+          3,
+        );
+      case 'C':
+        return tf.concat(
+          [
+            run('branch1x1'),
+            run('branch7x7_1', 'branch7x7_2', 'branch7x7_3'),
+            run('branch7x7dbl_1', 'branch7x7dbl_2', 'branch7x7dbl_3', 'branch7x7dbl_4', 'branch7x7dbl_5'),
+            this.conv(avgPoolExcludePad(x), cv.branch_pool),
+          ],
+          3,
+        );
+      case 'D':
+        return tf.concat(
+          [
+            run('branch3x3_1', 'branch3x3_2'),
+            run('branch7x7x3_1', 'branch7x7x3_2', 'branch7x7x3_3', 'branch7x7x3_4'),
+            tf.maxPool(x, 3, 2, 'valid'),
+          ],
+          3,
+        );
       case 'E': {
         const b3 = run('branch3x3_1');
         const d3 = run('branch3x3dbl_1', 'branch3x3dbl_2');
         const pooled = b.pool === 'avg' ? avgPoolExcludePad(x) : tf.maxPool(x, 3, 1, 'same');
-        return tf.concat([
-          run('branch1x1'),
-          this.conv(b3, cv.branch3x3_2a), this.conv(b3, cv.branch3x3_2b),
-          this.conv(d3, cv.branch3x3dbl_3a), this.conv(d3, cv.branch3x3dbl_3b),
-          this.conv(pooled, cv.branch_pool),
-        ], 3);
+        return tf.concat(
+          [
+            run('branch1x1'),
+            this.conv(b3, cv.branch3x3_2a),
+            this.conv(b3, cv.branch3x3_2b),
+            this.conv(d3, cv.branch3x3dbl_3a),
+            this.conv(d3, cv.branch3x3dbl_3b),
+            this.conv(pooled, cv.branch_pool),
+          ],
+          3,
+        );
       }
     }
   }
@@ -109,7 +158,8 @@ export class FidInception {
    * 299×299; other sizes ≥ 75 run, as the network is fully convolutional).
    */
   features(images: tf.Tensor4D): tf.Tensor2D {
-    if (images.rank !== 4 || images.shape[3] !== 3) throw new Error(`Inception input must be [B, H, W, 3], got [${images.shape}]`);
+    if (images.rank !== 4 || images.shape[3] !== 3)
+      throw new Error(`Inception input must be [B, H, W, 3], got [${images.shape}]`);
     return tf.tidy(() => {
       let x = tf.sub(tf.mul(images, 2), 1) as tf.Tensor4D;
       for (const b of FID_INCEPTION_BLOCKS) x = this.block(x, b);
@@ -118,7 +168,10 @@ export class FidInception {
   }
 
   dispose(): void {
-    for (const f of this.folded.values()) { f.kernel.dispose(); f.bias.dispose(); }
+    for (const f of this.folded.values()) {
+      f.kernel.dispose();
+      f.bias.dispose();
+    }
     this.folded.clear();
     this.params.dispose();
   }
@@ -131,10 +184,25 @@ export class FidInception {
  */
 export function avgPoolExcludePad(x: tf.Tensor4D): tf.Tensor4D {
   const [, h, w] = x.shape;
-  const sum = tf.mul(tf.avgPool(tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]]), 3, 1, 'valid'), 9);
+  const sum = tf.mul(
+    tf.avgPool(
+      tf.pad(x, [
+        [0, 0],
+        [1, 1],
+        [1, 1],
+        [0, 0],
+      ]),
+      3,
+      1,
+      'valid',
+    ),
+    9,
+  );
   const counts = new Float32Array(h * w);
   for (let i = 0; i < h; i++) {
-    for (let j = 0; j < w; j++) counts[i * w + j] = (Math.min(i + 1, h - 1) - Math.max(i - 1, 0) + 1) * (Math.min(j + 1, w - 1) - Math.max(j - 1, 0) + 1);
+    for (let j = 0; j < w; j++)
+      counts[i * w + j] =
+        (Math.min(i + 1, h - 1) - Math.max(i - 1, 0) + 1) * (Math.min(j + 1, w - 1) - Math.max(j - 1, 0) + 1);
   }
   return tf.div(sum, tf.tensor4d(counts, [1, h, w, 1])) as tf.Tensor4D;
 }

@@ -34,7 +34,8 @@ export function randomInceptionTensor(name: string, shape: number[]): Float32Arr
     return fillUniform(name, n, (u) => (2 * u - 1) * scale);
   }
   if (name.endsWith('bn.weight')) return fillUniform(name, n, (u) => 0.8 + 0.4 * u);
-  if (name.endsWith('bn.bias') || name === 'fc.bias' || name.endsWith('running_mean')) return fillUniform(name, n, (u) => 0.2 * u - 0.1);
+  if (name.endsWith('bn.bias') || name === 'fc.bias' || name.endsWith('running_mean'))
+    return fillUniform(name, n, (u) => 0.2 * u - 0.1);
   if (name.endsWith('running_var')) return fillUniform(name, n, (u) => 0.5 + u);
   throw new Error(`no random rule for ${name}`);
 }
@@ -43,9 +44,13 @@ export function randomInceptionTensor(name: string, shape: number[]): Float32Arr
 export function randomInceptionWeights(): Record<string, { shape: number[]; data: Float32Array }> {
   const out: Record<string, { shape: number[]; data: Float32Array }> = {};
   for (const c of allConvs()) {
-    for (const [name, shape] of Object.entries(convTensors(c))) out[name] = { shape, data: randomInceptionTensor(name, shape) };
+    for (const [name, shape] of Object.entries(convTensors(c)))
+      out[name] = { shape, data: randomInceptionTensor(name, shape) };
   }
-  out['fc.weight'] = { shape: [1008, FID_FEATURE_DIM], data: randomInceptionTensor('fc.weight', [1008, FID_FEATURE_DIM]) };
+  out['fc.weight'] = {
+    shape: [1008, FID_FEATURE_DIM],
+    data: randomInceptionTensor('fc.weight', [1008, FID_FEATURE_DIM]),
+  };
   out['fc.bias'] = { shape: [1008], data: randomInceptionTensor('fc.bias', [1008]) };
   return out;
 }

@@ -26,14 +26,20 @@ export type ActivationName = 'gelu' | 'gelu_new' | 'gelu_pytorch_tanh' | 'quick_
 
 export function activation(name: string): (x: tf.Tensor) => tf.Tensor {
   switch (name) {
-    case 'gelu': return geluErf;
+    case 'gelu':
+      return geluErf;
     case 'gelu_new':
     case 'gelu_pytorch_tanh':
-    case 'gelu_fast': return geluTanh;
-    case 'quick_gelu': return quickGelu;
+    case 'gelu_fast':
+      return geluTanh;
+    case 'quick_gelu':
+      return quickGelu;
     case 'silu':
-    case 'swish': return silu;
-    case 'relu': return tf.relu;
-    default: throw new Error(`unsupported activation '${name}'`);
+    case 'swish':
+      return silu;
+    case 'relu':
+      return tf.relu;
+    default:
+      throw new Error(`unsupported activation '${name}'`);
   }
 }

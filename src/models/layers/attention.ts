@@ -39,7 +39,13 @@ export interface AttentionOptions {
 }
 
 /** softmax(q·kᵀ·scale + bias)·v with q [B,T,D], k and v [B,S,D]; returns [B,T,D]. */
-export function attention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, numHeads: number, opts: AttentionOptions): tf.Tensor3D {
+export function attention(
+  q: tf.Tensor,
+  k: tf.Tensor,
+  v: tf.Tensor,
+  numHeads: number,
+  opts: AttentionOptions,
+): tf.Tensor3D {
   const [b, t] = q.shape as [number, number, number];
   const s = k.shape[1] as number;
   const qh = splitHeads(opts.scale === 1 ? q : tf.mul(q, opts.scale), numHeads);

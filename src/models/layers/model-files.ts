@@ -14,7 +14,10 @@ export interface ModelFilesOptions {
  * Opens `pathOrDir`: a directory (config.json + model.safetensors, a sharded index, or one .safetensors
  * file) or a weights file (config.json next to it unless `opts.config` says otherwise).
  */
-export async function openModelFiles(pathOrDir: string, opts: ModelFilesOptions = {}): Promise<{ config: Record<string, unknown>; ckpt: CheckpointReader }> {
+export async function openModelFiles(
+  pathOrDir: string,
+  opts: ModelFilesOptions = {},
+): Promise<{ config: Record<string, unknown>; ckpt: CheckpointReader }> {
   let config = opts.config;
   if (config === undefined || typeof config === 'string') {
     const stat = await fsp.stat(pathOrDir).catch(() => undefined);

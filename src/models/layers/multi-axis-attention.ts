@@ -22,8 +22,10 @@ export function checkMultiAxis(height: number, width: number, heads: number, blo
     throw new Error(`multi-axis attention: ${why}`);
   };
   if (heads % 2) bad(`needs an even number of heads (half block, half grid), got ${heads}`);
-  if (!Number.isInteger(block) || block < 1 || height % block || width % block) bad(`block_size ${block} must divide the ${height}x${width} token grid`);
-  if (!Number.isInteger(grid) || grid < 1 || height % grid || width % grid) bad(`grid_size ${grid} must divide the ${height}x${width} token grid`);
+  if (!Number.isInteger(block) || block < 1 || height % block || width % block)
+    bad(`block_size ${block} must divide the ${height}x${width} token grid`);
+  if (!Number.isInteger(grid) || grid < 1 || height % grid || width % grid)
+    bad(`grid_size ${grid} must divide the ${height}x${width} token grid`);
 }
 
 /** [B, h·w, C] -> [B·(h/b)·(w/b), b·b, C]: one row per b×b block. */
@@ -58,7 +60,13 @@ export function gridUnpartition(x: tf.Tensor, n: number, h: number, w: number, g
 }
 
 /** q, k, v [B, T, heads·hd] -> [B, T, heads·hd]; heads [0, H/2) block attention, [H/2, H) grid attention. */
-export function multiAxisAttention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, heads: number, o: MultiAxisOptions): tf.Tensor3D {
+export function multiAxisAttention(
+  q: tf.Tensor,
+  k: tf.Tensor,
+  v: tf.Tensor,
+  heads: number,
+  o: MultiAxisOptions,
+): tf.Tensor3D {
   const [n, t, d] = q.shape as [number, number, number];
   if (t !== o.height * o.width) throw new Error(`multi-axis attention: ${t} tokens for a ${o.height}x${o.width} grid`);
   checkMultiAxis(o.height, o.width, heads, o.block, o.grid);
@@ -69,9 +77,16 @@ export function multiAxisAttention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, hea
   const [vb, vg] = split(v);
   const att = { scale: o.scale, dropout: o.dropout };
   const { height: h, width: w, block: b, grid: g } = o;
-  const ob = attention(blockPartition(qb, h, w, b), blockPartition(kb, h, w, b), blockPartition(vb, h, w, b), heads / 2, { ...att, dropoutSeed: o.dropoutSeed });
+  const ob = attention(
+    blockPartition(qb, h, w, b),
+    blockPartition(kb, h, w, b),
+    blockPartition(vb, h, w, b),
+    heads / 2,
+    { ...att, dropoutSeed: o.dropoutSeed },
+  );
   const og = attention(gridPartition(qg, h, w, g), gridPartition(kg, h, w, g), gridPartition(vg, h, w, g), heads / 2, {
-    ...att, dropoutSeed: o.dropoutSeed === undefined ? undefined : o.dropoutSeed + 1,
+    ...att,
+    dropoutSeed: o.dropoutSeed === undefined ? undefined : o.dropoutSeed + 1,
   });
   return tf.concat([blockUnpartition(ob, n, h, w, b), gridUnpartition(og, n, h, w, g)], 2) as tf.Tensor3D;
 }

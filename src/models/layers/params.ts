@@ -55,7 +55,10 @@ export class ParamStore {
    * `shared.weight` -> `encoder.embed_tokens.weight`); `ignore` skips source names that are not parameters
    * (buffers). Every other source name must be a parameter of the same shape, and every parameter assigned.
    */
-  async load(source: TensorSource, opts: { aliases?: Record<string, string>; ignore?: (name: string) => boolean } = {}): Promise<void> {
+  async load(
+    source: TensorSource,
+    opts: { aliases?: Record<string, string>; ignore?: (name: string) => boolean } = {},
+  ): Promise<void> {
     const assigned = new Set<string>();
     const unknown: string[] = [];
     for (const srcName of source.names()) {
@@ -81,8 +84,10 @@ export class ParamStore {
     const missing = this.names().filter((n) => !assigned.has(n));
     if (unknown.length || missing.length) {
       const parts = [];
-      if (unknown.length) parts.push(`unexpected tensors: ${unknown.slice(0, 8).join(', ')}${unknown.length > 8 ? ', …' : ''}`);
-      if (missing.length) parts.push(`missing tensors: ${missing.slice(0, 8).join(', ')}${missing.length > 8 ? ', …' : ''}`);
+      if (unknown.length)
+        parts.push(`unexpected tensors: ${unknown.slice(0, 8).join(', ')}${unknown.length > 8 ? ', …' : ''}`);
+      if (missing.length)
+        parts.push(`missing tensors: ${missing.slice(0, 8).join(', ')}${missing.length > 8 ? ', …' : ''}`);
       throw new Error(`checkpoint does not match the model: ${parts.join('; ')}`);
     }
   }
@@ -107,7 +112,10 @@ export function mapSource(tensors: Record<string, tf.Tensor>): TensorSource {
 }
 
 /** `loss()` and its gradient w.r.t. every parameter of `params`, keyed by reference name (the caller disposes them). */
-export function lossAndParamGrads(params: ParamStore, loss: () => tf.Scalar): { loss: tf.Scalar; grads: Map<string, tf.Tensor> } {
+export function lossAndParamGrads(
+  params: ParamStore,
+  loss: () => tf.Scalar,
+): { loss: tf.Scalar; grads: Map<string, tf.Tensor> } {
   const names = params.names();
   const vars = names.map((n) => params.get(n));
   const { value, grads } = tf.variableGrads(loss, vars);

@@ -78,19 +78,28 @@ export function superResConfig(partial: Record<string, unknown>): SuperResConfig
   const merged = { ...SUPERRES_DEFAULTS, ...picked } as Omit<SuperResConfig, Derived>;
   if (picked.vocab_size === undefined) merged.vocab_size = merged.codebook_size + 1;
   const cfg: SuperResConfig = {
-    ...merged, mask_token_id: merged.vocab_size - 1, add_cross_attention: true, add_cond_embeds: false, cond_embed_dim: null, num_classes: null,
+    ...merged,
+    mask_token_id: merged.vocab_size - 1,
+    add_cross_attention: true,
+    add_cond_embeds: false,
+    cond_embed_dim: null,
+    num_classes: null,
   };
   for (const k of ['num_vq_tokens', 'num_lowres_tokens'] as const) {
     const side = Math.round(Math.sqrt(cfg[k]));
     if (side * side !== cfg[k]) fail(`${k} ${cfg[k]} is not a square grid`);
   }
-  if (cfg.codebook_size >= cfg.vocab_size) fail(`codebook_size ${cfg.codebook_size} must be < vocab_size ${cfg.vocab_size}`);
-  if (cfg.hidden_size % cfg.num_attention_heads) fail(`hidden_size ${cfg.hidden_size} is not divisible by num_attention_heads ${cfg.num_attention_heads}`);
-  if (cfg.attention !== 'full' && cfg.attention !== 'multi_axis') fail(`attention '${cfg.attention}' (expected full or multi_axis)`);
+  if (cfg.codebook_size >= cfg.vocab_size)
+    fail(`codebook_size ${cfg.codebook_size} must be < vocab_size ${cfg.vocab_size}`);
+  if (cfg.hidden_size % cfg.num_attention_heads)
+    fail(`hidden_size ${cfg.hidden_size} is not divisible by num_attention_heads ${cfg.num_attention_heads}`);
+  if (cfg.attention !== 'full' && cfg.attention !== 'multi_axis')
+    fail(`attention '${cfg.attention}' (expected full or multi_axis)`);
   if (cfg.norm_type !== 'layernorm' && cfg.norm_type !== 'rmsnorm') fail(`unknown norm_type '${cfg.norm_type}'`);
   if (cfg.attention === 'multi_axis') {
     const side = Math.round(Math.sqrt(cfg.num_vq_tokens));
-    if (cfg.num_attention_heads % 2) fail(`attention multi_axis needs an even num_attention_heads, got ${cfg.num_attention_heads}`);
+    if (cfg.num_attention_heads % 2)
+      fail(`attention multi_axis needs an even num_attention_heads, got ${cfg.num_attention_heads}`);
     if (side % cfg.block_size) fail(`block_size ${cfg.block_size} does not divide the ${side}x${side} token grid`);
     if (side % cfg.grid_size) fail(`grid_size ${cfg.grid_size} does not divide the ${side}x${side} token grid`);
   }
@@ -99,6 +108,9 @@ export function superResConfig(partial: Record<string, unknown>): SuperResConfig
 
 export function superResConfigJson(cfg: SuperResConfig): Record<string, unknown> {
   const { add_cross_attention, add_cond_embeds, cond_embed_dim, num_classes, ...rest } = cfg;
-  void add_cross_attention; void add_cond_embeds; void cond_embed_dim; void num_classes;
+  void add_cross_attention;
+  void add_cond_embeds;
+  void cond_embed_dim;
+  void num_classes;
   return { _class_name: 'MuseSuperResTransformer', ...rest };
 }

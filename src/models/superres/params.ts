@@ -9,7 +9,14 @@ export function buildSuperResParams(cfg: SuperResConfig, seed: number | null = 0
   const p = new ParamStore();
   const rng = seed === null ? undefined : new Prng(seed);
   const D = cfg.hidden_size;
-  const normal = (shape: number[]) => (rng ? rng.normalArray(shape.reduce((a, b) => a * b, 1), cfg.initializer_range, 2) : ('zeros' as const));
+  const normal = (shape: number[]) =>
+    rng
+      ? rng.normalArray(
+          shape.reduce((a, b) => a * b, 1),
+          cfg.initializer_range,
+          2,
+        )
+      : ('zeros' as const);
   const lin = (name: string, out: number, inp: number) => {
     p.add(`${name}.weight`, [out, inp], normal([out, inp]));
     if (cfg.use_bias) p.add(`${name}.bias`, [out], 'zeros');

@@ -146,7 +146,13 @@ export class ClipTextEncoder {
         const l = `${t}.encoder.layers.${i}`;
         const lin = (h: tf.Tensor, n: string) => linear(h, p(`${l}.${n}.weight`), p(`${l}.${n}.bias`));
         const h = layerNorm(x, p(`${l}.layer_norm1.weight`), p(`${l}.layer_norm1.bias`), c.layer_norm_eps);
-        const a = attention(lin(h, 'self_attn.q_proj'), lin(h, 'self_attn.k_proj'), lin(h, 'self_attn.v_proj'), c.num_attention_heads, { scale, bias });
+        const a = attention(
+          lin(h, 'self_attn.q_proj'),
+          lin(h, 'self_attn.k_proj'),
+          lin(h, 'self_attn.v_proj'),
+          c.num_attention_heads,
+          { scale, bias },
+        );
         x = tf.add(x, lin(a, 'self_attn.out_proj'));
         const g = layerNorm(x, p(`${l}.layer_norm2.weight`), p(`${l}.layer_norm2.bias`), c.layer_norm_eps);
         x = tf.add(x, lin(act(lin(g, 'mlp.fc1')), 'mlp.fc2'));
@@ -155,8 +161,15 @@ export class ClipTextEncoder {
       // Found on the device (no read back: webgpu has no synchronous read); same rule as eosPositions.
       const eosAt = eosPositionsTensor(ids, c.eos_token_id);
       const flat = tf.reshape(last, [b * length, D]);
-      const pooled = tf.gather(flat, tf.add(tf.mul(tf.range(0, b, 1, 'int32'), tf.scalar(length, 'int32')), eosAt)) as tf.Tensor2D;
-      const out: ClipTextOutput = { lastHiddenState: last as tf.Tensor3D, penultimateHiddenState: penultimate as tf.Tensor3D, pooled };
+      const pooled = tf.gather(
+        flat,
+        tf.add(tf.mul(tf.range(0, b, 1, 'int32'), tf.scalar(length, 'int32')), eosAt),
+      ) as tf.Tensor2D;
+      const out: ClipTextOutput = {
+        lastHiddenState: last as tf.Tensor3D,
+        penultimateHiddenState: penultimate as tf.Tensor3D,
+        pooled,
+      };
       if (c.projection_dim > 0) out.textEmbeds = linear(pooled, p('text_projection.weight')) as tf.Tensor2D;
       return out as unknown as tf.TensorContainer;
     }) as unknown as ClipTextOutput;

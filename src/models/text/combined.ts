@@ -3,11 +3,20 @@
 // (src/train/data/combined-text.ts): per prompt the real T5 states, then the real CLIP states, then zero padding,
 // features [T5 width | CLIP width] with zeros in the other encoder's columns; the pooled vector is CLIP's.
 import * as tf from '@tensorflow/tfjs';
-import { loadTextEncoder, textEncoderSpecs, type EncodedText, type TextEncoder, type TextEncoderOptions } from './encoders.ts';
+import {
+  loadTextEncoder,
+  textEncoderSpecs,
+  type EncodedText,
+  type TextEncoder,
+  type TextEncoderOptions,
+} from './encoders.ts';
 
 /** One encoder handle over two: encode() packs their outputs; dim = a.dim + b.dim. */
 export function combineTextEncoders(a: TextEncoder, b: TextEncoder): TextEncoder {
-  if (a.pooledDim && b.pooledDim) throw new Error(`combined text encoders ${a.id} + ${b.id}: both have a pooled vector; combine one T5 and one CLIP encoder`);
+  if (a.pooledDim && b.pooledDim)
+    throw new Error(
+      `combined text encoders ${a.id} + ${b.id}: both have a pooled vector; combine one T5 and one CLIP encoder`,
+    );
   const dim = a.dim + b.dim;
   return {
     id: `${a.id}+${b.id}`,
@@ -29,11 +38,20 @@ export function combineTextEncoders(a: TextEncoder, b: TextEncoder): TextEncoder
         const S = La + Lb + 1;
         const idx = new Int32Array(B * L);
         for (let i = 0; i < B; i++) {
-          for (let t = 0; t < L; t++) idx[i * L + t] = i * S + (t < x.lengths[i] ? t : t < lengths[i] ? La + (t - x.lengths[i]) : La + Lb);
+          for (let t = 0; t < L; t++)
+            idx[i * L + t] = i * S + (t < x.lengths[i] ? t : t < lengths[i] ? La + (t - x.lengths[i]) : La + Lb);
         }
         const hidden = tf.tidy(() => {
-          const ha = tf.pad(x.hidden, [[0, 0], [0, 0], [0, b.dim]]);
-          const hb = tf.pad(y.hidden, [[0, 0], [0, 0], [a.dim, 0]]);
+          const ha = tf.pad(x.hidden, [
+            [0, 0],
+            [0, 0],
+            [0, b.dim],
+          ]);
+          const hb = tf.pad(y.hidden, [
+            [0, 0],
+            [0, 0],
+            [a.dim, 0],
+          ]);
           const all = tf.reshape(tf.concat([ha, hb, tf.zeros([B, 1, dim])], 1), [B * S, dim]);
           return tf.reshape(tf.gather(all, tf.tensor1d(idx, 'int32')), [B, L, dim]) as tf.Tensor3D;
         });
@@ -57,7 +75,8 @@ export function combineTextEncoders(a: TextEncoder, b: TextEncoder): TextEncoder
 export async function loadTextEncoders(spec: string, opts: TextEncoderOptions = {}): Promise<TextEncoder> {
   const specs = textEncoderSpecs(spec);
   if (specs.length === 1) return loadTextEncoder(specs[0], opts);
-  if (specs.length !== 2) throw new Error(`text encoder '${spec}': expected one spec or two comma-separated (T5 and CLIP)`);
+  if (specs.length !== 2)
+    throw new Error(`text encoder '${spec}': expected one spec or two comma-separated (T5 and CLIP)`);
   const a = await loadTextEncoder(specs[0], opts);
   try {
     return combineTextEncoders(a, await loadTextEncoder(specs[1], opts));

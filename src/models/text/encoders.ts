@@ -80,7 +80,10 @@ export type TextEncoderSpec = { kind: 'builtin' } | { kind: 't5' | 'clip'; dir: 
 export function parseTextEncoderSpec(spec: string): TextEncoderSpec {
   const s = spec.trim();
   if (s === 'byt5-tiny' || s === BYT5_TINY_ID) return { kind: 'builtin' };
-  if (s === 'byt5-tiny-seed0') throw new Error("text encoder 'byt5-tiny-seed0' was replaced by 'byt5-tiny' (byt5-tiny-local-seed0, whose random attention is local); re-run muse-data tokenize with --text byt5-tiny");
+  if (s === 'byt5-tiny-seed0')
+    throw new Error(
+      "text encoder 'byt5-tiny-seed0' was replaced by 'byt5-tiny' (byt5-tiny-local-seed0, whose random attention is local); re-run muse-data tokenize with --text byt5-tiny",
+    );
   const m = /^(t5|clip):(.+)$/.exec(s);
   if (!m) throw new Error(`unknown text encoder '${spec}' (expected byt5-tiny, t5:DIR or clip:DIR)`);
   return { kind: m[1] as 't5' | 'clip', dir: m[2] };
@@ -88,7 +91,10 @@ export function parseTextEncoderSpec(spec: string): TextEncoderSpec {
 
 /** The specs of a comma-separated list: one encoder, or two (combined T5 + CLIP conditioning). */
 export function textEncoderSpecs(spec: string): string[] {
-  return spec.split(',').map((s) => s.trim()).filter(Boolean);
+  return spec
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
 }
 
 /**
@@ -108,7 +114,10 @@ export function absoluteTextEncoderSpec(spec: string): string {
  * The spec with each folder replaced by `fn(folder)` (one spec, or comma-separated ones); built-in names are kept.
  * How a checkpoint's sampling.json names its copies of the encoders relative to itself, and resolves them back.
  */
-export async function mapTextEncoderFolders(spec: string, fn: (dir: string) => string | Promise<string>): Promise<string> {
+export async function mapTextEncoderFolders(
+  spec: string,
+  fn: (dir: string) => string | Promise<string>,
+): Promise<string> {
   const out: string[] = [];
   for (const s of textEncoderSpecs(spec)) {
     const p = parseTextEncoderSpec(s);
@@ -150,7 +159,12 @@ function t5Handle(id: string, model: T5Encoder, tokenizer: TextTokenizer): TextE
   };
 }
 
-function clipHandle(id: string, model: ClipTextEncoder, tokenizer: TextTokenizer, layer: 'penultimate' | 'last'): TextEncoder {
+function clipHandle(
+  id: string,
+  model: ClipTextEncoder,
+  tokenizer: TextTokenizer,
+  layer: 'penultimate' | 'last',
+): TextEncoder {
   return {
     id,
     kind: 'clip',
@@ -163,7 +177,10 @@ function clipHandle(id: string, model: ClipTextEncoder, tokenizer: TextTokenizer
         const ids = tf.tensor2d(b.ids, [b.batch, b.length], 'int32');
         const mask = tf.tensor2d(b.mask, [b.batch, b.length], 'int32');
         const o = model.forward(ids, mask);
-        return { hidden: layer === 'last' ? o.lastHiddenState : o.penultimateHiddenState, pooled: o.textEmbeds ?? o.pooled };
+        return {
+          hidden: layer === 'last' ? o.lastHiddenState : o.penultimateHiddenState,
+          pooled: o.textEmbeds ?? o.pooled,
+        };
       });
       return { ids: rowsOf(b.ids, b.length, b.lengths), lengths: b.lengths, hidden: out.hidden, pooled: out.pooled };
     },

@@ -95,7 +95,10 @@ export class T5Encoder {
    * `seed` draws HF's T5 initialisation (`seed: null` leaves zeros to load weights into); `relativeBiasStd`
    * replaces its std for the relative position bias (d_model^-0.5), for random encoders used as features.
    */
-  constructor(config: Partial<T5Config> & Record<string, unknown> = {}, opts: { seed?: number | null; relativeBiasStd?: number } = {}) {
+  constructor(
+    config: Partial<T5Config> & Record<string, unknown> = {},
+    opts: { seed?: number | null; relativeBiasStd?: number } = {},
+  ) {
     this.config = t5Config(config);
     const kind = ffnKind(this.config.feed_forward_proj);
     this.ffn = { gated: kind.gated, act: activation(kind.act) };
@@ -115,7 +118,12 @@ export class T5Encoder {
       add(`${b}.0.SelfAttention.k.weight`, [inner, c.d_model], c.d_model ** -0.5);
       add(`${b}.0.SelfAttention.v.weight`, [inner, c.d_model], c.d_model ** -0.5);
       add(`${b}.0.SelfAttention.o.weight`, [c.d_model, inner], inner ** -0.5);
-      if (i === 0) add(`${b}.0.SelfAttention.relative_attention_bias.weight`, [c.relative_attention_num_buckets, c.num_heads], relativeBiasStd ?? c.d_model ** -0.5);
+      if (i === 0)
+        add(
+          `${b}.0.SelfAttention.relative_attention_bias.weight`,
+          [c.relative_attention_num_buckets, c.num_heads],
+          relativeBiasStd ?? c.d_model ** -0.5,
+        );
       this.params.add(`${b}.0.layer_norm.weight`, [c.d_model], 'ones');
       if (this.ffn.gated) {
         add(`${b}.1.DenseReluDense.wi_0.weight`, [c.d_ff, c.d_model], c.d_model ** -0.5);
@@ -143,7 +151,12 @@ export class T5Encoder {
 
   /** Writes config.json + model.safetensors with HF names (embedding as `encoder.embed_tokens.weight`). */
   async save(dir: string): Promise<void> {
-    const config = { architectures: ['T5EncoderModel'], model_type: 't5', is_gated_act: this.ffn.gated, ...this.config };
+    const config = {
+      architectures: ['T5EncoderModel'],
+      model_type: 't5',
+      is_gated_act: this.ffn.gated,
+      ...this.config,
+    };
     await saveModelFiles(dir, config, this.params.record());
   }
 
@@ -153,12 +166,21 @@ export class T5Encoder {
     const buckets = new Int32Array(length * length);
     for (let q = 0; q < length; q++) {
       for (let k = 0; k < length; k++) {
-        buckets[q * length + k] = relativePositionBucket(k - q, c.relative_attention_num_buckets, c.relative_attention_max_distance);
+        buckets[q * length + k] = relativePositionBucket(
+          k - q,
+          c.relative_attention_num_buckets,
+          c.relative_attention_max_distance,
+        );
       }
     }
     const table = this.params.get('encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight');
     const values = tf.gather(table, tf.tensor1d(buckets, 'int32')); // [L·L, H]
-    return tf.reshape(tf.transpose(tf.reshape(values, [length, length, c.num_heads]), [2, 0, 1]), [1, c.num_heads, length, length]);
+    return tf.reshape(tf.transpose(tf.reshape(values, [length, length, c.num_heads]), [2, 0, 1]), [
+      1,
+      c.num_heads,
+      length,
+      length,
+    ]);
   }
 
   /** Runs the encoder on ids [B, L] (int32) with attention mask [B, L] (1 = real token; default all ones). */

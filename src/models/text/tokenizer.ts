@@ -90,10 +90,16 @@ export class HfTokenizer extends TextTokenizer {
     const tokenId = (t: unknown) => (typeof t === 'string' ? tokenizer.token_to_id(t) : undefined);
     const content = (t: unknown) => (t && typeof t === 'object' ? (t as { content?: unknown }).content : t);
     this.eosId = tokenId(content(config.eos_token)) ?? this.suffix[this.suffix.length - 1] ?? tokenId('</s>') ?? -1;
-    const pad = typeof opts.pad === 'number' ? opts.pad : tokenId(opts.pad ?? content(config.pad_token)) ?? tokenId('<pad>') ?? this.eosId;
+    const pad =
+      typeof opts.pad === 'number'
+        ? opts.pad
+        : (tokenId(opts.pad ?? content(config.pad_token)) ?? tokenId('<pad>') ?? this.eosId);
     if (pad === undefined || pad < 0) throw new Error(`${name}: no pad token (pass one)`);
     this.padId = pad;
-    const modelMax = typeof config.model_max_length === 'number' && config.model_max_length < 1e6 ? config.model_max_length : undefined;
+    const modelMax =
+      typeof config.model_max_length === 'number' && config.model_max_length < 1e6
+        ? config.model_max_length
+        : undefined;
     this.maxLength = opts.maxLength ?? modelMax ?? 512;
     this.padding = opts.padding ?? 'longest';
   }
@@ -104,7 +110,8 @@ export class HfTokenizer extends TextTokenizer {
     if (!stat) throw new Error(`${fileOrDir}: no such tokenizer file or directory`);
     const file = stat.isDirectory() ? path.join(fileOrDir, 'tokenizer.json') : fileOrDir;
     const json = await readJson(file);
-    if (!json) throw new Error(`${file}: not found (a tokenizer.json is needed; SentencePiece .model files are not read)`);
+    if (!json)
+      throw new Error(`${file}: not found (a tokenizer.json is needed; SentencePiece .model files are not read)`);
     const config = (await readJson(path.join(path.dirname(file), 'tokenizer_config.json'))) ?? {};
     for (const key of ['normalizer', 'pre_tokenizer', 'post_processor', 'decoder']) json[key] ??= null;
     json.added_tokens ??= [];

@@ -83,7 +83,9 @@ export const TRANSFORMER_DEFAULTS: Omit<MaskGitTransformerConfig, 'vocab_size' |
 };
 
 /** Fills defaults, derives mask_token_id and checks what this implementation supports. */
-export function transformerConfig(partial: Partial<MaskGitTransformerConfig> & Record<string, unknown>): MaskGitTransformerConfig {
+export function transformerConfig(
+  partial: Partial<MaskGitTransformerConfig> & Record<string, unknown>,
+): MaskGitTransformerConfig {
   const known = Object.fromEntries(
     Object.entries(partial).filter(([k, v]) => !k.startsWith('_') && v !== undefined),
   ) as Partial<MaskGitTransformerConfig>;
@@ -91,13 +93,19 @@ export function transformerConfig(partial: Partial<MaskGitTransformerConfig> & R
   const classTokens = (merged.num_classes ?? 0) + (merged.null_class ? 1 : 0);
   const vocab = merged.vocab_size ?? merged.codebook_size + classTokens + 1;
   const cfg: MaskGitTransformerConfig = { ...merged, vocab_size: vocab, mask_token_id: vocab - 1 };
-  if (cfg.use_conv_in_out) throw new Error('MaskGitTransformer: use_conv_in_out (ConvEmbed / ConvMlmLayer) is not supported');
-  if (cfg.hidden_size % cfg.num_attention_heads) throw new Error('hidden_size must be divisible by num_attention_heads');
-  if (cfg.norm_type !== 'layernorm' && cfg.norm_type !== 'rmsnorm') throw new Error(`unknown norm_type ${cfg.norm_type}`);
+  if (cfg.use_conv_in_out)
+    throw new Error('MaskGitTransformer: use_conv_in_out (ConvEmbed / ConvMlmLayer) is not supported');
+  if (cfg.hidden_size % cfg.num_attention_heads)
+    throw new Error('hidden_size must be divisible by num_attention_heads');
+  if (cfg.norm_type !== 'layernorm' && cfg.norm_type !== 'rmsnorm')
+    throw new Error(`unknown norm_type ${cfg.norm_type}`);
   if (cfg.add_cond_embeds && !cfg.cond_embed_dim) throw new Error('add_cond_embeds needs cond_embed_dim');
-  if (cfg.null_class && cfg.num_classes == null) throw new Error('null_class needs num_classes (it adds a "no class" token to the class tokens)');
+  if (cfg.null_class && cfg.num_classes == null)
+    throw new Error('null_class needs num_classes (it adds a "no class" token to the class tokens)');
   if (cfg.codebook_size + classTokens > cfg.mask_token_id) {
-    throw new Error(`vocab_size ${cfg.vocab_size} is too small for ${cfg.codebook_size} codes + ${classTokens} class tokens + the mask token`);
+    throw new Error(
+      `vocab_size ${cfg.vocab_size} is too small for ${cfg.codebook_size} codes + ${classTokens} class tokens + the mask token`,
+    );
   }
   return cfg;
 }
@@ -111,8 +119,10 @@ export const REFERENCE_CLASS = 'MaskGitTransformer';
 export const EXTENDED_CLASS = 'MaskGitTransformerExtended';
 /** Classes of other networks this loader cannot read, and where they load instead. */
 const UNSUPPORTED_CLASSES: Record<string, string> = {
-  MaskGiTUViT: "open-muse's U-ViT (convolutional down/up-sampling blocks, micro-conditioning), a different network: load it as MaskGiTUViT (src/models/uvit/, model.architecture: uvit; muse-sample picks it by class name)",
-  MaskGiTUViT_v2: "open-muse's U-ViT (convolutional down/up-sampling blocks, micro-conditioning), a different network: load it as MaskGiTUViT (src/models/uvit/, model.architecture: uvit; muse-sample picks it by class name)",
+  MaskGiTUViT:
+    "open-muse's U-ViT (convolutional down/up-sampling blocks, micro-conditioning), a different network: load it as MaskGiTUViT (src/models/uvit/, model.architecture: uvit; muse-sample picks it by class name)",
+  MaskGiTUViT_v2:
+    "open-muse's U-ViT (convolutional down/up-sampling blocks, micro-conditioning), a different network: load it as MaskGiTUViT (src/models/uvit/, model.architecture: uvit; muse-sample picks it by class name)",
 };
 
 /** The class a config truthfully is: the reference class when open-muse's MaskGitTransformer builds it. */
@@ -125,7 +135,9 @@ export function checkTransformerClass(json: Record<string, unknown>, where: stri
   const name = json._class_name;
   if (name === undefined || name === REFERENCE_CLASS || name === EXTENDED_CLASS) return;
   const why = typeof name === 'string' && UNSUPPORTED_CLASSES[name] ? `: that is ${UNSUPPORTED_CLASSES[name]}` : '';
-  throw new Error(`${where}: _class_name ${JSON.stringify(name)} is not supported${why}. This loader reads ${REFERENCE_CLASS} (open-muse) and ${EXTENDED_CLASS} (this project's, with pooled-text AdaLN / vanilla FFN) checkpoints`);
+  throw new Error(
+    `${where}: _class_name ${JSON.stringify(name)} is not supported${why}. This loader reads ${REFERENCE_CLASS} (open-muse) and ${EXTENDED_CLASS} (this project's, with pooled-text AdaLN / vanilla FFN) checkpoints`,
+  );
 }
 
 /** The config.json we write (reference keys first, with the class name that truthfully loads it). */

@@ -9,7 +9,12 @@ import { linear } from '../layers/linear.ts';
 import { layerNorm, rmsNorm } from '../layers/norms.ts';
 import { lossAndParamGrads, type ParamStore } from '../layers/params.ts';
 import { loadModelFiles, saveModelFiles, type ModelFilesOptions } from '../layers/model-files.ts';
-import { checkTransformerClass, transformerConfig, transformerConfigJson, type MaskGitTransformerConfig } from './config.ts';
+import {
+  checkTransformerClass,
+  transformerConfig,
+  transformerConfigJson,
+  type MaskGitTransformerConfig,
+} from './config.ts';
 import { IGNORE_INDEX, maskedCrossEntropy } from './loss.ts';
 import { buildTransformerParams } from './params.ts';
 
@@ -44,7 +49,10 @@ export class MaskGitTransformer {
   private nextDropoutSeed: number | undefined;
 
   /** `seed` (default 0) draws the reference initialisation; `seed: null` leaves zeros (to load weights into). */
-  constructor(config: Partial<MaskGitTransformerConfig> & Record<string, unknown>, opts: { seed?: number | null } = {}) {
+  constructor(
+    config: Partial<MaskGitTransformerConfig> & Record<string, unknown>,
+    opts: { seed?: number | null } = {},
+  ) {
     this.config = transformerConfig(config);
     this.params = buildTransformerParams(this.config, opts.seed === undefined ? 0 : opts.seed);
   }
@@ -90,7 +98,12 @@ export class MaskGitTransformer {
   }
 
   private layerNormP(x: tf.Tensor, name: string): tf.Tensor {
-    return layerNorm(x, this.w(`${name}.weight`), this.params.maybe(`${name}.bias`) ?? null, this.config.layer_norm_eps);
+    return layerNorm(
+      x,
+      this.w(`${name}.weight`),
+      this.params.maybe(`${name}.bias`) ?? null,
+      this.config.layer_norm_eps,
+    );
   }
 
   private norm(x: tf.Tensor, name: string): tf.Tensor {
@@ -118,7 +131,12 @@ export class MaskGitTransformer {
     // The reference scales by 1/sqrt(head_dim) computed in float32.
     const scale = Math.fround(1 / Math.fround(Math.sqrt(hd)));
     const drop = training ? this.config.attention_dropout : 0;
-    const out = attention(q, k, v, heads, { scale, bias, dropout: drop, dropoutSeed: drop ? this.dropoutSeed() : undefined });
+    const out = attention(q, k, v, heads, {
+      scale,
+      bias,
+      dropout: drop,
+      dropoutSeed: drop ? this.dropoutSeed() : undefined,
+    });
     return this.lin(out, `${name}.out`);
   }
 
@@ -132,7 +150,14 @@ export class MaskGitTransformer {
     return this.lin(y, `${l}.ffn.wo`);
   }
 
-  private layer(x: tf.Tensor, i: number, ehs: tf.Tensor | undefined, bias: tf.Tensor | undefined, cond: tf.Tensor | undefined, training: boolean): tf.Tensor {
+  private layer(
+    x: tf.Tensor,
+    i: number,
+    ehs: tf.Tensor | undefined,
+    bias: tf.Tensor | undefined,
+    cond: tf.Tensor | undefined,
+    training: boolean,
+  ): tf.Tensor {
     const l = `transformer_layers.${i}`;
     const cfg = this.config;
     let h = this.adaLN(this.norm(x, `${l}.attn_layer_norm`), cond, `${l}.self_attn_adaLN_modulation`);
@@ -153,12 +178,18 @@ export class MaskGitTransformer {
    * text states (required with add_cross_attention); `encoderAttentionMask` [B, S] (1 = real token) masks
    * padded text positions (open-muse raises on this argument at the fixture commit; this is what it intends).
    */
-  forward(inputIds: tf.Tensor, encoderHiddenStates?: tf.Tensor, encoderAttentionMask?: tf.Tensor, opts: ForwardOptions = {}): tf.Tensor3D {
+  forward(
+    inputIds: tf.Tensor,
+    encoderHiddenStates?: tf.Tensor,
+    encoderAttentionMask?: tf.Tensor,
+    opts: ForwardOptions = {},
+  ): tf.Tensor3D {
     const cfg = this.config;
     if (cfg.add_cross_attention && !encoderHiddenStates) {
       throw new Error('MaskGitTransformer: add_cross_attention is set, so encoderHiddenStates must be given');
     }
-    if (cfg.add_cond_embeds && !opts.condEmbeds) throw new Error('MaskGitTransformer: add_cond_embeds is set, so condEmbeds must be given');
+    if (cfg.add_cond_embeds && !opts.condEmbeds)
+      throw new Error('MaskGitTransformer: add_cond_embeds is set, so condEmbeds must be given');
     const capture = opts.capture ?? (() => {});
     const training = opts.training ?? false;
     this.nextDropoutSeed = opts.dropoutSeed;
@@ -169,11 +200,13 @@ export class MaskGitTransformer {
         ids = tf.concat([cls, ids], 1);
       }
       const [b, t] = ids.shape;
-      if (t > cfg.max_position_embeddings) throw new Error(`sequence of ${t} tokens > max_position_embeddings ${cfg.max_position_embeddings}`);
+      if (t > cfg.max_position_embeddings)
+        throw new Error(`sequence of ${t} tokens > max_position_embeddings ${cfg.max_position_embeddings}`);
       const pos = tf.slice(this.w('embed.position_embeddings.weight'), [0, 0], [t, cfg.hidden_size]);
       let x: tf.Tensor = tf.add(tf.gather(this.w('embed.word_embeddings.weight'), ids), pos);
       if (cfg.self_conditioning) x = tf.add(x, this.selfConditioning(opts.selfCond, b, t, !!opts.classIds));
-      else if (opts.selfCond) throw new Error('MaskGitTransformer: selfCond given but the model was built without self_conditioning');
+      else if (opts.selfCond)
+        throw new Error('MaskGitTransformer: selfCond given but the model was built without self_conditioning');
       if (training && cfg.hidden_dropout) x = this.dropout(x, cfg.hidden_dropout);
       capture('embed', x);
 
@@ -218,7 +251,9 @@ export class MaskGitTransformer {
     // No prediction: zeros through the projection (so its weight still gets a (zero) gradient).
     if (!probs) return this.lin(tf.zeros([1, cfg.hidden_size]), 'self_cond_proj');
     if (probs.rank !== 3 || probs.shape[0] !== b || probs.shape[1] !== n || probs.shape[2] !== cfg.codebook_size) {
-      throw new Error(`MaskGitTransformer: selfCond has shape [${probs.shape}], expected [${b}, ${n}, ${cfg.codebook_size}]`);
+      throw new Error(
+        `MaskGitTransformer: selfCond has shape [${probs.shape}], expected [${b}, ${n}, ${cfg.codebook_size}]`,
+      );
     }
     const codes = tf.slice(this.w('embed.word_embeddings.weight'), [0, 0], [cfg.codebook_size, cfg.hidden_size]);
     let soft = tf.reshape(tf.matMul(tf.reshape(probs, [b * n, cfg.codebook_size]), codes), [b, n, cfg.hidden_size]);
@@ -257,7 +292,10 @@ export class MaskGitTransformer {
   /** Ids with a class token prepended, as open-muse's generate does ([B, T] -> [B, T + 1]). */
   prependClassToken(inputIds: tf.Tensor, classIds: tf.Tensor): tf.Tensor2D {
     return tf.tidy(() => {
-      const cls = tf.add(tf.reshape(tf.cast(classIds, 'int32'), [-1, 1]), tf.scalar(this.config.codebook_size, 'int32'));
+      const cls = tf.add(
+        tf.reshape(tf.cast(classIds, 'int32'), [-1, 1]),
+        tf.scalar(this.config.codebook_size, 'int32'),
+      );
       return tf.concat([cls, tf.cast(inputIds, 'int32')], 1) as tf.Tensor2D;
     });
   }

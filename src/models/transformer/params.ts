@@ -10,7 +10,14 @@ export function buildTransformerParams(cfg: MaskGitTransformerConfig, seed: numb
   const rng = seed === null ? undefined : new Prng(seed);
   const std = cfg.initializer_range;
   const D = cfg.hidden_size;
-  const normal = (shape: number[]) => (rng ? rng.normalArray(shape.reduce((a, b) => a * b, 1), std, 2) : 'zeros' as const);
+  const normal = (shape: number[]) =>
+    rng
+      ? rng.normalArray(
+          shape.reduce((a, b) => a * b, 1),
+          std,
+          2,
+        )
+      : ('zeros' as const);
   const lin = (name: string, out: number, inp: number, init: 'normal' | 'zeros' = 'normal') => {
     p.add(`${name}.weight`, [out, inp], init === 'zeros' ? 'zeros' : normal([out, inp]));
     if (cfg.use_bias) p.add(`${name}.bias`, [out], 'zeros');
@@ -20,7 +27,8 @@ export function buildTransformerParams(cfg: MaskGitTransformerConfig, seed: numb
     p.add(`${name}.weight`, [dim], 'ones');
     if (cfg.use_bias) p.add(`${name}.bias`, [dim], 'zeros');
   };
-  const norm = (name: string, dim: number) => (cfg.norm_type === 'layernorm' ? layerNorm(name, dim) : p.add(`${name}.weight`, [dim], 'ones'));
+  const norm = (name: string, dim: number) =>
+    cfg.norm_type === 'layernorm' ? layerNorm(name, dim) : p.add(`${name}.weight`, [dim], 'ones');
 
   p.add('embed.word_embeddings.weight', [cfg.vocab_size, D], normal([cfg.vocab_size, D]));
   p.add('embed.position_embeddings.weight', [cfg.max_position_embeddings, D], normal([cfg.max_position_embeddings, D]));

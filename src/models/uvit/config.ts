@@ -75,11 +75,32 @@ export const UVIT_DEFAULTS: Omit<MaskGiTUViTConfig, Derived> = {
 
 /** Keys of MaskGiTUViT_v2Config (what the reference's config.json holds). */
 export const UVIT_REFERENCE_KEYS = [
-  'hidden_size', 'use_bias', 'hidden_dropout', 'cond_embed_dim', 'micro_cond_encode_dim', 'micro_cond_embed_dim',
-  'encoder_hidden_size', 'vocab_size', 'mask_token_id', 'codebook_size', 'in_channels', 'block_out_channels',
-  'num_res_blocks', 'force_down_up_sample', 'block_num_heads', 'num_hidden_layers', 'num_attention_heads',
-  'attention_dropout', 'intermediate_size', 'use_fused_mlp', 'norm_type', 'layer_norm_eps', 'ln_elementwise_affine',
-  'use_fused_residual_norm', 'add_cond_embeds', 'add_micro_cond_embeds',
+  'hidden_size',
+  'use_bias',
+  'hidden_dropout',
+  'cond_embed_dim',
+  'micro_cond_encode_dim',
+  'micro_cond_embed_dim',
+  'encoder_hidden_size',
+  'vocab_size',
+  'mask_token_id',
+  'codebook_size',
+  'in_channels',
+  'block_out_channels',
+  'num_res_blocks',
+  'force_down_up_sample',
+  'block_num_heads',
+  'num_hidden_layers',
+  'num_attention_heads',
+  'attention_dropout',
+  'intermediate_size',
+  'use_fused_mlp',
+  'norm_type',
+  'layer_norm_eps',
+  'ln_elementwise_affine',
+  'use_fused_residual_norm',
+  'add_cond_embeds',
+  'add_micro_cond_embeds',
 ] as const;
 
 export const UVIT_OWN_KEYS = ['num_vq_tokens', 'default_micro_conds'] as const;
@@ -90,9 +111,20 @@ const OURS = UVIT_OWN_KEYS;
  * them); accepted so those configs load, and checked where they contradict v2.
  */
 export const UVIT_LEGACY_KEYS: ReadonlySet<string> = new Set([
-  'block_has_attention', 'res_ffn_factor', 'patch_size', 'add_cross_attention', 'project_encoder_hidden_states',
-  'initializer_range', 'use_encoder_layernorm', 'use_codebook_size_for_output', 'use_empty_embeds_for_uncond',
-  'max_position_embeddings', 'use_normformer', 'use_mlm_layer', 'use_mlm_layernorm', 'num_classes',
+  'block_has_attention',
+  'res_ffn_factor',
+  'patch_size',
+  'add_cross_attention',
+  'project_encoder_hidden_states',
+  'initializer_range',
+  'use_encoder_layernorm',
+  'use_codebook_size_for_output',
+  'use_empty_embeds_for_uncond',
+  'max_position_embeddings',
+  'use_normformer',
+  'use_mlm_layer',
+  'use_mlm_layernorm',
+  'num_classes',
 ]);
 
 /** Number of micro-conditions (5 in aMUSEd: original size, crop coordinates, aesthetic score). */
@@ -121,15 +153,26 @@ export function uvitConfig(partial: Record<string, unknown>): MaskGiTUViTConfig 
       unknown.push(k);
     }
   }
-  if (unknown.length) throw new Error(`MaskGiTUViT config: unknown key(s) ${unknown.join(', ')} (known: ${[...known].join(', ')})`);
-  if (partial.num_classes != null) throw new Error('MaskGiTUViT config: num_classes: this architecture is text-conditioned only (use architecture: transformer for class conditioning)');
-  if (partial.add_cross_attention === false) throw new Error('MaskGiTUViT config: add_cross_attention false: this architecture always cross-attends to the text states');
+  if (unknown.length)
+    throw new Error(`MaskGiTUViT config: unknown key(s) ${unknown.join(', ')} (known: ${[...known].join(', ')})`);
+  if (partial.num_classes != null)
+    throw new Error(
+      'MaskGiTUViT config: num_classes: this architecture is text-conditioned only (use architecture: transformer for class conditioning)',
+    );
+  if (partial.add_cross_attention === false)
+    throw new Error(
+      'MaskGiTUViT config: add_cross_attention false: this architecture always cross-attends to the text states',
+    );
   let blockHeads = picked.block_num_heads;
   if (Array.isArray(blockHeads)) {
-    if (blockHeads.length !== 1) throw new Error(`MaskGiTUViT: block_num_heads must have one entry, got [${blockHeads}]`);
+    if (blockHeads.length !== 1)
+      throw new Error(`MaskGiTUViT: block_num_heads must have one entry, got [${blockHeads}]`);
     blockHeads = blockHeads[0];
   }
-  const merged = { ...UVIT_DEFAULTS, ...picked, block_num_heads: blockHeads ?? UVIT_DEFAULTS.block_num_heads } as Omit<MaskGiTUViTConfig, Derived>;
+  const merged = { ...UVIT_DEFAULTS, ...picked, block_num_heads: blockHeads ?? UVIT_DEFAULTS.block_num_heads } as Omit<
+    MaskGiTUViTConfig,
+    Derived
+  >;
   const cfg: MaskGiTUViTConfig = {
     ...merged,
     block_out_channels: [...merged.block_out_channels],
@@ -144,20 +187,35 @@ export function uvitConfig(partial: Record<string, unknown>): MaskGiTUViTConfig 
   };
   if (partial.use_fused_mlp) fail('use_fused_mlp (flash-attn fused GELU MLP) is not supported');
   if (partial.use_fused_residual_norm) fail('use_fused_residual_norm (flash-attn) is not supported');
-  if (partial.res_ffn_factor !== undefined && partial.res_ffn_factor !== 4) fail(`res_ffn_factor ${partial.res_ffn_factor}: the v2 architecture fixes it at 4`);
-  if (cfg.block_out_channels.length !== 1) fail(`block_out_channels must have exactly one entry, got [${cfg.block_out_channels}]`);
+  if (partial.res_ffn_factor !== undefined && partial.res_ffn_factor !== 4)
+    fail(`res_ffn_factor ${partial.res_ffn_factor}: the v2 architecture fixes it at 4`);
+  if (cfg.block_out_channels.length !== 1)
+    fail(`block_out_channels must have exactly one entry, got [${cfg.block_out_channels}]`);
   if (cfg.norm_type !== 'layernorm' && cfg.norm_type !== 'rmsnorm') fail(`unknown norm_type '${cfg.norm_type}'`);
-  if (cfg.hidden_size % cfg.num_attention_heads) fail(`hidden_size ${cfg.hidden_size} is not divisible by num_attention_heads ${cfg.num_attention_heads}`);
-  if (cfg.block_out_channels[0] % cfg.block_num_heads) fail(`block_out_channels[0] ${cfg.block_out_channels[0]} is not divisible by block_num_heads ${cfg.block_num_heads}`);
+  if (cfg.hidden_size % cfg.num_attention_heads)
+    fail(`hidden_size ${cfg.hidden_size} is not divisible by num_attention_heads ${cfg.num_attention_heads}`);
+  if (cfg.block_out_channels[0] % cfg.block_num_heads)
+    fail(
+      `block_out_channels[0] ${cfg.block_out_channels[0]} is not divisible by block_num_heads ${cfg.block_num_heads}`,
+    );
   if (cfg.micro_cond_encode_dim % 2) fail(`micro_cond_encode_dim ${cfg.micro_cond_encode_dim} must be even`);
-  if (!Number.isInteger(numMicroConds(cfg))) fail(`micro_cond_embed_dim ${cfg.micro_cond_embed_dim} is not a multiple of micro_cond_encode_dim ${cfg.micro_cond_encode_dim}`);
+  if (!Number.isInteger(numMicroConds(cfg)))
+    fail(
+      `micro_cond_embed_dim ${cfg.micro_cond_embed_dim} is not a multiple of micro_cond_encode_dim ${cfg.micro_cond_encode_dim}`,
+    );
   if (cfg.default_micro_conds.length !== numMicroConds(cfg)) {
-    fail(`default_micro_conds has ${cfg.default_micro_conds.length} values, the model takes ${numMicroConds(cfg)} (micro_cond_embed_dim / micro_cond_encode_dim)`);
+    fail(
+      `default_micro_conds has ${cfg.default_micro_conds.length} values, the model takes ${numMicroConds(cfg)} (micro_cond_embed_dim / micro_cond_encode_dim)`,
+    );
   }
   const side = Math.round(Math.sqrt(cfg.num_vq_tokens));
   if (side * side !== cfg.num_vq_tokens) fail(`num_vq_tokens ${cfg.num_vq_tokens} is not a square grid`);
-  if (cfg.force_down_up_sample && side % 2) fail(`force_down_up_sample needs an even grid side, num_vq_tokens ${cfg.num_vq_tokens} has side ${side}`);
-  if (cfg.codebook_size >= cfg.vocab_size) fail(`codebook_size ${cfg.codebook_size} must be < vocab_size ${cfg.vocab_size} (the mask token is vocab_size - 1)`);
+  if (cfg.force_down_up_sample && side % 2)
+    fail(`force_down_up_sample needs an even grid side, num_vq_tokens ${cfg.num_vq_tokens} has side ${side}`);
+  if (cfg.codebook_size >= cfg.vocab_size)
+    fail(
+      `codebook_size ${cfg.codebook_size} must be < vocab_size ${cfg.vocab_size} (the mask token is vocab_size - 1)`,
+    );
   return cfg;
 }
 

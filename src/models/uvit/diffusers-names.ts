@@ -12,9 +12,13 @@ export function isDiffusersUViT(config: Record<string, unknown>): boolean {
 /** A UVit2DModel config.json -> MaskGiTUViT config keys (diffusers' model always uses RMSNorm). */
 export function configFromDiffusers(config: Record<string, unknown>): Record<string, unknown> {
   const side = Number(config.sample_size ?? 64);
-  if (config.downsample !== config.upsample) throw new Error(`UVit2DModel config: downsample ${config.downsample} and upsample ${config.upsample} must agree`);
+  if (config.downsample !== config.upsample)
+    throw new Error(`UVit2DModel config: downsample ${config.downsample} and upsample ${config.upsample} must agree`);
   const { block_out_channels, downsample, upsample, sample_size, _class_name, _diffusers_version, ...rest } = config;
-  void upsample; void sample_size; void _class_name; void _diffusers_version;
+  void upsample;
+  void sample_size;
+  void _class_name;
+  void _diffusers_version;
   return {
     ...rest,
     block_out_channels: [block_out_channels ?? 768],

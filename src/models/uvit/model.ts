@@ -38,11 +38,17 @@ export class MaskGiTUViT {
    * published aMUSEd checkpoints; recognised by the config's _class_name), config.json + safetensors.
    * `overrides` replace config keys (e.g. default_micro_conds).
    */
-  static async fromSafetensors(pathOrDir: string, opts: ModelFilesOptions & { overrides?: Record<string, unknown> } = {}): Promise<MaskGiTUViT> {
+  static async fromSafetensors(
+    pathOrDir: string,
+    opts: ModelFilesOptions & { overrides?: Record<string, unknown> } = {},
+  ): Promise<MaskGiTUViT> {
     const { config, ckpt } = await openModelFiles(pathOrDir, opts);
     try {
       const diffusers = isDiffusersUViT(config);
-      const model = new MaskGiTUViT({ ...(diffusers ? configFromDiffusers(config) : config), ...opts.overrides }, { seed: null });
+      const model = new MaskGiTUViT(
+        { ...(diffusers ? configFromDiffusers(config) : config), ...opts.overrides },
+        { seed: null },
+      );
       try {
         await model.params.load(diffusers ? diffusersSource(ckpt) : ckpt);
       } catch (err) {
@@ -93,7 +99,12 @@ export class MaskGiTUViT {
   }
 
   private layerNormP(x: tf.Tensor, name: string): tf.Tensor {
-    return layerNorm(x, this.params.maybe(`${name}.weight`) ?? null, this.params.maybe(`${name}.bias`) ?? null, this.config.layer_norm_eps);
+    return layerNorm(
+      x,
+      this.params.maybe(`${name}.weight`) ?? null,
+      this.params.maybe(`${name}.bias`) ?? null,
+      this.config.layer_norm_eps,
+    );
   }
 
   /** The configured Norm over the last axis (Norm2D on NHWC is the same thing). */
@@ -113,7 +124,14 @@ export class MaskGiTUViT {
     return tf.add(tf.mul(x, tf.add(scale, 1)), shift);
   }
 
-  private attn(x: tf.Tensor, ctx: tf.Tensor, name: string, heads: number, bias: tf.Tensor | undefined, training: boolean): tf.Tensor {
+  private attn(
+    x: tf.Tensor,
+    ctx: tf.Tensor,
+    name: string,
+    heads: number,
+    bias: tf.Tensor | undefined,
+    training: boolean,
+  ): tf.Tensor {
     const hd = x.shape[x.rank - 1] / heads;
     const q = this.lin(x, `${name}.query`);
     const k = this.lin(ctx, `${name}.key`);
@@ -127,28 +145,56 @@ export class MaskGiTUViT {
   }
 
   private resBlock(x: tf.Tensor4D, cond: tf.Tensor, name: string, training: boolean): tf.Tensor4D {
-    let h: tf.Tensor = depthwiseConv3x3(x, this.w(`${name}.depthwise.weight`), this.params.maybe(`${name}.depthwise.bias`));
+    let h: tf.Tensor = depthwiseConv3x3(
+      x,
+      this.w(`${name}.depthwise.weight`),
+      this.params.maybe(`${name}.depthwise.bias`),
+    );
     h = this.norm(h, `${name}.norm.norm`);
     h = geluErf(this.lin(h, `${name}.channelwise.0`));
-    h = globalResponseNorm(h as tf.Tensor4D, this.w(`${name}.channelwise.2.gamma`), this.w(`${name}.channelwise.2.beta`));
+    h = globalResponseNorm(
+      h as tf.Tensor4D,
+      this.w(`${name}.channelwise.2.gamma`),
+      this.w(`${name}.channelwise.2.beta`),
+    );
     h = this.dropout(h, this.config.hidden_dropout, training);
     h = this.lin(h, `${name}.channelwise.4`);
     return this.adaLN(tf.add(h, x), cond, `${name}.adaLN_modulation`) as tf.Tensor4D;
   }
 
   /** Two cross-attentions of the grid to the (projected) text states (the reference's AttentionBlock2D). */
-  private attentionBlock(x: tf.Tensor4D, ehs: tf.Tensor, bias: tf.Tensor | undefined, name: string, training: boolean): tf.Tensor4D {
+  private attentionBlock(
+    x: tf.Tensor4D,
+    ehs: tf.Tensor,
+    bias: tf.Tensor | undefined,
+    name: string,
+    training: boolean,
+  ): tf.Tensor4D {
     const [b, hh, ww, c] = x.shape;
     const heads = this.config.block_num_heads;
     const ctx = this.params.maybe(`${name}.kv_mapper.weight`) ? this.lin(silu(ehs), `${name}.kv_mapper`) : ehs;
     let residual: tf.Tensor = tf.reshape(x, [b, hh * ww, c]);
     let h = this.attn(this.norm(residual, `${name}.attn_layer_norm`), ctx, `${name}.attention`, heads, bias, training);
     residual = tf.add(h, residual);
-    h = this.attn(this.norm(residual, `${name}.crossattn_layer_norm`), ctx, `${name}.crossattention`, heads, bias, training);
+    h = this.attn(
+      this.norm(residual, `${name}.crossattn_layer_norm`),
+      ctx,
+      `${name}.crossattention`,
+      heads,
+      bias,
+      training,
+    );
     return tf.reshape(tf.add(h, residual), [b, hh, ww, c]);
   }
 
-  private blocks(x: tf.Tensor4D, cond: tf.Tensor, ehs: tf.Tensor, bias: tf.Tensor | undefined, name: string, training: boolean): tf.Tensor4D {
+  private blocks(
+    x: tf.Tensor4D,
+    cond: tf.Tensor,
+    ehs: tf.Tensor,
+    bias: tf.Tensor | undefined,
+    name: string,
+    training: boolean,
+  ): tf.Tensor4D {
     for (let i = 0; i < this.config.num_res_blocks; i++) {
       x = this.resBlock(x, cond, `${name}.res_blocks.${i}`, training);
       x = this.attentionBlock(x, ehs, bias, `${name}.attention_blocks.${i}`, training);
@@ -160,7 +206,15 @@ export class MaskGiTUViT {
    * One transformer layer in the reference's residual form: each norm first adds the pending branch output
    * to the residual stream, and the layer returns (branch output, stream) for the next one to add.
    */
-  private layer(h: tf.Tensor, residual: tf.Tensor | undefined, ehs: tf.Tensor, cond: tf.Tensor, bias: tf.Tensor | undefined, i: number, training: boolean): [tf.Tensor, tf.Tensor] {
+  private layer(
+    h: tf.Tensor,
+    residual: tf.Tensor | undefined,
+    ehs: tf.Tensor,
+    cond: tf.Tensor,
+    bias: tf.Tensor | undefined,
+    i: number,
+    training: boolean,
+  ): [tf.Tensor, tf.Tensor] {
     const l = `transformer_layers.${i}`;
     const heads = this.config.num_attention_heads;
     let stream = residual ? tf.add(h, residual) : h;
@@ -193,17 +247,31 @@ export class MaskGiTUViT {
    * pooled vector `opts.condEmbeds` [B, cond_embed_dim] are required. `encoderAttentionMask` [B, S] masks padded
    * text positions (the reference attends to every position it is given).
    */
-  forward(inputIds: tf.Tensor, encoderHiddenStates?: tf.Tensor, encoderAttentionMask?: tf.Tensor, opts: UViTForwardOptions = {}): tf.Tensor3D {
+  forward(
+    inputIds: tf.Tensor,
+    encoderHiddenStates?: tf.Tensor,
+    encoderAttentionMask?: tf.Tensor,
+    opts: UViTForwardOptions = {},
+  ): tf.Tensor3D {
     const cfg = this.config;
     if (!encoderHiddenStates) throw new Error('MaskGiTUViT: encoderHiddenStates (text states [B, S, D]) must be given');
-    if (!opts.condEmbeds) throw new Error('MaskGiTUViT: condEmbeds (the pooled text vector [B, cond_embed_dim]) must be given');
+    if (!opts.condEmbeds)
+      throw new Error('MaskGiTUViT: condEmbeds (the pooled text vector [B, cond_embed_dim]) must be given');
     if (opts.classIds) throw new Error('MaskGiTUViT: class conditioning is not part of this architecture');
     const [b, t] = inputIds.shape as [number, number];
-    if (t !== cfg.num_vq_tokens) throw new Error(`MaskGiTUViT: ${t} tokens per image given, the model is configured for num_vq_tokens ${cfg.num_vq_tokens}`);
+    if (t !== cfg.num_vq_tokens)
+      throw new Error(
+        `MaskGiTUViT: ${t} tokens per image given, the model is configured for num_vq_tokens ${cfg.num_vq_tokens}`,
+      );
     if (encoderHiddenStates.shape[2] !== cfg.encoder_hidden_size) {
-      throw new Error(`MaskGiTUViT: text states have width ${encoderHiddenStates.shape[2]}, encoder_hidden_size is ${cfg.encoder_hidden_size}`);
+      throw new Error(
+        `MaskGiTUViT: text states have width ${encoderHiddenStates.shape[2]}, encoder_hidden_size is ${cfg.encoder_hidden_size}`,
+      );
     }
-    if (opts.condEmbeds.shape[1] !== cfg.cond_embed_dim) throw new Error(`MaskGiTUViT: condEmbeds has width ${opts.condEmbeds.shape[1]}, cond_embed_dim is ${cfg.cond_embed_dim}`);
+    if (opts.condEmbeds.shape[1] !== cfg.cond_embed_dim)
+      throw new Error(
+        `MaskGiTUViT: condEmbeds has width ${opts.condEmbeds.shape[1]}, cond_embed_dim is ${cfg.cond_embed_dim}`,
+      );
     const capture = opts.capture ?? (() => {});
     const training = opts.training ?? false;
     this.nextDropoutSeed = opts.dropoutSeed;
@@ -234,7 +302,8 @@ export class MaskGiTUViT {
 
       let h = this.lin(this.norm(tf.reshape(g, [b, gh * gw, c]), 'project_to_hidden_norm'), 'project_to_hidden');
       let residual: tf.Tensor | undefined;
-      for (let i = 0; i < cfg.num_hidden_layers; i++) [h, residual] = this.layer(h, residual, ehs, cond, bias, i, training);
+      for (let i = 0; i < cfg.num_hidden_layers; i++)
+        [h, residual] = this.layer(h, residual, ehs, cond, bias, i, training);
       h = residual ? tf.add(h, residual) : h;
       h = this.lin(this.norm(h, 'project_from_hidden_norm'), 'project_from_hidden');
       capture('transformer', h);

@@ -8,8 +8,14 @@ import * as tf from '@tensorflow/tfjs';
  */
 export function depthwiseConv3x3(x: tf.Tensor4D, weight: tf.Tensor, bias?: tf.Tensor): tf.Tensor4D {
   const [b, h, w, c] = x.shape;
-  if (weight.shape.join(',') !== `${c},1,3,3`) throw new Error(`depthwise conv: weight [${weight.shape}] for ${c} channels, expected [${c}, 1, 3, 3]`);
-  const padded = tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]]);
+  if (weight.shape.join(',') !== `${c},1,3,3`)
+    throw new Error(`depthwise conv: weight [${weight.shape}] for ${c} channels, expected [${c}, 1, 3, 3]`);
+  const padded = tf.pad(x, [
+    [0, 0],
+    [1, 1],
+    [1, 1],
+    [0, 0],
+  ]);
   const taps = tf.transpose(tf.reshape(weight, [c, 9])); // [9, C], tap = 3·ky + kx
   let out: tf.Tensor | undefined;
   for (let ky = 0; ky < 3; ky++) {

@@ -70,7 +70,9 @@ export function buildUViTParams(cfg: MaskGiTUViTConfig, seed: number | null = 0)
   norm('embed.layer_norm', cfg.in_channels);
   // xavier_uniform_(gain=0.02) on a 1x1 conv: bound = 0.02 * sqrt(6 / (fan_in + fan_out)).
   const bound = 0.02 * Math.sqrt(6 / (cfg.in_channels + C));
-  const embedConv = rng ? Float32Array.from({ length: C * cfg.in_channels }, () => (2 * rng.uniform() - 1) * bound) : 'zeros' as const;
+  const embedConv = rng
+    ? Float32Array.from({ length: C * cfg.in_channels }, () => (2 * rng.uniform() - 1) * bound)
+    : ('zeros' as const);
   p.add('embed.conv.weight', [C, cfg.in_channels, 1, 1], embedConv);
   bias('embed.conv', C);
 
@@ -114,7 +116,7 @@ export function buildUViTParams(cfg: MaskGiTUViTConfig, seed: number | null = 0)
   p.add('mlm_layer.conv1.weight', [cfg.in_channels, C, 1, 1], 'zeros');
   bias('mlm_layer.conv1', cfg.in_channels);
   norm('mlm_layer.layer_norm.norm', cfg.in_channels);
-  const tied = emb ? emb.slice(0, cfg.codebook_size * cfg.in_channels) : 'zeros' as const;
+  const tied = emb ? emb.slice(0, cfg.codebook_size * cfg.in_channels) : ('zeros' as const);
   p.add('mlm_layer.conv2.weight', [cfg.codebook_size, cfg.in_channels, 1, 1], tied);
   bias('mlm_layer.conv2', cfg.codebook_size);
   return p;

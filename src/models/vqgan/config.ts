@@ -59,9 +59,13 @@ function validate(c: VqganConfig): void {
     throw new Error(`invalid VQGAN config: ${why}`);
   };
   if (c.channelMult.length < 1) fail('channel_mult is empty');
-  if (c.quantizedEmbedDim !== c.zChannels) fail(`quantized_embed_dim ${c.quantizedEmbedDim} must equal z_channels ${c.zChannels}`);
-  if (!Number.isInteger(c.normNumGroups) || c.normNumGroups < 1) fail(`norm_num_groups must be a positive integer, got ${c.normNumGroups}`);
-  for (const m of c.channelMult) if ((c.hiddenChannels * m) % c.normNumGroups !== 0) fail(`hidden_channels*${m} is not a multiple of norm_num_groups ${c.normNumGroups} (GroupNorm groups)`);
+  if (c.quantizedEmbedDim !== c.zChannels)
+    fail(`quantized_embed_dim ${c.quantizedEmbedDim} must equal z_channels ${c.zChannels}`);
+  if (!Number.isInteger(c.normNumGroups) || c.normNumGroups < 1)
+    fail(`norm_num_groups must be a positive integer, got ${c.normNumGroups}`);
+  for (const m of c.channelMult)
+    if ((c.hiddenChannels * m) % c.normNumGroups !== 0)
+      fail(`hidden_channels*${m} is not a multiple of norm_num_groups ${c.normNumGroups} (GroupNorm groups)`);
   if (c.numResBlocks < 1) fail('num_res_blocks must be >= 1');
 }
 
@@ -99,6 +103,8 @@ export function configFromJson(json: Record<string, unknown>): VqganConfig {
 
 export function configToJson(config: VqganConfig): Record<string, unknown> {
   const json: Record<string, unknown> = { _class_name: 'MaskGitVQGAN', _version: '0.0.1' };
-  for (const [key, jsonKey] of KEYS) if (key !== 'normNumGroups' || config.normNumGroups !== DEFAULT_VQGAN_CONFIG.normNumGroups) json[jsonKey] = config[key];
+  for (const [key, jsonKey] of KEYS)
+    if (key !== 'normNumGroups' || config.normNumGroups !== DEFAULT_VQGAN_CONFIG.normNumGroups)
+      json[jsonKey] = config[key];
   return json;
 }

@@ -46,7 +46,10 @@ export function resnetBlock(
   groups = 32,
 ): tf.Tensor4D {
   return tf.tidy(() => {
-    let h = conv2dSame(silu(groupNorm(x, p(`${prefix}.norm1.weight`), p(`${prefix}.norm1.bias`), groups)), p(`${prefix}.conv1.weight`));
+    let h = conv2dSame(
+      silu(groupNorm(x, p(`${prefix}.norm1.weight`), p(`${prefix}.norm1.bias`), groups)),
+      p(`${prefix}.conv1.weight`),
+    );
     h = silu(groupNorm(h, p(`${prefix}.norm2.weight`), p(`${prefix}.norm2.bias`), groups));
     if (dropout > 0) h = tf.dropout(h, dropout) as tf.Tensor4D;
     h = conv2dSame(h, p(`${prefix}.conv2.weight`));

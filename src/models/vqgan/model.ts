@@ -33,15 +33,16 @@ export interface QuantizeResult {
   loss?: tf.Scalar;
 }
 
-export type VqganSource =
-  | string
-  | { config: string | VqganConfig | Record<string, unknown>; weights: string };
+export type VqganSource = string | { config: string | VqganConfig | Record<string, unknown>; weights: string };
 
 export class VQGAN {
   readonly specs: ParamSpec[];
   private readonly params: Map<string, tf.Variable>;
 
-  private constructor(readonly config: VqganConfig, tensors: Map<string, tf.Tensor>) {
+  private constructor(
+    readonly config: VqganConfig,
+    tensors: Map<string, tf.Tensor>,
+  ) {
     this.specs = vqganParamSpecs(config);
     this.params = new Map();
     for (const spec of this.specs) {
@@ -65,9 +66,8 @@ export class VQGAN {
    * tensor must match one parameter by name and shape, and every parameter must be present.
    */
   static async fromSafetensors(source: VqganSource): Promise<VQGAN> {
-    const { config, weights } = typeof source === 'string'
-      ? { config: path.join(source, 'config.json'), weights: source }
-      : source;
+    const { config, weights } =
+      typeof source === 'string' ? { config: path.join(source, 'config.json'), weights: source } : source;
     const full = await resolveConfig(config);
     const ckpt = await openCheckpoint(weights);
     try {
@@ -183,7 +183,9 @@ export class VQGAN {
     if (rows * cols !== n) throw new Error(`VQGAN: ${n} tokens per image do not form a ${h ?? '√N'}x${w ?? '√N'} grid`);
     return tf.tidy(() => {
       const e = this.param('quantize.embedding.weight');
-      return tf.gather(e, ids.reshape([b * n]).toInt()).reshape([b, rows, cols, this.config.quantizedEmbedDim]) as tf.Tensor4D;
+      return tf
+        .gather(e, ids.reshape([b * n]).toInt())
+        .reshape([b, rows, cols, this.config.quantizedEmbedDim]) as tf.Tensor4D;
     });
   }
 
@@ -208,7 +210,11 @@ export class VQGAN {
           channels = out;
         }
         if (i !== 0) {
-          h = conv2dSame(upsampleNearest2x(h), p(`decoder.up.${i}.upsample_conv.weight`), p(`decoder.up.${i}.upsample_conv.bias`));
+          h = conv2dSame(
+            upsampleNearest2x(h),
+            p(`decoder.up.${i}.upsample_conv.weight`),
+            p(`decoder.up.${i}.upsample_conv.bias`),
+          );
         }
         opts.tap?.(`decoder.up.${i}`, h);
       }
@@ -229,11 +235,18 @@ export class VQGAN {
   private checkMemory(what: string, batch: number, h: number, w: number): void {
     const perImage = this.inferenceBytes(1, h, w);
     const fits = Math.max(1, Math.floor((4 * 1024 ** 3 * 0.9) / perImage));
-    assertWasmHeapFits(this.inferenceBytes(batch, h, w), `VQGAN ${what} of ${batch} images at ${h}x${w}`,
-      `lower the batch size (about ${fits} images fit)`);
+    assertWasmHeapFits(
+      this.inferenceBytes(batch, h, w),
+      `VQGAN ${what} of ${batch} images at ${h}x${w}`,
+      `lower the batch size (about ${fits} images fit)`,
+    );
     // On webgpu one activation at full resolution must fit in one GPU buffer.
-    assertGpuBufferFits(this.inferenceBytes(1, h, w) / 5, batch, `VQGAN ${what} of ${batch} images at ${h}x${w} (one activation)`,
-      'the batch size (muse-data tokenize --batch; in training the micro-batch, training.batch_size / (ranks x gradient_accumulation_steps))');
+    assertGpuBufferFits(
+      this.inferenceBytes(1, h, w) / 5,
+      batch,
+      `VQGAN ${what} of ${batch} images at ${h}x${w} (one activation)`,
+      'the batch size (muse-data tokenize --batch; in training the micro-batch, training.batch_size / (ranks x gradient_accumulation_steps))',
+    );
   }
 
   /** Pixels [B, H, W, C] in [0, 1] -> token ids [B, (H/f)*(W/f)] int32. */
@@ -287,9 +300,13 @@ async function loadTensors(ckpt: CheckpointReader, specs: ParamSpec[], where: st
   const unexpected = ckpt.names().filter((n) => !wanted.has(n));
   const missing = specs.filter((s) => !ckpt.has(s.name)).map((s) => s.name);
   if (unexpected.length || missing.length) {
-    throw new Error(`${where}: checkpoint does not match the VQGAN config` +
-      (missing.length ? `; missing: ${missing.slice(0, 8).join(', ')}${missing.length > 8 ? ', ...' : ''}` : '') +
-      (unexpected.length ? `; unexpected: ${unexpected.slice(0, 8).join(', ')}${unexpected.length > 8 ? ', ...' : ''}` : ''));
+    throw new Error(
+      `${where}: checkpoint does not match the VQGAN config` +
+        (missing.length ? `; missing: ${missing.slice(0, 8).join(', ')}${missing.length > 8 ? ', ...' : ''}` : '') +
+        (unexpected.length
+          ? `; unexpected: ${unexpected.slice(0, 8).join(', ')}${unexpected.length > 8 ? ', ...' : ''}`
+          : ''),
+    );
   }
   const out = new Map<string, tf.Tensor>();
   try {
@@ -299,7 +316,10 @@ async function loadTensors(ckpt: CheckpointReader, specs: ParamSpec[], where: st
         throw new Error(`${where}: ${spec.name} has shape [${shape}], the config needs [${spec.torchShape}]`);
       }
       const raw = await ckpt.tensor(spec.name);
-      out.set(spec.name, tf.tidy(() => fromTorch(spec, raw.toFloat())));
+      out.set(
+        spec.name,
+        tf.tidy(() => fromTorch(spec, raw.toFloat())),
+      );
       raw.dispose();
     }
   } catch (err) {

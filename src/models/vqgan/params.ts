@@ -71,7 +71,11 @@ export function vqganParamSpecs(c: VqganConfig): ParamSpec[] {
   norm(specs, 'decoder.norm_out', ch(0));
   conv(specs, 'decoder.conv_out', c.numChannels, ch(0), 3, true);
 
-  specs.push({ name: 'quantize.embedding.weight', kind: 'embedding', torchShape: [c.numEmbeddings, c.quantizedEmbedDim] });
+  specs.push({
+    name: 'quantize.embedding.weight',
+    kind: 'embedding',
+    torchShape: [c.numEmbeddings, c.quantizedEmbedDim],
+  });
   return specs;
 }
 

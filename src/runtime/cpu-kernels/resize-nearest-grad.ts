@@ -14,14 +14,21 @@ function sourceIndex(i: number, ratio: number, size: number, alignCorners: boole
   return halfPixelCenters ? Math.max(0, nearest) : nearest;
 }
 
-function resizeNearestNeighborGrad({ inputs, backend: be, attrs }: {
+function resizeNearestNeighborGrad({
+  inputs,
+  backend: be,
+  attrs,
+}: {
   inputs: Record<string, tf.TensorInfo>;
   backend: unknown;
   attrs?: tf.NamedAttrMap;
 }): tf.TensorInfo {
   const backend = be as CpuBackend;
   const { images, dy } = inputs;
-  const { alignCorners = false, halfPixelCenters = false } = (attrs ?? {}) as { alignCorners?: boolean; halfPixelCenters?: boolean };
+  const { alignCorners = false, halfPixelCenters = false } = (attrs ?? {}) as {
+    alignCorners?: boolean;
+    halfPixelCenters?: boolean;
+  };
   const [batch, xH, xW, depth] = images.shape;
   const [, yH, yW] = dy.shape;
   const ratio = (x: number, y: number) => (alignCorners && y > 1 ? (x - 1) / (y - 1) : x / y);

@@ -13,7 +13,8 @@ import path from 'node:path';
 const ROOT = path.resolve(import.meta.dirname, '../../..');
 
 /** The command that makes a build, named by every "not built" message. */
-export const BUILD_COMMAND = "npm run build:tensorflow -- --pip 'tensorflow-cpu==2.21.0' (or --wheel FILE.whl, --python PATH)";
+export const BUILD_COMMAND =
+  "npm run build:tensorflow -- --pip 'tensorflow-cpu==2.21.0' (or --wheel FILE.whl, --python PATH)";
 
 export const BUILD_INFO_FILE = 'build.json';
 export const PACKAGE_DIR = 'tfjs-node';
@@ -54,6 +55,8 @@ export function readBuildInfo(dir = tensorflowBuildDir()): { info?: BuildInfo; m
   try {
     return { info: JSON.parse(text) as BuildInfo };
   } catch (err) {
-    return { missing: `${path.join(dir, BUILD_INFO_FILE)} is not valid JSON (${(err as Error).message}): rerun ${BUILD_COMMAND}` };
+    return {
+      missing: `${path.join(dir, BUILD_INFO_FILE)} is not valid JSON (${(err as Error).message}): rerun ${BUILD_COMMAND}`,
+    };
   }
 }

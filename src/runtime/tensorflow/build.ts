@@ -8,8 +8,23 @@ import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, syml
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { BUILD_INFO_FILE, LIB_DIR, PACKAGE_DIR, readBuildInfo, tensorflowBuildDir, type BuildInfo } from './build-dir.ts';
-import { C_LIBRARY, FRAMEWORK_LIBRARY, checkWheelName, extractWheel, findInPython, inspectInstalled, type InstalledTensorflow } from './source.ts';
+import {
+  BUILD_INFO_FILE,
+  LIB_DIR,
+  PACKAGE_DIR,
+  readBuildInfo,
+  tensorflowBuildDir,
+  type BuildInfo,
+} from './build-dir.ts';
+import {
+  C_LIBRARY,
+  FRAMEWORK_LIBRARY,
+  checkWheelName,
+  extractWheel,
+  findInPython,
+  inspectInstalled,
+  type InstalledTensorflow,
+} from './source.ts';
 
 export interface BuildOptions {
   wheel?: string;
@@ -48,16 +63,24 @@ function npmTools(): { npm: string[]; nodeGyp: string[] } {
   const npm = cli && cli.endsWith('.js') ? [process.execPath, cli] : ['npm'];
   let gyp = process.env.npm_config_node_gyp;
   if (!gyp || !existsSync(gyp)) {
-    const npmDir = cli ? path.resolve(path.dirname(cli), '..') : path.join(run(npm[0], [...npm.slice(1), 'root', '-g'], process.cwd(), 'npm root -g').trim(), 'npm');
+    const npmDir = cli
+      ? path.resolve(path.dirname(cli), '..')
+      : path.join(run(npm[0], [...npm.slice(1), 'root', '-g'], process.cwd(), 'npm root -g').trim(), 'npm');
     gyp = path.join(npmDir, 'node_modules', 'node-gyp', 'bin', 'node-gyp.js');
   }
-  if (!existsSync(gyp)) throw new Error(`node-gyp was not found (looked at ${gyp}); npm ships it: check your npm installation`);
+  if (!existsSync(gyp))
+    throw new Error(`node-gyp was not found (looked at ${gyp}); npm ships it: check your npm installation`);
   return { npm, nodeGyp: [process.execPath, gyp] };
 }
 
 /** Fetches `spec` with `npm pack` (the npm cache or registry) and unpacks it into `dest`. */
 function unpackNpm(npm: string[], spec: string, tmp: string, dest: string): void {
-  const out = run(npm[0], [...npm.slice(1), 'pack', spec, '--pack-destination', tmp, '--json', '--silent'], tmp, `npm pack ${spec}`);
+  const out = run(
+    npm[0],
+    [...npm.slice(1), 'pack', spec, '--pack-destination', tmp, '--json', '--silent'],
+    tmp,
+    `npm pack ${spec}`,
+  );
   const tarball = path.join(tmp, (JSON.parse(out) as Array<{ filename: string }>)[0].filename);
   mkdirSync(dest, { recursive: true });
   run('tar', ['xzf', tarball, '-C', dest, '--strip-components=1'], tmp, `unpacking ${spec}`);
@@ -72,9 +95,12 @@ function bindingGyp(tf: InstalledTensorflow, runPath: string[]): string {
     include_dirs: [tf.includeDir],
     defines: ['NAPI_VERSION=8'],
     libraries: [
-      `-L${tf.libDir}`, `-l:${C_LIBRARY}`, `-l:${FRAMEWORK_LIBRARY}`,
+      `-L${tf.libDir}`,
+      `-l:${C_LIBRARY}`,
+      `-l:${FRAMEWORK_LIBRARY}`,
       // DT_RPATH (not RUNPATH): also searched for the libraries TensorFlow itself loads (CUDA's, on a GPU build).
-      '-Wl,--disable-new-dtags', ...runPath.map((p) => `-Wl,-rpath,${p}`),
+      '-Wl,--disable-new-dtags',
+      ...runPath.map((p) => `-Wl,-rpath,${p}`),
     ],
   };
   return JSON.stringify({ targets: [target] }, null, 2);
@@ -93,15 +119,29 @@ function checkBuild(dir: string): { tensorflow: string; devices: string[]; notes
   // From source (tests, tsx), the child needs tsx too.
   const tsx = script.endsWith('.ts') && !process.execArgv.some((a) => a.includes('tsx')) ? ['--import', 'tsx'] : [];
   const r = spawnSync(process.execPath, [...process.execArgv, ...tsx, script, dir], {
-    encoding: 'utf8', env: { ...process.env, TF_CPP_MIN_LOG_LEVEL: '0', MUSE_TENSORFLOW_BUILD: dir },
+    encoding: 'utf8',
+    env: { ...process.env, TF_CPP_MIN_LOG_LEVEL: '0', MUSE_TENSORFLOW_BUILD: dir },
   });
   if (r.status !== 0) {
-    throw new Error(`the new build did not pass its check run (exit ${r.status}):\n${`${r.stderr}`.trim().split('\n').slice(-12).join('\n')}`);
+    throw new Error(
+      `the new build did not pass its check run (exit ${r.status}):\n${`${r.stderr}`.trim().split('\n').slice(-12).join('\n')}`,
+    );
   }
   const { tensorflow } = JSON.parse(r.stdout.trim().split('\n').pop()!) as { tensorflow: string };
   const lines = r.stderr.split('\n');
-  const devices = ['/device:CPU:0', ...lines.flatMap((l) => l.match(/Created device (\S+)(.*)$/)?.slice(1, 3).join('') ?? [])];
-  const notes = lines.filter((l) => /cuda|GPU librar|gpu device|driver/i.test(l) && !/Created device/.test(l)).map((l) => l.replace(/^.*?\] /, ''));
+  const devices = [
+    '/device:CPU:0',
+    ...lines.flatMap(
+      (l) =>
+        l
+          .match(/Created device (\S+)(.*)$/)
+          ?.slice(1, 3)
+          .join('') ?? [],
+    ),
+  ];
+  const notes = lines
+    .filter((l) => /cuda|GPU librar|gpu device|driver/i.test(l) && !/Created device/.test(l))
+    .map((l) => l.replace(/^.*?\] /, ''));
   return { tensorflow, devices, notes };
 }
 
@@ -114,7 +154,8 @@ function runPathEntry(p: string, tmp: string): string {
 export async function buildTensorflow(o: BuildOptions): Promise<BuildInfo> {
   const log = o.log ?? ((l: string) => process.stderr.write(`${l}\n`));
   const given = [o.wheel && '--wheel', o.pip && '--pip', o.python && !o.pip && '--python'].filter(Boolean);
-  if (given.length !== 1) throw new Error(`give one of --wheel FILE.whl, --python PATH, --pip SPEC (got ${given.join(', ') || 'none'})`);
+  if (given.length !== 1)
+    throw new Error(`give one of --wheel FILE.whl, --python PATH, --pip SPEC (got ${given.join(', ') || 'none'})`);
   if (o.wheel) {
     if (!existsSync(o.wheel)) throw new Error(`--wheel ${o.wheel}: no such file`);
     checkWheelName(o.wheel);
@@ -123,7 +164,9 @@ export async function buildTensorflow(o: BuildOptions): Promise<BuildInfo> {
   const { source, key } = sourceKey(o);
   const previous = readBuildInfo(dir).info as (BuildInfo & { sourceKey?: string }) | undefined;
   if (!o.force && previous?.sourceKey === key && existsSync(path.join(dir, PACKAGE_DIR))) {
-    log(`already built from ${source}: TensorFlow ${previous.tensorflow} (${previous.cuda ? 'CUDA' : 'CPU'}) in ${dir} (--force rebuilds)`);
+    log(
+      `already built from ${source}: TensorFlow ${previous.tensorflow} (${previous.cuda ? 'CUDA' : 'CPU'}) in ${dir} (--force rebuilds)`,
+    );
     return previous;
   }
 
@@ -142,7 +185,12 @@ export async function buildTensorflow(o: BuildOptions): Promise<BuildInfo> {
       const python = o.python ?? 'python3';
       const deps = o.pip.includes('[') ? [] : ['--no-deps'];
       log(`pip installing ${o.pip} into the build folder ...`);
-      run(python, ['-m', 'pip', 'install', '--quiet', '--target', path.join(tmp, LIB_DIR), ...deps, o.pip], tmp, `pip install ${o.pip}`);
+      run(
+        python,
+        ['-m', 'pip', 'install', '--quiet', '--target', path.join(tmp, LIB_DIR), ...deps, o.pip],
+        tmp,
+        `pip install ${o.pip}`,
+      );
       tf = inspectInstalled(path.join(tmp, LIB_DIR, 'tensorflow'), `--pip ${o.pip}`);
     } else {
       tf = inspectInstalled(findInPython(o.python!), `--python ${o.python}`);
@@ -155,14 +203,23 @@ export async function buildTensorflow(o: BuildOptions): Promise<BuildInfo> {
     const pkgDir = path.join(tmp, PACKAGE_DIR);
     log(`fetching @tensorflow/tfjs-node@${tfjsVersion} with npm pack (its install script is not run) ...`);
     unpackNpm(npm, `@tensorflow/tfjs-node@${tfjsVersion}`, tmp, pkgDir);
-    const pkg = JSON.parse(readFileSync(path.join(pkgDir, 'package.json'), 'utf8')) as { dependencies: Record<string, string> };
+    const pkg = JSON.parse(readFileSync(path.join(pkgDir, 'package.json'), 'utf8')) as {
+      dependencies: Record<string, string>;
+    };
     if (pkg.dependencies['@tensorflow/tfjs'] !== tfjsVersion) {
-      throw new Error(`@tensorflow/tfjs-node@${tfjsVersion} wants @tensorflow/tfjs ${pkg.dependencies['@tensorflow/tfjs']}, the project has ${tfjsVersion}`);
+      throw new Error(
+        `@tensorflow/tfjs-node@${tfjsVersion} wants @tensorflow/tfjs ${pkg.dependencies['@tensorflow/tfjs']}, the project has ${tfjsVersion}`,
+      );
     }
     // Its kernel code needs google-protobuf (the summary writer's messages); the rest of its dependencies
     // serve its download script. @tensorflow/tfjs(-core) must be the project's own copy (one engine, one kernel
     // registry): linked, so that a build folder outside the project (MUSE_TENSORFLOW_BUILD) finds them too.
-    unpackNpm(npm, `google-protobuf@${pkg.dependencies['google-protobuf']}`, tmp, path.join(tmp, 'node_modules', 'google-protobuf'));
+    unpackNpm(
+      npm,
+      `google-protobuf@${pkg.dependencies['google-protobuf']}`,
+      tmp,
+      path.join(tmp, 'node_modules', 'google-protobuf'),
+    );
     for (const name of ['@tensorflow/tfjs', '@tensorflow/tfjs-core']) {
       const target = path.dirname(require.resolve(`${name}/package.json`));
       const link = path.join(tmp, 'node_modules', name);
@@ -181,9 +238,17 @@ export async function buildTensorflow(o: BuildOptions): Promise<BuildInfo> {
     rmSync(path.join(pkgDir, 'build', 'Release', 'obj.target'), { recursive: true, force: true });
 
     const info: BuildInfo & { sourceKey: string } = {
-      tensorflow: tf.version, cuda: tf.cuda, source, distribution: tf.distribution,
-      libraryDirs: [tf.libDir, ...tf.nvidiaLibDirs].map((p) => (p.startsWith(tmp + path.sep) ? path.join(dir, path.relative(tmp, p)) : p)),
-      tfjsNode: tfjsVersion, devices: [], builtAt: new Date().toISOString(), sourceKey: key,
+      tensorflow: tf.version,
+      cuda: tf.cuda,
+      source,
+      distribution: tf.distribution,
+      libraryDirs: [tf.libDir, ...tf.nvidiaLibDirs].map((p) =>
+        p.startsWith(tmp + path.sep) ? path.join(dir, path.relative(tmp, p)) : p,
+      ),
+      tfjsNode: tfjsVersion,
+      devices: [],
+      builtAt: new Date().toISOString(),
+      sourceKey: key,
     };
     writeFileSync(path.join(tmp, BUILD_INFO_FILE), JSON.stringify(info, null, 2) + '\n');
     const check = checkBuild(tmp);
@@ -196,7 +261,9 @@ export async function buildTensorflow(o: BuildOptions): Promise<BuildInfo> {
     if (existsSync(dir)) renameSync(dir, old);
     renameSync(tmp, dir);
     rmSync(old, { recursive: true, force: true });
-    log(`built ${dir}: TensorFlow ${info.tensorflow}, ${info.cuda ? 'CUDA' : 'CPU'} build; devices: ${info.devices.join(', ')}`);
+    log(
+      `built ${dir}: TensorFlow ${info.tensorflow}, ${info.cuda ? 'CUDA' : 'CPU'} build; devices: ${info.devices.join(', ')}`,
+    );
     for (const note of check.notes) log(`  TensorFlow: ${note}`);
     return info;
   } finally {

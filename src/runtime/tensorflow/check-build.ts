@@ -9,9 +9,17 @@ const dir = process.argv[2];
 registerTensorflowBackend(dir);
 if (!(await tf.setBackend('tensorflow'))) throw new Error("the 'tensorflow' backend did not initialise");
 const backend = tf.backend() as unknown as { binding: { TF_Version: string } };
-const a = [[1, 2, 3], [4, 5, 6]];
-const b = [[1, 0], [0, 1], [2, -1]];
+const a = [
+  [1, 2, 3],
+  [4, 5, 6],
+];
+const b = [
+  [1, 0],
+  [0, 1],
+  [2, -1],
+];
 const got = Array.from(await tf.matMul(tf.tensor2d(a), tf.tensor2d(b)).data());
 const want = [7, -1, 16, -1];
-if (got.some((v, i) => Math.abs(v - want[i]) > 1e-6)) throw new Error(`matMul on the native build gave ${got}, expected ${want}`);
+if (got.some((v, i) => Math.abs(v - want[i]) > 1e-6))
+  throw new Error(`matMul on the native build gave ${got}, expected ${want}`);
 process.stdout.write(JSON.stringify({ tensorflow: backend.binding.TF_Version }) + '\n');

@@ -7,7 +7,14 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
-import { ADDON_PATH, BUILD_COMMAND, PACKAGE_DIR, readBuildInfo, tensorflowBuildDir, type BuildInfo } from './build-dir.ts';
+import {
+  ADDON_PATH,
+  BUILD_COMMAND,
+  PACKAGE_DIR,
+  readBuildInfo,
+  tensorflowBuildDir,
+  type BuildInfo,
+} from './build-dir.ts';
 
 /**
  * TensorFlow's thread pools: MUSE_TF_THREADS (a number, or `all`) sizes the intra-op pool (one op's threads);
@@ -20,7 +27,8 @@ export function tensorflowThreads(): { intra: number; inter: number } {
   let intra = os.availableParallelism();
   if (env !== undefined && env !== '' && env !== 'all') {
     const n = Number(env);
-    if (!Number.isInteger(n) || n < 1) throw new Error(`MUSE_TF_THREADS: expected a positive integer or 'all', got '${env}'`);
+    if (!Number.isInteger(n) || n < 1)
+      throw new Error(`MUSE_TF_THREADS: expected a positive integer or 'all', got '${env}'`);
     intra = n;
   }
   return { intra, inter: Math.min(2, intra) };
@@ -70,8 +78,10 @@ export function registerTensorflowBackend(dir = tensorflowBuildDir()): LoadedTen
   try {
     binding = require(addon);
   } catch (err) {
-    throw new Error(`the native TensorFlow addon ${addon} did not load (${(err as Error).message.split('\n')[0]}); ` +
-      `it was built against ${info.source}: if that TensorFlow moved or was removed, rerun ${BUILD_COMMAND}`);
+    throw new Error(
+      `the native TensorFlow addon ${addon} did not load (${(err as Error).message.split('\n')[0]}); ` +
+        `it was built against ${info.source}: if that TensorFlow moved or was removed, rerun ${BUILD_COMMAND}`,
+    );
   }
   require(path.join(dir, PACKAGE_DIR, 'dist', 'register_all_kernels.js'));
   const { NodeJSKernelBackend } = require(path.join(dir, PACKAGE_DIR, 'dist', 'nodejs_kernel_backend.js')) as {

@@ -30,7 +30,9 @@ function versionAtLeast(version: string, min: string): boolean {
 
 export function checkVersion(version: string, where: string): void {
   if (!versionAtLeast(version, MIN_TENSORFLOW)) {
-    throw new Error(`${where}: TensorFlow ${version} is too old: the binding needs the C API of TensorFlow ${MIN_TENSORFLOW} or newer (2.21.0 is tested)`);
+    throw new Error(
+      `${where}: TensorFlow ${version} is too old: the binding needs the C API of TensorFlow ${MIN_TENSORFLOW} or newer (2.21.0 is tested)`,
+    );
   }
 }
 
@@ -55,14 +57,20 @@ export function checkWheelName(file: string): WheelName {
   const [distribution, version] = parts;
   const [python, abi, platform] = parts.slice(-3);
   if (!/^(tensorflow|tf_nightly|intel_tensorflow)/i.test(distribution)) {
-    throw new Error(`${file}: a wheel of '${distribution}', not of TensorFlow (tensorflow, tensorflow_cpu, tf_nightly ...)`);
+    throw new Error(
+      `${file}: a wheel of '${distribution}', not of TensorFlow (tensorflow, tensorflow_cpu, tf_nightly ...)`,
+    );
   }
   if (abi === 'none' || platform === 'any') {
-    throw new Error(`${file}: a pure-Python wheel (${python}-${abi}-${platform}) has no TensorFlow library; use a platform wheel such as tensorflow_cpu-2.21.0-cp311-cp311-manylinux_2_27_x86_64.whl`);
+    throw new Error(
+      `${file}: a pure-Python wheel (${python}-${abi}-${platform}) has no TensorFlow library; use a platform wheel such as tensorflow_cpu-2.21.0-cp311-cp311-manylinux_2_27_x86_64.whl`,
+    );
   }
   const host = hostPlatform();
   if (!platform.includes(host.os) || !platform.endsWith(host.arch)) {
-    throw new Error(`${file}: a wheel for ${platform}, but this machine is ${host.os} ${host.arch}: download the ${host.os} ${host.arch} wheel (pip download --no-deps 'tensorflow-cpu==2.21.0')`);
+    throw new Error(
+      `${file}: a wheel for ${platform}, but this machine is ${host.os} ${host.arch}: download the ${host.os} ${host.arch} wheel (pip download --no-deps 'tensorflow-cpu==2.21.0')`,
+    );
   }
   checkVersion(version, file);
   return { distribution, version, python, abi, platform };
@@ -88,21 +96,30 @@ export interface InstalledTensorflow {
 export function inspectInstalled(tfDir: string, where: string): InstalledTensorflow {
   const site = path.dirname(tfDir);
   const lib = path.join(tfDir, C_LIBRARY);
-  const distInfo = readdirSync(site).filter((d) => /^(tensorflow|tf_nightly|intel_tensorflow)[^-]*-[^-]+\.dist-info$/i.test(d));
+  const distInfo = readdirSync(site).filter((d) =>
+    /^(tensorflow|tf_nightly|intel_tensorflow)[^-]*-[^-]+\.dist-info$/i.test(d),
+  );
   const [distribution = 'tensorflow', version = ''] = (distInfo[0] ?? '').replace(/\.dist-info$/, '').split('-');
   if (!existsSync(lib)) {
-    throw new Error(`${where}: ${tfDir} has no ${C_LIBRARY}${version ? ` (found ${distribution} ${version})` : ''}: ` +
-      `TensorFlow's pip wheels ship it on Linux since 2.x; install tensorflow-cpu or tensorflow 2.21`);
+    throw new Error(
+      `${where}: ${tfDir} has no ${C_LIBRARY}${version ? ` (found ${distribution} ${version})` : ''}: ` +
+        `TensorFlow's pip wheels ship it on Linux since 2.x; install tensorflow-cpu or tensorflow 2.21`,
+    );
   }
-  if (!existsSync(path.join(tfDir, FRAMEWORK_LIBRARY))) throw new Error(`${where}: ${tfDir} has ${C_LIBRARY} but no ${FRAMEWORK_LIBRARY}`);
+  if (!existsSync(path.join(tfDir, FRAMEWORK_LIBRARY)))
+    throw new Error(`${where}: ${tfDir} has ${C_LIBRARY} but no ${FRAMEWORK_LIBRARY}`);
   const includeDir = path.join(tfDir, 'include');
-  if (!existsSync(path.join(includeDir, 'tensorflow', 'c', 'c_api.h'))) throw new Error(`${where}: ${includeDir} has no tensorflow/c/c_api.h (the C headers)`);
+  if (!existsSync(path.join(includeDir, 'tensorflow', 'c', 'c_api.h')))
+    throw new Error(`${where}: ${includeDir} has no tensorflow/c/c_api.h (the C headers)`);
   if (version) checkVersion(version, where);
   const buildInfo = path.join(tfDir, 'python', 'platform', 'build_info.py');
   const cuda = existsSync(buildInfo) && isCudaBuildInfo(readFileSync(buildInfo, 'utf8'));
   const nvidia = path.join(site, 'nvidia');
   const nvidiaLibDirs = existsSync(nvidia)
-    ? readdirSync(nvidia).map((d) => path.join(nvidia, d, 'lib')).filter((d) => existsSync(d) && statSync(d).isDirectory()).sort()
+    ? readdirSync(nvidia)
+        .map((d) => path.join(nvidia, d, 'lib'))
+        .filter((d) => existsSync(d) && statSync(d).isDirectory())
+        .sort()
     : [];
   return { libDir: tfDir, includeDir, distribution, version: version || 'unknown', cuda, nvidiaLibDirs };
 }
@@ -112,7 +129,8 @@ export function inspectInstalled(tfDir: string, where: string): InstalledTensorf
  * names the Python and its version when it has none.
  */
 export function findInPython(python: string): string {
-  const script = 'import importlib.util, json, sys\n' +
+  const script =
+    'import importlib.util, json, sys\n' +
     "s = importlib.util.find_spec('tensorflow')\n" +
     "print(json.dumps({'python': sys.version.split()[0], 'dir': list(s.submodule_search_locations)[0] if s and s.submodule_search_locations else None}))";
   let out: string;
@@ -120,11 +138,15 @@ export function findInPython(python: string): string {
     out = execFileSync(python, ['-c', script], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
   } catch (err) {
     const e = err as { code?: string; stderr?: string; message: string };
-    throw new Error(`--python ${python}: ${e.code === 'ENOENT' ? 'no such program' : (e.stderr || e.message).trim().split('\n').pop()}`);
+    throw new Error(
+      `--python ${python}: ${e.code === 'ENOENT' ? 'no such program' : (e.stderr || e.message).trim().split('\n').pop()}`,
+    );
   }
   const r = JSON.parse(out.trim().split('\n').pop()!) as { python: string; dir: string | null };
   if (!r.dir) {
-    throw new Error(`--python ${python}: Python ${r.python} has no 'tensorflow' package (${python} -m pip install 'tensorflow-cpu==2.21.0', or 'tensorflow[and-cuda]==2.21.0' on a CUDA 12 machine)`);
+    throw new Error(
+      `--python ${python}: Python ${r.python} has no 'tensorflow' package (${python} -m pip install 'tensorflow-cpu==2.21.0', or 'tensorflow[and-cuda]==2.21.0' on a CUDA 12 machine)`,
+    );
   }
   return r.dir;
 }
@@ -132,7 +154,9 @@ export function findInPython(python: string): string {
 /** Lists a wheel's members with `unzip -Z1` (a wheel is a zip file). */
 export function wheelMembers(file: string): string[] {
   try {
-    return execFileSync('unzip', ['-Z1', file], { encoding: 'utf8', maxBuffer: 64 << 20 }).split('\n').filter(Boolean);
+    return execFileSync('unzip', ['-Z1', file], { encoding: 'utf8', maxBuffer: 64 << 20 })
+      .split('\n')
+      .filter(Boolean);
   } catch (err) {
     const e = err as { code?: string; stderr?: string; message: string };
     if (e.code === 'ENOENT') throw new Error('reading a wheel needs the unzip program (apt-get install unzip)');
@@ -146,12 +170,17 @@ export function extractWheel(file: string, dest: string): void {
   for (const lib of [C_LIBRARY, FRAMEWORK_LIBRARY]) {
     if (!members.includes(`tensorflow/${lib}`)) {
       const libs = members.filter((m) => /^tensorflow\/lib[^/]*\.so/.test(m));
-      throw new Error(`${file}: no tensorflow/${lib} in the wheel (TensorFlow libraries found: ${libs.join(', ') || 'none'})`);
+      throw new Error(
+        `${file}: no tensorflow/${lib} in the wheel (TensorFlow libraries found: ${libs.join(', ') || 'none'})`,
+      );
     }
   }
   const patterns = [
-    `tensorflow/${C_LIBRARY}`, `tensorflow/${FRAMEWORK_LIBRARY}`, 'tensorflow/python/platform/build_info.py',
-    ...HEADER_DIRS.map((d) => `tensorflow/include/${d}/*`), '*.dist-info/METADATA',
+    `tensorflow/${C_LIBRARY}`,
+    `tensorflow/${FRAMEWORK_LIBRARY}`,
+    'tensorflow/python/platform/build_info.py',
+    ...HEADER_DIRS.map((d) => `tensorflow/include/${d}/*`),
+    '*.dist-info/METADATA',
   ];
   try {
     execFileSync('unzip', ['-q', '-o', file, ...patterns, '-d', dest], { stdio: ['ignore', 'ignore', 'pipe'] });

@@ -16,9 +16,15 @@ import {
 } from './wasm-backend.ts';
 
 type RawMatMul = (
-  aId: number, aShape: Uint8Array, aRank: number,
-  bId: number, bShape: Uint8Array, bRank: number,
-  transposeA: boolean, transposeB: boolean, outId: number,
+  aId: number,
+  aShape: Uint8Array,
+  aRank: number,
+  bId: number,
+  bShape: Uint8Array,
+  bRank: number,
+  transposeA: boolean,
+  transposeB: boolean,
+  outId: number,
 ) => void;
 
 let raw: RawMatMul | undefined;
@@ -77,8 +83,10 @@ export function fastMatMul(
     const [m, k] = A.shape.slice(-2);
     const [k2, n] = B.shape.slice(-2);
     if (k !== k2) {
-      throw new Error(`matMul: inner dimensions ${k} and ${k2} differ (shapes ${a.shape} and ${b.shape}, ` +
-        `transposeA=${transposeA}, transposeB=${transposeB})`);
+      throw new Error(
+        `matMul: inner dimensions ${k} and ${k2} differ (shapes ${a.shape} and ${b.shape}, ` +
+          `transposeA=${transposeA}, transposeB=${transposeB})`,
+      );
     }
     const batchA = A.shape.slice(0, -2);
     const batchB = B.shape.slice(0, -2);
@@ -117,7 +125,8 @@ export function fastMatMul(
 /** Replaces the wasm BatchMatMul kernel with the router; the original's setup still runs (it owns the cwrap). */
 export function registerBatchMatMulRouting(): void {
   const original = tf.getKernel('BatchMatMul', 'wasm');
-  if (!original) throw new Error('the wasm BatchMatMul kernel is not registered (import @tensorflow/tfjs-backend-wasm first)');
+  if (!original)
+    throw new Error('the wasm BatchMatMul kernel is not registered (import @tensorflow/tfjs-backend-wasm first)');
   tf.unregisterKernel('BatchMatMul', 'wasm');
   tf.registerKernel({
     kernelName: 'BatchMatMul',
@@ -125,7 +134,15 @@ export function registerBatchMatMulRouting(): void {
     setupFunc: (backend: object) => {
       original.setupFunc?.(backend as tf.KernelBackend);
       raw = asWasm(backend).wasm.cwrap('BatchMatMul', null, [
-        'number', 'array', 'number', 'number', 'array', 'number', 'number', 'number', 'number',
+        'number',
+        'array',
+        'number',
+        'number',
+        'array',
+        'number',
+        'number',
+        'number',
+        'number',
       ]) as unknown as RawMatMul;
     },
     kernelFunc: (({ inputs, backend, attrs }: KernelArgs) => {
@@ -153,7 +170,11 @@ export function registerFusedMatMulRouting(): void {
       const { a, b, bias, preluActivationWeights } = inputs;
       const at = (attrs ?? {}) as { transposeA?: boolean; transposeB?: boolean };
       const callOriginal = (ins: tf.NamedTensorInfoMap, extra: tf.NamedAttrMap) =>
-        original.kernelFunc({ inputs: ins, backend: be as tf.KernelBackend, attrs: { ...attrs, ...extra } }) as tf.TensorInfo;
+        original.kernelFunc({
+          inputs: ins,
+          backend: be as tf.KernelBackend,
+          attrs: { ...attrs, ...extra },
+        }) as tf.TensorInfo;
       const batchB = sizeOf(b.shape.slice(0, -2));
       const batchA = sizeOf(a.shape.slice(0, -2));
       const simple = !at.transposeA && !at.transposeB && batchA === 1 && batchB === 1;

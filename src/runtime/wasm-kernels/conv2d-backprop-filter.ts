@@ -29,7 +29,15 @@ function conv2DBackpropFilter({ inputs, backend: be, attrs }: KernelArgs): tf.Te
   const a = attrs as unknown as FilterAttrs;
   if (a.dataFormat === 'NCHW') throw new Error('Conv2DBackpropFilter on wasm supports NHWC only');
   const info = tf.backend_util.computeConv2DInfo(
-    x.shape as [number, number, number, number], a.filterShape, a.strides, 1, a.pad, a.dimRoundingMode, false, 'channelsLast');
+    x.shape as [number, number, number, number],
+    a.filterShape,
+    a.strides,
+    1,
+    a.pad,
+    a.dimRoundingMode,
+    false,
+    'channelsLast',
+  );
   const { batchSize, inHeight: H, inWidth: W, inChannels: C, outHeight: OH, outWidth: OW, outChannels: OC } = info;
   const { filterHeight: FH, filterWidth: FW, strideHeight: SH, strideWidth: SW } = info;
   const { top, left } = info.padInfo;
@@ -41,7 +49,16 @@ function conv2DBackpropFilter({ inputs, backend: be, attrs }: KernelArgs): tf.Te
     let g: tf.TensorInfo | undefined;
     try {
       g = runKernel('Conv2D', backend, { x: xT, filter: dyT }, {
-        strides: 1, pad: [[0, 0], [top, bottom], [left, right], [0, 0]], dataFormat: 'NHWC', dilations: 1, dimRoundingMode: null,
+        strides: 1,
+        pad: [
+          [0, 0],
+          [top, bottom],
+          [left, right],
+          [0, 0],
+        ],
+        dataFormat: 'NHWC',
+        dilations: 1,
+        dimRoundingMode: null,
       } as unknown as tf.NamedAttrMap); // [C, FH, FW, OC]
       return runKernel('Transpose', backend, { x: g }, { perm: [1, 2, 0, 3] });
     } finally {

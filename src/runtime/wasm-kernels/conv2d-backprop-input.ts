@@ -20,8 +20,19 @@ export function registerConv2DBackpropInput(): void {
     const backend = asWasm(be);
     const { dy, filter } = inputs;
     const a = attrs as unknown as InputAttrs;
-    const info = a.dataFormat === 'NCHW' ? undefined : tf.backend_util.computeConv2DInfo(
-      a.inputShape, filter.shape as [number, number, number, number], a.strides, 1, a.pad, a.dimRoundingMode, false, 'channelsLast');
+    const info =
+      a.dataFormat === 'NCHW'
+        ? undefined
+        : tf.backend_util.computeConv2DInfo(
+            a.inputShape,
+            filter.shape as [number, number, number, number],
+            a.strides,
+            1,
+            a.pad,
+            a.dimRoundingMode,
+            false,
+            'channelsLast',
+          );
     const fallback = () => original.kernelFunc({ inputs, backend: be as tf.KernelBackend, attrs }) as tf.TensorInfo;
     if (!info || info.strideHeight !== 1 || info.strideWidth !== 1) return fallback();
     const { filterHeight: FH, filterWidth: FW, inChannels: C, outChannels: OC, inHeight: H, inWidth: W } = info;
@@ -45,7 +56,12 @@ export function registerConv2DBackpropInput(): void {
     try {
       return runKernel('Conv2D', backend, { x: dy, filter: flipped }, {
         strides: 1,
-        pad: [[0, 0], [top, bottom], [left, right], [0, 0]],
+        pad: [
+          [0, 0],
+          [top, bottom],
+          [left, right],
+          [0, 0],
+        ],
         dataFormat: 'NHWC',
         dilations: 1,
         dimRoundingMode: a.dimRoundingMode ?? null,

@@ -7,7 +7,12 @@ import { asWasm, type KernelArgs } from './wasm-backend.ts';
 function oneHot({ inputs, backend: be, attrs }: KernelArgs): tf.TensorInfo {
   const backend = asWasm(be);
   const { indices } = inputs;
-  const { depth, onValue, offValue, dtype } = attrs as { depth: number; onValue: number; offValue: number; dtype: tf.DataType };
+  const { depth, onValue, offValue, dtype } = attrs as {
+    depth: number;
+    onValue: number;
+    offValue: number;
+    dtype: tf.DataType;
+  };
   const out = backend.makeOutput([...indices.shape, depth], dtype);
   // Heap views are taken after the last allocation (an allocation may grow, and detach, the heap).
   const outVals = backend.typedArrayFromHeap(out);

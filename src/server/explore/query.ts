@@ -36,7 +36,8 @@ const META_KEY = /^[A-Za-z0-9_]{1,64}$/;
 const KNOWN = new Set(['status', 'reason', 'q', 'min_width', 'min_height', 'page', 'per', 'format']);
 
 function int(v: string, name: string): number {
-  if (!/^\d{1,9}$/.test(v)) throw new FilterError(`${name} must be a non-negative integer, got ${JSON.stringify(v.slice(0, 40))}`);
+  if (!/^\d{1,9}$/.test(v))
+    throw new FilterError(`${name} must be a non-negative integer, got ${JSON.stringify(v.slice(0, 40))}`);
   return Number(v);
 }
 
@@ -49,11 +50,15 @@ export function parseFilters(query: Record<string, unknown>): Filters {
     if (v.length > 500) throw new FilterError(`parameter ${k} is longer than 500 characters`);
     if (k.startsWith('meta.')) {
       const col = k.slice(5);
-      if (!META_KEY.test(col)) throw new FilterError(`metadata column ${JSON.stringify(col.slice(0, 70))}: letters, digits and _ only`);
+      if (!META_KEY.test(col))
+        throw new FilterError(`metadata column ${JSON.stringify(col.slice(0, 70))}: letters, digits and _ only`);
       if (v !== '') f.meta[col] = v;
       continue;
     }
-    if (!KNOWN.has(k)) throw new FilterError(`unknown parameter ${JSON.stringify(k.slice(0, 70))} (known: ${[...KNOWN].join(', ')}, meta.<column>)`);
+    if (!KNOWN.has(k))
+      throw new FilterError(
+        `unknown parameter ${JSON.stringify(k.slice(0, 70))} (known: ${[...KNOWN].join(', ')}, meta.<column>)`,
+      );
     if (v === '') continue;
     if (k === 'status') f.status = v;
     if (k === 'reason') f.reason = v;
@@ -67,7 +72,12 @@ export function parseFilters(query: Record<string, unknown>): Filters {
 /** Words of the search text, each quoted for FTS5 (no operators from the request), all required. */
 export function ftsQuery(q: string): string | null {
   const words = q.match(/[\p{L}\p{N}_]+/gu) ?? [];
-  return words.length ? words.slice(0, 16).map((w) => `"${w}"`).join(' ') : null;
+  return words.length
+    ? words
+        .slice(0, 16)
+        .map((w) => `"${w}"`)
+        .join(' ')
+    : null;
 }
 
 /**
@@ -85,7 +95,7 @@ function where(datasetId: number, f: Filters): { sql: string; args: unknown[] } 
   if (f.minHeight !== undefined) (conds.push('coalesce(s.original_height, s.height) >= ?'), args.push(f.minHeight));
   for (const [col, v] of Object.entries(f.meta)) {
     // Numbers compare as numbers, anything else as text.
-    conds.push("CAST(json_extract(s.meta, ?) AS TEXT) = ?");
+    conds.push('CAST(json_extract(s.meta, ?) AS TEXT) = ?');
     args.push(`$.${col}`, /^-?\d+(\.\d+)?$/.test(v) ? String(Number(v)) : v);
   }
   if (f.q !== undefined) {
@@ -100,36 +110,60 @@ function where(datasetId: number, f: Filters): { sql: string; args: unknown[] } 
   return { sql: `${from} WHERE ${conds.join(' AND ')}`, args: [...pre, ...args] };
 }
 
-const COLS = 's.key, s.shard, s.status, s.reason, s.width, s.height, s.original_width, s.original_height, s.url, s.caption, s.meta';
+const COLS =
+  's.key, s.shard, s.status, s.reason, s.width, s.height, s.original_width, s.original_height, s.url, s.caption, s.meta';
 
 export function countRows(index: IndexDb, datasetId: number, f: Filters): number {
   const w = where(datasetId, f);
-  return index.stmt(`SELECT count(*) FROM ${w.sql}`).pluck().get(...w.args) as number;
+  return index
+    .stmt(`SELECT count(*) FROM ${w.sql}`)
+    .pluck()
+    .get(...w.args) as number;
 }
 
 /** A page of the view in key order. */
 export function pageRows(index: IndexDb, datasetId: number, f: Filters, offset: number, limit: number): ExploreRow[] {
   const w = where(datasetId, f);
-  return index.stmt(`SELECT ${COLS} FROM ${w.sql} ORDER BY s.key LIMIT ? OFFSET ?`).all(...w.args, limit, offset) as ExploreRow[];
+  return index
+    .stmt(`SELECT ${COLS} FROM ${w.sql} ORDER BY s.key LIMIT ? OFFSET ?`)
+    .all(...w.args, limit, offset) as ExploreRow[];
 }
 
 /** Every row of the view, streamed (export). */
 export function iterateRows(index: IndexDb, datasetId: number, f: Filters): IterableIterator<ExploreRow> {
   const w = where(datasetId, f);
-  return index.db.prepare(`SELECT ${COLS} FROM ${w.sql} ORDER BY s.key`).iterate(...w.args) as IterableIterator<ExploreRow>;
+  return index.db
+    .prepare(`SELECT ${COLS} FROM ${w.sql} ORDER BY s.key`)
+    .iterate(...w.args) as IterableIterator<ExploreRow>;
 }
 
 export function sampleRow(index: IndexDb, datasetId: number, key: string): ExploreRow | undefined {
-  return index.stmt(`SELECT ${COLS} FROM explore_samples s WHERE s.dataset_id = ? AND s.key = ?`).get(datasetId, key) as ExploreRow | undefined;
+  return index
+    .stmt(`SELECT ${COLS} FROM explore_samples s WHERE s.dataset_id = ? AND s.key = ?`)
+    .get(datasetId, key) as ExploreRow | undefined;
 }
 
 /** Counts by status and by status/reason. */
-export function counts(index: IndexDb, datasetId: number): { status: Array<[string, number]>; reasons: Array<[string, number]>; metaColumns: string[] } {
-  const status = (index.stmt('SELECT status, count(*) AS n FROM explore_samples WHERE dataset_id = ? GROUP BY status').all(datasetId) as Array<{ status: string; n: number }>).map((r) => [r.status, r.n] as [string, number]);
+export function counts(
+  index: IndexDb,
+  datasetId: number,
+): { status: Array<[string, number]>; reasons: Array<[string, number]>; metaColumns: string[] } {
+  const status = (
+    index
+      .stmt('SELECT status, count(*) AS n FROM explore_samples WHERE dataset_id = ? GROUP BY status')
+      .all(datasetId) as Array<{ status: string; n: number }>
+  ).map((r) => [r.status, r.n] as [string, number]);
   const reasons = (
-    index.stmt("SELECT status || ': ' || reason AS r, count(*) AS n FROM explore_samples WHERE dataset_id = ? AND reason IS NOT NULL GROUP BY status, reason").all(datasetId) as Array<{ r: string; n: number }>
+    index
+      .stmt(
+        "SELECT status || ': ' || reason AS r, count(*) AS n FROM explore_samples WHERE dataset_id = ? AND reason IS NOT NULL GROUP BY status, reason",
+      )
+      .all(datasetId) as Array<{ r: string; n: number }>
   ).map((r) => [r.r, r.n] as [string, number]);
-  const one = index.stmt('SELECT meta FROM explore_samples WHERE dataset_id = ? AND meta IS NOT NULL LIMIT 1').pluck().get(datasetId) as string | undefined;
+  const one = index
+    .stmt('SELECT meta FROM explore_samples WHERE dataset_id = ? AND meta IS NOT NULL LIMIT 1')
+    .pluck()
+    .get(datasetId) as string | undefined;
   const metaColumns = one ? Object.keys(JSON.parse(one) as object).filter((k) => META_KEY.test(k)) : [];
   return { status, reasons, metaColumns };
 }

@@ -20,7 +20,12 @@ export interface SampleFiles {
   json?: Record<string, unknown>;
 }
 
-const IMAGE_TYPE: Record<(typeof IMAGE_EXTS)[number], string> = { jpg: 'image/jpeg', jpeg: 'image/jpeg', png: 'image/png', webp: 'image/webp' };
+const IMAGE_TYPE: Record<(typeof IMAGE_EXTS)[number], string> = {
+  jpg: 'image/jpeg',
+  jpeg: 'image/jpeg',
+  png: 'image/png',
+  webp: 'image/webp',
+};
 
 /** A shard tar that cannot be read: answered with this message (naming the file), logged as a 5xx. */
 export class DamagedFileError extends Error {
@@ -54,7 +59,9 @@ export class ShardFiles {
     try {
       byKey = indexTarSamples(tar);
     } catch (err) {
-      throw new DamagedFileError(`shard file ${path.relative(path.dirname(datasetDir), tar)} is damaged: ${(err as Error).message.replace(`${tar}: `, '')}; the dataset's other shards are browsable (refetch this one: delete its _stats.json and rerun fetch)`);
+      throw new DamagedFileError(
+        `shard file ${path.relative(path.dirname(datasetDir), tar)} is damaged: ${(err as Error).message.replace(`${tar}: `, '')}; the dataset's other shards are browsable (refetch this one: delete its _stats.json and rerun fetch)`,
+      );
     }
     const entry = { stamp, byKey };
     this.members.delete(id);

@@ -30,7 +30,14 @@ export interface SyncResult {
 export async function syncDataset(index: IndexDb, d: DatasetRow): Promise<SyncResult> {
   const damaged: string[] = [];
   const shards = completeShards(d.path);
-  const known = new Map((index.stmt('SELECT shard, stamp FROM explore_shards WHERE dataset_id = ?').all(d.id) as Array<{ shard: number; stamp: string }>).map((r) => [r.shard, r.stamp]));
+  const known = new Map(
+    (
+      index.stmt('SELECT shard, stamp FROM explore_shards WHERE dataset_id = ?').all(d.id) as Array<{
+        shard: number;
+        stamp: string;
+      }>
+    ).map((r) => [r.shard, r.stamp]),
+  );
   let loaded = 0;
   for (const [shard, stamp] of [...shards].sort((a, b) => a[0] - b[0])) {
     if (known.get(shard) === stamp) continue;
@@ -47,8 +54,26 @@ export async function syncDataset(index: IndexDb, d: DatasetRow): Promise<SyncRe
     );
     index.write(() => {
       index.stmt('DELETE FROM explore_samples WHERE dataset_id = ? AND shard = ?').run(d.id, shard);
-      for (const r of rows) ins.run(d.id, r.key, shard, r.status, r.reason, r.width, r.height, r.original_width, r.original_height, r.url, r.caption, r.meta);
-      index.stmt('INSERT INTO explore_shards(dataset_id, shard, stamp) VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET stamp = excluded.stamp').run(d.id, shard, stamp);
+      for (const r of rows)
+        ins.run(
+          d.id,
+          r.key,
+          shard,
+          r.status,
+          r.reason,
+          r.width,
+          r.height,
+          r.original_width,
+          r.original_height,
+          r.url,
+          r.caption,
+          r.meta,
+        );
+      index
+        .stmt(
+          'INSERT INTO explore_shards(dataset_id, shard, stamp) VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET stamp = excluded.stamp',
+        )
+        .run(d.id, shard, stamp);
     });
     loaded++;
   }

@@ -34,23 +34,62 @@ export function playRoutes(app: FastifyInstance, ctx: ServerContext, play: Playg
     return reply.type('text/html').send(
       page(
         'Playground',
-        html`<h1>Playground</h1><p class="muted">Checkpoint${names.length > 1 ? 's (side by side)' : ''}: ${names.join(' · ')}. One generation runs at a time; others wait in a queue.</p>
-<form id="play-form" class="row"><label>Prompt<input id="prompt" size="50" required value="a red circle on a blue background"></label><label>Negative prompt<input id="negative" size="20"></label>
-<label>Guidance<input id="guidance" type="number" step="0.5" min="0" max="20" value="4"></label><label>Steps<input id="steps" type="number" min="1" max="48" value="8"></label>
-<label>Seed<input id="seed" type="number" min="0" value="0"></label><label>Images<input id="num" type="number" min="1" max="4" value="1"></label><button id="generate">Generate</button></form>
-<p id="play-status" class="muted"></p><div class="side" id="outputs" data-checkpoints="${names.length}">${names.map((n, i) => html`<div><h2>${n}</h2><div id="out-${i}"></div></div>`)}</div>`,
+        html`<h1>Playground</h1>
+          <p class="muted">
+            Checkpoint${names.length > 1 ? 's (side by side)' : ''}: ${names.join(' · ')}. One generation runs at a
+            time; others wait in a queue.
+          </p>
+          <form id="play-form" class="row">
+            <label>Prompt<input id="prompt" size="50" required value="a red circle on a blue background" /></label
+            ><label>Negative prompt<input id="negative" size="20" /></label>
+            <label>Guidance<input id="guidance" type="number" step="0.5" min="0" max="20" value="4" /></label
+            ><label>Steps<input id="steps" type="number" min="1" max="48" value="8" /></label>
+            <label>Seed<input id="seed" type="number" min="0" value="0" /></label
+            ><label>Images<input id="num" type="number" min="1" max="4" value="1" /></label
+            ><button id="generate">Generate</button>
+          </form>
+          <p id="play-status" class="muted"></p>
+          <div class="side" id="outputs" data-checkpoints="${names.length}">
+            ${names.map(
+              (n, i) =>
+                html`<div>
+                  <h2>${n}</h2>
+                  <div id="out-${i}"></div>
+                </div>`,
+            )}
+          </div>`,
         { script: 'play.js', play: true },
       ),
     );
   });
 
-  app.post<{ Body: { prompt: string; negativePrompt?: string; guidance?: number; steps?: number; seed?: number; num?: number } }>(
+  app.post<{
+    Body: { prompt: string; negativePrompt?: string; guidance?: number; steps?: number; seed?: number; num?: number };
+  }>(
     '/api/play/generate',
-    { config: { rateLimit: { max: ctx.opts.generateRateLimit, timeWindow: '1 minute' } }, schema: { body: SETTINGS_SCHEMA } },
+    {
+      config: { rateLimit: { max: ctx.opts.generateRateLimit, timeWindow: '1 minute' } },
+      schema: { body: SETTINGS_SCHEMA },
+    },
     async (req, reply) => {
       const b = req.body;
-      const job = await wrap(() => play.submit({ prompt: b.prompt, negativePrompt: b.negativePrompt, guidance: b.guidance ?? 4, steps: b.steps ?? 8, seed: b.seed ?? 0, num: b.num ?? 1 }));
-      return reply.status(202).send({ job: job.id, events: `/api/play/jobs/${job.id}/events`, position: (job.events[0] as { position: number }).position });
+      const job = await wrap(() =>
+        play.submit({
+          prompt: b.prompt,
+          negativePrompt: b.negativePrompt,
+          guidance: b.guidance ?? 4,
+          steps: b.steps ?? 8,
+          seed: b.seed ?? 0,
+          num: b.num ?? 1,
+        }),
+      );
+      return reply
+        .status(202)
+        .send({
+          job: job.id,
+          events: `/api/play/jobs/${job.id}/events`,
+          position: (job.events[0] as { position: number }).position,
+        });
     },
   );
 
@@ -82,7 +121,12 @@ export function playRoutes(app: FastifyInstance, ctx: ServerContext, play: Playg
           type: 'object',
           additionalProperties: false,
           required: ['job', 'checkpoint', 'image', 'vote'],
-          properties: { job: { type: 'string', maxLength: 40 }, checkpoint: { type: 'integer', minimum: 0, maximum: 1 }, image: { type: 'integer', minimum: 0, maximum: 3 }, vote: { enum: ['up', 'down'] } },
+          properties: {
+            job: { type: 'string', maxLength: 40 },
+            checkpoint: { type: 'integer', minimum: 0, maximum: 1 },
+            image: { type: 'integer', minimum: 0, maximum: 3 },
+            vote: { enum: ['up', 'down'] },
+          },
         },
       },
     },

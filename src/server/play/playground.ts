@@ -57,14 +57,20 @@ export class Playground {
     readonly checkpoints: string[],
     private readonly opts: { maxQueue: number; feedbackFile?: string },
   ) {
-    if (checkpoints.length > 2) throw new PlayError(400, `the playground compares at most two checkpoints (got ${checkpoints.length})`);
+    if (checkpoints.length > 2)
+      throw new PlayError(400, `the playground compares at most two checkpoints (got ${checkpoints.length})`);
   }
 
   /** Loads the checkpoints (once); a failure is reported and retried on the next call. */
   load(): Promise<LoadedCheckpoint[]> {
     this.loaded ??= Promise.all(this.checkpoints.map((c) => loadCheckpoint(c))).then(
       (cks) => {
-        for (const ck of cks) if (ck.transformer.config.num_classes) throw new PlayError(400, `${ck.dir} is class-conditional; the playground needs a text-conditioned checkpoint`);
+        for (const ck of cks)
+          if (ck.transformer.config.num_classes)
+            throw new PlayError(
+              400,
+              `${ck.dir} is class-conditional; the playground needs a text-conditioned checkpoint`,
+            );
         return cks;
       },
       (err: Error) => {
@@ -78,8 +84,16 @@ export class Playground {
   /** Queues a generation; 429 when the wait list is full. */
   submit(settings: PlaySettings): Job {
     if (this.closed) throw new PlayError(503, 'the server is shutting down');
-    if (this.waiting >= this.opts.maxQueue + 1) throw new PlayError(429, `the playground is busy (${this.waiting} generation(s) queued); try again in a moment`);
-    const job: Job = { id: randomBytes(8).toString('hex'), settings, created: new Date().toISOString(), events: [], listeners: new Set(), finished: false };
+    if (this.waiting >= this.opts.maxQueue + 1)
+      throw new PlayError(429, `the playground is busy (${this.waiting} generation(s) queued); try again in a moment`);
+    const job: Job = {
+      id: randomBytes(8).toString('hex'),
+      settings,
+      created: new Date().toISOString(),
+      events: [],
+      listeners: new Set(),
+      finished: false,
+    };
     this.jobs.set(job.id, job);
     if (this.jobs.size > KEEP_JOBS) {
       for (const [id, j] of this.jobs) {
@@ -114,7 +128,8 @@ export class Playground {
           steps: s.steps,
           seed: s.seed,
           num: s.num,
-          onStep: ({ step, steps, pngs }) => this.emit(job, { type: 'step', checkpoint: c, step, steps, images: pngs.map(dataUrl) }),
+          onStep: ({ step, steps, pngs }) =>
+            this.emit(job, { type: 'step', checkpoint: c, step, steps, images: pngs.map(dataUrl) }),
         });
         res.images.forEach((im, i) => this.emit(job, { type: 'image', checkpoint: c, index: i, src: dataUrl(im.png) }));
       }
@@ -125,11 +140,24 @@ export class Playground {
   }
 
   /** Stores a thumbs up/down with the job's settings (one JSON line). */
-  async feedback(jobId: string, checkpoint: number, image: number, vote: 'up' | 'down'): Promise<Record<string, unknown>> {
+  async feedback(
+    jobId: string,
+    checkpoint: number,
+    image: number,
+    vote: 'up' | 'down',
+  ): Promise<Record<string, unknown>> {
     const job = this.jobs.get(jobId);
     if (!job) throw new PlayError(404, `no generation ${JSON.stringify(jobId)} (it may have expired)`);
-    if (!job.events.some((e) => e.type === 'image' && e.checkpoint === checkpoint && e.index === image)) throw new PlayError(400, `generation ${jobId} has no image ${image} of checkpoint ${checkpoint}`);
-    const line = { time: new Date().toISOString(), job: jobId, checkpoint: this.checkpoints[checkpoint], image, vote, settings: job.settings };
+    if (!job.events.some((e) => e.type === 'image' && e.checkpoint === checkpoint && e.index === image))
+      throw new PlayError(400, `generation ${jobId} has no image ${image} of checkpoint ${checkpoint}`);
+    const line = {
+      time: new Date().toISOString(),
+      job: jobId,
+      checkpoint: this.checkpoints[checkpoint],
+      image,
+      vote,
+      settings: job.settings,
+    };
     if (!this.opts.feedbackFile) throw new PlayError(500, 'no feedback file configured');
     await appendFile(this.opts.feedbackFile, JSON.stringify(line) + '\n');
     return line;

@@ -29,7 +29,9 @@ function renderSamples(title, samples) {
     link.href = s.page;
     link.textContent = `${s.dataset} ${s.key}`;
     card.appendChild(link);
-    card.appendChild(text('div', `shard ${s.shard} · ${s.status}${s.distance !== undefined ? ` · distance ${s.distance}` : ''}`));
+    card.appendChild(
+      text('div', `shard ${s.shard} · ${s.status}${s.distance !== undefined ? ` · distance ${s.distance}` : ''}`),
+    );
     grid.appendChild(card);
   }
   box.appendChild(grid);
@@ -52,7 +54,11 @@ $('url-form').addEventListener('submit', async (ev) => {
   const url = $('url').value.trim();
   try {
     const r = await call(`/api/optout/lookup?url=${encodeURIComponent(url)}`);
-    const status = text('p', r.optedOut ? `Opted out${r.storedAs ? ` (as ${r.storedAs})` : ' (by its image)'}` : 'Not opted out', r.optedOut ? 'ok' : 'muted');
+    const status = text(
+      'p',
+      r.optedOut ? `Opted out${r.storedAs ? ` (as ${r.storedAs})` : ' (by its image)'}` : 'Not opted out',
+      r.optedOut ? 'ok' : 'muted',
+    );
     status.id = 'lookup-status';
     results.replaceChildren(status, renderSamples('Samples fetched from this URL', r.samples));
     $('req-urls').value = url;
@@ -82,11 +88,19 @@ $('upload-form').addEventListener('submit', async (ev) => {
 
 $('request-form').addEventListener('submit', async (ev) => {
   ev.preventDefault();
-  const lines = (v) => v.split('\n').map((x) => x.trim()).filter(Boolean);
+  const lines = (v) =>
+    v
+      .split('\n')
+      .map((x) => x.trim())
+      .filter(Boolean);
   const body = { urls: lines($('req-urls').value), sha256s: lines($('req-shas').value) };
   if ($('req-contact').value.trim()) body.contact = $('req-contact').value.trim();
   try {
-    const r = await call('/api/optout/requests', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    const r = await call('/api/optout/requests', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
     location.href = r.page;
   } catch (err) {
     $('req-msg').replaceChildren(text('span', err.message, 'err'));

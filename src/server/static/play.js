@@ -18,7 +18,11 @@ function imageSlot(c, i) {
 }
 
 async function vote(job, c, i, v, btn) {
-  const res = await fetch('/api/play/feedback', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ job, checkpoint: c, image: i, vote: v }) });
+  const res = await fetch('/api/play/feedback', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ job, checkpoint: c, image: i, vote: v }),
+  });
   btn.parentElement.querySelectorAll('button').forEach((b) => (b.disabled = true));
   btn.textContent += res.ok ? ' ✓' : ' (failed)';
 }
@@ -34,7 +38,11 @@ $('play-form').addEventListener('submit', async (ev) => {
     num: Number($('num').value),
   };
   if ($('negative').value) body.negativePrompt = $('negative').value;
-  const res = await fetch('/api/play/generate', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  const res = await fetch('/api/play/generate', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
   const r = await res.json();
   if (!res.ok) {
     status.textContent = r.error;
@@ -56,7 +64,10 @@ $('play-form').addEventListener('submit', async (ev) => {
     img.src = e.src;
     img.classList.add('final');
     const bar = document.createElement('div');
-    for (const [v, label] of [['up', 'Good'], ['down', 'Bad']]) {
+    for (const [v, label] of [
+      ['up', 'Good'],
+      ['down', 'Bad'],
+    ]) {
       const b = document.createElement('button');
       b.textContent = label;
       b.className = `vote-${v}`;

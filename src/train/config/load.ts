@@ -100,7 +100,12 @@ function mergeInto(target: Tree, source: Tree, prefix: string, file: string): vo
 function kindOf(v: unknown): string {
   if (v === null) return 'null';
   if (Array.isArray(v) && v.length === 0) return 'empty[]';
-  if (Array.isArray(v)) return v.every((x) => typeof x === 'number') ? 'number[]' : v.every((x) => typeof x === 'string') ? 'string[]' : 'array';
+  if (Array.isArray(v))
+    return v.every((x) => typeof x === 'number')
+      ? 'number[]'
+      : v.every((x) => typeof x === 'string')
+        ? 'string[]'
+        : 'array';
   return typeof v;
 }
 
@@ -110,7 +115,8 @@ function kindOf(v: unknown): string {
  * number, as open-muse's configs do; a null default takes a number). Keys starting with `_` (`_class_name`) pass.
  */
 function checkModelSection(section: unknown, schema: Record<string, unknown>, name: string, file: string): void {
-  if (!isTree(section)) throw new ConfigError(`${file}: ${name} must be a mapping of model config keys, got ${JSON.stringify(section)}`);
+  if (!isTree(section))
+    throw new ConfigError(`${file}: ${name} must be a mapping of model config keys, got ${JSON.stringify(section)}`);
   for (const [key, value] of Object.entries(section)) {
     if (key.startsWith('_')) continue;
     if (!(key in schema)) throw unknownKeyError(file, `${name}.${key}`, Object.keys(schema));
@@ -120,8 +126,10 @@ function checkModelSection(section: unknown, schema: Record<string, unknown>, na
     if (want[0] === 'number[]') want.push('number');
     if (want[0] === 'number' && Array.isArray(value)) want.push('number[]');
     const got = kindOf(value) === 'empty[]' ? 'number[]' : kindOf(value);
-    if (!want.includes(got)) throw new ConfigError(`${file}: ${name}.${key} must be ${want.join(' or ')}, got ${JSON.stringify(value)}`);
-    if (typeof value === 'number' && !Number.isFinite(value)) throw new ConfigError(`${file}: ${name}.${key} must be a finite number, got ${value}`);
+    if (!want.includes(got))
+      throw new ConfigError(`${file}: ${name}.${key} must be ${want.join(' or ')}, got ${JSON.stringify(value)}`);
+    if (typeof value === 'number' && !Number.isFinite(value))
+      throw new ConfigError(`${file}: ${name}.${key} must be a finite number, got ${value}`);
   }
 }
 
@@ -147,7 +155,8 @@ function validate(c: TrainConfig, file: string): void {
       }
       if (typeof value === 'number' && !Number.isFinite(value)) fail(full, `must be a finite number, got ${value}`);
       const choices = ENUMS[full];
-      if (choices && !choices.includes(value as string)) fail(full, `must be one of ${choices.join(', ')}, got '${String(value)}'`);
+      if (choices && !choices.includes(value as string))
+        fail(full, `must be one of ${choices.join(', ')}, got '${String(value)}'`);
     }
   };
   walk(c as unknown as Tree, DEFAULTS as unknown as Tree, '');
@@ -167,10 +176,14 @@ function validate(c: TrainConfig, file: string): void {
     ['training.log_every', t.log_every],
     ['sampling.steps', c.sampling.steps],
   ];
-  for (const [key, v] of positiveInts) if (!Number.isInteger(v) || v < 1) fail(key, `must be a positive integer, got ${v}`);
+  for (const [key, v] of positiveInts)
+    if (!Number.isInteger(v) || v < 1) fail(key, `must be a positive integer, got ${v}`);
   if (t.batch_size % t.gradient_accumulation_steps !== 0) {
-    fail('training.batch_size', `${t.batch_size} (the samples of one optimizer update) does not divide by training.gradient_accumulation_steps ${t.gradient_accumulation_steps}: ` +
-      `each update runs ${t.gradient_accumulation_steps} equal micro-batches; use a batch_size that is a multiple of ${t.gradient_accumulation_steps}`);
+    fail(
+      'training.batch_size',
+      `${t.batch_size} (the samples of one optimizer update) does not divide by training.gradient_accumulation_steps ${t.gradient_accumulation_steps}: ` +
+        `each update runs ${t.gradient_accumulation_steps} equal micro-batches; use a batch_size that is a multiple of ${t.gradient_accumulation_steps}`,
+    );
   }
   const nonNegativeInts: Array<[string, number]> = [
     ['training.seed', t.seed],
@@ -185,8 +198,10 @@ function validate(c: TrainConfig, file: string): void {
     ['vqgan_training.recon_every', c.vqgan_training.recon_every],
     ['evaluation.every', c.evaluation.every],
   ];
-  for (const [key, v] of nonNegativeInts) if (!Number.isInteger(v) || v < 0) fail(key, `must be an integer >= 0, got ${v}`);
-  if (!Number.isInteger(c.ema.update_every) || c.ema.update_every < 1) fail('ema.update_every', `must be a positive integer, got ${c.ema.update_every}`);
+  for (const [key, v] of nonNegativeInts)
+    if (!Number.isInteger(v) || v < 0) fail(key, `must be an integer >= 0, got ${v}`);
+  if (!Number.isInteger(c.ema.update_every) || c.ema.update_every < 1)
+    fail('ema.update_every', `must be a positive integer, got ${c.ema.update_every}`);
   const fractions: Array<[string, number]> = [
     ['training.cond_dropout_prob', t.cond_dropout_prob],
     ['training.min_masking_rate', t.min_masking_rate],
@@ -199,10 +214,14 @@ function validate(c: TrainConfig, file: string): void {
   for (const [key, v] of fractions) if (!(v >= 0 && v <= 1)) fail(key, `must be in [0, 1], got ${v}`);
   if (!(c.optimizer.lr > 0)) fail('optimizer.lr', `must be > 0, got ${c.optimizer.lr}`);
   if (!(c.optimizer.weight_decay >= 0)) fail('optimizer.weight_decay', `must be >= 0, got ${c.optimizer.weight_decay}`);
-  if (t.max_grad_norm !== null && !(t.max_grad_norm > 0)) fail('training.max_grad_norm', `must be > 0 or null, got ${t.max_grad_norm}`);
+  if (t.max_grad_norm !== null && !(t.max_grad_norm > 0))
+    fail('training.max_grad_norm', `must be > 0 or null, got ${t.max_grad_norm}`);
   if (t.mixed_precision !== 'no') {
-    fail('training.mixed_precision', `is '${t.mixed_precision}', but TensorFlow.js computes in float32 only: set it to 'no' ` +
-      '(weights and caches may still be stored as float16)');
+    fail(
+      'training.mixed_precision',
+      `is '${t.mixed_precision}', but TensorFlow.js computes in float32 only: set it to 'no' ` +
+        '(weights and caches may still be stored as float16)',
+    );
   }
   try {
     maskSchedule(t.mask_schedule);
@@ -211,13 +230,21 @@ function validate(c: TrainConfig, file: string): void {
   }
   const ev = c.evaluation;
   if (ev.every) {
-    if (ev.every % t.save_every !== 0) fail('evaluation.every', `must be a multiple of training.save_every (${t.save_every}): evaluation samples the checkpoint saved at that step, got ${ev.every}`);
+    if (ev.every % t.save_every !== 0)
+      fail(
+        'evaluation.every',
+        `must be a multiple of training.save_every (${t.save_every}): evaluation samples the checkpoint saved at that step, got ${ev.every}`,
+      );
     if (!ev.prompts) fail('evaluation.prompts', 'must name a prompt file when evaluation.every is set');
-    if (!ev.real && !ev.clip) fail('evaluation.real', 'or evaluation.clip must be set when evaluation.every is set (nothing to measure)');
-    if (!Number.isInteger(ev.num_images) || ev.num_images < 2) fail('evaluation.num_images', `must be an integer >= 2 (FID needs 2 images), got ${ev.num_images}`);
-    if (c.stage === 'vqgan') fail('evaluation.every', 'is for the transformer stages (the vqgan stage samples nothing)');
+    if (!ev.real && !ev.clip)
+      fail('evaluation.real', 'or evaluation.clip must be set when evaluation.every is set (nothing to measure)');
+    if (!Number.isInteger(ev.num_images) || ev.num_images < 2)
+      fail('evaluation.num_images', `must be an integer >= 2 (FID needs 2 images), got ${ev.num_images}`);
+    if (c.stage === 'vqgan')
+      fail('evaluation.every', 'is for the transformer stages (the vqgan stage samples nothing)');
   }
-  for (const s of c.data.validation_shards) if (!Number.isInteger(s) || s < 0) fail('data.validation_shards', `must list shard indices, got ${s}`);
+  for (const s of c.data.validation_shards)
+    if (!Number.isInteger(s) || s < 0) fail('data.validation_shards', `must list shard indices, got ${s}`);
   const paths = Array.isArray(c.data.path) ? c.data.path : [c.data.path];
   if (!paths.length || paths.some((p) => !p)) fail('data.path', 'must name a dataset folder');
   if (c.data.weights && c.data.weights.length !== paths.length) {
@@ -235,7 +262,10 @@ function validate(c: TrainConfig, file: string): void {
     if (crop !== null && vq) {
       const f = derived(vq).reductionFactor;
       if (!Number.isInteger(crop) || crop < f || crop > vq.resolution || crop % f !== 0) {
-        fail('data.random_crop', `must be null or a multiple of the VQGAN's downsampling factor ${f} between ${f} and the resolution ${vq.resolution}, got ${crop}`);
+        fail(
+          'data.random_crop',
+          `must be null or a multiple of the VQGAN's downsampling factor ${f} between ${f} and the resolution ${vq.resolution}, got ${crop}`,
+        );
       }
     }
   } else {
@@ -246,11 +276,18 @@ function validate(c: TrainConfig, file: string): void {
     }
     const superres = c.model.architecture === 'superres';
     if (superres !== (c.stage === 'superres512')) {
-      fail('model.architecture', superres ? `superres is the superres512 stage's model, not ${c.stage}'s` : `the superres512 stage trains the super-res model: set model.architecture: superres`);
+      fail(
+        'model.architecture',
+        superres
+          ? `superres is the superres512 stage's model, not ${c.stage}'s`
+          : `the superres512 stage trains the super-res model: set model.architecture: superres`,
+      );
     }
-    if (superres && !c.model.lowres_vq) fail('model.lowres_vq', 'the superres512 stage needs the base VQGAN whose low-res tokens condition it');
+    if (superres && !c.model.lowres_vq)
+      fail('model.lowres_vq', 'the superres512 stage needs the base VQGAN whose low-res tokens condition it');
     const classCond = c.model.transformer.num_classes != null;
-    if (!classCond && !c.model.text_encoder) fail('model.text_encoder', 'must be set for a text-conditioned stage (or set model.transformer.num_classes)');
+    if (!classCond && !c.model.text_encoder)
+      fail('model.text_encoder', 'must be set for a text-conditioned stage (or set model.transformer.num_classes)');
     const specs = textEncoderSpecs(c.model.text_encoder ?? '').map((s): TextEncoderSpec => {
       try {
         return parseTextEncoderSpec(s);
@@ -261,8 +298,16 @@ function validate(c: TrainConfig, file: string): void {
     if (specs.length > 1) {
       // Combined conditioning: one T5 (states) and one CLIP (states + pooled vector), e.g. t5:DIR,clip:DIR.
       const clip = specs.filter((s) => s.kind === 'clip').length;
-      if (specs.length !== 2 || clip !== 1) fail('model.text_encoder', `'${c.model.text_encoder}': combined conditioning takes exactly two encoders, one T5 (t5:DIR or byt5-tiny) and one CLIP (clip:DIR), comma-separated`);
-      if (superres) fail('model.text_encoder', 'the superres512 stage conditions on one text encoder; combined T5 + CLIP conditioning is for the base stages');
+      if (specs.length !== 2 || clip !== 1)
+        fail(
+          'model.text_encoder',
+          `'${c.model.text_encoder}': combined conditioning takes exactly two encoders, one T5 (t5:DIR or byt5-tiny) and one CLIP (clip:DIR), comma-separated`,
+        );
+      if (superres)
+        fail(
+          'model.text_encoder',
+          'the superres512 stage conditions on one text encoder; combined T5 + CLIP conditioning is for the base stages',
+        );
     }
   }
 }

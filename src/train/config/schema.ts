@@ -11,7 +11,14 @@
 import { ARCHITECTURES, type Architecture } from '../../models/token-model.ts';
 import { FID_RESIZES, type FidResize } from '../../eval/fid/resize.ts';
 import { LR_SCHEDULES, type LrScheduleName } from '../core/lr-schedule.ts';
-import { CODEBOOK_INITS, GAN_LOSS_KINDS, RECONSTRUCTION_KINDS, type CodebookInit, type GanLossKind, type ReconstructionKind } from '../vqgan/losses.ts';
+import {
+  CODEBOOK_INITS,
+  GAN_LOSS_KINDS,
+  RECONSTRUCTION_KINDS,
+  type CodebookInit,
+  type GanLossKind,
+  type ReconstructionKind,
+} from '../vqgan/losses.ts';
 
 export const STAGES = ['imagenet', 'cc12m', 'base256', 'base512', 'superres512', 'vqgan', 'tiny'] as const;
 export type Stage = (typeof STAGES)[number];
@@ -127,7 +134,15 @@ export interface TrainConfig {
     /** Optional VGG16 safetensors (torchvision names) for the perceptual loss. */
     perceptual_weights: string | null;
     perceptual_weight: number;
-    discriminator: { enabled: boolean; start_step: number; weight: number; loss: GanLossKind; ndf: number; n_layers: number; lr: number };
+    discriminator: {
+      enabled: boolean;
+      start_step: number;
+      weight: number;
+      loss: GanLossKind;
+      ndf: number;
+      n_layers: number;
+      lr: number;
+    };
     restart_dead_codes: { enabled: boolean; after_steps: number };
     /** Steps trained as a plain autoencoder (no quantization) first. */
     autoencoder_warmup_steps: number;
@@ -140,7 +155,14 @@ export interface TrainConfig {
 export const DEFAULTS: TrainConfig = {
   stage: 'tiny',
   experiment: { name: 'muse', output_dir: 'runs/muse' },
-  model: { vq: 'builtin', text_encoder: 'byt5-tiny', architecture: 'transformer', lowres_vq: null, transformer: {}, vqgan: {} },
+  model: {
+    vq: 'builtin',
+    text_encoder: 'byt5-tiny',
+    architecture: 'transformer',
+    lowres_vq: null,
+    transformer: {},
+    vqgan: {},
+  },
   data: {
     path: 'datasets/sample',
     weights: null,
@@ -176,7 +198,16 @@ export const DEFAULTS: TrainConfig = {
     mask_schedule: 'cosine',
     label_smoothing: 0.1,
   },
-  ema: { enabled: false, decay: 0.9999, min_decay: 0, update_after_step: 0, update_every: 1, use_warmup: false, inv_gamma: 1, power: 2 / 3 },
+  ema: {
+    enabled: false,
+    decay: 0.9999,
+    min_decay: 0,
+    update_after_step: 0,
+    update_every: 1,
+    use_warmup: false,
+    inv_gamma: 1,
+    power: 2 / 3,
+  },
   sampling: { prompts: [], class_ids: [], steps: 12, guidance: 4, temperature: 2, seed: 0 },
   evaluation: { every: 0, prompts: null, real: null, num_images: 200, inception: null, resize: 'clean', clip: null },
   vqgan_training: {

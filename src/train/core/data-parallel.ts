@@ -31,9 +31,11 @@ export function assertBatchSplits(cfg: TrainConfig, ranks: number): void {
   const t = cfg.training;
   const pieces = ranks * t.gradient_accumulation_steps;
   if (t.batch_size % pieces !== 0) {
-    throw new Error(`training.batch_size ${t.batch_size} (the global batch of one optimizer update) does not divide by ${ranks} rank${ranks === 1 ? '' : 's'} x ` +
-      `${t.gradient_accumulation_steps} accumulation step${t.gradient_accumulation_steps === 1 ? '' : 's'} = ${pieces}: each rank trains ` +
-      `batch_size / ranks samples per update in micro-batches of batch_size / ${pieces}. Use a batch_size that is a multiple of ${pieces}, ` +
-      'or another number of ranks or accumulation steps');
+    throw new Error(
+      `training.batch_size ${t.batch_size} (the global batch of one optimizer update) does not divide by ${ranks} rank${ranks === 1 ? '' : 's'} x ` +
+        `${t.gradient_accumulation_steps} accumulation step${t.gradient_accumulation_steps === 1 ? '' : 's'} = ${pieces}: each rank trains ` +
+        `batch_size / ranks samples per update in micro-batches of batch_size / ${pieces}. Use a batch_size that is a multiple of ${pieces}, ` +
+        'or another number of ranks or accumulation steps',
+    );
   }
 }

@@ -32,11 +32,15 @@ export class EMA {
       power: opts.power ?? 2 / 3,
     };
     const o = this.o;
-    const bad = (what: string) => { throw new Error(`EMA: ${what}`); };
+    const bad = (what: string) => {
+      throw new Error(`EMA: ${what}`);
+    };
     if (!(o.decay >= 0 && o.decay <= 1)) bad(`decay must be in [0, 1], got ${o.decay}`);
     if (!(o.minDecay >= 0 && o.minDecay <= o.decay)) bad(`minDecay must be in [0, decay], got ${o.minDecay}`);
-    if (!Number.isInteger(o.updateAfterStep) || o.updateAfterStep < 0) bad(`updateAfterStep must be an integer >= 0, got ${o.updateAfterStep}`);
-    if (!Number.isInteger(o.updateEvery) || o.updateEvery < 1) bad(`updateEvery must be an integer >= 1, got ${o.updateEvery}`);
+    if (!Number.isInteger(o.updateAfterStep) || o.updateAfterStep < 0)
+      bad(`updateAfterStep must be an integer >= 0, got ${o.updateAfterStep}`);
+    if (!Number.isInteger(o.updateEvery) || o.updateEvery < 1)
+      bad(`updateEvery must be an integer >= 1, got ${o.updateEvery}`);
     if (!(o.invGamma > 0) || !(o.power > 0)) bad(`invGamma and power must be > 0, got ${o.invGamma}, ${o.power}`);
     this.params = new Map(params);
     for (const [name, p] of params) this.shadow.set(name, tf.variable(tf.clone(p), false));
@@ -59,7 +63,9 @@ export class EMA {
     for (const [name, s] of this.shadow) {
       const p = this.params.get(name)!;
       // decay 0 (before updateAfterStep): an exact copy, as diffusers' formula gives up to rounding.
-      tf.tidy(() => { s.assign(oneMinus === 1 ? tf.clone(p) : tf.sub(s, tf.mul(tf.sub(s, p), oneMinus))); });
+      tf.tidy(() => {
+        s.assign(oneMinus === 1 ? tf.clone(p) : tf.sub(s, tf.mul(tf.sub(s, p), oneMinus)));
+      });
     }
   }
 
@@ -91,25 +97,32 @@ export class EMA {
 
   /** Strict: exactly the parameter names with matching shapes; nothing changes on error. */
   async loadState(src: Map<string, tf.Tensor> | TensorSource): Promise<void> {
-    const source: TensorSource = src instanceof Map ? { names: () => [...src.keys()], tensor: (n) => src.get(n)! } : src;
+    const source: TensorSource =
+      src instanceof Map ? { names: () => [...src.keys()], tensor: (n) => src.get(n)! } : src;
     const owned = !(src instanceof Map);
     const names = new Set(source.names());
     const problems = [
       ...[...names].filter((n) => !this.shadow.has(n)).map((n) => `unknown tensor ${n}`),
       ...[...this.shadow.keys()].filter((n) => !names.has(n)).map((n) => `missing ${n}`),
     ];
-    if (problems.length) throw new Error(`EMA.loadState: ${problems.slice(0, 10).join('; ')}${problems.length > 10 ? ` (+${problems.length - 10} more)` : ''}`);
+    if (problems.length)
+      throw new Error(
+        `EMA.loadState: ${problems.slice(0, 10).join('; ')}${problems.length > 10 ? ` (+${problems.length - 10} more)` : ''}`,
+      );
     const loaded = new Map<string, tf.Tensor>();
     try {
       for (const [name, s] of this.shadow) {
         const t = await source.tensor(name);
         if (owned) loaded.set(name, t);
-        if (t.shape.join(',') !== s.shape.join(',')) throw new Error(`EMA.loadState: ${name} has shape [${t.shape}], parameter is [${s.shape}]`);
+        if (t.shape.join(',') !== s.shape.join(','))
+          throw new Error(`EMA.loadState: ${name} has shape [${t.shape}], parameter is [${s.shape}]`);
         if (!owned) loaded.set(name, t);
       }
       for (const [name, s] of this.shadow) {
         const t = loaded.get(name)!;
-        tf.tidy(() => { s.assign(t.dtype === 'float32' ? tf.clone(t) : tf.cast(t, 'float32')); });
+        tf.tidy(() => {
+          s.assign(t.dtype === 'float32' ? tf.clone(t) : tf.cast(t, 'float32'));
+        });
       }
     } finally {
       if (owned) for (const t of loaded.values()) t.dispose();

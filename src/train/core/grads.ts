@@ -19,7 +19,10 @@ export async function globalNorm(grads: Map<string, tf.Tensor>): Promise<number>
  * when maxNorm is null or the norm is not finite: the caller should then skip the update); the caller
  * disposes both the inputs and the outputs.
  */
-export async function clipByGlobalNorm(grads: Map<string, tf.Tensor>, maxNorm: number | null): Promise<{ grads: Map<string, tf.Tensor>; norm: number }> {
+export async function clipByGlobalNorm(
+  grads: Map<string, tf.Tensor>,
+  maxNorm: number | null,
+): Promise<{ grads: Map<string, tf.Tensor>; norm: number }> {
   if (maxNorm !== null && !(Number.isFinite(maxNorm) && maxNorm > 0)) {
     throw new Error(`clipByGlobalNorm: maxNorm must be a finite number > 0 or null, got ${maxNorm}`);
   }
@@ -44,7 +47,9 @@ export class GradAccumulator {
       const prev = this.sums.get(name);
       if (prev && prev.shape.join(',') !== g.shape.join(',')) {
         for (const t of grads.values()) t.dispose();
-        throw new Error(`GradAccumulator.add: gradient for ${name} has shape [${g.shape}], earlier ones [${prev.shape}]`);
+        throw new Error(
+          `GradAccumulator.add: gradient for ${name} has shape [${g.shape}], earlier ones [${prev.shape}]`,
+        );
       }
     }
     for (let [name, g] of grads) {
@@ -111,7 +116,12 @@ export const ALLREDUCE_BUCKET_BYTES = 25 * 1024 * 1024;
  * names and shapes in the same order. Returns NEW tensors in the same order (the caller disposes both); `ms` is the
  * time inside MPI_Allreduce, summed over the buckets.
  */
-export async function allreduceGrads(grads: Map<string, tf.Tensor>, comm: Communicator, extra: number[] = [], bucketBytes = ALLREDUCE_BUCKET_BYTES): Promise<{ grads: Map<string, tf.Tensor>; extra: number[]; ms: number; buckets: number }> {
+export async function allreduceGrads(
+  grads: Map<string, tf.Tensor>,
+  comm: Communicator,
+  extra: number[] = [],
+  bucketBytes = ALLREDUCE_BUCKET_BYTES,
+): Promise<{ grads: Map<string, tf.Tensor>; extra: number[]; ms: number; buckets: number }> {
   const names = [...grads.keys()];
   const buckets: string[][] = [];
   let bytes = Infinity;

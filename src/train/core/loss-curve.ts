@@ -15,7 +15,12 @@ export interface LossCurveOptions {
   smooth?: number;
 }
 
-interface Point { x: number; y: number; series: string; kind: 'raw' | 'smoothed' }
+interface Point {
+  x: number;
+  y: number;
+  series: string;
+  kind: 'raw' | 'smoothed';
+}
 
 /** Points per series; records without a finite numeric x and y (or y <= 0 on a log axis) are skipped for that series. */
 function collect(records: Array<Record<string, unknown>>, o: LossCurveOptions, xField: string): Point[] {
@@ -41,16 +46,24 @@ function collect(records: Array<Record<string, unknown>>, o: LossCurveOptions, x
 export function lossCurveSpec(records: Array<Record<string, unknown>>, o: LossCurveOptions): TopLevelSpec {
   const xField = o.x ?? 'step';
   if (o.series.length === 0) throw new Error('renderLossCurve: no series given');
-  if (o.smooth !== undefined && !(o.smooth >= 0 && o.smooth < 1)) throw new Error(`renderLossCurve: smooth must be in [0, 1), got ${o.smooth}`);
+  if (o.smooth !== undefined && !(o.smooth >= 0 && o.smooth < 1))
+    throw new Error(`renderLossCurve: smooth must be in [0, 1), got ${o.smooth}`);
   if (records.length === 0) throw new Error(`renderLossCurve '${o.title}': no records to plot`);
   const values = collect(records, o, xField);
   if (values.length === 0) {
-    throw new Error(`renderLossCurve '${o.title}': none of ${records.length} records has a numeric '${xField}' together with ${o.series.map((s) => `'${s}'`).join(' or ')}`);
+    throw new Error(
+      `renderLossCurve '${o.title}': none of ${records.length} records has a numeric '${xField}' together with ${o.series.map((s) => `'${s}'`).join(' or ')}`,
+    );
   }
   const smoothed = (o.smooth ?? 0) > 0;
   const encoding = {
     x: { field: 'x', type: 'quantitative' as const, title: xField },
-    y: { field: 'y', type: 'quantitative' as const, title: o.series.length === 1 ? o.series[0] : 'value', scale: o.logY ? { type: 'log' as const } : { zero: false } },
+    y: {
+      field: 'y',
+      type: 'quantitative' as const,
+      title: o.series.length === 1 ? o.series[0] : 'value',
+      scale: o.logY ? { type: 'log' as const } : { zero: false },
+    },
     color: { field: 'series', type: 'nominal' as const, title: null },
   };
   return {
@@ -61,14 +74,30 @@ export function lossCurveSpec(records: Array<Record<string, unknown>>, o: LossCu
     background: 'white',
     data: { values },
     layer: [
-      { transform: [{ filter: "datum.kind === 'raw'" }], mark: { type: 'line', opacity: smoothed ? 0.25 : 1, clip: true }, encoding },
-      ...(smoothed ? [{ transform: [{ filter: "datum.kind === 'smoothed'" }], mark: { type: 'line' as const, clip: true }, encoding }] : []),
+      {
+        transform: [{ filter: "datum.kind === 'raw'" }],
+        mark: { type: 'line', opacity: smoothed ? 0.25 : 1, clip: true },
+        encoding,
+      },
+      ...(smoothed
+        ? [
+            {
+              transform: [{ filter: "datum.kind === 'smoothed'" }],
+              mark: { type: 'line' as const, clip: true },
+              encoding,
+            },
+          ]
+        : []),
     ],
   };
 }
 
 /** Renders the chart and writes it atomically to outPng. */
-export async function renderLossCurve(records: Array<Record<string, unknown>>, outPng: string, opts: LossCurveOptions): Promise<void> {
+export async function renderLossCurve(
+  records: Array<Record<string, unknown>>,
+  outPng: string,
+  opts: LossCurveOptions,
+): Promise<void> {
   const spec = lossCurveSpec(records, opts);
   const view = new vega.View(vega.parse(compile(spec).spec), { renderer: 'none' });
   try {

@@ -28,17 +28,24 @@ export interface LrScheduleOptions {
 export function learningRate(step: number, o: LrScheduleOptions): number {
   const minLr = o.minLr ?? 0;
   if (!Number.isInteger(step) || step < 0) throw new Error(`learningRate: step must be an integer >= 0, got ${step}`);
-  if (!(Number.isFinite(o.lr) && o.lr >= 0)) throw new Error(`learningRate: lr must be a finite number >= 0, got ${o.lr}`);
-  if (!Number.isInteger(o.warmupSteps) || o.warmupSteps < 0) throw new Error(`learningRate: warmupSteps must be an integer >= 0, got ${o.warmupSteps}`);
-  if (!Number.isInteger(o.maxSteps) || o.maxSteps < 0) throw new Error(`learningRate: maxSteps must be an integer >= 0, got ${o.maxSteps}`);
-  if (!(Number.isFinite(minLr) && minLr >= 0 && minLr <= o.lr)) throw new Error(`learningRate: minLr must be in [0, lr=${o.lr}], got ${minLr}`);
+  if (!(Number.isFinite(o.lr) && o.lr >= 0))
+    throw new Error(`learningRate: lr must be a finite number >= 0, got ${o.lr}`);
+  if (!Number.isInteger(o.warmupSteps) || o.warmupSteps < 0)
+    throw new Error(`learningRate: warmupSteps must be an integer >= 0, got ${o.warmupSteps}`);
+  if (!Number.isInteger(o.maxSteps) || o.maxSteps < 0)
+    throw new Error(`learningRate: maxSteps must be an integer >= 0, got ${o.maxSteps}`);
+  if (!(Number.isFinite(minLr) && minLr >= 0 && minLr <= o.lr))
+    throw new Error(`learningRate: minLr must be in [0, lr=${o.lr}], got ${minLr}`);
   if (!LR_SCHEDULES.includes(o.schedule)) {
-    throw new Error(`learningRate: unknown schedule '${String(o.schedule)}' (expected one of ${LR_SCHEDULES.join(', ')})`);
+    throw new Error(
+      `learningRate: unknown schedule '${String(o.schedule)}' (expected one of ${LR_SCHEDULES.join(', ')})`,
+    );
   }
   if (step < o.warmupSteps) return (o.lr * step) / Math.max(1, o.warmupSteps);
   if (o.schedule === 'constant') return o.lr;
   const decaySteps = o.decaySteps ?? 0;
-  if (!Number.isInteger(decaySteps) || decaySteps < 0) throw new Error(`learningRate: decaySteps must be an integer >= 0, got ${decaySteps}`);
+  if (!Number.isInteger(decaySteps) || decaySteps < 0)
+    throw new Error(`learningRate: decaySteps must be an integer >= 0, got ${decaySteps}`);
   const start = decaySteps ? Math.max(o.warmupSteps, o.maxSteps - decaySteps) : o.warmupSteps;
   if (step < start) return o.lr;
   const progress = Math.min(1, (step - start) / Math.max(1, o.maxSteps - start));

@@ -37,7 +37,9 @@ interface Slot {
 }
 
 function checkOptions(o: AdamWOptions): void {
-  const bad = (what: string) => { throw new Error(`AdamW: ${what}`); };
+  const bad = (what: string) => {
+    throw new Error(`AdamW: ${what}`);
+  };
   if (!(o.beta1 >= 0 && o.beta1 < 1)) bad(`beta1 must be in [0, 1), got ${o.beta1}`);
   if (!(o.beta2 >= 0 && o.beta2 < 1)) bad(`beta2 must be in [0, 1), got ${o.beta2}`);
   if (!(o.eps >= 0)) bad(`eps must be >= 0, got ${o.eps}`);
@@ -82,7 +84,8 @@ export class AdamW {
 
   /** One update with learning rate lr. Grads are keyed like params; a param with no grad is left alone. Does not dispose grads. */
   apply(grads: Map<string, tf.Tensor>, lr: number): void {
-    if (!Number.isFinite(lr) || lr < 0) throw new Error(`AdamW.apply: learning rate must be a finite number >= 0, got ${lr}`);
+    if (!Number.isFinite(lr) || lr < 0)
+      throw new Error(`AdamW.apply: learning rate must be a finite number >= 0, got ${lr}`);
     for (const [name, g] of grads) {
       const s = this.slots.get(name);
       if (!s) throw new Error(`AdamW.apply: gradient for unknown parameter ${name}`);
@@ -129,10 +132,10 @@ export class AdamW {
 
   /** Restores from stateTensors() output (strict: every moment present with the param's shape, no unknown names) and the step. */
   async loadState(tensors: Map<string, tf.Tensor> | TensorSource, step: number): Promise<void> {
-    if (!Number.isInteger(step) || step < 0) throw new Error(`AdamW.loadState: step must be an integer >= 0, got ${step}`);
-    const src: TensorSource = tensors instanceof Map
-      ? { names: () => [...tensors.keys()], tensor: (n) => tensors.get(n)! }
-      : tensors;
+    if (!Number.isInteger(step) || step < 0)
+      throw new Error(`AdamW.loadState: step must be an integer >= 0, got ${step}`);
+    const src: TensorSource =
+      tensors instanceof Map ? { names: () => [...tensors.keys()], tensor: (n) => tensors.get(n)! } : tensors;
     const owned = !(tensors instanceof Map); // tensors from a Map belong to the caller
     const names = new Set(src.names());
     const problems: string[] = [];
@@ -143,7 +146,10 @@ export class AdamW {
     for (const name of this.slots.keys()) {
       for (const k of ['exp_avg', 'exp_avg_sq']) if (!names.has(`${k}.${name}`)) problems.push(`missing ${k}.${name}`);
     }
-    if (problems.length) throw new Error(`AdamW.loadState: ${problems.slice(0, 10).join('; ')}${problems.length > 10 ? ` (+${problems.length - 10} more)` : ''}`);
+    if (problems.length)
+      throw new Error(
+        `AdamW.loadState: ${problems.slice(0, 10).join('; ')}${problems.length > 10 ? ` (+${problems.length - 10} more)` : ''}`,
+      );
     // Read everything first so a bad shape leaves the optimizer untouched.
     const loaded: Array<{ slot: Slot; m: tf.Tensor; v: tf.Tensor; step: number }> = [];
     const toDispose: tf.Tensor[] = [];
@@ -153,7 +159,10 @@ export class AdamW {
         if (owned) toDispose.push(m);
         const v = await src.tensor(`exp_avg_sq.${name}`);
         if (owned) toDispose.push(v);
-        for (const [k, t] of [['exp_avg', m], ['exp_avg_sq', v]] as const) {
+        for (const [k, t] of [
+          ['exp_avg', m],
+          ['exp_avg_sq', v],
+        ] as const) {
           if (t.shape.join(',') !== slot.param.shape.join(',')) {
             throw new Error(`AdamW.loadState: ${k}.${name} has shape [${t.shape}], parameter is [${slot.param.shape}]`);
           }
@@ -163,7 +172,8 @@ export class AdamW {
           const t = await src.tensor(`step.${name}`);
           pstep = (await t.data())[0];
           if (owned) t.dispose();
-          if (!Number.isInteger(pstep) || pstep < 0 || pstep > step) throw new Error(`AdamW.loadState: step.${name} = ${pstep} is not an integer in [0, ${step}]`);
+          if (!Number.isInteger(pstep) || pstep < 0 || pstep > step)
+            throw new Error(`AdamW.loadState: step.${name} = ${pstep} is not an integer in [0, ${step}]`);
         }
         loaded.push({ slot, m, v, step: pstep });
       }

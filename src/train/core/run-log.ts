@@ -11,14 +11,23 @@ function parseLines(file: string, text: string): { rows: Row[]; lines: string[];
   const last = parts.pop()!; // '' when the file ends with a newline
   let partial = false;
   if (last.trim() !== '') {
-    try { JSON.parse(last); parts.push(last); } catch { partial = true; }
+    try {
+      JSON.parse(last);
+      parts.push(last);
+    } catch {
+      partial = true;
+    }
   }
   const rows: Row[] = [];
   const lines: string[] = [];
   parts.forEach((line, i) => {
     if (line.trim() === '') return;
     let v: unknown;
-    try { v = JSON.parse(line); } catch (e) { throw new Error(`${file}:${i + 1}: not valid JSON (${(e as Error).message})`); }
+    try {
+      v = JSON.parse(line);
+    } catch (e) {
+      throw new Error(`${file}:${i + 1}: not valid JSON (${(e as Error).message})`);
+    }
     if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error(`${file}:${i + 1}: not a JSON object`);
     rows.push(v as Row);
     lines.push(line);
@@ -27,7 +36,9 @@ function parseLines(file: string, text: string): { rows: Row[]; lines: string[];
 }
 
 async function readText(file: string): Promise<string | null> {
-  try { return await readFile(file, 'utf8'); } catch (e) {
+  try {
+    return await readFile(file, 'utf8');
+  } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
     throw e;
   }
@@ -43,7 +54,10 @@ export async function readJsonl(file: string): Promise<Row[]> {
 export class JsonlLog {
   private fd: number | null;
 
-  private constructor(readonly file: string, fd: number) {
+  private constructor(
+    readonly file: string,
+    fd: number,
+  ) {
     this.fd = fd;
   }
 
@@ -57,7 +71,9 @@ export class JsonlLog {
     if (text !== null) {
       const { rows, lines, partial } = parseLines(file, text);
       const cut = opts.truncateAfterStep;
-      const keep = lines.filter((_, i) => cut === undefined || !(typeof rows[i].step === 'number' && (rows[i].step as number) > cut));
+      const keep = lines.filter(
+        (_, i) => cut === undefined || !(typeof rows[i].step === 'number' && (rows[i].step as number) > cut),
+      );
       if (partial || keep.length !== lines.length || (text.length > 0 && !text.endsWith('\n'))) {
         await writeFileAtomic(file, keep.map((l) => l + '\n').join(''));
       }
@@ -82,7 +98,10 @@ export class JsonlLog {
 }
 
 /** What ProgressLine writes to (process.stderr fits). */
-export interface ProgressStream { write(text: string): unknown; isTTY?: boolean }
+export interface ProgressStream {
+  write(text: string): unknown;
+  isTTY?: boolean;
+}
 
 /**
  * One status line: on a TTY it is rewritten in place; otherwise a line is printed at most every
@@ -95,7 +114,10 @@ export class ProgressLine {
   private lastPrint = -Infinity;
   private pending: string | null = null;
 
-  constructor(private readonly stream: ProgressStream, opts: { minIntervalMs?: number; now?: () => number } = {}) {
+  constructor(
+    private readonly stream: ProgressStream,
+    opts: { minIntervalMs?: number; now?: () => number } = {},
+  ) {
     this.tty = stream.isTTY === true;
     this.minIntervalMs = opts.minIntervalMs ?? 10_000;
     this.now = opts.now ?? Date.now;

@@ -25,7 +25,11 @@ const SCHEMA = protobuf.Root.fromJSON({
           },
         },
         SessionLog: {
-          fields: { status: { type: 'SessionStatus', id: 1 }, checkpoint_path: { type: 'string', id: 2 }, msg: { type: 'string', id: 3 } },
+          fields: {
+            status: { type: 'SessionStatus', id: 1 },
+            checkpoint_path: { type: 'string', id: 2 },
+            msg: { type: 'string', id: 3 },
+          },
           nested: { SessionStatus: { values: { STATUS_UNSPECIFIED: 0, START: 1, STOP: 2, CHECKPOINT: 3 } } },
         },
         Summary: {
@@ -75,7 +79,8 @@ export function tfRecord(data: Uint8Array): Buffer {
 /** Width, height and TensorBoard colourspace (1 grey, 2 grey+alpha, 3 RGB, 4 RGBA) from a PNG's header. */
 export function pngHeader(png: Uint8Array, what: string): { width: number; height: number; colorspace: number } {
   const b = Buffer.from(png.buffer, png.byteOffset, png.byteLength);
-  if (b.length < 26 || b.readUInt32BE(0) !== 0x89504e47 || b.toString('latin1', 12, 16) !== 'IHDR') throw new Error(`${what}: not a PNG image`);
+  if (b.length < 26 || b.readUInt32BE(0) !== 0x89504e47 || b.toString('latin1', 12, 16) !== 'IHDR')
+    throw new Error(`${what}: not a PNG image`);
   const colorType = b[25];
   const colorspace = ({ 0: 1, 2: 3, 3: 3, 4: 2, 6: 4 } as Record<number, number>)[colorType];
   if (colorspace === undefined) throw new Error(`${what}: PNG colour type ${colorType} is not valid`);
@@ -103,7 +108,11 @@ export class TensorBoardWriter {
   private fd: number | null;
   private readonly now: () => number;
 
-  private constructor(readonly file: string, fd: number, now: () => number) {
+  private constructor(
+    readonly file: string,
+    fd: number,
+    now: () => number,
+  ) {
     this.fd = fd;
     this.now = now;
   }
@@ -112,7 +121,10 @@ export class TensorBoardWriter {
     const now = opts.now ?? (() => Date.now() / 1000);
     mkdirSync(dir, { recursive: true });
     // TensorBoard's own naming: events.out.tfevents.<seconds>.<host>.<pid>.<n>
-    const file = path.join(dir, `events.out.tfevents.${Math.floor(now())}.${os.hostname()}.${process.pid}.${nextFileId++}`);
+    const file = path.join(
+      dir,
+      `events.out.tfevents.${Math.floor(now())}.${os.hostname()}.${process.pid}.${nextFileId++}`,
+    );
     const w = new TensorBoardWriter(file, openSync(file, 'wx'), now);
     w.write({ step: 0, file_version: 'brain.Event:2' });
     w.write({ step: (opts.resumedAfterStep ?? 0) + 1, session_log: { status: SESSION_START } });
@@ -128,7 +140,10 @@ export class TensorBoardWriter {
   /** An image (PNG bytes) under `tag`. */
   image(step: number, tag: string, png: Uint8Array): void {
     const { width, height, colorspace } = pngHeader(png, `tensorboard image '${tag}'`);
-    this.write({ step, summary: { value: [{ tag, image: { width, height, colorspace, encoded_image_string: png } }] } });
+    this.write({
+      step,
+      summary: { value: [{ tag, image: { width, height, colorspace, encoded_image_string: png } }] },
+    });
   }
 
   close(): void {

@@ -49,10 +49,21 @@ export function assembleBatch(samples: Sample[], epoch: number, textMaxLength?: 
   const imageIds = new Int32Array(B * n);
   for (let i = 0; i < B; i++) {
     const t = samples[i].tokens;
-    if (t.length !== n) throw new Error(`batch: sample ${samples[i].key} has ${t.length} image tokens, ${first.key} has ${n} (caches of different VQ grids)`);
+    if (t.length !== n)
+      throw new Error(
+        `batch: sample ${samples[i].key} has ${t.length} image tokens, ${first.key} has ${n} (caches of different VQ grids)`,
+      );
     imageIds.set(t, i * n);
   }
-  const batch: Batch = { size: B, epoch, keys: samples.map((s) => s.key), imageIds, imageShape: [B, n], gridH: first.gridH, gridW: first.gridW };
+  const batch: Batch = {
+    size: B,
+    epoch,
+    keys: samples.map((s) => s.key),
+    imageIds,
+    imageShape: [B, n],
+    gridH: first.gridH,
+    gridW: first.gridW,
+  };
   if (first.cls !== undefined) batch.classIds = Int32Array.from(samples, (s) => s.cls!);
   if (first.hidden) Object.assign(batch, packText(samples, textMaxLength));
   return batch;
@@ -86,10 +97,17 @@ function packText(samples: Sample[], textMaxLength?: number): Partial<Batch> {
 
 /** Rows [lo, hi) of a batch (a data-parallel rank's share of a global batch); the arrays are views, not copies. */
 export function sliceBatch(b: Batch, lo: number, hi: number): Batch {
-  if (!(Number.isInteger(lo) && Number.isInteger(hi) && 0 <= lo && lo < hi && hi <= b.size)) throw new Error(`sliceBatch: rows [${lo}, ${hi}) of a batch of ${b.size}`);
+  if (!(Number.isInteger(lo) && Number.isInteger(hi) && 0 <= lo && lo < hi && hi <= b.size))
+    throw new Error(`sliceBatch: rows [${lo}, ${hi}) of a batch of ${b.size}`);
   const n = hi - lo;
   const N = b.imageShape[1];
-  const out: Batch = { ...b, size: n, keys: b.keys.slice(lo, hi), imageIds: b.imageIds.subarray(lo * N, hi * N), imageShape: [n, N] };
+  const out: Batch = {
+    ...b,
+    size: n,
+    keys: b.keys.slice(lo, hi),
+    imageIds: b.imageIds.subarray(lo * N, hi * N),
+    imageShape: [n, N],
+  };
   if (b.classIds) out.classIds = b.classIds.subarray(lo, hi);
   if (b.textHidden && b.textShape && b.textMask) {
     const [, L, D] = b.textShape;

@@ -33,7 +33,8 @@ export async function readTable(file: string): Promise<Table> {
   try {
     bytes = await readFile(file);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new Error(`${file} is missing: run muse-data tokenize (and muse-data verify) on the dataset`);
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT')
+      throw new Error(`${file} is missing: run muse-data tokenize (and muse-data verify) on the dataset`);
     throw err;
   }
   const damage = arrowFileDamage(file);
@@ -55,7 +56,14 @@ export function tokenShard(t: Table, file: string): TokenShard {
   if (!(n > 0)) throw new Error(`${file}: missing grid_h/grid_w in the schema metadata`);
   const col = column(t, 'tokens', file);
   const chunks = col.data.map((d) => (d.children[0].values as Uint16Array | Int32Array).subarray(0, d.length * n));
-  return { keys: keysOf(t, file), tokens: concat(chunks), n, gridH, gridW, codebookSize: Number(meta.get('codebook_size')) };
+  return {
+    keys: keysOf(t, file),
+    tokens: concat(chunks),
+    n,
+    gridH,
+    gridW,
+    codebookSize: Number(meta.get('codebook_size')),
+  };
 }
 
 export function textShard(t: Table, file: string): TextShard {
@@ -76,10 +84,18 @@ export function textShard(t: Table, file: string): TextShard {
   }
   const pooledDim = Number(t.schema.metadata.get('pooled_dim') ?? 0);
   const pooledCol = t.getChild('pooled');
-  const pooled = pooledCol && pooledDim > 0
-    ? concat(pooledCol.data.map((d) => (d.children[0].values as Float32Array).subarray(0, d.length * pooledDim)))
-    : undefined;
-  return { keys: keysOf(t, file), dim, hidden: concat(hiddenParts), offsets, pooled, pooledDim: pooled ? pooledDim : 0 };
+  const pooled =
+    pooledCol && pooledDim > 0
+      ? concat(pooledCol.data.map((d) => (d.children[0].values as Float32Array).subarray(0, d.length * pooledDim)))
+      : undefined;
+  return {
+    keys: keysOf(t, file),
+    dim,
+    hidden: concat(hiddenParts),
+    offsets,
+    pooled,
+    pooledDim: pooled ? pooledDim : 0,
+  };
 }
 
 /** Class id by key from a shard manifest `shards/{i:05d}.arrow` (column `cls`); null ids are left out. */

@@ -11,7 +11,13 @@
  * layer norm after the projection are shared by the two. The pooled vector is the CLIP one (AdaLN).
  * The empty caption is packed the same way, so conditioning dropout drops both encoders together.
  */
-import { openTokenDataset, type Batch, type LoaderState, type TokenDataset, type TokenDatasetOptions } from './loader.ts';
+import {
+  openTokenDataset,
+  type Batch,
+  type LoaderState,
+  type TokenDataset,
+  type TokenDatasetOptions,
+} from './loader.ts';
 import type { EmptyText } from './empty-text.ts';
 
 /** One encoder's text of a batch: [B, L, D] float32 states (valid up to lengths[b]) and optional pooled [B, P]. */
@@ -37,7 +43,8 @@ export function packTextParts(a: TextPart, b: TextPart, length?: number): Packed
   const [B, La, Da] = a.shape;
   const [Bb, Lb, Db] = b.shape;
   if (B !== Bb) throw new Error(`combined text: the two text caches give ${B} and ${Bb} samples`);
-  if (a.pooled && b.pooled) throw new Error('combined text: both text caches have a pooled vector; combine one T5 and one CLIP cache');
+  if (a.pooled && b.pooled)
+    throw new Error('combined text: both text caches have a pooled vector; combine one T5 and one CLIP cache');
   const lengths = Int32Array.from({ length: B }, (_, i) => Math.min(a.lengths[i], La) + Math.min(b.lengths[i], Lb));
   const L = length ?? Math.max(1, ...lengths);
   const D = Da + Db;
@@ -46,9 +53,12 @@ export function packTextParts(a: TextPart, b: TextPart, length?: number): Packed
   for (let i = 0; i < B; i++) {
     const la = Math.min(a.lengths[i], La);
     const lb = Math.min(b.lengths[i], Lb);
-    if (la + lb > L) throw new Error(`combined text: sample ${i} has ${la} + ${lb} text tokens, more than the packed length ${L}`);
-    for (let t = 0; t < la; t++) hidden.set(a.hidden.subarray((i * La + t) * Da, (i * La + t + 1) * Da), (i * L + t) * D);
-    for (let t = 0; t < lb; t++) hidden.set(b.hidden.subarray((i * Lb + t) * Db, (i * Lb + t + 1) * Db), (i * L + la + t) * D + Da);
+    if (la + lb > L)
+      throw new Error(`combined text: sample ${i} has ${la} + ${lb} text tokens, more than the packed length ${L}`);
+    for (let t = 0; t < la; t++)
+      hidden.set(a.hidden.subarray((i * La + t) * Da, (i * La + t + 1) * Da), (i * L + t) * D);
+    for (let t = 0; t < lb; t++)
+      hidden.set(b.hidden.subarray((i * Lb + t) * Db, (i * Lb + t + 1) * Db), (i * L + la + t) * D + Da);
     mask.fill(1, i * L, i * L + la + lb);
   }
   const out: PackedText = { hidden, shape: [B, L, D], mask, lengths };
@@ -61,13 +71,26 @@ export function packTextParts(a: TextPart, b: TextPart, length?: number): Packed
 }
 
 function partOf(b: Batch, what: string): TextPart {
-  if (!b.textHidden || !b.textShape || !b.textLengths) throw new Error(`combined text: the ${what} loader gave no text states`);
-  return { hidden: b.textHidden, shape: b.textShape, lengths: b.textLengths, pooled: b.pooled, pooledDim: b.pooledShape?.[1] };
+  if (!b.textHidden || !b.textShape || !b.textLengths)
+    throw new Error(`combined text: the ${what} loader gave no text states`);
+  return {
+    hidden: b.textHidden,
+    shape: b.textShape,
+    lengths: b.textLengths,
+    pooled: b.pooled,
+    pooledDim: b.pooledShape?.[1],
+  };
 }
 
 function emptyPart(e: EmptyText, maxLength?: number): TextPart {
   const len = Math.min(e.length, maxLength ?? e.length);
-  return { hidden: e.hidden.subarray(0, len * e.dim), shape: [1, len, e.dim], lengths: Int32Array.of(len), pooled: e.pooled, pooledDim: e.pooled?.length };
+  return {
+    hidden: e.hidden.subarray(0, len * e.dim),
+    shape: [1, len, e.dim],
+    lengths: Int32Array.of(len),
+    pooled: e.pooled,
+    pooledDim: e.pooled?.length,
+  };
 }
 
 /** The two empty-caption embeddings packed into one (what dropout puts in place of a dropped sample's text). */
@@ -84,7 +107,10 @@ interface CombinedState {
  * A loader over the token cache with two text caches (`textIds`, in the order of model.text_encoder), read by two
  * loaders with the same seed and shards, checked key by key, each batch's texts packed (packTextParts).
  */
-export async function openCombinedTextDataset(opts: TokenDatasetOptions, textIds: [string, string]): Promise<TokenDataset> {
+export async function openCombinedTextDataset(
+  opts: TokenDatasetOptions,
+  textIds: [string, string],
+): Promise<TokenDataset> {
   const first = await openTokenDataset({ ...opts, textId: textIds[0] });
   const second = await openTokenDataset({ ...opts, textId: textIds[1], classIds: false });
   // With text_max_length each encoder is capped at it, so the packed length is fixed too.
@@ -93,11 +119,21 @@ export async function openCombinedTextDataset(opts: TokenDatasetOptions, textIds
     const [x, y] = await Promise.all([first.next(), second.next()]);
     const i = x.keys.findIndex((k, j) => k !== y.keys[j]);
     if (x.size !== y.size || i >= 0) {
-      throw new Error(`the text caches text/${textIds[0]} and text/${textIds[1]} do not hold the same samples ` +
-        `(sample ${x.keys[i] ?? '?'} vs ${y.keys[i] ?? '?'}): re-run muse-data tokenize with both encoders (--text A,B) over the same shards`);
+      throw new Error(
+        `the text caches text/${textIds[0]} and text/${textIds[1]} do not hold the same samples ` +
+          `(sample ${x.keys[i] ?? '?'} vs ${y.keys[i] ?? '?'}): re-run muse-data tokenize with both encoders (--text A,B) over the same shards`,
+      );
     }
     const p = packTextParts(partOf(x, `text/${textIds[0]}`), partOf(y, `text/${textIds[1]}`), length);
-    return { ...x, textHidden: p.hidden, textShape: p.shape, textMask: p.mask, textLengths: p.lengths, pooled: p.pooled, pooledShape: p.pooledShape };
+    return {
+      ...x,
+      textHidden: p.hidden,
+      textShape: p.shape,
+      textMask: p.mask,
+      textLengths: p.lengths,
+      pooled: p.pooled,
+      pooledShape: p.pooledShape,
+    };
   };
   return {
     next,
@@ -105,7 +141,9 @@ export async function openCombinedTextDataset(opts: TokenDatasetOptions, textIds
     async restore(state: LoaderState) {
       const s = state as unknown as CombinedState;
       if (!s || !Array.isArray(s.combined) || s.combined.length !== 2) {
-        throw new Error('checkpoint loader state is not a combined-text (two text caches) state: was it written with one text encoder?');
+        throw new Error(
+          'checkpoint loader state is not a combined-text (two text caches) state: was it written with one text encoder?',
+        );
       }
       await first.restore(s.combined[0]);
       await second.restore(s.combined[1]);

@@ -15,7 +15,8 @@ export interface EmptyText {
 
 export async function readEmptyText(textCacheDir: string): Promise<EmptyText> {
   const file = path.join(textCacheDir, EMPTY_FILE);
-  if (!existsSync(file)) throw new Error(`${file} is missing: run muse-data tokenize (it writes the empty-caption embedding)`);
+  if (!existsSync(file))
+    throw new Error(`${file} is missing: run muse-data tokenize (it writes the empty-caption embedding)`);
   const t = textShard(await readTable(file), file);
   if (t.keys.length !== 1) throw new Error(`${file}: expected one row, found ${t.keys.length}`);
   const length = t.offsets[1] - t.offsets[0];

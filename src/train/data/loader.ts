@@ -85,8 +85,10 @@ export interface TokenDataset extends AsyncIterable<Batch> {
 export async function openTokenDataset(opts: TokenDatasetOptions): Promise<TokenDataset> {
   const dirs = opts.datasetDirs ?? (opts.datasetDir ? [opts.datasetDir] : []);
   if (!dirs.length) throw new Error('openTokenDataset: give datasetDir or datasetDirs');
-  if (!Number.isInteger(opts.batchSize) || opts.batchSize < 1) throw new Error(`openTokenDataset: batchSize must be a positive integer, got ${opts.batchSize}`);
-  if (!Number.isInteger(opts.shuffleBuffer) || opts.shuffleBuffer < 0) throw new Error(`openTokenDataset: shuffleBuffer must be an integer >= 0, got ${opts.shuffleBuffer}`);
+  if (!Number.isInteger(opts.batchSize) || opts.batchSize < 1)
+    throw new Error(`openTokenDataset: batchSize must be a positive integer, got ${opts.batchSize}`);
+  if (!Number.isInteger(opts.shuffleBuffer) || opts.shuffleBuffer < 0)
+    throw new Error(`openTokenDataset: shuffleBuffer must be an integer >= 0, got ${opts.shuffleBuffer}`);
   const refs: ShardRef[] = [];
   const duplicates: Array<Set<string>> = [];
   for (const [dataset, dir] of dirs.entries()) {
@@ -94,9 +96,12 @@ export async function openTokenDataset(opts: TokenDatasetOptions): Promise<Token
     // the caches hold the usable samples as of tokenize; what became unusable since is skipped here
     duplicates.push((await usableRule(dir, { dataRoot: opts.dataRoot })).exclude);
   }
-  if (!refs.length) throw new Error(`no token cache shards in ${dirs.join(', ')} (tokens/${opts.vqId}/): run muse-data tokenize`);
+  if (!refs.length)
+    throw new Error(`no token cache shards in ${dirs.join(', ')} (tokens/${opts.vqId}/): run muse-data tokenize`);
   if (opts.weights && (opts.weights.length !== dirs.length || opts.weights.some((w) => !(w >= 0)))) {
-    throw new Error(`weights: one non-negative number per dataset (${dirs.length}), got ${JSON.stringify(opts.weights)}`);
+    throw new Error(
+      `weights: one non-negative number per dataset (${dirs.length}), got ${JSON.stringify(opts.weights)}`,
+    );
   }
   const withClasses = opts.classIds ?? (await hasClassIds(refs[0]));
   const loader = new Loader(opts, refs, duplicates, withClasses);
@@ -159,7 +164,10 @@ class Loader implements TokenDataset {
       this.startEpoch(this.epoch + 1);
       if (drawn === 0) throw new Error(`loader: an epoch with no samples (shards: ${this.describeShards()})`);
       if (samples.length && this.opts.dropLast === false) break;
-      if (samples.length === drawn) throw new Error(`loader: an epoch holds ${drawn} samples, fewer than the batch size ${size} (training.batch_size is the global batch of one update: lower it, or train on more samples)`);
+      if (samples.length === drawn)
+        throw new Error(
+          `loader: an epoch holds ${drawn} samples, fewer than the batch size ${size} (training.batch_size is the global batch of one update: lower it, or train on more samples)`,
+        );
       samples.length = 0;
       epoch = this.epoch;
     }
@@ -259,9 +267,11 @@ class Loader implements TokenDataset {
   async restore(state: LoaderState): Promise<void> {
     if (this.busy) throw new Error('loader: restore() called while a batch is being read');
     if (state.version !== 1) throw new Error(`loader state version ${String(state.version)} is not supported`);
-    if (state.seed !== this.opts.seed) throw new Error(`loader state was saved with seed ${state.seed}, this loader has seed ${this.opts.seed}`);
+    if (state.seed !== this.opts.seed)
+      throw new Error(`loader state was saved with seed ${state.seed}, this loader has seed ${this.opts.seed}`);
     const shards = this.describeShardList();
-    if (state.shards.join(',') !== shards.join(',')) throw new Error('loader state was saved with a different shard list (datasets or --shards changed)');
+    if (state.shards.join(',') !== shards.join(','))
+      throw new Error('loader state was saved with a different shard list (datasets or --shards changed)');
     // rebuild the buffer: read each shard it refers to once, copy the rows out
     const byRef = new Map<number, number[]>();
     state.buffer.forEach(([ref], i) => byRef.set(ref, [...(byRef.get(ref) ?? []), i]));
@@ -270,7 +280,10 @@ class Loader implements TokenDataset {
       const data = await this.loadShard(ref);
       for (const i of slots) {
         const [, row, key] = state.buffer[i];
-        if (data.tokens.keys[row] !== key) throw new Error(`loader state: row ${row} of shard ${this.describeRef(ref)} is ${data.tokens.keys[row]}, expected ${key}: the cache changed since the state was saved`);
+        if (data.tokens.keys[row] !== key)
+          throw new Error(
+            `loader state: row ${row} of shard ${this.describeRef(ref)} is ${data.tokens.keys[row]}, expected ${key}: the cache changed since the state was saved`,
+          );
         buffer[i] = sampleOf(data, row);
       }
     }
@@ -304,4 +317,3 @@ class Loader implements TokenDataset {
     return this.refs.map((_, i) => this.describeRef(i)).join(', ');
   }
 }
-

@@ -31,7 +31,10 @@ export function deriveSeed(seed: number, tag: number, counter: number): number {
 
 /** 0..n-1 shuffled (Fisher–Yates) by a PRNG seeded from (seed, epoch): the shard order of an epoch. */
 export function epochOrder(n: number, seed: number, epoch: number): number[] {
-  return shuffled(Array.from({ length: n }, (_, i) => i), new SeededRandom(deriveSeed(seed, 1, epoch)));
+  return shuffled(
+    Array.from({ length: n }, (_, i) => i),
+    new SeededRandom(deriveSeed(seed, 1, epoch)),
+  );
 }
 
 /**

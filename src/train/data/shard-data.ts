@@ -23,9 +23,15 @@ export interface ShardData {
 export async function listShards(dir: string, vqId: string): Promise<number[]> {
   const cache = cacheDir(dir, 'vq', vqId);
   const manifest = await readCacheManifest(cache);
-  if (manifest) return Object.keys(manifest.shards ?? {}).map(Number).sort((a, b) => a - b);
+  if (manifest)
+    return Object.keys(manifest.shards ?? {})
+      .map(Number)
+      .sort((a, b) => a - b);
   if (!existsSync(cache)) return [];
-  return (await readdir(cache)).filter((f) => /^\d{5,}\.arrow$/.test(f)).map((f) => Number(f.slice(0, -6))).sort((a, b) => a - b);
+  return (await readdir(cache))
+    .filter((f) => /^\d{5,}\.arrow$/.test(f))
+    .map((f) => Number(f.slice(0, -6)))
+    .sort((a, b) => a - b);
 }
 
 export async function hasClassIds(ref: ShardRef): Promise<boolean> {
@@ -33,7 +39,13 @@ export async function hasClassIds(ref: ShardRef): Promise<boolean> {
   return existsSync(file) && (await readClassIds(file)).size > 0;
 }
 
-export async function loadShardData(r: ShardRef, ref: number, vqId: string, textId: string | undefined, withClasses: boolean): Promise<ShardData> {
+export async function loadShardData(
+  r: ShardRef,
+  ref: number,
+  vqId: string,
+  textId: string | undefined,
+  withClasses: boolean,
+): Promise<ShardData> {
   const { dir, shard } = r;
   const tokenFile = cacheShardPath(dir, 'vq', vqId, shard);
   const textFile = textId ? cacheShardPath(dir, 'text', textId, shard) : undefined;
@@ -57,7 +69,13 @@ export async function loadShardData(r: ShardRef, ref: number, vqId: string, text
   return { ref, tokens, text, cls };
 }
 
-function checkSameKeys(tokenKeys: string[], textKeys: string[], tokenFile: string, textFile: string, dir: string): void {
+function checkSameKeys(
+  tokenKeys: string[],
+  textKeys: string[],
+  tokenFile: string,
+  textFile: string,
+  dir: string,
+): void {
   const n = Math.max(tokenKeys.length, textKeys.length);
   for (let i = 0; i < n; i++) {
     if (tokenKeys[i] !== textKeys[i]) {
@@ -72,7 +90,14 @@ function checkSameKeys(tokenKeys: string[], textKeys: string[], tokenFile: strin
 /** Copies row `row` of a loaded shard out (a buffered sample must not pin the whole shard in memory). */
 export function sampleOf(data: ShardData, row: number): Sample {
   const { tokens: t, text } = data;
-  const sample: Sample = { ref: data.ref, row, key: t.keys[row], tokens: t.tokens.slice(row * t.n, (row + 1) * t.n), gridH: t.gridH, gridW: t.gridW };
+  const sample: Sample = {
+    ref: data.ref,
+    row,
+    key: t.keys[row],
+    tokens: t.tokens.slice(row * t.n, (row + 1) * t.n),
+    gridH: t.gridH,
+    gridW: t.gridW,
+  };
   if (text) {
     const dim = text.dim;
     sample.textLength = text.offsets[row + 1] - text.offsets[row];

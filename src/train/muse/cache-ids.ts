@@ -14,11 +14,19 @@ import { BYT5_TINY_ID, parseTextEncoderSpec, textEncoderSpecs } from '../../mode
 async function cacheIds(datasetDir: string, kind: CacheKind): Promise<string[]> {
   const dir = path.join(datasetDir, CACHE_DIR[kind]);
   if (!existsSync(dir)) return [];
-  return (await readdir(dir, { withFileTypes: true })).filter((d) => d.isDirectory()).map((d) => d.name).sort();
+  return (await readdir(dir, { withFileTypes: true }))
+    .filter((d) => d.isDirectory())
+    .map((d) => d.name)
+    .sort();
 }
 
 /** The cache among `ids` whose manifest records weights with this sha256. */
-async function cacheWithWeights(datasetDir: string, kind: CacheKind, ids: string[], sha: string): Promise<string | undefined> {
+async function cacheWithWeights(
+  datasetDir: string,
+  kind: CacheKind,
+  ids: string[],
+  sha: string,
+): Promise<string | undefined> {
   for (const id of ids) {
     const m = await readCacheManifest(path.join(datasetDir, CACHE_DIR[kind], id));
     if (m?.weights_sha256 === sha) return id;
@@ -28,8 +36,11 @@ async function cacheWithWeights(datasetDir: string, kind: CacheKind, ids: string
 
 function noCache(datasetDir: string, kind: CacheKind, what: string, found: string[]): Error {
   const flag = kind === 'vq' ? `--vq ${what}` : `--text ${what}`;
-  return new Error(`${datasetDir}: no ${kind === 'vq' ? 'image token' : 'text'} cache made with ${what}` +
-    (found.length ? ` (found ${found.join(', ')})` : '') + `; run muse-data tokenize ${datasetDir} ${flag}, or set data.${kind === 'vq' ? 'vq_id' : 'text_id'}`);
+  return new Error(
+    `${datasetDir}: no ${kind === 'vq' ? 'image token' : 'text'} cache made with ${what}` +
+      (found.length ? ` (found ${found.join(', ')})` : '') +
+      `; run muse-data tokenize ${datasetDir} ${flag}, or set data.${kind === 'vq' ? 'vq_id' : 'text_id'}`,
+  );
 }
 
 /** The `tokens/<id>` cache made with `vqSpec` ('builtin' or a VQGAN folder). */
@@ -43,7 +54,8 @@ export async function resolveVqCacheId(datasetDir: string, vqSpec: string, expli
   if (spec.kind === 'builtin') {
     const builtin = found.filter((id) => id === BUILTIN_VQ_ID || id.startsWith(`${BUILTIN_VQ_ID}-`));
     if (builtin.length === 1) return builtin[0];
-    if (builtin.length > 1) throw new Error(`${datasetDir}: several built-in VQ caches (${builtin.join(', ')}); set data.vq_id`);
+    if (builtin.length > 1)
+      throw new Error(`${datasetDir}: several built-in VQ caches (${builtin.join(', ')}); set data.vq_id`);
     throw noCache(datasetDir, 'vq', 'builtin', found);
   }
   const id = await cacheWithWeights(datasetDir, 'vq', found, await hashWeightFiles(spec.dir));
@@ -72,11 +84,17 @@ export async function resolveTextCacheId(datasetDir: string, spec: string, expli
  * The text cache ids of `model.text_encoder` (one per encoder spec); `explicit` (data.text_id) names them the
  * same way, comma-separated in the same order.
  */
-export async function resolveTextCacheIds(datasetDir: string, spec: string, explicit: string | null): Promise<string[]> {
+export async function resolveTextCacheIds(
+  datasetDir: string,
+  spec: string,
+  explicit: string | null,
+): Promise<string[]> {
   const specs = textEncoderSpecs(spec);
   const ids = explicit ? textEncoderSpecs(explicit) : undefined;
   if (ids && ids.length !== specs.length) {
-    throw new Error(`data.text_id '${explicit}' names ${ids.length} cache(s), model.text_encoder '${spec}' ${specs.length} encoder(s): give one id per encoder, comma-separated in the same order`);
+    throw new Error(
+      `data.text_id '${explicit}' names ${ids.length} cache(s), model.text_encoder '${spec}' ${specs.length} encoder(s): give one id per encoder, comma-separated in the same order`,
+    );
   }
   const out: string[] = [];
   for (const [i, s] of specs.entries()) out.push(await resolveTextCacheId(datasetDir, s, ids ? ids[i] : null));

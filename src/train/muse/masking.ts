@@ -26,7 +26,8 @@ export function maskTokens(
   schedule: MaskSchedule,
   minMaskingRate = 0,
 ): MaskedBatch {
-  if (imageIds.length !== batch * seqLen) throw new Error(`maskTokens: ${imageIds.length} ids for ${batch} x ${seqLen}`);
+  if (imageIds.length !== batch * seqLen)
+    throw new Error(`maskTokens: ${imageIds.length} ids for ${batch} x ${seqLen}`);
   const inputIds = imageIds.slice();
   const labels = new Int32Array(batch * seqLen).fill(IGNORE_INDEX);
   const maskRates = new Float32Array(batch);

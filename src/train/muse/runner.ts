@@ -13,7 +13,14 @@ import { createTokenModel, type TokenModel } from '../../models/token-model.ts';
 import { openCheckpoint, saveSafetensors } from '../../models/safetensors.ts';
 import { absoluteVqSpec, vqReductionFactor } from '../../models/registry.ts';
 import { mapTextEncoderFolders } from '../../models/text/index.ts';
-import { CHECKPOINT_FILES, checkpointPath, copyModelFolder, runPaths, writeSamplingInfo, type SamplingInfo } from '../../run-folder/index.ts';
+import {
+  CHECKPOINT_FILES,
+  checkpointPath,
+  copyModelFolder,
+  runPaths,
+  writeSamplingInfo,
+  type SamplingInfo,
+} from '../../run-folder/index.ts';
 import { openTokenDataset, type Batch, type LoaderState, type TokenDataset } from '../data/loader.ts';
 import { listShards } from '../data/shard-data.ts';
 import type { TrainConfig } from '../config/schema.ts';
@@ -79,13 +86,20 @@ export class MuseRunner implements StageRunner {
     assertBatchSplits(cfg, comm.size);
     const [first] = opts.datasetDirs;
     const vqId = await resolveVqCacheId(first, cfg.model.vq, cfg.data.vq_id);
-    const textIds = cfg.model.text_encoder ? await resolveTextCacheIds(first, cfg.model.text_encoder, cfg.data.text_id) : [];
+    const textIds = cfg.model.text_encoder
+      ? await resolveTextCacheIds(first, cfg.model.text_encoder, cfg.data.text_id)
+      : [];
     const textId = textIds[0];
     const all = await listShards(first, vqId);
     const held = new Set(cfg.data.validation_shards);
-    for (const s of held) if (!all.includes(s)) throw new Error(`data.validation_shards: shard ${s} has no token cache in ${first} (cached: ${all.join(', ') || 'none'})`);
+    for (const s of held)
+      if (!all.includes(s))
+        throw new Error(
+          `data.validation_shards: shard ${s} has no token cache in ${first} (cached: ${all.join(', ') || 'none'})`,
+        );
     const trainShards = cfg.data.train_shards ?? (held.size ? all.filter((s) => !held.has(s)) : undefined);
-    if (trainShards && !trainShards.length) throw new Error(`no training shards left in ${first} after holding out ${[...held].join(', ')}`);
+    if (trainShards && !trainShards.length)
+      throw new Error(`no training shards left in ${first} after holding out ${[...held].join(', ')}`);
     // Every rank reads every global batch (the loader's position is the global one) and trains its rows of it.
     const loaderOpts = {
       datasetDirs: opts.datasetDirs,
@@ -116,7 +130,15 @@ export class MuseRunner implements StageRunner {
     const model = createTokenModel(cfg.model.architecture, cfg.model.transformer, { seed: cfg.training.seed });
     const empty = textId ? await loader.emptyText() : undefined;
     try {
-      await checkCompatibility({ config: cfg, model, datasetDir: first, vqId, shard: (trainShards ?? all)[0], textIds, empty });
+      await checkCompatibility({
+        config: cfg,
+        model,
+        datasetDir: first,
+        vqId,
+        shard: (trainShards ?? all)[0],
+        textIds,
+        empty,
+      });
     } catch (err) {
       model.dispose();
       throw err;
@@ -175,7 +197,14 @@ export class MuseRunner implements StageRunner {
     // micro-batch size (what fits in memory; rank 0 validates alone).
     const t = cfg.training;
     const batchSize = t.batch_size / (this.ranks * t.gradient_accumulation_steps);
-    const val = await this.openLoader({ ...this.loaderOpts, batchSize, shards: this.validationShards, seed: 0, shuffleBuffer: 0, dropLast: false });
+    const val = await this.openLoader({
+      ...this.loaderOpts,
+      batchSize,
+      shards: this.validationShards,
+      seed: 0,
+      shuffleBuffer: 0,
+      dropLast: false,
+    });
     const batches: Batch[] = [];
     for (let i = 0; i < cfg.training.validation_batches; i++) {
       const b = await val.next();

@@ -78,25 +78,41 @@ export class MuseTrainer {
     const t = this.cfg.training;
     const rng = new SeededRandom(deriveSeed(t.seed, TAG_MASK, counter));
     const [B, N] = batch.imageShape;
-    if (N !== cfg.num_vq_tokens) throw new Error(`the token cache has ${N} tokens per image, model.transformer.num_vq_tokens is ${cfg.num_vq_tokens}`);
+    if (N !== cfg.num_vq_tokens)
+      throw new Error(
+        `the token cache has ${N} tokens per image, model.transformer.num_vq_tokens is ${cfg.num_vq_tokens}`,
+      );
     const masked = maskTokens(batch.imageIds, B, N, cfg.mask_token_id, rng, this.schedule, t.min_masking_rate);
-    if (train && this.emptyText && t.cond_dropout_prob > 0) dropConditioning(batch, this.emptyText, t.cond_dropout_prob, rng);
+    if (train && this.emptyText && t.cond_dropout_prob > 0)
+      dropConditioning(batch, this.emptyText, t.cond_dropout_prob, rng);
     if (train && 'null_class' in cfg && cfg.null_class && batch.classIds && t.cond_dropout_prob > 0) {
       dropClasses(batch.classIds, cfg.num_classes!, t.cond_dropout_prob, rng);
     }
     return { masked, B, N };
   }
 
-  private tensors(batch: Batch & { lowresIds?: Int32Array; lowresShape?: [number, number] }, inputIds: Int32Array, labels: Int32Array, B: number, N: number) {
+  private tensors(
+    batch: Batch & { lowresIds?: Int32Array; lowresShape?: [number, number] },
+    inputIds: Int32Array,
+    labels: Int32Array,
+    B: number,
+    N: number,
+  ) {
     const ids = tf.tensor2d(inputIds, [B, N], 'int32');
     const lab = tf.tensor2d(labels, [B, N], 'int32');
     const ehs = batch.textHidden && batch.textShape ? tf.tensor3d(batch.textHidden, batch.textShape) : undefined;
-    const mask = batch.textMask && batch.textShape ? tf.tensor2d(Int32Array.from(batch.textMask), [B, batch.textShape[1]], 'int32') : undefined;
+    const mask =
+      batch.textMask && batch.textShape
+        ? tf.tensor2d(Int32Array.from(batch.textMask), [B, batch.textShape[1]], 'int32')
+        : undefined;
     const condEmbeds = batch.pooled && batch.pooledShape ? tf.tensor2d(batch.pooled, batch.pooledShape) : undefined;
     const classIds = batch.classIds ? tf.tensor1d(batch.classIds, 'int32') : undefined;
     // The super-res stage's low-res tokens (src/train/superres/paired-loader.ts).
-    const lowresIds = batch.lowresIds && batch.lowresShape ? tf.tensor2d(batch.lowresIds, batch.lowresShape, 'int32') : undefined;
-    const all = ([ids, lab, ehs, mask, condEmbeds, classIds, lowresIds] as Array<tf.Tensor | undefined>).filter((x): x is tf.Tensor => !!x);
+    const lowresIds =
+      batch.lowresIds && batch.lowresShape ? tf.tensor2d(batch.lowresIds, batch.lowresShape, 'int32') : undefined;
+    const all = ([ids, lab, ehs, mask, condEmbeds, classIds, lowresIds] as Array<tf.Tensor | undefined>).filter(
+      (x): x is tf.Tensor => !!x,
+    );
     return { ids, lab, ehs, mask, condEmbeds, classIds, lowresIds, all };
   }
 
@@ -104,9 +120,15 @@ export class MuseTrainer {
   private checkGpuBuffers(B: number, N: number): void {
     const c = this.model.config;
     const T = N + (c.num_classes ? 1 : 0);
-    const setting = 'the micro-batch, training.batch_size / (ranks x gradient_accumulation_steps): raise training.gradient_accumulation_steps to keep the update';
+    const setting =
+      'the micro-batch, training.batch_size / (ranks x gradient_accumulation_steps): raise training.gradient_accumulation_steps to keep the update';
     assertGpuBufferFits(T * c.vocab_size * 4, B, `the logits of ${B} x ${T} tokens over ${c.vocab_size} ids`, setting);
-    assertGpuBufferFits(c.num_attention_heads * T * T * 4, B, `the attention scores of ${B} x ${c.num_attention_heads} heads x ${T}²`, setting);
+    assertGpuBufferFits(
+      c.num_attention_heads * T * T * 4,
+      B,
+      `the attention scores of ${B} x ${c.num_attention_heads} heads x ${T}²`,
+      setting,
+    );
   }
 
   /**
@@ -127,7 +149,9 @@ export class MuseTrainer {
       const { masked, B, N } = this.prepare(batch, step, true);
       const pieces = size * accum;
       if (B % pieces !== 0) {
-        throw new Error(`a batch of ${B} samples does not split into ${size} ranks x ${accum} accumulation steps = ${pieces} equal micro-batches (training.batch_size must divide by ${pieces})`);
+        throw new Error(
+          `a batch of ${B} samples does not split into ${size} ranks x ${accum} accumulation steps = ${pieces} equal micro-batches (training.batch_size must divide by ${pieces})`,
+        );
       }
       const rows = B / pieces;
       const maskedTotal = countMasked(masked.labels, 0, B * N);
@@ -143,7 +167,13 @@ export class MuseTrainer {
           // Dropout draws per piece of the batch (different rows on every rank and micro-batch).
           const dropoutSeed = deriveSeed(this.cfg.training.seed, TAG_DROPOUT, step * pieces + piece);
           const { loss, grads } = this.model.lossAndGrads(x.ids, x.lab, x.ehs, x.mask, {
-            condEmbeds: x.condEmbeds, classIds: x.classIds, lowresIds: x.lowresIds, selfCond, training: true, dropoutSeed, labelSmoothing: this.cfg.training.label_smoothing,
+            condEmbeds: x.condEmbeds,
+            classIds: x.classIds,
+            lowresIds: x.lowresIds,
+            selfCond,
+            training: true,
+            dropoutSeed,
+            labelSmoothing: this.cfg.training.label_smoothing,
           });
           acc.add(grads, weight);
           lossSum += weight * (await readScalar(loss, { dispose: true }));
@@ -167,15 +197,22 @@ export class MuseTrainer {
       const t1 = performance.now();
       try {
         if (!Number.isFinite(loss) || !Number.isFinite(norm)) {
-          throw new NonFiniteLossError(`step ${step + 1}: the loss is ${loss} and the gradient norm ${norm}; stopping without applying this update ` +
-            '(try a lower optimizer.lr, more lr_scheduler.warmup_steps or training.max_grad_norm)');
+          throw new NonFiniteLossError(
+            `step ${step + 1}: the loss is ${loss} and the gradient norm ${norm}; stopping without applying this update ` +
+              '(try a lower optimizer.lr, more lr_scheduler.warmup_steps or training.max_grad_norm)',
+          );
         }
         const lr = this.lrAt(step);
         this.optimizer.apply(grads, lr);
         this.ema?.update(step + 1);
         const rate = masked.maskRates.reduce((s, r) => s + r, 0) / masked.maskRates.length;
         return {
-          loss, lr, mask_rate: rate, grad_norm: norm, compute_ms: t1 - t0, optimizer_ms: performance.now() - t1,
+          loss,
+          lr,
+          mask_rate: rate,
+          grad_norm: norm,
+          compute_ms: t1 - t0,
+          optimizer_ms: performance.now() - t1,
           ...(allreduceMs !== undefined ? { allreduce_ms: allreduceMs } : {}),
         };
       } finally {
@@ -192,8 +229,16 @@ export class MuseTrainer {
     if (this.comm.size === 1) return;
     let h = crc32.str(batch.keys.join('\n'));
     h = crc32.buf(new Uint8Array(batch.imageIds.buffer, batch.imageIds.byteOffset, batch.imageIds.byteLength), h);
-    if (batch.textHidden) h = crc32.buf(new Uint8Array(batch.textHidden.buffer, batch.textHidden.byteOffset, batch.textHidden.byteLength), h);
-    assertAgreement(this.comm, 'the first batch (sample keys, tokens, text states): are the caches, data.path and shards the same on every rank?', h >>> 0);
+    if (batch.textHidden)
+      h = crc32.buf(
+        new Uint8Array(batch.textHidden.buffer, batch.textHidden.byteOffset, batch.textHidden.byteLength),
+        h,
+      );
+    assertAgreement(
+      this.comm,
+      'the first batch (sample keys, tokens, text states): are the caches, data.path and shards the same on every rank?',
+      h >>> 0,
+    );
   }
 
   /**
@@ -219,7 +264,11 @@ export class MuseTrainer {
       const { masked, B, N } = this.prepare(batch, 0x7fff0000 + i, false);
       const x = this.tensors(batch, masked.inputIds, masked.labels, B, N);
       try {
-        const { logits, loss } = this.model.forwardWithLoss(x.ids, x.lab, x.ehs, x.mask, { condEmbeds: x.condEmbeds, classIds: x.classIds, lowresIds: x.lowresIds });
+        const { logits, loss } = this.model.forwardWithLoss(x.ids, x.lab, x.ehs, x.mask, {
+          condEmbeds: x.condEmbeds,
+          classIds: x.classIds,
+          lowresIds: x.lowresIds,
+        });
         logits.dispose();
         sum += await readScalar(loss, { dispose: true });
       } finally {
@@ -243,7 +292,13 @@ function countMasked(labels: Int32Array, lo: number, hi: number): number {
 }
 
 /** Rows [lo, hi) of a prepared batch (the super-res stage's low-res tokens too) with their masked ids and labels. */
-function rowsOf(batch: Batch & { lowresIds?: Int32Array; lowresShape?: [number, number] }, inputIds: Int32Array, labels: Int32Array, lo: number, hi: number) {
+function rowsOf(
+  batch: Batch & { lowresIds?: Int32Array; lowresShape?: [number, number] },
+  inputIds: Int32Array,
+  labels: Int32Array,
+  lo: number,
+  hi: number,
+) {
   if (lo === 0 && hi === batch.size) return { batch, inputIds, labels };
   const N = batch.imageShape[1];
   const part: Batch & { lowresIds?: Int32Array; lowresShape?: [number, number] } = sliceBatch(batch, lo, hi);

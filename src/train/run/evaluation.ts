@@ -11,7 +11,12 @@ import { loadInception, type LoadedInception } from '../../eval/fid/compute.ts';
 import { readPrompts, type Prompt } from '../../eval/prompts.ts';
 import { runEval } from '../../eval/run.ts';
 
-export function trainingEvaluator(cfg: TrainConfig, runDir: string, say: (msg: string) => void, dataRoot?: string): TrainingEvaluator {
+export function trainingEvaluator(
+  cfg: TrainConfig,
+  runDir: string,
+  say: (msg: string) => void,
+  dataRoot?: string,
+): TrainingEvaluator {
   const ev = cfg.evaluation;
   let prompts: Prompt[] | undefined;
   let inception: LoadedInception | undefined;
@@ -25,14 +30,28 @@ export function trainingEvaluator(cfg: TrainConfig, runDir: string, say: (msg: s
       const cycled = Array.from({ length: ev.num_images }, (_, i) => prompts![i % prompts!.length]);
       const t0 = performance.now();
       const r = await runEval({
-        checkpoint, prompts: cycled, real: ev.real ?? undefined, out: runPaths(runDir).evalStep(step),
-        seed: cfg.sampling.seed, steps: cfg.sampling.steps, guidance: cfg.sampling.guidance, temperature: cfg.sampling.temperature,
-        inception, resize: ev.resize, clip, statsCache: runPaths(runDir).fidStats, dataRoot,
+        checkpoint,
+        prompts: cycled,
+        real: ev.real ?? undefined,
+        out: runPaths(runDir).evalStep(step),
+        seed: cfg.sampling.seed,
+        steps: cfg.sampling.steps,
+        guidance: cfg.sampling.guidance,
+        temperature: cfg.sampling.temperature,
+        inception,
+        resize: ev.resize,
+        clip,
+        statsCache: runPaths(runDir).fidStats,
+        dataRoot,
       });
       const m: Record<string, number> = { eval_ms: Math.round(performance.now() - t0) };
       if (r.fid !== undefined) m.fid = r.fid;
       if (r.clip_score !== undefined) m.clip_score = r.clip_score;
-      say(`evaluation at step ${step}: ${Object.entries(m).map(([k, v]) => `${k} ${Number.isInteger(v) ? v : v.toFixed(3)}`).join(', ')}${inception?.random ? ' (random-weight Inception)' : ''}`);
+      say(
+        `evaluation at step ${step}: ${Object.entries(m)
+          .map(([k, v]) => `${k} ${Number.isInteger(v) ? v : v.toFixed(3)}`)
+          .join(', ')}${inception?.random ? ' (random-weight Inception)' : ''}`,
+      );
       return m;
     },
     async plot(logFile) {
@@ -43,7 +62,10 @@ export function trainingEvaluator(cfg: TrainConfig, runDir: string, say: (msg: s
       const records = (await readJsonl(logFile)).filter((r) => typeof r.step === 'number');
       const series = ['fid', 'clip_score'].filter((k) => records.some((r) => typeof r[k] === 'number'));
       if (!series.length) return;
-      await renderLossCurve(records, runPaths(runDir).evalCurve, { title: `${cfg.experiment.name}: evaluation`, series });
+      await renderLossCurve(records, runPaths(runDir).evalCurve, {
+        title: `${cfg.experiment.name}: evaluation`,
+        series,
+      });
     },
   };
 }

@@ -122,11 +122,17 @@ export async function runTrainingLoop(opts: LoopOptions): Promise<LoopResult> {
   const logFile = run.log;
   const log = first ? await JsonlLog.open(logFile, { truncateAfterStep: startStep }) : null;
   // TensorBoard gets the same numbers as log.jsonl, and the artefact PNGs.
-  const tb = t.tensorboard && first ? TensorBoardWriter.open(run.tensorboard, { resumedAfterStep: startStep > 0 ? startStep : undefined }) : null;
+  const tb =
+    t.tensorboard && first
+      ? TensorBoardWriter.open(run.tensorboard, { resumedAfterStep: startStep > 0 ? startStep : undefined })
+      : null;
   const logMetrics = (record: Record<string, unknown>) => {
     log?.write(record);
     const { step: s, ...rest } = record;
-    tb?.scalars(s as number, Object.fromEntries(Object.entries(rest).filter((e): e is [string, number] => typeof e[1] === 'number')));
+    tb?.scalars(
+      s as number,
+      Object.fromEntries(Object.entries(rest).filter((e): e is [string, number] => typeof e[1] === 'number')),
+    );
   };
   const artefacts = async (final: boolean) => {
     const images = (await runner.artefacts!(step, final, lastSaved)) ?? [];
@@ -148,11 +154,16 @@ export async function runTrainingLoop(opts: LoopOptions): Promise<LoopResult> {
   if (first) await saveResolvedConfig(cfg, runDir, !!opts.resume, out);
 
   const checkWeights = async (when: string) => {
-    if (comm.size > 1 && runner.weightsChecksum) assertAgreement(comm, `the weights ${when} (a rank diverged)`, await runner.weightsChecksum());
+    if (comm.size > 1 && runner.weightsChecksum)
+      assertAgreement(comm, `the weights ${when} (a rank diverged)`, await runner.weightsChecksum());
   };
   if (comm.size > 1) {
     // Before the first step: ranks given different configs, or resuming different checkpoints, are refused.
-    assertAgreement(comm, 'the resolved config (give every rank the same config file and --set flags)', jsonChecksum(cfg));
+    assertAgreement(
+      comm,
+      'the resolved config (give every rank the same config file and --set flags)',
+      jsonChecksum(cfg),
+    );
     assertAgreement(comm, 'the step to start from (is the run folder shared by every rank?)', startStep);
     await checkWeights(`at step ${startStep}`);
   }
@@ -165,10 +176,17 @@ export async function runTrainingLoop(opts: LoopOptions): Promise<LoopResult> {
     savedStep = step;
     if (!first) return;
     // The store writes trainer_state.json after `write`, so the runner's extra state (loader position) is in it.
-    const state: Record<string, unknown> = { config: cfg, rng: { kind: 'derived from training.seed and the step', seed: t.seed } };
-    lastSaved = await store.save(step, async (dir) => {
-      Object.assign(state, await runner.writeCheckpoint(dir));
-    }, state);
+    const state: Record<string, unknown> = {
+      config: cfg,
+      rng: { kind: 'derived from training.seed and the step', seed: t.seed },
+    };
+    lastSaved = await store.save(
+      step,
+      async (dir) => {
+        Object.assign(state, await runner.writeCheckpoint(dir));
+      },
+      state,
+    );
   };
 
   const validate = async () => {
@@ -193,19 +211,25 @@ export async function runTrainingLoop(opts: LoopOptions): Promise<LoopResult> {
         ...m,
         step_ms: round(stepMs),
         samples_per_s: round((runner.samplesPerStep * 1000) / stepMs),
-        ...(runner.tokensPerSample ? { tokens_per_s: round((runner.samplesPerStep * runner.tokensPerSample * 1000) / stepMs) } : {}),
+        ...(runner.tokensPerSample
+          ? { tokens_per_s: round((runner.samplesPerStep * runner.tokensPerSample * 1000) / stepMs) }
+          : {}),
       };
       if (step % t.log_every === 0 || step === t.max_steps) logMetrics(record);
       const elapsed = (performance.now() - started) / 1000;
       const eta = ((t.max_steps - step) * elapsed) / Math.max(1, step - startStep);
-      progress.update(`step ${step}/${t.max_steps} loss ${m.loss.toFixed(4)} lr ${m.lr?.toExponential(2) ?? '-'} ` +
-        `${record.samples_per_s} samples/s, ETA ${formatDuration(eta)}`);
+      progress.update(
+        `step ${step}/${t.max_steps} loss ${m.loss.toFixed(4)} lr ${m.lr?.toExponential(2) ?? '-'} ` +
+          `${record.samples_per_s} samples/s, ETA ${formatDuration(eta)}`,
+      );
       if (t.validate_every && step % t.validate_every === 0) await validate();
       if (step % t.save_every === 0) await save();
       else if (step % weightCheckEvery === 0) await checkWeights(`after step ${step}`);
       const ev = opts.evaluator;
-      if (first && ev && step % ev.every === 0 && lastSaved) logMetrics({ step, ...(await ev.evaluate(step, lastSaved)) });
-      if (first && runner.artefacts && runner.artefactEvery && step % runner.artefactEvery === 0) await artefacts(false);
+      if (first && ev && step % ev.every === 0 && lastSaved)
+        logMetrics({ step, ...(await ev.evaluate(step, lastSaved)) });
+      if (first && runner.artefacts && runner.artefactEvery && step % runner.artefactEvery === 0)
+        await artefacts(false);
       if (opts.stopAfter !== undefined && step - startStep >= opts.stopAfter) stopRequested = true;
       if (comm.size > 1) stopRequested = anyRank(comm, stopRequested);
     }
@@ -219,7 +243,11 @@ export async function runTrainingLoop(opts: LoopOptions): Promise<LoopResult> {
       if (opts.evaluator) await opts.evaluator.plot(logFile);
       if (runner.artefacts && !stopRequested) await artefacts(true);
     }
-    say(stopRequested ? `stopped at step ${step}; checkpoint ${lastSaved}` : `done: ${step} steps, checkpoint ${lastSaved}`);
+    say(
+      stopRequested
+        ? `stopped at step ${step}; checkpoint ${lastSaved}`
+        : `done: ${step} steps, checkpoint ${lastSaved}`,
+    );
     return { startStep, step, stoppedBySignal: stopRequested, checkpoint: lastSaved };
   } catch (err) {
     progress.done();
@@ -245,7 +273,12 @@ function nothingToResume(runDir: string, spec: string): string {
  * The same refusal before any model or data is loaded (muse-train calls it first, so a wrong folder is reported
  * at once). A checkpoint folder given by path is checked later, when it is verified.
  */
-export async function assertResumable(runDir: string, resume: string | undefined, allowFresh: boolean, keepLast: number): Promise<void> {
+export async function assertResumable(
+  runDir: string,
+  resume: string | undefined,
+  allowFresh: boolean,
+  keepLast: number,
+): Promise<void> {
   if (resume !== LATEST || allowFresh) return;
   const store = new CheckpointStore(runPaths(runDir).checkpoints, { keepLast });
   if ((await store.list()).length === 0) throw new Error(nothingToResume(runDir, resume));
@@ -264,7 +297,12 @@ function anyRank(comm: Communicator, flag: boolean): boolean {
 }
 
 /** config.yaml in the run folder: the resolved config. On resume, differences from the saved one are listed. */
-async function saveResolvedConfig(cfg: TrainConfig, runDir: string, resuming: boolean, out: NodeJS.WriteStream): Promise<void> {
+async function saveResolvedConfig(
+  cfg: TrainConfig,
+  runDir: string,
+  resuming: boolean,
+  out: NodeJS.WriteStream,
+): Promise<void> {
   const file = runPaths(runDir).config;
   if (resuming && existsSync(file)) {
     const before = YAML.parse(await readFile(file, 'utf8')) as Record<string, unknown>;
@@ -278,7 +316,9 @@ async function saveResolvedConfig(cfg: TrainConfig, runDir: string, resuming: bo
 function diffKeys(a: unknown, b: unknown, prefix: string): string[] {
   if (typeof a === 'object' && a && typeof b === 'object' && b && !Array.isArray(a) && !Array.isArray(b)) {
     const keys = new Set([...Object.keys(a), ...Object.keys(b)]);
-    return [...keys].flatMap((k) => diffKeys((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k], prefix ? `${prefix}.${k}` : k));
+    return [...keys].flatMap((k) =>
+      diffKeys((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k], prefix ? `${prefix}.${k}` : k),
+    );
   }
   return JSON.stringify(a) === JSON.stringify(b) ? [] : [prefix];
 }

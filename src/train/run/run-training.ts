@@ -30,17 +30,47 @@ export async function runTraining(o: TrainRunOptions) {
   let runner: StageRunner;
   if (cfg.stage === 'vqgan') {
     const { VqganRunner } = await import('../vqgan/runner.ts');
-    runner = await VqganRunner.create({ config: cfg, datasetDirs, runDir: o.runDir, dataRoot: o.dataRoot, comm: o.comm });
+    runner = await VqganRunner.create({
+      config: cfg,
+      datasetDirs,
+      runDir: o.runDir,
+      dataRoot: o.dataRoot,
+      comm: o.comm,
+    });
   } else {
     const { MuseRunner } = await import('../muse/runner.ts');
     const { sampleGridForTraining } = await import('../../sample/for-training.ts');
-    runner = await MuseRunner.create({ config: cfg, datasetDirs, runDir: o.runDir, dataRoot: o.dataRoot, comm: o.comm, sampleGrid: (dir, png) => sampleGridForTraining(dir, png, cfg.sampling) });
+    runner = await MuseRunner.create({
+      config: cfg,
+      datasetDirs,
+      runDir: o.runDir,
+      dataRoot: o.dataRoot,
+      comm: o.comm,
+      sampleGrid: (dir, png) => sampleGridForTraining(dir, png, cfg.sampling),
+    });
   }
-  const evaluator = cfg.stage !== 'vqgan' && cfg.evaluation.every
-    ? (await import('./evaluation.ts')).trainingEvaluator(cfg, o.runDir, (m) => (o.out ?? process.stderr).write(`${m}\n`), o.dataRoot)
-    : undefined;
+  const evaluator =
+    cfg.stage !== 'vqgan' && cfg.evaluation.every
+      ? (await import('./evaluation.ts')).trainingEvaluator(
+          cfg,
+          o.runDir,
+          (m) => (o.out ?? process.stderr).write(`${m}\n`),
+          o.dataRoot,
+        )
+      : undefined;
   try {
-    return await runTrainingLoop({ config: cfg, runDir: o.runDir, runner, resume: o.resume, allowFresh: o.allowFresh, stopAfter: o.stopAfter, out: o.out, evaluator, comm: o.comm, weightCheckEvery: o.weightCheckEvery });
+    return await runTrainingLoop({
+      config: cfg,
+      runDir: o.runDir,
+      runner,
+      resume: o.resume,
+      allowFresh: o.allowFresh,
+      stopAfter: o.stopAfter,
+      out: o.out,
+      evaluator,
+      comm: o.comm,
+      weightCheckEvery: o.weightCheckEvery,
+    });
   } finally {
     runner.dispose();
   }

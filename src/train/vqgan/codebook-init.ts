@@ -25,10 +25,19 @@ export interface KMeansResult {
  * When n < k, or the data has fewer than k distinct rows, the remaining picks repeat rows (distance 0 rows
  * only get picked once every row is already a centre).
  */
-export function kmeansPlusPlus(data: Float32Array, n: number, d: number, k: number, seed: number, iterations = 5): KMeansResult {
-  if (!Number.isInteger(n) || n < 1 || data.length !== n * d) throw new Error(`kmeansPlusPlus: data has ${data.length} values, expected n*d = ${n}*${d} with n >= 1`);
+export function kmeansPlusPlus(
+  data: Float32Array,
+  n: number,
+  d: number,
+  k: number,
+  seed: number,
+  iterations = 5,
+): KMeansResult {
+  if (!Number.isInteger(n) || n < 1 || data.length !== n * d)
+    throw new Error(`kmeansPlusPlus: data has ${data.length} values, expected n*d = ${n}*${d} with n >= 1`);
   if (!Number.isInteger(k) || k < 1) throw new Error(`kmeansPlusPlus: k must be an integer >= 1, got ${k}`);
-  if (!Number.isInteger(iterations) || iterations < 0) throw new Error(`kmeansPlusPlus: iterations must be an integer >= 0, got ${iterations}`);
+  if (!Number.isInteger(iterations) || iterations < 0)
+    throw new Error(`kmeansPlusPlus: iterations must be an integer >= 0, got ${iterations}`);
   const rng = new SeededRandom(deriveSeed(seed, 43, 0));
   const dist2 = (i: number, c: Float32Array, j: number) => {
     let s = 0;
@@ -98,9 +107,15 @@ export function kmeansPlusPlus(data: Float32Array, n: number, d: number, k: numb
 }
 
 /** Sets every row of `codebook` [K, D] to the k-means++ centres of `latents` [N, D]; returns the k-means result. */
-export async function initCodebookFromLatents(codebook: tf.Variable, latents: tf.Tensor2D, seed: number, iterations = 5): Promise<KMeansResult> {
+export async function initCodebookFromLatents(
+  codebook: tf.Variable,
+  latents: tf.Tensor2D,
+  seed: number,
+  iterations = 5,
+): Promise<KMeansResult> {
   const [k, d] = codebook.shape;
-  if (latents.rank !== 2 || latents.shape[1] !== d) throw new Error(`initCodebookFromLatents: latents must be [N, ${d}], got [${latents.shape}]`);
+  if (latents.rank !== 2 || latents.shape[1] !== d)
+    throw new Error(`initCodebookFromLatents: latents must be [N, ${d}], got [${latents.shape}]`);
   const res = kmeansPlusPlus(await readData<'float32'>(latents), latents.shape[0], d, k, seed, iterations);
   const t = tf.tensor2d(res.centres, [k, d]);
   codebook.assign(t);

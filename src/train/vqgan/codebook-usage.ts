@@ -11,7 +11,10 @@ export class CodebookUsage {
   /** Step at which each code was last chosen (or restarted, or tracking began). */
   readonly lastUsed: Int32Array;
 
-  constructor(readonly numCodes: number, startStep = 0) {
+  constructor(
+    readonly numCodes: number,
+    startStep = 0,
+  ) {
     this.lastUsed = new Int32Array(numCodes).fill(startStep);
   }
 
@@ -22,7 +25,8 @@ export class CodebookUsage {
 
   /** Records a step's count of each code (data parallel: the sum of every rank's codeCounts); returns the perplexity. */
   recordCounts(counts: Float64Array, step: number): number {
-    if (counts.length !== this.numCodes) throw new Error(`codebook usage: ${counts.length} counts for ${this.numCodes} codes`);
+    if (counts.length !== this.numCodes)
+      throw new Error(`codebook usage: ${counts.length} counts for ${this.numCodes} codes`);
     let total = 0;
     for (const c of counts) total += c;
     let h = 0;
@@ -53,7 +57,8 @@ export class CodebookUsage {
   }
 
   restore(values: ArrayLike<number>): void {
-    if (values.length !== this.numCodes) throw new Error(`codebook usage state has ${values.length} entries, the codebook has ${this.numCodes} codes`);
+    if (values.length !== this.numCodes)
+      throw new Error(`codebook usage state has ${values.length} entries, the codebook has ${this.numCodes} codes`);
     this.lastUsed.set(Array.from(values));
   }
 }
@@ -69,10 +74,17 @@ export function codeCounts(ids: ArrayLike<number>, numCodes: number): Float64Arr
  * Sets rows `codes` of `codebook` [K, D] to rows of `latents` [N, D] drawn with replacement by a PRNG seeded
  * from (seed, step). Other rows are untouched. Returns the chosen latent row for each restarted code.
  */
-export async function restartCodes(codebook: tf.Variable, latents: tf.Tensor2D, codes: number[], seed: number, step: number): Promise<number[]> {
+export async function restartCodes(
+  codebook: tf.Variable,
+  latents: tf.Tensor2D,
+  codes: number[],
+  seed: number,
+  step: number,
+): Promise<number[]> {
   if (!codes.length) return [];
   const [k, d] = codebook.shape;
-  if (latents.shape[1] !== d) throw new Error(`restartCodes: latents have ${latents.shape[1]} channels, codes have ${d}`);
+  if (latents.shape[1] !== d)
+    throw new Error(`restartCodes: latents have ${latents.shape[1]} channels, codes have ${d}`);
   const rng = new SeededRandom(deriveSeed(seed, 41, step));
   const n = latents.shape[0];
   const picks = codes.map(() => rng.below(n));

@@ -21,7 +21,12 @@ export interface DiscriminatorConfig {
   norm: 'group' | 'none';
 }
 
-export const DEFAULT_DISCRIMINATOR: Readonly<DiscriminatorConfig> = Object.freeze({ inputChannels: 3, ndf: 64, nLayers: 3, norm: 'group' });
+export const DEFAULT_DISCRIMINATOR: Readonly<DiscriminatorConfig> = Object.freeze({
+  inputChannels: 3,
+  ndf: 64,
+  nLayers: 3,
+  norm: 'group',
+});
 
 interface LayerSpec {
   conv: string;
@@ -49,7 +54,14 @@ function layerSpecs(c: DiscriminatorConfig): LayerSpec[] {
     const prev = mult;
     mult = Math.min(2 ** n, 8);
     const stride = n < c.nLayers ? 2 : 1;
-    const spec: LayerSpec = { conv: `main.${i}`, cin: c.ndf * prev, cout: c.ndf * mult, stride, bias: c.norm === 'none', act: true };
+    const spec: LayerSpec = {
+      conv: `main.${i}`,
+      cin: c.ndf * prev,
+      cout: c.ndf * mult,
+      stride,
+      bias: c.norm === 'none',
+      act: true,
+    };
     if (c.norm === 'group') spec.norm = `main.${i + 1}`;
     out.push(spec);
     i += 3; // conv, norm, act: taming's indices (kept even without a norm, so names stay comparable)
@@ -74,9 +86,11 @@ export class PatchDiscriminator {
   constructor(config: Partial<DiscriminatorConfig> = {}, seed = 0) {
     const c = { ...DEFAULT_DISCRIMINATOR, ...config };
     for (const k of ['inputChannels', 'ndf', 'nLayers'] as const) {
-      if (!Number.isInteger(c[k]) || c[k] < 1) throw new Error(`discriminator: ${k} must be a positive integer, got ${c[k]}`);
+      if (!Number.isInteger(c[k]) || c[k] < 1)
+        throw new Error(`discriminator: ${k} must be a positive integer, got ${c[k]}`);
     }
-    if (c.norm !== 'group' && c.norm !== 'none') throw new Error(`discriminator: norm must be 'group' or 'none', got ${String(c.norm)}`);
+    if (c.norm !== 'group' && c.norm !== 'none')
+      throw new Error(`discriminator: norm must be 'group' or 'none', got ${String(c.norm)}`);
     this.config = c;
     this.specs = layerSpecs(c);
     let k = 0;
@@ -92,30 +106,41 @@ export class PatchDiscriminator {
       return tf.tensor(v, shape);
     };
     // tidy: the initial values are copied into the variables and freed here.
-    tf.tidy(() => { for (const l of this.specs) {
-      this.variables.set(`${l.conv}.weight`, tf.variable(normal([4, 4, l.cin, l.cout], 0)));
-      if (l.bias) this.variables.set(`${l.conv}.bias`, tf.variable(tf.zeros([l.cout])));
-      if (l.norm) {
-        this.variables.set(`${l.norm}.weight`, tf.variable(normal([l.cout], 1)));
-        this.variables.set(`${l.norm}.bias`, tf.variable(tf.zeros([l.cout])));
+    tf.tidy(() => {
+      for (const l of this.specs) {
+        this.variables.set(`${l.conv}.weight`, tf.variable(normal([4, 4, l.cin, l.cout], 0)));
+        if (l.bias) this.variables.set(`${l.conv}.bias`, tf.variable(tf.zeros([l.cout])));
+        if (l.norm) {
+          this.variables.set(`${l.norm}.weight`, tf.variable(normal([l.cout], 1)));
+          this.variables.set(`${l.norm}.bias`, tf.variable(tf.zeros([l.cout])));
+        }
       }
-    } });
+    });
   }
 
   /** Patch logits [B, s, s, 1] for images [B, H, W, C] (the VQGAN's [0, 1] pixel space). */
   apply(x: tf.Tensor4D): tf.Tensor4D {
     if (x.rank !== 4 || x.shape[3] !== this.config.inputChannels) {
-      throw new Error(`discriminator expects NHWC images with ${this.config.inputChannels} channels, got shape [${x.shape}]`);
+      throw new Error(
+        `discriminator expects NHWC images with ${this.config.inputChannels} channels, got shape [${x.shape}]`,
+      );
     }
     const side = Math.min(x.shape[1], x.shape[2]);
     if (discriminatorOutputSize(this.config, side) < 1) {
-      throw new Error(`discriminator: ${x.shape[1]}x${x.shape[2]} images are too small for nLayers=${this.config.nLayers} (use fewer layers)`);
+      throw new Error(
+        `discriminator: ${x.shape[1]}x${x.shape[2]} images are too small for nLayers=${this.config.nLayers} (use fewer layers)`,
+      );
     }
     const v = (n: string) => this.variables.get(n)!;
     return tf.tidy(() => {
       let h: tf.Tensor4D = x;
       for (const l of this.specs) {
-        const padded = tf.pad(h, [[0, 0], [1, 1], [1, 1], [0, 0]]);
+        const padded = tf.pad(h, [
+          [0, 0],
+          [1, 1],
+          [1, 1],
+          [0, 0],
+        ]);
         h = tf.conv2d(padded, v(`${l.conv}.weight`) as tf.Tensor4D, l.stride, 'valid');
         if (l.bias) h = h.add(v(`${l.conv}.bias`));
         if (l.norm) h = groupNormAny(h, v(`${l.norm}.weight`), v(`${l.norm}.bias`));
@@ -133,12 +158,17 @@ export class PatchDiscriminator {
   }
 
   /** Loads torchTensors() output (strict: same names and shapes). */
-  async load(src: { names(): string[]; tensor(name: string): tf.Tensor | Promise<tf.Tensor> }, where = 'discriminator'): Promise<void> {
+  async load(
+    src: { names(): string[]; tensor(name: string): tf.Tensor | Promise<tf.Tensor> },
+    where = 'discriminator',
+  ): Promise<void> {
     const names = new Set(src.names());
     const missing = [...this.variables.keys()].filter((n) => !names.has(n));
     const extra = [...names].filter((n) => !this.variables.has(n));
     if (missing.length || extra.length) {
-      throw new Error(`${where}: tensors do not match the discriminator config (missing: ${missing.join(', ') || '-'}; unexpected: ${extra.join(', ') || '-'})`);
+      throw new Error(
+        `${where}: tensors do not match the discriminator config (missing: ${missing.join(', ') || '-'}; unexpected: ${extra.join(', ') || '-'})`,
+      );
     }
     const loaded = new Map<string, tf.Tensor>();
     try {
@@ -147,7 +177,8 @@ export class PatchDiscriminator {
         const t = raw.rank === 4 ? tf.transpose(raw, [2, 3, 1, 0]) : raw.clone();
         raw.dispose();
         loaded.set(n, t);
-        if (t.shape.join() !== variable.shape.join()) throw new Error(`${where}: ${n} has shape [${t.shape}], expected [${variable.shape}]`);
+        if (t.shape.join() !== variable.shape.join())
+          throw new Error(`${where}: ${n} has shape [${t.shape}], expected [${variable.shape}]`);
       }
       for (const [n, t] of loaded) this.variables.get(n)!.assign(t);
     } finally {

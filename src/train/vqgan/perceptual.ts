@@ -34,11 +34,15 @@ export class VggPerceptual {
       let cin = 3;
       for (const [k, idx] of VGG16_CONV_INDICES.entries()) {
         const cout = VGG16_CHANNELS[k];
-        for (const [suffix, shape] of [['weight', [cout, cin, 3, 3]], ['bias', [cout]]] as const) {
+        for (const [suffix, shape] of [
+          ['weight', [cout, cin, 3, 3]],
+          ['bias', [cout]],
+        ] as const) {
           const name = `features.${idx}.${suffix}`;
           if (!ckpt.has(name)) throw new Error(`${file}: not a torchvision VGG16 (missing ${name})`);
           const got = ckpt.info(name).shape;
-          if (got.join() !== shape.join()) throw new Error(`${file}: ${name} has shape [${got}], VGG16 needs [${shape}]`);
+          if (got.join() !== shape.join())
+            throw new Error(`${file}: ${name} has shape [${got}], VGG16 needs [${shape}]`);
           const raw = await ckpt.tensor(name);
           weights.set(name, suffix === 'weight' ? tf.transpose(raw, [2, 3, 1, 0]) : raw.toFloat());
           raw.dispose();
@@ -56,8 +60,10 @@ export class VggPerceptual {
 
   /** Features at the five LPIPS taps for [0, 1] RGB images [B, H, W, 3]. */
   features(x: tf.Tensor4D): tf.Tensor4D[] {
-    if (x.rank !== 4 || x.shape[3] !== 3) throw new Error(`perceptual loss expects NHWC RGB images, got shape [${x.shape}]`);
-    if (x.shape[1] < 16 || x.shape[2] < 16) throw new Error(`perceptual loss needs images of at least 16x16, got ${x.shape[1]}x${x.shape[2]}`);
+    if (x.rank !== 4 || x.shape[3] !== 3)
+      throw new Error(`perceptual loss expects NHWC RGB images, got shape [${x.shape}]`);
+    if (x.shape[1] < 16 || x.shape[2] < 16)
+      throw new Error(`perceptual loss needs images of at least 16x16, got ${x.shape[1]}x${x.shape[2]}`);
     const out: tf.Tensor4D[] = [];
     let h = tf.div(tf.sub(x, tf.tensor1d(IMAGENET_MEAN)), tf.tensor1d(IMAGENET_STD)) as tf.Tensor4D;
     for (const idx of VGG16_CONV_INDICES) {

@@ -19,7 +19,6 @@ import { imageToFloats } from '../../image/to-floats.ts';
 import { imageOf, readTarSamples } from '../../shards/tar-reader.ts';
 import { SeededRandom, deriveSeed, epochOrder } from '../data/random.ts';
 
-
 export interface PixelDatasetOptions {
   datasetDir: string;
   /** Square side the images are resized (cover + centre crop) to. */
@@ -79,7 +78,9 @@ export function listImageShards(datasetDir: string): number[] {
 /** Reads one shard's usable samples (compressed image bytes), in tar order. */
 export async function readShardImages(datasetDir: string, shard: number, rule: UsableRule): Promise<ShardImages> {
   const file = shardPaths(datasetDir, shard).tar;
-  const usable = new Set((await readManifest(shardPaths(datasetDir, shard).manifest)).filter((r) => isUsable(r, rule)).map((r) => r.key));
+  const usable = new Set(
+    (await readManifest(shardPaths(datasetDir, shard).manifest)).filter((r) => isUsable(r, rule)).map((r) => r.key),
+  );
   let bytes: Buffer;
   try {
     bytes = await readFile(file);
@@ -103,18 +104,27 @@ export async function decodeImage(bytes: Buffer, res: number, flip: boolean, wha
 }
 
 export async function openPixelDataset(opts: PixelDatasetOptions): Promise<PixelDataset> {
-  if (!Number.isInteger(opts.resolution) || opts.resolution < 1) throw new Error(`openPixelDataset: resolution must be a positive integer, got ${opts.resolution}`);
+  if (!Number.isInteger(opts.resolution) || opts.resolution < 1)
+    throw new Error(`openPixelDataset: resolution must be a positive integer, got ${opts.resolution}`);
   if (opts.crop !== undefined && !(Number.isInteger(opts.crop) && opts.crop >= 1 && opts.crop <= opts.resolution)) {
-    throw new Error(`openPixelDataset: crop must be an integer in [1, resolution ${opts.resolution}], got ${opts.crop}`);
+    throw new Error(
+      `openPixelDataset: crop must be an integer in [1, resolution ${opts.resolution}], got ${opts.crop}`,
+    );
   }
-  if (!Number.isInteger(opts.batchSize) || opts.batchSize < 1) throw new Error(`openPixelDataset: batchSize must be a positive integer, got ${opts.batchSize}`);
+  if (!Number.isInteger(opts.batchSize) || opts.batchSize < 1)
+    throw new Error(`openPixelDataset: batchSize must be a positive integer, got ${opts.batchSize}`);
   const shards = opts.shards ?? listImageShards(opts.datasetDir);
-  if (!shards.length) throw new Error(`openPixelDataset: no shards complete (fetch writes a shard's _stats.json last) in ${opts.datasetDir} (run muse-data fetch)`);
+  if (!shards.length)
+    throw new Error(
+      `openPixelDataset: no shards complete (fetch writes a shard's _stats.json last) in ${opts.datasetDir} (run muse-data fetch)`,
+    );
   for (const s of shards) {
-    if (!Number.isInteger(s) || s < 0) throw new Error(`openPixelDataset: shard index must be an integer >= 0, got ${s}`);
+    if (!Number.isInteger(s) || s < 0)
+      throw new Error(`openPixelDataset: shard index must be an integer >= 0, got ${s}`);
     const { tar, stats } = shardPaths(opts.datasetDir, s);
     if (!existsSync(tar)) throw new Error(`openPixelDataset: shard ${s} is missing (${tar})`);
-    if (!isShardComplete(opts.datasetDir, s)) throw new Error(`openPixelDataset: shard ${shardName(s)} is incomplete (no ${stats}; fetch has not finished it)`);
+    if (!isShardComplete(opts.datasetDir, s))
+      throw new Error(`openPixelDataset: shard ${shardName(s)} is incomplete (no ${stats}; fetch has not finished it)`);
   }
   const rule = await usableRule(opts.datasetDir, { dataRoot: opts.dataRoot, includeFallbacks: opts.includeFallbacks });
   const loader = new PixelLoader(opts, [...shards], rule);
@@ -130,19 +140,34 @@ class PixelLoader implements PixelDataset {
   /** Shard reads in a row that gave no sample; a whole epoch of them means nothing is usable. */
   private emptyRun = 0;
 
-  constructor(private readonly opts: PixelDatasetOptions, readonly shards: number[], private readonly rule: UsableRule) {}
+  constructor(
+    private readonly opts: PixelDatasetOptions,
+    readonly shards: number[],
+    private readonly rule: UsableRule,
+  ) {}
 
   state(): PixelLoaderState {
-    return { version: 1, seed: this.opts.seed, shards: [...this.shards], epoch: this.epoch, position: this.position, index: this.index };
+    return {
+      version: 1,
+      seed: this.opts.seed,
+      shards: [...this.shards],
+      epoch: this.epoch,
+      position: this.position,
+      index: this.index,
+    };
   }
 
   restore(s: PixelLoaderState): void {
     if (!s || s.version !== 1) throw new Error('pixel loader state: unsupported or missing version');
-    if (s.seed !== this.opts.seed) throw new Error(`pixel loader state: seed ${s.seed} differs from the run's seed ${this.opts.seed}`);
-    if (s.shards.join(',') !== this.shards.join(',')) throw new Error('pixel loader state: it was taken with a different shard list');
+    if (s.seed !== this.opts.seed)
+      throw new Error(`pixel loader state: seed ${s.seed} differs from the run's seed ${this.opts.seed}`);
+    if (s.shards.join(',') !== this.shards.join(','))
+      throw new Error('pixel loader state: it was taken with a different shard list');
     const ok = (n: unknown) => Number.isInteger(n) && (n as number) >= 0;
     if (!ok(s.epoch) || !ok(s.position) || !ok(s.index) || s.position > this.shards.length) {
-      throw new Error(`pixel loader state: bad position ${JSON.stringify({ epoch: s.epoch, position: s.position, index: s.index })}`);
+      throw new Error(
+        `pixel loader state: bad position ${JSON.stringify({ epoch: s.epoch, position: s.position, index: s.index })}`,
+      );
     }
     this.epoch = s.epoch;
     this.position = s.position;
@@ -201,7 +226,9 @@ class PixelLoader implements PixelDataset {
       if (this.index >= data.keys.length) {
         if (data.keys.length === 0 && ++this.emptyRun >= this.shards.length) {
           const statuses = this.rule.includeFallbacks ? 'ok/fallback' : 'ok';
-          throw new Error(`no usable samples (status ${statuses}, not a duplicate, not opted out) in shards [${this.shards.join(', ')}] of ${this.opts.datasetDir}`);
+          throw new Error(
+            `no usable samples (status ${statuses}, not a duplicate, not opted out) in shards [${this.shards.join(', ')}] of ${this.opts.datasetDir}`,
+          );
         }
         this.advanceShard();
         continue;
@@ -210,7 +237,8 @@ class PixelLoader implements PixelDataset {
       const perm = this.permutation(data.shard, data.keys.length);
       while (picks.length < batchSize && this.index < data.keys.length) {
         const i = perm[this.index];
-        const flip = !!this.opts.flip &&
+        const flip =
+          !!this.opts.flip &&
           new SeededRandom(deriveSeed(deriveSeed(this.opts.seed, 23, this.epoch), data.shard, this.index)).next() < 0.5;
         const at = new SeededRandom(deriveSeed(deriveSeed(this.opts.seed, 24, this.epoch), data.shard, this.index));
         const [x, y] = crop < res ? [at.below(res - crop + 1), at.below(res - crop + 1)] : [0, 0];
@@ -224,7 +252,7 @@ class PixelLoader implements PixelDataset {
       const p = picks[i];
       for (let row = 0; row < crop; row++) {
         const src = ((p.y + row) * res + p.x) * 3;
-        flat.set(d.subarray(src, src + crop * 3), ((i * crop) + row) * crop * 3);
+        flat.set(d.subarray(src, src + crop * 3), (i * crop + row) * crop * 3);
       }
     });
     return { pixels: tf.tensor4d(flat, [batchSize, crop, crop, 3]), keys: picks.map((p) => p.key), epoch: firstEpoch };

@@ -61,17 +61,32 @@ export class VqganRunner implements StageRunner {
     if (o.datasetDirs.length !== 1) throw new Error('the vqgan stage reads one dataset (data.path)');
     const [datasetDir] = o.datasetDirs;
     const resolution = Number(cfg.model.vqgan.resolution ?? cfg.data.resolution);
-    if (resolution !== cfg.data.resolution) throw new Error(`model.vqgan.resolution ${resolution} differs from data.resolution ${cfg.data.resolution}`);
+    if (resolution !== cfg.data.resolution)
+      throw new Error(`model.vqgan.resolution ${resolution} differs from data.resolution ${cfg.data.resolution}`);
     const vq = VQGAN.create(configFromJson({ ...cfg.model.vqgan, resolution }), cfg.training.seed);
     const all = listImageShards(datasetDir);
     const held = new Set(cfg.data.validation_shards);
-    for (const s of held) if (!all.includes(s)) throw new Error(`data.validation_shards: ${datasetDir} has no shard ${s} (shards: ${all.join(', ') || 'none'})`);
+    for (const s of held)
+      if (!all.includes(s))
+        throw new Error(
+          `data.validation_shards: ${datasetDir} has no shard ${s} (shards: ${all.join(', ') || 'none'})`,
+        );
     const train = cfg.data.train_shards ?? all.filter((s) => !held.has(s));
     const dataRoot = o.dataRoot;
     // The global batch of one update; validation and grids read one rank's micro-batches (what one pass holds).
     const t = cfg.training;
-    const data = await openPixelDataset({ datasetDir, dataRoot, resolution, batchSize: t.batch_size, seed: t.seed, shards: train, flip: cfg.data.random_flip, crop: cfg.data.random_crop ?? undefined });
-    const fixed = (shards: number[], batchSize: number) => () => openPixelDataset({ datasetDir, dataRoot, resolution, batchSize, seed: 0, shards, flip: false });
+    const data = await openPixelDataset({
+      datasetDir,
+      dataRoot,
+      resolution,
+      batchSize: t.batch_size,
+      seed: t.seed,
+      shards: train,
+      flip: cfg.data.random_flip,
+      crop: cfg.data.random_crop ?? undefined,
+    });
+    const fixed = (shards: number[], batchSize: number) => () =>
+      openPixelDataset({ datasetDir, dataRoot, resolution, batchSize, seed: 0, shards, flip: false });
     const micro = t.batch_size / (comm.size * t.gradient_accumulation_steps);
     const openValidation = held.size ? fixed([...held], micro) : null;
     const v = cfg.vqgan_training;
@@ -83,7 +98,9 @@ export class VqganRunner implements StageRunner {
       codebookWeight: v.codebook_weight,
       perceptual,
       perceptualWeight: v.perceptual_weight,
-      gan: d.enabled ? { config: { ndf: d.ndf, nLayers: d.n_layers }, loss: d.loss, start: d.start_step, weight: d.weight } : undefined,
+      gan: d.enabled
+        ? { config: { ndf: d.ndf, nLayers: d.n_layers }, loss: d.loss, start: d.start_step, weight: d.weight }
+        : undefined,
       optimizer: configAdamW(cfg),
       maxGradNorm: cfg.training.max_grad_norm,
       ema: configEmaOptions(cfg),
@@ -92,7 +109,16 @@ export class VqganRunner implements StageRunner {
       codebookInit: v.codebook_init,
       comm,
     });
-    return new VqganRunner(cfg, o.runDir, vq, trainer, data, openValidation, fixed(held.size ? [...held] : train, Math.min(micro, GRID_IMAGES)), comm);
+    return new VqganRunner(
+      cfg,
+      o.runDir,
+      vq,
+      trainer,
+      data,
+      openValidation,
+      fixed(held.size ? [...held] : train, Math.min(micro, GRID_IMAGES)),
+      comm,
+    );
   }
 
   async restore(from: ResumePoint): Promise<void> {
@@ -105,19 +131,34 @@ export class VqganRunner implements StageRunner {
     const batch = await this.data.next();
     if (!this.dataAgreed) {
       this.dataAgreed = true;
-      assertAgreement(this.comm, 'the first batch\'s sample keys: are the shards, data.path and train shards the same on every rank?', crc32.str(batch.keys.join('\n')) >>> 0);
+      assertAgreement(
+        this.comm,
+        "the first batch's sample keys: are the shards, data.path and train shards the same on every rank?",
+        crc32.str(batch.keys.join('\n')) >>> 0,
+      );
     }
     // The global batch as its micro-batches of every rank, in order (the trainer takes this rank's share of them).
-    const micro = tf.split(batch.pixels, this.comm.size * this.cfg.training.gradient_accumulation_steps) as tf.Tensor4D[];
+    const micro = tf.split(
+      batch.pixels,
+      this.comm.size * this.cfg.training.gradient_accumulation_steps,
+    ) as tf.Tensor4D[];
     batch.pixels.dispose();
     const dataMs = performance.now() - t0;
     const lr = configLearningRate(this.cfg, step);
     try {
       const t1 = performance.now();
       const m = await this.trainer.step(micro, step, lr);
-      const out: Record<string, number> = { lr, data_ms: round(dataMs), compute_ms: round(performance.now() - t1), epoch: batch.epoch };
+      const out: Record<string, number> = {
+        lr,
+        data_ms: round(dataMs),
+        compute_ms: round(performance.now() - t1),
+        epoch: batch.epoch,
+      };
       for (const [k, v] of Object.entries(m)) if (typeof v === 'number') out[k] = v;
-      if (!m.updated) throw new Error(`step ${step + 1}: the gradient norm is ${m.grad_norm} (loss ${m.loss}); stopping without applying this update (try a lower optimizer.lr)`);
+      if (!m.updated)
+        throw new Error(
+          `step ${step + 1}: the gradient norm is ${m.grad_norm} (loss ${m.loss}); stopping without applying this update (try a lower optimizer.lr)`,
+        );
       return out;
     } finally {
       tf.dispose(micro);
@@ -166,7 +207,12 @@ export class VqganRunner implements StageRunner {
 
   weightsChecksum(): Promise<number> {
     const d = this.trainer.discriminator;
-    return tensorsChecksum(new Map<string, tf.Tensor>([...this.vq.namedVariables(), ...(d ? [...d.variables].map(([n, v]) => [`discriminator.${n}`, v] as [string, tf.Tensor]) : [])]));
+    return tensorsChecksum(
+      new Map<string, tf.Tensor>([
+        ...this.vq.namedVariables(),
+        ...(d ? [...d.variables].map(([n, v]) => [`discriminator.${n}`, v] as [string, tf.Tensor]) : []),
+      ]),
+    );
   }
 
   dispose(): void {

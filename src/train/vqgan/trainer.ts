@@ -25,7 +25,19 @@ import { CodebookUsage, codeCounts, restartCodes } from './codebook-usage.ts';
 import { SINGLE_PROCESS, type Communicator } from '../../runtime/mpi.ts';
 import { initCodebookFromLatents } from './codebook-init.ts';
 import { PatchDiscriminator, type DiscriminatorConfig } from './discriminator.ts';
-import { CODEBOOK_INITS, GAN_LOSS_KINDS, RECONSTRUCTION_KINDS, adaptiveWeightTensor, discriminatorLoss, generatorLoss, lastLayerGradNorms, reconstructionLoss, type CodebookInit, type GanLossKind, type ReconstructionKind } from './losses.ts';
+import {
+  CODEBOOK_INITS,
+  GAN_LOSS_KINDS,
+  RECONSTRUCTION_KINDS,
+  adaptiveWeightTensor,
+  discriminatorLoss,
+  generatorLoss,
+  lastLayerGradNorms,
+  reconstructionLoss,
+  type CodebookInit,
+  type GanLossKind,
+  type ReconstructionKind,
+} from './losses.ts';
 import { quotedChoices } from '../../util/suggest.ts';
 import type { VggPerceptual } from './perceptual.ts';
 import { deriveSeed } from '../data/random.ts';
@@ -136,7 +148,6 @@ interface MicroTensors {
   dWeight?: tf.Tensor;
 }
 
-
 export class VqganTrainer {
   readonly optimizer: AdamW;
   readonly ema?: EMA;
@@ -144,20 +155,31 @@ export class VqganTrainer {
   readonly discOptimizer?: AdamW;
   readonly usage: CodebookUsage;
   private readonly vars: Map<string, tf.Variable>;
-  private readonly o: Required<Omit<VqganTrainerOptions, 'perceptual' | 'gan' | 'ema' | 'optimizer' | 'comm'>> & { optimizer: AdamWSettings };
+  private readonly o: Required<Omit<VqganTrainerOptions, 'perceptual' | 'gan' | 'ema' | 'optimizer' | 'comm'>> & {
+    optimizer: AdamWSettings;
+  };
   private readonly comm: Communicator;
   private static readonly KMEANS_ITERATIONS = 5;
   private readonly gan?: Required<Omit<GanSettings, 'config'>>;
 
-  constructor(readonly vq: VQGAN, private readonly opts: VqganTrainerOptions) {
+  constructor(
+    readonly vq: VQGAN,
+    private readonly opts: VqganTrainerOptions,
+  ) {
     if (!Number.isInteger(opts.seed)) throw new Error(`VqganTrainer: seed must be an integer, got ${opts.seed}`);
-    if (vq.config.dropout > 0) throw new Error('VqganTrainer: VQGAN dropout > 0 uses an unseeded RNG (resume would not be exact); set dropout 0');
+    if (vq.config.dropout > 0)
+      throw new Error(
+        'VqganTrainer: VQGAN dropout > 0 uses an unseeded RNG (resume would not be exact); set dropout 0',
+      );
     const restartAfterSteps = opts.restartAfterSteps ?? 0;
-    if (!Number.isInteger(restartAfterSteps) || restartAfterSteps < 0) throw new Error(`VqganTrainer: restartAfterSteps must be an integer >= 0, got ${restartAfterSteps}`);
+    if (!Number.isInteger(restartAfterSteps) || restartAfterSteps < 0)
+      throw new Error(`VqganTrainer: restartAfterSteps must be an integer >= 0, got ${restartAfterSteps}`);
     const warmup = opts.autoencoderWarmupSteps ?? 0;
-    if (!Number.isInteger(warmup) || warmup < 0) throw new Error(`VqganTrainer: autoencoderWarmupSteps must be an integer >= 0, got ${warmup}`);
+    if (!Number.isInteger(warmup) || warmup < 0)
+      throw new Error(`VqganTrainer: autoencoderWarmupSteps must be an integer >= 0, got ${warmup}`);
     const init = opts.codebookInit ?? 'none';
-    if (!CODEBOOK_INITS.includes(init)) throw new Error(`VqganTrainer: codebookInit must be ${quotedChoices(CODEBOOK_INITS)}, got ${String(init)}`);
+    if (!CODEBOOK_INITS.includes(init))
+      throw new Error(`VqganTrainer: codebookInit must be ${quotedChoices(CODEBOOK_INITS)}, got ${String(init)}`);
     this.o = {
       seed: opts.seed,
       reconstruction: opts.reconstruction ?? 'l1',
@@ -170,14 +192,28 @@ export class VqganTrainer {
       codebookInit: init,
       optimizer: { beta1: 0.5, beta2: 0.9, eps: 1e-8, weightDecay: 0, ...opts.optimizer },
     };
-    if (!RECONSTRUCTION_KINDS.includes(this.o.reconstruction)) throw new Error(`VqganTrainer: reconstruction must be ${quotedChoices(RECONSTRUCTION_KINDS)}, got ${String(this.o.reconstruction)}`);
+    if (!RECONSTRUCTION_KINDS.includes(this.o.reconstruction))
+      throw new Error(
+        `VqganTrainer: reconstruction must be ${quotedChoices(RECONSTRUCTION_KINDS)}, got ${String(this.o.reconstruction)}`,
+      );
     this.vars = vq.namedVariables();
     this.optimizer = new AdamW(this.vars, this.o.optimizer);
     if (opts.ema) this.ema = new EMA(this.vars, opts.ema);
     if (opts.gan) {
-      this.gan = { loss: opts.gan.loss ?? 'hinge', start: opts.gan.start ?? 0, weight: opts.gan.weight ?? 0.8, factor: opts.gan.factor ?? 1 };
-      if (!GAN_LOSS_KINDS.includes(this.gan.loss)) throw new Error(`VqganTrainer: gan.loss must be ${quotedChoices(GAN_LOSS_KINDS)}, got ${String(this.gan.loss)}`);
-      this.discriminator = new PatchDiscriminator({ inputChannels: vq.config.numChannels, ...opts.gan.config }, opts.seed + 1);
+      this.gan = {
+        loss: opts.gan.loss ?? 'hinge',
+        start: opts.gan.start ?? 0,
+        weight: opts.gan.weight ?? 0.8,
+        factor: opts.gan.factor ?? 1,
+      };
+      if (!GAN_LOSS_KINDS.includes(this.gan.loss))
+        throw new Error(
+          `VqganTrainer: gan.loss must be ${quotedChoices(GAN_LOSS_KINDS)}, got ${String(this.gan.loss)}`,
+        );
+      this.discriminator = new PatchDiscriminator(
+        { inputChannels: vq.config.numChannels, ...opts.gan.config },
+        opts.seed + 1,
+      );
       this.discOptimizer = new AdamW(this.discriminator.variables, this.o.optimizer);
     }
     this.usage = new CodebookUsage(vq.config.numEmbeddings, 0);
@@ -199,23 +235,36 @@ export class VqganTrainer {
   async step(pixels: tf.Tensor4D | tf.Tensor4D[], step: number, lr: number): Promise<VqganStepMetrics> {
     const batches = Array.isArray(pixels) ? pixels : [pixels];
     if (!batches.length) throw new Error('VqganTrainer.step: no micro-batches');
-    if (!Number.isInteger(step) || step < 0) throw new Error(`VqganTrainer.step: step must be an integer >= 0, got ${step}`);
+    if (!Number.isInteger(step) || step < 0)
+      throw new Error(`VqganTrainer.step: step must be an integer >= 0, got ${step}`);
     // Any side that is a multiple of the downsampling factor (random crops train the convolutional VQGAN on parts).
     const f = derived(this.vq.config).reductionFactor;
     for (const b of batches) {
-      if (b.rank !== 4 || b.shape[1] % f !== 0 || b.shape[2] % f !== 0 || b.shape[1] < f || b.shape[2] < f || b.shape[3] !== this.vq.config.numChannels) {
-        throw new Error(`VqganTrainer.step: pixels must be [B, H, W, ${this.vq.config.numChannels}] with H and W multiples of the downsampling factor ${f}, got [${b.shape}]`);
+      if (
+        b.rank !== 4 ||
+        b.shape[1] % f !== 0 ||
+        b.shape[2] % f !== 0 ||
+        b.shape[1] < f ||
+        b.shape[2] < f ||
+        b.shape[3] !== this.vq.config.numChannels
+      ) {
+        throw new Error(
+          `VqganTrainer.step: pixels must be [B, H, W, ${this.vq.config.numChannels}] with H and W multiples of the downsampling factor ${f}, got [${b.shape}]`,
+        );
       }
     }
     const ganOn = this.ganActive(step);
     const quantize = step >= this.o.autoencoderWarmupSteps;
     const { rank, size } = this.comm;
     if (batches.length % size !== 0) {
-      throw new Error(`VqganTrainer.step: ${batches.length} micro-batches do not split evenly over ${size} ranks (training.batch_size must divide by ranks x gradient_accumulation_steps)`);
+      throw new Error(
+        `VqganTrainer.step: ${batches.length} micro-batches do not split evenly over ${size} ranks (training.batch_size must divide by ranks x gradient_accumulation_steps)`,
+      );
     }
     const per = batches.length / size;
     const mine = batches.slice(rank * per, (rank + 1) * per);
-    if (this.o.codebookInit === 'kmeans++' && step === this.o.autoencoderWarmupSteps) await this.initCodebook(batches, step);
+    if (this.o.codebookInit === 'kmeans++' && step === this.o.autoencoderWarmupSteps)
+      await this.initCodebook(batches, step);
     let sums = new Map<string, tf.Tensor>();
     const parts = { rec: 0, codebook: 0, perceptual: 0, g: 0, dWeight: 0 };
     const ids: Int32Array[] = [];
@@ -242,10 +291,16 @@ export class VqganTrainer {
       const n = batches.length;
       if (size > 1) {
         const keys = ['rec', 'codebook', 'perceptual', 'g', 'dWeight'] as const;
-        const reduced = await allreduceGrads(sums, this.comm, keys.map((k) => parts[k]));
+        const reduced = await allreduceGrads(
+          sums,
+          this.comm,
+          keys.map((k) => parts[k]),
+        );
         tf.dispose([...sums.values()]);
         sums = reduced.grads;
-        keys.forEach((k, i) => { parts[k] = reduced.extra[i]; });
+        keys.forEach((k, i) => {
+          parts[k] = reduced.extra[i];
+        });
       }
       const mean = new Map<string, tf.Tensor>();
       for (const [name, s] of sums) mean.set(name, n === 1 ? s : tf.div(s, n));
@@ -285,7 +340,10 @@ export class VqganTrainer {
       }
 
       const counts = new Float64Array(this.usage.numCodes);
-      for (const a of ids) codeCounts(a, this.usage.numCodes).forEach((c, i) => { counts[i] += c; });
+      for (const a of ids)
+        codeCounts(a, this.usage.numCodes).forEach((c, i) => {
+          counts[i] += c;
+        });
       this.comm.allreduceF64(counts, 'sum');
       metrics.perplexity = this.usage.recordCounts(counts, step);
       if (this.o.restartAfterSteps > 0) metrics.dead_codes_restarted = await this.restartDead(batches, step);
@@ -310,8 +368,8 @@ export class VqganTrainer {
       let hIn: tf.Tensor4D | undefined;
       const tap: Tap | undefined = ganOn
         ? (name, a) => {
-          if (name === 'decoder.norm_out') hIn = tf.keep(detach(a as tf.Tensor4D));
-        }
+            if (name === 'decoder.norm_out') hIn = tf.keep(detach(a as tf.Tensor4D));
+          }
         : undefined;
       const o = quantize ? this.vq.forward(x, { training: true, tap }) : this.autoencode(x, tap);
       kept.ids = tf.keep(o.ids);
@@ -342,7 +400,9 @@ export class VqganTrainer {
     try {
       const fields = (['rec', 'codebook', 'perceptual', 'g', 'dWeight'] as const).filter((k) => kept[k]);
       const values = await readScalars(fields.map((k) => kept[k]!));
-      fields.forEach((k, i) => { out[k] = values[i]; });
+      fields.forEach((k, i) => {
+        out[k] = values[i];
+      });
       out.ids = Int32Array.from(await readData<'int32'>(kept.ids!));
     } catch (err) {
       tf.dispose([...byParam.values(), ...(out.xrec ? [out.xrec] : [])]);
@@ -350,11 +410,23 @@ export class VqganTrainer {
     } finally {
       tf.dispose(Object.values(kept));
     }
-    return { grads: byParam, rec: out.rec!, codebook: out.codebook!, perceptual: out.perceptual, g: out.g, dWeight: out.dWeight, ids: out.ids!, xrec: out.xrec };
+    return {
+      grads: byParam,
+      rec: out.rec!,
+      codebook: out.codebook!,
+      perceptual: out.perceptual,
+      g: out.g,
+      dWeight: out.dWeight,
+      ids: out.ids!,
+      xrec: out.xrec,
+    };
   }
 
   /** Warm-up forward: decoder(encoder(x)) with no quantization; ids (for usage stats only) and a zero codebook loss. */
-  private autoencode(x: tf.Tensor4D, tap?: Tap): { reconstruction: tf.Tensor4D; ids: tf.Tensor2D; codebookLoss: tf.Scalar } {
+  private autoencode(
+    x: tf.Tensor4D,
+    tap?: Tap,
+  ): { reconstruction: tf.Tensor4D; ids: tf.Tensor2D; codebookLoss: tf.Scalar } {
     const latents = this.vq.encoder(x, { training: true, tap });
     const ids = tf.tidy(() => this.vq.quantize(detach(latents)).ids);
     return { reconstruction: this.vq.decoder(latents, { training: true, tap }), ids, codebookLoss: tf.scalar(0) };
@@ -365,7 +437,12 @@ export class VqganTrainer {
     const d = this.vq.config.zChannels;
     const latents = tf.tidy(() => tf.concat(batches.map((b) => this.vq.encoder(b).reshape([-1, d]))) as tf.Tensor2D);
     try {
-      await initCodebookFromLatents(this.vq.param('quantize.embedding.weight'), latents, deriveSeed(this.o.seed, 44, step), VqganTrainer.KMEANS_ITERATIONS);
+      await initCodebookFromLatents(
+        this.vq.param('quantize.embedding.weight'),
+        latents,
+        deriveSeed(this.o.seed, 44, step),
+        VqganTrainer.KMEANS_ITERATIONS,
+      );
     } finally {
       latents.dispose();
     }
@@ -402,7 +479,12 @@ export class VqganTrainer {
   }
 
   /** The discriminator's update on this rank's micro-batches, averaged over all `total` micro-batches of every rank. */
-  private async discriminatorStep(real: tf.Tensor4D[], fake: tf.Tensor4D[], lr: number, total: number): Promise<{ loss: number; norm: number }> {
+  private async discriminatorStep(
+    real: tf.Tensor4D[],
+    fake: tf.Tensor4D[],
+    lr: number,
+    total: number,
+  ): Promise<{ loss: number; norm: number }> {
     const disc = this.discriminator!;
     const names = [...disc.variables.keys()];
     const list = [...disc.variables.values()];
@@ -410,7 +492,8 @@ export class VqganTrainer {
     const losses: tf.Tensor[] = [];
     real.forEach((x, i) => {
       const { value, grads } = tf.variableGrads(
-        () => tf.mul(discriminatorLoss(disc.apply(x), disc.apply(fake[i]), this.gan!.loss), this.gan!.factor) as tf.Scalar,
+        () =>
+          tf.mul(discriminatorLoss(disc.apply(x), disc.apply(fake[i]), this.gan!.loss), this.gan!.factor) as tf.Scalar,
         list,
       );
       losses.push(value);
@@ -488,7 +571,10 @@ export class VqganTrainer {
     if (this.discriminator && this.discOptimizer) {
       const t = this.discriminator.torchTensors();
       try {
-        await saveSafetensors(checkpointPath(dir, 'discriminator'), t, { format: 'pt', config: JSON.stringify(this.discriminator.config) });
+        await saveSafetensors(checkpointPath(dir, 'discriminator'), t, {
+          format: 'pt',
+          config: JSON.stringify(this.discriminator.config),
+        });
       } finally {
         tf.dispose(Object.values(t));
       }
@@ -510,7 +596,8 @@ export class VqganTrainer {
     };
     const saved = await VQGAN.fromSafetensors(need('vqgan'));
     try {
-      if (JSON.stringify(saved.config) !== JSON.stringify(this.vq.config)) throw new Error(`VQGAN checkpoint ${dir}: its VQGAN config differs from the trainer's`);
+      if (JSON.stringify(saved.config) !== JSON.stringify(this.vq.config))
+        throw new Error(`VQGAN checkpoint ${dir}: its VQGAN config differs from the trainer's`);
       for (const [n, v] of saved.namedVariables()) this.vars.get(n)!.assign(v);
     } finally {
       saved.dispose();
@@ -530,7 +617,8 @@ export class VqganTrainer {
     }
     await withReader(need('vqganState'), async (r) => {
       const meta = r.metadata();
-      if (meta.version !== STATE_VERSION) throw new Error(`${checkpointPath(dir, 'vqganState')}: unsupported version ${meta.version}`);
+      if (meta.version !== STATE_VERSION)
+        throw new Error(`${checkpointPath(dir, 'vqganState')}: unsupported version ${meta.version}`);
       const t = await r.read('codebook_last_used');
       this.usage.restore(t.data);
     });
