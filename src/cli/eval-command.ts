@@ -34,13 +34,11 @@ export async function main(argv: string[]): Promise<number> {
   const out = (s: string) => process.stdout.write(s);
   const err = (s: string) => process.stderr.write(s);
   const common = (y: ReturnType<typeof yargs>) =>
-    y
-      .option('backend', { choices: BACKEND_NAMES as unknown as string[], default: 'auto' })
-      .option('data-root', {
-        type: 'string',
-        describe:
-          "data root (FID statistics cache in <data root>/fid-stats; its index lists the opt-outs a dataset set leaves out, default: the dataset's parent folder)",
-      });
+    y.option('backend', { choices: BACKEND_NAMES as unknown as string[], default: 'auto' }).option('data-root', {
+      type: 'string',
+      describe:
+        "data root (FID statistics cache in <data root>/fid-stats; its index lists the opt-outs a dataset set leaves out, default: the dataset's parent folder)",
+    });
   const fidOpts = (y: ReturnType<typeof yargs>) =>
     y
       .option('inception', {

@@ -215,12 +215,10 @@ export function optoutCommands(y: Argv, run: Run) {
       'import <file>',
       'opt out every URL (or 64-hex sha256) in a file: one per line, or CSV/JSONL with a url and/or sha256 column',
       (yy) =>
-        dataRoot(yy)
-          .positional('file', { type: 'string', demandOption: true })
-          .option('format', {
-            choices: IMPORT_FORMATS,
-            describe: 'default: from the extension (.csv, .jsonl), else by the first line',
-          }),
+        dataRoot(yy).positional('file', { type: 'string', demandOption: true }).option('format', {
+          choices: IMPORT_FORMATS,
+          describe: 'default: from the extension (.csv, .jsonl), else by the first line',
+        }),
       run(importFile),
     )
     .command('remove [url..]', 'withdraw opt-outs', (yy) => targets(yy, 'withdraw'), run(remove))

@@ -83,13 +83,11 @@ export function playRoutes(app: FastifyInstance, ctx: ServerContext, play: Playg
           num: b.num ?? 1,
         }),
       );
-      return reply
-        .status(202)
-        .send({
-          job: job.id,
-          events: `/api/play/jobs/${job.id}/events`,
-          position: (job.events[0] as { position: number }).position,
-        });
+      return reply.status(202).send({
+        job: job.id,
+        events: `/api/play/jobs/${job.id}/events`,
+        position: (job.events[0] as { position: number }).position,
+      });
     },
   );
 
