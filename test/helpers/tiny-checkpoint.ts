@@ -82,3 +82,11 @@ export async function writeTinyCheckpoint(dir: string, opts: TinyCheckpointOptio
   await writeFile(path.join(ckpt, 'sampling.json'), JSON.stringify(info, null, 2) + '\n');
   return ckpt;
 }
+
+/** A random 32 px VQGAN folder with a 4x4 token grid and 64 codes, as training tests pass to `model.vq`. */
+export async function writeTinyVqgan(dir: string, seed = 3): Promise<string> {
+  const vq = VQGAN.create({ ...TINY_VQ_CONFIG, numEmbeddings: 64 }, seed);
+  await vq.save(dir);
+  vq.dispose();
+  return dir;
+}

@@ -13,6 +13,7 @@ import { loadTrainConfig } from '../../src/train/config/load.ts';
 import { MuseRunner } from '../../src/train/muse/runner.ts';
 import { runTrainingLoop } from '../../src/train/run/loop.ts';
 import { writeDemoTextEncoder } from '../../src/demo/text-encoder.ts';
+import { writeTinyVqgan } from '../helpers/tiny-checkpoint.ts';
 
 const root = path.resolve(import.meta.dirname, '../..');
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'muse-moved-run-'));
@@ -62,21 +63,7 @@ test('a moved run folder resumes and samples without its original VQGAN and text
     const t5 = path.join(models, 'words-t5');
     await writeDemoTextEncoder(t5, PROMPTS);
     const vqDir = path.join(models, 'vq-4x4');
-    const { VQGAN } = await import('../../src/models/vqgan/index.ts');
-    const vq = VQGAN.create(
-      {
-        resolution: 32,
-        hiddenChannels: 32,
-        channelMult: [1, 1, 1, 1],
-        numResBlocks: 1,
-        zChannels: 8,
-        quantizedEmbedDim: 8,
-        numEmbeddings: 64,
-      },
-      3,
-    );
-    await vq.save(vqDir);
-    vq.dispose();
+    await writeTinyVqgan(vqDir);
     const sets = [`model.vq=${vqDir}`, `model.text_encoder=t5:${t5}`];
 
     const run = path.join(tmp, 'runs', 'first');

@@ -18,6 +18,7 @@ import { dropConditioning } from '../../src/train/muse/cond-dropout.ts';
 import { SeededRandom } from '../../src/train/data/random.ts';
 import { byt5Tiny, combineTextEncoders, loadTextEncoder } from '../../src/models/text/index.ts';
 import { readData } from '../../src/runtime/read.ts';
+import { writeTinyVqgan } from '../helpers/tiny-checkpoint.ts';
 
 const root = path.resolve(import.meta.dirname, '../..');
 const configsDir = path.join(root, 'configs');
@@ -189,21 +190,7 @@ test('combined conditioning: a trained checkpoint samples through muse-sample wi
   await onBackend('wasm', async () => {
     const clipDir = await clipFixtureDir();
     const vqDir = path.join(tmp, 'vq-4x4');
-    const { VQGAN } = await import('../../src/models/vqgan/index.ts');
-    const vq = VQGAN.create(
-      {
-        resolution: 32,
-        hiddenChannels: 32,
-        channelMult: [1, 1, 1, 1],
-        numResBlocks: 1,
-        zChannels: 8,
-        quantizedEmbedDim: 8,
-        numEmbeddings: 64,
-      },
-      3,
-    );
-    await vq.save(vqDir);
-    vq.dispose();
+    await writeTinyVqgan(vqDir);
     const dir = await dataset('sampler', { 0: 8 });
     const run = path.join(tmp, 'run-sampler');
     await train(dir, run, [

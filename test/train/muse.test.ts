@@ -27,6 +27,7 @@ import { losses, quiet, trainMuse, type TrainOptions } from '../helpers/muse-tra
 import { TRANSFORMER } from '../helpers/muse-variants.ts';
 import { MaskGitTransformer } from '../../src/models/transformer/index.ts';
 import { runCli } from '../helpers/cli.ts';
+import { writeTinyVqgan } from '../helpers/tiny-checkpoint.ts';
 
 const root = path.resolve(import.meta.dirname, '../..');
 const configsDir = path.join(root, 'configs');
@@ -203,21 +204,7 @@ test('a trained checkpoint samples through the sampler (EMA weights, its VQGAN, 
   await onBackend('wasm', async () => {
     const dir = await dataset('sampler', { 0: 8 }, 256); // byt5-tiny's width, which the sampler encodes prompts with
     const vqDir = path.join(tmp, 'vq-4x4');
-    const { VQGAN } = await import('../../src/models/vqgan/index.ts');
-    const vq = VQGAN.create(
-      {
-        resolution: 32,
-        hiddenChannels: 32,
-        channelMult: [1, 1, 1, 1],
-        numResBlocks: 1,
-        zChannels: 8,
-        quantizedEmbedDim: 8,
-        numEmbeddings: 64,
-      },
-      3,
-    );
-    await vq.save(vqDir);
-    vq.dispose();
+    await writeTinyVqgan(vqDir);
     const run = path.join(tmp, 'run-sampler');
     await train(dir, run, [
       'training.max_steps=2',
@@ -284,22 +271,7 @@ test('a trained checkpoint samples through the sampler (EMA weights, its VQGAN, 
 test('the token cache is matched to model.vq by its weights; other weights are refused with the fix', async () => {
   await onBackend('wasm', async () => {
     const dir = await dataset('cache-ids', { 0: 4 });
-    const { VQGAN } = await import('../../src/models/vqgan/index.ts');
-    const vqDir = path.join(tmp, 'vq-untokenized');
-    const vq = VQGAN.create(
-      {
-        resolution: 32,
-        hiddenChannels: 32,
-        channelMult: [1, 1, 1, 1],
-        numResBlocks: 1,
-        zChannels: 8,
-        quantizedEmbedDim: 8,
-        numEmbeddings: 64,
-      },
-      4,
-    );
-    await vq.save(vqDir);
-    vq.dispose();
+    const vqDir = await writeTinyVqgan(path.join(tmp, 'vq-untokenized'), 4);
     const cfg = loadTrainConfig({
       stage: 'tiny',
       configsDir,

@@ -10,6 +10,7 @@ import path from 'node:path';
 import { onBackend } from '../helpers/backend.ts';
 import { trainMuse } from '../helpers/muse-training.ts';
 import { UVIT } from '../helpers/muse-variants.ts';
+import { writeTinyVqgan } from '../helpers/tiny-checkpoint.ts';
 
 const FIX = fixturePath();
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'muse-train-uvit-'));
@@ -26,21 +27,7 @@ test('uvit: a trained checkpoint samples through muse-sample (pooled CLIP vector
     for (const f of ['tokenizer.json', 'tokenizer_config.json'])
       await fsp.copyFile(path.join(FIX, 'tokenizers/clip', f), path.join(clipDir, f));
     const vqDir = path.join(tmp, 'vq-4x4');
-    const { VQGAN } = await import('../../src/models/vqgan/index.ts');
-    const vq = VQGAN.create(
-      {
-        resolution: 32,
-        hiddenChannels: 32,
-        channelMult: [1, 1, 1, 1],
-        numResBlocks: 1,
-        zChannels: 8,
-        quantizedEmbedDim: 8,
-        numEmbeddings: 64,
-      },
-      3,
-    );
-    await vq.save(vqDir);
-    vq.dispose();
+    await writeTinyVqgan(vqDir);
     const dir = await dataset('sampler', { 0: 8 });
     const run = path.join(tmp, 'run-sampler');
     await train(dir, run, [
