@@ -9,27 +9,13 @@ import os from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../../src/runtime/backend.ts';
-import { skipUnlessAvailable } from '../helpers/system-component.ts';
+import { webgpuSkip } from '../helpers/backend.ts';
 import { bundleApp } from '../../bench/device/pack.ts';
 import type { DeviceReport } from '../../bench/device/main.ts';
 
 const root = path.resolve(import.meta.dirname, '../..');
 
-async function webgpuMissing(): Promise<string | undefined> {
-  try {
-    await initBackend('webgpu', { quiet: true });
-    return undefined;
-  } catch (err) {
-    return `no WebGPU adapter was found: ${(err as Error).message}`;
-  } finally {
-    await tf.setBackend('cpu');
-  }
-}
-const skip = skipUnlessAvailable(
-  'webgpu',
-  await webgpuMissing(),
-  'install Mesa lavapipe: mesa-vulkan-drivers from bookworm-backports',
-);
+const skip = await webgpuSkip();
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'muse-device-test-'));
 test.after(() => rmSync(tmp, { recursive: true, force: true }));

@@ -1,6 +1,7 @@
 /** Shared by the model tests (not a test file itself: `npm test` runs test/*.test.ts only). */
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../../src/runtime/backend.ts';
+import { skipUnlessAvailable } from './system-component.ts';
 
 export type TestBackend = 'cpu' | 'wasm' | 'tensorflow';
 
@@ -28,4 +29,20 @@ export function tensorflowSkip(): Promise<string | false> {
     )
     .finally(() => tf.setBackend('cpu'));
   return nativeMissing;
+}
+
+/**
+ * node:test's `skip` for the webgpu tests: false when a WebGPU adapter opens here, else why (with how to install
+ * lavapipe). With CI set a missing adapter fails instead (skipUnlessAvailable).
+ */
+export async function webgpuSkip(): Promise<string | false> {
+  let missing: string | undefined;
+  try {
+    await initBackend('webgpu', { quiet: true });
+  } catch (err) {
+    missing = `no WebGPU adapter was found: ${(err as Error).message}`;
+  } finally {
+    await tf.setBackend('cpu');
+  }
+  return skipUnlessAvailable('webgpu', missing, 'install Mesa lavapipe: mesa-vulkan-drivers from bookworm-backports');
 }

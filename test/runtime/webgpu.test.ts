@@ -2,7 +2,7 @@
 // fixtures (the parity set: helpers/parity-suite.ts). In CI (process.env.CI set) it runs on Mesa lavapipe, which `.ci/run` installs, and a missing
 // adapter fails the test; elsewhere the tests skip, saying why. lavapipe is a CPU rasteriser, so every model
 // here is small. Reads are all asynchronous: dataSync() does not work on webgpu under Node.
-import { skipUnlessAvailable } from '../helpers/system-component.ts';
+import { webgpuSkip } from '../helpers/backend.ts';
 import { on, parityTests } from '../helpers/parity-suite.ts';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -14,22 +14,7 @@ import { assertGpuBufferFits, currentAdapter } from '../../src/runtime/webgpu.ts
 
 const root = path.resolve(import.meta.dirname, '../..');
 
-/** Whether webgpu can run here; in CI its absence is a failure, not a skip. */
-async function webgpuAvailable(): Promise<string | undefined> {
-  try {
-    await initBackend('webgpu', { quiet: true });
-    return undefined;
-  } catch (err) {
-    return `no WebGPU adapter was found: ${(err as Error).message}`;
-  } finally {
-    await tf.setBackend('cpu');
-  }
-}
-const unavailable = skipUnlessAvailable(
-  'webgpu',
-  await webgpuAvailable(),
-  'install Mesa lavapipe: mesa-vulkan-drivers from bookworm-backports',
-);
+const unavailable = await webgpuSkip();
 if (unavailable) console.log(`# webgpu tests skipped: ${unavailable}`);
 const gpuTest = (name: string, fn: () => Promise<void>) =>
   test(name, { skip: unavailable ? unavailable.slice(0, 300) : false }, fn);
