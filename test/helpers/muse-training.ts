@@ -2,6 +2,7 @@
  * The MUSE training loop in this process, as `muse-train` runs it (config from configs/ plus `--set`s, the
  * runner, the loop), quiet; and the losses a run logged. Shared by the training tests of every variant.
  */
+import assert from 'node:assert/strict';
 import path from 'node:path';
 import { loadTrainConfig } from '../../src/train/config/load.ts';
 import { MuseRunner } from '../../src/train/muse/runner.ts';
@@ -47,3 +48,20 @@ export async function losses(runDir: string): Promise<Array<[number, number]>> {
 }
 
 export const mean = (xs: number[]) => xs.reduce((s, x) => s + x, 0) / xs.length;
+
+/**
+ * Samples two prompts from the run's checkpoint twice with one seed (4 steps, guidance 3) and asserts the images
+ * are 4x4 tokens and byte-identical; returns the first result.
+ */
+export async function sampleTwiceAlike(checkpoint: string) {
+  const { sample } = await import('../../src/sample/sample.ts');
+  const opts = { checkpoint, prompts: ['a red circle', 'a blue star'], steps: 4, guidance: 3, seed: 1 };
+  const a = await sample(opts);
+  const b = await sample(opts);
+  assert.equal(a.images.length, 2);
+  for (const [i, im] of a.images.entries()) {
+    assert.equal(im.ids.length, 16);
+    assert.ok(im.png.equals(b.images[i].png), 'same seed, same image');
+  }
+  return a;
+}

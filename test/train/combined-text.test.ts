@@ -10,7 +10,7 @@ import path from 'node:path';
 import { onBackend } from '../helpers/backend.ts';
 import { loadTrainConfig } from '../../src/train/config/load.ts';
 import { MuseRunner } from '../../src/train/muse/runner.ts';
-import { losses, trainMuse, type TrainOptions } from '../helpers/muse-training.ts';
+import { losses, trainMuse, type TrainOptions, sampleTwiceAlike } from '../helpers/muse-training.ts';
 import { BYT5_DIM, CLIP_DIM, CLIP_POOLED, COMBINED } from '../helpers/muse-variants.ts';
 import { openCombinedTextDataset, packTextParts } from '../../src/train/data/combined-text.ts';
 import { openTokenDataset } from '../../src/train/data/loader.ts';
@@ -206,26 +206,7 @@ test('combined conditioning: a trained checkpoint samples through muse-sample wi
       `byt5-tiny,clip:text_encoders/${path.basename(clipDir)}`,
       'the CLIP folder is copied into the checkpoint',
     );
-    const { sample } = await import('../../src/sample/sample.ts');
-    const a = await sample({
-      checkpoint: run,
-      prompts: ['a red circle', 'a blue star'],
-      steps: 4,
-      guidance: 3,
-      seed: 1,
-    });
-    const b = await sample({
-      checkpoint: run,
-      prompts: ['a red circle', 'a blue star'],
-      steps: 4,
-      guidance: 3,
-      seed: 1,
-    });
-    assert.equal(a.images.length, 2);
-    for (const [i, im] of a.images.entries()) {
-      assert.equal(im.ids.length, 16);
-      assert.ok(im.png.equals(b.images[i].png), 'same seed, same image');
-    }
+    await sampleTwiceAlike(run);
   });
 });
 
