@@ -20,6 +20,7 @@ import path from 'node:path';
 import { parquetWriteBuffer } from 'hyparquet-writer';
 import { DEFAULT_DOWNLOAD } from '../src/pipeline/config.ts';
 import { ensureRendered } from './fetch-data.ts';
+import { WORKERS, fetchArgs } from './fetch.ts';
 import { cleanUrl, expectedCounts, hostileUrl, type OriginName } from './fetch-hostile-corpus.ts';
 import type { FromHostile, ToHostile } from './fetch-hostile-server.ts';
 import { markdownTable, median, round, spread, type BenchContext, type BenchReport } from './lib.ts';
@@ -27,7 +28,6 @@ import { markdownTable, median, round, spread, type BenchContext, type BenchRepo
 const PROJECT = path.resolve(import.meta.dirname, '..');
 const BIN = path.join(PROJECT, 'bin', 'muse-data.js');
 const IMAGES = 400;
-const WORKERS = 2;
 const TAIL_FRACTION = 0.95;
 const TARGETS = {
   rows_per_s_ratio_min: 0.85,
@@ -122,29 +122,7 @@ async function fetchOnce(
     const args = [
       BIN,
       'fetch',
-      '--input',
-      parquet,
-      '--input-format',
-      'parquet',
-      '--url-col',
-      'URL',
-      '--caption-col',
-      'TEXT',
-      '--allow-private-network',
-      '--workers',
-      String(WORKERS),
-      '--samples-per-shard',
-      String(samplesPerShard),
-      '--image-size',
-      '256',
-      '--resize-mode',
-      'center_crop',
-      '--encode-format',
-      'jpg',
-      '--encode-quality',
-      '95',
-      '--log-format',
-      'json',
+      ...fetchArgs(parquet, samplesPerShard),
       ...(hasProgressInterval() ? ['--progress-interval', '1'] : []),
       ...extra,
       '--out',

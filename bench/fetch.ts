@@ -64,7 +64,7 @@ const IMAGE: ImageConfig = {
   encode_format: 'jpg',
   encode_quality: 95,
 };
-const WORKERS = 2;
+export const WORKERS = 2;
 const IMAGE_STAGE_PROCESSES = 2;
 const IMAGE_STAGE_CONCURRENCY = 8;
 
@@ -222,7 +222,8 @@ async function runCli(
   return { summary, wall_s, cpu_ms, stderr };
 }
 
-const COMMON_ARGS = [
+/** Image and log flags every fetch bench run passes (fetch, fetch-hostile, queue). */
+export const COMMON_ARGS = [
   '--image-size',
   '256',
   '--resize-mode',
@@ -235,7 +236,8 @@ const COMMON_ARGS = [
   'json',
 ];
 
-function fetchArgs(parquet: string, samplesPerShard: number): string[] {
+/** The fetch flags for a bench corpus parquet (URL / TEXT columns, loopback origins, 2 workers). */
+export function fetchArgs(parquet: string, samplesPerShard: number): string[] {
   return [
     '--input',
     parquet,

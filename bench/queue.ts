@@ -14,30 +14,14 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { cacheDir, catalog, ensureRendered } from './fetch-data.ts';
-import { ensureCertificate, writeParquet } from './fetch.ts';
+import { COMMON_ARGS, ensureCertificate, writeParquet } from './fetch.ts';
 import type { FromServer, ToServer } from './fetch-server.ts';
 import { markdownTable, median, round, type BenchContext, type BenchReport } from './lib.ts';
 import { startRedis } from '../test/helpers/redis.ts';
 
 const PROJECT = path.resolve(import.meta.dirname, '..');
 const BIN = path.join(PROJECT, 'bin', 'muse-data.js');
-const ARGS = [
-  '--url-col',
-  'URL',
-  '--caption-col',
-  'TEXT',
-  '--allow-private-network',
-  '--image-size',
-  '256',
-  '--resize-mode',
-  'center_crop',
-  '--encode-format',
-  'jpg',
-  '--encode-quality',
-  '95',
-  '--log-format',
-  'json',
-];
+const ARGS = ['--url-col', 'URL', '--caption-col', 'TEXT', '--allow-private-network', ...COMMON_ARGS];
 type Mode = 'workers2' | 'queue1' | 'queue2';
 
 function exited(c: ChildProcess): Promise<number | null> {
